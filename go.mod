@@ -1,0 +1,3 @@
+module github.com/junctionhq/junction
+
+go 1.26.8
