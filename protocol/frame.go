@@ -54,6 +54,11 @@ func Decode(b []byte) (*Frame, error) {
 	if len(b) == 0 || b[0] != '{' {
 		return nil, Errorf(CodeInvalidFrame, "a frame must be a JSON object")
 	}
+	if !utf8.Valid(b) {
+		// Text frames must be UTF-8; relaying invalid bytes would make
+		// browsers drop the connection of whoever receives them.
+		return nil, Errorf(CodeInvalidFrame, "a frame must be valid UTF-8")
+	}
 	var f Frame
 	if err := json.Unmarshal(b, &f); err != nil {
 		return nil, Errorf(CodeInvalidFrame, "malformed frame: %s", jsonProblem(err))

@@ -1,0 +1,207 @@
+package protocol
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestDecode(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		wantErr string // substring of the error message; "" means success
+		check   func(t *testing.T, f *Frame)
+	}{
+		{name: "request", in: `{"type":"req","id":"42","method":"sys.ping","params":{"a":1},"idem":"k1"}`,
+			check: func(t *testing.T, f *Frame) {
+				if f.ID != "42" || f.Method != "sys.ping" || f.Idem != "k1" || string(f.Params) != `{"a":1}` {
+					t.Errorf("got %+v", f)
+				}
+			}},
+		{name: "request without params", in: `{"type":"req","id":"1","method":"sys.ping"}`},
+		{name: "response ok", in: `{"type":"res","id":"1","ok":true,"result":{"x":1}}`,
+			check: func(t *testing.T, f *Frame) {
+				if !f.OK || string(f.Result) != `{"x":1}` {
+					t.Errorf("got %+v", f)
+				}
+			}},
+		{name: "response error", in: `{"type":"res","id":"1","ok":false,"error":{"code":"forbidden","message":"no"}}`,
+			check: func(t *testing.T, f *Frame) {
+				if f.OK || f.Error.Code != CodeForbidden {
+					t.Errorf("got %+v", f)
+				}
+			}},
+		{name: "event", in: `{"type":"event","event":"channel.message","topic":"public:a","epoch":"e1","offset":17,"data":{"t":1}}`,
+			check: func(t *testing.T, f *Frame) {
+				if f.Event != "channel.message" || f.Topic != "public:a" || f.Epoch != "e1" || f.Offset != 17 {
+					t.Errorf("got %+v", f)
+				}
+			}},
+		{name: "not json", in: `hello`, wantErr: "must be a JSON object"},
+		{name: "array", in: `[1,2]`, wantErr: "must be a JSON object"},
+		{name: "truncated", in: `{"type":"req","id":"1"`, wantErr: "malformed frame"},
+		{name: "missing type", in: `{"id":"1"}`, wantErr: "missing type"},
+		{name: "unknown type", in: `{"type":"rpc"}`, wantErr: "unknown frame type"},
+		{name: "request missing id", in: `{"type":"req","method":"a.b"}`, wantErr: "missing id"},
+		{name: "request numeric id", in: `{"type":"req","id":42,"method":"a.b"}`, wantErr: "id has the wrong type"},
+		{name: "request missing method", in: `{"type":"req","id":"1"}`, wantErr: "needs a method"},
+		{name: "params not object", in: `{"type":"req","id":"1","method":"a.b","params":[1]}`, wantErr: "params must be an object"},
+		{name: "id too long", in: `{"type":"req","id":"` + strings.Repeat("x", MaxIDLength+1) + `","method":"a.b"}`, wantErr: "id is longer"},
+		{name: "failed response without error", in: `{"type":"res","id":"1","ok":false}`, wantErr: "needs error.code"},
+		{name: "ok response with error", in: `{"type":"res","id":"1","ok":true,"error":{"code":"x"}}`, wantErr: "cannot carry an error"},
+		{name: "event without name", in: `{"type":"event"}`, wantErr: "needs an event name"},
+		{name: "invalid utf-8", in: "{\"type\":\"req\",\"id\":\"1\",\"method\":\"a.b\",\"params\":{\"x\":\"\xff\"}}", wantErr: "valid UTF-8"},
+		{name: "type wrong type", in: `{"type":5}`, wantErr: "type has the wrong type"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := Decode([]byte(tt.in))
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Decode: got error %v, want none", err)
+				}
+				if tt.check != nil {
+					tt.check(t, f)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Decode: got %+v, want error containing %q", f, tt.wantErr)
+			}
+			var pe *Error
+			if !errors.As(err, &pe) || pe.Code != CodeInvalidFrame {
+				t.Fatalf("got error %v, want code %s", err, CodeInvalidFrame)
+			}
+			if !strings.Contains(pe.Message, tt.wantErr) {
+				t.Errorf("got message %q, want it to contain %q", pe.Message, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestSplit(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want []string
+	}{
+		{"one", `{"a":1}`, []string{`{"a":1}`}},
+		{"two", "{\"a\":1}\n{\"b\":2}", []string{`{"a":1}`, `{"b":2}`}},
+		{"trailing newline", "{\"a\":1}\n", []string{`{"a":1}`}},
+		{"blank lines", "\n\n{\"a\":1}\n \n{\"b\":2}\n", []string{`{"a":1}`, `{"b":2}`}},
+		{"empty", "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			Split([]byte(tt.in), func(b []byte) { got = append(got, string(b)) })
+			if strings.Join(got, "|") != strings.Join(tt.want, "|") || len(got) != len(tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestAppendRoundTrip(t *testing.T) {
+	frames := []*Frame{
+		{Type: TypeRequest, ID: "1", Method: "rpc.call", Params: json.RawMessage(`{"x":"y"}`), Idem: "k", Meta: &Meta{Caller: &Caller{UserID: "u", DeviceID: "d"}}},
+		{Type: TypeResponse, ID: "2", OK: true, Result: json.RawMessage(`[1,2]`)},
+		{Type: TypeResponse, ID: "3", Error: Errorf(CodeConflict, "version %d", 3).WithDetail("current", 3)},
+		{Type: TypeEvent, Event: "channel.message", Topic: "session:a\"b", Epoch: "e", Offset: 9, Data: json.RawMessage(`{"t":"\n"}`)},
+	}
+	for _, f := range frames {
+		b, err := f.Append(nil)
+		if err != nil {
+			t.Fatalf("Append(%+v): %v", f, err)
+		}
+		if strings.ContainsRune(string(b), '\n') {
+			t.Errorf("encoded frame contains a raw newline: %s", b)
+		}
+		g, err := Decode(b)
+		if err != nil {
+			t.Fatalf("Decode(%s): %v", b, err)
+		}
+		gb, _ := g.Append(nil)
+		if string(gb) != string(b) {
+			t.Errorf("round trip: got %s, want %s", gb, b)
+		}
+	}
+}
+
+func TestAppendStringMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{"", "plain", `q"uote`, `back\slash`, "ctl\x00\x01\x1f", "tab\tnl\ncr\r", "héllo wörld ✓", "bad\xffutf8", "sep\u2028\u2029", "<html>&"} {
+		got := AppendString(nil, s)
+		var back string
+		if err := json.Unmarshal(got, &back); err != nil {
+			t.Fatalf("AppendString(%q) = %s: not valid JSON: %v", s, got, err)
+		}
+		want := strings.ToValidUTF8(s, "\ufffd")
+		if back != want {
+			t.Errorf("AppendString(%q) decodes to %q, want %q", s, back, want)
+		}
+	}
+}
+
+func TestReconnectAdvised(t *testing.T) {
+	tests := []struct {
+		code int
+		want bool
+	}{
+		{CloseNormal, false}, {CloseGoingAway, true}, {ClosePolicy, false}, {CloseTooBig, false},
+		{CloseInternal, true}, {CloseRestart, true}, {CloseTryLater, true},
+		{CloseTokenExpired, false}, {CloseForbidden, false}, {CloseReplaced, false},
+		{CloseSlowConsumer, true}, {CloseHeartbeatTimeout, true}, {1006, true},
+	}
+	for _, tt := range tests {
+		if got := ReconnectAdvised(tt.code); got != tt.want {
+			t.Errorf("ReconnectAdvised(%d) = %v, want %v", tt.code, got, tt.want)
+		}
+	}
+}
+
+func TestAsErrorHidesInternals(t *testing.T) {
+	e := AsError(errors.New("pq: password authentication failed for user root"))
+	if e.Code != CodeInternal || strings.Contains(e.Message, "pq") {
+		t.Errorf("got %+v, want a generic internal error", e)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	seeds := []string{
+		`{"type":"req","id":"42","method":"channel.subscribe","params":{"topic":"session:abc"},"idem":"x"}`,
+		`{"type":"res","id":"42","ok":true,"result":{"epoch":"e1","offset":17}}`,
+		`{"type":"res","id":"42","ok":false,"error":{"code":"forbidden","message":"no","retryable":false,"retryAfterMs":0,"details":{}}}`,
+		`{"type":"event","event":"channel.message","topic":"session:abc","epoch":"e1","offset":17,"data":{"x":1}}`,
+		`{"type":"req","id":"1","method":"a"}` + "\n" + `{"type":"req","id":"2","method":"b"}`,
+		`{}`, `[]`, `null`, `{"type":"req","id":{"a":1}}`,
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		Split(b, func(raw []byte) {
+			fr, err := Decode(raw)
+			if err != nil {
+				var pe *Error
+				if !errors.As(err, &pe) || pe.Code != CodeInvalidFrame {
+					t.Fatalf("Decode error %v is not invalid_frame", err)
+				}
+				_ = ProbeID(raw)
+				return
+			}
+			out, err := fr.Append(nil)
+			if err != nil {
+				t.Fatalf("Append of a decoded frame failed: %v", err)
+			}
+			if !json.Valid(out) {
+				t.Fatalf("Append produced invalid JSON: %s", out)
+			}
+			if !utf8.Valid(out) {
+				t.Fatalf("Append produced invalid UTF-8: %q", out)
+			}
+		})
+	})
+}
