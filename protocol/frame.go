@@ -181,8 +181,11 @@ func Split(msg []byte, fn func(frame []byte)) {
 }
 
 // Compact returns raw as compact JSON (no insignificant whitespace, so no raw
-// newline), or an error when raw is not valid JSON.
+// newline), or an error when raw is not valid UTF-8 JSON.
 func Compact(raw []byte) (json.RawMessage, error) {
+	if !utf8.Valid(raw) {
+		return nil, Errorf(CodeBadRequest, "data must be valid UTF-8")
+	}
 	var buf bytes.Buffer
 	buf.Grow(len(raw))
 	if err := json.Compact(&buf, raw); err != nil {

@@ -1,0 +1,325 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/internal/web"
+)
+
+// Config is the whole server configuration. Each part belongs to the package
+// that uses it; this type only composes them. Every setting can come from
+// the YAML file (--config), a JUNCTION_* environment variable, or a flag,
+// with the precedence flags > environment > file > default.
+type Config struct {
+	Addr        string     `yaml:"addr" doc:"listen address HOST:PORT (default 127.0.0.1:7700)"`
+	AllowPublic bool       `yaml:"allow_public" doc:"allow listening on a non-loopback address such as 0.0.0.0"`
+	Data        string     `yaml:"data" doc:"data directory for the signing secret and the SQLite database (default ./data)"`
+	Database    string     `yaml:"database" doc:"database: empty for SQLite in the data directory, or postgres://user:pass@host/db"`
+	LogLevel    string     `yaml:"log_level" doc:"debug, info, warn or error (default info)"`
+	LogFormat   string     `yaml:"log_format" doc:"text or json (default: text on a terminal, json otherwise)"`
+	Auth        AuthConfig `yaml:"auth"`
+	Hub         hub.Config `yaml:"hub"`
+	Web         web.Config `yaml:"web"`
+}
+
+// AuthConfig configures token signing.
+type AuthConfig struct {
+	Alg        string        `yaml:"alg" doc:"access token algorithm: HS256 (default, secret in DATA/secret.key) or EdDSA (key in DATA/ed25519.key, see 'junction keygen')"`
+	Issuer     string        `yaml:"issuer" doc:"token issuer claim (default junction)"`
+	AccessTTL  time.Duration `yaml:"access_ttl" doc:"lifetime of access tokens issued at login (default 1h)"`
+	RefreshTTL time.Duration `yaml:"refresh_ttl" doc:"lifetime of refresh tokens (default 720h)"`
+}
+
+func (c *Config) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:7700"
+	}
+	if c.Data == "" {
+		c.Data = "./data"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.Auth.Alg == "" {
+		c.Auth.Alg = "HS256"
+	}
+	if c.Auth.Issuer == "" {
+		c.Auth.Issuer = "junction"
+	}
+	if c.Auth.AccessTTL == 0 {
+		c.Auth.AccessTTL = time.Hour
+	}
+	if c.Auth.RefreshTTL == 0 {
+		c.Auth.RefreshTTL = 30 * 24 * time.Hour
+	}
+}
+
+// validate checks the settings that cmd owns; the parts validate their own.
+func (c *Config) validate() error {
+	host, port, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return fmt.Errorf("addr %q: want HOST:PORT: %w", c.Addr, err)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("addr %q: bad port", c.Addr)
+	}
+	if !c.AllowPublic && !loopbackHost(host) {
+		return fmt.Errorf("addr %q listens beyond this machine; pass --allow-public (or JUNCTION_ALLOW_PUBLIC=true) to do that on purpose", c.Addr)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "", "text", "json":
+	default:
+		return fmt.Errorf("log_format %q: want text or json", c.LogFormat)
+	}
+	switch c.Auth.Alg {
+	case "HS256", "EdDSA":
+	default:
+		return fmt.Errorf("auth.alg %q: want HS256 or EdDSA", c.Auth.Alg)
+	}
+	for _, p := range c.Web.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			return fmt.Errorf("web.trusted_proxies: %q is not a CIDR range: %w", p, err)
+		}
+	}
+	if err := c.Hub.Validate(); err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	return nil
+}
+
+func loopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+// setting is one leaf of Config, addressed by its YAML path.
+type setting struct {
+	path string // "hub.heartbeat_interval"
+	doc  string
+	typ  reflect.Type
+}
+
+func (s setting) env() string {
+	return "JUNCTION_" + strings.ToUpper(strings.NewReplacer(".", "_").Replace(s.path))
+}
+
+func (s setting) flag() string { return strings.ReplaceAll(strings.ReplaceAll(s.path, ".", "-"), "_", "-") }
+
+// settings lists every leaf of Config in declaration order.
+func settings() []setting {
+	var out []setting
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			path := prefix + name
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
+				walk(f.Type, path+".")
+				continue
+			}
+			out = append(out, setting{path: path, doc: f.Tag.Get("doc"), typ: f.Type})
+		}
+	}
+	walk(reflect.TypeOf(Config{}), "")
+	return out
+}
+
+// field returns the addressable field of cfg at a settings path.
+func field(cfg *Config, path string) reflect.Value {
+	v := reflect.ValueOf(cfg).Elem()
+	for _, part := range strings.Split(path, ".") {
+		t := v.Type()
+		found := false
+		for i := 0; i < t.NumField(); i++ {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+			if name == part {
+				v = v.Field(i)
+				found = true
+				break
+			}
+		}
+		if !found {
+			return reflect.Value{}
+		}
+	}
+	return v
+}
+
+// setString parses s into the field according to its type.
+func setString(v reflect.Value, s string) error {
+	switch {
+	case v.Type() == reflect.TypeOf(time.Duration(0)):
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("want a duration like 30s or 5m: %w", err)
+		}
+		v.SetInt(int64(d))
+	case v.Kind() == reflect.String:
+		v.SetString(s)
+	case v.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("want true or false")
+		}
+		v.SetBool(b)
+	case v.Kind() >= reflect.Int && v.Kind() <= reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return fmt.Errorf("want an integer")
+		}
+		v.SetInt(n)
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
+		var parts []string
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				parts = append(parts, p)
+			}
+		}
+		v.Set(reflect.ValueOf(parts))
+	default:
+		return fmt.Errorf("unsupported setting type %s", v.Type())
+	}
+	return nil
+}
+
+// flagValue records a flag's raw value; values are applied after the file
+// and the environment so that flags win.
+type flagValue struct {
+	s     setting
+	set   *map[string]string
+	isBool bool
+}
+
+func (f *flagValue) String() string   { return "" }
+func (f *flagValue) IsBoolFlag() bool { return f.isBool }
+func (f *flagValue) Set(v string) error {
+	if err := setString(reflect.New(f.s.typ).Elem(), v); err != nil {
+		return err
+	}
+	(*f.set)[f.s.path] = v
+	return nil
+}
+
+// loadConfig builds the configuration from a config file, the environment
+// and the command line, in rising precedence, and validates it.
+func loadConfig(name string, args []string, environ []string, stderr io.Writer) (*Config, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "YAML configuration file (unknown keys are rejected)")
+	flagSet := map[string]string{}
+	all := settings()
+	for _, s := range all {
+		fs.Var(&flagValue{s: s, set: &flagSet, isBool: s.typ.Kind() == reflect.Bool}, s.flag(), s.doc)
+	}
+	fs.Usage = func() { configUsage(fs.Output(), name, all) }
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	cfg := &Config{}
+	file := *configFile
+	if file == "" {
+		file = envLookup(environ, "JUNCTION_CONFIG")
+	}
+	if file != "" {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(raw))
+		dec.KnownFields(true)
+		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("config file %s: %w", file, err)
+		}
+	}
+	known := map[string]setting{}
+	for _, s := range all {
+		known[s.env()] = s
+	}
+	var envKeys []string
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(k, "JUNCTION_") || k == "JUNCTION_CONFIG" || strings.HasPrefix(k, "JUNCTION_TEST_") || k == "JUNCTION_REQUIRE_POSTGRES" || k == "JUNCTION_REQUIRE_REDIS" {
+			continue
+		}
+		s, ok := known[k]
+		if !ok {
+			return nil, fmt.Errorf("unknown environment setting %s (see --help for the list)", k)
+		}
+		if err := setString(field(cfg, s.path), v); err != nil {
+			return nil, fmt.Errorf("%s=%q: %w", k, v, err)
+		}
+		envKeys = append(envKeys, k)
+	}
+	for path, v := range flagSet {
+		s := known["JUNCTION_"+strings.ToUpper(strings.ReplaceAll(path, ".", "_"))]
+		if err := setString(field(cfg, path), v); err != nil {
+			return nil, fmt.Errorf("--%s=%q: %w", s.flag(), v, err)
+		}
+	}
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func envLookup(environ []string, key string) string {
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+func configUsage(w io.Writer, name string, all []setting) {
+	fmt.Fprintf(w, "Usage: junction %s [flags]\n\n", name)
+	fmt.Fprintf(w, "Every setting can be given as a flag, a JUNCTION_* environment variable, or a key in\n")
+	fmt.Fprintf(w, "the YAML file named by --config (or JUNCTION_CONFIG). Precedence: flag > environment > file.\n")
+	fmt.Fprintf(w, "Unknown keys and unknown JUNCTION_* variables are rejected.\n\n")
+	fmt.Fprintf(w, "  --config FILE\n        YAML configuration file\n")
+	sorted := append([]setting(nil), all...)
+	sort.SliceStable(sorted, func(i, j int) bool {
+		return strings.Count(sorted[i].path, ".") < strings.Count(sorted[j].path, ".")
+	})
+	for _, s := range sorted {
+		typ := s.typ.String()
+		switch {
+		case s.typ == reflect.TypeOf(time.Duration(0)):
+			typ = "duration"
+		case s.typ.Kind() == reflect.Slice:
+			typ = "list"
+		}
+		fmt.Fprintf(w, "  --%s %s\n        %s\n        env %s, file key %s\n", s.flag(), typ, s.doc, s.env(), s.path)
+	}
+}

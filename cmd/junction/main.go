@@ -1,0 +1,97 @@
+// Command junction is the Junction real-time gateway: one binary, one port.
+//
+//	junction serve    run the server (see junction serve --help)
+//	junction token    mint an access token with a data directory's key
+//	junction keygen   create the EdDSA signing key in a data directory
+//	junction version  print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/junctionhq/junction/internal/web"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+func main() {
+	web.Version = version
+	os.Exit(run(context.Background(), os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = runServe(ctx, args[1:], environ, stdout, stderr)
+	case "token":
+		err = runToken(args[1:], stdout, stderr)
+	case "keygen":
+		err = runKeygen(args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "junction", version)
+	case "help", "-h", "--help":
+		usage(stdout)
+	default:
+		fmt.Fprintf(stderr, "junction: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	default:
+		fmt.Fprintln(stderr, "junction:", err)
+		return 1
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `Junction: a self-hosted real-time gateway.
+
+Usage:
+  junction serve [flags]     run the server on its embedded defaults (127.0.0.1:7700, ./data)
+  junction token [flags]     mint an access token signed with a data directory's key
+  junction keygen [flags]    create the EdDSA signing key in a data directory
+  junction version           print the version
+
+Run 'junction COMMAND --help' for a command's flags.
+`)
+}
+
+func runServe(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig("serve", args, environ, stderr)
+	if err != nil {
+		return err
+	}
+	m := NewMain(cfg, stdout, stderr)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := m.Open(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Junction %s listening on %s (WebSocket %s/ws)\n", version, m.URL(), m.WSURL())
+	fmt.Fprintf(stdout, "Mint a token: junction token --data %s --user alice --device laptop --kind browser --scope read,write\n", cfg.Data)
+	select {
+	case <-ctx.Done():
+	case err := <-m.ServeErr():
+		m.Logger.Error("http server stopped", "err", err)
+	}
+	stop()
+	m.Logger.Info("shutting down")
+	return m.Close(context.Background())
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/junctionhq/junction/internal/auth"
+	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/internal/web"
+)
+
+// Service is a boot service: something that runs beside the server and
+// starts after the listener is up. A service that fails to start is logged
+// and does not stop the others or the server.
+type Service interface {
+	Name() string
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+}
+
+// Main is the whole server, wired. End-to-end tests start it in-process on
+// 127.0.0.1:0.
+type Main struct {
+	Config   *Config
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	Tokens   *auth.Tokens
+	Auth     *auth.Authenticator
+	Network  *auth.NetworkPolicy
+	Hub      *hub.Hub
+	Web      *web.Server
+
+	stdout, stderr io.Writer
+	services       []Service // added before Open
+	started        []Service // started successfully, stopped in reverse
+	ln             net.Listener
+	srv            *http.Server
+	serveErr       chan error
+	closeOnce      sync.Once
+	closeErr       error
+}
+
+// NewMain returns an unopened server for cfg (defaults already applied).
+func NewMain(cfg *Config, stdout, stderr io.Writer) *Main {
+	return &Main{Config: cfg, stdout: stdout, stderr: stderr, serveErr: make(chan error, 1)}
+}
+
+// AddService registers a boot service; call before Open.
+func (m *Main) AddService(s Service) { m.services = append(m.services, s) }
+
+// Open builds every component, listens, serves and starts boot services.
+func (m *Main) Open(ctx context.Context) error {
+	cfg := m.Config
+	if m.Logger == nil {
+		m.Logger = newLogger(m.stderr, cfg.LogLevel, cfg.LogFormat)
+	}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	tokens, created, err := openTokens(cfg)
+	if err != nil {
+		return err
+	}
+	if created {
+		m.Logger.Info("generated a new signing key", "dir", cfg.Data)
+	}
+	m.Tokens = tokens
+	m.Auth = &auth.Authenticator{Tokens: tokens}
+
+	var proxies []netip.Prefix
+	for _, p := range cfg.Web.TrustedProxies {
+		proxies = append(proxies, netip.MustParsePrefix(p)) // validated by loadConfig
+	}
+	m.Network = auth.NewNetworkPolicy(cfg.Web.Lockdown, proxies)
+	origins, err := auth.NewOriginPolicy(cfg.Web.AllowedOrigins)
+	if err != nil {
+		return fmt.Errorf("web.allowed_origins: %w", err)
+	}
+
+	m.Registry = prometheus.NewRegistry()
+	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	m.Hub, err = hub.New(cfg.Hub, hub.Deps{Logger: m.Logger, Registerer: m.Registry, Authenticator: m.Auth})
+	if err != nil {
+		return err
+	}
+	m.Web, err = web.New(cfg.Web, web.Deps{
+		Hub: m.Hub, Authenticator: m.Auth, Network: m.Network, Origins: origins,
+		Logger: m.Logger, Registerer: m.Registry, Gatherer: m.Registry,
+	})
+	if err != nil {
+		return err
+	}
+
+	m.ln, err = net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	if err := m.Hub.Start(); err != nil {
+		m.ln.Close()
+		return err
+	}
+	m.srv = &http.Server{
+		Handler:           m.Web,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelDebug),
+	}
+	go func() {
+		if err := m.srv.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.serveErr <- err
+		}
+	}()
+	for _, s := range m.services {
+		if err := s.Start(ctx); err != nil {
+			m.Logger.Error("boot service failed to start", "service", s.Name(), "err", err)
+			continue
+		}
+		m.started = append(m.started, s)
+	}
+	m.Logger.Info("listening", "addr", m.ln.Addr().String(), "node", m.Hub.NodeID())
+	return nil
+}
+
+// URL returns the server's base URL.
+func (m *Main) URL() string { return "http://" + m.ln.Addr().String() }
+
+// WSURL returns the base URL for WebSockets (append /ws).
+func (m *Main) WSURL() string { return "ws://" + m.ln.Addr().String() }
+
+// Addr returns the listening address.
+func (m *Main) Addr() net.Addr { return m.ln.Addr() }
+
+// ServeErr reports a failure of the HTTP server.
+func (m *Main) ServeErr() <-chan error { return m.serveErr }
+
+// Close shuts down gracefully: stop accepting, drain the hub (server.shutdown,
+// in-flight requests answered, 1012), stop services, release everything.
+// Safe to call twice.
+func (m *Main) Close(ctx context.Context) error {
+	m.closeOnce.Do(func() {
+		var errs []error
+		if m.srv != nil {
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if err := m.srv.Shutdown(sctx); err != nil {
+				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+			}
+			cancel()
+		}
+		if m.Hub != nil {
+			if err := m.Hub.Shutdown(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		for i := len(m.started) - 1; i >= 0; i-- {
+			s := m.started[i]
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if err := s.Stop(sctx); err != nil {
+				m.Logger.Error("boot service failed to stop", "service", s.Name(), "err", err)
+			}
+			cancel()
+		}
+		m.closeErr = errors.Join(errs...)
+	})
+	return m.closeErr
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}

@@ -1,0 +1,516 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/junctionhq/junction/internal/auth"
+	"github.com/junctionhq/junction/internal/ws"
+	"github.com/junctionhq/junction/protocol"
+)
+
+// Conn is one authenticated WebSocket connection.
+//
+// Reads arrive on the transport's read loop (OnMessage); Serial requests are
+// handled on a goroutine that exists only while the connection has requests
+// queued; every outbound frame goes through the transport's bounded queue.
+type Conn struct {
+	hub *Hub   // set once at construction
+	id  string // set once at construction
+
+	principal atomic.Pointer[auth.Principal] // replaced by auth.refresh
+	ws        atomic.Pointer[ws.Conn]        // set once by attach or the first OnMessage
+
+	welcomeOnce sync.Once
+	registered  atomic.Bool // in the registry (set after the welcome)
+
+	mu        sync.Mutex
+	inbox     []*protocol.Frame               // guarded by mu: Serial requests waiting
+	running   bool                            // guarded by mu: the inbox goroutine is running
+	closed    bool                            // guarded by mu
+	done      chan struct{}                   // guarded by mu: created lazily by Done, closed on close
+	async     int                             // guarded by mu: Async requests in flight
+	pending   map[string]chan *protocol.Frame // guarded by mu: server→client requests awaiting a response
+	nextReq   uint64                          // guarded by mu
+	tokens    float64                         // guarded by mu: rate-limit bucket
+	tokensAt  int64                           // guarded by mu: unix nanos of the last refill
+	closeCode int                             // guarded by mu: why it closed
+	values    map[any]any                     // guarded by mu: per-connection state of other parts (channels, rpc)
+	onClose   []func(*Conn)                   // guarded by mu: run once after close
+}
+
+func newConn(h *Hub, p *auth.Principal) *Conn {
+	c := &Conn{hub: h, id: "c-" + randomID(10)}
+	c.principal.Store(p)
+	c.tokens = float64(h.cfg.RequestBurst)
+	c.tokensAt = h.deps.Now().UnixNano()
+	return c
+}
+
+// ID returns the connection id announced in its welcome.
+func (c *Conn) ID() string { return c.id }
+
+// Principal returns who the connection is authenticated as.
+func (c *Conn) Principal() *auth.Principal { return c.principal.Load() }
+
+// Hub returns the hub the connection belongs to.
+func (c *Conn) Hub() *Hub { return c.hub }
+
+// RemoteAddr returns the peer's address, or nil before attach.
+func (c *Conn) RemoteAddr() net.Addr {
+	if w := c.ws.Load(); w != nil {
+		return w.RemoteAddr()
+	}
+	return nil
+}
+
+// attach is called once the handshake completed; it sends the welcome (if the
+// read loop has not already done so) and registers the connection.
+func (c *Conn) attach(w *ws.Conn) {
+	c.ws.CompareAndSwap(nil, w)
+	c.welcome()
+}
+
+// welcome sends the welcome event exactly once, before any other frame, and
+// then registers the connection.
+func (c *Conn) welcome() {
+	c.welcomeOnce.Do(func() {
+		h := c.hub
+		p := c.Principal()
+		data, _ := jsonMarshal(protocol.Welcome{
+			Protocol:           protocol.Version,
+			ConnID:             c.id,
+			NodeID:             h.cfg.NodeID,
+			Principal:          p.Info(),
+			HeartbeatMs:        h.cfg.HeartbeatInterval.Milliseconds(),
+			HeartbeatTimeoutMs: h.cfg.HeartbeatTimeout.Milliseconds(),
+			Limits: protocol.Limits{
+				MaxFrameBytes:     h.cfg.MaxFrameBytes,
+				MaxQueueBytes:     h.cfg.MaxQueueBytes,
+				MaxQueueFrames:    h.cfg.MaxQueueFrames,
+				MaxSubscriptions:  h.cfg.MaxSubscriptions,
+				RequestsPerSecond: max(h.cfg.RequestsPerSecond, 0),
+				RequestBurst:      max(h.cfg.RequestBurst, 0),
+			},
+			Features: h.features(),
+		})
+		c.sendFrame(ws.PrepareText(protocol.AppendEvent(nil, protocol.EventWelcome, "", "", 0, data)))
+		if h.reg.add(c) {
+			c.registered.Store(true)
+			h.metrics.connections.Inc()
+			h.expiry.add(c)
+		}
+	})
+}
+
+// Done returns a channel closed when the connection closes.
+func (c *Conn) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+		if c.closed {
+			close(c.done)
+		}
+	}
+	return c.done
+}
+
+// Closed reports whether the connection has closed.
+func (c *Conn) Closed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// Close closes the connection with a close code; OnClose cleanup follows.
+func (c *Conn) Close(code int, reason string) {
+	if w := c.ws.Load(); w != nil {
+		w.Close(code, reason)
+	}
+}
+
+// AfterClose registers fn to run once after the connection closed (other parts
+// of the hub use it to drop subscriptions and registrations). If the
+// connection is already closed fn runs at once.
+func (c *Conn) AfterClose(fn func(*Conn)) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		fn(c)
+		return
+	}
+	c.onClose = append(c.onClose, fn)
+	c.mu.Unlock()
+}
+
+// Value returns per-connection state stored under key by another part of
+// the hub; Store sets it. Keys should be unexported types of their owner.
+func (c *Conn) Value(key any) any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.values[key]
+}
+
+// SetValue stores per-connection state under key; see Value.
+func (c *Conn) SetValue(key, v any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.values == nil {
+		c.values = make(map[any]any, 2)
+	}
+	c.values[key] = v
+}
+
+// sendFrame queues a prepared frame. A full queue closes the connection with
+// 4108 inside the transport; that is counted by OnClose.
+func (c *Conn) sendFrame(frame []byte) bool {
+	w := c.ws.Load()
+	if w == nil {
+		return false
+	}
+	if err := w.Send(frame); err != nil {
+		return false
+	}
+	c.hub.metrics.framesOut.Inc()
+	return true
+}
+
+// SendPrepared queues a frame prepared with ws.PrepareText (shared by many
+// connections). It never blocks; it reports whether the frame was queued.
+func (c *Conn) SendPrepared(frame []byte) bool { return c.sendFrame(frame) }
+
+// SendEvent encodes and queues an event.
+func (c *Conn) SendEvent(event, topic, epoch string, offset uint64, data json.RawMessage) bool {
+	return c.sendFrame(ws.PrepareText(protocol.AppendEvent(nil, event, topic, epoch, offset, data)))
+}
+
+func (c *Conn) sendResult(id string, result any) {
+	var raw json.RawMessage
+	switch r := result.(type) {
+	case nil:
+	case json.RawMessage:
+		raw = r
+	default:
+		b, err := jsonMarshal(result)
+		if err != nil {
+			c.hub.log.Error("encode result", "conn", c.id, "err", err)
+			c.sendError(id, protocol.AsError(err))
+			return
+		}
+		raw = b
+	}
+	c.sendFrame(ws.PrepareText(protocol.AppendResult(nil, id, raw)))
+}
+
+func (c *Conn) sendError(id string, e *protocol.Error) {
+	b, err := protocol.AppendError(nil, id, e)
+	if err != nil {
+		b, _ = protocol.AppendError(nil, id, protocol.AsError(nil))
+	}
+	c.sendFrame(ws.PrepareText(b))
+}
+
+// sendFrameError answers a frame that could not be decoded: a response when
+// the request's id can be recovered, an "error" event otherwise.
+func (c *Conn) sendFrameError(raw []byte, e *protocol.Error) {
+	if id := protocol.ProbeID(raw); id != "" {
+		c.sendError(id, e)
+		return
+	}
+	data, _ := jsonMarshal(e)
+	c.SendEvent("error", "", "", 0, data)
+}
+
+// OnMessage implements ws.Handler. It runs on the read loop: it decodes the
+// frames, answers what can be answered from memory and queues the rest.
+func (c *Conn) OnMessage(w *ws.Conn, payload []byte) {
+	c.ws.CompareAndSwap(nil, w)
+	c.welcome()
+	protocol.Split(payload, func(raw []byte) {
+		c.hub.metrics.framesIn.Inc()
+		f, err := protocol.Decode(raw)
+		if err != nil {
+			c.hub.metrics.invalidFrames.Inc()
+			c.sendFrameError(raw, protocol.AsError(err))
+			return
+		}
+		switch f.Type {
+		case protocol.TypeRequest:
+			c.request(f)
+		case protocol.TypeResponse:
+			c.response(f)
+		case protocol.TypeEvent:
+			c.hub.clientEvent(c, f)
+		}
+	})
+}
+
+// OnClose implements ws.Handler.
+func (c *Conn) OnClose(_ *ws.Conn, code int, reason string) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.closeCode = code
+	if c.done != nil {
+		close(c.done)
+	}
+	pending := c.pending
+	c.pending = nil
+	hooks := c.onClose
+	c.onClose = nil
+	c.mu.Unlock()
+
+	for _, ch := range pending {
+		close(ch) // a nil frame tells the waiter the connection is gone
+	}
+	h := c.hub
+	h.metrics.disconnects.WithLabelValues(closeLabel(code)).Inc()
+	if c.registered.Load() {
+		h.metrics.connections.Dec()
+		h.expiry.remove(c)
+		if last := h.reg.remove(c); last {
+			h.deviceGone(c)
+		}
+	}
+	for _, fn := range hooks {
+		fn(c)
+	}
+}
+
+// request routes one decoded request.
+func (c *Conn) request(f *protocol.Frame) {
+	h := c.hub
+	m := h.methods[f.Method]
+	if m == nil {
+		c.sendError(f.ID, protocol.Errorf(protocol.CodeUnknownMethod, "unknown method %q", f.Method))
+		h.metrics.unknownMethods.Inc()
+		return
+	}
+	p := c.Principal()
+	if m.Scope != ScopeAuthenticated && !p.HasScope(m.Scope) {
+		c.sendError(f.ID, protocol.Errorf(protocol.CodeForbidden, "method %s needs scope %q", m.Name, m.Scope))
+		return
+	}
+	if wait, ok := c.allow(); !ok {
+		e := protocol.Errorf(protocol.CodeRateLimited, "too many requests")
+		e.RetryAfterMs = wait.Milliseconds() + 1
+		c.sendError(f.ID, e)
+		return
+	}
+	h.inflight.Add(1)
+	switch m.Mode {
+	case Inline:
+		c.mu.Lock()
+		if !c.running && len(c.inbox) == 0 {
+			c.mu.Unlock()
+			c.handle(m, f)
+			return
+		}
+		c.inbox = append(c.inbox, f)
+		c.mu.Unlock()
+	case Async:
+		c.mu.Lock()
+		if c.async >= h.cfg.MaxAsyncPerConn {
+			c.mu.Unlock()
+			h.inflight.Done()
+			c.sendError(f.ID, protocol.Errorf(protocol.CodeRateLimited, "too many concurrent calls on this connection (max %d)", h.cfg.MaxAsyncPerConn))
+			return
+		}
+		c.async++
+		c.mu.Unlock()
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			c.handle(m, f)
+			c.mu.Lock()
+			c.async--
+			c.mu.Unlock()
+		}()
+		return
+	default:
+		c.mu.Lock()
+		c.inbox = append(c.inbox, f)
+		if c.running {
+			c.mu.Unlock()
+			return
+		}
+		c.running = true
+		c.mu.Unlock()
+		h.wg.Add(1)
+		go c.drainInbox()
+		return
+	}
+	// An Inline request queued behind Serial ones: make sure a drainer runs.
+	c.mu.Lock()
+	if c.running {
+		c.mu.Unlock()
+		return
+	}
+	c.running = true
+	c.mu.Unlock()
+	h.wg.Add(1)
+	go c.drainInbox()
+}
+
+// drainInbox handles queued requests in order and exits when the inbox is
+// empty, so an idle connection has no goroutine.
+func (c *Conn) drainInbox() {
+	defer c.hub.wg.Done()
+	for {
+		c.mu.Lock()
+		if len(c.inbox) == 0 {
+			c.running = false
+			c.inbox = nil
+			c.mu.Unlock()
+			return
+		}
+		f := c.inbox[0]
+		c.inbox[0] = nil
+		c.inbox = c.inbox[1:]
+		c.mu.Unlock()
+		c.handle(c.hub.methods[f.Method], f)
+	}
+}
+
+// handle runs a method's handler and answers; it releases one inflight count.
+func (c *Conn) handle(m *Method, f *protocol.Frame) {
+	h := c.hub
+	defer h.inflight.Done()
+	start := time.Now()
+	call := &Call{Conn: c, Principal: c.Principal(), ID: f.ID, Method: f.Method, Params: f.Params, Idem: f.Idem}
+	var (
+		result any
+		err    error
+	)
+	if f.Idem != "" && m.Idempotent {
+		result, err = h.idem.do(h.ctx, call.Principal.Key(), f.Idem, func() (any, error) {
+			return h.invoke(m, call)
+		})
+	} else {
+		result, err = h.invoke(m, call)
+	}
+	if err != nil {
+		pe := protocol.AsError(err)
+		if pe.Code == protocol.CodeInternal {
+			h.log.Error("method failed", "method", m.Name, "conn", c.id, "user", call.Principal.UserID, "device", call.Principal.DeviceID, "err", err)
+		}
+		c.sendError(f.ID, pe)
+	} else {
+		c.sendResult(f.ID, result)
+	}
+	h.metrics.methodSeconds.WithLabelValues(m.Name, outcome(err)).Observe(time.Since(start).Seconds())
+}
+
+// invoke runs the handler, turning a panic into an internal error so that one
+// bad request never takes the server down.
+func (h *Hub) invoke(m *Method, call *Call) (result any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			h.log.Error("method panicked", "method", m.Name, "conn", call.Conn.id, "panic", r)
+			err = protocol.AsError(nil)
+		}
+	}()
+	return m.Handler(h.ctx, call)
+}
+
+// allow applies the connection's token-bucket rate limit.
+func (c *Conn) allow() (time.Duration, bool) {
+	rate := c.hub.cfg.RequestsPerSecond
+	if rate < 0 {
+		return 0, true
+	}
+	now := c.hub.deps.Now().UnixNano()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	elapsed := float64(now-c.tokensAt) / 1e9
+	c.tokensAt = now
+	c.tokens = min(float64(c.hub.cfg.RequestBurst), c.tokens+elapsed*float64(rate))
+	if c.tokens < 1 {
+		return time.Duration((1 - c.tokens) / float64(rate) * 1e9), false
+	}
+	c.tokens--
+	return 0, true
+}
+
+// Request sends a request to the client and waits for its response (the
+// server calling a method on a machine). It returns the response frame, or
+// an error when ctx ends or the connection closes first. onEvent, when
+// non-nil, is not used here; events from the client are routed by the hub.
+func (c *Conn) Request(ctx context.Context, method string, params json.RawMessage, meta *protocol.Meta) (*protocol.Frame, string, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, "", protocol.Errorf(protocol.CodeUnavailable, "target disconnected")
+	}
+	c.nextReq++
+	id := "s" + strconv.FormatUint(c.nextReq, 10)
+	ch := make(chan *protocol.Frame, 1)
+	if c.pending == nil {
+		c.pending = make(map[string]chan *protocol.Frame)
+	}
+	c.pending[id] = ch
+	c.mu.Unlock()
+
+	b, err := protocol.AppendRequest(nil, id, method, params, "", meta)
+	if err != nil {
+		c.forget(id)
+		return nil, id, err
+	}
+	if !c.sendFrame(ws.PrepareText(b)) {
+		c.forget(id)
+		return nil, id, protocol.Errorf(protocol.CodeUnavailable, "target disconnected")
+	}
+	select {
+	case f, ok := <-ch:
+		if !ok || f == nil {
+			return nil, id, protocol.Errorf(protocol.CodeUnavailable, "target disconnected during the call")
+		}
+		return f, id, nil
+	case <-ctx.Done():
+		c.forget(id)
+		return nil, id, ctx.Err()
+	}
+}
+
+func (c *Conn) forget(id string) {
+	c.mu.Lock()
+	delete(c.pending, id)
+	c.mu.Unlock()
+}
+
+// response delivers a client's response to the server request waiting for it.
+func (c *Conn) response(f *protocol.Frame) {
+	c.mu.Lock()
+	ch := c.pending[f.ID]
+	delete(c.pending, f.ID)
+	c.mu.Unlock()
+	if ch == nil {
+		c.hub.metrics.strayResponses.Inc()
+		return
+	}
+	ch <- f
+}
+
+func closeLabel(code int) string {
+	switch code {
+	case 1000, 1001, 1002, 1003, 1006, 1008, 1009, 1011, 1012, 1013, 4001, 4003, 4009, 4102, 4108:
+		return strconv.Itoa(code)
+	}
+	return "other"
+}
+
+func outcome(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return string(protocol.AsError(err).Code)
+}

@@ -1,0 +1,322 @@
+// Package hub is Junction's real-time core: the connection lifecycle on top
+// of the WebSocket transport, the registry of connections by id, device and
+// user, method dispatch with scopes and idempotency, token expiry, and
+// graceful shutdown. Channels, presence, history and the RPC relay build on
+// it.
+//
+// Lock order (outer first): registry shard mu → Conn.mu. No other lock is
+// held while calling into the transport.
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/junctionhq/junction/internal/auth"
+	"github.com/junctionhq/junction/internal/ws"
+	"github.com/junctionhq/junction/protocol"
+)
+
+// Config configures the hub. The zero value of every field selects its
+// documented default.
+type Config struct {
+	// NodeID names this node in welcome events and in the cluster; default: random.
+	NodeID string `yaml:"node_id" doc:"name of this node (default: random)"`
+	// MaxFrameBytes limits one inbound WebSocket message; default 64 KiB.
+	MaxFrameBytes int `yaml:"max_frame_bytes" doc:"largest inbound WebSocket message in bytes (default 65536)"`
+	// MaxQueueBytes and MaxQueueFrames bound each connection's outbound queue;
+	// a connection that overflows it is closed with 4108. Defaults 1 MiB, 4096.
+	MaxQueueBytes  int `yaml:"max_queue_bytes" doc:"outbound queue bound per connection in bytes (default 1048576)"`
+	MaxQueueFrames int `yaml:"max_queue_frames" doc:"outbound queue bound per connection in frames (default 4096)"`
+	// HeartbeatInterval is how often the server pings; HeartbeatTimeout how
+	// long it waits for an answer. Defaults 30 s and 10 s.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval" doc:"WebSocket ping interval (default 30s)"`
+	HeartbeatTimeout  time.Duration `yaml:"heartbeat_timeout" doc:"close a connection that does not answer a ping within this (default 10s)"`
+	// WriteTimeout closes a connection whose socket stays unwritable this long; default 10 s.
+	WriteTimeout time.Duration `yaml:"write_timeout" doc:"close a connection whose socket stays unwritable this long (default 10s)"`
+	// MaxSubscriptions limits the channels one connection may join; default 1024.
+	MaxSubscriptions int `yaml:"max_subscriptions" doc:"channel subscriptions per connection (default 1024)"`
+	// MaxAsyncPerConn limits concurrent Async requests per connection; default 64.
+	MaxAsyncPerConn int `yaml:"max_async_per_conn" doc:"concurrent long-running requests per connection (default 64)"`
+	// RequestsPerSecond and RequestBurst rate-limit requests per connection
+	// (token bucket); defaults 1000 and 2000. A negative rate disables the limit.
+	RequestsPerSecond int `yaml:"requests_per_second" doc:"sustained request rate per connection, negative disables (default 1000)"`
+	RequestBurst      int `yaml:"request_burst" doc:"request burst per connection (default 2000)"`
+	// IdemTTL is how long an idempotency record is kept; IdemMaxEntries bounds
+	// the in-memory records. Defaults 10 min and 100,000.
+	IdemTTL        time.Duration `yaml:"idem_ttl" doc:"how long a request's idempotency record is kept (default 10m)"`
+	IdemMaxEntries int           `yaml:"idem_max_entries" doc:"in-memory idempotency records kept at most (default 100000)"`
+	// TokenExpiryWarning is how long before a connection's credential expires
+	// it receives token.expiring; default 60 s.
+	TokenExpiryWarning time.Duration `yaml:"token_expiry_warning" doc:"send token.expiring this long before the credential expires (default 60s)"`
+	// ShutdownDrain bounds how long a graceful shutdown waits for in-flight
+	// requests; ReconnectAfter is the hint sent in server.shutdown. Defaults 10 s and 1 s.
+	ShutdownDrain  time.Duration `yaml:"shutdown_drain" doc:"how long shutdown waits for in-flight requests (default 10s)"`
+	ReconnectAfter time.Duration `yaml:"reconnect_after" doc:"reconnect hint sent to clients on shutdown (default 1s)"`
+}
+
+func (c *Config) setDefaults() {
+	if c.NodeID == "" {
+		c.NodeID = "n-" + randomID(6)
+	}
+	def := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	defd := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	def(&c.MaxFrameBytes, protocol.DefaultMaxFrameBytes)
+	def(&c.MaxQueueBytes, 1<<20)
+	def(&c.MaxQueueFrames, 4096)
+	def(&c.MaxSubscriptions, 1024)
+	def(&c.MaxAsyncPerConn, 64)
+	def(&c.RequestsPerSecond, 1000)
+	def(&c.RequestBurst, 2000)
+	def(&c.IdemMaxEntries, 100_000)
+	defd(&c.HeartbeatInterval, 30*time.Second)
+	defd(&c.HeartbeatTimeout, 10*time.Second)
+	defd(&c.WriteTimeout, 10*time.Second)
+	defd(&c.IdemTTL, 10*time.Minute)
+	defd(&c.TokenExpiryWarning, time.Minute)
+	defd(&c.ShutdownDrain, 10*time.Second)
+	defd(&c.ReconnectAfter, time.Second)
+}
+
+// Validate reports the first invalid setting.
+func (c Config) Validate() error {
+	switch {
+	case c.MaxFrameBytes < 0 || c.MaxFrameBytes > 16<<20:
+		return errors.New("max_frame_bytes must be between 1 and 16 MiB")
+	case c.MaxQueueBytes < 0 || c.MaxQueueFrames < 0:
+		return errors.New("max_queue_bytes and max_queue_frames must not be negative")
+	case c.HeartbeatInterval < 0 || c.HeartbeatTimeout < 0:
+		return errors.New("heartbeat_interval and heartbeat_timeout must not be negative")
+	case c.MaxSubscriptions < 0 || c.MaxAsyncPerConn < 0:
+		return errors.New("max_subscriptions and max_async_per_conn must not be negative")
+	}
+	return nil
+}
+
+// Deps are the hub's collaborators.
+type Deps struct {
+	Logger *slog.Logger
+	// Registerer receives the hub's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Authenticator verifies credentials presented in-band (auth.refresh).
+	Authenticator *auth.Authenticator
+	// DeviceSeen, when set, records a device's last-seen time as its last
+	// connection closes (the store implements it). It runs on its own
+	// goroutine per call, bounded by the hub's lifetime.
+	DeviceSeen func(ctx context.Context, userID, deviceID string, at time.Time) error
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Hub is the real-time core. Create it with New, register methods, then Start.
+type Hub struct {
+	cfg       Config        // set once in New
+	deps      Deps          // set once in New
+	log       *slog.Logger  // set once in New
+	transport *ws.Transport // set once in New
+	metrics   *metrics      // set once in New
+	// methods is filled by Register before Start and read-only afterwards.
+	methods     map[string]*Method
+	events      map[string]ClientEventFunc
+	featureList []string
+	reg         registry
+	idem        *idemCache
+	lastSeen    lastSeen
+	expiry      expiryIndex
+
+	ctx      context.Context // cancelled by Close
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // background loops and handler goroutines
+	started  atomic.Bool
+	draining atomic.Bool
+	closed   atomic.Bool
+	inflight sync.WaitGroup // requests being handled, for the shutdown drain
+}
+
+// New returns a hub. It has no side effects: nothing runs until Start.
+func New(cfg Config, deps Deps) (*Hub, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("hub config: %w", err)
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &Hub{
+		cfg:     cfg,
+		deps:    deps,
+		log:     deps.Logger,
+		methods: make(map[string]*Method),
+		ctx:     ctx,
+		cancel:  cancel,
+	}
+	ping := cfg.HeartbeatInterval
+	h.transport = ws.New(ws.Config{
+		MaxMessageBytes: cfg.MaxFrameBytes,
+		MaxQueueBytes:   cfg.MaxQueueBytes,
+		MaxQueueFrames:  cfg.MaxQueueFrames,
+		WriteTimeout:    cfg.WriteTimeout,
+		PingInterval:    ping,
+		PongTimeout:     cfg.HeartbeatTimeout,
+	})
+	h.metrics = newMetrics(deps.Registerer, h)
+	h.reg.init()
+	h.idem = newIdemCache(cfg.IdemMaxEntries, cfg.IdemTTL, deps.Now)
+	h.lastSeen.init(100_000)
+	h.expiry.init()
+	h.registerBuiltins()
+	return h, nil
+}
+
+// Config returns the effective configuration, defaults applied.
+func (h *Hub) Config() Config { return h.cfg }
+
+// NodeID returns this node's id.
+func (h *Hub) NodeID() string { return h.cfg.NodeID }
+
+// Start launches the transport and the hub's background loops.
+func (h *Hub) Start() error {
+	if !h.started.CompareAndSwap(false, true) {
+		return errors.New("hub: already started")
+	}
+	if err := h.transport.Start(); err != nil {
+		return fmt.Errorf("hub: start transport: %w", err)
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.expiryLoop()
+	}()
+	return nil
+}
+
+// Draining reports whether a shutdown has begun; new connections are refused then.
+func (h *Hub) Draining() bool { return h.draining.Load() }
+
+// Shutdown drains the hub gracefully: it refuses new connections, tells every
+// connection server.shutdown with a reconnect hint, waits up to
+// Config.ShutdownDrain (or ctx) for in-flight requests to be answered, then
+// closes every connection with 1012 and stops. Safe to call twice.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	if !h.draining.CompareAndSwap(false, true) {
+		return h.Close()
+	}
+	data, _ := jsonMarshal(protocol.Shutdown{ReconnectAfterMs: h.cfg.ReconnectAfter.Milliseconds(), Reason: "server shutting down"})
+	frame := ws.PrepareText(protocol.AppendEvent(nil, protocol.EventShutdown, "", "", 0, data))
+	h.reg.each(func(c *Conn) { c.sendFrame(frame) })
+
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.ShutdownDrain)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		h.inflight.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("hub: shutdown drain: %w", ctx.Err())
+	}
+	h.reg.each(func(c *Conn) { c.Close(protocol.CloseRestart, protocol.CloseReason(protocol.CloseRestart)) })
+	if cerr := h.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	<-done // every request was answered or failed with its closed connection
+	return err
+}
+
+// Close stops the hub at once: every connection is closed (1001) and every
+// goroutine the hub owns has exited when it returns. Safe to call twice.
+func (h *Hub) Close() error {
+	if !h.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	h.draining.Store(true)
+	h.cancel()
+	var err error
+	if h.started.Load() {
+		err = h.transport.Close()
+	}
+	h.wg.Wait()
+	return err
+}
+
+// Len returns the number of open connections.
+func (h *Hub) Len() int { return int(h.reg.count.Load()) }
+
+// Upgrade completes the WebSocket handshake of a request whose principal was
+// already authenticated, registers the connection and sends the welcome
+// event. A newer connection of the same device replaces the older one (4009).
+func (h *Hub) Upgrade(w http.ResponseWriter, r *http.Request, p *auth.Principal, subprotocol string) (*Conn, error) {
+	if h.draining.Load() {
+		return nil, protocol.Errorf(protocol.CodeUnavailable, "server is shutting down")
+	}
+	c := newConn(h, p)
+	wsc, err := h.transport.Upgrade(w, r, subprotocol, c)
+	if err != nil {
+		return nil, fmt.Errorf("hub: upgrade: %w", err)
+	}
+	c.attach(wsc)
+	return c, nil
+}
+
+// ConnsOfUser calls fn for every open connection of the user.
+func (h *Hub) ConnsOfUser(userID string, fn func(*Conn)) { h.reg.eachOfUser(userID, fn) }
+
+// ConnOfDevice returns the open connection of a device, or nil.
+func (h *Hub) ConnOfDevice(deviceID string) *Conn { return h.reg.byDevice(deviceID) }
+
+// CloseDevice closes the connection of a device (e.g. revoked: 4003).
+func (h *Hub) CloseDevice(deviceID string, code int) bool {
+	c := h.reg.byDevice(deviceID)
+	if c == nil {
+		return false
+	}
+	c.Close(code, protocol.CloseReason(code))
+	return true
+}
+
+// LastSeen returns when a device's last connection closed on this node, as
+// far as the hub remembers (the store is the durable record).
+func (h *Hub) LastSeen(deviceID string) (time.Time, bool) { return h.lastSeen.get(deviceID) }
+
+// Go runs fn on a goroutine owned by the hub: Close waits for it. fn should
+// return when ctx is cancelled.
+func (h *Hub) Go(fn func(ctx context.Context)) {
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		fn(h.ctx)
+	}()
+}
+
+var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+func randomID(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return idEncoding.EncodeToString(b)
+}

@@ -1,0 +1,161 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/junctionhq/junction/internal/auth"
+	"github.com/junctionhq/junction/protocol"
+)
+
+// Mode says where a method's handler runs.
+type Mode int
+
+const (
+	// Serial handlers run one at a time per connection, in the order the
+	// requests arrived, on a goroutine that exists only while the connection
+	// has requests to process. Most methods are Serial.
+	Serial Mode = iota
+	// Inline handlers run on the read loop itself. They must not block or do
+	// I/O: answering from memory only (sys.ping). When the connection has
+	// Serial requests pending, an Inline request waits behind them so order is
+	// kept.
+	Inline
+	// Async handlers run on their own goroutine so that a long wait (an RPC
+	// relayed to a machine) does not hold up the connection's other requests.
+	// At most Config.MaxAsyncPerConn run at once per connection.
+	Async
+)
+
+// ScopeAuthenticated is the scope of methods any authenticated principal may
+// call. Every method names its scope explicitly: there is no default.
+const ScopeAuthenticated = "authenticated"
+
+// Call is one request being handled.
+type Call struct {
+	Conn      *Conn
+	Principal *auth.Principal
+	ID        string
+	Method    string
+	Params    json.RawMessage
+	Idem      string
+}
+
+// HandlerFunc handles a request. The result is encoded as JSON; returning a
+// *protocol.Error sends that error, any other error answers "internal".
+type HandlerFunc func(ctx context.Context, call *Call) (any, error)
+
+// Method is one entry of the method table.
+type Method struct {
+	Name    string
+	Scope   string // required scope, or ScopeAuthenticated
+	Mode    Mode
+	Handler HandlerFunc
+	// Idempotent methods honour "idem": a repeated request with the same key
+	// from the same principal answers the first result.
+	Idempotent bool
+}
+
+// Validator is implemented by params types that check their own values; the
+// error should come from protocol.FieldError so that it names the field.
+type Validator interface {
+	Validate() error
+}
+
+// Register adds a method to the table. It must be called before Start and
+// panics on a duplicate or incomplete definition: the table is static.
+func (h *Hub) Register(m Method) {
+	if m.Name == "" || m.Handler == nil || m.Scope == "" {
+		panic(fmt.Sprintf("hub: method %q needs a name, a scope and a handler", m.Name))
+	}
+	if h.started.Load() {
+		panic("hub: Register after Start")
+	}
+	if _, dup := h.methods[m.Name]; dup {
+		panic(fmt.Sprintf("hub: method %q registered twice", m.Name))
+	}
+	mm := m
+	h.methods[m.Name] = &mm
+}
+
+// Handle registers a method whose params decode strictly into P: unknown
+// members, wrong types and failed validation answer bad_request naming the
+// field.
+func Handle[P any](h *Hub, m Method, fn func(ctx context.Context, call *Call, p *P) (any, error)) {
+	m.Handler = func(ctx context.Context, call *Call) (any, error) {
+		p := new(P)
+		if err := DecodeParams(call.Params, p); err != nil {
+			return nil, err
+		}
+		return fn(ctx, call, p)
+	}
+	h.Register(m)
+}
+
+// Methods returns the names of the registered methods.
+func (h *Hub) Methods() []string {
+	names := make([]string, 0, len(h.methods))
+	for n := range h.methods {
+		names = append(names, n)
+	}
+	return names
+}
+
+// DecodeParams decodes raw into v strictly and validates it.
+func DecodeParams(raw json.RawMessage, v any) error {
+	if len(raw) == 0 || string(raw) == "null" {
+		raw = []byte("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return paramsError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return protocol.Errorf(protocol.CodeBadRequest, "params: trailing data")
+	}
+	if val, ok := v.(Validator); ok {
+		if err := val.Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func paramsError(err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			field = "params"
+		}
+		return protocol.FieldError(field, "wrong type (got %s, want %s)", te.Value, jsonKind(te.Type.Kind().String()))
+	case errors.As(err, &se):
+		return protocol.Errorf(protocol.CodeBadRequest, "params: invalid JSON at byte %d", se.Offset)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return protocol.FieldError(field, "unknown field")
+	}
+	return protocol.Errorf(protocol.CodeBadRequest, "params: %s", err.Error())
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "string"
+	case "bool":
+		return "boolean"
+	case "slice", "array":
+		return "array"
+	case "map", "struct", "ptr":
+		return "object"
+	}
+	return "number"
+}

@@ -1,0 +1,54 @@
+package hub
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the hub's Prometheus collectors. Labels are low-cardinality:
+// method names come from the static method table, close codes from a fixed set.
+type metrics struct {
+	connections    prometheus.Gauge
+	framesIn       prometheus.Counter
+	framesOut      prometheus.Counter
+	invalidFrames  prometheus.Counter
+	unknownMethods prometheus.Counter
+	strayResponses prometheus.Counter
+	disconnects    *prometheus.CounterVec
+	methodSeconds  *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer, h *Hub) *metrics {
+	m := &metrics{
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "junction_connections", Help: "Open WebSocket connections.",
+		}),
+		framesIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "junction_frames_in_total", Help: "Protocol frames received from clients.",
+		}),
+		framesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "junction_frames_out_total", Help: "Protocol frames queued to clients.",
+		}),
+		invalidFrames: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "junction_invalid_frames_total", Help: "Frames refused as invalid_frame.",
+		}),
+		unknownMethods: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "junction_unknown_method_total", Help: "Requests for methods that do not exist.",
+		}),
+		strayResponses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "junction_stray_responses_total", Help: "Responses from clients that matched no pending server request.",
+		}),
+		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "junction_disconnects_total", Help: "Closed connections by close code (4108 = slow consumer).",
+		}, []string{"code"}),
+		methodSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "junction_method_duration_seconds",
+			Help:    "Time to handle a request, by method and outcome (ok or error code).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"method", "outcome"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.connections, m.framesIn, m.framesOut, m.invalidFrames, m.unknownMethods,
+			m.strayResponses, m.disconnects, m.methodSeconds)
+	}
+	return m
+}

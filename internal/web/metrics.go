@@ -1,0 +1,71 @@
+package web
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the edge's Prometheus collectors. Labels are low-cardinality:
+// routes are mux patterns, failure reasons a fixed set.
+type metrics struct {
+	httpSeconds  *prometheus.HistogramVec
+	authFailures *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		httpSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "junction_http_request_duration_seconds",
+			Help:    "HTTP request latency by route pattern and status class.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route", "status"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "junction_auth_failures_total",
+			Help: "Refused requests by reason (missing, malformed, expired, signature, invalid_claims, unknown_key, revoked, lockdown, origin, other).",
+		}, []string{"reason"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.httpSeconds, m.authFailures)
+	}
+	return m
+}
+
+// statusWriter records the status written, and lets the WebSocket upgrade
+// hijack the connection through it.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("web: response writer cannot hijack")
+	}
+	w.status = http.StatusSwitchingProtocols
+	return hj.Hijack()
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func statusClass(code int) string {
+	return strconv.Itoa(code/100) + "xx"
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

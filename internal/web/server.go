@@ -1,0 +1,395 @@
+// Package web is Junction's HTTP edge: one mux on one port that serves the
+// WebSocket gateway (/ws), the REST API (/api/v1), Prometheus metrics,
+// health and readiness, and the embedded console for every other path. It
+// owns the mapping from protocol error codes to HTTP statuses.
+package web
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/junctionhq/junction/internal/auth"
+	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/protocol"
+)
+
+// Version is the server version reported by /api/v1/info; set by cmd/junction.
+var Version = "dev"
+
+//go:embed console
+var consoleFS embed.FS
+
+// Config configures the HTTP edge. The zero value of every field selects its
+// documented default.
+type Config struct {
+	// AllowedOrigins lists the browser origins allowed to open a WebSocket
+	// besides the server's own origin: "https://app.example.com",
+	// "https://*.example.com", or "*".
+	AllowedOrigins []string `yaml:"allowed_origins" doc:"browser origins allowed besides same-origin, comma-separated (https://app.example.com, https://*.example.com, *)"`
+	// Lockdown refuses every client outside loopback, private LAN ranges and
+	// the Tailscale range with 503, before authentication.
+	Lockdown bool `yaml:"lockdown" doc:"refuse clients outside loopback, LAN and Tailscale ranges (kill switch)"`
+	// TrustedProxies are the proxies whose X-Forwarded-For is believed.
+	TrustedProxies []string `yaml:"trusted_proxies" doc:"CIDR ranges of reverse proxies whose X-Forwarded-For is trusted"`
+	// MaxBodyBytes limits a REST request body; default 1 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes" doc:"largest REST request body in bytes (default 1048576)"`
+	// AllowQueryToken accepts ?token= on /ws (the least safe way: URLs get
+	// logged). Default true, as documented.
+	DisableQueryToken bool `yaml:"disable_query_token" doc:"refuse credentials passed as ?token= on /ws"`
+}
+
+// ReadyCheck is one dependency /readyz checks.
+type ReadyCheck struct {
+	Name  string
+	Check func(ctx context.Context) error
+}
+
+// Deps are the edge's collaborators.
+type Deps struct {
+	Hub           *hub.Hub
+	Authenticator *auth.Authenticator
+	Network       *auth.NetworkPolicy
+	Origins       *auth.OriginPolicy
+	Logger        *slog.Logger
+	// Registerer receives the edge's metrics; Gatherer is what /metrics serves.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	Ready      []ReadyCheck
+}
+
+// Server is the HTTP edge.
+type Server struct {
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	mux     *http.ServeMux
+	metrics *metrics
+	console fs.FS
+}
+
+// New builds the edge and its routes.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if deps.Hub == nil || deps.Authenticator == nil || deps.Network == nil || deps.Origins == nil {
+		return nil, errors.New("web: hub, authenticator, network and origin policies are required")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	console, err := fs.Sub(consoleFS, "console")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, mux: http.NewServeMux(), console: console}
+	s.metrics = newMetrics(deps.Registerer)
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	s.handle("GET /ws", s.serveWS)
+	s.handle("GET /api/v1/info", s.serveInfo)
+	s.handle("GET /api/v1/admin/lockdown", s.requireScope(auth.ScopeAdmin, s.serveLockdownGet))
+	s.handle("POST /api/v1/admin/lockdown", s.requireScope(auth.ScopeAdmin, s.serveLockdownSet))
+	s.handle("GET /healthz", s.serveHealth)
+	s.handle("GET /readyz", s.serveReady)
+	if s.deps.Gatherer != nil {
+		s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.deps.Gatherer, promhttp.HandlerOpts{}))
+	}
+	s.handle("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, protocol.Errorf(protocol.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	s.handle("/", s.serveConsole)
+}
+
+// Handle adds a route (a net/http pattern) to the mux, with metrics. Later
+// parts of the API register themselves with it before the server starts.
+func (s *Server) Handle(pattern string, fn http.HandlerFunc) { s.handle(pattern, fn) }
+
+func (s *Server) handle(pattern string, fn http.HandlerFunc) {
+	s.mux.HandleFunc(pattern, fn)
+}
+
+// ServeHTTP routes a request. Lockdown is enforced here, before anything
+// else runs, for every path.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	if !s.deps.Network.Allowed(r) {
+		s.metrics.authFailures.WithLabelValues("lockdown").Inc()
+		writeJSONError(rw, http.StatusServiceUnavailable, protocol.Errorf(protocol.CodeUnavailable, "this server is in lockdown: only local networks may connect"))
+	} else {
+		if r.Body != nil && r.ContentLength != 0 && !strings.HasPrefix(r.URL.Path, "/ws") {
+			r.Body = http.MaxBytesReader(rw, r.Body, s.cfg.MaxBodyBytes)
+		}
+		s.mux.ServeHTTP(rw, r)
+	}
+	route := r.Pattern
+	if route == "" {
+		route = "unmatched"
+	}
+	if route == "GET /ws" && rw.status == http.StatusSwitchingProtocols {
+		return // a WebSocket's life is not an HTTP latency
+	}
+	s.metrics.httpSeconds.WithLabelValues(route, statusClass(rw.status)).Observe(time.Since(start).Seconds())
+}
+
+// Principal authenticates a REST request from its Authorization header.
+func (s *Server) Principal(r *http.Request) (*auth.Principal, error) {
+	cred, ok := auth.CredentialFromRequest(r)
+	if !ok || cred.Source != "header" {
+		s.metrics.authFailures.WithLabelValues("missing").Inc()
+		return nil, protocol.Errorf(protocol.CodeUnauthorized, "missing credential: send Authorization: Bearer <token>")
+	}
+	p, err := s.deps.Authenticator.Authenticate(r.Context(), cred.Value)
+	if err != nil {
+		s.metrics.authFailures.WithLabelValues(auth.FailureReason(err)).Inc()
+		return nil, protocol.Errorf(protocol.CodeUnauthorized, "invalid credential: %s", auth.FailureReason(err))
+	}
+	return p, nil
+}
+
+// requireScope wraps a handler that needs an authenticated principal with scope.
+func (s *Server) requireScope(scope string, fn func(http.ResponseWriter, *http.Request, *auth.Principal)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.Principal(r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if scope != hub.ScopeAuthenticated && !p.HasScope(scope) {
+			writeError(w, protocol.Errorf(protocol.CodeForbidden, "this endpoint needs scope %q", scope))
+			return
+		}
+		fn(w, r, p)
+	}
+}
+
+// serveWS authenticates and upgrades a WebSocket. Nothing is upgraded unless
+// the origin is allowed and the credential verifies.
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if err := s.deps.Origins.Check(r); err != nil {
+		s.metrics.authFailures.WithLabelValues("origin").Inc()
+		writeError(w, protocol.Errorf(protocol.CodeForbidden, "origin not allowed"))
+		return
+	}
+	if s.deps.Hub.Draining() {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, protocol.Errorf(protocol.CodeUnavailable, "server is shutting down"))
+		return
+	}
+	cred, ok := auth.CredentialFromRequest(r)
+	if !ok || (cred.Source == "query" && s.cfg.DisableQueryToken) {
+		s.metrics.authFailures.WithLabelValues("missing").Inc()
+		writeError(w, protocol.Errorf(protocol.CodeUnauthorized, "missing credential: use Authorization: Bearer, the junction.bearer.<token> subprotocol, or ?token="))
+		return
+	}
+	p, err := s.deps.Authenticator.Authenticate(r.Context(), cred.Value)
+	if err != nil {
+		reason := auth.FailureReason(err)
+		s.metrics.authFailures.WithLabelValues(reason).Inc()
+		writeError(w, protocol.Errorf(protocol.CodeUnauthorized, "invalid credential: %s", reason))
+		return
+	}
+	sub := ""
+	if auth.OffersSubprotocol(r) {
+		sub = protocol.Subprotocol
+	}
+	c, err := s.deps.Hub.Upgrade(w, r, p, sub)
+	if err != nil {
+		var pe *protocol.Error
+		if errors.As(err, &pe) {
+			writeError(w, pe)
+		}
+		s.log.Debug("websocket upgrade failed", "err", err)
+		return
+	}
+	s.log.Debug("connected", "conn", c.ID(), "user", p.UserID, "device", p.DeviceID, "kind", p.Kind)
+}
+
+// InfoResult is the body of GET /api/v1/info.
+type InfoResult struct {
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	Protocol int    `json:"protocol"`
+	NodeID   string `json:"nodeId"`
+	WS       string `json:"ws"`
+	Lockdown bool   `json:"lockdown"`
+}
+
+func (s *Server) serveInfo(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, InfoResult{
+		Name: "junction", Version: Version, Protocol: protocol.Version,
+		NodeID: s.deps.Hub.NodeID(), WS: "/ws", Lockdown: s.deps.Network.Lockdown(),
+	})
+}
+
+type lockdownBody struct {
+	Enabled *bool `json:"enabled"`
+}
+
+func (s *Server) serveLockdownGet(w http.ResponseWriter, r *http.Request, _ *auth.Principal) {
+	writeJSON(w, http.StatusOK, map[string]bool{"enabled": s.deps.Network.Lockdown()})
+}
+
+func (s *Server) serveLockdownSet(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
+	var body lockdownBody
+	if err := DecodeJSON(r, &body); err != nil {
+		writeError(w, err)
+		return
+	}
+	if body.Enabled == nil {
+		writeError(w, protocol.FieldError("enabled", "required (true or false)"))
+		return
+	}
+	s.deps.Network.SetLockdown(*body.Enabled)
+	s.log.Warn("lockdown changed", "enabled", *body.Enabled, "user", p.UserID, "device", p.DeviceID)
+	writeJSON(w, http.StatusOK, map[string]bool{"enabled": *body.Enabled})
+}
+
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	checks := map[string]string{}
+	status := http.StatusOK
+	if s.deps.Hub.Draining() {
+		checks["hub"] = "draining"
+		status = http.StatusServiceUnavailable
+	} else {
+		checks["hub"] = "ok"
+	}
+	for _, c := range s.deps.Ready {
+		if err := c.Check(ctx); err != nil {
+			s.log.Warn("readiness check failed", "check", c.Name, "err", err)
+			checks[c.Name] = "unavailable"
+			status = http.StatusServiceUnavailable
+			continue
+		}
+		checks[c.Name] = "ok"
+	}
+	word := "ready"
+	if status != http.StatusOK {
+		word = "not ready"
+	}
+	writeJSON(w, status, map[string]any{"status": word, "checks": checks})
+}
+
+// serveConsole serves the embedded console; unknown paths get index.html so
+// that client-side routes work.
+func (s *Server) serveConsole(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeJSONError(w, http.StatusMethodNotAllowed, protocol.Errorf(protocol.CodeBadRequest, "method %s not allowed", r.Method))
+		return
+	}
+	name := strings.TrimPrefix(r.URL.Path, "/")
+	if name == "" || strings.HasSuffix(name, "/") {
+		name += "index.html"
+	}
+	f, err := s.console.Open(name)
+	if err != nil {
+		name = "index.html"
+		f, err = s.console.Open(name)
+		if err != nil {
+			writeError(w, protocol.Errorf(protocol.CodeNotFound, "console not available"))
+			return
+		}
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.IsDir() {
+		writeError(w, protocol.Errorf(protocol.CodeNotFound, "not found"))
+		return
+	}
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	http.ServeContent(w, r, name, time.Time{}, f.(io.ReadSeeker))
+}
+
+// DecodeJSON decodes a request body strictly into v: unknown members, wrong
+// types and trailing data are bad_request errors naming the field; an
+// oversized body is too_large.
+func DecodeJSON(r *http.Request, v any) error {
+	if r.Body == nil {
+		return protocol.Errorf(protocol.CodeBadRequest, "a JSON body is required")
+	}
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return protocol.Errorf(protocol.CodeTooLarge, "request body is over %d bytes", mbe.Limit)
+		}
+		return protocol.Errorf(protocol.CodeBadRequest, "reading the body failed")
+	}
+	if len(strings.TrimSpace(string(raw))) == 0 {
+		return protocol.Errorf(protocol.CodeBadRequest, "a JSON body is required")
+	}
+	return hub.DecodeParams(raw, v)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// WriteJSON writes v as a JSON response with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
+
+// WriteError writes err as a JSON error body with the status its code maps to.
+func WriteError(w http.ResponseWriter, err error) { writeError(w, err) }
+
+func writeError(w http.ResponseWriter, err error) {
+	pe := protocol.AsError(err)
+	writeJSONError(w, Status(pe.Code), pe)
+}
+
+func writeJSONError(w http.ResponseWriter, status int, pe *protocol.Error) {
+	if pe.RetryAfterMs > 0 {
+		w.Header().Set("Retry-After", itoa((pe.RetryAfterMs+999)/1000))
+	}
+	writeJSON(w, status, map[string]*protocol.Error{"error": pe})
+}
+
+// Status maps a protocol error code to its HTTP status. This is the one
+// place that mapping is defined.
+func Status(code protocol.Code) int {
+	switch code {
+	case protocol.CodeBadRequest, protocol.CodeInvalidFrame:
+		return http.StatusBadRequest
+	case protocol.CodeUnauthorized:
+		return http.StatusUnauthorized
+	case protocol.CodeForbidden:
+		return http.StatusForbidden
+	case protocol.CodeNotFound, protocol.CodeUnknownMethod:
+		return http.StatusNotFound
+	case protocol.CodeConflict:
+		return http.StatusConflict
+	case protocol.CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case protocol.CodeRateLimited:
+		return http.StatusTooManyRequests
+	case protocol.CodeTimeout:
+		return http.StatusGatewayTimeout
+	case protocol.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}

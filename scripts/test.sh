@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite, the README's test command and what CI runs:
+#   1. installs the servers the tests start (PostgreSQL, Redis) from Debian's
+#      packages when they are missing (scripts/test-deps.sh);
+#   2. runs every Go test with the race detector;
+#   3. runs each fuzz target briefly (FUZZTIME, default 10s each).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/test-deps.sh
+
+# The PostgreSQL half of the store suite must run, not skip, here.
+export JUNCTION_REQUIRE_POSTGRES=1
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test -race"
+go test -race -count=1 -timeout 20m ./...
+
+echo "== fuzz (${FUZZTIME:-10s} each)"
+# Every Fuzz* function in the module, found by name so new targets run too.
+grep -rl --include='*_test.go' '^func Fuzz' . | sort | while read -r file; do
+  pkg="./$(dirname "${file#./}")"
+  for target in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$file" | sed 's/^func //'); do
+    echo "-- $pkg $target"
+    go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-10s}" "$pkg"
+  done
+done
+echo "== all tests passed"
