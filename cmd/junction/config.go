@@ -126,7 +126,9 @@ func (s setting) env() string {
 	return "JUNCTION_" + strings.ToUpper(strings.NewReplacer(".", "_").Replace(s.path))
 }
 
-func (s setting) flag() string { return strings.ReplaceAll(strings.ReplaceAll(s.path, ".", "-"), "_", "-") }
+func (s setting) flag() string {
+	return strings.ReplaceAll(strings.ReplaceAll(s.path, ".", "-"), "_", "-")
+}
 
 // settings lists every leaf of Config in declaration order.
 func settings() []setting {
@@ -212,8 +214,8 @@ func setString(v reflect.Value, s string) error {
 // flagValue records a flag's raw value; values are applied after the file
 // and the environment so that flags win.
 type flagValue struct {
-	s     setting
-	set   *map[string]string
+	s      setting
+	set    *map[string]string
 	isBool bool
 }
 

@@ -1,0 +1,403 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+var _ Broker = (*MemoryBroker)(nil)
+
+const memShards = 64
+
+// MemoryBroker is the single-node Broker: streams, presence, device leases
+// and idempotency records in this process's memory. Publications are
+// delivered synchronously, in offset order, under the topic's lock.
+//
+// Memory is bounded by what is retained: a topic's history holds at most its
+// HistorySize publications and expires HistoryTTL after the last one; idle
+// topics with no history and no subscription are forgotten by a sweep (their
+// next publication starts a new epoch); presence entries, device leases and
+// idempotency records expire with their ttl.
+type MemoryBroker struct {
+	nodeID string
+	now    func() time.Time
+	seed   maphash.Seed
+
+	handler atomic.Pointer[brokerHandlerBox] // set once by Run
+	closed  atomic.Bool
+	stop    chan struct{}
+	wg      sync.WaitGroup
+
+	topics [memShards]topicShard
+
+	mu       sync.Mutex
+	devices  map[string]lease                    // guarded by mu
+	presence map[string]map[string]presenceEntry // guarded by mu: topic → client → entry
+	idem     map[string]*idemRecordEntry         // guarded by mu
+}
+
+type brokerHandlerBox struct{ h BrokerHandler }
+
+type topicShard struct {
+	mu     sync.Mutex
+	topics map[string]*memTopic // guarded by mu
+}
+
+type memTopic struct {
+	mu         sync.Mutex    // held while publishing and delivering, so delivery is in offset order
+	epoch      string        // guarded by mu
+	offset     uint64        // guarded by mu
+	hist       []Publication // guarded by mu: oldest first
+	histTTL    time.Duration // guarded by mu
+	lastPub    time.Time     // guarded by mu
+	subscribed bool          // guarded by mu: this node receives its publications
+}
+
+type lease struct {
+	node    string
+	expires time.Time
+}
+
+type presenceEntry struct {
+	info    ClientInfo
+	expires time.Time
+}
+
+type idemRecordEntry struct {
+	rec     IdemRecord
+	expires time.Time
+}
+
+// NewMemoryBroker returns a broker for the node nodeID.
+func NewMemoryBroker(nodeID string) *MemoryBroker {
+	b := &MemoryBroker{
+		nodeID:   nodeID,
+		now:      time.Now,
+		seed:     maphash.MakeSeed(),
+		stop:     make(chan struct{}),
+		devices:  make(map[string]lease),
+		presence: make(map[string]map[string]presenceEntry),
+		idem:     make(map[string]*idemRecordEntry),
+	}
+	for i := range b.topics {
+		b.topics[i].topics = make(map[string]*memTopic)
+	}
+	return b
+}
+
+// Run implements Broker.
+func (b *MemoryBroker) Run(ctx context.Context, h BrokerHandler) error {
+	if !b.handler.CompareAndSwap(nil, &brokerHandlerBox{h}) {
+		return fmt.Errorf("memory broker: Run called twice")
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-b.stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				b.sweep()
+			}
+		}
+	}()
+	return nil
+}
+
+// Close implements Broker.
+func (b *MemoryBroker) Close() error {
+	if b.closed.CompareAndSwap(false, true) {
+		close(b.stop)
+		b.wg.Wait()
+	}
+	return nil
+}
+
+func (b *MemoryBroker) shard(topic string) *topicShard {
+	return &b.topics[maphash.String(b.seed, topic)%memShards]
+}
+
+// topic returns the topic's state, creating it (with a fresh epoch) if needed.
+func (b *MemoryBroker) topic(name string) *memTopic {
+	s := b.shard(name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.topics[name]
+	if t == nil {
+		t = &memTopic{epoch: randomID(5)}
+		s.topics[name] = t
+	}
+	return t
+}
+
+// Publish implements Broker.
+func (b *MemoryBroker) Publish(ctx context.Context, topic string, data json.RawMessage, opts PublishOptions) (StreamPosition, error) {
+	if b.closed.Load() {
+		return StreamPosition{}, ErrBrokerClosed
+	}
+	t := b.topic(topic)
+	now := b.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.expireLocked(now)
+	t.offset++
+	pub := Publication{Offset: t.offset, Epoch: t.epoch, Data: data, Info: opts.Info, TimeMs: now.UnixMilli()}
+	t.lastPub = now
+	if opts.HistorySize > 0 {
+		t.histTTL = opts.HistoryTTL
+		if len(t.hist) >= opts.HistorySize {
+			n := copy(t.hist, t.hist[len(t.hist)-opts.HistorySize+1:])
+			clear(t.hist[n:])
+			t.hist = t.hist[:n]
+		}
+		t.hist = append(t.hist, pub)
+	} else {
+		t.hist = nil
+	}
+	if t.subscribed {
+		if hb := b.handler.Load(); hb != nil {
+			hb.h.HandlePublication(topic, pub)
+		}
+	}
+	return StreamPosition{Epoch: t.epoch, Offset: t.offset}, nil
+}
+
+// expireLocked drops history older than its ttl.
+func (t *memTopic) expireLocked(now time.Time) {
+	if len(t.hist) > 0 && t.histTTL > 0 && now.Sub(t.lastPub) > t.histTTL {
+		t.hist = nil
+	}
+}
+
+// Subscribe implements Broker.
+func (b *MemoryBroker) Subscribe(ctx context.Context, topic string) error {
+	if b.closed.Load() {
+		return ErrBrokerClosed
+	}
+	t := b.topic(topic)
+	t.mu.Lock()
+	t.subscribed = true
+	t.mu.Unlock()
+	return nil
+}
+
+// Unsubscribe implements Broker.
+func (b *MemoryBroker) Unsubscribe(ctx context.Context, topic string) error {
+	s := b.shard(topic)
+	s.mu.Lock()
+	t := s.topics[topic]
+	s.mu.Unlock()
+	if t != nil {
+		t.mu.Lock()
+		t.subscribed = false
+		t.mu.Unlock()
+	}
+	return nil
+}
+
+// History implements Broker.
+func (b *MemoryBroker) History(ctx context.Context, topic string, since *StreamPosition, limit int) ([]Publication, StreamPosition, error) {
+	if b.closed.Load() {
+		return nil, StreamPosition{}, ErrBrokerClosed
+	}
+	t := b.topic(topic)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.expireLocked(b.now())
+	pos := StreamPosition{Epoch: t.epoch, Offset: t.offset}
+	var from uint64 // first offset wanted
+	if since != nil {
+		if since.Epoch != t.epoch || since.Offset > t.offset {
+			return nil, pos, ErrHistoryGap
+		}
+		from = since.Offset + 1
+		if from > t.offset {
+			return nil, pos, nil // nothing missed
+		}
+		if len(t.hist) == 0 || t.hist[0].Offset > from {
+			return nil, pos, ErrHistoryGap
+		}
+	}
+	var out []Publication
+	for _, p := range t.hist {
+		if p.Offset < from {
+			continue
+		}
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+		out = append(out, p)
+	}
+	return out, pos, nil
+}
+
+// Position implements Broker.
+func (b *MemoryBroker) Position(ctx context.Context, topic string) (StreamPosition, error) {
+	if b.closed.Load() {
+		return StreamPosition{}, ErrBrokerClosed
+	}
+	t := b.topic(topic)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return StreamPosition{Epoch: t.epoch, Offset: t.offset}, nil
+}
+
+// AddPresence implements Broker.
+func (b *MemoryBroker) AddPresence(ctx context.Context, topic, clientID string, info ClientInfo, ttl time.Duration) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	set := b.presence[topic]
+	if set == nil {
+		set = make(map[string]presenceEntry)
+		b.presence[topic] = set
+	}
+	set[clientID] = presenceEntry{info: info, expires: b.now().Add(ttl)}
+	return nil
+}
+
+// RemovePresence implements Broker.
+func (b *MemoryBroker) RemovePresence(ctx context.Context, topic, clientID string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if set := b.presence[topic]; set != nil {
+		delete(set, clientID)
+		if len(set) == 0 {
+			delete(b.presence, topic)
+		}
+	}
+	return nil
+}
+
+// Presence implements Broker.
+func (b *MemoryBroker) Presence(ctx context.Context, topic string) (map[string]ClientInfo, error) {
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[string]ClientInfo, len(b.presence[topic]))
+	for id, e := range b.presence[topic] {
+		if now.Before(e.expires) {
+			out[id] = e.info
+		}
+	}
+	return out, nil
+}
+
+// SetDeviceNode implements Broker.
+func (b *MemoryBroker) SetDeviceNode(ctx context.Context, deviceID, nodeID string, ttl time.Duration) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.devices[deviceID] = lease{node: nodeID, expires: b.now().Add(ttl)}
+	return nil
+}
+
+// ClearDeviceNode implements Broker.
+func (b *MemoryBroker) ClearDeviceNode(ctx context.Context, deviceID, nodeID string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if l, ok := b.devices[deviceID]; ok && l.node == nodeID {
+		delete(b.devices, deviceID)
+	}
+	return nil
+}
+
+// DeviceNode implements Broker.
+func (b *MemoryBroker) DeviceNode(ctx context.Context, deviceID string) (string, bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	l, ok := b.devices[deviceID]
+	if !ok || !b.now().Before(l.expires) {
+		return "", false, nil
+	}
+	return l.node, true, nil
+}
+
+// SendToNode implements Broker. A single node can only reach itself.
+func (b *MemoryBroker) SendToNode(ctx context.Context, nodeID string, msg json.RawMessage) error {
+	if b.closed.Load() {
+		return ErrBrokerClosed
+	}
+	if nodeID != b.nodeID {
+		return fmt.Errorf("memory broker: node %q is not reachable from %q", nodeID, b.nodeID)
+	}
+	hb := b.handler.Load()
+	if hb == nil {
+		return fmt.Errorf("memory broker: not running")
+	}
+	hb.h.HandleNodeMessage(msg)
+	return nil
+}
+
+// IdemClaim implements Broker.
+func (b *MemoryBroker) IdemClaim(ctx context.Context, principal, key string, ttl time.Duration) (bool, IdemRecord, error) {
+	k := principal + "\x00" + key
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if e, ok := b.idem[k]; ok && now.Before(e.expires) {
+		return false, e.rec, nil
+	}
+	b.idem[k] = &idemRecordEntry{expires: now.Add(ttl)}
+	return true, IdemRecord{}, nil
+}
+
+// IdemStore implements Broker.
+func (b *MemoryBroker) IdemStore(ctx context.Context, principal, key string, result json.RawMessage, ttl time.Duration) error {
+	k := principal + "\x00" + key
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.idem[k] = &idemRecordEntry{rec: IdemRecord{Done: true, Result: result}, expires: b.now().Add(ttl)}
+	return nil
+}
+
+// sweep forgets expired presence, leases, idempotency records and idle topics.
+func (b *MemoryBroker) sweep() {
+	now := b.now()
+	b.mu.Lock()
+	for topic, set := range b.presence {
+		for id, e := range set {
+			if !now.Before(e.expires) {
+				delete(set, id)
+			}
+		}
+		if len(set) == 0 {
+			delete(b.presence, topic)
+		}
+	}
+	for d, l := range b.devices {
+		if !now.Before(l.expires) {
+			delete(b.devices, d)
+		}
+	}
+	for k, e := range b.idem {
+		if !now.Before(e.expires) {
+			delete(b.idem, k)
+		}
+	}
+	b.mu.Unlock()
+
+	const idle = 5 * time.Minute
+	for i := range b.topics {
+		s := &b.topics[i]
+		s.mu.Lock()
+		for name, t := range s.topics {
+			t.mu.Lock()
+			t.expireLocked(now)
+			forget := !t.subscribed && len(t.hist) == 0 && now.Sub(t.lastPub) > idle
+			t.mu.Unlock()
+			if forget {
+				delete(s.topics, name)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
