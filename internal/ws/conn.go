@@ -1,0 +1,310 @@
+package ws
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+// ErrClosed is returned by Send and SendText on a connection that is closing
+// or closed, and by Attach and Upgrade on a closed Transport.
+var ErrClosed = errors.New("ws: connection closed")
+
+// ErrQueueFull is returned by Send when queueing the frame would exceed the
+// connection's queue bounds; the connection is then closed with 4108.
+var ErrQueueFull = errors.New("ws: outbound queue full")
+
+// Role says which side of the WebSocket protocol a connection plays.
+type Role int
+
+const (
+	// RoleServer reads masked frames from clients (an unmasked client frame
+	// closes the connection with 1002) and writes unmasked frames.
+	RoleServer Role = iota
+	// RoleClient reads unmasked frames and writes masked frames. It is used
+	// by the load generator (junction bench).
+	RoleClient
+)
+
+// Handler receives a connection's inbound events. Both methods run on the
+// connection's loop goroutine, serially per connection; no OnMessage follows
+// OnClose.
+type Handler interface {
+	// OnMessage is called with each complete text message, in order. payload
+	// is valid only during the call (it may point into a shared read
+	// buffer). It must not block.
+	OnMessage(c *Conn, payload []byte)
+	// OnClose is called exactly once per connection after it is closed, with
+	// the close code (the one we sent, the one the peer sent, 1005 when the
+	// peer's close frame had no code, or 1006 for an abrupt end) and a
+	// reason. It is never called from inside Close. It must not block.
+	OnClose(c *Conn, code int, reason string)
+}
+
+// Connection states. Transitions happen under Conn.mu; the state is also
+// read without the lock.
+const (
+	stateOpen    = iota // Send accepted
+	stateClosing        // close frame queued; Send refused
+	stateClosed         // socket closed; OnClose pending or done
+)
+
+// Writer states of a connection, guarded by Conn.mu.
+const (
+	wIdle    = iota // nothing queued, not on the ready list
+	wReady          // on the ready list or being written by a writer
+	wWaitOut        // socket full; waiting for EPOLLOUT in the loop
+)
+
+// Conn is one WebSocket connection registered with a Transport. Its methods
+// are safe for concurrent use.
+type Conn struct {
+	t    *Transport      // set once at construction
+	l    *loop           // set once at construction
+	nc   net.Conn        // set once at construction
+	rc   syscall.RawConn // set once at construction
+	h    Handler         // set once at construction
+	fd   int32           // set once at construction; valid while rc is open
+	gen  uint32          // set once at construction; tells reused fds apart
+	role Role            // set once at construction
+
+	value atomic.Pointer[any]
+
+	state      atomic.Int32 // stateOpen, stateClosing, stateClosed
+	lastRead   atomic.Int64 // transport clock of the last read from the socket
+	unwritable atomic.Int64 // transport clock when the socket was first found full; 0 when writable
+	closingAt  atomic.Int64 // transport clock when the close began
+	closeSent  atomic.Bool  // our close frame has been written to the socket
+	peerClosed atomic.Bool  // the peer's close frame was read (or the read side is done)
+
+	pingAt int64 // owned by the heartbeat goroutine: when the last ping was queued
+
+	// Read side, owned by the loop goroutine.
+	p       parser
+	initial []byte // bytes buffered before registration, parsed first
+
+	mu          sync.Mutex
+	queue       [][]byte // guarded by mu: frames not yet taken by a writer
+	qbytes      int      // guarded by mu: bytes queued or pending, not yet written
+	qframes     int      // guarded by mu: frames queued or pending, not yet fully written
+	wstate      uint8    // guarded by mu
+	drop        bool     // guarded by mu: discard pending frames not yet started
+	closeCode   int      // guarded by mu: set when the close begins
+	closeReason string   // guarded by mu: set when the close begins
+
+	// Owned by the writer holding the connection (wstate wReady), or by the
+	// loop while wstate is wWaitOut; otherwise guarded by mu.
+	pending [][]byte // frames taken from queue, not yet fully written
+	pendOff int      // bytes of pending[0] already written
+}
+
+// RemoteAddr returns the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// SetValue stores the owner's per-connection value (the hub stores its
+// connection there).
+func (c *Conn) SetValue(v any) { c.value.Store(&v) }
+
+// Value returns the value stored with SetValue, or nil.
+func (c *Conn) Value() any {
+	if p := c.value.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// QueueLen returns the frames and bytes queued for the connection that are
+// not yet written to the socket.
+func (c *Conn) QueueLen() (frames, bytes int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.qframes, c.qbytes
+}
+
+// Send queues a complete frame, as produced by PrepareText or PrepareClose,
+// for writing. It never blocks. The frame slice is shared (the same bytes may
+// be queued to many connections) and must not be modified afterwards. On a
+// RoleClient connection frames must be masked, so use SendText there.
+//
+// Send returns ErrClosed when the connection is closing or closed. When the
+// frame would exceed MaxQueueBytes or MaxQueueFrames it returns
+// ErrQueueFull and closes the connection with 4108 "slow consumer": queued
+// frames are discarded and the close frame is written best-effort.
+func (c *Conn) Send(frame []byte) error {
+	c.mu.Lock()
+	if c.state.Load() != stateOpen {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if c.qframes+1 > c.t.cfg.MaxQueueFrames || c.qbytes+len(frame) > c.t.cfg.MaxQueueBytes {
+		c.drop = true
+		c.queue = clearFrames(c.queue)
+		sched := c.beginCloseLocked(CloseSlowConsumer, "slow consumer", c.closeFrame(CloseSlowConsumer, "slow consumer"))
+		c.mu.Unlock()
+		c.t.slowConsumers.Add(1)
+		if sched {
+			c.t.schedule(c)
+		}
+		return ErrQueueFull
+	}
+	sched := c.enqueueLocked(frame)
+	c.mu.Unlock()
+	if sched {
+		c.t.schedule(c)
+	}
+	return nil
+}
+
+// SendText frames payload as one text message and queues it, masked with a
+// fresh random mask on a RoleClient connection. It allocates one frame per
+// call; to send the same message to many connections, PrepareText once and
+// Send it.
+func (c *Conn) SendText(payload []byte) error {
+	if c.role == RoleClient {
+		return c.Send(prepareMasked(opText, payload))
+	}
+	return c.Send(PrepareText(payload))
+}
+
+// Close closes the connection: frames already queued are written, then a
+// close frame with code and reason, then the socket is closed once the peer
+// answers the close or hangs up, or at the latest WriteTimeout after Close.
+// It never blocks and is idempotent. OnClose follows, with code, on the
+// connection's loop goroutine.
+func (c *Conn) Close(code int, reason string) {
+	c.mu.Lock()
+	if c.state.Load() != stateOpen {
+		c.mu.Unlock()
+		return
+	}
+	sched := c.beginCloseLocked(code, reason, c.closeFrame(code, reason))
+	c.mu.Unlock()
+	if sched {
+		c.t.schedule(c)
+	}
+}
+
+// closeFrame returns a close frame for the connection's role.
+func (c *Conn) closeFrame(code int, reason string) []byte {
+	if c.role == RoleClient {
+		return prepareMasked(opClose, closePayload(code, reason))
+	}
+	return PrepareClose(code, reason)
+}
+
+// enqueueLocked appends frame and reports whether the caller must put the
+// connection on the ready list (after unlocking mu).
+func (c *Conn) enqueueLocked(frame []byte) bool {
+	c.queue = append(c.queue, frame)
+	c.qbytes += len(frame)
+	c.qframes++
+	if c.wstate == wIdle {
+		c.wstate = wReady
+		return true
+	}
+	return false
+}
+
+// beginCloseLocked moves an open connection to closing and queues frame, the
+// close frame. It reports whether the caller must schedule the connection.
+func (c *Conn) beginCloseLocked(code int, reason string, frame []byte) bool {
+	c.state.Store(stateClosing)
+	c.closeCode, c.closeReason = code, reason
+	c.closingAt.Store(c.t.now())
+	return c.enqueueLocked(frame)
+}
+
+// onPeerClose handles the peer's close frame: the close is echoed with the
+// peer's code (RFC 6455 §5.5.1) and the connection finishes once the echo is
+// written. Called by the loop.
+func (c *Conn) onPeerClose(payload []byte) {
+	code, reason := CloseNoStatus, ""
+	var echo []byte
+	if len(payload) >= 2 {
+		code = int(binary.BigEndian.Uint16(payload))
+		reason = string(payload[2:])
+		echo = payload[:2]
+	}
+	c.mu.Lock()
+	var sched bool
+	if c.state.Load() == stateOpen {
+		frame := PrepareFrame(opClose, echo)
+		if c.role == RoleClient {
+			frame = prepareMasked(opClose, echo)
+		}
+		sched = c.beginCloseLocked(code, reason, frame)
+	}
+	c.mu.Unlock()
+	if sched {
+		c.t.schedule(c)
+	}
+	c.peerClosed.Store(true)
+	if c.closeSent.Load() {
+		c.finish(CloseAbnormal, "", true)
+	}
+}
+
+// onCloseWritten is called by a writer once our close frame is in the
+// socket: the write side is shut down (the peer reads EOF after the close
+// frame) and the connection finishes now if the peer already closed, or when
+// it does (loop) or when WriteTimeout expires (heartbeat).
+func (c *Conn) onCloseWritten() {
+	if c.closeSent.Swap(true) {
+		return
+	}
+	_ = c.rc.Control(func(fd uintptr) {
+		_ = shutdownWrite(int(fd))
+	})
+	if c.peerClosed.Load() {
+		c.finish(CloseAbnormal, "", false)
+	}
+}
+
+// finish tears the connection down: it leaves its loop, the socket is
+// closed, queued frames are released and OnClose is handed to the loop. If
+// a close was in progress, OnClose reports its code; otherwise code and
+// reason (1006 for an abrupt end). It is idempotent. fromLoop says the
+// caller is the connection's loop goroutine, which then need not be woken.
+func (c *Conn) finish(code int, reason string, fromLoop bool) {
+	c.mu.Lock()
+	prev := c.state.Load()
+	if prev == stateClosed {
+		c.mu.Unlock()
+		return
+	}
+	c.state.Store(stateClosed)
+	if prev == stateClosing {
+		code, reason = c.closeCode, c.closeReason
+	}
+	c.queue = nil
+	c.qbytes, c.qframes = 0, 0
+	if c.wstate != wReady {
+		// No writer holds pending; a writer holding it drops it on return.
+		c.pending, c.pendOff = nil, 0
+		c.wstate = wIdle
+	}
+	c.mu.Unlock()
+
+	c.l.remove(c)
+	_ = c.nc.Close()
+	c.t.open.Add(-1)
+	c.l.closed(c, code, reason, fromLoop)
+}
+
+// clearFrames drops the references q holds and returns q emptied, or nil
+// when its backing array is too large to keep for an idle connection.
+func clearFrames(q [][]byte) [][]byte {
+	clear(q)
+	if cap(q) > keepQueueCap {
+		return nil
+	}
+	return q[:0]
+}
+
+// keepQueueCap is the largest queue backing array a connection keeps when
+// its queue empties; larger arrays are released so idle connections stay
+// small.
+const keepQueueCap = 8

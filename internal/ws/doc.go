@@ -1,0 +1,39 @@
+// Package ws is Junction's WebSocket transport: the HTTP upgrade (through
+// github.com/gobwas/ws), RFC 6455 framing, an epoll read loop and a batched,
+// non-blocking write path.
+//
+// # Shape
+//
+// A Transport runs Config.Loops epoll loops, Config.Writers writer goroutines
+// and one heartbeat goroutine; it starts no goroutine per connection. An idle
+// connection holds no goroutine, no buffer and no timer: a loop reads every
+// readable socket into its own scratch buffer, and only a connection with an
+// incomplete frame keeps a private buffer until the frame is complete.
+//
+// Outbound, a connection has a bounded queue of frames. A publication is
+// framed once (PrepareText) and the same slice is queued to every
+// subscriber (Conn.Send). A writer takes everything queued for a connection
+// and writes it with one writev(2). When the socket buffer is full the
+// remainder waits for EPOLLOUT in the connection's loop; no goroutine waits.
+// Send never blocks: a queue that would overflow closes the connection with
+// 4108 (slow consumer).
+//
+// # Callbacks
+//
+// Handler.OnMessage runs on the connection's loop goroutine, serially per
+// connection; Handler.OnClose runs exactly once on whichever transport
+// goroutine finished the connection (loop, writer or heartbeat). Neither may
+// block; both may call Send, SendText and Close.
+//
+// Text messages are delivered without UTF-8 validation: the JSON layer above
+// rejects invalid input, and validating twice costs a pass over every byte.
+//
+// # Lock order
+//
+// Locks are taken in this order, never the reverse:
+//
+//	loop.mu  →  Conn.mu  →  Transport.readyMu
+//
+// No lock is held during a system call that Send would need (Send takes only
+// Conn.mu and readyMu), nor while calling a Handler.
+package ws

@@ -1,0 +1,73 @@
+package ws
+
+import "time"
+
+// heartbeatTick returns how often the heartbeat goroutine walks the
+// connections: a quarter of the shortest interval it enforces, between 5ms
+// and 1s.
+func (t *Transport) heartbeatTick() time.Duration {
+	d := min(t.cfg.PongTimeout, t.cfg.WriteTimeout)
+	if t.cfg.PingInterval > 0 {
+		d = min(d, t.cfg.PingInterval)
+	}
+	return min(max(d/4, 5*time.Millisecond), time.Second)
+}
+
+// heartbeat is the one goroutine that keeps time for every connection: it
+// pings RoleServer connections every PingInterval, closes with 4102 those
+// that read nothing within PongTimeout of a ping, and cuts connections whose
+// socket stayed full, or whose close did not complete, for WriteTimeout.
+// No connection has a timer of its own.
+func (t *Transport) heartbeat() {
+	tick := time.NewTicker(t.heartbeatTick())
+	defer tick.Stop()
+	var conns []*Conn
+	for {
+		select {
+		case <-t.hbStop:
+			return
+		case <-tick.C:
+		}
+		conns = t.conns(conns[:0])
+		now := t.now()
+		for _, c := range conns {
+			t.check(c, now)
+		}
+		clear(conns)
+		if cap(conns) > 1<<16 && len(conns) < cap(conns)/4 {
+			conns = nil
+		}
+	}
+}
+
+// check enforces the heartbeat and the write timeout on c at time now.
+func (t *Transport) check(c *Conn, now int64) {
+	wt := int64(t.cfg.WriteTimeout)
+	switch c.state.Load() {
+	case stateClosed:
+		return
+	case stateClosing:
+		if now-c.closingAt.Load() >= wt {
+			c.finish(CloseAbnormal, "close timeout", false)
+		}
+		return
+	}
+	if u := c.unwritable.Load(); u != 0 && now-u >= wt {
+		c.finish(CloseAbnormal, "write timeout", false)
+		return
+	}
+	if t.cfg.PingInterval < 0 || c.role != RoleServer {
+		return
+	}
+	last := c.lastRead.Load()
+	if last < c.pingAt { // a ping is outstanding
+		if now-c.pingAt >= int64(t.cfg.PongTimeout) {
+			c.Close(CloseHeartbeatTimeout, "heartbeat timeout")
+		}
+		return
+	}
+	if now-c.pingAt >= int64(t.cfg.PingInterval) {
+		c.pingAt = now
+		_ = c.Send(pingFrame)
+	}
+}

@@ -1,0 +1,217 @@
+package ws
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	gws "github.com/gobwas/ws"
+)
+
+// closeError is a protocol violation found by the parser: the connection is
+// closed with code and reason.
+type closeError struct {
+	code   int
+	reason string
+}
+
+func (e *closeError) Error() string {
+	return fmt.Sprintf("ws: close %d: %s", e.code, e.reason)
+}
+
+var (
+	errUnmasked     = &closeError{CloseProtocolError, "client frames must be masked"}
+	errMasked       = &closeError{CloseProtocolError, "server frames must not be masked"}
+	errReserved     = &closeError{CloseProtocolError, "reserved bits set"}
+	errOpcode       = &closeError{CloseProtocolError, "reserved opcode"}
+	errControlLen   = &closeError{CloseProtocolError, "control frame too long"}
+	errControlFrag  = &closeError{CloseProtocolError, "fragmented control frame"}
+	errContinuation = &closeError{CloseProtocolError, "unexpected continuation frame"}
+	errInterleaved  = &closeError{CloseProtocolError, "new message inside a fragmented message"}
+	errLength       = &closeError{CloseProtocolError, "invalid payload length"}
+	errBinary       = &closeError{CloseUnsupportedData, "binary messages are not supported"}
+	errTooBig       = &closeError{CloseTooBig, "message too big"}
+	errCloseLen     = &closeError{CloseProtocolError, "invalid close payload"}
+	errCloseCode    = &closeError{CloseProtocolError, "invalid close code"}
+)
+
+// frameFunc receives one complete text message (op opText, reassembled if it
+// was fragmented) or one control frame (opPing, opPong, opClose), unmasked.
+// payload is valid only during the call. Returning false stops parsing; the
+// unparsed bytes are dropped.
+type frameFunc func(op byte, payload []byte) bool
+
+// parser is an incremental RFC 6455 frame parser. It holds memory only while
+// a frame or a fragmented message is incomplete: an idle connection's parser
+// holds no buffer. All fields are owned by the goroutine that feeds it (the
+// connection's read loop).
+type parser struct {
+	server bool // frames must be masked (true) or unmasked (false)
+	max    int  // limit of a message's payload after reassembly
+
+	partial []byte // bytes of an incomplete frame, nil when none
+	msg     []byte // payload of a fragmented text message so far
+	frag    bool   // inside a fragmented text message
+	failed  bool   // a violation was reported; everything after it is ignored
+}
+
+// feed parses data, the next bytes read from the connection, calling fn for
+// each complete message or control frame. data may be modified (unmasked in
+// place) and is not retained. It returns a *closeError on a protocol
+// violation, after which feed ignores further input.
+func (p *parser) feed(data []byte, fn frameFunc) error {
+	if p.failed {
+		return nil
+	}
+	buf := data
+	fromPartial := p.partial != nil
+	if fromPartial {
+		p.partial = append(p.partial, data...)
+		buf = p.partial
+	}
+	off, err := p.parse(buf, fn)
+	if err != nil {
+		p.failed = true
+		p.partial, p.msg = nil, nil
+		return err
+	}
+	rest := buf[off:]
+	switch {
+	case len(rest) == 0:
+		p.partial = nil
+	case fromPartial && off == 0:
+		// Still incomplete; keep growing the same buffer.
+	case fromPartial && cap(p.partial) <= 4096:
+		p.partial = p.partial[:copy(p.partial, rest)]
+	default:
+		// Copy the tail out of the shared read buffer (or out of a large
+		// partial buffer, which is released).
+		p.partial = append(make([]byte, 0, max(len(rest), 64)), rest...)
+	}
+	return nil
+}
+
+// parse consumes complete frames from b and returns how many bytes it used.
+func (p *parser) parse(b []byte, fn frameFunc) (int, error) {
+	off := 0
+	for {
+		h := b[off:]
+		if len(h) < 2 {
+			return off, nil
+		}
+		fin := h[0]&0x80 != 0
+		if h[0]&0x70 != 0 {
+			return off, errReserved
+		}
+		op := h[0] & 0x0f
+		masked := h[1]&0x80 != 0
+		if masked != p.server {
+			if p.server {
+				return off, errUnmasked
+			}
+			return off, errMasked
+		}
+		hl := 2
+		n := uint64(h[1] & 0x7f)
+		switch n {
+		case 126:
+			hl += 2
+		case 127:
+			hl += 8
+		}
+		if masked {
+			hl += 4
+		}
+		// Validate what the first two bytes tell before waiting for more, so
+		// a bad frame is rejected without buffering its payload.
+		switch op {
+		case opText:
+			if p.frag {
+				return off, errInterleaved
+			}
+		case opBinary:
+			if p.frag {
+				return off, errInterleaved
+			}
+			return off, errBinary
+		case opContinuation:
+			if !p.frag {
+				return off, errContinuation
+			}
+		case opClose, opPing, opPong:
+			if !fin {
+				return off, errControlFrag
+			}
+			if n > maxControlPayload {
+				return off, errControlLen
+			}
+		default:
+			return off, errOpcode
+		}
+		if len(h) < hl {
+			return off, nil
+		}
+		switch n {
+		case 126:
+			n = uint64(binary.BigEndian.Uint16(h[2:]))
+		case 127:
+			n = binary.BigEndian.Uint64(h[2:])
+			if n>>63 != 0 {
+				return off, errLength
+			}
+		}
+		limit := uint64(p.max)
+		if op == opContinuation {
+			limit -= uint64(len(p.msg)) // len(p.msg) <= p.max always holds
+		}
+		if op <= opBinary && n > limit {
+			return off, errTooBig
+		}
+		if uint64(len(h)-hl) < n {
+			return off, nil
+		}
+		payload := h[hl : hl+int(n)]
+		if masked {
+			var mask [4]byte
+			copy(mask[:], h[hl-4:hl])
+			gws.Cipher(payload, mask, 0)
+		}
+		off += hl + int(n)
+
+		switch op {
+		case opText:
+			if !fin {
+				p.frag = true
+				p.msg = append(p.msg[:0], payload...)
+				continue
+			}
+			if !fn(opText, payload) {
+				return len(b), nil
+			}
+		case opContinuation:
+			p.msg = append(p.msg, payload...)
+			if !fin {
+				continue
+			}
+			msg := p.msg
+			p.msg, p.frag = nil, false
+			if !fn(opText, msg) {
+				return len(b), nil
+			}
+		case opClose:
+			if len(payload) == 1 {
+				return off, errCloseLen
+			}
+			if len(payload) >= 2 && !validCloseCode(int(binary.BigEndian.Uint16(payload))) {
+				return off, errCloseCode
+			}
+			fn(opClose, payload)
+			// Nothing after a close frame is read (RFC 6455 §5.5.1).
+			p.failed = true
+			return len(b), nil
+		default:
+			if !fn(op, payload) {
+				return len(b), nil
+			}
+		}
+	}
+}

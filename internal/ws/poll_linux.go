@@ -1,0 +1,329 @@
+//go:build linux
+
+package ws
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	readBufSize = 64 << 10 // per-loop scratch read buffer
+	maxEvents   = 256
+)
+
+// pendingClose is a finished connection whose OnClose the loop delivers.
+type pendingClose struct {
+	c      *Conn
+	code   int
+	reason string
+}
+
+// loop is one epoll instance and the goroutine that waits on it. It reads
+// every connection registered with it, parses frames and calls the
+// connections' handlers, and turns EPOLLOUT into writer work.
+type loop struct {
+	t      *Transport // set once
+	epfd   int        // set once; closed by closeFDs after run returns
+	wakefd int        // set once: eventfd that interrupts epoll_wait
+
+	stopping atomic.Bool // run returns once set and woken
+
+	mu      sync.Mutex
+	conns   map[int32]*Conn // guarded by mu: registered connections by fd
+	kicks   []*Conn         // guarded by mu: connections with bytes buffered before registration
+	onClose []pendingClose  // guarded by mu: finished connections awaiting OnClose
+
+	buf    []byte            // owned by run: scratch read buffer shared by all connections
+	events []unix.EpollEvent // owned by run
+}
+
+func newLoop(t *Transport) (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wakefd), Pad: 0}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
+		_ = unix.Close(epfd)
+		_ = unix.Close(wakefd)
+		return nil, fmt.Errorf("epoll_ctl: %w", err)
+	}
+	return &loop{
+		t:      t,
+		epfd:   epfd,
+		wakefd: wakefd,
+		conns:  make(map[int32]*Conn),
+		buf:    make([]byte, readBufSize),
+		events: make([]unix.EpollEvent, maxEvents),
+	}, nil
+}
+
+// event returns the epoll registration of c: the fd and the generation, so
+// that an event for a closed connection whose fd was reused is recognised
+// as stale. Generations start at 1; 0 marks the wake eventfd.
+func event(c *Conn, events uint32) unix.EpollEvent {
+	return unix.EpollEvent{Events: events, Fd: c.fd, Pad: int32(c.gen)}
+}
+
+// add registers c; reads start once it returns.
+func (l *loop) add(c *Conn) error {
+	l.mu.Lock()
+	l.conns[c.fd] = c
+	kick := len(c.initial) > 0
+	if kick {
+		l.kicks = append(l.kicks, c)
+	}
+	l.mu.Unlock()
+	var err error
+	cerr := c.rc.Control(func(fd uintptr) {
+		ev := event(c, unix.EPOLLIN|unix.EPOLLRDHUP)
+		err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+	})
+	if err = errors.Join(cerr, err); err != nil {
+		l.mu.Lock()
+		if l.conns[c.fd] == c {
+			delete(l.conns, c.fd)
+		}
+		l.mu.Unlock()
+		return fmt.Errorf("epoll_ctl add: %w", err)
+	}
+	if kick {
+		l.wake()
+	}
+	return nil
+}
+
+// remove unregisters c. It must run before c's socket is closed, so the fd
+// cannot have been reused.
+func (l *loop) remove(c *Conn) {
+	l.mu.Lock()
+	if l.conns[c.fd] == c {
+		delete(l.conns, c.fd)
+	}
+	l.mu.Unlock()
+	_ = c.rc.Control(func(fd uintptr) {
+		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
+	})
+}
+
+// armOut asks for EPOLLOUT on c; the loop then hands c back to the writers.
+func (l *loop) armOut(c *Conn) {
+	err := c.rc.Control(func(fd uintptr) {
+		ev := event(c, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLOUT)
+		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev)
+	})
+	if err != nil {
+		// Closed meanwhile: finish has released (or will release) pending.
+		c.finish(CloseAbnormal, "closed", false)
+	}
+}
+
+// closed queues OnClose for c and wakes the loop unless the caller is it.
+func (l *loop) closed(c *Conn, code int, reason string, fromLoop bool) {
+	l.mu.Lock()
+	l.onClose = append(l.onClose, pendingClose{c, code, reason})
+	l.mu.Unlock()
+	if !fromLoop {
+		l.wake()
+	}
+}
+
+func (l *loop) wake() {
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	_, _ = unix.Write(l.wakefd, one[:])
+}
+
+// stop makes run return after it has delivered the pending OnClose calls.
+func (l *loop) stop() {
+	l.stopping.Store(true)
+	l.wake()
+}
+
+func (l *loop) closeFDs() {
+	_ = unix.Close(l.epfd)
+	_ = unix.Close(l.wakefd)
+}
+
+// appendConns appends every registered connection to dst.
+func (l *loop) appendConns(dst []*Conn) []*Conn {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// run is the loop goroutine.
+func (l *loop) run() {
+	var ready []*Conn // connections of the current batch of events
+	var evs []uint32
+	var kicks []*Conn
+	var closes []pendingClose
+	for {
+		n, err := unix.EpollWait(l.epfd, l.events, -1)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			panic(fmt.Sprintf("ws: epoll_wait: %v", err))
+		}
+		now := l.t.now()
+		ready, evs = ready[:0], evs[:0]
+		l.mu.Lock()
+		for _, ev := range l.events[:max(n, 0)] {
+			if ev.Pad == 0 && ev.Fd == int32(l.wakefd) {
+				continue
+			}
+			c := l.conns[ev.Fd]
+			if c == nil || int32(c.gen) != ev.Pad {
+				continue // stale: closed, maybe fd reused
+			}
+			ready = append(ready, c)
+			evs = append(evs, ev.Events)
+		}
+		kicks, l.kicks = l.kicks, kicks[:0]
+		l.mu.Unlock()
+		if n > 0 {
+			for _, ev := range l.events[:n] {
+				if ev.Pad == 0 && ev.Fd == int32(l.wakefd) {
+					var b [8]byte
+					_, _ = unix.Read(l.wakefd, b[:])
+				}
+			}
+		}
+
+		for _, c := range kicks {
+			data := c.initial
+			c.initial = nil
+			c.lastRead.Store(now)
+			l.process(c, data)
+		}
+		clear(kicks)
+		for i, c := range ready {
+			e := evs[i]
+			if e&unix.EPOLLOUT != 0 {
+				l.writable(c)
+			}
+			if e&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLRDHUP) != 0 {
+				l.read(c, now)
+			}
+		}
+		clear(ready)
+
+		l.mu.Lock()
+		closes, l.onClose = l.onClose, closes[:0]
+		l.mu.Unlock()
+		for _, pc := range closes {
+			pc.c.h.OnClose(pc.c, pc.code, pc.reason)
+		}
+		clear(closes)
+		if l.stopping.Load() {
+			l.mu.Lock()
+			done := len(l.onClose) == 0
+			l.mu.Unlock()
+			if done {
+				return
+			}
+		}
+	}
+}
+
+// writable hands c, whose socket accepts data again, back to the writers.
+func (l *loop) writable(c *Conn) {
+	_ = c.rc.Control(func(fd uintptr) {
+		ev := event(c, unix.EPOLLIN|unix.EPOLLRDHUP)
+		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev)
+	})
+	c.mu.Lock()
+	sched := c.wstate == wWaitOut && c.state.Load() != stateClosed
+	if sched {
+		c.wstate = wReady
+	}
+	c.mu.Unlock()
+	if sched {
+		l.t.schedule(c)
+	}
+}
+
+// read reads what c's socket holds, once (level-triggered epoll reports the
+// rest again), into the loop's scratch buffer and parses it.
+func (l *loop) read(c *Conn, now int64) {
+	if c.state.Load() == stateClosed {
+		return
+	}
+	var n int
+	var rerr error
+	err := c.rc.Read(func(fd uintptr) bool {
+		n, rerr = unix.Read(int(fd), l.buf)
+		return true
+	})
+	switch {
+	case err != nil:
+		c.finish(CloseAbnormal, "read: "+err.Error(), true)
+		return
+	case errors.Is(rerr, unix.EAGAIN), errors.Is(rerr, unix.EINTR):
+		return
+	case rerr != nil:
+		c.finish(CloseAbnormal, "read: "+rerr.Error(), true)
+		return
+	case n == 0:
+		c.finish(CloseAbnormal, "connection lost", true)
+		return
+	}
+	c.lastRead.Store(now)
+	l.process(c, l.buf[:n])
+}
+
+// process feeds data read from c to its parser and acts on what it yields.
+func (l *loop) process(c *Conn, data []byte) {
+	err := c.p.feed(data, func(op byte, payload []byte) bool {
+		switch c.state.Load() {
+		case stateClosed:
+			return false
+		case stateClosing:
+			// Only the peer's close frame matters now.
+			if op == opClose {
+				c.onPeerClose(payload)
+			}
+			return true
+		}
+		switch op {
+		case opText:
+			c.h.OnMessage(c, payload)
+		case opPing:
+			var pong []byte
+			if c.role == RoleClient {
+				pong = prepareMasked(opPong, payload)
+			} else {
+				pong = PrepareFrame(opPong, payload)
+			}
+			_ = c.Send(pong)
+		case opClose:
+			c.onPeerClose(payload)
+		}
+		return true
+	})
+	var ce *closeError
+	if errors.As(err, &ce) {
+		// The parser cannot find the peer's close frame after a violation,
+		// so the close does not wait for it: the connection finishes once
+		// our close frame is written.
+		c.peerClosed.Store(true)
+		c.Close(ce.code, ce.reason)
+	}
+}
+
+// shutdownWrite sends FIN after what the socket holds.
+func shutdownWrite(fd int) error {
+	return unix.Shutdown(fd, unix.SHUT_WR)
+}

@@ -1,0 +1,345 @@
+package ws
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	gws "github.com/gobwas/ws"
+)
+
+// Config configures a Transport. The zero value of each field selects its
+// default.
+type Config struct {
+	// MaxMessageBytes limits an inbound message after its fragments are
+	// reassembled; a bigger message closes the connection with 1009.
+	// Default 64 KiB.
+	MaxMessageBytes int
+	// MaxQueueBytes bounds a connection's outbound queue in bytes. Default
+	// 1 MiB.
+	MaxQueueBytes int
+	// MaxQueueFrames bounds a connection's outbound queue in frames. Default
+	// 4096.
+	MaxQueueFrames int
+	// Loops is the number of epoll loops (goroutines) reading connections.
+	// Default runtime.GOMAXPROCS(0).
+	Loops int
+	// Writers is the number of goroutines writing queued frames. Default
+	// 2*runtime.GOMAXPROCS(0).
+	Writers int
+	// WriteTimeout closes a connection whose socket stays full this long,
+	// and bounds a close handshake. Default 10s.
+	WriteTimeout time.Duration
+	// PingInterval is how often a RoleServer connection is sent a WebSocket
+	// ping. Default 30s; negative disables pings.
+	PingInterval time.Duration
+	// PongTimeout closes a connection with 4102 when nothing (a pong or any
+	// other frame) is read within this after a ping. Default 10s.
+	PongTimeout time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	procs := runtime.GOMAXPROCS(0)
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 64 << 10
+	}
+	if c.MaxQueueBytes <= 0 {
+		c.MaxQueueBytes = 1 << 20
+	}
+	if c.MaxQueueFrames <= 0 {
+		c.MaxQueueFrames = 4096
+	}
+	if c.Loops <= 0 {
+		c.Loops = procs
+	}
+	if c.Writers <= 0 {
+		c.Writers = 2 * procs
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = 30 * time.Second
+	}
+	if c.PongTimeout <= 0 {
+		c.PongTimeout = 10 * time.Second
+	}
+	return c
+}
+
+// Transport owns the epoll loops, writers and heartbeat that serve every
+// connection registered with it.
+type Transport struct {
+	cfg   Config    // set once in New, defaults applied
+	start time.Time // set once in New: origin of the transport clock
+
+	loops    []*loop        // set once in Start
+	next     atomic.Uint32  // round-robin loop assignment
+	gen      atomic.Uint32  // connection generations
+	open     atomic.Int64   // registered connections not yet finished
+	wg       sync.WaitGroup // loops, writers, heartbeat
+	hbStop   chan struct{}  // closed to stop the heartbeat
+	started  atomic.Bool
+	shutdown atomic.Bool // Close began: Attach refused
+
+	closeOnce sync.Once
+	closeErr  error
+
+	slowConsumers atomic.Int64 // connections closed with 4108
+
+	readyMu   sync.Mutex
+	readyCond sync.Cond // signalled when ready gains a connection or writers stop
+	ready     []*Conn   // guarded by readyMu: connections with frames to write
+	readyHead int       // guarded by readyMu: index of the first entry of ready
+	stopWrite bool      // guarded by readyMu: writers exit once ready is empty
+}
+
+// New returns a Transport configured by cfg. It has no side effects; call
+// Start before registering connections.
+func New(cfg Config) *Transport {
+	t := &Transport{cfg: cfg.withDefaults(), start: time.Now(), hbStop: make(chan struct{})}
+	t.readyCond.L = &t.readyMu
+	return t
+}
+
+// now returns the transport clock: monotonic nanoseconds since New.
+func (t *Transport) now() int64 { return int64(time.Since(t.start)) }
+
+// Start creates the epoll instances and starts the loop, writer and
+// heartbeat goroutines.
+func (t *Transport) Start() error {
+	if t.shutdown.Load() || !t.started.CompareAndSwap(false, true) {
+		return errors.New("ws: start: transport already started or closed")
+	}
+	for range t.cfg.Loops {
+		l, err := newLoop(t)
+		if err != nil {
+			for _, l := range t.loops {
+				l.closeFDs()
+			}
+			t.loops = nil
+			return fmt.Errorf("ws: start: %w", err)
+		}
+		t.loops = append(t.loops, l)
+	}
+	for _, l := range t.loops {
+		t.wg.Go(l.run)
+	}
+	for range t.cfg.Writers {
+		t.wg.Go(t.writeLoop)
+	}
+	t.wg.Go(t.heartbeat)
+	return nil
+}
+
+// Close closes every connection with 1001 "going away", waits for them to
+// finish (at most WriteTimeout, then the rest are cut), delivers their
+// OnClose, stops the goroutines and waits for them. It is safe to call
+// twice.
+func (t *Transport) Close() error {
+	t.closeOnce.Do(func() {
+		t.shutdown.Store(true)
+		if !t.started.Load() {
+			return
+		}
+		for _, c := range t.conns(nil) {
+			c.Close(CloseGoingAway, "going away")
+		}
+		deadline := time.Now().Add(t.cfg.WriteTimeout)
+		for t.open.Load() > 0 && time.Now().Before(deadline) {
+			time.Sleep(2 * time.Millisecond)
+		}
+		// Cut what is left, including connections attached concurrently.
+		for _, c := range t.conns(nil) {
+			c.finish(CloseGoingAway, "going away", false)
+		}
+		close(t.hbStop)
+		t.readyMu.Lock()
+		t.stopWrite = true
+		t.readyCond.Broadcast()
+		t.readyMu.Unlock()
+		for _, l := range t.loops {
+			l.stop()
+		}
+		t.wg.Wait()
+		for _, l := range t.loops {
+			l.closeFDs()
+		}
+	})
+	return t.closeErr
+}
+
+// Len returns the number of open connections.
+func (t *Transport) Len() int { return int(t.open.Load()) }
+
+// SlowConsumers returns how many connections were closed with 4108 because
+// their outbound queue overflowed.
+func (t *Transport) SlowConsumers() int64 { return t.slowConsumers.Load() }
+
+// conns appends every registered connection to dst.
+func (t *Transport) conns(dst []*Conn) []*Conn {
+	for _, l := range t.loops {
+		dst = l.appendConns(dst)
+	}
+	return dst
+}
+
+// Upgrade completes the WebSocket handshake for a request the caller has
+// already authenticated, registers the connection and returns it. When
+// subprotocol is non-empty and the client offered it, it is answered in
+// Sec-WebSocket-Protocol. On a bad handshake Upgrade answers with an HTTP
+// error (400 for most; 405 for a wrong method and 426 for a wrong version,
+// as RFC 6455 asks) and returns an error.
+//
+// Registering with the loop is Upgrade's last step, so reads start then:
+// OnMessage and OnClose may run before Upgrade has returned to its caller.
+// A caller that needs Value set in every callback uses UpgradeWith.
+func (t *Transport) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol string, h Handler) (*Conn, error) {
+	return t.UpgradeWith(w, r, subprotocol, h, nil)
+}
+
+// UpgradeWith is Upgrade, with value stored as the connection's Value before
+// the connection is registered, so that every callback sees it.
+func (t *Transport) UpgradeWith(w http.ResponseWriter, r *http.Request, subprotocol string, h Handler, value any) (*Conn, error) {
+	if t.shutdown.Load() || !t.started.Load() {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return nil, fmt.Errorf("ws: upgrade: %w", ErrClosed)
+	}
+	u := gws.HTTPUpgrader{Timeout: t.cfg.WriteTimeout}
+	if subprotocol != "" {
+		u.Protocol = func(p string) bool { return p == subprotocol }
+	}
+	nc, rw, _, err := u.Upgrade(r, w)
+	if err != nil {
+		if nc != nil {
+			_ = nc.Close()
+		}
+		return nil, fmt.Errorf("ws: upgrade: %w", err)
+	}
+	var buffered []byte
+	if n := rw.Reader.Buffered(); n > 0 {
+		b, _ := rw.Reader.Peek(n)
+		buffered = append([]byte(nil), b...)
+	}
+	c, err := t.AttachWith(nc, RoleServer, h, AttachOptions{Value: value, Buffered: buffered})
+	if err != nil {
+		_ = nc.Close()
+		return nil, fmt.Errorf("ws: upgrade: %w", err)
+	}
+	return c, nil
+}
+
+// AttachOptions are the optional settings of AttachWith.
+type AttachOptions struct {
+	// Value is stored as the connection's Value before it is registered.
+	Value any
+	// Buffered holds bytes already read from the connection after the
+	// handshake (for example what the *bufio.Reader returned by gobwas/ws's
+	// Dialer holds); they are parsed before anything read from the socket.
+	Buffered []byte
+}
+
+// Attach registers an already handshaken connection playing role and
+// returns it; reads start at once. nc must expose its file descriptor
+// (syscall.Conn, as *net.TCPConn and *net.UnixConn do); TLS connections
+// are not supported. On success the Transport owns nc.
+func (t *Transport) Attach(nc net.Conn, role Role, h Handler) (*Conn, error) {
+	return t.AttachWith(nc, role, h, AttachOptions{})
+}
+
+// AttachWith is Attach with options.
+func (t *Transport) AttachWith(nc net.Conn, role Role, h Handler, opts AttachOptions) (*Conn, error) {
+	if t.shutdown.Load() || !t.started.Load() {
+		return nil, fmt.Errorf("ws: attach: %w", ErrClosed)
+	}
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil, fmt.Errorf("ws: attach: %T does not expose a file descriptor", nc)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("ws: attach: %w", err)
+	}
+	fd := -1
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		return nil, fmt.Errorf("ws: attach: %w", err)
+	}
+	l := t.loops[t.next.Add(1)%uint32(len(t.loops))]
+	gen := t.gen.Add(1)
+	if gen == 0 { // 0 marks the loop's wake eventfd
+		gen = t.gen.Add(1)
+	}
+	c := &Conn{
+		t:       t,
+		l:       l,
+		nc:      nc,
+		rc:      rc,
+		h:       h,
+		fd:      int32(fd),
+		gen:     gen,
+		role:    role,
+		initial: opts.Buffered,
+		p:       parser{server: role == RoleServer, max: t.cfg.MaxMessageBytes},
+	}
+	if opts.Value != nil {
+		c.SetValue(opts.Value)
+	}
+	now := t.now()
+	c.lastRead.Store(now)
+	c.pingAt = now
+	t.open.Add(1)
+	if err := l.add(c); err != nil {
+		t.open.Add(-1)
+		return nil, fmt.Errorf("ws: attach: %w", err)
+	}
+	return c, nil
+}
+
+// maxTake is the most connections a writer takes from the ready list at once.
+const maxTake = 64
+
+// schedule puts c on the ready list. The caller has moved c.wstate to
+// wReady, so c is on the list at most once.
+func (t *Transport) schedule(c *Conn) {
+	t.readyMu.Lock()
+	if t.readyHead > 0 && len(t.ready) == cap(t.ready) {
+		n := copy(t.ready, t.ready[t.readyHead:])
+		clear(t.ready[n:])
+		t.ready, t.readyHead = t.ready[:n], 0
+	}
+	t.ready = append(t.ready, c)
+	t.readyMu.Unlock()
+	t.readyCond.Signal()
+}
+
+// takeReady waits for ready connections and appends some of them to dst: a
+// fair share among the writers, at most maxTake. It returns nil when the
+// writers must stop.
+func (t *Transport) takeReady(dst []*Conn) []*Conn {
+	t.readyMu.Lock()
+	defer t.readyMu.Unlock()
+	for len(t.ready) == t.readyHead {
+		if t.stopWrite {
+			return nil
+		}
+		t.readyCond.Wait()
+	}
+	avail := len(t.ready) - t.readyHead
+	n := min(avail, max(1, min(maxTake, avail/t.cfg.Writers)))
+	dst = append(dst, t.ready[t.readyHead:t.readyHead+n]...)
+	clear(t.ready[t.readyHead : t.readyHead+n])
+	t.readyHead += n
+	if t.readyHead == len(t.ready) {
+		t.ready, t.readyHead = t.ready[:0], 0
+		if cap(t.ready) > 1<<16 {
+			t.ready = nil
+		}
+	}
+	return dst
+}

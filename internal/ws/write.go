@@ -1,0 +1,217 @@
+//go:build linux
+
+package ws
+
+import (
+	"errors"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	maxIov    = 1024 // IOV_MAX: iovecs per writev
+	maxRounds = 4    // writevs per turn before a busy connection goes to the back of the list
+)
+
+// writer is one writer goroutine's scratch state.
+type writer struct {
+	t     *Transport
+	iov   []unix.Iovec // scratch, reused for every writev
+	batch []*Conn      // scratch for takeReady
+}
+
+// writeLoop serves the ready list until Close stops the writers.
+func (t *Transport) writeLoop() {
+	w := &writer{t: t, iov: make([]unix.Iovec, 0, maxIov), batch: make([]*Conn, 0, maxTake)}
+	for {
+		w.batch = t.takeReady(w.batch[:0])
+		if w.batch == nil {
+			return
+		}
+		for i, c := range w.batch {
+			w.flush(c)
+			w.batch[i] = nil
+		}
+	}
+}
+
+// flush writes what is queued for c, which this writer holds (wReady), with
+// as few writev calls as possible, until the queue is empty, the socket is
+// full (then the loop waits for EPOLLOUT) or maxRounds writes were made (then
+// c goes to the back of the ready list).
+func (w *writer) flush(c *Conn) {
+	var wrote, done int // written since the last accounting under mu
+	for round := 0; ; round++ {
+		c.mu.Lock()
+		c.qbytes -= wrote
+		c.qframes -= done
+		wrote, done = 0, 0
+		if c.state.Load() == stateClosed {
+			c.pending, c.pendOff = nil, 0
+			c.wstate = wIdle
+			c.mu.Unlock()
+			return
+		}
+		if c.drop {
+			c.dropLocked()
+		}
+		if len(c.queue) > 0 {
+			if len(c.pending) == 0 {
+				c.pending, c.queue = c.queue, c.pending
+			} else {
+				c.pending = append(c.pending, c.queue...)
+				c.queue = clearFrames(c.queue)
+			}
+		}
+		if len(c.pending) == 0 {
+			if c.queue == nil && cap(c.pending) <= keepQueueCap {
+				c.queue = c.pending[:0]
+			}
+			c.pending, c.pendOff = nil, 0
+			c.wstate = wIdle
+			closing := c.state.Load() == stateClosing
+			c.mu.Unlock()
+			if c.unwritable.Load() != 0 {
+				c.unwritable.Store(0)
+			}
+			if closing {
+				c.onCloseWritten()
+			}
+			return
+		}
+		if round == maxRounds {
+			c.mu.Unlock()
+			w.t.schedule(c) // still wReady
+			return
+		}
+		c.mu.Unlock()
+
+		n, total, err := w.writev(c)
+		if n > 0 {
+			wrote = n
+			done = c.advance(n)
+			if c.unwritable.Load() != 0 {
+				c.unwritable.Store(0)
+			}
+		}
+		switch {
+		case err == nil && n == total:
+			continue
+		case err == nil || errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
+			// The socket is full: wait for EPOLLOUT in the loop.
+			c.mu.Lock()
+			c.qbytes -= wrote
+			c.qframes -= done
+			if c.state.Load() == stateClosed {
+				c.pending, c.pendOff = nil, 0
+				c.wstate = wIdle
+				c.mu.Unlock()
+				return
+			}
+			c.wstate = wWaitOut
+			c.mu.Unlock()
+			if c.unwritable.Load() == 0 {
+				c.unwritable.Store(w.t.now())
+			}
+			c.l.armOut(c)
+			return
+		default:
+			c.finish(CloseAbnormal, "write: "+err.Error(), false)
+			c.mu.Lock()
+			c.pending, c.pendOff = nil, 0
+			c.wstate = wIdle
+			c.mu.Unlock()
+			return
+		}
+	}
+}
+
+// writev writes c.pending (from c.pendOff) with one writev(2), at most
+// maxIov frames, without parking: the socket is non-blocking and the
+// callback always returns true. It returns the bytes written and the bytes
+// it tried to write.
+//
+// unix.Writev is not used because it heap-allocates its iovec array for
+// more than 8 buffers; this writer's array is reused.
+func (w *writer) writev(c *Conn) (n, total int, err error) {
+	iov := w.iov[:0]
+	for i, f := range c.pending {
+		if len(iov) == maxIov {
+			break
+		}
+		if i == 0 {
+			f = f[c.pendOff:]
+		}
+		v := unix.Iovec{Base: &f[0]}
+		v.SetLen(len(f))
+		iov = append(iov, v)
+		total += len(f)
+	}
+	rerr := c.rc.Write(func(fd uintptr) bool {
+		r, _, errno := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		if errno != 0 {
+			err = errno
+			return true
+		}
+		n = int(r)
+		return true
+	})
+	clear(iov) // drop references to frames
+	if rerr != nil {
+		return 0, total, rerr
+	}
+	return n, total, err
+}
+
+// advance drops the n bytes just written from c.pending and returns how
+// many frames were completed. Called by the writer holding c.
+func (c *Conn) advance(n int) (done int) {
+	p := c.pending
+	off := c.pendOff
+	i := 0
+	for i < len(p) && n > 0 {
+		rem := len(p[i]) - off
+		if n < rem {
+			off += n
+			break
+		}
+		n -= rem
+		off = 0
+		i++
+	}
+	if i > 0 {
+		k := copy(p, p[i:])
+		clear(p[k:])
+		c.pending = p[:k]
+	}
+	c.pendOff = off
+	return i
+}
+
+// dropLocked discards the frames that are pending but not yet started: only
+// a partially written frame is kept, so the close frame that follows in
+// queue starts on a frame boundary. Called with mu held by the writer
+// holding c.
+func (c *Conn) dropLocked() {
+	c.drop = false
+	if c.pendOff > 0 && len(c.pending) > 0 {
+		clear(c.pending[1:])
+		c.pending = c.pending[:1]
+	} else {
+		c.pending = clearFrames(c.pending)
+		c.pendOff = 0
+	}
+	c.qbytes, c.qframes = 0, 0
+	for i, f := range c.pending {
+		if i == 0 {
+			f = f[c.pendOff:]
+		}
+		c.qbytes += len(f)
+		c.qframes++
+	}
+	for _, f := range c.queue {
+		c.qbytes += len(f)
+		c.qframes++
+	}
+}

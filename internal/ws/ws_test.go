@@ -1,0 +1,610 @@
+package ws
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gws "github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+)
+
+// closeEvent is one OnClose call.
+type closeEvent struct {
+	code   int
+	reason string
+}
+
+// testHandler records what a connection receives and optionally echoes it.
+type testHandler struct {
+	echo   bool
+	mu     sync.Mutex
+	msgs   []string
+	msgCh  chan string
+	closed chan closeEvent
+	conns  chan *Conn
+}
+
+func newTestHandler(echo bool) *testHandler {
+	return &testHandler{
+		echo:   echo,
+		msgCh:  make(chan string, 1<<16),
+		closed: make(chan closeEvent, 1024),
+		conns:  make(chan *Conn, 1024),
+	}
+}
+
+func (h *testHandler) OnMessage(c *Conn, payload []byte) {
+	h.mu.Lock()
+	h.msgs = append(h.msgs, string(payload))
+	h.mu.Unlock()
+	select {
+	case h.msgCh <- string(payload):
+	default:
+	}
+	if h.echo {
+		_ = c.SendText(payload)
+	}
+}
+
+func (h *testHandler) OnClose(c *Conn, code int, reason string) {
+	h.closed <- closeEvent{code, reason}
+}
+
+// waitClose waits for one OnClose and returns it.
+func (h *testHandler) waitClose(t *testing.T) closeEvent {
+	t.Helper()
+	select {
+	case ev := <-h.closed:
+		return ev
+	case <-time.After(5 * time.Second):
+		t.Fatalf("OnClose not called within 5s")
+		return closeEvent{}
+	}
+}
+
+// waitConn returns the next connection the server upgraded.
+func (h *testHandler) waitConn(t *testing.T) *Conn {
+	t.Helper()
+	select {
+	case c := <-h.conns:
+		return c
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no connection upgraded within 5s")
+		return nil
+	}
+}
+
+// startServer starts a Transport and an HTTP server on 127.0.0.1 whose
+// handler upgrades every request with h. It returns the ws:// URL.
+func startServer(t testing.TB, cfg Config, h *testHandler) (*Transport, string) {
+	t.Helper()
+	tr := New(cfg)
+	if err := tr.Start(); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := tr.Upgrade(w, r, "junction.v1", h)
+		if err != nil {
+			return
+		}
+		h.conns <- c
+	}))
+	t.Cleanup(func() {
+		srv.Close()
+		_ = tr.Close()
+	})
+	return tr, "ws" + strings.TrimPrefix(srv.URL, "http")
+}
+
+// client is a test WebSocket client built on gobwas/ws.
+type client struct {
+	net.Conn
+	rw io.ReadWriter // buffered reads, direct writes
+}
+
+func dial(t testing.TB, url string) *client {
+	t.Helper()
+	d := gws.Dialer{Protocols: []string{"junction.v1"}}
+	nc, br, _, err := d.Dial(context.Background(), url)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	if br == nil {
+		br = bufio.NewReaderSize(nc, 64<<10)
+	}
+	return &client{Conn: nc, rw: struct {
+		io.Reader
+		io.Writer
+	}{br, nc}}
+}
+
+func (c *client) send(t testing.TB, msg string) {
+	t.Helper()
+	if err := wsutil.WriteClientText(c.Conn, []byte(msg)); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+}
+
+func (c *client) recv(t testing.TB) string {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, op, err := wsutil.ReadServerData(c.rw)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if op != gws.OpText {
+		t.Fatalf("got opcode %v, want text", op)
+	}
+	return string(b)
+}
+
+// readClose reads frames until a close frame, answers it as a well-behaved
+// client does and returns its code.
+func (c *client) readClose(t testing.TB) int {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		f, err := gws.ReadFrame(c.rw)
+		if err != nil {
+			t.Fatalf("read until close: %v", err)
+		}
+		if f.Header.OpCode == gws.OpClose {
+			code, _ := gws.ParseCloseFrameData(f.Payload)
+			_ = wsutil.WriteClientMessage(c.Conn, gws.OpClose, f.Payload[:min(len(f.Payload), 2)])
+			return int(code)
+		}
+	}
+}
+
+func TestEcho(t *testing.T) {
+	tests := []struct {
+		name string
+		msgs []string
+	}{
+		{name: "one", msgs: []string{"hello"}},
+		{name: "empty", msgs: []string{""}},
+		{name: "several", msgs: []string{"a", "bb", "ccc", `{"type":"req"}`}},
+		{name: "medium", msgs: []string{strings.Repeat("m", 300)}},
+		{name: "large", msgs: []string{strings.Repeat("L", 70000), "after"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newTestHandler(true)
+			_, url := startServer(t, Config{MaxMessageBytes: 1 << 20}, h)
+			c := dial(t, url)
+			for _, m := range tt.msgs {
+				c.send(t, m)
+			}
+			for i, want := range tt.msgs {
+				if got := c.recv(t); got != want {
+					t.Fatalf("message %d: got %.40q (len %d), want %.40q (len %d)", i, got, len(got), want, len(want))
+				}
+			}
+		})
+	}
+}
+
+func TestFragmentedMessage(t *testing.T) {
+	h := newTestHandler(true)
+	_, url := startServer(t, Config{}, h)
+	c := dial(t, url)
+	frames := []gws.Frame{
+		gws.NewFrame(gws.OpText, false, []byte("hel")),
+		gws.NewFrame(gws.OpPing, true, []byte("p")), // control frame between fragments
+		gws.NewFrame(gws.OpContinuation, false, []byte("lo ")),
+		gws.NewFrame(gws.OpContinuation, true, []byte("world")),
+	}
+	for _, f := range frames {
+		if err := gws.WriteFrame(c.Conn, gws.MaskFrame(f)); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	f, err := gws.ReadFrame(c.rw)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if f.Header.OpCode != gws.OpPong || string(f.Payload) != "p" {
+		t.Fatalf("got %v %q, want pong \"p\"", f.Header.OpCode, f.Payload)
+	}
+	if got, want := c.recv(t), "hello world"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// TestSplitWrites sends a frame one byte per write, so every read ends in a
+// partial frame.
+func TestSplitWrites(t *testing.T) {
+	h := newTestHandler(true)
+	_, url := startServer(t, Config{}, h)
+	c := dial(t, url)
+	var buf strings.Builder
+	for _, m := range []string{"first", strings.Repeat("x", 200)} {
+		b, _ := gws.CompileFrame(gws.MaskFrame(gws.NewTextFrame([]byte(m))))
+		buf.Write(b)
+	}
+	for _, b := range []byte(buf.String()) {
+		if _, err := c.Write([]byte{b}); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+	}
+	if got, want := c.recv(t), "first"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if got, want := c.recv(t), strings.Repeat("x", 200); got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+func TestPingFromClient(t *testing.T) {
+	h := newTestHandler(false)
+	_, url := startServer(t, Config{}, h)
+	c := dial(t, url)
+	if err := wsutil.WriteClientMessage(c.Conn, gws.OpPing, []byte("are you there")); err != nil {
+		t.Fatalf("write ping: %v", err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	f, err := gws.ReadFrame(c.rw)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if f.Header.OpCode != gws.OpPong || string(f.Payload) != "are you there" {
+		t.Fatalf("got %v %q, want pong %q", f.Header.OpCode, f.Payload, "are you there")
+	}
+	if f.Header.Masked {
+		t.Fatalf("got a masked server frame, want unmasked")
+	}
+}
+
+func TestProtocolViolations(t *testing.T) {
+	tests := []struct {
+		name string
+		// frame is written raw (not masked by the test unless mask is set).
+		frame gws.Frame
+		mask  bool
+		want  int
+	}{
+		{name: "binary", frame: gws.NewBinaryFrame([]byte{1, 2, 3}), mask: true, want: CloseUnsupportedData},
+		{name: "too big", frame: gws.NewTextFrame(make([]byte, 2000)), mask: true, want: CloseTooBig},
+		{name: "unmasked", frame: gws.NewTextFrame([]byte("hi")), want: CloseProtocolError},
+		{name: "reserved bits", frame: gws.Frame{Header: gws.Header{Fin: true, Rsv: 4, OpCode: gws.OpText, Length: 2}, Payload: []byte("hi")}, mask: true, want: CloseProtocolError},
+		{name: "reserved opcode", frame: gws.Frame{Header: gws.Header{Fin: true, OpCode: 0x3, Length: 2}, Payload: []byte("hi")}, mask: true, want: CloseProtocolError},
+		{name: "long control", frame: gws.NewFrame(gws.OpPing, true, make([]byte, 126)), mask: true, want: CloseProtocolError},
+		{name: "bare continuation", frame: gws.NewFrame(gws.OpContinuation, true, []byte("x")), mask: true, want: CloseProtocolError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newTestHandler(false)
+			_, url := startServer(t, Config{MaxMessageBytes: 1000}, h)
+			c := dial(t, url)
+			f := tt.frame
+			if tt.mask {
+				f = gws.MaskFrame(f)
+			}
+			b, err := gws.CompileFrame(f)
+			if err != nil {
+				t.Fatalf("compile: %v", err)
+			}
+			if _, err := c.Write(b); err != nil {
+				t.Fatalf("write: %v", err)
+			}
+			if got := c.readClose(t); got != tt.want {
+				t.Fatalf("client got close %d, want %d", got, tt.want)
+			}
+			if ev := h.waitClose(t); ev.code != tt.want {
+				t.Fatalf("OnClose got %d %q, want %d", ev.code, ev.reason, tt.want)
+			}
+		})
+	}
+}
+
+func TestPeerClose(t *testing.T) {
+	h := newTestHandler(false)
+	_, url := startServer(t, Config{}, h)
+	c := dial(t, url)
+	if err := wsutil.WriteClientMessage(c.Conn, gws.OpClose, gws.NewCloseFrameBody(4001, "bye")); err != nil {
+		t.Fatalf("write close: %v", err)
+	}
+	if got, want := c.readClose(t), 4001; got != want {
+		t.Fatalf("echoed close got %d, want %d", got, want)
+	}
+	ev := h.waitClose(t)
+	if ev.code != 4001 || ev.reason != "bye" {
+		t.Fatalf("OnClose got %d %q, want 4001 \"bye\"", ev.code, ev.reason)
+	}
+}
+
+func TestAbruptClose(t *testing.T) {
+	h := newTestHandler(false)
+	tr, url := startServer(t, Config{}, h)
+	c := dial(t, url)
+	h.waitConn(t)
+	c.Close()
+	if ev := h.waitClose(t); ev.code != CloseAbnormal {
+		t.Fatalf("OnClose got %d, want %d", ev.code, CloseAbnormal)
+	}
+	waitFor(t, func() bool { return tr.Len() == 0 }, "Len() == 0")
+}
+
+// waitFor polls cond for up to 5s.
+func waitFor(t testing.TB, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestHeartbeat(t *testing.T) {
+	h := newTestHandler(false)
+	_, url := startServer(t, Config{PingInterval: 50 * time.Millisecond, PongTimeout: 100 * time.Millisecond, WriteTimeout: 200 * time.Millisecond}, h)
+
+	// A live client answers pings (wsutil answers control frames).
+	live := dial(t, url)
+	liveConn := h.waitConn(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if _, _, err := wsutil.ReadServerData(live.rw); err != nil {
+				return
+			}
+		}
+	}()
+
+	// A dead client never reads nor answers.
+	_ = dial(t, url)
+	deadConn := h.waitConn(t)
+
+	ev := h.waitClose(t)
+	if ev.code != CloseHeartbeatTimeout {
+		t.Fatalf("OnClose got %d %q, want %d", ev.code, ev.reason, CloseHeartbeatTimeout)
+	}
+	if s := deadConn.state.Load(); s != stateClosed {
+		t.Fatalf("dead connection state %d, want closed", s)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if s := liveConn.state.Load(); s != stateOpen {
+		t.Fatalf("live connection state %d after 8 ping intervals, want open", s)
+	}
+	live.Close()
+	<-done
+}
+
+func TestSlowConsumer(t *testing.T) {
+	h := newTestHandler(false)
+	_, url := startServer(t, Config{MaxQueueBytes: 1 << 20, WriteTimeout: 5 * time.Second}, h)
+	slow := dial(t, url)
+	slowConn := h.waitConn(t)
+	fast := dial(t, url)
+	fastConn := h.waitConn(t)
+
+	frame := PrepareText([]byte(strings.Repeat("s", 64<<10)))
+	var received int
+	done := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := wsutil.ReadServerData(fast.rw); err != nil {
+				done <- err
+				return
+			}
+			received++
+		}
+	}()
+	var err error
+	sent := 0
+	for i := 0; i < 10000 && err == nil; i++ {
+		if err = slowConn.Send(frame); err != nil {
+			break
+		}
+		if err := fastConn.Send(frame); err != nil {
+			t.Fatalf("Send to the reading client: %v", err)
+		}
+		sent++
+		if i%8 == 0 {
+			waitFor(t, func() bool { f, _ := fastConn.QueueLen(); return f < 8 }, "fast queue to drain")
+		}
+	}
+	if !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("Send to the slow client got %v, want ErrQueueFull", err)
+	}
+	if err := slowConn.Send(frame); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Send after overflow got %v, want ErrClosed", err)
+	}
+	// The slow client now reads: frames, then the close frame.
+	if got := slow.readClose(t); got != CloseSlowConsumer {
+		t.Fatalf("slow client got close %d, want %d", got, CloseSlowConsumer)
+	}
+	if ev := h.waitClose(t); ev.code != CloseSlowConsumer {
+		t.Fatalf("OnClose got %d, want %d", ev.code, CloseSlowConsumer)
+	}
+	fastConn.Close(CloseNormal, "done")
+	if err := <-done; err == nil {
+		t.Fatalf("fast reader ended without error")
+	}
+	if received != sent {
+		t.Fatalf("fast client received %d frames, want %d", received, sent)
+	}
+}
+
+func TestManyFramesInOrder(t *testing.T) {
+	const n = 10000
+	h := newTestHandler(false)
+	_, url := startServer(t, Config{MaxQueueFrames: 2 * n}, h)
+	c := dial(t, url)
+	sc := h.waitConn(t)
+	go func() {
+		for i := range n {
+			if err := sc.Send(PrepareText(fmt.Appendf(nil, "%d", i))); err != nil {
+				return
+			}
+		}
+	}()
+	for i := range n {
+		if got, want := c.recv(t), fmt.Sprint(i); got != want {
+			t.Fatalf("frame %d: got %q, want %q", i, got, want)
+		}
+	}
+}
+
+func TestConnCloseTwice(t *testing.T) {
+	h := newTestHandler(false)
+	_, url := startServer(t, Config{}, h)
+	c := dial(t, url)
+	sc := h.waitConn(t)
+	if err := sc.Send(PrepareText([]byte("before"))); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	sc.Close(CloseNormal, "bye")
+	sc.Close(CloseGoingAway, "again")
+	if err := sc.Send(PrepareText([]byte("after"))); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Send after Close got %v, want ErrClosed", err)
+	}
+	if got := c.recv(t); got != "before" {
+		t.Fatalf("got %q, want %q", got, "before")
+	}
+	if got := c.readClose(t); got != CloseNormal {
+		t.Fatalf("client got close %d, want %d", got, CloseNormal)
+	}
+	c.Close()
+	if ev := h.waitClose(t); ev.code != CloseNormal || ev.reason != "bye" {
+		t.Fatalf("OnClose got %d %q, want %d \"bye\"", ev.code, ev.reason, CloseNormal)
+	}
+	select {
+	case ev := <-h.closed:
+		t.Fatalf("second OnClose %v", ev)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+func TestTransportClose(t *testing.T) {
+	before := runtime.NumGoroutine()
+	h := newTestHandler(false)
+	tr := New(Config{WriteTimeout: time.Second})
+	if err := tr.Start(); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, err := tr.Upgrade(w, r, "", h); err == nil {
+			h.conns <- c
+		}
+	}))
+	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+	const n = 5
+	clients := make([]*client, n)
+	for i := range clients {
+		clients[i] = dial(t, url)
+		h.waitConn(t)
+	}
+	if got := tr.Len(); got != n {
+		t.Fatalf("Len() got %d, want %d", got, n)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	for range n {
+		if ev := h.waitClose(t); ev.code != CloseGoingAway {
+			t.Fatalf("OnClose got %d, want %d", ev.code, CloseGoingAway)
+		}
+	}
+	for i, c := range clients {
+		if got := c.readClose(t); got != CloseGoingAway {
+			t.Fatalf("client %d got close %d, want %d", i, got, CloseGoingAway)
+		}
+		c.Close()
+	}
+	if got := tr.Len(); got != 0 {
+		t.Fatalf("Len() after Close got %d, want 0", got)
+	}
+	srv.Close()
+	waitFor(t, func() bool { return runtime.NumGoroutine() <= before }, fmt.Sprintf("goroutines back to %d", before))
+}
+
+// clientHandler collects a RoleClient connection's messages.
+type clientHandler struct {
+	msgs   chan string
+	closed chan int
+}
+
+func (h *clientHandler) OnMessage(c *Conn, p []byte)          { h.msgs <- string(p) }
+func (h *clientHandler) OnClose(c *Conn, code int, _ string) { h.closed <- code }
+
+func TestRoleClientAttach(t *testing.T) {
+	sh := newTestHandler(true)
+	_, url := startServer(t, Config{}, sh)
+
+	ct := New(Config{})
+	if err := ct.Start(); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { _ = ct.Close() })
+	nc, br, _, err := gws.Dialer{}.Dial(context.Background(), url)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	var buffered []byte
+	if br != nil {
+		buffered, _ = br.Peek(br.Buffered())
+	}
+	ch := &clientHandler{msgs: make(chan string, 16), closed: make(chan int, 1)}
+	cc, err := ct.AttachWith(nc, RoleClient, ch, AttachOptions{Buffered: buffered})
+	if err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	for _, m := range []string{"one", strings.Repeat("two", 100)} {
+		if err := cc.SendText([]byte(m)); err != nil {
+			t.Fatalf("SendText: %v", err)
+		}
+		select {
+		case got := <-ch.msgs:
+			if got != m {
+				t.Fatalf("got %.20q, want %.20q", got, m)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no echo within 5s")
+		}
+	}
+	cc.Close(CloseNormal, "")
+	select {
+	case code := <-ch.closed:
+		if code != CloseNormal {
+			t.Fatalf("client OnClose got %d, want %d", code, CloseNormal)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("client OnClose not called")
+	}
+	if ev := sh.waitClose(t); ev.code != CloseNormal {
+		t.Fatalf("server OnClose got %d, want %d", ev.code, CloseNormal)
+	}
+}
+
+func TestBadHandshake(t *testing.T) {
+	h := newTestHandler(false)
+	_, url := startServer(t, Config{}, h)
+	resp, err := http.Get("http" + strings.TrimPrefix(url, "ws"))
+	if err != nil {
+		t.Fatalf("GET: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("got status %d, want 400", resp.StatusCode)
+	}
+}
