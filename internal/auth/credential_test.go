@@ -1,0 +1,93 @@
+package auth
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestCredentialFromRequest(t *testing.T) {
+	tests := []struct {
+		name       string
+		url        string
+		headers    [][2]string
+		wantOK     bool
+		wantValue  string
+		wantSource string
+	}{
+		{"none", "/ws", nil, false, "", ""},
+		{"header", "/ws", [][2]string{{"Authorization", "Bearer abc.def.ghi"}}, true, "abc.def.ghi", SourceHeader},
+		{"header lowercase scheme", "/ws", [][2]string{{"Authorization", "bearer tok"}}, true, "tok", SourceHeader},
+		{"header extra spaces", "/ws", [][2]string{{"Authorization", "  Bearer   tok  "}}, true, "tok", SourceHeader},
+		{"subprotocol", "/ws", [][2]string{{"Sec-WebSocket-Protocol", "junction.v1, junction.bearer.tok"}}, true, "tok", SourceSubprotocol},
+		{"subprotocol reversed order", "/ws", [][2]string{{"Sec-WebSocket-Protocol", "junction.bearer.tok,junction.v1"}}, true, "tok", SourceSubprotocol},
+		{"subprotocol split headers", "/ws", [][2]string{{"Sec-WebSocket-Protocol", "junction.v1"}, {"Sec-WebSocket-Protocol", "junction.bearer.tok"}}, true, "tok", SourceSubprotocol},
+		{"query", "/ws?token=tok", nil, true, "tok", SourceQuery},
+		{"header beats subprotocol and query", "/ws?token=q", [][2]string{{"Authorization", "Bearer h"}, {"Sec-WebSocket-Protocol", "junction.v1, junction.bearer.s"}}, true, "h", SourceHeader},
+		{"subprotocol beats query", "/ws?token=q", [][2]string{{"Sec-WebSocket-Protocol", "junction.v1, junction.bearer.s"}}, true, "s", SourceSubprotocol},
+		{"basic auth falls through to query", "/ws?token=q", [][2]string{{"Authorization", "Basic dXNlcjpwYXNz"}}, true, "q", SourceQuery},
+		{"bearer without value falls through", "/ws?token=q", [][2]string{{"Authorization", "Bearer "}}, true, "q", SourceQuery},
+		{"bearer alone", "/ws", [][2]string{{"Authorization", "Bearer"}}, false, "", ""},
+		{"bearer with two values", "/ws", [][2]string{{"Authorization", "Bearer a b"}}, false, "", ""},
+		{"bearer glued", "/ws", [][2]string{{"Authorization", "Bearertok"}}, false, "", ""},
+		{"bearer subprotocol without junction.v1", "/ws?token=q", [][2]string{{"Sec-WebSocket-Protocol", "junction.bearer.s"}}, true, "q", SourceQuery},
+		{"empty bearer subprotocol", "/ws", [][2]string{{"Sec-WebSocket-Protocol", "junction.v1, junction.bearer."}}, false, "", ""},
+		{"first bearer subprotocol wins", "/ws", [][2]string{{"Sec-WebSocket-Protocol", "junction.v1, junction.bearer.a, junction.bearer.b"}}, true, "a", SourceSubprotocol},
+		{"empty query", "/ws?token=", nil, false, "", ""},
+		{"api key in header", "/ws", [][2]string{{"Authorization", "Bearer jk_abc_def"}}, true, "jk_abc_def", SourceHeader},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, tt.url, nil)
+			for _, h := range tt.headers {
+				r.Header.Add(h[0], h[1])
+			}
+			c, ok := CredentialFromRequest(r)
+			if ok != tt.wantOK || c.Value != tt.wantValue || c.Source != tt.wantSource {
+				t.Fatalf("got (%q, %q, %v), want (%q, %q, %v)", c.Value, c.Source, ok, tt.wantValue, tt.wantSource, tt.wantOK)
+			}
+		})
+	}
+}
+
+func TestOffersSubprotocol(t *testing.T) {
+	tests := []struct {
+		name   string
+		values []string
+		want   bool
+	}{
+		{"none", nil, false},
+		{"only v1", []string{"junction.v1"}, true},
+		{"pair", []string{"junction.v1, junction.bearer.x"}, true},
+		{"only bearer", []string{"junction.bearer.x"}, false},
+		{"other", []string{"chat, superchat"}, false},
+		{"prefix only", []string{"junction.v10"}, false},
+		{"second header", []string{"chat", " junction.v1 "}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/ws", nil)
+			for _, v := range tt.values {
+				r.Header.Add("Sec-WebSocket-Protocol", v)
+			}
+			if got := OffersSubprotocol(r); got != tt.want {
+				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCredentialRedacted(t *testing.T) {
+	c := Credential{Value: "supersecret", Source: SourceHeader}
+	var buf bytes.Buffer
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "cred", c)
+	for _, s := range []string{fmt.Sprint(c), fmt.Sprintf("%v %s %+v %#v", c, c, c, c), buf.String()} {
+		if strings.Contains(s, "supersecret") {
+			t.Fatalf("got %q, want the value redacted", s)
+		}
+	}
+}

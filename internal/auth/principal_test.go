@@ -1,0 +1,131 @@
+package auth
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestHasScope(t *testing.T) {
+	tests := []struct {
+		name   string
+		scopes []string
+		ask    string
+		want   bool
+	}{
+		{"exact read", []string{ScopeRead}, ScopeRead, true},
+		{"read does not give write", []string{ScopeRead}, ScopeWrite, false},
+		{"write implies read", []string{ScopeWrite}, ScopeRead, true},
+		{"write does not give rpc.serve", []string{ScopeWrite}, ScopeRPCServe, false},
+		{"admin implies write", []string{ScopeAdmin}, ScopeWrite, true},
+		{"admin implies rpc.serve", []string{ScopeAdmin}, ScopeRPCServe, true},
+		{"admin implies custom", []string{ScopeAdmin}, "billing.read", true},
+		{"rpc.serve exact", []string{ScopeRead, ScopeRPCServe}, ScopeRPCServe, true},
+		{"none", nil, ScopeRead, false},
+		{"empty ask", []string{ScopeAdmin}, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &Principal{Scopes: tt.scopes}
+			if got := p.HasScope(tt.ask); got != tt.want {
+				t.Fatalf("HasScope(%q) with %v: got %v, want %v", tt.ask, tt.scopes, got, tt.want)
+			}
+		})
+	}
+	var nilP *Principal
+	if nilP.HasScope(ScopeRead) {
+		t.Fatal("nil principal: got HasScope true, want false")
+	}
+}
+
+func TestValidKind(t *testing.T) {
+	for _, k := range Kinds {
+		if !ValidKind(k) {
+			t.Errorf("ValidKind(%q): got false, want true", k)
+		}
+	}
+	for _, k := range []string{"", "Phone", "toaster", "phone "} {
+		if ValidKind(k) {
+			t.Errorf("ValidKind(%q): got true, want false", k)
+		}
+	}
+}
+
+func TestPrincipalInfo(t *testing.T) {
+	exp := time.UnixMilli(1_800_000_000_123)
+	tests := []struct {
+		name string
+		p    Principal
+		want string
+	}{
+		{"device", Principal{UserID: "u", DeviceID: "d", Kind: "phone", SessionID: "s", TokenID: "j", Scopes: []string{"read"}, ExpiresAt: exp},
+			`{"userId":"u","deviceId":"d","kind":"phone","scopes":["read"],"expiresAtMs":1800000000123}`},
+		{"app without expiry or scopes", Principal{AppID: "a"}, `{"appId":"a","scopes":[]}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := json.Marshal(tt.p.Info())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) != tt.want {
+				t.Fatalf("got %s, want %s", b, tt.want)
+			}
+		})
+	}
+}
+
+func TestPrincipalKey(t *testing.T) {
+	tests := []struct {
+		name string
+		p    Principal
+		want string
+	}{
+		{"device", Principal{UserID: "u1", DeviceID: "d1"}, "u:u1/d:d1"},
+		{"user only", Principal{UserID: "u1"}, "u:u1/d:"},
+		{"app", Principal{AppID: "a1", UserID: "u1"}, "app:a1"},
+		{"escaped", Principal{UserID: "a/d:b", DeviceID: "c"}, "u:a%2Fd:b/d:c"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.p.Key(); got != tt.want {
+				t.Fatalf("got key %q, want %q", got, tt.want)
+			}
+		})
+	}
+	a := Principal{UserID: "a/d:b", DeviceID: "c"}
+	b := Principal{UserID: "a", DeviceID: "b/d:c"}
+	if a.Key() == b.Key() {
+		t.Fatalf("got equal keys %q for distinct principals, want distinct", a.Key())
+	}
+}
+
+func TestFailureReason(t *testing.T) {
+	base := errors.New("boom")
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"failure", fail(ReasonExpired, base), ReasonExpired},
+		{"wrapped failure", fmt.Errorf("handshake: %w", fail(ReasonOrigin, base)), ReasonOrigin},
+		{"plain error", base, ReasonOther},
+		{"nil", nil, ReasonOther},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := FailureReason(tt.err); got != tt.want {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+	f := fail(ReasonSignature, base)
+	if !errors.Is(f, base) {
+		t.Fatal("errors.Is(failure, base): got false, want true")
+	}
+	if got, want := f.Error(), "auth: signature: boom"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}

@@ -1,0 +1,318 @@
+package auth
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Token signing algorithms accepted in TokenConfig.Alg.
+const (
+	AlgHS256 = "HS256"
+	AlgEdDSA = "EdDSA"
+)
+
+// Token defaults and limits.
+const (
+	// DefaultIssuer is the "iss" claim when TokenConfig.Issuer is empty.
+	DefaultIssuer = "junction"
+	// DefaultLeeway is the clock skew tolerated when TokenConfig.Leeway is zero.
+	DefaultLeeway = 30 * time.Second
+	// MinSecretBytes is the shortest HS256 secret NewTokens accepts.
+	MinSecretBytes = 32
+	// MaxTokenBytes bounds the size of a token Verify will parse; longer
+	// strings are refused as malformed before any decoding.
+	MaxTokenBytes = 8 << 10
+)
+
+// TokenConfig configures access tokens. The zero value of every field but the
+// key material is a usable default.
+type TokenConfig struct {
+	// Issuer is the "iss" claim written and required; default DefaultIssuer.
+	Issuer string
+	// Alg is the signing algorithm, AlgHS256 (default) or AlgEdDSA. Verify
+	// accepts only this algorithm.
+	Alg string
+	// Secret is the HS256 key, at least MinSecretBytes long.
+	Secret []byte
+	// PrivateKey signs EdDSA tokens; it may be nil on a node that only
+	// verifies.
+	PrivateKey ed25519.PrivateKey
+	// PublicKey verifies EdDSA tokens; when nil it is derived from PrivateKey.
+	PublicKey ed25519.PublicKey
+	// Leeway is the clock skew tolerated on exp and iat; default
+	// DefaultLeeway. It must not be negative.
+	Leeway time.Duration
+	// Now is the clock; default time.Now. Tests inject a fake one.
+	Now func() time.Time
+}
+
+// Claims are what an access token asserts. UserID and a valid Kind are
+// required; DeviceID and SessionID are optional.
+type Claims struct {
+	UserID    string
+	DeviceID  string
+	Kind      string
+	SessionID string
+	Scopes    []string
+}
+
+// Tokens issues and verifies access tokens (JWT). It is safe for concurrent
+// use; all fields are set once by NewTokens.
+type Tokens struct {
+	issuer  string
+	alg     string
+	method  jwt.SigningMethod
+	signKey any // []byte or ed25519.PrivateKey; nil when this node only verifies
+	verKey  any // []byte or ed25519.PublicKey
+	leeway  time.Duration
+	now     func() time.Time
+	parser  *jwt.Parser
+}
+
+// NewTokens validates cfg and returns Tokens for it.
+func NewTokens(cfg TokenConfig) (*Tokens, error) {
+	t := &Tokens{
+		issuer: cfg.Issuer,
+		alg:    cfg.Alg,
+		leeway: cfg.Leeway,
+		now:    cfg.Now,
+	}
+	if t.issuer == "" {
+		t.issuer = DefaultIssuer
+	}
+	if t.alg == "" {
+		t.alg = AlgHS256
+	}
+	if t.leeway < 0 {
+		return nil, fmt.Errorf("tokens: leeway %v is negative", cfg.Leeway)
+	}
+	if t.leeway == 0 {
+		t.leeway = DefaultLeeway
+	}
+	if t.now == nil {
+		t.now = time.Now
+	}
+	switch t.alg {
+	case AlgHS256:
+		if len(cfg.Secret) < MinSecretBytes {
+			return nil, fmt.Errorf("tokens: HS256 secret is %d bytes, need at least %d", len(cfg.Secret), MinSecretBytes)
+		}
+		key := bytes.Clone(cfg.Secret)
+		t.method, t.signKey, t.verKey = jwt.SigningMethodHS256, key, key
+	case AlgEdDSA:
+		pub := cfg.PublicKey
+		if cfg.PrivateKey != nil {
+			if len(cfg.PrivateKey) != ed25519.PrivateKeySize {
+				return nil, fmt.Errorf("tokens: ed25519 private key is %d bytes, want %d", len(cfg.PrivateKey), ed25519.PrivateKeySize)
+			}
+			derived := cfg.PrivateKey.Public().(ed25519.PublicKey)
+			if pub != nil && !derived.Equal(pub) {
+				return nil, errors.New("tokens: ed25519 public key does not match the private key")
+			}
+			pub = derived
+			t.signKey = cfg.PrivateKey
+		}
+		if pub == nil {
+			return nil, errors.New("tokens: EdDSA needs a public or private key")
+		}
+		if len(pub) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("tokens: ed25519 public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
+		}
+		t.method, t.verKey = jwt.SigningMethodEdDSA, pub
+	default:
+		return nil, fmt.Errorf("tokens: unsupported algorithm %q (want %s or %s)", cfg.Alg, AlgHS256, AlgEdDSA)
+	}
+	t.parser = jwt.NewParser(
+		jwt.WithValidMethods([]string{t.alg}),
+		jwt.WithIssuer(t.issuer),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(t.leeway),
+		jwt.WithTimeFunc(t.now),
+		// Strict base64 makes the encoding of a token unique, so a token
+		// cannot be altered into another string that still verifies.
+		jwt.WithStrictDecoding(),
+	)
+	return t, nil
+}
+
+// wireClaims is the JSON payload of an access token.
+type wireClaims struct {
+	jwt.RegisteredClaims
+	Dev   string   `json:"dev,omitempty"`
+	Kind  string   `json:"kind"`
+	Sid   string   `json:"sid,omitempty"`
+	Scope []string `json:"scope"`
+}
+
+// Issue signs an access token for c valid for ttl, and returns it with its
+// expiry (truncated to the second, as in the token). It fails when c lacks a
+// user id or a valid kind, when ttl is not positive, or when this node has no
+// signing key.
+func (t *Tokens) Issue(c Claims, ttl time.Duration) (token string, expiresAt time.Time, err error) {
+	switch {
+	case t.signKey == nil:
+		return "", time.Time{}, errors.New("issue token: no signing key configured")
+	case c.UserID == "":
+		return "", time.Time{}, errors.New("issue token: empty user id")
+	case !ValidKind(c.Kind):
+		return "", time.Time{}, fmt.Errorf("issue token: invalid kind %q", c.Kind)
+	case ttl <= 0:
+		return "", time.Time{}, fmt.Errorf("issue token: ttl %v is not positive", ttl)
+	}
+	for _, s := range c.Scopes {
+		if s == "" {
+			return "", time.Time{}, errors.New("issue token: empty scope")
+		}
+	}
+	var jti [16]byte
+	if _, err := rand.Read(jti[:]); err != nil {
+		return "", time.Time{}, fmt.Errorf("issue token: random id: %w", err)
+	}
+	now := t.now().Truncate(time.Second)
+	expiresAt = now.Add(ttl).Truncate(time.Second)
+	if !expiresAt.After(now) {
+		expiresAt = now.Add(time.Second)
+	}
+	claims := wireClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    t.issuer,
+			Subject:   c.UserID,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(expiresAt),
+			ID:        base64.RawURLEncoding.EncodeToString(jti[:]),
+		},
+		Dev:   c.DeviceID,
+		Kind:  c.Kind,
+		Sid:   c.SessionID,
+		Scope: append([]string{}, c.Scopes...),
+	}
+	token, err = jwt.NewWithClaims(t.method, claims).SignedString(t.signKey)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("issue token: sign: %w", err)
+	}
+	return token, expiresAt, nil
+}
+
+// Verify checks token's signature (only the configured algorithm is
+// accepted), issuer, expiry and claims, and returns the principal it
+// asserts. Every failure is a *Failure.
+func (t *Tokens) Verify(token string) (*Principal, error) {
+	if token == "" {
+		return nil, fail(ReasonMissing, errors.New("verify token: empty token"))
+	}
+	if len(token) > MaxTokenBytes {
+		return nil, fail(ReasonMalformed, fmt.Errorf("verify token: %d bytes, over the %d-byte limit", len(token), MaxTokenBytes))
+	}
+	claims := jwt.MapClaims{}
+	_, err := t.parser.ParseWithClaims(token, claims, t.keyFunc)
+	if err != nil {
+		return nil, fail(jwtReason(err), fmt.Errorf("verify token: %w", err))
+	}
+	p, err := principalFromClaims(claims)
+	if err != nil {
+		return nil, fail(ReasonInvalidClaims, fmt.Errorf("verify token: %w", err))
+	}
+	return p, nil
+}
+
+// keyFunc returns the verification key. The parser has already refused any
+// algorithm but t.alg; checking again keeps a key from ever being used with
+// another algorithm should that option be lost.
+func (t *Tokens) keyFunc(tok *jwt.Token) (any, error) {
+	if tok.Method.Alg() != t.alg {
+		return nil, fmt.Errorf("unexpected algorithm %q", tok.Method.Alg())
+	}
+	return t.verKey, nil
+}
+
+// jwtReason maps a jwt parse error to a Failure reason.
+func jwtReason(err error) string {
+	switch {
+	// Expiry first: an expired token's error also wraps ErrTokenInvalidClaims.
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return ReasonExpired
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		return ReasonSignature
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return ReasonMalformed
+	default:
+		return ReasonInvalidClaims
+	}
+}
+
+// principalFromClaims checks the private claims of a verified token and
+// builds its principal. Registered claims (iss, exp, iat, nbf) have been
+// validated by the parser.
+func principalFromClaims(m jwt.MapClaims) (*Principal, error) {
+	p := &Principal{}
+	var err error
+	if p.UserID, err = stringClaim(m, "sub", true); err != nil {
+		return nil, err
+	}
+	if p.Kind, err = stringClaim(m, "kind", true); err != nil {
+		return nil, err
+	}
+	if !ValidKind(p.Kind) {
+		return nil, fmt.Errorf("claim kind: unknown kind %q", p.Kind)
+	}
+	if p.DeviceID, err = stringClaim(m, "dev", false); err != nil {
+		return nil, err
+	}
+	if p.SessionID, err = stringClaim(m, "sid", false); err != nil {
+		return nil, err
+	}
+	if p.TokenID, err = stringClaim(m, "jti", false); err != nil {
+		return nil, err
+	}
+	raw, ok := m["scope"]
+	if !ok {
+		return nil, errors.New("claim scope: missing")
+	}
+	list, ok := raw.([]any)
+	if !ok {
+		return nil, fmt.Errorf("claim scope: %T, want a list of strings", raw)
+	}
+	p.Scopes = make([]string, 0, len(list))
+	for i, v := range list {
+		s, ok := v.(string)
+		if !ok || s == "" {
+			return nil, fmt.Errorf("claim scope: element %d is not a non-empty string", i)
+		}
+		p.Scopes = append(p.Scopes, s)
+	}
+	exp, err := m.GetExpirationTime()
+	if err != nil || exp == nil {
+		// Unreachable after parser validation with WithExpirationRequired.
+		return nil, errors.New("claim exp: missing or invalid")
+	}
+	p.ExpiresAt = exp.Time
+	return p, nil
+}
+
+// stringClaim returns the string claim name; required claims must be
+// present and non-empty.
+func stringClaim(m jwt.MapClaims, name string, required bool) (string, error) {
+	raw, ok := m[name]
+	if !ok {
+		if required {
+			return "", fmt.Errorf("claim %s: missing", name)
+		}
+		return "", nil
+	}
+	s, ok := raw.(string)
+	if !ok {
+		return "", fmt.Errorf("claim %s: %T, want a string", name, raw)
+	}
+	if required && s == "" {
+		return "", fmt.Errorf("claim %s: empty", name)
+	}
+	return s, nil
+}
