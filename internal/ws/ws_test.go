@@ -544,7 +544,7 @@ type clientHandler struct {
 	closed chan int
 }
 
-func (h *clientHandler) OnMessage(c *Conn, p []byte)          { h.msgs <- string(p) }
+func (h *clientHandler) OnMessage(c *Conn, p []byte)         { h.msgs <- string(p) }
 func (h *clientHandler) OnClose(c *Conn, code int, _ string) { h.closed <- code }
 
 func TestRoleClientAttach(t *testing.T) {
