@@ -42,6 +42,10 @@ type Main struct {
 	Hub      *hub.Hub
 	Web      *web.Server
 
+	// ConfigureHub, when set, runs after the hub is built and before it
+	// starts: tests and embedders register extra methods with it.
+	ConfigureHub func(*hub.Hub)
+
 	stdout, stderr io.Writer
 	services       []Service // added before Open
 	started        []Service // started successfully, stopped in reverse
@@ -95,6 +99,9 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Hub, err = hub.New(cfg.Hub, hub.Deps{Logger: m.Logger, Registerer: m.Registry, Authenticator: m.Auth})
 	if err != nil {
 		return err
+	}
+	if m.ConfigureHub != nil {
+		m.ConfigureHub(m.Hub)
 	}
 	m.Web, err = web.New(cfg.Web, web.Deps{
 		Hub: m.Hub, Authenticator: m.Auth, Network: m.Network, Origins: origins,
