@@ -298,6 +298,11 @@ func (t *Transport) AttachWith(nc net.Conn, role Role, h Handler, opts AttachOpt
 		t.open.Add(-1)
 		return nil, fmt.Errorf("ws: attach: %w", err)
 	}
+	if t.shutdown.Load() {
+		// Close began while we registered; its sweep may have missed c.
+		c.finish(CloseGoingAway, "going away", false)
+		return nil, fmt.Errorf("ws: attach: %w", ErrClosed)
+	}
 	return c, nil
 }
 
