@@ -74,6 +74,9 @@ func (c *Client) Send(ctx context.Context, f *protocol.Frame) error {
 	if err != nil {
 		return err
 	}
+	if limit := cn.maxFrame.Load(); int64(len(b)) > limit {
+		return protocol.Errorf(protocol.CodeTooLarge, "frame of %d bytes is over the server's limit of %d", len(b), limit)
+	}
 	if err := cn.enqueue(ctx, b); err != nil {
 		return c.connErr(err)
 	}

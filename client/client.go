@@ -129,6 +129,9 @@ func (s State) String() string {
 // Goroutines: one supervisor (reconnects), one event dispatcher, per
 // connection one reader and one writer, and up to Options.MaxHandlers
 // goroutines serving server requests. All exit before Done is closed.
+//
+// Locks: Client.mu and conn.mu are never held together, and no lock is held
+// while user code (handlers, hooks, OnState) runs.
 type Client struct {
 	opts   Options      // set once by New, with defaults
 	log    *slog.Logger // set once by New
@@ -328,8 +331,10 @@ func (c *Client) Welcome() protocol.Welcome {
 // events. Handlers run one at a time on one goroutine, in arrival order: for
 // each event, its name's handlers then the "*" handlers, each in
 // registration order. A slow handler delays the next events and, once the
-// buffer of 256 events is full, reading from the server. The welcome event
-// of each connection is delivered too.
+// buffer of 256 events is full, reading from the server (responses
+// included): a handler that makes calls while events arrive in bursts
+// should make them on a goroutine of its own. The welcome event of each
+// connection is delivered too.
 func (c *Client) OnEvent(event string, fn func(*protocol.Frame)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -459,6 +459,54 @@ func TestHandleBounded(t *testing.T) {
 	// Close cancels the handler's ctx and waits for it (checked by the leak check).
 }
 
+func TestClientBatching(t *testing.T) {
+	tests := []struct {
+		name      string
+		features  []string
+		wantBatch bool
+	}{
+		{name: "server accepts batches", features: []string{FeatureBatch}, wantBatch: true},
+		{name: "server without the batch feature", features: nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := newTestServer(t)
+			ts.features = tt.features
+			c := ts.dial(t, ts.options())
+			sc := ts.nextConn(t)
+			if got := c.Welcome().Features; len(got) != len(tt.features) {
+				t.Fatalf("Welcome().Features: got %v, want %v", got, tt.features)
+			}
+			// Queue many frames at once; every one must reach the server
+			// intact whether or not they share messages.
+			const n = 500
+			for i := range n {
+				f := &protocol.Frame{Type: protocol.TypeEvent, Event: "progress", Data: json.RawMessage(fmt.Sprint(i))}
+				if err := c.Send(t.Context(), f); err != nil {
+					t.Fatalf("Send: got error %v, want nil", err)
+				}
+			}
+			for i := range n {
+				select {
+				case f := <-sc.events:
+					if string(f.Data) != fmt.Sprint(i) {
+						t.Fatalf("event %d: got data %s, want %d", i, f.Data, i)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("event %d: not received within 10s", i)
+				}
+			}
+			msgs := sc.msgs.Load()
+			if !tt.wantBatch && msgs != n {
+				t.Errorf("messages for %d frames: got %d, want %d (one frame per message)", n, msgs, n)
+			}
+			if msgs > n {
+				t.Errorf("messages for %d frames: got %d, want at most %d", n, msgs, n)
+			}
+		})
+	}
+}
+
 func TestSend(t *testing.T) {
 	ts := newTestServer(t)
 	c := ts.dial(t, ts.options())
@@ -493,9 +541,9 @@ func TestPong(t *testing.T) {
 
 func TestWatchdog(t *testing.T) {
 	ts := newTestServer(t)
-	ts.heartbeat = 30 * time.Millisecond
-	ts.heartbeatTimeout = 30 * time.Millisecond
-	ts.pingEvery = 10 * time.Millisecond
+	ts.heartbeat = 100 * time.Millisecond
+	ts.heartbeatTimeout = 200 * time.Millisecond
+	ts.pingEvery = 20 * time.Millisecond
 	opts := ts.options()
 	opts.Reconnect = true
 	states := &stateLog{}
@@ -515,8 +563,8 @@ func TestWatchdog(t *testing.T) {
 		checkNoLeaks(t)
 	})
 	first := ts.nextConn(t)
-	// Pings alone keep the connection up well past the window.
-	time.Sleep(200 * time.Millisecond)
+	// Pings alone keep the connection up well past the 300ms window.
+	time.Sleep(700 * time.Millisecond)
 	if got := ts.connCount(); got != 1 {
 		t.Fatalf("connections while the server pings: got %d, want 1", got)
 	}
@@ -923,6 +971,24 @@ func TestCloseWithoutConnect(t *testing.T) {
 	if err := c.Call(t.Context(), "sys.ping", nil, nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("Call: got error %v, want ErrClosed", err)
 	}
+}
+
+func TestCloseDuringConnect(t *testing.T) {
+	ts := newTestServer(t)
+	for i := range 20 {
+		c := New(ts.options())
+		errc := make(chan error, 1)
+		go func() { errc <- c.Connect(context.Background()) }()
+		if i%2 == 0 {
+			time.Sleep(time.Duration(i) * time.Millisecond)
+		}
+		c.Close()
+		waitClosed(t, "Done", c.Done())
+		if err := <-errc; err != nil && !errors.Is(err, ErrClosed) {
+			t.Errorf("Connect racing Close: got error %v, want nil or ErrClosed", err)
+		}
+	}
+	checkNoLeaks(t)
 }
 
 func TestNoGoroutineLeak(t *testing.T) {

@@ -30,6 +30,11 @@ const (
 	closeTimeout = time.Second
 )
 
+// FeatureBatch is the welcome feature by which a server says it accepts
+// several frames per message from the client. Without it the client sends
+// one frame per message.
+const FeatureBatch = "batch"
+
 // errConnDone is returned by enqueue when the connection ended.
 var errConnDone = errors.New("client: connection ended")
 
@@ -56,6 +61,7 @@ type conn struct {
 	hasWelcome  bool // owned by readLoop
 	connectedAt time.Time
 	maxFrame    atomic.Int64 // the server's limit on one inbound message
+	batch       atomic.Bool  // the server accepts several frames per message (feature "batch")
 
 	// Written by readLoop; read by others only after exited is closed.
 	closeCode     int           // code of the server's close frame, 0 when none
@@ -343,6 +349,7 @@ func (cn *conn) handleFrame(f *protocol.Frame) error {
 		if w.Limits.MaxFrameBytes > 0 {
 			cn.maxFrame.Store(int64(w.Limits.MaxFrameBytes))
 		}
+		cn.batch.Store(slices.Contains(w.Features, FeatureBatch))
 		close(cn.welcomed)
 		return cn.deliver(f)
 	}
@@ -396,9 +403,9 @@ func (cn *conn) resolve(f *protocol.Frame) {
 }
 
 // writeLoop owns writing the socket: it answers pings, writes queued frames
-// (those queued at the same moment are joined by '\n' into one message, up
-// to the server's frame limit) and, when the connection ends, writes the
-// close frame and closes the socket.
+// (when the server announced FeatureBatch, those queued at the same moment
+// are joined by '\n' into one message, up to the server's frame limit) and,
+// when the connection ends, writes the close frame and closes the socket.
 func (cn *conn) writeLoop() {
 	defer close(cn.writerDone)
 	defer cn.nc.Close()
@@ -424,7 +431,7 @@ func (cn *conn) writeLoop() {
 		limit := int(cn.maxFrame.Load())
 		buf = append(buf[:0], first...)
 	batch:
-		for len(buf) < limit {
+		for cn.batch.Load() && len(buf) < limit {
 			select {
 			case b := <-cn.out:
 				if len(buf)+1+len(b) > limit {

@@ -38,6 +38,7 @@ type testServer struct {
 	afterWelcome     [][]byte // frames batched with the welcome in one message
 	start            string   // "": welcome first; "nothing": send nothing; "event": another event first
 	noRefresh        bool     // answer auth.refresh with unknown_method
+	features         []string // announced in the welcome
 
 	conns chan *serverConn // every new connection
 	wg    sync.WaitGroup   // the server's connection goroutines
@@ -59,6 +60,7 @@ func newTestServer(t *testing.T) *testServer {
 		maxFrameBytes:    protocol.DefaultMaxFrameBytes,
 		conns:            make(chan *serverConn, 64),
 		valid:            func(tok string) bool { return tok == "good" },
+		features:         []string{FeatureBatch},
 	}
 	ts.srv = httptest.NewServer(ts)
 	ts.URL = "ws" + strings.TrimPrefix(ts.srv.URL, "http") + "/ws"
@@ -135,7 +137,7 @@ func (ts *testServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		nc:        nc,
 		br:        rw.Reader,
 		responses: make(chan *protocol.Frame, 64),
-		events:    make(chan *protocol.Frame, 64),
+		events:    make(chan *protocol.Frame, 1024),
 		done:      make(chan struct{}),
 	}
 	ts.mu.Lock()
@@ -152,6 +154,7 @@ func (ts *testServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		HeartbeatMs:        ts.heartbeat.Milliseconds(),
 		HeartbeatTimeoutMs: ts.heartbeatTimeout.Milliseconds(),
 		Limits:             protocol.Limits{MaxFrameBytes: ts.maxFrameBytes},
+		Features:           ts.features,
 	})
 	switch ts.start {
 	case "":
