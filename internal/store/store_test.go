@@ -173,6 +173,33 @@ func TestOpenAndMigrate(t *testing.T) {
 				t.Fatalf("Dialect() = %q, want %q", got, b)
 			}
 			wantErr(t, "Ping", db.Ping(t.Context()), nil)
+			if b == "sqlite" {
+				// The settings that make SQLite safe under concurrent writers.
+				checks := []struct {
+					pool  string
+					query string
+					want  string
+				}{
+					{"writer", "PRAGMA journal_mode", "wal"},
+					{"writer", "PRAGMA foreign_keys", "1"},
+					{"writer", "PRAGMA busy_timeout", "10000"},
+					{"reader", "PRAGMA foreign_keys", "1"},
+					{"reader", "PRAGMA query_only", "1"},
+				}
+				for _, c := range checks {
+					pool := db.w
+					if c.pool == "reader" {
+						pool = db.r
+					}
+					var got string
+					if err := pool.QueryRowContext(t.Context(), c.query).Scan(&got); err != nil || got != c.want {
+						t.Fatalf("%s %s = %q (%v), want %q", c.pool, c.query, got, err, c.want)
+					}
+				}
+				if n := db.w.Stats().MaxOpenConnections; n != 1 {
+					t.Fatalf("writer pool MaxOpenConnections = %d, want 1", n)
+				}
+			}
 			wantErr(t, "Close", db.Close(), nil)
 			wantErr(t, "second Close", db.Close(), nil)
 

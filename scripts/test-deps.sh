@@ -1,0 +1,85 @@
+#!/bin/sh
+# test-deps.sh: install what the test suite starts as real processes,
+# PostgreSQL (initdb, postgres) and redis-server, from Debian packages when
+# their binaries are missing. Idempotent; needs no stdin; prints what it did.
+# It never starts a service: the tests start their own servers on free
+# loopback ports (internal/store/pgtest), and a policy-rc.d stops the
+# packages' maintainer scripts from starting the system ones.
+#
+# Usage: scripts/test-deps.sh   (as root, or as a user with passwordless sudo)
+set -eu
+
+have_postgres() {
+	if command -v initdb >/dev/null 2>&1 && command -v postgres >/dev/null 2>&1; then
+		return 0
+	fi
+	for d in /usr/lib/postgresql/*/bin; do
+		if [ -x "$d/initdb" ] && [ -x "$d/postgres" ]; then
+			return 0
+		fi
+	done
+	return 1
+}
+
+have_redis() {
+	command -v redis-server >/dev/null 2>&1
+}
+
+missing=""
+if have_postgres; then
+	echo "test-deps: postgresql: present"
+else
+	echo "test-deps: postgresql: missing"
+	missing="$missing postgresql"
+fi
+if have_redis; then
+	echo "test-deps: redis-server: present"
+else
+	echo "test-deps: redis-server: missing"
+	missing="$missing redis-server"
+fi
+
+if [ -z "$missing" ]; then
+	echo "test-deps: nothing to install"
+	exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+	SUDO=""
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+	SUDO="sudo -n"
+else
+	echo "test-deps: need root (or passwordless sudo) to install:$missing" >&2
+	exit 1
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+	echo "test-deps: apt-get not found; install$missing by hand" >&2
+	exit 1
+fi
+
+# Keep the packages' postinst scripts from starting services (exit 101 =
+# "action forbidden"), unless the host already has a policy of its own.
+policy=/usr/sbin/policy-rc.d
+added_policy=0
+if [ ! -e "$policy" ]; then
+	$SUDO sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod 0755 $policy"
+	added_policy=1
+fi
+cleanup() {
+	if [ "$added_policy" -eq 1 ]; then
+		$SUDO rm -f "$policy"
+	fi
+}
+trap cleanup EXIT INT TERM
+
+export DEBIAN_FRONTEND=noninteractive
+echo "test-deps: apt-get update"
+$SUDO apt-get update -q </dev/null
+echo "test-deps: apt-get install -y --no-install-recommends$missing"
+# shellcheck disable=SC2086 # $missing is a word list on purpose
+$SUDO apt-get install -y -q --no-install-recommends $missing </dev/null
+
+status=0
+if have_postgres; then echo "test-deps: postgresql: installed"; else echo "test-deps: postgresql: still missing" >&2; status=1; fi
+if have_redis; then echo "test-deps: redis-server: installed"; else echo "test-deps: redis-server: still missing" >&2; status=1; fi
+exit $status
