@@ -130,6 +130,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	if !s.deps.Network.Allowed(r) {
 		s.metrics.authFailures.WithLabelValues("lockdown").Inc()
+		rw.Header().Set("Connection", "close")
 		writeJSONError(rw, http.StatusServiceUnavailable, protocol.Errorf(protocol.CodeUnavailable, "this server is in lockdown: only local networks may connect"))
 	} else {
 		if r.Body != nil && r.ContentLength != 0 && !strings.HasPrefix(r.URL.Path, "/ws") {
@@ -181,6 +182,9 @@ func (s *Server) requireScope(scope string, fn func(http.ResponseWriter, *http.R
 // serveWS authenticates and upgrades a WebSocket. Nothing is upgraded unless
 // the origin is allowed and the credential verifies.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	// A refused handshake ends the HTTP connection: the client will dial
+	// again rather than reuse it.
+	w.Header().Set("Connection", "close")
 	if err := s.deps.Origins.Check(r); err != nil {
 		s.metrics.authFailures.WithLabelValues("origin").Inc()
 		writeError(w, protocol.Errorf(protocol.CodeForbidden, "origin not allowed"))
