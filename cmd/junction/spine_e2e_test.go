@@ -346,7 +346,9 @@ func TestBadInputIsContained(t *testing.T) {
 		{name: "bad params type", send: func(rc *rawConn) { rc.send(`{"type":"req","id":"10","method":"auth.refresh","params":{"token":5}}`) }, wantCode: protocol.CodeBadRequest, wantID: "10"},
 		{name: "unknown param", send: func(rc *rawConn) { rc.send(`{"type":"req","id":"11","method":"auth.refresh","params":{"tokn":"x"}}`) }, wantCode: protocol.CodeBadRequest, wantID: "11"},
 		{name: "unexpected event", send: func(rc *rawConn) { rc.send(`{"type":"event","event":"what.ever"}`) }, wantCode: protocol.CodeBadRequest},
-		{name: "invalid utf-8", send: func(rc *rawConn) { rc.send("{\"type\":\"req\",\"id\":\"12\",\"method\":\"sys.ping\",\"params\":{\"a\":\"\xff\"}}") }, wantCode: protocol.CodeInvalidFrame, wantID: "12"},
+		{name: "invalid utf-8", send: func(rc *rawConn) {
+			rc.send("{\"type\":\"req\",\"id\":\"12\",\"method\":\"sys.ping\",\"params\":{\"a\":\"\xff\"}}")
+		}, wantCode: protocol.CodeInvalidFrame, wantID: "12"},
 		{name: "binary frame", send: func(rc *rawConn) {
 			_ = wsutil.WriteClientBinary(rc.nc, []byte{1, 2, 3})
 		}, wantClose: protocol.CloseUnsupportedData},
