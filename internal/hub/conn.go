@@ -237,6 +237,9 @@ func (c *Conn) OnMessage(w *ws.Conn, payload []byte) {
 		f, err := protocol.Decode(raw)
 		if err != nil {
 			c.hub.metrics.invalidFrames.Inc()
+			if c.failPendingResponse(raw, err) {
+				return // a malformed answer to a server request (see rpc_conn.go)
+			}
 			c.sendFrameError(raw, protocol.AsError(err))
 			return
 		}

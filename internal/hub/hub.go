@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base32"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,6 +64,8 @@ type Config struct {
 	// requests; ReconnectAfter is the hint sent in server.shutdown. Defaults 10 s and 1 s.
 	ShutdownDrain  time.Duration `yaml:"shutdown_drain" doc:"how long shutdown waits for in-flight requests (default 10s)"`
 	ReconnectAfter time.Duration `yaml:"reconnect_after" doc:"reconnect hint sent to clients on shutdown (default 1s)"`
+	// RPC configures the relay of calls between devices (see rpc.go).
+	RPC RPCConfig `yaml:"rpc"`
 }
 
 func (c *Config) setDefaults() {
@@ -94,6 +97,7 @@ func (c *Config) setDefaults() {
 	defd(&c.TokenExpiryWarning, time.Minute)
 	defd(&c.ShutdownDrain, 10*time.Second)
 	defd(&c.ReconnectAfter, time.Second)
+	c.RPC.setDefaults()
 }
 
 // Validate reports the first invalid setting.
@@ -107,6 +111,9 @@ func (c Config) Validate() error {
 		return errors.New("heartbeat_interval and heartbeat_timeout must not be negative")
 	case c.MaxSubscriptions < 0 || c.MaxAsyncPerConn < 0:
 		return errors.New("max_subscriptions and max_async_per_conn must not be negative")
+	}
+	if err := c.RPC.validate(); err != nil {
+		return fmt.Errorf("rpc: %w", err)
 	}
 	return nil
 }
@@ -124,6 +131,10 @@ type Deps struct {
 	DeviceSeen func(ctx context.Context, userID, deviceID string, at time.Time) error
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Broker carries what must be cluster-wide (channels, presence, the node
+	// holding a device, node-to-node messages); default NewMemoryBroker(NodeID).
+	// The hub runs it in Start and closes it in Close.
+	Broker Broker
 }
 
 // Hub is the real-time core. Create it with New, register methods, then Start.
@@ -141,6 +152,7 @@ type Hub struct {
 	idem        *idemCache
 	lastSeen    lastSeen
 	expiry      expiryIndex
+	rpc         *rpcRelay // set once in New
 
 	ctx      context.Context // cancelled by Close
 	cancel   context.CancelFunc
@@ -162,6 +174,9 @@ func New(cfg Config, deps Deps) (*Hub, error) {
 	}
 	if deps.Now == nil {
 		deps.Now = time.Now
+	}
+	if deps.Broker == nil {
+		deps.Broker = NewMemoryBroker(cfg.NodeID)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hub{
@@ -187,6 +202,8 @@ func New(cfg Config, deps Deps) (*Hub, error) {
 	h.lastSeen.init(100_000)
 	h.expiry.init()
 	h.registerBuiltins()
+	h.rpc = newRPCRelay(h)
+	h.rpc.register()
 	return h, nil
 }
 
@@ -201,9 +218,13 @@ func (h *Hub) Start() error {
 	if !h.started.CompareAndSwap(false, true) {
 		return errors.New("hub: already started")
 	}
+	if err := h.deps.Broker.Run(h.ctx, brokerHandler{h}); err != nil {
+		return fmt.Errorf("hub: run broker: %w", err)
+	}
 	if err := h.transport.Start(); err != nil {
 		return fmt.Errorf("hub: start transport: %w", err)
 	}
+	h.Go(h.rpc.leaseLoop)
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
@@ -261,8 +282,24 @@ func (h *Hub) Close() error {
 		err = h.transport.Close()
 	}
 	h.wg.Wait()
+	if berr := h.deps.Broker.Close(); berr != nil && err == nil {
+		err = fmt.Errorf("hub: close broker: %w", berr)
+	}
 	return err
 }
+
+// Broker returns the broker the hub runs on.
+func (h *Hub) Broker() Broker { return h.deps.Broker }
+
+// brokerHandler routes what the broker delivers to the parts of the hub.
+type brokerHandler struct{ h *Hub }
+
+// HandlePublication implements BrokerHandler. Channels deliver publications
+// to local subscribers here.
+func (b brokerHandler) HandlePublication(topic string, pub Publication) {}
+
+// HandleNodeMessage implements BrokerHandler: node messages carry the RPC relay.
+func (b brokerHandler) HandleNodeMessage(msg json.RawMessage) { b.h.rpc.handleNodeMessage(msg) }
 
 // Len returns the number of open connections.
 func (h *Hub) Len() int { return int(h.reg.count.Load()) }

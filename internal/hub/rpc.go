@@ -1,0 +1,677 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/junctionhq/junction/internal/auth"
+	"github.com/junctionhq/junction/protocol"
+)
+
+// The RPC relay lets a device call methods that another device ("machine")
+// registered, through the gateway: rpc.register / rpc.unregister on the
+// serving side, rpc.call / rpc.cancel / rpc.list on the calling side, the
+// rpc.progress event in both directions and the rpc.cancel event towards
+// the target. docs/rpc.md is the reference.
+//
+// Ownership and locks (all leaf locks except where noted):
+//   - rpcRelay.leases[i] serialises the lease changes of the devices hashed
+//     to stripe i (register, close, refresh), so that SetDeviceNode and
+//     ClearDeviceNode of one device never reorder. It is held while calling
+//     the broker and may be taken before rpcRelay.mu.
+//   - rpcRelay.mu guards servers, waiters, remote and served.
+//   - rpcServer.mu guards one serving connection's methods and relays.
+//   - rpcCalls.mu guards one calling connection's calls in flight.
+// Conn.mu is only taken inside Conn methods (Value, SetValue, Done,
+// Closed), possibly under rpcRelay.mu or a lease stripe, never the reverse.
+
+// RPC limits.
+const (
+	// MaxRPCMethods is how many methods one connection may register.
+	MaxRPCMethods = 256
+	// rpcPollInterval is how often a call waiting for an offline target
+	// asks the broker again (a target registering on this node wakes it at
+	// once; one registering on another node is seen by the poll).
+	rpcPollInterval = 250 * time.Millisecond
+	leaseStripes    = 64
+)
+
+// Events of the RPC relay.
+const (
+	EventRPCProgress   = "rpc.progress"
+	EventRPCCancel     = "rpc.cancel"
+	EventMachineOnline = "machine.online"
+	EventMachineOff    = "machine.offline"
+)
+
+// RPCConfig configures the RPC relay. The zero value of every field selects
+// its documented default.
+type RPCConfig struct {
+	// DefaultTimeout bounds a call that names no timeoutMs; default 30 s.
+	DefaultTimeout time.Duration `yaml:"default_timeout" doc:"timeout of an RPC call that names none (default 30s)"`
+	// MaxTimeout caps timeoutMs; larger values are lowered to it. Default 5 min.
+	MaxTimeout time.Duration `yaml:"max_timeout" doc:"largest RPC call timeout; larger timeoutMs values are lowered to it (default 5m)"`
+	// OfflineGrace is how long a call waits for an offline target to come
+	// back (reconnect and register) before failing with unavailable; default 15 s.
+	OfflineGrace time.Duration `yaml:"offline_grace" doc:"how long an RPC call waits for an offline target to reconnect (default 15s)"`
+	// LeaseTTL is the lifetime of the broker record naming the node that
+	// holds a serving device; one hub loop refreshes every lease at a third
+	// of it. Default 60 s.
+	LeaseTTL time.Duration `yaml:"lease_ttl" doc:"lifetime of a serving device's node lease, refreshed at a third of it (default 60s)"`
+	// Grants allow calls between devices of different users. Devices of
+	// the same user may always call each other. File only.
+	Grants []RPCGrant `yaml:"grants" doc:"cross-user RPC grants (config file only): list of {from_user, to_user, methods}"`
+}
+
+// RPCGrant lets the devices of FromUser call Methods on the devices of
+// ToUser. "*" as FromUser or ToUser matches any user; a method pattern is a
+// name ("files.read"), a prefix ending in ".*" ("files.*") or "*".
+type RPCGrant struct {
+	FromUser string   `yaml:"from_user"`
+	ToUser   string   `yaml:"to_user"`
+	Methods  []string `yaml:"methods"`
+}
+
+func (c *RPCConfig) setDefaults() {
+	if c.MaxTimeout == 0 {
+		c.MaxTimeout = 5 * time.Minute
+	}
+	if c.DefaultTimeout == 0 {
+		c.DefaultTimeout = min(30*time.Second, c.MaxTimeout)
+	}
+	if c.OfflineGrace == 0 {
+		c.OfflineGrace = 15 * time.Second
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = time.Minute
+	}
+}
+
+func (c RPCConfig) validate() error {
+	switch {
+	case c.DefaultTimeout < 0 || c.MaxTimeout < 0 || c.OfflineGrace < 0:
+		return errors.New("default_timeout, max_timeout and offline_grace must not be negative")
+	case c.LeaseTTL < 0 || (c.LeaseTTL > 0 && c.LeaseTTL < 3*time.Millisecond):
+		return errors.New("lease_ttl must be positive")
+	case c.MaxTimeout > 0 && c.DefaultTimeout > c.MaxTimeout:
+		return errors.New("default_timeout must not exceed max_timeout")
+	}
+	for i, g := range c.Grants {
+		if g.FromUser == "" || g.ToUser == "" || len(g.Methods) == 0 {
+			return fmt.Errorf("grants[%d]: from_user, to_user and methods are required", i)
+		}
+		for _, m := range g.Methods {
+			if m != "*" && ValidRPCMethod(strings.TrimSuffix(m, ".*")+".x") != nil {
+				return fmt.Errorf("grants[%d]: method pattern %q: want a name, a prefix ending in .* or *", i, m)
+			}
+		}
+	}
+	return nil
+}
+
+// ValidRPCMethod reports whether name is a valid method name for
+// rpc.register: "domain.action" style, two or more dot-separated segments of
+// ASCII letters, digits, '_' and '-', at most protocol.MaxMethodLength bytes.
+func ValidRPCMethod(name string) error {
+	if name == "" {
+		return errors.New("empty")
+	}
+	if len(name) > protocol.MaxMethodLength {
+		return fmt.Errorf("longer than %d bytes", protocol.MaxMethodLength)
+	}
+	segs := strings.Split(name, ".")
+	if len(segs) < 2 {
+		return errors.New(`want "domain.action"`)
+	}
+	for _, s := range segs {
+		if s == "" {
+			return errors.New("empty segment")
+		}
+		for i := 0; i < len(s); i++ {
+			ch := s[i]
+			if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '_' || ch == '-') {
+				return fmt.Errorf("invalid character %q", ch)
+			}
+		}
+	}
+	return nil
+}
+
+// allowed reports whether caller may call method on a device of targetUser.
+func (c RPCConfig) allowed(callerUser, targetUser, method string) bool {
+	if callerUser != "" && callerUser == targetUser {
+		return true
+	}
+	for _, g := range c.Grants {
+		if (g.FromUser == "*" || g.FromUser == callerUser) && callerUser != "" &&
+			(g.ToUser == "*" || g.ToUser == targetUser) && grantCovers(g.Methods, method) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayList reports whether caller may see any method of targetUser's device.
+func (c RPCConfig) mayList(callerUser, targetUser string) bool {
+	return c.allowed(callerUser, targetUser, "")
+}
+
+// grantCovers reports whether a grant's patterns cover method; an empty
+// method asks whether the grant covers anything.
+func grantCovers(patterns []string, method string) bool {
+	for _, p := range patterns {
+		switch {
+		case method == "" || p == "*" || p == method:
+			return true
+		case strings.HasSuffix(p, ".*") && strings.HasPrefix(method, p[:len(p)-1]):
+			return true
+		}
+	}
+	return false
+}
+
+// rpcRelay is the hub's RPC relay.
+type rpcRelay struct {
+	h      *Hub // set once
+	cfg    RPCConfig
+	broker Broker // set once
+	node   string // set once
+	seed   maphash.Seed
+	leases [leaseStripes]sync.Mutex
+	nextID atomic.Uint64
+	// servedRemote counts calls other nodes forwarded here, in flight.
+	servedRemote atomic.Int64
+	metrics      rpcMetrics
+
+	mu      sync.RWMutex
+	servers map[string]*rpcServer              // guarded by mu: serving connection by device id
+	waiters map[string]*rpcWaiter              // guarded by mu: calls waiting for the device to register here
+	remote  map[string]*remoteCall             // guarded by mu: calls this node forwarded, by call id
+	served  map[string]context.CancelCauseFunc // guarded by mu: calls forwarded to this node, by origin/call id
+}
+
+// rpcServer is the RPC state of one serving connection, stored with
+// Conn.SetValue under rpcServerKey.
+type rpcServer struct {
+	conn *Conn
+
+	mu      sync.Mutex
+	methods map[string]struct{}     // guarded by mu
+	relays  map[string]progressSink // guarded by mu: relayed request id → where its progress goes
+	hooked  bool                    // guarded by mu: the close hook is registered
+}
+
+type rpcServerKey struct{}
+type rpcCallsKey struct{}
+
+// rpcCalls are the calls in flight of one calling connection, by the
+// caller's request id, for rpc.cancel.
+type rpcCalls struct {
+	mu    sync.Mutex
+	calls map[string]context.CancelCauseFunc // guarded by mu
+}
+
+type rpcMetrics struct {
+	calls    *prometheus.CounterVec
+	progress prometheus.Counter
+	dropped  prometheus.Counter
+	serving  prometheus.Gauge
+}
+
+func newRPCRelay(h *Hub) *rpcRelay {
+	r := &rpcRelay{
+		h:       h,
+		cfg:     h.cfg.RPC,
+		broker:  h.deps.Broker,
+		node:    h.cfg.NodeID,
+		seed:    maphash.MakeSeed(),
+		servers: make(map[string]*rpcServer),
+		waiters: make(map[string]*rpcWaiter),
+		remote:  make(map[string]*remoteCall),
+		served:  make(map[string]context.CancelCauseFunc),
+	}
+	r.metrics = rpcMetrics{
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "junction_rpc_calls_total", Help: "RPC calls relayed, by outcome (ok or error code) and path (local or remote).",
+		}, []string{"outcome", "path"}),
+		progress: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "junction_rpc_progress_total", Help: "rpc.progress events relayed to callers.",
+		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "junction_rpc_progress_dropped_total", Help: "rpc.progress events dropped (unknown call, or a full forwarding queue).",
+		}),
+		serving: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "junction_rpc_serving_devices", Help: "Devices serving RPC methods on this node.",
+		}),
+	}
+	if reg := h.deps.Registerer; reg != nil {
+		reg.MustRegister(r.metrics.calls, r.metrics.progress, r.metrics.dropped, r.metrics.serving)
+	}
+	return r
+}
+
+type rpcRegisterParams struct {
+	Methods []string `json:"methods"`
+}
+
+func (p *rpcRegisterParams) Validate() error {
+	if len(p.Methods) == 0 {
+		return protocol.FieldError("methods", "at least one method is required")
+	}
+	if len(p.Methods) > MaxRPCMethods {
+		return protocol.Errorf(protocol.CodeTooLarge, "at most %d methods per connection", MaxRPCMethods).WithDetail("field", "methods")
+	}
+	for i, m := range p.Methods {
+		if err := ValidRPCMethod(m); err != nil {
+			return protocol.FieldError("methods["+strconv.Itoa(i)+"]", "%s", err)
+		}
+	}
+	return nil
+}
+
+// RPCRegisterResult is the result of rpc.register and rpc.unregister: every
+// method the connection serves now.
+type RPCRegisterResult struct {
+	Methods []string `json:"methods"`
+}
+
+// RPCTarget names the device a call or a listing is for.
+type RPCTarget struct {
+	DeviceID string `json:"deviceId"`
+}
+
+type rpcCallParams struct {
+	Target    *RPCTarget      `json:"target"`
+	Method    string          `json:"method"`
+	Params    json.RawMessage `json:"params"`
+	TimeoutMs int64           `json:"timeoutMs"`
+}
+
+func (p *rpcCallParams) Validate() error {
+	if err := validTarget(p.Target); err != nil {
+		return err
+	}
+	if p.Method == "" {
+		return protocol.FieldError("method", "required")
+	}
+	if err := ValidRPCMethod(p.Method); err != nil {
+		return protocol.FieldError("method", "%s", err)
+	}
+	if p.TimeoutMs < 0 {
+		return protocol.FieldError("timeoutMs", "must not be negative")
+	}
+	if len(p.Params) > 0 && p.Params[0] != '{' && string(p.Params) != "null" {
+		return protocol.FieldError("params", "must be an object")
+	}
+	return nil
+}
+
+func validTarget(t *RPCTarget) error {
+	switch {
+	case t == nil:
+		return protocol.FieldError("target", "required")
+	case t.DeviceID == "":
+		return protocol.FieldError("target.deviceId", "required")
+	case len(t.DeviceID) > protocol.MaxIDLength:
+		return protocol.FieldError("target.deviceId", "longer than %d bytes", protocol.MaxIDLength)
+	}
+	return nil
+}
+
+type rpcListParams struct {
+	Target *RPCTarget `json:"target"`
+}
+
+func (p *rpcListParams) Validate() error { return validTarget(p.Target) }
+
+// RPCListResult is the result of rpc.list.
+type RPCListResult struct {
+	DeviceID string   `json:"deviceId"`
+	Methods  []string `json:"methods"`
+}
+
+type rpcCancelParams struct {
+	ID string `json:"id"`
+}
+
+func (p *rpcCancelParams) Validate() error {
+	if p.ID == "" {
+		return protocol.FieldError("id", "required")
+	}
+	return nil
+}
+
+// RPCCancelResult is the result of rpc.cancel.
+type RPCCancelResult struct {
+	Cancelled bool `json:"cancelled"`
+}
+
+// RPCProgress is the data of an rpc.progress event: from a target, ID is the
+// relayed request id; towards a caller, it is the caller's rpc.call id.
+type RPCProgress struct {
+	ID   string          `json:"id"`
+	Data json.RawMessage `json:"data,omitempty"`
+}
+
+// RPCCancel is the data of the rpc.cancel event sent to a target.
+type RPCCancel struct {
+	ID     string `json:"id"`
+	Reason string `json:"reason"`
+}
+
+// MachineStatus is the data of machine.online and machine.offline.
+type MachineStatus struct {
+	UserID   string `json:"userId"`
+	DeviceID string `json:"deviceId"`
+	Kind     string `json:"kind,omitempty"`
+	NodeID   string `json:"nodeId"`
+}
+
+// register adds the RPC methods and events to the hub's table.
+func (r *rpcRelay) register() {
+	h := r.h
+	h.AddFeature("rpc")
+	Handle(h, Method{Name: "rpc.register", Scope: ScopeAuthenticated}, r.handleRegister)
+	Handle(h, Method{Name: "rpc.unregister", Scope: ScopeAuthenticated}, r.handleUnregister)
+	Handle(h, Method{Name: "rpc.call", Scope: auth.ScopeWrite, Mode: Async}, r.handleCall)
+	Handle(h, Method{Name: "rpc.list", Scope: auth.ScopeRead, Mode: Async}, r.handleList)
+	Handle(h, Method{Name: "rpc.cancel", Scope: ScopeAuthenticated, Mode: Inline}, r.handleCancel)
+	h.HandleEvent(EventRPCProgress, r.handleProgress)
+}
+
+// mayServe reports whether p may register methods: a machine, or a device
+// whose credential holds rpc.serve.
+func mayServe(p *auth.Principal) bool {
+	return p.DeviceID != "" && p.UserID != "" && (p.Kind == "machine" || p.HasScope(auth.ScopeRPCServe))
+}
+
+func (r *rpcRelay) stripe(device string) *sync.Mutex {
+	return &r.leases[maphash.String(r.seed, device)%leaseStripes]
+}
+
+func serverOf(c *Conn) *rpcServer {
+	s, _ := c.Value(rpcServerKey{}).(*rpcServer)
+	return s
+}
+
+func (r *rpcRelay) handleRegister(ctx context.Context, call *Call, p *rpcRegisterParams) (any, error) {
+	pr := call.Principal
+	if !mayServe(pr) {
+		return nil, protocol.Errorf(protocol.CodeForbidden, "registering methods needs a machine or scope %q", auth.ScopeRPCServe)
+	}
+	c := call.Conn
+	srv := serverOf(c)
+	if srv == nil {
+		srv = &rpcServer{conn: c, methods: make(map[string]struct{}), relays: make(map[string]progressSink)}
+		c.SetValue(rpcServerKey{}, srv) // rpc.register is Serial: no concurrent creation
+	}
+	srv.mu.Lock()
+	n := len(srv.methods)
+	for _, m := range p.Methods {
+		if _, ok := srv.methods[m]; !ok {
+			n++
+		}
+	}
+	if n > MaxRPCMethods {
+		srv.mu.Unlock()
+		return nil, protocol.Errorf(protocol.CodeTooLarge, "at most %d methods per connection", MaxRPCMethods).WithDetail("field", "methods")
+	}
+	for _, m := range p.Methods {
+		srv.methods[m] = struct{}{}
+	}
+	hook := !srv.hooked
+	srv.hooked = true
+	methods := srv.methodList()
+	srv.mu.Unlock()
+	if hook {
+		c.AfterClose(r.serverClosed)
+	}
+
+	// The answer waits until the methods are callable: the device's lease
+	// names this node and waiting calls were woken.
+	device := pr.DeviceID
+	l := r.stripe(device)
+	l.Lock()
+	defer l.Unlock()
+	if c.Closed() {
+		return nil, protocol.Errorf(protocol.CodeUnavailable, "connection closed")
+	}
+	if err := r.broker.SetDeviceNode(ctx, device, r.node, r.cfg.LeaseTTL); err != nil {
+		r.h.log.Error("rpc: set device node", "device", device, "err", err)
+		return nil, protocol.Errorf(protocol.CodeUnavailable, "cannot register now")
+	}
+	r.mu.Lock()
+	first := r.servers[device] != srv
+	r.servers[device] = srv
+	wake := r.waiters[device]
+	delete(r.waiters, device)
+	r.mu.Unlock()
+	if wake != nil {
+		close(wake.ch)
+	}
+	if first {
+		r.metrics.serving.Inc()
+		r.announce(pr, EventMachineOnline)
+	}
+	return RPCRegisterResult{Methods: methods}, nil
+}
+
+func (s *rpcServer) methodList() []string {
+	out := make([]string, 0, len(s.methods))
+	for m := range s.methods {
+		out = append(out, m)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (s *rpcServer) has(method string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.methods[method]
+	return ok
+}
+
+func (r *rpcRelay) handleUnregister(ctx context.Context, call *Call, p *rpcRegisterParams) (any, error) {
+	srv := serverOf(call.Conn)
+	if srv == nil {
+		return RPCRegisterResult{Methods: []string{}}, nil
+	}
+	srv.mu.Lock()
+	for _, m := range p.Methods {
+		delete(srv.methods, m)
+	}
+	methods := srv.methodList()
+	srv.mu.Unlock()
+	// The device stays online (its lease stays) with fewer methods: calls
+	// to the removed ones answer unknown_method.
+	return RPCRegisterResult{Methods: methods}, nil
+}
+
+// serverClosed drops a serving connection's registrations and its lease,
+// unless a newer connection of the device took over already.
+func (r *rpcRelay) serverClosed(c *Conn) {
+	srv := serverOf(c)
+	if srv == nil {
+		return
+	}
+	p := c.Principal()
+	drop := func(ctx context.Context) {
+		l := r.stripe(p.DeviceID)
+		l.Lock()
+		defer l.Unlock()
+		r.mu.Lock()
+		mine := r.servers[p.DeviceID] == srv
+		if mine {
+			delete(r.servers, p.DeviceID)
+		}
+		r.mu.Unlock()
+		if !mine {
+			return
+		}
+		r.metrics.serving.Dec()
+		if err := r.broker.ClearDeviceNode(ctx, p.DeviceID, r.node); err != nil && !errors.Is(err, ErrBrokerClosed) {
+			r.h.log.Warn("rpc: clear device node", "device", p.DeviceID, "err", err)
+		}
+		r.announce(p, EventMachineOff)
+	}
+	// The close hook runs on the transport's path: broker I/O goes to a
+	// goroutine of the hub's, except while the hub closes (it waits for
+	// none then).
+	if r.h.closed.Load() {
+		drop(context.Background())
+		return
+	}
+	r.h.Go(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		drop(ctx)
+	})
+}
+
+// announce tells the user's connections that one of their machines went
+// online or offline.
+//
+// TODO(channels): publish on the user's "user:{userId}" channel once the
+// channel publish function lands, so that other nodes' connections see it.
+func (r *rpcRelay) announce(p *auth.Principal, event string) {
+	data, err := jsonMarshal(MachineStatus{UserID: p.UserID, DeviceID: p.DeviceID, Kind: p.Kind, NodeID: r.node})
+	if err != nil {
+		return
+	}
+	r.h.ConnsOfUser(p.UserID, func(c *Conn) { c.SendEvent(event, "", "", 0, data) })
+}
+
+// leaseLoop refreshes the node lease of every device serving on this node:
+// one loop for the hub, not a timer per connection.
+func (r *rpcRelay) leaseLoop(ctx context.Context) {
+	t := time.NewTicker(r.cfg.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.refreshLeases(ctx)
+		}
+	}
+}
+
+func (r *rpcRelay) refreshLeases(ctx context.Context) {
+	r.mu.RLock()
+	devices := make(map[string]*rpcServer, len(r.servers))
+	for d, s := range r.servers {
+		devices[d] = s
+	}
+	r.mu.RUnlock()
+	for d, s := range devices {
+		l := r.stripe(d)
+		l.Lock()
+		r.mu.RLock()
+		still := r.servers[d] == s
+		r.mu.RUnlock()
+		if still {
+			if err := r.broker.SetDeviceNode(ctx, d, r.node, r.cfg.LeaseTTL); err != nil && ctx.Err() == nil {
+				r.h.log.Warn("rpc: refresh device lease", "device", d, "err", err)
+			}
+		}
+		l.Unlock()
+	}
+}
+
+// localServer returns the live serving connection of device on this node.
+func (r *rpcRelay) localServer(device string) *rpcServer {
+	r.mu.RLock()
+	s := r.servers[device]
+	r.mu.RUnlock()
+	if s == nil || s.conn.Closed() {
+		return nil
+	}
+	return s
+}
+
+func (r *rpcRelay) handleList(ctx context.Context, call *Call, p *rpcListParams) (any, error) {
+	caller := callerOf(call.Principal)
+	device := p.Target.DeviceID
+	if s := r.localServer(device); s != nil {
+		return r.listLocal(caller, s)
+	}
+	node, ok, err := r.broker.DeviceNode(ctx, device)
+	if err != nil {
+		r.h.log.Error("rpc: device node", "device", device, "err", err)
+		return nil, protocol.Errorf(protocol.CodeUnavailable, "cannot locate the target now")
+	}
+	if !ok || node == r.node {
+		return nil, errOffline()
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.DefaultTimeout)
+	defer cancel()
+	res, offline, err := r.forward(ctx, call.Conn.Done(), node, &nodeMsg{Kind: nodeList, Device: device, Caller: caller}, nil)
+	if offline {
+		return nil, errOffline()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// listLocal answers rpc.list for a device serving on this node.
+func (r *rpcRelay) listLocal(caller *protocol.Caller, s *rpcServer) (RPCListResult, error) {
+	tp := s.conn.Principal()
+	if !r.cfg.mayList(caller.UserID, tp.UserID) {
+		return RPCListResult{}, errForbidden()
+	}
+	s.mu.Lock()
+	all := s.methodList()
+	s.mu.Unlock()
+	out := make([]string, 0, len(all))
+	for _, m := range all {
+		if r.cfg.allowed(caller.UserID, tp.UserID, m) {
+			out = append(out, m)
+		}
+	}
+	return RPCListResult{DeviceID: tp.DeviceID, Methods: out}, nil
+}
+
+func (r *rpcRelay) handleCancel(_ context.Context, call *Call, p *rpcCancelParams) (any, error) {
+	calls, _ := call.Conn.Value(rpcCallsKey{}).(*rpcCalls)
+	if calls == nil {
+		return nil, protocol.Errorf(protocol.CodeNotFound, "no rpc.call %q in flight", p.ID)
+	}
+	calls.mu.Lock()
+	cancel := calls.calls[p.ID]
+	calls.mu.Unlock()
+	if cancel == nil {
+		return nil, protocol.Errorf(protocol.CodeNotFound, "no rpc.call %q in flight", p.ID)
+	}
+	cancel(errRPCCancelled)
+	return RPCCancelResult{Cancelled: true}, nil
+}
+
+func callerOf(p *auth.Principal) *protocol.Caller {
+	return &protocol.Caller{UserID: p.UserID, DeviceID: p.DeviceID, AppID: p.AppID}
+}
+
+func errForbidden() *protocol.Error {
+	return protocol.Errorf(protocol.CodeForbidden, "not allowed to call this device")
+}
+
+func errOffline() *protocol.Error {
+	return protocol.Errorf(protocol.CodeUnavailable, "target device is offline")
+}
+
+func errUnknownRPCMethod(method string) *protocol.Error {
+	return protocol.Errorf(protocol.CodeUnknownMethod, "the target does not serve %q", method)
+}

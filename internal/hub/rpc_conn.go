@@ -1,0 +1,76 @@
+package hub
+
+import (
+	"encoding/json"
+	"strconv"
+
+	"github.com/junctionhq/junction/internal/ws"
+	"github.com/junctionhq/junction/protocol"
+)
+
+// startRequest sends a server→client request like Request, but returns as
+// soon as it is queued: the caller learns the request id before any frame
+// about it (a progress event, the response) can arrive, and waits on ch
+// itself. before runs with the id before the frame is queued. A nil frame on
+// ch means the connection closed. The caller must c.forget(id) when it stops
+// waiting without a response.
+func (c *Conn) startRequest(method string, params json.RawMessage, meta *protocol.Meta, before func(id string)) (string, chan *protocol.Frame, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return "", nil, protocol.Errorf(protocol.CodeUnavailable, "target disconnected")
+	}
+	c.nextReq++
+	id := "s" + strconv.FormatUint(c.nextReq, 10)
+	ch := make(chan *protocol.Frame, 1)
+	if c.pending == nil {
+		c.pending = make(map[string]chan *protocol.Frame)
+	}
+	c.pending[id] = ch
+	c.mu.Unlock()
+
+	if before != nil {
+		before(id)
+	}
+	b, err := protocol.AppendRequest(nil, id, method, params, "", meta)
+	if err != nil {
+		c.forget(id)
+		return id, nil, err
+	}
+	if !c.sendFrame(ws.PrepareText(b)) {
+		c.forget(id)
+		return id, nil, protocol.Errorf(protocol.CodeUnavailable, "target disconnected")
+	}
+	return id, ch, nil
+}
+
+// failPendingResponse handles a frame that failed to decode: when it is a
+// response ("type":"res") to a pending server request, the waiter gets an
+// internal error instead of waiting for its timeout, the client is told
+// with an "error" event, and it returns true.
+func (c *Conn) failPendingResponse(raw []byte, derr error) bool {
+	var probe struct {
+		Type string `json:"type"`
+		ID   string `json:"id"`
+	}
+	if json.Unmarshal(raw, &probe) != nil || probe.Type != protocol.TypeResponse || probe.ID == "" {
+		return false
+	}
+	c.mu.Lock()
+	ch := c.pending[probe.ID]
+	delete(c.pending, probe.ID)
+	c.mu.Unlock()
+	if ch == nil {
+		return false
+	}
+	c.hub.log.Warn("malformed response to a server request", "conn", c.id, "user", c.Principal().UserID,
+		"device", c.Principal().DeviceID, "id", probe.ID, "err", derr)
+	ch <- &protocol.Frame{Type: protocol.TypeResponse, ID: probe.ID, Error: errMalformedResponse()}
+	data, _ := jsonMarshal(protocol.AsError(derr))
+	c.SendEvent("error", "", "", 0, data)
+	return true
+}
+
+func errMalformedResponse() *protocol.Error {
+	return protocol.Errorf(protocol.CodeInternal, "the target sent a malformed response")
+}

@@ -1,0 +1,269 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/junctionhq/junction/protocol"
+)
+
+// Node messages of the RPC relay, carried by Broker.SendToNode between the
+// node of a caller (the origin) and the node holding the target. Every
+// message is one JSON object:
+//
+//	origin → target node
+//	  {"kind":"rpc.call","from":"n1","call":"n1/17","device":"d1","method":"files.read",
+//	   "params":{...},"caller":{"userId":..,"deviceId":..},"timeoutMs":29950}
+//	  {"kind":"rpc.list","from":"n1","call":"n1/18","device":"d1","caller":{...},"timeoutMs":...}
+//	  {"kind":"rpc.cancel","from":"n1","call":"n1/17"}
+//	target node → origin
+//	  {"kind":"rpc.progress","call":"n1/17","data":{...}}
+//	  {"kind":"rpc.result","call":"n1/17","result":{...}}
+//	  {"kind":"rpc.result","call":"n1/17","error":{"code":..,"message":..}}
+//	  {"kind":"rpc.result","call":"n1/17","offline":true}   (the device is not here: wait or fail)
+//
+// The call id starts with the origin's node id, so it is unique in the
+// cluster; progress and results for an id nobody waits for are dropped.
+type nodeMsg struct {
+	Kind      string           `json:"kind"`
+	From      string           `json:"from,omitempty"`
+	Call      string           `json:"call"`
+	Device    string           `json:"device,omitempty"`
+	Method    string           `json:"method,omitempty"`
+	Params    json.RawMessage  `json:"params,omitempty"`
+	Caller    *protocol.Caller `json:"caller,omitempty"`
+	TimeoutMs int64            `json:"timeoutMs,omitempty"`
+	Data      json.RawMessage  `json:"data,omitempty"`
+	Result    json.RawMessage  `json:"result,omitempty"`
+	Error     *protocol.Error  `json:"error,omitempty"`
+	Offline   bool             `json:"offline,omitempty"`
+}
+
+// Kinds of node messages.
+const (
+	nodeCall     = "rpc.call"
+	nodeList     = "rpc.list"
+	nodeCancel   = "rpc.cancel"
+	nodeProgress = "rpc.progress"
+	nodeResult   = "rpc.result"
+)
+
+// maxServedRemote bounds the calls other nodes forward to this one at once.
+const maxServedRemote = 10_000
+
+// remoteCall is a call this node forwarded, waiting for its result.
+type remoteCall struct {
+	res  chan *nodeMsg // buffered 1: the result
+	sink progressSink  // the caller's progress
+}
+
+// forward sends a call (or a listing) to the node holding the target and
+// waits for the result. offline reports that the target is not there (the
+// lease was stale): the caller may wait for it.
+func (r *rpcRelay) forward(ctx context.Context, done <-chan struct{}, node string, msg *nodeMsg, sink progressSink) (json.RawMessage, bool, error) {
+	msg.From = r.node
+	msg.Call = r.nextCallID()
+	if dl, ok := ctx.Deadline(); ok {
+		msg.TimeoutMs = max(time.Until(dl).Milliseconds(), 1)
+	}
+	rc := &remoteCall{res: make(chan *nodeMsg, 1), sink: sink}
+	r.mu.Lock()
+	r.remote[msg.Call] = rc
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.remote, msg.Call)
+		r.mu.Unlock()
+	}()
+	if err := r.sendNode(ctx, node, msg); err != nil {
+		if ctx.Err() != nil {
+			return nil, false, r.ctxErr(ctx, false)
+		}
+		r.h.log.Warn("rpc: forward to node", "node", node, "err", err)
+		return nil, false, protocol.Errorf(protocol.CodeUnavailable, "the target's node is unreachable")
+	}
+	cancelRemote := func() {
+		// Best effort: the target node also gives up at its own deadline.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		if err := r.sendNode(cctx, node, &nodeMsg{Kind: nodeCancel, From: r.node, Call: msg.Call}); err != nil {
+			r.h.log.Debug("rpc: forward cancel", "node", node, "err", err)
+		}
+	}
+	select {
+	case m := <-rc.res:
+		switch {
+		case m.Offline:
+			return nil, true, nil
+		case m.Error != nil:
+			if !knownCode(m.Error.Code) {
+				return nil, false, errMalformedResponse()
+			}
+			return nil, false, m.Error
+		case len(m.Result) == 0:
+			return json.RawMessage("null"), false, nil
+		}
+		return m.Result, false, nil
+	case <-ctx.Done():
+		cancelRemote()
+		return nil, false, r.ctxErr(ctx, false)
+	case <-done:
+		cancelRemote()
+		return nil, false, protocol.Errorf(protocol.CodeUnavailable, "caller disconnected")
+	}
+}
+
+func (r *rpcRelay) sendNode(ctx context.Context, node string, msg *nodeMsg) error {
+	b, err := json.Marshal(msg)
+	if err != nil {
+		return err
+	}
+	return r.broker.SendToNode(ctx, node, b)
+}
+
+// handleNodeMessage handles a node message; it runs on the broker's
+// delivery path, so anything that waits runs on a goroutine of the hub.
+func (r *rpcRelay) handleNodeMessage(raw json.RawMessage) {
+	var m nodeMsg
+	if err := json.Unmarshal(raw, &m); err != nil || m.Call == "" {
+		r.h.log.Warn("rpc: bad node message", "err", err)
+		return
+	}
+	switch m.Kind {
+	case nodeCall, nodeList:
+		if r.h.closed.Load() {
+			return // the origin times out
+		}
+		if r.servedRemote.Add(1) > maxServedRemote {
+			r.servedRemote.Add(-1)
+			e := protocol.Errorf(protocol.CodeRateLimited, "too many relayed calls on the target's node")
+			r.h.Go(func(ctx context.Context) { r.reply(ctx, &m, &nodeMsg{Kind: nodeResult, Call: m.Call, Error: e}) })
+			return
+		}
+		r.h.Go(func(ctx context.Context) {
+			defer r.servedRemote.Add(-1)
+			r.serveRemote(ctx, &m)
+		})
+	case nodeCancel:
+		r.mu.RLock()
+		cancel := r.served[m.From+"|"+m.Call]
+		r.mu.RUnlock()
+		if cancel != nil {
+			cancel(errRPCCancelled)
+		}
+	case nodeProgress:
+		r.mu.RLock()
+		rc := r.remote[m.Call]
+		r.mu.RUnlock()
+		if rc == nil || rc.sink == nil {
+			r.metrics.dropped.Inc()
+			return
+		}
+		rc.sink.progress(m.Data)
+	case nodeResult:
+		r.mu.RLock()
+		rc := r.remote[m.Call]
+		r.mu.RUnlock()
+		if rc != nil {
+			select {
+			case rc.res <- &m:
+			default: // a duplicate result
+			}
+		}
+	default:
+		r.h.log.Warn("rpc: unknown node message", "kind", m.Kind)
+	}
+}
+
+// serveRemote runs a call forwarded by another node against a target
+// connected here, and sends the result back.
+func (r *rpcRelay) serveRemote(ctx context.Context, m *nodeMsg) {
+	key := m.From + "|" + m.Call
+	base, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	timeout := r.cfg.DefaultTimeout
+	if m.TimeoutMs > 0 {
+		timeout = min(time.Duration(m.TimeoutMs)*time.Millisecond, r.cfg.MaxTimeout)
+	}
+	cctx, stop := context.WithTimeoutCause(base, timeout, errRPCTimeout)
+	defer stop()
+	r.mu.Lock()
+	r.served[key] = cancel
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.served, key)
+		r.mu.Unlock()
+	}()
+
+	out := &nodeMsg{Kind: nodeResult, Call: m.Call}
+	s := r.localServer(m.Device)
+	caller := m.Caller
+	if caller == nil {
+		caller = &protocol.Caller{}
+	}
+	switch {
+	case s == nil:
+		out.Offline = true
+	case m.Kind == nodeList:
+		res, err := r.listLocal(caller, s)
+		if err != nil {
+			out.Error = protocol.AsError(err)
+		} else if out.Result, err = json.Marshal(res); err != nil {
+			out.Error = protocol.AsError(nil)
+		}
+	default:
+		sink := &remoteSink{r: r, ctx: cctx, origin: m.From, call: m.Call, ch: make(chan json.RawMessage, 256)}
+		res, offline, err := r.deliverLocal(cctx, nil, caller, s, m.Method, m.Params, sink)
+		r.metrics.calls.WithLabelValues(outcome(err), "served").Inc()
+		switch {
+		case offline:
+			out.Offline = true
+		case err != nil:
+			out.Error = protocol.AsError(err)
+		default:
+			out.Result = res
+		}
+	}
+	if errors.Is(context.Cause(cctx), errRPCCancelled) {
+		return // the origin stopped waiting
+	}
+	r.reply(ctx, m, out)
+}
+
+func (r *rpcRelay) reply(ctx context.Context, m *nodeMsg, out *nodeMsg) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := r.sendNode(ctx, m.From, out); err != nil {
+		r.h.log.Warn("rpc: reply to node", "node", m.From, "err", err)
+	}
+}
+
+// remoteSink queues a forwarded call's progress from the target's read
+// loop and sends it to the origin from the relaying goroutine, before the
+// result, so that the read loop never waits on the broker.
+type remoteSink struct {
+	r      *rpcRelay
+	ctx    context.Context
+	origin string
+	call   string
+	ch     chan json.RawMessage
+}
+
+func (s *remoteSink) progress(data json.RawMessage) {
+	select {
+	case s.ch <- data:
+	default:
+		s.r.metrics.dropped.Inc()
+	}
+}
+
+func (s *remoteSink) queue() <-chan json.RawMessage { return s.ch }
+
+func (s *remoteSink) forward(data json.RawMessage) {
+	if err := s.r.sendNode(s.ctx, s.origin, &nodeMsg{Kind: nodeProgress, Call: s.call, Data: data}); err != nil {
+		s.r.metrics.dropped.Inc()
+	}
+}
