@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "junction.yaml")
+	if err := os.WriteFile(file, []byte("addr: 127.0.0.1:8001\nhub:\n  heartbeat_interval: 20s\n  max_subscriptions: 50\nweb:\n  allowed_origins: [\"https://a.example\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("adr: 127.0.0.1:8001\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		env     []string
+		wantErr string
+		check   func(t *testing.T, c *Config)
+	}{
+		{name: "defaults", check: func(t *testing.T, c *Config) {
+			if c.Addr != "127.0.0.1:7700" || c.Data != "./data" || c.Auth.Alg != "HS256" || c.Auth.AccessTTL != time.Hour {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{name: "file", args: []string{"--config", file}, check: func(t *testing.T, c *Config) {
+			if c.Addr != "127.0.0.1:8001" || c.Hub.HeartbeatInterval != 20*time.Second || c.Hub.MaxSubscriptions != 50 || len(c.Web.AllowedOrigins) != 1 {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{name: "env beats file", args: []string{"--config", file}, env: []string{"JUNCTION_ADDR=127.0.0.1:8002", "JUNCTION_HUB_HEARTBEAT_INTERVAL=5s"},
+			check: func(t *testing.T, c *Config) {
+				if c.Addr != "127.0.0.1:8002" || c.Hub.HeartbeatInterval != 5*time.Second || c.Hub.MaxSubscriptions != 50 {
+					t.Errorf("got %+v", c)
+				}
+			}},
+		{name: "flag beats env", args: []string{"--config", file, "--addr", "127.0.0.1:8003", "--hub-heartbeat-interval=7s"}, env: []string{"JUNCTION_ADDR=127.0.0.1:8002"},
+			check: func(t *testing.T, c *Config) {
+				if c.Addr != "127.0.0.1:8003" || c.Hub.HeartbeatInterval != 7*time.Second {
+					t.Errorf("got %+v", c)
+				}
+			}},
+		{name: "config file from env", env: []string{"JUNCTION_CONFIG=" + file}, check: func(t *testing.T, c *Config) {
+			if c.Addr != "127.0.0.1:8001" {
+				t.Errorf("got addr %q", c.Addr)
+			}
+		}},
+		{name: "list from env", env: []string{"JUNCTION_WEB_ALLOWED_ORIGINS=https://a.example, https://*.b.example"}, check: func(t *testing.T, c *Config) {
+			if len(c.Web.AllowedOrigins) != 2 || c.Web.AllowedOrigins[1] != "https://*.b.example" {
+				t.Errorf("got %q", c.Web.AllowedOrigins)
+			}
+		}},
+		{name: "bool flag", args: []string{"--web-lockdown"}, check: func(t *testing.T, c *Config) {
+			if !c.Web.Lockdown {
+				t.Error("lockdown not set")
+			}
+		}},
+		{name: "unknown file key", args: []string{"--config", bad}, wantErr: "field adr not found"},
+		{name: "unknown env key", env: []string{"JUNCTION_ADR=x"}, wantErr: "unknown environment setting JUNCTION_ADR"},
+		{name: "unknown flag", args: []string{"--adr", "x"}, wantErr: "flag provided but not defined"},
+		{name: "bad duration", env: []string{"JUNCTION_HUB_HEARTBEAT_INTERVAL=soon"}, wantErr: "want a duration"},
+		{name: "bad int", args: []string{"--hub-max-subscriptions", "many"}, wantErr: "want an integer"},
+		{name: "public address needs a flag", args: []string{"--addr", "0.0.0.0:7700"}, wantErr: "--allow-public"},
+		{name: "public address allowed", args: []string{"--addr", "0.0.0.0:7700", "--allow-public"}, check: func(t *testing.T, c *Config) {
+			if c.Addr != "0.0.0.0:7700" {
+				t.Errorf("got %q", c.Addr)
+			}
+		}},
+		{name: "bad addr", args: []string{"--addr", "nope"}, wantErr: "want HOST:PORT"},
+		{name: "bad alg", args: []string{"--auth-alg", "RS256"}, wantErr: "want HS256 or EdDSA"},
+		{name: "bad proxy", args: []string{"--web-trusted-proxies", "10.0.0.1"}, wantErr: "not a CIDR range"},
+		{name: "missing file", args: []string{"--config", filepath.Join(dir, "none.yaml")}, wantErr: "read config"},
+		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected argument"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			c, err := loadConfig("serve", tt.args, tt.env, &stderr)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("got error %v", err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+// TestServeHelpListsEverySetting keeps --help complete: every setting, its
+// environment variable and its documentation appear.
+func TestServeHelpListsEverySetting(t *testing.T) {
+	var stderr bytes.Buffer
+	_, err := loadConfig("serve", []string{"--help"}, nil, &stderr)
+	if err == nil {
+		t.Fatal("--help: want flag.ErrHelp")
+	}
+	help := stderr.String()
+	for _, s := range settings() {
+		if s.doc == "" {
+			t.Errorf("setting %s has no doc tag", s.path)
+		}
+		for _, want := range []string{"--" + s.flag(), s.env()} {
+			if !strings.Contains(help, want) {
+				t.Errorf("help does not mention %s", want)
+			}
+		}
+	}
+}
+
+func TestTokenCommand(t *testing.T) {
+	dir := t.TempDir()
+	var out, errOut bytes.Buffer
+	code := run(t.Context(), []string{"token", "--data", dir, "--user", "alice", "--device", "d1", "--kind", "phone", "--scope", "read,rpc.serve", "--ttl", "10m"}, nil, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	tok := strings.TrimSpace(out.String())
+	if strings.Count(tok, ".") != 2 || strings.ContainsAny(tok, " \n") {
+		t.Fatalf("stdout: got %q, want only a JWT", out.String())
+	}
+	cfg := &Config{Data: dir}
+	cfg.setDefaults()
+	tokens, _, err := openTokens(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := tokens.Verify(tok)
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	if p.UserID != "alice" || p.DeviceID != "d1" || p.Kind != "phone" || !p.HasScope("rpc.serve") || p.HasScope("write") {
+		t.Errorf("principal: got %+v", p)
+	}
+	if ttl := time.Until(p.ExpiresAt); ttl < 9*time.Minute || ttl > 11*time.Minute {
+		t.Errorf("expiry in %v, want about 10m", ttl)
+	}
+	if code := run(t.Context(), []string{"token", "--data", dir}, nil, &out, &errOut); code == 0 {
+		t.Error("token without --user: want a failure")
+	}
+}
+
+func TestKeygenAndEdDSA(t *testing.T) {
+	dir := t.TempDir()
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"keygen", "--data", dir}, nil, &out, &errOut); code != 0 {
+		t.Fatalf("keygen exit %d: %s", code, errOut.String())
+	}
+	if st, err := os.Stat(filepath.Join(dir, edKeyFile)); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v, want mode 0600", st, err)
+	}
+	if code := run(t.Context(), []string{"keygen", "--data", dir}, nil, &out, &errOut); code == 0 {
+		t.Error("second keygen overwrote the key")
+	}
+	out.Reset()
+	if code := run(t.Context(), []string{"token", "--data", dir, "--alg", "EdDSA", "--user", "u"}, nil, &out, &errOut); code != 0 {
+		t.Fatalf("token exit %d: %s", code, errOut.String())
+	}
+	m := startServer(t, func(c *Config) { c.Data = dir; c.Auth.Alg = "EdDSA" })
+	if _, err := m.Tokens.Verify(strings.TrimSpace(out.String())); err != nil {
+		t.Errorf("server with EdDSA refuses the minted token: %v", err)
+	}
+}
+
+type failingService struct{ started, stopped *int }
+
+func (s failingService) Name() string { return "failing" }
+func (s failingService) Start(ctx context.Context) error {
+	*s.started++
+	return errors.New("boom")
+}
+func (s failingService) Stop(ctx context.Context) error { *s.stopped++; return nil }
+
+type okService struct{ started, stopped *int }
+
+func (s okService) Name() string                    { return "ok" }
+func (s okService) Start(ctx context.Context) error { *s.started++; return nil }
+func (s okService) Stop(ctx context.Context) error  { *s.stopped++; return nil }
+
+func TestBootServices(t *testing.T) {
+	var fs, fstop, os_, ostop int
+	m := startServer(t, nil, func(m *Main) {
+		m.AddService(failingService{&fs, &fstop})
+		m.AddService(okService{&os_, &ostop})
+	})
+	if fs != 1 || os_ != 1 {
+		t.Fatalf("starts: failing %d, ok %d; want 1 each", fs, os_)
+	}
+	// The server serves despite the failed service.
+	dialClient(t, m, "alice", "", "browser")
+	if err := m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if fstop != 0 || ostop != 1 {
+		t.Errorf("stops: failing %d, ok %d; want 0 and 1", fstop, ostop)
+	}
+}
