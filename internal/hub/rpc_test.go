@@ -1,0 +1,376 @@
+package hub_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/junctionhq/junction/client"
+	"github.com/junctionhq/junction/internal/auth"
+	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/protocol"
+)
+
+// fakeCluster is an in-process "cluster" for the Broker: device leases and
+// node messages are shared by every node's broker, the rest stays per node
+// (the memory broker). Node messages are delivered asynchronously, in
+// order per destination node, as a networked broker would.
+type fakeCluster struct {
+	mu     sync.Mutex
+	leases map[string]string          // device → node
+	nodes  map[string]*fakeNodeBroker // node → broker
+	sent   map[string]int             // kind of node message → count
+}
+
+func newFakeCluster() *fakeCluster {
+	return &fakeCluster{leases: map[string]string{}, nodes: map[string]*fakeNodeBroker{}, sent: map[string]int{}}
+}
+
+func (fc *fakeCluster) sentKinds() map[string]int {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range fc.sent {
+		out[k] = v
+	}
+	return out
+}
+
+// fakeNodeBroker is one node's view of the fake cluster.
+type fakeNodeBroker struct {
+	*hub.MemoryBroker
+	fc    *fakeCluster
+	node  string
+	inbox chan json.RawMessage
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	once  sync.Once
+}
+
+var _ hub.Broker = (*fakeNodeBroker)(nil)
+
+func (fc *fakeCluster) broker(node string) *fakeNodeBroker {
+	b := &fakeNodeBroker{MemoryBroker: hub.NewMemoryBroker(node), fc: fc, node: node,
+		inbox: make(chan json.RawMessage, 4096), stop: make(chan struct{})}
+	fc.mu.Lock()
+	fc.nodes[node] = b
+	fc.mu.Unlock()
+	return b
+}
+
+func (b *fakeNodeBroker) Run(ctx context.Context, h hub.BrokerHandler) error {
+	if err := b.MemoryBroker.Run(ctx, h); err != nil {
+		return err
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		for {
+			select {
+			case msg := <-b.inbox:
+				h.HandleNodeMessage(msg)
+			case <-b.stop:
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+func (b *fakeNodeBroker) Close() error {
+	b.once.Do(func() {
+		close(b.stop)
+		b.wg.Wait()
+	})
+	return b.MemoryBroker.Close()
+}
+
+func (b *fakeNodeBroker) SetDeviceNode(_ context.Context, device, node string, _ time.Duration) error {
+	b.fc.mu.Lock()
+	defer b.fc.mu.Unlock()
+	b.fc.leases[device] = node
+	return nil
+}
+
+func (b *fakeNodeBroker) ClearDeviceNode(_ context.Context, device, node string) error {
+	b.fc.mu.Lock()
+	defer b.fc.mu.Unlock()
+	if b.fc.leases[device] == node {
+		delete(b.fc.leases, device)
+	}
+	return nil
+}
+
+func (b *fakeNodeBroker) DeviceNode(_ context.Context, device string) (string, bool, error) {
+	b.fc.mu.Lock()
+	defer b.fc.mu.Unlock()
+	n, ok := b.fc.leases[device]
+	return n, ok, nil
+}
+
+func (b *fakeNodeBroker) SendToNode(ctx context.Context, node string, msg json.RawMessage) error {
+	var probe struct{ Kind string }
+	json.Unmarshal(msg, &probe)
+	b.fc.mu.Lock()
+	dst := b.fc.nodes[node]
+	b.fc.sent[probe.Kind]++
+	b.fc.mu.Unlock()
+	if dst == nil {
+		return fmt.Errorf("fake cluster: no node %q", node)
+	}
+	select {
+	case dst.inbox <- append(json.RawMessage(nil), msg...):
+		return nil
+	case <-dst.stop:
+		return hub.ErrBrokerClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// testNode is one hub serving WebSockets on a loopback port. The test
+// "token" is "user/device/kind/scope,scope".
+type testNode struct {
+	hub *hub.Hub
+	srv *httptest.Server
+	url string
+}
+
+func startNode(t testing.TB, cfg hub.Config, broker hub.Broker) *testNode {
+	t.Helper()
+	if cfg.RPC.OfflineGrace == 0 {
+		cfg.RPC.OfflineGrace = 300 * time.Millisecond
+	}
+	cfg.RequestsPerSecond = -1
+	h, err := hub.New(cfg, hub.Deps{Broker: broker})
+	if err != nil {
+		t.Fatalf("hub.New: %v", err)
+	}
+	if err := h.Start(); err != nil {
+		t.Fatalf("hub.Start: %v", err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		parts := strings.Split(tok, "/")
+		if len(parts) != 4 {
+			http.Error(w, "bad token", http.StatusUnauthorized)
+			return
+		}
+		p := &auth.Principal{UserID: parts[0], DeviceID: parts[1], Kind: parts[2], Scopes: strings.Split(parts[3], ",")}
+		h.Upgrade(w, r, p, protocol.Subprotocol)
+	}))
+	n := &testNode{hub: h, srv: srv, url: "ws" + strings.TrimPrefix(srv.URL, "http")}
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		h.Close()
+		srv.Close()
+	})
+	return n
+}
+
+func (n *testNode) dial(t testing.TB, user, device, kind string, serve map[string]client.RPCHandler) *client.Client {
+	t.Helper()
+	c := client.New(client.Options{URL: n.url, Token: user + "/" + device + "/" + kind + "/read,write", CallTimeout: 30 * time.Second})
+	for name, fn := range serve {
+		c.Serve(name, fn)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		t.Fatalf("connect %s: %v", device, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func codeOf(err error) protocol.Code {
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+// TestRPCAcrossNodes runs a caller on node A and its machine on node B,
+// sharing a fake cluster broker: every call must take the node-message
+// path (SendToNode / HandleNodeMessage), which is all a Redis broker has to
+// carry.
+func TestRPCAcrossNodes(t *testing.T) {
+	fc := newFakeCluster()
+	a := startNode(t, hub.Config{NodeID: "A"}, fc.broker("A"))
+	b := startNode(t, hub.Config{NodeID: "B", RPC: hub.RPCConfig{
+		Grants: []hub.RPCGrant{{FromUser: "friend", ToUser: "u1", Methods: []string{"pub.*"}}},
+	}}, fc.broker("B"))
+
+	started := make(chan struct{}, 1)
+	cancelled := make(chan struct{}, 1)
+	b.dial(t, "u1", "mac1", "machine", map[string]client.RPCHandler{
+		"sys.echo": func(_ context.Context, req *client.RPCRequest) (any, error) {
+			return map[string]any{"params": req.Params, "caller": req.Caller}, nil
+		},
+		"pub.echo": func(context.Context, *client.RPCRequest) (any, error) { return "ok", nil },
+		"cmd.stream": func(ctx context.Context, req *client.RPCRequest) (any, error) {
+			for i := range 20 {
+				req.Progress(ctx, i)
+			}
+			return "done", nil
+		},
+		"sys.fail": func(context.Context, *client.RPCRequest) (any, error) {
+			return nil, protocol.Errorf(protocol.CodeNotFound, "no such file")
+		},
+		"sys.block": func(ctx context.Context, _ *client.RPCRequest) (any, error) {
+			started <- struct{}{}
+			<-ctx.Done()
+			cancelled <- struct{}{}
+			return nil, ctx.Err()
+		},
+	})
+	phone := a.dial(t, "u1", "phone1", "phone", nil)
+	stranger := a.dial(t, "u2", "phone2", "phone", nil)
+	friend := a.dial(t, "friend", "phone3", "phone", nil)
+
+	t.Run("result and caller meta", func(t *testing.T) {
+		var got struct {
+			Params json.RawMessage
+			Caller protocol.Caller
+		}
+		if err := phone.CallDevice(t.Context(), "mac1", "sys.echo", map[string]int{"x": 1}, &got); err != nil {
+			t.Fatalf("CallDevice: got %v, want nil", err)
+		}
+		if string(got.Params) != `{"x":1}` || got.Caller.UserID != "u1" || got.Caller.DeviceID != "phone1" {
+			t.Errorf("relayed: got %s %+v, want {\"x\":1} from u1/phone1", got.Params, got.Caller)
+		}
+	})
+	t.Run("errors", func(t *testing.T) {
+		for _, tc := range []struct {
+			name   string
+			caller *client.Client
+			method string
+			want   protocol.Code
+		}{
+			{"target error kept", phone, "sys.fail", protocol.CodeNotFound},
+			{"unknown method", phone, "sys.nope", protocol.CodeUnknownMethod},
+			{"cross user", stranger, "sys.echo", protocol.CodeForbidden},
+			{"granted", friend, "pub.echo", ""},
+			{"grant does not cover", friend, "sys.echo", protocol.CodeForbidden},
+		} {
+			err := tc.caller.CallDevice(t.Context(), "mac1", tc.method, nil, nil)
+			if got := codeOf(err); got != tc.want {
+				t.Errorf("%s: got %q (%v), want %q", tc.name, got, err, tc.want)
+			}
+		}
+	})
+	t.Run("progress in order", func(t *testing.T) {
+		var got []int
+		var res string
+		err := phone.CallDevice(t.Context(), "mac1", "cmd.stream", nil, &res, client.WithProgress(func(d json.RawMessage) {
+			var i int
+			json.Unmarshal(d, &i)
+			got = append(got, i)
+		}))
+		if err != nil || res != "done" {
+			t.Fatalf("CallDevice: got %v %q, want nil \"done\"", err, res)
+		}
+		if len(got) != 20 {
+			t.Fatalf("progress: got %d events, want 20", len(got))
+		}
+		for i, v := range got {
+			if v != i {
+				t.Fatalf("progress %d: got %d, want %d", i, v, i)
+			}
+		}
+	})
+	t.Run("list", func(t *testing.T) {
+		var list hub.RPCListResult
+		if err := friend.Call(t.Context(), "rpc.list", map[string]any{"target": map[string]string{"deviceId": "mac1"}}, &list); err != nil {
+			t.Fatalf("rpc.list: %v", err)
+		}
+		if strings.Join(list.Methods, ",") != "pub.echo" {
+			t.Errorf("rpc.list by a grantee: got %v, want only [pub.echo]", list.Methods)
+		}
+	})
+	t.Run("cancel crosses nodes", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		errc := make(chan error, 1)
+		go func() { errc <- phone.CallDevice(ctx, "mac1", "sys.block", nil, nil) }()
+		<-started
+		cancel()
+		if err := <-errc; !errors.Is(err, context.Canceled) {
+			t.Fatalf("CallDevice: got %v, want context.Canceled", err)
+		}
+		select {
+		case <-cancelled:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the target's handler was not cancelled across nodes")
+		}
+	})
+	t.Run("timeout crosses nodes", func(t *testing.T) {
+		err := phone.CallDevice(t.Context(), "mac1", "sys.block", nil, nil, client.WithCallTimeout(100*time.Millisecond))
+		if codeOf(err) != protocol.CodeTimeout {
+			t.Fatalf("CallDevice: got %v, want timeout", err)
+		}
+		<-started
+		<-cancelled
+	})
+	sent := fc.sentKinds()
+	for _, kind := range []string{"rpc.call", "rpc.result", "rpc.progress", "rpc.cancel", "rpc.list"} {
+		if sent[kind] == 0 {
+			t.Errorf("node messages of kind %s: got 0, want some (sent: %v)", kind, sent)
+		}
+	}
+}
+
+func TestRPCAcrossNodesOfflineAndDisconnect(t *testing.T) {
+	fc := newFakeCluster()
+	a := startNode(t, hub.Config{NodeID: "A"}, fc.broker("A"))
+	b := startNode(t, hub.Config{NodeID: "B"}, fc.broker("B"))
+	_ = b
+	phone := a.dial(t, "u1", "phone1", "phone", nil)
+
+	t.Run("offline after grace", func(t *testing.T) {
+		err := phone.CallDevice(t.Context(), "mac9", "sys.echo", nil, nil)
+		if codeOf(err) != protocol.CodeUnavailable {
+			t.Fatalf("got %v, want unavailable", err)
+		}
+	})
+	t.Run("comes online on the other node within grace", func(t *testing.T) {
+		// A long grace on the caller's node; the poll finds the lease.
+		a2 := startNode(t, hub.Config{NodeID: "A2", RPC: hub.RPCConfig{OfflineGrace: 20 * time.Second}}, fc.broker("A2"))
+		p2 := a2.dial(t, "u1", "phone2", "phone", nil)
+		errc := make(chan error, 1)
+		go func() { errc <- p2.CallDevice(t.Context(), "mac2", "sys.echo", nil, nil) }()
+		time.Sleep(50 * time.Millisecond)
+		b.dial(t, "u1", "mac2", "machine", map[string]client.RPCHandler{
+			"sys.echo": func(context.Context, *client.RPCRequest) (any, error) { return 1, nil },
+		})
+		if err := <-errc; err != nil {
+			t.Fatalf("got %v, want nil", err)
+		}
+	})
+	t.Run("target disconnects mid-call", func(t *testing.T) {
+		started := make(chan struct{}, 1)
+		mac := b.dial(t, "u1", "mac3", "machine", map[string]client.RPCHandler{
+			"sys.block": func(ctx context.Context, _ *client.RPCRequest) (any, error) {
+				started <- struct{}{}
+				<-ctx.Done()
+				return nil, ctx.Err()
+			},
+		})
+		errc := make(chan error, 1)
+		go func() {
+			errc <- phone.CallDevice(t.Context(), "mac3", "sys.block", nil, nil, client.WithCallTimeout(time.Minute))
+		}()
+		<-started
+		go mac.Close()
+		if err := <-errc; codeOf(err) != protocol.CodeUnavailable {
+			t.Fatalf("got %v, want unavailable", err)
+		}
+	})
+}
