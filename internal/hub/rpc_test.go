@@ -175,9 +175,13 @@ func startNode(t testing.TB, cfg hub.Config, broker hub.Broker) *testNode {
 	return n
 }
 
-func (n *testNode) dial(t testing.TB, user, device, kind string, serve map[string]client.RPCHandler) *client.Client {
+func (n *testNode) dial(t testing.TB, user, device, kind string, serve map[string]client.RPCHandler, options ...func(*client.Options)) *client.Client {
 	t.Helper()
-	c := client.New(client.Options{URL: n.url, Token: user + "/" + device + "/" + kind + "/read,write", CallTimeout: 30 * time.Second})
+	opts := client.Options{URL: n.url, Token: user + "/" + device + "/" + kind + "/read,write", CallTimeout: 30 * time.Second}
+	for _, fn := range options {
+		fn(&opts)
+	}
+	c := client.New(opts)
 	for name, fn := range serve {
 		c.Serve(name, fn)
 	}
