@@ -726,3 +726,32 @@ func TestNoGoroutineLeak(t *testing.T) {
 	http.DefaultClient.CloseIdleConnections()
 	checkGoroutines(t, before)
 }
+
+func TestHeartbeatClosesSilentClients(t *testing.T) {
+	m := startServer(t, func(c *Config) {
+		c.Hub.HeartbeatInterval = 100 * time.Millisecond
+		c.Hub.HeartbeatTimeout = 200 * time.Millisecond
+	})
+	tok := mintToken(t, m, "alice", "", "browser")
+	// A client that answers pings stays connected well past several intervals.
+	alive := dialClient(t, m, "alice", "phone-1", "phone")
+	// A client that reads nothing and never answers is closed.
+	silent, _, err := dialRaw(t, m, bearer(tok), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the silent client to be dropped", func() bool { return m.Hub.Len() == 1 })
+	if err := alive.Call(context.Background(), "sys.ping", nil, nil); err != nil {
+		t.Errorf("answering client: %v", err)
+	}
+	// The silent client's socket sees the close (after the welcome and pings).
+	for {
+		f, code := silent.next()
+		if f == nil {
+			if code != protocol.CloseHeartbeatTimeout {
+				t.Errorf("close code: got %d, want %d", code, protocol.CloseHeartbeatTimeout)
+			}
+			break
+		}
+	}
+}

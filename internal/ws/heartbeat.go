@@ -63,6 +63,13 @@ func (t *Transport) check(c *Conn, now int64) {
 	if last < c.pingAt { // a ping is outstanding
 		if now-c.pingAt >= int64(t.cfg.PongTimeout) {
 			c.Close(CloseHeartbeatTimeout, "heartbeat timeout")
+			// The peer is presumed gone: do not wait for its half of the
+			// close handshake. The connection finishes as soon as our close
+			// frame is written (or after WriteTimeout if it cannot be).
+			c.peerClosed.Store(true)
+			if c.closeSent.Load() {
+				c.finish(CloseAbnormal, "", false)
+			}
 		}
 		return
 	}
