@@ -89,8 +89,8 @@ func (db *DB) AppendMessages(ctx context.Context, account, sessionID string, msg
 			}
 		}
 		if len(locals) > 0 {
-			rows, err := tx.QueryContext(ctx, `SELECT `+messageCols+` FROM messages WHERE session_id = $1 AND local_id IN `+
-				placeholders(2, 1, len(locals)), append([]any{sessionID}, locals...)...)
+			rows, err := tx.QueryContext(ctx, `SELECT `+messageCols+` FROM messages WHERE session_id = `+db.param(1)+` AND local_id IN `+
+				db.placeholders(2, 1, len(locals)), append([]any{sessionID}, locals...)...)
 			if err != nil {
 				return fmt.Errorf("find local ids: %w", err)
 			}
@@ -137,7 +137,7 @@ func (db *DB) AppendMessages(ctx context.Context, account, sessionID string, msg
 			}
 			args = append(args, m.ID, m.SessionID, m.Seq, local, m.Body, micros(now))
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO messages (`+messageCols+`) VALUES `+placeholders(1, len(fresh), cols), args...); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO messages (`+messageCols+`) VALUES `+db.placeholders(1, len(fresh), cols), args...); err != nil {
 			return fmt.Errorf("insert: %w", err)
 		}
 		if db.hookAfterMessageInsert != nil {

@@ -51,7 +51,9 @@ var objectAPIs = []objectAPI{
 				return [2]Versioned{s.Metadata, s.AgentState}, u, err
 			},
 		},
-		delete: func(ctx context.Context, db *DB, acct, id string) ([]Update, error) { return db.DeleteSession(ctx, acct, id) },
+		delete: func(ctx context.Context, db *DB, acct, id string) ([]Update, error) {
+			return db.DeleteSession(ctx, acct, id)
+		},
 	},
 	{
 		name: "machine", kind: "machine", fields: [2]string{"metadata", "daemonState"},
@@ -81,7 +83,9 @@ var objectAPIs = []objectAPI{
 				return [2]Versioned{m.Metadata, m.DaemonState}, u, err
 			},
 		},
-		delete: func(ctx context.Context, db *DB, acct, id string) ([]Update, error) { return db.DeleteMachine(ctx, acct, id) },
+		delete: func(ctx context.Context, db *DB, acct, id string) ([]Update, error) {
+			return db.DeleteMachine(ctx, acct, id)
+		},
 	},
 	{
 		name: "artifact", kind: "artifact", fields: [2]string{"header", "body"},
@@ -111,7 +115,9 @@ var objectAPIs = []objectAPI{
 				return [2]Versioned{x.Header, x.Body}, u, err
 			},
 		},
-		delete: func(ctx context.Context, db *DB, acct, id string) ([]Update, error) { return db.DeleteArtifact(ctx, acct, id) },
+		delete: func(ctx context.Context, db *DB, acct, id string) ([]Update, error) {
+			return db.DeleteArtifact(ctx, acct, id)
+		},
 	},
 }
 

@@ -37,6 +37,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -359,8 +360,12 @@ func (db *DB) checkSize(what string, b []byte) error {
 }
 
 // placeholders returns "($k,$k+1,...),(...)" for rows×cols parameters
-// starting at $start.
-func placeholders(start, rows, cols int) string {
+// starting at $start on PostgreSQL, and the same shape with bare "?" on
+// SQLite: the SQLite driver binds "$N" by searching the argument list for
+// each parameter (quadratic: 700 parameters cost more than the insert), bare
+// "?" by position. Statements built with it must number every parameter in
+// order of appearance, so "$N" and "?" agree.
+func (db *DB) placeholders(start, rows, cols int) string {
 	var sb strings.Builder
 	n := start
 	for r := 0; r < rows; r++ {
@@ -372,10 +377,19 @@ func placeholders(start, rows, cols int) string {
 			if c > 0 {
 				sb.WriteByte(',')
 			}
-			fmt.Fprintf(&sb, "$%d", n)
+			sb.WriteString(db.param(n))
 			n++
 		}
 		sb.WriteByte(')')
 	}
 	return sb.String()
+}
+
+// param returns the n-th parameter marker of a statement whose parameters
+// appear in order: "$n" on PostgreSQL, "?" on SQLite (see placeholders).
+func (db *DB) param(n int) string {
+	if db.dialect == dialectSQLite {
+		return "?"
+	}
+	return "$" + strconv.Itoa(n)
 }

@@ -107,7 +107,7 @@ func (db *DB) emit(ctx context.Context, tx *sql.Tx, account string, ups []Update
 		}
 		if _, err := tx.ExecContext(ctx,
 			`INSERT INTO updates (account_id, seq, kind, object_id, version, body, created_at) VALUES `+
-				placeholders(1, len(chunk), cols), args...); err != nil {
+				db.placeholders(1, len(chunk), cols), args...); err != nil {
 			return nil, fmt.Errorf("insert updates: %w", err)
 		}
 	}
