@@ -95,3 +95,17 @@ func checkGoroutines(t *testing.T, before int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// numGoroutinesSettled returns the goroutine count once it stops falling.
+func numGoroutinesSettled() int {
+	n := runtime.NumGoroutine()
+	for range 20 {
+		time.Sleep(10 * time.Millisecond)
+		m := runtime.NumGoroutine()
+		if m >= n {
+			return m
+		}
+		n = m
+	}
+	return n
+}
