@@ -1,0 +1,522 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// benchConfig is the parsed command line of 'junction bench'.
+type benchConfig struct {
+	URL       string
+	Scenario  string
+	Conns     int
+	Token     string
+	Data      string
+	Alg       string
+	Duration  time.Duration
+	Rate      float64
+	Window    int
+	Topic     string
+	Size      int
+	ServerPID int
+	Sources   []netip.Addr
+	Procs     int
+	JSON      bool
+	Dialers   int
+	Child     int // index of this child process, -1 when not a child
+
+	u          *url.URL // URL with the host checked to be loopback
+	target     string   // loopback IP:port to dial
+	metricsURL string   // the server's /metrics on the same address
+}
+
+// Limits that keep every run bounded.
+const (
+	benchMaxConns       = 1_000_000
+	benchMaxDuration    = time.Hour
+	benchMaxRate        = 1_000_000
+	benchMaxProcs       = 64
+	benchConnsPerProc   = 19_000 // 20,000 open files per process, minus some
+	benchConnsPerSource = 28_000 // ephemeral ports per (source, target) pair
+)
+
+func parseBenchFlags(args []string, stderr io.Writer) (*benchConfig, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: junction bench --scenario SCENARIO [flags]
+
+Load generator speaking Junction's protocol to a server on this machine
+(loopback addresses only). Scenarios:
+  connect  authenticated connects per second: dial, upgrade, welcome, close,
+           with --conns concurrent connectors
+  idle     open --conns connections and hold them for --duration; with
+           --server-pid, the server's memory per connection
+  rpc      sys.ping round trips over --conns connections, --window requests
+           outstanding on each
+  fanout   --conns subscribers of --topic and one publisher at --rate msg/s
+           (0: as fast as a window of --window publications allows)
+The result is one JSON line on stdout (--json prints only it); a progress
+line is redrawn on stderr when it is a terminal.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	c := &benchConfig{}
+	var sources string
+	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:7700/ws", "WebSocket URL of the server (loopback only)")
+	fs.StringVar(&c.Scenario, "scenario", "", "connect, idle, rpc or fanout (required)")
+	fs.IntVar(&c.Conns, "conns", 100, "connections (connect: concurrent connectors; fanout: subscribers)")
+	fs.StringVar(&c.Token, "token", "", "access token used by every connection")
+	fs.StringVar(&c.Data, "data", "", "data directory whose key mints a token per connection (distinct user and device)")
+	fs.StringVar(&c.Alg, "alg", "HS256", "token algorithm with --data: HS256 or EdDSA")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured phase")
+	fs.Float64Var(&c.Rate, "rate", 0, "fanout: publications per second, 0 = as fast as the window allows")
+	fs.IntVar(&c.Window, "window", 0, "outstanding requests per connection (default: rpc 1, fanout 64 publications)")
+	fs.StringVar(&c.Topic, "topic", "public:bench", "fanout topic")
+	fs.IntVar(&c.Size, "size", 64, "fanout: bytes of publication data")
+	fs.IntVar(&c.ServerPID, "server-pid", 0, "server process id, for memory and CPU from /proc")
+	fs.StringVar(&sources, "sources", "", "comma-separated loopback source addresses (127.0.0.x) to spread connections over")
+	fs.IntVar(&c.Procs, "procs", 1, "processes sharing the connections (re-executes this binary)")
+	fs.BoolVar(&c.JSON, "json", false, "print only the JSON result line")
+	fs.IntVar(&c.Dialers, "dialers", 64, "concurrent dials while opening connections")
+	fs.IntVar(&c.Child, "child", -1, "internal: index of a child process of --procs")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
+	}
+	switch c.Scenario {
+	case "connect", "idle", "rpc", "fanout":
+	case "":
+		return nil, errors.New("bench: --scenario is required (connect, idle, rpc or fanout)")
+	default:
+		return nil, fmt.Errorf("bench: unknown scenario %q (want connect, idle, rpc or fanout)", c.Scenario)
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return nil, fmt.Errorf("bench: --url: %w", err)
+	}
+	if u.Scheme != "ws" {
+		return nil, fmt.Errorf("bench: --url %q: want a ws:// URL", c.URL)
+	}
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = "80"
+	}
+	addr, err := loopbackAddr("target", host)
+	if err != nil {
+		return nil, err
+	}
+	c.target = net.JoinHostPort(addr.String(), port)
+	c.u = &url.URL{Scheme: "ws", Host: c.target, Path: u.Path, RawQuery: u.RawQuery}
+	c.metricsURL = "http://" + c.target + "/metrics"
+	if sources != "" {
+		for s := range strings.SplitSeq(sources, ",") {
+			a, err := loopbackAddr("source", strings.TrimSpace(s))
+			if err != nil {
+				return nil, err
+			}
+			if a.Is4() != addr.Is4() {
+				return nil, fmt.Errorf("bench: source %s and target %s are not of the same IP family", a, addr)
+			}
+			c.Sources = append(c.Sources, a)
+		}
+	}
+	if (c.Token == "") == (c.Data == "") {
+		return nil, errors.New("bench: pass exactly one of --token and --data")
+	}
+	switch {
+	case c.Conns < 1 || c.Conns > benchMaxConns:
+		return nil, fmt.Errorf("bench: --conns %d: want 1 to %d", c.Conns, benchMaxConns)
+	case c.Duration < 100*time.Millisecond || c.Duration > benchMaxDuration:
+		return nil, fmt.Errorf("bench: --duration %s: want 100ms to %s", c.Duration, benchMaxDuration)
+	case c.Rate < 0 || c.Rate > benchMaxRate:
+		return nil, fmt.Errorf("bench: --rate %g: want 0 to %d", c.Rate, benchMaxRate)
+	case c.Window < 0 || c.Window > 1<<16:
+		return nil, fmt.Errorf("bench: --window %d: want 1 to %d", c.Window, 1<<16)
+	case c.Size < 16 || c.Size > 60_000:
+		return nil, fmt.Errorf("bench: --size %d: want 16 to 60000", c.Size)
+	case c.Procs < 1 || c.Procs > benchMaxProcs:
+		return nil, fmt.Errorf("bench: --procs %d: want 1 to %d", c.Procs, benchMaxProcs)
+	case c.Dialers < 1 || c.Dialers > 4096:
+		return nil, fmt.Errorf("bench: --dialers %d: want 1 to 4096", c.Dialers)
+	}
+	if c.Window == 0 {
+		c.Window = 1
+		if c.Scenario == "fanout" {
+			c.Window = 64
+		}
+	}
+	if c.Scenario != "connect" {
+		if per := (c.Conns + c.Procs - 1) / c.Procs; per > benchConnsPerProc {
+			return nil, fmt.Errorf("bench: %d connections in one process exceed its open-file limit: use --procs %d or more",
+				per, (c.Conns+benchConnsPerProc-1)/benchConnsPerProc)
+		}
+		if per := c.Conns / max(1, len(c.Sources)); per > benchConnsPerSource {
+			return nil, fmt.Errorf("bench: %d connections per source address exhaust its ephemeral ports: pass --sources with %d or more addresses (127.0.0.1,127.0.0.2,...)",
+				per, (c.Conns+benchConnsPerSource-1)/benchConnsPerSource)
+		}
+	}
+	return c, nil
+}
+
+// benchResult is the JSON line 'junction bench' prints (see BENCHMARKS.md).
+type benchResult struct {
+	Scenario    string         `json:"scenario"`
+	URL         string         `json:"url"`
+	Conns       int            `json:"conns"`
+	Procs       int            `json:"procs"`
+	Sources     int            `json:"sources"`
+	DurationS   float64        `json:"duration_s"`
+	Opened      int64          `json:"opened"`
+	DialErrors  int64          `json:"dial_errors"`
+	ClosedEarly int64          `json:"closed_early"`
+	Errors      int64          `json:"errors"`
+	FirstError  string         `json:"first_error,omitempty"`
+	Connect     *connectResult `json:"connect,omitempty"`
+	RPC         *rpcResult     `json:"rpc,omitempty"`
+	Fanout      *fanoutResult  `json:"fanout,omitempty"`
+	Latency     *latencyStats  `json:"latency,omitempty"`
+	Server      *serverStats   `json:"server,omitempty"`
+	Hist        []uint64       `json:"hist,omitempty"` // child processes only: latency buckets
+}
+
+type connectResult struct {
+	Connects int64   `json:"connects"`
+	PerSec   float64 `json:"per_sec"`
+}
+
+type rpcResult struct {
+	Window int     `json:"window"`
+	Pings  int64   `json:"pings"`
+	PerSec float64 `json:"per_sec"`
+}
+
+type fanoutResult struct {
+	Subscribers        int64   `json:"subscribers"`
+	Rate               float64 `json:"rate"`
+	Window             int     `json:"window"`
+	SizeBytes          int     `json:"size_bytes"`
+	Publications       int64   `json:"publications"`
+	PublicationsPerSec float64 `json:"publications_per_sec"`
+	Deliveries         int64   `json:"deliveries"`
+	DeliveriesPerSec   float64 `json:"deliveries_per_sec"`
+	Expected           int64   `json:"expected"`
+	Lost               int64   `json:"lost"`
+	Gaps               int64   `json:"gaps"`
+	Duplicates         int64   `json:"duplicates"`
+	FinalOffset        uint64  `json:"final_offset"`
+	SumStartOffset     uint64  `json:"sum_start_offset"`
+}
+
+// runBench implements 'junction bench'.
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseBenchFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	// Hard bound: setup, the measured phase, draining and teardown.
+	limit := cfg.Duration + 90*time.Second + time.Duration(cfg.Conns/cfg.Procs)*2*time.Millisecond
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+
+	var res *benchResult
+	if cfg.Procs > 1 {
+		res, err = runBenchProcs(ctx, cfg, args, stderr)
+	} else {
+		res, err = runBenchLocal(ctx, cfg, stderr)
+	}
+	if err != nil {
+		return err
+	}
+	if cfg.Child < 0 {
+		res.Hist = nil
+		if !cfg.JSON {
+			printSummary(stdout, res)
+		}
+	}
+	line, err := json.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("bench: encode result: %w", err)
+	}
+	_, err = fmt.Fprintf(stdout, "%s\n", line)
+	return err
+}
+
+// phaseHooks separate a scenario's phases so that the server is measured
+// exactly over the measured phase, in one process or across several.
+type phaseHooks struct {
+	// ready is called once setup is done (connections open, subscribed); it
+	// returns when the measured phase starts.
+	ready func() error
+	// done is called after the measured phase and its drain, while the
+	// connections are still open.
+	done func()
+}
+
+// runBenchLocal runs the scenario in this process; as a child of --procs it
+// reports its phases on stdout and waits for the parent's go-ahead on stdin.
+func runBenchLocal(ctx context.Context, cfg *benchConfig, stderr io.Writer) (*benchResult, error) {
+	probe := &serverProbe{pid: cfg.ServerPID, metricsURL: cfg.metricsURL}
+	var hooks phaseHooks
+	if cfg.Child >= 0 {
+		in := bufio.NewReader(os.Stdin)
+		wait := func(want string) error {
+			line, err := in.ReadString('\n')
+			if strings.TrimSpace(line) != want {
+				return fmt.Errorf("bench: child %d: waiting for %q from the parent: %q %v", cfg.Child, want, line, err)
+			}
+			return nil
+		}
+		hooks.ready = func() error {
+			fmt.Fprintln(os.Stdout, "ready")
+			return wait("go")
+		}
+		hooks.done = func() {
+			fmt.Fprintln(os.Stdout, "done")
+			_ = wait("end")
+		}
+	} else {
+		probe.start(ctx)
+		hooks.ready = func() error { probe.begin(ctx); return nil }
+		hooks.done = func() { probe.end(ctx) }
+	}
+	m := &meter{}
+	if cfg.Child < 0 && isTerminal(stderr) {
+		pctx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { progress(pctx, stderr, cfg.Scenario, m) })
+		defer wg.Wait()
+		defer stop()
+	}
+	res, err := runScenario(ctx, cfg, m, hooks)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Child < 0 {
+		res.Server = probe.stats(res)
+	}
+	res.Latency = summarize(res.Hist)
+	return res, nil
+}
+
+// runBenchProcs re-executes this binary cfg.Procs times, each child with a
+// share of the connections (child 0 also holds the fan-out publisher), steps
+// them through their phases together and aggregates their results.
+func runBenchProcs(ctx context.Context, cfg *benchConfig, args []string, stderr io.Writer) (*benchResult, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("bench: find executable: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type child struct {
+		cmd   *exec.Cmd
+		in    io.WriteCloser
+		lines chan string
+	}
+	probe := &serverProbe{pid: cfg.ServerPID, metricsURL: cfg.metricsURL}
+	probe.start(ctx)
+	children := make([]*child, cfg.Procs)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for i := range children {
+		share := cfg.Conns / cfg.Procs
+		if i < cfg.Conns%cfg.Procs {
+			share++
+		}
+		cargs := append([]string{"bench"}, args...)
+		cargs = append(cargs, "--procs=1", "--conns="+strconv.Itoa(max(share, 1)), "--child="+strconv.Itoa(i), "--server-pid=0", "--json")
+		cmd := exec.CommandContext(ctx, exe, cargs...)
+		cmd.Stderr = stderr
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			return nil, fmt.Errorf("bench: child %d: %w", i, err)
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return nil, fmt.Errorf("bench: child %d: %w", i, err)
+		}
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("bench: start child %d: %w", i, err)
+		}
+		c := &child{cmd: cmd, in: in, lines: make(chan string, 4)}
+		children[i] = c
+		wg.Go(func() {
+			sc := bufio.NewScanner(out)
+			sc.Buffer(make([]byte, 64<<10), 1<<20)
+			for sc.Scan() {
+				c.lines <- sc.Text()
+			}
+			close(c.lines)
+			_ = cmd.Wait()
+		})
+	}
+	defer func() {
+		cancel()
+		for _, c := range children {
+			if c != nil {
+				c.in.Close()
+			}
+		}
+	}()
+	expect := func(want string) ([]string, error) {
+		got := make([]string, len(children))
+		for i, c := range children {
+			select {
+			case line, ok := <-c.lines:
+				if !ok {
+					return nil, fmt.Errorf("bench: child %d exited before %q", i, want)
+				}
+				if want != "" && line != want {
+					return nil, fmt.Errorf("bench: child %d: got %q, want %q", i, line, want)
+				}
+				got[i] = line
+			case <-ctx.Done():
+				return nil, fmt.Errorf("bench: waiting for child %d: %w", i, ctx.Err())
+			}
+		}
+		return got, nil
+	}
+	tell := func(line string) {
+		for _, c := range children {
+			_, _ = io.WriteString(c.in, line+"\n")
+		}
+	}
+	if _, err := expect("ready"); err != nil {
+		return nil, err
+	}
+	probe.begin(ctx)
+	tell("go")
+	if _, err := expect("done"); err != nil {
+		return nil, err
+	}
+	probe.end(ctx)
+	tell("end")
+	lines, err := expect("")
+	if err != nil {
+		return nil, err
+	}
+	results := make([]*benchResult, len(lines))
+	for i, line := range lines {
+		results[i] = new(benchResult)
+		if err := json.Unmarshal([]byte(line), results[i]); err != nil {
+			return nil, fmt.Errorf("bench: child %d result: %w", i, err)
+		}
+	}
+	res := mergeResults(cfg, results)
+	res.Server = probe.stats(res)
+	res.Latency = summarize(res.Hist)
+	return res, nil
+}
+
+// mergeResults aggregates the results of child processes: counts and rates
+// add up (the children ran concurrently), latency histograms merge, and
+// fan-out losses are computed from the publisher's final offset.
+func mergeResults(cfg *benchConfig, rs []*benchResult) *benchResult {
+	out := &benchResult{Scenario: cfg.Scenario, URL: cfg.u.String(), Conns: cfg.Conns, Procs: len(rs), Sources: len(cfg.Sources)}
+	for _, r := range rs {
+		out.DurationS = max(out.DurationS, r.DurationS)
+		out.Opened += r.Opened
+		out.DialErrors += r.DialErrors
+		out.ClosedEarly += r.ClosedEarly
+		out.Errors += r.Errors
+		if out.FirstError == "" {
+			out.FirstError = r.FirstError
+		}
+		out.Hist = mergeCounts(out.Hist, r.Hist)
+		if r.Connect != nil {
+			if out.Connect == nil {
+				out.Connect = &connectResult{}
+			}
+			out.Connect.Connects += r.Connect.Connects
+			out.Connect.PerSec += r.Connect.PerSec
+		}
+		if r.RPC != nil {
+			if out.RPC == nil {
+				out.RPC = &rpcResult{Window: r.RPC.Window}
+			}
+			out.RPC.Pings += r.RPC.Pings
+			out.RPC.PerSec += r.RPC.PerSec
+		}
+		if f := r.Fanout; f != nil {
+			o := out.Fanout
+			if o == nil {
+				o = &fanoutResult{Rate: f.Rate, Window: f.Window, SizeBytes: f.SizeBytes}
+				out.Fanout = o
+			}
+			o.Subscribers += f.Subscribers
+			o.Publications += f.Publications
+			o.PublicationsPerSec += f.PublicationsPerSec
+			o.Deliveries += f.Deliveries
+			o.DeliveriesPerSec += f.DeliveriesPerSec
+			o.Gaps += f.Gaps
+			o.Duplicates += f.Duplicates
+			o.FinalOffset = max(o.FinalOffset, f.FinalOffset)
+			o.SumStartOffset += f.SumStartOffset
+		}
+	}
+	if o := out.Fanout; o != nil {
+		o.Expected = o.Subscribers*int64(o.FinalOffset) - int64(o.SumStartOffset)
+		o.Lost = max(0, o.Expected-o.Deliveries)
+	}
+	return out
+}
+
+// printSummary writes a few human-readable lines before the JSON line.
+func printSummary(w io.Writer, r *benchResult) {
+	fmt.Fprintf(w, "%s: %d connections opened (%d dial errors, %d closed early), %d errors, %.1fs measured\n",
+		r.Scenario, r.Opened, r.DialErrors, r.ClosedEarly, r.Errors, r.DurationS)
+	if r.FirstError != "" {
+		fmt.Fprintf(w, "  first error: %s\n", r.FirstError)
+	}
+	switch {
+	case r.Connect != nil:
+		fmt.Fprintf(w, "  %d connects, %.0f connects/s\n", r.Connect.Connects, r.Connect.PerSec)
+	case r.RPC != nil:
+		fmt.Fprintf(w, "  %d sys.ping round trips, %.0f/s (window %d per connection)\n", r.RPC.Pings, r.RPC.PerSec, r.RPC.Window)
+	case r.Fanout != nil:
+		f := r.Fanout
+		fmt.Fprintf(w, "  %d publications (%.0f/s) to %d subscribers: %d deliveries, %s deliveries/s, %d lost, %d duplicates\n",
+			f.Publications, f.PublicationsPerSec, f.Subscribers, f.Deliveries, human(f.DeliveriesPerSec), f.Lost, f.Duplicates)
+	}
+	if l := r.Latency; l != nil {
+		fmt.Fprintf(w, "  latency: p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms (%d samples)\n", l.P50Ms, l.P99Ms, l.P999Ms, l.MaxMs, l.Count)
+	}
+	if s := r.Server; s != nil {
+		if s.RSSPerConnBytes != 0 {
+			fmt.Fprintf(w, "  server memory: RSS %d -> %d bytes, %.0f bytes/conn", s.RSSBeforeBytes, s.RSSAfterBytes, s.RSSPerConnBytes)
+			if s.HeapPerConnBytes != 0 {
+				fmt.Fprintf(w, "; heap+stack %.0f bytes/conn", s.HeapPerConnBytes)
+			}
+			fmt.Fprintln(w)
+		}
+		if s.CPUSeconds != 0 {
+			fmt.Fprintf(w, "  server CPU: %.2f s", s.CPUSeconds)
+			if s.CPUUsPerDelivery != 0 {
+				fmt.Fprintf(w, ", %.3f µs/delivery (%.4f s per 1,000)", s.CPUUsPerDelivery, s.CPUSPer1kDeliveries)
+			}
+			if s.CPUUsPerOp != 0 {
+				fmt.Fprintf(w, ", %.2f µs per %s", s.CPUUsPerOp, strings.TrimSuffix(opsName(r.Scenario), "s"))
+			}
+			fmt.Fprintln(w)
+		}
+	}
+}

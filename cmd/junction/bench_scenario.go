@@ -1,0 +1,636 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gws "github.com/gobwas/ws"
+
+	"github.com/junctionhq/junction/internal/ws"
+	"github.com/junctionhq/junction/protocol"
+)
+
+// benchRun is one process's share of a run: its connections live on a
+// RoleClient ws.Transport, so an idle connection costs no goroutine.
+type benchRun struct {
+	cfg *benchConfig // set once
+	d   *benchDialer // set once
+	m   *meter       // set once
+	tr  *ws.Transport
+
+	hist        histogram
+	errs        atomic.Int64
+	firstErr    atomic.Pointer[string]
+	dialErrs    atomic.Int64
+	closedEarly atomic.Int64
+	ready       atomic.Int64 // connections done with setup (welcomed, subscribed)
+	setupFailed atomic.Int64 // connections whose setup request failed
+	stopping    atomic.Bool  // teardown began: closes are expected
+	sendStop    atomic.Bool  // the measured phase is over: send nothing new
+	deadline    atomic.Int64 // unix nanoseconds when the measured phase ends
+	pings       atomic.Int64 // sys.ping answered within the measured phase
+}
+
+// Kinds of connection.
+const (
+	kindIdle = iota
+	kindPinger
+	kindSubscriber
+	kindPublisher
+)
+
+// benchConn is the state of one connection, stored as its ws.Conn value.
+type benchConn struct {
+	run  *benchRun // set once
+	kind int       // set once
+	c    *ws.Conn  // set once after attach
+
+	last  uint64        // owned by the loop: last channel offset received
+	start atomic.Uint64 // channel offset at subscription
+	recv  atomic.Int64  // channel messages received
+	gaps  atomic.Int64  // offsets skipped
+	dups  atomic.Int64  // offsets received again or out of order
+
+	// Publisher only.
+	outstanding atomic.Int64  // publications not yet acknowledged
+	acked       atomic.Int64  // publications acknowledged
+	maxOffset   atomic.Uint64 // highest offset acknowledged
+}
+
+func (r *benchRun) fail(msg string) {
+	r.errs.Add(1)
+	r.firstErr.CompareAndSwap(nil, &msg)
+}
+
+// OnMessage implements ws.Handler. A message holds one frame or several
+// separated by '\n'.
+func (r *benchRun) OnMessage(c *ws.Conn, payload []byte) {
+	bc, _ := c.Value().(*benchConn)
+	if bc == nil {
+		return
+	}
+	for len(payload) > 0 {
+		f := payload
+		if i := bytes.IndexByte(payload, '\n'); i >= 0 {
+			f, payload = payload[:i], payload[i+1:]
+		} else {
+			payload = nil
+		}
+		if len(f) > 0 {
+			bc.onFrame(c, f)
+		}
+	}
+}
+
+// OnClose implements ws.Handler.
+func (r *benchRun) OnClose(c *ws.Conn, code int, reason string) {
+	r.m.conns.Add(-1)
+	if !r.stopping.Load() {
+		r.closedEarly.Add(1)
+		r.fail(fmt.Sprintf("connection closed by the server: %d %s", code, reason))
+	}
+}
+
+func (bc *benchConn) onFrame(c *ws.Conn, f []byte) {
+	r := bc.run
+	if bytes.HasPrefix(f, eventMessage) {
+		now := time.Now().UnixNano()
+		rest := f[len(eventMessage):]
+		off, ok := scanUint(rest, markOffset)
+		if !ok {
+			r.fail("channel.message without an offset")
+			return
+		}
+		if ts, ok := scanUint(rest, markTimestamp); ok {
+			r.hist.record(now - int64(ts))
+		}
+		switch {
+		case off <= bc.last:
+			bc.dups.Add(1)
+		case off > bc.last+1:
+			bc.gaps.Add(int64(off - bc.last - 1))
+			fallthrough
+		default:
+			bc.last = off
+			bc.recv.Add(1)
+			r.m.deliveries.Add(1)
+		}
+		return
+	}
+	if id, ok, isRes := responseID(f); isRes {
+		bc.onResponse(c, f, id, ok)
+		return
+	}
+	if bytes.HasPrefix(f, eventWelcome) {
+		switch bc.kind {
+		case kindSubscriber:
+			req, _ := protocol.AppendRequest(nil, "sub", "channel.subscribe",
+				append(append([]byte(`{"topic":`), protocol.AppendString(nil, r.cfg.Topic)...), '}'), "", nil)
+			if err := c.SendText(req); err != nil {
+				r.fail("send subscribe: " + err.Error())
+			}
+		default:
+			r.ready.Add(1)
+		}
+		return
+	}
+	if bytes.HasPrefix(f, []byte(`{"type":"event","event":"error"`)) {
+		r.fail(string(f[:min(len(f), 300)]))
+	}
+}
+
+func (bc *benchConn) onResponse(c *ws.Conn, f, id []byte, ok bool) {
+	r := bc.run
+	if !ok {
+		r.fail(string(f[:min(len(f), 300)]))
+	}
+	switch bc.kind {
+	case kindSubscriber:
+		if string(id) == "sub" {
+			if !ok {
+				r.setupFailed.Add(1)
+				return
+			}
+			off, _ := scanUint(f, markOffset)
+			bc.start.Store(off)
+			bc.last = off
+			r.ready.Add(1)
+		}
+	case kindPinger:
+		now := time.Now().UnixNano()
+		if sent, valid := leadingUint(id); valid {
+			r.hist.record(now - int64(sent))
+		}
+		if now < r.deadline.Load() {
+			if ok {
+				r.pings.Add(1)
+				r.m.ops.Add(1)
+			}
+		}
+		bc.outstanding.Add(-1)
+		if !r.sendStop.Load() {
+			bc.ping(c)
+		}
+	case kindPublisher:
+		if ok {
+			off, _ := scanUint(f, markOffset)
+			for {
+				cur := bc.maxOffset.Load()
+				if off <= cur || bc.maxOffset.CompareAndSwap(cur, off) {
+					break
+				}
+			}
+			bc.acked.Add(1)
+			r.m.ops.Add(1)
+		}
+		bc.outstanding.Add(-1)
+	}
+}
+
+// ping sends one sys.ping whose id is its send time.
+func (bc *benchConn) ping(c *ws.Conn) {
+	var buf [96]byte
+	b := append(buf[:0], `{"type":"req","id":"`...)
+	b = strconv.AppendInt(b, time.Now().UnixNano(), 10)
+	b = append(b, `","method":"sys.ping"}`...)
+	bc.outstanding.Add(1)
+	if err := c.SendText(b); err != nil {
+		bc.outstanding.Add(-1)
+		bc.run.fail("send ping: " + err.Error())
+	}
+}
+
+// runScenario runs cfg.Scenario in this process.
+func runScenario(ctx context.Context, cfg *benchConfig, m *meter, hooks phaseHooks) (*benchResult, error) {
+	prefix := ""
+	if cfg.Child >= 0 {
+		prefix = "p" + strconv.Itoa(cfg.Child) + "-"
+	}
+	tokens := fixedToken(cfg.Token)
+	if cfg.Data != "" {
+		var err error
+		if tokens, err = mintingTokens(cfg.Data, cfg.Alg, prefix); err != nil {
+			return nil, err
+		}
+		if cfg.Scenario == "connect" {
+			// Mint the workers' tokens now rather than during the measurement.
+			if tokens, err = premint(tokens, cfg.Conns); err != nil {
+				return nil, err
+			}
+		}
+	}
+	r := &benchRun{cfg: cfg, m: m, d: &benchDialer{u: cfg.u, target: cfg.target, sources: cfg.Sources, tokens: tokens}}
+	if cfg.Child > 0 && len(cfg.Sources) > 1 {
+		r.d.next.Store(uint64(cfg.Child)) // children start on different sources
+	}
+	res := &benchResult{Scenario: cfg.Scenario, URL: cfg.u.String(), Conns: cfg.Conns, Procs: 1, Sources: len(cfg.Sources)}
+	var err error
+	if cfg.Scenario == "connect" {
+		err = r.connect(ctx, hooks, res)
+	} else {
+		r.tr = ws.New(ws.Config{MaxMessageBytes: 1 << 20, MaxQueueFrames: 1 << 16, MaxQueueBytes: 64 << 20, WriteTimeout: 3 * time.Second})
+		if err := r.tr.Start(); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		defer func() {
+			r.stopping.Store(true)
+			_ = r.tr.Close()
+		}()
+		switch cfg.Scenario {
+		case "idle":
+			err = r.idle(ctx, hooks, res)
+		case "rpc":
+			err = r.rpc(ctx, hooks, res)
+		case "fanout":
+			err = r.fanout(ctx, hooks, res)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.DialErrors = r.dialErrs.Load()
+	res.ClosedEarly = r.closedEarly.Load()
+	res.Errors = r.errs.Load()
+	if p := r.firstErr.Load(); p != nil {
+		res.FirstError = *p
+	}
+	res.Hist = r.hist.counts()
+	return res, nil
+}
+
+// open dials n connections of the given kinds with cfg.Dialers workers and
+// waits until each has finished its setup (welcome, subscription), at most
+// 60 s. It returns the connections that opened.
+func (r *benchRun) open(ctx context.Context, n int, kind func(i int) int) ([]*benchConn, error) {
+	conns := make([]*benchConn, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(n, r.cfg.Dialers) {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				nc, buffered, err := r.d.dial(ctx, i)
+				if err != nil {
+					r.dialErrs.Add(1)
+					r.fail(err.Error())
+					continue
+				}
+				bc := &benchConn{run: r, kind: kind(i)}
+				c, err := r.tr.AttachWith(nc, ws.RoleClient, r, ws.AttachOptions{Value: bc, Buffered: buffered})
+				if err != nil {
+					nc.Close()
+					r.dialErrs.Add(1)
+					r.fail(err.Error())
+					continue
+				}
+				bc.c = c
+				r.m.conns.Add(1)
+				conns[i] = bc
+			}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("bench: opening connections: %w", err)
+	}
+	opened := conns[:0]
+	for _, bc := range conns {
+		if bc != nil {
+			opened = append(opened, bc)
+		}
+	}
+	if len(opened) == 0 {
+		msg := "no connection opened"
+		if p := r.firstErr.Load(); p != nil {
+			msg += ": " + *p
+		}
+		return nil, fmt.Errorf("bench: %s", msg)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for r.ready.Load()+r.closedEarly.Load() < int64(len(opened)) {
+		if r.setupFailed.Load() > 0 {
+			return nil, fmt.Errorf("bench: %d connections failed their setup: %s", r.setupFailed.Load(), *r.firstErr.Load())
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, fmt.Errorf("bench: only %d of %d connections finished their setup", r.ready.Load(), len(opened))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return opened, nil
+}
+
+// teardown closes every connection with 1000.
+func (r *benchRun) teardown(conns []*benchConn) {
+	r.stopping.Store(true)
+	for _, bc := range conns {
+		bc.c.Close(ws.CloseNormal, "")
+	}
+}
+
+// sleepCtx sleeps for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// connect measures authenticated connects: cfg.Conns workers each dial,
+// upgrade, wait for the welcome and close, over and over. Connection
+// latency (dial to welcome) goes to the histogram.
+func (r *benchRun) connect(ctx context.Context, hooks phaseHooks, res *benchResult) error {
+	// One token per worker: each worker's connections are sequential, so
+	// none replaces another of the same device.
+	if err := hooks.ready(); err != nil {
+		return err
+	}
+	start := time.Now()
+	deadline := start.Add(r.cfg.Duration)
+	var connects atomic.Int64
+	var wg sync.WaitGroup
+	for w := range r.cfg.Conns {
+		wg.Go(func() {
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				if err := r.connectOnce(ctx, w); err != nil {
+					r.dialErrs.Add(1)
+					r.fail(err.Error())
+					sleepCtx(ctx, 10*time.Millisecond)
+					continue
+				}
+				connects.Add(1)
+				r.m.ops.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	hooks.done()
+	n := connects.Load()
+	res.DurationS = elapsed.Seconds()
+	res.Opened = n
+	res.Connect = &connectResult{Connects: n, PerSec: float64(n) / elapsed.Seconds()}
+	return nil
+}
+
+var clientCloseFrame = func() []byte {
+	var b bytes.Buffer
+	_ = gws.WriteFrame(&b, gws.MaskFrameInPlace(gws.NewCloseFrame(gws.NewCloseFrameBody(gws.StatusNormalClosure, ""))))
+	return b.Bytes()
+}()
+
+func (r *benchRun) connectOnce(ctx context.Context, worker int) error {
+	t0 := time.Now()
+	nc, buffered, err := r.d.dial(ctx, worker)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	rd := newBufferedReader(buffered, nc)
+	msg, err := readServerText(rd)
+	if err != nil {
+		return fmt.Errorf("read welcome: %w", err)
+	}
+	if !bytes.HasPrefix(msg, eventWelcome) {
+		return fmt.Errorf("first frame is not the welcome: %.200s", msg)
+	}
+	r.hist.record(int64(time.Since(t0)))
+	r.m.conns.Add(1)
+	defer r.m.conns.Add(-1)
+	// Close handshake: the server echoes the close and ends the TCP
+	// connection first, so TIME_WAIT stays on its side, not on our ports.
+	if _, err := nc.Write(clientCloseFrame); err != nil {
+		return fmt.Errorf("send close: %w", err)
+	}
+	_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.Copy(io.Discard, rd)
+	return nil
+}
+
+// idle opens cfg.Conns connections and holds them for the duration.
+func (r *benchRun) idle(ctx context.Context, hooks phaseHooks, res *benchResult) error {
+	conns, err := r.open(ctx, r.cfg.Conns, func(int) int { return kindIdle })
+	if err != nil {
+		return err
+	}
+	defer r.teardown(conns)
+	// Let the server's per-handshake garbage settle before measuring it.
+	settle := min(time.Second, r.cfg.Duration/2)
+	sleepCtx(ctx, settle)
+	if err := hooks.ready(); err != nil {
+		return err
+	}
+	start := time.Now()
+	sleepCtx(ctx, r.cfg.Duration-settle)
+	hooks.done()
+	res.DurationS = time.Since(start).Seconds() + settle.Seconds()
+	res.Opened = int64(len(conns))
+	return nil
+}
+
+// rpc keeps cfg.Window sys.ping requests outstanding on each of cfg.Conns
+// connections for the duration.
+func (r *benchRun) rpc(ctx context.Context, hooks phaseHooks, res *benchResult) error {
+	conns, err := r.open(ctx, r.cfg.Conns, func(int) int { return kindPinger })
+	if err != nil {
+		return err
+	}
+	defer r.teardown(conns)
+	if err := hooks.ready(); err != nil {
+		return err
+	}
+	start := time.Now()
+	r.deadline.Store(start.Add(r.cfg.Duration).UnixNano())
+	for range r.cfg.Window {
+		for _, bc := range conns {
+			bc.ping(bc.c)
+		}
+	}
+	sleepCtx(ctx, r.cfg.Duration)
+	elapsed := time.Since(start)
+	r.sendStop.Store(true)
+	waitUntil(ctx, 5*time.Second, func() bool {
+		var n int64
+		for _, bc := range conns {
+			n += bc.outstanding.Load()
+		}
+		return n == 0
+	})
+	hooks.done()
+	res.DurationS = elapsed.Seconds()
+	res.Opened = int64(len(conns))
+	n := r.pings.Load()
+	res.RPC = &rpcResult{Window: r.cfg.Window, Pings: n, PerSec: float64(n) / elapsed.Seconds()}
+	return nil
+}
+
+// waitUntil polls cond every 5 ms until it holds, d passes or ctx ends.
+func waitUntil(ctx context.Context, d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
+// fanout subscribes cfg.Conns connections to cfg.Topic and publishes from
+// one more connection (in child 0 only, under --procs), each publication
+// carrying its send time.
+func (r *benchRun) fanout(ctx context.Context, hooks phaseHooks, res *benchResult) error {
+	n := r.cfg.Conns
+	hasPub := r.cfg.Child <= 0
+	total := n
+	if hasPub {
+		total++ // the last index is the publisher
+	}
+	conns, err := r.open(ctx, total, func(i int) int {
+		if hasPub && i == n {
+			return kindPublisher
+		}
+		return kindSubscriber
+	})
+	if err != nil {
+		return err
+	}
+	defer r.teardown(conns)
+	var pub *benchConn
+	var subs []*benchConn
+	for _, bc := range conns {
+		if bc.kind == kindPublisher {
+			pub = bc
+		} else {
+			subs = append(subs, bc)
+		}
+	}
+	if hasPub && pub == nil {
+		msg := ""
+		if p := r.firstErr.Load(); p != nil {
+			msg = ": " + *p
+		}
+		return fmt.Errorf("bench: the publisher connection did not open%s", msg)
+	}
+	var sumStart uint64
+	for _, bc := range subs {
+		sumStart += bc.start.Load()
+	}
+	if err := hooks.ready(); err != nil {
+		return err
+	}
+	start := time.Now()
+	deadline := start.Add(r.cfg.Duration)
+	delivered := func() int64 { return r.m.deliveries.Load() }
+	var final uint64
+	if pub != nil {
+		r.publish(ctx, pub, int64(len(subs)), deadline)
+		waitUntil(ctx, 10*time.Second, func() bool { return pub.outstanding.Load() == 0 })
+		final = pub.maxOffset.Load()
+		var expected int64
+		for _, bc := range subs {
+			expected += int64(final - bc.start.Load())
+		}
+		waitUntil(ctx, 10*time.Second, func() bool { return delivered() >= expected })
+	} else {
+		sleepCtx(ctx, time.Until(deadline))
+		// Without the publisher's final offset, wait until deliveries stop.
+		last, quietSince := delivered(), time.Now()
+		waitUntil(ctx, 10*time.Second, func() bool {
+			if d := delivered(); d != last {
+				last, quietSince = d, time.Now()
+			}
+			return time.Since(quietSince) > time.Second
+		})
+	}
+	elapsed := time.Since(start)
+	hooks.done()
+
+	f := &fanoutResult{Subscribers: int64(len(subs)), Rate: r.cfg.Rate, Window: r.cfg.Window, SizeBytes: r.cfg.Size,
+		FinalOffset: final, SumStartOffset: sumStart}
+	for _, bc := range subs {
+		f.Deliveries += bc.recv.Load()
+		f.Gaps += bc.gaps.Load()
+		f.Duplicates += bc.dups.Load()
+	}
+	if pub != nil {
+		f.Publications = pub.acked.Load()
+		f.PublicationsPerSec = float64(f.Publications) / min(elapsed, r.cfg.Duration).Seconds()
+		f.Expected = f.Subscribers*int64(final) - int64(sumStart)
+		f.Lost = max(0, f.Expected-f.Deliveries)
+	}
+	f.DeliveriesPerSec = float64(f.Deliveries) / elapsed.Seconds()
+	res.Fanout = f
+	res.DurationS = elapsed.Seconds()
+	res.Opened = int64(len(conns))
+	return nil
+}
+
+// publish sends publications until deadline: at cfg.Rate per second, or,
+// with rate 0, as fast as a window of cfg.Window publications allows, a
+// publication counting as in flight until it is acknowledged and, on
+// average, delivered to every subscriber of this process.
+func (r *benchRun) publish(ctx context.Context, pub *benchConn, subs int64, deadline time.Time) {
+	pad := max(0, r.cfg.Size-len(`{"ts":1700000000000000000,"pad":""}`))
+	head := append([]byte(`","method":"channel.publish","params":{"topic":`), protocol.AppendString(nil, r.cfg.Topic)...)
+	head = append(head, `,"data":{"ts":`...)
+	tail := append(append([]byte(`,"pad":"`), bytes.Repeat([]byte{'x'}, pad)...), `"}}}`...)
+	var buf []byte
+	var seq int64
+	send := func() {
+		seq++
+		buf = append(buf[:0], `{"type":"req","id":"p`...)
+		buf = strconv.AppendInt(buf, seq, 10)
+		buf = append(buf, head...)
+		buf = strconv.AppendInt(buf, time.Now().UnixNano(), 10)
+		buf = append(buf, tail...)
+		pub.outstanding.Add(1)
+		if err := pub.c.SendText(buf); err != nil {
+			pub.outstanding.Add(-1)
+			r.fail("send publication: " + err.Error())
+		}
+	}
+	window := int64(r.cfg.Window)
+	if r.cfg.Rate == 0 {
+		for ctx.Err() == nil && time.Now().Before(deadline) {
+			inFlight := seq - r.m.deliveries.Load()/max(subs, 1)
+			if pub.outstanding.Load() >= window || (subs > 0 && inFlight >= window) {
+				time.Sleep(50 * time.Microsecond)
+				continue
+			}
+			send()
+		}
+		return
+	}
+	// Paced: publication k is due at start + k/rate; at most 65,536 wait
+	// for their acknowledgement.
+	interval := time.Duration(float64(time.Second) / r.cfg.Rate)
+	next := time.Now()
+	for ctx.Err() == nil {
+		now := time.Now()
+		if !now.Before(deadline) {
+			return
+		}
+		if now.Before(next) {
+			time.Sleep(min(next.Sub(now), time.Until(deadline)))
+			continue
+		}
+		if pub.outstanding.Load() < 1<<16 {
+			send()
+		} else {
+			r.fail("publisher: 65,536 publications unacknowledged")
+		}
+		next = next.Add(interval)
+	}
+}
