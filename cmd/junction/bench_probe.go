@@ -32,6 +32,10 @@ type serverStats struct {
 	CPUUsPerDelivery    float64 `json:"cpu_us_per_delivery,omitempty"`
 	CPUSPer1kDeliveries float64 `json:"cpu_s_per_1k_deliveries,omitempty"`
 	CPUUsPerOp          float64 `json:"cpu_us_per_op,omitempty"`
+	// Write system calls (syscw of /proc/PID/io) over the same span: how
+	// well the server batches frames into one write.
+	WriteSyscalls             int64   `json:"write_syscalls,omitempty"`
+	DeliveriesPerWriteSyscall float64 `json:"deliveries_per_write_syscall,omitempty"`
 }
 
 // serverProbe samples the server at the start of a run (start), when the
@@ -44,6 +48,8 @@ type serverProbe struct {
 	heap0, heap1 int64
 	cpu0, cpu1   float64
 	cpuOK        bool
+	syscw0       int64
+	syscw1       int64
 }
 
 func (p *serverProbe) start(ctx context.Context) {
@@ -59,6 +65,7 @@ func (p *serverProbe) begin(ctx context.Context) {
 		var err error
 		p.cpu0, err = procCPU(p.pid)
 		p.cpuOK = err == nil
+		p.syscw0, _ = procWrites(p.pid)
 	}
 	p.heap1, _ = scrapeHeap(ctx, p.metricsURL)
 }
@@ -68,6 +75,7 @@ func (p *serverProbe) end(context.Context) {
 		var err error
 		p.cpu1, err = procCPU(p.pid)
 		p.cpuOK = err == nil
+		p.syscw1, _ = procWrites(p.pid)
 	}
 }
 
@@ -97,6 +105,12 @@ func (p *serverProbe) stats(r *benchResult) *serverStats {
 			s.CPUUsPerOp = s.CPUSeconds * 1e6 / float64(r.RPC.Pings)
 		}
 	}
+	if p.syscw0 > 0 && p.syscw1 > p.syscw0 {
+		s.WriteSyscalls = p.syscw1 - p.syscw0
+		if r.Fanout != nil {
+			s.DeliveriesPerWriteSyscall = float64(r.Fanout.Deliveries) / float64(s.WriteSyscalls)
+		}
+	}
 	if *s == (serverStats{PID: p.pid}) {
 		return nil
 	}
@@ -117,6 +131,21 @@ func procRSS(pid int) (int64, error) {
 		}
 	}
 	return 0, errors.New("no VmRSS in /proc status")
+}
+
+// procWrites returns the write system calls process pid has made (syscw in
+// /proc/PID/io: write, writev, sendmsg...).
+func procWrites(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "syscw:"); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, errors.New("no syscw in /proc io")
 }
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat (100
