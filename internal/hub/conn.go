@@ -27,7 +27,7 @@ type Conn struct {
 	ws        atomic.Pointer[ws.Conn]        // set once by attach or the first OnMessage
 
 	welcomeOnce sync.Once
-	registered  atomic.Bool // in the registry (set after the welcome)
+	registered  atomic.Bool // in the registry: set after the welcome, cleared by unregister
 
 	mu        sync.Mutex
 	inbox     []*protocol.Frame               // guarded by mu: Serial requests waiting
@@ -104,6 +104,11 @@ func (c *Conn) welcome() {
 			c.registered.Store(true)
 			h.metrics.connections.Inc()
 			h.expiry.add(c)
+			// OnClose may have run before the connection was registered (a
+			// client that hung up right after its handshake): undo it then.
+			if c.Closed() {
+				c.unregister()
+			}
 		}
 	})
 }
@@ -277,15 +282,23 @@ func (c *Conn) OnClose(_ *ws.Conn, code int, reason string) {
 	}
 	h := c.hub
 	h.metrics.disconnects.WithLabelValues(closeLabel(code)).Inc()
-	if c.registered.Load() {
-		h.metrics.connections.Dec()
-		h.expiry.remove(c)
-		if last := h.reg.remove(c); last {
-			h.deviceGone(c)
-		}
-	}
+	c.unregister()
 	for _, fn := range hooks {
 		fn(c)
+	}
+}
+
+// unregister removes a closed connection from the registry, exactly once
+// whichever of welcome and OnClose gets there last.
+func (c *Conn) unregister() {
+	if !c.registered.CompareAndSwap(true, false) {
+		return
+	}
+	h := c.hub
+	h.metrics.connections.Dec()
+	h.expiry.remove(c)
+	if last := h.reg.remove(c); last {
+		h.deviceGone(c)
 	}
 }
 
