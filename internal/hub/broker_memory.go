@@ -56,6 +56,10 @@ type memTopic struct {
 	histTTL    time.Duration // guarded by mu
 	lastPub    time.Time     // guarded by mu
 	subscribed bool          // guarded by mu: this node receives its publications
+	// forgotten is set by sweep when it removes the topic from its shard:
+	// whoever still holds the pointer must look the topic up again, or a
+	// Subscribe or Publish would land on a topic nobody sees any more.
+	forgotten bool // guarded by mu
 }
 
 type lease struct {
@@ -127,17 +131,24 @@ func (b *MemoryBroker) shard(topic string) *topicShard {
 	return &b.topics[maphash.String(b.seed, topic)%memShards]
 }
 
-// topic returns the topic's state, creating it (with a fresh epoch) if needed.
-func (b *MemoryBroker) topic(name string) *memTopic {
+// lockTopic returns the topic's state locked, creating it (with a fresh
+// epoch) if needed. It never returns a topic the sweep has forgotten.
+func (b *MemoryBroker) lockTopic(name string) *memTopic {
 	s := b.shard(name)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t := s.topics[name]
-	if t == nil {
-		t = &memTopic{epoch: randomID(5)}
-		s.topics[name] = t
+	for {
+		s.mu.Lock()
+		t := s.topics[name]
+		if t == nil {
+			t = &memTopic{epoch: randomID(5)}
+			s.topics[name] = t
+		}
+		s.mu.Unlock()
+		t.mu.Lock()
+		if !t.forgotten {
+			return t
+		}
+		t.mu.Unlock()
 	}
-	return t
 }
 
 // Publish implements Broker.
@@ -145,9 +156,8 @@ func (b *MemoryBroker) Publish(ctx context.Context, topic string, data json.RawM
 	if b.closed.Load() {
 		return StreamPosition{}, ErrBrokerClosed
 	}
-	t := b.topic(topic)
 	now := b.now()
-	t.mu.Lock()
+	t := b.lockTopic(topic)
 	defer t.mu.Unlock()
 	t.expireLocked(now)
 	t.offset++
@@ -184,8 +194,7 @@ func (b *MemoryBroker) Subscribe(ctx context.Context, topic string) error {
 	if b.closed.Load() {
 		return ErrBrokerClosed
 	}
-	t := b.topic(topic)
-	t.mu.Lock()
+	t := b.lockTopic(topic)
 	t.subscribed = true
 	t.mu.Unlock()
 	return nil
@@ -210,8 +219,7 @@ func (b *MemoryBroker) History(ctx context.Context, topic string, since *StreamP
 	if b.closed.Load() {
 		return nil, StreamPosition{}, ErrBrokerClosed
 	}
-	t := b.topic(topic)
-	t.mu.Lock()
+	t := b.lockTopic(topic)
 	defer t.mu.Unlock()
 	t.expireLocked(b.now())
 	pos := StreamPosition{Epoch: t.epoch, Offset: t.offset}
@@ -246,8 +254,7 @@ func (b *MemoryBroker) Position(ctx context.Context, topic string) (StreamPositi
 	if b.closed.Load() {
 		return StreamPosition{}, ErrBrokerClosed
 	}
-	t := b.topic(topic)
-	t.mu.Lock()
+	t := b.lockTopic(topic)
 	defer t.mu.Unlock()
 	return StreamPosition{Epoch: t.epoch, Offset: t.offset}, nil
 }
@@ -392,11 +399,11 @@ func (b *MemoryBroker) sweep() {
 		for name, t := range s.topics {
 			t.mu.Lock()
 			t.expireLocked(now)
-			forget := !t.subscribed && len(t.hist) == 0 && now.Sub(t.lastPub) > idle
-			t.mu.Unlock()
-			if forget {
+			if !t.subscribed && len(t.hist) == 0 && now.Sub(t.lastPub) > idle {
+				t.forgotten = true
 				delete(s.topics, name)
 			}
+			t.mu.Unlock()
 		}
 		s.mu.Unlock()
 	}

@@ -423,6 +423,9 @@ func (c *Conn) handle(m *Method, f *protocol.Frame) {
 	} else {
 		c.sendResult(f.ID, result)
 	}
+	for _, fn := range call.afterReply {
+		fn()
+	}
 	h.metrics.methodSeconds.WithLabelValues(m.Name, outcome(err)).Observe(time.Since(start).Seconds())
 }
 

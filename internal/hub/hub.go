@@ -5,7 +5,9 @@
 // it.
 //
 // Lock order (outer first): registry shard mu → Conn.mu. No other lock is
-// held while calling into the transport.
+// held while calling into the transport. Channels (channel.go): connSubs.mu
+// is a leaf; localTopic.mu → broker locks → chanShard.mu → subscriber.mu →
+// transport (the memory broker calls HandlePublication under its topic lock).
 package hub
 
 import (
@@ -66,11 +68,14 @@ type Config struct {
 	ReconnectAfter time.Duration `yaml:"reconnect_after" doc:"reconnect hint sent to clients on shutdown (default 1s)"`
 	// RPC configures the relay of calls between devices (see rpc.go).
 	RPC RPCConfig `yaml:"rpc"`
+	// Namespaces declares channel namespaces (see NamespaceConfig); the
+	// built-in user, device and public namespaces are always present.
+	Namespaces []NamespaceConfig `yaml:"namespaces" doc:"channel namespaces (file only)"`
 }
 
 func (c *Config) setDefaults() {
 	if c.NodeID == "" {
-		c.NodeID = "n-" + randomID(6)
+		c.NodeID = NewNodeID()
 	}
 	def := func(p *int, v int) {
 		if *p == 0 {
@@ -153,6 +158,7 @@ type Hub struct {
 	lastSeen    lastSeen
 	expiry      expiryIndex
 	rpc         *rpcRelay // set once in New
+	ch          channels  // set up in New (channel.go)
 
 	ctx      context.Context // cancelled by Close
 	cancel   context.CancelFunc
@@ -204,6 +210,9 @@ func New(cfg Config, deps Deps) (*Hub, error) {
 	h.registerBuiltins()
 	h.rpc = newRPCRelay(h)
 	h.rpc.register()
+	if err := h.initChannels(); err != nil {
+		return nil, err
+	}
 	return h, nil
 }
 
@@ -225,6 +234,9 @@ func (h *Hub) Start() error {
 		return fmt.Errorf("hub: start transport: %w", err)
 	}
 	h.Go(h.rpc.leaseLoop)
+	if err := h.startChannels(); err != nil {
+		return err
+	}
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
@@ -296,7 +308,9 @@ type brokerHandler struct{ h *Hub }
 
 // HandlePublication implements BrokerHandler. Channels deliver publications
 // to local subscribers here.
-func (b brokerHandler) HandlePublication(topic string, pub Publication) {}
+func (b brokerHandler) HandlePublication(topic string, pub Publication) {
+	b.h.HandlePublication(topic, pub)
+}
 
 // HandleNodeMessage implements BrokerHandler: node messages carry the RPC relay.
 func (b brokerHandler) HandleNodeMessage(msg json.RawMessage) { b.h.rpc.handleNodeMessage(msg) }
@@ -351,6 +365,9 @@ func (h *Hub) Go(fn func(ctx context.Context)) {
 }
 
 var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// NewNodeID returns a random node id, the default of Config.NodeID.
+func NewNodeID() string { return "n-" + randomID(6) }
 
 func randomID(n int) string {
 	b := make([]byte, n)

@@ -44,7 +44,15 @@ type Call struct {
 	Method    string
 	Params    json.RawMessage
 	Idem      string
+
+	afterReply []func() // run once the response is queued
 }
+
+// AfterReply registers fn to run on the handler's goroutine right after the
+// response to this call was queued, even when the connection has closed, so
+// that a handler can order what it sends after its own response (channel
+// publications buffered while subscribing).
+func (c *Call) AfterReply(fn func()) { c.afterReply = append(c.afterReply, fn) }
 
 // HandlerFunc handles a request. The result is encoded as JSON; returning a
 // *protocol.Error sends that error, any other error answers "internal".

@@ -1,0 +1,1054 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/junctionhq/junction/internal/auth"
+	"github.com/junctionhq/junction/internal/ws"
+	"github.com/junctionhq/junction/protocol"
+)
+
+// Channel events sent by the server.
+const (
+	// EventChannelMessage carries one publication: topic, epoch, offset, data.
+	EventChannelMessage = "channel.message"
+	// EventChannelJoin and EventChannelLeave announce presence changes on
+	// channels with presence; data is the ClientInfo.
+	EventChannelJoin  = "channel.join"
+	EventChannelLeave = "channel.leave"
+	// EventChannelUnsubscribed tells a client the server removed one of its
+	// subscriptions; data is an UnsubscribedEvent.
+	EventChannelUnsubscribed = "channel.unsubscribed"
+)
+
+// FeatureChannels is the welcome feature announcing channels.
+const FeatureChannels = "channels"
+
+// SnapshotProvider returns the current state behind a topic, sent to a
+// client when it subscribes (and when it resumes from a position outside
+// history), so that the client holds snapshot + stream. It is registered
+// by name with RegisterSnapshot and named by NamespaceConfig.Snapshot.
+//
+// # Contract
+//
+// The hub joins a client at a position P = {epoch, offset}: the client gets
+// the snapshot, then exactly the publications with offsets P+1, P+2, ...
+// For that to reconstruct the state with nothing lost or applied twice, the
+// snapshot must reflect exactly the publications up to P. A provider
+// guarantees it in one of two ways:
+//
+//  1. It returns the position its data reflects in Snapshot.Position. The
+//     usual way: the code that changes the state and publishes the change
+//     holds a lock (per resource) across both, and Snapshot reads the state
+//     and Hub.Position under the same lock. The position must not be older
+//     than the moment Snapshot was called.
+//  2. It returns no position. Then a change must become visible to
+//     Snapshot only once its publication has returned, and be visible to
+//     every Snapshot that starts after its publication returned (again: a
+//     lock held across "change and publish" that Snapshot also takes). The
+//     hub reads the position before and after Snapshot and retries while
+//     it moved; after a few attempts on a very busy topic the subscribe
+//     fails with "unavailable" (retryable).
+//
+// Snapshot runs on the subscribing connection's request goroutine; it may
+// do I/O and should honour ctx. It must be safe for concurrent use.
+type SnapshotProvider interface {
+	Snapshot(ctx context.Context, t Topic) (Snapshot, error)
+}
+
+// Snapshot is the state behind a topic; see SnapshotProvider.
+type Snapshot struct {
+	// Data is compact JSON sent to the client as the result's "snapshot".
+	Data json.RawMessage
+	// Position, when set, is the stream position Data reflects.
+	Position *StreamPosition
+}
+
+// SnapshotFunc adapts a function to SnapshotProvider.
+type SnapshotFunc func(ctx context.Context, t Topic) (Snapshot, error)
+
+// Snapshot implements SnapshotProvider.
+func (f SnapshotFunc) Snapshot(ctx context.Context, t Topic) (Snapshot, error) { return f(ctx, t) }
+
+// SubscribeResult is the result of channel.subscribe.
+type SubscribeResult struct {
+	Epoch  string `json:"epoch"`
+	Offset uint64 `json:"offset"`
+	// Recovered is true when the request's since position was resumed from
+	// history: Publications are exactly the ones missed. When false the
+	// client starts over from Snapshot (when the namespace has one) and the
+	// position.
+	Recovered    bool            `json:"recovered"`
+	Snapshot     json.RawMessage `json:"snapshot,omitempty"`
+	Publications []Publication   `json:"publications,omitempty"`
+}
+
+// PublishResult is the result of channel.publish.
+type PublishResult struct {
+	Epoch  string `json:"epoch"`
+	Offset uint64 `json:"offset"`
+}
+
+// PresenceResult is the result of channel.presence.
+type PresenceResult struct {
+	Clients map[string]ClientInfo `json:"clients"`
+}
+
+// HistoryResult is the result of channel.history.
+type HistoryResult struct {
+	Epoch        string        `json:"epoch"`
+	Offset       uint64        `json:"offset"`
+	Publications []Publication `json:"publications"`
+}
+
+// UnsubscribedEvent is the data of channel.unsubscribed.
+type UnsubscribedEvent struct {
+	// Reason is "forbidden" (permission lost), "server" (removed by the
+	// application) or "reset" (the stream lost its history).
+	Reason string `json:"reason"`
+	// Resubscribe advises subscribing again (with since).
+	Resubscribe bool `json:"resubscribe"`
+}
+
+const (
+	chanShards = 64
+	// ctlPrefix prefixes the control topic of each topic: presence changes
+	// and permission rechecks travel there through the broker, so that every
+	// node with subscribers of the topic sees them. '$' is not allowed in
+	// client topics.
+	ctlPrefix = "$ctl:"
+	// presenceTTL is how long a presence entry lives without refresh; one hub
+	// loop refreshes all of this node's entries every presenceTTL/3.
+	presenceTTL = 60 * time.Second
+	// snapshotAttempts bounds the position-bracketing retries (see
+	// SnapshotProvider).
+	snapshotAttempts = 8
+)
+
+// channels is the hub's channel state. Lock order: connSubs.mu is never held
+// while taking another lock; localTopic.mu → broker locks → chanShard.mu →
+// subscriber.mu → transport. HandlePublication runs under the broker's
+// delivery lock and takes only chanShard.mu (read) and subscriber.mu.
+type channels struct {
+	broker     Broker                      // set once in New (Deps.Broker)
+	namespaces map[string]*namespace       // set once in New; snapshot and owner resolved in Start
+	snapshots  map[string]SnapshotProvider // filled before Start
+	owners     map[string]OwnerLookup      // filled before Start
+	seed       maphash.Seed
+	shards     [chanShards]chanShard
+	metrics    *channelMetrics
+}
+
+type chanShard struct {
+	mu     sync.RWMutex
+	topics map[string]*localTopic // guarded by mu
+}
+
+// localTopic is this node's subscribers of one topic.
+type localTopic struct {
+	name string     // set once
+	ns   *namespace // set once
+	// subs is copy-on-write: HandlePublication loads it without a lock;
+	// writers hold mu and store a new slice.
+	subs       atomic.Pointer[[]*subscriber]
+	mu         sync.Mutex // serialises membership changes and broker (un)subscription
+	subscribed bool       // guarded by mu: the node is subscribed in the broker
+	dead       bool       // guarded by mu: removed from its shard; attach must look again
+}
+
+// subscriber is one connection's subscription to one topic.
+type subscriber struct {
+	conn  *Conn      // set once
+	topic string     // set once
+	ns    *namespace // set once
+	info  ClientInfo // set once
+
+	// live is false while joining: publications go to buf until the
+	// subscribe reply is queued, then goLive flushes buf and sets live.
+	// epoch and after are written before live is set and read only after
+	// live is seen true (or under mu).
+	live  atomic.Bool
+	epoch string
+	after uint64 // the reply's offset: publications at or below it are not sent
+
+	removed    atomic.Bool // detached from its topic (or being detached)
+	kicked     atomic.Bool // removed by the server; channel.unsubscribed sent
+	inPresence atomic.Bool // added to the topic's presence set
+
+	mu       sync.Mutex
+	buf      []Publication // guarded by mu: publications received while joining
+	overflow bool          // guarded by mu: buf exceeded its bound
+}
+
+// connSubs is a connection's subscriptions, stored with Conn.SetValue.
+type connSubs struct {
+	mu     sync.Mutex
+	subs   map[string]*subscriber // guarded by mu
+	closed bool                   // guarded by mu
+}
+
+type connSubsKey struct{}
+
+type controlMessage struct {
+	Kind   string      `json:"kind"` // join, leave, recheck
+	Client *ClientInfo `json:"client,omitempty"`
+}
+
+type channelMetrics struct {
+	subscriptions prometheus.Gauge
+	publications  prometheus.Counter
+	deliveries    prometheus.Counter
+	snapRetries   prometheus.Counter
+}
+
+func newChannelMetrics(reg prometheus.Registerer) *channelMetrics {
+	m := &channelMetrics{
+		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "junction_channel_subscriptions", Help: "Channel subscriptions of connections on this node.",
+		}),
+		publications: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "junction_channel_publications_total", Help: "Publications made through this node.",
+		}),
+		deliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "junction_channel_deliveries_total", Help: "channel.message frames queued to local subscribers.",
+		}),
+		snapRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "junction_channel_snapshot_retries_total", Help: "Snapshots taken again because the position moved meanwhile.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.subscriptions, m.publications, m.deliveries, m.snapRetries)
+	}
+	return m
+}
+
+// initChannels compiles the namespaces and registers the channel methods.
+func (h *Hub) initChannels() error {
+	nss, err := compileNamespaces(h.cfg.Namespaces)
+	if err != nil {
+		return fmt.Errorf("hub config: %w", err)
+	}
+	cs := &h.ch
+	cs.namespaces = nss
+	cs.snapshots = map[string]SnapshotProvider{}
+	cs.owners = map[string]OwnerLookup{}
+	cs.seed = maphash.MakeSeed()
+	for i := range cs.shards {
+		cs.shards[i].topics = make(map[string]*localTopic)
+	}
+	cs.broker = h.deps.Broker
+	cs.metrics = newChannelMetrics(h.deps.Registerer)
+	h.registerChannelMethods()
+	h.AddFeature(FeatureChannels)
+	return nil
+}
+
+// RegisterSnapshot registers a snapshot provider under name, for the
+// namespaces whose snapshot setting names it. Call before Start.
+func (h *Hub) RegisterSnapshot(name string, p SnapshotProvider) {
+	if h.started.Load() {
+		panic("hub: RegisterSnapshot after Start")
+	}
+	h.ch.snapshots[name] = p
+}
+
+// RegisterOwnerLookup registers the owner lookup used by the "owner" rule of
+// the namespaces whose owner setting names it (by default the namespace's
+// own name). Call before Start.
+func (h *Hub) RegisterOwnerLookup(name string, o OwnerLookup) {
+	if h.started.Load() {
+		panic("hub: RegisterOwnerLookup after Start")
+	}
+	h.ch.owners[name] = o
+}
+
+// startChannels resolves providers and starts the presence loop; the broker
+// already runs (Start).
+func (h *Hub) startChannels() error {
+	for name, ns := range h.ch.namespaces {
+		if ns.cfg.Snapshot != "" {
+			p := h.ch.snapshots[ns.cfg.Snapshot]
+			if p == nil {
+				return fmt.Errorf("hub: namespace %q: no snapshot provider %q registered", name, ns.cfg.Snapshot)
+			}
+			ns.snapshot = p
+		}
+		ns.owner = h.ch.owners[ns.cfg.Owner]
+	}
+	h.Go(h.presenceLoop)
+	return nil
+}
+
+func (cs *channels) shard(topic string) *chanShard {
+	return &cs.shards[maphash.String(cs.seed, topic)%chanShards]
+}
+
+func (cs *channels) lookup(topic string) *localTopic {
+	s := cs.shard(topic)
+	s.mu.RLock()
+	lt := s.topics[topic]
+	s.mu.RUnlock()
+	return lt
+}
+
+func (cs *channels) getOrCreate(topic string, ns *namespace) *localTopic {
+	s := cs.shard(topic)
+	s.mu.RLock()
+	lt := s.topics[topic]
+	s.mu.RUnlock()
+	if lt != nil {
+		return lt
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if lt = s.topics[topic]; lt == nil {
+		lt = &localTopic{name: topic, ns: ns}
+		s.topics[topic] = lt
+	}
+	return lt
+}
+
+// HandlePublication is the hub's BrokerHandler.HandlePublication: it fans a publication out to
+// this node's subscribers of the topic. The frame is encoded once and the
+// same bytes are queued to every subscriber; it never blocks (a subscriber
+// whose queue overflows is closed with 4108 by the transport).
+func (h *Hub) HandlePublication(topic string, pub Publication) {
+	if strings.HasPrefix(topic, ctlPrefix) {
+		h.handleControl(topic[len(ctlPrefix):], pub.Data)
+		return
+	}
+	lt := h.ch.lookup(topic)
+	if lt == nil {
+		return
+	}
+	sp := lt.subs.Load()
+	if sp == nil {
+		return
+	}
+	var frame []byte
+	n := 0
+	for _, s := range *sp {
+		if !s.live.Load() {
+			if s.deliverJoining(pub) {
+				n++
+			}
+			continue
+		}
+		if pub.Epoch != s.epoch {
+			h.dropSubscriber(s, "reset", true)
+			continue
+		}
+		if pub.Offset <= s.after {
+			continue // already in the subscriber's snapshot or history
+		}
+		if frame == nil {
+			frame = ws.PrepareText(protocol.AppendEvent(nil, EventChannelMessage, topic, pub.Epoch, pub.Offset, pub.Data))
+		}
+		if s.conn.SendPrepared(frame) {
+			n++
+		}
+	}
+	h.ch.metrics.deliveries.Add(float64(n))
+}
+
+// deliverJoining buffers a publication for a joining subscriber, or sends it
+// when the subscriber went live meanwhile. It reports whether it was sent.
+func (s *subscriber) deliverJoining(pub Publication) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.removed.Load() || s.kicked.Load() {
+		return false
+	}
+	if s.live.Load() {
+		return s.sendLocked(pub)
+	}
+	if len(s.buf) >= s.conn.hub.cfg.MaxQueueFrames {
+		s.overflow = true
+		s.buf = nil
+		return false
+	}
+	s.buf = append(s.buf, pub)
+	return false
+}
+
+func (s *subscriber) sendLocked(pub Publication) bool {
+	if pub.Epoch != s.epoch || pub.Offset <= s.after {
+		return false
+	}
+	return s.conn.SendEvent(EventChannelMessage, s.topic, pub.Epoch, pub.Offset, pub.Data)
+}
+
+// ready records the position the subscriber joins at. It fails when the
+// join buffer overflowed.
+func (s *subscriber) ready(pos StreamPosition) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.overflow {
+		return false
+	}
+	s.epoch, s.after = pos.Epoch, pos.Offset
+	return true
+}
+
+// goLive runs once the subscribe reply is queued: it sends the publications
+// buffered while joining that follow the reply's position, then lets
+// HandlePublication send directly.
+func (s *subscriber) goLive() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.removed.Load() || s.kicked.Load() {
+		s.buf = nil
+		return
+	}
+	if s.overflow {
+		s.conn.Close(protocol.CloseSlowConsumer, protocol.CloseReason(protocol.CloseSlowConsumer))
+		return
+	}
+	for _, pub := range s.buf {
+		s.sendLocked(pub)
+	}
+	s.buf = nil
+	s.live.Store(true)
+}
+
+type subscribeParams struct {
+	Topic string          `json:"topic"`
+	Since *StreamPosition `json:"since"`
+}
+
+func (p *subscribeParams) Validate() error { return ValidateTopic(p.Topic) }
+
+type topicParams struct {
+	Topic string `json:"topic"`
+}
+
+func (p *topicParams) Validate() error { return ValidateTopic(p.Topic) }
+
+type publishParams struct {
+	Topic string          `json:"topic"`
+	Data  json.RawMessage `json:"data"`
+}
+
+func (p *publishParams) Validate() error {
+	if err := ValidateTopic(p.Topic); err != nil {
+		return err
+	}
+	if len(p.Data) == 0 || string(p.Data) == "null" {
+		return protocol.FieldError("data", "required")
+	}
+	return nil
+}
+
+type historyParams struct {
+	Topic string          `json:"topic"`
+	Since *StreamPosition `json:"since"`
+	Limit int             `json:"limit"`
+}
+
+func (p *historyParams) Validate() error {
+	if err := ValidateTopic(p.Topic); err != nil {
+		return err
+	}
+	if p.Limit < 0 {
+		return protocol.FieldError("limit", "must not be negative")
+	}
+	return nil
+}
+
+func (h *Hub) registerChannelMethods() {
+	Handle(h, Method{Name: "channel.subscribe", Scope: ScopeAuthenticated}, func(ctx context.Context, call *Call, p *subscribeParams) (any, error) {
+		return h.subscribe(ctx, call, p)
+	})
+	Handle(h, Method{Name: "channel.unsubscribe", Scope: ScopeAuthenticated}, func(ctx context.Context, call *Call, p *topicParams) (any, error) {
+		if cs := connSubsOf(call.Conn); cs != nil {
+			if s := cs.take(p.Topic, nil); s != nil {
+				h.detach(ctx, s)
+			}
+		}
+		return struct{}{}, nil
+	})
+	Handle(h, Method{Name: "channel.publish", Scope: ScopeAuthenticated}, func(ctx context.Context, call *Call, p *publishParams) (any, error) {
+		pos, err := h.PublishAs(ctx, call.Principal, p.Topic, p.Data, clientInfo(call.Conn))
+		if err != nil {
+			return nil, err
+		}
+		return PublishResult{Epoch: pos.Epoch, Offset: pos.Offset}, nil
+	})
+	Handle(h, Method{Name: "channel.presence", Scope: ScopeAuthenticated}, func(ctx context.Context, call *Call, p *topicParams) (any, error) {
+		clients, err := h.PresenceAs(ctx, call.Principal, p.Topic)
+		if err != nil {
+			return nil, err
+		}
+		return PresenceResult{Clients: clients}, nil
+	})
+	Handle(h, Method{Name: "channel.history", Scope: ScopeAuthenticated}, func(ctx context.Context, call *Call, p *historyParams) (any, error) {
+		return h.HistoryAs(ctx, call.Principal, p.Topic, p.Since, p.Limit)
+	})
+}
+
+func clientInfo(c *Conn) *ClientInfo {
+	p := c.Principal()
+	return &ClientInfo{ConnID: c.id, UserID: p.UserID, DeviceID: p.DeviceID, Kind: p.Kind, NodeID: c.hub.cfg.NodeID}
+}
+
+// connSubsOf returns the connection's subscriptions, or nil.
+func connSubsOf(c *Conn) *connSubs {
+	cs, _ := c.Value(connSubsKey{}).(*connSubs)
+	return cs
+}
+
+// take removes and returns the subscription to topic (only if it is s, when
+// s is not nil).
+func (cs *connSubs) take(topic string, s *subscriber) *subscriber {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	got := cs.subs[topic]
+	if got == nil || (s != nil && got != s) {
+		return nil
+	}
+	delete(cs.subs, topic)
+	return got
+}
+
+// connSubsFor returns the connection's subscriptions, creating them. Only the
+// connection's request goroutine creates them (channel methods are Serial).
+func (h *Hub) connSubsFor(c *Conn) *connSubs {
+	if cs := connSubsOf(c); cs != nil {
+		return cs
+	}
+	cs := &connSubs{subs: make(map[string]*subscriber)}
+	c.SetValue(connSubsKey{}, cs)
+	c.AfterClose(func(*Conn) { h.connClosed(cs) })
+	return cs
+}
+
+// connClosed drops a closed connection's subscriptions. It runs on a
+// transport goroutine, so the broker calls happen on a hub goroutine.
+func (h *Hub) connClosed(cs *connSubs) {
+	cs.mu.Lock()
+	cs.closed = true
+	subs := make([]*subscriber, 0, len(cs.subs))
+	for _, s := range cs.subs {
+		subs = append(subs, s)
+	}
+	clear(cs.subs)
+	cs.mu.Unlock()
+	if len(subs) == 0 {
+		return
+	}
+	for _, s := range subs {
+		s.live.Store(false) // stop direct sends at once
+	}
+	if h.closed.Load() {
+		return
+	}
+	h.Go(func(ctx context.Context) {
+		for _, s := range subs {
+			h.detach(ctx, s)
+		}
+	})
+}
+
+// subscribe handles channel.subscribe.
+func (h *Hub) subscribe(ctx context.Context, call *Call, p *subscribeParams) (any, error) {
+	ns, t, err := h.ch.resolve(p.Topic)
+	if err != nil {
+		return nil, err
+	}
+	if err := ns.authorize(ctx, call.Principal, t, actSubscribe); err != nil {
+		return nil, err
+	}
+	c := call.Conn
+	cs := h.connSubsFor(c)
+	s := &subscriber{conn: c, topic: t.Name, ns: ns, info: *clientInfo(c)}
+	cs.mu.Lock()
+	switch {
+	case cs.closed:
+		cs.mu.Unlock()
+		return nil, protocol.Errorf(protocol.CodeUnavailable, "connection closing")
+	case cs.subs[t.Name] != nil:
+		cs.mu.Unlock()
+		return nil, protocol.Errorf(protocol.CodeConflict, "already subscribed to %q", t.Name)
+	case len(cs.subs) >= h.cfg.MaxSubscriptions:
+		cs.mu.Unlock()
+		return nil, protocol.Errorf(protocol.CodeTooLarge, "too many subscriptions on this connection (max %d)", h.cfg.MaxSubscriptions).
+			WithDetail("limit", h.cfg.MaxSubscriptions)
+	}
+	cs.subs[t.Name] = s
+	cs.mu.Unlock()
+
+	res, err := h.join(ctx, s, t, ns, p.Since)
+	if err != nil {
+		cs.take(t.Name, s)
+		h.detach(context.WithoutCancel(ctx), s)
+		return nil, err
+	}
+	call.AfterReply(s.goLive)
+	return res, nil
+}
+
+// join attaches s to its topic in the joining state, then finds the position
+// it joins at (from history, a snapshot or the stream) and adds presence.
+// Publications from the attach on are buffered, so that those after the
+// position are sent after the reply (goLive): none is lost or sent twice.
+func (h *Hub) join(ctx context.Context, s *subscriber, t Topic, ns *namespace, since *StreamPosition) (*SubscribeResult, error) {
+	if err := h.attach(ctx, s); err != nil {
+		return nil, err
+	}
+	b := h.ch.broker
+	res := &SubscribeResult{}
+	var pos StreamPosition
+	if since != nil {
+		pubs, p, err := b.History(ctx, t.Name, since, 0)
+		switch {
+		case err == nil:
+			res.Recovered, res.Publications, pos = true, pubs, p
+		case errors.Is(err, ErrHistoryGap):
+		default:
+			return nil, fmt.Errorf("channel history of %s: %w", t.Name, err)
+		}
+	}
+	if !res.Recovered {
+		var err error
+		if ns.snapshot != nil {
+			res.Snapshot, pos, err = h.takeSnapshot(ctx, ns, t)
+		} else {
+			pos, err = b.Position(ctx, t.Name)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	res.Epoch, res.Offset = pos.Epoch, pos.Offset
+	if !s.ready(pos) {
+		return nil, protocol.Errorf(protocol.CodeUnavailable, "too many publications on %q while joining; try again", t.Name)
+	}
+	if ns.cfg.Presence {
+		if err := b.AddPresence(ctx, t.Name, s.info.ConnID, s.info, presenceTTL); err != nil {
+			return nil, fmt.Errorf("add presence on %s: %w", t.Name, err)
+		}
+		s.inPresence.Store(true)
+		h.control(ctx, t.Name, controlMessage{Kind: "join", Client: &s.info})
+	}
+	return res, nil
+}
+
+// takeSnapshot asks the namespace's provider for a snapshot consistent with a
+// stream position (see SnapshotProvider).
+func (h *Hub) takeSnapshot(ctx context.Context, ns *namespace, t Topic) (json.RawMessage, StreamPosition, error) {
+	b := h.ch.broker
+	for range snapshotAttempts {
+		before, err := b.Position(ctx, t.Name)
+		if err != nil {
+			return nil, StreamPosition{}, fmt.Errorf("channel position of %s: %w", t.Name, err)
+		}
+		snap, err := ns.snapshot.Snapshot(ctx, t)
+		if err != nil {
+			return nil, StreamPosition{}, fmt.Errorf("snapshot of %s: %w", t.Name, err)
+		}
+		if snap.Position != nil {
+			return snap.Data, *snap.Position, nil
+		}
+		after, err := b.Position(ctx, t.Name)
+		if err != nil {
+			return nil, StreamPosition{}, fmt.Errorf("channel position of %s: %w", t.Name, err)
+		}
+		if before == after {
+			return snap.Data, after, nil
+		}
+		h.ch.metrics.snapRetries.Inc()
+	}
+	return nil, StreamPosition{}, protocol.Errorf(protocol.CodeUnavailable, "topic %q is too busy to take a consistent snapshot; try again", t.Name)
+}
+
+// attach adds s to its local topic, subscribing the node in the broker when
+// s is the topic's first local subscriber.
+func (h *Hub) attach(ctx context.Context, s *subscriber) error {
+	for {
+		lt := h.ch.getOrCreate(s.topic, s.ns)
+		lt.mu.Lock()
+		if lt.dead {
+			lt.mu.Unlock()
+			continue
+		}
+		if s.removed.Load() {
+			lt.mu.Unlock()
+			return protocol.Errorf(protocol.CodeUnavailable, "connection closing")
+		}
+		if !lt.subscribed {
+			err := h.ch.broker.Subscribe(ctx, s.topic)
+			if err == nil {
+				if err = h.ch.broker.Subscribe(ctx, ctlPrefix+s.topic); err != nil {
+					_ = h.ch.broker.Unsubscribe(context.WithoutCancel(ctx), s.topic)
+				}
+			}
+			if err != nil {
+				if sp := lt.subs.Load(); sp == nil || len(*sp) == 0 {
+					h.ch.forgetLocked(lt)
+				}
+				lt.mu.Unlock()
+				return fmt.Errorf("broker subscribe %s: %w", s.topic, err)
+			}
+			lt.subscribed = true
+		}
+		var next []*subscriber
+		if sp := lt.subs.Load(); sp != nil {
+			next = slices.Clone(*sp)
+		}
+		next = append(next, s)
+		lt.subs.Store(&next)
+		lt.mu.Unlock()
+		h.ch.metrics.subscriptions.Inc()
+		return nil
+	}
+}
+
+// forgetLocked marks lt dead and removes it from its shard. lt.mu is held.
+func (cs *channels) forgetLocked(lt *localTopic) {
+	lt.dead = true
+	s := cs.shard(lt.name)
+	s.mu.Lock()
+	if s.topics[lt.name] == lt {
+		delete(s.topics, lt.name)
+	}
+	s.mu.Unlock()
+}
+
+// detach removes s from its topic (idempotent), unsubscribing the node when
+// it was the last local subscriber, and removes its presence.
+func (h *Hub) detach(ctx context.Context, s *subscriber) {
+	if !s.removed.CompareAndSwap(false, true) {
+		return
+	}
+	s.live.Store(false)
+	for {
+		lt := h.ch.lookup(s.topic)
+		if lt == nil {
+			break // never attached: attach will see removed
+		}
+		lt.mu.Lock()
+		if lt.dead {
+			lt.mu.Unlock()
+			continue
+		}
+		sp := lt.subs.Load()
+		if sp == nil || !slices.Contains(*sp, s) {
+			lt.mu.Unlock()
+			break
+		}
+		next := slices.DeleteFunc(slices.Clone(*sp), func(x *subscriber) bool { return x == s })
+		lt.subs.Store(&next)
+		h.ch.metrics.subscriptions.Dec()
+		if len(next) == 0 {
+			if lt.subscribed {
+				if err := h.ch.broker.Unsubscribe(ctx, s.topic); err != nil {
+					h.log.Warn("broker unsubscribe", "topic", s.topic, "err", err)
+				}
+				if err := h.ch.broker.Unsubscribe(ctx, ctlPrefix+s.topic); err != nil {
+					h.log.Warn("broker unsubscribe", "topic", ctlPrefix+s.topic, "err", err)
+				}
+			}
+			h.ch.forgetLocked(lt)
+		}
+		lt.mu.Unlock()
+		break
+	}
+	if s.inPresence.CompareAndSwap(true, false) {
+		if err := h.ch.broker.RemovePresence(ctx, s.topic, s.info.ConnID); err != nil {
+			h.log.Warn("remove presence", "topic", s.topic, "err", err)
+		}
+		h.control(ctx, s.topic, controlMessage{Kind: "leave", Client: &s.info})
+	}
+}
+
+// dropSubscriber removes a subscription on the server's initiative: the
+// client gets channel.unsubscribed. It never blocks (it may run on the
+// broker's delivery path).
+func (h *Hub) dropSubscriber(s *subscriber, reason string, resubscribe bool) {
+	if !s.kicked.CompareAndSwap(false, true) {
+		return
+	}
+	s.live.Store(false)
+	data, _ := jsonMarshal(UnsubscribedEvent{Reason: reason, Resubscribe: resubscribe})
+	s.conn.SendEvent(EventChannelUnsubscribed, s.topic, "", 0, data)
+	if cs := connSubsOf(s.conn); cs != nil {
+		cs.take(s.topic, s)
+	}
+	if h.closed.Load() {
+		return
+	}
+	h.Go(func(ctx context.Context) { h.detach(ctx, s) })
+}
+
+// Unsubscribe removes connection c's subscription to topic on the server's
+// initiative; the client receives channel.unsubscribed with reason "server".
+// It reports whether c was subscribed.
+func (h *Hub) Unsubscribe(c *Conn, topic string) bool {
+	cs := connSubsOf(c)
+	if cs == nil {
+		return false
+	}
+	cs.mu.Lock()
+	s := cs.subs[topic]
+	cs.mu.Unlock()
+	if s == nil {
+		return false
+	}
+	h.dropSubscriber(s, "server", false)
+	return true
+}
+
+// Recheck asks every node to authorize its subscribers of topic again and to
+// remove those no longer allowed (channel.unsubscribed, reason "forbidden").
+// Call it after a change of permissions (a session unshared, a device
+// removed).
+func (h *Hub) Recheck(ctx context.Context, topic string) error {
+	if _, _, err := h.ch.resolve(topic); err != nil {
+		return err
+	}
+	return h.publishControl(ctx, topic, controlMessage{Kind: "recheck"})
+}
+
+func (h *Hub) control(ctx context.Context, topic string, m controlMessage) {
+	if err := h.publishControl(ctx, topic, m); err != nil {
+		h.log.Warn("channel control message", "topic", topic, "kind", m.Kind, "err", err)
+	}
+}
+
+func (h *Hub) publishControl(ctx context.Context, topic string, m controlMessage) error {
+	data, err := jsonMarshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = h.ch.broker.Publish(ctx, ctlPrefix+topic, data, PublishOptions{})
+	return err
+}
+
+// handleControl runs on the broker's delivery path for a control topic.
+func (h *Hub) handleControl(topic string, data json.RawMessage) {
+	var m controlMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		h.log.Warn("bad channel control message", "topic", topic, "err", err)
+		return
+	}
+	lt := h.ch.lookup(topic)
+	if lt == nil {
+		return
+	}
+	sp := lt.subs.Load()
+	if sp == nil || len(*sp) == 0 {
+		return
+	}
+	switch m.Kind {
+	case "join", "leave":
+		if m.Client == nil {
+			return
+		}
+		event := EventChannelJoin
+		if m.Kind == "leave" {
+			event = EventChannelLeave
+		}
+		info, _ := jsonMarshal(m.Client)
+		frame := ws.PrepareText(protocol.AppendEvent(nil, event, topic, "", 0, info))
+		for _, s := range *sp {
+			if s.live.Load() && s.info.ConnID != m.Client.ConnID {
+				s.conn.SendPrepared(frame)
+			}
+		}
+	case "recheck":
+		subs := slices.Clone(*sp)
+		if h.closed.Load() {
+			return
+		}
+		h.Go(func(ctx context.Context) { h.recheck(ctx, topic, subs) })
+	}
+}
+
+func (h *Hub) recheck(ctx context.Context, topic string, subs []*subscriber) {
+	ns, t, err := h.ch.resolve(topic)
+	if err != nil {
+		return
+	}
+	for _, s := range subs {
+		err := ns.authorize(ctx, s.conn.Principal(), t, actSubscribe)
+		if err == nil {
+			continue
+		}
+		if pe := protocol.AsError(err); pe.Code == protocol.CodeForbidden || pe.Code == protocol.CodeUnauthorized {
+			h.dropSubscriber(s, "forbidden", false)
+		} else {
+			h.log.Warn("recheck subscription", "topic", topic, "conn", s.conn.id, "err", err)
+		}
+	}
+}
+
+// presenceLoop refreshes the presence entries of this node's subscribers:
+// one loop for the hub, no timer per subscription.
+func (h *Hub) presenceLoop(ctx context.Context) {
+	t := time.NewTicker(presenceTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			h.refreshPresence(ctx)
+		}
+	}
+}
+
+func (h *Hub) refreshPresence(ctx context.Context) {
+	var subs []*subscriber
+	for i := range h.ch.shards {
+		sh := &h.ch.shards[i]
+		sh.mu.RLock()
+		for _, lt := range sh.topics {
+			if !lt.ns.cfg.Presence {
+				continue
+			}
+			if sp := lt.subs.Load(); sp != nil {
+				for _, s := range *sp {
+					if s.inPresence.Load() {
+						subs = append(subs, s)
+					}
+				}
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	for _, s := range subs {
+		if err := h.ch.broker.AddPresence(ctx, s.topic, s.info.ConnID, s.info, presenceTTL); err != nil {
+			h.log.Warn("refresh presence", "topic", s.topic, "err", err)
+			if ctx.Err() != nil {
+				return
+			}
+		}
+	}
+}
+
+// Publish publishes data (compact JSON) to topic on the server's behalf: the
+// topic must match a namespace, no rule is checked. It returns the
+// publication's position.
+func (h *Hub) Publish(ctx context.Context, topic string, data json.RawMessage) (StreamPosition, error) {
+	ns, t, err := h.ch.resolve(topic)
+	if err != nil {
+		return StreamPosition{}, err
+	}
+	return h.publish(ctx, ns, t, data, nil)
+}
+
+// PublishAs publishes data (compact JSON) to topic as principal p, checking
+// the namespace's publish rules: bad_request, not_found or forbidden.
+// info describes the publisher in the stored publication (may be nil).
+func (h *Hub) PublishAs(ctx context.Context, p *auth.Principal, topic string, data json.RawMessage, info *ClientInfo) (StreamPosition, error) {
+	ns, t, err := h.ch.resolve(topic)
+	if err != nil {
+		return StreamPosition{}, err
+	}
+	if err := ns.authorize(ctx, p, t, actPublish); err != nil {
+		return StreamPosition{}, err
+	}
+	return h.publish(ctx, ns, t, data, info)
+}
+
+func (h *Hub) publish(ctx context.Context, ns *namespace, t Topic, data json.RawMessage, info *ClientInfo) (StreamPosition, error) {
+	if len(data) == 0 {
+		return StreamPosition{}, protocol.FieldError("data", "required")
+	}
+	pos, err := h.ch.broker.Publish(ctx, t.Name, data, PublishOptions{
+		HistorySize: ns.cfg.HistorySize, HistoryTTL: ns.cfg.HistoryTTL, Info: info,
+	})
+	if err != nil {
+		return StreamPosition{}, fmt.Errorf("publish to %s: %w", t.Name, err)
+	}
+	h.ch.metrics.publications.Inc()
+	return pos, nil
+}
+
+// Position returns a topic's current stream position.
+func (h *Hub) Position(ctx context.Context, topic string) (StreamPosition, error) {
+	if _, _, err := h.ch.resolve(topic); err != nil {
+		return StreamPosition{}, err
+	}
+	return h.ch.broker.Position(ctx, topic)
+}
+
+// PresenceAs returns the presence set of topic, for a principal allowed to
+// subscribe to it. A namespace without presence answers not_found.
+func (h *Hub) PresenceAs(ctx context.Context, p *auth.Principal, topic string) (map[string]ClientInfo, error) {
+	ns, t, err := h.ch.resolve(topic)
+	if err != nil {
+		return nil, err
+	}
+	if err := ns.authorize(ctx, p, t, actSubscribe); err != nil {
+		return nil, err
+	}
+	if !ns.cfg.Presence {
+		return nil, protocol.Errorf(protocol.CodeNotFound, "presence is not enabled for namespace %q", t.Namespace)
+	}
+	clients, err := h.ch.broker.Presence(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("presence of %s: %w", topic, err)
+	}
+	return clients, nil
+}
+
+// HistoryAs returns retained publications of topic, for a principal allowed
+// to subscribe to it. Without since it returns the most recent limit
+// publications (all retained when limit is 0), oldest first; with since the
+// first limit publications after it. A since position outside history
+// answers conflict with the current position in details (epoch, offset).
+func (h *Hub) HistoryAs(ctx context.Context, p *auth.Principal, topic string, since *StreamPosition, limit int) (HistoryResult, error) {
+	ns, t, err := h.ch.resolve(topic)
+	if err != nil {
+		return HistoryResult{}, err
+	}
+	if err := ns.authorize(ctx, p, t, actSubscribe); err != nil {
+		return HistoryResult{}, err
+	}
+	if limit < 0 {
+		return HistoryResult{}, protocol.FieldError("limit", "must not be negative")
+	}
+	bl := limit
+	if since == nil {
+		bl = 0
+	}
+	pubs, pos, err := h.ch.broker.History(ctx, topic, since, bl)
+	if errors.Is(err, ErrHistoryGap) {
+		return HistoryResult{}, protocol.Errorf(protocol.CodeConflict, "position is outside the retained history").
+			WithDetail("epoch", pos.Epoch).WithDetail("offset", pos.Offset)
+	}
+	if err != nil {
+		return HistoryResult{}, fmt.Errorf("history of %s: %w", topic, err)
+	}
+	if since == nil && limit > 0 && len(pubs) > limit {
+		pubs = pubs[len(pubs)-limit:]
+	}
+	if pubs == nil {
+		pubs = []Publication{}
+	}
+	return HistoryResult{Epoch: pos.Epoch, Offset: pos.Offset, Publications: pubs}, nil
+}
+
+// Subscribers returns the number of this node's subscribers of topic.
+func (h *Hub) Subscribers(topic string) int {
+	lt := h.ch.lookup(topic)
+	if lt == nil {
+		return 0
+	}
+	if sp := lt.subs.Load(); sp != nil {
+		return len(*sp)
+	}
+	return 0
+}
