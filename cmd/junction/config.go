@@ -142,6 +142,9 @@ func settings() []setting {
 				continue
 			}
 			path := prefix + name
+			if f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct {
+				continue // lists of objects (hub.namespaces) are set in the config file only
+			}
 			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
 				walk(f.Type, path+".")
 				continue

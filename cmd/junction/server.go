@@ -40,6 +40,7 @@ type Main struct {
 	Auth     *auth.Authenticator
 	Network  *auth.NetworkPolicy
 	Hub      *hub.Hub
+	Broker   hub.Broker
 	Web      *web.Server
 
 	// ConfigureHub, when set, runs after the hub is built and before it
@@ -96,7 +97,12 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Registry = prometheus.NewRegistry()
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	m.Hub, err = hub.New(cfg.Hub, hub.Deps{Logger: m.Logger, Registerer: m.Registry, Authenticator: m.Auth})
+	if cfg.Hub.NodeID == "" {
+		cfg.Hub.NodeID = hub.NewNodeID()
+	}
+	// One node: the in-memory broker. The hub runs and closes it.
+	m.Broker = hub.NewMemoryBroker(cfg.Hub.NodeID)
+	m.Hub, err = hub.New(cfg.Hub, hub.Deps{Logger: m.Logger, Registerer: m.Registry, Authenticator: m.Auth, Broker: m.Broker})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,322 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/junctionhq/junction/protocol"
+)
+
+// Publication is one message of a channel, as delivered to a Subscription's
+// handler.
+type Publication struct {
+	Topic  string
+	Epoch  string
+	Offset uint64
+	Data   json.RawMessage
+}
+
+// Subscribed describes one successful (re)subscription.
+type Subscribed struct {
+	Topic  string
+	Epoch  string
+	Offset uint64
+	// Resubscribed is true after a reconnect (or a resubscribe the server
+	// advised), false for the first subscription.
+	Resubscribed bool
+	// Recovered is true when the publications missed while away follow from
+	// history: nothing was lost. When a resubscription is not recovered,
+	// the gap was outside the server's history: the application must reset
+	// its state from Snapshot (or refetch it) before the publications that
+	// follow.
+	Recovered bool
+	// Snapshot is the namespace's snapshot, when it has a provider and the
+	// subscription did not recover from history.
+	Snapshot json.RawMessage
+}
+
+// SubscribeOptions are optional callbacks of a subscription. They run with
+// the subscription's delivery lock held, in order with the handler.
+type SubscribeOptions struct {
+	// OnSubscribed runs after every successful subscription, before the
+	// publications that follow it.
+	OnSubscribed func(Subscribed)
+	// OnUnsubscribed runs when the server removes the subscription for good
+	// (channel.unsubscribed), with its reason.
+	OnUnsubscribed func(reason string)
+}
+
+// Subscription is a channel subscription that survives reconnects: after
+// each reconnect it subscribes again with the position it last delivered,
+// so that the server replays exactly the publications missed, and it
+// delivers each offset at most once, in order.
+type Subscription struct {
+	c       *Client
+	topic   string
+	handler func(Publication)
+	opts    SubscribeOptions
+
+	// mu serialises delivery: the handler and callbacks run with it held.
+	mu         sync.Mutex
+	epoch      string             // guarded by mu: position of the last delivery
+	offset     uint64             // guarded by mu
+	positioned bool               // guarded by mu
+	joining    bool               // guarded by mu: a subscribe call is in flight
+	pending    []*protocol.Frame  // guarded by mu: messages received while joining
+	done       bool               // guarded by mu: unsubscribed
+}
+
+// channelState is a client's subscriptions, kept beside the client (the SDK
+// builds channels on the client's public API only).
+type channelState struct {
+	mu   sync.Mutex
+	subs map[string]*Subscription // guarded by mu
+}
+
+var channelStates sync.Map // *Client → *channelState
+
+func (c *Client) channels() *channelState {
+	if v, ok := channelStates.Load(c); ok {
+		return v.(*channelState)
+	}
+	st := &channelState{subs: map[string]*Subscription{}}
+	if v, loaded := channelStates.LoadOrStore(c, st); loaded {
+		return v.(*channelState)
+	}
+	c.OnEvent("channel.message", func(f *protocol.Frame) {
+		if s := st.get(f.Topic); s != nil {
+			s.onMessage(f)
+		}
+	})
+	c.OnEvent("channel.unsubscribed", func(f *protocol.Frame) {
+		if s := st.get(f.Topic); s != nil {
+			s.onUnsubscribed(f)
+		}
+	})
+	c.OnConnect(func(ctx context.Context, c *Client, reconnected bool) {
+		if !reconnected {
+			return
+		}
+		st.mu.Lock()
+		subs := make([]*Subscription, 0, len(st.subs))
+		for _, s := range st.subs {
+			subs = append(subs, s)
+		}
+		st.mu.Unlock()
+		for _, s := range subs {
+			s.resubscribe(ctx)
+		}
+	})
+	go func() {
+		<-c.Done()
+		channelStates.Delete(c)
+	}()
+	return st
+}
+
+func (st *channelState) get(topic string) *Subscription {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.subs[topic]
+}
+
+// Subscribe subscribes to topic and calls handler for each publication, in
+// offset order, exactly once per offset, on the client's event goroutine
+// (see OnEvent: keep it short). The subscription is renewed after every
+// reconnect with the last delivered position. A topic can be subscribed
+// once per client.
+func (c *Client) Subscribe(ctx context.Context, topic string, handler func(Publication)) (*Subscription, error) {
+	return c.SubscribeWith(ctx, topic, handler, SubscribeOptions{})
+}
+
+// SubscribeWith is Subscribe with callbacks.
+func (c *Client) SubscribeWith(ctx context.Context, topic string, handler func(Publication), opts SubscribeOptions) (*Subscription, error) {
+	st := c.channels()
+	s := &Subscription{c: c, topic: topic, handler: handler, opts: opts}
+	st.mu.Lock()
+	if st.subs[topic] != nil {
+		st.mu.Unlock()
+		return nil, protocol.Errorf(protocol.CodeConflict, "already subscribed to %q", topic)
+	}
+	st.subs[topic] = s
+	st.mu.Unlock()
+	if err := s.subscribe(ctx, false); err != nil {
+		st.mu.Lock()
+		if st.subs[topic] == s {
+			delete(st.subs, topic)
+		}
+		st.mu.Unlock()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Topic returns the subscription's topic.
+func (s *Subscription) Topic() string { return s.topic }
+
+// Position returns the position of the last publication delivered (or of
+// the subscription, before any).
+func (s *Subscription) Position() (epoch string, offset uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.epoch, s.offset
+}
+
+// Unsubscribe ends the subscription.
+func (s *Subscription) Unsubscribe(ctx context.Context) error {
+	s.mu.Lock()
+	s.done = true
+	s.pending = nil
+	s.mu.Unlock()
+	st := s.c.channels()
+	st.mu.Lock()
+	if st.subs[s.topic] == s {
+		delete(st.subs, s.topic)
+	}
+	st.mu.Unlock()
+	return s.c.Call(ctx, "channel.unsubscribe", map[string]string{"topic": s.topic}, nil)
+}
+
+type streamPosition struct {
+	Epoch  string `json:"epoch"`
+	Offset uint64 `json:"offset"`
+}
+
+type subscribeResult struct {
+	Epoch        string          `json:"epoch"`
+	Offset       uint64          `json:"offset"`
+	Recovered    bool            `json:"recovered"`
+	Snapshot     json.RawMessage `json:"snapshot"`
+	Publications []struct {
+		Epoch  string          `json:"epoch"`
+		Offset uint64          `json:"offset"`
+		Data   json.RawMessage `json:"data"`
+	} `json:"publications"`
+}
+
+// subscribe makes one channel.subscribe call, from the last position when
+// there is one, and delivers what it returns and what arrived meanwhile.
+func (s *Subscription) subscribe(ctx context.Context, resubscribed bool) error {
+	s.mu.Lock()
+	if s.done {
+		s.mu.Unlock()
+		return nil
+	}
+	params := struct {
+		Topic string          `json:"topic"`
+		Since *streamPosition `json:"since,omitempty"`
+	}{Topic: s.topic}
+	if s.positioned {
+		params.Since = &streamPosition{Epoch: s.epoch, Offset: s.offset}
+	}
+	s.joining = true
+	s.pending = nil
+	s.mu.Unlock()
+
+	var res subscribeResult
+	err := s.c.Call(ctx, "channel.subscribe", params, &res)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pending := s.pending
+	s.joining, s.pending = false, nil
+	if err != nil || s.done {
+		return err
+	}
+	if !res.Recovered {
+		s.epoch, s.offset, s.positioned = res.Epoch, res.Offset, true
+	}
+	if s.opts.OnSubscribed != nil {
+		s.opts.OnSubscribed(Subscribed{Topic: s.topic, Epoch: res.Epoch, Offset: res.Offset,
+			Resubscribed: resubscribed, Recovered: res.Recovered, Snapshot: res.Snapshot})
+	}
+	for _, p := range res.Publications {
+		s.deliverLocked(p.Epoch, p.Offset, p.Data)
+	}
+	if res.Recovered {
+		s.epoch, s.offset, s.positioned = res.Epoch, max(s.offset, res.Offset), true
+	}
+	for _, f := range pending {
+		s.deliverLocked(f.Epoch, f.Offset, f.Data)
+	}
+	return nil
+}
+
+// resubscribe renews the subscription on a new connection, retrying
+// retryable failures until ctx (the connection's) ends.
+func (s *Subscription) resubscribe(ctx context.Context) {
+	for attempt := 1; ; attempt++ {
+		err := s.subscribe(ctx, true)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		var pe *protocol.Error
+		if errors.As(err, &pe) && !pe.Retryable && pe.Code != protocol.CodeConflict {
+			s.c.log.Warn("resubscribe failed", "topic", s.topic, "err", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Duration(min(attempt, 20)) * 50 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Subscription) deliverLocked(epoch string, offset uint64, data json.RawMessage) {
+	if s.done || epoch != s.epoch || offset <= s.offset {
+		return // another stream life (the server resets it) or already delivered
+	}
+	s.offset = offset
+	s.handler(Publication{Topic: s.topic, Epoch: epoch, Offset: offset, Data: data})
+}
+
+func (s *Subscription) onMessage(f *protocol.Frame) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.joining {
+		s.pending = append(s.pending, f)
+		return
+	}
+	s.deliverLocked(f.Epoch, f.Offset, f.Data)
+}
+
+func (s *Subscription) onUnsubscribed(f *protocol.Frame) {
+	var ev struct {
+		Reason      string `json:"reason"`
+		Resubscribe bool   `json:"resubscribe"`
+	}
+	_ = json.Unmarshal(f.Data, &ev)
+	if ev.Resubscribe {
+		// Not on the event goroutine: the call's response must be read.
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			s.resubscribe(ctx)
+		}()
+		return
+	}
+	st := s.c.channels()
+	st.mu.Lock()
+	if st.subs[s.topic] == s {
+		delete(st.subs, s.topic)
+	}
+	st.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done = true
+	if s.opts.OnUnsubscribed != nil {
+		s.opts.OnUnsubscribed(ev.Reason)
+	}
+}
+
+// Publish publishes data (encoded as JSON) to topic and returns the
+// publication's position.
+func (c *Client) Publish(ctx context.Context, topic string, data any) (epoch string, offset uint64, err error) {
+	var res streamPosition
+	err = c.Call(ctx, "channel.publish", map[string]any{"topic": topic, "data": data}, &res)
+	return res.Epoch, res.Offset, err
+}

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/junctionhq/junction/client"
+	"github.com/junctionhq/junction/internal/hub"
+)
+
+func withNamespaces(ns ...hub.NamespaceConfig) func(*Config) {
+	return func(c *Config) { c.Hub.Namespaces = ns }
+}
+
+// cutProxy forwards TCP connections to target and can cut them all at once,
+// like a network failure between a client and the server.
+type cutProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, target: target}
+	p.wg.Go(func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, in, out)
+			p.mu.Unlock()
+			p.wg.Go(func() { _, _ = io.Copy(out, in); out.Close() })
+			p.wg.Go(func() { _, _ = io.Copy(in, out); in.Close() })
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		p.cut()
+		p.wg.Wait()
+	})
+	return p
+}
+
+// cut closes every proxied connection, both sides.
+func (p *cutProxy) cut() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	n := len(p.conns) / 2
+	p.conns = nil
+	return n
+}
+
+func TestChannelResumeAcrossReconnect(t *testing.T) {
+	m := startServer(t, withNamespaces(hub.NamespaceConfig{
+		Pattern: "feed:{id}", Subscribe: []string{"any"}, Publish: []string{"scope=write"}, HistorySize: 10000,
+	}))
+	proxy := newCutProxy(t, m.Addr().String())
+	const total = 3000
+
+	var (
+		mu    sync.Mutex
+		got   []int
+		subs  []client.Subscribed
+		cond  = sync.NewCond(&mu)
+		ctx   = context.Background()
+		token = mintToken(t, m, "alice", "a1", "phone")
+	)
+	sub := client.New(client.Options{URL: "ws://" + proxy.ln.Addr().String() + "/ws", Token: token,
+		Reconnect: true, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := sub.Connect(cctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Close() })
+	if !slices.Contains(sub.Welcome().Features, "channels") {
+		t.Fatalf("got features %v, want channels", sub.Welcome().Features)
+	}
+	_, err := sub.SubscribeWith(cctx, "feed:1", func(p client.Publication) {
+		var n int
+		_ = json.Unmarshal(p.Data, &n)
+		mu.Lock()
+		got = append(got, n)
+		cond.Broadcast()
+		mu.Unlock()
+	}, client.SubscribeOptions{OnSubscribed: func(s client.Subscribed) {
+		mu.Lock()
+		subs = append(subs, s)
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	pub := dialClient(t, m, "bob", "b1", "phone")
+	waitCount := func(n int) {
+		t.Helper()
+		timer := time.AfterFunc(30*time.Second, func() { mu.Lock(); cond.Broadcast(); mu.Unlock() })
+		defer timer.Stop()
+		deadline := time.Now().Add(30 * time.Second)
+		mu.Lock()
+		defer mu.Unlock()
+		for len(got) < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out: got %d publications, want %d", len(got), n)
+			}
+			cond.Wait()
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 1; i <= total; i++ {
+			if _, _, err := pub.Publish(ctx, "feed:1", i); err != nil {
+				t.Errorf("publish %d: %v", i, err)
+				return
+			}
+		}
+	})
+	waitCount(total / 3)
+	if n := proxy.cut(); n == 0 {
+		t.Fatal("cut no connection")
+	}
+	wg.Wait() // publishing went on while the subscriber was away
+	waitCount(total)
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != total {
+		t.Fatalf("got %d publications, want %d", len(got), total)
+	}
+	for i, n := range got {
+		if n != i+1 {
+			t.Fatalf("got %d at %d, want %d: lost, duplicated or out of order", n, i, i+1)
+		}
+	}
+	if len(subs) < 2 || !subs[len(subs)-1].Resubscribed || !subs[len(subs)-1].Recovered {
+		t.Fatalf("got subscriptions %+v, want a recovered resubscription", subs)
+	}
+}
+
+func TestChannelREST(t *testing.T) {
+	m := startServer(t, withNamespaces(hub.NamespaceConfig{
+		Pattern: "room:{id}", Subscribe: []string{"any"}, Publish: []string{"scope=write"}, Presence: true, HistorySize: 3,
+	}))
+	writer := mintToken(t, m, "alice", "a1", "phone")
+	reader := mintToken(t, m, "bob", "b1", "phone", "read")
+	watcher := dialClient(t, m, "carol", "c1", "phone")
+	ctx := context.Background()
+	var gotMsgs []client.Publication
+	var mu sync.Mutex
+	if _, err := watcher.Subscribe(ctx, "room:1", func(p client.Publication) {
+		mu.Lock()
+		gotMsgs = append(gotMsgs, p)
+		mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	do := func(method, path, token, body string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, m.URL()+path, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	for i := 1; i <= 5; i++ {
+		status, out := do("POST", "/api/v1/channels/room:1/publish", writer, fmt.Sprintf(`{"data": {"n": %d}}`, i))
+		if status != 200 || out["offset"] != float64(i) {
+			t.Fatalf("publish %d: got %d %v, want 200 with offset %d", i, status, out, i)
+		}
+	}
+	eventually(t, "the REST publications over WebSocket", func() bool { mu.Lock(); defer mu.Unlock(); return len(gotMsgs) == 5 })
+
+	status, out := do("GET", "/api/v1/channels/room:1/history?limit=2", reader, "")
+	if pubs, _ := out["publications"].([]any); status != 200 || len(pubs) != 2 {
+		t.Fatalf("history: got %d %v, want 2 publications", status, out)
+	}
+	epoch := out["epoch"].(string)
+	status, out = do("GET", "/api/v1/channels/room:1/presence", reader, "")
+	if clients, _ := out["clients"].(map[string]any); status != 200 || len(clients) != 1 {
+		t.Fatalf("presence: got %d %v, want carol", status, out)
+	}
+
+	tests := []struct {
+		name, method, path, token, body string
+		status                          int
+		code                            string
+	}{
+		{"no credential", "POST", "/api/v1/channels/room:1/publish", "", `{"data":1}`, 401, "unauthorized"},
+		{"publish without write", "POST", "/api/v1/channels/room:1/publish", reader, `{"data":1}`, 403, "forbidden"},
+		{"unknown namespace", "POST", "/api/v1/channels/nope:1/publish", writer, `{"data":1}`, 404, "not_found"},
+		{"bad topic", "POST", "/api/v1/channels/room:a%20b/publish", writer, `{"data":1}`, 400, "bad_request"},
+		{"missing data", "POST", "/api/v1/channels/room:1/publish", writer, `{}`, 400, "bad_request"},
+		{"unknown member", "POST", "/api/v1/channels/room:1/publish", writer, `{"data":1,"x":2}`, 400, "bad_request"},
+		{"other user's channel", "GET", "/api/v1/channels/user:alice/history", reader, "", 403, "forbidden"},
+		{"presence disabled", "GET", "/api/v1/channels/public:x/presence", reader, "", 404, "not_found"},
+		{"history gap", "GET", "/api/v1/channels/room:1/history?since_epoch=" + epoch + "&since_offset=0", reader, "", 409, "conflict"},
+		{"bad since", "GET", "/api/v1/channels/room:1/history?since_epoch=x&since_offset=-1", reader, "", 400, "bad_request"},
+		{"bad limit", "GET", "/api/v1/channels/room:1/history?limit=x", reader, "", 400, "bad_request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, out := do(tt.method, tt.path, tt.token, tt.body)
+			e, _ := out["error"].(map[string]any)
+			if status != tt.status || e["code"] != tt.code {
+				t.Fatalf("got %d %v, want %d %s", status, out, tt.status, tt.code)
+			}
+		})
+	}
+}

@@ -1,0 +1,103 @@
+package web
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/junctionhq/junction/internal/auth"
+	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/protocol"
+)
+
+// channelRoutes registers the REST API of channels, for backends. Each
+// endpoint authenticates the bearer credential and applies the topic's
+// namespace rules, as the WebSocket methods do.
+func (s *Server) channelRoutes() {
+	s.handle("POST /api/v1/channels/{topic}/publish", s.requireScope(hub.ScopeAuthenticated, s.serveChannelPublish))
+	s.handle("GET /api/v1/channels/{topic}/presence", s.requireScope(hub.ScopeAuthenticated, s.serveChannelPresence))
+	s.handle("GET /api/v1/channels/{topic}/history", s.requireScope(hub.ScopeAuthenticated, s.serveChannelHistory))
+}
+
+type publishBody struct {
+	Data json.RawMessage `json:"data"`
+}
+
+func (b *publishBody) Validate() error {
+	if len(b.Data) == 0 || string(b.Data) == "null" {
+		return protocol.FieldError("data", "required")
+	}
+	return nil
+}
+
+// serveChannelPublish publishes {"data": ...} and answers {epoch, offset}.
+func (s *Server) serveChannelPublish(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
+	var body publishBody
+	if err := DecodeJSON(r, &body); err != nil {
+		writeError(w, err)
+		return
+	}
+	data, err := protocol.Compact(body.Data)
+	if err != nil {
+		writeError(w, protocol.FieldError("data", "invalid JSON"))
+		return
+	}
+	info := &hub.ClientInfo{UserID: p.UserID, DeviceID: p.DeviceID, Kind: p.Kind}
+	pos, err := s.deps.Hub.PublishAs(r.Context(), p, r.PathValue("topic"), data, info)
+	if err != nil {
+		s.channelError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, hub.PublishResult{Epoch: pos.Epoch, Offset: pos.Offset})
+}
+
+// serveChannelPresence answers {clients: {connId: info}}.
+func (s *Server) serveChannelPresence(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
+	clients, err := s.deps.Hub.PresenceAs(r.Context(), p, r.PathValue("topic"))
+	if err != nil {
+		s.channelError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, hub.PresenceResult{Clients: clients})
+}
+
+// serveChannelHistory answers {epoch, offset, publications}; query
+// parameters since_epoch and since_offset (together) and limit.
+func (s *Server) serveChannelHistory(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
+	q := r.URL.Query()
+	var since *hub.StreamPosition
+	if q.Has("since_epoch") || q.Has("since_offset") {
+		off, err := strconv.ParseUint(q.Get("since_offset"), 10, 64)
+		if err != nil {
+			writeError(w, protocol.FieldError("since_offset", "want a non-negative integer"))
+			return
+		}
+		if q.Get("since_epoch") == "" {
+			writeError(w, protocol.FieldError("since_epoch", "required with since_offset"))
+			return
+		}
+		since = &hub.StreamPosition{Epoch: q.Get("since_epoch"), Offset: off}
+	}
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeError(w, protocol.FieldError("limit", "want a non-negative integer"))
+			return
+		}
+		limit = n
+	}
+	res, err := s.deps.Hub.HistoryAs(r.Context(), p, r.PathValue("topic"), since, limit)
+	if err != nil {
+		s.channelError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) channelError(w http.ResponseWriter, err error) {
+	if pe := protocol.AsError(err); pe.Code == protocol.CodeInternal {
+		s.log.Error("channel request failed", "err", err)
+	}
+	writeError(w, err)
+}
