@@ -61,12 +61,12 @@ type Subscription struct {
 
 	// mu serialises delivery: the handler and callbacks run with it held.
 	mu         sync.Mutex
-	epoch      string             // guarded by mu: position of the last delivery
-	offset     uint64             // guarded by mu
-	positioned bool               // guarded by mu
-	joining    bool               // guarded by mu: a subscribe call is in flight
-	pending    []*protocol.Frame  // guarded by mu: messages received while joining
-	done       bool               // guarded by mu: unsubscribed
+	epoch      string            // guarded by mu: position of the last delivery
+	offset     uint64            // guarded by mu
+	positioned bool              // guarded by mu
+	joining    bool              // guarded by mu: a subscribe call is in flight
+	pending    []*protocol.Frame // guarded by mu: messages received while joining
+	done       bool              // guarded by mu: unsubscribed
 }
 
 // channelState is a client's subscriptions, kept beside the client (the SDK

@@ -162,4 +162,3 @@ func BenchmarkPublish(b *testing.B) {
 		})
 	}
 }
-
