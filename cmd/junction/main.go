@@ -3,7 +3,7 @@
 //	junction serve    run the server (see junction serve --help)
 //	junction token    mint an access token with a data directory's key
 //	junction keygen   create the EdDSA signing key in a data directory
-//	junction bench    load generator speaking the protocol (loopback only)
+//	junction migrate  apply database migrations and exit
 //	junction version  print the version
 package main
 
@@ -41,8 +41,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		err = runToken(args[1:], stdout, stderr)
 	case "keygen":
 		err = runKeygen(args[1:], stdout, stderr)
-	case "bench":
-		err = runBench(ctx, args[1:], stdout, stderr)
+	case "migrate":
+		err = runMigrate(ctx, args[1:], environ, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "junction", version)
 	case "help", "-h", "--help":
@@ -70,7 +70,7 @@ Usage:
   junction serve [flags]     run the server on its embedded defaults (127.0.0.1:7700, ./data)
   junction token [flags]     mint an access token signed with a data directory's key
   junction keygen [flags]    create the EdDSA signing key in a data directory
-  junction bench [flags]     load generator: connect, idle, rpc and fanout scenarios (loopback only)
+  junction migrate [flags]   apply database migrations and exit (--database DSN, --data DIR)
   junction version           print the version
 
 Run 'junction COMMAND --help' for a command's flags.

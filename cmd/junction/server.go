@@ -18,6 +18,7 @@ import (
 
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/internal/store"
 	"github.com/junctionhq/junction/internal/web"
 )
 
@@ -40,8 +41,13 @@ type Main struct {
 	Auth     *auth.Authenticator
 	Network  *auth.NetworkPolicy
 	Hub      *hub.Hub
-	Broker   hub.Broker
 	Web      *web.Server
+	// Store is the database (SQLite in the data directory by default),
+	// migrated at Open and closed by Close.
+	Store *store.DB
+	// StoreOptions tune the store (tests shorten retention); zero values
+	// select the store's defaults.
+	StoreOptions store.Options
 
 	// ConfigureHub, when set, runs after the hub is built and before it
 	// starts: tests and embedders register extra methods with it.
@@ -97,13 +103,13 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Registry = prometheus.NewRegistry()
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	if cfg.Hub.NodeID == "" {
-		cfg.Hub.NodeID = hub.NewNodeID()
+	if m.Store, err = openStore(ctx, cfg, m.StoreOptions, m.Logger); err != nil {
+		return err
 	}
-	// One node: the in-memory broker. The hub runs and closes it.
-	m.Broker = hub.NewMemoryBroker(cfg.Hub.NodeID)
-	m.Hub, err = hub.New(cfg.Hub, hub.Deps{Logger: m.Logger, Registerer: m.Registry, Authenticator: m.Auth, Broker: m.Broker})
+	m.Hub, err = hub.New(cfg.Hub, hub.Deps{Logger: m.Logger, Registerer: m.Registry, Authenticator: m.Auth,
+		DeviceSeen: deviceSeen(m.Store)})
 	if err != nil {
+		m.Store.Close()
 		return err
 	}
 	if m.ConfigureHub != nil {
@@ -112,19 +118,25 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Web, err = web.New(cfg.Web, web.Deps{
 		Hub: m.Hub, Authenticator: m.Auth, Network: m.Network, Origins: origins,
 		Logger: m.Logger, Registerer: m.Registry, Gatherer: m.Registry,
+		Store: m.Store, Login: web.LoginConfig{AccessTTL: cfg.Auth.AccessTTL, RefreshTTL: cfg.Auth.RefreshTTL},
+		Ready: []web.ReadyCheck{{Name: "store", Check: m.Store.Ping}},
 	})
 	if err != nil {
+		m.Store.Close()
 		return err
 	}
 
 	m.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
+		m.Store.Close()
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	if err := m.Hub.Start(); err != nil {
 		m.ln.Close()
+		m.Store.Close()
 		return err
 	}
+	m.Hub.Go(pruneLoop(m.Store, m.Logger))
 	m.srv = &http.Server{
 		Handler:           m.Web,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -176,6 +188,11 @@ func (m *Main) Close(ctx context.Context) error {
 		}
 		if m.Hub != nil {
 			if err := m.Hub.Shutdown(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if m.Store != nil {
+			if err := m.Store.Close(); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/internal/store"
 	"github.com/junctionhq/junction/protocol"
 )
 
@@ -66,6 +67,11 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
 	Ready      []ReadyCheck
+	// Store, when set, enables the account API: key login, devices and
+	// pairing, encrypted data, update sync (REST and WebSocket methods).
+	Store *store.DB
+	// Login configures token lifetimes of the account API.
+	Login LoginConfig
 }
 
 // Server is the HTTP edge.
@@ -76,6 +82,10 @@ type Server struct {
 	mux     *http.ServeMux
 	metrics *metrics
 	console fs.FS
+
+	challenges *auth.Challenges // set once in New
+	patterns   []string         // registered routes, filled by New
+	wsMethods  []string         // WebSocket methods of the account API, filled by New
 }
 
 // New builds the edge and its routes.
@@ -94,7 +104,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, mux: http.NewServeMux(), console: console}
+	s.deps.Login.setDefaults()
+	s.challenges = auth.NewChallenges(s.deps.Login.ChallengeTTL, 0)
 	s.metrics = newMetrics(deps.Registerer)
+	if deps.Store != nil {
+		s.accountRoutes()
+	}
 	s.routes()
 	return s, nil
 }
@@ -104,7 +119,6 @@ func (s *Server) routes() {
 	s.handle("GET /api/v1/info", s.serveInfo)
 	s.handle("GET /api/v1/admin/lockdown", s.requireScope(auth.ScopeAdmin, s.serveLockdownGet))
 	s.handle("POST /api/v1/admin/lockdown", s.requireScope(auth.ScopeAdmin, s.serveLockdownSet))
-	s.channelRoutes()
 	s.handle("GET /healthz", s.serveHealth)
 	s.handle("GET /readyz", s.serveReady)
 	if s.deps.Gatherer != nil {
@@ -121,6 +135,7 @@ func (s *Server) routes() {
 func (s *Server) Handle(pattern string, fn http.HandlerFunc) { s.handle(pattern, fn) }
 
 func (s *Server) handle(pattern string, fn http.HandlerFunc) {
+	s.patterns = append(s.patterns, pattern)
 	s.mux.HandleFunc(pattern, fn)
 }
 
@@ -160,6 +175,9 @@ func (s *Server) Principal(r *http.Request) (*auth.Principal, error) {
 	if err != nil {
 		s.metrics.authFailures.WithLabelValues(auth.FailureReason(err)).Inc()
 		return nil, protocol.Errorf(protocol.CodeUnauthorized, "invalid credential: %s", auth.FailureReason(err))
+	}
+	if err := s.checkDevice(r.Context(), p); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -207,6 +225,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		reason := auth.FailureReason(err)
 		s.metrics.authFailures.WithLabelValues(reason).Inc()
 		writeError(w, protocol.Errorf(protocol.CodeUnauthorized, "invalid credential: %s", reason))
+		return
+	}
+	if err := s.checkDevice(r.Context(), p); err != nil {
+		writeError(w, err)
 		return
 	}
 	sub := ""

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/junctionhq/junction/internal/store"
+)
+
+// databaseDSN returns the store's DSN: Config.Database, or the SQLite file
+// junction.db in the data directory when it is empty.
+func databaseDSN(cfg *Config) string {
+	if cfg.Database != "" {
+		return cfg.Database
+	}
+	return "sqlite:" + filepath.Join(cfg.Data, "junction.db")
+}
+
+// openStore opens the configured database and applies pending migrations.
+func openStore(ctx context.Context, cfg *Config, opts store.Options, log *slog.Logger) (*store.DB, error) {
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	db, err := store.Open(ctx, databaseDSN(cfg), opts)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	applied, err := db.Migrate(ctx)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate database: %w", err)
+	}
+	if len(applied) > 0 {
+		log.Info("database migrated", "dialect", db.Dialect(), "applied", applied)
+	}
+	return db, nil
+}
+
+// deviceSeen persists a device's last-seen time when its last connection
+// closes. Devices the store does not know (tokens minted with "junction
+// token") are ignored.
+func deviceSeen(db *store.DB) func(ctx context.Context, userID, deviceID string, at time.Time) error {
+	return func(ctx context.Context, userID, deviceID string, _ time.Time) error {
+		if deviceID == "" {
+			return nil
+		}
+		err := db.TouchDevice(ctx, userID, deviceID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+}
+
+// pruneInterval is how often expired idempotency records, pairing codes and
+// refresh tokens are deleted.
+const pruneInterval = 10 * time.Minute
+
+// pruneLoop returns the hub-owned loop that prunes the store periodically.
+func pruneLoop(db *store.DB, log *slog.Logger) func(ctx context.Context) {
+	return func(ctx context.Context) {
+		t := time.NewTicker(pruneInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				st, err := db.Prune(ctx)
+				if err != nil {
+					if ctx.Err() == nil {
+						log.Warn("store prune failed", "err", err)
+					}
+					continue
+				}
+				log.Debug("store pruned", "updates", st.Updates, "idempotency", st.Idempotency,
+					"pairing_codes", st.PairingCodes, "refresh_tokens", st.RefreshTokens)
+			}
+		}
+	}
+}
+
+// runMigrate implements "junction migrate": it applies the migrations to the
+// configured database (--database, or SQLite in --data) and exits.
+func runMigrate(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig("migrate", args, environ, stderr)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil && cfg.Database == "" {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	db, err := store.Open(ctx, databaseDSN(cfg), store.Options{})
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer db.Close()
+	applied, err := db.Migrate(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate database: %w", err)
+	}
+	if len(applied) == 0 {
+		fmt.Fprintf(stdout, "%s database is up to date\n", db.Dialect())
+		return nil
+	}
+	fmt.Fprintf(stdout, "%s database: applied migrations %v\n", db.Dialect(), applied)
+	return nil
+}
