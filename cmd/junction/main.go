@@ -4,6 +4,7 @@
 //	junction token    mint an access token with a data directory's key
 //	junction keygen   create the EdDSA signing key in a data directory
 //	junction migrate  apply database migrations and exit
+//	junction bench    load generator speaking the protocol (loopback only)
 //	junction version  print the version
 package main
 
@@ -43,6 +44,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		err = runKeygen(args[1:], stdout, stderr)
 	case "migrate":
 		err = runMigrate(ctx, args[1:], environ, stdout, stderr)
+	case "bench":
+		err = runBench(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "junction", version)
 	case "help", "-h", "--help":
@@ -71,6 +74,7 @@ Usage:
   junction token [flags]     mint an access token signed with a data directory's key
   junction keygen [flags]    create the EdDSA signing key in a data directory
   junction migrate [flags]   apply database migrations and exit (--database DSN, --data DIR)
+  junction bench [flags]     load generator: connect, idle, rpc and fanout scenarios (loopback only)
   junction version           print the version
 
 Run 'junction COMMAND --help' for a command's flags.

@@ -41,6 +41,7 @@ type Main struct {
 	Auth     *auth.Authenticator
 	Network  *auth.NetworkPolicy
 	Hub      *hub.Hub
+	Broker   hub.Broker
 	Web      *web.Server
 	// Store is the database (SQLite in the data directory by default),
 	// migrated at Open and closed by Close.
@@ -106,8 +107,13 @@ func (m *Main) Open(ctx context.Context) error {
 	if m.Store, err = openStore(ctx, cfg, m.StoreOptions, m.Logger); err != nil {
 		return err
 	}
+	if cfg.Hub.NodeID == "" {
+		cfg.Hub.NodeID = hub.NewNodeID()
+	}
+	// One node: the in-memory broker. The hub runs and closes it.
+	m.Broker = hub.NewMemoryBroker(cfg.Hub.NodeID)
 	m.Hub, err = hub.New(cfg.Hub, hub.Deps{Logger: m.Logger, Registerer: m.Registry, Authenticator: m.Auth,
-		DeviceSeen: deviceSeen(m.Store)})
+		DeviceSeen: deviceSeen(m.Store), Broker: m.Broker})
 	if err != nil {
 		m.Store.Close()
 		return err
