@@ -6,14 +6,9 @@ import (
 	"net/http"
 
 	"github.com/junctionhq/junction/internal/auth"
-	"github.com/junctionhq/junction/internal/hub"
 	"github.com/junctionhq/junction/internal/store"
 	"github.com/junctionhq/junction/protocol"
 )
-
-// EventUpdate is the event that carries one store.Update live to the
-// account's connections.
-const EventUpdate = "update"
 
 // UpdatesResult answers GET /api/v1/updates and update.since.
 type UpdatesResult struct {
@@ -79,24 +74,31 @@ func (s *Server) updatesSince(ctx context.Context, pr *auth.Principal, p *sinceP
 	return res, nil
 }
 
-// publishUpdates sends each update, as an "update" event on topic
-// user:{userId}, to the account's connections on this node. Updates are
-// published after their transaction committed; concurrent writers may
-// publish out of seq order, so clients order by seq and fill a gap with
-// update.since.
-func (s *Server) publishUpdates(_ context.Context, userID string, ups []store.Update) {
+// UpdatePublication is the data of the channel publication that carries one
+// update live on the account's channel user:{userId}.
+type UpdatePublication struct {
+	Update store.Update `json:"update"`
+}
+
+// publishUpdates publishes each update on the account's channel
+// user:{userId} (subscribers receive channel.message events whose data is an
+// UpdatePublication). Updates are published after their transaction
+// committed; concurrent writers may publish out of seq order, so clients
+// order by seq and fill a gap with update.since. A publication that fails is
+// logged: the update is in the log, and update.since returns it.
+func (s *Server) publishUpdates(ctx context.Context, userID string, ups []store.Update) {
 	if len(ups) == 0 {
 		return
 	}
+	ctx = context.WithoutCancel(ctx)
 	topic := "user:" + userID
 	for _, u := range ups {
-		data, err := json.Marshal(u)
-		if err != nil {
-			s.log.Error("encode update", "err", err)
-			continue
+		data, err := json.Marshal(UpdatePublication{Update: u})
+		if err == nil {
+			_, err = s.deps.Hub.Publish(ctx, topic, data)
 		}
-		s.deps.Hub.ConnsOfUser(userID, func(c *hub.Conn) {
-			c.SendEvent(EventUpdate, topic, "", uint64(u.Seq), data)
-		})
+		if err != nil {
+			s.log.Warn("publish update", "user", userID, "seq", u.Seq, "err", err)
+		}
 	}
 }
