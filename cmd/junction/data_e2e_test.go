@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/junctionhq/junction/client"
 	"github.com/junctionhq/junction/internal/store"
