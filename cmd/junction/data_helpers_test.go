@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/junctionhq/junction/client"
 	"github.com/junctionhq/junction/internal/web"
+	"github.com/junctionhq/junction/protocol"
 )
 
 // Helpers of the account API tests: raw HTTP, so the tests see exactly the
@@ -152,4 +154,13 @@ func call(t testing.TB, c *client.Client, method string, params, out any) error 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return c.Call(ctx, method, params, out)
+}
+
+// asProtocolError returns the *protocol.Error in err's chain, or nil.
+func asProtocolError(err error) *protocol.Error {
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return nil
 }
