@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"runtime"
@@ -378,12 +379,14 @@ func TestRPCMalformedResponseIsInternal(t *testing.T) {
 func TestRPCListAndPresence(t *testing.T) {
 	m := rpcServer(t, nil)
 	owner := dialRPCRaw(t, m, "u1", "phone1", "phone")
+	owner.send(t, `{"type":"req","id":"sub","method":"channel.subscribe","params":{"topic":"user:u1"}}`)
+	if f := owner.response(t, "sub"); !f.OK {
+		t.Fatalf("subscribe user:u1: %+v", f.Error)
+	}
 	mac := machine(t, m, "u1", "mac1", false, map[string]client.RPCHandler{"b.two": echo, "a.one": echo})
-	ev := owner.event(t, hub.EventMachineOnline)
-	var st hub.MachineStatus
-	json.Unmarshal(ev.Data, &st)
-	if st.DeviceID != "mac1" || st.UserID != "u1" {
-		t.Errorf("machine.online: got %+v, want mac1 of u1", st)
+	st := owner.machineStatus(t, hub.MachineOnline)
+	if st.DeviceID != "mac1" || st.UserID != "u1" || st.Kind != "machine" {
+		t.Errorf("machine online: got %+v, want mac1 of u1", st)
 	}
 
 	phone := dialClient(t, m, "u1", "phone2", "phone")
@@ -406,10 +409,8 @@ func TestRPCListAndPresence(t *testing.T) {
 		t.Errorf("call after unregister: got %v, want unknown_method", err)
 	}
 	mac.Close()
-	ev = owner.event(t, hub.EventMachineOff)
-	json.Unmarshal(ev.Data, &st)
-	if st.DeviceID != "mac1" {
-		t.Errorf("machine.offline: got %+v, want mac1", st)
+	if st := owner.machineStatus(t, hub.MachineOffline); st.DeviceID != "mac1" {
+		t.Errorf("machine offline: got %+v, want mac1", st)
 	}
 	err = phone.Call(t.Context(), "rpc.list", map[string]any{"target": map[string]string{"deviceId": "mac1"}}, nil)
 	if codeOf(err) != protocol.CodeUnavailable {
@@ -471,6 +472,7 @@ func TestRPCNoLeaks(t *testing.T) {
 // checks on the wire.
 type rpcRaw struct {
 	nc      net.Conn
+	r       io.Reader // nc, after what the dialer buffered with the handshake
 	frames  chan *protocol.Frame
 	mu      sync.Mutex
 	backlog []*protocol.Frame // frames read while waiting for others
@@ -479,11 +481,15 @@ type rpcRaw struct {
 func dialRPCRaw(t *testing.T, m *Main, user, device, kind string, scopes ...string) *rpcRaw {
 	t.Helper()
 	h := http.Header{"Authorization": {"Bearer " + mintToken(t, m, user, device, kind, scopes...)}}
-	nc, _, _, err := ws.Dialer{Header: ws.HandshakeHeaderHTTP(h)}.Dial(t.Context(), m.WSURL()+"/ws")
+	nc, br, _, err := ws.Dialer{Header: ws.HandshakeHeaderHTTP(h)}.Dial(t.Context(), m.WSURL()+"/ws")
 	if err != nil {
 		t.Fatalf("raw dial: %v", err)
 	}
-	rc := &rpcRaw{nc: nc, frames: make(chan *protocol.Frame, 1024)}
+	rc := &rpcRaw{nc: nc, r: nc, frames: make(chan *protocol.Frame, 1024)}
+	if br != nil {
+		// The server's first frames may have arrived with the handshake.
+		rc.r = io.MultiReader(br, nc)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -507,7 +513,7 @@ func dialRPCRaw(t *testing.T, m *Main, user, device, kind string, scopes ...stri
 // rpcLockedRW serialises the reader's control answers with send.
 type rpcLockedRW struct{ rc *rpcRaw }
 
-func (l rpcLockedRW) Read(p []byte) (int, error) { return l.rc.nc.Read(p) }
+func (l rpcLockedRW) Read(p []byte) (int, error) { return l.rc.r.Read(p) }
 func (l rpcLockedRW) Write(p []byte) (int, error) {
 	l.rc.mu.Lock()
 	defer l.rc.mu.Unlock()
@@ -556,6 +562,20 @@ func (rc *rpcRaw) response(t *testing.T, id string) *protocol.Frame {
 func (rc *rpcRaw) request(t *testing.T) *protocol.Frame {
 	t.Helper()
 	return rc.next(t, "request", func(f *protocol.Frame) bool { return f.Type == protocol.TypeRequest })
+}
+
+// machineStatus waits for a machine status publication on the user's channel.
+func (rc *rpcRaw) machineStatus(t *testing.T, status string) hub.MachineStatus {
+	t.Helper()
+	var st hub.MachinePublication
+	rc.next(t, "machine "+status, func(f *protocol.Frame) bool {
+		if f.Event != hub.EventChannelMessage || !strings.HasPrefix(f.Topic, "user:") {
+			return false
+		}
+		st = hub.MachinePublication{}
+		return json.Unmarshal(f.Data, &st) == nil && st.Machine != nil && st.Machine.Status == status
+	})
+	return *st.Machine
 }
 
 func (rc *rpcRaw) event(t *testing.T, name string) *protocol.Frame {

@@ -49,10 +49,14 @@ const (
 
 // Events of the RPC relay.
 const (
-	EventRPCProgress   = "rpc.progress"
-	EventRPCCancel     = "rpc.cancel"
-	EventMachineOnline = "machine.online"
-	EventMachineOff    = "machine.offline"
+	EventRPCProgress = "rpc.progress"
+	EventRPCCancel   = "rpc.cancel"
+)
+
+// Machine status values of MachineStatus.Status.
+const (
+	MachineOnline  = "online"
+	MachineOffline = "offline"
 )
 
 // RPCConfig configures the RPC relay. The zero value of every field selects
@@ -370,8 +374,16 @@ type RPCCancel struct {
 	Reason string `json:"reason"`
 }
 
-// MachineStatus is the data of machine.online and machine.offline.
+// MachinePublication is the data of the channel.message published on the
+// owner's user:{userId} channel when a machine starts serving (its first
+// rpc.register on a connection) or its serving connection closes.
+type MachinePublication struct {
+	Machine *MachineStatus `json:"machine"`
+}
+
+// MachineStatus says that a serving device went online or offline.
 type MachineStatus struct {
+	Status   string `json:"status"` // MachineOnline or MachineOffline
 	UserID   string `json:"userId"`
 	DeviceID string `json:"deviceId"`
 	Kind     string `json:"kind,omitempty"`
@@ -462,7 +474,7 @@ func (r *rpcRelay) handleRegister(ctx context.Context, call *Call, p *rpcRegiste
 	}
 	if first {
 		r.metrics.serving.Inc()
-		r.announce(pr, EventMachineOnline)
+		r.announce(ctx, pr, MachineOnline)
 	}
 	return RPCRegisterResult{Methods: methods}, nil
 }
@@ -524,7 +536,7 @@ func (r *rpcRelay) serverClosed(c *Conn) {
 		if err := r.broker.ClearDeviceNode(ctx, p.DeviceID, r.node); err != nil && !errors.Is(err, ErrBrokerClosed) {
 			r.h.log.Warn("rpc: clear device node", "device", p.DeviceID, "err", err)
 		}
-		r.announce(p, EventMachineOff)
+		r.announce(ctx, p, MachineOffline)
 	}
 	// The close hook runs on the transport's path: broker I/O goes to a
 	// goroutine of the hub's, except while the hub closes (it waits for
@@ -540,17 +552,16 @@ func (r *rpcRelay) serverClosed(c *Conn) {
 	})
 }
 
-// announce tells the user's connections that one of their machines went
-// online or offline.
-//
-// TODO(channels): publish on the user's "user:{userId}" channel once the
-// channel publish function lands, so that other nodes' connections see it.
-func (r *rpcRelay) announce(p *auth.Principal, event string) {
-	data, err := jsonMarshal(MachineStatus{UserID: p.UserID, DeviceID: p.DeviceID, Kind: p.Kind, NodeID: r.node})
+// announce publishes a machine's status change on its owner's
+// user:{userId} channel, so subscribers on every node see it.
+func (r *rpcRelay) announce(ctx context.Context, p *auth.Principal, status string) {
+	data, err := jsonMarshal(MachinePublication{Machine: &MachineStatus{Status: status, UserID: p.UserID, DeviceID: p.DeviceID, Kind: p.Kind, NodeID: r.node}})
 	if err != nil {
 		return
 	}
-	r.h.ConnsOfUser(p.UserID, func(c *Conn) { c.SendEvent(event, "", "", 0, data) })
+	if _, err := r.h.Publish(context.WithoutCancel(ctx), "user:"+p.UserID, data); err != nil && !errors.Is(err, ErrBrokerClosed) {
+		r.h.log.Warn("rpc: publish machine status", "user", p.UserID, "device", p.DeviceID, "status", status, "err", err)
+	}
 }
 
 // leaseLoop refreshes the node lease of every device serving on this node:
