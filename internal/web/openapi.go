@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-
 )
 
 // The OpenAPI 3.1 description of the REST API, served at
@@ -71,7 +70,7 @@ func apiOps() []apiOp {
 	}
 	for _, k := range []struct {
 		name, plural, schema string
-		fields, paths       [2]string
+		fields, paths        [2]string
 	}{
 		{"session", "sessions", "Session", [2]string{"metadata", "agentState"}, [2]string{"metadata", "agent-state"}},
 		{"machine", "machines", "Machine", [2]string{"metadata", "daemonState"}, [2]string{"metadata", "daemon-state"}},
@@ -104,11 +103,15 @@ func b64s(desc string) map[string]any {
 func integer(desc string) map[string]any {
 	return map[string]any{"type": "integer", "format": "int64", "description": desc}
 }
-func boolean(desc string) map[string]any { return map[string]any{"type": "boolean", "description": desc} }
+func boolean(desc string) map[string]any {
+	return map[string]any{"type": "boolean", "description": desc}
+}
 func timeStr(desc string) map[string]any {
 	return map[string]any{"type": "string", "format": "date-time", "description": desc}
 }
-func arrayOf(item map[string]any) map[string]any { return map[string]any{"type": "array", "items": item} }
+func arrayOf(item map[string]any) map[string]any {
+	return map[string]any{"type": "array", "items": item}
+}
 func object(props map[string]any, required ...string) map[string]any {
 	o := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
 	if len(required) > 0 {
@@ -129,8 +132,8 @@ func apiSchemas() map[string]any {
 			"retryAfterMs": integer("wait this long before retrying"),
 			"details":      map[string]any{"type": "object", "description": "field (bad_request), currentVersion and value (conflict)"},
 		}, "code", "message")}, "error"),
-		"Info": object(map[string]any{"name": str(""), "version": str(""), "protocol": integer(""), "nodeId": str(""), "ws": str("WebSocket path"), "lockdown": boolean("")}),
-		"Lockdown": object(map[string]any{"enabled": boolean("")}, "enabled"),
+		"Info":             object(map[string]any{"name": str(""), "version": str(""), "protocol": integer(""), "nodeId": str(""), "ws": str("WebSocket path"), "lockdown": boolean("")}),
+		"Lockdown":         object(map[string]any{"enabled": boolean("")}, "enabled"),
 		"ChallengeRequest": object(map[string]any{"publicKey": b64s("the account's ed25519 public key (32 bytes)")}, "publicKey"),
 		"Challenge":        object(map[string]any{"nonce": b64s("32 random bytes to sign"), "expiresAt": timeStr("")}),
 		"DeviceInfo": object(map[string]any{
