@@ -164,3 +164,5 @@ func asProtocolError(err error) *protocol.Error {
 	}
 	return nil
 }
+
+func jsonUnmarshal(raw []byte, v any) error { return json.Unmarshal(raw, v) }
