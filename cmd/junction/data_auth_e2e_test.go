@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +47,8 @@ func TestKeyLogin(t *testing.T) {
 	c := dialToken(t, m, first.AccessToken)
 	if w := c.Welcome(); w.Principal.UserID != first.AccountID || w.Principal.DeviceID != first.DeviceID {
 		t.Errorf("welcome principal: got %+v", w.Principal)
+	} else if !slices.Contains(w.Features, "data") {
+		t.Errorf("welcome features: got %v, want data among them", w.Features)
 	}
 
 	// Resuming a device by id keeps its id.

@@ -403,4 +403,6 @@ func (s *Server) accountRoutes() {
 	s.dataRoutes()
 	s.updateRoutes()
 	s.handle("GET /api/v1/openapi.json", s.serveOpenAPI)
+	// Clients learn from the welcome that the data methods are here.
+	s.deps.Hub.AddFeature("data")
 }
