@@ -729,8 +729,10 @@ func TestNoGoroutineLeak(t *testing.T) {
 
 func TestHeartbeatClosesSilentClients(t *testing.T) {
 	m := startServer(t, func(c *Config) {
-		c.Hub.HeartbeatInterval = 100 * time.Millisecond
-		c.Hub.HeartbeatTimeout = 200 * time.Millisecond
+		// Short, but generous enough for an answering client on a loaded
+		// machine under -race.
+		c.Hub.HeartbeatInterval = 200 * time.Millisecond
+		c.Hub.HeartbeatTimeout = time.Second
 	})
 	tok := mintToken(t, m, "alice", "", "browser")
 	// A client that answers pings stays connected well past several intervals.
@@ -740,15 +742,25 @@ func TestHeartbeatClosesSilentClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	eventually(t, "both clients registered", func() bool { return m.Hub.Len() == 2 })
 	eventually(t, "the silent client to be dropped", func() bool { return m.Hub.Len() == 1 })
 	if err := alive.Call(context.Background(), "sys.ping", nil, nil); err != nil {
 		t.Errorf("answering client: %v", err)
 	}
-	// The silent client's socket sees the close (after the welcome and pings).
+	// The silent client's socket holds the welcome, unanswered pings, then
+	// the close frame (read without answering anything).
+	silent.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for {
-		f, code := silent.next()
-		if f == nil {
-			if code != protocol.CloseHeartbeatTimeout {
+		h, err := ws.ReadHeader(silent.r)
+		if err != nil {
+			t.Fatalf("read: %v (want a close frame first)", err)
+		}
+		payload := make([]byte, h.Length)
+		if _, err := io.ReadFull(silent.r, payload); err != nil {
+			t.Fatalf("read payload: %v", err)
+		}
+		if h.OpCode == ws.OpClose {
+			if code, _ := ws.ParseCloseFrameData(payload); int(code) != protocol.CloseHeartbeatTimeout {
 				t.Errorf("close code: got %d, want %d", code, protocol.CloseHeartbeatTimeout)
 			}
 			break
