@@ -192,12 +192,17 @@ func (db *DB) CreateDevice(ctx context.Context, account string, nd NewDevice) (D
 	if err != nil {
 		return Device{}, nil, err
 	}
+	db.devices.invalidate(account, d.ID)
 	return d, ups, nil
 }
 
 // Device returns one of account's devices, revoked or not.
 func (db *DB) Device(ctx context.Context, account, id string) (Device, error) {
-	d, err := scanDevice(db.r.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = $1 AND account_id = $2`, id, account))
+	st, err := db.prepared(ctx, db.r, `SELECT `+deviceCols+` FROM devices WHERE id = $1 AND account_id = $2`)
+	if err != nil {
+		return Device{}, fmt.Errorf("store: device: %w", err)
+	}
+	d, err := scanDevice(st.QueryRowContext(ctx, id, account))
 	if err != nil {
 		return Device{}, fmt.Errorf("store: device: %w", err)
 	}
@@ -280,9 +285,12 @@ func (db *DB) changeDevice(ctx context.Context, step, account, id, set string, a
 // last-seen changes on every connection and would flood the sync log;
 // presence is the hub's business.
 func (db *DB) TouchDevice(ctx context.Context, account, id string) error {
+	st, err := db.prepared(ctx, db.w, `UPDATE devices SET last_seen_at = $1 WHERE id = $2 AND account_id = $3`)
+	if err != nil {
+		return fmt.Errorf("store: touch device: %w", err)
+	}
 	return db.write(ctx, "touch device", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE devices SET last_seen_at = $1 WHERE id = $2 AND account_id = $3`,
-			micros(db.now()), id, account)
+		res, err := tx.StmtContext(ctx, st).ExecContext(ctx, micros(db.now()), id, account)
 		if err != nil {
 			return err
 		}
@@ -301,6 +309,9 @@ func (db *DB) TouchDevice(ctx context.Context, account, id string) error {
 // token family of it. Revoking a revoked device changes nothing and returns
 // no updates.
 func (db *DB) RevokeDevice(ctx context.Context, account, id string) (Device, []Update, error) {
+	// Drop a cached "live" answer once the transaction is over, whatever
+	// its outcome (see deviceCache).
+	defer db.devices.invalidate(account, id)
 	var d Device
 	var ups []Update
 	err := db.write(ctx, "revoke device", func(tx *sql.Tx) error {

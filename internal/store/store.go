@@ -119,6 +119,11 @@ type Options struct {
 	MaxConns int
 	// Now is the clock; default time.Now. Tests inject a fake one.
 	Now func() time.Time
+	// DeviceCacheTTL is how long DeviceStatus trusts a "live" or "unknown"
+	// answer it read (revocations made through this DB drop it at once; a
+	// revocation made by another process sharing the database is seen after
+	// at most this). Default 1s; negative disables the cache.
+	DeviceCacheTTL time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -130,6 +135,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.DeviceCacheTTL == 0 {
+		o.DeviceCacheTTL = time.Second
 	}
 	return o
 }
@@ -168,6 +176,9 @@ type DB struct {
 	// AppendMessages transaction after the rows are inserted; an error from
 	// it must roll the whole batch back.
 	hookAfterMessageInsert func() error
+
+	stmts   stmts       // prepared hot statements (cache.go)
+	devices deviceCache // DeviceStatus answers (cache.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -217,6 +228,7 @@ func (db *DB) Ping(ctx context.Context) error {
 // Close closes the pools. It is safe to call more than once.
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
+		db.closeStmts()
 		var errs []error
 		if db.r != nil && db.r != db.w {
 			errs = append(errs, db.r.Close())

@@ -369,19 +369,20 @@ func (s *Server) me(ctx context.Context, pr *auth.Principal, _ *struct{}) (any, 
 
 // checkDevice refuses a principal whose device the store knows as revoked.
 // Tokens for devices the store does not know (minted with "junction token")
-// pass: they are bound to no account device.
+// pass: they are bound to no account device. It runs on every connect and
+// request, so it asks the store's cached DeviceStatus: a revocation through
+// this server is seen at once, one made by another node sharing the database
+// within store.Options.DeviceCacheTTL.
 func (s *Server) checkDevice(ctx context.Context, p *auth.Principal) error {
 	if s.deps.Store == nil || p.AppID != "" || p.DeviceID == "" {
 		return nil
 	}
-	d, err := s.deps.Store.Device(ctx, p.UserID, p.DeviceID)
+	st, err := s.deps.Store.DeviceStatus(ctx, p.UserID, p.DeviceID)
 	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return nil
 	case err != nil:
 		s.log.Error("device check failed", "err", err)
 		return protocol.Errorf(protocol.CodeUnavailable, "storage unavailable")
-	case d.Revoked():
+	case st == store.DeviceRevoked:
 		s.metrics.authFailures.WithLabelValues(auth.ReasonRevoked).Inc()
 		return protocol.Errorf(protocol.CodeUnauthorized, "invalid credential: %s", auth.ReasonRevoked)
 	}

@@ -1,0 +1,156 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Prepared statements and the device status cache: the two things the
+// WebSocket connect path asks of the store on every connect and disconnect.
+// Parsing SQL is most of the cost of a one-row query in the pure Go SQLite
+// driver, so hot queries are prepared once per pool (database/sql then keeps
+// one prepared statement per pooled connection and re-prepares on a new one).
+
+// stmts caches prepared statements by pool and query text.
+type stmts struct {
+	mu sync.Mutex
+	m  map[stmtKey]*sql.Stmt // guarded by mu
+}
+
+type stmtKey struct {
+	pool  *sql.DB
+	query string
+}
+
+// prepared returns the statement for query prepared on pool, preparing it
+// on first use. A failure is not cached: the next call tries again.
+func (db *DB) prepared(ctx context.Context, pool *sql.DB, query string) (*sql.Stmt, error) {
+	k := stmtKey{pool, query}
+	db.stmts.mu.Lock()
+	st := db.stmts.m[k]
+	db.stmts.mu.Unlock()
+	if st != nil {
+		return st, nil
+	}
+	st, err := pool.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	db.stmts.mu.Lock()
+	defer db.stmts.mu.Unlock()
+	if db.stmts.m == nil {
+		db.stmts.m = make(map[stmtKey]*sql.Stmt)
+	}
+	if prev := db.stmts.m[k]; prev != nil {
+		_ = st.Close() // lost a race: keep the first
+		return prev, nil
+	}
+	db.stmts.m[k] = st
+	return st, nil
+}
+
+// closeStmts closes every cached statement; called by Close before the pools.
+func (db *DB) closeStmts() {
+	db.stmts.mu.Lock()
+	defer db.stmts.mu.Unlock()
+	for k, st := range db.stmts.m {
+		_ = st.Close()
+		delete(db.stmts.m, k)
+	}
+}
+
+// DeviceStatus is what DeviceStatus answers about a device.
+type DeviceStatus int
+
+const (
+	// DeviceUnknown: the store has no such device for the account.
+	DeviceUnknown DeviceStatus = iota
+	// DeviceLive: the device exists and is not revoked.
+	DeviceLive
+	// DeviceRevoked: the device has been revoked (revocation is final).
+	DeviceRevoked
+)
+
+// maxDeviceCache bounds the device status cache; when full it is emptied
+// (a connect storm of more distinct devices than this only loses hits).
+const maxDeviceCache = 1 << 16
+
+// deviceCache remembers recent DeviceStatus answers.
+//
+// Correctness: revocation is final (revoked_at is never cleared and devices
+// are never deleted), so a DeviceRevoked answer is kept until evicted. A
+// DeviceLive or DeviceUnknown answer is dropped by RevokeDevice and
+// CreateDevice of THIS process as soon as their transaction returns, and a
+// lookup that raced with such a change is not stored (gen). Another process
+// sharing the database (a second node on PostgreSQL) is not seen: its
+// revocation reaches this process's cache after at most the TTL
+// (Options.DeviceCacheTTL).
+type deviceCache struct {
+	mu  sync.Mutex
+	gen uint64                 // guarded by mu: bumped by every invalidation
+	m   map[string]deviceEntry // guarded by mu: by account + "\x00" + device id
+}
+
+type deviceEntry struct {
+	status DeviceStatus
+	at     time.Time // when the answer was read from the database
+}
+
+func deviceKey(account, id string) string { return account + "\x00" + id }
+
+// invalidate drops the cached status of a device and makes lookups in
+// flight not store theirs.
+func (c *deviceCache) invalidate(account, id string) {
+	c.mu.Lock()
+	c.gen++
+	delete(c.m, deviceKey(account, id))
+	c.mu.Unlock()
+}
+
+// DeviceStatus reports whether account's device id is unknown, live or
+// revoked, from a short-lived cache (see deviceCache) or the database. It
+// is the check made on every authenticated connect and request.
+func (db *DB) DeviceStatus(ctx context.Context, account, id string) (DeviceStatus, error) {
+	ttl := db.opts.DeviceCacheTTL
+	key := deviceKey(account, id)
+	c := &db.devices
+	var gen uint64
+	if ttl > 0 {
+		c.mu.Lock()
+		e, ok := c.m[key]
+		gen = c.gen
+		c.mu.Unlock()
+		if ok && (e.status == DeviceRevoked || time.Since(e.at) < ttl) {
+			return e.status, nil
+		}
+	}
+	at := time.Now()
+	st, err := db.prepared(ctx, db.r, `SELECT revoked_at FROM devices WHERE id = $1 AND account_id = $2`)
+	if err != nil {
+		return DeviceUnknown, fmt.Errorf("store: device status: %w", err)
+	}
+	var revoked int64
+	status := DeviceLive
+	switch err := st.QueryRowContext(ctx, id, account).Scan(&revoked); {
+	case err == sql.ErrNoRows:
+		status = DeviceUnknown
+	case err != nil:
+		return DeviceUnknown, fmt.Errorf("store: device status: %w", err)
+	case revoked != 0:
+		status = DeviceRevoked
+	}
+	if ttl > 0 {
+		c.mu.Lock()
+		if c.gen == gen {
+			if c.m == nil || len(c.m) >= maxDeviceCache {
+				c.m = make(map[string]deviceEntry)
+			}
+			c.m[key] = deviceEntry{status: status, at: at}
+		}
+		c.mu.Unlock()
+	}
+	return status, nil
+}

@@ -1,0 +1,83 @@
+package store
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestDeviceStatus(t *testing.T) {
+	eachBackend(t, Options{DeviceCacheTTL: time.Hour}, func(t *testing.T, db *DB) {
+		ctx := t.Context()
+		acct, other := newAccount(t, db), newAccount(t, db)
+		d, _, err := db.CreateDevice(ctx, acct, NewDevice{Kind: "phone"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			name        string
+			account, id string
+			want        DeviceStatus
+		}{
+			{"live", acct, d.ID, DeviceLive},
+			{"live, cached", acct, d.ID, DeviceLive},
+			{"other account", other, d.ID, DeviceUnknown},
+			{"unknown id", acct, "nope", DeviceUnknown},
+		}
+		for _, tc := range tests {
+			if got, err := db.DeviceStatus(ctx, tc.account, tc.id); err != nil || got != tc.want {
+				t.Errorf("%s: DeviceStatus = %v, %v; want %v", tc.name, got, err, tc.want)
+			}
+		}
+		// A cached "live" answer must not survive a revocation, even with a
+		// TTL of an hour.
+		if _, _, err := db.RevokeDevice(ctx, acct, d.ID); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := db.DeviceStatus(ctx, acct, d.ID); err != nil || got != DeviceRevoked {
+			t.Fatalf("after RevokeDevice: DeviceStatus = %v, %v; want DeviceRevoked", got, err)
+		}
+		// A cached "unknown" answer must not survive the device's creation
+		// (ids are random, so this is about the cache, not a real scenario).
+		if got, _ := db.DeviceStatus(ctx, other, "x"); got != DeviceUnknown {
+			t.Fatalf("DeviceStatus of a missing device = %v, want DeviceUnknown", got)
+		}
+		d2, _, err := db.CreateDevice(ctx, acct, NewDevice{Kind: "browser"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := db.DeviceStatus(ctx, acct, d2.ID); err != nil || got != DeviceLive {
+			t.Fatalf("new device: DeviceStatus = %v, %v; want DeviceLive", got, err)
+		}
+	})
+}
+
+// TestDeviceStatusOtherProcess shows the documented limit: a revocation made
+// through another DB on the same database is seen once the TTL has passed.
+func TestDeviceStatusOtherProcess(t *testing.T) {
+	dsn := "sqlite:" + filepath.Join(t.TempDir(), "junction.db")
+	const ttl = 50 * time.Millisecond
+	a := openDSN(t, dsn, Options{DeviceCacheTTL: ttl})
+	b := openDSN(t, dsn, Options{DeviceCacheTTL: ttl})
+	ctx := t.Context()
+	acct := newAccount(t, a)
+	d, _, err := a.CreateDevice(ctx, acct, NewDevice{Kind: "phone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.DeviceStatus(ctx, acct, d.ID); err != nil || got != DeviceLive {
+		t.Fatalf("DeviceStatus = %v, %v; want DeviceLive", got, err)
+	}
+	if _, _, err := a.RevokeDevice(ctx, acct, d.ID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(ttl + 10*time.Millisecond)
+	if got, err := b.DeviceStatus(ctx, acct, d.ID); err != nil || got != DeviceRevoked {
+		t.Fatalf("after the TTL: DeviceStatus on the other DB = %v, %v; want DeviceRevoked", got, err)
+	}
+	// Disabled cache: always the database.
+	c := openDSN(t, dsn, Options{DeviceCacheTTL: -1})
+	if got, err := c.DeviceStatus(ctx, acct, d.ID); err != nil || got != DeviceRevoked {
+		t.Fatalf("without cache: DeviceStatus = %v, %v; want DeviceRevoked", got, err)
+	}
+}
