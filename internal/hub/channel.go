@@ -337,7 +337,8 @@ func (h *Hub) HandlePublication(topic string, pub Publication) {
 		return
 	}
 	var frame []byte
-	n := 0
+	var batch ws.Batch
+	n, direct := 0, 0
 	for _, s := range *sp {
 		if !s.live.Load() {
 			if s.deliverJoining(pub) {
@@ -355,9 +356,14 @@ func (h *Hub) HandlePublication(topic string, pub Publication) {
 		if frame == nil {
 			frame = ws.PrepareText(protocol.AppendEvent(nil, EventChannelMessage, topic, pub.Epoch, pub.Offset, pub.Data))
 		}
-		if s.conn.SendPrepared(frame) {
+		if s.conn.sendFanout(&batch, frame) {
 			n++
+			direct++
 		}
+	}
+	batch.Flush()
+	if direct > 0 {
+		h.metrics.framesOut.Add(float64(direct))
 	}
 	h.ch.metrics.deliveries.Add(float64(n))
 }

@@ -308,3 +308,51 @@ func clearFrames(q [][]byte) [][]byte {
 // its queue empties; larger arrays are released so idle connections stay
 // small.
 const keepQueueCap = 8
+
+// Batch gathers the connections that a fan-out makes ready, so that they are
+// put on the writers' ready list under one lock with one wake-up instead of
+// one lock and one wake-up per connection. A Batch is used by one goroutine;
+// Flush must follow the last SendBatch. The zero value is ready to use.
+type Batch struct {
+	t     *Transport
+	ready []*Conn
+}
+
+// batchFlushAt is how many ready connections a Batch gathers before it hands
+// them to the writers anyway, so writing starts while a large fan-out is
+// still queueing.
+const batchFlushAt = 256
+
+// SendBatch is Send, except that when the connection becomes ready it is
+// recorded in b and handed to the writers by b.Flush (or once b holds
+// batchFlushAt connections).
+func (c *Conn) SendBatch(b *Batch, frame []byte) error {
+	c.mu.Lock()
+	if c.state.Load() != stateOpen || c.qframes+1 > c.t.cfg.MaxQueueFrames || c.qbytes+len(frame) > c.t.cfg.MaxQueueBytes {
+		c.mu.Unlock()
+		return c.Send(frame) // the rare paths: refused or slow consumer
+	}
+	sched := c.enqueueLocked(frame)
+	c.mu.Unlock()
+	if sched {
+		if b.t != c.t && len(b.ready) > 0 {
+			b.Flush()
+		}
+		b.t = c.t
+		b.ready = append(b.ready, c)
+		if len(b.ready) >= batchFlushAt {
+			b.Flush()
+		}
+	}
+	return nil
+}
+
+// Flush hands the gathered connections to the writers.
+func (b *Batch) Flush() {
+	if len(b.ready) == 0 {
+		return
+	}
+	b.t.scheduleMany(b.ready)
+	clear(b.ready)
+	b.ready = b.ready[:0]
+}

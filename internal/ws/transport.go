@@ -323,6 +323,27 @@ func (t *Transport) schedule(c *Conn) {
 	t.readyCond.Signal()
 }
 
+// scheduleMany puts cs on the ready list with one lock and wakes as many
+// writers as there is work for. Like schedule, each connection's wstate was
+// moved to wReady by the caller.
+func (t *Transport) scheduleMany(cs []*Conn) {
+	t.readyMu.Lock()
+	if t.readyHead > 0 && len(t.ready)+len(cs) > cap(t.ready) {
+		n := copy(t.ready, t.ready[t.readyHead:])
+		clear(t.ready[n:])
+		t.ready, t.readyHead = t.ready[:n], 0
+	}
+	t.ready = append(t.ready, cs...)
+	t.readyMu.Unlock()
+	if len(cs) >= t.cfg.Writers {
+		t.readyCond.Broadcast()
+	} else {
+		for range cs {
+			t.readyCond.Signal()
+		}
+	}
+}
+
 // takeReady waits for ready connections and appends some of them to dst: a
 // fair share among the writers, at most maxTake. It returns nil when the
 // writers must stop.

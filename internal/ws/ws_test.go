@@ -608,3 +608,58 @@ func TestBadHandshake(t *testing.T) {
 		t.Fatalf("got status %d, want 400", resp.StatusCode)
 	}
 }
+
+// TestSendBatch fans frames out to several connections through one Batch:
+// every connection gets every frame in order, whether the batch flushed on
+// its own (more than batchFlushAt ready connections) or by Flush; a full
+// queue still closes with 4108 and refuses later frames.
+func TestSendBatch(t *testing.T) {
+	const conns, frames = 3, 500
+	h := newTestHandler(false)
+	_, url := startServer(t, Config{MaxQueueFrames: 2 * frames, WriteTimeout: time.Second}, h)
+	clients := make([]*client, conns)
+	servers := make([]*Conn, conns)
+	for i := range conns {
+		clients[i] = dial(t, url)
+		servers[i] = h.waitConn(t)
+	}
+	go func() {
+		var b Batch
+		for i := range frames {
+			f := PrepareText(fmt.Appendf(nil, "%d", i))
+			for _, sc := range servers {
+				_ = sc.SendBatch(&b, f)
+			}
+			if i%7 == 0 {
+				b.Flush()
+			}
+		}
+		b.Flush()
+	}()
+	for i := range frames {
+		for j, c := range clients {
+			if got, want := c.recv(t), fmt.Sprint(i); got != want {
+				t.Fatalf("client %d, frame %d: got %q, want %q", j, i, got, want)
+			}
+		}
+	}
+
+	// Overflow through SendBatch: ErrQueueFull, then ErrClosed, then 4108.
+	slow := servers[0]
+	var b Batch
+	big := PrepareText([]byte(strings.Repeat("s", 64<<10)))
+	var err error
+	for i := 0; i < 10000 && err == nil; i++ {
+		err = slow.SendBatch(&b, big)
+	}
+	b.Flush()
+	if !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("SendBatch to a client that does not read got %v, want ErrQueueFull", err)
+	}
+	if err := slow.SendBatch(&b, big); !errors.Is(err, ErrClosed) {
+		t.Fatalf("SendBatch after overflow got %v, want ErrClosed", err)
+	}
+	if ev := h.waitClose(t); ev.code != CloseSlowConsumer {
+		t.Fatalf("close code %d, want %d", ev.code, CloseSlowConsumer)
+	}
+}
