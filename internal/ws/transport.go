@@ -31,7 +31,9 @@ type Config struct {
 	// Default runtime.GOMAXPROCS(0).
 	Loops int
 	// Writers is the number of goroutines writing queued frames. Default
-	// 2*runtime.GOMAXPROCS(0).
+	// runtime.GOMAXPROCS(0): more writers than cores only take connections
+	// off the ready list sooner, with fewer frames queued each, so more
+	// write(2) calls per delivery (measured in BENCHMARKS.md).
 	Writers int
 	// WriteTimeout closes a connection whose socket stays full this long,
 	// and bounds a close handshake. Default 10s.
@@ -59,7 +61,7 @@ func (c Config) withDefaults() Config {
 		c.Loops = procs
 	}
 	if c.Writers <= 0 {
-		c.Writers = 2 * procs
+		c.Writers = procs
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
