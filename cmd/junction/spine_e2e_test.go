@@ -574,8 +574,6 @@ func TestTokenExpiryAndRefresh(t *testing.T) {
 	}
 
 	// With an in-band refresh, it stays open past the first token's expiry.
-	c2 := dialClient(t, m, "alice", "phone-1", "phone")
-	_ = c2
 	rc, _, err := dialRaw(t, m, bearer(short(3*time.Second)), "")
 	if err != nil {
 		t.Fatal(err)

@@ -99,16 +99,20 @@ func (c *Conn) welcome() {
 			},
 			Features: h.features(),
 		})
-		c.sendFrame(ws.PrepareText(protocol.AppendEvent(nil, protocol.EventWelcome, "", "", 0, data)))
+		frame := ws.PrepareText(protocol.AppendEvent(nil, protocol.EventWelcome, "", "", 0, data))
+		// Register before the welcome goes out: a client holding its welcome
+		// is findable by device (revocation, replacement, RPC). Nothing
+		// sends to a connection between the two but a close.
 		if h.reg.add(c) {
 			c.registered.Store(true)
 			h.metrics.connections.Inc()
 			h.expiry.add(c)
-			// OnClose may have run before the connection was registered (a
-			// client that hung up right after its handshake): undo it then.
-			if c.Closed() {
-				c.unregister()
-			}
+		}
+		c.sendFrame(frame)
+		// OnClose may have run before the connection was registered (a
+		// client that hung up right after its handshake): undo it then.
+		if c.Closed() {
+			c.unregister()
 		}
 	})
 }
