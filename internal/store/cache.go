@@ -74,24 +74,32 @@ const (
 	DeviceRevoked
 )
 
-// maxDeviceCache bounds the device status cache; when full it is emptied
-// (a connect storm of more distinct devices than this only loses hits).
-const maxDeviceCache = 1 << 16
+// maxDeviceCache bounds each generation of the device status cache; when
+// full, the generation is rotated early (a connect storm of more distinct
+// devices than this only loses hits).
+const maxDeviceCache = 1 << 15
 
 // deviceCache remembers recent DeviceStatus answers.
 //
 // Correctness: revocation is final (revoked_at is never cleared and devices
-// are never deleted), so a DeviceRevoked answer is kept until evicted. A
+// are never deleted), so a DeviceRevoked answer may be served at any age. A
 // DeviceLive or DeviceUnknown answer is dropped by RevokeDevice and
 // CreateDevice of THIS process as soon as their transaction returns, and a
 // lookup that raced with such a change is not stored (gen). Another process
 // sharing the database (a second node on PostgreSQL) is not seen: its
-// revocation reaches this process's cache after at most the TTL
+// revocation reaches this process after at most the TTL
 // (Options.DeviceCacheTTL).
+//
+// Memory: answers live in two generations, cur and prev; cur becomes prev
+// every TTL, so an entry is forgotten after at most two TTLs and the cache
+// holds only the devices that connected recently (an idle connection costs
+// it nothing once its connect is a few seconds old).
 type deviceCache struct {
-	mu  sync.Mutex
-	gen uint64                 // guarded by mu: bumped by every invalidation
-	m   map[string]deviceEntry // guarded by mu: by account + "\x00" + device id
+	mu      sync.Mutex
+	gen     uint64                 // guarded by mu: bumped by every invalidation
+	cur     map[string]deviceEntry // guarded by mu: by account + "\x00" + device id
+	prev    map[string]deviceEntry // guarded by mu: the generation before cur
+	rotated time.Time              // guarded by mu: when cur was started
 }
 
 type deviceEntry struct {
@@ -104,10 +112,34 @@ func deviceKey(account, id string) string { return account + "\x00" + id }
 // invalidate drops the cached status of a device and makes lookups in
 // flight not store theirs.
 func (c *deviceCache) invalidate(account, id string) {
+	k := deviceKey(account, id)
 	c.mu.Lock()
 	c.gen++
-	delete(c.m, deviceKey(account, id))
+	delete(c.cur, k)
+	delete(c.prev, k)
 	c.mu.Unlock()
+}
+
+// getLocked returns the entry for k from either generation.
+func (c *deviceCache) getLocked(k string) (deviceEntry, bool) {
+	if e, ok := c.cur[k]; ok {
+		return e, true
+	}
+	e, ok := c.prev[k]
+	return e, ok
+}
+
+// putLocked stores e under k, rotating the generations when cur is older
+// than ttl or full.
+func (c *deviceCache) putLocked(k string, e deviceEntry, ttl time.Duration) {
+	if c.cur == nil || len(c.cur) >= maxDeviceCache || e.at.Sub(c.rotated) >= ttl {
+		c.prev = c.cur
+		if e.at.Sub(c.rotated) >= 2*ttl {
+			c.prev = nil // every answer in it is older than ttl
+		}
+		c.cur, c.rotated = make(map[string]deviceEntry), e.at
+	}
+	c.cur[k] = e
 }
 
 // DeviceStatus reports whether account's device id is unknown, live or
@@ -120,7 +152,7 @@ func (db *DB) DeviceStatus(ctx context.Context, account, id string) (DeviceStatu
 	var gen uint64
 	if ttl > 0 {
 		c.mu.Lock()
-		e, ok := c.m[key]
+		e, ok := c.getLocked(key)
 		gen = c.gen
 		c.mu.Unlock()
 		if ok && (e.status == DeviceRevoked || time.Since(e.at) < ttl) {
@@ -145,10 +177,7 @@ func (db *DB) DeviceStatus(ctx context.Context, account, id string) (DeviceStatu
 	if ttl > 0 {
 		c.mu.Lock()
 		if c.gen == gen {
-			if c.m == nil || len(c.m) >= maxDeviceCache {
-				c.m = make(map[string]deviceEntry)
-			}
-			c.m[key] = deviceEntry{status: status, at: at}
+			c.putLocked(key, deviceEntry{status: status, at: at}, ttl)
 		}
 		c.mu.Unlock()
 	}
