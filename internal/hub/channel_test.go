@@ -370,8 +370,9 @@ func TestChannelResume(t *testing.T) {
 func TestChannelSlowConsumer(t *testing.T) {
 	// The write timeout is long so that the bounded queue, not a socket
 	// that stays full, is what ends the stalled connection even when a
-	// loaded machine publishes slowly.
-	ts := startHub(t, hub.Config{MaxQueueBytes: 64 << 10, MaxQueueFrames: 256, WriteTimeout: 2 * time.Minute}, nil)
+	// loaded machine publishes slowly. (The closing connection is only
+	// released after it, since its close frame cannot be written.)
+	ts := startHub(t, hub.Config{MaxQueueBytes: 64 << 10, MaxQueueFrames: 256, WriteTimeout: 30 * time.Second}, nil)
 	const (
 		topic = "public:firehose"
 		subs  = 100
