@@ -32,6 +32,7 @@ type Config struct {
 	Database    string     `yaml:"database" doc:"database: empty for SQLite in the data directory, or postgres://user:pass@host/db"`
 	LogLevel    string     `yaml:"log_level" doc:"debug, info, warn or error (default info)"`
 	LogFormat   string     `yaml:"log_format" doc:"text or json (default: text on a terminal, json otherwise)"`
+	PprofAddr   string     `yaml:"pprof_addr" doc:"serve Go's net/http/pprof profiles on this loopback HOST:PORT (default off)"`
 	Auth        AuthConfig `yaml:"auth"`
 	Hub         hub.Config `yaml:"hub"`
 	Web         web.Config `yaml:"web"`
@@ -80,6 +81,12 @@ func (c *Config) validate() error {
 	}
 	if !c.AllowPublic && !loopbackHost(host) {
 		return fmt.Errorf("addr %q listens beyond this machine; pass --allow-public (or JUNCTION_ALLOW_PUBLIC=true) to do that on purpose", c.Addr)
+	}
+	if c.PprofAddr != "" {
+		h, _, err := net.SplitHostPort(c.PprofAddr)
+		if err != nil || !loopbackHost(h) {
+			return fmt.Errorf("pprof_addr %q: want a loopback HOST:PORT such as 127.0.0.1:6060 (profiles reveal internals)", c.PprofAddr)
+		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

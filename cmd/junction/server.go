@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"sync"
@@ -59,6 +60,7 @@ type Main struct {
 	started        []Service // started successfully, stopped in reverse
 	ln             net.Listener
 	srv            *http.Server
+	pprofSrv       *http.Server
 	serveErr       chan error
 	closeOnce      sync.Once
 	closeErr       error
@@ -156,6 +158,11 @@ func (m *Main) Open(ctx context.Context) error {
 			m.serveErr <- err
 		}
 	}()
+	if cfg.PprofAddr != "" {
+		if err := m.servePprof(cfg.PprofAddr); err != nil {
+			m.Logger.Error("pprof listener failed; continuing without it", "addr", cfg.PprofAddr, "err", err)
+		}
+	}
 	for _, s := range m.services {
 		if err := s.Start(ctx); err != nil {
 			m.Logger.Error("boot service failed to start", "service", s.Name(), "err", err)
@@ -164,6 +171,25 @@ func (m *Main) Open(ctx context.Context) error {
 		m.started = append(m.started, s)
 	}
 	m.Logger.Info("listening", "addr", m.ln.Addr().String(), "node", m.Hub.NodeID())
+	return nil
+}
+
+// servePprof serves net/http/pprof on its own loopback listener, closed
+// with the server.
+func (m *Main) servePprof(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	m.pprofSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = m.pprofSrv.Serve(ln) }()
+	m.Logger.Info("serving pprof", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
 	return nil
 }
 
@@ -191,6 +217,9 @@ func (m *Main) Close(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 			}
 			cancel()
+		}
+		if m.pprofSrv != nil {
+			_ = m.pprofSrv.Close()
 		}
 		if m.Hub != nil {
 			if err := m.Hub.Shutdown(ctx); err != nil {
