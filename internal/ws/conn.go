@@ -79,6 +79,12 @@ type Conn struct {
 	closingAt  atomic.Int64 // transport clock when the close began
 	closeSent  atomic.Bool  // our close frame has been written to the socket
 	peerClosed atomic.Bool  // the peer's close frame was read (or the read side is done)
+	// abort is set (under mu, with the close) for a 4108 close: the close
+	// frame is written only if the socket takes it at once, then the
+	// connection finishes without waiting for the peer; if the socket is
+	// full it is reset. A slow consumer's resources and registration are
+	// released at once instead of after WriteTimeout.
+	abort atomic.Bool
 
 	pingAt int64 // owned by the heartbeat goroutine: when the last ping was queued
 
@@ -132,7 +138,9 @@ func (c *Conn) QueueLen() (frames, bytes int) {
 // Send returns ErrClosed when the connection is closing or closed. When the
 // frame would exceed MaxQueueBytes or MaxQueueFrames it returns
 // ErrQueueFull and closes the connection with 4108 "slow consumer": queued
-// frames are discarded and the close frame is written best-effort.
+// frames are discarded, the close frame is written if the socket takes it at
+// once (otherwise the connection is reset), and the connection finishes
+// without waiting for the peer's answer.
 func (c *Conn) Send(frame []byte) error {
 	c.mu.Lock()
 	if c.state.Load() != stateOpen {
@@ -143,6 +151,7 @@ func (c *Conn) Send(frame []byte) error {
 		c.drop = true
 		c.queue = clearFrames(c.queue)
 		sched := c.beginCloseLocked(CloseSlowConsumer, "slow consumer", c.closeFrame(CloseSlowConsumer, "slow consumer"))
+		sched = c.abortLocked() || sched
 		c.mu.Unlock()
 		c.t.slowConsumers.Add(1)
 		if sched {
@@ -174,6 +183,11 @@ func (c *Conn) SendText(payload []byte) error {
 // answers the close or hangs up, or at the latest WriteTimeout after Close.
 // It never blocks and is idempotent. OnClose follows, with code, on the
 // connection's loop goroutine.
+//
+// A close with 4108 (CloseSlowConsumer) does not wait: the close frame is
+// written after the queued frames only if the socket takes it at once
+// (otherwise the connection is reset), and the connection finishes as soon
+// as it is written.
 func (c *Conn) Close(code int, reason string) {
 	c.mu.Lock()
 	if c.state.Load() != stateOpen {
@@ -181,6 +195,9 @@ func (c *Conn) Close(code int, reason string) {
 		return
 	}
 	sched := c.beginCloseLocked(code, reason, c.closeFrame(code, reason))
+	if code == CloseSlowConsumer {
+		sched = c.abortLocked() || sched
+	}
 	c.mu.Unlock()
 	if sched {
 		c.t.schedule(c)
@@ -217,6 +234,32 @@ func (c *Conn) beginCloseLocked(code int, reason string, frame []byte) bool {
 	return c.enqueueLocked(frame)
 }
 
+// abortLocked marks a closing connection's close as not waiting (see
+// Conn.abort). A connection waiting for EPOLLOUT is handed back to the
+// writers, so that the close frame is tried now rather than when the peer
+// reads; it reports whether the caller must schedule the connection.
+func (c *Conn) abortLocked() bool {
+	c.abort.Store(true)
+	if c.wstate == wWaitOut {
+		// The loop owns pending while wWaitOut; under mu it passes to the
+		// writer. A later EPOLLOUT finds wstate != wWaitOut and does nothing.
+		c.wstate = wReady
+		return true
+	}
+	return false
+}
+
+// cut resets the connection (SO_LINGER 0: the unsent bytes are dropped and
+// the peer gets RST) and finishes it. It is how an aborted close ends when
+// its close frame does not fit in the socket. Called by the writer holding
+// c.
+func (c *Conn) cut() {
+	_ = c.rc.Control(func(fd uintptr) {
+		_ = resetOnClose(int(fd))
+	})
+	c.finish(CloseAbnormal, "cut", false)
+}
+
 // onPeerClose handles the peer's close frame: the close is echoed with the
 // peer's code (RFC 6455 §5.5.1) and the connection finishes once the echo is
 // written. Called by the loop.
@@ -249,8 +292,9 @@ func (c *Conn) onPeerClose(payload []byte) {
 
 // onCloseWritten is called by a writer once our close frame is in the
 // socket: the write side is shut down (the peer reads EOF after the close
-// frame) and the connection finishes now if the peer already closed, or when
-// it does (loop) or when WriteTimeout expires (heartbeat).
+// frame) and the connection finishes now if the peer already closed or the
+// close does not wait (abort), or else when the peer closes (loop) or when
+// WriteTimeout expires (heartbeat).
 func (c *Conn) onCloseWritten() {
 	if c.closeSent.Swap(true) {
 		return
@@ -258,7 +302,7 @@ func (c *Conn) onCloseWritten() {
 	_ = c.rc.Control(func(fd uintptr) {
 		_ = shutdownWrite(int(fd))
 	})
-	if c.peerClosed.Load() {
+	if c.peerClosed.Load() || c.abort.Load() {
 		c.finish(CloseAbnormal, "", false)
 	}
 }

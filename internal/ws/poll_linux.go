@@ -327,3 +327,9 @@ func (l *loop) process(c *Conn, data []byte) {
 func shutdownWrite(fd int) error {
 	return unix.Shutdown(fd, unix.SHUT_WR)
 }
+
+// resetOnClose makes closing the socket drop what it holds and send RST
+// (SO_LINGER with a zero timeout) instead of draining it to the peer.
+func resetOnClose(fd int) error {
+	return unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+}

@@ -22,4 +22,5 @@ func (l *loop) closeFDs()                       {}
 func (l *loop) appendConns(dst []*Conn) []*Conn { return dst }
 func (t *Transport) writeLoop()                 {}
 func shutdownWrite(int) error                   { return nil }
+func resetOnClose(int) error                    { return nil }
 func (c *Conn) dropLocked()                     {}

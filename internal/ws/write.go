@@ -103,7 +103,24 @@ func (w *writer) flush(c *Conn) {
 			c.mu.Lock()
 			c.qbytes -= wrote
 			c.qframes -= done
+			wrote, done = 0, 0
 			if c.state.Load() == stateClosed {
+				c.pending, c.pendOff = nil, 0
+				c.wstate = wIdle
+				c.mu.Unlock()
+				return
+			}
+			if c.abort.Load() {
+				if len(c.queue) > 0 {
+					// The close frame was queued after this writev began:
+					// try it (once) before giving up on the socket.
+					c.mu.Unlock()
+					continue
+				}
+				// The close frame did not fit: do not wait for the peer.
+				c.mu.Unlock()
+				c.cut()
+				c.mu.Lock()
 				c.pending, c.pendOff = nil, 0
 				c.wstate = wIdle
 				c.mu.Unlock()

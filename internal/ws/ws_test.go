@@ -168,6 +168,26 @@ func (c *client) readClose(t testing.TB) int {
 	}
 }
 
+// readCloseOrCut reads frames until a close frame, whose code it returns, or
+// until the connection ends without one (cut true: EOF or reset).
+func (c *client) readCloseOrCut(t testing.TB) (code int, cut bool) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		f, err := gws.ReadFrame(c.rw)
+		var ne net.Error
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
+			t.Fatalf("read until close: %v", err)
+		case err != nil:
+			return 0, true
+		case f.Header.OpCode == gws.OpClose:
+			code, _ := gws.ParseCloseFrameData(f.Payload)
+			return int(code), false
+		}
+	}
+}
+
 func TestEcho(t *testing.T) {
 	tests := []struct {
 		name string
@@ -426,9 +446,10 @@ func TestSlowConsumer(t *testing.T) {
 	if err := slowConn.Send(frame); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Send after overflow got %v, want ErrClosed", err)
 	}
-	// The slow client now reads: frames, then the close frame.
-	if got := slow.readClose(t); got != CloseSlowConsumer {
-		t.Fatalf("slow client got close %d, want %d", got, CloseSlowConsumer)
+	// The slow client now reads: frames, then the close frame, or a reset
+	// when the close frame did not fit in the full socket.
+	if got, cut := slow.readCloseOrCut(t); !cut && got != CloseSlowConsumer {
+		t.Fatalf("slow client got close %d, want %d or a reset", got, CloseSlowConsumer)
 	}
 	if ev := h.waitClose(t); ev.code != CloseSlowConsumer {
 		t.Fatalf("OnClose got %d, want %d", ev.code, CloseSlowConsumer)
@@ -439,6 +460,66 @@ func TestSlowConsumer(t *testing.T) {
 	}
 	if received != sent {
 		t.Fatalf("fast client received %d frames, want %d", received, sent)
+	}
+}
+
+// TestSlowConsumerReleasedAtOnce: a connection closed with 4108 while its
+// socket is full does not wait for WriteTimeout (an hour here) to be
+// released: it is cut, OnClose reports 4108 and the transport forgets it;
+// the peer sees its stream end.
+func TestSlowConsumerReleasedAtOnce(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		close func(c *Conn, frame []byte) error // overflows or closes c
+	}{
+		{name: "queue overflow", close: func(c *Conn, frame []byte) error {
+			for range 100_000 {
+				if err := c.Send(frame); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{name: "Close 4108", close: func(c *Conn, frame []byte) error {
+			// Fill the socket first (frames stay queued once it is full).
+			for {
+				if f, _ := c.QueueLen(); f > 4 {
+					break
+				}
+				if err := c.Send(frame); err != nil {
+					return err
+				}
+				time.Sleep(time.Millisecond)
+			}
+			c.Close(CloseSlowConsumer, "slow consumer")
+			return ErrQueueFull
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newTestHandler(false)
+			tr, url := startServer(t, Config{MaxQueueBytes: 1 << 20, WriteTimeout: time.Hour, PingInterval: -1}, h)
+			slow := dial(t, url) // never reads until the end
+			sc := h.waitConn(t)
+			frame := PrepareText([]byte(strings.Repeat("s", 64<<10)))
+			if err := tt.close(sc, frame); !errors.Is(err, ErrQueueFull) {
+				t.Fatalf("filling the slow connection: got %v, want ErrQueueFull", err)
+			}
+			// Generous: the point is that it happens at all before the hour.
+			select {
+			case ev := <-h.closed:
+				if ev.code != CloseSlowConsumer {
+					t.Fatalf("OnClose got %d, want %d", ev.code, CloseSlowConsumer)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("OnClose not called: the slow consumer is held until WriteTimeout")
+			}
+			if n := tr.Len(); n != 0 {
+				t.Fatalf("transport holds %d connections after OnClose, want 0", n)
+			}
+			if code, cut := slow.readCloseOrCut(t); !cut && code != CloseSlowConsumer {
+				t.Fatalf("slow client got close %d, want %d or a reset", code, CloseSlowConsumer)
+			}
+		})
 	}
 }
 
