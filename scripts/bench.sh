@@ -3,7 +3,7 @@
 # 'junction bench' scenarios of BENCHMARKS.md RUNS times each, printing every
 # JSON result line and the median of the headline figure.
 #
-#   scripts/bench.sh [scenario ...]   (default: connect rpc idle fanout fanout100 fanout10)
+#   scripts/bench.sh [scenario ...]   (default: connect rpc idle fanout fanout100 fanout10 relay)
 #   RUNS=3 DURATION=10s scripts/bench.sh fanout
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ BIN=${BIN:-/tmp/junction}
 DATA=${DATA:-/tmp/bench-data}
 URL=ws://127.0.0.1:7700/ws
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(connect rpc idle fanout fanout100 fanout10)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(connect rpc idle fanout fanout100 fanout10 relay)
 
 go build -o "$BIN" ./cmd/junction
 mkdir -p "$DATA"
@@ -41,6 +41,9 @@ for s in "${scenarios[@]}"; do
     fanout)    args=(--scenario fanout --conns 10000 --rate 0);    field='.fanout.deliveries_per_sec' ;;
     fanout100) args=(--scenario fanout --conns 10000 --rate 100);  field='.latency.p99_ms' ;;
     fanout10)  args=(--scenario fanout --conns 10000 --rate 10);   field='.latency.p99_ms' ;;
+    relay)     args=(--scenario relay --conns 100 --window 1);     field='.relay.per_sec' ;;
+    relay10)   args=(--scenario relay --conns 10 --window 1);      field='.latency.p50_ms' ;;
+    relay1)    args=(--scenario relay --conns 1 --window 1);       field='.latency.p50_ms' ;;
     *) echo "unknown scenario $s" >&2; exit 2 ;;
   esac
   out=/tmp/bench-$s.jsonl

@@ -30,6 +30,7 @@ type benchConfig struct {
 	Duration  time.Duration
 	Rate      float64
 	Window    int
+	Machines  int
 	Topic     string
 	Size      int
 	ServerPID int
@@ -70,6 +71,9 @@ Load generator speaking Junction's protocol to a server on this machine
            outstanding on each
   fanout   --conns subscribers of --topic and one publisher at --rate msg/s
            (0: as fast as a window of --window publications allows)
+  relay    RPC calls relayed by the gateway (rpc.call): --machines machines
+           register bench.echo and echo every call; --conns callers keep
+           --window calls outstanding each (needs --data)
 The result is one JSON line on stdout (--json prints only it); a progress
 line is redrawn on stderr when it is a terminal.
 
@@ -80,8 +84,9 @@ Flags:
 	c := &benchConfig{}
 	var sources string
 	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:7700/ws", "WebSocket URL of the server (loopback only)")
-	fs.StringVar(&c.Scenario, "scenario", "", "connect, idle, rpc or fanout (required)")
-	fs.IntVar(&c.Conns, "conns", 100, "connections (connect: concurrent connectors; fanout: subscribers)")
+	fs.StringVar(&c.Scenario, "scenario", "", "connect, idle, rpc, fanout or relay (required)")
+	fs.IntVar(&c.Conns, "conns", 100, "connections (connect: concurrent connectors; fanout: subscribers; relay: callers)")
+	fs.IntVar(&c.Machines, "machines", 1, "relay: machine connections answering the calls (per process under --procs)")
 	fs.StringVar(&c.Token, "token", "", "access token used by every connection")
 	fs.StringVar(&c.Data, "data", "", "data directory whose key mints a token per connection (distinct user and device)")
 	fs.StringVar(&c.Alg, "alg", "HS256", "token algorithm with --data: HS256 or EdDSA")
@@ -103,11 +108,11 @@ Flags:
 		return nil, fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
 	}
 	switch c.Scenario {
-	case "connect", "idle", "rpc", "fanout":
+	case "connect", "idle", "rpc", "fanout", "relay":
 	case "":
-		return nil, errors.New("bench: --scenario is required (connect, idle, rpc or fanout)")
+		return nil, errors.New("bench: --scenario is required (connect, idle, rpc, fanout or relay)")
 	default:
-		return nil, fmt.Errorf("bench: unknown scenario %q (want connect, idle, rpc or fanout)", c.Scenario)
+		return nil, fmt.Errorf("bench: unknown scenario %q (want connect, idle, rpc, fanout or relay)", c.Scenario)
 	}
 	u, err := url.Parse(c.URL)
 	if err != nil {
@@ -142,6 +147,9 @@ Flags:
 	if (c.Token == "") == (c.Data == "") {
 		return nil, errors.New("bench: pass exactly one of --token and --data")
 	}
+	if c.Scenario == "relay" && c.Data == "" {
+		return nil, errors.New("bench: relay needs --data: it mints a machine and a caller identity of one user")
+	}
 	switch {
 	case c.Conns < 1 || c.Conns > benchMaxConns:
 		return nil, fmt.Errorf("bench: --conns %d: want 1 to %d", c.Conns, benchMaxConns)
@@ -157,6 +165,8 @@ Flags:
 		return nil, fmt.Errorf("bench: --procs %d: want 1 to %d", c.Procs, benchMaxProcs)
 	case c.Dialers < 1 || c.Dialers > 4096:
 		return nil, fmt.Errorf("bench: --dialers %d: want 1 to 4096", c.Dialers)
+	case c.Machines < 1 || c.Machines > 1024:
+		return nil, fmt.Errorf("bench: --machines %d: want 1 to 1024", c.Machines)
 	}
 	if c.Window == 0 {
 		c.Window = 1
@@ -192,6 +202,7 @@ type benchResult struct {
 	FirstError  string         `json:"first_error,omitempty"`
 	Connect     *connectResult `json:"connect,omitempty"`
 	RPC         *rpcResult     `json:"rpc,omitempty"`
+	Relay       *relayResult   `json:"relay,omitempty"`
 	Fanout      *fanoutResult  `json:"fanout,omitempty"`
 	Latency     *latencyStats  `json:"latency,omitempty"`
 	Server      *serverStats   `json:"server,omitempty"`
@@ -456,6 +467,17 @@ func mergeResults(cfg *benchConfig, rs []*benchResult) *benchResult {
 			out.RPC.Pings += r.RPC.Pings
 			out.RPC.PerSec += r.RPC.PerSec
 		}
+		if rr := r.Relay; rr != nil {
+			o := out.Relay
+			if o == nil {
+				o = &relayResult{Machines: rr.Machines, Window: rr.Window}
+				out.Relay = o
+			}
+			o.Callers += rr.Callers
+			o.Calls += rr.Calls
+			o.PerSec += rr.PerSec
+			o.clientCPUSeconds += rr.ClientCPUUsPerCall * float64(rr.Calls) / 1e6
+		}
 		if f := r.Fanout; f != nil {
 			o := out.Fanout
 			if o == nil {
@@ -472,6 +494,10 @@ func mergeResults(cfg *benchConfig, rs []*benchResult) *benchResult {
 			o.FinalOffset = max(o.FinalOffset, f.FinalOffset)
 			o.SumStartOffset += f.SumStartOffset
 		}
+	}
+	if o := out.Relay; o != nil && o.Calls > 0 {
+		o.Machines *= len(rs)
+		o.ClientCPUUsPerCall = o.clientCPUSeconds * 1e6 / float64(o.Calls)
 	}
 	if o := out.Fanout; o != nil {
 		o.Expected = o.Subscribers*int64(o.FinalOffset) - int64(o.SumStartOffset)
@@ -492,6 +518,13 @@ func printSummary(w io.Writer, r *benchResult) {
 		fmt.Fprintf(w, "  %d connects, %.0f connects/s\n", r.Connect.Connects, r.Connect.PerSec)
 	case r.RPC != nil:
 		fmt.Fprintf(w, "  %d sys.ping round trips, %.0f/s (window %d per connection)\n", r.RPC.Pings, r.RPC.PerSec, r.RPC.Window)
+	case r.Relay != nil:
+		rr := r.Relay
+		fmt.Fprintf(w, "  %d relayed calls, %.0f/s (%d callers, window %d, %d machines)", rr.Calls, rr.PerSec, rr.Callers, rr.Window, rr.Machines)
+		if rr.ClientCPUUsPerCall != 0 {
+			fmt.Fprintf(w, "; load client CPU %.2f µs per call", rr.ClientCPUUsPerCall)
+		}
+		fmt.Fprintln(w)
 	case r.Fanout != nil:
 		f := r.Fanout
 		fmt.Fprintf(w, "  %d publications (%.0f/s) to %d subscribers: %d deliveries, %s deliveries/s, %d lost, %d duplicates\n",

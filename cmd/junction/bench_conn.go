@@ -47,6 +47,20 @@ func fixedToken(tok string) tokenSource {
 // user and device per connection index (bench-<prefix><i>), with scopes
 // read and write.
 func mintingTokens(data, alg, prefix string) (tokenSource, error) {
+	mint, err := tokenMinter(data, alg)
+	if err != nil {
+		return nil, err
+	}
+	return func(i int) (string, error) {
+		id := "bench-" + prefix + strconv.Itoa(i)
+		return mint(auth.Claims{UserID: id, DeviceID: id, Kind: "machine",
+			Scopes: []string{auth.ScopeRead, auth.ScopeWrite}})
+	}, nil
+}
+
+// tokenMinter returns a function minting two-hour tokens with the data
+// directory's key.
+func tokenMinter(data, alg string) (func(auth.Claims) (string, error), error) {
 	if _, err := os.Stat(data); err != nil {
 		return nil, fmt.Errorf("bench: data directory %s: %w", data, err)
 	}
@@ -56,10 +70,8 @@ func mintingTokens(data, alg, prefix string) (tokenSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	return func(i int) (string, error) {
-		id := "bench-" + prefix + strconv.Itoa(i)
-		tok, _, err := tokens.Issue(auth.Claims{UserID: id, DeviceID: id, Kind: "machine",
-			Scopes: []string{auth.ScopeRead, auth.ScopeWrite}}, 2*time.Hour)
+	return func(c auth.Claims) (string, error) {
+		tok, _, err := tokens.Issue(c, 2*time.Hour)
 		return tok, err
 	}, nil
 }
@@ -294,7 +306,7 @@ func mergeCounts(a, b []uint64) []uint64 {
 // meter holds the live counters the progress display shows.
 type meter struct {
 	conns      atomic.Int64 // open connections
-	ops        atomic.Int64 // connects, pings or publications completed
+	ops        atomic.Int64 // connects, pings, publications or relayed calls completed
 	deliveries atomic.Int64 // channel messages received
 }
 
@@ -330,6 +342,8 @@ func opsName(scenario string) string {
 		return "pings"
 	case "fanout":
 		return "publications"
+	case "relay":
+		return "calls"
 	}
 	return "ops"
 }

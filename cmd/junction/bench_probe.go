@@ -103,6 +103,8 @@ func (p *serverProbe) stats(r *benchResult) *serverStats {
 			s.CPUUsPerOp = s.CPUSeconds * 1e6 / float64(r.Connect.Connects)
 		case r.RPC != nil && r.RPC.Pings > 0:
 			s.CPUUsPerOp = s.CPUSeconds * 1e6 / float64(r.RPC.Pings)
+		case r.Relay != nil && r.Relay.Calls > 0:
+			s.CPUUsPerOp = s.CPUSeconds * 1e6 / float64(r.Relay.Calls)
 		}
 	}
 	if p.syscw0 > 0 && p.syscw1 > p.syscw0 {

@@ -35,6 +35,7 @@ type benchRun struct {
 	sendStop    atomic.Bool  // the measured phase is over: send nothing new
 	deadline    atomic.Int64 // unix nanoseconds when the measured phase ends
 	pings       atomic.Int64 // sys.ping answered within the measured phase
+	calls       atomic.Int64 // relayed calls answered ok within the measured phase
 }
 
 // Kinds of connection.
@@ -43,13 +44,18 @@ const (
 	kindPinger
 	kindSubscriber
 	kindPublisher
+	kindMachine // relay: serves relayMethod
+	kindCaller  // relay: calls a machine
 )
 
 // benchConn is the state of one connection, stored as its ws.Conn value.
 type benchConn struct {
-	run  *benchRun // set once
-	kind int       // set once
-	c    *ws.Conn  // set once after attach
+	run   *benchRun // set once
+	kind  int       // set once
+	index int       // set once: the connection's index in open
+	c     *ws.Conn  // set once after attach
+	req   []byte    // set once: caller only, its rpc.call after the id (relayCallPrefix)
+	seq   atomic.Uint64
 
 	last  uint64        // owned by the loop: last channel offset received
 	start atomic.Uint64 // channel offset at subscription
@@ -99,6 +105,10 @@ func (r *benchRun) OnClose(c *ws.Conn, code int, reason string) {
 
 func (bc *benchConn) onFrame(c *ws.Conn, f []byte) {
 	r := bc.run
+	if bc.kind == kindMachine || bc.kind == kindCaller {
+		bc.onRelayFrame(c, f)
+		return
+	}
 	if bytes.HasPrefix(f, eventMessage) {
 		now := time.Now().UnixNano()
 		rest := f[len(eventMessage):]
@@ -213,7 +223,15 @@ func runScenario(ctx context.Context, cfg *benchConfig, m *meter, hooks phaseHoo
 		prefix = "p" + strconv.Itoa(cfg.Child) + "-"
 	}
 	tokens := fixedToken(cfg.Token)
-	if cfg.Data != "" {
+	if cfg.Scenario == "relay" {
+		var err error
+		if tokens, err = relayTokens(cfg.Data, cfg.Alg, prefix, cfg.Machines); err != nil {
+			return nil, err
+		}
+		if tokens, err = premint(tokens, cfg.Machines+cfg.Conns); err != nil {
+			return nil, err
+		}
+	} else if cfg.Data != "" {
 		var err error
 		if tokens, err = mintingTokens(cfg.Data, cfg.Alg, prefix); err != nil {
 			return nil, err
@@ -249,6 +267,8 @@ func runScenario(ctx context.Context, cfg *benchConfig, m *meter, hooks phaseHoo
 			err = r.rpc(ctx, hooks, res)
 		case "fanout":
 			err = r.fanout(ctx, hooks, res)
+		case "relay":
+			err = r.relay(ctx, hooks, res)
 		}
 	}
 	if err != nil {
@@ -284,7 +304,7 @@ func (r *benchRun) open(ctx context.Context, n int, kind func(i int) int) ([]*be
 					r.fail(err.Error())
 					continue
 				}
-				bc := &benchConn{run: r, kind: kind(i)}
+				bc := &benchConn{run: r, kind: kind(i), index: i}
 				c, err := r.tr.AttachWith(nc, ws.RoleClient, r, ws.AttachOptions{Value: bc, Buffered: buffered})
 				if err != nil {
 					nc.Close()

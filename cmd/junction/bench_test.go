@@ -77,6 +77,31 @@ func TestBenchRPC(t *testing.T) {
 	}
 }
 
+func TestBenchRelay(t *testing.T) {
+	m := startServer(t, noRateLimit)
+	res := runBenchJSON(t, m, "--scenario", "relay", "--conns", "20", "--machines", "2", "--window", "2",
+		"--duration", "1s", "--server-pid", strconv.Itoa(os.Getpid()))
+	rr := res.Relay
+	if rr == nil || rr.Calls == 0 {
+		t.Fatalf("calls: got %+v (first error %q), want > 0", rr, res.FirstError)
+	}
+	if rr.Callers != 20 || rr.Machines != 2 || res.Opened != 22 {
+		t.Errorf("got %d callers, %d machines, %d opened; want 20, 2, 22", rr.Callers, rr.Machines, res.Opened)
+	}
+	if res.Errors != 0 || res.ClosedEarly != 0 {
+		t.Errorf("got %d errors (%q), %d closed early; want 0, 0", res.Errors, res.FirstError, res.ClosedEarly)
+	}
+	if res.Latency == nil || res.Latency.Count < uint64(rr.Calls) {
+		t.Errorf("latency samples: got %+v, want at least %d", res.Latency, rr.Calls)
+	}
+	if res.Server == nil || res.Server.CPUUsPerOp <= 0 {
+		t.Errorf("server CPU per call: got %+v, want > 0", res.Server)
+	}
+	if rr.ClientCPUUsPerCall <= 0 {
+		t.Errorf("client CPU per call: got %g, want > 0", rr.ClientCPUUsPerCall)
+	}
+}
+
 func TestBenchFanout(t *testing.T) {
 	m := startServer(t, noRateLimit)
 	for _, tc := range []struct {
@@ -158,6 +183,9 @@ func TestBenchFlags(t *testing.T) {
 		{"too many per source", []string{"--scenario", "idle", "--token", "x", "--conns", "60000", "--procs", "4"}, "--sources"},
 		{"unbounded duration", []string{"--scenario", "idle", "--token", "x", "--duration", "48h"}, "--duration"},
 		{"wss", []string{"--scenario", "idle", "--token", "x", "--url", "wss://127.0.0.1/ws"}, "ws://"},
+		{"relay", []string{"--scenario", "relay", "--data", "d", "--machines", "4"}, ""},
+		{"relay without data", []string{"--scenario", "relay", "--token", "x"}, "--data"},
+		{"relay without machines", []string{"--scenario", "relay", "--data", "d", "--machines", "0"}, "--machines"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseBenchFlags(tc.args, &bytes.Buffer{})
