@@ -77,9 +77,14 @@ func (p *cutProxy) cut() int {
 }
 
 func TestChannelResumeAcrossReconnect(t *testing.T) {
-	m := startServer(t, withNamespaces(hub.NamespaceConfig{
-		Pattern: "feed:{id}", Subscribe: []string{"any"}, Publish: []string{"scope=write"}, HistorySize: 10000,
-	}))
+	m := startServer(t, func(c *Config) {
+		withNamespaces(hub.NamespaceConfig{
+			Pattern: "feed:{id}", Subscribe: []string{"any"}, Publish: []string{"scope=write"}, HistorySize: 10000,
+		})(c)
+		// The publisher calls as fast as the server answers: more than the
+		// default 1,000 requests/s when nothing else runs.
+		c.Hub.RequestsPerSecond = -1
+	})
 	proxy := newCutProxy(t, m.Addr().String())
 	const total = 3000
 

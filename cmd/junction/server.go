@@ -60,6 +60,7 @@ type Main struct {
 	started        []Service // started successfully, stopped in reverse
 	ln             net.Listener
 	srv            *http.Server
+	front          *web.Front
 	pprofSrv       *http.Server
 	serveErr       chan error
 	closeOnce      sync.Once
@@ -153,8 +154,9 @@ func (m *Main) Open(ctx context.Context) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelDebug),
 	}
+	m.front = web.NewFront(m.Web, m.srv, m.Logger)
 	go func() {
-		if err := m.srv.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := m.front.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.serveErr <- err
 		}
 	}()
@@ -211,9 +213,9 @@ func (m *Main) ServeErr() <-chan error { return m.serveErr }
 func (m *Main) Close(ctx context.Context) error {
 	m.closeOnce.Do(func() {
 		var errs []error
-		if m.srv != nil {
+		if m.front != nil {
 			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			if err := m.srv.Shutdown(sctx); err != nil {
+			if err := m.front.Shutdown(sctx); err != nil {
 				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 			}
 			cancel()

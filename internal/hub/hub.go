@@ -326,11 +326,14 @@ func (h *Hub) Upgrade(w http.ResponseWriter, r *http.Request, p *auth.Principal,
 		return nil, protocol.Errorf(protocol.CodeUnavailable, "server is shutting down")
 	}
 	c := newConn(h, p)
-	wsc, err := h.transport.Upgrade(w, r, subprotocol, c)
+	// Corked: the 101 response and the welcome leave in one write, from
+	// this goroutine, rather than as two writes with a writer's wake-up.
+	wsc, err := h.transport.UpgradeWith(w, r, subprotocol, c, ws.AttachOptions{Corked: true})
 	if err != nil {
 		return nil, fmt.Errorf("hub: upgrade: %w", err)
 	}
 	c.attach(wsc)
+	wsc.Uncork()
 	return c, nil
 }
 

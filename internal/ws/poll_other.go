@@ -24,3 +24,4 @@ func (t *Transport) writeLoop()                 {}
 func shutdownWrite(int) error                   { return nil }
 func resetOnClose(int) error                    { return nil }
 func (c *Conn) dropLocked()                     {}
+func (c *Conn) Uncork()                         {}

@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	gws "github.com/gobwas/ws"
 )
 
 // Config configures a Transport. The zero value of each field selects its
@@ -44,6 +42,13 @@ type Config struct {
 	// PongTimeout closes a connection with 4102 when nothing (a pong or any
 	// other frame) is read within this after a ping. Default 10s.
 	PongTimeout time.Duration
+	// ReadPause makes each loop sleep this long after a wait that returned
+	// fewer events than it can take, before it waits again: sockets that
+	// become readable meanwhile are then read in one pass, and whoever
+	// writes to them does not wake the loop for every write. Every read is
+	// delayed by up to ReadPause. For load generators reading many busy
+	// connections (junction bench); default 0, reading at once.
+	ReadPause time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -203,33 +208,44 @@ func (t *Transport) conns(dst []*Conn) []*Conn {
 // OnMessage and OnClose may run before Upgrade has returned to its caller.
 // A caller that needs Value set in every callback uses UpgradeWith.
 func (t *Transport) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol string, h Handler) (*Conn, error) {
-	return t.UpgradeWith(w, r, subprotocol, h, nil)
+	return t.UpgradeWith(w, r, subprotocol, h, AttachOptions{})
 }
 
-// UpgradeWith is Upgrade, with value stored as the connection's Value before
-// the connection is registered, so that every callback sees it.
-func (t *Transport) UpgradeWith(w http.ResponseWriter, r *http.Request, subprotocol string, h Handler, value any) (*Conn, error) {
+// UpgradeWith is Upgrade with options (Value, Corked; Buffered and Preamble
+// are set by the upgrade itself). The "101 Switching Protocols" response is
+// queued as the connection's first bytes, so that with Corked it goes out in
+// one write with the frames queued before Uncork.
+func (t *Transport) UpgradeWith(w http.ResponseWriter, r *http.Request, subprotocol string, h Handler, opts AttachOptions) (*Conn, error) {
 	if t.shutdown.Load() || !t.started.Load() {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return nil, fmt.Errorf("ws: upgrade: %w", ErrClosed)
 	}
-	u := gws.HTTPUpgrader{Timeout: t.cfg.WriteTimeout}
-	if subprotocol != "" {
-		u.Protocol = func(p string) bool { return p == subprotocol }
-	}
-	nc, rw, _, err := u.Upgrade(r, w)
+	resp, err := ServerHandshake(r, subprotocol)
 	if err != nil {
-		if nc != nil {
-			_ = nc.Close()
+		var he *HandshakeError
+		if errors.As(err, &he) {
+			if he.Status == http.StatusUpgradeRequired {
+				w.Header().Set("Sec-WebSocket-Version", "13")
+			}
+			http.Error(w, he.Reason, he.Status)
 		}
+		return nil, err
+	}
+	nc, rw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		http.Error(w, "cannot take over the connection", http.StatusInternalServerError)
 		return nil, fmt.Errorf("ws: upgrade: %w", err)
 	}
-	var buffered []byte
-	if n := rw.Reader.Buffered(); n > 0 {
-		b, _ := rw.Reader.Peek(n)
-		buffered = append([]byte(nil), b...)
+	_ = nc.SetDeadline(time.Time{}) // the loop and writers use the raw descriptor
+	opts.Buffered = nil
+	if rw != nil && rw.Reader != nil {
+		if n := rw.Reader.Buffered(); n > 0 {
+			b, _ := rw.Reader.Peek(n)
+			opts.Buffered = append([]byte(nil), b...)
+		}
 	}
-	c, err := t.AttachWith(nc, RoleServer, h, AttachOptions{Value: value, Buffered: buffered})
+	opts.Preamble = resp
+	c, err := t.AttachWith(nc, RoleServer, h, opts)
 	if err != nil {
 		_ = nc.Close()
 		return nil, fmt.Errorf("ws: upgrade: %w", err)
@@ -245,6 +261,12 @@ type AttachOptions struct {
 	// handshake (for example what the *bufio.Reader returned by gobwas/ws's
 	// Dialer holds); they are parsed before anything read from the socket.
 	Buffered []byte
+	// Preamble holds raw bytes (a handshake response) written before any
+	// frame.
+	Preamble []byte
+	// Corked holds back every write until Uncork, so that the preamble and
+	// the first frames go out together. The caller must call Uncork.
+	Corked bool
 }
 
 // Attach registers an already handshaken connection playing role and
@@ -292,6 +314,14 @@ func (t *Transport) AttachWith(nc net.Conn, role Role, h Handler, opts AttachOpt
 	if opts.Value != nil {
 		c.SetValue(opts.Value)
 	}
+	if opts.Preamble != nil {
+		c.queue = append(c.queue, opts.Preamble)
+		c.qbytes, c.qframes = len(opts.Preamble), 1
+	}
+	if opts.Preamble != nil || opts.Corked {
+		// Held by this goroutine until uncorked: enqueues do not schedule.
+		c.wstate = wReady
+	}
 	now := t.now()
 	c.lastRead.Store(now)
 	c.pingAt = now
@@ -304,6 +334,9 @@ func (t *Transport) AttachWith(nc net.Conn, role Role, h Handler, opts AttachOpt
 		// Close began while we registered; its sweep may have missed c.
 		c.finish(CloseGoingAway, "going away", false)
 		return nil, fmt.Errorf("ws: attach: %w", ErrClosed)
+	}
+	if opts.Preamble != nil && !opts.Corked {
+		c.Uncork()
 	}
 	return c, nil
 }

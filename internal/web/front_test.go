@@ -1,0 +1,185 @@
+package web
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startFront serves handler through a Front on a loopback port.
+func startFront(t *testing.T, handler http.Handler) (*Front, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 500 * time.Millisecond}
+	f := NewFront(handler, srv, slog.New(slog.DiscardHandler))
+	served := make(chan error, 1)
+	go func() { served <- f.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := f.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("Serve returned %v, want http.ErrServerClosed", err)
+		}
+	})
+	return f, ln.Addr().String()
+}
+
+// rawExchange writes req on a new connection and returns everything the
+// server sends until it closes the connection.
+func rawExchange(t *testing.T, addr, req string) string {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(nc, req); err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(nc)
+	if err != nil {
+		t.Fatalf("read: %v (got %q)", err, b)
+	}
+	return string(b)
+}
+
+func TestFrontHandsOffOtherRequests(t *testing.T) {
+	var paths []string
+	_, addr := startFront(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := w.(*frontWriter); ok {
+			t.Errorf("%s %s was served by the front door", r.Method, r.URL.Path)
+		}
+		body, _ := io.ReadAll(r.Body)
+		paths = append(paths, r.Method+" "+r.URL.Path)
+		_, _ = io.WriteString(w, r.Method+" "+r.URL.Path+" "+string(body))
+	}))
+	// Three pipelined requests in one write, the last closing: net/http
+	// must see every byte the front door read while sniffing.
+	got := rawExchange(t, addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"+
+		"POST /api/v1/thing HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"+
+		"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	for _, want := range []string{"GET /healthz ", "POST /api/v1/thing hello", "GET /last "} {
+		if !strings.Contains(got, want) {
+			t.Errorf("response lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Count(got, "HTTP/1.1 200 OK") != 3 {
+		t.Errorf("want 3 responses, got:\n%s", got)
+	}
+	// A request line longer than the sniffing buffer is handed off too.
+	long := "/x" + strings.Repeat("a", 6000)
+	got = rawExchange(t, addr, "GET "+long+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 200 OK") || !strings.Contains(got, "GET /xaaaaaaaa") {
+		t.Errorf("long request line: got %.200q", got)
+	}
+	// Paths that only look like /ws are not the gateway.
+	for _, p := range []string{"/ws/", "/wsx", "/ws2?x"} {
+		got := rawExchange(t, addr, "GET "+p+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		if !strings.Contains(got, "GET "+strings.SplitN(p, "?", 2)[0]) {
+			t.Errorf("%s: got %.200q", p, got)
+		}
+	}
+}
+
+func TestFrontRefusedHandshake(t *testing.T) {
+	_, addr := startFront(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := w.(*frontWriter); !ok && r.Method == http.MethodGet {
+			t.Errorf("GET /ws was not served by the front door")
+		}
+		if r.Method == http.MethodGet && (r.RemoteAddr == "" || r.URL.Query().Get("token") != "abc") {
+			t.Errorf("request: remote %q, query %q", r.RemoteAddr, r.URL.RawQuery)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = io.WriteString(w, `{"error":{"code":"unauthorized"}}`)
+	}))
+	got := rawExchange(t, addr, "GET /ws?token=abc HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(got)), nil)
+	if err != nil {
+		t.Fatalf("%v in %q", err, got)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 401 || !resp.Close ||
+		resp.Header.Get("Content-Type") != "application/json" || string(body) != `{"error":{"code":"unauthorized"}}` {
+		t.Fatalf("got %d %v %q", resp.StatusCode, resp.Header, body)
+	}
+	// HEAD is not a handshake: net/http answers it.
+	if got := rawExchange(t, addr, "HEAD /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 401") {
+		t.Fatalf("HEAD /ws: %q", got)
+	}
+}
+
+func TestFrontMalformedHandshake(t *testing.T) {
+	_, addr := startFront(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("handler called for a malformed request")
+	}))
+	for _, req := range []string{
+		"GET /ws HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+		"GET /ws HTTP/9\r\n\r\n",
+	} {
+		if got := rawExchange(t, addr, req); !strings.HasPrefix(got, "HTTP/1.1 400 Bad Request\r\n") {
+			t.Errorf("%q: got %q", req, got)
+		}
+	}
+}
+
+func TestFrontHijackGetsEarlyBytes(t *testing.T) {
+	_, addr := startFront(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		nc, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		early, _ := rw.Reader.Peek(rw.Reader.Buffered())
+		_, _ = io.WriteString(nc, "early="+string(early))
+		_ = nc.Close()
+	}))
+	if got := rawExchange(t, addr, "GET /ws HTTP/1.1\r\nHost: x\r\n\r\nFRAME"); got != "early=FRAME" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestFrontSilentClientTimesOut(t *testing.T) {
+	_, addr := startFront(t, http.NotFoundHandler())
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
+	// Half a request line, then silence: the server gives up after its
+	// ReadHeaderTimeout and closes.
+	_, _ = io.WriteString(nc, "GET /w")
+	if b, err := io.ReadAll(nc); err != nil || len(b) != 0 {
+		t.Fatalf("got %q, %v; want the connection closed without a response", b, err)
+	}
+}
+
+func TestFrontHandlerPanic(t *testing.T) {
+	_, addr := startFront(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ws" {
+			panic("boom")
+		}
+		_, _ = io.WriteString(w, "alive")
+	}))
+	if got := rawExchange(t, addr, "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"); got != "" {
+		t.Fatalf("a panicking handshake answered %q", got)
+	}
+	if got := rawExchange(t, addr, "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.HasSuffix(got, "alive") {
+		t.Fatalf("server did not survive: %q", got)
+	}
+}

@@ -1,0 +1,16 @@
+//go:build linux
+
+package ws
+
+import "golang.org/x/sys/unix"
+
+// Uncork ends the hold of AttachOptions.Corked: what was queued meanwhile
+// (the preamble, then frames) is written at once by the calling goroutine,
+// without waiting for a writer; what does not fit in the socket is left to
+// the loop and the writers as usual. Call it exactly once, and only on a
+// connection attached with Corked.
+func (c *Conn) Uncork() {
+	var iov [8]unix.Iovec
+	w := writer{t: c.t, iov: iov[:0]}
+	w.flush(c)
+}
