@@ -135,7 +135,11 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 
-	m.ln, err = net.Listen("tcp", cfg.Addr)
+	// No TCP keep-alive probes: WebSockets have the hub's heartbeat and
+	// HTTP connections their idle timeout, and turning probes on costs
+	// three setsockopt calls per accepted connection.
+	lc := net.ListenConfig{KeepAlive: -1}
+	m.ln, err = lc.Listen(ctx, "tcp", cfg.Addr)
 	if err != nil {
 		m.Store.Close()
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)

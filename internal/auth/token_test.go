@@ -392,3 +392,21 @@ func TestIssuerAndLeewayConfig(t *testing.T) {
 	_, err = a.Verify(token)
 	assertReason(t, err, ReasonExpired)
 }
+
+// BenchmarkVerify measures the verification every WebSocket connect pays.
+func BenchmarkVerify(b *testing.B) {
+	tk, err := NewTokens(TokenConfig{Secret: testSecret})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok, _, err := tk.Issue(Claims{UserID: "user-1", DeviceID: "device-1", Kind: "phone", Scopes: []string{"read", "write"}}, time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := tk.Verify(tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
