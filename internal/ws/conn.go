@@ -299,10 +299,14 @@ func (c *Conn) onCloseWritten() {
 	if c.closeSent.Swap(true) {
 		return
 	}
+	if c.peerClosed.Load() || c.abort.Load() {
+		c.finish(CloseAbnormal, "", false) // close(2) ends both directions
+		return
+	}
 	_ = c.rc.Control(func(fd uintptr) {
 		_ = shutdownWrite(int(fd))
 	})
-	if c.peerClosed.Load() || c.abort.Load() {
+	if c.peerClosed.Load() {
 		c.finish(CloseAbnormal, "", false)
 	}
 }
