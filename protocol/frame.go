@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -59,14 +60,17 @@ func Decode(b []byte) (*Frame, error) {
 		// browsers drop the connection of whoever receives them.
 		return nil, Errorf(CodeInvalidFrame, "a frame must be valid UTF-8")
 	}
-	var f Frame
-	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, Errorf(CodeInvalidFrame, "malformed frame: %s", jsonProblem(err))
+	f := new(Frame)
+	if !decodeFast(b, f) {
+		*f = Frame{}
+		if err := json.Unmarshal(b, f); err != nil {
+			return nil, Errorf(CodeInvalidFrame, "malformed frame: %s", jsonProblem(err))
+		}
 	}
 	if err := f.validate(); err != nil {
 		return nil, err
 	}
-	return &f, nil
+	return f, nil
 }
 
 // ProbeID extracts the "id" member of a request that failed to decode, so
@@ -230,14 +234,35 @@ func AppendRequest(dst []byte, id, method string, params json.RawMessage, idem s
 		dst = AppendString(dst, idem)
 	}
 	if meta != nil {
-		mb, err := json.Marshal(meta)
-		if err != nil {
-			return nil, err
-		}
 		dst = append(dst, `,"meta":`...)
-		dst = append(dst, mb...)
+		if c := meta.Caller; c != nil && !htmlSpecial(c.UserID) && !htmlSpecial(c.DeviceID) && !htmlSpecial(c.AppID) {
+			// What json.Marshal writes, without its reflection.
+			dst = append(dst, `{"caller":{"userId":`...)
+			dst = AppendString(dst, c.UserID)
+			if c.DeviceID != "" {
+				dst = append(dst, `,"deviceId":`...)
+				dst = AppendString(dst, c.DeviceID)
+			}
+			if c.AppID != "" {
+				dst = append(dst, `,"appId":`...)
+				dst = AppendString(dst, c.AppID)
+			}
+			dst = append(dst, "}}"...)
+		} else {
+			mb, err := json.Marshal(meta)
+			if err != nil {
+				return nil, err
+			}
+			dst = append(dst, mb...)
+		}
 	}
 	return append(dst, '}'), nil
+}
+
+// htmlSpecial reports whether s holds a character json.Marshal escapes and
+// AppendString does not.
+func htmlSpecial(s string) bool {
+	return strings.ContainsAny(s, "<>&")
 }
 
 // AppendResult appends a successful response. result must be compact JSON or

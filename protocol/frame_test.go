@@ -1,8 +1,10 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -204,4 +206,105 @@ func FuzzDecode(f *testing.F) {
 			}
 		})
 	})
+}
+
+// decodeSlow is Decode through encoding/json only, the reference of the
+// fast path.
+func decodeSlow(b []byte) (*Frame, error) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '{' || !utf8.Valid(b) {
+		return nil, Errorf(CodeInvalidFrame, "not an object")
+	}
+	var f Frame
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, Errorf(CodeInvalidFrame, "malformed frame: %s", jsonProblem(err))
+	}
+	if err := f.validate(); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+var fastSeeds = []string{
+	`{"type":"req","id":"42","method":"channel.subscribe","params":{"topic":"session:abc"},"idem":"x"}`,
+	`{"type":"req","id":"s12","method":"files.read","params":{"path":"/etc/hosts"},"meta":{"caller":{"userId":"alice","deviceId":"phone-1"}}}`,
+	`{"type":"req","id":"s1","method":"a.b","params":{},"meta":{"caller":{"userId":"u","deviceId":"d","appId":"x"}}}`,
+	`{"type":"res","id":"42","ok":true,"result":{"epoch":"e1","offset":17}}`,
+	`{"type":"res","id":"42","ok":true,"result":[1,-2.5e3,"x\u00e9\n",true,false,null,{}]}`,
+	`{"type":"res","id":"42","ok":false,"error":{"code":"forbidden","message":"no","retryable":false,"retryAfterMs":0,"details":{"field":"a"}}}`,
+	`{"type":"event","event":"channel.message","topic":"session:abc","epoch":"e1","offset":17,"data":{"x":1}}`,
+	`{"type":"event","event":"rpc.progress","data":{"id":"7","data":{"line":"hello"}}}`,
+	` { "type" : "req" , "id" : "1" , "method" : "a" , "params" : { "a" : [ 1 , 2 ] } } `,
+	`{"Type":"req","id":"1","method":"a"}`,
+	`{"type":"req","id":"1","id":"2","method":"a"}`,
+	`{"type":"req","id":"1","method":"a","params":null}`,
+	`{"type":"req","id":"a\"b","method":"a"}`,
+	`{"type":"req","id":"1","method":"a","meta":{"caller":{"userId":"a"}},"meta":{"caller":{"deviceId":"b"}}}`,
+	`{"type":"res","id":"1","ok":true,"result":1,"extra":[1,2]}`,
+	`{"type":"event","event":"e","topic":"t","offset":01}`,
+	`{"type":"event","event":"e","topic":"t","offset":1e2}`,
+	`{"type":"event","event":"e","topic":"t","offset":18446744073709551615}`,
+	`{"type":"res","id":"1","ok":true,"result":{"a":1,}}`,
+	`{"type":"res","id":"1","ok":true,"result":"\u12"}`,
+	`{"type":"req","id":"1","method":"a"}x`,
+}
+
+// TestDecodeFastMatchesSlow checks that the fast path decodes exactly as
+// encoding/json does, or leaves the frame to it.
+func TestDecodeFastMatchesSlow(t *testing.T) {
+	for _, s := range fastSeeds {
+		checkFastMatchesSlow(t, []byte(s))
+	}
+}
+
+func checkFastMatchesSlow(t *testing.T, b []byte) {
+	t.Helper()
+	got, gerr := Decode(b)
+	want, werr := decodeSlow(b)
+	if (gerr == nil) != (werr == nil) {
+		t.Fatalf("%q: Decode error %v, encoding/json error %v", b, gerr, werr)
+	}
+	if gerr != nil {
+		return
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q:\n got %+v\nwant %+v", b, got, want)
+	}
+}
+
+func FuzzDecodeFast(f *testing.F) {
+	for _, s := range fastSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkFastMatchesSlow(t, b)
+	})
+}
+
+// TestAppendRequestMetaMatchesMarshal checks the hand-written meta encoding
+// against json.Marshal.
+func TestAppendRequestMetaMatchesMarshal(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		meta *Meta
+	}{
+		{"empty", &Meta{}},
+		{"user only", &Meta{Caller: &Caller{UserID: "alice"}}},
+		{"device", &Meta{Caller: &Caller{UserID: "alice", DeviceID: "phone-1"}}},
+		{"app", &Meta{Caller: &Caller{UserID: "", DeviceID: "d", AppID: "app"}}},
+		{"escapes", &Meta{Caller: &Caller{UserID: "a\"b\\c\n\u2028\xff", DeviceID: "é"}}},
+		{"html", &Meta{Caller: &Caller{UserID: "<a>&", DeviceID: "d"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := AppendRequest(nil, "s1", "a.b", json.RawMessage(`{}`), "", tc.meta)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mb, _ := json.Marshal(tc.meta)
+			want := `{"type":"req","id":"s1","method":"a.b","params":{},"meta":` + string(mb) + `}`
+			if string(got) != want {
+				t.Errorf("got  %s\nwant %s", got, want)
+			}
+		})
+	}
 }

@@ -1,0 +1,208 @@
+package protocol
+
+import (
+	"encoding/json"
+
+	"github.com/junctionhq/junction/internal/jsonscan"
+)
+
+// Members of a frame, as bits, to refuse duplicates on the fast path.
+const (
+	memType = 1 << iota
+	memID
+	memMethod
+	memParams
+	memIdem
+	memMeta
+	memOK
+	memResult
+	memError
+	memEvent
+	memTopic
+	memEpoch
+	memOffset
+	memData
+)
+
+// decodeFast decodes the frames that every client and the server itself
+// write (members spelled exactly, strings without escapes, no null, no
+// duplicate member) without reflection, into f. It reports false for
+// anything else, and the caller decodes with encoding/json instead: the
+// result is the same either way. b is valid UTF-8 with no surrounding
+// space. The raw members share one copy of b, capped so that an append to
+// one cannot overwrite another.
+func decodeFast(b []byte, f *Frame) bool {
+	var buf []byte // the copy of b the raw members alias, made on first use
+	raw := func(start, end int) json.RawMessage {
+		if buf == nil {
+			buf = append([]byte(nil), b...)
+		}
+		return buf[start:end:end]
+	}
+	seen := 0
+	end, ok := jsonscan.Object(b, 0, func(key []byte, v int) (int, bool) {
+		var bit int
+		switch string(key) {
+		case "type":
+			bit = memType
+		case "id":
+			bit = memID
+		case "method":
+			bit = memMethod
+		case "params":
+			bit = memParams
+		case "idem":
+			bit = memIdem
+		case "meta":
+			bit = memMeta
+		case "ok":
+			bit = memOK
+		case "result":
+			bit = memResult
+		case "error":
+			bit = memError
+		case "event":
+			bit = memEvent
+		case "topic":
+			bit = memTopic
+		case "epoch":
+			bit = memEpoch
+		case "offset":
+			bit = memOffset
+		case "data":
+			bit = memData
+		default:
+			return 0, false // encoding/json matches keys case-insensitively
+		}
+		if seen&bit != 0 || v >= len(b) || b[v] == 'n' {
+			return 0, false // a duplicate merges, null leaves values as they are
+		}
+		seen |= bit
+		switch bit {
+		case memType, memID, memMethod, memIdem, memEvent, memTopic, memEpoch:
+			s, end, ok := jsonscan.SimpleString(b, v)
+			if !ok {
+				return 0, false
+			}
+			switch bit {
+			case memType:
+				f.Type = frameType(s)
+			case memID:
+				f.ID = string(s)
+			case memMethod:
+				f.Method = string(s)
+			case memIdem:
+				f.Idem = string(s)
+			case memEvent:
+				f.Event = string(s)
+			case memTopic:
+				f.Topic = string(s)
+			case memEpoch:
+				f.Epoch = string(s)
+			}
+			return end, true
+		case memOK:
+			switch {
+			case len(b)-v >= 4 && string(b[v:v+4]) == "true":
+				f.OK = true
+				return v + 4, true
+			case len(b)-v >= 5 && string(b[v:v+5]) == "false":
+				f.OK = false
+				return v + 5, true
+			}
+			return 0, false
+		case memOffset:
+			n, end, ok := jsonscan.Uint(b, v)
+			if !ok {
+				return 0, false
+			}
+			f.Offset = uint64(n)
+			return end, true
+		case memMeta:
+			m, end, ok := decodeMeta(b, v)
+			if !ok {
+				return 0, false
+			}
+			f.Meta = m
+			return end, true
+		case memError:
+			end, ok := jsonscan.Value(b, v)
+			if !ok || b[v] != '{' {
+				return 0, false
+			}
+			var e Error
+			if json.Unmarshal(b[v:end], &e) != nil {
+				return 0, false
+			}
+			f.Error = &e
+			return end, true
+		default: // params, result, data
+			end, ok := jsonscan.Value(b, v)
+			if !ok {
+				return 0, false
+			}
+			switch bit {
+			case memParams:
+				f.Params = raw(v, end)
+			case memResult:
+				f.Result = raw(v, end)
+			case memData:
+				f.Data = raw(v, end)
+			}
+			return end, true
+		}
+	})
+	return ok && end == len(b)
+}
+
+// frameType returns the frame type constants without allocating.
+func frameType(s []byte) string {
+	switch string(s) {
+	case TypeRequest:
+		return TypeRequest
+	case TypeResponse:
+		return TypeResponse
+	case TypeEvent:
+		return TypeEvent
+	}
+	return string(s)
+}
+
+// decodeMeta decodes {"caller":{"userId":...,"deviceId":...,"appId":...}}
+// as the server writes it.
+func decodeMeta(b []byte, i int) (*Meta, int, bool) {
+	m := &Meta{}
+	seenCaller := false
+	end, ok := jsonscan.Object(b, i, func(key []byte, v int) (int, bool) {
+		if string(key) != "caller" || seenCaller || v >= len(b) || b[v] != '{' {
+			return 0, false
+		}
+		seenCaller = true
+		c := &Caller{}
+		seen := 0
+		end, ok := jsonscan.Object(b, v, func(key []byte, v int) (int, bool) {
+			var dst *string
+			var bit int
+			switch string(key) {
+			case "userId":
+				dst, bit = &c.UserID, 1
+			case "deviceId":
+				dst, bit = &c.DeviceID, 2
+			case "appId":
+				dst, bit = &c.AppID, 4
+			default:
+				return 0, false
+			}
+			s, end, ok := jsonscan.SimpleString(b, v)
+			if !ok || seen&bit != 0 {
+				return 0, false
+			}
+			seen |= bit
+			*dst = string(s)
+			return end, true
+		})
+		m.Caller = c
+		return end, ok
+	})
+	return m, end, ok
+}
