@@ -223,7 +223,8 @@ func (c *Conn) sendResult(id string, result any) {
 		}
 		raw = b
 	}
-	c.sendFrame(ws.PrepareText(protocol.AppendResult(nil, id, raw)))
+	var scratch [512]byte // the frame is copied out of it
+	c.sendFrame(ws.PrepareText(protocol.AppendResult(scratch[:0], id, raw)))
 }
 
 func (c *Conn) sendError(id string, e *protocol.Error) {

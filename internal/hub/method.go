@@ -97,7 +97,7 @@ func (h *Hub) Register(m Method) {
 func Handle[P any](h *Hub, m Method, fn func(ctx context.Context, call *Call, p *P) (any, error)) {
 	m.Handler = func(ctx context.Context, call *Call) (any, error) {
 		p := new(P)
-		if err := DecodeParams(call.Params, p); err != nil {
+		if err := decodeParamsInto(call.Params, p); err != nil {
 			return nil, err
 		}
 		return fn(ctx, call, p)
@@ -133,6 +133,29 @@ func DecodeParams(raw json.RawMessage, v any) error {
 		}
 	}
 	return nil
+}
+
+// fastParams is implemented by params types of hot methods that decode
+// their common shape without reflection. decodeFast reports false, leaving
+// the value as it found it or partly filled, for anything it does not
+// handle; DecodeParams then decides.
+type fastParams interface {
+	decodeFast(raw json.RawMessage) bool
+}
+
+// decodeParamsInto is DecodeParams with the fast path of P, when it has one.
+func decodeParamsInto[P any](raw json.RawMessage, p *P) error {
+	if fp, ok := any(p).(fastParams); ok {
+		if fp.decodeFast(raw) {
+			if v, ok := any(p).(Validator); ok {
+				return v.Validate()
+			}
+			return nil
+		}
+		var zero P
+		*p = zero
+	}
+	return DecodeParams(raw, p)
 }
 
 func paramsError(err error) error {

@@ -12,10 +12,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/junctionhq/junction/internal/auth"
+	"github.com/junctionhq/junction/internal/jsonscan"
 	"github.com/junctionhq/junction/protocol"
 )
 
@@ -134,20 +136,26 @@ func ValidRPCMethod(name string) error {
 	if len(name) > protocol.MaxMethodLength {
 		return fmt.Errorf("longer than %d bytes", protocol.MaxMethodLength)
 	}
-	segs := strings.Split(name, ".")
-	if len(segs) < 2 {
+	if strings.IndexByte(name, '.') < 0 {
 		return errors.New(`want "domain.action"`)
 	}
-	for _, s := range segs {
-		if s == "" {
-			return errors.New("empty segment")
-		}
-		for i := 0; i < len(s); i++ {
-			ch := s[i]
-			if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '_' || ch == '-') {
-				return fmt.Errorf("invalid character %q", ch)
+	seg := 0 // length of the current segment
+	for i := 0; i < len(name); i++ {
+		ch := name[i]
+		switch {
+		case ch == '.':
+			if seg == 0 {
+				return errors.New("empty segment")
 			}
+			seg = 0
+		case ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '_' || ch == '-':
+			seg++
+		default:
+			return fmt.Errorf("invalid character %q", ch)
 		}
+	}
+	if seg == 0 {
+		return errors.New("empty segment")
 	}
 	return nil
 }
@@ -228,6 +236,7 @@ type rpcCalls struct {
 
 type rpcMetrics struct {
 	calls    *prometheus.CounterVec
+	okLocal  prometheus.Counter // calls{outcome="ok",path="local"}, looked up once
 	progress prometheus.Counter
 	dropped  prometheus.Counter
 	serving  prometheus.Gauge
@@ -259,6 +268,7 @@ func newRPCRelay(h *Hub) *rpcRelay {
 			Name: "junction_rpc_serving_devices", Help: "Devices serving RPC methods on this node.",
 		}),
 	}
+	r.metrics.okLocal = r.metrics.calls.WithLabelValues("ok", "local")
 	if reg := h.deps.Registerer; reg != nil {
 		reg.MustRegister(r.metrics.calls, r.metrics.progress, r.metrics.dropped, r.metrics.serving)
 	}
@@ -319,6 +329,67 @@ func (p *rpcCallParams) Validate() error {
 		return protocol.FieldError("params", "must be an object")
 	}
 	return nil
+}
+
+// decodeFast implements fastParams for the shape every client sends:
+// members spelled exactly, once each, strings without escapes.
+func (p *rpcCallParams) decodeFast(raw json.RawMessage) bool {
+	i := jsonscan.Space(raw, 0)
+	if i >= len(raw) || raw[i] != '{' || !utf8.Valid(raw) { // encoding/json replaces invalid UTF-8
+		return false
+	}
+	seen := 0
+	end, ok := jsonscan.Object(raw, i, func(key []byte, v int) (int, bool) {
+		var bit int
+		switch string(key) {
+		case "target":
+			bit = 1
+		case "method":
+			bit = 2
+		case "params":
+			bit = 4
+		case "timeoutMs":
+			bit = 8
+		default:
+			return 0, false
+		}
+		if seen&bit != 0 || v >= len(raw) || raw[v] == 'n' {
+			return 0, false
+		}
+		seen |= bit
+		switch bit {
+		case 1:
+			t := &RPCTarget{}
+			hasID := false
+			end, ok := jsonscan.Object(raw, v, func(key []byte, v int) (int, bool) {
+				if string(key) != "deviceId" || hasID {
+					return 0, false
+				}
+				hasID = true
+				s, end, ok := jsonscan.SimpleString(raw, v)
+				t.DeviceID = string(s)
+				return end, ok
+			})
+			p.Target = t
+			return end, ok
+		case 2:
+			s, end, ok := jsonscan.SimpleString(raw, v)
+			p.Method = string(s)
+			return end, ok
+		case 4:
+			end, ok := jsonscan.Value(raw, v)
+			if !ok {
+				return 0, false
+			}
+			p.Params = raw[v:end:end]
+			return end, true
+		default:
+			n, end, ok := jsonscan.Int(raw, v)
+			p.TimeoutMs = n
+			return end, ok
+		}
+	})
+	return ok && jsonscan.Space(raw, end) == len(raw)
 }
 
 func validTarget(t *RPCTarget) error {

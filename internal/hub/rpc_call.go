@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/junctionhq/junction/internal/ws"
 	"github.com/junctionhq/junction/protocol"
 )
 
@@ -36,14 +37,15 @@ type callerSink struct {
 }
 
 func (s *callerSink) progress(data json.RawMessage) {
-	b := append(make([]byte, 0, len(s.id)+len(data)+20), `{"id":`...)
+	var scratch [512]byte // the frame is copied out of it
+	b := append(scratch[:0], `{"type":"event","event":"`+EventRPCProgress+`","data":{"id":`...)
 	b = protocol.AppendString(b, s.id)
 	if len(data) > 0 {
 		b = append(b, `,"data":`...)
 		b = append(b, data...)
 	}
-	b = append(b, '}')
-	if s.conn.SendEvent(EventRPCProgress, "", "", 0, b) {
+	b = append(b, "}}"...)
+	if s.conn.sendFrame(ws.PrepareText(b)) {
 		s.r.metrics.progress.Inc()
 	}
 }
@@ -59,10 +61,14 @@ func (r *rpcRelay) handleCall(ctx context.Context, call *Call, p *rpcCallParams)
 	if p.TimeoutMs > 0 {
 		timeout = min(time.Duration(p.TimeoutMs)*time.Millisecond, r.cfg.MaxTimeout)
 	}
-	base, cancel := context.WithCancelCause(ctx)
+	// One cancelable context and a timer, rather than context.WithTimeout
+	// on top of it: a second context and its registration cost about as
+	// much as the rest of a relayed call's bookkeeping.
+	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	ctx, stop := context.WithTimeoutCause(base, timeout, errRPCTimeout)
-	defer stop()
+	t := time.AfterFunc(timeout, func() { cancel(errRPCTimeout) })
+	defer t.Stop()
+	ctx = deadlineCtx{Context: ctx, deadline: time.Now().Add(timeout)}
 
 	calls := r.callsOf(call.Conn)
 	calls.mu.Lock()
@@ -76,12 +82,25 @@ func (r *rpcRelay) handleCall(ctx context.Context, call *Call, p *rpcCallParams)
 
 	sink := &callerSink{r: r, conn: call.Conn, id: call.ID}
 	res, path, err := r.call(ctx, call.Conn.Done(), callerOf(call.Principal), p.Target.DeviceID, p.Method, p.Params, sink)
-	r.metrics.calls.WithLabelValues(outcome(err), path).Inc()
+	if err == nil && path == "local" {
+		r.metrics.okLocal.Inc()
+	} else {
+		r.metrics.calls.WithLabelValues(outcome(err), path).Inc()
+	}
 	if err != nil {
 		return nil, err
 	}
 	return res, nil
 }
+
+// deadlineCtx gives a context the deadline its timer enforces, so that a
+// call forwarded to another node carries its remaining time.
+type deadlineCtx struct {
+	context.Context
+	deadline time.Time
+}
+
+func (c deadlineCtx) Deadline() (time.Time, bool) { return c.deadline, true }
 
 // callsOf returns the calls-in-flight table of a calling connection.
 func (r *rpcRelay) callsOf(c *Conn) *rpcCalls {

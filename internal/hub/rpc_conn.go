@@ -32,7 +32,8 @@ func (c *Conn) startRequest(method string, params json.RawMessage, meta *protoco
 	if before != nil {
 		before(id)
 	}
-	b, err := protocol.AppendRequest(nil, id, method, params, "", meta)
+	var scratch [512]byte // the frame is copied out of it
+	b, err := protocol.AppendRequest(scratch[:0], id, method, params, "", meta)
 	if err != nil {
 		c.forget(id)
 		return id, nil, err
