@@ -3,6 +3,7 @@ package hub
 import (
 	"encoding/json"
 	"strconv"
+	"sync"
 
 	"github.com/junctionhq/junction/internal/ws"
 	"github.com/junctionhq/junction/protocol"
@@ -32,18 +33,30 @@ func (c *Conn) startRequest(method string, params json.RawMessage, meta *protoco
 	if before != nil {
 		before(id)
 	}
-	var scratch [512]byte // the frame is copied out of it
-	b, err := protocol.AppendRequest(scratch[:0], id, method, params, "", meta)
+	// The payload is built in a pooled buffer (the frame is a copy of it):
+	// a stack buffer this deep in a call's goroutine makes its stack grow.
+	bp := framePool.Get().(*[]byte)
+	b, err := protocol.AppendRequest((*bp)[:0], id, method, params, "", meta)
 	if err != nil {
+		framePool.Put(bp)
 		c.forget(id)
 		return id, nil, err
 	}
-	if !c.sendFrame(ws.PrepareText(b)) {
+	frame := ws.PrepareText(b)
+	if cap(b) <= 64<<10 {
+		*bp = b
+		framePool.Put(bp)
+	}
+	if !c.sendFrame(frame) {
 		c.forget(id)
 		return id, nil, protocol.Errorf(protocol.CodeUnavailable, "target disconnected")
 	}
 	return id, ch, nil
 }
+
+// framePool holds buffers to build frames in before ws.PrepareText copies
+// them.
+var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // failPendingResponse handles a frame that failed to decode: when it is a
 // response ("type":"res") to a pending server request, the waiter gets an
