@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strconv"
 
+	"github.com/junctionhq/junction/internal/jsonscan"
 	"github.com/junctionhq/junction/protocol"
 )
 
@@ -217,11 +218,11 @@ func (c *Client) runHandler(ctx context.Context, fn HandlerFunc, f *protocol.Fra
 func (cn *conn) reply(id string, res any, err error) {
 	var b []byte
 	if err == nil {
-		raw, merr := json.Marshal(res)
+		raw, merr := encodeResult(res)
 		if merr != nil {
 			err = fmt.Errorf("client: encode result: %w", merr)
 		} else {
-			b = protocol.AppendResult(nil, id, raw)
+			b = protocol.AppendResult(make([]byte, 0, len(id)+len(raw)+40), id, raw)
 			if limit := cn.maxFrame.Load(); int64(len(b)) > limit {
 				err = protocol.Errorf(protocol.CodeTooLarge, "result of %d bytes is over the server's limit of %d", len(b), limit)
 			}
@@ -241,4 +242,27 @@ func (cn *conn) reply(id string, res any, err error) {
 	if err := cn.enqueue(cn.ctx, b); err != nil {
 		cn.log.Debug("client: response not sent", "id", id, "err", err)
 	}
+}
+
+// encodeResult is json.Marshal(res), taking a json.RawMessage that
+// json.Marshal would copy unchanged (valid, compact, printable ASCII with
+// none of the characters it escapes for HTML) as is: handlers that relay
+// raw JSON do not pay for its re-encoding.
+func encodeResult(res any) (json.RawMessage, error) {
+	if raw, ok := res.(json.RawMessage); ok && len(raw) > 0 && plainJSON(raw) {
+		return raw, nil
+	}
+	return json.Marshal(res)
+}
+
+// plainJSON reports whether raw is one valid JSON value made of printable
+// ASCII other than space, '<', '>' and '&'.
+func plainJSON(raw []byte) bool {
+	for _, c := range raw {
+		if c <= ' ' || c >= 0x7f || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	end, ok := jsonscan.Value(raw, 0)
+	return ok && end == len(raw)
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -473,11 +474,39 @@ func (cn *conn) writeClose(bw *bufio.Writer) {
 func (cn *conn) writeFrame(bw *bufio.Writer, f ws.Frame, timeout time.Duration) error {
 	f = ws.MaskFrameInPlace(f)
 	cn.nc.SetWriteDeadline(time.Now().Add(timeout))
-	if err := ws.WriteFrame(bw, f); err != nil {
-		return fmt.Errorf("client: write frame: %w", err)
-	}
+	// The header goes through a stack buffer: ws.WriteHeader allocates one
+	// per frame.
+	var hdr [ws.MaxHeaderSize]byte
+	bw.Write(appendHeader(hdr[:0], f.Header))
+	bw.Write(f.Payload)
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("client: write frame: %w", err)
 	}
 	return nil
+}
+
+// appendHeader appends the wire encoding of h (RFC 6455 §5.2), as
+// ws.WriteHeader writes it.
+func appendHeader(dst []byte, h ws.Header) []byte {
+	b0 := byte(h.OpCode) | byte(h.Rsv<<4)
+	if h.Fin {
+		b0 |= 0x80
+	}
+	var b1 byte
+	if h.Masked {
+		b1 = 0x80
+	}
+	switch n := h.Length; {
+	case n <= 125:
+		dst = append(dst, b0, b1|byte(n))
+	case n <= 0xffff:
+		dst = append(dst, b0, b1|126, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, b0, b1|127)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+	if h.Masked {
+		dst = append(dst, h.Mask[:]...)
+	}
+	return dst
 }

@@ -252,13 +252,23 @@ func WithCallTimeout(d time.Duration) CallOption {
 	return func(o *callOptions) { o.timeout = d }
 }
 
-type rpcCallParams struct {
-	Target struct {
-		DeviceID string `json:"deviceId"`
-	} `json:"target"`
-	Method    string          `json:"method"`
-	Params    json.RawMessage `json:"params,omitempty"`
-	TimeoutMs int64           `json:"timeoutMs,omitempty"`
+// appendRPCCall appends the rpc.call request id: what json.Marshal of
+// {target:{deviceId}, method, params, timeoutMs} writes, without its
+// reflection. params is compact JSON or empty (omitted).
+func appendRPCCall(dst []byte, id, deviceID, method string, params json.RawMessage, timeoutMs int64) []byte {
+	dst = append(dst, `{"type":"req","id":`...)
+	dst = protocol.AppendString(dst, id)
+	dst = append(dst, `,"method":"rpc.call","params":{"target":{"deviceId":`...)
+	dst = protocol.AppendString(dst, deviceID)
+	dst = append(dst, `},"method":`...)
+	dst = protocol.AppendString(dst, method)
+	if len(params) > 0 {
+		dst = append(dst, `,"params":`...)
+		dst = append(dst, params...)
+	}
+	dst = append(dst, `,"timeoutMs":`...)
+	dst = strconv.AppendInt(dst, timeoutMs, 10)
+	return append(dst, "}}"...)
 }
 
 // CallDevice calls method on the device deviceID through the gateway
@@ -285,20 +295,6 @@ func (c *Client) CallDevice(ctx context.Context, deviceID, method string, params
 			timeout = c.opts.CallTimeout
 		}
 	}
-	var p rpcCallParams
-	p.Target.DeviceID = deviceID
-	p.Method = method
-	p.Params = raw
-	p.TimeoutMs = max(timeout.Milliseconds(), 1)
-	body, err := json.Marshal(p)
-	if err != nil {
-		return fmt.Errorf("client: encode rpc.call: %w", err)
-	}
-	// The gateway answers timeout itself; the local bound only covers a
-	// gateway that went silent.
-	ctx, cancel := context.WithTimeoutCause(ctx, timeout+5*time.Second, context.DeadlineExceeded)
-	defer cancel()
-
 	cn, err := c.current()
 	if err != nil {
 		return err
@@ -315,10 +311,8 @@ func (c *Client) CallDevice(ctx context.Context, deviceID, method string, params
 			st.mu.Unlock()
 		}()
 	}
-	b, err := protocol.AppendRequest(nil, id, "rpc.call", body, "", nil)
-	if err != nil {
-		return fmt.Errorf("client: encode request rpc.call: %w", err)
-	}
+	b := appendRPCCall(make([]byte, 0, 128+len(deviceID)+len(method)+len(raw)), id, deviceID, method, raw,
+		max(timeout.Milliseconds(), 1))
 	if limit := cn.maxFrame.Load(); int64(len(b)) > limit {
 		return protocol.Errorf(protocol.CodeTooLarge, "request of %d bytes is over the server's limit of %d", len(b), limit)
 	}
@@ -331,8 +325,22 @@ func (c *Client) CallDevice(ctx context.Context, deviceID, method string, params
 		delete(cn.pending, id)
 		cn.mu.Unlock()
 	}()
-	if err := cn.enqueue(ctx, b); err != nil {
-		return c.connErr(err)
+	// The gateway answers timeout itself; the local bound (a timer, not a
+	// derived context: this is the SDK's hot path) only covers a gateway
+	// that went silent.
+	bound := timeout + 5*time.Second
+	deadline := time.Now().Add(bound)
+	boundTimer := time.NewTimer(bound)
+	defer boundTimer.Stop()
+	select {
+	case cn.out <- b: // room in the queue: the common case
+	default:
+		qctx, cancel := context.WithDeadlineCause(ctx, deadline, context.DeadlineExceeded)
+		err := cn.enqueue(qctx, b)
+		cancel()
+		if err != nil {
+			return c.connErr(err)
+		}
 	}
 	var f *protocol.Frame
 	select {
@@ -346,9 +354,14 @@ func (c *Client) CallDevice(ctx context.Context, deviceID, method string, params
 	case <-ctx.Done():
 		c.sendRPCCancel(cn, id)
 		return ctx.Err()
+	case <-boundTimer.C:
+		c.sendRPCCancel(cn, id)
+		return context.DeadlineExceeded
 	}
 	if o.progress != nil {
-		st.barrier(ctx)
+		bctx, cancel := context.WithDeadline(ctx, deadline)
+		st.barrier(bctx)
+		cancel()
 	}
 	if !f.OK {
 		return f.Error
