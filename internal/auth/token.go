@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -303,11 +304,32 @@ func principalFromClaims(c *verifyClaims) (*Principal, error) {
 	}
 	return &Principal{
 		UserID:    c.Subject,
-		Kind:      c.Kind,
+		Kind:      Kinds[slices.Index(Kinds, c.Kind)], // the shared copy
 		DeviceID:  c.Dev,
 		SessionID: c.Sid,
 		TokenID:   c.ID,
-		Scopes:    *c.Scope,
+		Scopes:    internScopes(*c.Scope),
 		ExpiresAt: c.ExpiresAt.Time,
 	}, nil
+}
+
+// commonScopes are the scope lists most tokens carry. A principal lives as
+// long as its connection, so the usual lists are shared rather than held
+// once per connection (Principal is immutable).
+var commonScopes = [][]string{
+	{ScopeRead},
+	{ScopeRead, ScopeWrite},
+	{ScopeRead, ScopeWrite, ScopeRPCServe},
+	{ScopeAdmin},
+}
+
+// internScopes returns a shared copy of a common scope list, or list
+// a copy of exactly its length.
+func internScopes(list []string) []string {
+	for _, common := range commonScopes {
+		if slices.Equal(list, common) {
+			return common
+		}
+	}
+	return slices.Clone(list)
 }

@@ -11,21 +11,17 @@ import (
 // whole hub scans it once a second: no timer per connection.
 type expiryIndex struct {
 	mu    sync.Mutex
-	conns map[*Conn]*expiryState // guarded by mu
+	conns map[*Conn]bool // guarded by mu: whether token.expiring was sent for the current credential
 }
 
-type expiryState struct {
-	warned bool // token.expiring sent for the current credential
-}
-
-func (x *expiryIndex) init() { x.conns = make(map[*Conn]*expiryState) }
+func (x *expiryIndex) init() { x.conns = make(map[*Conn]bool) }
 
 func (x *expiryIndex) add(c *Conn) {
 	if c.Principal().ExpiresAt.IsZero() {
 		return
 	}
 	x.mu.Lock()
-	x.conns[c] = &expiryState{}
+	x.conns[c] = false
 	x.mu.Unlock()
 }
 
@@ -41,7 +37,7 @@ func (x *expiryIndex) renewed(c *Conn) {
 	if c.Principal().ExpiresAt.IsZero() {
 		delete(x.conns, c)
 	} else {
-		x.conns[c] = &expiryState{}
+		x.conns[c] = false
 	}
 	x.mu.Unlock()
 }
@@ -66,14 +62,14 @@ func (h *Hub) checkExpiry() {
 	now := h.deps.Now()
 	var warn, expire []*Conn
 	h.expiry.mu.Lock()
-	for c, st := range h.expiry.conns {
+	for c, warned := range h.expiry.conns {
 		exp := c.Principal().ExpiresAt
 		switch {
 		case !now.Before(exp):
 			expire = append(expire, c)
 			delete(h.expiry.conns, c)
-		case !st.warned && exp.Sub(now) <= h.cfg.TokenExpiryWarning:
-			st.warned = true
+		case !warned && exp.Sub(now) <= h.cfg.TokenExpiryWarning:
+			h.expiry.conns[c] = true
 			warn = append(warn, c)
 		}
 	}
