@@ -92,14 +92,17 @@ const maxDeviceCache = 1 << 15
 //
 // Memory: answers live in two generations, cur and prev; cur becomes prev
 // every TTL, so an entry is forgotten after at most two TTLs and the cache
-// holds only the devices that connected recently (an idle connection costs
-// it nothing once its connect is a few seconds old).
+// holds only the devices that connected recently. While it holds anything,
+// one timer sweeps it every TTL, so an idle connection costs it nothing once
+// its connect is two TTLs old, even when nothing else is looked up.
 type deviceCache struct {
-	mu      sync.Mutex
-	gen     uint64                 // guarded by mu: bumped by every invalidation
-	cur     map[string]deviceEntry // guarded by mu: by account + "\x00" + device id
-	prev    map[string]deviceEntry // guarded by mu: the generation before cur
-	rotated time.Time              // guarded by mu: when cur was started
+	mu       sync.Mutex
+	gen      uint64                 // guarded by mu: bumped by every invalidation
+	cur      map[string]deviceEntry // guarded by mu: by account + "\x00" + device id
+	prev     map[string]deviceEntry // guarded by mu: the generation before cur
+	rotated  time.Time              // guarded by mu: when cur was started
+	lastPut  time.Time              // guarded by mu: the newest entry's time
+	sweeping bool                   // guarded by mu: a sweep is scheduled
 }
 
 type deviceEntry struct {
@@ -140,6 +143,30 @@ func (c *deviceCache) putLocked(k string, e deviceEntry, ttl time.Duration) {
 		c.cur, c.rotated = make(map[string]deviceEntry), e.at
 	}
 	c.cur[k] = e
+	c.lastPut = e.at
+	if !c.sweeping {
+		c.sweeping = true
+		time.AfterFunc(ttl, func() { c.sweep(ttl) })
+	}
+}
+
+// sweep forgets the generations whose answers are all older than ttl, and
+// runs again after ttl while anything is left.
+func (c *deviceCache) sweep(ttl time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if now.Sub(c.rotated) >= ttl {
+		c.prev = nil // its answers predate rotated
+	}
+	if now.Sub(c.lastPut) >= ttl {
+		c.cur, c.prev = nil, nil
+	}
+	if c.cur == nil && c.prev == nil {
+		c.sweeping = false
+		return
+	}
+	time.AfterFunc(ttl, func() { c.sweep(ttl) })
 }
 
 // DeviceStatus reports whether account's device id is unknown, live or

@@ -81,3 +81,28 @@ func TestDeviceStatusOtherProcess(t *testing.T) {
 		t.Fatalf("without cache: DeviceStatus = %v, %v; want DeviceRevoked", got, err)
 	}
 }
+
+// TestDeviceCacheEmptiesWhenIdle: answers are forgotten two TTLs after the
+// last lookup even when no other lookup comes to rotate the generations.
+func TestDeviceCacheEmptiesWhenIdle(t *testing.T) {
+	var c deviceCache
+	ttl := 20 * time.Millisecond
+	c.mu.Lock()
+	for _, k := range []string{"a", "b", "c"} {
+		c.putLocked(k, deviceEntry{status: DeviceLive, at: time.Now()}, ttl)
+	}
+	c.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		n, sweeping := len(c.cur)+len(c.prev), c.sweeping
+		c.mu.Unlock()
+		if n == 0 && !sweeping {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cache still holds %d answers (sweeping %v) long after its TTL", n, sweeping)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
