@@ -245,6 +245,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("websocket upgrade failed", "err", err)
 		return
 	}
+	// A revocation that committed after the check above and closed the
+	// device's connections before this one was registered missed it; it has
+	// invalidated the cached answer by then, so asking again now (the
+	// connection is registered, later revocations will find it) sees it.
+	if err := s.checkDevice(r.Context(), p); err != nil {
+		if protocol.AsError(err).Code == protocol.CodeUnauthorized {
+			c.Close(protocol.CloseForbidden, protocol.CloseReason(protocol.CloseForbidden))
+			return
+		}
+	}
 	s.log.Debug("connected", "conn", c.ID(), "user", p.UserID, "device", p.DeviceID, "kind", p.Kind)
 }
 
