@@ -180,29 +180,18 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if req.Nonce == "" {
-		writeError(w, protocol.FieldError("nonce", "required"))
-		return
-	}
-	nonce, err := decodeB64("nonce", req.Nonce)
+	nonce, err := requiredB64("nonce", req.Nonce)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	if req.Signature == "" {
-		writeError(w, protocol.FieldError("signature", "required"))
-		return
-	}
-	sig, err := decodeB64("signature", req.Signature)
+	sig, err := requiredB64("signature", req.Signature)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	dev := DeviceInfo{}
-	if req.Device != nil {
-		dev = *req.Device
-	}
-	if err := dev.check("device"); err != nil {
+	dev, err := checkedDevice(req.Device)
+	if err != nil {
 		writeError(w, err)
 		return
 	}
@@ -387,6 +376,24 @@ func (s *Server) checkDevice(ctx context.Context, p *auth.Principal) error {
 		return protocol.Errorf(protocol.CodeUnauthorized, "invalid credential: %s", auth.ReasonRevoked)
 	}
 	return nil
+}
+
+// requiredB64 decodes a required base64 field of a request.
+func requiredB64(field, v string) ([]byte, error) {
+	if v == "" {
+		return nil, protocol.FieldError(field, "required")
+	}
+	return decodeB64(field, v)
+}
+
+// checkedDevice returns the optional "device" member of a login or pairing
+// request (empty when absent), checked.
+func checkedDevice(d *DeviceInfo) (DeviceInfo, error) {
+	var dev DeviceInfo
+	if d != nil {
+		dev = *d
+	}
+	return dev, dev.check("device")
 }
 
 // randomToken returns n random bytes, base64url without padding.

@@ -191,11 +191,8 @@ func (s *Server) servePair(w http.ResponseWriter, r *http.Request) {
 		writeError(w, protocol.FieldError("code", "want %d characters of the pairing alphabet", pairingCodeLen))
 		return
 	}
-	dev := DeviceInfo{}
-	if req.Device != nil {
-		dev = *req.Device
-	}
-	if err := dev.check("device"); err != nil {
+	dev, err := checkedDevice(req.Device)
+	if err != nil {
 		writeError(w, err)
 		return
 	}
@@ -205,7 +202,6 @@ func (s *Server) servePair(w http.ResponseWriter, r *http.Request) {
 	}
 	var pub ed25519.PublicKey
 	if dev.PublicKey != "" {
-		var err error
 		if pub, err = decodeKey("device.publicKey", dev.PublicKey); err != nil {
 			writeError(w, err)
 			return
