@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/internal/store"
 	"github.com/junctionhq/junction/internal/web"
 )
 
@@ -26,16 +27,17 @@ import (
 // the YAML file (--config), a JUNCTION_* environment variable, or a flag,
 // with the precedence flags > environment > file > default.
 type Config struct {
-	Addr        string     `yaml:"addr" doc:"listen address HOST:PORT (default 127.0.0.1:7700)"`
-	AllowPublic bool       `yaml:"allow_public" doc:"allow listening on a non-loopback address such as 0.0.0.0"`
-	Data        string     `yaml:"data" doc:"data directory for the signing secret and the SQLite database (default ./data)"`
-	Database    string     `yaml:"database" doc:"database: empty for SQLite in the data directory, or postgres://user:pass@host/db"`
-	LogLevel    string     `yaml:"log_level" doc:"debug, info, warn or error (default info)"`
-	LogFormat   string     `yaml:"log_format" doc:"text or json (default: text on a terminal, json otherwise)"`
-	PprofAddr   string     `yaml:"pprof_addr" doc:"serve Go's net/http/pprof profiles on this loopback HOST:PORT (default off)"`
-	Auth        AuthConfig `yaml:"auth"`
-	Hub         hub.Config `yaml:"hub"`
-	Web         web.Config `yaml:"web"`
+	Addr        string      `yaml:"addr" doc:"listen address HOST:PORT (default 127.0.0.1:7700)"`
+	AllowPublic bool        `yaml:"allow_public" doc:"allow listening on a non-loopback address such as 0.0.0.0"`
+	Data        string      `yaml:"data" doc:"data directory for the signing secret and the SQLite database (default ./data)"`
+	Database    string      `yaml:"database" doc:"database: empty for SQLite in the data directory, or postgres://user:pass@host/db"`
+	LogLevel    string      `yaml:"log_level" doc:"debug, info, warn or error (default info)"`
+	LogFormat   string      `yaml:"log_format" doc:"text or json (default: text on a terminal, json otherwise)"`
+	PprofAddr   string      `yaml:"pprof_addr" doc:"serve Go's net/http/pprof profiles on this loopback HOST:PORT (default off)"`
+	Auth        AuthConfig  `yaml:"auth"`
+	Store       StoreConfig `yaml:"store"`
+	Hub         hub.Config  `yaml:"hub"`
+	Web         web.Config  `yaml:"web"`
 }
 
 // AuthConfig configures token signing.
@@ -44,6 +46,36 @@ type AuthConfig struct {
 	Issuer     string        `yaml:"issuer" doc:"token issuer claim (default junction)"`
 	AccessTTL  time.Duration `yaml:"access_ttl" doc:"lifetime of access tokens issued at login (default 1h)"`
 	RefreshTTL time.Duration `yaml:"refresh_ttl" doc:"lifetime of refresh tokens (default 720h)"`
+}
+
+// StoreConfig bounds what the database keeps. Zero selects the store's
+// default.
+type StoreConfig struct {
+	MaxValueBytes   int           `yaml:"max_value_bytes" doc:"largest encrypted field (metadata, state, message body) accepted, in bytes (default 1048576)"`
+	UpdateRetention int           `yaml:"update_retention" doc:"updates kept per account for sync; older ones answer reset (default 10000)"`
+	UpdateMaxAge    time.Duration `yaml:"update_max_age" doc:"also drop updates older than this (default: kept regardless of age)"`
+	MaxConns        int           `yaml:"max_conns" doc:"database connections: the PostgreSQL pool or the SQLite readers (default 16 PostgreSQL, 4 SQLite)"`
+	DeviceCacheTTL  time.Duration `yaml:"device_cache_ttl" doc:"how long a device's live/unknown status is trusted without asking the database; another node's revocation is seen after at most this (default 1s, negative disables)"`
+}
+
+// options returns the store options for c, on top of base (what an
+// embedder or a test set).
+func (c StoreConfig) options(base store.Options) store.Options {
+	set := func(dst *int, v int) {
+		if v != 0 {
+			*dst = v
+		}
+	}
+	set(&base.MaxValueBytes, c.MaxValueBytes)
+	set(&base.UpdateRetention, c.UpdateRetention)
+	set(&base.MaxConns, c.MaxConns)
+	if c.UpdateMaxAge != 0 {
+		base.UpdateMaxAge = c.UpdateMaxAge
+	}
+	if c.DeviceCacheTTL != 0 {
+		base.DeviceCacheTTL = c.DeviceCacheTTL
+	}
+	return base
 }
 
 func (c *Config) setDefaults() {
@@ -107,6 +139,14 @@ func (c *Config) validate() error {
 		if _, err := netip.ParsePrefix(p); err != nil {
 			return fmt.Errorf("web.trusted_proxies: %q is not a CIDR range: %w", p, err)
 		}
+	}
+	for name, v := range map[string]int{"store.max_value_bytes": c.Store.MaxValueBytes, "store.update_retention": c.Store.UpdateRetention, "store.max_conns": c.Store.MaxConns} {
+		if v < 0 {
+			return fmt.Errorf("%s %d: must not be negative", name, v)
+		}
+	}
+	if c.Store.UpdateMaxAge < 0 {
+		return fmt.Errorf("store.update_max_age %v: must not be negative", c.Store.UpdateMaxAge)
 	}
 	if err := c.Hub.Validate(); err != nil {
 		return fmt.Errorf("hub: %w", err)

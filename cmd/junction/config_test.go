@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/junctionhq/junction/internal/store"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -79,6 +81,17 @@ func TestLoadConfig(t *testing.T) {
 		{name: "bad addr", args: []string{"--addr", "nope"}, wantErr: "want HOST:PORT"},
 		{name: "bad alg", args: []string{"--auth-alg", "RS256"}, wantErr: "want HS256 or EdDSA"},
 		{name: "bad proxy", args: []string{"--web-trusted-proxies", "10.0.0.1"}, wantErr: "not a CIDR range"},
+		{name: "store limits", args: []string{"--store-update-retention", "500", "--store-device-cache-ttl", "-1s"},
+			env: []string{"JUNCTION_STORE_MAX_VALUE_BYTES=4096", "JUNCTION_STORE_UPDATE_MAX_AGE=48h"},
+			check: func(t *testing.T, c *Config) {
+				o := c.Store.options(store.Options{MaxConns: 3})
+				if o.UpdateRetention != 500 || o.MaxValueBytes != 4096 || o.UpdateMaxAge != 48*time.Hour ||
+					o.DeviceCacheTTL != -time.Second || o.MaxConns != 3 {
+					t.Errorf("got store options %+v", o)
+				}
+			}},
+		{name: "negative store limit", args: []string{"--store-update-retention", "-5"}, wantErr: "store.update_retention -5: must not be negative"},
+		{name: "pprof beyond loopback", args: []string{"--pprof-addr", "0.0.0.0:6060"}, wantErr: "want a loopback HOST:PORT"},
 		{name: "missing file", args: []string{"--config", filepath.Join(dir, "none.yaml")}, wantErr: "read config"},
 		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected argument"},
 	}

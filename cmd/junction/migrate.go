@@ -96,7 +96,7 @@ func runMigrate(ctx context.Context, args, environ []string, stdout, stderr io.W
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil && cfg.Database == "" {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	db, err := store.Open(ctx, databaseDSN(cfg), store.Options{})
+	db, err := store.Open(ctx, databaseDSN(cfg), cfg.Store.options(store.Options{}))
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}

@@ -107,7 +107,7 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Registry = prometheus.NewRegistry()
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	if m.Store, err = openStore(ctx, cfg, m.StoreOptions, m.Logger); err != nil {
+	if m.Store, err = openStore(ctx, cfg, cfg.Store.options(m.StoreOptions), m.Logger); err != nil {
 		return err
 	}
 	if cfg.Hub.NodeID == "" {
