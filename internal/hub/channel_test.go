@@ -373,8 +373,10 @@ func TestChannelSlowConsumer(t *testing.T) {
 	// loop below, which waits for the hub to forget the stalled connection,
 	// shows that a 4108 close releases it at once: its close frame cannot
 	// be written, so the connection is cut rather than held until the write
-	// timeout.
-	ts := startHub(t, hub.Config{MaxQueueBytes: 64 << 10, MaxQueueFrames: 256, WriteTimeout: time.Hour}, nil)
+	// timeout. Heartbeats are an hour apart too: on a loaded machine the
+	// stalled connection, which answers no ping, was otherwise closed with
+	// 4102 before its queue overflowed.
+	ts := startHub(t, hub.Config{MaxQueueBytes: 64 << 10, MaxQueueFrames: 256, WriteTimeout: time.Hour, HeartbeatInterval: time.Hour}, nil)
 	const (
 		topic = "public:firehose"
 		subs  = 100
