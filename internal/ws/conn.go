@@ -324,6 +324,7 @@ func (c *Conn) finish(code int, reason string, fromLoop bool) {
 		return
 	}
 	c.state.Store(stateClosed)
+	c.t.finishing.Add(1) // until OnClose is with the loop (see Transport.Close)
 	if prev == stateClosing {
 		code, reason = c.closeCode, c.closeReason
 	}
@@ -340,6 +341,7 @@ func (c *Conn) finish(code int, reason string, fromLoop bool) {
 	_ = c.nc.Close()
 	c.t.open.Add(-1)
 	c.l.closed(c, code, reason, fromLoop)
+	c.t.finishing.Add(-1)
 }
 
 // clearFrames drops the references q holds and returns q emptied, or nil

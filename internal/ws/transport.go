@@ -86,14 +86,18 @@ type Transport struct {
 	cfg   Config    // set once in New, defaults applied
 	start time.Time // set once in New: origin of the transport clock
 
-	loops    []*loop        // set once in Start
-	next     atomic.Uint32  // round-robin loop assignment
-	gen      atomic.Uint32  // connection generations
-	open     atomic.Int64   // registered connections not yet finished
-	wg       sync.WaitGroup // loops, writers, heartbeat
-	hbStop   chan struct{}  // closed to stop the heartbeat
-	started  atomic.Bool
-	shutdown atomic.Bool // Close began: Attach refused
+	loops []*loop       // set once in Start
+	next  atomic.Uint32 // round-robin loop assignment
+	gen   atomic.Uint32 // connection generations
+	open  atomic.Int64  // registered connections not yet finished
+	// finishing counts finish calls that have closed a connection but not
+	// yet handed its OnClose to the loop; Close waits for them before it
+	// stops the loops, so no OnClose is lost to a finish racing with it.
+	finishing atomic.Int64
+	wg        sync.WaitGroup // loops, writers, heartbeat
+	hbStop    chan struct{}  // closed to stop the heartbeat
+	started   atomic.Bool
+	shutdown  atomic.Bool // Close began: Attach refused
 
 	closeOnce sync.Once
 	closeErr  error
@@ -165,6 +169,11 @@ func (t *Transport) Close() error {
 		// Cut what is left, including connections attached concurrently.
 		for _, c := range t.conns(nil) {
 			c.finish(CloseGoingAway, "going away", false)
+		}
+		// A writer or the heartbeat may be finishing a connection at the
+		// same moment (the cut above then skipped it): let it reach the loop.
+		for t.finishing.Load() > 0 {
+			time.Sleep(time.Millisecond)
 		}
 		close(t.hbStop)
 		t.readyMu.Lock()
