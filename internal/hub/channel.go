@@ -170,6 +170,7 @@ type localTopic struct {
 // subscriber is one connection's subscription to one topic.
 type subscriber struct {
 	conn  *Conn      // set once
+	wsc   *ws.Conn   // set once: conn's transport side, loaded once so that fan-out skips conn
 	topic string     // set once
 	ns    *namespace // set once
 	info  ClientInfo // set once
@@ -356,7 +357,9 @@ func (h *Hub) HandlePublication(topic string, pub Publication) {
 		if frame == nil {
 			frame = ws.PrepareText(protocol.AppendEvent(nil, EventChannelMessage, topic, pub.Epoch, pub.Offset, pub.Data))
 		}
-		if s.conn.sendFanout(&batch, frame) {
+		// The frame is counted once per publication below (framesOut), as
+		// one contended atomic rather than one per delivery.
+		if s.wsc != nil && s.wsc.SendBatch(&batch, frame) == nil {
 			n++
 			direct++
 		}
@@ -577,7 +580,7 @@ func (h *Hub) subscribe(ctx context.Context, call *Call, p *subscribeParams) (an
 	}
 	c := call.Conn
 	cs := h.connSubsFor(c)
-	s := &subscriber{conn: c, topic: t.Name, ns: ns, info: *clientInfo(c)}
+	s := &subscriber{conn: c, wsc: c.ws.Load(), topic: t.Name, ns: ns, info: *clientInfo(c)}
 	cs.mu.Lock()
 	switch {
 	case cs.closed:

@@ -194,15 +194,6 @@ func (c *Conn) sendFrame(frame []byte) bool {
 // connections). It never blocks; it reports whether the frame was queued.
 func (c *Conn) SendPrepared(frame []byte) bool { return c.sendFrame(frame) }
 
-// sendFanout queues a frame shared by a fan-out, handing the connection to
-// the writers through b (see ws.Batch). Unlike sendFrame it does not count
-// the frame: the fan-out adds its total to framesOut once, as one contended
-// atomic per publication rather than per delivery.
-func (c *Conn) sendFanout(b *ws.Batch, frame []byte) bool {
-	w := c.ws.Load()
-	return w != nil && w.SendBatch(b, frame) == nil
-}
-
 // SendEvent encodes and queues an event.
 func (c *Conn) SendEvent(event, topic, epoch string, offset uint64, data json.RawMessage) bool {
 	return c.sendFrame(ws.PrepareText(protocol.AppendEvent(nil, event, topic, epoch, offset, data)))

@@ -62,7 +62,27 @@ const (
 // Conn is one WebSocket connection registered with a Transport. Its methods
 // are safe for concurrent use.
 type Conn struct {
-	t    *Transport      // set once at construction
+	// The send path (Send, SendBatch, the writers) touches only the fields
+	// up to pendOff, kept together so that queueing a frame to one of many
+	// subscribers costs one or two cache lines.
+	t     *Transport   // set once at construction
+	state atomic.Int32 // stateOpen, stateClosing, stateClosed; written under mu, read without it
+
+	mu      sync.Mutex
+	wstate  uint8    // guarded by mu
+	drop    bool     // guarded by mu: discard pending frames not yet started
+	qbytes  int      // guarded by mu: bytes queued or pending, not yet written
+	qframes int      // guarded by mu: frames queued or pending, not yet fully written
+	queue   [][]byte // guarded by mu: frames not yet taken by a writer
+
+	// Owned by the writer holding the connection (wstate wReady), or by the
+	// loop while wstate is wWaitOut; otherwise guarded by mu.
+	pending [][]byte // frames taken from queue, not yet fully written
+	pendOff int      // bytes of pending[0] already written
+
+	closeCode   int    // guarded by mu: set when the close begins
+	closeReason string // guarded by mu: set when the close begins
+
 	l    *loop           // set once at construction
 	nc   net.Conn        // set once at construction
 	rc   syscall.RawConn // set once at construction
@@ -73,7 +93,6 @@ type Conn struct {
 
 	value atomic.Pointer[any]
 
-	state      atomic.Int32 // stateOpen, stateClosing, stateClosed
 	lastRead   atomic.Int64 // transport clock of the last read from the socket
 	unwritable atomic.Int64 // transport clock when the socket was first found full; 0 when writable
 	closingAt  atomic.Int64 // transport clock when the close began
@@ -91,20 +110,6 @@ type Conn struct {
 	// Read side, owned by the loop goroutine.
 	p       parser
 	initial []byte // bytes buffered before registration, parsed first
-
-	mu          sync.Mutex
-	queue       [][]byte // guarded by mu: frames not yet taken by a writer
-	qbytes      int      // guarded by mu: bytes queued or pending, not yet written
-	qframes     int      // guarded by mu: frames queued or pending, not yet fully written
-	wstate      uint8    // guarded by mu
-	drop        bool     // guarded by mu: discard pending frames not yet started
-	closeCode   int      // guarded by mu: set when the close begins
-	closeReason string   // guarded by mu: set when the close begins
-
-	// Owned by the writer holding the connection (wstate wReady), or by the
-	// loop while wstate is wWaitOut; otherwise guarded by mu.
-	pending [][]byte // frames taken from queue, not yet fully written
-	pendOff int      // bytes of pending[0] already written
 }
 
 // RemoteAddr returns the peer's address.
@@ -356,8 +361,11 @@ func clearFrames(q [][]byte) [][]byte {
 
 // keepQueueCap is the largest queue backing array a connection keeps when
 // its queue empties; larger arrays are released so idle connections stay
-// small.
-const keepQueueCap = 8
+// small. A connection that receives a steady stream reuses its array (up
+// to 64 frames between two writes) instead of growing a new one from
+// nothing after every write. A connection that never queued more than a
+// frame or two keeps an array of that size.
+const keepQueueCap = 64
 
 // Batch gathers the connections that a fan-out makes ready, so that they are
 // put on the writers' ready list under one lock with one wake-up instead of

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -264,7 +265,13 @@ func (l *loop) read(c *Conn, now int64) {
 	var n int
 	var rerr error
 	err := c.rc.Read(func(fd uintptr) bool {
-		n, rerr = unix.Read(int(fd), l.buf)
+		// RawSyscall, as in writer.writev: the socket is non-blocking.
+		r, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&l.buf[0])), uintptr(len(l.buf)))
+		if errno != 0 {
+			rerr = errno
+		} else {
+			n = int(r)
+		}
 		return true
 	})
 	switch {

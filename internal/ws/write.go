@@ -166,7 +166,10 @@ func (w *writer) writev(c *Conn) (n, total int, err error) {
 		total += len(f)
 	}
 	rerr := c.rc.Write(func(fd uintptr) bool {
-		r, _, errno := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		// RawSyscall: the socket is non-blocking, so the call never waits;
+		// telling the scheduler about it (entersyscall/exitsyscall) only
+		// costs time and lets sysmon hand this writer's P away mid-write.
+		r, _, errno := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
 		if errno != 0 {
 			err = errno
 			return true
