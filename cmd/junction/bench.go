@@ -235,6 +235,11 @@ type fanoutResult struct {
 	Duplicates         int64   `json:"duplicates"`
 	FinalOffset        uint64  `json:"final_offset"`
 	SumStartOffset     uint64  `json:"sum_start_offset"`
+	// ClientCPUUsPerDelivery is the load generator's own CPU time (user and
+	// system, all its processes) over the measured phase, per delivery: the
+	// share of the machine the server did not get.
+	ClientCPUUsPerDelivery float64 `json:"client_cpu_us_per_delivery,omitempty"`
+	clientCPUSeconds       float64 // summed over the children before the division
 }
 
 // runBench implements 'junction bench'.
@@ -493,6 +498,7 @@ func mergeResults(cfg *benchConfig, rs []*benchResult) *benchResult {
 			o.Duplicates += f.Duplicates
 			o.FinalOffset = max(o.FinalOffset, f.FinalOffset)
 			o.SumStartOffset += f.SumStartOffset
+			o.clientCPUSeconds += f.ClientCPUUsPerDelivery * float64(f.Deliveries) / 1e6
 		}
 	}
 	if o := out.Relay; o != nil && o.Calls > 0 {
@@ -502,6 +508,9 @@ func mergeResults(cfg *benchConfig, rs []*benchResult) *benchResult {
 	if o := out.Fanout; o != nil {
 		o.Expected = o.Subscribers*int64(o.FinalOffset) - int64(o.SumStartOffset)
 		o.Lost = max(0, o.Expected-o.Deliveries)
+		if o.Deliveries > 0 {
+			o.ClientCPUUsPerDelivery = o.clientCPUSeconds * 1e6 / float64(o.Deliveries)
+		}
 	}
 	return out
 }
@@ -529,6 +538,9 @@ func printSummary(w io.Writer, r *benchResult) {
 		f := r.Fanout
 		fmt.Fprintf(w, "  %d publications (%.0f/s) to %d subscribers: %d deliveries, %s deliveries/s, %d lost, %d duplicates\n",
 			f.Publications, f.PublicationsPerSec, f.Subscribers, f.Deliveries, human(f.DeliveriesPerSec), f.Lost, f.Duplicates)
+		if f.ClientCPUUsPerDelivery != 0 {
+			fmt.Fprintf(w, "  load client CPU: %.3f µs/delivery\n", f.ClientCPUUsPerDelivery)
+		}
 	}
 	if l := r.Latency; l != nil {
 		fmt.Fprintf(w, "  latency: p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms (%d samples)\n", l.P50Ms, l.P99Ms, l.P999Ms, l.MaxMs, l.Count)

@@ -194,6 +194,37 @@ func leadingUint(b []byte) (uint64, bool) {
 	return n, i > 0
 }
 
+// markDataTimestamp is what follows the offset of a channel.message whose
+// data the load generator published: the send timestamp comes first.
+var markDataTimestamp = []byte(`,"data":{"ts":`)
+
+// messageFields returns the offset and the send timestamp of a
+// channel.message frame (rest is what follows eventMessage) in one forward
+// pass: the offset is searched for, the timestamp is looked for right after
+// it (where protocol.AppendEvent and the publisher put it) and only
+// searched for when it is elsewhere.
+func messageFields(rest []byte) (off, ts uint64, hasOff, hasTS bool) {
+	i := bytes.Index(rest, markOffset)
+	if i < 0 {
+		return 0, 0, false, false
+	}
+	rest = rest[i+len(markOffset):]
+	n := 0
+	for ; n < len(rest) && rest[n] >= '0' && rest[n] <= '9'; n++ {
+		off = off*10 + uint64(rest[n]-'0')
+	}
+	if n == 0 {
+		return 0, 0, false, false
+	}
+	rest = rest[n:]
+	if bytes.HasPrefix(rest, markDataTimestamp) {
+		ts, hasTS = leadingUint(rest[len(markDataTimestamp):])
+	} else {
+		ts, hasTS = scanUint(rest, markTimestamp)
+	}
+	return off, ts, true, hasTS
+}
+
 // responseID returns the id of a response frame and whether it succeeded.
 func responseID(frame []byte) (id []byte, ok, isRes bool) {
 	if !bytes.HasPrefix(frame, prefixResult) {

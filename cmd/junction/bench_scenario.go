@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -111,13 +112,12 @@ func (bc *benchConn) onFrame(c *ws.Conn, f []byte) {
 	}
 	if bytes.HasPrefix(f, eventMessage) {
 		now := time.Now().UnixNano()
-		rest := f[len(eventMessage):]
-		off, ok := scanUint(rest, markOffset)
+		off, ts, ok, hasTS := messageFields(f[len(eventMessage):])
 		if !ok {
 			r.fail("channel.message without an offset")
 			return
 		}
-		if ts, ok := scanUint(rest, markTimestamp); ok {
+		if hasTS {
 			r.hist.record(now - int64(ts))
 		}
 		switch {
@@ -550,6 +550,7 @@ func (r *benchRun) fanout(ctx context.Context, hooks phaseHooks, res *benchResul
 	if err := hooks.ready(); err != nil {
 		return err
 	}
+	cpu0, cpuErr := procCPU(os.Getpid())
 	start := time.Now()
 	deadline := start.Add(r.cfg.Duration)
 	delivered := func() int64 { return r.m.deliveries.Load() }
@@ -575,6 +576,7 @@ func (r *benchRun) fanout(ctx context.Context, hooks phaseHooks, res *benchResul
 		})
 	}
 	elapsed := time.Since(start)
+	cpu1, cpuErr1 := procCPU(os.Getpid())
 	hooks.done()
 
 	f := &fanoutResult{Subscribers: int64(len(subs)), Rate: r.cfg.Rate, Window: r.cfg.Window, SizeBytes: r.cfg.Size,
@@ -591,6 +593,9 @@ func (r *benchRun) fanout(ctx context.Context, hooks phaseHooks, res *benchResul
 		f.Lost = max(0, f.Expected-f.Deliveries)
 	}
 	f.DeliveriesPerSec = float64(f.Deliveries) / elapsed.Seconds()
+	if cpuErr == nil && cpuErr1 == nil && f.Deliveries > 0 {
+		f.ClientCPUUsPerDelivery = (cpu1 - cpu0) * 1e6 / float64(f.Deliveries)
+	}
 	res.Fanout = f
 	res.DurationS = elapsed.Seconds()
 	res.Opened = int64(len(conns))

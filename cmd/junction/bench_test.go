@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/junctionhq/junction/protocol"
 )
 
 // runBenchJSON runs 'junction bench --json' with args against m and decodes
@@ -137,6 +139,9 @@ func TestBenchFanout(t *testing.T) {
 			if res.Server == nil || res.Server.CPUSeconds <= 0 {
 				t.Errorf("server CPU: got %+v, want > 0", res.Server)
 			}
+			if f.ClientCPUUsPerDelivery <= 0 {
+				t.Errorf("client CPU per delivery: got %g, want > 0", f.ClientCPUUsPerDelivery)
+			}
 		})
 	}
 }
@@ -253,5 +258,34 @@ func TestBenchMergeResults(t *testing.T) {
 	}
 	if want := []uint64{1, 3, 4}; !slices.Equal(got.Hist, want) {
 		t.Errorf("histogram: got %v, want %v", got.Hist, want)
+	}
+}
+
+func TestBenchMessageFields(t *testing.T) {
+	tests := []struct {
+		name           string
+		data           string
+		wantTS         uint64
+		wantHasTS      bool
+		offset, wantOf uint64
+	}{
+		{name: "timestamp first", data: `{"ts":1700000000000000001,"pad":"x"}`, wantTS: 1700000000000000001, wantHasTS: true, offset: 42, wantOf: 42},
+		{name: "timestamp later", data: `{"pad":"x","ts":17}`, wantTS: 17, wantHasTS: true, offset: 7, wantOf: 7},
+		{name: "no timestamp", data: `{"pad":"x"}`, offset: 1, wantOf: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := protocol.AppendEvent(nil, "channel.message", "bench:fanout", "e1f2", tt.offset, []byte(tt.data))
+			if !bytes.HasPrefix(f, eventMessage) {
+				t.Fatalf("frame %s does not start with %s", f, eventMessage)
+			}
+			off, ts, ok, hasTS := messageFields(f[len(eventMessage):])
+			if !ok || off != tt.wantOf || ts != tt.wantTS || hasTS != tt.wantHasTS {
+				t.Fatalf("got offset %d ts %d (%v, %v), want %d ts %d (true, %v)", off, ts, ok, hasTS, tt.wantOf, tt.wantTS, tt.wantHasTS)
+			}
+		})
+	}
+	if _, _, ok, _ := messageFields([]byte(`,"topic":"t","data":{"ts":1}}`)); ok {
+		t.Fatalf("a frame without an offset was accepted")
 	}
 }
