@@ -252,7 +252,8 @@ func runScenario(ctx context.Context, cfg *benchConfig, m *meter, hooks phaseHoo
 	if cfg.Scenario == "connect" {
 		err = r.connect(ctx, hooks, res)
 	} else {
-		r.tr = ws.New(ws.Config{MaxMessageBytes: 1 << 20, MaxQueueFrames: 1 << 16, MaxQueueBytes: 64 << 20, WriteTimeout: 3 * time.Second})
+		r.tr = ws.New(ws.Config{MaxMessageBytes: 1 << 20, MaxQueueFrames: 1 << 16, MaxQueueBytes: 64 << 20, WriteTimeout: 3 * time.Second,
+			ReadPause: cfg.ReadPause})
 		if err := r.tr.Start(); err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -235,6 +236,9 @@ func (l *loop) run() {
 			if done {
 				return
 			}
+		}
+		if p := l.t.cfg.ReadPause; p > 0 && n < len(l.events) {
+			time.Sleep(p)
 		}
 	}
 }

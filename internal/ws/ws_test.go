@@ -744,3 +744,24 @@ func TestSendBatch(t *testing.T) {
 		t.Fatalf("close code %d, want %d", ev.code, CloseSlowConsumer)
 	}
 }
+
+// TestReadPause: loops that pause between waits (Config.ReadPause) still
+// read every message, in order, from several connections.
+func TestReadPause(t *testing.T) {
+	h := newTestHandler(true)
+	_, url := startServer(t, Config{ReadPause: 2 * time.Millisecond}, h)
+	clients := []*client{dial(t, url), dial(t, url), dial(t, url)}
+	const n = 50
+	for i := range n {
+		for _, c := range clients {
+			c.send(t, fmt.Sprint(i))
+		}
+	}
+	for i := range n {
+		for j, c := range clients {
+			if got, want := c.recv(t), fmt.Sprint(i); got != want {
+				t.Fatalf("client %d, message %d: got %q, want %q", j, i, got, want)
+			}
+		}
+	}
+}

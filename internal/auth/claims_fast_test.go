@@ -1,0 +1,63 @@
+package auth
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+// decodeBoth decodes b with UnmarshalJSON and with plain encoding/json.
+func decodeBoth(b []byte) (fast, slow verifyClaims, fastErr, slowErr error) {
+	type plain verifyClaims
+	fastErr = json.Unmarshal(b, &fast)
+	slowErr = json.Unmarshal(b, (*plain)(&slow))
+	return
+}
+
+var claimsCorpus = []string{
+	`{"iss":"junction","sub":"u1","exp":1795330254,"iat":1795326654,"jti":"abc","dev":"d1","kind":"phone","scope":["read","write"]}`,
+	`{"iss":"junction","sub":"u1","exp":1795330254,"iat":1795326654,"jti":"abc","dev":"d1","kind":"phone","sid":"s","scope":[]}`,
+	` { "sub" : "u" , "scope" : [ "read" ] , "nbf" : -5 } `,
+	`{"sub":"a\u0062c","scope":["read"]}`, // escape: encoding/json
+	`{"sub":"u","exp":17953302.5}`,        // fraction
+	`{"sub":"u","exp":1e9}`,               // exponent
+	`{"sub":"u","aud":["x"]}`,             // another member
+	`{"SUB":"u"}`,                         // case folding
+	`{"sub":null,"scope":null}`,           // nulls
+	`{"sub":"u","sub":"v"}`,               // duplicate: the last wins
+	`{"sub":"u","scope":["read",1]}`,      // wrong type
+	`{"sub":"u","exp":"tomorrow"}`,        // wrong type
+	`{"sub":"u"`,                          // truncated
+	`{"sub":"u"} x`,                       // trailing data
+	`{"sub":"\xff"}`,                      // invalid UTF-8
+	`{"sub":"u","exp":9007199254740993}`,  // beyond float precision
+	`[]`, `null`, `{}`, ``,
+}
+
+func TestClaimsFastDecodeMatchesEncodingJSON(t *testing.T) {
+	for _, in := range claimsCorpus {
+		fast, slow, fe, se := decodeBoth([]byte(in))
+		if (fe == nil) != (se == nil) || !reflect.DeepEqual(fast, slow) {
+			t.Errorf("%s:\nfast %+v, %v\nslow %+v, %v", in, fast, fe, slow, se)
+		}
+	}
+	var c verifyClaims
+	if !c.scan([]byte(claimsCorpus[0])) || c.Subject != "u1" || len(*c.Scope) != 2 || c.ExpiresAt.Unix() != 1795330254 {
+		t.Fatalf("issued payload not on the fast path: %+v", c)
+	}
+}
+
+func FuzzClaimsDecode(f *testing.F) {
+	for _, in := range claimsCorpus {
+		f.Add([]byte(in))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, slow, fe, se := decodeBoth(b)
+		if (fe == nil) != (se == nil) {
+			t.Fatalf("%q: fast error %v, encoding/json error %v", b, fe, se)
+		}
+		if fe == nil && !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("%q:\nfast %+v\nslow %+v", b, fast, slow)
+		}
+	})
+}
