@@ -82,23 +82,7 @@ func (c *Conn) welcome() {
 	c.welcomeOnce.Do(func() {
 		h := c.hub
 		p := c.Principal()
-		data, _ := jsonMarshal(protocol.Welcome{
-			Protocol:           protocol.Version,
-			ConnID:             c.id,
-			NodeID:             h.cfg.NodeID,
-			Principal:          p.Info(),
-			HeartbeatMs:        h.cfg.HeartbeatInterval.Milliseconds(),
-			HeartbeatTimeoutMs: h.cfg.HeartbeatTimeout.Milliseconds(),
-			Limits: protocol.Limits{
-				MaxFrameBytes:     h.cfg.MaxFrameBytes,
-				MaxQueueBytes:     h.cfg.MaxQueueBytes,
-				MaxQueueFrames:    h.cfg.MaxQueueFrames,
-				MaxSubscriptions:  h.cfg.MaxSubscriptions,
-				RequestsPerSecond: max(h.cfg.RequestsPerSecond, 0),
-				RequestBurst:      max(h.cfg.RequestBurst, 0),
-			},
-			Features: h.features(),
-		})
+		data := h.welcomeData(c.id, p)
 		frame := ws.PrepareText(protocol.AppendEvent(nil, protocol.EventWelcome, "", "", 0, data))
 		// Register before the welcome goes out: a client holding its welcome
 		// is findable by device (revocation, replacement, RPC). Nothing

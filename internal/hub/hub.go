@@ -156,6 +156,7 @@ type Hub struct {
 	reg         registry
 	idem        *idemCache
 	lastSeen    lastSeen
+	welcome     welcomeTemplate // the welcome event's constant JSON
 	expiry      expiryIndex
 	rpc         *rpcRelay // set once in New
 	ch          channels  // set up in New (channel.go)
