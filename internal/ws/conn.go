@@ -18,7 +18,7 @@ var ErrClosed = errors.New("ws: connection closed")
 var ErrQueueFull = errors.New("ws: outbound queue full")
 
 // Role says which side of the WebSocket protocol a connection plays.
-type Role int
+type Role uint8
 
 const (
 	// RoleServer reads masked frames from clients (an unmasked client frame
@@ -65,8 +65,9 @@ type Conn struct {
 	// The send path (Send, SendBatch, the writers) touches only the fields
 	// up to pendOff, kept together so that queueing a frame to one of many
 	// subscribers costs one or two cache lines.
-	t     *Transport   // set once at construction
-	state atomic.Int32 // stateOpen, stateClosing, stateClosed; written under mu, read without it
+	t         *Transport   // set once at construction
+	state     atomic.Int32 // stateOpen, stateClosing, stateClosed; written under mu, read without it
+	closeCode int32        // guarded by mu: set when the close begins
 
 	mu      sync.Mutex
 	wstate  uint8    // guarded by mu
@@ -80,22 +81,21 @@ type Conn struct {
 	pending [][]byte // frames taken from queue, not yet fully written
 	pendOff int      // bytes of pending[0] already written
 
-	closeCode   int    // guarded by mu: set when the close begins
 	closeReason string // guarded by mu: set when the close begins
 
-	l    *loop           // set once at construction
-	nc   net.Conn        // set once at construction
-	rc   syscall.RawConn // set once at construction
-	h    Handler         // set once at construction
-	fd   int32           // set once at construction; valid while rc is open
-	gen  uint32          // set once at construction; tells reused fds apart
-	role Role            // set once at construction
+	l   *loop           // set once at construction
+	nc  net.Conn        // set once at construction
+	rc  syscall.RawConn // set once at construction
+	h   Handler         // set once at construction
+	fd  int32           // set once at construction; valid while rc is open
+	gen uint32          // set once at construction; tells reused fds apart
 
 	value atomic.Pointer[any]
 
 	lastRead   atomic.Int64 // transport clock of the last read from the socket
 	unwritable atomic.Int64 // transport clock when the socket was first found full; 0 when writable
 	closingAt  atomic.Int64 // transport clock when the close began
+	role       Role         // set once at construction
 	closeSent  atomic.Bool  // our close frame has been written to the socket
 	peerClosed atomic.Bool  // the peer's close frame was read (or the read side is done)
 	// abort is set (under mu, with the close) for a 4108 close: the close
@@ -234,7 +234,7 @@ func (c *Conn) enqueueLocked(frame []byte) bool {
 // close frame. It reports whether the caller must schedule the connection.
 func (c *Conn) beginCloseLocked(code int, reason string, frame []byte) bool {
 	c.state.Store(stateClosing)
-	c.closeCode, c.closeReason = code, reason
+	c.closeCode, c.closeReason = int32(code), reason
 	c.closingAt.Store(c.t.now())
 	return c.enqueueLocked(frame)
 }
@@ -331,7 +331,7 @@ func (c *Conn) finish(code int, reason string, fromLoop bool) {
 	c.state.Store(stateClosed)
 	c.t.finishing.Add(1) // until OnClose is with the loop (see Transport.Close)
 	if prev == stateClosing {
-		code, reason = c.closeCode, c.closeReason
+		code, reason = int(c.closeCode), c.closeReason
 	}
 	c.queue = nil
 	c.qbytes, c.qframes = 0, 0
@@ -361,11 +361,12 @@ func clearFrames(q [][]byte) [][]byte {
 
 // keepQueueCap is the largest queue backing array a connection keeps when
 // its queue empties; larger arrays are released so idle connections stay
-// small. A connection that receives a steady stream reuses its array (up
-// to 64 frames between two writes) instead of growing a new one from
+// small. A connection that receives a steady stream reuses its two arrays
+// (the queue and the writer's spare, up to 128 frames between two writes:
+// at most 2 KiB per busy connection) instead of growing a new one from
 // nothing after every write. A connection that never queued more than a
 // frame or two keeps an array of that size.
-const keepQueueCap = 64
+const keepQueueCap = 128
 
 // Batch gathers the connections that a fan-out makes ready, so that they are
 // put on the writers' ready list under one lock with one wake-up instead of

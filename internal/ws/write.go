@@ -65,10 +65,19 @@ func (w *writer) flush(c *Conn) {
 			}
 		}
 		if len(c.pending) == 0 {
-			if c.queue == nil && cap(c.pending) <= keepQueueCap {
-				c.queue = c.pending[:0]
+			// Keep the emptied array: as the queue when that is nil, else
+			// as the spare the next flush swaps in for the queue, so a
+			// connection that is sent frames while it is written does not
+			// grow a new queue from nothing every time.
+			switch {
+			case cap(c.pending) > keepQueueCap:
+				c.pending = nil
+			case c.queue == nil:
+				c.queue, c.pending = c.pending[:0], nil
+			default:
+				c.pending = c.pending[:0]
 			}
-			c.pending, c.pendOff = nil, 0
+			c.pendOff = 0
 			c.wstate = wIdle
 			closing := c.state.Load() == stateClosing
 			c.mu.Unlock()
