@@ -69,9 +69,16 @@ type Conn struct {
 	state     atomic.Int32 // stateOpen, stateClosing, stateClosed; written under mu, read without it
 	closeCode int32        // guarded by mu: set when the close begins
 
-	mu      sync.Mutex
-	wstate  uint8    // guarded by mu
-	drop    bool     // guarded by mu: discard pending frames not yet started
+	mu     sync.Mutex
+	wstate uint8 // guarded by mu
+	drop   bool  // guarded by mu: discard pending frames not yet started
+	role   Role  // set once at construction
+	// abort is set (under mu, with the close) for a 4108 close: the close
+	// frame is written only if the socket takes it at once, then the
+	// connection finishes without waiting for the peer; if the socket is
+	// full it is reset. A slow consumer's resources and registration are
+	// released at once instead of after WriteTimeout.
+	abort   atomic.Bool
 	qbytes  int      // guarded by mu: bytes queued or pending, not yet written
 	qframes int      // guarded by mu: frames queued or pending, not yet fully written
 	queue   [][]byte // guarded by mu: frames not yet taken by a writer
@@ -95,15 +102,8 @@ type Conn struct {
 	lastRead   atomic.Int64 // transport clock of the last read from the socket
 	unwritable atomic.Int64 // transport clock when the socket was first found full; 0 when writable
 	closingAt  atomic.Int64 // transport clock when the close began
-	role       Role         // set once at construction
 	closeSent  atomic.Bool  // our close frame has been written to the socket
 	peerClosed atomic.Bool  // the peer's close frame was read (or the read side is done)
-	// abort is set (under mu, with the close) for a 4108 close: the close
-	// frame is written only if the socket takes it at once, then the
-	// connection finishes without waiting for the peer; if the socket is
-	// full it is reset. A slow consumer's resources and registration are
-	// released at once instead of after WriteTimeout.
-	abort atomic.Bool
 
 	pingAt int64 // owned by the heartbeat goroutine: when the last ping was queued
 

@@ -45,11 +45,11 @@ type frameFunc func(op byte, payload []byte) bool
 // holds no buffer. All fields are owned by the goroutine that feeds it (the
 // connection's read loop).
 type parser struct {
-	server bool // frames must be masked (true) or unmasked (false)
-	max    int  // limit of a message's payload after reassembly
+	max int // limit of a message's payload after reassembly
 
 	partial []byte // bytes of an incomplete frame, nil when none
 	msg     []byte // payload of a fragmented text message so far
+	server  bool   // frames must be masked (true) or unmasked (false)
 	frag    bool   // inside a fragmented text message
 	failed  bool   // a violation was reported; everything after it is ignored
 }
