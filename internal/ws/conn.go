@@ -286,10 +286,12 @@ func (c *Conn) onPeerClose(payload []byte) {
 		sched = c.beginCloseLocked(code, reason, frame)
 	}
 	c.mu.Unlock()
-	if sched {
-		c.t.schedule(c)
-	}
 	c.peerClosed.Store(true)
+	if sched {
+		// The echo is all there is to write: write it from here rather
+		// than wake a writer, and finish without waking this loop.
+		c.flushFromLoop()
+	}
 	if c.closeSent.Load() {
 		c.finish(CloseAbnormal, "", true)
 	}
@@ -300,19 +302,19 @@ func (c *Conn) onPeerClose(payload []byte) {
 // frame) and the connection finishes now if the peer already closed or the
 // close does not wait (abort), or else when the peer closes (loop) or when
 // WriteTimeout expires (heartbeat).
-func (c *Conn) onCloseWritten() {
+func (c *Conn) onCloseWritten(fromLoop bool) {
 	if c.closeSent.Swap(true) {
 		return
 	}
 	if c.peerClosed.Load() || c.abort.Load() {
-		c.finish(CloseAbnormal, "", false) // close(2) ends both directions
+		c.finish(CloseAbnormal, "", fromLoop) // close(2) ends both directions
 		return
 	}
 	_ = c.rc.Control(func(fd uintptr) {
 		_ = shutdownWrite(int(fd))
 	})
 	if c.peerClosed.Load() {
-		c.finish(CloseAbnormal, "", false)
+		c.finish(CloseAbnormal, "", fromLoop)
 	}
 }
 

@@ -14,3 +14,11 @@ func (c *Conn) Uncork() {
 	w := writer{t: c.t, iov: iov[:0]}
 	w.flush(c)
 }
+
+// flushFromLoop writes what is queued for c from its loop goroutine, which
+// holds c (the caller moved it to wReady instead of scheduling it).
+func (c *Conn) flushFromLoop() {
+	var iov [8]unix.Iovec
+	w := writer{t: c.t, iov: iov[:0], onLoop: true}
+	w.flush(c)
+}

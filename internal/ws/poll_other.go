@@ -25,3 +25,4 @@ func shutdownWrite(int) error                   { return nil }
 func resetOnClose(int) error                    { return nil }
 func (c *Conn) dropLocked()                     {}
 func (c *Conn) Uncork()                         {}
+func (c *Conn) flushFromLoop()                  {}

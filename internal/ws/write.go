@@ -19,6 +19,9 @@ type writer struct {
 	t     *Transport
 	iov   []unix.Iovec // scratch, reused for every writev
 	batch []*Conn      // scratch for takeReady
+	// onLoop says the flush runs on the loop goroutine of the connection
+	// (see flushFromLoop): a finish need not wake that loop.
+	onLoop bool
 }
 
 // writeLoop serves the ready list until Close stops the writers.
@@ -85,7 +88,7 @@ func (w *writer) flush(c *Conn) {
 				c.unwritable.Store(0)
 			}
 			if closing {
-				c.onCloseWritten()
+				c.onCloseWritten(w.onLoop)
 			}
 			return
 		}
@@ -143,7 +146,7 @@ func (w *writer) flush(c *Conn) {
 			c.l.armOut(c)
 			return
 		default:
-			c.finish(CloseAbnormal, "write: "+err.Error(), false)
+			c.finish(CloseAbnormal, "write: "+err.Error(), w.onLoop)
 			c.mu.Lock()
 			c.pending, c.pendOff = nil, 0
 			c.wstate = wIdle
