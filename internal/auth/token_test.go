@@ -2,7 +2,9 @@ package auth
 
 import (
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"slices"
@@ -409,4 +411,46 @@ func BenchmarkVerify(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestVerifyIssuedFastPath: a token as Issue writes it is verified without
+// the library's header decoding; another header that the library accepts
+// still verifies, through the library.
+func TestVerifyIssuedFastPath(t *testing.T) {
+	tk, err := NewTokens(TokenConfig{Secret: testSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := tk.Issue(Claims{UserID: "u", DeviceID: "d", Kind: "phone", Scopes: []string{"read"}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c verifyClaims
+	if !tk.verifyIssued(tok, &c) || c.Subject != "u" {
+		t.Fatalf("issued token not verified on the fast path: %+v", c)
+	}
+	// The same claims under a header with its members the other way round.
+	_, payload, _ := strings.Cut(tok, ".")
+	payload, _, _ = strings.Cut(payload, ".")
+	head := base64.RawURLEncoding.EncodeToString([]byte(`{"typ":"JWT","alg":"HS256"}`))
+	mac := hmac.New(sha256.New, testSecret)
+	mac.Write([]byte(head + "." + payload))
+	other := head + "." + payload + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+	if tk.verifyIssued(other, &verifyClaims{}) {
+		t.Fatal("a token with another header took the fast path")
+	}
+	if p, err := tk.Verify(other); err != nil || p.UserID != "u" {
+		t.Fatalf("Verify(other header) = %+v, %v", p, err)
+	}
+	// A bad signature on the issued header fails on both paths.
+	i, ch := len(tok)-10, byte('A')
+	if tok[i] == 'A' {
+		ch = 'B'
+	}
+	bad := tok[:i] + string(ch) + tok[i+1:]
+	if tk.verifyIssued(bad, &verifyClaims{}) {
+		t.Fatal("bad signature accepted on the fast path")
+	}
+	_, err = tk.Verify(bad)
+	assertReason(t, err, ReasonSignature)
 }
