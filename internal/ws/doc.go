@@ -1,5 +1,7 @@
-// Package ws is Junction's WebSocket transport: the HTTP upgrade (through
-// github.com/gobwas/ws), RFC 6455 framing, an epoll read loop and a batched,
+// Package ws is Junction's WebSocket transport: the server side of the
+// opening handshake (ServerHandshake; the response can leave in one write
+// with the first frames, see AttachOptions.Corked), RFC 6455 framing
+// (masking through github.com/gobwas/ws), an epoll read loop and a batched,
 // non-blocking write path.
 //
 // # Shape
