@@ -309,6 +309,21 @@ func TestRPCCancelReachesTarget(t *testing.T) {
 			t.Fatalf("rpc.cancel of a finished call: got %+v, want not_found", r)
 		}
 	})
+
+	t.Run("caller disconnect cancels the target", func(t *testing.T) {
+		rc := dialRPCRaw(t, m, "u1", "phone3", "phone")
+		rc.send(t, `{"type":"req","id":"c1","method":"rpc.call","params":{"target":{"deviceId":"mac1"},"method":"sys.block"}}`)
+		<-started
+		rc.nc.Close()
+		select {
+		case err := <-cause:
+			if err == nil {
+				t.Fatalf("handler ctx cause: got nil, want a cancellation")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the target's handler was not cancelled when its caller disconnected")
+		}
+	})
 }
 
 func TestRPCTargetDisconnectsMidCall(t *testing.T) {

@@ -332,6 +332,9 @@ func (c *Conn) request(f *protocol.Frame) {
 		}
 		c.async++
 		c.mu.Unlock()
+		if m.Start != nil && m.Start(c, f) {
+			return // the method answers and releases the request itself
+		}
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
@@ -502,7 +505,9 @@ func (c *Conn) response(f *protocol.Frame) {
 	delete(c.pending, f.ID)
 	c.mu.Unlock()
 	if ch == nil {
-		c.hub.metrics.strayResponses.Inc()
+		if !c.hub.rpc.relayResponse(c, f) {
+			c.hub.metrics.strayResponses.Inc()
+		}
 		return
 	}
 	ch <- f

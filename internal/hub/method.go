@@ -67,6 +67,13 @@ type Method struct {
 	// Idempotent methods honour "idem": a repeated request with the same key
 	// from the same principal answers the first result.
 	Idempotent bool
+	// Start, for an Async method, is tried on the read loop before a
+	// goroutine is started for the request. Returning true, it takes the
+	// request over: it must answer it exactly once, observe
+	// methodSeconds, and then release the request's Async slot (Conn.async)
+	// and its Hub.inflight count. Returning false it must have sent
+	// nothing; the request goes to Handler as usual.
+	Start func(c *Conn, f *protocol.Frame) bool
 }
 
 // Validator is implemented by params types that check their own values; the

@@ -205,6 +205,7 @@ type rpcRelay struct {
 	// servedRemote counts calls other nodes forwarded here, in flight.
 	servedRemote atomic.Int64
 	metrics      rpcMetrics
+	callMethod   *Method // set once by register: rpc.call's entry, for its metrics
 
 	mu      sync.RWMutex
 	servers map[string]*rpcServer              // guarded by mu: serving connection by device id
@@ -228,10 +229,17 @@ type rpcServerKey struct{}
 type rpcCallsKey struct{}
 
 // rpcCalls are the calls in flight of one calling connection, by the
-// caller's request id, for rpc.cancel.
+// caller's request id, for rpc.cancel and the caller's close.
 type rpcCalls struct {
 	mu    sync.Mutex
-	calls map[string]context.CancelCauseFunc // guarded by mu
+	calls map[string]rpcCallEntry // guarded by mu
+}
+
+// rpcCallEntry is a call in flight: an Async one that cancel ends, or a
+// fast-path one (rpc_fast.go).
+type rpcCallEntry struct {
+	cancel context.CancelCauseFunc
+	inline *inlineCall
 }
 
 type rpcMetrics struct {
@@ -467,7 +475,8 @@ func (r *rpcRelay) register() {
 	h.AddFeature("rpc")
 	Handle(h, Method{Name: "rpc.register", Scope: ScopeAuthenticated}, r.handleRegister)
 	Handle(h, Method{Name: "rpc.unregister", Scope: ScopeAuthenticated}, r.handleUnregister)
-	Handle(h, Method{Name: "rpc.call", Scope: auth.ScopeWrite, Mode: Async}, r.handleCall)
+	Handle(h, Method{Name: "rpc.call", Scope: auth.ScopeWrite, Mode: Async, Start: r.startCall}, r.handleCall)
+	r.callMethod = h.methods["rpc.call"]
 	Handle(h, Method{Name: "rpc.list", Scope: auth.ScopeRead, Mode: Async}, r.handleList)
 	Handle(h, Method{Name: "rpc.cancel", Scope: ScopeAuthenticated, Mode: Inline}, r.handleCancel)
 	h.HandleEvent(EventRPCProgress, r.handleProgress)
@@ -589,6 +598,7 @@ func (r *rpcRelay) serverClosed(c *Conn) {
 	if srv == nil {
 		return
 	}
+	srv.targetClosed()
 	p := c.Principal()
 	drop := func(ctx context.Context) {
 		l := r.stripe(p.DeviceID)
@@ -733,12 +743,17 @@ func (r *rpcRelay) handleCancel(_ context.Context, call *Call, p *rpcCancelParam
 		return nil, protocol.Errorf(protocol.CodeNotFound, "no rpc.call %q in flight", p.ID)
 	}
 	calls.mu.Lock()
-	cancel := calls.calls[p.ID]
+	e := calls.calls[p.ID]
 	calls.mu.Unlock()
-	if cancel == nil {
+	switch {
+	case e.inline != nil:
+		// The call's answer follows this one's, as for an Async call.
+		call.AfterReply(func() { e.inline.cancel(errRPCCancelled) })
+	case e.cancel != nil:
+		e.cancel(errRPCCancelled)
+	default:
 		return nil, protocol.Errorf(protocol.CodeNotFound, "no rpc.call %q in flight", p.ID)
 	}
-	cancel(errRPCCancelled)
 	return RPCCancelResult{Cancelled: true}, nil
 }
 

@@ -72,7 +72,7 @@ func (r *rpcRelay) handleCall(ctx context.Context, call *Call, p *rpcCallParams)
 
 	calls := r.callsOf(call.Conn)
 	calls.mu.Lock()
-	calls.calls[call.ID] = cancel
+	calls.calls[call.ID] = rpcCallEntry{cancel: cancel}
 	calls.mu.Unlock()
 	defer func() {
 		calls.mu.Lock()
@@ -112,8 +112,9 @@ func (r *rpcRelay) callsOf(c *Conn) *rpcCalls {
 	if calls, ok := c.Value(rpcCallsKey{}).(*rpcCalls); ok {
 		return calls
 	}
-	calls := &rpcCalls{calls: make(map[string]context.CancelCauseFunc)}
+	calls := &rpcCalls{calls: make(map[string]rpcCallEntry)}
 	c.SetValue(rpcCallsKey{}, calls)
+	c.AfterClose(r.callerClosed) // after SetValue: it runs at once on a closed connection
 	return calls
 }
 

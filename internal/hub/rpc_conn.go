@@ -58,6 +58,20 @@ func (c *Conn) startRequest(method string, params json.RawMessage, meta *protoco
 // them.
 var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
+// nextRequestID reserves the id of a server→client request, like
+// startRequest but for a caller that routes the response itself (the RPC
+// fast path, through relayResponse). It reports false when the connection
+// has closed.
+func (c *Conn) nextRequestID() (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return "", false
+	}
+	c.nextReq++
+	return "s" + strconv.FormatUint(c.nextReq, 10), true
+}
+
 // failPendingResponse handles a frame that failed to decode: when it is a
 // response ("type":"res") to a pending server request, the waiter gets an
 // internal error instead of waiting for its timeout, the client is told
@@ -74,12 +88,20 @@ func (c *Conn) failPendingResponse(raw []byte, derr error) bool {
 	ch := c.pending[probe.ID]
 	delete(c.pending, probe.ID)
 	c.mu.Unlock()
+	var ic *inlineCall
 	if ch == nil {
-		return false
+		if ic = c.hub.rpc.inlineCallOf(c, probe.ID); ic == nil {
+			return false
+		}
 	}
 	c.hub.log.Warn("malformed response to a server request", "conn", c.id, "user", c.Principal().UserID,
 		"device", c.Principal().DeviceID, "id", probe.ID, "err", derr)
-	ch <- &protocol.Frame{Type: protocol.TypeResponse, ID: probe.ID, Error: errMalformedResponse()}
+	f := &protocol.Frame{Type: protocol.TypeResponse, ID: probe.ID, Error: errMalformedResponse()}
+	if ic != nil {
+		ic.response(f)
+	} else {
+		ch <- f
+	}
 	data, _ := jsonMarshal(protocol.AsError(derr))
 	c.SendEvent("error", "", "", 0, data)
 	return true

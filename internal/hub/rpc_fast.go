@@ -1,0 +1,256 @@
+package hub
+
+import (
+	"encoding/json"
+	"sync/atomic"
+	"time"
+
+	"github.com/junctionhq/junction/internal/ws"
+	"github.com/junctionhq/junction/protocol"
+)
+
+// The fast path of rpc.call: a call whose target serves the method on this
+// node, online, and that the caller may make, is relayed from the caller's
+// read loop without a goroutine of its own. The relayed request is
+// registered with the target's rpcServer (relays, by relayed id), and
+// whichever happens first ends the call, exactly once (inlineCall.finish):
+//
+//   - the target's response, on the target's read loop (relayResponse);
+//   - a malformed response (failPendingResponse);
+//   - the timeout (a timer);
+//   - rpc.cancel from the caller (handleCancel, after its own answer);
+//   - the caller's connection closing (callerClosed);
+//   - the target's connection closing (serverClosed).
+//
+// Everything else (an offline target, another node, a refusal, an unknown
+// method, odd params) takes the Async path of handleCall, which answers
+// the same way. Hub shutdown closes every connection, which ends the calls
+// in flight through the last two cases.
+
+// inlineCall is one rpc.call relayed on the fast path.
+type inlineCall struct {
+	r      *rpcRelay
+	m      *Method    // set once: rpc.call, for its metrics
+	caller *Conn      // set once
+	callID string     // set once: the caller's request id
+	calls  *rpcCalls  // set once: the caller's calls in flight
+	srv    *rpcServer // set once: the target's RPC state
+	id     string     // set once: the relayed request id
+	method string     // set once
+	start  time.Time  // set once
+	timer  *time.Timer
+	done   atomic.Bool // finish ran
+}
+
+// startCall implements Method.Start for rpc.call.
+func (r *rpcRelay) startCall(c *Conn, f *protocol.Frame) bool {
+	var p rpcCallParams
+	if !p.decodeFast(f.Params) || p.Validate() != nil {
+		return false
+	}
+	s := r.localServer(p.Target.DeviceID)
+	if s == nil {
+		return false
+	}
+	caller := c.Principal()
+	target := s.conn
+	if !r.cfg.allowed(caller.UserID, target.Principal().UserID, p.Method) || !s.has(p.Method) {
+		return false
+	}
+	timeout := r.cfg.DefaultTimeout
+	if p.TimeoutMs > 0 {
+		timeout = min(time.Duration(p.TimeoutMs)*time.Millisecond, r.cfg.MaxTimeout)
+	}
+	id, ok := target.nextRequestID()
+	if !ok {
+		return false
+	}
+	ic := &inlineCall{r: r, m: r.callMethod, caller: c, callID: f.ID, calls: r.callsOf(c),
+		srv: s, id: id, method: p.Method, start: time.Now()}
+	// The timer exists before the call can be found (finish stops it) and
+	// runs only once the call is registered (finish unregisters it).
+	ic.timer = time.AfterFunc(time.Hour, ic.timedOut)
+	ic.calls.mu.Lock()
+	ic.calls.calls[f.ID] = rpcCallEntry{inline: ic}
+	ic.calls.mu.Unlock()
+	s.mu.Lock()
+	s.relays[id] = ic
+	s.mu.Unlock()
+	ic.timer.Reset(timeout)
+
+	params := p.Params
+	if len(params) == 0 {
+		params = json.RawMessage("{}")
+	}
+	bp := framePool.Get().(*[]byte)
+	b, err := protocol.AppendRequest((*bp)[:0], id, p.Method, params, "", &protocol.Meta{Caller: callerOf(caller)})
+	var frame []byte
+	if err == nil {
+		frame = ws.PrepareText(b)
+	}
+	if cap(b) <= 64<<10 {
+		*bp = b
+		framePool.Put(bp)
+	}
+	if err == nil && target.sendFrame(frame) {
+		return true
+	}
+	// Not sent (the target is closing): unless its close ended the call
+	// already, hand the call to the Async path, which waits for the
+	// target like for any offline one.
+	if !ic.done.CompareAndSwap(false, true) {
+		return true
+	}
+	ic.release()
+	return false
+}
+
+// release stops the timer and forgets the call.
+func (ic *inlineCall) release() {
+	ic.timer.Stop()
+	ic.srv.mu.Lock()
+	if ic.srv.relays[ic.id] == progressSink(ic) {
+		delete(ic.srv.relays, ic.id)
+	}
+	ic.srv.mu.Unlock()
+	ic.calls.mu.Lock()
+	if ic.calls.calls[ic.callID].inline == ic {
+		delete(ic.calls.calls, ic.callID)
+	}
+	ic.calls.mu.Unlock()
+}
+
+// finish ends the call once: it answers the caller with res or err and,
+// when cancelReason is not empty, tells the target with rpc.cancel. It
+// reports whether this was the end of the call.
+func (ic *inlineCall) finish(res json.RawMessage, err error, cancelReason string) bool {
+	if !ic.done.CompareAndSwap(false, true) {
+		return false
+	}
+	ic.release()
+	r, c, h := ic.r, ic.caller, ic.r.h
+	if cancelReason != "" {
+		r.cancelTarget(ic.srv.conn, ic.id, cancelReason)
+	}
+	if err != nil {
+		pe := protocol.AsError(err)
+		if pe.Code == protocol.CodeInternal {
+			p := c.Principal()
+			h.log.Error("method failed", "method", ic.m.Name, "conn", c.id, "user", p.UserID, "device", p.DeviceID, "err", err)
+		}
+		c.sendError(ic.callID, pe)
+		r.metrics.calls.WithLabelValues(outcome(err), "local").Inc()
+	} else {
+		c.sendResult(ic.callID, res)
+		r.metrics.okLocal.Inc()
+	}
+	h.metrics.methodSeconds.WithLabelValues(ic.m.Name, outcome(err)).Observe(time.Since(ic.start).Seconds())
+	c.mu.Lock()
+	c.async--
+	c.mu.Unlock()
+	h.inflight.Done()
+	return true
+}
+
+// response ends the call with the target's response.
+func (ic *inlineCall) response(f *protocol.Frame) {
+	if ic.done.Load() {
+		return
+	}
+	res, err := ic.r.result(f, ic.srv.conn, ic.method)
+	ic.finish(res, err, "")
+}
+
+func (ic *inlineCall) timedOut() {
+	e := protocol.Errorf(protocol.CodeTimeout, "the target did not answer in time")
+	ic.finish(nil, e, e.Message)
+}
+
+// cancel ends the call for rpc.cancel (errRPCCancelled) or the caller's
+// close (errCallerGone).
+func (ic *inlineCall) cancel(cause error) {
+	if cause == errCallerGone {
+		ic.finish(nil, protocol.Errorf(protocol.CodeUnavailable, "caller disconnected"), "caller disconnected")
+		return
+	}
+	e := protocol.Errorf(protocol.CodeTimeout, "cancelled")
+	e.Retryable = false
+	ic.finish(nil, e.WithDetail("cancelled", true), e.Message)
+}
+
+// targetGone ends the call when the target's connection closed.
+func (ic *inlineCall) targetGone() {
+	ic.finish(nil, protocol.Errorf(protocol.CodeUnavailable, "target disconnected during the call"), "")
+}
+
+// progress implements progressSink: it relays the target's progress to
+// the caller until the call ends.
+func (ic *inlineCall) progress(data json.RawMessage) {
+	if ic.done.Load() {
+		ic.r.metrics.dropped.Inc()
+		return
+	}
+	(&callerSink{r: ic.r, conn: ic.caller, id: ic.callID}).progress(data)
+}
+
+func (ic *inlineCall) queue() <-chan json.RawMessage { return nil }
+func (ic *inlineCall) forward(json.RawMessage)       {}
+
+// relayResponse hands a response that no waiting channel claimed to the
+// fast-path call it answers; it reports whether there was one.
+func (r *rpcRelay) relayResponse(c *Conn, f *protocol.Frame) bool {
+	ic := r.inlineCallOf(c, f.ID)
+	if ic == nil {
+		return false
+	}
+	ic.response(f)
+	return true
+}
+
+// inlineCallOf returns the fast-path call relayed to c as request id.
+func (r *rpcRelay) inlineCallOf(c *Conn, id string) *inlineCall {
+	s := serverOf(c)
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	ic, _ := s.relays[id].(*inlineCall)
+	s.mu.Unlock()
+	return ic
+}
+
+// callerClosed ends the fast-path calls of a caller whose connection
+// closed; Async calls see Conn.Done themselves.
+func (r *rpcRelay) callerClosed(c *Conn) {
+	calls, _ := c.Value(rpcCallsKey{}).(*rpcCalls)
+	if calls == nil {
+		return
+	}
+	var ended []*inlineCall
+	calls.mu.Lock()
+	for _, e := range calls.calls {
+		if e.inline != nil {
+			ended = append(ended, e.inline)
+		}
+	}
+	calls.mu.Unlock()
+	for _, ic := range ended {
+		ic.cancel(errCallerGone)
+	}
+}
+
+// targetClosed ends the fast-path calls relayed to a serving connection
+// that closed.
+func (s *rpcServer) targetClosed() {
+	var ended []*inlineCall
+	s.mu.Lock()
+	for _, sink := range s.relays {
+		if ic, ok := sink.(*inlineCall); ok {
+			ended = append(ended, ic)
+		}
+	}
+	s.mu.Unlock()
+	for _, ic := range ended {
+		ic.targetGone()
+	}
+}
