@@ -351,6 +351,22 @@ func (c *Conn) finish(code int, reason string, fromLoop bool) {
 	c.t.finishing.Add(-1)
 }
 
+// releaseIdleArrays drops the queue arrays (the queue and the writer's
+// spare) of a connection that has nothing queued: a busy connection keeps
+// them between writes (see keepQueueCap), but once a stream stops, an idle
+// subscriber should not hold kilobytes of empty arrays. The heartbeat calls
+// it on every tick; a connection still busy regrows an array at most once
+// per tick. It never waits for the lock.
+func (c *Conn) releaseIdleArrays() {
+	if !c.mu.TryLock() {
+		return
+	}
+	if c.wstate == wIdle && len(c.queue) == 0 {
+		c.queue, c.pending = nil, nil
+	}
+	c.mu.Unlock()
+}
+
 // clearFrames drops the references q holds and returns q emptied, or nil
 // when its backing array is too large to keep for an idle connection.
 func clearFrames(q [][]byte) [][]byte {

@@ -2,6 +2,7 @@ package ws
 
 import (
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -11,5 +12,40 @@ import (
 func TestConnSize(t *testing.T) {
 	if n := unsafe.Sizeof(Conn{}); n > 320 {
 		t.Fatalf("ws.Conn is %d bytes, over the 320-byte size class", n)
+	}
+}
+
+// TestIdleConnReleasesQueueArrays: after a burst, a connection with nothing
+// left to write gives its queue arrays back within a few heartbeat ticks.
+func TestIdleConnReleasesQueueArrays(t *testing.T) {
+	h := newTestHandler(false)
+	_, url := startServer(t, Config{WriteTimeout: 100 * time.Millisecond}, h)
+	cl := dial(t, url)
+	c := h.waitConn(t)
+	frame := PrepareText([]byte("x"))
+	// Bursts of 20: the arrays they grow are small enough to be kept
+	// between writes (keepQueueCap).
+	for range 10 {
+		for range 20 {
+			if err := c.Send(frame); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range 20 {
+			cl.recv(t)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		held := cap(c.queue) + cap(c.pending)
+		c.mu.Unlock()
+		if held == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("idle connection still holds queue arrays of %d frames", held)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -40,7 +40,8 @@ func (t *Transport) heartbeat() {
 	}
 }
 
-// check enforces the heartbeat and the write timeout on c at time now.
+// check enforces the heartbeat and the write timeout on c at time now, and
+// releases the queue arrays of a connection with nothing to write.
 func (t *Transport) check(c *Conn, now int64) {
 	wt := int64(t.cfg.WriteTimeout)
 	switch c.state.Load() {
@@ -52,6 +53,7 @@ func (t *Transport) check(c *Conn, now int64) {
 		}
 		return
 	}
+	c.releaseIdleArrays()
 	if u := c.unwritable.Load(); u != 0 && now-u >= wt {
 		c.finish(CloseAbnormal, "write timeout", false)
 		return
