@@ -381,9 +381,10 @@ func clearFrames(q [][]byte) [][]byte {
 // its queue empties; larger arrays are released so idle connections stay
 // small. A connection that receives a steady stream reuses its two arrays
 // (the queue and the writer's spare, up to 128 frames between two writes:
-// at most 2 KiB per busy connection) instead of growing a new one from
-// nothing after every write. A connection that never queued more than a
-// frame or two keeps an array of that size.
+// at most 2 × 128 × 24 B = 6 KiB per busy connection) instead of growing a
+// new one from nothing after every write. Once nothing is queued, the
+// heartbeat releases both (releaseIdleArrays), so an idle connection holds
+// none.
 const keepQueueCap = 128
 
 // Batch gathers the connections that a fan-out makes ready, so that they are
