@@ -38,6 +38,7 @@ for s in "${scenarios[@]}"; do
     connect)   args=(--scenario connect --conns 64);               field='.connect.per_sec' ;;
     rpc)       args=(--scenario rpc --conns 1000 --window 1);      field='.rpc.per_sec' ;;
     idle)      args=(--scenario idle --conns 10000);               field='.server.rss_per_conn_bytes' ;;
+    idlesub)   args=(--scenario idle --conns 10000 --subscribe);   field='.server.rss_per_conn_bytes' ;;
     fanout)    args=(--scenario fanout --conns 10000 --rate 0);    field='.fanout.deliveries_per_sec' ;;
     fanout100) args=(--scenario fanout --conns 10000 --rate 100);  field='.latency.p99_ms' ;;
     fanout10)  args=(--scenario fanout --conns 10000 --rate 10);   field='.latency.p99_ms' ;;

@@ -32,6 +32,7 @@ type benchConfig struct {
 	Window    int
 	Machines  int
 	Topic     string
+	Subscribe bool // idle: each connection subscribes to Topic
 	Size      int
 	ServerPID int
 	Sources   []netip.Addr
@@ -94,7 +95,8 @@ Flags:
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured phase")
 	fs.Float64Var(&c.Rate, "rate", 0, "fanout: publications per second, 0 = as fast as the window allows")
 	fs.IntVar(&c.Window, "window", 0, "outstanding requests per connection (default: rpc 1, fanout 64 publications)")
-	fs.StringVar(&c.Topic, "topic", "public:bench", "fanout topic")
+	fs.StringVar(&c.Topic, "topic", "public:bench", "fanout topic (and idle's with --subscribe)")
+	fs.BoolVar(&c.Subscribe, "subscribe", false, "idle: every connection subscribes to --topic, to measure idle subscribed connections")
 	fs.IntVar(&c.Size, "size", 64, "fanout: bytes of publication data")
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "server process id, for memory and CPU from /proc")
 	fs.StringVar(&sources, "sources", "", "comma-separated loopback source addresses (127.0.0.x) to spread connections over")

@@ -441,7 +441,11 @@ func (r *benchRun) connectOnce(ctx context.Context, worker int) error {
 
 // idle opens cfg.Conns connections and holds them for the duration.
 func (r *benchRun) idle(ctx context.Context, hooks phaseHooks, res *benchResult) error {
-	conns, err := r.open(ctx, r.cfg.Conns, func(int) int { return kindIdle })
+	kind := kindIdle
+	if r.cfg.Subscribe {
+		kind = kindSubscriber
+	}
+	conns, err := r.open(ctx, r.cfg.Conns, func(int) int { return kind })
 	if err != nil {
 		return err
 	}

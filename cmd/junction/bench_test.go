@@ -65,6 +65,30 @@ func TestBenchIdle(t *testing.T) {
 	}
 }
 
+func TestBenchIdleSubscribed(t *testing.T) {
+	m := startServer(t, nil)
+	done := make(chan int, 1)
+	go func() {
+		// Count the subscribers while the idle phase holds them.
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			if n := m.Hub.Subscribers("public:bench-idle"); n == 50 {
+				done <- n
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		done <- m.Hub.Subscribers("public:bench-idle")
+	}()
+	res := runBenchJSON(t, m, "--scenario", "idle", "--subscribe", "--topic", "public:bench-idle", "--conns", "50", "--duration", "2s")
+	if res.Opened != 50 || res.ClosedEarly != 0 || res.Errors != 0 {
+		t.Fatalf("got opened %d, closed early %d, errors %d (%q); want 50, 0, 0", res.Opened, res.ClosedEarly, res.Errors, res.FirstError)
+	}
+	if n := <-done; n != 50 {
+		t.Fatalf("the server saw at most %d subscribers, want 50", n)
+	}
+}
+
 func TestBenchRPC(t *testing.T) {
 	m := startServer(t, noRateLimit)
 	res := runBenchJSON(t, m, "--scenario", "rpc", "--conns", "50", "--window", "2", "--duration", "1s")
