@@ -195,8 +195,54 @@ type subscriber struct {
 // connSubs is a connection's subscriptions, stored with Conn.SetValue.
 type connSubs struct {
 	mu     sync.Mutex
-	subs   map[string]*subscriber // guarded by mu
+	subs   []*subscriber          // guarded by mu
+	index  map[string]*subscriber // guarded by mu: by topic, kept only beyond indexFrom subscriptions
 	closed bool                   // guarded by mu
+}
+
+// indexFrom is how many subscriptions a connection has before connSubs
+// indexes them by topic: most connections hold a few, and a short slice is
+// far smaller than a map.
+const indexFrom = 16
+
+// get returns the subscription to topic, or nil. Called with mu held.
+func (cs *connSubs) get(topic string) *subscriber {
+	if cs.index != nil {
+		return cs.index[topic]
+	}
+	for _, s := range cs.subs {
+		if s.topic == topic {
+			return s
+		}
+	}
+	return nil
+}
+
+// put adds s, whose topic is not there yet. Called with mu held.
+func (cs *connSubs) put(s *subscriber) {
+	cs.subs = append(cs.subs, s)
+	switch {
+	case cs.index != nil:
+		cs.index[s.topic] = s
+	case len(cs.subs) > indexFrom:
+		cs.index = make(map[string]*subscriber, len(cs.subs))
+		for _, s := range cs.subs {
+			cs.index[s.topic] = s
+		}
+	}
+}
+
+// del removes s. Called with mu held.
+func (cs *connSubs) del(s *subscriber) {
+	if i := slices.Index(cs.subs, s); i >= 0 {
+		cs.subs = slices.Delete(cs.subs, i, i+1)
+	}
+	if cs.index != nil {
+		delete(cs.index, s.topic)
+		if len(cs.subs) <= indexFrom/2 {
+			cs.index = nil
+		}
+	}
 }
 
 type connSubsKey struct{}
@@ -522,11 +568,11 @@ func connSubsOf(c *Conn) *connSubs {
 func (cs *connSubs) take(topic string, s *subscriber) *subscriber {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	got := cs.subs[topic]
+	got := cs.get(topic)
 	if got == nil || (s != nil && got != s) {
 		return nil
 	}
-	delete(cs.subs, topic)
+	cs.del(got)
 	return got
 }
 
@@ -536,7 +582,7 @@ func (h *Hub) connSubsFor(c *Conn) *connSubs {
 	if cs := connSubsOf(c); cs != nil {
 		return cs
 	}
-	cs := &connSubs{subs: make(map[string]*subscriber)}
+	cs := &connSubs{}
 	c.SetValue(connSubsKey{}, cs)
 	c.AfterClose(func(*Conn) { h.connClosed(cs) })
 	return cs
@@ -547,11 +593,8 @@ func (h *Hub) connSubsFor(c *Conn) *connSubs {
 func (h *Hub) connClosed(cs *connSubs) {
 	cs.mu.Lock()
 	cs.closed = true
-	subs := make([]*subscriber, 0, len(cs.subs))
-	for _, s := range cs.subs {
-		subs = append(subs, s)
-	}
-	clear(cs.subs)
+	subs := cs.subs
+	cs.subs, cs.index = nil, nil
 	cs.mu.Unlock()
 	if len(subs) == 0 {
 		return
@@ -586,7 +629,7 @@ func (h *Hub) subscribe(ctx context.Context, call *Call, p *subscribeParams) (an
 	case cs.closed:
 		cs.mu.Unlock()
 		return nil, protocol.Errorf(protocol.CodeUnavailable, "connection closing")
-	case cs.subs[t.Name] != nil:
+	case cs.get(t.Name) != nil:
 		cs.mu.Unlock()
 		return nil, protocol.Errorf(protocol.CodeConflict, "already subscribed to %q", t.Name)
 	case len(cs.subs) >= h.cfg.MaxSubscriptions:
@@ -594,7 +637,7 @@ func (h *Hub) subscribe(ctx context.Context, call *Call, p *subscribeParams) (an
 		return nil, protocol.Errorf(protocol.CodeTooLarge, "too many subscriptions on this connection (max %d)", h.cfg.MaxSubscriptions).
 			WithDetail("limit", h.cfg.MaxSubscriptions)
 	}
-	cs.subs[t.Name] = s
+	cs.put(s)
 	cs.mu.Unlock()
 
 	res, err := h.join(ctx, s, t, ns, p.Since)
@@ -809,7 +852,7 @@ func (h *Hub) Unsubscribe(c *Conn, topic string) bool {
 		return false
 	}
 	cs.mu.Lock()
-	s := cs.subs[topic]
+	s := cs.get(topic)
 	cs.mu.Unlock()
 	if s == nil {
 		return false

@@ -40,7 +40,7 @@ type Conn struct {
 	tokens    float64                         // guarded by mu: rate-limit bucket
 	tokensAt  int64                           // guarded by mu: unix nanos of the last refill
 	closeCode int                             // guarded by mu: why it closed
-	values    map[any]any                     // guarded by mu: per-connection state of other parts (channels, rpc)
+	values    []connValue                     // guarded by mu: per-connection state of other parts (channels, rpc)
 	onClose   []func(*Conn)                   // guarded by mu: run once after close
 }
 
@@ -147,18 +147,31 @@ func (c *Conn) AfterClose(fn func(*Conn)) {
 func (c *Conn) Value(key any) any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.values[key]
+	for _, kv := range c.values {
+		if kv.key == key {
+			return kv.v
+		}
+	}
+	return nil
 }
 
 // SetValue stores per-connection state under key; see Value.
 func (c *Conn) SetValue(key, v any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.values == nil {
-		c.values = make(map[any]any, 2)
+	for i := range c.values {
+		if c.values[i].key == key {
+			c.values[i].v = v
+			return
+		}
 	}
-	c.values[key] = v
+	c.values = append(c.values, connValue{key, v})
 }
+
+// connValue is one entry of Conn.values. A connection holds a handful (one
+// per part of the hub that keeps state on it): a slice costs a fraction of
+// the smallest map.
+type connValue struct{ key, v any }
 
 // sendFrame queues a prepared frame. A full queue closes the connection with
 // 4108 inside the transport; that is counted by OnClose.
