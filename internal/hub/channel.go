@@ -754,9 +754,13 @@ func (h *Hub) attach(ctx context.Context, s *subscriber) error {
 			}
 			lt.subscribed = true
 		}
+		// Append in place when the array has room: a reader holding the
+		// previous slice never looks past its own length, so it cannot see
+		// the element written there; only removals copy. (Cloning on every
+		// subscribe made a ramp to n subscribers copy n²/2 pointers.)
 		var next []*subscriber
 		if sp := lt.subs.Load(); sp != nil {
-			next = slices.Clone(*sp)
+			next = *sp
 		}
 		next = append(next, s)
 		lt.subs.Store(&next)
