@@ -107,7 +107,7 @@ func (h *Hub) registerBuiltins() {
 			return nil, protocol.Errorf(protocol.CodeUnauthorized, "token rejected")
 		}
 		old := call.Principal
-		if np.UserID != old.UserID || np.DeviceID != old.DeviceID || np.AppID != old.AppID {
+		if np.UserID != old.UserID || np.DeviceID != old.DeviceID || np.AppID != old.AppID || np.Kind != old.Kind {
 			return nil, protocol.Errorf(protocol.CodeForbidden, "the new token belongs to another principal")
 		}
 		if !np.ExpiresAt.IsZero() && !np.ExpiresAt.After(h.deps.Now().Add(time.Second)) {

@@ -173,7 +173,6 @@ type subscriber struct {
 	wsc   *ws.Conn   // set once: conn's transport side, loaded once so that fan-out skips conn
 	topic string     // set once
 	ns    *namespace // set once
-	info  ClientInfo // set once
 
 	// live is false while joining: publications go to buf until the
 	// subscribe reply is queued, then goLive flushes buf and sets live.
@@ -552,6 +551,12 @@ func (h *Hub) registerChannelMethods() {
 	})
 }
 
+// info describes the subscriber's connection in presence and join/leave
+// messages. It is derived when needed rather than held by every
+// subscription (a connection's identity does not change: auth.refresh keeps
+// its user, device and kind).
+func (s *subscriber) info() ClientInfo { return *clientInfo(s.conn) }
+
 func clientInfo(c *Conn) *ClientInfo {
 	p := c.Principal()
 	return &ClientInfo{ConnID: c.id, UserID: p.UserID, DeviceID: p.DeviceID, Kind: p.Kind, NodeID: c.hub.cfg.NodeID}
@@ -623,7 +628,7 @@ func (h *Hub) subscribe(ctx context.Context, call *Call, p *subscribeParams) (an
 	}
 	c := call.Conn
 	cs := h.connSubsFor(c)
-	s := &subscriber{conn: c, wsc: c.ws.Load(), topic: t.Name, ns: ns, info: *clientInfo(c)}
+	s := &subscriber{conn: c, wsc: c.ws.Load(), topic: t.Name, ns: ns}
 	cs.mu.Lock()
 	switch {
 	case cs.closed:
@@ -687,11 +692,12 @@ func (h *Hub) join(ctx context.Context, s *subscriber, t Topic, ns *namespace, s
 		return nil, protocol.Errorf(protocol.CodeUnavailable, "too many publications on %q while joining; try again", t.Name)
 	}
 	if ns.cfg.Presence {
-		if err := b.AddPresence(ctx, t.Name, s.info.ConnID, s.info, presenceTTL); err != nil {
+		if err := b.AddPresence(ctx, t.Name, s.conn.id, s.info(), presenceTTL); err != nil {
 			return nil, fmt.Errorf("add presence on %s: %w", t.Name, err)
 		}
 		s.inPresence.Store(true)
-		h.control(ctx, t.Name, controlMessage{Kind: "join", Client: &s.info})
+		info := s.info()
+		h.control(ctx, t.Name, controlMessage{Kind: "join", Client: &info})
 	}
 	return res, nil
 }
@@ -821,10 +827,11 @@ func (h *Hub) detach(ctx context.Context, s *subscriber) {
 		break
 	}
 	if s.inPresence.CompareAndSwap(true, false) {
-		if err := h.ch.broker.RemovePresence(ctx, s.topic, s.info.ConnID); err != nil {
+		if err := h.ch.broker.RemovePresence(ctx, s.topic, s.conn.id); err != nil {
 			h.log.Warn("remove presence", "topic", s.topic, "err", err)
 		}
-		h.control(ctx, s.topic, controlMessage{Kind: "leave", Client: &s.info})
+		info := s.info()
+		h.control(ctx, s.topic, controlMessage{Kind: "leave", Client: &info})
 	}
 }
 
@@ -918,7 +925,7 @@ func (h *Hub) handleControl(topic string, data json.RawMessage) {
 		info, _ := jsonMarshal(m.Client)
 		frame := ws.PrepareText(protocol.AppendEvent(nil, event, topic, "", 0, info))
 		for _, s := range *sp {
-			if s.live.Load() && s.info.ConnID != m.Client.ConnID {
+			if s.live.Load() && s.conn.id != m.Client.ConnID {
 				s.conn.SendPrepared(frame)
 			}
 		}
@@ -984,7 +991,7 @@ func (h *Hub) refreshPresence(ctx context.Context) {
 		sh.mu.RUnlock()
 	}
 	for _, s := range subs {
-		if err := h.ch.broker.AddPresence(ctx, s.topic, s.info.ConnID, s.info, presenceTTL); err != nil {
+		if err := h.ch.broker.AddPresence(ctx, s.topic, s.conn.id, s.info(), presenceTTL); err != nil {
 			h.log.Warn("refresh presence", "topic", s.topic, "err", err)
 			if ctx.Err() != nil {
 				return
