@@ -191,7 +191,7 @@ type subscriber struct {
 	overflow bool          // guarded by mu: buf exceeded its bound
 }
 
-// connSubs is a connection's subscriptions, stored with Conn.SetValue.
+// connSubs is a connection's subscriptions (Conn.subs).
 type connSubs struct {
 	mu     sync.Mutex
 	subs   []*subscriber          // guarded by mu
@@ -243,8 +243,6 @@ func (cs *connSubs) del(s *subscriber) {
 		}
 	}
 }
-
-type connSubsKey struct{}
 
 type controlMessage struct {
 	Kind   string      `json:"kind"` // join, leave, recheck
@@ -564,8 +562,9 @@ func clientInfo(c *Conn) *ClientInfo {
 
 // connSubsOf returns the connection's subscriptions, or nil.
 func connSubsOf(c *Conn) *connSubs {
-	cs, _ := c.Value(connSubsKey{}).(*connSubs)
-	return cs
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.subs
 }
 
 // take removes and returns the subscription to topic (only if it is s, when
@@ -583,14 +582,15 @@ func (cs *connSubs) take(topic string, s *subscriber) *subscriber {
 
 // connSubsFor returns the connection's subscriptions, creating them. Only the
 // connection's request goroutine creates them (channel methods are Serial).
+// OnClose hands them to connClosed; on a connection already closed they
+// start closed, so nothing subscribes.
 func (h *Hub) connSubsFor(c *Conn) *connSubs {
-	if cs := connSubsOf(c); cs != nil {
-		return cs
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.subs == nil {
+		c.subs = &connSubs{closed: c.closed}
 	}
-	cs := &connSubs{}
-	c.SetValue(connSubsKey{}, cs)
-	c.AfterClose(func(*Conn) { h.connClosed(cs) })
-	return cs
+	return c.subs
 }
 
 // connClosed drops a closed connection's subscriptions. It runs on a

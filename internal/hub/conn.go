@@ -42,6 +42,7 @@ type Conn struct {
 	closeCode int                             // guarded by mu: why it closed
 	values    []connValue                     // guarded by mu: per-connection state of other parts (channels, rpc)
 	onClose   []func(*Conn)                   // guarded by mu: run once after close
+	subs      *connSubs                       // guarded by mu: channel subscriptions, nil before the first (its own field: most connections subscribe)
 }
 
 func newConn(h *Hub, p *auth.Principal) *Conn {
@@ -277,6 +278,7 @@ func (c *Conn) OnClose(_ *ws.Conn, code int, reason string) {
 	c.pending = nil
 	hooks := c.onClose
 	c.onClose = nil
+	subs := c.subs
 	c.mu.Unlock()
 
 	for _, ch := range pending {
@@ -285,6 +287,9 @@ func (c *Conn) OnClose(_ *ws.Conn, code int, reason string) {
 	h := c.hub
 	h.metrics.disconnects.WithLabelValues(closeLabel(code)).Inc()
 	c.unregister()
+	if subs != nil {
+		h.connClosed(subs)
+	}
 	for _, fn := range hooks {
 		fn(c)
 	}
