@@ -259,7 +259,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	}
 	data, _ := jsonMarshal(protocol.Shutdown{ReconnectAfterMs: h.cfg.ReconnectAfter.Milliseconds(), Reason: "server shutting down"})
 	frame := ws.PrepareText(protocol.AppendEvent(nil, protocol.EventShutdown, "", "", 0, data))
-	h.reg.each(func(c *Conn) { c.sendFrame(frame) })
+	h.eachConn(func(c *Conn) { c.sendFrame(frame) })
 
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.ShutdownDrain)
 	defer cancel()
@@ -274,7 +274,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("hub: shutdown drain: %w", ctx.Err())
 	}
-	h.reg.each(func(c *Conn) { c.Close(protocol.CloseRestart, protocol.CloseReason(protocol.CloseRestart)) })
+	h.eachConn(func(c *Conn) { c.Close(protocol.CloseRestart, protocol.CloseReason(protocol.CloseRestart)) })
 	if cerr := h.Close(); cerr != nil && err == nil {
 		err = cerr
 	}

@@ -13,7 +13,8 @@ import (
 
 const registryShards = 64
 
-// registry indexes open connections by id, device and user. It is sharded so
+// registry indexes open connections by device and user (the transport lists
+// them all; see each) and counts them. It is sharded so
 // that connects and disconnects on different shards never contend; a
 // device's and a user's entries live in the shard of their own key.
 type registry struct {
@@ -25,7 +26,6 @@ type registry struct {
 
 type regShard struct {
 	mu      sync.RWMutex
-	conns   map[string]*Conn   // guarded by mu: by connection id
 	devices map[string]*Conn   // guarded by mu: by device id
 	users   map[string][]*Conn // guarded by mu: by user id (a user has few connections: a slice is far smaller than a map)
 }
@@ -34,7 +34,6 @@ func (r *registry) init() {
 	r.seed = maphash.MakeSeed()
 	for i := range r.shards {
 		s := &r.shards[i]
-		s.conns = make(map[string]*Conn)
 		s.devices = make(map[string]*Conn)
 		s.users = make(map[string][]*Conn)
 	}
@@ -49,10 +48,6 @@ func (r *registry) shard(key string) *regShard {
 // false when c closed before it could be registered.
 func (r *registry) add(c *Conn) bool {
 	p := c.Principal()
-	s := r.shard(c.id)
-	s.mu.Lock()
-	s.conns[c.id] = c
-	s.mu.Unlock()
 	r.count.Add(1)
 
 	if p.UserID != "" {
@@ -78,13 +73,7 @@ func (r *registry) add(c *Conn) bool {
 // connection (so the device is now offline on this node).
 func (r *registry) remove(c *Conn) (deviceGone bool) {
 	p := c.Principal()
-	s := r.shard(c.id)
-	s.mu.Lock()
-	if _, ok := s.conns[c.id]; ok {
-		delete(s.conns, c.id)
-		r.count.Add(-1)
-	}
-	s.mu.Unlock()
+	r.count.Add(-1) // unregister calls remove once per add
 	if p.UserID != "" {
 		us := r.shard("u/" + p.UserID)
 		us.mu.Lock()
@@ -112,13 +101,6 @@ func (r *registry) remove(c *Conn) (deviceGone bool) {
 	return deviceGone
 }
 
-func (r *registry) byID(id string) *Conn {
-	s := r.shard(id)
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.conns[id]
-}
-
 func (r *registry) byDevice(deviceID string) *Conn {
 	s := r.shard("d/" + deviceID)
 	s.mu.RLock()
@@ -137,18 +119,12 @@ func (r *registry) eachOfUser(userID string, fn func(*Conn)) {
 	}
 }
 
-// each calls fn for every connection, one shard at a time, outside the locks.
-func (r *registry) each(fn func(*Conn)) {
-	var conns []*Conn
-	for i := range r.shards {
-		s := &r.shards[i]
-		s.mu.RLock()
-		conns = conns[:0]
-		for _, c := range s.conns {
-			conns = append(conns, c)
-		}
-		s.mu.RUnlock()
-		for _, c := range conns {
+// eachConn calls fn for every registered connection, from the transport's
+// list (the registry keeps no index by connection id: it would cost every
+// idle connection a map entry for the sake of shutdown).
+func (h *Hub) eachConn(fn func(*Conn)) {
+	for _, w := range h.transport.Conns(nil) {
+		if c, ok := w.Handler().(*Conn); ok && c.registered.Load() {
 			fn(c)
 		}
 	}

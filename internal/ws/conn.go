@@ -112,6 +112,9 @@ type Conn struct {
 	initial []byte // bytes buffered before registration, parsed first
 }
 
+// Handler returns the connection's handler.
+func (c *Conn) Handler() Handler { return c.h }
+
 // RemoteAddr returns the peer's address.
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 

@@ -200,6 +200,11 @@ func (t *Transport) SlowConsumers() int64 { return t.slowConsumers.Load() }
 
 // conns appends every registered connection to dst.
 func (t *Transport) conns(dst []*Conn) []*Conn {
+	return t.Conns(dst)
+}
+
+// Conns appends every registered connection to dst and returns it.
+func (t *Transport) Conns(dst []*Conn) []*Conn {
 	for _, l := range t.loops {
 		dst = l.appendConns(dst)
 	}
