@@ -100,23 +100,7 @@ func (r *benchRun) relay(ctx context.Context, hooks phaseHooks, res *benchResult
 		return err
 	}
 	cpu0, cpuErr := procCPU(os.Getpid())
-	start := time.Now()
-	r.deadline.Store(start.Add(r.cfg.Duration).UnixNano())
-	for range r.cfg.Window {
-		for _, bc := range callers {
-			bc.call(bc.c)
-		}
-	}
-	sleepCtx(ctx, r.cfg.Duration)
-	elapsed := time.Since(start)
-	r.sendStop.Store(true)
-	waitUntil(ctx, 15*time.Second, func() bool {
-		var n int64
-		for _, bc := range callers {
-			n += bc.outstanding.Load()
-		}
-		return n == 0
-	})
+	elapsed := r.windowed(ctx, callers, func(bc *benchConn) { bc.call(bc.c) }, 15*time.Second)
 	cpu1, cpuErr1 := procCPU(os.Getpid())
 	hooks.done()
 	n := r.calls.Load()

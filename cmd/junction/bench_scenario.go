@@ -475,23 +475,7 @@ func (r *benchRun) rpc(ctx context.Context, hooks phaseHooks, res *benchResult) 
 	if err := hooks.ready(); err != nil {
 		return err
 	}
-	start := time.Now()
-	r.deadline.Store(start.Add(r.cfg.Duration).UnixNano())
-	for range r.cfg.Window {
-		for _, bc := range conns {
-			bc.ping(bc.c)
-		}
-	}
-	sleepCtx(ctx, r.cfg.Duration)
-	elapsed := time.Since(start)
-	r.sendStop.Store(true)
-	waitUntil(ctx, 5*time.Second, func() bool {
-		var n int64
-		for _, bc := range conns {
-			n += bc.outstanding.Load()
-		}
-		return n == 0
-	})
+	elapsed := r.windowed(ctx, conns, func(bc *benchConn) { bc.ping(bc.c) }, 5*time.Second)
 	hooks.done()
 	res.DurationS = elapsed.Seconds()
 	res.Opened = int64(len(conns))
@@ -501,6 +485,31 @@ func (r *benchRun) rpc(ctx context.Context, hooks phaseHooks, res *benchResult) 
 }
 
 // waitUntil polls cond every 5 ms until it holds, d passes or ctx ends.
+// windowed runs a closed-loop phase: send starts cfg.Window requests on each
+// connection (each answer sends the next until the deadline), the phase
+// lasts cfg.Duration, then sending stops and the requests still outstanding
+// are awaited for up to drain. It returns the phase's length.
+func (r *benchRun) windowed(ctx context.Context, conns []*benchConn, send func(*benchConn), drain time.Duration) time.Duration {
+	start := time.Now()
+	r.deadline.Store(start.Add(r.cfg.Duration).UnixNano())
+	for range r.cfg.Window {
+		for _, bc := range conns {
+			send(bc)
+		}
+	}
+	sleepCtx(ctx, r.cfg.Duration)
+	elapsed := time.Since(start)
+	r.sendStop.Store(true)
+	waitUntil(ctx, drain, func() bool {
+		var n int64
+		for _, bc := range conns {
+			n += bc.outstanding.Load()
+		}
+		return n == 0
+	})
+	return elapsed
+}
+
 func waitUntil(ctx context.Context, d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)
 	for !cond() {
