@@ -1,0 +1,152 @@
+package hub
+
+// Delivery of publications to this node's subscribers: topic lookup, the
+// fan-out of HandlePublication, and a joining subscriber's buffer.
+
+import (
+	"hash/maphash"
+	"strings"
+
+	"github.com/junctionhq/junction/internal/ws"
+	"github.com/junctionhq/junction/protocol"
+)
+
+func (cs *channels) shard(topic string) *chanShard {
+	return &cs.shards[maphash.String(cs.seed, topic)%chanShards]
+}
+
+func (cs *channels) lookup(topic string) *localTopic {
+	s := cs.shard(topic)
+	s.mu.RLock()
+	lt := s.topics[topic]
+	s.mu.RUnlock()
+	return lt
+}
+
+func (cs *channels) getOrCreate(topic string, ns *namespace) *localTopic {
+	s := cs.shard(topic)
+	s.mu.RLock()
+	lt := s.topics[topic]
+	s.mu.RUnlock()
+	if lt != nil {
+		return lt
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if lt = s.topics[topic]; lt == nil {
+		lt = &localTopic{name: topic, ns: ns}
+		s.topics[topic] = lt
+	}
+	return lt
+}
+
+// HandlePublication is the hub's BrokerHandler.HandlePublication: it fans a publication out to
+// this node's subscribers of the topic. The frame is encoded once and the
+// same bytes are queued to every subscriber; it never blocks (a subscriber
+// whose queue overflows is closed with 4108 by the transport).
+func (h *Hub) HandlePublication(topic string, pub Publication) {
+	if strings.HasPrefix(topic, ctlPrefix) {
+		h.handleControl(topic[len(ctlPrefix):], pub.Data)
+		return
+	}
+	lt := h.ch.lookup(topic)
+	if lt == nil {
+		return
+	}
+	sp := lt.subs.Load()
+	if sp == nil {
+		return
+	}
+	var frame []byte
+	var batch ws.Batch
+	n, direct := 0, 0
+	for _, s := range *sp {
+		if !s.live.Load() {
+			if s.deliverJoining(pub) {
+				n++
+			}
+			continue
+		}
+		if pub.Epoch != s.epoch {
+			h.dropSubscriber(s, "reset", true)
+			continue
+		}
+		if pub.Offset <= s.after {
+			continue // already in the subscriber's snapshot or history
+		}
+		if frame == nil {
+			frame = ws.PrepareText(protocol.AppendEvent(nil, EventChannelMessage, topic, pub.Epoch, pub.Offset, pub.Data))
+		}
+		// The frame is counted once per publication below (framesOut), as
+		// one contended atomic rather than one per delivery.
+		if s.wsc != nil && s.wsc.SendBatch(&batch, frame) == nil {
+			n++
+			direct++
+		}
+	}
+	batch.Flush()
+	if direct > 0 {
+		h.metrics.framesOut.Add(float64(direct))
+	}
+	h.ch.metrics.deliveries.Add(float64(n))
+}
+
+// deliverJoining buffers a publication for a joining subscriber, or sends it
+// when the subscriber went live meanwhile. It reports whether it was sent.
+func (s *subscriber) deliverJoining(pub Publication) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.removed.Load() || s.kicked.Load() {
+		return false
+	}
+	if s.live.Load() {
+		return s.sendLocked(pub)
+	}
+	if len(s.buf) >= s.conn.hub.cfg.MaxQueueFrames {
+		s.overflow = true
+		s.buf = nil
+		return false
+	}
+	s.buf = append(s.buf, pub)
+	return false
+}
+
+func (s *subscriber) sendLocked(pub Publication) bool {
+	if pub.Epoch != s.epoch || pub.Offset <= s.after {
+		return false
+	}
+	return s.conn.SendEvent(EventChannelMessage, s.topic, pub.Epoch, pub.Offset, pub.Data)
+}
+
+// ready records the position the subscriber joins at. It fails when the
+// join buffer overflowed.
+func (s *subscriber) ready(pos StreamPosition) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.overflow {
+		return false
+	}
+	s.epoch, s.after = pos.Epoch, pos.Offset
+	return true
+}
+
+// goLive runs once the subscribe reply is queued: it sends the publications
+// buffered while joining that follow the reply's position, then lets
+// HandlePublication send directly.
+func (s *subscriber) goLive() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.removed.Load() || s.kicked.Load() {
+		s.buf = nil
+		return
+	}
+	if s.overflow {
+		s.conn.Close(protocol.CloseSlowConsumer, protocol.CloseReason(protocol.CloseSlowConsumer))
+		return
+	}
+	for _, pub := range s.buf {
+		s.sendLocked(pub)
+	}
+	s.buf = nil
+	s.live.Store(true)
+}
