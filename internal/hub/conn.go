@@ -29,20 +29,19 @@ type Conn struct {
 	welcomeOnce sync.Once
 	registered  atomic.Bool // in the registry: set after the welcome, cleared by unregister
 
-	mu        sync.Mutex
-	inbox     []*protocol.Frame               // guarded by mu: Serial requests waiting
-	running   bool                            // guarded by mu: the inbox goroutine is running
-	closed    bool                            // guarded by mu
-	done      chan struct{}                   // guarded by mu: created lazily by Done, closed on close
-	async     int                             // guarded by mu: Async requests in flight
-	pending   map[string]chan *protocol.Frame // guarded by mu: server→client requests awaiting a response
-	nextReq   uint64                          // guarded by mu
-	tokens    float64                         // guarded by mu: rate-limit bucket
-	tokensAt  int64                           // guarded by mu: unix nanos of the last refill
-	closeCode int                             // guarded by mu: why it closed
-	values    []connValue                     // guarded by mu: per-connection state of other parts (channels, rpc)
-	onClose   []func(*Conn)                   // guarded by mu: run once after close
-	subs      *connSubs                       // guarded by mu: channel subscriptions, nil before the first (its own field: most connections subscribe)
+	mu       sync.Mutex
+	inbox    []*protocol.Frame               // guarded by mu: Serial requests waiting
+	running  bool                            // guarded by mu: the inbox goroutine is running
+	closed   bool                            // guarded by mu
+	async    int32                           // guarded by mu: Async requests in flight
+	done     chan struct{}                   // guarded by mu: created lazily by Done, closed on close
+	pending  map[string]chan *protocol.Frame // guarded by mu: server→client requests awaiting a response
+	nextReq  uint64                          // guarded by mu
+	tokens   float64                         // guarded by mu: rate-limit bucket
+	tokensAt int64                           // guarded by mu: unix nanos of the last refill
+	values   []connValue                     // guarded by mu: per-connection state of other parts (channels, rpc)
+	onClose  []func(*Conn)                   // guarded by mu: run once after close
+	subs     *connSubs                       // guarded by mu: channel subscriptions, nil before the first (its own field: most connections subscribe)
 }
 
 func newConn(h *Hub, p *auth.Principal) *Conn {
@@ -270,7 +269,6 @@ func (c *Conn) OnClose(_ *ws.Conn, code int, reason string) {
 		return
 	}
 	c.closed = true
-	c.closeCode = code
 	if c.done != nil {
 		close(c.done)
 	}
@@ -342,7 +340,7 @@ func (c *Conn) request(f *protocol.Frame) {
 		c.mu.Unlock()
 	case Async:
 		c.mu.Lock()
-		if c.async >= h.cfg.MaxAsyncPerConn {
+		if int(c.async) >= h.cfg.MaxAsyncPerConn {
 			c.mu.Unlock()
 			h.inflight.Done()
 			c.sendError(f.ID, protocol.Errorf(protocol.CodeRateLimited, "too many concurrent calls on this connection (max %d)", h.cfg.MaxAsyncPerConn))
