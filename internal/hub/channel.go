@@ -329,7 +329,7 @@ func (h *Hub) startChannels() error {
 		}
 		ns.owner = h.ch.owners[ns.cfg.Owner]
 	}
-	h.Go(h.presenceLoop)
+	h.Go(func(ctx context.Context) { every(ctx, presenceTTL/3, h.refreshPresence) })
 	return nil
 }
 

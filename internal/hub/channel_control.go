@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
-	"time"
 
 	"github.com/junctionhq/junction/internal/ws"
 	"github.com/junctionhq/junction/protocol"
@@ -97,21 +96,8 @@ func (h *Hub) recheck(ctx context.Context, topic string, subs []*subscriber) {
 	}
 }
 
-// presenceLoop refreshes the presence entries of this node's subscribers:
-// one loop for the hub, no timer per subscription.
-func (h *Hub) presenceLoop(ctx context.Context) {
-	t := time.NewTicker(presenceTTL / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			h.refreshPresence(ctx)
-		}
-	}
-}
-
+// refreshPresence refreshes the presence entries of this node's subscribers
+// (every presenceTTL/3, one loop for the hub: see startChannels).
 func (h *Hub) refreshPresence(ctx context.Context) {
 	var subs []*subscriber
 	for i := range h.ch.shards {

@@ -2,7 +2,6 @@ package hub
 
 import (
 	"sync"
-	"time"
 
 	"github.com/junctionhq/junction/protocol"
 )
@@ -40,19 +39,6 @@ func (x *expiryIndex) renewed(c *Conn) {
 		x.conns[c] = false
 	}
 	x.mu.Unlock()
-}
-
-func (h *Hub) expiryLoop() {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-h.ctx.Done():
-			return
-		case <-t.C:
-			h.checkExpiry()
-		}
-	}
 }
 
 // checkExpiry warns connections whose credential expires within

@@ -234,16 +234,28 @@ func (h *Hub) Start() error {
 	if err := h.transport.Start(); err != nil {
 		return fmt.Errorf("hub: start transport: %w", err)
 	}
-	h.Go(h.rpc.leaseLoop)
+	// One goroutine per periodic job for the whole hub, not a timer per
+	// connection: node leases of serving devices, credential expiry.
+	h.Go(func(ctx context.Context) { every(ctx, h.rpc.cfg.LeaseTTL/3, h.rpc.refreshLeases) })
 	if err := h.startChannels(); err != nil {
 		return err
 	}
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		h.expiryLoop()
-	}()
+	h.Go(func(ctx context.Context) { every(ctx, time.Second, func(context.Context) { h.checkExpiry() }) })
 	return nil
+}
+
+// every calls fn every d until ctx is done.
+func every(ctx context.Context, d time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn(ctx)
+		}
+	}
 }
 
 // Draining reports whether a shutdown has begun; new connections are refused then.

@@ -645,21 +645,8 @@ func (r *rpcRelay) announce(ctx context.Context, p *auth.Principal, status strin
 	}
 }
 
-// leaseLoop refreshes the node lease of every device serving on this node:
-// one loop for the hub, not a timer per connection.
-func (r *rpcRelay) leaseLoop(ctx context.Context) {
-	t := time.NewTicker(r.cfg.LeaseTTL / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			r.refreshLeases(ctx)
-		}
-	}
-}
-
+// refreshLeases refreshes the node lease of every device serving on this
+// node (every LeaseTTL/3, see Hub.Start).
 func (r *rpcRelay) refreshLeases(ctx context.Context) {
 	r.mu.RLock()
 	devices := make(map[string]*rpcServer, len(r.servers))
