@@ -202,11 +202,32 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := db.Ping(ctx); err != nil {
+	if err := db.firstPing(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", db.dialect, err)
 	}
 	return db, nil
+}
+
+// firstPing is Ping, tried again for up to 10 s while SQLite answers busy:
+// switching a new file to WAL takes a lock that SQLite's busy handler does
+// not wait for, so processes opening the same new database at once can be
+// refused immediately (seen with concurrent migrators).
+func (db *DB) firstPing(ctx context.Context) error {
+	deadline := time.Now().Add(10 * time.Second)
+	wait := 5 * time.Millisecond
+	for {
+		err := db.Ping(ctx)
+		if err == nil || !db.retryable(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 200*time.Millisecond)
+	}
 }
 
 // Dialect reports "sqlite" or "postgres".
