@@ -6,7 +6,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 )
 
 // ErrClosed is returned by Send and SendText on a connection that is closing
@@ -90,12 +89,14 @@ type Conn struct {
 
 	closeReason string // guarded by mu: set when the close begins
 
-	l   *loop           // set once at construction
-	nc  net.Conn        // set once at construction
-	rc  syscall.RawConn // set once at construction
-	h   Handler         // set once at construction
-	fd  int32           // set once at construction; valid while rc is open
-	gen uint32          // set once at construction; tells reused fds apart
+	l  *loop    // set once at construction
+	nc net.Conn // set once at construction: the descriptor's owner, or nil when it is bare (AttachFD)
+	h  Handler  // set once at construction
+	// fd is the socket, used under a reference (see sock.go); fdRefs counts
+	// them. Both are set at construction.
+	fd     int32
+	fdRefs atomic.Int32
+	gen    uint32 // set once at construction; tells reused fds apart
 
 	value atomic.Pointer[any]
 
@@ -114,9 +115,6 @@ type Conn struct {
 
 // Handler returns the connection's handler.
 func (c *Conn) Handler() Handler { return c.h }
-
-// RemoteAddr returns the peer's address.
-func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 
 // SetValue stores the owner's per-connection value (the hub stores its
 // connection there).
@@ -262,9 +260,10 @@ func (c *Conn) abortLocked() bool {
 // its close frame does not fit in the socket. Called by the writer holding
 // c.
 func (c *Conn) cut() {
-	_ = c.rc.Control(func(fd uintptr) {
-		_ = resetOnClose(int(fd))
-	})
+	if c.acquireFD() {
+		_ = resetOnClose(int(c.fd))
+		c.releaseFD()
+	}
 	c.finish(CloseAbnormal, "cut", false)
 }
 
@@ -313,9 +312,10 @@ func (c *Conn) onCloseWritten(fromLoop bool) {
 		c.finish(CloseAbnormal, "", fromLoop) // close(2) ends both directions
 		return
 	}
-	_ = c.rc.Control(func(fd uintptr) {
-		_ = shutdownWrite(int(fd))
-	})
+	if c.acquireFD() {
+		_ = shutdownWrite(int(c.fd))
+		c.releaseFD()
+	}
 	if c.peerClosed.Load() {
 		c.finish(CloseAbnormal, "", fromLoop)
 	}
@@ -348,7 +348,7 @@ func (c *Conn) finish(code int, reason string, fromLoop bool) {
 	c.mu.Unlock()
 
 	c.l.remove(c)
-	_ = c.nc.Close()
+	c.shutFD()
 	c.t.open.Add(-1)
 	c.l.closed(c, code, reason, fromLoop)
 	c.t.finishing.Add(-1)

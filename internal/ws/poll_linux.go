@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,12 +89,13 @@ func (l *loop) add(c *Conn) error {
 		l.kicks = append(l.kicks, c)
 	}
 	l.mu.Unlock()
-	var err error
-	cerr := c.rc.Control(func(fd uintptr) {
+	err := ErrClosed // Transport.Close may cut c before it is in the epoll set
+	if c.acquireFD() {
 		ev := event(c, unix.EPOLLIN|unix.EPOLLRDHUP)
-		err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
-	})
-	if err = errors.Join(cerr, err); err != nil {
+		err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(c.fd), &ev)
+		c.releaseFD()
+	}
+	if err != nil {
 		l.mu.Lock()
 		if l.conns[c.fd] == c {
 			delete(l.conns, c.fd)
@@ -107,28 +110,31 @@ func (l *loop) add(c *Conn) error {
 }
 
 // remove unregisters c. It must run before c's socket is closed, so the fd
-// cannot have been reused.
+// cannot have been reused. A bare descriptor (AttachFD) leaves the epoll set
+// by itself when it is closed, since nothing else refers to its socket; one
+// owned by a net.Conn is removed explicitly, as its owner may share it.
 func (l *loop) remove(c *Conn) {
 	l.mu.Lock()
 	if l.conns[c.fd] == c {
 		delete(l.conns, c.fd)
 	}
 	l.mu.Unlock()
-	_ = c.rc.Control(func(fd uintptr) {
-		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
-	})
+	if c.nc != nil && c.acquireFD() {
+		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(c.fd), nil)
+		c.releaseFD()
+	}
 }
 
 // armOut asks for EPOLLOUT on c; the loop then hands c back to the writers.
 func (l *loop) armOut(c *Conn) {
-	err := c.rc.Control(func(fd uintptr) {
-		ev := event(c, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLOUT)
-		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev)
-	})
-	if err != nil {
+	if !c.acquireFD() {
 		// Closed meanwhile: finish has released (or will release) pending.
 		c.finish(CloseAbnormal, "closed", false)
+		return
 	}
+	ev := event(c, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLOUT)
+	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &ev)
+	c.releaseFD()
 }
 
 // closed queues OnClose for c and wakes the loop unless the caller is it.
@@ -245,10 +251,12 @@ func (l *loop) run() {
 
 // writable hands c, whose socket accepts data again, back to the writers.
 func (l *loop) writable(c *Conn) {
-	_ = c.rc.Control(func(fd uintptr) {
-		ev := event(c, unix.EPOLLIN|unix.EPOLLRDHUP)
-		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev)
-	})
+	if !c.acquireFD() {
+		return // finished meanwhile
+	}
+	ev := event(c, unix.EPOLLIN|unix.EPOLLRDHUP)
+	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &ev)
+	c.releaseFD()
 	c.mu.Lock()
 	sched := c.wstate == wWaitOut && c.state.Load() != stateClosed
 	if sched {
@@ -266,22 +274,20 @@ func (l *loop) read(c *Conn, now int64) {
 	if c.state.Load() == stateClosed {
 		return
 	}
+	if !c.acquireFD() {
+		return // finished meanwhile
+	}
+	// RawSyscall, as in writer.writev: the socket is non-blocking.
+	r, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(c.fd), uintptr(unsafe.Pointer(&l.buf[0])), uintptr(len(l.buf)))
+	c.releaseFD()
 	var n int
 	var rerr error
-	err := c.rc.Read(func(fd uintptr) bool {
-		// RawSyscall, as in writer.writev: the socket is non-blocking.
-		r, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&l.buf[0])), uintptr(len(l.buf)))
-		if errno != 0 {
-			rerr = errno
-		} else {
-			n = int(r)
-		}
-		return true
-	})
+	if errno != 0 {
+		rerr = errno
+	} else {
+		n = int(r)
+	}
 	switch {
-	case err != nil:
-		c.finish(CloseAbnormal, "read: "+err.Error(), true)
-		return
 	case errors.Is(rerr, unix.EAGAIN), errors.Is(rerr, unix.EINTR):
 		return
 	case rerr != nil:
@@ -332,6 +338,38 @@ func (l *loop) process(c *Conn, data []byte) {
 		c.peerClosed.Store(true)
 		c.Close(ce.code, ce.reason)
 	}
+}
+
+// closeFD closes a bare descriptor.
+func closeFD(fd int) { _ = unix.Close(fd) }
+
+// peerAddr asks the kernel for the peer address of socket fd; nil if it
+// cannot say.
+func peerAddr(fd int) net.Addr {
+	sa, err := unix.Getpeername(fd)
+	if err != nil {
+		return nil
+	}
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(sa.Addr[:]).To16(), Port: sa.Port}
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port, Zone: zoneName(sa.ZoneId)}
+	case *unix.SockaddrUnix:
+		return &net.UnixAddr{Name: sa.Name, Net: "unix"}
+	}
+	return nil
+}
+
+// zoneName names an IPv6 zone (interface) index, as net does.
+func zoneName(index uint32) string {
+	if index == 0 {
+		return ""
+	}
+	if ifi, err := net.InterfaceByIndex(int(index)); err == nil {
+		return ifi.Name
+	}
+	return strconv.FormatUint(uint64(index), 10)
 }
 
 // shutdownWrite sends FIN after what the socket holds.

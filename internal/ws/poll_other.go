@@ -2,7 +2,10 @@
 
 package ws
 
-import "errors"
+import (
+	"errors"
+	"net"
+)
 
 // errUnsupported is returned by Start on systems without epoll. A portable
 // reader (one goroutine per connection feeding the same parser) would slot
@@ -22,6 +25,8 @@ func (l *loop) closeFDs()                       {}
 func (l *loop) appendConns(dst []*Conn) []*Conn { return dst }
 func (t *Transport) writeLoop()                 {}
 func shutdownWrite(int) error                   { return nil }
+func closeFD(int)                               {}
+func peerAddr(int) net.Addr                     { return nil }
 func resetOnClose(int) error                    { return nil }
 func (c *Conn) dropLocked()                     {}
 func (c *Conn) Uncork()                         {}

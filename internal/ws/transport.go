@@ -245,6 +245,20 @@ func (t *Transport) UpgradeWith(w http.ResponseWriter, r *http.Request, subproto
 		}
 		return nil, err
 	}
+	opts.Preamble = resp
+	if fh, ok := w.(FDHijacker); ok {
+		if fd, buffered, ok := fh.HijackFD(); ok {
+			opts.Buffered = nil
+			if len(buffered) > 0 {
+				opts.Buffered = append([]byte(nil), buffered...)
+			}
+			c, err := t.AttachFD(fd, RoleServer, h, opts)
+			if err != nil {
+				return nil, fmt.Errorf("ws: upgrade: %w", err)
+			}
+			return c, nil
+		}
+	}
 	nc, rw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		http.Error(w, "cannot take over the connection", http.StatusInternalServerError)
@@ -258,13 +272,26 @@ func (t *Transport) UpgradeWith(w http.ResponseWriter, r *http.Request, subproto
 			opts.Buffered = append([]byte(nil), b...)
 		}
 	}
-	opts.Preamble = resp
 	c, err := t.AttachWith(nc, RoleServer, h, opts)
 	if err != nil {
 		_ = nc.Close()
 		return nil, fmt.Errorf("ws: upgrade: %w", err)
 	}
 	return c, nil
+}
+
+// FDHijacker is implemented by an http.ResponseWriter whose connection is a
+// bare socket descriptor rather than a net.Conn (Junction's front door,
+// internal/web): UpgradeWith takes the descriptor itself, so the connection
+// never gets a net.Conn, a runtime poller registration or addresses kept in
+// memory.
+type FDHijacker interface {
+	// HijackFD takes over the connection and returns its descriptor
+	// (connected, non-blocking, close-on-exec) and the bytes already read
+	// after the request head, valid until the handler returns. ok is false,
+	// and nothing is taken, when the connection is not a bare descriptor:
+	// use http.Hijacker then.
+	HijackFD() (fd int, buffered []byte, ok bool)
 }
 
 // AttachOptions are the optional settings of AttachWith.
@@ -308,6 +335,30 @@ func (t *Transport) AttachWith(nc net.Conn, role Role, h Handler, opts AttachOpt
 	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
 		return nil, fmt.Errorf("ws: attach: %w", err)
 	}
+	return t.attach(nc, fd, role, h, opts)
+}
+
+// AttachFD is AttachWith for a bare socket descriptor: connected, in
+// non-blocking mode, and referred to by nothing else (no net.Conn, no
+// duplicate), so that closing it also takes it out of the epoll set. The
+// Transport owns fd from the call on: it is closed when the connection
+// finishes, or at once when AttachFD fails.
+func (t *Transport) AttachFD(fd int, role Role, h Handler, opts AttachOptions) (*Conn, error) {
+	if fd < 0 {
+		return nil, fmt.Errorf("ws: attach: bad descriptor %d", fd)
+	}
+	if t.shutdown.Load() || !t.started.Load() {
+		closeFD(fd)
+		return nil, fmt.Errorf("ws: attach: %w", ErrClosed)
+	}
+	return t.attach(nil, fd, role, h, opts)
+}
+
+// attach registers the connection on descriptor fd, owned by nc when nc is
+// not nil. When it fails after registration began, the connection is
+// finished, which closes its descriptor (nc too: the caller's Close of nc
+// is then a no-op) and delivers OnClose.
+func (t *Transport) attach(nc net.Conn, fd int, role Role, h Handler, opts AttachOptions) (*Conn, error) {
 	l := t.loops[t.next.Add(1)%uint32(len(t.loops))]
 	gen := t.gen.Add(1)
 	if gen == 0 { // 0 marks the loop's wake eventfd
@@ -317,7 +368,6 @@ func (t *Transport) AttachWith(nc net.Conn, role Role, h Handler, opts AttachOpt
 		t:       t,
 		l:       l,
 		nc:      nc,
-		rc:      rc,
 		h:       h,
 		fd:      int32(fd),
 		gen:     gen,
@@ -341,7 +391,10 @@ func (t *Transport) AttachWith(nc net.Conn, role Role, h Handler, opts AttachOpt
 	c.pingAt = now
 	t.open.Add(1)
 	if err := l.add(c); err != nil {
-		t.open.Add(-1)
+		// Transport.Close may have cut c meanwhile; finish is idempotent
+		// and counts c out once (OnClose follows, as after the shutdown
+		// check below).
+		c.finish(CloseAbnormal, "attach failed", false)
 		return nil, fmt.Errorf("ws: attach: %w", err)
 	}
 	if t.shutdown.Load() {

@@ -157,9 +157,8 @@ func (w *writer) flush(c *Conn) {
 }
 
 // writev writes c.pending (from c.pendOff) with one writev(2), at most
-// maxIov frames, without parking: the socket is non-blocking and the
-// callback always returns true. It returns the bytes written and the bytes
-// it tried to write.
+// maxIov frames, without parking: the socket is non-blocking. It returns
+// the bytes written and the bytes it tried to write.
 //
 // unix.Writev is not used because it heap-allocates its iovec array for
 // more than 8 buffers; this writer's array is reused.
@@ -177,22 +176,20 @@ func (w *writer) writev(c *Conn) (n, total int, err error) {
 		iov = append(iov, v)
 		total += len(f)
 	}
-	rerr := c.rc.Write(func(fd uintptr) bool {
-		// RawSyscall: the socket is non-blocking, so the call never waits;
-		// telling the scheduler about it (entersyscall/exitsyscall) only
-		// costs time and lets sysmon hand this writer's P away mid-write.
-		r, _, errno := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
-		if errno != 0 {
-			err = errno
-			return true
-		}
-		n = int(r)
-		return true
-	})
-	clear(iov) // drop references to frames
-	if rerr != nil {
-		return 0, total, rerr
+	if !c.acquireFD() {
+		clear(iov)
+		return 0, total, ErrClosed
 	}
+	// RawSyscall: the socket is non-blocking, so the call never waits;
+	// telling the scheduler about it (entersyscall/exitsyscall) only costs
+	// time and lets sysmon hand this writer's P away mid-write.
+	r, _, errno := unix.RawSyscall(unix.SYS_WRITEV, uintptr(c.fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	c.releaseFD()
+	clear(iov) // drop references to frames
+	if errno != 0 {
+		return 0, total, errno
+	}
+	n = int(r)
 	return n, total, err
 }
 
