@@ -327,7 +327,7 @@ func (c *Conn) request(f *protocol.Frame) {
 		c.sendError(f.ID, e)
 		return
 	}
-	h.inflight.Add(1)
+	h.inflight.Add()
 	switch m.Mode {
 	case Inline:
 		c.mu.Lock()

@@ -167,7 +167,52 @@ type Hub struct {
 	started  atomic.Bool
 	draining atomic.Bool
 	closed   atomic.Bool
-	inflight sync.WaitGroup // requests being handled, for the shutdown drain
+	inflight inflight // requests being handled, for the shutdown drain
+}
+
+// inflight counts the requests being handled. Unlike a sync.WaitGroup, whose
+// Add from zero must happen before Wait, it may gain requests while Shutdown
+// waits for it to empty: open connections keep sending during the drain.
+type inflight struct {
+	mu   sync.Mutex
+	n    int           // guarded by mu
+	idle chan struct{} // guarded by mu: closed, and reset to nil, when n drops to 0
+}
+
+// Add counts one more request.
+func (f *inflight) Add() {
+	f.mu.Lock()
+	f.n++
+	f.mu.Unlock()
+}
+
+// Done releases one request.
+func (f *inflight) Done() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n--
+	if f.n < 0 {
+		panic("hub: inflight count below zero")
+	}
+	if f.n == 0 && f.idle != nil {
+		close(f.idle)
+		f.idle = nil
+	}
+}
+
+// Idle returns a channel closed once no request is in flight.
+func (f *inflight) Idle() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == 0 {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	if f.idle == nil {
+		f.idle = make(chan struct{})
+	}
+	return f.idle
 }
 
 // New returns a hub. It has no side effects: nothing runs until Start.
@@ -275,14 +320,9 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.ShutdownDrain)
 	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		h.inflight.Wait()
-		close(done)
-	}()
 	var err error
 	select {
-	case <-done:
+	case <-h.inflight.Idle():
 	case <-ctx.Done():
 		err = fmt.Errorf("hub: shutdown drain: %w", ctx.Err())
 	}
@@ -290,7 +330,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	if cerr := h.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
-	<-done // every request was answered or failed with its closed connection
+	<-h.inflight.Idle() // every request was answered or failed with its closed connection
 	return err
 }
 
