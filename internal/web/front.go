@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,15 @@ import (
 //
 // Handshakes run on a pool of goroutines that outlive one connection, so
 // their stacks are grown once, not on every connect.
+//
+// On Linux, a TCP listener is accepted from directly (accept4 on a duplicate
+// of its descriptor, with TCP_DEFER_ACCEPT so that a connection is accepted
+// once its request has arrived): a socket stays a bare descriptor while its
+// request head is read without waiting, and a WebSocket upgrade hands the
+// descriptor to the transport (ws.FDHijacker), so a WebSocket connection
+// never gets a net.Conn, a runtime poller registration or addresses kept in
+// memory. A connection whose head has not fully arrived, or that is not a
+// handshake, becomes a net.Conn (net.FileConn) and goes on as before.
 type Front struct {
 	handler http.Handler
 	srv     *http.Server // serves the handed-off connections
@@ -35,11 +45,13 @@ type Front struct {
 
 	mu      sync.Mutex
 	ln      net.Listener // guarded by mu: set by Serve
+	lfile   io.Closer    // guarded by mu: the duplicate listener a raw accept loop uses
 	handoff *handoffListener
-	work    chan net.Conn // unbuffered: a send succeeds only if a worker waits
+	work    chan incoming // unbuffered: a send succeeds only if a worker waits
 	done    chan struct{}
 	closed  atomic.Bool
 	wg      sync.WaitGroup // accept loop and workers
+	backoff time.Duration  // owned by the accept loop
 }
 
 // NewFront returns a front door for handler. srv serves every connection
@@ -54,7 +66,7 @@ func NewFront(handler http.Handler, srv *http.Server, log *slog.Logger) *Front {
 		timeout: srv.ReadHeaderTimeout,
 		maxHead: srv.MaxHeaderBytes,
 		handoff: newHandoffListener(),
-		work:    make(chan net.Conn),
+		work:    make(chan incoming),
 		done:    make(chan struct{}),
 	}
 	if f.timeout <= 0 {
@@ -79,42 +91,74 @@ func (f *Front) Serve(ln net.Listener) error {
 	f.mu.Unlock()
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- f.srv.Serve(f.handoff) }()
-
-	var backoff time.Duration
+	if raw, err := f.acceptRaw(ln); raw {
+		return f.serveErr(err, srvErr)
+	}
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			if f.closed.Load() {
-				return http.ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				// Out of descriptors or similar: wait, as net/http does.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				f.log.Error("accept failed; retrying", "err", err, "in", backoff)
-				select {
-				case <-time.After(backoff):
-				case <-f.done:
-					return http.ErrServerClosed
-				}
+			if f.retryAccept(err) {
 				continue
 			}
-			select {
-			case err2 := <-srvErr:
-				if err2 != nil && !errors.Is(err2, http.ErrServerClosed) {
-					return err2
-				}
-			default:
-			}
-			return err
+			return f.serveErr(err, srvErr)
 		}
-		backoff = 0
-		select {
-		case f.work <- nc:
-		default:
-			f.wg.Add(1)
-			go f.worker(nc)
+		f.dispatch(incoming{fd: -1, nc: nc})
+	}
+}
+
+// serveErr is what Serve returns after its accept loop ended with err.
+func (f *Front) serveErr(err error, srvErr <-chan error) error {
+	if f.closed.Load() {
+		return http.ErrServerClosed
+	}
+	select {
+	case err2 := <-srvErr:
+		if err2 != nil && !errors.Is(err2, http.ErrServerClosed) {
+			return err2
 		}
+	default:
+	}
+	return err
+}
+
+// retryAccept reports whether an accept that failed with err should be
+// retried: when out of descriptors or similar, after a pause that doubles
+// while the failures go on, as net/http does.
+func (f *Front) retryAccept(err error) bool {
+	if f.closed.Load() {
+		return false
+	}
+	var ne net.Error
+	if !(errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)) {
+		return false
+	}
+	f.backoff = min(max(2*f.backoff, 5*time.Millisecond), time.Second)
+	f.log.Error("accept failed; retrying", "err", err, "in", f.backoff)
+	select {
+	case <-time.After(f.backoff):
+		return true
+	case <-f.done:
+		return false
+	}
+}
+
+// incoming is an accepted connection: a bare descriptor (fd >= 0, with the
+// peer's address) or a net.Conn.
+type incoming struct {
+	fd   int
+	nc   net.Conn
+	peer netip.AddrPort
+}
+
+// dispatch gives in to an idle handshake goroutine, or to a new one.
+func (f *Front) dispatch(in incoming) {
+	f.backoff = 0
+	select {
+	case f.work <- in:
+	default:
+		f.wg.Add(1)
+		go f.worker(in)
 	}
 }
 
@@ -122,17 +166,17 @@ func (f *Front) Serve(ln net.Listener) error {
 // before it exits.
 const workerIdle = 10 * time.Second
 
-// worker serves nc, then further connections handed to it, until it has
+// worker serves in, then further connections handed to it, until it has
 // been idle for workerIdle or the front door closes.
-func (f *Front) worker(nc net.Conn) {
+func (f *Front) worker(in incoming) {
 	defer f.wg.Done()
 	idle := time.NewTimer(workerIdle)
 	defer idle.Stop()
 	for {
-		f.serveConn(nc)
+		f.serveConn(in)
 		idle.Reset(workerIdle)
 		select {
-		case nc = <-f.work:
+		case in = <-f.work:
 		case <-idle.C:
 			return
 		case <-f.done:
@@ -143,8 +187,9 @@ func (f *Front) worker(nc net.Conn) {
 
 // headReader is the pooled state of one request-head read.
 type headReader struct {
-	lr io.LimitedReader
-	br *bufio.Reader
+	conn frontConn
+	lr   io.LimitedReader
+	br   *bufio.Reader
 }
 
 var headReaders = sync.Pool{New: func() any {
@@ -153,36 +198,45 @@ var headReaders = sync.Pool{New: func() any {
 	return h
 }}
 
-// serveConn reads the request line of nc and either serves a WebSocket
-// handshake or hands nc to the http.Server.
-func (f *Front) serveConn(nc net.Conn) {
+// serveConn reads the request line of in and either serves a WebSocket
+// handshake or hands the connection to the http.Server.
+func (f *Front) serveConn(in incoming) {
 	hr := headReaders.Get().(*headReader)
 	defer func() {
+		hr.conn = frontConn{}
 		hr.lr.R = nil
 		hr.br.Reset(&hr.lr)
 		headReaders.Put(hr)
 	}()
-	hr.lr = io.LimitedReader{R: nc, N: int64(f.maxHead)}
+	c := &hr.conn
+	*c = frontConn{fd: in.fd, nc: in.nc, timeout: f.timeout}
+	hr.lr = io.LimitedReader{R: c, N: int64(f.maxHead)}
 	hr.br.Reset(&hr.lr)
-	_ = nc.SetReadDeadline(time.Now().Add(f.timeout))
+	if c.nc != nil {
+		_ = c.nc.SetReadDeadline(time.Now().Add(f.timeout))
+	}
 
 	line, err := peekLine(hr.br)
 	if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-		_ = nc.Close() // nothing (or not even a line) arrived in time
+		c.close() // nothing (or not even a line) arrived in time
 		return
 	}
 	if err != nil || !isWebSocketRequestLine(line) {
-		f.handOff(nc, hr.br)
+		f.handOff(c, hr.br)
 		return
 	}
 	req, err := http.ReadRequest(hr.br)
 	if err != nil {
-		refuseRaw(nc, http.StatusBadRequest, "malformed request head\n")
+		refuseRaw(c, http.StatusBadRequest, "malformed request head\n")
 		return
 	}
-	req.RemoteAddr = nc.RemoteAddr().String()
-	_ = nc.SetReadDeadline(time.Time{})
-	w := &frontWriter{nc: nc, br: hr.br, header: make(http.Header, 4), status: http.StatusOK}
+	if c.nc != nil {
+		req.RemoteAddr = c.nc.RemoteAddr().String()
+		_ = c.nc.SetReadDeadline(time.Time{})
+	} else {
+		req.RemoteAddr = in.peer.String()
+	}
+	w := &frontWriter{c: c, br: hr.br, header: make(http.Header, 4), status: http.StatusOK}
 	f.serveHandshake(w, req)
 	if !w.hijacked {
 		w.finish(req.Method == http.MethodHead)
@@ -197,15 +251,21 @@ func (f *Front) serveHandshake(w *frontWriter, req *http.Request) {
 			f.log.Error("panic serving a websocket handshake", "panic", v, "remote", req.RemoteAddr)
 			if !w.hijacked {
 				w.hijacked = true // nothing more is written
-				_ = w.nc.Close()
+				w.c.close()
 			}
 		}
 	}()
 	f.handler.ServeHTTP(w, req)
 }
 
-// handOff passes nc, with what br has buffered, to the http.Server.
-func (f *Front) handOff(nc net.Conn, br *bufio.Reader) {
+// handOff passes c, with what br has buffered, to the http.Server.
+func (f *Front) handOff(c *frontConn, br *bufio.Reader) {
+	nc, err := c.netConn()
+	if err != nil {
+		f.log.Warn("cannot hand a connection to the http server", "err", err)
+		c.close()
+		return
+	}
 	var pre []byte
 	if n := br.Buffered(); n > 0 {
 		b, _ := br.Peek(n)
@@ -220,7 +280,8 @@ func (f *Front) handOff(nc net.Conn, br *bufio.Reader) {
 // Shutdown stops accepting, lets the http.Server finish its requests
 // (http.Server.Shutdown, bounded by ctx) and waits for the handshake
 // goroutines. Handshakes in progress still complete: the hub refuses them
-// once it drains.
+// once it drains. The listener given to Serve is closed; it must be closed
+// this way, not directly, since the raw accept loop listens on a duplicate.
 func (f *Front) Shutdown(ctx context.Context) error {
 	if f.closed.Swap(true) {
 		return nil
@@ -228,12 +289,15 @@ func (f *Front) Shutdown(ctx context.Context) error {
 	close(f.done)
 	var errs []error
 	f.mu.Lock()
-	ln := f.ln
+	ln, lfile := f.ln, f.lfile
 	f.mu.Unlock()
 	if ln != nil {
 		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
 		}
+	}
+	if lfile != nil {
+		_ = lfile.Close()
 	}
 	if err := f.srv.Shutdown(ctx); err != nil {
 		errs = append(errs, err)
@@ -277,7 +341,7 @@ func isWebSocketRequestLine(line []byte) bool {
 // door. An upgrade hijacks it; anything else is buffered and written, with
 // Connection: close, when the handler returns.
 type frontWriter struct {
-	nc       net.Conn
+	c        *frontConn
 	br       *bufio.Reader
 	header   http.Header
 	status   int
@@ -311,15 +375,35 @@ func (w *frontWriter) Write(p []byte) (int, error) {
 // maxRefusalBytes bounds the body of a refused handshake.
 const maxRefusalBytes = 64 << 10
 
-// Hijack hands the connection to the WebSocket transport; the reader holds
-// bytes the client sent after its request head, which the caller copies
-// before Hijack's caller returns (the reader goes back to a pool).
+// Hijack hands the connection over as a net.Conn (making one of a bare
+// descriptor); the reader holds bytes the client sent after its request
+// head, which the caller copies before Hijack's caller returns (the reader
+// goes back to a pool).
 func (w *frontWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.hijacked {
 		return nil, nil, http.ErrHijacked
 	}
+	nc, err := w.c.netConn()
+	if err != nil {
+		return nil, nil, err
+	}
 	w.hijacked = true
-	return w.nc, bufio.NewReadWriter(w.br, nil), nil
+	w.c.nc = nil // the caller's now
+	return nc, bufio.NewReadWriter(w.br, nil), nil
+}
+
+// HijackFD hands a bare descriptor over to the WebSocket transport (see
+// ws.FDHijacker), with the bytes read after the request head; they stay
+// valid until the handler returns.
+func (w *frontWriter) HijackFD() (int, []byte, bool) {
+	if w.hijacked || w.c.fd < 0 {
+		return -1, nil, false
+	}
+	w.hijacked = true
+	fd := w.c.fd
+	w.c.fd = -1 // the transport's now
+	b, _ := w.br.Peek(w.br.Buffered())
+	return fd, b, true
 }
 
 // finish writes the buffered response and closes the connection.
@@ -338,24 +422,104 @@ func (w *frontWriter) finish(head bool) {
 	if !head {
 		b.Write(w.body)
 	}
-	closeAfter(w.nc, b.Bytes())
+	w.c.closeAfter(b.Bytes())
 }
 
 // refuseRaw answers a request the front door could not parse, and closes.
-func refuseRaw(nc net.Conn, status int, body string) {
-	closeAfter(nc, fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s",
+func refuseRaw(c *frontConn, status int, body string) {
+	c.closeAfter(fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s",
 		status, http.StatusText(status), len(body), body))
 }
 
-// closeAfter writes b (bounded by a deadline), ends the write side so the
-// client reads the whole response before the end, and closes nc.
-func closeAfter(nc net.Conn, b []byte) {
-	_ = nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	_, _ = nc.Write(b)
-	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+// frontConn is the connection whose request head the front door reads: a
+// bare descriptor (fd >= 0) until something would have to wait for it, or a
+// net.Conn.
+type frontConn struct {
+	fd      int      // bare, non-blocking descriptor, or -1
+	nc      net.Conn // or this
+	timeout time.Duration
+}
+
+// Read reads from the descriptor without waiting while it has data; when it
+// would wait, the descriptor becomes a net.Conn, whose read deadline bounds
+// the rest of the head, and the read goes on there.
+func (c *frontConn) Read(p []byte) (int, error) {
+	if c.nc == nil && c.fd >= 0 {
+		n, err := readNow(c.fd, p)
+		if !errors.Is(err, errWouldBlock) {
+			return n, err
+		}
+		if _, err := c.netConn(); err != nil {
+			return 0, err
+		}
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.timeout))
+	}
+	if c.nc == nil {
+		return 0, net.ErrClosed
+	}
+	return c.nc.Read(p)
+}
+
+// netConn makes c a net.Conn, if it is not one yet, and returns it.
+func (c *frontConn) netConn() (net.Conn, error) {
+	if c.nc != nil {
+		return c.nc, nil
+	}
+	if c.fd < 0 {
+		return nil, net.ErrClosed
+	}
+	nc, err := fdConn(c.fd) // closes fd, even on error
+	c.fd = -1
+	if err != nil {
+		return nil, err
+	}
+	c.nc = nc
+	return nc, nil
+}
+
+// close closes the connection.
+func (c *frontConn) close() {
+	switch {
+	case c.nc != nil:
+		_ = c.nc.Close()
+		c.nc = nil
+	case c.fd >= 0:
+		closeFD(c.fd)
+		c.fd = -1
+	}
+}
+
+// closeAfter writes b (a bare descriptor takes it without waiting as a
+// rule; otherwise the rest is written with a deadline), ends the write side
+// so the client reads the whole response before the end, and closes.
+func (c *frontConn) closeAfter(b []byte) {
+	if c.nc == nil && c.fd >= 0 {
+		n, err := writeNow(c.fd, b)
+		b = b[n:]
+		switch {
+		case err == nil:
+			shutdownWrite(c.fd)
+			c.close()
+			return
+		case !errors.Is(err, errWouldBlock):
+			c.close()
+			return
+		}
+		// The socket is full: the rest is written as a net.Conn, with a
+		// deadline.
+		if _, err := c.netConn(); err != nil {
+			return
+		}
+	}
+	if c.nc == nil {
+		return
+	}
+	_ = c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_, _ = c.nc.Write(b)
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
-	_ = nc.Close()
+	c.close()
 }
 
 // replayConn is a connection whose first bytes were already read: Read

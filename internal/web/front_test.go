@@ -8,9 +8,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	gws "github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+
+	"github.com/junctionhq/junction/internal/ws"
 )
 
 // startFront serves handler through a Front on a loopback port.
@@ -183,3 +189,112 @@ func TestFrontHandlerPanic(t *testing.T) {
 		t.Fatalf("server did not survive: %q", got)
 	}
 }
+
+// TestFrontBareDescriptor: a handshake whose head arrived whole is offered
+// to the handler as a bare descriptor (ws.FDHijacker) with the bytes sent
+// after the head; one whose head arrived in pieces was read as a net.Conn
+// and is offered only through http.Hijacker, with the same bytes.
+func TestFrontBareDescriptor(t *testing.T) {
+	_, addr := startFront(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fh, ok := w.(ws.FDHijacker)
+		if !ok {
+			t.Errorf("the front door's writer is not a ws.FDHijacker")
+			return
+		}
+		if fd, early, ok := fh.HijackFD(); ok {
+			f := os.NewFile(uintptr(fd), "hijacked")
+			_, _ = io.WriteString(f, "bare early="+string(early)+" from "+r.RemoteAddr)
+			_ = f.Close()
+			return
+		}
+		nc, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		early, _ := rw.Reader.Peek(rw.Reader.Buffered())
+		_, _ = io.WriteString(nc, "net early="+string(early)+" from "+r.RemoteAddr)
+		_ = nc.Close()
+	}))
+	exchange := func(parts ...string) (got, local string) {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+		for i, p := range parts {
+			if i > 0 {
+				time.Sleep(50 * time.Millisecond) // the server reads what came so far
+			}
+			if _, err := io.WriteString(nc, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b, err := io.ReadAll(nc)
+		if err != nil {
+			t.Fatalf("read: %v (got %q)", err, b)
+		}
+		return string(b), nc.LocalAddr().String()
+	}
+	// A connection queued before the accept loop set TCP_DEFER_ACCEPT may
+	// be accepted before its request arrives (and is then read as a
+	// net.Conn); once a first exchange is through, the loop runs.
+	if got, _ := exchange("GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"); !strings.Contains(got, "early=") {
+		t.Fatalf("first exchange: %q", got)
+	}
+	got, local := exchange("GET /ws HTTP/1.1\r\nHost: x\r\n\r\nFRAME")
+	if want := "bare early=FRAME from " + local; got != want {
+		t.Errorf("head in one piece: got %q, want %q", got, want)
+	}
+	got, local = exchange("GET /ws HTTP/1.1\r\nHo", "st: x\r\n\r\nFRAME")
+	if want := "net early=FRAME from " + local; got != want {
+		t.Errorf("head in two pieces: got %q, want %q", got, want)
+	}
+}
+
+// TestFrontUpgrade runs WebSocket connections through the front door and the
+// transport end to end: upgraded on bare descriptors, messages both ways,
+// and the other paths still served.
+func TestFrontUpgrade(t *testing.T) {
+	tr := ws.New(ws.Config{})
+	if err := tr.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	echo := echoHandler{}
+	_, addr := startFront(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/ws" {
+			_, _ = io.WriteString(w, "plain")
+			return
+		}
+		if _, err := tr.Upgrade(w, r, "", echo); err != nil {
+			t.Errorf("upgrade: %v", err)
+		}
+	}))
+	for i := range 20 {
+		nc, _, _, err := gws.Dial(context.Background(), "ws://"+addr+"/ws")
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		msg := strings.Repeat("m", i*100)
+		if err := wsutil.WriteClientText(nc, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, err := wsutil.ReadServerText(nc)
+		if err != nil || string(got) != msg {
+			t.Fatalf("echo %d: %.20q, %v", i, got, err)
+		}
+		_ = nc.Close()
+	}
+	if got := rawExchange(t, addr, "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.HasSuffix(got, "plain") {
+		t.Fatalf("plain request: %q", got)
+	}
+}
+
+// echoHandler echoes every message.
+type echoHandler struct{}
+
+func (echoHandler) OnMessage(c *ws.Conn, p []byte) { _ = c.SendText(p) }
+func (echoHandler) OnClose(*ws.Conn, int, string)  {}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/junctionhq/junction/internal/ws"
 )
 
 // metrics are the edge's Prometheus collectors. Labels are low-cardinality:
@@ -54,6 +56,19 @@ func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	w.status = http.StatusSwitchingProtocols
 	return hj.Hijack()
+}
+
+// HijackFD passes the front door's bare descriptor through (ws.FDHijacker).
+func (w *statusWriter) HijackFD() (int, []byte, bool) {
+	fh, ok := w.ResponseWriter.(ws.FDHijacker)
+	if !ok {
+		return -1, nil, false
+	}
+	fd, buffered, ok := fh.HijackFD()
+	if ok {
+		w.status = http.StatusSwitchingProtocols
+	}
+	return fd, buffered, ok
 }
 
 func (w *statusWriter) Flush() {

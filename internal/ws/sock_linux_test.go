@@ -21,6 +21,11 @@ type fdWriter struct {
 
 func (w *fdWriter) HijackFD() (int, []byte, bool) { return w.fd, w.buf, true }
 
+// wrapped is a middleware's ResponseWriter.
+type wrapped struct{ http.ResponseWriter }
+
+func (w wrapped) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // startFDServer is startServer with connections attached as bare
 // descriptors (AttachFD through FDHijacker): the handler takes the socket
 // away from net/http as a duplicate, as if it had been accepted raw.
@@ -42,7 +47,8 @@ func startFDServer(t *testing.T, cfg Config, h *testHandler) string {
 		if n := rw.Reader.Buffered(); n > 0 {
 			buf, _ = rw.Reader.Peek(n)
 		}
-		c, err := tr.UpgradeWith(&fdWriter{fd: fd, buf: buf}, r, "junction.v1", h, AttachOptions{})
+		// Wrapped, as middleware does: UpgradeWith unwraps to find it.
+		c, err := tr.UpgradeWith(wrapped{&fdWriter{ResponseWriter: w, fd: fd, buf: buf}}, r, "junction.v1", h, AttachOptions{})
 		if err != nil {
 			t.Errorf("UpgradeWith: %v", err)
 			return

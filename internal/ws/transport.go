@@ -246,7 +246,7 @@ func (t *Transport) UpgradeWith(w http.ResponseWriter, r *http.Request, subproto
 		return nil, err
 	}
 	opts.Preamble = resp
-	if fh, ok := w.(FDHijacker); ok {
+	if fh := fdHijacker(w); fh != nil {
 		if fd, buffered, ok := fh.HijackFD(); ok {
 			opts.Buffered = nil
 			if len(buffered) > 0 {
@@ -278,6 +278,21 @@ func (t *Transport) UpgradeWith(w http.ResponseWriter, r *http.Request, subproto
 		return nil, fmt.Errorf("ws: upgrade: %w", err)
 	}
 	return c, nil
+}
+
+// fdHijacker returns w, or the first writer it wraps (Unwrap, as
+// http.ResponseController follows), that is an FDHijacker; nil if none.
+func fdHijacker(w http.ResponseWriter) FDHijacker {
+	for {
+		if fh, ok := w.(FDHijacker); ok {
+			return fh
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return nil
+		}
+		w = u.Unwrap()
+	}
 }
 
 // FDHijacker is implemented by an http.ResponseWriter whose connection is a
