@@ -9,7 +9,9 @@ import (
 // decodeBoth decodes b with UnmarshalJSON and with plain encoding/json.
 func decodeBoth(b []byte) (fast, slow verifyClaims, fastErr, slowErr error) {
 	type plain verifyClaims
-	fastErr = json.Unmarshal(b, &fast)
+	// Called directly, as verifyIssued does: without encoding/json's own
+	// validation first, so it must reject whatever encoding/json rejects.
+	fastErr = fast.UnmarshalJSON(b)
 	slowErr = json.Unmarshal(b, (*plain)(&slow))
 	return
 }

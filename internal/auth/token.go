@@ -173,7 +173,7 @@ func (t *Tokens) verifyIssued(token string, claims *verifyClaims) bool {
 		return false
 	}
 	claimBytes, err := t.parser.DecodeSegment(payload)
-	if err != nil || json.Unmarshal(claimBytes, claims) != nil {
+	if err != nil || claims.UnmarshalJSON(claimBytes) != nil {
 		return false
 	}
 	sigBytes, err := t.parser.DecodeSegment(sig)
