@@ -3,6 +3,7 @@ package hub
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"sync"
 
 	"github.com/junctionhq/junction/internal/auth"
@@ -32,14 +33,65 @@ func (h *Hub) welcomeData(connID string, p *auth.Principal) []byte {
 		t.middle = full[connAt+len(`"\u0000c"`) : princAt]
 		t.suffix = full[princAt+len(`{"userId":"\u0000p","scopes":null}`):]
 	})
-	id, _ := json.Marshal(connID)
-	princ, _ := json.Marshal(p.Info())
-	b := make([]byte, 0, len(t.prefix)+len(id)+len(t.middle)+len(princ)+len(t.suffix))
+	b := make([]byte, 0, len(t.prefix)+len(t.middle)+len(t.suffix)+len(connID)+128)
 	b = append(b, t.prefix...)
-	b = append(b, id...)
+	b = appendJSONString(b, connID)
 	b = append(b, t.middle...)
-	b = append(b, princ...)
+	b = appendPrincipal(b, p)
 	return append(b, t.suffix...)
+}
+
+// appendPrincipal appends the JSON of p.Info(), byte for byte what
+// encoding/json writes for it (FuzzWelcomePrincipal), without reflection.
+func appendPrincipal(b []byte, p *auth.Principal) []byte {
+	b = append(b, '{')
+	comma := false
+	for _, m := range [...]struct{ key, v string }{
+		{`"userId":`, p.UserID}, {`"deviceId":`, p.DeviceID}, {`"kind":`, p.Kind}, {`"appId":`, p.AppID},
+	} {
+		if m.v == "" {
+			continue // omitempty
+		}
+		if comma {
+			b = append(b, ',')
+		}
+		b = append(b, m.key...)
+		b = appendJSONString(b, m.v)
+		comma = true
+	}
+	if comma {
+		b = append(b, ',')
+	}
+	b = append(b, `"scopes":[`...)
+	for i, sc := range p.Scopes {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, sc)
+	}
+	b = append(b, ']')
+	if !p.ExpiresAt.IsZero() {
+		if ms := p.ExpiresAt.UnixMilli(); ms != 0 {
+			b = append(b, `,"expiresAtMs":`...)
+			b = strconv.AppendInt(b, ms, 10)
+		}
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string the way encoding/json writes
+// it: as is when it is printable ASCII without the characters encoding/json
+// escapes, through encoding/json otherwise.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // welcomeValue is the welcome event of a connection.

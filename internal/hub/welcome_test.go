@@ -29,3 +29,28 @@ func TestWelcomeTemplate(t *testing.T) {
 		}
 	}
 }
+
+// FuzzWelcomePrincipal: the principal and connection id of a welcome are
+// encoded exactly as encoding/json encodes them.
+func FuzzWelcomePrincipal(f *testing.F) {
+	f.Add("u1", "d1", "phone", "", "read", "write", int64(1795330254123), "c-ABC")
+	f.Add(`"<weird>"`, "", "machine", "", "", "\u2028", int64(0), `c-"x"`)
+	f.Add("", "", "", "app", "a&b", "\xff", int64(-1), "é")
+	f.Fuzz(func(t *testing.T, user, device, kind, app, s1, s2 string, expMs int64, connID string) {
+		p := &auth.Principal{UserID: user, DeviceID: device, Kind: kind, AppID: app, Scopes: []string{s1, s2}}
+		if expMs != 0 {
+			p.ExpiresAt = time.UnixMilli(expMs)
+		}
+		if s1 == "" {
+			p.Scopes = nil
+		}
+		want, _ := json.Marshal(p.Info())
+		if got := appendPrincipal(nil, p); string(got) != string(want) {
+			t.Fatalf("principal\ngot  %s\nwant %s", got, want)
+		}
+		want, _ = json.Marshal(connID)
+		if got := appendJSONString(nil, connID); string(got) != string(want) {
+			t.Fatalf("string\ngot  %s\nwant %s", got, want)
+		}
+	})
+}
