@@ -382,8 +382,18 @@ func (r *benchRun) connect(ctx context.Context, hooks phaseHooks, res *benchResu
 	var wg sync.WaitGroup
 	for w := range r.cfg.Conns {
 		wg.Go(func() {
+			raw, err := r.newRawConnector(w)
+			if err != nil {
+				r.fail(err.Error())
+				return
+			}
 			for ctx.Err() == nil && time.Now().Before(deadline) {
-				if err := r.connectOnce(ctx, w); err != nil {
+				if raw != nil {
+					err = r.connectRaw(raw)
+				} else {
+					err = r.connectOnce(ctx, w)
+				}
+				if err != nil {
 					r.dialErrs.Add(1)
 					r.fail(err.Error())
 					sleepCtx(ctx, 10*time.Millisecond)
