@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -70,12 +71,12 @@ func (f *Front) acceptRaw(ln net.Listener) (bool, error) {
 	f.lfile = lf
 	f.mu.Unlock()
 
+	var rsa unix.RawSockaddrAny
 	for {
 		nfd := -1
-		var sa unix.Sockaddr
 		var aerr error
 		err := lrc.Read(func(fd uintptr) bool {
-			nfd, sa, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			nfd, aerr = accept4(int(fd), &rsa)
 			return !errors.Is(aerr, unix.EAGAIN)
 		})
 		if err != nil { // the listener was closed
@@ -90,26 +91,48 @@ func (f *Front) acceptRaw(ln net.Listener) (bool, error) {
 			}
 			return true, os.NewSyscallError("accept4", aerr)
 		}
-		f.dispatch(incoming{fd: nfd, peer: addrPort(sa)})
+		f.dispatch(incoming{fd: nfd, peer: addrPort(&rsa)})
 	}
+}
+
+// accept4 accepts a connection from listener fd as a non-blocking,
+// close-on-exec descriptor, with the peer's address in rsa. (unix.Accept4
+// also asks every IPv4 socket for its protocol, a getsockopt(2) per accept,
+// to tell L2TP sockets apart.)
+func accept4(fd int, rsa *unix.RawSockaddrAny) (int, error) {
+	n := uint32(unix.SizeofSockaddrAny)
+	r, _, errno := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(rsa)), uintptr(unsafe.Pointer(&n)),
+		unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(r), nil
 }
 
 // addrPort converts an accepted peer's address, as net would (an
 // IPv4-mapped IPv6 address reads as IPv4).
-func addrPort(sa unix.Sockaddr) netip.AddrPort {
-	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-	case *unix.SockaddrInet6:
+func addrPort(rsa *unix.RawSockaddrAny) netip.AddrPort {
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), ntohs(sa.Port))
+	case unix.AF_INET6:
+		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
 		a := netip.AddrFrom16(sa.Addr).Unmap()
-		if sa.ZoneId != 0 && a.Is6() {
-			if ifi, err := net.InterfaceByIndex(int(sa.ZoneId)); err == nil {
+		if sa.Scope_id != 0 && a.Is6() {
+			if ifi, err := net.InterfaceByIndex(int(sa.Scope_id)); err == nil {
 				a = a.WithZone(ifi.Name)
 			}
 		}
-		return netip.AddrPortFrom(a, uint16(sa.Port))
+		return netip.AddrPortFrom(a, ntohs(sa.Port))
 	}
 	return netip.AddrPort{}
+}
+
+// ntohs converts a port in network byte order, as the kernel stores it.
+func ntohs(p uint16) uint16 {
+	b := (*[2]byte)(unsafe.Pointer(&p))
+	return uint16(b[0])<<8 | uint16(b[1])
 }
 
 // readNow reads from a non-blocking descriptor: errWouldBlock when nothing
