@@ -225,10 +225,12 @@ func (f *Front) serveConn(in incoming) {
 		f.handOff(c, hr.br)
 		return
 	}
-	req, err := http.ReadRequest(hr.br)
-	if err != nil {
-		refuseRaw(c, http.StatusBadRequest, "malformed request head\n")
-		return
+	req := readHeadFast(hr.br)
+	if req == nil {
+		if req, err = http.ReadRequest(hr.br); err != nil {
+			refuseRaw(c, http.StatusBadRequest, "malformed request head\n")
+			return
+		}
 	}
 	if c.nc != nil {
 		req.RemoteAddr = c.nc.RemoteAddr().String()
@@ -241,6 +243,22 @@ func (f *Front) serveConn(in incoming) {
 	if !w.hijacked {
 		w.finish(req.Method == http.MethodHead)
 	}
+}
+
+// readHeadFast returns the request whose head br holds whole, parsed by
+// parseHead, and consumes the head; nil, consuming nothing, when the head
+// is not all buffered or parseHead declines it.
+func readHeadFast(br *bufio.Reader) *http.Request {
+	b, _ := br.Peek(br.Buffered())
+	end := bytes.Index(b, []byte("\r\n\r\n"))
+	if end < 0 {
+		return nil
+	}
+	req := parseHead(b[:end+4])
+	if req != nil {
+		_, _ = br.Discard(end + 4)
+	}
+	return req
 }
 
 // serveHandshake runs the handler on a handshake, containing a panic the way
