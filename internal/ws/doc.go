@@ -12,6 +12,13 @@
 // readable socket into its own scratch buffer, and only a connection with an
 // incomplete frame keeps a private buffer until the frame is complete.
 //
+// A connection's socket is a descriptor: one the transport owns outright
+// (AttachFD, or UpgradeWith through an FDHijacker: the server's front door
+// never makes a net.Conn of a WebSocket), or one borrowed from a net.Conn
+// (Attach). Every system call on it holds a reference, and it is closed
+// once the connection has finished and the last reference is dropped
+// (sock.go).
+//
 // Outbound, a connection has a bounded queue of frames. A publication is
 // framed once (PrepareText) and the same slice is queued to every
 // subscriber (Conn.Send). A writer takes everything queued for a connection
