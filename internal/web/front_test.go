@@ -64,13 +64,11 @@ func rawExchange(t *testing.T, addr, req string) string {
 }
 
 func TestFrontHandsOffOtherRequests(t *testing.T) {
-	var paths []string
 	_, addr := startFront(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, ok := w.(*frontWriter); ok {
 			t.Errorf("%s %s was served by the front door", r.Method, r.URL.Path)
 		}
 		body, _ := io.ReadAll(r.Body)
-		paths = append(paths, r.Method+" "+r.URL.Path)
 		_, _ = io.WriteString(w, r.Method+" "+r.URL.Path+" "+string(body))
 	}))
 	// Three pipelined requests in one write, the last closing: net/http
