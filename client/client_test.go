@@ -888,17 +888,24 @@ func TestWelcomeRequired(t *testing.T) {
 	tests := []struct {
 		name    string
 		start   string
+		timeout time.Duration // HandshakeTimeout; 0 for the test default
 		wantErr string
 	}{
+		// The default timeout: a short one could expire before the first
+		// frame on a loaded machine and fail with another error.
 		{name: "another frame first", start: "event", wantErr: "not the welcome"},
-		{name: "no welcome in time", start: "nothing", wantErr: "welcome"},
+		// Short, but long enough for a loopback upgrade under -race: the
+		// timeout must expire waiting for the welcome, not during the dial.
+		{name: "no welcome in time", start: "nothing", timeout: time.Second, wantErr: "wait for welcome"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ts := newTestServer(t)
 			ts.start = tt.start
 			opts := ts.options()
-			opts.HandshakeTimeout = 200 * time.Millisecond
+			if tt.timeout > 0 {
+				opts.HandshakeTimeout = tt.timeout
+			}
 			c, err := Dial(t.Context(), opts)
 			if err == nil {
 				c.Close()

@@ -44,6 +44,7 @@ type testServer struct {
 	wg    sync.WaitGroup   // the server's connection goroutines
 
 	mu     sync.Mutex
+	closed bool                    // guarded by mu: set by close; wg gains no goroutine after it
 	valid  func(token string) bool // guarded by mu
 	tokens []string                // guarded by mu: tokens of accepted upgrades
 	all    []*serverConn           // guarded by mu
@@ -70,6 +71,10 @@ func newTestServer(t *testing.T) *testServer {
 
 func (ts *testServer) close() {
 	ts.mu.Lock()
+	// A hijacked connection's handler is no longer waited for by
+	// srv.Close: it starts its goroutines under mu unless closed is set,
+	// so that every wg.Add happens before the Wait below.
+	ts.closed = true
 	for _, sc := range ts.all {
 		sc.nc.Close()
 	}
@@ -141,9 +146,15 @@ func (ts *testServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		done:      make(chan struct{}),
 	}
 	ts.mu.Lock()
+	if ts.closed {
+		ts.mu.Unlock()
+		nc.Close()
+		return
+	}
 	ts.all = append(ts.all, sc)
 	sc.n = len(ts.all)
 	ts.tokens = append(ts.tokens, tok)
+	ts.wg.Add(2) // the read and ping goroutines started below
 	ts.mu.Unlock()
 
 	welcome, _ := json.Marshal(protocol.Welcome{
@@ -162,7 +173,6 @@ func (ts *testServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "event":
 		sc.send(event("hello", 1))
 	}
-	ts.wg.Add(2)
 	go func() {
 		defer ts.wg.Done()
 		sc.read()
