@@ -186,7 +186,7 @@ type subscriber struct {
 	inPresence atomic.Bool // added to the topic's presence set
 
 	mu       sync.Mutex
-	buf      []Publication // guarded by mu: publications received while joining
+	buf      []Publication // guarded by mu: publications (and join/leave events, at offset 0) received while joining
 	overflow bool          // guarded by mu: buf exceeded its bound
 }
 

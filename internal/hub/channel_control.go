@@ -65,8 +65,12 @@ func (h *Hub) handleControl(topic string, data json.RawMessage) {
 		info, _ := jsonMarshal(m.Client)
 		frame := ws.PrepareText(protocol.AppendEvent(nil, event, topic, "", 0, info))
 		for _, s := range *sp {
-			if s.live.Load() && s.conn.id != m.Client.ConnID {
+			switch {
+			case s.conn.id == m.Client.ConnID:
+			case s.live.Load():
 				s.conn.SendPrepared(frame)
+			default:
+				s.deliverEventJoining(frame)
 			}
 		}
 	case "recheck":

@@ -118,6 +118,29 @@ func (s *subscriber) sendLocked(pub Publication) bool {
 	return s.conn.SendEvent(EventChannelMessage, s.topic, pub.Epoch, pub.Offset, pub.Data)
 }
 
+// deliverEventJoining buffers a prepared join or leave event for a joining
+// subscriber, or sends it when the subscriber went live meanwhile: a client
+// sees the presence changes that follow its subscribe reply even when they
+// reach the node before goLive runs. The event waits in buf as a
+// Publication at offset 0, which no stream uses.
+func (s *subscriber) deliverEventJoining(frame []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.removed.Load() || s.kicked.Load() {
+		return
+	}
+	if s.live.Load() {
+		s.conn.SendPrepared(frame)
+		return
+	}
+	if len(s.buf) >= s.conn.hub.cfg.MaxQueueFrames {
+		s.overflow = true
+		s.buf = nil
+		return
+	}
+	s.buf = append(s.buf, Publication{Data: frame})
+}
+
 // ready records the position the subscriber joins at. It fails when the
 // join buffer overflowed.
 func (s *subscriber) ready(pos StreamPosition) bool {
@@ -145,6 +168,10 @@ func (s *subscriber) goLive() {
 		return
 	}
 	for _, pub := range s.buf {
+		if pub.Offset == 0 { // a join or leave event (deliverEventJoining)
+			s.conn.SendPrepared(pub.Data)
+			continue
+		}
 		s.sendLocked(pub)
 	}
 	s.buf = nil
