@@ -88,7 +88,7 @@ func (r *benchRun) connectRaw(c *rawConnector) (err error) {
 			return fmt.Errorf("bind %s: %w", src, err)
 		}
 	}
-	if err := unix.Connect(fd, &c.target); err != nil {
+	if err := connectFD(fd, &c.target); err != nil {
 		return fmt.Errorf("dial: %w", err)
 	}
 	if err := writeAll(fd, c.req); err != nil {
@@ -182,6 +182,25 @@ func firstFrame(b []byte) (payload []byte, ok bool, err error) {
 		return nil, false, errors.New("closed by server: " + strconv.Itoa(code) + " " + string(p[min(2, len(p)):]))
 	}
 	return nil, false, fmt.Errorf("unexpected opcode %d", op)
+}
+
+// connectFD connects the blocking socket fd to sa. With a send timeout set,
+// a signal (the runtime's preemption signal, frequent under load) interrupts
+// connect with EINTR while the kernel goes on connecting; connect again then
+// waits for that attempt, or answers EISCONN when it has succeeded already.
+func connectFD(fd int, sa unix.Sockaddr) error {
+	interrupted := false
+	for {
+		err := unix.Connect(fd, sa)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			interrupted = true
+			continue
+		case interrupted && errors.Is(err, unix.EISCONN):
+			return nil
+		}
+		return err
+	}
 }
 
 func writeAll(fd int, b []byte) error {
