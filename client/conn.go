@@ -164,9 +164,7 @@ func readHandshakeError(status int, resp io.Reader) *HandshakeError {
 	if err != nil {
 		return he
 	}
-	var env struct {
-		Error *protocol.Error `json:"error"`
-	}
+	var env protocol.ErrorBody
 	if json.Unmarshal(body, &env) == nil && env.Error != nil && env.Error.Code != "" {
 		he.Err = env.Error
 	}

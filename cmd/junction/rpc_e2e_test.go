@@ -399,13 +399,13 @@ func TestRPCListAndPresence(t *testing.T) {
 		t.Fatalf("subscribe user:u1: %+v", f.Error)
 	}
 	mac := machine(t, m, "u1", "mac1", false, map[string]client.RPCHandler{"b.two": echo, "a.one": echo})
-	st := owner.machineStatus(t, hub.MachineOnline)
+	st := owner.machineStatus(t, protocol.MachineOnline)
 	if st.DeviceID != "mac1" || st.UserID != "u1" || st.Kind != "machine" {
 		t.Errorf("machine online: got %+v, want mac1 of u1", st)
 	}
 
 	phone := dialClient(t, m, "u1", "phone2", "phone")
-	var list hub.RPCListResult
+	var list protocol.RPCListResult
 	if err := phone.Call(t.Context(), "rpc.list", map[string]any{"target": map[string]string{"deviceId": "mac1"}}, &list); err != nil {
 		t.Fatalf("rpc.list: %v", err)
 	}
@@ -424,7 +424,7 @@ func TestRPCListAndPresence(t *testing.T) {
 		t.Errorf("call after unregister: got %v, want unknown_method", err)
 	}
 	mac.Close()
-	if st := owner.machineStatus(t, hub.MachineOffline); st.DeviceID != "mac1" {
+	if st := owner.machineStatus(t, protocol.MachineOffline); st.DeviceID != "mac1" {
 		t.Errorf("machine offline: got %+v, want mac1", st)
 	}
 	err = phone.Call(t.Context(), "rpc.list", map[string]any{"target": map[string]string{"deviceId": "mac1"}}, nil)
@@ -580,14 +580,14 @@ func (rc *rpcRaw) request(t *testing.T) *protocol.Frame {
 }
 
 // machineStatus waits for a machine status publication on the user's channel.
-func (rc *rpcRaw) machineStatus(t *testing.T, status string) hub.MachineStatus {
+func (rc *rpcRaw) machineStatus(t *testing.T, status string) protocol.MachineStatus {
 	t.Helper()
-	var st hub.MachinePublication
+	var st protocol.MachinePublication
 	rc.next(t, "machine "+status, func(f *protocol.Frame) bool {
 		if f.Event != hub.EventChannelMessage || !strings.HasPrefix(f.Topic, "user:") {
 			return false
 		}
-		st = hub.MachinePublication{}
+		st = protocol.MachinePublication{}
 		return json.Unmarshal(f.Data, &st) == nil && st.Machine != nil && st.Machine.Status == status
 	})
 	return *st.Machine

@@ -307,15 +307,15 @@ func TestWelcomeAndBuiltins(t *testing.T) {
 		t.Errorf("welcome limits: got %+v", w)
 	}
 	ctx := context.Background()
-	var pong hub.PingResult
+	var pong protocol.PingResult
 	if err := c.Call(ctx, "sys.ping", nil, &pong); err != nil || !pong.Pong {
 		t.Errorf("sys.ping: got %+v, %v", pong, err)
 	}
-	var who hub.WhoamiResult
+	var who protocol.WhoamiResult
 	if err := c.Call(ctx, "conn.whoami", nil, &who); err != nil || who.ConnID != w.ConnID || who.Principal.UserID != "alice" {
 		t.Errorf("conn.whoami: got %+v, %v", who, err)
 	}
-	var info hub.InfoResult
+	var info protocol.InfoResult
 	if err := c.Call(ctx, "sys.info", nil, &info); err != nil || info.Protocol != 1 || info.Connections != 1 {
 		t.Errorf("sys.info: got %+v, %v", info, err)
 	}

@@ -2,16 +2,24 @@ package web
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/junctionhq/junction/protocol"
 )
 
 // The OpenAPI 3.1 description of the REST API, served at
-// GET /api/v1/openapi.json. It is written here by hand, next to the routes,
-// and a test checks that it lists exactly the /api/v1 routes registered.
+// GET /api/v1/openapi.json. The operations are listed here, next to the
+// routes, and a test checks that it lists exactly the /api/v1 routes
+// registered. The body schemas are generated from the protocol types
+// (wireSchemas) where those exist; the rest are still written here by hand.
+// The AsyncAPI document of the WebSocket protocol is served beside it at
+// GET /api/v1/asyncapi.json, generated from the same types.
 
 // apiOp documents one route.
 type apiOp struct {
@@ -40,6 +48,7 @@ func apiOps() []apiOp {
 	ops := []apiOp{
 		{method: "GET", path: "/api/v1/info", id: "info", summary: "Server name, version, protocol and node", tag: "Server", status: 200, result: "Info"},
 		{method: "GET", path: "/api/v1/openapi.json", id: "openapi", summary: "This document", tag: "Server", status: 200, result: "Any"},
+		{method: "GET", path: "/api/v1/asyncapi.json", id: "asyncapi", summary: "The AsyncAPI 3.0 document of the WebSocket protocol", tag: "Server", status: 200, result: "Any"},
 		{method: "GET", path: "/api/v1/admin/lockdown", id: "getLockdown", summary: "Whether lockdown (the kill switch) is on", tag: "Admin", scope: "admin", status: 200, result: "Lockdown"},
 		{method: "POST", path: "/api/v1/admin/lockdown", id: "setLockdown", summary: "Turn lockdown on or off", tag: "Admin", scope: "admin", body: "Lockdown", status: 200, result: "Lockdown"},
 
@@ -124,16 +133,7 @@ func apiSchemas() map[string]any {
 	versioned := ref("Versioned")
 	kinds := map[string]any{"type": "string", "enum": []string{"phone", "tablet", "tv", "glasses", "browser", "machine", "iot"}}
 	s := map[string]any{
-		"Any": map[string]any{},
-		"Error": object(map[string]any{"error": object(map[string]any{
-			"code":         map[string]any{"type": "string", "enum": []string{"invalid_frame", "bad_request", "unauthorized", "forbidden", "not_found", "conflict", "unknown_method", "rate_limited", "too_large", "timeout", "unavailable", "internal"}},
-			"message":      str("human-readable; never internal detail"),
-			"retryable":    boolean("whether retrying the same request may succeed"),
-			"retryAfterMs": integer("wait this long before retrying"),
-			"details":      map[string]any{"type": "object", "description": "field (bad_request), currentVersion and value (conflict)"},
-		}, "code", "message")}, "error"),
-		"Info":             object(map[string]any{"name": str(""), "version": str(""), "protocol": integer(""), "nodeId": str(""), "ws": str("WebSocket path"), "lockdown": boolean("")}),
-		"Lockdown":         object(map[string]any{"enabled": boolean("")}, "enabled"),
+		"Any":              map[string]any{},
 		"ChallengeRequest": object(map[string]any{"publicKey": b64s("the account's ed25519 public key (32 bytes)")}, "publicKey"),
 		"Challenge":        object(map[string]any{"nonce": b64s("32 random bytes to sign"), "expiresAt": timeStr("")}),
 		"DeviceInfo": object(map[string]any{
@@ -197,15 +197,35 @@ func apiSchemas() map[string]any {
 			"updates": arrayOf(ref("Update")), "reset": boolean("the log no longer holds everything after since: fetch fresh state, continue from seq"),
 			"seq": integer("with reset: the account's last seq"), "hasMore": boolean("the page is full: ask again from the last seq"),
 		}),
-		"PublishRequest": object(map[string]any{"data": map[string]any{"description": "any JSON value"}}, "data"),
-		"Position":       object(map[string]any{"epoch": str(""), "offset": integer("")}),
-		"Presence":       object(map[string]any{"clients": map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "object"}}}),
-		"History":        object(map[string]any{"epoch": str(""), "offset": integer(""), "publications": arrayOf(map[string]any{"type": "object"})}),
 	}
 	for _, k := range []string{"Session", "Machine", "Artifact"} {
 		s[k+"List"] = object(map[string]any{"items": arrayOf(ref(k)), "nextCursor": str("empty after the last page")})
 	}
+	set := protocol.NewSchemaSet("#/components/schemas/")
+	for _, name := range slices.Sorted(maps.Keys(wireSchemas)) {
+		set.Define(name, wireSchemas[name])
+	}
+	for name, sch := range set.Defs() {
+		if _, dup := s[name]; dup {
+			panic("web: openapi: schema " + name + " is both generated and hand-written")
+		}
+		s[name] = sch
+	}
 	return s
+}
+
+// wireSchemas are the OpenAPI schemas generated from protocol types, by the
+// names the operations use. A body type that moves into protocol plugs in
+// here under its schema's name, replacing the hand-written schema; the
+// types they refer to are added under their Go names.
+var wireSchemas = map[string]reflect.Type{
+	"Error":          reflect.TypeFor[protocol.ErrorBody](),
+	"Info":           reflect.TypeFor[protocol.ServerInfo](),
+	"Lockdown":       reflect.TypeFor[protocol.Lockdown](),
+	"PublishRequest": reflect.TypeFor[protocol.ChannelPublishBody](),
+	"Position":       reflect.TypeFor[protocol.PublishResult](),
+	"Presence":       reflect.TypeFor[protocol.PresenceResult](),
+	"History":        reflect.TypeFor[protocol.HistoryResult](),
 }
 
 var pathParam = regexp.MustCompile(`\{([a-zA-Z]+)\}`)
@@ -281,6 +301,36 @@ func (s *Server) serveOpenAPI(w http.ResponseWriter, r *http.Request) {
 	})
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	writeRaw(w, http.StatusOK, openAPIJSON)
+}
+
+// AsyncAPI returns the AsyncAPI 3.0 document of the WebSocket protocol as
+// served by this server (every method registered on its hub), and the
+// methods it lacks params or result types for.
+func (s *Server) AsyncAPI() (doc map[string]any, untyped []string) {
+	return protocol.AsyncAPI(protocol.Contract{
+		Version: Version,
+		Methods: s.deps.Hub.Contract(),
+		Schemas: map[string]reflect.Type{
+			// The data of channel.message on user:{userId} when a machine
+			// goes online or offline.
+			"MachinePublication": reflect.TypeFor[protocol.MachinePublication](),
+		},
+	})
+}
+
+func (s *Server) serveAsyncAPI(w http.ResponseWriter, r *http.Request) {
+	// The method table is static once the hub started, so one encoding
+	// serves every request.
+	s.asyncAPIOnce.Do(func() {
+		doc, _ := s.AsyncAPI()
+		raw, err := json.Marshal(doc)
+		if err != nil {
+			panic("web: asyncapi: " + err.Error()) // static data: cannot fail
+		}
+		s.asyncAPIJSON = raw
+	})
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	writeRaw(w, http.StatusOK, s.asyncAPIJSON)
 }
 
 // Routes returns the registered REST routes ("METHOD /path"), sorted.
