@@ -96,8 +96,8 @@ func TestChannelResumeAcrossReconnect(t *testing.T) {
 		ctx   = context.Background()
 		token = mintToken(t, m, "alice", "a1", "phone")
 	)
-	sub := client.New(client.Options{URL: "ws://" + proxy.ln.Addr().String() + "/ws", Token: token,
-		Reconnect: true, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	sub := client.New(checkedOptions(m, client.Options{URL: "ws://" + proxy.ln.Addr().String() + "/ws", Token: token,
+		Reconnect: true, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}))
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := sub.Connect(cctx); err != nil {

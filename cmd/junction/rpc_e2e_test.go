@@ -42,8 +42,8 @@ func machine(t *testing.T, m *Main, user, device string, reconnect bool, handler
 		scopes = []string{auth.ScopeRead, auth.ScopeWrite}
 	}
 	tok := mintToken(t, m, user, device, "machine", scopes...)
-	c := client.New(client.Options{URL: m.WSURL() + "/ws", Token: tok, Reconnect: reconnect,
-		MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	c := client.New(checkedOptions(m, client.Options{URL: m.WSURL() + "/ws", Token: tok, Reconnect: reconnect,
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}))
 	for name, fn := range handlers {
 		if err := c.Serve(name, fn); err != nil {
 			t.Fatalf("Serve before connect: got %v, want nil", err)
@@ -486,6 +486,7 @@ func TestRPCNoLeaks(t *testing.T) {
 // rpcRaw is a bare WebSocket client speaking protocol v1 by hand, for
 // checks on the wire.
 type rpcRaw struct {
+	cc      *connCheck // the wire contract check of the server
 	nc      net.Conn
 	r       io.Reader // nc, after what the dialer buffered with the handshake
 	frames  chan *protocol.Frame
@@ -500,7 +501,7 @@ func dialRPCRaw(t *testing.T, m *Main, user, device, kind string, scopes ...stri
 	if err != nil {
 		t.Fatalf("raw dial: %v", err)
 	}
-	rc := &rpcRaw{nc: nc, r: nc, frames: make(chan *protocol.Frame, 1024)}
+	rc := &rpcRaw{cc: wireCheckOf(m).conn(false), nc: nc, r: nc, frames: make(chan *protocol.Frame, 1024)}
 	if br != nil {
 		// The server's first frames may have arrived with the handshake.
 		rc.r = io.MultiReader(br, nc)
@@ -514,6 +515,7 @@ func dialRPCRaw(t *testing.T, m *Main, user, device, kind string, scopes ...stri
 			if err != nil {
 				return
 			}
+			rc.cc.message(false, msg)
 			protocol.Split(msg, func(b []byte) {
 				if f, err := protocol.Decode(b); err == nil {
 					rc.frames <- f
@@ -539,6 +541,7 @@ func (rc *rpcRaw) send(t *testing.T, frame string) {
 	t.Helper()
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
+	rc.cc.message(true, []byte(frame))
 	if err := wsutil.WriteClientText(rc.nc, []byte(frame)); err != nil {
 		t.Fatalf("raw send: %v", err)
 	}

@@ -27,6 +27,7 @@ import (
 // exactly the bytes a test wants and reads frames one by one.
 type rawConn struct {
 	t  *testing.T
+	cc *connCheck // the wire contract check of the server
 	nc net.Conn
 	r  io.Reader // nc, or the dialer's buffered reader when the server's first bytes came with the handshake
 }
@@ -55,7 +56,7 @@ func dialRaw(t *testing.T, m *Main, header http.Header, query string, protocols 
 		}
 		return nil, nil, err
 	}
-	rc := &rawConn{t: t, nc: nc, r: nc}
+	rc := &rawConn{t: t, cc: wireCheckOf(m).conn(false), nc: nc, r: nc}
 	if br != nil {
 		rc.r = io.MultiReader(br, nc)
 	}
@@ -67,6 +68,7 @@ func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bear
 
 func (c *rawConn) send(s string) {
 	c.t.Helper()
+	c.cc.message(true, []byte(s))
 	if err := wsutil.WriteClientText(c.nc, []byte(s)); err != nil {
 		c.t.Fatalf("send: %v", err)
 	}
@@ -96,6 +98,7 @@ func (c *rawConn) next() (*protocol.Frame, int) {
 			_ = wsutil.WriteClientMessage(c.nc, ws.OpPong, payload)
 			continue
 		case ws.OpText:
+			c.cc.message(false, payload)
 			var first []byte
 			protocol.Split(payload, func(b []byte) {
 				if first == nil {
@@ -427,6 +430,7 @@ func TestBatchedFrames(t *testing.T) {
 		if err != nil {
 			t.Fatalf("read: %v (seen %d)", err, len(seen))
 		}
+		rc.cc.message(false, msg)
 		protocol.Split(msg, func(raw []byte) {
 			f, err := protocol.Decode(raw)
 			if err != nil || !f.OK {
@@ -547,7 +551,7 @@ func TestTokenExpiryAndRefresh(t *testing.T) {
 		return tok
 	}
 	// Without a refresh, the connection is warned, then closed with 4001.
-	c := client.New(client.Options{URL: m.WSURL() + "/ws", Token: short(3 * time.Second)})
+	c := client.New(checkedOptions(m, client.Options{URL: m.WSURL() + "/ws", Token: short(3 * time.Second)}))
 	warned := make(chan struct{}, 1)
 	c.OnEvent(protocol.EventTokenExpiring, func(*protocol.Frame) {
 		select {

@@ -169,7 +169,10 @@ func apiSchemas() map[string]any {
 		}),
 		"DeviceList":   object(map[string]any{"items": arrayOf(ref("Device"))}),
 		"DeviceUpdate": object(map[string]any{"name": str(""), "pushToken": str("")}),
-		"Versioned":    object(map[string]any{"value": b64s("ciphertext"), "version": integer("starts at 1, +1 per accepted update")}),
+		"Versioned": object(map[string]any{
+			"value":   map[string]any{"type": []string{"string", "null"}, "contentEncoding": "base64", "description": "ciphertext; null when empty"},
+			"version": integer("starts at 1, +1 per accepted update"),
+		}),
 		"FieldUpdate": object(map[string]any{
 			"value": b64s("the new ciphertext"), "expectedVersion": integer("the version the client last saw"),
 			"field": str("optional; must name this route's field"), "id": str("ignored: the path names the object"),
