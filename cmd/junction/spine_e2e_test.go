@@ -52,6 +52,10 @@ func dialRaw(t *testing.T, m *Main, header http.Header, query string, protocols 
 			if i := bytes.Index(body, []byte("\r\n\r\n")); i >= 0 {
 				body = body[i+4:]
 			}
+			if status == 401 || status == 403 || status == 503 {
+				// A refused upgrade answers the REST error body (PROTOCOL.md §1).
+				wireCheckOf(m).rest("GET", "/ws", status, body)
+			}
 			return nil, &http.Response{StatusCode: status, Body: io.NopCloser(bytes.NewReader(body))}, err
 		}
 		return nil, nil, err
