@@ -75,9 +75,7 @@ func TestContractDocuments(t *testing.T) {
 		}
 	}
 
-	// Every registered method has its request and result; every method
-	// has types, except the account API's until internal/account gives
-	// its results types (issue 9, item 1).
+	// Every registered method has its request and result, and types.
 	methods := m.Hub.Methods()
 	if len(methods) < 15 {
 		t.Fatalf("only %d methods registered: the check would be weak", len(methods))
@@ -92,10 +90,8 @@ func TestContractDocuments(t *testing.T) {
 			t.Errorf("method %s: no receive operation", name)
 		}
 	}
-	_, untyped := m.Web.AsyncAPI()
-	pending := m.Web.Methods()
-	for _, name := range untyped {
-		if !slices.Contains(pending, name) {
+	for _, name := range untypedMethods(m) {
+		if !slices.Contains(accountMethodsPending, name) {
 			t.Errorf("method %s has no params or result type in the contract", name)
 		}
 	}
@@ -107,6 +103,17 @@ func TestContractDocuments(t *testing.T) {
 	if _, ok := doc.Components.Schemas["MachinePublication"]; !ok {
 		t.Error("components.schemas lacks MachinePublication")
 	}
+}
+
+// accountMethodsPending are the account API's methods, registered without
+// a result type until internal/account registers them with their protocol
+// types (issue 9, item 1). Empty this list then.
+var accountMethodsPending = []string{
+	"artifact.create", "artifact.delete", "artifact.get", "artifact.list", "artifact.update",
+	"machine.create", "machine.delete", "machine.get", "machine.list", "machine.update",
+	"message.append", "message.list",
+	"session.create", "session.delete", "session.get", "session.list", "session.update",
+	"update.since",
 }
 
 // resolves reports whether the local reference ref ("#/a/b") names a value
