@@ -1,4 +1,4 @@
-package web
+package account
 
 import (
 	"context"
@@ -17,48 +17,13 @@ import (
 
 // Pairing codes: pairingCodeLen characters of Crockford's base32 alphabet
 // (50 bits), shown as two groups of five. Only their SHA-256 is stored; they
-// are single-use and expire after LoginConfig.PairingTTL.
+// are single-use and expire after Config.PairingTTL.
 const (
 	pairingAlphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 	pairingCodeLen  = 10
-	// PairingSignPrefix is prepended to the normalized code to form the
-	// message a pairing device signs with its own key.
-	PairingSignPrefix = "junction-pair:"
 )
 
-// PairingCodeResult answers POST /api/v1/devices/pairing.
-type PairingCodeResult struct {
-	// Code is shown to the user, "ABCDE-FGHJK"; dashes, spaces and case
-	// are ignored when it is entered.
-	Code string `json:"code"`
-	// URI is the same code as a QR-friendly link:
-	// junction://pair?code=ABCDEFGHJK&server=https%3A%2F%2Fhost.
-	URI       string    `json:"uri"`
-	ExpiresAt time.Time `json:"expiresAt"`
-}
-
-// PairRequest is the body of POST /api/v1/devices/pair.
-type PairRequest struct {
-	Code   string      `json:"code"`
-	Device *DeviceInfo `json:"device,omitempty"`
-	// Signature is the new device's ed25519 signature of
-	// PairingSignPrefix+normalized code, required with device.publicKey.
-	Signature string `json:"signature,omitempty"`
-}
-
-// DeviceList answers GET /api/v1/devices.
-type DeviceList struct {
-	Items []store.Device `json:"items"`
-}
-
-type deviceParams struct {
-	ID string `json:"id"`
-	// Name and PushToken change the device (PATCH); nil leaves them.
-	Name      *string `json:"name,omitempty"`
-	PushToken *string `json:"pushToken,omitempty"`
-}
-
-func (p *deviceParams) check() error {
+func checkDeviceParams(p *protocol.DeviceParams) error {
 	if err := checkID("id", p.ID); err != nil {
 		return err
 	}
@@ -71,46 +36,41 @@ func (p *deviceParams) check() error {
 	return nil
 }
 
-func (s *Server) deviceRoutes() {
-	registerREST(s, "POST /api/v1/devices/pairing", http.StatusCreated, op[struct{}]{
-		// Not idempotent on purpose: a replay would have to store the
-		// code in clear; a retry simply draws another code.
-		name: "device.pairing", scope: auth.ScopeWrite, run: s.createPairing,
-	}, nil)
-	s.handle("POST /api/v1/devices/pair", s.servePair)
-	registerREST(s, "GET /api/v1/devices", http.StatusOK, op[struct{}]{
-		name: "device.list", scope: auth.ScopeRead,
-		run: func(ctx context.Context, pr *auth.Principal, _ *struct{}) (any, error) {
+func (s *Service) deviceOps() []Op {
+	return []Op{
+		// Not idempotent on purpose: a replay would have to store the code
+		// in clear; a retry simply draws another code.
+		define(s, Op{Name: "device.pairing", Scope: auth.ScopeWrite,
+			Routes: []Route{{Method: "POST", Path: "/api/v1/devices/pairing", Status: http.StatusCreated, OperationID: "createPairingCode",
+				Summary: "Create a short-lived pairing code for a new device", Tag: "Devices", Result: "PairingCode"}},
+		}, protocol.PairingCode{}, nil, s.createPairing),
+		define(s, Op{Name: "device.pair",
+			Routes: []Route{{Method: "POST", Path: "/api/v1/devices/pair", Status: http.StatusOK, OperationID: "pair",
+				Summary: "Join the account of a pairing code as a new device", Tag: "Devices", Body: "PairRequest", Result: "Tokens"}},
+		}, protocol.Tokens{}, nil, s.pair),
+		define(s, Op{Name: "device.list", Scope: auth.ScopeRead,
+			Routes: []Route{{Method: "GET", Path: "/api/v1/devices", Status: http.StatusOK, OperationID: "listDevices",
+				Summary: "The account's devices, revoked ones included", Tag: "Devices", Result: "DeviceList"}},
+		}, protocol.DeviceList{}, nil, func(ctx context.Context, pr *auth.Principal, _ *protocol.Empty) (any, error) {
 			ds, err := s.deps.Store.Devices(ctx, pr.UserID)
-			return DeviceList{Items: nonNilSlice(ds)}, err
-		},
-	}, nil)
-	pathID := func(r *http.Request, p *deviceParams) error { p.ID = r.PathValue("id"); return nil }
-	registerREST(s, "GET /api/v1/devices/{id}", http.StatusOK, op[deviceParams]{
-		name: "device.get", scope: auth.ScopeRead,
-		run: func(ctx context.Context, pr *auth.Principal, p *deviceParams) (any, error) {
-			return s.deps.Store.Device(ctx, pr.UserID, p.ID)
-		},
-	}, pathID)
-	registerREST(s, "PATCH /api/v1/devices/{id}", http.StatusOK, op[deviceParams]{
-		name: "device.update", scope: auth.ScopeWrite, mutating: true, run: s.updateDevice,
-	}, func(r *http.Request, p *deviceParams) error {
-		if err := DecodeJSON(r, p); err != nil {
-			return err
-		}
-		p.ID = r.PathValue("id")
-		return nil
-	})
-	registerREST(s, "DELETE /api/v1/devices/{id}", http.StatusOK, op[deviceParams]{
-		name: "device.revoke", scope: auth.ScopeWrite, mutating: true, run: s.revokeDevice,
-	}, pathID)
-}
-
-func nonNilSlice[T any](s []T) []T {
-	if s == nil {
-		return []T{}
+			return protocol.DeviceList{Items: nonNilSlice(wireAll(ds, wireDevice))}, err
+		}),
+		define(s, Op{Name: "device.get", Scope: auth.ScopeRead,
+			Routes: []Route{{Method: "GET", Path: "/api/v1/devices/{id}", Status: http.StatusOK, OperationID: "getDevice",
+				Summary: "One device", Tag: "Devices", Result: "Device", PathParams: idPath}},
+		}, protocol.Device{}, checkDeviceParams, func(ctx context.Context, pr *auth.Principal, p *protocol.DeviceParams) (any, error) {
+			d, err := s.deps.Store.Device(ctx, pr.UserID, p.ID)
+			return wireDevice(d), err
+		}),
+		define(s, Op{Name: "device.update", Scope: auth.ScopeWrite, Mutating: true,
+			Routes: []Route{{Method: "PATCH", Path: "/api/v1/devices/{id}", Status: http.StatusOK, OperationID: "updateDevice",
+				Summary: "Rename a device or set its push token", Tag: "Devices", Body: "DeviceUpdate", Result: "Device", PathParams: idPath}},
+		}, protocol.Device{}, checkDeviceParams, s.updateDevice),
+		define(s, Op{Name: "device.revoke", Scope: auth.ScopeWrite, Mutating: true,
+			Routes: []Route{{Method: "DELETE", Path: "/api/v1/devices/{id}", Status: http.StatusOK, OperationID: "revokeDevice",
+				Summary: "Revoke a device: its refresh tokens are revoked, its connection closed with 4003", Tag: "Devices", Result: "Device", PathParams: idPath}},
+		}, protocol.Device{}, checkDeviceParams, s.revokeDevice),
 	}
-	return s
 }
 
 // newPairingCode returns a random code in its normalized form.
@@ -141,11 +101,11 @@ func normalizePairingCode(c string) string {
 	return sb.String()
 }
 
-func (s *Server) createPairing(ctx context.Context, pr *auth.Principal, _ *struct{}) (any, error) {
+func (s *Service) createPairing(ctx context.Context, pr *auth.Principal, _ *struct{}) (any, error) {
 	if pr.DeviceID == "" {
 		return nil, protocol.Errorf(protocol.CodeForbidden, "only a signed-in device can create a pairing code")
 	}
-	exp := time.Now().Add(s.deps.Login.PairingTTL)
+	exp := time.Now().Add(s.cfg.PairingTTL)
 	for range 5 {
 		code := newPairingCode()
 		_, err := s.deps.Store.CreatePairingCode(ctx, store.HashToken(code), pr.UserID, pr.DeviceID, exp)
@@ -163,7 +123,7 @@ func (s *Server) createPairing(ctx context.Context, pr *auth.Principal, _ *struc
 		if server != "" {
 			q.Set("server", server)
 		}
-		return PairingCodeResult{
+		return protocol.PairingCode{
 			Code:      code[:5] + "-" + code[5:],
 			URI:       "junction://pair?" + q.Encode(),
 			ExpiresAt: exp.UTC().Truncate(time.Microsecond),
@@ -172,85 +132,61 @@ func (s *Server) createPairing(ctx context.Context, pr *auth.Principal, _ *struc
 	return nil, errors.New("pairing code: no free code after 5 draws")
 }
 
-// baseURLKey carries the request's base URL (scheme://host) in the context
-// of a REST operation, for links such as the pairing URI.
-type baseURLKey struct{}
-
-func (s *Server) servePair(w http.ResponseWriter, r *http.Request) {
-	var req PairRequest
-	if err := DecodeJSON(r, &req); err != nil {
-		writeError(w, err)
-		return
-	}
+// pair joins the account of a pairing code as a new device.
+func (s *Service) pair(ctx context.Context, _ *auth.Principal, req *protocol.PairRequest) (any, error) {
 	code := normalizePairingCode(req.Code)
 	if code == "" {
-		writeError(w, protocol.FieldError("code", "required"))
-		return
+		return nil, protocol.FieldError("code", "required")
 	}
 	if len(code) != pairingCodeLen || strings.Trim(code, pairingAlphabet) != "" {
-		writeError(w, protocol.FieldError("code", "want %d characters of the pairing alphabet", pairingCodeLen))
-		return
+		return nil, protocol.FieldError("code", "want %d characters of the pairing alphabet", pairingCodeLen)
 	}
 	dev, err := checkedDevice(req.Device)
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	if dev.ID != "" {
-		writeError(w, protocol.FieldError("device.id", "not accepted when pairing: the device is new"))
-		return
+		return nil, protocol.FieldError("device.id", "not accepted when pairing: the device is new")
 	}
 	var pub ed25519.PublicKey
 	if dev.PublicKey != "" {
 		if pub, err = decodeKey("device.publicKey", dev.PublicKey); err != nil {
-			writeError(w, err)
-			return
+			return nil, err
 		}
 		if req.Signature == "" {
-			writeError(w, protocol.FieldError("signature", "required with device.publicKey"))
-			return
+			return nil, protocol.FieldError("signature", "required with device.publicKey")
 		}
 		sig, err := decodeB64("signature", req.Signature)
 		if err != nil {
-			writeError(w, err)
-			return
+			return nil, err
 		}
-		if !auth.VerifySignature(pub, []byte(PairingSignPrefix+code), sig) {
-			s.metrics.authFailures.WithLabelValues(auth.ReasonSignature).Inc()
-			writeError(w, protocol.Errorf(protocol.CodeUnauthorized, "pairing failed: signature does not verify"))
-			return
+		if !auth.VerifySignature(pub, []byte(protocol.PairingSignPrefix+code), sig) {
+			return nil, authFailure(auth.ReasonSignature, protocol.Errorf(protocol.CodeUnauthorized, "pairing failed: signature does not verify"))
 		}
 	} else if req.Signature != "" {
-		writeError(w, protocol.FieldError("signature", "only with device.publicKey"))
-		return
+		return nil, protocol.FieldError("signature", "only with device.publicKey")
 	}
-	ctx := r.Context()
 	pc, err := s.deps.Store.ConsumePairingCode(ctx, store.HashToken(code))
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExpired) {
-		s.metrics.authFailures.WithLabelValues("pairing").Inc()
-		writeError(w, protocol.Errorf(protocol.CodeUnauthorized, "pairing failed: unknown, used or expired code"))
-		return
+		return nil, authFailure("pairing", protocol.Errorf(protocol.CodeUnauthorized, "pairing failed: unknown, used or expired code"))
 	}
 	if err != nil {
-		s.writeOpError(w, r, err)
-		return
+		return nil, err
 	}
 	device, ups, err := s.deps.Store.CreateDevice(ctx, pc.AccountID, store.NewDevice{Kind: dev.Kind, Name: dev.Name, PublicKey: pub})
 	if err != nil {
-		s.writeOpError(w, r, err)
-		return
+		return nil, err
 	}
 	s.publishUpdates(ctx, pc.AccountID, ups)
 	res, err := s.issueTokens(ctx, pc.AccountID, device)
 	if err != nil {
-		s.writeOpError(w, r, err)
-		return
+		return nil, err
 	}
 	s.log.Info("device paired", "user", pc.AccountID, "device", device.ID, "by", pc.CreatedByDevice)
-	writeJSON(w, http.StatusOK, res)
+	return res, nil
 }
 
-func (s *Server) updateDevice(ctx context.Context, pr *auth.Principal, p *deviceParams) (any, error) {
+func (s *Service) updateDevice(ctx context.Context, pr *auth.Principal, p *protocol.DeviceParams) (any, error) {
 	if p.Name == nil && p.PushToken == nil {
 		return nil, protocol.FieldError("name", "name or pushToken required")
 	}
@@ -269,13 +205,13 @@ func (s *Server) updateDevice(ctx context.Context, pr *auth.Principal, p *device
 		}
 	}
 	s.publishUpdates(ctx, pr.UserID, append(ups, more...))
-	return d, nil
+	return wireDevice(d), nil
 }
 
 // revokeDevice revokes a device and its refresh tokens (one transaction),
 // then closes its live connection with 4003. Its access tokens are refused
-// from then on (checkDevice).
-func (s *Server) revokeDevice(ctx context.Context, pr *auth.Principal, p *deviceParams) (any, error) {
+// from then on (auth.Revocations).
+func (s *Service) revokeDevice(ctx context.Context, pr *auth.Principal, p *protocol.DeviceParams) (any, error) {
 	d, ups, err := s.deps.Store.RevokeDevice(ctx, pr.UserID, p.ID)
 	if err != nil {
 		return nil, err
@@ -283,5 +219,5 @@ func (s *Server) revokeDevice(ctx context.Context, pr *auth.Principal, p *device
 	s.deps.Hub.CloseDevice(d.ID, protocol.CloseForbidden)
 	s.publishUpdates(ctx, pr.UserID, ups)
 	s.log.Info("device revoked", "user", pr.UserID, "device", d.ID, "by", pr.DeviceID)
-	return d, nil
+	return wireDevice(d), nil
 }

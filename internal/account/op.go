@@ -1,4 +1,4 @@
-package web
+package account
 
 import (
 	"context"
@@ -7,8 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/junctionhq/junction/internal/auth"
@@ -17,23 +15,108 @@ import (
 	"github.com/junctionhq/junction/protocol"
 )
 
-// An operation of the account API is defined once and exposed twice: as a
-// REST route and, for the data operations, as a WebSocket method of the same
-// name. Both transports decode into the same params type, check it the same
-// way, share idempotency records (a key used on REST and repeated on the
-// WebSocket answers the first result) and return the same JSON result.
+// An operation of the account API is defined once, in the op table (Ops),
+// and exposed twice: web mounts it as REST routes, and Register adds the
+// data operations to the hub's method table under the same name. Both
+// transports hand Exec the params as JSON; it decodes them into the same
+// params type, checks them the same way, shares idempotency records (a key
+// used on REST and repeated on the WebSocket answers the first result) and
+// returns the same JSON result.
 
-// checker is implemented by every params type: it reports the first invalid
-// field as a protocol.FieldError. (Params types do not implement
-// hub.Validator because REST fills path values after decoding the body.)
-type checker interface{ check() error }
+// Op is one operation of the table.
+type Op struct {
+	// Name is the WebSocket method and the idempotency fingerprint,
+	// "session.create".
+	Name string
+	// Scope is "" for a public operation (REST only: login, challenge,
+	// refresh, pairing; no principal), hub.ScopeAuthenticated, or the auth
+	// scope the principal needs.
+	Scope string
+	// Mutating operations honour idempotency keys.
+	Mutating bool
+	// WS operations are also WebSocket methods (Register).
+	WS bool
+	// Routes are the REST routes of the operation, with what the OpenAPI
+	// document says of them.
+	Routes []Route
+	// Params and Result are zero values of the params and result types
+	// (protocol types), for documentation generators.
+	Params, Result any
 
-// op is one operation.
-type op[P any] struct {
-	name     string // WebSocket method and idempotency fingerprint, "session.create"
-	scope    string // auth.ScopeRead or auth.ScopeWrite
-	mutating bool   // honours idempotency keys
-	run      func(ctx context.Context, pr *auth.Principal, p *P) (any, error)
+	exec func(ctx context.Context, pr *auth.Principal, params json.RawMessage, idemKey string) (json.RawMessage, error)
+}
+
+// Route is one REST route of an operation. The REST adapter (web) builds
+// the params from the JSON body, the path values (PathParams), the query
+// (Query) and Fixed, then calls Op.Exec.
+type Route struct {
+	Method string // "POST"
+	Path   string // as registered: "/api/v1/sessions/{id}"
+	Status int    // success status
+	// OperationID, Summary and Tag describe the route in the OpenAPI
+	// document; Body and Result name its request and response schemas
+	// (Body "" for no body).
+	OperationID, Summary, Tag string
+	Body, Result              string
+	// BodyOptional accepts a request without a body (an empty object).
+	BodyOptional bool
+	// PathParams maps a path wildcard to the params member it fills.
+	PathParams map[string]string
+	// Query lists the query parameters the route reads.
+	Query []QueryParam
+	// Fixed are params members the route sets ("field": "metadata" on
+	// PUT .../metadata); a body may repeat them but not contradict them.
+	Fixed map[string]string
+}
+
+// QueryParam is a query parameter that fills a params member.
+type QueryParam struct {
+	Name     string // in the URL: "after_seq"
+	Member   string // in the params: "afterSeq"
+	Type     string // "string" or "integer" (non-negative)
+	Desc     string
+	Required bool
+}
+
+// Exec runs the operation for pr (nil for a public operation) with params
+// as JSON (decoded strictly: unknown members and wrong types are
+// bad_request naming the field). idemKey, when set and the operation
+// mutates, makes it run at most once per principal and key. The error is a
+// *protocol.Error (possibly inside an *auth.Failure, whose Reason the
+// caller counts), or a fault the caller logs and answers as internal.
+func (o *Op) Exec(ctx context.Context, pr *auth.Principal, params json.RawMessage, idemKey string) (json.RawMessage, error) {
+	return o.exec(ctx, pr, params, idemKey)
+}
+
+// define completes o with its params type P, its check and its run.
+func define[P any](s *Service, o Op, result any, check func(*P) error, run func(ctx context.Context, pr *auth.Principal, p *P) (any, error)) Op {
+	o.Params, o.Result = *new(P), result
+	name, mutating := o.Name, o.Mutating
+	o.exec = func(ctx context.Context, pr *auth.Principal, raw json.RawMessage, key string) (json.RawMessage, error) {
+		p := new(P)
+		if err := hub.DecodeParams(raw, p); err != nil {
+			return nil, err
+		}
+		if check != nil {
+			if err := check(p); err != nil {
+				return nil, err
+			}
+		}
+		call := func() (json.RawMessage, error) {
+			res, err := run(ctx, pr, p)
+			if err != nil {
+				return nil, err
+			}
+			return json.Marshal(res)
+		}
+		if key == "" || !mutating || pr == nil {
+			res, err := call()
+			return res, mapStoreErr(err)
+		}
+		res, err := s.once(ctx, pr, name, key, p, call)
+		return res, mapStoreErr(err)
+	}
+	return o
 }
 
 // Idempotency settings.
@@ -57,32 +140,18 @@ type idemRecord struct {
 	Error       *protocol.Error `json:"error,omitempty"`
 }
 
-// execute checks params, runs o (through the idempotency records when key
-// is set and o mutates) and returns the encoded result.
-func execute[P any](ctx context.Context, s *Server, o op[P], pr *auth.Principal, p *P, key string) (json.RawMessage, error) {
-	if c, ok := any(p).(checker); ok {
-		if err := c.check(); err != nil {
-			return nil, err
-		}
-	}
-	call := func() (json.RawMessage, error) {
-		res, err := o.run(ctx, pr, p)
-		if err != nil {
-			return nil, err
-		}
-		return json.Marshal(res)
-	}
-	if key == "" || !o.mutating {
-		return call()
-	}
+// once runs call at most once per (principal, key): the one place the
+// account operations meet idempotency. The fingerprint is the operation
+// name and its params, so the same key with other params is a conflict.
+func (s *Service) once(ctx context.Context, pr *auth.Principal, name, key string, params any, call func() (json.RawMessage, error)) (json.RawMessage, error) {
 	if len(key) > maxIdemKey {
 		return nil, protocol.FieldError("idempotencyKey", "over %d bytes", maxIdemKey)
 	}
-	params, err := json.Marshal(p)
+	raw, err := json.Marshal(params)
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(append([]byte(o.name+"\x00"), params...))
+	sum := sha256.Sum256(append([]byte(name+"\x00"), raw...))
 	return s.idempotent(ctx, pr.Key(), key, hex.EncodeToString(sum[:16]), call)
 }
 
@@ -90,7 +159,7 @@ func execute[P any](ctx context.Context, s *Server, o op[P], pr *auth.Principal,
 // across restarts: the outcome is stored in the store's idempotency records.
 // A repeat with another fingerprint (another operation or other params) is
 // refused with conflict. Errors worth retrying are not remembered.
-func (s *Server) idempotent(ctx context.Context, principal, key, fp string, call func() (json.RawMessage, error)) (json.RawMessage, error) {
+func (s *Service) idempotent(ctx context.Context, principal, key, fp string, call func() (json.RawMessage, error)) (json.RawMessage, error) {
 	db := s.deps.Store
 	var rec *store.IdemRecord
 	for attempt := 0; ; attempt++ {
@@ -134,7 +203,7 @@ func (s *Server) idempotent(ctx context.Context, principal, key, fp string, call
 	res, err := call()
 	bg := context.WithoutCancel(ctx)
 	out := idemRecord{Fingerprint: fp, Result: res}
-	status := http.StatusOK
+	status := 200
 	if err != nil {
 		pe := protocol.AsError(err)
 		if pe.Retryable {
@@ -143,7 +212,7 @@ func (s *Server) idempotent(ctx context.Context, principal, key, fp string, call
 			}
 			return nil, err
 		}
-		out.Error, out.Result, status = pe, nil, Status(pe.Code)
+		out.Error, out.Result, status = pe, nil, httpStatus(pe.Code)
 	}
 	body, merr := json.Marshal(out)
 	if merr == nil {
@@ -155,9 +224,29 @@ func (s *Server) idempotent(ctx context.Context, principal, key, fp string, call
 	return res, err
 }
 
+// httpStatus is the status kept in a failed idempotency record's status
+// column (informative only: a repeat answers from the stored error, whose
+// status the REST edge maps again). The edge's mapping (web.Status) is the
+// one clients see.
+func httpStatus(code protocol.Code) int {
+	switch code {
+	case protocol.CodeBadRequest:
+		return 400
+	case protocol.CodeForbidden:
+		return 403
+	case protocol.CodeNotFound:
+		return 404
+	case protocol.CodeConflict:
+		return 409
+	case protocol.CodeTooLarge:
+		return 413
+	}
+	return 500
+}
+
 // idemAwait polls a pending record until it finishes, idemWait passes or it
 // turns out stale (then it is returned still pending).
-func (s *Server) idemAwait(ctx context.Context, r *store.IdemRecord) (*store.IdemRecord, error) {
+func (s *Service) idemAwait(ctx context.Context, r *store.IdemRecord) (*store.IdemRecord, error) {
 	deadline := time.Now().Add(idemWait)
 	delay := 5 * time.Millisecond
 	for !r.Done {
@@ -188,86 +277,15 @@ func (s *Server) idemAwait(ctx context.Context, r *store.IdemRecord) (*store.Ide
 	return r, nil
 }
 
-// registerWS adds o to the hub's method table. Idempotency is handled by
-// execute against the store (so it survives restarts), not by the hub's
-// in-memory cache.
-func registerWS[P any](s *Server, o op[P]) {
-	hub.Handle(s.deps.Hub, hub.Method{Name: o.name, Scope: o.scope, Mode: hub.Serial},
-		func(ctx context.Context, call *hub.Call, p *P) (any, error) {
-			res, err := execute(ctx, s, o, call.Principal, p, call.Idem)
-			if err != nil {
-				return nil, mapStoreErr(err)
-			}
-			return res, nil
-		})
-	s.wsMethods = append(s.wsMethods, o.name)
-}
-
-// registerREST adds o as the route pattern. fill decodes the request (path
-// values, query, body) into the params; status is the success status.
-func registerREST[P any](s *Server, pattern string, status int, o op[P], fill func(r *http.Request, p *P) error) {
-	s.handle(pattern, func(w http.ResponseWriter, r *http.Request) {
-		pr, err := s.Principal(r)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		if o.scope != hub.ScopeAuthenticated && !pr.HasScope(o.scope) {
-			writeError(w, protocol.Errorf(protocol.CodeForbidden, "this endpoint needs scope %q", o.scope))
-			return
-		}
-		p := new(P)
-		if fill != nil {
-			if err := fill(r, p); err != nil {
-				writeError(w, err)
-				return
-			}
-		}
-		ctx := context.WithValue(r.Context(), baseURLKey{}, baseURL(r))
-		res, err := execute(ctx, s, o, pr, p, r.Header.Get(IdempotencyHeader))
-		if err != nil {
-			s.writeOpError(w, r, err)
-			return
-		}
-		writeRaw(w, status, res)
-	})
-}
-
-// writeOpError answers a failed operation, logging faults once here.
-func (s *Server) writeOpError(w http.ResponseWriter, r *http.Request, err error) {
-	err = mapStoreErr(err)
-	pe := protocol.AsError(err)
-	if pe.Code == protocol.CodeInternal {
-		s.log.Error("request failed", "route", r.Pattern, "err", err)
-	}
-	writeError(w, err)
-}
-
-// baseURL returns scheme://host of the request as the client addressed it.
-func baseURL(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
-}
-
-func writeRaw(w http.ResponseWriter, status int, raw json.RawMessage) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(raw, '\n'))
-}
-
 // mapStoreErr turns a store error into a protocol error; protocol errors
-// and unknown faults (which become "internal") pass through unchanged.
+// (also inside an *auth.Failure) and unknown faults (which become
+// "internal" at the edge) pass through unchanged.
 func mapStoreErr(err error) error {
 	if err == nil {
 		return nil
 	}
-	var pe *protocol.Error
-	if errors.As(err, &pe) {
-		return pe
+	if _, ok := errors.AsType[*protocol.Error](err); ok {
+		return err
 	}
 	if ce, ok := errors.AsType[*store.ConflictError](err); ok {
 		return protocol.Errorf(protocol.CodeConflict, "version mismatch: the current version is %d", ce.Current).
@@ -291,7 +309,14 @@ func mapStoreErr(err error) error {
 	return err
 }
 
-// Decoding helpers shared by the params types.
+// authFailure is a refused login, refresh or pairing: the client gets pe,
+// and the edge counts reason (an auth failure reason or a word such as
+// "refresh") in its authentication failure metric.
+func authFailure(reason string, pe *protocol.Error) error {
+	return &auth.Failure{Reason: reason, Err: pe}
+}
+
+// Decoding helpers shared by the params checks.
 
 // decodeB64 decodes a standard base64 field.
 func decodeB64(field, s string) ([]byte, error) {
@@ -300,28 +325,6 @@ func decodeB64(field, s string) ([]byte, error) {
 		return nil, protocol.FieldError(field, "not standard base64")
 	}
 	return b, nil
-}
-
-// queryInt reads an optional non-negative integer query parameter.
-func queryInt(r *http.Request, name string) (int64, error) {
-	v := r.URL.Query().Get(name)
-	if v == "" {
-		return 0, nil
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 {
-		return 0, protocol.FieldError(name, "want a non-negative integer")
-	}
-	return n, nil
-}
-
-// decodeBody decodes the JSON body strictly; an empty body is allowed when
-// optional.
-func decodeBody(r *http.Request, v any, optional bool) error {
-	if optional && (r.Body == nil || r.ContentLength == 0) {
-		return nil
-	}
-	return DecodeJSON(r, v)
 }
 
 func checkID(field, id string) error {
@@ -339,4 +342,11 @@ func checkLimit(limit int) error {
 		return protocol.FieldError("limit", "want 0..%d", store.MaxPageLimit)
 	}
 	return nil
+}
+
+func nonNilSlice[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }

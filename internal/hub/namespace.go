@@ -413,6 +413,9 @@ func compileNamespace(nc NamespaceConfig) (*namespace, error) {
 	if nc.HistorySize < 0 || nc.HistoryTTL < 0 {
 		return nil, errors.New("history_size and history_ttl must not be negative")
 	}
+	if nc.Snapshot == SnapshotRetained && nc.HistorySize == 0 {
+		return nil, errors.New("snapshot retained needs history_size >= 1 (the last publication is read from history)")
+	}
 	if nc.HistorySize > 0 && nc.HistoryTTL == 0 {
 		nc.HistoryTTL = defaultHistoryTTL
 	}
