@@ -22,7 +22,7 @@ import (
 	"github.com/junctionhq/junction/internal/account"
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
-		"github.com/junctionhq/junction/protocol"
+	"github.com/junctionhq/junction/protocol"
 )
 
 // Version is the server version reported by /api/v1/info; set by cmd/junction.
