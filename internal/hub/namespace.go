@@ -43,8 +43,8 @@ import (
 //
 // device: a device's own connection (its device id equals the parameter)
 // may use its channel; so may the device's owner's other devices when an
-// owner lookup is registered under the name "device" (the store registers
-// one that returns the user owning the device). Without a lookup the owner
+// owner lookup is registered under the name "device" (cmd/junction
+// registers account's, which returns the user owning the device). Without a lookup the owner
 // alternative never holds.
 type NamespaceConfig struct {
 	Pattern   string   `yaml:"pattern" doc:"topic pattern, e.g. session:{sessionId}"`

@@ -1,7 +1,9 @@
-// Package web is Junction's HTTP edge: one mux on one port that serves the
-// WebSocket gateway (/ws), the REST API (/api/v1), Prometheus metrics,
-// health and readiness, and the embedded console for every other path. It
-// owns the mapping from protocol error codes to HTTP statuses.
+// Package web is Junction's front door and HTTP edge: one mux on one port
+// that serves the WebSocket gateway (/ws), the REST API (/api/v1: its own
+// routes, and the account application's operations mounted by one generic
+// adapter), Prometheus metrics, health and readiness, and the embedded
+// console for every other path. It owns the mapping from protocol error
+// codes to HTTP statuses.
 package web
 
 import (
