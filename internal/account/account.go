@@ -119,17 +119,6 @@ func (s *Service) Register(h *hub.Hub) {
 	h.AddFeature(FeatureData)
 }
 
-// Methods returns the names of the operations that are WebSocket methods.
-func (s *Service) Methods() []string {
-	var out []string
-	for _, o := range s.ops {
-		if o.WS {
-			out = append(out, o.Name)
-		}
-	}
-	return out
-}
-
 // baseURLKey carries the request's base URL (scheme://host) in the context
 // of a REST operation, for links such as the pairing URI.
 type baseURLKey struct{}

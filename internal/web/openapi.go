@@ -140,7 +140,7 @@ func apiSchemas() map[string]any {
 		"Versioned":    object(map[string]any{"value": b64s("ciphertext"), "version": integer("starts at 1, +1 per accepted update")}),
 		"FieldUpdate": object(map[string]any{
 			"value": b64s("the new ciphertext"), "expectedVersion": integer("the version the client last saw"),
-			"field": str("optional; must name this route's field"), "id": str("ignored: the path names the object"),
+			"field": str("optional; must name this route's field"), "id": str("optional; must match the path"),
 		}, "value", "expectedVersion"),
 		"Session": object(map[string]any{"id": str(""), "accountId": str(""), "metadata": versioned, "agentState": versioned,
 			"lastSeq": integer("seq of the last message"), "createdAt": timeStr(""), "updatedAt": timeStr("")}),
