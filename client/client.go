@@ -135,8 +135,9 @@ func (s State) String() string {
 // connection one reader and one writer, and up to Options.MaxHandlers
 // goroutines serving server requests. All exit before Done is closed.
 //
-// Locks: Client.mu and conn.mu are never held together, and no lock is held
-// while user code (handlers, hooks, OnState) runs.
+// Locks (their order: docs/LOCKORDER.md): no lock of the client is held
+// while user code (handlers, hooks, OnState) runs, except a Subscription's
+// own, which serialises its handler and callbacks.
 type Client struct {
 	opts   Options      // set once by New, with defaults
 	log    *slog.Logger // set once by New

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/junctionhq/junction/protocol"
 )
@@ -20,23 +20,11 @@ import (
 // device.
 
 // Tokens is the answer of Login, Refresh and pairing.
-type Tokens struct {
-	AccessToken  string    `json:"accessToken"`
-	RefreshToken string    `json:"refreshToken"`
-	ExpiresAt    time.Time `json:"expiresAt"`
-	AccountID    string    `json:"accountId"`
-	DeviceID     string    `json:"deviceId"`
-	// Created is true when this login created the account.
-	Created bool `json:"created,omitempty"`
-}
+type Tokens = protocol.Tokens
 
 // LoginDevice names the device that logs in. ID resumes an existing device
 // of the account; empty registers a new one.
-type LoginDevice struct {
-	ID   string `json:"id,omitempty"`
-	Name string `json:"name,omitempty"`
-	Kind string `json:"kind,omitempty"`
-}
+type LoginDevice = protocol.DeviceInfo
 
 // Login signs in to the server at baseURL ("https://host") with the
 // account key: it asks for a challenge, signs the nonce and logs in. The
@@ -47,12 +35,12 @@ func Login(ctx context.Context, hc *http.Client, baseURL string, key ed25519.Pri
 	var ch struct {
 		Nonce []byte `json:"nonce"`
 	}
-	if err := postJSON(ctx, hc, baseURL+"/api/v1/auth/challenge", map[string]any{"publicKey": []byte(pub)}, &ch); err != nil {
+	if err := postJSON(ctx, hc, baseURL+"/api/v1/auth/challenge", protocol.ChallengeRequest{PublicKey: b64(pub)}, &ch); err != nil {
 		return Tokens{}, fmt.Errorf("client: login: challenge: %w", err)
 	}
 	var t Tokens
-	err := postJSON(ctx, hc, baseURL+"/api/v1/auth/login", map[string]any{
-		"publicKey": []byte(pub), "nonce": ch.Nonce, "signature": ed25519.Sign(key, ch.Nonce), "device": dev,
+	err := postJSON(ctx, hc, baseURL+"/api/v1/auth/login", protocol.LoginRequest{
+		PublicKey: b64(pub), Nonce: b64(ch.Nonce), Signature: b64(ed25519.Sign(key, ch.Nonce)), Device: &dev,
 	}, &t)
 	if err != nil {
 		return Tokens{}, fmt.Errorf("client: login: %w", err)
@@ -65,7 +53,7 @@ func Login(ctx context.Context, hc *http.Client, baseURL string, key ed25519.Pri
 // the whole login.
 func Refresh(ctx context.Context, hc *http.Client, baseURL, refreshToken string) (Tokens, error) {
 	var t Tokens
-	if err := postJSON(ctx, hc, baseURL+"/api/v1/auth/refresh", map[string]string{"refreshToken": refreshToken}, &t); err != nil {
+	if err := postJSON(ctx, hc, baseURL+"/api/v1/auth/refresh", protocol.RefreshRequest{RefreshToken: refreshToken}, &t); err != nil {
 		return Tokens{}, fmt.Errorf("client: refresh: %w", err)
 	}
 	return t, nil
@@ -108,30 +96,13 @@ func postJSON(ctx context.Context, hc *http.Client, url string, v, out any) erro
 }
 
 // Versioned is an encrypted field and its version.
-type Versioned struct {
-	Value   []byte `json:"value"`
-	Version int64  `json:"version"`
-}
+type Versioned = protocol.Versioned
 
 // Session is an encrypted session.
-type Session struct {
-	ID         string    `json:"id"`
-	Metadata   Versioned `json:"metadata"`
-	AgentState Versioned `json:"agentState"`
-	LastSeq    int64     `json:"lastSeq"`
-	CreatedAt  time.Time `json:"createdAt"`
-	UpdatedAt  time.Time `json:"updatedAt"`
-}
+type Session = protocol.Session
 
 // Message is a stored message of a session.
-type Message struct {
-	ID        string    `json:"id"`
-	SessionID string    `json:"sessionId"`
-	Seq       int64     `json:"seq"`
-	LocalID   string    `json:"localId,omitempty"`
-	Body      []byte    `json:"body"`
-	CreatedAt time.Time `json:"createdAt"`
-}
+type Message = protocol.Message
 
 // NewMessage is one message to append.
 type NewMessage struct {
@@ -140,36 +111,23 @@ type NewMessage struct {
 }
 
 // Update is one entry of the account's update log.
-type Update struct {
-	Seq       int64           `json:"seq"`
-	Kind      string          `json:"kind"`
-	ID        string          `json:"id"`
-	Version   int64           `json:"version"`
-	Body      json.RawMessage `json:"body"`
-	CreatedAt time.Time       `json:"createdAt"`
-}
+type Update = protocol.Update
 
 // Updates is a page of the update log, or a reset.
-type Updates struct {
-	Updates []Update `json:"updates"`
-	// Reset: fetch fresh state and continue from Seq.
-	Reset   bool  `json:"reset"`
-	Seq     int64 `json:"seq,omitempty"`
-	HasMore bool  `json:"hasMore"`
-}
+type Updates = protocol.Updates
 
 // CreateSession creates a session with sealed metadata and agent state.
 // idem, when not empty, makes the call safe to repeat.
 func (c *Client) CreateSession(ctx context.Context, metadata, agentState []byte, idem string) (Session, error) {
 	var s Session
-	err := c.CallIdem(ctx, "session.create", map[string][]byte{"metadata": nonNilBytes(metadata), "agentState": nonNilBytes(agentState)}, idem, &s)
+	err := c.CallIdem(ctx, "session.create", protocol.SessionCreate{Metadata: b64(metadata), AgentState: b64(agentState)}, idem, &s)
 	return s, err
 }
 
 // Session returns a session.
 func (c *Client) Session(ctx context.Context, id string) (Session, error) {
 	var s Session
-	err := c.Call(ctx, "session.get", map[string]string{"id": id}, &s)
+	err := c.Call(ctx, "session.get", protocol.IDParams{ID: id}, &s)
 	return s, err
 }
 
@@ -178,45 +136,37 @@ func (c *Client) Session(ctx context.Context, id string) (Session, error) {
 // code conflict whose Details hold "currentVersion" and "value" (base64).
 func (c *Client) UpdateSession(ctx context.Context, id, field string, value []byte, expected int64, idem string) (Session, error) {
 	var s Session
-	err := c.CallIdem(ctx, "session.update", map[string]any{"id": id, "field": field, "value": nonNilBytes(value), "expectedVersion": expected}, idem, &s)
+	err := c.CallIdem(ctx, "session.update", protocol.FieldUpdate{ID: id, Field: field, Value: b64(value), ExpectedVersion: &expected}, idem, &s)
 	return s, err
 }
 
 // AppendMessages appends up to 100 messages to a session in one
 // transaction; messages whose LocalID is already stored come back as stored.
 func (c *Client) AppendMessages(ctx context.Context, sessionID string, msgs []NewMessage, idem string) ([]Message, error) {
-	var res struct {
-		Items []Message `json:"items"`
+	var res protocol.MessageList
+	in := make([]protocol.MessageIn, len(msgs))
+	for i, m := range msgs {
+		in[i] = protocol.MessageIn{LocalID: m.LocalID, Body: b64(m.Body)}
 	}
-	for i := range msgs {
-		msgs[i].Body = nonNilBytes(msgs[i].Body)
-	}
-	err := c.CallIdem(ctx, "message.append", map[string]any{"sessionId": sessionID, "messages": msgs}, idem, &res)
+	err := c.CallIdem(ctx, "message.append", protocol.MessageAppend{SessionID: sessionID, Messages: in}, idem, &res)
 	return res.Items, err
 }
 
 // Messages returns the messages of a session with seq > afterSeq, oldest
 // first, at most limit (0: the server's default).
 func (c *Client) Messages(ctx context.Context, sessionID string, afterSeq int64, limit int) ([]Message, error) {
-	var res struct {
-		Items []Message `json:"items"`
-	}
-	err := c.Call(ctx, "message.list", map[string]any{"sessionId": sessionID, "afterSeq": afterSeq, "limit": limit}, &res)
+	var res protocol.MessageList
+	err := c.Call(ctx, "message.list", protocol.MessageListParams{SessionID: sessionID, AfterSeq: afterSeq, Limit: limit}, &res)
 	return res.Items, err
 }
 
 // UpdatesSince returns the account's updates after seq since.
 func (c *Client) UpdatesSince(ctx context.Context, since int64, limit int) (Updates, error) {
 	var u Updates
-	err := c.Call(ctx, "update.since", map[string]any{"since": since, "limit": limit}, &u)
+	err := c.Call(ctx, "update.since", protocol.UpdatesSince{Since: since, Limit: limit}, &u)
 	return u, err
 }
 
-// nonNilBytes makes nil encode as "" rather than null (the server wants a
-// string).
-func nonNilBytes(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
-}
+// b64 encodes binary values as the wire wants them: standard base64 ("" for
+// nil).
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

@@ -5,10 +5,6 @@ package protocol
 // response to a relayed request); its data is an Error.
 const EventError = "error"
 
-// Empty is the params or result of a method that takes or returns nothing
-// but an empty object.
-type Empty struct{}
-
 // PingResult is the result of sys.ping.
 type PingResult struct {
 	Pong   bool  `json:"pong"`

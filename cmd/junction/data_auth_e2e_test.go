@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/junctionhq/junction/client"
-	"github.com/junctionhq/junction/internal/store"
-	"github.com/junctionhq/junction/internal/web"
 	"github.com/junctionhq/junction/protocol"
 )
 
@@ -30,7 +28,7 @@ func TestKeyLogin(t *testing.T) {
 		t.Fatalf("second login: got %+v, want the same account (not created) and a new device", second)
 	}
 
-	var me web.MeResult
+	var me protocol.Me
 	apiJSON(t, m, second.AccessToken, "GET", "/api/v1/auth/me", nil, 200, &me)
 	if me.AccountID != first.AccountID || me.DeviceID != second.DeviceID || me.Kind != "machine" || b64(me.PublicKey) != pub {
 		t.Errorf("me: got %+v", me)
@@ -53,7 +51,7 @@ func TestKeyLogin(t *testing.T) {
 
 	// Resuming a device by id keeps its id.
 	nonce := challenge(t, m, priv)
-	var resumed web.TokenResult
+	var resumed protocol.Tokens
 	apiJSON(t, m, "", "POST", "/api/v1/auth/login", map[string]any{
 		"publicKey": pub, "nonce": b64(nonce), "signature": b64(ed25519.Sign(priv, nonce)),
 		"device": map[string]string{"id": first.DeviceID, "kind": "phone"},
@@ -132,7 +130,7 @@ func TestRefreshRotation(t *testing.T) {
 	m := startServer(t, nil)
 	first := login(t, m, newKey(t), "phone")
 
-	var next web.TokenResult
+	var next protocol.Tokens
 	apiJSON(t, m, "", "POST", "/api/v1/auth/refresh", map[string]string{"refreshToken": first.RefreshToken}, 200, &next)
 	if next.RefreshToken == first.RefreshToken || next.AccountID != first.AccountID || next.DeviceID != first.DeviceID {
 		t.Fatalf("refresh: got %+v", next)
@@ -165,7 +163,7 @@ func TestPairingAndDevices(t *testing.T) {
 	m := startServer(t, nil)
 	owner := login(t, m, newKey(t), "phone")
 
-	var code web.PairingCodeResult
+	var code protocol.PairingCode
 	apiJSON(t, m, owner.AccessToken, "POST", "/api/v1/devices/pairing", nil, 201, &code)
 	u, err := url.Parse(code.URI)
 	if err != nil || u.Scheme != "junction" || u.Host != "pair" || strings.ReplaceAll(code.Code, "-", "") != u.Query().Get("code") || u.Query().Get("server") != m.URL() {
@@ -174,7 +172,7 @@ func TestPairingAndDevices(t *testing.T) {
 
 	// A new device pairs without a key of its own; the code is entered
 	// loosely (lower case, spaces).
-	var tv web.TokenResult
+	var tv protocol.Tokens
 	apiJSON(t, m, "", "POST", "/api/v1/devices/pair", map[string]any{
 		"code": strings.ToLower(strings.ReplaceAll(code.Code, "-", " ")), "device": map[string]string{"name": "living room", "kind": "tv"},
 	}, 200, &tv)
@@ -190,16 +188,16 @@ func TestPairingAndDevices(t *testing.T) {
 	apiJSON(t, m, owner.AccessToken, "POST", "/api/v1/devices/pairing", nil, 201, &code)
 	glassesKey := newKey(t)
 	norm := strings.ReplaceAll(code.Code, "-", "")
-	badSig := ed25519.Sign(newKey(t), []byte(web.PairingSignPrefix+norm))
+	badSig := ed25519.Sign(newKey(t), []byte(protocol.PairingSignPrefix+norm))
 	req := map[string]any{"code": code.Code, "device": map[string]string{"kind": "glasses", "publicKey": b64(glassesKey.Public().(ed25519.PublicKey))}, "signature": b64(badSig)}
 	if status, _ := apiCall(t, m, "", "POST", "/api/v1/devices/pair", req); status != 401 {
 		t.Fatalf("pairing with a bad signature: status %d, want 401", status)
 	}
-	req["signature"] = b64(ed25519.Sign(glassesKey, []byte(web.PairingSignPrefix+norm)))
-	var glasses web.TokenResult
+	req["signature"] = b64(ed25519.Sign(glassesKey, []byte(protocol.PairingSignPrefix+norm)))
+	var glasses protocol.Tokens
 	apiJSON(t, m, "", "POST", "/api/v1/devices/pair", req, 200, &glasses)
 
-	var list web.DeviceList
+	var list protocol.DeviceList
 	apiJSON(t, m, tv.AccessToken, "GET", "/api/v1/devices", nil, 200, &list)
 	if len(list.Items) != 3 {
 		t.Fatalf("devices: got %d, want 3", len(list.Items))
@@ -210,7 +208,7 @@ func TestPairingAndDevices(t *testing.T) {
 		}
 	}
 
-	var renamed store.Device
+	var renamed protocol.Device
 	apiJSON(t, m, owner.AccessToken, "PATCH", "/api/v1/devices/"+tv.DeviceID, map[string]string{"name": "bedroom"}, 200, &renamed)
 	if renamed.Name != "bedroom" || renamed.Version != 2 {
 		t.Errorf("renamed: got %+v", renamed)

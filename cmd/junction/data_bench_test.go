@@ -8,8 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/junctionhq/junction/internal/store"
-	"github.com/junctionhq/junction/internal/web"
+	"github.com/junctionhq/junction/protocol"
 )
 
 // Storage benchmarks through the real server: HTTP over loopback, JSON,
@@ -58,7 +57,7 @@ func BenchmarkMessagesAppend(b *testing.B) {
 			m := benchServer(b, backend)
 			tok := login(b, m, newKey(b), "phone").AccessToken
 			newSession := func() string {
-				var s store.Session
+				var s protocol.Session
 				apiJSON(b, m, tok, "POST", "/api/v1/sessions", nil, 201, &s)
 				return s.ID
 			}
@@ -106,13 +105,13 @@ func BenchmarkUpdatesSince(b *testing.B) {
 		b.Run(backend, func(b *testing.B) {
 			m := benchServer(b, backend)
 			tok := login(b, m, newKey(b), "phone").AccessToken
-			var s store.Session
+			var s protocol.Session
 			apiJSON(b, m, tok, "POST", "/api/v1/sessions", nil, 201, &s)
 			req := messageBatch(100, make([]byte, 256))
 			for range 20 {
 				apiJSON(b, m, tok, "POST", "/api/v1/sessions/"+s.ID+"/messages", req, 201, nil)
 			}
-			var me web.MeResult
+			var me protocol.Me
 			apiJSON(b, m, tok, "GET", "/api/v1/auth/me", nil, 200, &me)
 			path := fmt.Sprint("/api/v1/updates?since=", me.UpdateSeq-100)
 			b.ResetTimer()

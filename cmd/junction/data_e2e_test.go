@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/junctionhq/junction/client"
-	"github.com/junctionhq/junction/internal/store"
-	"github.com/junctionhq/junction/internal/web"
 	"github.com/junctionhq/junction/protocol"
 )
 
@@ -23,12 +21,12 @@ func TestSessionsREST(t *testing.T) {
 	m := startServer(t, nil)
 	tok := login(t, m, newKey(t), "phone").AccessToken
 
-	var s store.Session
+	var s protocol.Session
 	apiJSON(t, m, tok, "POST", "/api/v1/sessions", map[string]string{"metadata": b64([]byte("m1")), "agentState": b64([]byte("a1"))}, 201, &s)
 	if s.ID == "" || string(s.Metadata.Value) != "m1" || s.Metadata.Version != 1 || string(s.AgentState.Value) != "a1" || s.AgentState.Version != 1 {
 		t.Fatalf("created: got %+v", s)
 	}
-	var got store.Session
+	var got protocol.Session
 	apiJSON(t, m, tok, "GET", "/api/v1/sessions/"+s.ID, nil, 200, &got)
 	if got.ID != s.ID || string(got.Metadata.Value) != "m1" {
 		t.Fatalf("get: got %+v", got)
@@ -58,7 +56,7 @@ func TestSessionsREST(t *testing.T) {
 	var seen []string
 	cursor := ""
 	for range 10 {
-		var page web.ObjectList[store.Session]
+		var page protocol.ObjectList[protocol.Session]
 		apiJSON(t, m, tok, "GET", "/api/v1/sessions?limit=2&cursor="+cursor, nil, 200, &page)
 		for _, it := range page.Items {
 			seen = append(seen, it.ID)
@@ -79,7 +77,7 @@ func TestSessionsREST(t *testing.T) {
 	if status, _ := apiCall(t, m, other, "DELETE", "/api/v1/sessions/"+s.ID, nil); status != 404 {
 		t.Errorf("other account delete: status %d, want 404", status)
 	}
-	var page web.ObjectList[store.Session]
+	var page protocol.ObjectList[protocol.Session]
 	apiJSON(t, m, other, "GET", "/api/v1/sessions", nil, 200, &page)
 	if len(page.Items) != 0 {
 		t.Errorf("other account list: got %d sessions", len(page.Items))
@@ -100,19 +98,19 @@ func TestMachinesAndArtifactsREST(t *testing.T) {
 	m := startServer(t, nil)
 	tok := login(t, m, newKey(t), "machine").AccessToken
 
-	var mc store.Machine
+	var mc protocol.Machine
 	apiJSON(t, m, tok, "POST", "/api/v1/machines", map[string]string{"metadata": b64([]byte("host")), "daemonState": b64([]byte("idle"))}, 201, &mc)
 	apiJSON(t, m, tok, "PUT", "/api/v1/machines/"+mc.ID+"/daemon-state", map[string]any{"value": b64([]byte("busy")), "expectedVersion": 1}, 200, &mc)
 	if string(mc.DaemonState.Value) != "busy" || mc.DaemonState.Version != 2 || mc.Metadata.Version != 1 {
 		t.Fatalf("machine: got %+v", mc)
 	}
-	var list web.ObjectList[store.Machine]
+	var list protocol.ObjectList[protocol.Machine]
 	apiJSON(t, m, tok, "GET", "/api/v1/machines", nil, 200, &list)
 	if len(list.Items) != 1 || list.Items[0].ID != mc.ID {
 		t.Fatalf("machines: got %+v", list)
 	}
 
-	var a store.Artifact
+	var a protocol.Artifact
 	apiJSON(t, m, tok, "POST", "/api/v1/artifacts", map[string]string{"header": b64([]byte("h")), "body": b64([]byte("b"))}, 201, &a)
 	apiJSON(t, m, tok, "PUT", "/api/v1/artifacts/"+a.ID+"/body", map[string]any{"value": b64([]byte("b2")), "expectedVersion": 1}, 200, &a)
 	apiJSON(t, m, tok, "PUT", "/api/v1/artifacts/"+a.ID+"/header", map[string]any{"value": b64([]byte("h2")), "expectedVersion": 1}, 200, &a)
@@ -132,7 +130,7 @@ func TestMachinesAndArtifactsREST(t *testing.T) {
 func TestMessagesREST(t *testing.T) {
 	m := startServer(t, nil)
 	tok := login(t, m, newKey(t), "phone").AccessToken
-	var s store.Session
+	var s protocol.Session
 	apiJSON(t, m, tok, "POST", "/api/v1/sessions", nil, 201, &s)
 	path := "/api/v1/sessions/" + s.ID + "/messages"
 
@@ -140,7 +138,7 @@ func TestMessagesREST(t *testing.T) {
 	for i := range batch {
 		batch[i] = map[string]string{"localId": fmt.Sprint("l", i), "body": b64([]byte(fmt.Sprint("msg ", i)))}
 	}
-	var res web.MessageList
+	var res protocol.MessageList
 	apiJSON(t, m, tok, "POST", path, map[string]any{"messages": batch}, 201, &res)
 	if len(res.Items) != 100 || res.Items[0].Seq != 1 || res.Items[99].Seq != 100 {
 		t.Fatalf("batch of 100: got %d items, seqs %d..%d", len(res.Items), res.Items[0].Seq, res.Items[len(res.Items)-1].Seq)
@@ -161,7 +159,7 @@ func TestMessagesREST(t *testing.T) {
 		t.Fatalf("batch of 101: status %d, %s; want 400 naming messages", status, raw)
 	}
 
-	var page web.MessageList
+	var page protocol.MessageList
 	apiJSON(t, m, tok, "GET", path+"?after_seq=95&limit=3", nil, 200, &page)
 	if len(page.Items) != 3 || page.Items[0].Seq != 96 || page.Items[2].Seq != 98 {
 		t.Fatalf("after_seq: got %+v", seqs(page.Items))
@@ -175,7 +173,7 @@ func TestMessagesREST(t *testing.T) {
 	}
 }
 
-func seqs(ms []store.Message) []int64 {
+func seqs(ms []protocol.Message) []int64 {
 	out := make([]int64, len(ms))
 	for i, m := range ms {
 		out[i] = m.Seq
@@ -186,11 +184,11 @@ func seqs(ms []store.Message) []int64 {
 // updateCollector gathers the updates published on an account's channel.
 type updateCollector struct {
 	mu  sync.Mutex
-	ups []store.Update
+	ups []protocol.Update
 }
 
 func (u *updateCollector) add(p client.Publication) {
-	var pub web.UpdatePublication
+	var pub protocol.UpdatePublication
 	if json.Unmarshal(p.Data, &pub) == nil {
 		u.mu.Lock()
 		u.ups = append(u.ups, pub.Update)
@@ -213,9 +211,9 @@ func TestDataWebSocketAndUpdates(t *testing.T) {
 	phone := login(t, m, newKey(t), "phone")
 
 	// A second device of the account follows the updates live.
-	var code web.PairingCodeResult
+	var code protocol.PairingCode
 	apiJSON(t, m, phone.AccessToken, "POST", "/api/v1/devices/pairing", nil, 201, &code)
-	var laptop web.TokenResult
+	var laptop protocol.Tokens
 	apiJSON(t, m, "", "POST", "/api/v1/devices/pair", map[string]any{"code": code.Code, "device": map[string]string{"kind": "browser"}}, 200, &laptop)
 	watcher := dialToken(t, m, laptop.AccessToken)
 	var live updateCollector
@@ -223,12 +221,12 @@ func TestDataWebSocketAndUpdates(t *testing.T) {
 	if _, err := watcher.Subscribe(ctx, "user:"+phone.AccountID, live.add); err != nil {
 		t.Fatalf("subscribe to the account channel: %v", err)
 	}
-	var since web.UpdatesResult
+	var since protocol.Updates
 	apiJSON(t, m, laptop.AccessToken, "GET", "/api/v1/updates?since=0", nil, 200, &since)
 	start := since.Updates[len(since.Updates)-1].Seq // device.created of the laptop
 
 	c := dialToken(t, m, phone.AccessToken)
-	var s store.Session
+	var s protocol.Session
 	if err := call(t, c, "session.create", map[string]string{"metadata": b64([]byte("meta"))}, &s); err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +238,7 @@ func TestDataWebSocketAndUpdates(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Code != protocol.CodeConflict || pe.Details["currentVersion"] != float64(2) {
 		t.Fatalf("stale update over ws: got %v (%+v), want conflict with currentVersion 2", err, pe)
 	}
-	var msgs web.MessageList
+	var msgs protocol.MessageList
 	if err := call(t, c, "message.append", map[string]any{"sessionId": s.ID, "messages": []map[string]string{{"localId": "a", "body": b64([]byte("hi"))}, {"body": b64([]byte("there"))}}}, &msgs); err != nil {
 		t.Fatal(err)
 	}
@@ -250,18 +248,18 @@ func TestDataWebSocketAndUpdates(t *testing.T) {
 	if err := call(t, c, "message.list", map[string]any{"sessionId": s.ID, "afterSeq": 1}, &msgs); err != nil || len(msgs.Items) != 1 || string(msgs.Items[0].Body) != "there" {
 		t.Fatalf("message.list: got %+v, %v", msgs, err)
 	}
-	var mc store.Machine
+	var mc protocol.Machine
 	if err := call(t, c, "machine.create", map[string]string{"metadata": b64([]byte("m"))}, &mc); err != nil {
 		t.Fatal(err)
 	}
-	var a store.Artifact
+	var a protocol.Artifact
 	if err := call(t, c, "artifact.create", map[string]string{"header": b64([]byte("h"))}, &a); err != nil {
 		t.Fatal(err)
 	}
 	if err := call(t, c, "artifact.delete", map[string]string{"id": a.ID}, nil); err != nil {
 		t.Fatal(err)
 	}
-	var list web.ObjectList[store.Session]
+	var list protocol.ObjectList[protocol.Session]
 	if err := call(t, c, "session.list", map[string]any{"limit": 10}, &list); err != nil || len(list.Items) != 1 {
 		t.Fatalf("session.list: got %+v, %v", list, err)
 	}
@@ -280,7 +278,7 @@ func TestDataWebSocketAndUpdates(t *testing.T) {
 
 	// update.since returns exactly what was missed, in order, and the same
 	// updates as the live ones.
-	var missed web.UpdatesResult
+	var missed protocol.Updates
 	if err := call(t, watcher, "update.since", map[string]any{"since": start}, &missed); err != nil {
 		t.Fatal(err)
 	}
@@ -308,12 +306,12 @@ func TestDataWebSocketAndUpdates(t *testing.T) {
 func TestUpdatesBeyondRetention(t *testing.T) {
 	m := startServer(t, nil, func(m *Main) { m.StoreOptions.UpdateRetention = 16 })
 	tok := login(t, m, newKey(t), "phone").AccessToken
-	var s store.Session
+	var s protocol.Session
 	apiJSON(t, m, tok, "POST", "/api/v1/sessions", nil, 201, &s)
 	for i := range 40 {
 		apiJSON(t, m, tok, "POST", "/api/v1/sessions/"+s.ID+"/messages", map[string]any{"messages": []map[string]string{{"body": b64([]byte(fmt.Sprint(i)))}}}, 201, nil)
 	}
-	var res web.UpdatesResult
+	var res protocol.Updates
 	apiJSON(t, m, tok, "GET", "/api/v1/updates?since=1", nil, 200, &res)
 	if !res.Reset || len(res.Updates) != 0 || res.Seq != 42 {
 		t.Fatalf("since 1 beyond retention: got %+v, want reset at seq 42", res)
@@ -329,9 +327,9 @@ func TestIdempotencySurvivesRestart(t *testing.T) {
 	m := startServer(t, func(c *Config) { c.Data = dir })
 	tok := login(t, m, newKey(t), "phone")
 
-	var first store.Session
+	var first protocol.Session
 	apiJSON(t, m, tok.AccessToken, "POST", "/api/v1/sessions", map[string]string{"metadata": b64([]byte("once"))}, 201, &first, "Idempotency-Key", "k1")
-	var again store.Session
+	var again protocol.Session
 	apiJSON(t, m, tok.AccessToken, "POST", "/api/v1/sessions", map[string]string{"metadata": b64([]byte("once"))}, 201, &again, "Idempotency-Key", "k1")
 	if again.ID != first.ID {
 		t.Fatalf("repeat before restart: got %s, want %s", again.ID, first.ID)
@@ -341,10 +339,10 @@ func TestIdempotencySurvivesRestart(t *testing.T) {
 		t.Fatalf("key reused with another body: status %d, want 409", status)
 	}
 	// A failure is remembered too (not retryable): conflict stays conflict.
-	var msgs web.MessageList
+	var msgs protocol.MessageList
 	apiJSON(t, m, tok.AccessToken, "POST", "/api/v1/sessions/"+first.ID+"/messages", map[string]any{"messages": []map[string]string{{"body": b64([]byte("m"))}}}, 201, &msgs, "Idempotency-Key", "k2")
 	c := dialToken(t, m, tok.AccessToken)
-	var wsRes web.MessageList
+	var wsRes protocol.MessageList
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.CallIdem(ctx, "message.append", map[string]any{"sessionId": first.ID, "messages": []map[string]string{{"body": b64([]byte("w"))}}}, "k3", &wsRes); err != nil {
@@ -361,22 +359,22 @@ func TestIdempotencySurvivesRestart(t *testing.T) {
 	if again.ID != first.ID {
 		t.Fatalf("repeat after restart: got %s, want %s", again.ID, first.ID)
 	}
-	var msgs2 web.MessageList
+	var msgs2 protocol.MessageList
 	apiJSON(t, m2, tok.AccessToken, "POST", "/api/v1/sessions/"+first.ID+"/messages", map[string]any{"messages": []map[string]string{{"body": b64([]byte("m"))}}}, 201, &msgs2, "Idempotency-Key", "k2")
 	if msgs2.Items[0].ID != msgs.Items[0].ID {
 		t.Fatalf("message repeat after restart: got %s, want %s", msgs2.Items[0].ID, msgs.Items[0].ID)
 	}
 	c2 := dialToken(t, m2, tok.AccessToken)
-	var wsRes2 web.MessageList
+	var wsRes2 protocol.MessageList
 	if err := c2.CallIdem(ctx, "message.append", map[string]any{"sessionId": first.ID, "messages": []map[string]string{{"body": b64([]byte("w"))}}}, "k3", &wsRes2); err != nil {
 		t.Fatal(err)
 	}
 	if wsRes2.Items[0].ID != wsRes.Items[0].ID {
 		t.Fatalf("ws repeat after restart: got %s, want %s", wsRes2.Items[0].ID, wsRes.Items[0].ID)
 	}
-	var list web.ObjectList[store.Session]
+	var list protocol.ObjectList[protocol.Session]
 	apiJSON(t, m2, tok.AccessToken, "GET", "/api/v1/sessions", nil, 200, &list)
-	var page web.MessageList
+	var page protocol.MessageList
 	apiJSON(t, m2, tok.AccessToken, "GET", "/api/v1/sessions/"+first.ID+"/messages", nil, 200, &page)
 	if len(list.Items) != 1 || len(page.Items) != 2 {
 		t.Fatalf("after repeats: %d sessions and %d messages, want 1 and 2", len(list.Items), len(page.Items))
@@ -400,13 +398,13 @@ func TestDatabaseHoldsOnlyCiphertext(t *testing.T) {
 		}
 		return b64(sealed)
 	}
-	var s store.Session
+	var s protocol.Session
 	apiJSON(t, m, tok, "POST", "/api/v1/sessions", map[string]string{"metadata": seal("session-metadata"), "agentState": seal("agent-state")}, 201, &s)
 	apiJSON(t, m, tok, "POST", "/api/v1/sessions/"+s.ID+"/messages", map[string]any{"messages": []map[string]string{{"body": seal("message")}}}, 201, nil)
 	apiJSON(t, m, tok, "POST", "/api/v1/machines", map[string]string{"metadata": seal("machine"), "daemonState": seal("daemon")}, 201, nil)
 	apiJSON(t, m, tok, "POST", "/api/v1/artifacts", map[string]string{"header": seal("header"), "body": seal("body")}, 201, nil)
 	// The server returns the ciphertext, and it opens on the client.
-	var got store.Session
+	var got protocol.Session
 	apiJSON(t, m, tok, "GET", "/api/v1/sessions/"+s.ID, nil, 200, &got)
 	if plain, err := client.Open(key, got.Metadata.Value); err != nil || !bytes.Equal(plain, secrets["session-metadata"]) {
 		t.Fatalf("round trip: got %q, %v", plain, err)

@@ -5,14 +5,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/junctionhq/junction/internal/store"
-	"github.com/junctionhq/junction/internal/web"
+	"github.com/junctionhq/junction/protocol"
 )
 
 func TestDataBadInput(t *testing.T) {
 	m := startServer(t, nil, func(m *Main) { m.StoreOptions.MaxValueBytes = 1024 })
 	tok := login(t, m, newKey(t), "phone")
-	var s store.Session
+	var s protocol.Session
 	apiJSON(t, m, tok.AccessToken, "POST", "/api/v1/sessions", nil, 201, &s)
 	sp := "/api/v1/sessions/" + s.ID
 
@@ -97,13 +96,13 @@ func TestDataBadInput(t *testing.T) {
 
 	// None of the refused writes changed anything: no message, no update
 	// beyond the session's creation, versions untouched.
-	var page web.MessageList
+	var page protocol.MessageList
 	apiJSON(t, m, tok.AccessToken, "GET", sp+"/messages", nil, 200, &page)
-	var got store.Session
+	var got protocol.Session
 	apiJSON(t, m, tok.AccessToken, "GET", sp, nil, 200, &got)
-	var ups web.UpdatesResult
+	var ups protocol.Updates
 	apiJSON(t, m, tok.AccessToken, "GET", "/api/v1/updates?since=0", nil, 200, &ups)
-	var list web.ObjectList[store.Session]
+	var list protocol.ObjectList[protocol.Session]
 	apiJSON(t, m, tok.AccessToken, "GET", "/api/v1/sessions", nil, 200, &list)
 	if len(page.Items) != 0 || got.LastSeq != 0 || got.Metadata.Version != 1 || len(list.Items) != 1 || len(ups.Updates) != 2 {
 		t.Fatalf("after refused writes: %d messages, lastSeq %d, metadata v%d, %d sessions, %d updates; want 0, 0, v1, 1, 2 (device and session created)",

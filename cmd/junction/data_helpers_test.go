@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/junctionhq/junction/client"
-	"github.com/junctionhq/junction/internal/web"
 	"github.com/junctionhq/junction/protocol"
 )
 
@@ -112,7 +111,7 @@ func newKey(t testing.TB) ed25519.PrivateKey {
 // challenge asks for a login nonce for priv's public key.
 func challenge(t testing.TB, m *Main, priv ed25519.PrivateKey) []byte {
 	t.Helper()
-	var ch web.ChallengeResult
+	var ch protocol.Challenge
 	apiJSON(t, m, "", "POST", "/api/v1/auth/challenge", map[string]string{"publicKey": b64(priv.Public().(ed25519.PublicKey))}, 200, &ch)
 	nonce, err := base64.StdEncoding.DecodeString(ch.Nonce)
 	if err != nil {
@@ -122,10 +121,10 @@ func challenge(t testing.TB, m *Main, priv ed25519.PrivateKey) []byte {
 }
 
 // login signs in with priv (a new account on first use) as a new device.
-func login(t testing.TB, m *Main, priv ed25519.PrivateKey, kind string) web.TokenResult {
+func login(t testing.TB, m *Main, priv ed25519.PrivateKey, kind string) protocol.Tokens {
 	t.Helper()
 	nonce := challenge(t, m, priv)
-	var res web.TokenResult
+	var res protocol.Tokens
 	apiJSON(t, m, "", "POST", "/api/v1/auth/login", map[string]any{
 		"publicKey": b64(priv.Public().(ed25519.PublicKey)),
 		"nonce":     b64(nonce),

@@ -6,8 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/junctionhq/junction/internal/store"
-	"github.com/junctionhq/junction/internal/web"
+	"github.com/junctionhq/junction/protocol"
 )
 
 // TestIdempotencyConcurrentAndAcrossTransports sends one key many times at
@@ -24,7 +23,7 @@ func TestIdempotencyConcurrentAndAcrossTransports(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var s store.Session
+			var s protocol.Session
 			status, raw := apiCall(t, m, tok.AccessToken, "POST", "/api/v1/sessions", body, "Idempotency-Key", "burst")
 			if status != 201 {
 				t.Errorf("request %d: status %d, %s", i, status, raw)
@@ -43,7 +42,7 @@ func TestIdempotencyConcurrentAndAcrossTransports(t *testing.T) {
 			t.Fatalf("concurrent repeats: got ids %v, want one id", ids)
 		}
 	}
-	var list web.ObjectList[store.Session]
+	var list protocol.ObjectList[protocol.Session]
 	apiJSON(t, m, tok.AccessToken, "GET", "/api/v1/sessions", nil, 200, &list)
 	if len(list.Items) != 1 {
 		t.Fatalf("sessions after %d concurrent repeats: got %d, want 1", n, len(list.Items))
@@ -53,7 +52,7 @@ func TestIdempotencyConcurrentAndAcrossTransports(t *testing.T) {
 	c := dialToken(t, m, tok.AccessToken)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var viaWS store.Session
+	var viaWS protocol.Session
 	if err := c.CallIdem(ctx, "session.create", body, "burst", &viaWS); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +62,7 @@ func TestIdempotencyConcurrentAndAcrossTransports(t *testing.T) {
 	// Keys are per device: another device of the account with the same key
 	// creates its own session.
 	other := login(t, m, newKey(t), "phone")
-	var s2 store.Session
+	var s2 protocol.Session
 	apiJSON(t, m, other.AccessToken, "POST", "/api/v1/sessions", body, 201, &s2, "Idempotency-Key", "burst")
 	if s2.ID == ids[0] {
 		t.Fatal("another principal's key answered with the first principal's result")

@@ -10,9 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/junctionhq/junction/internal/store"
 	"github.com/junctionhq/junction/internal/store/pgtest"
-	"github.com/junctionhq/junction/internal/web"
+	"github.com/junctionhq/junction/protocol"
 )
 
 // postgresDSN starts a throwaway PostgreSQL server for the test (the
@@ -61,9 +60,9 @@ func TestAccountAPIBothBackends(t *testing.T) {
 				t.Fatalf("dialect: got %s, want %s", got, backend)
 			}
 			tok := login(t, m, newKey(t), "phone")
-			var s store.Session
+			var s protocol.Session
 			apiJSON(t, m, tok.AccessToken, "POST", "/api/v1/sessions", map[string]string{"metadata": b64([]byte("m"))}, 201, &s, "Idempotency-Key", "create-1")
-			var msgs web.MessageList
+			var msgs protocol.MessageList
 			apiJSON(t, m, tok.AccessToken, "POST", "/api/v1/sessions/"+s.ID+"/messages", map[string]any{"messages": []map[string]string{
 				{"localId": "a", "body": b64([]byte("1"))}, {"localId": "a", "body": b64([]byte("dup"))}, {"body": b64([]byte("2"))},
 			}}, 201, &msgs)
@@ -73,7 +72,7 @@ func TestAccountAPIBothBackends(t *testing.T) {
 			if status, _ := apiCall(t, m, tok.AccessToken, "PUT", "/api/v1/sessions/"+s.ID+"/metadata", map[string]any{"value": "", "expectedVersion": 3}); status != 409 {
 				t.Fatalf("stale update: status %d, want 409", status)
 			}
-			var ups web.UpdatesResult
+			var ups protocol.Updates
 			apiJSON(t, m, tok.AccessToken, "GET", "/api/v1/updates?since=1", nil, 200, &ups)
 			if len(ups.Updates) != 3 || ups.Updates[0].Kind != "session.created" {
 				t.Fatalf("updates since 1: got %+v", ups)
@@ -88,12 +87,12 @@ func TestAccountAPIBothBackends(t *testing.T) {
 				t.Fatal(err)
 			}
 			m2 := startServer(t, cfg)
-			var again store.Session
+			var again protocol.Session
 			apiJSON(t, m2, tok.AccessToken, "POST", "/api/v1/sessions", map[string]string{"metadata": b64([]byte("m"))}, 201, &again, "Idempotency-Key", "create-1")
 			if again.ID != s.ID {
 				t.Fatalf("idempotent repeat after restart: got %s, want %s", again.ID, s.ID)
 			}
-			var refreshed web.TokenResult
+			var refreshed protocol.Tokens
 			apiJSON(t, m2, "", "POST", "/api/v1/auth/refresh", map[string]string{"refreshToken": tok.RefreshToken}, 200, &refreshed)
 		})
 	}

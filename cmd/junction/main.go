@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/junctionhq/junction/internal/bench"
 	"github.com/junctionhq/junction/internal/web"
 )
 
@@ -102,4 +103,15 @@ func runServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	stop()
 	m.Logger.Info("shutting down")
 	return m.Close(context.Background())
+}
+
+// runBench runs the load generator (internal/bench) with its flags and the
+// data directory's key for --data.
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := bench.ParseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	cfg.Minter = benchMinter
+	return bench.Run(ctx, cfg, stdout, stderr)
 }

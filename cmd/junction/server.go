@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/junctionhq/junction/internal/account"
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
 	"github.com/junctionhq/junction/internal/store"
@@ -44,6 +45,9 @@ type Main struct {
 	Hub      *hub.Hub
 	Broker   hub.Broker
 	Web      *web.Server
+	// Account is the account/data application, mounted by Web over REST and
+	// registered in Hub's method table.
+	Account *account.Service
 	// Store is the database (SQLite in the data directory by default),
 	// migrated at Open and closed by Close.
 	Store *store.DB
@@ -121,14 +125,28 @@ func (m *Main) Open(ctx context.Context) error {
 		m.Store.Close()
 		return err
 	}
+	// Tokens of revoked devices are refused at the upgrade, on REST and on
+	// the in-band auth.refresh.
+	m.Auth.Revocations = m.Store
+	m.Account, err = account.New(account.Config{AccessTTL: cfg.Auth.AccessTTL, RefreshTTL: cfg.Auth.RefreshTTL},
+		account.Deps{Store: m.Store, Hub: m.Hub, Tokens: m.Tokens, Logger: m.Logger})
+	if err != nil {
+		m.Store.Close()
+		return err
+	}
+	// The data methods, the owner lookups (device, session, machine,
+	// artifact) and the session snapshot provider; then the hub's own
+	// retained provider.
+	m.Account.Register(m.Hub)
+	m.Hub.RegisterSnapshot(hub.SnapshotRetained, hub.RetainedSnapshot(m.Hub))
 	if m.ConfigureHub != nil {
 		m.ConfigureHub(m.Hub)
 	}
 	m.Web, err = web.New(cfg.Web, web.Deps{
 		Hub: m.Hub, Authenticator: m.Auth, Network: m.Network, Origins: origins,
 		Logger: m.Logger, Registerer: m.Registry, Gatherer: m.Registry,
-		Store: m.Store, Login: web.LoginConfig{AccessTTL: cfg.Auth.AccessTTL, RefreshTTL: cfg.Auth.RefreshTTL},
-		Ready: []web.ReadyCheck{{Name: "store", Check: m.Store.Ping}},
+		Account: m.Account,
+		Ready:   []web.ReadyCheck{{Name: "store", Check: m.Store.Ping}},
 	})
 	if err != nil {
 		m.Store.Close()

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/junctionhq/junction/internal/auth"
+	"github.com/junctionhq/junction/internal/bench"
 )
 
 // edKeyFile is the EdDSA signing key inside a data directory (PKCS#8 PEM, 0600).
@@ -160,4 +161,22 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, tok)
 	return nil
+}
+
+// benchMinter is the token Minter of 'junction bench': two-hour tokens signed
+// with the data directory's key, as the server there verifies them.
+func benchMinter(data, alg string) (func(bench.Claims) (string, error), error) {
+	if _, err := os.Stat(data); err != nil {
+		return nil, fmt.Errorf("bench: data directory %s: %w", data, err)
+	}
+	cfg := &Config{Data: data, Auth: AuthConfig{Alg: alg}}
+	cfg.setDefaults()
+	tokens, _, err := openTokens(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return func(c bench.Claims) (string, error) {
+		tok, _, err := tokens.Issue(auth.Claims{UserID: c.User, DeviceID: c.Device, Kind: c.Kind, Scopes: c.Scopes}, 2*time.Hour)
+		return tok, err
+	}, nil
 }

@@ -133,10 +133,13 @@ type APIKeyStore interface {
 
 // Authenticator turns a credential into a principal. Credentials starting
 // with APIKeyPrefix go to APIKeys when it is set; every other credential is
-// verified as an access token by Tokens. Both fields are set once before use.
+// verified as an access token by Tokens, then checked against Revocations
+// when it is set. The fields are set once before use.
 type Authenticator struct {
 	Tokens  *Tokens
 	APIKeys APIKeyStore // optional
+	// Revocations, when set, refuses tokens of revoked devices (CheckRevoked).
+	Revocations Revocations
 	// Now is the clock used to check API-key expiry; default time.Now.
 	Now func() time.Time
 }
@@ -155,7 +158,14 @@ func (a *Authenticator) Authenticate(ctx context.Context, credential string) (*P
 	if a.Tokens == nil {
 		return nil, errors.New("authenticate: no token verifier configured")
 	}
-	return a.Tokens.Verify(credential)
+	p, err := a.Tokens.Verify(credential)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.CheckRevoked(ctx, p); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 func (a *Authenticator) authenticateAPIKey(ctx context.Context, key string) (*Principal, error) {

@@ -91,10 +91,7 @@ const (
 	snapshotAttempts = 8
 )
 
-// channels is the hub's channel state. Lock order: connSubs.mu is never held
-// while taking another lock; localTopic.mu → broker locks → chanShard.mu →
-// subscriber.mu → transport. HandlePublication runs under the broker's
-// delivery lock and takes only chanShard.mu (read) and subscriber.mu.
+// channels is the hub's channel state. Lock order: docs/LOCKORDER.md.
 type channels struct {
 	broker     Broker                      // set once in New (Deps.Broker)
 	namespaces map[string]*namespace       // set once in New; snapshot and owner resolved in Start

@@ -4,10 +4,7 @@
 // graceful shutdown. Channels, presence, history and the RPC relay build on
 // it.
 //
-// Lock order (outer first): registry shard mu → Conn.mu. No other lock is
-// held while calling into the transport. Channels (channel.go): connSubs.mu
-// is a leaf; localTopic.mu → broker locks → chanShard.mu → subscriber.mu →
-// transport (the memory broker calls HandlePublication under its topic lock).
+// Lock order: see docs/LOCKORDER.md (every lock of the server, in one file).
 package hub
 
 import (

@@ -43,8 +43,8 @@ import (
 //
 // device: a device's own connection (its device id equals the parameter)
 // may use its channel; so may the device's owner's other devices when an
-// owner lookup is registered under the name "device" (the store registers
-// one that returns the user owning the device). Without a lookup the owner
+// owner lookup is registered under the name "device" (cmd/junction
+// registers account's, which returns the user owning the device). Without a lookup the owner
 // alternative never holds.
 type NamespaceConfig struct {
 	Pattern   string   `yaml:"pattern" doc:"topic pattern, e.g. session:{sessionId}"`
@@ -412,6 +412,9 @@ func compileNamespace(nc NamespaceConfig) (*namespace, error) {
 	}
 	if nc.HistorySize < 0 || nc.HistoryTTL < 0 {
 		return nil, errors.New("history_size and history_ttl must not be negative")
+	}
+	if nc.Snapshot == SnapshotRetained && nc.HistorySize == 0 {
+		return nil, errors.New("snapshot retained needs history_size >= 1 (the last publication is read from history)")
 	}
 	if nc.HistorySize > 0 && nc.HistoryTTL == 0 {
 		nc.HistoryTTL = defaultHistoryTTL

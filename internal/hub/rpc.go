@@ -28,16 +28,13 @@ import (
 // rpc.progress event in both directions and the rpc.cancel event towards
 // the target. docs/rpc.md is the reference.
 //
-// Ownership and locks (all leaf locks except where noted):
+// Locks (their order: docs/LOCKORDER.md):
 //   - rpcRelay.leases[i] serialises the lease changes of the devices hashed
 //     to stripe i (register, close, refresh), so that SetDeviceNode and
-//     ClearDeviceNode of one device never reorder. It is held while calling
-//     the broker and may be taken before rpcRelay.mu.
+//     ClearDeviceNode of one device never reorder.
 //   - rpcRelay.mu guards servers, waiters, remote and served.
 //   - rpcServer.mu guards one serving connection's methods and relays.
 //   - rpcCalls.mu guards one calling connection's calls in flight.
-// Conn.mu is only taken inside Conn methods (Value, SetValue, Done,
-// Closed), possibly under rpcRelay.mu or a lease stripe, never the reverse.
 
 // RPC limits.
 const (

@@ -19,10 +19,8 @@
 //   - Encrypted fields are opaque bytes, stored and returned as given.
 //   - Objects are scoped by account: another account's id answers ErrNotFound.
 //
-// Lock order (PostgreSQL row locks; SQLite has one writer): an object row
-// (session, machine, artifact, device, refresh token, pairing code) first,
-// the account's counter row last (see emit). Keeping the counter last keeps
-// its hold short and rules out lock cycles between writers.
+// Lock order (PostgreSQL row locks: an object row first, the account's
+// counter row last, see emit): docs/LOCKORDER.md.
 //
 // Interfaces that callers need (web, auth) are declared in those packages;
 // *DB satisfies them.

@@ -7,15 +7,16 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/junctionhq/junction/internal/account"
 )
 
 // The OpenAPI 3.1 description of the REST API, served at
-// GET /api/v1/openapi.json. The operations are listed here, next to the
-// routes, and a test checks that it lists exactly the /api/v1 routes
-// registered. The body schemas are generated from the protocol types
-// (wireSchemas) where those exist; the rest are still written here by hand.
-// The AsyncAPI document of the WebSocket protocol is served beside it at
-// GET /api/v1/asyncapi.json, generated from the same types.
+// GET /api/v1/openapi.json. The edge's own routes are listed here by hand;
+// the account routes come from the account op table (account.Route). The
+// body schemas are generated from the protocol types where those exist
+// (contract.go); the rest are still written here by hand. A test checks
+// that it lists exactly the /api/v1 routes registered.
 
 // apiOp documents one route.
 type apiOp struct {
@@ -35,12 +36,7 @@ type apiParam struct {
 	required        bool
 }
 
-var (
-	cursorParams = []apiParam{{"cursor", "string", "nextCursor of the previous page", false}, {"limit", "integer", "page size, 1..100 (default 50)", false}}
-	objectTags   = map[string]string{"session": "Sessions", "machine": "Machines", "artifact": "Artifacts"}
-)
-
-func apiOps() []apiOp {
+func apiOps(acct []account.Op) []apiOp {
 	ops := []apiOp{
 		{method: "GET", path: "/api/v1/info", id: "info", summary: "Server name, version, protocol and node", tag: "Server", status: 200, result: "Info"},
 		{method: "GET", path: "/api/v1/openapi.json", id: "openapi", summary: "This document", tag: "Server", status: 200, result: "Any"},
@@ -48,50 +44,19 @@ func apiOps() []apiOp {
 		{method: "GET", path: "/api/v1/admin/lockdown", id: "getLockdown", summary: "Whether lockdown (the kill switch) is on", tag: "Admin", scope: "admin", status: 200, result: "Lockdown"},
 		{method: "POST", path: "/api/v1/admin/lockdown", id: "setLockdown", summary: "Turn lockdown on or off", tag: "Admin", scope: "admin", body: "Lockdown", status: 200, result: "Lockdown"},
 
-		{method: "POST", path: "/api/v1/auth/challenge", id: "challenge", summary: "Get a single-use login nonce for a public key (valid 5 minutes)", tag: "Auth", body: "ChallengeRequest", status: 200, result: "Challenge"},
-		{method: "POST", path: "/api/v1/auth/login", id: "login", summary: "Log in with an ed25519 signature of the nonce; the first login of a key creates the account", tag: "Auth", body: "LoginRequest", status: 200, result: "Tokens"},
-		{method: "POST", path: "/api/v1/auth/refresh", id: "refresh", summary: "Rotate a refresh token; reusing an old one revokes the whole login", tag: "Auth", body: "RefreshRequest", status: 200, result: "Tokens"},
-		{method: "POST", path: "/api/v1/auth/logout", id: "logout", summary: "Revoke the refresh tokens of the caller's login session", tag: "Auth", scope: "authenticated", status: 200, result: "LoggedOut", idem: true},
-		{method: "GET", path: "/api/v1/auth/me", id: "me", summary: "The caller's account, device and scopes", tag: "Auth", scope: "authenticated", status: 200, result: "Me"},
-
-		{method: "POST", path: "/api/v1/devices/pairing", id: "createPairingCode", summary: "Create a short-lived pairing code for a new device", tag: "Devices", scope: "write", status: 201, result: "PairingCode"},
-		{method: "POST", path: "/api/v1/devices/pair", id: "pair", summary: "Join the account of a pairing code as a new device", tag: "Devices", body: "PairRequest", status: 200, result: "Tokens"},
-		{method: "GET", path: "/api/v1/devices", id: "listDevices", summary: "The account's devices, revoked ones included", tag: "Devices", scope: "read", status: 200, result: "DeviceList"},
-		{method: "GET", path: "/api/v1/devices/{id}", id: "getDevice", summary: "One device", tag: "Devices", scope: "read", status: 200, result: "Device"},
-		{method: "PATCH", path: "/api/v1/devices/{id}", id: "updateDevice", summary: "Rename a device or set its push token", tag: "Devices", scope: "write", body: "DeviceUpdate", status: 200, result: "Device", idem: true},
-		{method: "DELETE", path: "/api/v1/devices/{id}", id: "revokeDevice", summary: "Revoke a device: its refresh tokens are revoked, its connection closed with 4003", tag: "Devices", scope: "write", status: 200, result: "Device", idem: true},
-
-		{method: "POST", path: "/api/v1/sessions/{id}/messages", id: "appendMessages", summary: "Append 1..100 messages in one transaction; a repeated localId returns the stored message", tag: "Messages", scope: "write", body: "MessageAppend", status: 201, result: "MessageList", idem: true},
-		{method: "GET", path: "/api/v1/sessions/{id}/messages", id: "listMessages", summary: "A page of messages by seq", tag: "Messages", scope: "read", status: 200, result: "MessageList",
-			query: []apiParam{{"after_seq", "integer", "messages with seq > after_seq, oldest first", false}, {"before_seq", "integer", "messages with seq < before_seq, newest first (oldest first with after_seq)", false}, {"limit", "integer", "1..100 (default 50)", false}}},
-
-		{method: "GET", path: "/api/v1/updates", id: "updatesSince", summary: "The account's updates after a seq, or reset", tag: "Updates", scope: "read", status: 200, result: "Updates",
-			query: []apiParam{{"since", "integer", "the last seq the client has (0 for all)", true}, {"limit", "integer", "1..1000 (default 100)", false}}},
-
 		{method: "POST", path: "/api/v1/channels/{topic}/publish", id: "publish", summary: "Publish to a channel (the namespace's publish rules apply)", tag: "Channels", scope: "authenticated", body: "PublishRequest", status: 200, result: "Position"},
 		{method: "GET", path: "/api/v1/channels/{topic}/presence", id: "presence", summary: "Who is subscribed to a channel with presence", tag: "Channels", scope: "authenticated", status: 200, result: "Presence"},
 		{method: "GET", path: "/api/v1/channels/{topic}/history", id: "history", summary: "A channel's retained publications", tag: "Channels", scope: "authenticated", status: 200, result: "History",
 			query: []apiParam{{"since_epoch", "string", "with since_offset: publications after this position", false}, {"since_offset", "integer", "with since_epoch", false}, {"limit", "integer", "at most this many", false}}},
 	}
-	for _, k := range []struct {
-		name, plural, schema string
-		fields, paths        [2]string
-	}{
-		{"session", "sessions", "Session", [2]string{"metadata", "agentState"}, [2]string{"metadata", "agent-state"}},
-		{"machine", "machines", "Machine", [2]string{"metadata", "daemonState"}, [2]string{"metadata", "daemon-state"}},
-		{"artifact", "artifacts", "Artifact", [2]string{"header", "body"}, [2]string{"header", "body"}},
-	} {
-		base, tag := "/api/v1/"+k.plural, objectTags[k.name]
-		ops = append(ops,
-			apiOp{method: "GET", path: base, id: "list" + k.schema + "s", summary: "A page of " + k.plural + ", newest first", tag: tag, scope: "read", query: cursorParams, status: 200, result: k.schema + "List"},
-			apiOp{method: "POST", path: base, id: "create" + k.schema, summary: "Create a " + k.name + " (both fields at version 1)", tag: tag, scope: "write", body: k.schema + "Create", status: 201, result: k.schema, idem: true},
-			apiOp{method: "GET", path: base + "/{id}", id: "get" + k.schema, summary: "One " + k.name, tag: tag, scope: "read", status: 200, result: k.schema},
-			apiOp{method: "DELETE", path: base + "/{id}", id: "delete" + k.schema, summary: "Delete a " + k.name, tag: tag, scope: "write", status: 200, result: "Deleted", idem: true},
-		)
-		for i, seg := range k.paths {
-			ops = append(ops, apiOp{method: "PUT", path: base + "/{id}/" + seg, id: "update" + k.schema + strings.ToUpper(k.fields[i][:1]) + k.fields[i][1:],
-				summary: "Replace the " + k.name + "'s " + k.fields[i] + " if its version is expectedVersion (else 409 with the current version and value)",
-				tag:     tag, scope: "write", body: "FieldUpdate", status: 200, result: k.schema, idem: true})
+	for _, o := range acct {
+		for _, rt := range o.Routes {
+			op := apiOp{method: rt.Method, path: rt.Path, id: rt.OperationID, summary: rt.Summary, tag: rt.Tag,
+				scope: o.Scope, body: rt.Body, status: rt.Status, result: rt.Result, idem: o.Mutating}
+			for _, q := range rt.Query {
+				op.query = append(op.query, apiParam{q.Name, q.Type, q.Desc, q.Required})
+			}
+			ops = append(ops, op)
 		}
 	}
 	return ops
@@ -171,7 +136,7 @@ func apiSchemas() map[string]any {
 		}),
 		"FieldUpdate": object(map[string]any{
 			"value": b64s("the new ciphertext"), "expectedVersion": integer("the version the client last saw"),
-			"field": str("optional; must name this route's field"), "id": str("ignored: the path names the object"),
+			"field": str("optional; must name this route's field"), "id": str("optional; must match the path"),
 		}, "value", "expectedVersion"),
 		"Session": object(map[string]any{"id": str(""), "accountId": str(""), "metadata": versioned, "agentState": versioned,
 			"lastSeq": integer("seq of the last message"), "createdAt": timeStr(""), "updatedAt": timeStr("")}),
@@ -206,11 +171,12 @@ func apiSchemas() map[string]any {
 
 var pathParam = regexp.MustCompile(`\{([a-zA-Z]+)\}`)
 
-// OpenAPI returns the OpenAPI 3.1 document of the REST API.
-func OpenAPI() map[string]any {
+// OpenAPI returns the OpenAPI 3.1 document of the REST API: the edge's own
+// routes and those of the account operations acct.
+func OpenAPI(acct []account.Op) map[string]any {
 	paths := map[string]any{}
 	errResp := map[string]any{"description": "error", "content": map[string]any{"application/json": map[string]any{"schema": ref("Error")}}}
-	for _, o := range apiOps() {
+	for _, o := range apiOps(acct) {
 		op := map[string]any{"operationId": o.id, "summary": o.summary, "tags": []string{o.tag}}
 		var params []any
 		for _, m := range pathParam.FindAllStringSubmatch(o.path, -1) {
@@ -269,7 +235,7 @@ var (
 
 func (s *Server) serveOpenAPI(w http.ResponseWriter, r *http.Request) {
 	openAPIOnce.Do(func() {
-		raw, err := json.Marshal(OpenAPI())
+		raw, err := json.Marshal(OpenAPI(s.deps.Account.Ops()))
 		if err != nil {
 			panic("web: openapi: " + err.Error()) // static data: cannot fail
 		}
@@ -282,13 +248,6 @@ func (s *Server) serveOpenAPI(w http.ResponseWriter, r *http.Request) {
 // Routes returns the registered REST routes ("METHOD /path"), sorted.
 func (s *Server) Routes() []string {
 	out := slices.Clone(s.patterns)
-	slices.Sort(out)
-	return out
-}
-
-// Methods returns the WebSocket methods of the account API, sorted.
-func (s *Server) Methods() []string {
-	out := slices.Clone(s.wsMethods)
 	slices.Sort(out)
 	return out
 }

@@ -1,7 +1,9 @@
-// Package web is Junction's HTTP edge: one mux on one port that serves the
-// WebSocket gateway (/ws), the REST API (/api/v1), Prometheus metrics,
-// health and readiness, and the embedded console for every other path. It
-// owns the mapping from protocol error codes to HTTP statuses.
+// Package web is Junction's front door and HTTP edge: one mux on one port
+// that serves the WebSocket gateway (/ws), the REST API (/api/v1: its own
+// routes, and the account application's operations mounted by one generic
+// adapter), Prometheus metrics, health and readiness, and the embedded
+// console for every other path. It owns the mapping from protocol error
+// codes to HTTP statuses.
 package web
 
 import (
@@ -20,9 +22,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/junctionhq/junction/internal/account"
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
-	"github.com/junctionhq/junction/internal/store"
 	"github.com/junctionhq/junction/protocol"
 )
 
@@ -68,11 +70,10 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
 	Ready      []ReadyCheck
-	// Store, when set, enables the account API: key login, devices and
-	// pairing, encrypted data, update sync (REST and WebSocket methods).
-	Store *store.DB
-	// Login configures token lifetimes of the account API.
-	Login LoginConfig
+	// Account, when set, is mounted over REST: key login, devices and
+	// pairing, encrypted data, update sync (its WebSocket methods are in the
+	// hub's method table: account.Service.Register).
+	Account *account.Service
 }
 
 // Server is the HTTP edge.
@@ -84,9 +85,7 @@ type Server struct {
 	metrics *metrics
 	console fs.FS
 
-	challenges *auth.Challenges // set once in New
-	patterns   []string         // registered routes, filled by New
-	wsMethods  []string         // WebSocket methods of the account API, filled by New
+	patterns []string // registered routes, filled by New
 
 	asyncAPIOnce sync.Once
 	asyncAPIJSON []byte // set once by asyncAPIOnce
@@ -108,11 +107,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, mux: http.NewServeMux(), console: console}
-	s.deps.Login.setDefaults()
-	s.challenges = auth.NewChallenges(s.deps.Login.ChallengeTTL, 0)
 	s.metrics = newMetrics(deps.Registerer)
-	if deps.Store != nil {
-		s.accountRoutes()
+	if deps.Account != nil {
+		s.mountAccount(deps.Account)
 	}
 	s.routes()
 	return s, nil
@@ -179,13 +176,22 @@ func (s *Server) Principal(r *http.Request) (*auth.Principal, error) {
 	}
 	p, err := s.deps.Authenticator.Authenticate(r.Context(), cred.Value)
 	if err != nil {
-		s.metrics.authFailures.WithLabelValues(auth.FailureReason(err)).Inc()
-		return nil, protocol.Errorf(protocol.CodeUnauthorized, "invalid credential: %s", auth.FailureReason(err))
-	}
-	if err := s.checkDevice(r.Context(), p); err != nil {
-		return nil, err
+		return nil, s.authError(err)
 	}
 	return p, nil
+}
+
+// authError turns a failed authentication into the error the client gets:
+// unauthorized naming the reason (counted), or unavailable when a store
+// behind the Authenticator failed (logged once here).
+func (s *Server) authError(err error) error {
+	if _, ok := errors.AsType[*auth.Failure](err); !ok {
+		s.log.Error("authentication failed", "err", err)
+		return protocol.Errorf(protocol.CodeUnavailable, "storage unavailable")
+	}
+	reason := auth.FailureReason(err)
+	s.metrics.authFailures.WithLabelValues(reason).Inc()
+	return protocol.Errorf(protocol.CodeUnauthorized, "invalid credential: %s", reason)
 }
 
 // requireScope wraps a handler that needs an authenticated principal with scope.
@@ -226,15 +232,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, protocol.Errorf(protocol.CodeUnauthorized, "missing credential: use Authorization: Bearer, the junction.bearer.<token> subprotocol, or ?token="))
 		return
 	}
+	// Authenticate also refuses a revoked device (auth.Revocations).
 	p, err := s.deps.Authenticator.Authenticate(r.Context(), cred.Value)
 	if err != nil {
-		reason := auth.FailureReason(err)
-		s.metrics.authFailures.WithLabelValues(reason).Inc()
-		writeError(w, protocol.Errorf(protocol.CodeUnauthorized, "invalid credential: %s", reason))
-		return
-	}
-	if err := s.checkDevice(r.Context(), p); err != nil {
-		writeError(w, err)
+		writeError(w, s.authError(err))
 		return
 	}
 	sub := ""
@@ -254,11 +255,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// device's connections before this one was registered missed it; it has
 	// invalidated the cached answer by then, so asking again now (the
 	// connection is registered, later revocations will find it) sees it.
-	if err := s.checkDevice(r.Context(), p); err != nil {
-		if protocol.AsError(err).Code == protocol.CodeUnauthorized {
-			c.Close(protocol.CloseForbidden, protocol.CloseReason(protocol.CloseForbidden))
-			return
-		}
+	if err := s.deps.Authenticator.CheckRevoked(r.Context(), p); auth.FailureReason(err) == auth.ReasonRevoked {
+		s.metrics.authFailures.WithLabelValues(auth.ReasonRevoked).Inc()
+		c.Close(protocol.CloseForbidden, protocol.CloseReason(protocol.CloseForbidden))
+		return
 	}
 	s.log.Debug("connected", "conn", c.ID(), "user", p.UserID, "device", p.DeviceID, "kind", p.Kind)
 }
@@ -356,21 +356,31 @@ func (s *Server) serveConsole(w http.ResponseWriter, r *http.Request) {
 // types and trailing data are bad_request errors naming the field; an
 // oversized body is too_large.
 func DecodeJSON(r *http.Request, v any) error {
+	raw, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	return hub.DecodeParams(raw, v)
+}
+
+// readBody reads a required JSON body: too_large past MaxBodyBytes,
+// bad_request when it is empty.
+func readBody(r *http.Request) (json.RawMessage, error) {
 	if r.Body == nil {
-		return protocol.Errorf(protocol.CodeBadRequest, "a JSON body is required")
+		return nil, protocol.Errorf(protocol.CodeBadRequest, "a JSON body is required")
 	}
 	raw, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return protocol.Errorf(protocol.CodeTooLarge, "request body is over %d bytes", mbe.Limit)
+			return nil, protocol.Errorf(protocol.CodeTooLarge, "request body is over %d bytes", mbe.Limit)
 		}
-		return protocol.Errorf(protocol.CodeBadRequest, "reading the body failed")
+		return nil, protocol.Errorf(protocol.CodeBadRequest, "reading the body failed")
 	}
 	if len(strings.TrimSpace(string(raw))) == 0 {
-		return protocol.Errorf(protocol.CodeBadRequest, "a JSON body is required")
+		return nil, protocol.Errorf(protocol.CodeBadRequest, "a JSON body is required")
 	}
-	return hub.DecodeParams(raw, v)
+	return raw, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

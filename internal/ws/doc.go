@@ -39,10 +39,5 @@
 //
 // # Lock order
 //
-// Locks are taken in this order, never the reverse:
-//
-//	loop.mu  →  Conn.mu  →  Transport.readyMu
-//
-// No lock is held during a system call that Send would need (Send takes only
-// Conn.mu and readyMu), nor while calling a Handler.
+// See docs/LOCKORDER.md (every lock of the server, in one file).
 package ws

@@ -1,9 +1,10 @@
-package main
+package bench
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/bits"
@@ -19,14 +20,13 @@ import (
 
 	gws "github.com/gobwas/ws"
 
-	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/protocol"
 )
 
 // benchDialer opens the load generator's connections: a TCP dial from one of
 // the loopback source addresses, then the WebSocket handshake with a bearer
 // token. It never dials anything but a loopback address (checked in
-// parseBenchFlags).
+// ParseFlags).
 type benchDialer struct {
 	u       *url.URL     // set once: the ws:// URL, host replaced by target
 	target  string       // set once: loopback IP:port dialed
@@ -43,37 +43,49 @@ func fixedToken(tok string) tokenSource {
 	return func(int) (string, error) { return tok, nil }
 }
 
+// Claims are the identity one minted token carries.
+type Claims struct {
+	User   string
+	Device string
+	Kind   string   // device kind: machine, phone, ...
+	Scopes []string // token scopes as on the wire: read, write, rpc.serve
+}
+
+// Token scopes the load generator asks for, as docs/PROTOCOL.md names them.
+const (
+	scopeRead     = "read"
+	scopeWrite    = "write"
+	scopeRPCServe = "rpc.serve"
+)
+
+// Minter opens the signing key of the data directory data for the token
+// algorithm alg (--data, --alg) and returns a function that mints an access
+// token for a Claims, valid for longer than any run (--duration is at most
+// an hour). Keys and tokens are the server's business: cmd/junction provides
+// the Minter. It is called only when --data is set, in the process that opens
+// the connections.
+type Minter func(data, alg string) (func(Claims) (string, error), error)
+
 // mintingTokens mints, with the data directory's key, a token for a distinct
 // user and device per connection index (bench-<prefix><i>), with scopes
 // read and write.
-func mintingTokens(data, alg, prefix string) (tokenSource, error) {
-	mint, err := tokenMinter(data, alg)
+func (c *Config) mintingTokens(prefix string) (tokenSource, error) {
+	mint, err := c.tokenMinter()
 	if err != nil {
 		return nil, err
 	}
 	return func(i int) (string, error) {
 		id := "bench-" + prefix + strconv.Itoa(i)
-		return mint(auth.Claims{UserID: id, DeviceID: id, Kind: "machine",
-			Scopes: []string{auth.ScopeRead, auth.ScopeWrite}})
+		return mint(Claims{User: id, Device: id, Kind: "machine", Scopes: []string{scopeRead, scopeWrite}})
 	}, nil
 }
 
-// tokenMinter returns a function minting two-hour tokens with the data
-// directory's key.
-func tokenMinter(data, alg string) (func(auth.Claims) (string, error), error) {
-	if _, err := os.Stat(data); err != nil {
-		return nil, fmt.Errorf("bench: data directory %s: %w", data, err)
+// tokenMinter returns c.Minter's function for the data directory's key.
+func (c *Config) tokenMinter() (func(Claims) (string, error), error) {
+	if c.Minter == nil {
+		return nil, errors.New("bench: --data: no token minter configured")
 	}
-	cfg := &Config{Data: data, Auth: AuthConfig{Alg: alg}}
-	cfg.setDefaults()
-	tokens, _, err := openTokens(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return func(c auth.Claims) (string, error) {
-		tok, _, err := tokens.Issue(c, 2*time.Hour)
-		return tok, err
-	}, nil
+	return c.Minter(c.Data, c.Alg)
 }
 
 // premint mints the tokens of connections 0..n-1 once.
@@ -281,8 +293,8 @@ func (h *histogram) counts() []uint64 {
 	return out[:last+1]
 }
 
-// latencyStats summarises a histogram in milliseconds.
-type latencyStats struct {
+// LatencyStats summarises a histogram in milliseconds.
+type LatencyStats struct {
 	Count  uint64  `json:"count"`
 	MeanMs float64 `json:"mean_ms"`
 	P50Ms  float64 `json:"p50_ms"`
@@ -292,7 +304,7 @@ type latencyStats struct {
 }
 
 // summarize computes latency statistics from bucket counts.
-func summarize(counts []uint64) *latencyStats {
+func summarize(counts []uint64) *LatencyStats {
 	var total uint64
 	var sum float64
 	for i, n := range counts {
@@ -313,7 +325,7 @@ func summarize(counts []uint64) *latencyStats {
 		}
 		return 0
 	}
-	st := &latencyStats{Count: total, MeanMs: sum / float64(total) / 1e6, P50Ms: q(0.50), P99Ms: q(0.99), P999Ms: q(0.999)}
+	st := &LatencyStats{Count: total, MeanMs: sum / float64(total) / 1e6, P50Ms: q(0.50), P99Ms: q(0.99), P999Ms: q(0.999)}
 	for i := len(counts) - 1; i >= 0; i-- {
 		if counts[i] != 0 {
 			st.MaxMs = ms(histValue(i))

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package main
+package bench
 
 // rawConnector is Linux's blocking-socket connect path; elsewhere the
 // portable one is used.

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -13,10 +13,10 @@ import (
 	"time"
 )
 
-// serverStats is what the load generator measured of the server process:
+// ServerStats is what the load generator measured of the server process:
 // memory from /proc/PID/status and the server's /metrics, CPU time from
 // /proc/PID/stat.
-type serverStats struct {
+type ServerStats struct {
 	PID int `json:"pid,omitempty"`
 	// RSS before any connection was opened and once all were open.
 	RSSBeforeBytes  int64   `json:"rss_before_bytes,omitempty"`
@@ -80,8 +80,8 @@ func (p *serverProbe) end(context.Context) {
 }
 
 // stats derives the per-connection and per-delivery figures for r.
-func (p *serverProbe) stats(r *benchResult) *serverStats {
-	s := &serverStats{PID: p.pid, RSSBeforeBytes: p.rss0, RSSAfterBytes: p.rss1}
+func (p *serverProbe) stats(r *Result) *ServerStats {
+	s := &ServerStats{PID: p.pid, RSSBeforeBytes: p.rss0, RSSAfterBytes: p.rss1}
 	if p.heap0 > 0 && p.heap1 > 0 {
 		s.HeapBeforeBytes, s.HeapAfterBytes = p.heap0, p.heap1
 	}
@@ -113,7 +113,7 @@ func (p *serverProbe) stats(r *benchResult) *serverStats {
 			s.DeliveriesPerWriteSyscall = float64(r.Fanout.Deliveries) / float64(s.WriteSyscalls)
 		}
 	}
-	if *s == (serverStats{PID: p.pid}) {
+	if *s == (ServerStats{PID: p.pid}) {
 		return nil
 	}
 	return s

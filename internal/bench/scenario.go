@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -20,7 +20,7 @@ import (
 // benchRun is one process's share of a run: its connections live on a
 // RoleClient ws.Transport, so an idle connection costs no goroutine.
 type benchRun struct {
-	cfg *benchConfig // set once
+	cfg *Config      // set once
 	d   *benchDialer // set once
 	m   *meter       // set once
 	tr  *ws.Transport
@@ -217,7 +217,7 @@ func (bc *benchConn) ping(c *ws.Conn) {
 }
 
 // runScenario runs cfg.Scenario in this process.
-func runScenario(ctx context.Context, cfg *benchConfig, m *meter, hooks phaseHooks) (*benchResult, error) {
+func runScenario(ctx context.Context, cfg *Config, m *meter, hooks phaseHooks) (*Result, error) {
 	prefix := ""
 	if cfg.Child >= 0 {
 		prefix = "p" + strconv.Itoa(cfg.Child) + "-"
@@ -225,7 +225,7 @@ func runScenario(ctx context.Context, cfg *benchConfig, m *meter, hooks phaseHoo
 	tokens := fixedToken(cfg.Token)
 	if cfg.Scenario == "relay" {
 		var err error
-		if tokens, err = relayTokens(cfg.Data, cfg.Alg, prefix, cfg.Machines); err != nil {
+		if tokens, err = cfg.relayTokens(prefix); err != nil {
 			return nil, err
 		}
 		if tokens, err = premint(tokens, cfg.Machines+cfg.Conns); err != nil {
@@ -233,7 +233,7 @@ func runScenario(ctx context.Context, cfg *benchConfig, m *meter, hooks phaseHoo
 		}
 	} else if cfg.Data != "" {
 		var err error
-		if tokens, err = mintingTokens(cfg.Data, cfg.Alg, prefix); err != nil {
+		if tokens, err = cfg.mintingTokens(prefix); err != nil {
 			return nil, err
 		}
 		if cfg.Scenario == "connect" {
@@ -247,7 +247,7 @@ func runScenario(ctx context.Context, cfg *benchConfig, m *meter, hooks phaseHoo
 	if cfg.Child > 0 && len(cfg.Sources) > 1 {
 		r.d.next.Store(uint64(cfg.Child)) // children start on different sources
 	}
-	res := &benchResult{Scenario: cfg.Scenario, URL: cfg.u.String(), Conns: cfg.Conns, Procs: 1, Sources: len(cfg.Sources)}
+	res := &Result{Scenario: cfg.Scenario, URL: cfg.u.String(), Conns: cfg.Conns, Procs: 1, Sources: len(cfg.Sources)}
 	var err error
 	if cfg.Scenario == "connect" {
 		err = r.connect(ctx, hooks, res)
@@ -370,7 +370,7 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 // connect measures authenticated connects: cfg.Conns workers each dial,
 // upgrade, wait for the welcome and close, over and over. Connection
 // latency (dial to welcome) goes to the histogram.
-func (r *benchRun) connect(ctx context.Context, hooks phaseHooks, res *benchResult) error {
+func (r *benchRun) connect(ctx context.Context, hooks phaseHooks, res *Result) error {
 	// One token per worker: each worker's connections are sequential, so
 	// none replaces another of the same device.
 	if err := hooks.ready(); err != nil {
@@ -410,7 +410,7 @@ func (r *benchRun) connect(ctx context.Context, hooks phaseHooks, res *benchResu
 	n := connects.Load()
 	res.DurationS = elapsed.Seconds()
 	res.Opened = n
-	res.Connect = &connectResult{Connects: n, PerSec: float64(n) / elapsed.Seconds()}
+	res.Connect = &ConnectResult{Connects: n, PerSec: float64(n) / elapsed.Seconds()}
 	return nil
 }
 
@@ -450,7 +450,7 @@ func (r *benchRun) connectOnce(ctx context.Context, worker int) error {
 }
 
 // idle opens cfg.Conns connections and holds them for the duration.
-func (r *benchRun) idle(ctx context.Context, hooks phaseHooks, res *benchResult) error {
+func (r *benchRun) idle(ctx context.Context, hooks phaseHooks, res *Result) error {
 	kind := kindIdle
 	if r.cfg.Subscribe {
 		kind = kindSubscriber
@@ -476,7 +476,7 @@ func (r *benchRun) idle(ctx context.Context, hooks phaseHooks, res *benchResult)
 
 // rpc keeps cfg.Window sys.ping requests outstanding on each of cfg.Conns
 // connections for the duration.
-func (r *benchRun) rpc(ctx context.Context, hooks phaseHooks, res *benchResult) error {
+func (r *benchRun) rpc(ctx context.Context, hooks phaseHooks, res *Result) error {
 	conns, err := r.open(ctx, r.cfg.Conns, func(int) int { return kindPinger })
 	if err != nil {
 		return err
@@ -490,7 +490,7 @@ func (r *benchRun) rpc(ctx context.Context, hooks phaseHooks, res *benchResult) 
 	res.DurationS = elapsed.Seconds()
 	res.Opened = int64(len(conns))
 	n := r.pings.Load()
-	res.RPC = &rpcResult{Window: r.cfg.Window, Pings: n, PerSec: float64(n) / elapsed.Seconds()}
+	res.RPC = &RPCResult{Window: r.cfg.Window, Pings: n, PerSec: float64(n) / elapsed.Seconds()}
 	return nil
 }
 
@@ -534,7 +534,7 @@ func waitUntil(ctx context.Context, d time.Duration, cond func() bool) bool {
 // fanout subscribes cfg.Conns connections to cfg.Topic and publishes from
 // one more connection (in child 0 only, under --procs), each publication
 // carrying its send time.
-func (r *benchRun) fanout(ctx context.Context, hooks phaseHooks, res *benchResult) error {
+func (r *benchRun) fanout(ctx context.Context, hooks phaseHooks, res *Result) error {
 	n := r.cfg.Conns
 	hasPub := r.cfg.Child <= 0
 	total := n
@@ -603,7 +603,7 @@ func (r *benchRun) fanout(ctx context.Context, hooks phaseHooks, res *benchResul
 	cpu1, cpuErr1 := procCPU(os.Getpid())
 	hooks.done()
 
-	f := &fanoutResult{Subscribers: int64(len(subs)), Rate: r.cfg.Rate, Window: r.cfg.Window, SizeBytes: r.cfg.Size,
+	f := &FanoutResult{Subscribers: int64(len(subs)), Rate: r.cfg.Rate, Window: r.cfg.Window, SizeBytes: r.cfg.Size,
 		FinalOffset: final, SumStartOffset: sumStart}
 	for _, bc := range subs {
 		f.Deliveries += bc.recv.Load()

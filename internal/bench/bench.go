@@ -1,4 +1,13 @@
-package main
+// Package bench is the load generator behind 'junction bench': it speaks
+// Junction's protocol to a server on this machine (loopback addresses only)
+// and measures connects, idle memory, sys.ping round trips, fan-out and
+// relayed RPC calls, printing one JSON line (see BENCHMARKS.md).
+//
+// cmd/junction dispatches the command: ParseFlags reads its flags, the
+// command supplies the token Minter (the data directory's key), and Run
+// runs the scenario. With --procs, Run re-executes the running binary as
+// "EXE bench ARGS --child=i ...": the binary's bench command must lead here.
+package bench
 
 import (
 	"bufio"
@@ -19,8 +28,8 @@ import (
 	"time"
 )
 
-// benchConfig is the parsed command line of 'junction bench'.
-type benchConfig struct {
+// Config is the parsed command line of 'junction bench' (see ParseFlags).
+type Config struct {
 	URL       string
 	Scenario  string
 	Conns     int
@@ -42,6 +51,11 @@ type benchConfig struct {
 	ReadPause time.Duration // pause of the load client's read loops (ws.Config.ReadPause)
 	Child     int           // index of this child process, -1 when not a child
 
+	// Minter mints the connections' tokens with --data; the caller sets it
+	// before Run.
+	Minter Minter
+
+	args       []string // the command-line flags, passed on to the children of --procs
 	u          *url.URL // URL with the host checked to be loopback
 	target     string   // loopback IP:port to dial
 	metricsURL string   // the server's /metrics on the same address
@@ -49,15 +63,18 @@ type benchConfig struct {
 
 // Limits that keep every run bounded.
 const (
-	benchMaxConns       = 1_000_000
-	benchMaxDuration    = time.Hour
-	benchMaxRate        = 1_000_000
-	benchMaxProcs       = 64
-	benchConnsPerProc   = 19_000 // 20,000 open files per process, minus some
-	benchConnsPerSource = 28_000 // ephemeral ports per (source, target) pair
+	maxConns       = 1_000_000
+	maxDuration    = time.Hour
+	maxRate        = 1_000_000
+	maxProcs       = 64
+	connsPerProc   = 19_000 // 20,000 open files per process, minus some
+	connsPerSource = 28_000 // ephemeral ports per (source, target) pair
 )
 
-func parseBenchFlags(args []string, stderr io.Writer) (*benchConfig, error) {
+// ParseFlags parses and checks the flags of 'junction bench' (args without
+// the command name); usage and flag errors go to stderr. It refuses any URL
+// or source address that is not a loopback address.
+func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -83,7 +100,7 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	c := &benchConfig{}
+	c := &Config{args: args}
 	var sources string
 	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:7700/ws", "WebSocket URL of the server (loopback only)")
 	fs.StringVar(&c.Scenario, "scenario", "", "connect, idle, rpc, fanout or relay (required)")
@@ -156,18 +173,18 @@ Flags:
 		return nil, errors.New("bench: relay needs --data: it mints a machine and a caller identity of one user")
 	}
 	switch {
-	case c.Conns < 1 || c.Conns > benchMaxConns:
-		return nil, fmt.Errorf("bench: --conns %d: want 1 to %d", c.Conns, benchMaxConns)
-	case c.Duration < 100*time.Millisecond || c.Duration > benchMaxDuration:
-		return nil, fmt.Errorf("bench: --duration %s: want 100ms to %s", c.Duration, benchMaxDuration)
-	case c.Rate < 0 || c.Rate > benchMaxRate:
-		return nil, fmt.Errorf("bench: --rate %g: want 0 to %d", c.Rate, benchMaxRate)
+	case c.Conns < 1 || c.Conns > maxConns:
+		return nil, fmt.Errorf("bench: --conns %d: want 1 to %d", c.Conns, maxConns)
+	case c.Duration < 100*time.Millisecond || c.Duration > maxDuration:
+		return nil, fmt.Errorf("bench: --duration %s: want 100ms to %s", c.Duration, maxDuration)
+	case c.Rate < 0 || c.Rate > maxRate:
+		return nil, fmt.Errorf("bench: --rate %g: want 0 to %d", c.Rate, maxRate)
 	case c.Window < 0 || c.Window > 1<<16:
 		return nil, fmt.Errorf("bench: --window %d: want 1 to %d", c.Window, 1<<16)
 	case c.Size < 16 || c.Size > 60_000:
 		return nil, fmt.Errorf("bench: --size %d: want 16 to 60000", c.Size)
-	case c.Procs < 1 || c.Procs > benchMaxProcs:
-		return nil, fmt.Errorf("bench: --procs %d: want 1 to %d", c.Procs, benchMaxProcs)
+	case c.Procs < 1 || c.Procs > maxProcs:
+		return nil, fmt.Errorf("bench: --procs %d: want 1 to %d", c.Procs, maxProcs)
 	case c.Dialers < 1 || c.Dialers > 4096:
 		return nil, fmt.Errorf("bench: --dialers %d: want 1 to 4096", c.Dialers)
 	case c.Machines < 1 || c.Machines > 1024:
@@ -188,20 +205,20 @@ Flags:
 		}
 	}
 	if c.Scenario != "connect" {
-		if per := (c.Conns + c.Procs - 1) / c.Procs; per > benchConnsPerProc {
+		if per := (c.Conns + c.Procs - 1) / c.Procs; per > connsPerProc {
 			return nil, fmt.Errorf("bench: %d connections in one process exceed its open-file limit: use --procs %d or more",
-				per, (c.Conns+benchConnsPerProc-1)/benchConnsPerProc)
+				per, (c.Conns+connsPerProc-1)/connsPerProc)
 		}
-		if per := c.Conns / max(1, len(c.Sources)); per > benchConnsPerSource {
+		if per := c.Conns / max(1, len(c.Sources)); per > connsPerSource {
 			return nil, fmt.Errorf("bench: %d connections per source address exhaust its ephemeral ports: pass --sources with %d or more addresses (127.0.0.1,127.0.0.2,...)",
-				per, (c.Conns+benchConnsPerSource-1)/benchConnsPerSource)
+				per, (c.Conns+connsPerSource-1)/connsPerSource)
 		}
 	}
 	return c, nil
 }
 
-// benchResult is the JSON line 'junction bench' prints (see BENCHMARKS.md).
-type benchResult struct {
+// Result is the JSON line 'junction bench' prints (see BENCHMARKS.md).
+type Result struct {
 	Scenario    string         `json:"scenario"`
 	URL         string         `json:"url"`
 	Conns       int            `json:"conns"`
@@ -213,27 +230,30 @@ type benchResult struct {
 	ClosedEarly int64          `json:"closed_early"`
 	Errors      int64          `json:"errors"`
 	FirstError  string         `json:"first_error,omitempty"`
-	Connect     *connectResult `json:"connect,omitempty"`
-	RPC         *rpcResult     `json:"rpc,omitempty"`
-	Relay       *relayResult   `json:"relay,omitempty"`
-	Fanout      *fanoutResult  `json:"fanout,omitempty"`
-	Latency     *latencyStats  `json:"latency,omitempty"`
-	Server      *serverStats   `json:"server,omitempty"`
+	Connect     *ConnectResult `json:"connect,omitempty"`
+	RPC         *RPCResult     `json:"rpc,omitempty"`
+	Relay       *RelayResult   `json:"relay,omitempty"`
+	Fanout      *FanoutResult  `json:"fanout,omitempty"`
+	Latency     *LatencyStats  `json:"latency,omitempty"`
+	Server      *ServerStats   `json:"server,omitempty"`
 	Hist        []uint64       `json:"hist,omitempty"` // child processes only: latency buckets
 }
 
-type connectResult struct {
+// ConnectResult is the connect section of the result line.
+type ConnectResult struct {
 	Connects int64   `json:"connects"`
 	PerSec   float64 `json:"per_sec"`
 }
 
-type rpcResult struct {
+// RPCResult is the rpc section of the result line.
+type RPCResult struct {
 	Window int     `json:"window"`
 	Pings  int64   `json:"pings"`
 	PerSec float64 `json:"per_sec"`
 }
 
-type fanoutResult struct {
+// FanoutResult is the fanout section of the result line.
+type FanoutResult struct {
 	Subscribers        int64   `json:"subscribers"`
 	Rate               float64 `json:"rate"`
 	Window             int     `json:"window"`
@@ -255,22 +275,21 @@ type fanoutResult struct {
 	clientCPUSeconds       float64 // summed over the children before the division
 }
 
-// runBench implements 'junction bench'.
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := parseBenchFlags(args, stderr)
-	if err != nil {
-		return err
-	}
+// Run runs the scenario of cfg and writes its result to stdout: a few
+// human-readable lines unless --json, then the JSON line. Progress goes to
+// stderr when it is a terminal.
+func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	// Hard bound: setup, the measured phase, draining and teardown.
 	limit := cfg.Duration + 90*time.Second + time.Duration(cfg.Conns/cfg.Procs)*2*time.Millisecond
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 
-	var res *benchResult
+	var res *Result
+	var err error
 	if cfg.Procs > 1 {
-		res, err = runBenchProcs(ctx, cfg, args, stderr)
+		res, err = runProcs(ctx, cfg, stderr)
 	} else {
-		res, err = runBenchLocal(ctx, cfg, stderr)
+		res, err = runLocal(ctx, cfg, stderr)
 	}
 	if err != nil {
 		return err
@@ -300,9 +319,9 @@ type phaseHooks struct {
 	done func()
 }
 
-// runBenchLocal runs the scenario in this process; as a child of --procs it
+// runLocal runs the scenario in this process; as a child of --procs it
 // reports its phases on stdout and waits for the parent's go-ahead on stdin.
-func runBenchLocal(ctx context.Context, cfg *benchConfig, stderr io.Writer) (*benchResult, error) {
+func runLocal(ctx context.Context, cfg *Config, stderr io.Writer) (*Result, error) {
 	probe := &serverProbe{pid: cfg.ServerPID, metricsURL: cfg.metricsURL}
 	var hooks phaseHooks
 	if cfg.Child >= 0 {
@@ -346,10 +365,10 @@ func runBenchLocal(ctx context.Context, cfg *benchConfig, stderr io.Writer) (*be
 	return res, nil
 }
 
-// runBenchProcs re-executes this binary cfg.Procs times, each child with a
+// runProcs re-executes this binary cfg.Procs times, each child with a
 // share of the connections (child 0 also holds the fan-out publisher), steps
 // them through their phases together and aggregates their results.
-func runBenchProcs(ctx context.Context, cfg *benchConfig, args []string, stderr io.Writer) (*benchResult, error) {
+func runProcs(ctx context.Context, cfg *Config, stderr io.Writer) (*Result, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("bench: find executable: %w", err)
@@ -371,7 +390,7 @@ func runBenchProcs(ctx context.Context, cfg *benchConfig, args []string, stderr 
 		if i < cfg.Conns%cfg.Procs {
 			share++
 		}
-		cargs := append([]string{"bench"}, args...)
+		cargs := append([]string{"bench"}, cfg.args...)
 		cargs = append(cargs, "--procs=1", "--conns="+strconv.Itoa(max(share, 1)), "--child="+strconv.Itoa(i), "--server-pid=0", "--json")
 		cmd := exec.CommandContext(ctx, exe, cargs...)
 		cmd.Stderr = stderr
@@ -443,9 +462,9 @@ func runBenchProcs(ctx context.Context, cfg *benchConfig, args []string, stderr 
 	if err != nil {
 		return nil, err
 	}
-	results := make([]*benchResult, len(lines))
+	results := make([]*Result, len(lines))
 	for i, line := range lines {
-		results[i] = new(benchResult)
+		results[i] = new(Result)
 		if err := json.Unmarshal([]byte(line), results[i]); err != nil {
 			return nil, fmt.Errorf("bench: child %d result: %w", i, err)
 		}
@@ -459,8 +478,8 @@ func runBenchProcs(ctx context.Context, cfg *benchConfig, args []string, stderr 
 // mergeResults aggregates the results of child processes: counts and rates
 // add up (the children ran concurrently), latency histograms merge, and
 // fan-out losses are computed from the publisher's final offset.
-func mergeResults(cfg *benchConfig, rs []*benchResult) *benchResult {
-	out := &benchResult{Scenario: cfg.Scenario, URL: cfg.u.String(), Conns: cfg.Conns, Procs: len(rs), Sources: len(cfg.Sources)}
+func mergeResults(cfg *Config, rs []*Result) *Result {
+	out := &Result{Scenario: cfg.Scenario, URL: cfg.u.String(), Conns: cfg.Conns, Procs: len(rs), Sources: len(cfg.Sources)}
 	for _, r := range rs {
 		out.DurationS = max(out.DurationS, r.DurationS)
 		out.Opened += r.Opened
@@ -473,14 +492,14 @@ func mergeResults(cfg *benchConfig, rs []*benchResult) *benchResult {
 		out.Hist = mergeCounts(out.Hist, r.Hist)
 		if r.Connect != nil {
 			if out.Connect == nil {
-				out.Connect = &connectResult{}
+				out.Connect = &ConnectResult{}
 			}
 			out.Connect.Connects += r.Connect.Connects
 			out.Connect.PerSec += r.Connect.PerSec
 		}
 		if r.RPC != nil {
 			if out.RPC == nil {
-				out.RPC = &rpcResult{Window: r.RPC.Window}
+				out.RPC = &RPCResult{Window: r.RPC.Window}
 			}
 			out.RPC.Pings += r.RPC.Pings
 			out.RPC.PerSec += r.RPC.PerSec
@@ -488,7 +507,7 @@ func mergeResults(cfg *benchConfig, rs []*benchResult) *benchResult {
 		if rr := r.Relay; rr != nil {
 			o := out.Relay
 			if o == nil {
-				o = &relayResult{Machines: rr.Machines, Window: rr.Window}
+				o = &RelayResult{Machines: rr.Machines, Window: rr.Window}
 				out.Relay = o
 			}
 			o.Callers += rr.Callers
@@ -499,7 +518,7 @@ func mergeResults(cfg *benchConfig, rs []*benchResult) *benchResult {
 		if f := r.Fanout; f != nil {
 			o := out.Fanout
 			if o == nil {
-				o = &fanoutResult{Rate: f.Rate, Window: f.Window, SizeBytes: f.SizeBytes}
+				o = &FanoutResult{Rate: f.Rate, Window: f.Window, SizeBytes: f.SizeBytes}
 				out.Fanout = o
 			}
 			o.Subscribers += f.Subscribers
@@ -529,7 +548,7 @@ func mergeResults(cfg *benchConfig, rs []*benchResult) *benchResult {
 }
 
 // printSummary writes a few human-readable lines before the JSON line.
-func printSummary(w io.Writer, r *benchResult) {
+func printSummary(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "%s: %d connections opened (%d dial errors, %d closed early), %d errors, %.1fs measured\n",
 		r.Scenario, r.Opened, r.DialErrors, r.ClosedEarly, r.Errors, r.DurationS)
 	if r.FirstError != "" {

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/ws"
 	"github.com/junctionhq/junction/protocol"
 )
@@ -28,8 +27,8 @@ const relayMethod = "bench.echo"
 // relayParams are the params of every relayed call (echoed as its result).
 const relayParams = `{"cmd":"echo","n":42}`
 
-// relayResult is the relay section of the result line.
-type relayResult struct {
+// RelayResult is the relay section of the result line.
+type RelayResult struct {
 	Machines int     `json:"machines"`
 	Callers  int64   `json:"callers"`
 	Window   int     `json:"window"`
@@ -45,19 +44,19 @@ type relayResult struct {
 // key: connections 0..machines-1 are machines (kind machine, scope
 // rpc.serve), the rest are callers (kind phone, scopes read and write), all
 // of user bench-relay-<prefix>.
-func relayTokens(data, alg, prefix string, machines int) (tokenSource, error) {
-	mint, err := tokenMinter(data, alg)
+func (c *Config) relayTokens(prefix string) (tokenSource, error) {
+	mint, err := c.tokenMinter()
 	if err != nil {
 		return nil, err
 	}
-	user := "bench-relay-" + prefix
+	user, machines := "bench-relay-"+prefix, c.Machines
 	return func(i int) (string, error) {
-		c := auth.Claims{UserID: user, DeviceID: relayCallerDevice(prefix, i-machines), Kind: "phone",
-			Scopes: []string{auth.ScopeRead, auth.ScopeWrite}}
+		cl := Claims{User: user, Device: relayCallerDevice(prefix, i-machines), Kind: "phone",
+			Scopes: []string{scopeRead, scopeWrite}}
 		if i < machines {
-			c.DeviceID, c.Kind, c.Scopes = relayMachineDevice(prefix, i), "machine", []string{auth.ScopeRead, auth.ScopeRPCServe}
+			cl.Device, cl.Kind, cl.Scopes = relayMachineDevice(prefix, i), "machine", []string{scopeRead, scopeRPCServe}
 		}
-		return mint(c)
+		return mint(cl)
 	}, nil
 }
 
@@ -68,7 +67,7 @@ func relayCallerDevice(prefix string, i int) string { return "bench-" + prefix +
 
 // relay runs the scenario: machines register, callers call them for the
 // duration, then the calls in flight drain.
-func (r *benchRun) relay(ctx context.Context, hooks phaseHooks, res *benchResult) error {
+func (r *benchRun) relay(ctx context.Context, hooks phaseHooks, res *Result) error {
 	machines := r.cfg.Machines
 	conns, err := r.open(ctx, machines+r.cfg.Conns, func(i int) int {
 		if i < machines {
@@ -106,7 +105,7 @@ func (r *benchRun) relay(ctx context.Context, hooks phaseHooks, res *benchResult
 	n := r.calls.Load()
 	res.DurationS = elapsed.Seconds()
 	res.Opened = int64(len(conns))
-	rr := &relayResult{Machines: machines, Callers: int64(len(callers)), Window: r.cfg.Window, Calls: n,
+	rr := &RelayResult{Machines: machines, Callers: int64(len(callers)), Window: r.cfg.Window, Calls: n,
 		PerSec: float64(n) / elapsed.Seconds()}
 	if cpuErr == nil && cpuErr1 == nil {
 		rr.clientCPUSeconds = cpu1 - cpu0

@@ -1,0 +1,352 @@
+package account
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/junctionhq/junction/internal/auth"
+	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/internal/store"
+	"github.com/junctionhq/junction/protocol"
+)
+
+// An operation of the account API is defined once, in the op table (Ops),
+// and exposed twice: web mounts it as REST routes, and Register adds the
+// data operations to the hub's method table under the same name. Both
+// transports hand Exec the params as JSON; it decodes them into the same
+// params type, checks them the same way, shares idempotency records (a key
+// used on REST and repeated on the WebSocket answers the first result) and
+// returns the same JSON result.
+
+// Op is one operation of the table.
+type Op struct {
+	// Name is the WebSocket method and the idempotency fingerprint,
+	// "session.create".
+	Name string
+	// Scope is "" for a public operation (REST only: login, challenge,
+	// refresh, pairing; no principal), hub.ScopeAuthenticated, or the auth
+	// scope the principal needs.
+	Scope string
+	// Mutating operations honour idempotency keys.
+	Mutating bool
+	// WS operations are also WebSocket methods (Register).
+	WS bool
+	// Routes are the REST routes of the operation, with what the OpenAPI
+	// document says of them.
+	Routes []Route
+	// Params and Result are zero values of the params and result types
+	// (protocol types), for documentation generators.
+	Params, Result any
+
+	exec func(ctx context.Context, pr *auth.Principal, params json.RawMessage, idemKey string) (json.RawMessage, error)
+}
+
+// Route is one REST route of an operation. The REST adapter (web) builds
+// the params from the JSON body, the path values (PathParams), the query
+// (Query) and Fixed, then calls Op.Exec.
+type Route struct {
+	Method string // "POST"
+	Path   string // as registered: "/api/v1/sessions/{id}"
+	Status int    // success status
+	// OperationID, Summary and Tag describe the route in the OpenAPI
+	// document; Body and Result name its request and response schemas
+	// (Body "" for no body).
+	OperationID, Summary, Tag string
+	Body, Result              string
+	// BodyOptional accepts a request without a body (an empty object).
+	BodyOptional bool
+	// PathParams maps a path wildcard to the params member it fills.
+	PathParams map[string]string
+	// Query lists the query parameters the route reads.
+	Query []QueryParam
+	// Fixed are params members the route sets ("field": "metadata" on
+	// PUT .../metadata); a body may repeat them but not contradict them.
+	Fixed map[string]string
+}
+
+// QueryParam is a query parameter that fills a params member.
+type QueryParam struct {
+	Name     string // in the URL: "after_seq"
+	Member   string // in the params: "afterSeq"
+	Type     string // "string" or "integer" (non-negative)
+	Desc     string
+	Required bool
+}
+
+// Exec runs the operation for pr (nil for a public operation) with params
+// as JSON (decoded strictly: unknown members and wrong types are
+// bad_request naming the field). idemKey, when set and the operation
+// mutates, makes it run at most once per principal and key. The error is a
+// *protocol.Error (possibly inside an *auth.Failure, whose Reason the
+// caller counts), or a fault the caller logs and answers as internal.
+func (o *Op) Exec(ctx context.Context, pr *auth.Principal, params json.RawMessage, idemKey string) (json.RawMessage, error) {
+	return o.exec(ctx, pr, params, idemKey)
+}
+
+// define completes o with its params type P, its check and its run.
+func define[P any](s *Service, o Op, result any, check func(*P) error, run func(ctx context.Context, pr *auth.Principal, p *P) (any, error)) Op {
+	o.Params, o.Result = *new(P), result
+	name, mutating := o.Name, o.Mutating
+	o.exec = func(ctx context.Context, pr *auth.Principal, raw json.RawMessage, key string) (json.RawMessage, error) {
+		p := new(P)
+		if err := hub.DecodeParams(raw, p); err != nil {
+			return nil, err
+		}
+		if check != nil {
+			if err := check(p); err != nil {
+				return nil, err
+			}
+		}
+		call := func() (json.RawMessage, error) {
+			res, err := run(ctx, pr, p)
+			if err != nil {
+				return nil, err
+			}
+			return json.Marshal(res)
+		}
+		if key == "" || !mutating || pr == nil {
+			res, err := call()
+			return res, mapStoreErr(err)
+		}
+		res, err := s.once(ctx, pr, name, key, p, call)
+		return res, mapStoreErr(err)
+	}
+	return o
+}
+
+// Idempotency settings.
+const (
+	// IdempotencyHeader carries the REST idempotency key.
+	IdempotencyHeader = "Idempotency-Key"
+	// idemTTL is how long a finished record answers repeats.
+	idemTTL = 24 * time.Hour
+	// idemWait bounds how long a repeat waits for the first request to finish.
+	idemWait = 10 * time.Second
+	// idemStale is the age after which a record still pending is taken to
+	// belong to a request that died with its process.
+	idemStale  = time.Minute
+	maxIdemKey = 200
+)
+
+// idemRecord is the JSON stored as an idempotency record's body.
+type idemRecord struct {
+	Fingerprint string          `json:"fp"`
+	Result      json.RawMessage `json:"result,omitempty"`
+	Error       *protocol.Error `json:"error,omitempty"`
+}
+
+// once runs call at most once per (principal, key): the one place the
+// account operations meet idempotency. The fingerprint is the operation
+// name and its params, so the same key with other params is a conflict.
+func (s *Service) once(ctx context.Context, pr *auth.Principal, name, key string, params any, call func() (json.RawMessage, error)) (json.RawMessage, error) {
+	if len(key) > maxIdemKey {
+		return nil, protocol.FieldError("idempotencyKey", "over %d bytes", maxIdemKey)
+	}
+	raw, err := json.Marshal(params)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(append([]byte(name+"\x00"), raw...))
+	return s.idempotent(ctx, pr.Key(), key, hex.EncodeToString(sum[:16]), call)
+}
+
+// idempotent runs call at most once per (principal, key) within idemTTL,
+// across restarts: the outcome is stored in the store's idempotency records.
+// A repeat with another fingerprint (another operation or other params) is
+// refused with conflict. Errors worth retrying are not remembered.
+func (s *Service) idempotent(ctx context.Context, principal, key, fp string, call func() (json.RawMessage, error)) (json.RawMessage, error) {
+	db := s.deps.Store
+	var rec *store.IdemRecord
+	for attempt := 0; ; attempt++ {
+		r, fresh, err := db.IdemBegin(ctx, principal, key, idemTTL)
+		if err != nil {
+			return nil, err
+		}
+		if fresh {
+			break
+		}
+		r, err = s.idemAwait(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		if r.Done {
+			rec = r
+			break
+		}
+		// Still pending after idemStale: its request died; take over once.
+		if attempt > 0 {
+			return nil, &protocol.Error{Code: protocol.CodeConflict, Message: "a request with this idempotency key is still in progress", Retryable: true}
+		}
+		if err := db.IdemAbort(context.WithoutCancel(ctx), principal, key); err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrDuplicate) {
+			return nil, err
+		}
+	}
+	if rec != nil {
+		var stored idemRecord
+		if err := json.Unmarshal(rec.Body, &stored); err != nil {
+			return nil, err
+		}
+		if stored.Fingerprint != fp {
+			return nil, protocol.Errorf(protocol.CodeConflict, "this idempotency key was used for another request")
+		}
+		if stored.Error != nil {
+			return nil, stored.Error
+		}
+		return stored.Result, nil
+	}
+
+	res, err := call()
+	bg := context.WithoutCancel(ctx)
+	out := idemRecord{Fingerprint: fp, Result: res}
+	status := 200
+	if err != nil {
+		pe := protocol.AsError(err)
+		if pe.Retryable {
+			if aerr := db.IdemAbort(bg, principal, key); aerr != nil {
+				s.log.Warn("idempotency abort failed", "err", aerr)
+			}
+			return nil, err
+		}
+		out.Error, out.Result, status = pe, nil, httpStatus(pe.Code)
+	}
+	body, merr := json.Marshal(out)
+	if merr == nil {
+		merr = db.IdemFinish(bg, principal, key, status, body)
+	}
+	if merr != nil {
+		s.log.Warn("idempotency record not stored", "err", merr)
+	}
+	return res, err
+}
+
+// httpStatus is the status kept in a failed idempotency record's status
+// column (informative only: a repeat answers from the stored error, whose
+// status the REST edge maps again). The edge's mapping (web.Status) is the
+// one clients see.
+func httpStatus(code protocol.Code) int {
+	switch code {
+	case protocol.CodeBadRequest:
+		return 400
+	case protocol.CodeForbidden:
+		return 403
+	case protocol.CodeNotFound:
+		return 404
+	case protocol.CodeConflict:
+		return 409
+	case protocol.CodeTooLarge:
+		return 413
+	}
+	return 500
+}
+
+// idemAwait polls a pending record until it finishes, idemWait passes or it
+// turns out stale (then it is returned still pending).
+func (s *Service) idemAwait(ctx context.Context, r *store.IdemRecord) (*store.IdemRecord, error) {
+	deadline := time.Now().Add(idemWait)
+	delay := 5 * time.Millisecond
+	for !r.Done {
+		if time.Since(r.CreatedAt) > idemStale {
+			return r, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, &protocol.Error{Code: protocol.CodeConflict, Message: "a request with this idempotency key is still in progress", Retryable: true}
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, protocol.Errorf(protocol.CodeUnavailable, "request cancelled")
+		case <-t.C:
+		}
+		delay = min(delay*2, 200*time.Millisecond)
+		nr, err := s.deps.Store.Idem(ctx, r.Principal, r.Key)
+		if errors.Is(err, store.ErrNotFound) {
+			// Aborted (a retryable failure): report it like the first.
+			return nil, protocol.Errorf(protocol.CodeUnavailable, "the first request with this idempotency key failed; retry")
+		}
+		if err != nil {
+			return nil, err
+		}
+		r = nr
+	}
+	return r, nil
+}
+
+// mapStoreErr turns a store error into a protocol error; protocol errors
+// (also inside an *auth.Failure) and unknown faults (which become
+// "internal" at the edge) pass through unchanged.
+func mapStoreErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := errors.AsType[*protocol.Error](err); ok {
+		return err
+	}
+	if ce, ok := errors.AsType[*store.ConflictError](err); ok {
+		return protocol.Errorf(protocol.CodeConflict, "version mismatch: the current version is %d", ce.Current).
+			WithDetail("currentVersion", ce.Current).
+			WithDetail("value", base64.StdEncoding.EncodeToString(ce.Value))
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return protocol.Errorf(protocol.CodeNotFound, "not found")
+	case errors.Is(err, store.ErrTooLarge):
+		return protocol.Errorf(protocol.CodeTooLarge, "a value is over the size limit")
+	case errors.Is(err, store.ErrInvalid):
+		return protocol.Errorf(protocol.CodeBadRequest, "invalid argument")
+	case errors.Is(err, store.ErrRevoked):
+		return protocol.Errorf(protocol.CodeForbidden, "revoked")
+	case errors.Is(err, store.ErrDuplicate):
+		return protocol.Errorf(protocol.CodeConflict, "already exists")
+	case errors.Is(err, store.ErrExpired):
+		return protocol.Errorf(protocol.CodeBadRequest, "expired")
+	}
+	return err
+}
+
+// authFailure is a refused login, refresh or pairing: the client gets pe,
+// and the edge counts reason (an auth failure reason or a word such as
+// "refresh") in its authentication failure metric.
+func authFailure(reason string, pe *protocol.Error) error {
+	return &auth.Failure{Reason: reason, Err: pe}
+}
+
+// Decoding helpers shared by the params checks.
+
+// decodeB64 decodes a standard base64 field.
+func decodeB64(field, s string) ([]byte, error) {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, protocol.FieldError(field, "not standard base64")
+	}
+	return b, nil
+}
+
+func checkID(field, id string) error {
+	if id == "" {
+		return protocol.FieldError(field, "required")
+	}
+	if len(id) > 64 {
+		return protocol.FieldError(field, "over 64 bytes")
+	}
+	return nil
+}
+
+func checkLimit(limit int) error {
+	if limit < 0 || limit > store.MaxPageLimit {
+		return protocol.FieldError("limit", "want 0..%d", store.MaxPageLimit)
+	}
+	return nil
+}
+
+func nonNilSlice[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

@@ -1,0 +1,63 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// Owner lookups: which account owns a resource named only by its id. The
+// channel rules use them ("owner" of device:{id}, session:{id}, ...), where
+// the topic names the resource but not its account.
+
+// DeviceOwner returns the account owning device id, revoked or not, or ""
+// when there is no such device.
+func (db *DB) DeviceOwner(ctx context.Context, id string) (string, error) {
+	return db.owner(ctx, "devices", "device", id)
+}
+
+// SessionOwner returns the account owning session id, or "" when there is
+// no such session.
+func (db *DB) SessionOwner(ctx context.Context, id string) (string, error) {
+	return db.owner(ctx, sessionsTable.table, sessionsTable.kind, id)
+}
+
+// MachineOwner returns the account owning machine id, or "" when there is
+// no such machine.
+func (db *DB) MachineOwner(ctx context.Context, id string) (string, error) {
+	return db.owner(ctx, machinesTable.table, machinesTable.kind, id)
+}
+
+// ArtifactOwner returns the account owning artifact id, or "" when there is
+// no such artifact.
+func (db *DB) ArtifactOwner(ctx context.Context, id string) (string, error) {
+	return db.owner(ctx, artifactsTable.table, artifactsTable.kind, id)
+}
+
+func (db *DB) owner(ctx context.Context, table, kind, id string) (string, error) {
+	st, err := db.prepared(ctx, db.r, `SELECT account_id FROM `+table+` WHERE id = $1`)
+	if err != nil {
+		return "", fmt.Errorf("store: %s owner: %w", kind, err)
+	}
+	var account string
+	switch err := st.QueryRowContext(ctx, id).Scan(&account); {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("store: %s owner: %w", kind, err)
+	}
+	return account, nil
+}
+
+// DeviceRevoked reports whether account's device id has been revoked; a
+// device the store does not know is not revoked (tokens minted with
+// "junction token" name no stored device). It answers from DeviceStatus's
+// cache and implements auth.Revocations.
+func (db *DB) DeviceRevoked(ctx context.Context, account, id string) (bool, error) {
+	st, err := db.DeviceStatus(ctx, account, id)
+	if err != nil {
+		return false, err
+	}
+	return st == DeviceRevoked, nil
+}
