@@ -24,7 +24,8 @@ import (
 //     time.Time an RFC 3339 date-time;
 //   - a map is an object whose values follow the element's schema;
 //   - a type with a JSONSchemaEnum method lists its values; a member's tag
-//     can too (`schema:"enum=a|b"`), and set a minimum (`schema:"min=0"`).
+//     can too (`schema:"enum=a|b"`), and set a minimum (`schema:"min=0"`);
+//     a `doc:"..."` tag becomes the member's description.
 //
 // Named struct types become definitions referenced by name ("$ref" to the
 // set's prefix + name), so the documents name the types of this package.
@@ -90,6 +91,11 @@ func (s *SchemaSet) Of(t reflect.Type) map[string]any {
 	return s.body(t)
 }
 
+// Inline returns the schema of t itself, never a reference to it (the
+// types it refers to still are), for a caller that adapts it (a REST body
+// whose path members are not required).
+func (s *SchemaSet) Inline(t reflect.Type) map[string]any { return s.body(t) }
+
 func (s *SchemaSet) ref(name string) map[string]any {
 	return map[string]any{"$ref": s.prefix + name}
 }
@@ -97,7 +103,7 @@ func (s *SchemaSet) ref(name string) map[string]any {
 // freeName is t's Go name, prefixed by its package's name when another
 // type already holds it.
 func (s *SchemaSet) freeName(t reflect.Type) string {
-	name := sanitize(t.Name())
+	name := sanitize(goName(t.Name()))
 	if _, taken := s.defs[name]; !taken {
 		return name
 	}
@@ -110,6 +116,21 @@ func (s *SchemaSet) freeName(t reflect.Type) string {
 		}
 		name = strings.TrimRight(name, "0123456789") + strconv.Itoa(i)
 	}
+}
+
+// goName is a type's name with the package paths of its type arguments
+// left out and its brackets dropped: "ObjectList[a/b/protocol.Session]"
+// is "ObjectListSession".
+func goName(name string) string {
+	i := strings.IndexByte(name, '[')
+	if i < 0 {
+		return name
+	}
+	out := name[:i]
+	for _, arg := range strings.Split(strings.TrimSuffix(name[i+1:], "]"), ",") {
+		out += arg[strings.LastIndexByte(arg, '.')+1:]
+	}
+	return out
 }
 
 func sanitize(name string) string {
@@ -236,6 +257,9 @@ func (s *SchemaSet) members(t reflect.Type, props map[string]any, required *[]st
 		}
 		if object {
 			fs = map[string]any{"type": "object"}
+		}
+		if d := f.Tag.Get("doc"); d != "" {
+			fs = withKey(fs, "description", d)
 		}
 		switch ft.Kind() {
 		case reflect.Pointer, reflect.Slice, reflect.Map:

@@ -7,17 +7,17 @@ import (
 	"reflect"
 	"slices"
 
+	"github.com/junctionhq/junction/internal/account"
 	"github.com/junctionhq/junction/protocol"
 )
 
 // The wire contract's documents: the AsyncAPI document of the WebSocket
 // protocol, served at GET /api/v1/asyncapi.json, and the OpenAPI schemas
-// generated from the same protocol types (addWireSchemas).
+// generated from the same protocol types (apiSchemas).
 
-// wireSchemas are the OpenAPI schemas generated from protocol types, by the
-// names the operations use. A body type that moves into protocol plugs in
-// here under its schema's name, replacing the hand-written schema; the
-// types they refer to are added under their Go names.
+// wireSchemas are the schemas of the edge's own routes (apiOps), by the
+// names the operations use; the account operations bring their own
+// (apiSchemas).
 var wireSchemas = map[string]reflect.Type{
 	"Error":          reflect.TypeFor[protocol.ErrorBody](),
 	"Info":           reflect.TypeFor[protocol.ServerInfo](),
@@ -28,19 +28,64 @@ var wireSchemas = map[string]reflect.Type{
 	"History":        reflect.TypeFor[protocol.HistoryResult](),
 }
 
-// addWireSchemas adds the schemas of wireSchemas, and of the types they
-// refer to, to the OpenAPI schemas s.
-func addWireSchemas(s map[string]any) {
+// apiSchemas returns the OpenAPI schemas, by name: those of wireSchemas,
+// the account operations' bodies and results (their routes name them;
+// their types are the ops' Params and Result), and the types they refer
+// to under their Go names. A REST body is its operation's params type
+// without requiring the members the route fills from the path, the query
+// or Fixed (a body may repeat them, not contradict them).
+func apiSchemas(acct []account.Op) map[string]any {
 	set := protocol.NewSchemaSet("#/components/schemas/")
+	// The error object inside the Error body (whose Go name is Error too).
+	set.Define("ErrorObject", reflect.TypeFor[protocol.Error]())
 	for _, name := range slices.Sorted(maps.Keys(wireSchemas)) {
 		set.Define(name, wireSchemas[name])
 	}
+	bodies := map[string]map[string]any{}
+	for _, o := range acct {
+		for _, rt := range o.Routes {
+			if rt.Result != "" && o.Result != nil {
+				set.Define(rt.Result, reflect.TypeOf(o.Result))
+			}
+			if rt.Body == "" || o.Params == nil {
+				continue
+			}
+			filled := map[string]bool{}
+			for _, m := range rt.PathParams {
+				filled[m] = true
+			}
+			for m := range rt.Fixed {
+				filled[m] = true
+			}
+			for _, q := range rt.Query {
+				filled[q.Member] = true
+			}
+			body := set.Inline(reflect.TypeOf(o.Params))
+			if req, ok := body["required"].([]string); ok {
+				req = slices.DeleteFunc(slices.Clone(req), func(m string) bool { return filled[m] })
+				if len(req) == 0 {
+					delete(body, "required")
+				} else {
+					body["required"] = req
+				}
+			}
+			if prev, dup := bodies[rt.Body]; dup && !reflect.DeepEqual(prev, body) {
+				panic("web: openapi: body " + rt.Body + " has two different schemas")
+			}
+			bodies[rt.Body] = body
+		}
+	}
+	s := map[string]any{"Any": map[string]any{}}
 	for name, sch := range set.Defs() {
-		if _, dup := s[name]; dup {
-			panic("web: openapi: schema " + name + " is both generated and hand-written")
+		s[name] = sch
+	}
+	for name, sch := range bodies {
+		if prev, dup := s[name]; dup && !reflect.DeepEqual(prev, sch) {
+			panic("web: openapi: schema " + name + " is both a body and a type")
 		}
 		s[name] = sch
 	}
+	return s
 }
 
 // AsyncAPI returns the AsyncAPI 3.0 document of the WebSocket protocol as
