@@ -97,8 +97,10 @@ func TestContractDocuments(t *testing.T) {
 			t.Errorf("event %s: no message", e.Name)
 		}
 	}
-	if _, ok := doc.Components.Schemas["MachinePublication"]; !ok {
-		t.Error("components.schemas lacks MachinePublication")
+	for _, name := range []string{"MachinePublication", "UpdatePublication"} {
+		if _, ok := doc.Components.Schemas[name]; !ok {
+			t.Errorf("components.schemas lacks %s", name)
+		}
 	}
 }
 

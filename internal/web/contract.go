@@ -99,6 +99,9 @@ func (s *Server) AsyncAPI() (doc map[string]any, untyped []string) {
 			// The data of channel.message on user:{userId} when a machine
 			// goes online or offline.
 			"MachinePublication": reflect.TypeFor[protocol.MachinePublication](),
+			// The data of channel.message on user:{userId} for a change of
+			// the account's data.
+			"UpdatePublication": reflect.TypeFor[protocol.UpdatePublication](),
 		},
 	})
 }
