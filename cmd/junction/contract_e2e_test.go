@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -91,6 +92,20 @@ func TestContractDocuments(t *testing.T) {
 	}
 	for _, name := range untypedMethods(m) {
 		t.Errorf("method %s has no params or result type in the contract", name)
+	}
+	// ... and those types are the wire's: package protocol's (or any JSON).
+	for _, ms := range m.Hub.Contract() {
+		for _, typ := range []reflect.Type{ms.Params, ms.Result} {
+			if typ == nil || typ == reflect.TypeFor[json.RawMessage]() {
+				continue
+			}
+			for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice {
+				typ = typ.Elem()
+			}
+			if pkg := typ.PkgPath(); pkg != "github.com/junctionhq/junction/protocol" {
+				t.Errorf("method %s: type %v is not a protocol type", ms.Name, typ)
+			}
+		}
 	}
 	for _, e := range protocol.Events() {
 		if _, ok := doc.Components.Messages[protocol.EventMessage(e.Name)]; !ok {
