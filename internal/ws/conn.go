@@ -6,6 +6,8 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+
+	"github.com/junctionhq/junction/protocol"
 )
 
 // ErrClosed is returned by Send and SendText on a connection that is closing
@@ -156,7 +158,8 @@ func (c *Conn) Send(frame []byte) error {
 	if c.qframes+1 > c.t.cfg.MaxQueueFrames || c.qbytes+len(frame) > c.t.cfg.MaxQueueBytes {
 		c.drop = true
 		c.queue = clearFrames(c.queue)
-		sched := c.beginCloseLocked(CloseSlowConsumer, "slow consumer", c.closeFrame(CloseSlowConsumer, "slow consumer"))
+		d := protocol.DisconnectSlowConsumer
+		sched := c.beginCloseLocked(d.Code, d.Reason, c.closeFrame(d.Code, d.Reason))
 		sched = c.abortLocked() || sched
 		c.mu.Unlock()
 		c.t.slowConsumers.Add(1)
@@ -190,7 +193,7 @@ func (c *Conn) SendText(payload []byte) error {
 // It never blocks and is idempotent. OnClose follows, with code, on the
 // connection's loop goroutine.
 //
-// A close with 4108 (CloseSlowConsumer) does not wait: the close frame is
+// A close with 4108 (protocol.CloseSlowConsumer) does not wait: the close frame is
 // written after the queued frames only if the socket takes it at once
 // (otherwise the connection is reset), and the connection finishes as soon
 // as it is written.
@@ -201,7 +204,7 @@ func (c *Conn) Close(code int, reason string) {
 		return
 	}
 	sched := c.beginCloseLocked(code, reason, c.closeFrame(code, reason))
-	if code == CloseSlowConsumer {
+	if code == protocol.CloseSlowConsumer {
 		sched = c.abortLocked() || sched
 	}
 	c.mu.Unlock()
@@ -209,6 +212,9 @@ func (c *Conn) Close(code int, reason string) {
 		c.t.schedule(c)
 	}
 }
+
+// Disconnect is Close with d's code and reason.
+func (c *Conn) Disconnect(d protocol.Disconnect) { c.Close(d.Code, d.Reason) }
 
 // closeFrame returns a close frame for the connection's role.
 func (c *Conn) closeFrame(code int, reason string) []byte {
@@ -264,14 +270,14 @@ func (c *Conn) cut() {
 		_ = resetOnClose(int(c.fd))
 		c.releaseFD()
 	}
-	c.finish(CloseAbnormal, "cut", false)
+	c.finish(protocol.CloseAbnormal, "cut", false)
 }
 
 // onPeerClose handles the peer's close frame: the close is echoed with the
 // peer's code (RFC 6455 §5.5.1) and the connection finishes once the echo is
 // written. Called by the loop.
 func (c *Conn) onPeerClose(payload []byte) {
-	code, reason := CloseNoStatus, ""
+	code, reason := protocol.CloseNoStatus, ""
 	var echo []byte
 	if len(payload) >= 2 {
 		code = int(binary.BigEndian.Uint16(payload))
@@ -295,7 +301,7 @@ func (c *Conn) onPeerClose(payload []byte) {
 		c.flushFromLoop()
 	}
 	if c.closeSent.Load() {
-		c.finish(CloseAbnormal, "", true)
+		c.finish(protocol.CloseAbnormal, "", true)
 	}
 }
 
@@ -309,7 +315,7 @@ func (c *Conn) onCloseWritten(fromLoop bool) {
 		return
 	}
 	if c.peerClosed.Load() || c.abort.Load() {
-		c.finish(CloseAbnormal, "", fromLoop) // close(2) ends both directions
+		c.finish(protocol.CloseAbnormal, "", fromLoop) // close(2) ends both directions
 		return
 	}
 	if c.acquireFD() {
@@ -317,7 +323,7 @@ func (c *Conn) onCloseWritten(fromLoop bool) {
 		c.releaseFD()
 	}
 	if c.peerClosed.Load() {
-		c.finish(CloseAbnormal, "", fromLoop)
+		c.finish(protocol.CloseAbnormal, "", fromLoop)
 	}
 }
 

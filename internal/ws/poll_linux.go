@@ -14,6 +14,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/junctionhq/junction/protocol"
 )
 
 const (
@@ -129,7 +131,7 @@ func (l *loop) remove(c *Conn) {
 func (l *loop) armOut(c *Conn) {
 	if !c.acquireFD() {
 		// Closed meanwhile: finish has released (or will release) pending.
-		c.finish(CloseAbnormal, "closed", false)
+		c.finish(protocol.CloseAbnormal, "closed", false)
 		return
 	}
 	ev := event(c, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLOUT)
@@ -291,10 +293,10 @@ func (l *loop) read(c *Conn, now int64) {
 	case errors.Is(rerr, unix.EAGAIN), errors.Is(rerr, unix.EINTR):
 		return
 	case rerr != nil:
-		c.finish(CloseAbnormal, "read: "+rerr.Error(), true)
+		c.finish(protocol.CloseAbnormal, "read: "+rerr.Error(), true)
 		return
 	case n == 0:
-		c.finish(CloseAbnormal, "connection lost", true)
+		c.finish(protocol.CloseAbnormal, "connection lost", true)
 		return
 	}
 	c.lastRead.Store(now)

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/junctionhq/junction/protocol"
 )
 
 // fdWriter hands a bare descriptor to UpgradeWith, as the front door does.
@@ -98,12 +100,12 @@ func TestAttachFD(t *testing.T) {
 			t.Fatalf("echo %.20q, want %.20q", got, m)
 		}
 	}
-	c.Close(CloseNormal, "bye")
-	if code := cl.readClose(t); code != CloseNormal {
-		t.Fatalf("close code %d, want %d", code, CloseNormal)
+	c.Close(protocol.CloseNormal, "bye")
+	if code := cl.readClose(t); code != protocol.CloseNormal {
+		t.Fatalf("close code %d, want %d", code, protocol.CloseNormal)
 	}
-	if ev := h.waitClose(t); ev.code != CloseNormal {
-		t.Fatalf("OnClose code %d, want %d", ev.code, CloseNormal)
+	if ev := h.waitClose(t); ev.code != protocol.CloseNormal {
+		t.Fatalf("OnClose code %d, want %d", ev.code, protocol.CloseNormal)
 	}
 	if _, cut := cl.readCloseOrCut(t); !cut {
 		t.Fatal("a frame after the close handshake; want the socket closed")

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/junctionhq/junction/protocol"
 )
 
 // Config configures a Transport. The zero value of each field selects its
@@ -160,7 +162,7 @@ func (t *Transport) Close() error {
 			return
 		}
 		for _, c := range t.conns(nil) {
-			c.Close(CloseGoingAway, "going away")
+			c.Disconnect(protocol.DisconnectGoingAway)
 		}
 		deadline := time.Now().Add(t.cfg.WriteTimeout)
 		for t.open.Load() > 0 && time.Now().Before(deadline) {
@@ -168,7 +170,7 @@ func (t *Transport) Close() error {
 		}
 		// Cut what is left, including connections attached concurrently.
 		for _, c := range t.conns(nil) {
-			c.finish(CloseGoingAway, "going away", false)
+			c.finish(protocol.CloseGoingAway, protocol.DisconnectGoingAway.Reason, false)
 		}
 		// A writer or the heartbeat may be finishing a connection at the
 		// same moment (the cut above then skipped it): let it reach the loop.
@@ -409,12 +411,12 @@ func (t *Transport) attach(nc net.Conn, fd int, role Role, h Handler, opts Attac
 		// Transport.Close may have cut c meanwhile; finish is idempotent
 		// and counts c out once (OnClose follows, as after the shutdown
 		// check below).
-		c.finish(CloseAbnormal, "attach failed", false)
+		c.finish(protocol.CloseAbnormal, "attach failed", false)
 		return nil, fmt.Errorf("ws: attach: %w", err)
 	}
 	if t.shutdown.Load() {
 		// Close began while we registered; its sweep may have missed c.
-		c.finish(CloseGoingAway, "going away", false)
+		c.finish(protocol.CloseGoingAway, protocol.DisconnectGoingAway.Reason, false)
 		return nil, fmt.Errorf("ws: attach: %w", ErrClosed)
 	}
 	if opts.Preamble != nil && !opts.Corked {

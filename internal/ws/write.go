@@ -7,6 +7,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/junctionhq/junction/protocol"
 )
 
 const (
@@ -146,7 +148,7 @@ func (w *writer) flush(c *Conn) {
 			c.l.armOut(c)
 			return
 		default:
-			c.finish(CloseAbnormal, "write: "+err.Error(), w.onLoop)
+			c.finish(protocol.CloseAbnormal, "write: "+err.Error(), w.onLoop)
 			c.mu.Lock()
 			c.pending, c.pendOff = nil, 0
 			c.wstate = wIdle

@@ -17,6 +17,8 @@ import (
 
 	gws "github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+
+	"github.com/junctionhq/junction/protocol"
 )
 
 // closeEvent is one OnClose call.
@@ -296,13 +298,13 @@ func TestProtocolViolations(t *testing.T) {
 		mask  bool
 		want  int
 	}{
-		{name: "binary", frame: gws.NewBinaryFrame([]byte{1, 2, 3}), mask: true, want: CloseUnsupportedData},
-		{name: "too big", frame: gws.NewTextFrame(make([]byte, 2000)), mask: true, want: CloseTooBig},
-		{name: "unmasked", frame: gws.NewTextFrame([]byte("hi")), want: CloseProtocolError},
-		{name: "reserved bits", frame: gws.Frame{Header: gws.Header{Fin: true, Rsv: 4, OpCode: gws.OpText, Length: 2}, Payload: []byte("hi")}, mask: true, want: CloseProtocolError},
-		{name: "reserved opcode", frame: gws.Frame{Header: gws.Header{Fin: true, OpCode: 0x3, Length: 2}, Payload: []byte("hi")}, mask: true, want: CloseProtocolError},
-		{name: "long control", frame: gws.NewFrame(gws.OpPing, true, make([]byte, 126)), mask: true, want: CloseProtocolError},
-		{name: "bare continuation", frame: gws.NewFrame(gws.OpContinuation, true, []byte("x")), mask: true, want: CloseProtocolError},
+		{name: "binary", frame: gws.NewBinaryFrame([]byte{1, 2, 3}), mask: true, want: protocol.CloseUnsupportedData},
+		{name: "too big", frame: gws.NewTextFrame(make([]byte, 2000)), mask: true, want: protocol.CloseTooBig},
+		{name: "unmasked", frame: gws.NewTextFrame([]byte("hi")), want: protocol.CloseProtocolError},
+		{name: "reserved bits", frame: gws.Frame{Header: gws.Header{Fin: true, Rsv: 4, OpCode: gws.OpText, Length: 2}, Payload: []byte("hi")}, mask: true, want: protocol.CloseProtocolError},
+		{name: "reserved opcode", frame: gws.Frame{Header: gws.Header{Fin: true, OpCode: 0x3, Length: 2}, Payload: []byte("hi")}, mask: true, want: protocol.CloseProtocolError},
+		{name: "long control", frame: gws.NewFrame(gws.OpPing, true, make([]byte, 126)), mask: true, want: protocol.CloseProtocolError},
+		{name: "bare continuation", frame: gws.NewFrame(gws.OpContinuation, true, []byte("x")), mask: true, want: protocol.CloseProtocolError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -352,8 +354,8 @@ func TestAbruptClose(t *testing.T) {
 	c := dial(t, url)
 	h.waitConn(t)
 	c.Close()
-	if ev := h.waitClose(t); ev.code != CloseAbnormal {
-		t.Fatalf("OnClose got %d, want %d", ev.code, CloseAbnormal)
+	if ev := h.waitClose(t); ev.code != protocol.CloseAbnormal {
+		t.Fatalf("OnClose got %d, want %d", ev.code, protocol.CloseAbnormal)
 	}
 	waitFor(t, func() bool { return tr.Len() == 0 }, "Len() == 0")
 }
@@ -392,8 +394,8 @@ func TestHeartbeat(t *testing.T) {
 	deadConn := h.waitConn(t)
 
 	ev := h.waitClose(t)
-	if ev.code != CloseHeartbeatTimeout {
-		t.Fatalf("OnClose got %d %q, want %d", ev.code, ev.reason, CloseHeartbeatTimeout)
+	if ev.code != protocol.CloseHeartbeatTimeout {
+		t.Fatalf("OnClose got %d %q, want %d", ev.code, ev.reason, protocol.CloseHeartbeatTimeout)
 	}
 	if s := deadConn.state.Load(); s != stateClosed {
 		t.Fatalf("dead connection state %d, want closed", s)
@@ -448,13 +450,13 @@ func TestSlowConsumer(t *testing.T) {
 	}
 	// The slow client now reads: frames, then the close frame, or a reset
 	// when the close frame did not fit in the full socket.
-	if got, cut := slow.readCloseOrCut(t); !cut && got != CloseSlowConsumer {
-		t.Fatalf("slow client got close %d, want %d or a reset", got, CloseSlowConsumer)
+	if got, cut := slow.readCloseOrCut(t); !cut && got != protocol.CloseSlowConsumer {
+		t.Fatalf("slow client got close %d, want %d or a reset", got, protocol.CloseSlowConsumer)
 	}
-	if ev := h.waitClose(t); ev.code != CloseSlowConsumer {
-		t.Fatalf("OnClose got %d, want %d", ev.code, CloseSlowConsumer)
+	if ev := h.waitClose(t); ev.code != protocol.CloseSlowConsumer {
+		t.Fatalf("OnClose got %d, want %d", ev.code, protocol.CloseSlowConsumer)
 	}
-	fastConn.Close(CloseNormal, "done")
+	fastConn.Close(protocol.CloseNormal, "done")
 	if err := <-done; err == nil {
 		t.Fatalf("fast reader ended without error")
 	}
@@ -491,7 +493,7 @@ func TestSlowConsumerReleasedAtOnce(t *testing.T) {
 				}
 				time.Sleep(time.Millisecond)
 			}
-			c.Close(CloseSlowConsumer, "slow consumer")
+			c.Close(protocol.CloseSlowConsumer, "slow consumer")
 			return ErrQueueFull
 		}},
 	} {
@@ -507,8 +509,8 @@ func TestSlowConsumerReleasedAtOnce(t *testing.T) {
 			// Generous: the point is that it happens at all before the hour.
 			select {
 			case ev := <-h.closed:
-				if ev.code != CloseSlowConsumer {
-					t.Fatalf("OnClose got %d, want %d", ev.code, CloseSlowConsumer)
+				if ev.code != protocol.CloseSlowConsumer {
+					t.Fatalf("OnClose got %d, want %d", ev.code, protocol.CloseSlowConsumer)
 				}
 			case <-time.After(30 * time.Second):
 				t.Fatalf("OnClose not called: the slow consumer is held until WriteTimeout")
@@ -516,8 +518,8 @@ func TestSlowConsumerReleasedAtOnce(t *testing.T) {
 			if n := tr.Len(); n != 0 {
 				t.Fatalf("transport holds %d connections after OnClose, want 0", n)
 			}
-			if code, cut := slow.readCloseOrCut(t); !cut && code != CloseSlowConsumer {
-				t.Fatalf("slow client got close %d, want %d or a reset", code, CloseSlowConsumer)
+			if code, cut := slow.readCloseOrCut(t); !cut && code != protocol.CloseSlowConsumer {
+				t.Fatalf("slow client got close %d, want %d or a reset", code, protocol.CloseSlowConsumer)
 			}
 		})
 	}
@@ -551,20 +553,20 @@ func TestConnCloseTwice(t *testing.T) {
 	if err := sc.Send(PrepareText([]byte("before"))); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
-	sc.Close(CloseNormal, "bye")
-	sc.Close(CloseGoingAway, "again")
+	sc.Close(protocol.CloseNormal, "bye")
+	sc.Close(protocol.CloseGoingAway, "again")
 	if err := sc.Send(PrepareText([]byte("after"))); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Send after Close got %v, want ErrClosed", err)
 	}
 	if got := c.recv(t); got != "before" {
 		t.Fatalf("got %q, want %q", got, "before")
 	}
-	if got := c.readClose(t); got != CloseNormal {
-		t.Fatalf("client got close %d, want %d", got, CloseNormal)
+	if got := c.readClose(t); got != protocol.CloseNormal {
+		t.Fatalf("client got close %d, want %d", got, protocol.CloseNormal)
 	}
 	c.Close()
-	if ev := h.waitClose(t); ev.code != CloseNormal || ev.reason != "bye" {
-		t.Fatalf("OnClose got %d %q, want %d \"bye\"", ev.code, ev.reason, CloseNormal)
+	if ev := h.waitClose(t); ev.code != protocol.CloseNormal || ev.reason != "bye" {
+		t.Fatalf("OnClose got %d %q, want %d \"bye\"", ev.code, ev.reason, protocol.CloseNormal)
 	}
 	select {
 	case ev := <-h.closed:
@@ -602,13 +604,13 @@ func TestTransportClose(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 	for range n {
-		if ev := h.waitClose(t); ev.code != CloseGoingAway {
-			t.Fatalf("OnClose got %d, want %d", ev.code, CloseGoingAway)
+		if ev := h.waitClose(t); ev.code != protocol.CloseGoingAway {
+			t.Fatalf("OnClose got %d, want %d", ev.code, protocol.CloseGoingAway)
 		}
 	}
 	for i, c := range clients {
-		if got := c.readClose(t); got != CloseGoingAway {
-			t.Fatalf("client %d got close %d, want %d", i, got, CloseGoingAway)
+		if got := c.readClose(t); got != protocol.CloseGoingAway {
+			t.Fatalf("client %d got close %d, want %d", i, got, protocol.CloseGoingAway)
 		}
 		c.Close()
 	}
@@ -663,17 +665,17 @@ func TestRoleClientAttach(t *testing.T) {
 			t.Fatalf("no echo within 5s")
 		}
 	}
-	cc.Close(CloseNormal, "")
+	cc.Close(protocol.CloseNormal, "")
 	select {
 	case code := <-ch.closed:
-		if code != CloseNormal {
-			t.Fatalf("client OnClose got %d, want %d", code, CloseNormal)
+		if code != protocol.CloseNormal {
+			t.Fatalf("client OnClose got %d, want %d", code, protocol.CloseNormal)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatalf("client OnClose not called")
 	}
-	if ev := sh.waitClose(t); ev.code != CloseNormal {
-		t.Fatalf("server OnClose got %d, want %d", ev.code, CloseNormal)
+	if ev := sh.waitClose(t); ev.code != protocol.CloseNormal {
+		t.Fatalf("server OnClose got %d, want %d", ev.code, protocol.CloseNormal)
 	}
 }
 
@@ -740,8 +742,8 @@ func TestSendBatch(t *testing.T) {
 	if err := slow.SendBatch(&b, big); !errors.Is(err, ErrClosed) {
 		t.Fatalf("SendBatch after overflow got %v, want ErrClosed", err)
 	}
-	if ev := h.waitClose(t); ev.code != CloseSlowConsumer {
-		t.Fatalf("close code %d, want %d", ev.code, CloseSlowConsumer)
+	if ev := h.waitClose(t); ev.code != protocol.CloseSlowConsumer {
+		t.Fatalf("close code %d, want %d", ev.code, protocol.CloseSlowConsumer)
 	}
 }
 
