@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/junctionhq/junction/protocol"
 )
@@ -31,8 +32,8 @@ const (
 )
 
 // Handler receives a connection's inbound events. Both methods run on the
-// connection's loop goroutine, serially per connection; no OnMessage follows
-// OnClose.
+// goroutine that reads the connection (its epoll loop, or its own reader
+// with Portable), serially per connection; no OnMessage follows OnClose.
 type Handler interface {
 	// OnMessage is called with each complete text message, in order. payload
 	// is valid only during the call (it may point into a shared read
@@ -91,9 +92,10 @@ type Conn struct {
 
 	closeReason string // guarded by mu: set when the close begins
 
-	l  *loop    // set once at construction
-	nc net.Conn // set once at construction: the descriptor's owner, or nil when it is bare (AttachFD)
-	h  Handler  // set once at construction
+	l  *loop     // set once at construction (Epoll)
+	pc *portConn // set once at construction (Portable): the writer's wake-up and the OnClose hand-off
+	nc net.Conn  // set once at construction: the descriptor's owner, or nil when it is bare (AttachFD)
+	h  Handler   // set once at construction
 	// fd is the socket, used under a reference (see sock.go); fdRefs counts
 	// them. Both are set at construction.
 	fd     int32
@@ -252,6 +254,13 @@ func (c *Conn) beginCloseLocked(code int, reason string, frame []byte) bool {
 // reads; it reports whether the caller must schedule the connection.
 func (c *Conn) abortLocked() bool {
 	c.abort.Store(true)
+	if c.pc != nil {
+		// A portable writer blocked on the full socket gives up now (and
+		// sees abort); set under mu, so a writer that already saw abort
+		// set its own short deadline after this one.
+		_ = c.nc.SetWriteDeadline(time.Now())
+		return false
+	}
 	if c.wstate == wWaitOut {
 		// The loop owns pending while wWaitOut; under mu it passes to the
 		// writer. A later EPOLLOUT finds wstate != wWaitOut and does nothing.
@@ -266,7 +275,9 @@ func (c *Conn) abortLocked() bool {
 // its close frame does not fit in the socket. Called by the writer holding
 // c.
 func (c *Conn) cut() {
-	if c.acquireFD() {
+	if c.pc != nil {
+		resetConn(c.nc)
+	} else if c.acquireFD() {
 		_ = resetOnClose(int(c.fd))
 		c.releaseFD()
 	}
@@ -318,7 +329,9 @@ func (c *Conn) onCloseWritten(fromLoop bool) {
 		c.finish(protocol.CloseAbnormal, "", fromLoop) // close(2) ends both directions
 		return
 	}
-	if c.acquireFD() {
+	if c.pc != nil {
+		closeWrite(c.nc)
+	} else if c.acquireFD() {
 		_ = shutdownWrite(int(c.fd))
 		c.releaseFD()
 	}
@@ -328,7 +341,8 @@ func (c *Conn) onCloseWritten(fromLoop bool) {
 }
 
 // finish tears the connection down: it leaves its loop, the socket is
-// closed, queued frames are released and OnClose is handed to the loop. If
+// closed, queued frames are released and OnClose is handed to the loop (the
+// reader, with Portable). If
 // a close was in progress, OnClose reports its code; otherwise code and
 // reason (1006 for an abrupt end). It is idempotent. fromLoop says the
 // caller is the connection's loop goroutine, which then need not be woken.
@@ -353,6 +367,10 @@ func (c *Conn) finish(code int, reason string, fromLoop bool) {
 	}
 	c.mu.Unlock()
 
+	if c.pc != nil {
+		c.finishPortable(code, reason)
+		return
+	}
 	c.l.remove(c)
 	c.shutFD()
 	c.t.open.Add(-1)
@@ -442,4 +460,97 @@ func (b *Batch) Flush() {
 	b.t.scheduleMany(b.ready)
 	clear(b.ready)
 	b.ready = b.ready[:0]
+}
+
+// process feeds data read from the connection to its parser and acts on
+// what it yields. Called by the goroutine that reads the connection (its
+// epoll loop, or its portable reader).
+func (c *Conn) process(data []byte) {
+	err := c.p.feed(data, func(op byte, payload []byte) bool {
+		switch c.state.Load() {
+		case stateClosed:
+			return false
+		case stateClosing:
+			// Only the peer's close frame matters now.
+			if op == opClose {
+				c.onPeerClose(payload)
+			}
+			return true
+		}
+		switch op {
+		case opText:
+			c.h.OnMessage(c, payload)
+		case opPing:
+			var pong []byte
+			if c.role == RoleClient {
+				pong = prepareMasked(opPong, payload)
+			} else {
+				pong = PrepareFrame(opPong, payload)
+			}
+			_ = c.Send(pong)
+		case opClose:
+			c.onPeerClose(payload)
+		}
+		return true
+	})
+	var ce *closeError
+	if errors.As(err, &ce) {
+		// The parser cannot find the peer's close frame after a violation,
+		// so the close does not wait for it: the connection finishes once
+		// our close frame is written.
+		c.peerClosed.Store(true)
+		c.Close(ce.code, ce.reason)
+	}
+}
+
+// advance drops the n bytes just written from c.pending and returns how
+// many frames were completed. Called by the writer holding c.
+func (c *Conn) advance(n int) (done int) {
+	p := c.pending
+	off := c.pendOff
+	i := 0
+	for i < len(p) && n > 0 {
+		rem := len(p[i]) - off
+		if n < rem {
+			off += n
+			break
+		}
+		n -= rem
+		off = 0
+		i++
+	}
+	if i > 0 {
+		k := copy(p, p[i:])
+		clear(p[k:])
+		c.pending = p[:k]
+	}
+	c.pendOff = off
+	return i
+}
+
+// dropLocked discards the frames that are pending but not yet started: only
+// a partially written frame is kept, so the close frame that follows in
+// queue starts on a frame boundary. Called with mu held by the writer
+// holding c.
+func (c *Conn) dropLocked() {
+	c.drop = false
+	if c.pendOff > 0 && len(c.pending) > 0 {
+		clear(c.pending[1:])
+		c.pending = c.pending[:1]
+	} else {
+		c.pending = clearFrames(c.pending)
+		c.pendOff = 0
+	}
+	c.qbytes, c.qframes = 0, 0
+	for i, f := range c.pending {
+		if i == 0 {
+			f = f[c.pendOff:]
+		}
+		c.qbytes += len(f)
+		c.qframes++
+	}
+	for _, f := range c.queue {
+		c.qbytes += len(f)
+		c.qframes++
+	}
 }
