@@ -26,8 +26,15 @@ const (
 	// RoleServer reads masked frames from clients (an unmasked client frame
 	// closes the connection with 1002) and writes unmasked frames.
 	RoleServer Role = iota
-	// RoleClient reads unmasked frames and writes masked frames. It is used
-	// by the load generator (junction bench).
+	// RoleClient reads unmasked frames and writes masked frames.
+	//
+	// Only the load generator (junction bench) uses it, and it stays for
+	// that: the load client shares the machine with the server it
+	// measures, so it must be as cheap per connection as the server (no
+	// goroutine or buffer per idle connection, one writev per batch, the
+	// same parser); a goroutine-per-connection client would spend the
+	// cores the server is being measured on. It costs the server nothing
+	// but a role check on rare paths (close, pong, SendText).
 	RoleClient
 )
 
@@ -120,8 +127,13 @@ type Conn struct {
 // Handler returns the connection's handler.
 func (c *Conn) Handler() Handler { return c.h }
 
-// SetValue stores the owner's per-connection value (the hub stores its
-// connection there).
+// SetValue stores the owner's per-connection value.
+//
+// Only the load generator uses it (AttachOptions.Value): one Handler serves
+// its tens of thousands of connections and finds each one's state here.
+// The hub does not need it (its connection is the Handler). It could go if
+// the load generator gave each connection a Handler of its own; the field
+// costs 8 bytes within the Conn's size class.
 func (c *Conn) SetValue(v any) { c.value.Store(&v) }
 
 // Value returns the value stored with SetValue, or nil.

@@ -54,7 +54,8 @@ func PrepareFrame(op byte, payload []byte) []byte {
 }
 
 // prepareMasked returns a complete masked frame with a fresh random mask, as
-// RFC 6455 §5.3 requires of every frame a client sends.
+// RFC 6455 §5.3 requires of every frame a client sends (RoleClient, the load
+// generator's: see there why it stays).
 func prepareMasked(op byte, payload []byte) []byte {
 	var mask [4]byte
 	binary.LittleEndian.PutUint32(mask[:], rand.Uint32())

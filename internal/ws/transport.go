@@ -89,8 +89,13 @@ type Config struct {
 	// fewer events than it can take, before it waits again: sockets that
 	// become readable meanwhile are then read in one pass, and whoever
 	// writes to them does not wake the loop for every write. Every read is
-	// delayed by up to ReadPause. For load generators reading many busy
-	// connections (junction bench); default 0, reading at once. Epoll only.
+	// delayed by up to ReadPause. Default 0, reading at once. Epoll only.
+	//
+	// Only the load generator (junction bench) sets it, and it stays for
+	// that: reading many busy connections, its loops would otherwise wake
+	// for every frame, and a load client that spends more CPU per frame
+	// than the server it shares the cores with measures itself. The server
+	// pays one comparison per loop wake-up.
 	ReadPause time.Duration
 }
 
@@ -381,7 +386,8 @@ type FDHijacker interface {
 
 // AttachOptions are the optional settings of AttachWith.
 type AttachOptions struct {
-	// Value is stored as the connection's Value before it is registered.
+	// Value is stored as the connection's Value before it is registered
+	// (the load generator's; see Conn.SetValue).
 	Value any
 	// Buffered holds bytes already read from the connection after the
 	// handshake (for example what the *bufio.Reader returned by gobwas/ws's

@@ -562,6 +562,31 @@ func TestSlowConsumerReleasedAtOnce(t *testing.T) {
 	})
 }
 
+// TestWriteTimeout: a connection whose socket stays full for WriteTimeout
+// (the peer reads nothing, the queue is within its bounds) is cut: OnClose
+// reports 1006 "write timeout" and the transport forgets it.
+func TestWriteTimeout(t *testing.T) {
+	eachKind(t, func(t *testing.T, kind Kind) {
+		h := newTestHandler(false)
+		tr, url := startServer(t, Config{Kind: kind, MaxQueueBytes: 64 << 20, WriteTimeout: 200 * time.Millisecond, PingInterval: -1}, h)
+		_ = dial(t, url) // never reads
+		c := h.waitConn(t)
+		// 32 MiB: more than loopback's socket buffers hold on both sides,
+		// less than the queue bounds.
+		frame := PrepareText(make([]byte, 64<<10))
+		for i := range 512 {
+			if err := c.Send(frame); err != nil {
+				t.Fatalf("Send %d: %v", i, err)
+			}
+		}
+		ev := h.waitClose(t)
+		if ev.code != protocol.CloseAbnormal || ev.reason != "write timeout" {
+			t.Fatalf("OnClose got %d %q, want %d \"write timeout\"", ev.code, ev.reason, protocol.CloseAbnormal)
+		}
+		waitFor(t, func() bool { return tr.Len() == 0 }, "Len() == 0")
+	})
+}
+
 func TestManyFramesInOrder(t *testing.T) {
 	eachKind(t, func(t *testing.T, kind Kind) {
 		const n = 10000
