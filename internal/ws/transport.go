@@ -55,8 +55,6 @@ func ParseKind(s string) (Kind, error) {
 // Config configures a Transport. The zero value of each field selects its
 // default.
 type Config struct {
-	// Kind selects the implementation. Default DefaultKind.
-	Kind Kind
 	// MaxMessageBytes limits an inbound message after its fragments are
 	// reassembled; a bigger message closes the connection with 1009.
 	// Default 64 KiB.
@@ -97,6 +95,8 @@ type Config struct {
 	// than the server it shares the cores with measures itself. The server
 	// pays one comparison per loop wake-up.
 	ReadPause time.Duration
+	// Kind selects the implementation. Default DefaultKind.
+	Kind Kind
 }
 
 func (c Config) withDefaults() Config {
@@ -137,7 +137,6 @@ func (c Config) withDefaults() Config {
 type Transport struct {
 	cfg   Config    // set once in New, defaults applied
 	start time.Time // set once in New: origin of the transport clock
-	pt    *portable // set once in New: the Portable transport's state; nil for Epoll
 
 	loops []*loop       // set once in Start (Epoll)
 	next  atomic.Uint32 // round-robin loop assignment
@@ -157,6 +156,9 @@ type Transport struct {
 
 	slowConsumers atomic.Int64 // connections closed with 4108
 
+	// pt is set once in New: the Portable transport's state, nil for Epoll.
+	// Next to readyMu, which schedule takes right after testing it.
+	pt        *portable
 	readyMu   sync.Mutex
 	readyCond sync.Cond // signalled when ready gains a connection or writers stop
 	ready     []*Conn   // guarded by readyMu: connections with frames to write
