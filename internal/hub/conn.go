@@ -128,6 +128,9 @@ func (c *Conn) Close(code int, reason string) {
 	}
 }
 
+// Disconnect closes the connection with d's code and reason.
+func (c *Conn) Disconnect(d protocol.Disconnect) { c.Close(d.Code, d.Reason) }
+
 // AfterClose registers fn to run once after the connection closed (other parts
 // of the hub use it to drop subscriptions and registrations). If the
 // connection is already closed fn runs at once.

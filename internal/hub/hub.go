@@ -337,7 +337,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("hub: shutdown drain: %w", ctx.Err())
 	}
-	h.eachConn(func(c *Conn) { c.Close(protocol.CloseRestart, protocol.CloseReason(protocol.CloseRestart)) })
+	h.eachConn(func(c *Conn) { c.Disconnect(protocol.DisconnectShutdown) })
 	if cerr := h.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
