@@ -91,6 +91,17 @@ func TestLoadConfig(t *testing.T) {
 				}
 			}},
 		{name: "negative store limit", args: []string{"--store-update-retention", "-5"}, wantErr: "store.update_retention -5: must not be negative"},
+		{name: "transport from env", env: []string{"JUNCTION_HUB_TRANSPORT=portable"}, check: func(t *testing.T, c *Config) {
+			if c.Hub.Transport != "portable" {
+				t.Errorf("got hub.transport %q, want portable", c.Hub.Transport)
+			}
+		}},
+		{name: "transport flag beats env", args: []string{"--hub-transport", "portable"}, env: []string{"JUNCTION_HUB_TRANSPORT=epoll"}, check: func(t *testing.T, c *Config) {
+			if c.Hub.Transport != "portable" {
+				t.Errorf("got hub.transport %q, want portable", c.Hub.Transport)
+			}
+		}},
+		{name: "bad transport", args: []string{"--hub-transport", "kqueue"}, wantErr: `hub: transport "kqueue": want "epoll" or "portable"`},
 		{name: "pprof beyond loopback", args: []string{"--pprof-addr", "0.0.0.0:6060"}, wantErr: "want a loopback HOST:PORT"},
 		{name: "missing file", args: []string{"--config", filepath.Join(dir, "none.yaml")}, wantErr: "read config"},
 		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected argument"},

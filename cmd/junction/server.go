@@ -194,7 +194,7 @@ func (m *Main) Open(ctx context.Context) error {
 		}
 		m.started = append(m.started, s)
 	}
-	m.Logger.Info("listening", "addr", m.ln.Addr().String(), "node", m.Hub.NodeID())
+	m.Logger.Info("listening", "addr", m.ln.Addr().String(), "node", m.Hub.NodeID(), "transport", m.Hub.Config().Transport)
 	return nil
 }
 

@@ -128,6 +128,9 @@ func (c *Conn) Close(code int, reason string) {
 	}
 }
 
+// Disconnect closes the connection with d's code and reason.
+func (c *Conn) Disconnect(d protocol.Disconnect) { c.Close(d.Code, d.Reason) }
+
 // AfterClose registers fn to run once after the connection closed (other parts
 // of the hub use it to drop subscriptions and registrations). If the
 // connection is already closed fn runs at once.
@@ -529,9 +532,11 @@ func (c *Conn) response(f *protocol.Frame) {
 	ch <- f
 }
 
+// closeLabel is the disconnects metric's code label: the codes of the
+// protocol's table and 1006 (no close frame); "other" for the rest, so a
+// peer cannot grow the label set.
 func closeLabel(code int) string {
-	switch code {
-	case 1000, 1001, 1002, 1003, 1006, 1008, 1009, 1011, 1012, 1013, 4001, 4003, 4009, 4102, 4108:
+	if _, ok := protocol.DisconnectFor(code); ok || code == protocol.CloseAbnormal {
 		return strconv.Itoa(code)
 	}
 	return "other"

@@ -44,6 +44,10 @@ type Config struct {
 	HeartbeatTimeout  time.Duration `yaml:"heartbeat_timeout" doc:"close a connection that does not answer a ping within this (default 10s)"`
 	// WriteTimeout closes a connection whose socket stays unwritable this long; default 10 s.
 	WriteTimeout time.Duration `yaml:"write_timeout" doc:"close a connection whose socket stays unwritable this long (default 10s)"`
+	// Transport selects the WebSocket transport (ws.Kind): "epoll", the
+	// default on Linux, or "portable" (a goroutine pair per connection),
+	// the only one elsewhere.
+	Transport string `yaml:"transport" doc:"WebSocket transport: epoll (Linux only, the default there) or portable (a reader and a writer goroutine per connection; the default elsewhere)"`
 	// MaxSubscriptions limits the channels one connection may join; default 1024.
 	MaxSubscriptions int `yaml:"max_subscriptions" doc:"channel subscriptions per connection (default 1024)"`
 	// MaxAsyncPerConn limits concurrent Async requests per connection; default 64.
@@ -95,6 +99,9 @@ func (c *Config) setDefaults() {
 	defd(&c.HeartbeatInterval, 30*time.Second)
 	defd(&c.HeartbeatTimeout, 10*time.Second)
 	defd(&c.WriteTimeout, 10*time.Second)
+	if c.Transport == "" {
+		c.Transport = string(ws.DefaultKind)
+	}
 	defd(&c.IdemTTL, 10*time.Minute)
 	defd(&c.TokenExpiryWarning, time.Minute)
 	defd(&c.ShutdownDrain, 10*time.Second)
@@ -113,6 +120,9 @@ func (c Config) Validate() error {
 		return errors.New("heartbeat_interval and heartbeat_timeout must not be negative")
 	case c.MaxSubscriptions < 0 || c.MaxAsyncPerConn < 0:
 		return errors.New("max_subscriptions and max_async_per_conn must not be negative")
+	}
+	if _, err := ws.ParseKind(c.Transport); err != nil {
+		return err
 	}
 	if err := c.RPC.validate(); err != nil {
 		return fmt.Errorf("rpc: %w", err)
@@ -238,6 +248,7 @@ func New(cfg Config, deps Deps) (*Hub, error) {
 	}
 	ping := cfg.HeartbeatInterval
 	h.transport = ws.New(ws.Config{
+		Kind:            ws.Kind(cfg.Transport),
 		MaxMessageBytes: cfg.MaxFrameBytes,
 		MaxQueueBytes:   cfg.MaxQueueBytes,
 		MaxQueueFrames:  cfg.MaxQueueFrames,
@@ -323,7 +334,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("hub: shutdown drain: %w", ctx.Err())
 	}
-	h.eachConn(func(c *Conn) { c.Close(protocol.CloseRestart, protocol.CloseReason(protocol.CloseRestart)) })
+	h.eachConn(func(c *Conn) { c.Disconnect(protocol.DisconnectShutdown) })
 	if cerr := h.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
