@@ -167,7 +167,7 @@ func (m *Main) Open(ctx context.Context) error {
 		m.Store.Close()
 		return err
 	}
-	m.Hub.Go(pruneLoop(m.Store, m.Logger))
+	m.Hub.Go(func(ctx context.Context) { m.Store.PruneEvery(ctx, store.PruneInterval, m.Logger) })
 	m.srv = &http.Server{
 		Handler:           m.Web,
 		ReadHeaderTimeout: 10 * time.Second,
