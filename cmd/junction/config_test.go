@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/store"
 )
 
@@ -158,7 +159,7 @@ func TestTokenCommand(t *testing.T) {
 	}
 	cfg := &Config{Data: dir}
 	cfg.setDefaults()
-	tokens, _, err := openTokens(cfg)
+	tokens, _, err := auth.LoadTokens(cfg.Data, tokenConfig(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +184,7 @@ func TestKeygenAndEdDSA(t *testing.T) {
 	if code := run(t.Context(), []string{"keygen", "--data", dir}, nil, &out, &errOut); code != 0 {
 		t.Fatalf("keygen exit %d: %s", code, errOut.String())
 	}
-	if st, err := os.Stat(filepath.Join(dir, edKeyFile)); err != nil || st.Mode().Perm() != 0o600 {
+	if st, err := os.Stat(filepath.Join(dir, auth.EdKeyFileName)); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("key file: %v %v, want mode 0600", st, err)
 	}
 	if code := run(t.Context(), []string{"keygen", "--data", dir}, nil, &out, &errOut); code == 0 {

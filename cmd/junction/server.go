@@ -88,7 +88,7 @@ func (m *Main) Open(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	tokens, created, err := openTokens(cfg)
+	tokens, created, err := auth.LoadTokens(cfg.Data, tokenConfig(cfg))
 	if err != nil {
 		return err
 	}
@@ -167,7 +167,7 @@ func (m *Main) Open(ctx context.Context) error {
 		m.Store.Close()
 		return err
 	}
-	m.Hub.Go(pruneLoop(m.Store, m.Logger))
+	m.Hub.Go(func(ctx context.Context) { m.Store.PruneEvery(ctx, store.PruneInterval, m.Logger) })
 	m.srv = &http.Server{
 		Handler:           m.Web,
 		ReadHeaderTimeout: 10 * time.Second,
