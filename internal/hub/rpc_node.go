@@ -120,7 +120,7 @@ func (r *rpcRelay) sendNode(ctx context.Context, node string, msg *nodeMsg) erro
 	if err != nil {
 		return err
 	}
-	return r.broker.SendToNode(ctx, node, b)
+	return r.dir.SendToNode(ctx, node, b)
 }
 
 // handleNodeMessage handles a node message; it runs on the broker's

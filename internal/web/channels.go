@@ -30,7 +30,8 @@ func (b *publishBody) Validate() error {
 	return nil
 }
 
-// serveChannelPublish publishes {"data": ...} and answers {epoch, offset}.
+// serveChannelPublish publishes {"data": ...} and answers {epoch, offset};
+// with an Idempotency-Key header, at most once per principal and key.
 func (s *Server) serveChannelPublish(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
 	var body publishBody
 	if err := DecodeJSON(r, &body); err != nil {
@@ -43,6 +44,21 @@ func (s *Server) serveChannelPublish(w http.ResponseWriter, r *http.Request, p *
 		return
 	}
 	info := &hub.ClientInfo{UserID: p.UserID, DeviceID: p.DeviceID, Kind: p.Kind}
+	if key := r.Header.Get(IdempotencyHeader); key != "" {
+		// The WebSocket's records and key space: a repeat answers the first
+		// {epoch, offset} and publishes nothing.
+		if len(key) > protocol.MaxIdemLength {
+			writeError(w, protocol.FieldError(IdempotencyHeader, "over %d bytes", protocol.MaxIdemLength))
+			return
+		}
+		res, err := s.deps.Hub.PublishIdempotent(r.Context(), p, key, r.PathValue("topic"), data, info)
+		if err != nil {
+			s.channelError(w, err)
+			return
+		}
+		writeRaw(w, http.StatusOK, res)
+		return
+	}
 	pos, err := s.deps.Hub.PublishAs(r.Context(), p, r.PathValue("topic"), data, info)
 	if err != nil {
 		s.channelError(w, err)
