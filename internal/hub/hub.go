@@ -264,7 +264,7 @@ func New(cfg Config, deps Deps) (*Hub, error) {
 	})
 	h.metrics = newMetrics(deps.Registerer, h)
 	h.reg.init()
-	h.idem = idempotency{records: deps.Broker.Records, ttl: cfg.IdemTTL, now: deps.Now, log: deps.Logger}
+	h.idem = idempotency{records: deps.Broker.Records, ttl: cfg.IdemTTL, now: deps.Now, log: deps.Logger, metrics: h.metrics.idem}
 	h.lastSeen.init(100_000)
 	h.expiry.init()
 	h.registerBuiltins()

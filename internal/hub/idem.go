@@ -66,6 +66,7 @@ type idempotency struct {
 	ttl     time.Duration    // set once in New
 	now     func() time.Time // set once in New
 	log     *slog.Logger     // set once in New
+	metrics idemMetrics      // set once in New
 	// waiting, when set (tests), is called as a repeat starts waiting for
 	// its in-flight first request.
 	waiting func(principal, key string)
@@ -103,9 +104,13 @@ func (ix *idempotency) do(ctx context.Context, principal, key, fp string, keepTi
 			return nil, fmt.Errorf("idempotency begin: %w", err)
 		}
 		if fresh {
+			if attempt > 0 {
+				ix.metrics.takeovers.Inc()
+			}
 			break
 		}
 		if !done {
+			ix.metrics.waited.Inc()
 			done, body, err = ix.await(ctx, principal, key, started)
 			if err != nil {
 				return nil, err
@@ -123,6 +128,7 @@ func (ix *idempotency) do(ctx context.Context, principal, key, fp string, keepTi
 		_ = ix.records.IdemAbort(context.WithoutCancel(ctx), principal, key)
 	}
 
+	ix.metrics.first.Inc()
 	res, err := run()
 	bg := context.WithoutCancel(ctx)
 	out := idemOutcome{Fingerprint: fp, Result: res}
@@ -153,8 +159,10 @@ func (ix *idempotency) replay(body []byte, fp string) (json.RawMessage, error) {
 		return nil, fmt.Errorf("idempotency record: %w", err)
 	}
 	if stored.Fingerprint != fp {
+		ix.metrics.conflicts.Inc()
 		return nil, protocol.Errorf(protocol.CodeConflict, "this idempotency key was used for another request")
 	}
+	ix.metrics.replayed.Inc()
 	if stored.Error != nil {
 		return nil, stored.Error
 	}

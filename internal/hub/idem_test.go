@@ -14,7 +14,7 @@ import (
 
 func newTestIdem(max int, ttl time.Duration, now func() time.Time) (*idempotency, *MemoryRecords) {
 	rec := NewMemoryRecords(max, now)
-	return &idempotency{records: rec, ttl: ttl, now: now, log: slog.New(slog.DiscardHandler)}, rec
+	return &idempotency{records: rec, ttl: ttl, now: now, log: slog.New(slog.DiscardHandler), metrics: newIdemMetrics(nil)}, rec
 }
 
 func TestIdempotency(t *testing.T) {
