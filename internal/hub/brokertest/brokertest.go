@@ -381,9 +381,6 @@ func Records(t *testing.T, newRecords func(t *testing.T) hub.IdemRecords) {
 		if _, _, _, _, err := r.IdemBegin(ctx, "p", "short", time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
-		if err := r.IdemFinish(ctx, "p", "short", []byte(`1`)); err != nil {
-			t.Fatal(err)
-		}
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			found, _, _, _, err := r.IdemLookup(ctx, "p", "short")
