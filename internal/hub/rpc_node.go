@@ -9,7 +9,7 @@ import (
 	"github.com/junctionhq/junction/protocol"
 )
 
-// Node messages of the RPC relay, carried by Broker.SendToNode between the
+// Node messages of the RPC relay, carried by Directory.SendToNode between the
 // node of a caller (the origin) and the node holding the target. Every
 // message is one JSON object:
 //

@@ -19,6 +19,10 @@ func (s *Server) channelRoutes() {
 	s.handle("GET /api/v1/channels/{topic}/history", s.requireScope(hub.ScopeAuthenticated, s.serveChannelHistory))
 }
 
+// maxPublishIdemKey bounds the publish's Idempotency-Key, as for the data
+// operations.
+const maxPublishIdemKey = 200
+
 type publishBody struct {
 	Data json.RawMessage `json:"data"`
 }
@@ -47,8 +51,8 @@ func (s *Server) serveChannelPublish(w http.ResponseWriter, r *http.Request, p *
 	if key := r.Header.Get(IdempotencyHeader); key != "" {
 		// The WebSocket's records and key space: a repeat answers the first
 		// {epoch, offset} and publishes nothing.
-		if len(key) > protocol.MaxIdemLength {
-			writeError(w, protocol.FieldError(IdempotencyHeader, "over %d bytes", protocol.MaxIdemLength))
+		if len(key) > maxPublishIdemKey {
+			writeError(w, protocol.FieldError("idempotencyKey", "over %d bytes", maxPublishIdemKey))
 			return
 		}
 		res, err := s.deps.Hub.PublishIdempotent(r.Context(), p, key, r.PathValue("topic"), data, info)

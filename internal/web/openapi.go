@@ -63,7 +63,7 @@ func apiOps() []apiOp {
 		{method: "GET", path: "/api/v1/updates", id: "updatesSince", summary: "The account's updates after a seq, or reset", tag: "Updates", scope: "read", status: 200, result: "Updates",
 			query: []apiParam{{"since", "integer", "the last seq the client has (0 for all)", true}, {"limit", "integer", "1..1000 (default 100)", false}}},
 
-		{method: "POST", path: "/api/v1/channels/{topic}/publish", id: "publish", summary: "Publish to a channel (the namespace's publish rules apply)", tag: "Channels", scope: "authenticated", body: "PublishRequest", status: 200, result: "Position"},
+		{method: "POST", path: "/api/v1/channels/{topic}/publish", id: "publish", summary: "Publish to a channel (the namespace's publish rules apply)", tag: "Channels", scope: "authenticated", body: "PublishRequest", status: 200, result: "Position", idem: true},
 		{method: "GET", path: "/api/v1/channels/{topic}/presence", id: "presence", summary: "Who is subscribed to a channel with presence", tag: "Channels", scope: "authenticated", status: 200, result: "Presence"},
 		{method: "GET", path: "/api/v1/channels/{topic}/history", id: "history", summary: "A channel's retained publications", tag: "Channels", scope: "authenticated", status: 200, result: "History",
 			query: []apiParam{{"since_epoch", "string", "with since_offset: publications after this position", false}, {"since_offset", "integer", "with since_epoch", false}, {"limit", "integer", "at most this many", false}}},
