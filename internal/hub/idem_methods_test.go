@@ -167,7 +167,9 @@ func TestChannelPublishIdemInFlight(t *testing.T) {
 	}
 	// A marker publication after: everything before it has been delivered.
 	mustCall(t, alice, "channel.publish", map[string]any{"topic": "held:1", "data": "end"}, nil)
-	rb.waitFor(t, "the marker", func() bool { return len(rb.msgs["held:1"]) > 0 && rb.msgs["held:1"][len(rb.msgs["held:1"])-1].Offset == 2 })
+	rb.waitFor(t, "the marker", func() bool {
+		return len(rb.msgs["held:1"]) > 0 && rb.msgs["held:1"][len(rb.msgs["held:1"])-1].Offset == 2
+	})
 	rb.mu.Lock()
 	defer rb.mu.Unlock()
 	if n := len(rb.msgs["held:1"]); n != 2 {
@@ -245,5 +247,34 @@ func TestRPCCallIdem(t *testing.T) {
 		if got, want := string(res), fmt.Sprintf(`{"params":{"x":1},"run":%d}`, i+2); got != want {
 			t.Fatalf("call without idem: got %s, want %s", got, want)
 		}
+	}
+}
+
+// TestIdempotentMethod: a method registered with Idempotent honours idem
+// through the same records: a repeat answers the first result without
+// running the handler, other params with the key are a conflict, and a
+// request without idem runs every time.
+func TestIdempotentMethod(t *testing.T) {
+	var runs atomic.Int32
+	ts := startHub(t, hub.Config{}, func(h *hub.Hub) {
+		h.Register(hub.Method{Name: "test.bump", Scope: hub.ScopeAuthenticated, Idempotent: true,
+			Handler: func(context.Context, *hub.Call) (any, error) { return map[string]int32{"n": runs.Add(1)}, nil }})
+	})
+	c := ts.dial(t, "alice/a1/read")
+	var a, b, d map[string]int
+	if err := callIdem(t, c, "test.bump", map[string]int{"x": 1}, "k", &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := callIdem(t, c, "test.bump", json.RawMessage(`{ "x": 1 }`), "k", &b); err != nil {
+		t.Fatal(err)
+	}
+	if a["n"] != 1 || b["n"] != 1 || runs.Load() != 1 {
+		t.Fatalf("got %v then %v after %d runs, want n=1 twice after 1 run", a, b, runs.Load())
+	}
+	if err := callIdem(t, c, "test.bump", map[string]int{"x": 2}, "k", nil); codeOf(err) != protocol.CodeConflict {
+		t.Fatalf("other params with the key: got %v, want conflict", err)
+	}
+	if err := callIdem(t, c, "test.bump", map[string]int{"x": 1}, "", &d); err != nil || d["n"] != 2 {
+		t.Fatalf("without idem: got %v, %v, want n=2", d, err)
 	}
 }
