@@ -131,12 +131,6 @@ type Broker struct {
 	Records   IdemRecords
 }
 
-// MemoryBroker returns b as a Broker serving streams, presence and the
-// directory; the hub adds memory idempotency records.
-func (b *MemoryBroker) Broker() Broker {
-	return Broker{Streams: b, Presence: b, Directory: b}
-}
-
 // parts returns the distinct non-nil parts of b the hub runs and closes.
 func (b Broker) parts() []any {
 	var out []any

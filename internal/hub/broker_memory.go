@@ -96,6 +96,12 @@ func NewMemoryBroker(nodeID string) *MemoryBroker {
 	return b
 }
 
+// Broker returns b as a Broker serving streams, presence and the
+// directory; the hub adds memory idempotency records unless Records is set.
+func (b *MemoryBroker) Broker() Broker {
+	return Broker{Streams: b, Presence: b, Directory: b}
+}
+
 // Deliver implements Streams.
 func (b *MemoryBroker) Deliver(ctx context.Context, h PublicationHandler) error {
 	if !b.handler.CompareAndSwap(nil, &pubHandlerBox{h}) {
