@@ -278,3 +278,55 @@ func TestIdempotentMethod(t *testing.T) {
 		t.Fatalf("without idem: got %v, %v, want n=2", d, err)
 	}
 }
+
+// TestRPCCallIdemAcrossReconnect: a call with idem is not ended when its
+// caller disconnects; the caller reconnects, repeats the key, waits for the
+// call in flight and gets its result; the target ran once.
+func TestRPCCallIdemAcrossReconnect(t *testing.T) {
+	ts := startHub(t, hub.Config{}, nil)
+	var runs atomic.Int32
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	machine := client.New(client.Options{URL: ts.url(), Token: "alice/mac/read,write," + auth.ScopeRPCServe})
+	if err := machine.Serve("job.run", func(ctx context.Context, req *client.RPCRequest) (any, error) {
+		n := runs.Add(1)
+		if n == 1 {
+			close(entered)
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err() // cancelled: the test fails on runs or the result
+			}
+		}
+		return map[string]int32{"run": n}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := machine.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = machine.Close() })
+	unhold := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unhold)
+
+	call := map[string]any{"target": map[string]string{"deviceId": "mac"}, "method": "job.run"}
+	first := ts.dial(t, "alice/p1/read,write")
+	go func() { _ = callIdem(t, first, "rpc.call", call, "r", nil) }()
+	<-entered
+	_ = first.Close() // the caller goes away mid-call
+
+	again := ts.dial(t, "alice/p1/read,write")
+	var res json.RawMessage
+	errc := make(chan error, 1)
+	go func() { errc <- callIdem(t, again, "rpc.call", call, "r", &res) }()
+	waitUntil(t, "the repeat to wait", func() bool { return ts.idemCount(t, "waited") == 1 })
+	unhold()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if string(res) != `{"run":1}` || runs.Load() != 1 {
+		t.Fatalf("got %s after %d runs, want the first run's result after 1", res, runs.Load())
+	}
+}
