@@ -117,8 +117,10 @@ func (m *Main) Open(ctx context.Context) error {
 	if cfg.Hub.NodeID == "" {
 		cfg.Hub.NodeID = hub.NewNodeID()
 	}
-	// One node: the in-memory broker. The hub runs and closes it.
-	m.Broker = hub.NewMemoryBroker(cfg.Hub.NodeID)
+	// One node: the in-memory broker (the hub runs and closes it), with the
+	// idempotency records in the store so that they survive a restart.
+	m.Broker = hub.NewMemoryBroker(cfg.Hub.NodeID).Broker()
+	m.Broker.Records = m.Store
 	m.Hub, err = hub.New(cfg.Hub, hub.Deps{Logger: m.Logger, Registerer: m.Registry, Authenticator: m.Auth,
 		DeviceSeen: deviceSeen(m.Store), Broker: m.Broker})
 	if err != nil {

@@ -419,9 +419,7 @@ func (c *Conn) handle(m *Method, f *protocol.Frame) {
 		err    error
 	)
 	if f.Idem != "" && m.Idempotent {
-		result, err = h.idem.do(h.ctx, call.Principal.Key(), f.Idem, func() (any, error) {
-			return h.invoke(m, call)
-		})
+		result, err = h.invokeIdempotent(m, call)
 	} else {
 		result, err = h.invoke(m, call)
 	}
@@ -450,6 +448,25 @@ func (h *Hub) invoke(m *Method, call *Call) (result any, err error) {
 		}
 	}()
 	return m.Handler(h.ctx, call)
+}
+
+// invokeIdempotent runs an Idempotent method's handler through the
+// idempotency records, its raw params (compacted) as the fingerprint.
+func (h *Hub) invokeIdempotent(m *Method, call *Call) (any, error) {
+	params := call.Params
+	if len(params) > 0 {
+		var err error
+		if params, err = protocol.Compact(params); err != nil {
+			return nil, protocol.Errorf(protocol.CodeBadRequest, "params: invalid JSON")
+		}
+	}
+	return h.idem.do(h.ctx, call.Principal.Key(), call.Idem, Fingerprint(m.Name, params), false, func() (json.RawMessage, error) {
+		res, err := h.invoke(m, call)
+		if err != nil {
+			return nil, err
+		}
+		return jsonMarshal(res)
+	})
 }
 
 // allow applies the connection's token-bucket rate limit.

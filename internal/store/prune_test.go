@@ -37,10 +37,10 @@ func TestPruneEvery(t *testing.T) {
 	clk := newClock()
 	eachBackend(t, Options{Now: clk.Now}, func(t *testing.T, db *DB) {
 		ctx := t.Context()
-		if _, _, err := db.IdemBegin(ctx, "p", "old", time.Minute); err != nil {
+		if _, _, _, _, err := db.IdemBegin(ctx, "p", "old", time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := db.IdemBegin(ctx, "p", "live", 3*time.Hour); err != nil {
+		if _, _, _, _, err := db.IdemBegin(ctx, "p", "live", 3*time.Hour); err != nil {
 			t.Fatal(err)
 		}
 		clk.Advance(2 * time.Hour)
@@ -59,8 +59,8 @@ func TestPruneEvery(t *testing.T) {
 		if got := attr(r, "idempotency").Int64(); got != 1 {
 			t.Fatalf("first prune removed %d idempotency records, want 1", got)
 		}
-		if _, err := db.Idem(ctx, "p", "live"); err != nil {
-			t.Fatalf("live idempotency record pruned: %v", err)
+		if found, _, _, _, err := db.IdemLookup(ctx, "p", "live"); err != nil || !found {
+			t.Fatalf("live idempotency record pruned: found %v, err %v", found, err)
 		}
 		cancel()
 		select {
