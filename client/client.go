@@ -36,7 +36,7 @@ type Options struct {
 	Header http.Header
 
 	// Reconnect makes the client reconnect automatically when a connection
-	// ends, unless its close code is terminal (see protocol.ReconnectAdvised).
+	// ends, unless its close code advises against it (see protocol.DisconnectFor).
 	// When it is off, the first disconnect closes the client.
 	Reconnect bool
 	// MinBackoff and MaxBackoff bound the delay between reconnect attempts

@@ -45,8 +45,8 @@
 // # Reconnecting
 //
 // With Options.Reconnect, a connection that ends is replaced after a
-// backoff with jitter, except when its close code is terminal
-// (protocol.ReconnectAdvised: 1000, 1008, 4000-4099 and a few others) or a
+// backoff with jitter, except when its close code advises against it
+// (protocol.DisconnectFor: 1000, 1008, 4000-4099 and a few others) or a
 // reconnect is refused with 401/403 and there is no TokenFunc; then the
 // client closes and Done is closed. After a server.shutdown event the
 // client waits the announced reconnectAfterMs plus jitter. Calls are not

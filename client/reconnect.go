@@ -72,19 +72,20 @@ func (c *Client) supervise(cn *conn) {
 
 // reconnectAdvised reports whether the way the connection ended allows a
 // reconnect: no close frame (a dropped connection, a silent server), or a
-// close code that advises it. After server.shutdown every code but the
-// terminal 4000-4099 allows it.
+// close code whose advice (protocol.DisconnectFor) is to reconnect. After
+// server.shutdown every code but the terminal 4000-4099 allows it.
 func (cn *conn) reconnectAdvised() bool {
-	code := cn.closeCode
-	switch {
-	case code == 0:
+	if cn.closeCode == 0 {
 		return true
-	case code >= 4000 && code <= 4099:
+	}
+	d, _ := protocol.DisconnectFor(cn.closeCode)
+	switch {
+	case d.Terminal():
 		return false
 	case cn.shutdownSeen:
 		return true
 	}
-	return protocol.ReconnectAdvised(code)
+	return d.Reconnect.Advised()
 }
 
 // terminal reports whether a failed reconnect must not be retried: the

@@ -2,8 +2,12 @@
 # The whole test suite, the README's test command and what CI runs:
 #   1. installs the servers the tests start (PostgreSQL, Redis) from Debian's
 #      packages when they are missing (scripts/test-deps.sh);
-#   2. runs every Go test with the race detector;
-#   3. runs each fuzz target briefly (FUZZTIME, default 10s each).
+#   2. builds the module for macOS and Windows (the server must run there, on
+#      the portable transport);
+#   3. runs every Go test with the race detector, then the end-to-end tests
+#      of ./cmd/junction again on the portable WebSocket transport (the first
+#      pass uses Linux's default, epoll);
+#   4. runs each fuzz target briefly (FUZZTIME, default 10s each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,8 +19,19 @@ export JUNCTION_REQUIRE_POSTGRES=1
 echo "== go vet"
 go vet ./...
 
+echo "== cross-builds: darwin, windows"
+GOOS=darwin go build ./...
+GOOS=windows go build ./...
+
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
+
+# The WebSocket end-to-end tests once more, on the other transport. The
+# client package's own tests run against a test server of their own, not
+# the transport, so only ./cmd/junction (which also drives the Go SDK
+# against the real server) runs twice.
+echo "== go test -race ./cmd/junction on the portable transport"
+JUNCTION_HUB_TRANSPORT=portable go test -race -count=1 -timeout 20m ./cmd/junction
 
 echo "== fuzz (${FUZZTIME:-10s} each)"
 # Every Fuzz* function in the module, found by name so new targets run too.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/store"
 )
 
@@ -91,6 +92,17 @@ func TestLoadConfig(t *testing.T) {
 				}
 			}},
 		{name: "negative store limit", args: []string{"--store-update-retention", "-5"}, wantErr: "store.update_retention -5: must not be negative"},
+		{name: "transport from env", env: []string{"JUNCTION_HUB_TRANSPORT=portable"}, check: func(t *testing.T, c *Config) {
+			if c.Hub.Transport != "portable" {
+				t.Errorf("got hub.transport %q, want portable", c.Hub.Transport)
+			}
+		}},
+		{name: "transport flag beats env", args: []string{"--hub-transport", "portable"}, env: []string{"JUNCTION_HUB_TRANSPORT=epoll"}, check: func(t *testing.T, c *Config) {
+			if c.Hub.Transport != "portable" {
+				t.Errorf("got hub.transport %q, want portable", c.Hub.Transport)
+			}
+		}},
+		{name: "bad transport", args: []string{"--hub-transport", "kqueue"}, wantErr: `hub: transport "kqueue": want "epoll" or "portable"`},
 		{name: "pprof beyond loopback", args: []string{"--pprof-addr", "0.0.0.0:6060"}, wantErr: "want a loopback HOST:PORT"},
 		{name: "missing file", args: []string{"--config", filepath.Join(dir, "none.yaml")}, wantErr: "read config"},
 		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected argument"},
@@ -147,7 +159,7 @@ func TestTokenCommand(t *testing.T) {
 	}
 	cfg := &Config{Data: dir}
 	cfg.setDefaults()
-	tokens, _, err := openTokens(cfg)
+	tokens, _, err := auth.LoadTokens(cfg.Data, tokenConfig(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +184,7 @@ func TestKeygenAndEdDSA(t *testing.T) {
 	if code := run(t.Context(), []string{"keygen", "--data", dir}, nil, &out, &errOut); code != 0 {
 		t.Fatalf("keygen exit %d: %s", code, errOut.String())
 	}
-	if st, err := os.Stat(filepath.Join(dir, edKeyFile)); err != nil || st.Mode().Perm() != 0o600 {
+	if st, err := os.Stat(filepath.Join(dir, auth.EdKeyFileName)); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("key file: %v %v, want mode 0600", st, err)
 	}
 	if code := run(t.Context(), []string{"keygen", "--data", dir}, nil, &out, &errOut); code == 0 {

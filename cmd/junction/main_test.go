@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -14,10 +15,13 @@ import (
 
 // startServer runs the whole server in-process on 127.0.0.1:0 with a fresh
 // data directory. configure, when non-nil, adjusts the configuration before
-// defaults apply; hooks, when non-nil, adjust Main before Open.
+// defaults apply; hooks, when non-nil, adjust Main before Open. The
+// WebSocket transport is the one JUNCTION_HUB_TRANSPORT names, as for the
+// binary (scripts/test.sh runs the end-to-end tests once per transport).
 func startServer(t *testing.T, configure func(*Config), hooks ...func(*Main)) *Main {
 	t.Helper()
 	cfg := &Config{Addr: "127.0.0.1:0", Data: t.TempDir(), LogLevel: "error"}
+	cfg.Hub.Transport = os.Getenv("JUNCTION_HUB_TRANSPORT")
 	if configure != nil {
 		configure(cfg)
 	}

@@ -58,34 +58,6 @@ func deviceSeen(db *store.DB) func(ctx context.Context, userID, deviceID string,
 	}
 }
 
-// pruneInterval is how often expired idempotency records, pairing codes and
-// refresh tokens are deleted.
-const pruneInterval = 10 * time.Minute
-
-// pruneLoop returns the hub-owned loop that prunes the store periodically.
-func pruneLoop(db *store.DB, log *slog.Logger) func(ctx context.Context) {
-	return func(ctx context.Context) {
-		t := time.NewTicker(pruneInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				st, err := db.Prune(ctx)
-				if err != nil {
-					if ctx.Err() == nil {
-						log.Warn("store prune failed", "err", err)
-					}
-					continue
-				}
-				log.Debug("store pruned", "updates", st.Updates, "idempotency", st.Idempotency,
-					"pairing_codes", st.PairingCodes, "refresh_tokens", st.RefreshTokens)
-			}
-		}
-	}
-}
-
 // runMigrate implements "junction migrate": it applies the migrations to the
 // configured database (--database, or SQLite in --data) and exits.
 func runMigrate(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {

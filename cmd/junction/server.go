@@ -88,7 +88,7 @@ func (m *Main) Open(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	tokens, created, err := openTokens(cfg)
+	tokens, created, err := auth.LoadTokens(cfg.Data, tokenConfig(cfg))
 	if err != nil {
 		return err
 	}
@@ -117,8 +117,10 @@ func (m *Main) Open(ctx context.Context) error {
 	if cfg.Hub.NodeID == "" {
 		cfg.Hub.NodeID = hub.NewNodeID()
 	}
-	// One node: the in-memory broker. The hub runs and closes it.
-	m.Broker = hub.NewMemoryBroker(cfg.Hub.NodeID)
+	// One node: the in-memory broker (the hub runs and closes it), with the
+	// idempotency records in the store so that they survive a restart.
+	m.Broker = hub.NewMemoryBroker(cfg.Hub.NodeID).Broker()
+	m.Broker.Records = m.Store
 	m.Hub, err = hub.New(cfg.Hub, hub.Deps{Logger: m.Logger, Registerer: m.Registry, Authenticator: m.Auth,
 		DeviceSeen: deviceSeen(m.Store), Broker: m.Broker})
 	if err != nil {
@@ -167,7 +169,7 @@ func (m *Main) Open(ctx context.Context) error {
 		m.Store.Close()
 		return err
 	}
-	m.Hub.Go(pruneLoop(m.Store, m.Logger))
+	m.Hub.Go(func(ctx context.Context) { m.Store.PruneEvery(ctx, store.PruneInterval, m.Logger) })
 	m.srv = &http.Server{
 		Handler:           m.Web,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -194,7 +196,7 @@ func (m *Main) Open(ctx context.Context) error {
 		}
 		m.started = append(m.started, s)
 	}
-	m.Logger.Info("listening", "addr", m.ln.Addr().String(), "node", m.Hub.NodeID())
+	m.Logger.Info("listening", "addr", m.ln.Addr().String(), "node", m.Hub.NodeID(), "transport", m.Hub.Config().Transport)
 	return nil
 }
 

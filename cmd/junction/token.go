@@ -1,18 +1,12 @@
 package main
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,64 +14,9 @@ import (
 	"github.com/junctionhq/junction/internal/bench"
 )
 
-// edKeyFile is the EdDSA signing key inside a data directory (PKCS#8 PEM, 0600).
-const edKeyFile = "ed25519.key"
-
-// openTokens loads the signing key for cfg.Auth.Alg from the data directory,
-// creating the HS256 secret on first start.
-func openTokens(cfg *Config) (*auth.Tokens, bool, error) {
-	tc := auth.TokenConfig{Issuer: cfg.Auth.Issuer, Alg: cfg.Auth.Alg}
-	created := false
-	switch cfg.Auth.Alg {
-	case auth.AlgEdDSA:
-		key, err := loadEdKey(cfg.Data)
-		if err != nil {
-			return nil, false, err
-		}
-		tc.PrivateKey = key
-	default:
-		secret, c, err := auth.LoadOrCreateSecret(cfg.Data)
-		if err != nil {
-			return nil, false, fmt.Errorf("signing secret: %w", err)
-		}
-		tc.Secret, created = secret, c
-	}
-	t, err := auth.NewTokens(tc)
-	if err != nil {
-		return nil, false, fmt.Errorf("token config: %w", err)
-	}
-	return t, created, nil
-}
-
-func loadEdKey(dataDir string) (ed25519.PrivateKey, error) {
-	path := filepath.Join(dataDir, edKeyFile)
-	st, err := os.Stat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("auth.alg is EdDSA but %s does not exist: run 'junction keygen --data %s'", path, dataDir)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read signing key: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("signing key %s is readable by others (mode %o); chmod 600 it", path, st.Mode().Perm())
-	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read signing key: %w", err)
-	}
-	block, _ := pem.Decode(raw)
-	if block == nil || block.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("signing key %s: not a PEM PRIVATE KEY", path)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("signing key %s: %w", path, err)
-	}
-	ek, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("signing key %s is not an ed25519 key", path)
-	}
-	return ek, nil
+// tokenConfig is the token configuration of cfg, before key material.
+func tokenConfig(cfg *Config) auth.TokenConfig {
+	return auth.TokenConfig{Issuer: cfg.Auth.Issuer, Alg: cfg.Auth.Alg}
 }
 
 // runKeygen creates DATA/ed25519.key for EdDSA access tokens and prints the
@@ -89,31 +28,9 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(*data, 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
-	}
-	path := filepath.Join(*data, edKeyFile)
-	if _, err := os.Stat(path); err == nil {
-		return fmt.Errorf("%s already exists; remove it first to replace the key (every token signed with it stops verifying)", path)
-	}
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	pub, err := auth.CreateEdKey(*data)
 	if err != nil {
-		return fmt.Errorf("generate key: %w", err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		return fmt.Errorf("encode key: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("write key: %w", err)
-	}
-	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
-		f.Close()
-		return fmt.Errorf("write key: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write key: %w", err)
+		return err
 	}
 	fmt.Fprintln(stdout, base64.StdEncoding.EncodeToString(pub))
 	return nil
@@ -145,7 +62,7 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := &Config{Data: *data, Auth: AuthConfig{Alg: *alg}}
 	cfg.setDefaults()
-	tokens, _, err := openTokens(cfg)
+	tokens, _, err := auth.LoadTokens(cfg.Data, tokenConfig(cfg))
 	if err != nil {
 		return err
 	}
@@ -171,7 +88,7 @@ func benchMinter(data, alg string) (func(bench.Claims) (string, error), error) {
 	}
 	cfg := &Config{Data: data, Auth: AuthConfig{Alg: alg}}
 	cfg.setDefaults()
-	tokens, _, err := openTokens(cfg)
+	tokens, _, err := auth.LoadTokens(cfg.Data, tokenConfig(cfg))
 	if err != nil {
 		return nil, err
 	}

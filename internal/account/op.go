@@ -2,12 +2,9 @@ package account
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"time"
 
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
@@ -123,26 +120,15 @@ func define[P any](s *Service, o Op, result any, check func(*P) error, run func(
 const (
 	// IdempotencyHeader carries the REST idempotency key.
 	IdempotencyHeader = "Idempotency-Key"
-	// idemTTL is how long a finished record answers repeats.
-	idemTTL = 24 * time.Hour
-	// idemWait bounds how long a repeat waits for the first request to finish.
-	idemWait = 10 * time.Second
-	// idemStale is the age after which a record still pending is taken to
-	// belong to a request that died with its process.
-	idemStale  = time.Minute
-	maxIdemKey = 200
+	maxIdemKey        = 200
 )
-
-// idemRecord is the JSON stored as an idempotency record's body.
-type idemRecord struct {
-	Fingerprint string          `json:"fp"`
-	Result      json.RawMessage `json:"result,omitempty"`
-	Error       *protocol.Error `json:"error,omitempty"`
-}
 
 // once runs call at most once per (principal, key): the one place the
 // account operations meet idempotency. The fingerprint is the operation
 // name and its params, so the same key with other params is a conflict.
+// The records and their ttl are the hub's (hub.Hub.Idempotent, over the
+// records the binary keeps in the store, so they survive restarts): one key
+// space per principal for REST and WebSocket.
 func (s *Service) once(ctx context.Context, pr *auth.Principal, name, key string, params any, call func() (json.RawMessage, error)) (json.RawMessage, error) {
 	if len(key) > maxIdemKey {
 		return nil, protocol.FieldError("idempotencyKey", "over %d bytes", maxIdemKey)
@@ -151,130 +137,7 @@ func (s *Service) once(ctx context.Context, pr *auth.Principal, name, key string
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(append([]byte(name+"\x00"), raw...))
-	return s.idempotent(ctx, pr.Key(), key, hex.EncodeToString(sum[:16]), call)
-}
-
-// idempotent runs call at most once per (principal, key) within idemTTL,
-// across restarts: the outcome is stored in the store's idempotency records.
-// A repeat with another fingerprint (another operation or other params) is
-// refused with conflict. Errors worth retrying are not remembered.
-func (s *Service) idempotent(ctx context.Context, principal, key, fp string, call func() (json.RawMessage, error)) (json.RawMessage, error) {
-	db := s.deps.Store
-	var rec *store.IdemRecord
-	for attempt := 0; ; attempt++ {
-		r, fresh, err := db.IdemBegin(ctx, principal, key, idemTTL)
-		if err != nil {
-			return nil, err
-		}
-		if fresh {
-			break
-		}
-		r, err = s.idemAwait(ctx, r)
-		if err != nil {
-			return nil, err
-		}
-		if r.Done {
-			rec = r
-			break
-		}
-		// Still pending after idemStale: its request died; take over once.
-		if attempt > 0 {
-			return nil, &protocol.Error{Code: protocol.CodeConflict, Message: "a request with this idempotency key is still in progress", Retryable: true}
-		}
-		if err := db.IdemAbort(context.WithoutCancel(ctx), principal, key); err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrDuplicate) {
-			return nil, err
-		}
-	}
-	if rec != nil {
-		var stored idemRecord
-		if err := json.Unmarshal(rec.Body, &stored); err != nil {
-			return nil, err
-		}
-		if stored.Fingerprint != fp {
-			return nil, protocol.Errorf(protocol.CodeConflict, "this idempotency key was used for another request")
-		}
-		if stored.Error != nil {
-			return nil, stored.Error
-		}
-		return stored.Result, nil
-	}
-
-	res, err := call()
-	bg := context.WithoutCancel(ctx)
-	out := idemRecord{Fingerprint: fp, Result: res}
-	status := 200
-	if err != nil {
-		pe := protocol.AsError(err)
-		if pe.Retryable {
-			if aerr := db.IdemAbort(bg, principal, key); aerr != nil {
-				s.log.Warn("idempotency abort failed", "err", aerr)
-			}
-			return nil, err
-		}
-		out.Error, out.Result, status = pe, nil, httpStatus(pe.Code)
-	}
-	body, merr := json.Marshal(out)
-	if merr == nil {
-		merr = db.IdemFinish(bg, principal, key, status, body)
-	}
-	if merr != nil {
-		s.log.Warn("idempotency record not stored", "err", merr)
-	}
-	return res, err
-}
-
-// httpStatus is the status kept in a failed idempotency record's status
-// column (informative only: a repeat answers from the stored error, whose
-// status the REST edge maps again). The edge's mapping (web.Status) is the
-// one clients see.
-func httpStatus(code protocol.Code) int {
-	switch code {
-	case protocol.CodeBadRequest:
-		return 400
-	case protocol.CodeForbidden:
-		return 403
-	case protocol.CodeNotFound:
-		return 404
-	case protocol.CodeConflict:
-		return 409
-	case protocol.CodeTooLarge:
-		return 413
-	}
-	return 500
-}
-
-// idemAwait polls a pending record until it finishes, idemWait passes or it
-// turns out stale (then it is returned still pending).
-func (s *Service) idemAwait(ctx context.Context, r *store.IdemRecord) (*store.IdemRecord, error) {
-	deadline := time.Now().Add(idemWait)
-	delay := 5 * time.Millisecond
-	for !r.Done {
-		if time.Since(r.CreatedAt) > idemStale {
-			return r, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, &protocol.Error{Code: protocol.CodeConflict, Message: "a request with this idempotency key is still in progress", Retryable: true}
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, protocol.Errorf(protocol.CodeUnavailable, "request cancelled")
-		case <-t.C:
-		}
-		delay = min(delay*2, 200*time.Millisecond)
-		nr, err := s.deps.Store.Idem(ctx, r.Principal, r.Key)
-		if errors.Is(err, store.ErrNotFound) {
-			// Aborted (a retryable failure): report it like the first.
-			return nil, protocol.Errorf(protocol.CodeUnavailable, "the first request with this idempotency key failed; retry")
-		}
-		if err != nil {
-			return nil, err
-		}
-		r = nr
-	}
-	return r, nil
+	return s.deps.Hub.Idempotent(ctx, pr.Key(), key, hub.Fingerprint(name, raw), call)
 }
 
 // mapStoreErr turns a store error into a protocol error; protocol errors

@@ -10,8 +10,11 @@
 // low-cardinality word suitable as a metrics label. Callers answer clients
 // with a generic "unauthorized" and never echo the underlying error.
 //
-// The package performs no I/O except LoadOrCreateSecret, and declares the
-// one store it needs (APIKeyStore); implementations live elsewhere.
+// Its only I/O is the signing key material of a data directory: the HS256
+// secret (LoadOrCreateSecret, secret.key), the EdDSA key (CreateEdKey,
+// LoadEdKey, ed25519.key) and the Tokens built from either (LoadTokens).
+// It declares the stores it needs (APIKeyStore, Revocations);
+// implementations live elsewhere (the store implements Revocations).
 package auth
 
 import (

@@ -353,7 +353,7 @@ func (r *benchRun) open(ctx context.Context, n int, kind func(i int) int) ([]*be
 func (r *benchRun) teardown(conns []*benchConn) {
 	r.stopping.Store(true)
 	for _, bc := range conns {
-		bc.c.Close(ws.CloseNormal, "")
+		bc.c.Close(protocol.CloseNormal, "")
 	}
 }
 

@@ -4,15 +4,25 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"time"
 )
 
-// Broker is everything that must be cluster-wide. Code outside broker
-// implementations never knows whether it runs on one node or many: the
-// in-memory broker (MemoryBroker) serves one node, the Redis broker of a
-// later release serves a cluster, and both satisfy this specification.
+// The broker is everything that must be cluster-wide, cut by concern into
+// four small interfaces: Streams (publications, history, positions),
+// Presence, Directory (which node holds a device; node-to-node messages) and
+// IdemRecords (idempotency, idem.go). Code outside their implementations
+// never knows whether it runs on one node or many: MemoryBroker serves one
+// node, a Redis implementation serves a cluster, and each passes the
+// contract suite of its interface (package brokertest). Each part of the
+// hub depends on the one interface it needs; Broker only bundles them for
+// wiring.
 //
-// # Streams
+// All methods of every interface are safe for concurrent use. Errors are
+// returned wrapped; ErrBrokerClosed after Close.
+
+// Streams is the contract of topic streams.
 //
 // Every topic has a stream: an epoch and a sequence of publications with
 // offsets 1, 2, 3, ... assigned by Publish, in the order they are delivered.
@@ -25,42 +35,16 @@ import (
 // HistoryTTL after the last publication. A topic published with
 // HistorySize 0 keeps no history but still has positions.
 //
-// # Delivery
-//
 // Publish delivers the publication to every node subscribed to the topic
-// (Subscribe), calling BrokerHandler.HandlePublication on each, exactly
-// once per node, in offset order per topic. A node that is subscribed sees
-// every publication made after its Subscribe returned. Delivery to local
-// connections is the hub's business, not the broker's.
-//
-// # Presence
-//
-// Presence is a per-topic set of clients (by connection id) with their info,
-// each entry expiring after the ttl given by its last AddPresence unless
-// refreshed, so that a crashed node's clients disappear.
-//
-// # Devices and nodes
-//
-// The broker knows which node holds a device's live connection (a lease
-// with a ttl, refreshed while the connection lives) and carries messages
-// between nodes (the RPC relay). On one node SendToNode to itself delivers
-// to HandleNodeMessage.
-//
-// # Idempotency
-//
-// IdemClaim records that a principal's request key is being handled,
-// returning the stored result when the key was seen before within the ttl.
-//
-// All methods are safe for concurrent use. Errors are returned wrapped;
-// ErrBrokerClosed after Close.
-type Broker interface {
-	// Run starts delivering publications and node messages to h and
-	// returns once the broker is ready. It must be called once, before
-	// Subscribe.
-	Run(ctx context.Context, h BrokerHandler) error
-	// Close stops delivery and releases resources; safe to call twice.
-	Close() error
-
+// (Subscribe), calling PublicationHandler.HandlePublication on each,
+// exactly once per node, in offset order per topic. A node that is
+// subscribed sees every publication made after its Subscribe returned.
+// Delivery to local connections is the hub's business, not the broker's.
+type Streams interface {
+	// Deliver makes the publications of the topics this node subscribes
+	// to go to h and returns once delivery is ready. It is called once,
+	// before Subscribe; a second call is an error.
+	Deliver(ctx context.Context, h PublicationHandler) error
 	// Publish appends data to the topic's stream and delivers it. It never
 	// blocks on slow subscribers.
 	Publish(ctx context.Context, topic string, data json.RawMessage, opts PublishOptions) (StreamPosition, error)
@@ -77,36 +61,128 @@ type Broker interface {
 	// Position returns the topic's current position (offset of the last
 	// publication; 0 for a topic never published in this epoch).
 	Position(ctx context.Context, topic string) (StreamPosition, error)
+}
 
+// Presence is the contract of presence sets: per topic, a set of clients
+// (by connection id) with their info, each entry expiring after the ttl
+// given by its last AddPresence unless refreshed, so that a crashed node's
+// clients disappear.
+type Presence interface {
 	// AddPresence adds or refreshes a client in a topic's presence set.
 	AddPresence(ctx context.Context, topic, clientID string, info ClientInfo, ttl time.Duration) error
 	// RemovePresence removes a client from a topic's presence set.
 	RemovePresence(ctx context.Context, topic, clientID string) error
-	// Presence returns the topic's presence set by client id.
+	// Presence returns the topic's live presence set by client id.
 	Presence(ctx context.Context, topic string) (map[string]ClientInfo, error)
+}
 
+// Directory is the contract of the node directory: which node holds a
+// device's live connection (a lease with a ttl, refreshed while the
+// connection lives), and messages between nodes (the RPC relay). A node
+// sending to itself reaches its own NodeHandler.
+type Directory interface {
+	// Receive makes the messages addressed to this node go to h and
+	// returns once delivery is ready. It is called once, before
+	// SendToNode; a second call is an error.
+	Receive(ctx context.Context, h NodeHandler) error
 	// SetDeviceNode records that nodeID holds deviceID's connection, for ttl.
 	SetDeviceNode(ctx context.Context, deviceID, nodeID string, ttl time.Duration) error
 	// ClearDeviceNode removes the record if it still names nodeID.
 	ClearDeviceNode(ctx context.Context, deviceID, nodeID string) error
 	// DeviceNode returns the node holding deviceID, or ok false.
 	DeviceNode(ctx context.Context, deviceID string) (nodeID string, ok bool, err error)
-	// SendToNode delivers msg to nodeID's HandleNodeMessage.
+	// SendToNode delivers msg to nodeID's NodeHandler, in order per
+	// destination node.
 	SendToNode(ctx context.Context, nodeID string, msg json.RawMessage) error
-
-	// IdemClaim claims (principal, key) for ttl. When the key was claimed
-	// before it returns first=false and the stored result, which may still
-	// be pending (done=false) while the first request runs.
-	IdemClaim(ctx context.Context, principal, key string, ttl time.Duration) (first bool, rec IdemRecord, err error)
-	// IdemStore stores the result of a claimed key.
-	IdemStore(ctx context.Context, principal, key string, result json.RawMessage, ttl time.Duration) error
 }
 
-// BrokerHandler receives what the broker delivers to this node. Its methods
-// must not block for long: they run on the broker's delivery path.
-type BrokerHandler interface {
+// PublicationHandler receives what Streams deliver to this node. It must
+// not block for long: it runs on the broker's delivery path.
+type PublicationHandler interface {
 	HandlePublication(topic string, pub Publication)
+}
+
+// NodeHandler receives the node messages the Directory delivers to this
+// node. It must not block for long: it runs on the broker's delivery path.
+type NodeHandler interface {
 	HandleNodeMessage(msg json.RawMessage)
+}
+
+// BrokerHandler receives both kinds of delivery (the hub is one).
+type BrokerHandler interface {
+	PublicationHandler
+	NodeHandler
+}
+
+// Broker bundles one implementation of each concern for wiring (Deps). The
+// parts may be one value (MemoryBroker serves Streams, Presence and
+// Directory) or different ones (the binary keeps idempotency records in the
+// store). A nil part is filled by the hub with a memory implementation.
+//
+// Streams, Presence and Directory that own goroutines implement
+// Start(ctx) error, those that hold resources implement io.Closer: the hub
+// runs and closes them (Run, Close: each distinct value once). Records are
+// not run or closed by the hub: the binary's are its store, which it
+// closes itself.
+type Broker struct {
+	Streams   Streams
+	Presence  Presence
+	Directory Directory
+	Records   IdemRecords
+}
+
+// parts returns the distinct non-nil parts of b the hub runs and closes.
+func (b Broker) parts() []any {
+	var out []any
+	for _, p := range []any{b.Streams, b.Presence, b.Directory} {
+		if p == nil {
+			continue
+		}
+		dup := false
+		for _, q := range out {
+			if q == p {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Run starts the parts that own goroutines, then delivery to h. It returns
+// once every part is ready.
+func (b Broker) Run(ctx context.Context, h BrokerHandler) error {
+	for _, p := range b.parts() {
+		if s, ok := p.(interface{ Start(context.Context) error }); ok {
+			if err := s.Start(ctx); err != nil {
+				return fmt.Errorf("start %T: %w", p, err)
+			}
+		}
+	}
+	if err := b.Streams.Deliver(ctx, h); err != nil {
+		return fmt.Errorf("streams deliver: %w", err)
+	}
+	if err := b.Directory.Receive(ctx, h); err != nil {
+		return fmt.Errorf("directory receive: %w", err)
+	}
+	return nil
+}
+
+// Close closes every part that is an io.Closer, each once, and returns the
+// first error.
+func (b Broker) Close() error {
+	var first error
+	for _, p := range b.parts() {
+		if c, ok := p.(io.Closer); ok {
+			if err := c.Close(); err != nil && first == nil {
+				first = err
+			}
+		}
+	}
+	return first
 }
 
 // StreamPosition is a position in a topic's stream.
@@ -140,12 +216,6 @@ type ClientInfo struct {
 	DeviceID string `json:"deviceId,omitempty"`
 	Kind     string `json:"kind,omitempty"`
 	NodeID   string `json:"nodeId,omitempty"`
-}
-
-// IdemRecord is the stored state of an idempotency key.
-type IdemRecord struct {
-	Done   bool
-	Result json.RawMessage
 }
 
 // Broker errors.

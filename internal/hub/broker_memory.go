@@ -10,25 +10,32 @@ import (
 	"time"
 )
 
-var _ Broker = (*MemoryBroker)(nil)
+var (
+	_ Streams   = (*MemoryBroker)(nil)
+	_ Presence  = (*MemoryBroker)(nil)
+	_ Directory = (*MemoryBroker)(nil)
+)
 
 const memShards = 64
 
-// MemoryBroker is the single-node Broker: streams, presence, device leases
-// and idempotency records in this process's memory. Publications are
-// delivered synchronously, in offset order, under the topic's lock.
+// MemoryBroker is the single-node broker: Streams, Presence and Directory
+// in this process's memory (idempotency records are MemoryRecords).
+// Publications are delivered synchronously, in offset order, under the
+// topic's lock; node messages to this node synchronously too.
 //
 // Memory is bounded by what is retained: a topic's history holds at most its
 // HistorySize publications and expires HistoryTTL after the last one; idle
-// topics with no history and no subscription are forgotten by a sweep (their
-// next publication starts a new epoch); presence entries, device leases and
-// idempotency records expire with their ttl.
+// topics with no history and no subscription are forgotten by a sweep
+// (their next publication starts a new epoch; Start runs it); presence
+// entries and device leases expire with their ttl.
 type MemoryBroker struct {
 	nodeID string
 	now    func() time.Time
 	seed   maphash.Seed
 
-	handler atomic.Pointer[brokerHandlerBox] // set once by Run
+	handler atomic.Pointer[pubHandlerBox]  // set once by Deliver
+	nodes   atomic.Pointer[nodeHandlerBox] // set once by Receive
+	started atomic.Bool
 	closed  atomic.Bool
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -38,10 +45,11 @@ type MemoryBroker struct {
 	mu       sync.Mutex
 	devices  map[string]lease                    // guarded by mu
 	presence map[string]map[string]presenceEntry // guarded by mu: topic → client → entry
-	idem     map[string]*idemRecordEntry         // guarded by mu
 }
 
-type brokerHandlerBox struct{ h BrokerHandler }
+type pubHandlerBox struct{ h PublicationHandler }
+
+type nodeHandlerBox struct{ h NodeHandler }
 
 type topicShard struct {
 	mu     sync.Mutex
@@ -72,11 +80,6 @@ type presenceEntry struct {
 	expires time.Time
 }
 
-type idemRecordEntry struct {
-	rec     IdemRecord
-	expires time.Time
-}
-
 // NewMemoryBroker returns a broker for the node nodeID.
 func NewMemoryBroker(nodeID string) *MemoryBroker {
 	b := &MemoryBroker{
@@ -86,7 +89,6 @@ func NewMemoryBroker(nodeID string) *MemoryBroker {
 		stop:     make(chan struct{}),
 		devices:  make(map[string]lease),
 		presence: make(map[string]map[string]presenceEntry),
-		idem:     make(map[string]*idemRecordEntry),
 	}
 	for i := range b.topics {
 		b.topics[i].topics = make(map[string]*memTopic)
@@ -94,10 +96,33 @@ func NewMemoryBroker(nodeID string) *MemoryBroker {
 	return b
 }
 
-// Run implements Broker.
-func (b *MemoryBroker) Run(ctx context.Context, h BrokerHandler) error {
-	if !b.handler.CompareAndSwap(nil, &brokerHandlerBox{h}) {
-		return fmt.Errorf("memory broker: Run called twice")
+// Broker returns b as a Broker serving streams, presence and the
+// directory; the hub adds memory idempotency records unless Records is set.
+func (b *MemoryBroker) Broker() Broker {
+	return Broker{Streams: b, Presence: b, Directory: b}
+}
+
+// Deliver implements Streams.
+func (b *MemoryBroker) Deliver(ctx context.Context, h PublicationHandler) error {
+	if !b.handler.CompareAndSwap(nil, &pubHandlerBox{h}) {
+		return fmt.Errorf("memory broker: Deliver called twice")
+	}
+	return nil
+}
+
+// Receive implements Directory.
+func (b *MemoryBroker) Receive(ctx context.Context, h NodeHandler) error {
+	if !b.nodes.CompareAndSwap(nil, &nodeHandlerBox{h}) {
+		return fmt.Errorf("memory broker: Receive called twice")
+	}
+	return nil
+}
+
+// Start starts the sweep that forgets idle topics, expired presence and
+// leases, until ctx ends or Close. A second call is an error.
+func (b *MemoryBroker) Start(ctx context.Context) error {
+	if !b.started.CompareAndSwap(false, true) {
+		return fmt.Errorf("memory broker: Start called twice")
 	}
 	b.wg.Add(1)
 	go func() {
@@ -118,7 +143,8 @@ func (b *MemoryBroker) Run(ctx context.Context, h BrokerHandler) error {
 	return nil
 }
 
-// Close implements Broker.
+// Close stops the sweep and makes every later call fail with
+// ErrBrokerClosed; safe to call twice.
 func (b *MemoryBroker) Close() error {
 	if b.closed.CompareAndSwap(false, true) {
 		close(b.stop)
@@ -151,7 +177,7 @@ func (b *MemoryBroker) lockTopic(name string) *memTopic {
 	}
 }
 
-// Publish implements Broker.
+// Publish implements Streams.
 func (b *MemoryBroker) Publish(ctx context.Context, topic string, data json.RawMessage, opts PublishOptions) (StreamPosition, error) {
 	if b.closed.Load() {
 		return StreamPosition{}, ErrBrokerClosed
@@ -189,7 +215,7 @@ func (t *memTopic) expireLocked(now time.Time) {
 	}
 }
 
-// Subscribe implements Broker.
+// Subscribe implements Streams.
 func (b *MemoryBroker) Subscribe(ctx context.Context, topic string) error {
 	if b.closed.Load() {
 		return ErrBrokerClosed
@@ -200,7 +226,7 @@ func (b *MemoryBroker) Subscribe(ctx context.Context, topic string) error {
 	return nil
 }
 
-// Unsubscribe implements Broker.
+// Unsubscribe implements Streams.
 func (b *MemoryBroker) Unsubscribe(ctx context.Context, topic string) error {
 	s := b.shard(topic)
 	s.mu.Lock()
@@ -214,7 +240,7 @@ func (b *MemoryBroker) Unsubscribe(ctx context.Context, topic string) error {
 	return nil
 }
 
-// History implements Broker.
+// History implements Streams.
 func (b *MemoryBroker) History(ctx context.Context, topic string, since *StreamPosition, limit int) ([]Publication, StreamPosition, error) {
 	if b.closed.Load() {
 		return nil, StreamPosition{}, ErrBrokerClosed
@@ -249,7 +275,7 @@ func (b *MemoryBroker) History(ctx context.Context, topic string, since *StreamP
 	return out, pos, nil
 }
 
-// Position implements Broker.
+// Position implements Streams.
 func (b *MemoryBroker) Position(ctx context.Context, topic string) (StreamPosition, error) {
 	if b.closed.Load() {
 		return StreamPosition{}, ErrBrokerClosed
@@ -259,7 +285,7 @@ func (b *MemoryBroker) Position(ctx context.Context, topic string) (StreamPositi
 	return StreamPosition{Epoch: t.epoch, Offset: t.offset}, nil
 }
 
-// AddPresence implements Broker.
+// AddPresence implements Presence.
 func (b *MemoryBroker) AddPresence(ctx context.Context, topic, clientID string, info ClientInfo, ttl time.Duration) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -272,7 +298,7 @@ func (b *MemoryBroker) AddPresence(ctx context.Context, topic, clientID string, 
 	return nil
 }
 
-// RemovePresence implements Broker.
+// RemovePresence implements Presence.
 func (b *MemoryBroker) RemovePresence(ctx context.Context, topic, clientID string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -285,7 +311,7 @@ func (b *MemoryBroker) RemovePresence(ctx context.Context, topic, clientID strin
 	return nil
 }
 
-// Presence implements Broker.
+// Presence implements Presence.
 func (b *MemoryBroker) Presence(ctx context.Context, topic string) (map[string]ClientInfo, error) {
 	now := b.now()
 	b.mu.Lock()
@@ -299,7 +325,7 @@ func (b *MemoryBroker) Presence(ctx context.Context, topic string) (map[string]C
 	return out, nil
 }
 
-// SetDeviceNode implements Broker.
+// SetDeviceNode implements Directory.
 func (b *MemoryBroker) SetDeviceNode(ctx context.Context, deviceID, nodeID string, ttl time.Duration) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -307,7 +333,7 @@ func (b *MemoryBroker) SetDeviceNode(ctx context.Context, deviceID, nodeID strin
 	return nil
 }
 
-// ClearDeviceNode implements Broker.
+// ClearDeviceNode implements Directory.
 func (b *MemoryBroker) ClearDeviceNode(ctx context.Context, deviceID, nodeID string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -317,7 +343,7 @@ func (b *MemoryBroker) ClearDeviceNode(ctx context.Context, deviceID, nodeID str
 	return nil
 }
 
-// DeviceNode implements Broker.
+// DeviceNode implements Directory.
 func (b *MemoryBroker) DeviceNode(ctx context.Context, deviceID string) (string, bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -328,7 +354,7 @@ func (b *MemoryBroker) DeviceNode(ctx context.Context, deviceID string) (string,
 	return l.node, true, nil
 }
 
-// SendToNode implements Broker. A single node can only reach itself.
+// SendToNode implements Directory. A single node can only reach itself.
 func (b *MemoryBroker) SendToNode(ctx context.Context, nodeID string, msg json.RawMessage) error {
 	if b.closed.Load() {
 		return ErrBrokerClosed
@@ -336,37 +362,15 @@ func (b *MemoryBroker) SendToNode(ctx context.Context, nodeID string, msg json.R
 	if nodeID != b.nodeID {
 		return fmt.Errorf("memory broker: node %q is not reachable from %q", nodeID, b.nodeID)
 	}
-	hb := b.handler.Load()
+	hb := b.nodes.Load()
 	if hb == nil {
-		return fmt.Errorf("memory broker: not running")
+		return fmt.Errorf("memory broker: not receiving")
 	}
 	hb.h.HandleNodeMessage(msg)
 	return nil
 }
 
-// IdemClaim implements Broker.
-func (b *MemoryBroker) IdemClaim(ctx context.Context, principal, key string, ttl time.Duration) (bool, IdemRecord, error) {
-	k := principal + "\x00" + key
-	now := b.now()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if e, ok := b.idem[k]; ok && now.Before(e.expires) {
-		return false, e.rec, nil
-	}
-	b.idem[k] = &idemRecordEntry{expires: now.Add(ttl)}
-	return true, IdemRecord{}, nil
-}
-
-// IdemStore implements Broker.
-func (b *MemoryBroker) IdemStore(ctx context.Context, principal, key string, result json.RawMessage, ttl time.Duration) error {
-	k := principal + "\x00" + key
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.idem[k] = &idemRecordEntry{rec: IdemRecord{Done: true, Result: result}, expires: b.now().Add(ttl)}
-	return nil
-}
-
-// sweep forgets expired presence, leases, idempotency records and idle topics.
+// sweep forgets expired presence, leases and idle topics.
 func (b *MemoryBroker) sweep() {
 	now := b.now()
 	b.mu.Lock()
@@ -383,11 +387,6 @@ func (b *MemoryBroker) sweep() {
 	for d, l := range b.devices {
 		if !now.Before(l.expires) {
 			delete(b.devices, d)
-		}
-	}
-	for k, e := range b.idem {
-		if !now.Before(e.expires) {
-			delete(b.idem, k)
 		}
 	}
 	b.mu.Unlock()

@@ -93,7 +93,8 @@ const (
 
 // channels is the hub's channel state. Lock order: docs/LOCKORDER.md.
 type channels struct {
-	broker     Broker                      // set once in New (Deps.Broker)
+	streams    Streams                     // set once in New (Deps.Broker.Streams)
+	presence   Presence                    // set once in New (Deps.Broker.Presence)
 	namespaces map[string]*namespace       // set once in New; snapshot and owner resolved in Start
 	snapshots  map[string]SnapshotProvider // filled before Start
 	owners     map[string]OwnerLookup      // filled before Start
@@ -243,7 +244,8 @@ func (h *Hub) initChannels() error {
 	for i := range cs.shards {
 		cs.shards[i].topics = make(map[string]*localTopic)
 	}
-	cs.broker = h.deps.Broker
+	cs.streams = h.deps.Broker.Streams
+	cs.presence = h.deps.Broker.Presence
 	cs.metrics = newChannelMetrics(h.deps.Registerer)
 	h.registerChannelMethods()
 	h.AddFeature(FeatureChannels)
@@ -333,8 +335,16 @@ func (h *Hub) registerChannelMethods() {
 			}
 			return protocol.Empty{}, nil
 		})
-	Handle(h, Method{Name: "channel.publish", Scope: ScopeAuthenticated, Params: reflect.TypeFor[protocol.PublishParams]()},
-		func(ctx context.Context, call *Call, p *publishParams) (*protocol.PublishResult, error) {
+	// With idem the result is the first request's, as recorded (JSON).
+	Handle(h, Method{Name: "channel.publish", Scope: ScopeAuthenticated, Params: reflect.TypeFor[protocol.PublishParams](), Result: reflect.TypeFor[protocol.PublishResult]()},
+		func(ctx context.Context, call *Call, p *publishParams) (any, error) {
+			if call.Idem != "" {
+				res, err := h.PublishIdempotent(ctx, call.Principal, call.Idem, p.Topic, p.Data, clientInfo(call.Conn))
+				if err != nil {
+					return nil, err
+				}
+				return res, nil
+			}
 			pos, err := h.PublishAs(ctx, call.Principal, p.Topic, p.Data, clientInfo(call.Conn))
 			if err != nil {
 				return nil, err
@@ -394,11 +404,34 @@ func (h *Hub) PublishAs(ctx context.Context, p *auth.Principal, topic string, da
 	return h.publish(ctx, ns, t, data, info)
 }
 
+// PublishIdempotent is PublishAs run through the idempotency records
+// under key (Idempotent): a repeat from the same principal answers the
+// first {epoch, offset} and publishes nothing; the same key with another
+// topic or data is refused with conflict. It answers the encoded
+// PublishResult. REST and WebSocket share the key space.
+func (h *Hub) PublishIdempotent(ctx context.Context, p *auth.Principal, key, topic string, data json.RawMessage, info *ClientInfo) (json.RawMessage, error) {
+	if len(data) == 0 {
+		return nil, protocol.FieldError("data", "required")
+	}
+	compact, err := protocol.Compact(data)
+	if err != nil {
+		return nil, protocol.FieldError("data", "invalid JSON")
+	}
+	fp := Fingerprint("channel.publish", slices.Concat([]byte(topic), []byte{0}, compact))
+	return h.Idempotent(ctx, p.Key(), key, fp, func() (json.RawMessage, error) {
+		pos, err := h.PublishAs(ctx, p, topic, data, info)
+		if err != nil {
+			return nil, err
+		}
+		return jsonMarshal(protocol.PublishResult{Epoch: pos.Epoch, Offset: pos.Offset})
+	})
+}
+
 func (h *Hub) publish(ctx context.Context, ns *namespace, t Topic, data json.RawMessage, info *ClientInfo) (StreamPosition, error) {
 	if len(data) == 0 {
 		return StreamPosition{}, protocol.FieldError("data", "required")
 	}
-	pos, err := h.ch.broker.Publish(ctx, t.Name, data, PublishOptions{
+	pos, err := h.ch.streams.Publish(ctx, t.Name, data, PublishOptions{
 		HistorySize: ns.cfg.HistorySize, HistoryTTL: ns.cfg.HistoryTTL, Info: info,
 	})
 	if err != nil {
@@ -413,7 +446,7 @@ func (h *Hub) Position(ctx context.Context, topic string) (StreamPosition, error
 	if _, _, err := h.ch.resolve(topic); err != nil {
 		return StreamPosition{}, err
 	}
-	return h.ch.broker.Position(ctx, topic)
+	return h.ch.streams.Position(ctx, topic)
 }
 
 // PresenceAs returns the presence set of topic, for a principal allowed to
@@ -429,7 +462,7 @@ func (h *Hub) PresenceAs(ctx context.Context, p *auth.Principal, topic string) (
 	if !ns.cfg.Presence {
 		return nil, protocol.Errorf(protocol.CodeNotFound, "presence is not enabled for namespace %q", t.Namespace)
 	}
-	clients, err := h.ch.broker.Presence(ctx, topic)
+	clients, err := h.ch.presence.Presence(ctx, topic)
 	if err != nil {
 		return nil, fmt.Errorf("presence of %s: %w", topic, err)
 	}
@@ -460,7 +493,7 @@ func (h *Hub) HistoryAs(ctx context.Context, p *auth.Principal, topic string, si
 	if since == nil {
 		bl = 0
 	}
-	pubs, pos, err := h.ch.broker.History(ctx, topic, since, bl)
+	pubs, pos, err := h.ch.streams.History(ctx, topic, since, bl)
 	if errors.Is(err, ErrHistoryGap) {
 		return protocol.HistoryResult{}, protocol.Errorf(protocol.CodeConflict, "position is outside the retained history").
 			WithDetail("epoch", pos.Epoch).WithDetail("offset", pos.Offset)

@@ -34,7 +34,7 @@ func (h *Hub) publishControl(ctx context.Context, topic string, m controlMessage
 	if err != nil {
 		return err
 	}
-	_, err = h.ch.broker.Publish(ctx, ctlPrefix+topic, data, PublishOptions{})
+	_, err = h.ch.streams.Publish(ctx, ctlPrefix+topic, data, PublishOptions{})
 	return err
 }
 
@@ -122,7 +122,7 @@ func (h *Hub) refreshPresence(ctx context.Context) {
 		sh.mu.RUnlock()
 	}
 	for _, s := range subs {
-		if err := h.ch.broker.AddPresence(ctx, s.topic, s.conn.id, s.info(), presenceTTL); err != nil {
+		if err := h.ch.presence.AddPresence(ctx, s.topic, s.conn.id, s.info(), presenceTTL); err != nil {
 			h.log.Warn("refresh presence", "topic", s.topic, "err", err)
 			if ctx.Err() != nil {
 				return

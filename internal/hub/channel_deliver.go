@@ -40,7 +40,7 @@ func (cs *channels) getOrCreate(topic string, ns *namespace) *localTopic {
 	return lt
 }
 
-// HandlePublication is the hub's BrokerHandler.HandlePublication: it fans a publication out to
+// HandlePublication is the hub's PublicationHandler.HandlePublication: it fans a publication out to
 // this node's subscribers of the topic. The frame is encoded once and the
 // same bytes are queued to every subscriber; it never blocks (a subscriber
 // whose queue overflows is closed with 4108 by the transport).

@@ -127,7 +127,7 @@ func (h *Hub) join(ctx context.Context, s *subscriber, t Topic, ns *namespace, s
 	if err := h.attach(ctx, s); err != nil {
 		return nil, err
 	}
-	b := h.ch.broker
+	b := h.ch.streams
 	res := &protocol.SubscribeResult{}
 	var pos StreamPosition
 	if since != nil {
@@ -156,7 +156,7 @@ func (h *Hub) join(ctx context.Context, s *subscriber, t Topic, ns *namespace, s
 		return nil, protocol.Errorf(protocol.CodeUnavailable, "too many publications on %q while joining; try again", t.Name)
 	}
 	if ns.cfg.Presence {
-		if err := b.AddPresence(ctx, t.Name, s.conn.id, s.info(), presenceTTL); err != nil {
+		if err := h.ch.presence.AddPresence(ctx, t.Name, s.conn.id, s.info(), presenceTTL); err != nil {
 			return nil, fmt.Errorf("add presence on %s: %w", t.Name, err)
 		}
 		s.inPresence.Store(true)
@@ -169,7 +169,7 @@ func (h *Hub) join(ctx context.Context, s *subscriber, t Topic, ns *namespace, s
 // takeSnapshot asks the namespace's provider for a snapshot consistent with a
 // stream position (see SnapshotProvider).
 func (h *Hub) takeSnapshot(ctx context.Context, ns *namespace, t Topic) (json.RawMessage, StreamPosition, error) {
-	b := h.ch.broker
+	b := h.ch.streams
 	for range snapshotAttempts {
 		before, err := b.Position(ctx, t.Name)
 		if err != nil {
@@ -209,10 +209,10 @@ func (h *Hub) attach(ctx context.Context, s *subscriber) error {
 			return protocol.Errorf(protocol.CodeUnavailable, "connection closing")
 		}
 		if !lt.subscribed {
-			err := h.ch.broker.Subscribe(ctx, s.topic)
+			err := h.ch.streams.Subscribe(ctx, s.topic)
 			if err == nil {
-				if err = h.ch.broker.Subscribe(ctx, ctlPrefix+s.topic); err != nil {
-					_ = h.ch.broker.Unsubscribe(context.WithoutCancel(ctx), s.topic)
+				if err = h.ch.streams.Subscribe(ctx, ctlPrefix+s.topic); err != nil {
+					_ = h.ch.streams.Unsubscribe(context.WithoutCancel(ctx), s.topic)
 				}
 			}
 			if err != nil {
@@ -278,10 +278,10 @@ func (h *Hub) detach(ctx context.Context, s *subscriber) {
 		h.ch.metrics.subscriptions.Dec()
 		if len(next) == 0 {
 			if lt.subscribed {
-				if err := h.ch.broker.Unsubscribe(ctx, s.topic); err != nil {
+				if err := h.ch.streams.Unsubscribe(ctx, s.topic); err != nil {
 					h.log.Warn("broker unsubscribe", "topic", s.topic, "err", err)
 				}
-				if err := h.ch.broker.Unsubscribe(ctx, ctlPrefix+s.topic); err != nil {
+				if err := h.ch.streams.Unsubscribe(ctx, ctlPrefix+s.topic); err != nil {
 					h.log.Warn("broker unsubscribe", "topic", ctlPrefix+s.topic, "err", err)
 				}
 			}
@@ -291,7 +291,7 @@ func (h *Hub) detach(ctx context.Context, s *subscriber) {
 		break
 	}
 	if s.inPresence.CompareAndSwap(true, false) {
-		if err := h.ch.broker.RemovePresence(ctx, s.topic, s.conn.id); err != nil {
+		if err := h.ch.presence.RemovePresence(ctx, s.topic, s.conn.id); err != nil {
 			h.log.Warn("remove presence", "topic", s.topic, "err", err)
 		}
 		info := s.info()

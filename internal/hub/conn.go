@@ -128,6 +128,9 @@ func (c *Conn) Close(code int, reason string) {
 	}
 }
 
+// Disconnect closes the connection with d's code and reason.
+func (c *Conn) Disconnect(d protocol.Disconnect) { c.Close(d.Code, d.Reason) }
+
 // AfterClose registers fn to run once after the connection closed (other parts
 // of the hub use it to drop subscriptions and registrations). If the
 // connection is already closed fn runs at once.
@@ -416,9 +419,7 @@ func (c *Conn) handle(m *Method, f *protocol.Frame) {
 		err    error
 	)
 	if f.Idem != "" && m.Idempotent {
-		result, err = h.idem.do(h.ctx, call.Principal.Key(), f.Idem, func() (any, error) {
-			return h.invoke(m, call)
-		})
+		result, err = h.invokeIdempotent(m, call)
 	} else {
 		result, err = h.invoke(m, call)
 	}
@@ -447,6 +448,25 @@ func (h *Hub) invoke(m *Method, call *Call) (result any, err error) {
 		}
 	}()
 	return m.Handler(h.ctx, call)
+}
+
+// invokeIdempotent runs an Idempotent method's handler through the
+// idempotency records, its raw params (compacted) as the fingerprint.
+func (h *Hub) invokeIdempotent(m *Method, call *Call) (any, error) {
+	params := call.Params
+	if len(params) > 0 {
+		var err error
+		if params, err = protocol.Compact(params); err != nil {
+			return nil, protocol.Errorf(protocol.CodeBadRequest, "params: invalid JSON")
+		}
+	}
+	return h.idem.do(h.ctx, call.Principal.Key(), call.Idem, Fingerprint(m.Name, params), false, func() (json.RawMessage, error) {
+		res, err := h.invoke(m, call)
+		if err != nil {
+			return nil, err
+		}
+		return jsonMarshal(res)
+	})
 }
 
 // allow applies the connection's token-bucket rate limit.
@@ -529,9 +549,11 @@ func (c *Conn) response(f *protocol.Frame) {
 	ch <- f
 }
 
+// closeLabel is the disconnects metric's code label: the codes of the
+// protocol's table and 1006 (no close frame); "other" for the rest, so a
+// peer cannot grow the label set.
 func closeLabel(code int) string {
-	switch code {
-	case 1000, 1001, 1002, 1003, 1006, 1008, 1009, 1011, 1012, 1013, 4001, 4003, 4009, 4102, 4108:
+	if _, ok := protocol.DisconnectFor(code); ok || code == protocol.CloseAbnormal {
 		return strconv.Itoa(code)
 	}
 	return "other"

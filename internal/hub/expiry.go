@@ -65,6 +65,6 @@ func (h *Hub) checkExpiry() {
 		c.SendEvent(protocol.EventTokenExpiring, "", "", 0, data)
 	}
 	for _, c := range expire {
-		c.Close(protocol.CloseTokenExpired, protocol.CloseReason(protocol.CloseTokenExpired))
+		c.Disconnect(protocol.DisconnectTokenExpired)
 	}
 }

@@ -44,6 +44,10 @@ type Config struct {
 	HeartbeatTimeout  time.Duration `yaml:"heartbeat_timeout" doc:"close a connection that does not answer a ping within this (default 10s)"`
 	// WriteTimeout closes a connection whose socket stays unwritable this long; default 10 s.
 	WriteTimeout time.Duration `yaml:"write_timeout" doc:"close a connection whose socket stays unwritable this long (default 10s)"`
+	// Transport selects the WebSocket transport (ws.Kind): "epoll", the
+	// default on Linux, or "portable" (a goroutine pair per connection),
+	// the only one elsewhere.
+	Transport string `yaml:"transport" doc:"WebSocket transport: epoll (Linux only, the default there) or portable (a reader and a writer goroutine per connection; the default elsewhere)"`
 	// MaxSubscriptions limits the channels one connection may join; default 1024.
 	MaxSubscriptions int `yaml:"max_subscriptions" doc:"channel subscriptions per connection (default 1024)"`
 	// MaxAsyncPerConn limits concurrent Async requests per connection; default 64.
@@ -52,9 +56,10 @@ type Config struct {
 	// (token bucket); defaults 1000 and 2000. A negative rate disables the limit.
 	RequestsPerSecond int `yaml:"requests_per_second" doc:"sustained request rate per connection, negative disables (default 1000)"`
 	RequestBurst      int `yaml:"request_burst" doc:"request burst per connection (default 2000)"`
-	// IdemTTL is how long an idempotency record is kept; IdemMaxEntries bounds
-	// the in-memory records. Defaults 10 min and 100,000.
-	IdemTTL        time.Duration `yaml:"idem_ttl" doc:"how long a request's idempotency record is kept (default 10m)"`
+	// IdemTTL is how long an idempotency record is kept (WebSocket and
+	// REST alike); IdemMaxEntries bounds the in-memory records. Defaults
+	// 24 h and 100,000.
+	IdemTTL        time.Duration `yaml:"idem_ttl" doc:"how long a request's idempotency record is kept (default 24h)"`
 	IdemMaxEntries int           `yaml:"idem_max_entries" doc:"in-memory idempotency records kept at most (default 100000)"`
 	// TokenExpiryWarning is how long before a connection's credential expires
 	// it receives token.expiring; default 60 s.
@@ -95,7 +100,10 @@ func (c *Config) setDefaults() {
 	defd(&c.HeartbeatInterval, 30*time.Second)
 	defd(&c.HeartbeatTimeout, 10*time.Second)
 	defd(&c.WriteTimeout, 10*time.Second)
-	defd(&c.IdemTTL, 10*time.Minute)
+	if c.Transport == "" {
+		c.Transport = string(ws.DefaultKind)
+	}
+	defd(&c.IdemTTL, 24*time.Hour)
 	defd(&c.TokenExpiryWarning, time.Minute)
 	defd(&c.ShutdownDrain, 10*time.Second)
 	defd(&c.ReconnectAfter, time.Second)
@@ -113,6 +121,9 @@ func (c Config) Validate() error {
 		return errors.New("heartbeat_interval and heartbeat_timeout must not be negative")
 	case c.MaxSubscriptions < 0 || c.MaxAsyncPerConn < 0:
 		return errors.New("max_subscriptions and max_async_per_conn must not be negative")
+	}
+	if _, err := ws.ParseKind(c.Transport); err != nil {
+		return err
 	}
 	if err := c.RPC.validate(); err != nil {
 		return fmt.Errorf("rpc: %w", err)
@@ -133,9 +144,10 @@ type Deps struct {
 	DeviceSeen func(ctx context.Context, userID, deviceID string, at time.Time) error
 	// Now is the clock; default time.Now.
 	Now func() time.Time
-	// Broker carries what must be cluster-wide (channels, presence, the node
-	// holding a device, node-to-node messages); default NewMemoryBroker(NodeID).
-	// The hub runs it in Start and closes it in Close.
+	// Broker carries what must be cluster-wide (streams, presence, the node
+	// directory, idempotency records). Nil parts default to one
+	// NewMemoryBroker(NodeID) and NewMemoryRecords(IdemMaxEntries). The hub
+	// runs and closes its Streams, Presence and Directory (Start, Close).
 	Broker Broker
 }
 
@@ -151,7 +163,7 @@ type Hub struct {
 	events      map[string]ClientEventFunc
 	featureList []string
 	reg         registry
-	idem        *idemCache
+	idem        idempotency // set once in New
 	lastSeen    lastSeen
 	welcome     welcomeTemplate // the welcome event's constant JSON
 	expiry      expiryIndex
@@ -224,8 +236,20 @@ func New(cfg Config, deps Deps) (*Hub, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	if deps.Broker == nil {
-		deps.Broker = NewMemoryBroker(cfg.NodeID)
+	if b := &deps.Broker; b.Streams == nil || b.Presence == nil || b.Directory == nil {
+		mb := NewMemoryBroker(cfg.NodeID)
+		if b.Streams == nil {
+			b.Streams = mb
+		}
+		if b.Presence == nil {
+			b.Presence = mb
+		}
+		if b.Directory == nil {
+			b.Directory = mb
+		}
+	}
+	if deps.Broker.Records == nil {
+		deps.Broker.Records = NewMemoryRecords(cfg.IdemMaxEntries, deps.Now)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hub{
@@ -238,6 +262,7 @@ func New(cfg Config, deps Deps) (*Hub, error) {
 	}
 	ping := cfg.HeartbeatInterval
 	h.transport = ws.New(ws.Config{
+		Kind:            ws.Kind(cfg.Transport),
 		MaxMessageBytes: cfg.MaxFrameBytes,
 		MaxQueueBytes:   cfg.MaxQueueBytes,
 		MaxQueueFrames:  cfg.MaxQueueFrames,
@@ -247,7 +272,7 @@ func New(cfg Config, deps Deps) (*Hub, error) {
 	})
 	h.metrics = newMetrics(deps.Registerer, h)
 	h.reg.init()
-	h.idem = newIdemCache(cfg.IdemMaxEntries, cfg.IdemTTL, deps.Now)
+	h.idem = idempotency{records: deps.Broker.Records, ttl: cfg.IdemTTL, now: deps.Now, log: deps.Logger, metrics: h.metrics.idem}
 	h.lastSeen.init(100_000)
 	h.expiry.init()
 	h.registerBuiltins()
@@ -323,7 +348,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("hub: shutdown drain: %w", ctx.Err())
 	}
-	h.eachConn(func(c *Conn) { c.Close(protocol.CloseRestart, protocol.CloseReason(protocol.CloseRestart)) })
+	h.eachConn(func(c *Conn) { c.Disconnect(protocol.DisconnectShutdown) })
 	if cerr := h.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
@@ -350,7 +375,7 @@ func (h *Hub) Close() error {
 	return err
 }
 
-// Broker returns the broker the hub runs on.
+// Broker returns the broker the hub runs on, defaults filled in.
 func (h *Hub) Broker() Broker { return h.deps.Broker }
 
 // brokerHandler routes what the broker delivers to the parts of the hub.

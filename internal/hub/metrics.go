@@ -15,6 +15,28 @@ type metrics struct {
 	strayResponses prometheus.Counter
 	disconnects    *prometheus.CounterVec
 	methodSeconds  *prometheus.HistogramVec
+	idem           idemMetrics
+}
+
+// idemMetrics count requests that carried an idempotency key, by outcome.
+type idemMetrics struct {
+	first     prometheus.Counter // ran: the first request with its key
+	replayed  prometheus.Counter // answered from a finished record
+	waited    prometheus.Counter // waited for an in-flight first
+	conflicts prometheus.Counter // the key was used for another request
+	takeovers prometheus.Counter // ran after a stale pending record
+}
+
+func newIdemMetrics(reg prometheus.Registerer) idemMetrics {
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "junction_idempotent_requests_total",
+		Help: "Requests with an idempotency key, by outcome (first, replayed, waited, conflict, taken_over).",
+	}, []string{"outcome"})
+	if reg != nil {
+		reg.MustRegister(v)
+	}
+	return idemMetrics{first: v.WithLabelValues("first"), replayed: v.WithLabelValues("replayed"),
+		waited: v.WithLabelValues("waited"), conflicts: v.WithLabelValues("conflict"), takeovers: v.WithLabelValues("taken_over")}
 }
 
 func newMetrics(reg prometheus.Registerer, h *Hub) *metrics {
@@ -45,6 +67,7 @@ func newMetrics(reg prometheus.Registerer, h *Hub) *metrics {
 			Help:    "Time to handle a request, by method and outcome (ok or error code).",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"method", "outcome"}),
+		idem: newIdemMetrics(reg),
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.framesIn, m.framesOut, m.invalidFrames, m.unknownMethods,

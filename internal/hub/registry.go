@@ -63,7 +63,7 @@ func (r *registry) add(c *Conn) bool {
 		ds.devices[p.DeviceID] = c
 		ds.mu.Unlock()
 		if old != nil && old != c {
-			old.Close(protocol.CloseReplaced, protocol.CloseReason(protocol.CloseReplaced))
+			old.Disconnect(protocol.DisconnectReplaced)
 		}
 	}
 	return true

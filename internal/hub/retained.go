@@ -28,7 +28,7 @@ func RetainedSnapshot(h *Hub) SnapshotProvider {
 }
 
 func (h *Hub) retained(ctx context.Context, topic string) (Snapshot, error) {
-	b := h.ch.broker
+	b := h.ch.streams
 	pos, err := b.Position(ctx, topic)
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("retained publication of %s: %w", topic, err)

@@ -189,8 +189,8 @@ func grantCovers(patterns []string, method string) bool {
 type rpcRelay struct {
 	h      *Hub // set once
 	cfg    RPCConfig
-	broker Broker // set once
-	node   string // set once
+	dir    Directory // set once (Deps.Broker.Directory)
+	node   string    // set once
 	seed   maphash.Seed
 	leases [leaseStripes]sync.Mutex
 	nextID atomic.Uint64
@@ -246,7 +246,7 @@ func newRPCRelay(h *Hub) *rpcRelay {
 	r := &rpcRelay{
 		h:       h,
 		cfg:     h.cfg.RPC,
-		broker:  h.deps.Broker,
+		dir:     h.deps.Broker.Directory,
 		node:    h.cfg.NodeID,
 		seed:    maphash.MakeSeed(),
 		servers: make(map[string]*rpcServer),
@@ -472,7 +472,7 @@ func (r *rpcRelay) handleRegister(ctx context.Context, call *Call, p *rpcRegiste
 	if c.Closed() {
 		return nil, protocol.Errorf(protocol.CodeUnavailable, "connection closed")
 	}
-	if err := r.broker.SetDeviceNode(ctx, device, r.node, r.cfg.LeaseTTL); err != nil {
+	if err := r.dir.SetDeviceNode(ctx, device, r.node, r.cfg.LeaseTTL); err != nil {
 		r.h.log.Error("rpc: set device node", "device", device, "err", err)
 		return nil, protocol.Errorf(protocol.CodeUnavailable, "cannot register now")
 	}
@@ -547,7 +547,7 @@ func (r *rpcRelay) serverClosed(c *Conn) {
 			return
 		}
 		r.metrics.serving.Dec()
-		if err := r.broker.ClearDeviceNode(ctx, p.DeviceID, r.node); err != nil && !errors.Is(err, ErrBrokerClosed) {
+		if err := r.dir.ClearDeviceNode(ctx, p.DeviceID, r.node); err != nil && !errors.Is(err, ErrBrokerClosed) {
 			r.h.log.Warn("rpc: clear device node", "device", p.DeviceID, "err", err)
 		}
 		r.announce(ctx, p, protocol.MachineOffline)
@@ -594,7 +594,7 @@ func (r *rpcRelay) refreshLeases(ctx context.Context) {
 		still := r.servers[d] == s
 		r.mu.RUnlock()
 		if still {
-			if err := r.broker.SetDeviceNode(ctx, d, r.node, r.cfg.LeaseTTL); err != nil && ctx.Err() == nil {
+			if err := r.dir.SetDeviceNode(ctx, d, r.node, r.cfg.LeaseTTL); err != nil && ctx.Err() == nil {
 				r.h.log.Warn("rpc: refresh device lease", "device", d, "err", err)
 			}
 		}
@@ -619,7 +619,7 @@ func (r *rpcRelay) handleList(ctx context.Context, call *Call, p *rpcListParams)
 	if s := r.localServer(device); s != nil {
 		return r.listLocal(caller, s)
 	}
-	node, ok, err := r.broker.DeviceNode(ctx, device)
+	node, ok, err := r.dir.DeviceNode(ctx, device)
 	if err != nil {
 		r.h.log.Error("rpc: device node", "device", device, "err", err)
 		return nil, protocol.Errorf(protocol.CodeUnavailable, "cannot locate the target now")

@@ -21,7 +21,7 @@ import (
 //	go test ./internal/hub -run '^$' -bench BenchmarkRPCRelay -benchtime 20000x
 func BenchmarkRPCRelay(b *testing.B) {
 	const callers = 100
-	node := startNode(b, hub.Config{NodeID: "bench", MaxAsyncPerConn: 1024}, nil)
+	node := startNode(b, hub.Config{NodeID: "bench", MaxAsyncPerConn: 1024}, hub.Broker{})
 	node.dial(b, "u1", "mac1", "machine", map[string]client.RPCHandler{
 		"bench.echo": func(_ context.Context, req *client.RPCRequest) (any, error) { return req.Params, nil },
 	}, func(o *client.Options) { o.MaxHandlers = 4 * callers })

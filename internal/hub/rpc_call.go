@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"time"
 
@@ -81,12 +82,46 @@ func (r *rpcRelay) handleCall(ctx context.Context, call *Call, p *rpcCallParams)
 	}()
 
 	sink := &callerSink{r: r, conn: call.Conn, id: call.ID}
-	res, path, err := r.call(ctx, call.Conn.Done(), callerOf(call.Principal), p.Target.DeviceID, p.Method, p.Params, sink)
+	if call.Idem != "" {
+		return r.callIdempotent(ctx, call, p, sink)
+	}
+	res, err := r.relay(ctx, call.Conn.Done(), call, p, sink)
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// relay relays the call and counts it; done ends it early (nil for never).
+func (r *rpcRelay) relay(ctx context.Context, done <-chan struct{}, call *Call, p *rpcCallParams, sink progressSink) (json.RawMessage, error) {
+	res, path, err := r.call(ctx, done, callerOf(call.Principal), p.Target.DeviceID, p.Method, p.Params, sink)
 	if err == nil && path == "local" {
 		r.metrics.okLocal.Inc()
 	} else {
 		r.metrics.calls.WithLabelValues(outcome(err), path).Inc()
 	}
+	return res, err
+}
+
+// callIdempotent relays a call that carries "idem" through the idempotency
+// records: the target runs it at most once per principal and key, and a
+// repeat answers the first result (waiting for it while it runs, without
+// its progress). A timeout is remembered too: the target may have run. The
+// call is not ended when the caller disconnects (it runs to its end or its
+// timeout), so that the caller may repeat it after reconnecting.
+func (r *rpcRelay) callIdempotent(ctx context.Context, call *Call, p *rpcCallParams, sink progressSink) (any, error) {
+	params := p.Params
+	if len(params) == 0 || string(params) == "null" {
+		params = json.RawMessage("{}")
+	}
+	params, err := protocol.Compact(params)
+	if err != nil {
+		return nil, protocol.FieldError("params", "invalid JSON")
+	}
+	fp := Fingerprint("rpc.call", slices.Concat([]byte(p.Target.DeviceID), []byte{0}, []byte(p.Method), []byte{0}, params))
+	res, err := r.h.idem.do(ctx, call.Principal.Key(), call.Idem, fp, true, func() (json.RawMessage, error) {
+		return r.relay(ctx, nil, call, p, sink)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +176,7 @@ func (r *rpcRelay) call(ctx context.Context, done <-chan struct{}, caller *proto
 			}
 			wake, release = r.waiter(device)
 		}
-		node, ok, err := r.broker.DeviceNode(ctx, device)
+		node, ok, err := r.dir.DeviceNode(ctx, device)
 		if err != nil {
 			release()
 			if ctx.Err() != nil {

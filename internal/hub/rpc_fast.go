@@ -44,6 +44,9 @@ type inlineCall struct {
 
 // startCall implements Method.Start for rpc.call.
 func (r *rpcRelay) startCall(c *Conn, f *protocol.Frame) bool {
+	if f.Idem != "" {
+		return false // through the idempotency records (callIdempotent)
+	}
 	var p rpcCallParams
 	if !p.decodeFast(f.Params) || p.Validate() != nil {
 		return false

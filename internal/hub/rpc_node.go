@@ -9,7 +9,7 @@ import (
 	"github.com/junctionhq/junction/protocol"
 )
 
-// Node messages of the RPC relay, carried by Broker.SendToNode between the
+// Node messages of the RPC relay, carried by Directory.SendToNode between the
 // node of a caller (the origin) and the node holding the target. Every
 // message is one JSON object:
 //
@@ -120,7 +120,7 @@ func (r *rpcRelay) sendNode(ctx context.Context, node string, msg *nodeMsg) erro
 	if err != nil {
 		return err
 	}
-	return r.broker.SendToNode(ctx, node, b)
+	return r.dir.SendToNode(ctx, node, b)
 }
 
 // handleNodeMessage handles a node message; it runs on the broker's

@@ -18,9 +18,9 @@ import (
 	"github.com/junctionhq/junction/protocol"
 )
 
-// fakeCluster is an in-process "cluster" for the Broker: device leases and
-// node messages are shared by every node's broker, the rest stays per node
-// (the memory broker). Node messages are delivered asynchronously, in
+// fakeCluster is an in-process "cluster" for the Directory: device leases
+// and node messages are shared by every node's directory, the rest stays
+// per node (the memory broker). Node messages are delivered asynchronously, in
 // order per destination node, as a networked broker would.
 type fakeCluster struct {
 	mu     sync.Mutex
@@ -43,9 +43,8 @@ func (fc *fakeCluster) sentKinds() map[string]int {
 	return out
 }
 
-// fakeNodeBroker is one node's view of the fake cluster.
+// fakeNodeBroker is one node's view of the fake cluster: its Directory.
 type fakeNodeBroker struct {
-	*hub.MemoryBroker
 	fc    *fakeCluster
 	node  string
 	inbox chan json.RawMessage
@@ -54,21 +53,21 @@ type fakeNodeBroker struct {
 	once  sync.Once
 }
 
-var _ hub.Broker = (*fakeNodeBroker)(nil)
+var _ hub.Directory = (*fakeNodeBroker)(nil)
 
-func (fc *fakeCluster) broker(node string) *fakeNodeBroker {
-	b := &fakeNodeBroker{MemoryBroker: hub.NewMemoryBroker(node), fc: fc, node: node,
+// broker returns node's broker: the memory one with the fake directory.
+func (fc *fakeCluster) broker(node string) hub.Broker {
+	b := &fakeNodeBroker{fc: fc, node: node,
 		inbox: make(chan json.RawMessage, 4096), stop: make(chan struct{})}
 	fc.mu.Lock()
 	fc.nodes[node] = b
 	fc.mu.Unlock()
-	return b
+	mb := hub.NewMemoryBroker(node).Broker()
+	mb.Directory = b
+	return mb
 }
 
-func (b *fakeNodeBroker) Run(ctx context.Context, h hub.BrokerHandler) error {
-	if err := b.MemoryBroker.Run(ctx, h); err != nil {
-		return err
-	}
+func (b *fakeNodeBroker) Receive(ctx context.Context, h hub.NodeHandler) error {
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
@@ -89,7 +88,7 @@ func (b *fakeNodeBroker) Close() error {
 		close(b.stop)
 		b.wg.Wait()
 	})
-	return b.MemoryBroker.Close()
+	return nil
 }
 
 func (b *fakeNodeBroker) SetDeviceNode(_ context.Context, device, node string, _ time.Duration) error {

@@ -8,42 +8,38 @@ import (
 	"time"
 )
 
-// IdemRecord is the stored outcome of an idempotent request, keyed by
-// (Principal, Key). While the first request runs it is pending (Done
-// false); IdemFinish stores the response. Records live until ExpiresAt and
-// survive restarts.
-type IdemRecord struct {
-	// Principal scopes the key (for example "user:<id>" or "app:<id>").
-	Principal string
-	// Key is the client's idempotency key.
-	Key string
-	// Done is false while the first request is still in flight.
-	Done bool
-	// Status and Body are the stored response once Done.
-	Status int
-	Body   []byte
-	// CreatedAt is when the first request began; FinishedAt when it ended.
-	CreatedAt  time.Time
-	FinishedAt time.Time
-	// ExpiresAt is when the record stops deduplicating.
-	ExpiresAt time.Time
+// Idempotency records: the outcome of the first request that carried an
+// idempotency key, per (principal, key), so that a repeat is answered with
+// it. While the first request runs the record is pending; IdemFinish stores
+// its body (opaque bytes the caller chose). Records live until their ttl
+// passes and survive restarts. The methods implement the hub's
+// IdemRecords interface structurally (the store imports nothing of ours);
+// cmd/junction holds the compile-time guard.
+
+// idemRow is one row of the idempotency table.
+type idemRow struct {
+	done      bool
+	body      []byte
+	createdAt time.Time
 }
 
-const idemCols = `principal, idem_key, status, body, created_at, finished_at, expires_at`
+const idemCols = `body, created_at, finished_at`
 
-func scanIdem(row interface{ Scan(...any) error }) (*IdemRecord, error) {
-	var r IdemRecord
-	var status, created, finished, expires int64
-	if err := row.Scan(&r.Principal, &r.Key, &status, &r.Body, &created, &finished, &expires); err != nil {
+func scanIdem(row interface{ Scan(...any) error }) (idemRow, error) {
+	var r idemRow
+	var created, finished int64
+	if err := row.Scan(&r.body, &created, &finished); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
-			return nil, ErrNotFound
+			return r, ErrNotFound
 		}
-		return nil, err
+		return r, err
 	}
-	r.Status = int(status)
-	r.Done = finished != 0
-	r.CreatedAt, r.FinishedAt, r.ExpiresAt = fromMicros(created), fromMicros(finished), fromMicros(expires)
-	return &r, nil
+	r.done = finished != 0
+	if !r.done {
+		r.body = nil
+	}
+	r.createdAt = fromMicros(created)
+	return r, nil
 }
 
 const maxIdemKeyBytes = 256
@@ -58,16 +54,18 @@ func checkIdemKey(principal, key string) error {
 // IdemBegin claims (principal, key) for ttl. The first caller gets
 // fresh=true and a pending record: it runs the request and then calls
 // IdemFinish (or IdemAbort on a failure worth retrying). Any other caller
-// gets fresh=false and the record as it stands: finished (replay Status
-// and Body) or pending (wait and poll Idem). An expired record is replaced
-// as if absent. Exactly one of concurrent callers gets fresh=true.
-func (db *DB) IdemBegin(ctx context.Context, principal, key string, ttl time.Duration) (rec *IdemRecord, fresh bool, err error) {
+// gets fresh=false and the record as it stands: finished (done, replay
+// body) or pending since started (wait and poll IdemLookup). An expired
+// record is replaced as if absent. Exactly one of concurrent callers gets
+// fresh=true.
+func (db *DB) IdemBegin(ctx context.Context, principal, key string, ttl time.Duration) (fresh, done bool, body []byte, started time.Time, err error) {
 	if err := checkIdemKey(principal, key); err != nil {
-		return nil, false, fmt.Errorf("store: idem begin: %w", err)
+		return false, false, nil, time.Time{}, fmt.Errorf("store: idem begin: %w", err)
 	}
 	if ttl <= 0 {
-		return nil, false, fmt.Errorf("store: idem begin: ttl %v: %w", ttl, ErrInvalid)
+		return false, false, nil, time.Time{}, fmt.Errorf("store: idem begin: ttl %v: %w", ttl, ErrInvalid)
 	}
+	var rec idemRow
 	err = db.write(ctx, "idem begin", func(tx *sql.Tx) error {
 		now := db.now()
 		// Insert, or take over an expired record; a live record is left
@@ -91,22 +89,22 @@ func (db *DB) IdemBegin(ctx context.Context, principal, key string, ttl time.Dur
 		return err
 	})
 	if err != nil {
-		return nil, false, err
+		return false, false, nil, time.Time{}, err
 	}
-	return rec, fresh, nil
+	return fresh, rec.done, rec.body, rec.createdAt, nil
 }
 
-// IdemFinish stores the response of a pending record. ErrNotFound if there
+// IdemFinish stores the outcome of a pending record. ErrNotFound if there
 // is no live record, ErrDuplicate if it is already finished.
-func (db *DB) IdemFinish(ctx context.Context, principal, key string, status int, body []byte) error {
+func (db *DB) IdemFinish(ctx context.Context, principal, key string, body []byte) error {
 	if err := db.checkSize("idempotent response", body); err != nil {
 		return fmt.Errorf("store: idem finish: %w", err)
 	}
 	return db.write(ctx, "idem finish", func(tx *sql.Tx) error {
 		now := micros(db.now())
-		res, err := tx.ExecContext(ctx, `UPDATE idempotency SET status = $1, body = $2, finished_at = $3
-			WHERE principal = $4 AND idem_key = $5 AND finished_at = 0 AND expires_at > $3`,
-			int64(status), nonNil(body), now, principal, key)
+		res, err := tx.ExecContext(ctx, `UPDATE idempotency SET body = $1, finished_at = $2
+			WHERE principal = $3 AND idem_key = $4 AND finished_at = 0 AND expires_at > $2`,
+			nonNil(body), now, principal, key)
 		if err != nil {
 			return err
 		}
@@ -151,13 +149,16 @@ func (db *DB) IdemAbort(ctx context.Context, principal, key string) error {
 	})
 }
 
-// Idem returns the live record of (principal, key), for a caller polling a
-// pending one; ErrNotFound if absent or expired.
-func (db *DB) Idem(ctx context.Context, principal, key string) (*IdemRecord, error) {
+// IdemLookup returns the live record of (principal, key), for a caller
+// polling a pending one; found is false if it is absent or expired.
+func (db *DB) IdemLookup(ctx context.Context, principal, key string) (found, done bool, body []byte, started time.Time, err error) {
 	rec, err := scanIdem(db.r.QueryRowContext(ctx, `SELECT `+idemCols+` FROM idempotency
 		WHERE principal = $1 AND idem_key = $2 AND expires_at > $3`, principal, key, micros(db.now())))
-	if err != nil {
-		return nil, fmt.Errorf("store: idem: %w", err)
+	if errors.Is(err, ErrNotFound) {
+		return false, false, nil, time.Time{}, nil
 	}
-	return rec, nil
+	if err != nil {
+		return false, false, nil, time.Time{}, fmt.Errorf("store: idem lookup: %w", err)
+	}
+	return true, rec.done, rec.body, rec.createdAt, nil
 }

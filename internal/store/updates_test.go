@@ -136,8 +136,8 @@ func TestPrune(t *testing.T) {
 		if reset || len(ups) != 1 || ups[0].Seq != 4 {
 			t.Fatalf("UpdatesSince(3) after age prune = %+v reset %v, want seq 4", ups, reset)
 		}
-		if _, err := db.Idem(ctx, "p", "new"); err != nil {
-			t.Fatalf("live idempotency record pruned: %v", err)
+		if found, _, _, _, err := db.IdemLookup(ctx, "p", "new"); err != nil || !found {
+			t.Fatalf("live idempotency record pruned: found %v, %v", found, err)
 		}
 		if st, _ := db.Prune(ctx); st != (PruneStats{}) {
 			t.Fatalf("second Prune = %+v, want nothing", st)

@@ -18,6 +18,10 @@ func (s *Server) channelRoutes() {
 	s.handle("GET /api/v1/channels/{topic}/history", s.requireScope(hub.ScopeAuthenticated, s.serveChannelHistory))
 }
 
+// maxPublishIdemKey bounds the publish's Idempotency-Key, as for the data
+// operations.
+const maxPublishIdemKey = 200
+
 // publishBody is the REST publish body, validated here.
 type publishBody protocol.ChannelPublishBody
 
@@ -28,7 +32,8 @@ func (b *publishBody) Validate() error {
 	return nil
 }
 
-// serveChannelPublish publishes {"data": ...} and answers {epoch, offset}.
+// serveChannelPublish publishes {"data": ...} and answers {epoch, offset};
+// with an Idempotency-Key header, at most once per principal and key.
 func (s *Server) serveChannelPublish(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
 	var body publishBody
 	if err := DecodeJSON(r, &body); err != nil {
@@ -41,6 +46,21 @@ func (s *Server) serveChannelPublish(w http.ResponseWriter, r *http.Request, p *
 		return
 	}
 	info := &hub.ClientInfo{UserID: p.UserID, DeviceID: p.DeviceID, Kind: p.Kind}
+	if key := r.Header.Get(IdempotencyHeader); key != "" {
+		// The WebSocket's records and key space: a repeat answers the first
+		// {epoch, offset} and publishes nothing.
+		if len(key) > maxPublishIdemKey {
+			writeError(w, protocol.FieldError("idempotencyKey", "over %d bytes", maxPublishIdemKey))
+			return
+		}
+		res, err := s.deps.Hub.PublishIdempotent(r.Context(), p, key, r.PathValue("topic"), data, info)
+		if err != nil {
+			s.channelError(w, err)
+			return
+		}
+		writeRaw(w, http.StatusOK, res)
+		return
+	}
 	pos, err := s.deps.Hub.PublishAs(r.Context(), p, r.PathValue("topic"), data, info)
 	if err != nil {
 		s.channelError(w, err)

@@ -34,8 +34,10 @@ import (
 // request head is read without waiting, and a WebSocket upgrade hands the
 // descriptor to the transport (ws.FDHijacker), so a WebSocket connection
 // never gets a net.Conn, a runtime poller registration or addresses kept in
-// memory. A connection whose head has not fully arrived, or that is not a
-// handshake, becomes a net.Conn (net.FileConn) and goes on as before.
+// memory (with the epoll transport; the portable one declines the descriptor
+// and hijacks through http.Hijacker, which makes a net.Conn of it). A
+// connection whose head has not fully arrived, or that is not a handshake,
+// becomes a net.Conn (net.FileConn) and goes on as before.
 type Front struct {
 	handler http.Handler
 	srv     *http.Server // serves the handed-off connections

@@ -252,42 +252,50 @@ func TestFrontBareDescriptor(t *testing.T) {
 }
 
 // TestFrontUpgrade runs WebSocket connections through the front door and the
-// transport end to end: upgraded on bare descriptors, messages both ways,
-// and the other paths still served.
+// transport end to end, on each transport: upgraded on bare descriptors
+// (epoll) or on the net.Conn the front door makes of them (portable),
+// messages both ways, and the other paths still served.
 func TestFrontUpgrade(t *testing.T) {
-	tr := ws.New(ws.Config{})
-	if err := tr.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = tr.Close() })
-	echo := echoHandler{}
-	_, addr := startFront(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/ws" {
-			_, _ = io.WriteString(w, "plain")
-			return
-		}
-		if _, err := tr.Upgrade(w, r, "", echo); err != nil {
-			t.Errorf("upgrade: %v", err)
-		}
-	}))
-	for i := range 20 {
-		nc, _, _, err := gws.Dial(context.Background(), "ws://"+addr+"/ws")
-		if err != nil {
-			t.Fatalf("dial %d: %v", i, err)
-		}
-		msg := strings.Repeat("m", i*100)
-		if err := wsutil.WriteClientText(nc, []byte(msg)); err != nil {
-			t.Fatal(err)
-		}
-		_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-		got, err := wsutil.ReadServerText(nc)
-		if err != nil || string(got) != msg {
-			t.Fatalf("echo %d: %.20q, %v", i, got, err)
-		}
-		_ = nc.Close()
-	}
-	if got := rawExchange(t, addr, "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.HasSuffix(got, "plain") {
-		t.Fatalf("plain request: %q", got)
+	for _, kind := range []ws.Kind{ws.Epoll, ws.Portable} {
+		t.Run(string(kind), func(t *testing.T) {
+			if _, err := ws.ParseKind(string(kind)); err != nil {
+				t.Skip(err)
+			}
+			tr := ws.New(ws.Config{Kind: kind})
+			if err := tr.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = tr.Close() })
+			echo := echoHandler{}
+			_, addr := startFront(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/ws" {
+					_, _ = io.WriteString(w, "plain")
+					return
+				}
+				if _, err := tr.Upgrade(w, r, "", echo); err != nil {
+					t.Errorf("upgrade: %v", err)
+				}
+			}))
+			for i := range 20 {
+				nc, _, _, err := gws.Dial(context.Background(), "ws://"+addr+"/ws")
+				if err != nil {
+					t.Fatalf("dial %d: %v", i, err)
+				}
+				msg := strings.Repeat("m", i*100)
+				if err := wsutil.WriteClientText(nc, []byte(msg)); err != nil {
+					t.Fatal(err)
+				}
+				_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+				got, err := wsutil.ReadServerText(nc)
+				if err != nil || string(got) != msg {
+					t.Fatalf("echo %d: %.20q, %v", i, got, err)
+				}
+				_ = nc.Close()
+			}
+			if got := rawExchange(t, addr, "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.HasSuffix(got, "plain") {
+				t.Fatalf("plain request: %q", got)
+			}
+		})
 	}
 }
 

@@ -44,7 +44,7 @@ func apiOps(acct []account.Op) []apiOp {
 		{method: "GET", path: "/api/v1/admin/lockdown", id: "getLockdown", summary: "Whether lockdown (the kill switch) is on", tag: "Admin", scope: "admin", status: 200, result: "Lockdown"},
 		{method: "POST", path: "/api/v1/admin/lockdown", id: "setLockdown", summary: "Turn lockdown on or off", tag: "Admin", scope: "admin", body: "Lockdown", status: 200, result: "Lockdown"},
 
-		{method: "POST", path: "/api/v1/channels/{topic}/publish", id: "publish", summary: "Publish to a channel (the namespace's publish rules apply)", tag: "Channels", scope: "authenticated", body: "PublishRequest", status: 200, result: "Position"},
+		{method: "POST", path: "/api/v1/channels/{topic}/publish", id: "publish", summary: "Publish to a channel (the namespace's publish rules apply)", tag: "Channels", scope: "authenticated", body: "PublishRequest", status: 200, result: "Position", idem: true},
 		{method: "GET", path: "/api/v1/channels/{topic}/presence", id: "presence", summary: "Who is subscribed to a channel with presence", tag: "Channels", scope: "authenticated", status: 200, result: "Presence"},
 		{method: "GET", path: "/api/v1/channels/{topic}/history", id: "history", summary: "A channel's retained publications", tag: "Channels", scope: "authenticated", status: 200, result: "History",
 			query: []apiParam{{"since_epoch", "string", "with since_offset: publications after this position", false}, {"since_offset", "integer", "with since_epoch", false}, {"limit", "integer", "at most this many", false}}},

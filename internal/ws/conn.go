@@ -6,6 +6,9 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/junctionhq/junction/protocol"
 )
 
 // ErrClosed is returned by Send and SendText on a connection that is closing
@@ -23,14 +26,21 @@ const (
 	// RoleServer reads masked frames from clients (an unmasked client frame
 	// closes the connection with 1002) and writes unmasked frames.
 	RoleServer Role = iota
-	// RoleClient reads unmasked frames and writes masked frames. It is used
-	// by the load generator (junction bench).
+	// RoleClient reads unmasked frames and writes masked frames.
+	//
+	// Only the load generator (junction bench) uses it, and it stays for
+	// that: the load client shares the machine with the server it
+	// measures, so it must be as cheap per connection as the server (no
+	// goroutine or buffer per idle connection, one writev per batch, the
+	// same parser); a goroutine-per-connection client would spend the
+	// cores the server is being measured on. It costs the server nothing
+	// but a role check on rare paths (close, pong, SendText).
 	RoleClient
 )
 
 // Handler receives a connection's inbound events. Both methods run on the
-// connection's loop goroutine, serially per connection; no OnMessage follows
-// OnClose.
+// goroutine that reads the connection (its epoll loop, or its own reader
+// with Portable), serially per connection; no OnMessage follows OnClose.
 type Handler interface {
 	// OnMessage is called with each complete text message, in order. payload
 	// is valid only during the call (it may point into a shared read
@@ -89,9 +99,10 @@ type Conn struct {
 
 	closeReason string // guarded by mu: set when the close begins
 
-	l  *loop    // set once at construction
-	nc net.Conn // set once at construction: the descriptor's owner, or nil when it is bare (AttachFD)
-	h  Handler  // set once at construction
+	l  *loop     // set once at construction (Epoll)
+	pc *portConn // set once at construction (Portable): the writer's wake-up and the OnClose hand-off
+	nc net.Conn  // set once at construction: the descriptor's owner, or nil when it is bare (AttachFD)
+	h  Handler   // set once at construction
 	// fd is the socket, used under a reference (see sock.go); fdRefs counts
 	// them. Both are set at construction.
 	fd     int32
@@ -116,8 +127,13 @@ type Conn struct {
 // Handler returns the connection's handler.
 func (c *Conn) Handler() Handler { return c.h }
 
-// SetValue stores the owner's per-connection value (the hub stores its
-// connection there).
+// SetValue stores the owner's per-connection value.
+//
+// Only the load generator uses it (AttachOptions.Value): one Handler serves
+// its tens of thousands of connections and finds each one's state here.
+// The hub does not need it (its connection is the Handler). It could go if
+// the load generator gave each connection a Handler of its own; the field
+// costs 8 bytes within the Conn's size class.
 func (c *Conn) SetValue(v any) { c.value.Store(&v) }
 
 // Value returns the value stored with SetValue, or nil.
@@ -156,7 +172,8 @@ func (c *Conn) Send(frame []byte) error {
 	if c.qframes+1 > c.t.cfg.MaxQueueFrames || c.qbytes+len(frame) > c.t.cfg.MaxQueueBytes {
 		c.drop = true
 		c.queue = clearFrames(c.queue)
-		sched := c.beginCloseLocked(CloseSlowConsumer, "slow consumer", c.closeFrame(CloseSlowConsumer, "slow consumer"))
+		d := protocol.DisconnectSlowConsumer
+		sched := c.beginCloseLocked(d.Code, d.Reason, c.closeFrame(d.Code, d.Reason))
 		sched = c.abortLocked() || sched
 		c.mu.Unlock()
 		c.t.slowConsumers.Add(1)
@@ -190,7 +207,7 @@ func (c *Conn) SendText(payload []byte) error {
 // It never blocks and is idempotent. OnClose follows, with code, on the
 // connection's loop goroutine.
 //
-// A close with 4108 (CloseSlowConsumer) does not wait: the close frame is
+// A close with 4108 (protocol.CloseSlowConsumer) does not wait: the close frame is
 // written after the queued frames only if the socket takes it at once
 // (otherwise the connection is reset), and the connection finishes as soon
 // as it is written.
@@ -201,7 +218,7 @@ func (c *Conn) Close(code int, reason string) {
 		return
 	}
 	sched := c.beginCloseLocked(code, reason, c.closeFrame(code, reason))
-	if code == CloseSlowConsumer {
+	if code == protocol.CloseSlowConsumer {
 		sched = c.abortLocked() || sched
 	}
 	c.mu.Unlock()
@@ -209,6 +226,9 @@ func (c *Conn) Close(code int, reason string) {
 		c.t.schedule(c)
 	}
 }
+
+// Disconnect is Close with d's code and reason.
+func (c *Conn) Disconnect(d protocol.Disconnect) { c.Close(d.Code, d.Reason) }
 
 // closeFrame returns a close frame for the connection's role.
 func (c *Conn) closeFrame(code int, reason string) []byte {
@@ -246,6 +266,13 @@ func (c *Conn) beginCloseLocked(code int, reason string, frame []byte) bool {
 // reads; it reports whether the caller must schedule the connection.
 func (c *Conn) abortLocked() bool {
 	c.abort.Store(true)
+	if c.pc != nil {
+		// A portable writer blocked on the full socket gives up now (and
+		// sees abort); set under mu, so a writer that already saw abort
+		// set its own short deadline after this one.
+		_ = c.nc.SetWriteDeadline(time.Now())
+		return false
+	}
 	if c.wstate == wWaitOut {
 		// The loop owns pending while wWaitOut; under mu it passes to the
 		// writer. A later EPOLLOUT finds wstate != wWaitOut and does nothing.
@@ -260,18 +287,20 @@ func (c *Conn) abortLocked() bool {
 // its close frame does not fit in the socket. Called by the writer holding
 // c.
 func (c *Conn) cut() {
-	if c.acquireFD() {
+	if c.pc != nil {
+		resetConn(c.nc)
+	} else if c.acquireFD() {
 		_ = resetOnClose(int(c.fd))
 		c.releaseFD()
 	}
-	c.finish(CloseAbnormal, "cut", false)
+	c.finish(protocol.CloseAbnormal, "cut", false)
 }
 
 // onPeerClose handles the peer's close frame: the close is echoed with the
 // peer's code (RFC 6455 §5.5.1) and the connection finishes once the echo is
 // written. Called by the loop.
 func (c *Conn) onPeerClose(payload []byte) {
-	code, reason := CloseNoStatus, ""
+	code, reason := protocol.CloseNoStatus, ""
 	var echo []byte
 	if len(payload) >= 2 {
 		code = int(binary.BigEndian.Uint16(payload))
@@ -295,7 +324,7 @@ func (c *Conn) onPeerClose(payload []byte) {
 		c.flushFromLoop()
 	}
 	if c.closeSent.Load() {
-		c.finish(CloseAbnormal, "", true)
+		c.finish(protocol.CloseAbnormal, "", true)
 	}
 }
 
@@ -309,20 +338,23 @@ func (c *Conn) onCloseWritten(fromLoop bool) {
 		return
 	}
 	if c.peerClosed.Load() || c.abort.Load() {
-		c.finish(CloseAbnormal, "", fromLoop) // close(2) ends both directions
+		c.finish(protocol.CloseAbnormal, "", fromLoop) // close(2) ends both directions
 		return
 	}
-	if c.acquireFD() {
+	if c.pc != nil {
+		closeWrite(c.nc)
+	} else if c.acquireFD() {
 		_ = shutdownWrite(int(c.fd))
 		c.releaseFD()
 	}
 	if c.peerClosed.Load() {
-		c.finish(CloseAbnormal, "", fromLoop)
+		c.finish(protocol.CloseAbnormal, "", fromLoop)
 	}
 }
 
 // finish tears the connection down: it leaves its loop, the socket is
-// closed, queued frames are released and OnClose is handed to the loop. If
+// closed, queued frames are released and OnClose is handed to the loop (the
+// reader, with Portable). If
 // a close was in progress, OnClose reports its code; otherwise code and
 // reason (1006 for an abrupt end). It is idempotent. fromLoop says the
 // caller is the connection's loop goroutine, which then need not be woken.
@@ -347,6 +379,10 @@ func (c *Conn) finish(code int, reason string, fromLoop bool) {
 	}
 	c.mu.Unlock()
 
+	if c.pc != nil {
+		c.finishPortable(code, reason)
+		return
+	}
 	c.l.remove(c)
 	c.shutFD()
 	c.t.open.Add(-1)
@@ -436,4 +472,97 @@ func (b *Batch) Flush() {
 	b.t.scheduleMany(b.ready)
 	clear(b.ready)
 	b.ready = b.ready[:0]
+}
+
+// process feeds data read from the connection to its parser and acts on
+// what it yields. Called by the goroutine that reads the connection (its
+// epoll loop, or its portable reader).
+func (c *Conn) process(data []byte) {
+	err := c.p.feed(data, func(op byte, payload []byte) bool {
+		switch c.state.Load() {
+		case stateClosed:
+			return false
+		case stateClosing:
+			// Only the peer's close frame matters now.
+			if op == opClose {
+				c.onPeerClose(payload)
+			}
+			return true
+		}
+		switch op {
+		case opText:
+			c.h.OnMessage(c, payload)
+		case opPing:
+			var pong []byte
+			if c.role == RoleClient {
+				pong = prepareMasked(opPong, payload)
+			} else {
+				pong = PrepareFrame(opPong, payload)
+			}
+			_ = c.Send(pong)
+		case opClose:
+			c.onPeerClose(payload)
+		}
+		return true
+	})
+	var ce *closeError
+	if errors.As(err, &ce) {
+		// The parser cannot find the peer's close frame after a violation,
+		// so the close does not wait for it: the connection finishes once
+		// our close frame is written.
+		c.peerClosed.Store(true)
+		c.Close(ce.code, ce.reason)
+	}
+}
+
+// advance drops the n bytes just written from c.pending and returns how
+// many frames were completed. Called by the writer holding c.
+func (c *Conn) advance(n int) (done int) {
+	p := c.pending
+	off := c.pendOff
+	i := 0
+	for i < len(p) && n > 0 {
+		rem := len(p[i]) - off
+		if n < rem {
+			off += n
+			break
+		}
+		n -= rem
+		off = 0
+		i++
+	}
+	if i > 0 {
+		k := copy(p, p[i:])
+		clear(p[k:])
+		c.pending = p[:k]
+	}
+	c.pendOff = off
+	return i
+}
+
+// dropLocked discards the frames that are pending but not yet started: only
+// a partially written frame is kept, so the close frame that follows in
+// queue starts on a frame boundary. Called with mu held by the writer
+// holding c.
+func (c *Conn) dropLocked() {
+	c.drop = false
+	if c.pendOff > 0 && len(c.pending) > 0 {
+		clear(c.pending[1:])
+		c.pending = c.pending[:1]
+	} else {
+		c.pending = clearFrames(c.pending)
+		c.pendOff = 0
+	}
+	c.qbytes, c.qframes = 0, 0
+	for i, f := range c.pending {
+		if i == 0 {
+			f = f[c.pendOff:]
+		}
+		c.qbytes += len(f)
+		c.qframes++
+	}
+	for _, f := range c.queue {
+		c.qbytes += len(f)
+		c.qframes++
+	}
 }

@@ -18,20 +18,6 @@ const (
 	opPong         = 0xa
 )
 
-// Close codes this package sends on its own. The full vocabulary with
-// reconnect advice lives in package protocol; these values must match it.
-const (
-	CloseNormal           = 1000
-	CloseGoingAway        = 1001
-	CloseProtocolError    = 1002
-	CloseUnsupportedData  = 1003
-	CloseNoStatus         = 1005 // reported to OnClose only, never sent
-	CloseAbnormal         = 1006 // reported to OnClose only, never sent
-	CloseTooBig           = 1009
-	CloseHeartbeatTimeout = 4102
-	CloseSlowConsumer     = 4108
-)
-
 const (
 	maxControlPayload = 125
 	maxCloseReason    = maxControlPayload - 2
@@ -68,7 +54,8 @@ func PrepareFrame(op byte, payload []byte) []byte {
 }
 
 // prepareMasked returns a complete masked frame with a fresh random mask, as
-// RFC 6455 §5.3 requires of every frame a client sends.
+// RFC 6455 §5.3 requires of every frame a client sends (RoleClient, the load
+// generator's: see there why it stays).
 func prepareMasked(op byte, payload []byte) []byte {
 	var mask [4]byte
 	binary.LittleEndian.PutUint32(mask[:], rand.Uint32())

@@ -1,6 +1,10 @@
 package ws
 
-import "time"
+import (
+	"time"
+
+	"github.com/junctionhq/junction/protocol"
+)
 
 // heartbeatTick returns how often the heartbeat goroutine walks the
 // connections: a quarter of the shortest interval it enforces, between 5ms
@@ -49,13 +53,13 @@ func (t *Transport) check(c *Conn, now int64) {
 		return
 	case stateClosing:
 		if now-c.closingAt.Load() >= wt {
-			c.finish(CloseAbnormal, "close timeout", false)
+			c.finish(protocol.CloseAbnormal, "close timeout", false)
 		}
 		return
 	}
 	c.releaseIdleArrays()
 	if u := c.unwritable.Load(); u != 0 && now-u >= wt {
-		c.finish(CloseAbnormal, "write timeout", false)
+		c.finish(protocol.CloseAbnormal, "write timeout", false)
 		return
 	}
 	if t.cfg.PingInterval < 0 || c.role != RoleServer {
@@ -64,13 +68,13 @@ func (t *Transport) check(c *Conn, now int64) {
 	last := c.lastRead.Load()
 	if last < c.pingAt { // a ping is outstanding
 		if now-c.pingAt >= int64(t.cfg.PongTimeout) {
-			c.Close(CloseHeartbeatTimeout, "heartbeat timeout")
+			c.Disconnect(protocol.DisconnectHeartbeatTimeout)
 			// The peer is presumed gone: do not wait for its half of the
 			// close handshake. The connection finishes as soon as our close
 			// frame is written (or after WriteTimeout if it cannot be).
 			c.peerClosed.Store(true)
 			if c.closeSent.Load() {
-				c.finish(CloseAbnormal, "", false)
+				c.finish(protocol.CloseAbnormal, "", false)
 			}
 		}
 		return

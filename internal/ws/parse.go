@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	gws "github.com/gobwas/ws"
+
+	"github.com/junctionhq/junction/protocol"
 )
 
 // closeError is a protocol violation found by the parser: the connection is
@@ -19,19 +21,19 @@ func (e *closeError) Error() string {
 }
 
 var (
-	errUnmasked     = &closeError{CloseProtocolError, "client frames must be masked"}
-	errMasked       = &closeError{CloseProtocolError, "server frames must not be masked"}
-	errReserved     = &closeError{CloseProtocolError, "reserved bits set"}
-	errOpcode       = &closeError{CloseProtocolError, "reserved opcode"}
-	errControlLen   = &closeError{CloseProtocolError, "control frame too long"}
-	errControlFrag  = &closeError{CloseProtocolError, "fragmented control frame"}
-	errContinuation = &closeError{CloseProtocolError, "unexpected continuation frame"}
-	errInterleaved  = &closeError{CloseProtocolError, "new message inside a fragmented message"}
-	errLength       = &closeError{CloseProtocolError, "invalid payload length"}
-	errBinary       = &closeError{CloseUnsupportedData, "binary messages are not supported"}
-	errTooBig       = &closeError{CloseTooBig, "message too big"}
-	errCloseLen     = &closeError{CloseProtocolError, "invalid close payload"}
-	errCloseCode    = &closeError{CloseProtocolError, "invalid close code"}
+	errUnmasked     = &closeError{protocol.CloseProtocolError, "client frames must be masked"}
+	errMasked       = &closeError{protocol.CloseProtocolError, "server frames must not be masked"}
+	errReserved     = &closeError{protocol.CloseProtocolError, "reserved bits set"}
+	errOpcode       = &closeError{protocol.CloseProtocolError, "reserved opcode"}
+	errControlLen   = &closeError{protocol.CloseProtocolError, "control frame too long"}
+	errControlFrag  = &closeError{protocol.CloseProtocolError, "fragmented control frame"}
+	errContinuation = &closeError{protocol.CloseProtocolError, "unexpected continuation frame"}
+	errInterleaved  = &closeError{protocol.CloseProtocolError, "new message inside a fragmented message"}
+	errLength       = &closeError{protocol.CloseProtocolError, "invalid payload length"}
+	errBinary       = &closeError{protocol.CloseUnsupportedData, "binary messages are not supported"}
+	errTooBig       = &closeError{protocol.CloseTooBig, "message too big"}
+	errCloseLen     = &closeError{protocol.CloseProtocolError, "invalid close payload"}
+	errCloseCode    = &closeError{protocol.CloseProtocolError, "invalid close code"}
 )
 
 // frameFunc receives one complete text message (op opText, reassembled if it

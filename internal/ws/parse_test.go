@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	gws "github.com/gobwas/ws"
+
+	"github.com/junctionhq/junction/protocol"
 )
 
 // compile returns the wire bytes of f, masked when mask is set.
@@ -77,19 +79,19 @@ func TestParser(t *testing.T) {
 			name:     "over limit after reassembly",
 			server:   true,
 			frames:   []gws.Frame{gws.NewFrame(gws.OpText, false, make([]byte, 60)), gws.NewFrame(gws.OpContinuation, true, make([]byte, 60))},
-			wantCode: CloseTooBig,
+			wantCode: protocol.CloseTooBig,
 		},
 		{
 			name:     "close with invalid code",
 			server:   true,
 			frames:   []gws.Frame{gws.NewCloseFrame(gws.NewCloseFrameBody(1005, ""))},
-			wantCode: CloseProtocolError,
+			wantCode: protocol.CloseProtocolError,
 		},
 		{
 			name:     "text inside fragmented message",
 			server:   true,
 			frames:   []gws.Frame{gws.NewFrame(gws.OpText, false, []byte("a")), text("b")},
-			wantCode: CloseProtocolError,
+			wantCode: protocol.CloseProtocolError,
 		},
 	}
 	for _, tt := range tests {

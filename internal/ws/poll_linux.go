@@ -14,6 +14,13 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/junctionhq/junction/protocol"
+)
+
+const (
+	defaultKind    = Epoll
+	epollSupported = true
 )
 
 const (
@@ -129,7 +136,7 @@ func (l *loop) remove(c *Conn) {
 func (l *loop) armOut(c *Conn) {
 	if !c.acquireFD() {
 		// Closed meanwhile: finish has released (or will release) pending.
-		c.finish(CloseAbnormal, "closed", false)
+		c.finish(protocol.CloseAbnormal, "closed", false)
 		return
 	}
 	ev := event(c, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLOUT)
@@ -214,7 +221,7 @@ func (l *loop) run() {
 			data := c.initial
 			c.initial = nil
 			c.lastRead.Store(now)
-			l.process(c, data)
+			c.process(data)
 		}
 		clear(kicks)
 		for i, c := range ready {
@@ -291,53 +298,14 @@ func (l *loop) read(c *Conn, now int64) {
 	case errors.Is(rerr, unix.EAGAIN), errors.Is(rerr, unix.EINTR):
 		return
 	case rerr != nil:
-		c.finish(CloseAbnormal, "read: "+rerr.Error(), true)
+		c.finish(protocol.CloseAbnormal, "read: "+rerr.Error(), true)
 		return
 	case n == 0:
-		c.finish(CloseAbnormal, "connection lost", true)
+		c.finish(protocol.CloseAbnormal, "connection lost", true)
 		return
 	}
 	c.lastRead.Store(now)
-	l.process(c, l.buf[:n])
-}
-
-// process feeds data read from c to its parser and acts on what it yields.
-func (l *loop) process(c *Conn, data []byte) {
-	err := c.p.feed(data, func(op byte, payload []byte) bool {
-		switch c.state.Load() {
-		case stateClosed:
-			return false
-		case stateClosing:
-			// Only the peer's close frame matters now.
-			if op == opClose {
-				c.onPeerClose(payload)
-			}
-			return true
-		}
-		switch op {
-		case opText:
-			c.h.OnMessage(c, payload)
-		case opPing:
-			var pong []byte
-			if c.role == RoleClient {
-				pong = prepareMasked(opPong, payload)
-			} else {
-				pong = PrepareFrame(opPong, payload)
-			}
-			_ = c.Send(pong)
-		case opClose:
-			c.onPeerClose(payload)
-		}
-		return true
-	})
-	var ce *closeError
-	if errors.As(err, &ce) {
-		// The parser cannot find the peer's close frame after a violation,
-		// so the close does not wait for it: the connection finishes once
-		// our close frame is written.
-		c.peerClosed.Store(true)
-		c.Close(ce.code, ce.reason)
-	}
+	c.process(l.buf[:n])
 }
 
 // closeFD closes a bare descriptor.

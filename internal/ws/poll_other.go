@@ -7,9 +7,14 @@ import (
 	"net"
 )
 
-// errUnsupported is returned by Start on systems without epoll. A portable
-// reader (one goroutine per connection feeding the same parser) would slot
-// in here; Junction's servers run on Linux, so it is not written yet.
+// Elsewhere than Linux only the Portable transport runs (portable.go);
+// these stand in for the Epoll parts, which ParseKind and Start refuse.
+
+const (
+	defaultKind    = Portable
+	epollSupported = false
+)
+
 var errUnsupported = errors.New("epoll transport requires linux")
 
 type loop struct{}
@@ -28,6 +33,12 @@ func shutdownWrite(int) error                   { return nil }
 func closeFD(int)                               {}
 func peerAddr(int) net.Addr                     { return nil }
 func resetOnClose(int) error                    { return nil }
-func (c *Conn) dropLocked()                     {}
-func (c *Conn) Uncork()                         {}
-func (c *Conn) flushFromLoop()                  {}
+
+// Uncork ends the hold of AttachOptions.Corked: the connection's writer
+// writes what was queued meanwhile (the preamble, then frames) in one
+// write. Call it exactly once, and only on a connection attached with
+// Corked.
+func (c *Conn) Uncork() { c.t.schedule(c) }
+
+// flushFromLoop hands c, which the caller moved to wReady, to its writer.
+func (c *Conn) flushFromLoop() { c.t.schedule(c) }

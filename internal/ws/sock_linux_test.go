@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/junctionhq/junction/protocol"
 )
 
 // fdWriter hands a bare descriptor to UpgradeWith, as the front door does.
@@ -47,8 +49,20 @@ func startFDServer(t *testing.T, cfg Config, h *testHandler) string {
 		if n := rw.Reader.Buffered(); n > 0 {
 			buf, _ = rw.Reader.Peek(n)
 		}
-		// Wrapped, as middleware does: UpgradeWith unwraps to find it.
-		c, err := tr.UpgradeWith(wrapped{&fdWriter{ResponseWriter: w, fd: fd, buf: buf}}, r, "junction.v1", h, AttachOptions{})
+		var c *Conn
+		if cfg.Kind == Portable {
+			// UpgradeWith hijacks a net.Conn for Portable; AttachFD
+			// makes one of the descriptor.
+			resp, herr := ServerHandshake(r, "junction.v1")
+			if herr != nil {
+				t.Errorf("ServerHandshake: %v", herr)
+				return
+			}
+			c, err = tr.AttachFD(fd, RoleServer, h, AttachOptions{Preamble: resp, Buffered: append([]byte(nil), buf...)})
+		} else {
+			// Wrapped, as middleware does: UpgradeWith unwraps to find it.
+			c, err = tr.UpgradeWith(wrapped{&fdWriter{ResponseWriter: w, fd: fd, buf: buf}}, r, "junction.v1", h, AttachOptions{})
+		}
 		if err != nil {
 			t.Errorf("UpgradeWith: %v", err)
 			return
@@ -82,35 +96,37 @@ func dupFD(t *testing.T, nc net.Conn) int {
 }
 
 // TestAttachFD runs a connection on a bare descriptor: messages both ways,
-// its peer address asked of the kernel, the close handshake, and the socket
-// closed when it finishes (the client reads EOF).
+// its peer address asked of the kernel (Epoll), the close handshake, and the
+// socket closed when it finishes (the client reads EOF).
 func TestAttachFD(t *testing.T) {
-	h := newTestHandler(true)
-	url := startFDServer(t, Config{}, h)
-	cl := dial(t, url)
-	c := h.waitConn(t)
-	if got, want := c.RemoteAddr().String(), cl.LocalAddr().String(); got != want {
-		t.Fatalf("RemoteAddr = %s, want the client's %s", got, want)
-	}
-	for _, m := range []string{"one", strings.Repeat("two", 20000)} {
-		cl.send(t, m)
-		if got := cl.recv(t); got != m {
-			t.Fatalf("echo %.20q, want %.20q", got, m)
+	eachKind(t, func(t *testing.T, kind Kind) {
+		h := newTestHandler(true)
+		url := startFDServer(t, Config{Kind: kind}, h)
+		cl := dial(t, url)
+		c := h.waitConn(t)
+		if got, want := c.RemoteAddr().String(), cl.LocalAddr().String(); got != want {
+			t.Fatalf("RemoteAddr = %s, want the client's %s", got, want)
 		}
-	}
-	c.Close(CloseNormal, "bye")
-	if code := cl.readClose(t); code != CloseNormal {
-		t.Fatalf("close code %d, want %d", code, CloseNormal)
-	}
-	if ev := h.waitClose(t); ev.code != CloseNormal {
-		t.Fatalf("OnClose code %d, want %d", ev.code, CloseNormal)
-	}
-	if _, cut := cl.readCloseOrCut(t); !cut {
-		t.Fatal("a frame after the close handshake; want the socket closed")
-	}
-	if c.RemoteAddr() != nil {
-		t.Fatalf("RemoteAddr of a finished connection = %v, want nil", c.RemoteAddr())
-	}
+		for _, m := range []string{"one", strings.Repeat("two", 20000)} {
+			cl.send(t, m)
+			if got := cl.recv(t); got != m {
+				t.Fatalf("echo %.20q, want %.20q", got, m)
+			}
+		}
+		c.Close(protocol.CloseNormal, "bye")
+		if code := cl.readClose(t); code != protocol.CloseNormal {
+			t.Fatalf("close code %d, want %d", code, protocol.CloseNormal)
+		}
+		if ev := h.waitClose(t); ev.code != protocol.CloseNormal {
+			t.Fatalf("OnClose code %d, want %d", ev.code, protocol.CloseNormal)
+		}
+		if _, cut := cl.readCloseOrCut(t); !cut {
+			t.Fatal("a frame after the close handshake; want the socket closed")
+		}
+		if kind == Epoll && c.RemoteAddr() != nil { // Portable's is its net.Conn's
+			t.Fatalf("RemoteAddr of a finished connection = %v, want nil", c.RemoteAddr())
+		}
+	})
 }
 
 // TestFDRefs: a descriptor shut while a system call holds a reference is

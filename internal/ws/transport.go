@@ -10,7 +10,47 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/junctionhq/junction/protocol"
 )
+
+// Kind names a transport implementation. Both serve the same API with the
+// same semantics (see the package documentation); they differ in what a
+// connection costs.
+type Kind string
+
+const (
+	// Epoll reads every connection from a few epoll loops and writes from a
+	// small pool of writers with writev(2): no goroutine, buffer or timer per
+	// idle connection. Linux only, and the default there.
+	Epoll Kind = "epoll"
+	// Portable serves each connection with a reader and a writer goroutine
+	// over its net.Conn (a read buffer each, writes through net.Buffers). It
+	// runs wherever Go does: the default elsewhere than Linux, and
+	// selectable on Linux.
+	Portable Kind = "portable"
+)
+
+// DefaultKind is the Kind a Config without one selects: Epoll on Linux,
+// Portable elsewhere.
+const DefaultKind = defaultKind
+
+// ParseKind returns the Kind named s, DefaultKind for "", or an error when
+// s names no transport or one this system cannot run (epoll off Linux).
+func ParseKind(s string) (Kind, error) {
+	switch k := Kind(s); k {
+	case "":
+		return DefaultKind, nil
+	case Portable:
+		return k, nil
+	case Epoll:
+		if !epollSupported {
+			return "", fmt.Errorf("transport %q: needs Linux; use %q", s, Portable)
+		}
+		return k, nil
+	}
+	return "", fmt.Errorf("transport %q: want %q or %q", s, Epoll, Portable)
+}
 
 // Config configures a Transport. The zero value of each field selects its
 // default.
@@ -26,9 +66,10 @@ type Config struct {
 	// 4096.
 	MaxQueueFrames int
 	// Loops is the number of epoll loops (goroutines) reading connections.
-	// Default runtime.GOMAXPROCS(0).
+	// Default runtime.GOMAXPROCS(0). Epoll only.
 	Loops int
-	// Writers is the number of goroutines writing queued frames. Default
+	// Writers is the number of goroutines writing queued frames (Epoll
+	// only; Portable has one per connection). Default
 	// runtime.GOMAXPROCS(0): more writers than cores only take connections
 	// off the ready list sooner, with fewer frames queued each, so more
 	// write(2) calls per delivery (measured in BENCHMARKS.md).
@@ -46,13 +87,23 @@ type Config struct {
 	// fewer events than it can take, before it waits again: sockets that
 	// become readable meanwhile are then read in one pass, and whoever
 	// writes to them does not wake the loop for every write. Every read is
-	// delayed by up to ReadPause. For load generators reading many busy
-	// connections (junction bench); default 0, reading at once.
+	// delayed by up to ReadPause. Default 0, reading at once. Epoll only.
+	//
+	// Only the load generator (junction bench) sets it, and it stays for
+	// that: reading many busy connections, its loops would otherwise wake
+	// for every frame, and a load client that spends more CPU per frame
+	// than the server it shares the cores with measures itself. The server
+	// pays one comparison per loop wake-up.
 	ReadPause time.Duration
+	// Kind selects the implementation. Default DefaultKind.
+	Kind Kind
 }
 
 func (c Config) withDefaults() Config {
 	procs := runtime.GOMAXPROCS(0)
+	if c.Kind == "" {
+		c.Kind = DefaultKind
+	}
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = 64 << 10
 	}
@@ -80,13 +131,14 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Transport owns the epoll loops, writers and heartbeat that serve every
-// connection registered with it.
+// Transport owns the goroutines that serve every connection registered with
+// it: the epoll loops and writers (Epoll) or each connection's reader and
+// writer (Portable), and the heartbeat.
 type Transport struct {
 	cfg   Config    // set once in New, defaults applied
 	start time.Time // set once in New: origin of the transport clock
 
-	loops []*loop       // set once in Start
+	loops []*loop       // set once in Start (Epoll)
 	next  atomic.Uint32 // round-robin loop assignment
 	gen   atomic.Uint32 // connection generations
 	open  atomic.Int64  // registered connections not yet finished
@@ -104,6 +156,9 @@ type Transport struct {
 
 	slowConsumers atomic.Int64 // connections closed with 4108
 
+	// pt is set once in New: the Portable transport's state, nil for Epoll.
+	// Next to readyMu, which schedule takes right after testing it.
+	pt        *portable
 	readyMu   sync.Mutex
 	readyCond sync.Cond // signalled when ready gains a connection or writers stop
 	ready     []*Conn   // guarded by readyMu: connections with frames to write
@@ -116,17 +171,31 @@ type Transport struct {
 func New(cfg Config) *Transport {
 	t := &Transport{cfg: cfg.withDefaults(), start: time.Now(), hbStop: make(chan struct{})}
 	t.readyCond.L = &t.readyMu
+	if t.cfg.Kind == Portable {
+		t.pt = newPortable()
+	}
 	return t
 }
+
+// Kind returns the implementation serving the transport's connections.
+func (t *Transport) Kind() Kind { return t.cfg.Kind }
 
 // now returns the transport clock: monotonic nanoseconds since New.
 func (t *Transport) now() int64 { return int64(time.Since(t.start)) }
 
-// Start creates the epoll instances and starts the loop, writer and
-// heartbeat goroutines.
+// Start starts the heartbeat goroutine and, for Epoll, creates the epoll
+// instances and starts the loop and writer goroutines. It fails for a Kind
+// this system cannot run (see ParseKind).
 func (t *Transport) Start() error {
+	if _, err := ParseKind(string(t.cfg.Kind)); err != nil {
+		return fmt.Errorf("ws: start: %w", err)
+	}
 	if t.shutdown.Load() || !t.started.CompareAndSwap(false, true) {
 		return errors.New("ws: start: transport already started or closed")
+	}
+	if t.pt != nil {
+		t.wg.Go(t.heartbeat)
+		return nil
 	}
 	for range t.cfg.Loops {
 		l, err := newLoop(t)
@@ -160,7 +229,7 @@ func (t *Transport) Close() error {
 			return
 		}
 		for _, c := range t.conns(nil) {
-			c.Close(CloseGoingAway, "going away")
+			c.Disconnect(protocol.DisconnectGoingAway)
 		}
 		deadline := time.Now().Add(t.cfg.WriteTimeout)
 		for t.open.Load() > 0 && time.Now().Before(deadline) {
@@ -168,7 +237,7 @@ func (t *Transport) Close() error {
 		}
 		// Cut what is left, including connections attached concurrently.
 		for _, c := range t.conns(nil) {
-			c.finish(CloseGoingAway, "going away", false)
+			c.finish(protocol.CloseGoingAway, protocol.DisconnectGoingAway.Reason, false)
 		}
 		// A writer or the heartbeat may be finishing a connection at the
 		// same moment (the cut above then skipped it): let it reach the loop.
@@ -176,6 +245,9 @@ func (t *Transport) Close() error {
 			time.Sleep(time.Millisecond)
 		}
 		close(t.hbStop)
+		if t.pt != nil {
+			t.pt.stop() // every reader has delivered its OnClose
+		}
 		t.readyMu.Lock()
 		t.stopWrite = true
 		t.readyCond.Broadcast()
@@ -205,6 +277,9 @@ func (t *Transport) conns(dst []*Conn) []*Conn {
 
 // Conns appends every registered connection to dst and returns it.
 func (t *Transport) Conns(dst []*Conn) []*Conn {
+	if t.pt != nil {
+		return t.pt.appendConns(dst)
+	}
 	for _, l := range t.loops {
 		dst = l.appendConns(dst)
 	}
@@ -246,7 +321,9 @@ func (t *Transport) UpgradeWith(w http.ResponseWriter, r *http.Request, subproto
 		return nil, err
 	}
 	opts.Preamble = resp
-	if fh := fdHijacker(w); fh != nil {
+	// The portable transport needs a net.Conn: it hijacks through
+	// http.Hijacker, which makes one of a bare descriptor.
+	if fh := fdHijacker(w); fh != nil && t.pt == nil {
 		if fd, buffered, ok := fh.HijackFD(); ok {
 			opts.Buffered = nil
 			if len(buffered) > 0 {
@@ -264,7 +341,7 @@ func (t *Transport) UpgradeWith(w http.ResponseWriter, r *http.Request, subproto
 		http.Error(w, "cannot take over the connection", http.StatusInternalServerError)
 		return nil, fmt.Errorf("ws: upgrade: %w", err)
 	}
-	_ = nc.SetDeadline(time.Time{}) // the loop and writers use the raw descriptor
+	_ = nc.SetDeadline(time.Time{}) // the transport sets its own deadlines
 	opts.Buffered = nil
 	if rw != nil && rw.Reader != nil {
 		if n := rw.Reader.Buffered(); n > 0 {
@@ -311,7 +388,8 @@ type FDHijacker interface {
 
 // AttachOptions are the optional settings of AttachWith.
 type AttachOptions struct {
-	// Value is stored as the connection's Value before it is registered.
+	// Value is stored as the connection's Value before it is registered
+	// (the load generator's; see Conn.SetValue).
 	Value any
 	// Buffered holds bytes already read from the connection after the
 	// handshake (for example what the *bufio.Reader returned by gobwas/ws's
@@ -326,9 +404,10 @@ type AttachOptions struct {
 }
 
 // Attach registers an already handshaken connection playing role and
-// returns it; reads start at once. nc must expose its file descriptor
-// (syscall.Conn, as *net.TCPConn and *net.UnixConn do); TLS connections
-// are not supported. On success the Transport owns nc.
+// returns it; reads start at once. For Epoll, nc must expose its file
+// descriptor (syscall.Conn, as *net.TCPConn and *net.UnixConn do), so TLS
+// connections are not supported; Portable takes any net.Conn. On success
+// the Transport owns nc.
 func (t *Transport) Attach(nc net.Conn, role Role, h Handler) (*Conn, error) {
 	return t.AttachWith(nc, role, h, AttachOptions{})
 }
@@ -337,6 +416,9 @@ func (t *Transport) Attach(nc net.Conn, role Role, h Handler) (*Conn, error) {
 func (t *Transport) AttachWith(nc net.Conn, role Role, h Handler, opts AttachOptions) (*Conn, error) {
 	if t.shutdown.Load() || !t.started.Load() {
 		return nil, fmt.Errorf("ws: attach: %w", ErrClosed)
+	}
+	if t.pt != nil {
+		return t.attachPortable(nc, role, h, opts)
 	}
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
@@ -357,10 +439,22 @@ func (t *Transport) AttachWith(nc net.Conn, role Role, h Handler, opts AttachOpt
 // non-blocking mode, and referred to by nothing else (no net.Conn, no
 // duplicate), so that closing it also takes it out of the epoll set. The
 // Transport owns fd from the call on: it is closed when the connection
-// finishes, or at once when AttachFD fails.
+// finishes, or at once when AttachFD fails. Portable makes a net.Conn of
+// it (net.FileConn, Unix only).
 func (t *Transport) AttachFD(fd int, role Role, h Handler, opts AttachOptions) (*Conn, error) {
 	if fd < 0 {
 		return nil, fmt.Errorf("ws: attach: bad descriptor %d", fd)
+	}
+	if t.pt != nil {
+		nc, err := fileConn(fd)
+		if err != nil {
+			return nil, fmt.Errorf("ws: attach: %w", err)
+		}
+		c, err := t.AttachWith(nc, role, h, opts)
+		if err != nil {
+			_ = nc.Close()
+		}
+		return c, err
 	}
 	if t.shutdown.Load() || !t.started.Load() {
 		closeFD(fd)
@@ -390,6 +484,29 @@ func (t *Transport) attach(nc net.Conn, fd int, role Role, h Handler, opts Attac
 		initial: opts.Buffered,
 		p:       parser{server: role == RoleServer, max: t.cfg.MaxMessageBytes},
 	}
+	c.applyOptions(opts)
+	t.open.Add(1)
+	if err := l.add(c); err != nil {
+		// Transport.Close may have cut c meanwhile; finish is idempotent
+		// and counts c out once (OnClose follows, as after the shutdown
+		// check below).
+		c.finish(protocol.CloseAbnormal, "attach failed", false)
+		return nil, fmt.Errorf("ws: attach: %w", err)
+	}
+	if t.shutdown.Load() {
+		// Close began while we registered; its sweep may have missed c.
+		c.finish(protocol.CloseGoingAway, protocol.DisconnectGoingAway.Reason, false)
+		return nil, fmt.Errorf("ws: attach: %w", ErrClosed)
+	}
+	if opts.Preamble != nil && !opts.Corked {
+		c.Uncork()
+	}
+	return c, nil
+}
+
+// applyOptions sets up a connection not yet registered with opts (Value,
+// Preamble, Corked) and starts its clocks.
+func (c *Conn) applyOptions(opts AttachOptions) {
 	if opts.Value != nil {
 		c.SetValue(opts.Value)
 	}
@@ -401,34 +518,21 @@ func (t *Transport) attach(nc net.Conn, fd int, role Role, h Handler, opts Attac
 		// Held by this goroutine until uncorked: enqueues do not schedule.
 		c.wstate = wReady
 	}
-	now := t.now()
+	now := c.t.now()
 	c.lastRead.Store(now)
 	c.pingAt = now
-	t.open.Add(1)
-	if err := l.add(c); err != nil {
-		// Transport.Close may have cut c meanwhile; finish is idempotent
-		// and counts c out once (OnClose follows, as after the shutdown
-		// check below).
-		c.finish(CloseAbnormal, "attach failed", false)
-		return nil, fmt.Errorf("ws: attach: %w", err)
-	}
-	if t.shutdown.Load() {
-		// Close began while we registered; its sweep may have missed c.
-		c.finish(CloseGoingAway, "going away", false)
-		return nil, fmt.Errorf("ws: attach: %w", ErrClosed)
-	}
-	if opts.Preamble != nil && !opts.Corked {
-		c.Uncork()
-	}
-	return c, nil
 }
 
 // maxTake is the most connections a writer takes from the ready list at once.
 const maxTake = 64
 
-// schedule puts c on the ready list. The caller has moved c.wstate to
-// wReady, so c is on the list at most once.
+// schedule puts c on the ready list (Portable: wakes c's writer). The
+// caller has moved c.wstate to wReady, so c is on the list at most once.
 func (t *Transport) schedule(c *Conn) {
+	if t.pt != nil {
+		c.pc.kick()
+		return
+	}
 	t.readyMu.Lock()
 	if t.readyHead > 0 && len(t.ready) == cap(t.ready) {
 		n := copy(t.ready, t.ready[t.readyHead:])
@@ -444,6 +548,12 @@ func (t *Transport) schedule(c *Conn) {
 // writers as there is work for. Like schedule, each connection's wstate was
 // moved to wReady by the caller.
 func (t *Transport) scheduleMany(cs []*Conn) {
+	if t.pt != nil {
+		for _, c := range cs {
+			c.pc.kick()
+		}
+		return
+	}
 	t.readyMu.Lock()
 	if t.readyHead > 0 && len(t.ready)+len(cs) > cap(t.ready) {
 		n := copy(t.ready, t.ready[t.readyHead:])

@@ -7,6 +7,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/junctionhq/junction/protocol"
 )
 
 const (
@@ -146,7 +148,7 @@ func (w *writer) flush(c *Conn) {
 			c.l.armOut(c)
 			return
 		default:
-			c.finish(CloseAbnormal, "write: "+err.Error(), w.onLoop)
+			c.finish(protocol.CloseAbnormal, "write: "+err.Error(), w.onLoop)
 			c.mu.Lock()
 			c.pending, c.pendOff = nil, 0
 			c.wstate = wIdle
@@ -191,56 +193,4 @@ func (w *writer) writev(c *Conn) (n, total int, err error) {
 	}
 	n = int(r)
 	return n, total, err
-}
-
-// advance drops the n bytes just written from c.pending and returns how
-// many frames were completed. Called by the writer holding c.
-func (c *Conn) advance(n int) (done int) {
-	p := c.pending
-	off := c.pendOff
-	i := 0
-	for i < len(p) && n > 0 {
-		rem := len(p[i]) - off
-		if n < rem {
-			off += n
-			break
-		}
-		n -= rem
-		off = 0
-		i++
-	}
-	if i > 0 {
-		k := copy(p, p[i:])
-		clear(p[k:])
-		c.pending = p[:k]
-	}
-	c.pendOff = off
-	return i
-}
-
-// dropLocked discards the frames that are pending but not yet started: only
-// a partially written frame is kept, so the close frame that follows in
-// queue starts on a frame boundary. Called with mu held by the writer
-// holding c.
-func (c *Conn) dropLocked() {
-	c.drop = false
-	if c.pendOff > 0 && len(c.pending) > 0 {
-		clear(c.pending[1:])
-		c.pending = c.pending[:1]
-	} else {
-		c.pending = clearFrames(c.pending)
-		c.pendOff = 0
-	}
-	c.qbytes, c.qframes = 0, 0
-	for i, f := range c.pending {
-		if i == 0 {
-			f = f[c.pendOff:]
-		}
-		c.qbytes += len(f)
-		c.qframes++
-	}
-	for _, f := range c.queue {
-		c.qbytes += len(f)
-		c.qframes++
-	}
 }

@@ -21,12 +21,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
@@ -102,17 +100,15 @@ func Start(ctx context.Context) (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	if cred != nil {
-		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			return fail(fmt.Errorf("pgtest: chown temp dir: %w", err))
-		}
+	if err := chownTo(dir, cred); err != nil {
+		return fail(fmt.Errorf("pgtest: chown temp dir: %w", err))
 	}
 
 	initdb := exec.CommandContext(ctx, filepath.Join(bin, "initdb"),
 		"-D", filepath.Join(dir, "data"), "-U", s.user, "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
 	initdb.Dir = dir
 	initdb.Env = childEnv()
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	initdb.SysProcAttr = initdbAttr(cred)
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return fail(fmt.Errorf("pgtest: initdb: %w\n%s", err, out))
 	}
@@ -134,7 +130,7 @@ func Start(ctx context.Context) (*Server, error) {
 	}
 }
 
-func (s *Server) startPostgres(ctx context.Context, bin string, cred *syscall.Credential) error {
+func (s *Server) startPostgres(ctx context.Context, bin string, cred *credential) error {
 	done := make(chan struct{})
 	s.done = done
 	s.logMu.Lock()
@@ -154,7 +150,7 @@ func (s *Server) startPostgres(ctx context.Context, bin string, cred *syscall.Cr
 	cmd.Env = childEnv()
 	w := lockedWriter{mu: &s.logMu, b: s.log}
 	cmd.Stdout, cmd.Stderr = w, w
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = postgresAttr(cred)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("pgtest: start postgres: %w", err)
 	}
@@ -236,7 +232,7 @@ func (s *Server) Stop() error {
 	s.stopped = true
 	s.mu.Unlock()
 	if s.cmd != nil && s.cmd.Process != nil {
-		s.cmd.Process.Signal(syscall.SIGINT) // fast shutdown
+		s.cmd.Process.Signal(os.Interrupt) // fast shutdown
 		select {
 		case <-s.done:
 		case <-time.After(10 * time.Second):
@@ -254,29 +250,8 @@ func (s *Server) kill() {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
-	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	killGroup(s.cmd.Process)
 	<-s.done
-}
-
-// unprivileged returns the credential to run PostgreSQL with when the test
-// runs as root, or nil when it does not.
-func unprivileged() (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	for _, name := range []string{"postgres", "nobody"} {
-		u, err := user.Lookup(name)
-		if err != nil {
-			continue
-		}
-		uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-		gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-		if err1 != nil || err2 != nil || uid == 0 {
-			continue
-		}
-		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
-	}
-	return nil, errors.New("pgtest: running as root and neither user postgres nor nobody exists")
 }
 
 // childEnv is a minimal environment: the C locale, so the server's messages
