@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -177,24 +178,7 @@ func (s *Subscription) Unsubscribe(ctx context.Context) error {
 		delete(st.subs, s.topic)
 	}
 	st.mu.Unlock()
-	return s.c.Call(ctx, "channel.unsubscribe", map[string]string{"topic": s.topic}, nil)
-}
-
-type streamPosition struct {
-	Epoch  string `json:"epoch"`
-	Offset uint64 `json:"offset"`
-}
-
-type subscribeResult struct {
-	Epoch        string          `json:"epoch"`
-	Offset       uint64          `json:"offset"`
-	Recovered    bool            `json:"recovered"`
-	Snapshot     json.RawMessage `json:"snapshot"`
-	Publications []struct {
-		Epoch  string          `json:"epoch"`
-		Offset uint64          `json:"offset"`
-		Data   json.RawMessage `json:"data"`
-	} `json:"publications"`
+	return s.c.Call(ctx, "channel.unsubscribe", protocol.TopicParams{Topic: s.topic}, nil)
 }
 
 // subscribe makes one channel.subscribe call, from the last position when
@@ -205,18 +189,15 @@ func (s *Subscription) subscribe(ctx context.Context, resubscribed bool) error {
 		s.mu.Unlock()
 		return nil
 	}
-	params := struct {
-		Topic string          `json:"topic"`
-		Since *streamPosition `json:"since,omitempty"`
-	}{Topic: s.topic}
+	params := protocol.SubscribeParams{Topic: s.topic}
 	if s.positioned {
-		params.Since = &streamPosition{Epoch: s.epoch, Offset: s.offset}
+		params.Since = &protocol.StreamPosition{Epoch: s.epoch, Offset: s.offset}
 	}
 	s.joining = true
 	s.pending = nil
 	s.mu.Unlock()
 
-	var res subscribeResult
+	var res protocol.SubscribeResult
 	err := s.c.Call(ctx, "channel.subscribe", params, &res)
 
 	s.mu.Lock()
@@ -285,10 +266,7 @@ func (s *Subscription) onMessage(f *protocol.Frame) {
 }
 
 func (s *Subscription) onUnsubscribed(f *protocol.Frame) {
-	var ev struct {
-		Reason      string `json:"reason"`
-		Resubscribe bool   `json:"resubscribe"`
-	}
+	var ev protocol.Unsubscribed
 	_ = json.Unmarshal(f.Data, &ev)
 	if ev.Resubscribe {
 		// Not on the event goroutine: the call's response must be read.
@@ -316,7 +294,11 @@ func (s *Subscription) onUnsubscribed(f *protocol.Frame) {
 // Publish publishes data (encoded as JSON) to topic and returns the
 // publication's position.
 func (c *Client) Publish(ctx context.Context, topic string, data any) (epoch string, offset uint64, err error) {
-	var res streamPosition
-	err = c.Call(ctx, "channel.publish", map[string]any{"topic": topic, "data": data}, &res)
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return "", 0, fmt.Errorf("client: encode data of %s: %w", topic, err)
+	}
+	var res protocol.PublishResult
+	err = c.Call(ctx, "channel.publish", protocol.PublishParams{Topic: topic, Data: raw}, &res)
 	return res.Epoch, res.Offset, err
 }

@@ -60,6 +60,11 @@ type Options struct {
 
 	// Logger receives the client's logs. By default they are discarded.
 	Logger *slog.Logger
+	// OnFrame, when set, sees every protocol frame the client sends (sent
+	// true) or receives, as one JSON object, on the goroutine that writes
+	// or reads it: for logging and for contract tests. It must not block
+	// or keep frame.
+	OnFrame func(sent bool, frame []byte)
 	// OnState is called on every state change, from the goroutine that
 	// drives the connection: keep it short and do not call Close from it.
 	OnState func(State, error)

@@ -164,9 +164,7 @@ func readHandshakeError(status int, resp io.Reader) *HandshakeError {
 	if err != nil {
 		return he
 	}
-	var env struct {
-		Error *protocol.Error `json:"error"`
-	}
+	var env protocol.ErrorBody
 	if json.Unmarshal(body, &env) == nil && env.Error != nil && env.Error.Code != "" {
 		he.Err = env.Error
 	}
@@ -319,9 +317,13 @@ func (cn *conn) control(h ws.Header, r io.Reader) error {
 // handleMessage handles the frames of one text message.
 func (cn *conn) handleMessage(msg []byte) error {
 	var err error
+	tap := cn.c.opts.OnFrame
 	protocol.Split(msg, func(b []byte) {
 		if err != nil {
 			return
+		}
+		if tap != nil {
+			tap(false, b)
 		}
 		f, derr := protocol.Decode(b)
 		if derr != nil {
@@ -411,6 +413,7 @@ func (cn *conn) writeLoop() {
 	defer close(cn.writerDone)
 	defer cn.nc.Close()
 	bw := bufio.NewWriterSize(cn.nc, 16<<10)
+	tap := cn.c.opts.OnFrame
 	var buf, carry []byte
 	for {
 		first := carry
@@ -430,6 +433,9 @@ func (cn *conn) writeLoop() {
 			}
 		}
 		limit := int(cn.maxFrame.Load())
+		if tap != nil {
+			tap(true, first)
+		}
 		buf = append(buf[:0], first...)
 	batch:
 		for cn.batch.Load() && len(buf) < limit {
@@ -438,6 +444,9 @@ func (cn *conn) writeLoop() {
 				if len(buf)+1+len(b) > limit {
 					carry = b
 					break batch
+				}
+				if tap != nil {
+					tap(true, b)
 				}
 				buf = append(buf, '\n')
 				buf = append(buf, b...)

@@ -153,9 +153,7 @@ func (c *Client) refreshToken(cn *conn) {
 			c.log.Warn("client: refresh token", "err", err)
 			return
 		}
-		params, err := json.Marshal(struct {
-			Token string `json:"token"`
-		}{token})
+		params, err := json.Marshal(protocol.RefreshParams{Token: token})
 		if err != nil {
 			c.log.Warn("client: refresh token", "err", err)
 			return

@@ -14,8 +14,8 @@ import (
 
 // Events and methods of the RPC relay (see docs/rpc.md).
 const (
-	EventRPCProgress = "rpc.progress"
-	EventRPCCancel   = "rpc.cancel"
+	EventRPCProgress = protocol.EventRPCProgress
+	EventRPCCancel   = protocol.EventRPCCancel
 	// eventRPCBarrier is an event the client makes up (it never comes from
 	// the server): CallDevice queues it behind the progress events of a
 	// call to learn when they have all been handled. "*" handlers see it
@@ -56,6 +56,7 @@ func (r *RPCRequest) Progress(ctx context.Context, data any) error {
 	if err != nil {
 		return fmt.Errorf("client: encode progress: %w", err)
 	}
+	// protocol.RPCProgress, without reflection.
 	b := protocol.AppendString([]byte(`{"id":`), r.ID)
 	b = append(b, `,"data":`...)
 	b = append(append(b, raw...), '}')
@@ -144,7 +145,7 @@ func (c *Client) Serve(method string, handler RPCHandler) error {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, c.opts.CallTimeout)
 	defer cancel()
-	return c.Call(ctx, "rpc.register", map[string]any{"methods": []string{method}}, nil)
+	return c.Call(ctx, "rpc.register", protocol.RPCRegisterParams{Methods: []string{method}}, nil)
 }
 
 // onConnect registers every served method on a new connection.
@@ -157,15 +158,13 @@ func (st *rpcState) onConnect(ctx context.Context, c *Client, _ bool) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
 	defer cancel()
-	if err := c.Call(ctx, "rpc.register", map[string]any{"methods": methods}, nil); err != nil {
+	if err := c.Call(ctx, "rpc.register", protocol.RPCRegisterParams{Methods: methods}, nil); err != nil {
 		c.log.Error("client: register served methods", "err", err)
 	}
 }
 
 func (st *rpcState) onCancel(f *protocol.Frame) {
-	var d struct {
-		ID string `json:"id"`
-	}
+	var d protocol.RPCCancel
 	if json.Unmarshal(f.Data, &d) != nil {
 		return
 	}
@@ -178,10 +177,7 @@ func (st *rpcState) onCancel(f *protocol.Frame) {
 }
 
 func (st *rpcState) onProgress(f *protocol.Frame) {
-	var d struct {
-		ID   string          `json:"id"`
-		Data json.RawMessage `json:"data"`
-	}
+	var d protocol.RPCProgress
 	if json.Unmarshal(f.Data, &d) != nil {
 		return
 	}
@@ -377,7 +373,7 @@ func (c *Client) CallDevice(ctx context.Context, deviceID, method string, params
 // sendRPCCancel asks the gateway to cancel the rpc.call id; its answer is
 // not awaited (the client drops it).
 func (c *Client) sendRPCCancel(cn *conn, id string) {
-	params, _ := json.Marshal(map[string]string{"id": id})
+	params, _ := json.Marshal(protocol.RPCCancelParams{ID: id})
 	b, err := protocol.AppendRequest(nil, strconv.FormatUint(c.nextID.Add(1), 10), "rpc.cancel", params, "", nil)
 	if err != nil {
 		return

@@ -14,8 +14,8 @@ import (
 // Versioned is an encrypted field and its version: 1 when the object is
 // created, +1 with each accepted update of that field.
 type Versioned struct {
-	Value   []byte `json:"value"`
-	Version int64  `json:"version"`
+	Value   []byte `json:"value" doc:"ciphertext (base64); null when empty"`
+	Version int64  `json:"version" doc:"starts at 1, +1 per accepted update"`
 }
 
 // Session is an encrypted conversation with an agent.
@@ -25,7 +25,7 @@ type Session struct {
 	Metadata   Versioned `json:"metadata"`
 	AgentState Versioned `json:"agentState"`
 	// LastSeq is the seq of the session's last message (0 if none).
-	LastSeq   int64     `json:"lastSeq"`
+	LastSeq   int64     `json:"lastSeq" doc:"seq of the last message"`
 	CreatedAt time.Time `json:"createdAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
 }
@@ -52,9 +52,9 @@ type Artifact struct {
 
 // ObjectList is a page of sessions, machines or artifacts, newest first.
 type ObjectList[T any] struct {
-	Items []T `json:"items"`
+	Items []T `json:"items" schema:"nonnull"`
 	// NextCursor fetches the following page; empty after the last.
-	NextCursor string `json:"nextCursor"`
+	NextCursor string `json:"nextCursor" doc:"empty after the last page"`
 }
 
 // Deleted answers a delete.
@@ -81,26 +81,26 @@ type FieldUpdate struct {
 	// Field names the encrypted field: "metadata", "agentState",
 	// "daemonState", "header" or "body" as the object has them.
 	Field           string `json:"field"`
-	Value           string `json:"value"` // base64
-	ExpectedVersion *int64 `json:"expectedVersion"`
+	Value           string `json:"value" doc:"the new ciphertext (base64)"` // base64
+	ExpectedVersion *int64 `json:"expectedVersion" doc:"the version the client last saw"`
 }
 
 // SessionCreate is the params of session.create (base64 ciphertext).
 type SessionCreate struct {
-	Metadata   string `json:"metadata"`
-	AgentState string `json:"agentState"`
+	Metadata   string `json:"metadata,omitempty"`
+	AgentState string `json:"agentState,omitempty"`
 }
 
 // MachineCreate is the params of machine.create (base64 ciphertext).
 type MachineCreate struct {
-	Metadata    string `json:"metadata"`
-	DaemonState string `json:"daemonState"`
+	Metadata    string `json:"metadata,omitempty"`
+	DaemonState string `json:"daemonState,omitempty"`
 }
 
 // ArtifactCreate is the params of artifact.create (base64 ciphertext).
 type ArtifactCreate struct {
-	Header string `json:"header"`
-	Body   string `json:"body"`
+	Header string `json:"header,omitempty"`
+	Body   string `json:"body,omitempty"`
 }
 
 // Message is a stored message of a session.
@@ -109,8 +109,8 @@ type Message struct {
 	SessionID string `json:"sessionId"`
 	// Seq is the message's position in its session: 1, 2, 3, ... with no
 	// gaps.
-	Seq       int64     `json:"seq"`
-	LocalID   string    `json:"localId,omitempty"`
+	Seq       int64     `json:"seq" doc:"1, 2, 3... per session"`
+	LocalID   string    `json:"localId,omitempty" doc:"the client's id, for dedupe"`
 	Body      []byte    `json:"body"`
 	CreatedAt time.Time `json:"createdAt"`
 }
@@ -145,15 +145,15 @@ type MessageList struct {
 // Update is one entry of an account's update log.
 type Update struct {
 	// Seq is the per-account sequence number: 1, 2, 3, ... with no gaps.
-	Seq int64 `json:"seq"`
+	Seq int64 `json:"seq" doc:"per account, gap-free"`
 	// Kind is "<object>.<change>": session.created, message.created,
 	// device.revoked, ... (docs/api.md lists them with their bodies).
-	Kind string `json:"kind"`
+	Kind string `json:"kind" doc:"session.created, message.created, device.revoked, ..."`
 	// ID is the object that changed (for messages, the message id).
 	ID      string `json:"id"`
 	Version int64  `json:"version"`
 	// Body is a JSON document describing the change.
-	Body      json.RawMessage `json:"body"`
+	Body      json.RawMessage `json:"body" doc:"JSON describing the change"`
 	CreatedAt time.Time       `json:"createdAt"`
 }
 
@@ -166,15 +166,15 @@ type UpdatesSince struct {
 // Updates answers update.since: a page of the log, or a reset.
 type Updates struct {
 	// Updates are the updates after since, in seq order; empty with Reset.
-	Updates []Update `json:"updates"`
+	Updates []Update `json:"updates" schema:"nonnull"`
 	// Reset is true when the log no longer holds every update after since
 	// (retention) or since is ahead of the account: the client must fetch
 	// fresh state, then continue from Seq.
-	Reset bool `json:"reset"`
+	Reset bool `json:"reset" doc:"the log no longer holds everything after since: fetch fresh state, continue from seq"`
 	// Seq is the account's last update seq when Reset is true.
-	Seq int64 `json:"seq,omitempty"`
+	Seq int64 `json:"seq,omitempty" doc:"with reset: the account's last seq"`
 	// HasMore is true when the page is full: ask again from the last seq.
-	HasMore bool `json:"hasMore"`
+	HasMore bool `json:"hasMore" doc:"the page is full: ask again from the last seq"`
 }
 
 // UpdatePublication is the data of the channel.message that carries one

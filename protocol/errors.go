@@ -25,6 +25,19 @@ const (
 	CodeInternal      Code = "internal"       // a server fault; details never reach the client
 )
 
+// Codes lists the stable error codes.
+var Codes = []Code{CodeInvalidFrame, CodeBadRequest, CodeUnauthorized, CodeForbidden, CodeNotFound, CodeConflict,
+	CodeUnknownMethod, CodeRateLimited, CodeTooLarge, CodeTimeout, CodeUnavailable, CodeInternal}
+
+// JSONSchemaEnum implements SchemaEnum: a code is one of Codes.
+func (Code) JSONSchemaEnum() []any {
+	out := make([]any, len(Codes))
+	for i, c := range Codes {
+		out[i] = string(c)
+	}
+	return out
+}
+
 // Retryable reports whether a request that failed with the code may succeed
 // if repeated unchanged later.
 func (c Code) Retryable() bool {
@@ -44,6 +57,11 @@ type Error struct {
 	Retryable    bool           `json:"retryable"`
 	RetryAfterMs int64          `json:"retryAfterMs,omitempty"`
 	Details      map[string]any `json:"details,omitempty"`
+}
+
+// ErrorBody is the body of a failed REST request.
+type ErrorBody struct {
+	Error *Error `json:"error" schema:"nonnull"`
 }
 
 // Error implements error.

@@ -51,7 +51,7 @@ type Welcome struct {
 	HeartbeatMs        int64     `json:"heartbeatMs"`
 	HeartbeatTimeoutMs int64     `json:"heartbeatTimeoutMs"`
 	Limits             Limits    `json:"limits"`
-	Features           []string  `json:"features"`
+	Features           []string  `json:"features" schema:"nonnull"`
 }
 
 // Principal describes who a connection is authenticated as.
@@ -60,7 +60,7 @@ type Principal struct {
 	DeviceID string   `json:"deviceId,omitempty"`
 	Kind     string   `json:"kind,omitempty"`
 	AppID    string   `json:"appId,omitempty"`
-	Scopes   []string `json:"scopes"`
+	Scopes   []string `json:"scopes" schema:"nonnull"`
 	// ExpiresAtMs is the credential's expiry in Unix milliseconds, 0 when it does not expire.
 	ExpiresAtMs int64 `json:"expiresAtMs,omitempty"`
 }

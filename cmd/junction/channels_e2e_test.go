@@ -15,6 +15,7 @@ import (
 
 	"github.com/junctionhq/junction/client"
 	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/protocol"
 )
 
 func withNamespaces(ns ...hub.NamespaceConfig) func(*Config) {
@@ -96,8 +97,8 @@ func TestChannelResumeAcrossReconnect(t *testing.T) {
 		ctx   = context.Background()
 		token = mintToken(t, m, "alice", "a1", "phone")
 	)
-	sub := client.New(client.Options{URL: "ws://" + proxy.ln.Addr().String() + "/ws", Token: token,
-		Reconnect: true, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	sub := client.New(checkedOptions(m, client.Options{URL: "ws://" + proxy.ln.Addr().String() + "/ws", Token: token,
+		Reconnect: true, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}))
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := sub.Connect(cctx); err != nil {
@@ -248,5 +249,80 @@ func TestChannelREST(t *testing.T) {
 				t.Fatalf("got %d %v, want %d %s", status, out, tt.status, tt.code)
 			}
 		})
+	}
+}
+
+// TestChannelMethodsOverWebSocket uses every channel method and the presence
+// events over the SDK's WebSocket (the wire contract check sees them all).
+func TestChannelMethodsOverWebSocket(t *testing.T) {
+	m := startServer(t, withNamespaces(hub.NamespaceConfig{
+		Pattern: "room:{id}", Subscribe: []string{"any"}, Publish: []string{"scope=write"}, Presence: true, HistorySize: 3,
+	}))
+	carol := dialClient(t, m, "carol", "c1", "phone")
+	events := make(chan *protocol.Frame, 16)
+	for _, e := range []string{protocol.EventChannelJoin, protocol.EventChannelLeave} {
+		carol.OnEvent(e, func(f *protocol.Frame) { events <- f })
+	}
+	nextEvent := func(want string) protocol.ClientInfo {
+		t.Helper()
+		select {
+		case f := <-events:
+			var info protocol.ClientInfo
+			if f.Event != want || f.Topic != "room:1" || json.Unmarshal(f.Data, &info) != nil {
+				t.Fatalf("got event %s on %q with %s, want %s on room:1", f.Event, f.Topic, f.Data, want)
+			}
+			return info
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %s event", want)
+		}
+		return protocol.ClientInfo{}
+	}
+	if _, err := carol.Subscribe(context.Background(), "room:1", func(client.Publication) {}); err != nil {
+		t.Fatal(err)
+	}
+
+	bob := dialClient(t, m, "bob", "b1", "phone")
+	var sub protocol.SubscribeResult
+	if err := call(t, bob, "channel.subscribe", protocol.SubscribeParams{Topic: "room:1"}, &sub); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	if info := nextEvent(protocol.EventChannelJoin); info.UserID != "bob" || info.DeviceID != "b1" {
+		t.Errorf("join: got %+v, want bob/b1", info)
+	}
+	var pub protocol.PublishResult
+	if err := call(t, bob, "channel.publish", protocol.PublishParams{Topic: "room:1", Data: json.RawMessage(`{"n":1}`)}, &pub); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	if pub.Epoch != sub.Epoch || pub.Offset != sub.Offset+1 {
+		t.Errorf("publish: got %+v, want the offset after %+v", pub, sub)
+	}
+	var pres protocol.PresenceResult
+	if err := call(t, carol, "channel.presence", protocol.TopicParams{Topic: "room:1"}, &pres); err != nil {
+		t.Fatalf("presence: %v", err)
+	}
+	if len(pres.Clients) != 2 {
+		t.Errorf("presence: got %+v, want carol and bob", pres.Clients)
+	}
+	var hist protocol.HistoryResult
+	if err := call(t, carol, "channel.history", protocol.HistoryParams{Topic: "room:1", Limit: 5}, &hist); err != nil {
+		t.Fatalf("history: %v", err)
+	}
+	if len(hist.Publications) != 1 || hist.Publications[0].Info == nil || hist.Publications[0].Info.UserID != "bob" ||
+		string(hist.Publications[0].Data) != `{"n":1}` {
+		t.Errorf("history: got %+v, want bob's publication", hist)
+	}
+	if err := call(t, bob, "channel.unsubscribe", protocol.TopicParams{Topic: "room:1"}, nil); err != nil {
+		t.Fatalf("unsubscribe: %v", err)
+	}
+	if info := nextEvent(protocol.EventChannelLeave); info.UserID != "bob" {
+		t.Errorf("leave: got %+v, want bob", info)
+	}
+	var again protocol.SubscribeResult
+	err := call(t, bob, "channel.subscribe", protocol.SubscribeParams{Topic: "room:1", Since: &protocol.StreamPosition{Epoch: sub.Epoch, Offset: sub.Offset}}, &again)
+	if err != nil {
+		t.Fatalf("resubscribe: %v", err)
+	}
+	if !again.Recovered || len(again.Publications) != 1 || again.Publications[0].Offset != pub.Offset {
+		t.Errorf("resubscribe: got %+v, want the missed publication recovered", again)
 	}
 }

@@ -232,7 +232,7 @@ func TestPairingAndDevices(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = client.Dial(ctx, client.Options{URL: m.WSURL() + "/ws", Token: tv.AccessToken})
+	_, err = client.Dial(ctx, checkedOptions(m, client.Options{URL: m.WSURL() + "/ws", Token: tv.AccessToken}))
 	var he *client.HandshakeError
 	if !errors.As(err, &he) || he.StatusCode != 401 {
 		t.Errorf("revoked access token on /ws: got %v, want a 401 handshake error", err)

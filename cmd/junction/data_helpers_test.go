@@ -139,7 +139,7 @@ func dialToken(t testing.TB, m *Main, token string) *client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, client.Options{URL: m.WSURL() + "/ws", Token: token})
+	c, err := client.Dial(ctx, checkedOptions(m, client.Options{URL: m.WSURL() + "/ws", Token: token}))
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}

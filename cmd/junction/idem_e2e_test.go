@@ -209,7 +209,7 @@ func TestPublishIdemSurvivesRestart(t *testing.T) {
 	if again != first {
 		t.Fatalf("repeat after restart: got %+v, want the first %+v", again, first)
 	}
-	var hist hub.HistoryResult
+	var hist protocol.HistoryResult
 	apiJSON(t, m2, tok, "GET", "/api/v1/channels/room:1/history", nil, 200, &hist)
 	if len(hist.Publications) != 0 {
 		t.Fatalf("history after the repeat: got %d publications, want 0 (the repeat published nothing)", len(hist.Publications))

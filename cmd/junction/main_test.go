@@ -36,6 +36,8 @@ func startServer(t *testing.T, configure func(*Config), hooks ...func(*Main)) *M
 	if err := m.Open(context.Background()); err != nil {
 		t.Fatalf("open server: %v", err)
 	}
+	// Checked after the server closed (cleanups run last first).
+	checkWire(t, m)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -62,7 +64,7 @@ func dialClient(t *testing.T, m *Main, user, device, kind string, scopes ...stri
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, client.Options{URL: m.WSURL() + "/ws", Token: mintToken(t, m, user, device, kind, scopes...)})
+	c, err := client.Dial(ctx, checkedOptions(m, client.Options{URL: m.WSURL() + "/ws", Token: mintToken(t, m, user, device, kind, scopes...)}))
 	if err != nil {
 		t.Fatalf("dial %s/%s: %v", user, device, err)
 	}

@@ -42,8 +42,8 @@ func machine(t *testing.T, m *Main, user, device string, reconnect bool, handler
 		scopes = []string{auth.ScopeRead, auth.ScopeWrite}
 	}
 	tok := mintToken(t, m, user, device, "machine", scopes...)
-	c := client.New(client.Options{URL: m.WSURL() + "/ws", Token: tok, Reconnect: reconnect,
-		MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	c := client.New(checkedOptions(m, client.Options{URL: m.WSURL() + "/ws", Token: tok, Reconnect: reconnect,
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}))
 	for name, fn := range handlers {
 		if err := c.Serve(name, fn); err != nil {
 			t.Fatalf("Serve before connect: got %v, want nil", err)
@@ -399,13 +399,13 @@ func TestRPCListAndPresence(t *testing.T) {
 		t.Fatalf("subscribe user:u1: %+v", f.Error)
 	}
 	mac := machine(t, m, "u1", "mac1", false, map[string]client.RPCHandler{"b.two": echo, "a.one": echo})
-	st := owner.machineStatus(t, hub.MachineOnline)
+	st := owner.machineStatus(t, protocol.MachineOnline)
 	if st.DeviceID != "mac1" || st.UserID != "u1" || st.Kind != "machine" {
 		t.Errorf("machine online: got %+v, want mac1 of u1", st)
 	}
 
 	phone := dialClient(t, m, "u1", "phone2", "phone")
-	var list hub.RPCListResult
+	var list protocol.RPCListResult
 	if err := phone.Call(t.Context(), "rpc.list", map[string]any{"target": map[string]string{"deviceId": "mac1"}}, &list); err != nil {
 		t.Fatalf("rpc.list: %v", err)
 	}
@@ -424,7 +424,7 @@ func TestRPCListAndPresence(t *testing.T) {
 		t.Errorf("call after unregister: got %v, want unknown_method", err)
 	}
 	mac.Close()
-	if st := owner.machineStatus(t, hub.MachineOffline); st.DeviceID != "mac1" {
+	if st := owner.machineStatus(t, protocol.MachineOffline); st.DeviceID != "mac1" {
 		t.Errorf("machine offline: got %+v, want mac1", st)
 	}
 	err = phone.Call(t.Context(), "rpc.list", map[string]any{"target": map[string]string{"deviceId": "mac1"}}, nil)
@@ -486,6 +486,7 @@ func TestRPCNoLeaks(t *testing.T) {
 // rpcRaw is a bare WebSocket client speaking protocol v1 by hand, for
 // checks on the wire.
 type rpcRaw struct {
+	cc      *connCheck // the wire contract check of the server
 	nc      net.Conn
 	r       io.Reader // nc, after what the dialer buffered with the handshake
 	frames  chan *protocol.Frame
@@ -500,7 +501,7 @@ func dialRPCRaw(t *testing.T, m *Main, user, device, kind string, scopes ...stri
 	if err != nil {
 		t.Fatalf("raw dial: %v", err)
 	}
-	rc := &rpcRaw{nc: nc, r: nc, frames: make(chan *protocol.Frame, 1024)}
+	rc := &rpcRaw{cc: wireCheckOf(m).conn(false), nc: nc, r: nc, frames: make(chan *protocol.Frame, 1024)}
 	if br != nil {
 		// The server's first frames may have arrived with the handshake.
 		rc.r = io.MultiReader(br, nc)
@@ -514,6 +515,7 @@ func dialRPCRaw(t *testing.T, m *Main, user, device, kind string, scopes ...stri
 			if err != nil {
 				return
 			}
+			rc.cc.message(false, msg)
 			protocol.Split(msg, func(b []byte) {
 				if f, err := protocol.Decode(b); err == nil {
 					rc.frames <- f
@@ -539,6 +541,7 @@ func (rc *rpcRaw) send(t *testing.T, frame string) {
 	t.Helper()
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
+	rc.cc.message(true, []byte(frame))
 	if err := wsutil.WriteClientText(rc.nc, []byte(frame)); err != nil {
 		t.Fatalf("raw send: %v", err)
 	}
@@ -580,14 +583,14 @@ func (rc *rpcRaw) request(t *testing.T) *protocol.Frame {
 }
 
 // machineStatus waits for a machine status publication on the user's channel.
-func (rc *rpcRaw) machineStatus(t *testing.T, status string) hub.MachineStatus {
+func (rc *rpcRaw) machineStatus(t *testing.T, status string) protocol.MachineStatus {
 	t.Helper()
-	var st hub.MachinePublication
+	var st protocol.MachinePublication
 	rc.next(t, "machine "+status, func(f *protocol.Frame) bool {
 		if f.Event != hub.EventChannelMessage || !strings.HasPrefix(f.Topic, "user:") {
 			return false
 		}
-		st = hub.MachinePublication{}
+		st = protocol.MachinePublication{}
 		return json.Unmarshal(f.Data, &st) == nil && st.Machine != nil && st.Machine.Status == status
 	})
 	return *st.Machine

@@ -27,6 +27,7 @@ import (
 // exactly the bytes a test wants and reads frames one by one.
 type rawConn struct {
 	t  *testing.T
+	cc *connCheck // the wire contract check of the server
 	nc net.Conn
 	r  io.Reader // nc, or the dialer's buffered reader when the server's first bytes came with the handshake
 }
@@ -51,11 +52,15 @@ func dialRaw(t *testing.T, m *Main, header http.Header, query string, protocols 
 			if i := bytes.Index(body, []byte("\r\n\r\n")); i >= 0 {
 				body = body[i+4:]
 			}
+			if status == 401 || status == 403 || status == 503 {
+				// A refused upgrade answers the REST error body (PROTOCOL.md §1).
+				wireCheckOf(m).rest("GET", "/ws", status, body)
+			}
 			return nil, &http.Response{StatusCode: status, Body: io.NopCloser(bytes.NewReader(body))}, err
 		}
 		return nil, nil, err
 	}
-	rc := &rawConn{t: t, nc: nc, r: nc}
+	rc := &rawConn{t: t, cc: wireCheckOf(m).conn(false), nc: nc, r: nc}
 	if br != nil {
 		rc.r = io.MultiReader(br, nc)
 	}
@@ -67,6 +72,7 @@ func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bear
 
 func (c *rawConn) send(s string) {
 	c.t.Helper()
+	c.cc.message(true, []byte(s))
 	if err := wsutil.WriteClientText(c.nc, []byte(s)); err != nil {
 		c.t.Fatalf("send: %v", err)
 	}
@@ -96,6 +102,7 @@ func (c *rawConn) next() (*protocol.Frame, int) {
 			_ = wsutil.WriteClientMessage(c.nc, ws.OpPong, payload)
 			continue
 		case ws.OpText:
+			c.cc.message(false, payload)
 			var first []byte
 			protocol.Split(payload, func(b []byte) {
 				if first == nil {
@@ -307,15 +314,15 @@ func TestWelcomeAndBuiltins(t *testing.T) {
 		t.Errorf("welcome limits: got %+v", w)
 	}
 	ctx := context.Background()
-	var pong hub.PingResult
+	var pong protocol.PingResult
 	if err := c.Call(ctx, "sys.ping", nil, &pong); err != nil || !pong.Pong {
 		t.Errorf("sys.ping: got %+v, %v", pong, err)
 	}
-	var who hub.WhoamiResult
+	var who protocol.WhoamiResult
 	if err := c.Call(ctx, "conn.whoami", nil, &who); err != nil || who.ConnID != w.ConnID || who.Principal.UserID != "alice" {
 		t.Errorf("conn.whoami: got %+v, %v", who, err)
 	}
-	var info hub.InfoResult
+	var info protocol.InfoResult
 	if err := c.Call(ctx, "sys.info", nil, &info); err != nil || info.Protocol != 1 || info.Connections != 1 {
 		t.Errorf("sys.info: got %+v, %v", info, err)
 	}
@@ -427,6 +434,7 @@ func TestBatchedFrames(t *testing.T) {
 		if err != nil {
 			t.Fatalf("read: %v (seen %d)", err, len(seen))
 		}
+		rc.cc.message(false, msg)
 		protocol.Split(msg, func(raw []byte) {
 			f, err := protocol.Decode(raw)
 			if err != nil || !f.OK {
@@ -547,7 +555,7 @@ func TestTokenExpiryAndRefresh(t *testing.T) {
 		return tok
 	}
 	// Without a refresh, the connection is warned, then closed with 4001.
-	c := client.New(client.Options{URL: m.WSURL() + "/ws", Token: short(3 * time.Second)})
+	c := client.New(checkedOptions(m, client.Options{URL: m.WSURL() + "/ws", Token: short(3 * time.Second)}))
 	warned := make(chan struct{}, 1)
 	c.OnEvent(protocol.EventTokenExpiring, func(*protocol.Frame) {
 		select {

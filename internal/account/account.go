@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"reflect"
 	"time"
 
 	"github.com/junctionhq/junction/internal/auth"
@@ -110,7 +111,10 @@ func (s *Service) Register(h *hub.Hub) {
 		// Mode Serial: a connection's data writes apply in the order sent.
 		// Idempotency is Exec's (store records that survive restarts),
 		// not the hub's in-memory cache.
+		// Params and Result are the protocol types, for the contract (the
+		// AsyncAPI document).
 		h.Register(hub.Method{Name: o.Name, Scope: o.Scope, Mode: hub.Serial,
+			Params: reflect.TypeOf(o.Params), Result: reflect.TypeOf(o.Result),
 			Handler: func(ctx context.Context, call *hub.Call) (any, error) {
 				return o.Exec(ctx, call.Principal, call.Params, call.Idem)
 			}})

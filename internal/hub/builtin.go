@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"reflect"
 	"slices"
 	"time"
 
@@ -40,34 +41,11 @@ func (h *Hub) clientEvent(c *Conn, f *protocol.Frame) {
 		return
 	}
 	data, _ := jsonMarshal(protocol.Errorf(protocol.CodeBadRequest, "unexpected event %q", f.Event))
-	c.SendEvent("error", "", "", 0, data)
+	c.SendEvent(protocol.EventError, "", "", 0, data)
 }
 
-// PingResult is the result of sys.ping.
-type PingResult struct {
-	Pong   bool  `json:"pong"`
-	TimeMs int64 `json:"timeMs"`
-}
-
-// InfoResult is the result of sys.info.
-type InfoResult struct {
-	Protocol    int      `json:"protocol"`
-	NodeID      string   `json:"nodeId"`
-	Features    []string `json:"features"`
-	Methods     []string `json:"methods"`
-	Connections int      `json:"connections"`
-}
-
-// WhoamiResult is the result of conn.whoami.
-type WhoamiResult struct {
-	ConnID    string             `json:"connId"`
-	NodeID    string             `json:"nodeId"`
-	Principal protocol.Principal `json:"principal"`
-}
-
-type refreshParams struct {
-	Token string `json:"token"`
-}
+// refreshParams are auth.refresh's params, validated here.
+type refreshParams protocol.RefreshParams
 
 func (p *refreshParams) Validate() error {
 	if p.Token == "" {
@@ -76,29 +54,27 @@ func (p *refreshParams) Validate() error {
 	return nil
 }
 
-// RefreshResult is the result of auth.refresh.
-type RefreshResult struct {
-	ExpiresAtMs int64 `json:"expiresAtMs"`
-}
-
 func (h *Hub) registerBuiltins() {
 	h.AddFeature("batch")
 	h.AddFeature("idem")
 	h.Register(Method{Name: "sys.ping", Scope: ScopeAuthenticated, Mode: Inline,
+		Params: reflect.TypeFor[protocol.Empty](), Result: reflect.TypeFor[protocol.PingResult](),
 		Handler: func(context.Context, *Call) (any, error) {
-			return PingResult{Pong: true, TimeMs: h.deps.Now().UnixMilli()}, nil
+			return protocol.PingResult{Pong: true, TimeMs: h.deps.Now().UnixMilli()}, nil
 		}})
 	h.Register(Method{Name: "sys.info", Scope: ScopeAuthenticated, Mode: Inline,
+		Params: reflect.TypeFor[protocol.Empty](), Result: reflect.TypeFor[protocol.InfoResult](),
 		Handler: func(context.Context, *Call) (any, error) {
 			methods := h.Methods()
 			slices.Sort(methods)
-			return InfoResult{Protocol: protocol.Version, NodeID: h.cfg.NodeID, Features: h.features(), Methods: methods, Connections: h.Len()}, nil
+			return protocol.InfoResult{Protocol: protocol.Version, NodeID: h.cfg.NodeID, Features: h.features(), Methods: methods, Connections: h.Len()}, nil
 		}})
 	h.Register(Method{Name: "conn.whoami", Scope: ScopeAuthenticated, Mode: Inline,
+		Params: reflect.TypeFor[protocol.Empty](), Result: reflect.TypeFor[protocol.WhoamiResult](),
 		Handler: func(_ context.Context, call *Call) (any, error) {
-			return WhoamiResult{ConnID: call.Conn.id, NodeID: h.cfg.NodeID, Principal: call.Principal.Info()}, nil
+			return protocol.WhoamiResult{ConnID: call.Conn.id, NodeID: h.cfg.NodeID, Principal: call.Principal.Info()}, nil
 		}})
-	Handle(h, Method{Name: "auth.refresh", Scope: ScopeAuthenticated}, func(ctx context.Context, call *Call, p *refreshParams) (any, error) {
+	Handle(h, Method{Name: "auth.refresh", Scope: ScopeAuthenticated, Params: reflect.TypeFor[protocol.RefreshParams]()}, func(ctx context.Context, call *Call, p *refreshParams) (*protocol.RefreshResult, error) {
 		if h.deps.Authenticator == nil {
 			return nil, protocol.Errorf(protocol.CodeUnavailable, "in-band refresh is not configured")
 		}
@@ -115,6 +91,6 @@ func (h *Hub) registerBuiltins() {
 		}
 		call.Conn.principal.Store(np)
 		h.expiry.renewed(call.Conn)
-		return RefreshResult{ExpiresAtMs: np.ExpiresAt.UnixMilli()}, nil
+		return &protocol.RefreshResult{ExpiresAtMs: np.ExpiresAt.UnixMilli()}, nil
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -18,17 +19,12 @@ import (
 	"github.com/junctionhq/junction/protocol"
 )
 
-// Channel events sent by the server.
+// Channel events sent by the server (see protocol).
 const (
-	// EventChannelMessage carries one publication: topic, epoch, offset, data.
-	EventChannelMessage = "channel.message"
-	// EventChannelJoin and EventChannelLeave announce presence changes on
-	// channels with presence; data is the ClientInfo.
-	EventChannelJoin  = "channel.join"
-	EventChannelLeave = "channel.leave"
-	// EventChannelUnsubscribed tells a client the server removed one of its
-	// subscriptions; data is an UnsubscribedEvent.
-	EventChannelUnsubscribed = "channel.unsubscribed"
+	EventChannelMessage      = protocol.EventChannelMessage
+	EventChannelJoin         = protocol.EventChannelJoin
+	EventChannelLeave        = protocol.EventChannelLeave
+	EventChannelUnsubscribed = protocol.EventChannelUnsubscribed
 )
 
 // FeatureChannels is the welcome feature announcing channels.
@@ -79,46 +75,6 @@ type SnapshotFunc func(ctx context.Context, t Topic) (Snapshot, error)
 
 // Snapshot implements SnapshotProvider.
 func (f SnapshotFunc) Snapshot(ctx context.Context, t Topic) (Snapshot, error) { return f(ctx, t) }
-
-// SubscribeResult is the result of channel.subscribe.
-type SubscribeResult struct {
-	Epoch  string `json:"epoch"`
-	Offset uint64 `json:"offset"`
-	// Recovered is true when the request's since position was resumed from
-	// history: Publications are exactly the ones missed. When false the
-	// client starts over from Snapshot (when the namespace has one) and the
-	// position.
-	Recovered    bool            `json:"recovered"`
-	Snapshot     json.RawMessage `json:"snapshot,omitempty"`
-	Publications []Publication   `json:"publications,omitempty"`
-}
-
-// PublishResult is the result of channel.publish.
-type PublishResult struct {
-	Epoch  string `json:"epoch"`
-	Offset uint64 `json:"offset"`
-}
-
-// PresenceResult is the result of channel.presence.
-type PresenceResult struct {
-	Clients map[string]ClientInfo `json:"clients"`
-}
-
-// HistoryResult is the result of channel.history.
-type HistoryResult struct {
-	Epoch        string        `json:"epoch"`
-	Offset       uint64        `json:"offset"`
-	Publications []Publication `json:"publications"`
-}
-
-// UnsubscribedEvent is the data of channel.unsubscribed.
-type UnsubscribedEvent struct {
-	// Reason is "forbidden" (permission lost), "server" (removed by the
-	// application) or "reset" (the stream lost its history).
-	Reason string `json:"reason"`
-	// Resubscribe advises subscribing again (with since).
-	Resubscribe bool `json:"resubscribe"`
-}
 
 const (
 	chanShards = 64
@@ -332,23 +288,17 @@ func (h *Hub) startChannels() error {
 	return nil
 }
 
-type subscribeParams struct {
-	Topic string          `json:"topic"`
-	Since *StreamPosition `json:"since"`
-}
+// The params types of the channel methods: the protocol types, validated here.
+type (
+	subscribeParams protocol.SubscribeParams
+	topicParams     protocol.TopicParams
+	publishParams   protocol.PublishParams
+	historyParams   protocol.HistoryParams
+)
 
 func (p *subscribeParams) Validate() error { return ValidateTopic(p.Topic) }
 
-type topicParams struct {
-	Topic string `json:"topic"`
-}
-
 func (p *topicParams) Validate() error { return ValidateTopic(p.Topic) }
-
-type publishParams struct {
-	Topic string          `json:"topic"`
-	Data  json.RawMessage `json:"data"`
-}
 
 func (p *publishParams) Validate() error {
 	if err := ValidateTopic(p.Topic); err != nil {
@@ -358,12 +308,6 @@ func (p *publishParams) Validate() error {
 		return protocol.FieldError("data", "required")
 	}
 	return nil
-}
-
-type historyParams struct {
-	Topic string          `json:"topic"`
-	Since *StreamPosition `json:"since"`
-	Limit int             `json:"limit"`
 }
 
 func (p *historyParams) Validate() error {
@@ -377,41 +321,62 @@ func (p *historyParams) Validate() error {
 }
 
 func (h *Hub) registerChannelMethods() {
-	Handle(h, Method{Name: "channel.subscribe", Scope: ScopeAuthenticated}, func(ctx context.Context, call *Call, p *subscribeParams) (any, error) {
-		return h.subscribe(ctx, call, p)
-	})
-	Handle(h, Method{Name: "channel.unsubscribe", Scope: ScopeAuthenticated}, func(ctx context.Context, call *Call, p *topicParams) (any, error) {
-		if cs := connSubsOf(call.Conn); cs != nil {
-			if s := cs.take(p.Topic, nil); s != nil {
-				h.detach(ctx, s)
+	topic := reflect.TypeFor[protocol.TopicParams]()
+	Handle(h, Method{Name: "channel.subscribe", Scope: ScopeAuthenticated, Params: reflect.TypeFor[protocol.SubscribeParams]()},
+		func(ctx context.Context, call *Call, p *subscribeParams) (*protocol.SubscribeResult, error) {
+			return h.subscribe(ctx, call, p)
+		})
+	Handle(h, Method{Name: "channel.unsubscribe", Scope: ScopeAuthenticated, Params: topic},
+		func(ctx context.Context, call *Call, p *topicParams) (protocol.Empty, error) {
+			if cs := connSubsOf(call.Conn); cs != nil {
+				if s := cs.take(p.Topic, nil); s != nil {
+					h.detach(ctx, s)
+				}
 			}
-		}
-		return struct{}{}, nil
-	})
-	Handle(h, Method{Name: "channel.publish", Scope: ScopeAuthenticated}, func(ctx context.Context, call *Call, p *publishParams) (any, error) {
-		if call.Idem != "" {
-			res, err := h.PublishIdempotent(ctx, call.Principal, call.Idem, p.Topic, p.Data, clientInfo(call.Conn))
+			return protocol.Empty{}, nil
+		})
+	// With idem the result is the first request's, as recorded (JSON).
+	Handle(h, Method{Name: "channel.publish", Scope: ScopeAuthenticated, Params: reflect.TypeFor[protocol.PublishParams](), Result: reflect.TypeFor[protocol.PublishResult]()},
+		func(ctx context.Context, call *Call, p *publishParams) (any, error) {
+			if call.Idem != "" {
+				res, err := h.PublishIdempotent(ctx, call.Principal, call.Idem, p.Topic, p.Data, clientInfo(call.Conn))
+				if err != nil {
+					return nil, err
+				}
+				return res, nil
+			}
+			pos, err := h.PublishAs(ctx, call.Principal, p.Topic, p.Data, clientInfo(call.Conn))
 			if err != nil {
 				return nil, err
 			}
-			return res, nil
-		}
-		pos, err := h.PublishAs(ctx, call.Principal, p.Topic, p.Data, clientInfo(call.Conn))
-		if err != nil {
-			return nil, err
-		}
-		return PublishResult{Epoch: pos.Epoch, Offset: pos.Offset}, nil
-	})
-	Handle(h, Method{Name: "channel.presence", Scope: ScopeAuthenticated}, func(ctx context.Context, call *Call, p *topicParams) (any, error) {
-		clients, err := h.PresenceAs(ctx, call.Principal, p.Topic)
-		if err != nil {
-			return nil, err
-		}
-		return PresenceResult{Clients: clients}, nil
-	})
-	Handle(h, Method{Name: "channel.history", Scope: ScopeAuthenticated}, func(ctx context.Context, call *Call, p *historyParams) (any, error) {
-		return h.HistoryAs(ctx, call.Principal, p.Topic, p.Since, p.Limit)
-	})
+			return &protocol.PublishResult{Epoch: pos.Epoch, Offset: pos.Offset}, nil
+		})
+	Handle(h, Method{Name: "channel.presence", Scope: ScopeAuthenticated, Params: topic},
+		func(ctx context.Context, call *Call, p *topicParams) (*protocol.PresenceResult, error) {
+			clients, err := h.PresenceAs(ctx, call.Principal, p.Topic)
+			if err != nil {
+				return nil, err
+			}
+			return &protocol.PresenceResult{Clients: clients}, nil
+		})
+	Handle(h, Method{Name: "channel.history", Scope: ScopeAuthenticated, Params: reflect.TypeFor[protocol.HistoryParams]()},
+		func(ctx context.Context, call *Call, p *historyParams) (*protocol.HistoryResult, error) {
+			res, err := h.HistoryAs(ctx, call.Principal, p.Topic, (*StreamPosition)(p.Since), p.Limit)
+			if err != nil {
+				return nil, err
+			}
+			return &res, nil
+		})
+}
+
+// wirePublications returns the broker's publications as the protocol's,
+// never nil.
+func wirePublications(pubs []Publication) []protocol.Publication {
+	out := make([]protocol.Publication, len(pubs))
+	for i, p := range pubs {
+		out[i] = protocol.Publication{Offset: p.Offset, Epoch: p.Epoch, Data: p.Data, Info: (*protocol.ClientInfo)(p.Info), TimeMs: p.TimeMs}
+	}
+	return out
 }
 
 // Publish publishes data (compact JSON) to topic on the server's behalf: the
@@ -458,7 +423,7 @@ func (h *Hub) PublishIdempotent(ctx context.Context, p *auth.Principal, key, top
 		if err != nil {
 			return nil, err
 		}
-		return jsonMarshal(PublishResult{Epoch: pos.Epoch, Offset: pos.Offset})
+		return jsonMarshal(protocol.PublishResult{Epoch: pos.Epoch, Offset: pos.Offset})
 	})
 }
 
@@ -486,7 +451,7 @@ func (h *Hub) Position(ctx context.Context, topic string) (StreamPosition, error
 
 // PresenceAs returns the presence set of topic, for a principal allowed to
 // subscribe to it. A namespace without presence answers not_found.
-func (h *Hub) PresenceAs(ctx context.Context, p *auth.Principal, topic string) (map[string]ClientInfo, error) {
+func (h *Hub) PresenceAs(ctx context.Context, p *auth.Principal, topic string) (map[string]protocol.ClientInfo, error) {
 	ns, t, err := h.ch.resolve(topic)
 	if err != nil {
 		return nil, err
@@ -501,7 +466,11 @@ func (h *Hub) PresenceAs(ctx context.Context, p *auth.Principal, topic string) (
 	if err != nil {
 		return nil, fmt.Errorf("presence of %s: %w", topic, err)
 	}
-	return clients, nil
+	out := make(map[string]protocol.ClientInfo, len(clients))
+	for id, c := range clients {
+		out[id] = protocol.ClientInfo(c)
+	}
+	return out, nil
 }
 
 // HistoryAs returns retained publications of topic, for a principal allowed
@@ -509,16 +478,16 @@ func (h *Hub) PresenceAs(ctx context.Context, p *auth.Principal, topic string) (
 // publications (all retained when limit is 0), oldest first; with since the
 // first limit publications after it. A since position outside history
 // answers conflict with the current position in details (epoch, offset).
-func (h *Hub) HistoryAs(ctx context.Context, p *auth.Principal, topic string, since *StreamPosition, limit int) (HistoryResult, error) {
+func (h *Hub) HistoryAs(ctx context.Context, p *auth.Principal, topic string, since *StreamPosition, limit int) (protocol.HistoryResult, error) {
 	ns, t, err := h.ch.resolve(topic)
 	if err != nil {
-		return HistoryResult{}, err
+		return protocol.HistoryResult{}, err
 	}
 	if err := ns.authorize(ctx, p, t, actSubscribe); err != nil {
-		return HistoryResult{}, err
+		return protocol.HistoryResult{}, err
 	}
 	if limit < 0 {
-		return HistoryResult{}, protocol.FieldError("limit", "must not be negative")
+		return protocol.HistoryResult{}, protocol.FieldError("limit", "must not be negative")
 	}
 	bl := limit
 	if since == nil {
@@ -526,19 +495,16 @@ func (h *Hub) HistoryAs(ctx context.Context, p *auth.Principal, topic string, si
 	}
 	pubs, pos, err := h.ch.streams.History(ctx, topic, since, bl)
 	if errors.Is(err, ErrHistoryGap) {
-		return HistoryResult{}, protocol.Errorf(protocol.CodeConflict, "position is outside the retained history").
+		return protocol.HistoryResult{}, protocol.Errorf(protocol.CodeConflict, "position is outside the retained history").
 			WithDetail("epoch", pos.Epoch).WithDetail("offset", pos.Offset)
 	}
 	if err != nil {
-		return HistoryResult{}, fmt.Errorf("history of %s: %w", topic, err)
+		return protocol.HistoryResult{}, fmt.Errorf("history of %s: %w", topic, err)
 	}
 	if since == nil && limit > 0 && len(pubs) > limit {
 		pubs = pubs[len(pubs)-limit:]
 	}
-	if pubs == nil {
-		pubs = []Publication{}
-	}
-	return HistoryResult{Epoch: pos.Epoch, Offset: pos.Offset, Publications: pubs}, nil
+	return protocol.HistoryResult{Epoch: pos.Epoch, Offset: pos.Offset, Publications: wirePublications(pubs)}, nil
 }
 
 // Subscribers returns the number of this node's subscribers of topic.

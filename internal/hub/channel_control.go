@@ -62,7 +62,7 @@ func (h *Hub) handleControl(topic string, data json.RawMessage) {
 		if m.Kind == "leave" {
 			event = EventChannelLeave
 		}
-		info, _ := jsonMarshal(m.Client)
+		info, _ := jsonMarshal((*protocol.ClientInfo)(m.Client))
 		frame := ws.PrepareText(protocol.AppendEvent(nil, event, topic, "", 0, info))
 		for _, s := range *sp {
 			switch {

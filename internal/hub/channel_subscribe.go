@@ -82,7 +82,7 @@ func (h *Hub) connClosed(cs *connSubs) {
 }
 
 // subscribe handles channel.subscribe.
-func (h *Hub) subscribe(ctx context.Context, call *Call, p *subscribeParams) (any, error) {
+func (h *Hub) subscribe(ctx context.Context, call *Call, p *subscribeParams) (*protocol.SubscribeResult, error) {
 	ns, t, err := h.ch.resolve(p.Topic)
 	if err != nil {
 		return nil, err
@@ -109,7 +109,7 @@ func (h *Hub) subscribe(ctx context.Context, call *Call, p *subscribeParams) (an
 	cs.put(s)
 	cs.mu.Unlock()
 
-	res, err := h.join(ctx, s, t, ns, p.Since)
+	res, err := h.join(ctx, s, t, ns, (*StreamPosition)(p.Since))
 	if err != nil {
 		cs.take(t.Name, s)
 		h.detach(context.WithoutCancel(ctx), s)
@@ -123,18 +123,18 @@ func (h *Hub) subscribe(ctx context.Context, call *Call, p *subscribeParams) (an
 // it joins at (from history, a snapshot or the stream) and adds presence.
 // Publications from the attach on are buffered, so that those after the
 // position are sent after the reply (goLive): none is lost or sent twice.
-func (h *Hub) join(ctx context.Context, s *subscriber, t Topic, ns *namespace, since *StreamPosition) (*SubscribeResult, error) {
+func (h *Hub) join(ctx context.Context, s *subscriber, t Topic, ns *namespace, since *StreamPosition) (*protocol.SubscribeResult, error) {
 	if err := h.attach(ctx, s); err != nil {
 		return nil, err
 	}
 	b := h.ch.streams
-	res := &SubscribeResult{}
+	res := &protocol.SubscribeResult{}
 	var pos StreamPosition
 	if since != nil {
 		pubs, p, err := b.History(ctx, t.Name, since, 0)
 		switch {
 		case err == nil:
-			res.Recovered, res.Publications, pos = true, pubs, p
+			res.Recovered, res.Publications, pos = true, wirePublications(pubs), p
 		case errors.Is(err, ErrHistoryGap):
 		default:
 			return nil, fmt.Errorf("channel history of %s: %w", t.Name, err)
@@ -307,7 +307,7 @@ func (h *Hub) dropSubscriber(s *subscriber, reason string, resubscribe bool) {
 		return
 	}
 	s.live.Store(false)
-	data, _ := jsonMarshal(UnsubscribedEvent{Reason: reason, Resubscribe: resubscribe})
+	data, _ := jsonMarshal(protocol.Unsubscribed{Reason: reason, Resubscribe: resubscribe})
 	s.conn.SendEvent(EventChannelUnsubscribed, s.topic, "", 0, data)
 	if cs := connSubsOf(s.conn); cs != nil {
 		cs.take(s.topic, s)

@@ -16,7 +16,7 @@ import (
 	"github.com/junctionhq/junction/protocol"
 )
 
-type subResult = hub.SubscribeResult
+type subResult = protocol.SubscribeResult
 
 func TestChannelErrors(t *testing.T) {
 	ts := startHub(t, hub.Config{
@@ -116,14 +116,14 @@ func TestChannelPublishSubscribe(t *testing.T) {
 	if ra.other[0].Event != hub.EventChannelJoin || !strings.Contains(string(ra.other[0].Data), `"userId":"bob"`) {
 		t.Fatalf("got %s %s, want channel.join of bob", ra.other[0].Event, ra.other[0].Data)
 	}
-	var pres hub.PresenceResult
+	var pres protocol.PresenceResult
 	mustCall(t, alice, "channel.presence", map[string]any{"topic": "room:1"}, &pres)
 	if len(pres.Clients) != 2 {
 		t.Fatalf("got presence %v, want 2 clients", pres.Clients)
 	}
 
 	for i := 1; i <= 5; i++ {
-		var pr hub.PublishResult
+		var pr protocol.PublishResult
 		mustCall(t, alice, "channel.publish", map[string]any{"topic": "room:1", "data": map[string]int{"n": i}}, &pr)
 		if pr.Offset != uint64(i) || pr.Epoch != sa.Epoch {
 			t.Fatalf("got publish position %+v, want offset %d epoch %s", pr, i, sa.Epoch)
@@ -138,12 +138,12 @@ func TestChannelPublishSubscribe(t *testing.T) {
 		}
 	}
 
-	var hist hub.HistoryResult
+	var hist protocol.HistoryResult
 	mustCall(t, bob, "channel.history", map[string]any{"topic": "room:1", "limit": 2}, &hist)
 	if len(hist.Publications) != 2 || hist.Publications[0].Offset != 4 || hist.Offset != 5 {
 		t.Fatalf("got history %+v, want offsets 4,5 at position 5", hist)
 	}
-	hist = hub.HistoryResult{}
+	hist = protocol.HistoryResult{}
 	mustCall(t, bob, "channel.history", map[string]any{"topic": "room:1", "since": map[string]any{"epoch": sa.Epoch, "offset": 1}, "limit": 2}, &hist)
 	if len(hist.Publications) != 2 || hist.Publications[0].Offset != 2 {
 		t.Fatalf("got history since 1 %+v, want offsets 2,3", hist)
@@ -166,7 +166,7 @@ func TestChannelPublishSubscribe(t *testing.T) {
 	// Closing the connection drops its subscriptions and presence.
 	_ = alice.Close()
 	eventually(t, "alice's subscription dropped", func() bool { return ts.hub.Subscribers("room:1") == 0 })
-	var after hub.PresenceResult
+	var after protocol.PresenceResult
 	mustCall(t, bob, "channel.presence", map[string]any{"topic": "room:1"}, &after)
 	if len(after.Clients) != 0 {
 		t.Fatalf("got presence %v after everyone left, want none", after.Clients)

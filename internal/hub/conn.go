@@ -234,7 +234,7 @@ func (c *Conn) sendFrameError(raw []byte, e *protocol.Error) {
 		return
 	}
 	data, _ := jsonMarshal(e)
-	c.SendEvent("error", "", "", 0, data)
+	c.SendEvent(protocol.EventError, "", "", 0, data)
 }
 
 // OnMessage implements ws.Handler. It runs on the read loop: it decodes the

@@ -69,7 +69,7 @@ func TestChannelPublishIdem(t *testing.T) {
 	mustCall(t, bob, "channel.subscribe", map[string]any{"topic": "room:1"}, nil)
 
 	params := map[string]any{"topic": "room:1", "data": map[string]int{"n": 1}}
-	var first, again hub.PublishResult
+	var first, again protocol.PublishResult
 	if err := callIdem(t, alice, "channel.publish", params, "k1", &first); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestChannelPublishIdem(t *testing.T) {
 		}
 	}
 	// Keys are per principal: bob's k1 is his own (and he may not publish).
-	var second hub.PublishResult
+	var second protocol.PublishResult
 	if err := callIdem(t, alice, "channel.publish", map[string]any{"topic": "room:1", "data": 2}, "k2", &second); err != nil || second.Offset != 2 {
 		t.Fatalf("new key: got %+v, %v, want offset 2", second, err)
 	}
@@ -134,7 +134,7 @@ func TestChannelPublishIdemInFlight(t *testing.T) {
 	unhold := sync.OnceFunc(func() { close(release) })
 	t.Cleanup(unhold) // on failure, before the hub closes
 
-	var viaWS hub.PublishResult
+	var viaWS protocol.PublishResult
 	wsErr := make(chan error, 1)
 	go func() {
 		wsErr <- callIdem(t, alice, "channel.publish", map[string]any{"topic": "held:1", "data": "x"}, "k", &viaWS)
@@ -155,7 +155,7 @@ func TestChannelPublishIdemInFlight(t *testing.T) {
 	if err := <-wsErr; err != nil {
 		t.Fatal(err)
 	}
-	var dup hub.PublishResult
+	var dup protocol.PublishResult
 	if err := json.Unmarshal(<-direct, &dup); err != nil {
 		t.Fatal(err)
 	}

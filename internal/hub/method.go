@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/junctionhq/junction/internal/auth"
@@ -74,6 +76,12 @@ type Method struct {
 	// and its Hub.inflight count. Returning false it must have sent
 	// nothing; the request goes to Handler as usual.
 	Start func(c *Conn, f *protocol.Frame) bool
+	// Params and Result are the Go types of the method's params and
+	// result, for the wire contract (the AsyncAPI document and the tests
+	// that check frames against it). Handle fills them from its type
+	// arguments when they are unset; a method registered without them is
+	// reported as untyped by the contract.
+	Params, Result reflect.Type
 }
 
 // Validator is implemented by params types that check their own values; the
@@ -100,16 +108,42 @@ func (h *Hub) Register(m Method) {
 
 // Handle registers a method whose params decode strictly into P: unknown
 // members, wrong types and failed validation answer bad_request naming the
-// field.
-func Handle[P any](h *Hub, m Method, fn func(ctx context.Context, call *Call, p *P) (any, error)) {
+// field. P is the method's params type in the contract unless m.Params names
+// the protocol type P is defined from; R is its result type unless R is an
+// interface (any) or m.Result is set.
+func Handle[P, R any](h *Hub, m Method, fn func(ctx context.Context, call *Call, p *P) (R, error)) {
+	pt := reflect.TypeFor[P]()
+	if m.Params == nil {
+		m.Params = pt
+	} else if !pt.ConvertibleTo(m.Params) {
+		panic(fmt.Sprintf("hub: method %q: params type %v is not a %v", m.Name, pt, m.Params))
+	}
+	if rt := reflect.TypeFor[R](); m.Result == nil && rt.Kind() != reflect.Interface {
+		m.Result = rt
+	}
 	m.Handler = func(ctx context.Context, call *Call) (any, error) {
 		p := new(P)
 		if err := decodeParamsInto(call.Params, p); err != nil {
 			return nil, err
 		}
-		return fn(ctx, call, p)
+		res, err := fn(ctx, call, p)
+		if err != nil {
+			return nil, err
+		}
+		return res, nil
 	}
 	h.Register(m)
+}
+
+// Contract returns the registered methods with their params and result
+// types, sorted by name, for protocol.AsyncAPI.
+func (h *Hub) Contract() []protocol.MethodSpec {
+	out := make([]protocol.MethodSpec, 0, len(h.methods))
+	for _, m := range h.methods {
+		out = append(out, protocol.MethodSpec{Name: m.Name, Scope: m.Scope, Params: m.Params, Result: m.Result})
+	}
+	slices.SortFunc(out, func(a, b protocol.MethodSpec) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // Methods returns the names of the registered methods.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,16 +47,10 @@ const (
 	leaseStripes    = 64
 )
 
-// Events of the RPC relay.
+// Events of the RPC relay (see protocol).
 const (
-	EventRPCProgress = "rpc.progress"
-	EventRPCCancel   = "rpc.cancel"
-)
-
-// Machine status values of MachineStatus.Status.
-const (
-	MachineOnline  = "online"
-	MachineOffline = "offline"
+	EventRPCProgress = protocol.EventRPCProgress
+	EventRPCCancel   = protocol.EventRPCCancel
 )
 
 // RPCConfig configures the RPC relay. The zero value of every field selects
@@ -280,9 +275,13 @@ func newRPCRelay(h *Hub) *rpcRelay {
 	return r
 }
 
-type rpcRegisterParams struct {
-	Methods []string `json:"methods"`
-}
+// The params types of the RPC methods: the protocol types, validated here.
+type (
+	rpcRegisterParams protocol.RPCRegisterParams
+	rpcCallParams     protocol.RPCCallParams
+	rpcListParams     protocol.RPCListParams
+	rpcCancelParams   protocol.RPCCancelParams
+)
 
 func (p *rpcRegisterParams) Validate() error {
 	if len(p.Methods) == 0 {
@@ -297,24 +296,6 @@ func (p *rpcRegisterParams) Validate() error {
 		}
 	}
 	return nil
-}
-
-// RPCRegisterResult is the result of rpc.register and rpc.unregister: every
-// method the connection serves now.
-type RPCRegisterResult struct {
-	Methods []string `json:"methods"`
-}
-
-// RPCTarget names the device a call or a listing is for.
-type RPCTarget struct {
-	DeviceID string `json:"deviceId"`
-}
-
-type rpcCallParams struct {
-	Target    *RPCTarget      `json:"target"`
-	Method    string          `json:"method"`
-	Params    json.RawMessage `json:"params"`
-	TimeoutMs int64           `json:"timeoutMs"`
 }
 
 func (p *rpcCallParams) Validate() error {
@@ -364,7 +345,7 @@ func (p *rpcCallParams) decodeFast(raw json.RawMessage) bool {
 		seen |= bit
 		switch bit {
 		case 1:
-			t := &RPCTarget{}
+			t := &protocol.RPCTarget{}
 			hasID := false
 			end, ok := jsonscan.Object(raw, v, func(key []byte, v int) (int, bool) {
 				if string(key) != "deviceId" || hasID {
@@ -397,7 +378,7 @@ func (p *rpcCallParams) decodeFast(raw json.RawMessage) bool {
 	return ok && jsonscan.Space(raw, end) == len(raw)
 }
 
-func validTarget(t *RPCTarget) error {
+func validTarget(t *protocol.RPCTarget) error {
 	switch {
 	case t == nil:
 		return protocol.FieldError("target", "required")
@@ -409,21 +390,7 @@ func validTarget(t *RPCTarget) error {
 	return nil
 }
 
-type rpcListParams struct {
-	Target *RPCTarget `json:"target"`
-}
-
 func (p *rpcListParams) Validate() error { return validTarget(p.Target) }
-
-// RPCListResult is the result of rpc.list.
-type RPCListResult struct {
-	DeviceID string   `json:"deviceId"`
-	Methods  []string `json:"methods"`
-}
-
-type rpcCancelParams struct {
-	ID string `json:"id"`
-}
 
 func (p *rpcCancelParams) Validate() error {
 	if p.ID == "" {
@@ -432,50 +399,19 @@ func (p *rpcCancelParams) Validate() error {
 	return nil
 }
 
-// RPCCancelResult is the result of rpc.cancel.
-type RPCCancelResult struct {
-	Cancelled bool `json:"cancelled"`
-}
-
-// RPCProgress is the data of an rpc.progress event: from a target, ID is the
-// relayed request id; towards a caller, it is the caller's rpc.call id.
-type RPCProgress struct {
-	ID   string          `json:"id"`
-	Data json.RawMessage `json:"data,omitempty"`
-}
-
-// RPCCancel is the data of the rpc.cancel event sent to a target.
-type RPCCancel struct {
-	ID     string `json:"id"`
-	Reason string `json:"reason"`
-}
-
-// MachinePublication is the data of the channel.message published on the
-// owner's user:{userId} channel when a machine starts serving (its first
-// rpc.register on a connection) or its serving connection closes.
-type MachinePublication struct {
-	Machine *MachineStatus `json:"machine"`
-}
-
-// MachineStatus says that a serving device went online or offline.
-type MachineStatus struct {
-	Status   string `json:"status"` // MachineOnline or MachineOffline
-	UserID   string `json:"userId"`
-	DeviceID string `json:"deviceId"`
-	Kind     string `json:"kind,omitempty"`
-	NodeID   string `json:"nodeId"`
-}
-
 // register adds the RPC methods and events to the hub's table.
 func (r *rpcRelay) register() {
 	h := r.h
 	h.AddFeature("rpc")
-	Handle(h, Method{Name: "rpc.register", Scope: ScopeAuthenticated}, r.handleRegister)
-	Handle(h, Method{Name: "rpc.unregister", Scope: ScopeAuthenticated}, r.handleUnregister)
-	Handle(h, Method{Name: "rpc.call", Scope: auth.ScopeWrite, Mode: Async, Start: r.startCall}, r.handleCall)
+	register, registered := reflect.TypeFor[protocol.RPCRegisterParams](), reflect.TypeFor[protocol.RPCRegisterResult]()
+	Handle(h, Method{Name: "rpc.register", Scope: ScopeAuthenticated, Params: register, Result: registered}, r.handleRegister)
+	Handle(h, Method{Name: "rpc.unregister", Scope: ScopeAuthenticated, Params: register, Result: registered}, r.handleUnregister)
+	// The result is the target's: any JSON value.
+	Handle(h, Method{Name: "rpc.call", Scope: auth.ScopeWrite, Mode: Async, Start: r.startCall,
+		Params: reflect.TypeFor[protocol.RPCCallParams](), Result: reflect.TypeFor[json.RawMessage]()}, r.handleCall)
 	r.callMethod = h.methods["rpc.call"]
-	Handle(h, Method{Name: "rpc.list", Scope: auth.ScopeRead, Mode: Async}, r.handleList)
-	Handle(h, Method{Name: "rpc.cancel", Scope: ScopeAuthenticated, Mode: Inline}, r.handleCancel)
+	Handle(h, Method{Name: "rpc.list", Scope: auth.ScopeRead, Mode: Async, Params: reflect.TypeFor[protocol.RPCListParams](), Result: reflect.TypeFor[protocol.RPCListResult]()}, r.handleList)
+	Handle(h, Method{Name: "rpc.cancel", Scope: ScopeAuthenticated, Mode: Inline, Params: reflect.TypeFor[protocol.RPCCancelParams](), Result: reflect.TypeFor[protocol.RPCCancelResult]()}, r.handleCancel)
 	h.HandleEvent(EventRPCProgress, r.handleProgress)
 }
 
@@ -551,9 +487,9 @@ func (r *rpcRelay) handleRegister(ctx context.Context, call *Call, p *rpcRegiste
 	}
 	if first {
 		r.metrics.serving.Inc()
-		r.announce(ctx, pr, MachineOnline)
+		r.announce(ctx, pr, protocol.MachineOnline)
 	}
-	return RPCRegisterResult{Methods: methods}, nil
+	return protocol.RPCRegisterResult{Methods: methods}, nil
 }
 
 func (s *rpcServer) methodList() []string {
@@ -575,7 +511,7 @@ func (s *rpcServer) has(method string) bool {
 func (r *rpcRelay) handleUnregister(ctx context.Context, call *Call, p *rpcRegisterParams) (any, error) {
 	srv := serverOf(call.Conn)
 	if srv == nil {
-		return RPCRegisterResult{Methods: []string{}}, nil
+		return protocol.RPCRegisterResult{Methods: []string{}}, nil
 	}
 	srv.mu.Lock()
 	for _, m := range p.Methods {
@@ -585,7 +521,7 @@ func (r *rpcRelay) handleUnregister(ctx context.Context, call *Call, p *rpcRegis
 	srv.mu.Unlock()
 	// The device stays online (its lease stays) with fewer methods: calls
 	// to the removed ones answer unknown_method.
-	return RPCRegisterResult{Methods: methods}, nil
+	return protocol.RPCRegisterResult{Methods: methods}, nil
 }
 
 // serverClosed drops a serving connection's registrations and its lease,
@@ -614,7 +550,7 @@ func (r *rpcRelay) serverClosed(c *Conn) {
 		if err := r.dir.ClearDeviceNode(ctx, p.DeviceID, r.node); err != nil && !errors.Is(err, ErrBrokerClosed) {
 			r.h.log.Warn("rpc: clear device node", "device", p.DeviceID, "err", err)
 		}
-		r.announce(ctx, p, MachineOffline)
+		r.announce(ctx, p, protocol.MachineOffline)
 	}
 	// The close hook runs on the transport's path: broker I/O goes to a
 	// goroutine of the hub's, except while the hub closes (it waits for
@@ -633,7 +569,7 @@ func (r *rpcRelay) serverClosed(c *Conn) {
 // announce publishes a machine's status change on its owner's
 // user:{userId} channel, so subscribers on every node see it.
 func (r *rpcRelay) announce(ctx context.Context, p *auth.Principal, status string) {
-	data, err := jsonMarshal(MachinePublication{Machine: &MachineStatus{Status: status, UserID: p.UserID, DeviceID: p.DeviceID, Kind: p.Kind, NodeID: r.node}})
+	data, err := jsonMarshal(protocol.MachinePublication{Machine: &protocol.MachineStatus{Status: status, UserID: p.UserID, DeviceID: p.DeviceID, Kind: p.Kind, NodeID: r.node}})
 	if err != nil {
 		return
 	}
@@ -704,10 +640,10 @@ func (r *rpcRelay) handleList(ctx context.Context, call *Call, p *rpcListParams)
 }
 
 // listLocal answers rpc.list for a device serving on this node.
-func (r *rpcRelay) listLocal(caller *protocol.Caller, s *rpcServer) (RPCListResult, error) {
+func (r *rpcRelay) listLocal(caller *protocol.Caller, s *rpcServer) (protocol.RPCListResult, error) {
 	tp := s.conn.Principal()
 	if !r.cfg.mayList(caller.UserID, tp.UserID) {
-		return RPCListResult{}, errForbidden()
+		return protocol.RPCListResult{}, errForbidden()
 	}
 	s.mu.Lock()
 	all := s.methodList()
@@ -718,7 +654,7 @@ func (r *rpcRelay) listLocal(caller *protocol.Caller, s *rpcServer) (RPCListResu
 			out = append(out, m)
 		}
 	}
-	return RPCListResult{DeviceID: tp.DeviceID, Methods: out}, nil
+	return protocol.RPCListResult{DeviceID: tp.DeviceID, Methods: out}, nil
 }
 
 func (r *rpcRelay) handleCancel(_ context.Context, call *Call, p *rpcCancelParams) (any, error) {
@@ -738,7 +674,7 @@ func (r *rpcRelay) handleCancel(_ context.Context, call *Call, p *rpcCancelParam
 	default:
 		return nil, protocol.Errorf(protocol.CodeNotFound, "no rpc.call %q in flight", p.ID)
 	}
-	return RPCCancelResult{Cancelled: true}, nil
+	return protocol.RPCCancelResult{Cancelled: true}, nil
 }
 
 func callerOf(p *auth.Principal) *protocol.Caller {

@@ -334,7 +334,7 @@ func knownCode(c protocol.Code) bool {
 
 // cancelTarget tells the target that nobody waits for request id any more.
 func (r *rpcRelay) cancelTarget(target *Conn, id, reason string) {
-	data, err := jsonMarshal(RPCCancel{ID: id, Reason: reason})
+	data, err := jsonMarshal(protocol.RPCCancel{ID: id, Reason: reason})
 	if err == nil {
 		target.SendEvent(EventRPCCancel, "", "", 0, data)
 	}
@@ -343,7 +343,7 @@ func (r *rpcRelay) cancelTarget(target *Conn, id, reason string) {
 // handleProgress routes an rpc.progress event from a target to the caller of
 // the call it belongs to. It runs on the target's read loop.
 func (r *rpcRelay) handleProgress(c *Conn, f *protocol.Frame) {
-	var p RPCProgress
+	var p protocol.RPCProgress
 	s := serverOf(c)
 	if s == nil || json.Unmarshal(f.Data, &p) != nil || p.ID == "" {
 		r.metrics.dropped.Inc()

@@ -103,7 +103,7 @@ func (c *Conn) failPendingResponse(raw []byte, derr error) bool {
 		ch <- f
 	}
 	data, _ := jsonMarshal(protocol.AsError(derr))
-	c.SendEvent("error", "", "", 0, data)
+	c.SendEvent(protocol.EventError, "", "", 0, data)
 	return true
 }
 

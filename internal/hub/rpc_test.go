@@ -291,7 +291,7 @@ func TestRPCAcrossNodes(t *testing.T) {
 		}
 	})
 	t.Run("list", func(t *testing.T) {
-		var list hub.RPCListResult
+		var list protocol.RPCListResult
 		if err := friend.Call(t.Context(), "rpc.list", map[string]any{"target": map[string]string{"deviceId": "mac1"}}, &list); err != nil {
 			t.Fatalf("rpc.list: %v", err)
 		}

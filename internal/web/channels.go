@@ -1,7 +1,6 @@
 package web
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
 
@@ -23,9 +22,8 @@ func (s *Server) channelRoutes() {
 // operations.
 const maxPublishIdemKey = 200
 
-type publishBody struct {
-	Data json.RawMessage `json:"data"`
-}
+// publishBody is the REST publish body, validated here.
+type publishBody protocol.ChannelPublishBody
 
 func (b *publishBody) Validate() error {
 	if len(b.Data) == 0 || string(b.Data) == "null" {
@@ -68,7 +66,7 @@ func (s *Server) serveChannelPublish(w http.ResponseWriter, r *http.Request, p *
 		s.channelError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, hub.PublishResult{Epoch: pos.Epoch, Offset: pos.Offset})
+	writeJSON(w, http.StatusOK, protocol.PublishResult{Epoch: pos.Epoch, Offset: pos.Offset})
 }
 
 // serveChannelPresence answers {clients: {connId: info}}.
@@ -78,7 +76,7 @@ func (s *Server) serveChannelPresence(w http.ResponseWriter, r *http.Request, p 
 		s.channelError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, hub.PresenceResult{Clients: clients})
+	writeJSON(w, http.StatusOK, protocol.PresenceResult{Clients: clients})
 }
 
 // serveChannelHistory answers {epoch, offset, publications}; query

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -85,6 +86,9 @@ type Server struct {
 	console fs.FS
 
 	patterns []string // registered routes, filled by New
+
+	asyncAPIOnce sync.Once
+	asyncAPIJSON []byte // set once by asyncAPIOnce
 }
 
 // New builds the edge and its routes.
@@ -114,6 +118,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 func (s *Server) routes() {
 	s.handle("GET /ws", s.serveWS)
 	s.handle("GET /api/v1/info", s.serveInfo)
+	s.handle("GET /api/v1/asyncapi.json", s.serveAsyncAPI)
 	s.handle("GET /api/v1/admin/lockdown", s.requireScope(auth.ScopeAdmin, s.serveLockdownGet))
 	s.handle("POST /api/v1/admin/lockdown", s.requireScope(auth.ScopeAdmin, s.serveLockdownSet))
 	s.channelRoutes()
@@ -258,33 +263,20 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.log.Debug("connected", "conn", c.ID(), "user", p.UserID, "device", p.DeviceID, "kind", p.Kind)
 }
 
-// InfoResult is the body of GET /api/v1/info.
-type InfoResult struct {
-	Name     string `json:"name"`
-	Version  string `json:"version"`
-	Protocol int    `json:"protocol"`
-	NodeID   string `json:"nodeId"`
-	WS       string `json:"ws"`
-	Lockdown bool   `json:"lockdown"`
-}
-
 func (s *Server) serveInfo(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, InfoResult{
+	writeJSON(w, http.StatusOK, protocol.ServerInfo{
 		Name: "junction", Version: Version, Protocol: protocol.Version,
 		NodeID: s.deps.Hub.NodeID(), WS: "/ws", Lockdown: s.deps.Network.Lockdown(),
 	})
 }
 
-type lockdownBody struct {
-	Enabled *bool `json:"enabled"`
-}
-
 func (s *Server) serveLockdownGet(w http.ResponseWriter, r *http.Request, _ *auth.Principal) {
-	writeJSON(w, http.StatusOK, map[string]bool{"enabled": s.deps.Network.Lockdown()})
+	on := s.deps.Network.Lockdown()
+	writeJSON(w, http.StatusOK, protocol.Lockdown{Enabled: &on})
 }
 
 func (s *Server) serveLockdownSet(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
-	var body lockdownBody
+	var body protocol.Lockdown
 	if err := DecodeJSON(r, &body); err != nil {
 		writeError(w, err)
 		return
@@ -295,7 +287,7 @@ func (s *Server) serveLockdownSet(w http.ResponseWriter, r *http.Request, p *aut
 	}
 	s.deps.Network.SetLockdown(*body.Enabled)
 	s.log.Warn("lockdown changed", "enabled", *body.Enabled, "user", p.UserID, "device", p.DeviceID)
-	writeJSON(w, http.StatusOK, map[string]bool{"enabled": *body.Enabled})
+	writeJSON(w, http.StatusOK, protocol.Lockdown{Enabled: body.Enabled})
 }
 
 func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
@@ -413,7 +405,7 @@ func writeJSONError(w http.ResponseWriter, status int, pe *protocol.Error) {
 	if pe.RetryAfterMs > 0 {
 		w.Header().Set("Retry-After", itoa((pe.RetryAfterMs+999)/1000))
 	}
-	writeJSON(w, status, map[string]*protocol.Error{"error": pe})
+	writeJSON(w, status, protocol.ErrorBody{Error: pe})
 }
 
 // Status maps a protocol error code to its HTTP status. This is the one
