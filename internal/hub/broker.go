@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/junctionhq/junction/protocol"
 )
 
 // The broker is everything that must be cluster-wide, cut by concern into
@@ -185,22 +187,13 @@ func (b Broker) Close() error {
 	return first
 }
 
-// StreamPosition is a position in a topic's stream.
-type StreamPosition struct {
-	Epoch  string `json:"epoch"`
-	Offset uint64 `json:"offset"`
-}
+// StreamPosition is a position in a topic's stream. It is the wire type:
+// positions reach clients as they are.
+type StreamPosition = protocol.StreamPosition
 
-// Publication is one message of a topic's stream.
-type Publication struct {
-	Offset uint64          `json:"offset"`
-	Epoch  string          `json:"epoch"`
-	Data   json.RawMessage `json:"data"`
-	// Info describes the publisher, when it was a client.
-	Info *ClientInfo `json:"info,omitempty"`
-	// TimeMs is when the broker accepted the publication (Unix ms).
-	TimeMs int64 `json:"timeMs"`
-}
+// Publication is one message of a topic's stream, as the broker stores and
+// delivers it and as channel.subscribe and channel.history list it.
+type Publication = protocol.Publication
 
 // PublishOptions are per-publication stream settings (from the topic's namespace).
 type PublishOptions struct {
@@ -209,14 +202,9 @@ type PublishOptions struct {
 	Info        *ClientInfo
 }
 
-// ClientInfo describes a connected client in presence sets and publications.
-type ClientInfo struct {
-	ConnID   string `json:"connId"`
-	UserID   string `json:"userId,omitempty"`
-	DeviceID string `json:"deviceId,omitempty"`
-	Kind     string `json:"kind,omitempty"`
-	NodeID   string `json:"nodeId,omitempty"`
-}
+// ClientInfo describes a connected client in presence sets and publications
+// (the wire type).
+type ClientInfo = protocol.ClientInfo
 
 // Broker errors.
 var (

@@ -361,7 +361,7 @@ func (h *Hub) registerChannelMethods() {
 		})
 	Handle(h, Method{Name: "channel.history", Scope: ScopeAuthenticated, Params: reflect.TypeFor[protocol.HistoryParams]()},
 		func(ctx context.Context, call *Call, p *historyParams) (*protocol.HistoryResult, error) {
-			res, err := h.HistoryAs(ctx, call.Principal, p.Topic, (*StreamPosition)(p.Since), p.Limit)
+			res, err := h.HistoryAs(ctx, call.Principal, p.Topic, p.Since, p.Limit)
 			if err != nil {
 				return nil, err
 			}
@@ -369,14 +369,13 @@ func (h *Hub) registerChannelMethods() {
 		})
 }
 
-// wirePublications returns the broker's publications as the protocol's,
-// never nil.
+// wirePublications returns pubs as a list that encodes as [] when empty
+// (the broker's Publication is the wire type).
 func wirePublications(pubs []Publication) []protocol.Publication {
-	out := make([]protocol.Publication, len(pubs))
-	for i, p := range pubs {
-		out[i] = protocol.Publication{Offset: p.Offset, Epoch: p.Epoch, Data: p.Data, Info: (*protocol.ClientInfo)(p.Info), TimeMs: p.TimeMs}
+	if pubs == nil {
+		return []protocol.Publication{}
 	}
-	return out
+	return pubs
 }
 
 // Publish publishes data (compact JSON) to topic on the server's behalf: the
@@ -466,11 +465,10 @@ func (h *Hub) PresenceAs(ctx context.Context, p *auth.Principal, topic string) (
 	if err != nil {
 		return nil, fmt.Errorf("presence of %s: %w", topic, err)
 	}
-	out := make(map[string]protocol.ClientInfo, len(clients))
-	for id, c := range clients {
-		out[id] = protocol.ClientInfo(c)
+	if clients == nil {
+		clients = map[string]ClientInfo{}
 	}
-	return out, nil
+	return clients, nil
 }
 
 // HistoryAs returns retained publications of topic, for a principal allowed

@@ -109,7 +109,7 @@ func (h *Hub) subscribe(ctx context.Context, call *Call, p *subscribeParams) (*p
 	cs.put(s)
 	cs.mu.Unlock()
 
-	res, err := h.join(ctx, s, t, ns, (*StreamPosition)(p.Since))
+	res, err := h.join(ctx, s, t, ns, p.Since)
 	if err != nil {
 		cs.take(t.Name, s)
 		h.detach(context.WithoutCancel(ctx), s)
