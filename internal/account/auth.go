@@ -191,7 +191,10 @@ func (s *Service) refresh(ctx context.Context, _ *auth.Principal, req *protocol.
 	t, err := s.deps.Store.RotateRefresh(ctx, store.HashToken(req.RefreshToken), store.HashToken(next), time.Now().Add(s.cfg.RefreshTTL))
 	switch {
 	case errors.Is(err, store.ErrRefreshReuse):
-		s.log.Warn("refresh token reused: login revoked", "err", err)
+		// The thief's and the owner's access tokens of this login are
+		// refused from now on (auth.Revocations); close what they hold open.
+		n := s.closeLogin(t.AccountID, t.SessionID)
+		s.log.Warn("refresh token reused: login revoked", "user", t.AccountID, "device", t.DeviceID, "closed", n, "err", err)
 		return nil, authFailure(auth.ReasonRevoked, protocol.Errorf(protocol.CodeUnauthorized, "refresh token already used: this login has been revoked, sign in again"))
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrRevoked), errors.Is(err, store.ErrExpired), errors.Is(err, store.ErrInvalid):
 		return nil, authFailure("refresh", protocol.Errorf(protocol.CodeUnauthorized, "invalid refresh token"))
@@ -212,8 +215,10 @@ func (s *Service) refresh(ctx context.Context, _ *auth.Principal, req *protocol.
 	return protocol.Tokens{AccessToken: access, RefreshToken: next, ExpiresAt: exp.UTC(), AccountID: t.AccountID, DeviceID: t.DeviceID}, nil
 }
 
-// logout revokes the refresh tokens of the caller's login session. Access
-// tokens already issued stay valid until they expire (they are short-lived).
+// logout revokes the caller's login session: its refresh tokens, and its
+// access tokens (refused from now on by auth.Revocations); the login's live
+// connections are closed with 4003 (logout is a REST operation, so the
+// caller is not one of them).
 func (s *Service) logout(ctx context.Context, pr *auth.Principal, _ *protocol.Empty) (any, error) {
 	if pr.SessionID == "" {
 		return nil, protocol.Errorf(protocol.CodeBadRequest, "this credential has no login session")
@@ -221,7 +226,30 @@ func (s *Service) logout(ctx context.Context, pr *auth.Principal, _ *protocol.Em
 	if err := s.deps.Store.RevokeFamily(ctx, pr.SessionID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
+	s.closeLogin(pr.UserID, pr.SessionID)
 	return protocol.LoggedOut{LoggedOut: true}, nil
+}
+
+// closeLogin closes with 4003 this node's connections of user's login
+// session sid, once its revocation has committed, and returns how many. A
+// connection that upgrades meanwhile is refused by the web layer's second
+// revocation check after registering. Connections on other nodes of a
+// cluster are refused at their next authentication (upgrade, REST, in-band
+// auth.refresh) once the store's answer reaches that node's cache.
+func (s *Service) closeLogin(user, sid string) int {
+	if user == "" || sid == "" {
+		return 0
+	}
+	var conns []*hub.Conn
+	s.deps.Hub.ConnsOfUser(user, func(c *hub.Conn) {
+		if c.Principal().SessionID == sid {
+			conns = append(conns, c)
+		}
+	})
+	for _, c := range conns {
+		c.Disconnect(protocol.DisconnectForbidden)
+	}
+	return len(conns)
 }
 
 func (s *Service) me(ctx context.Context, pr *auth.Principal, _ *protocol.Empty) (any, error) {
