@@ -44,7 +44,7 @@ func (s *Service) authOps() []Op {
 	return []Op{
 		define(s, Op{Name: "auth.challenge",
 			Routes: []Route{{Method: "POST", Path: "/api/v1/auth/challenge", Status: http.StatusOK, OperationID: "challenge",
-				Summary: "Get a single-use login nonce for a public key (valid 5 minutes)", Tag: "Auth", Body: "ChallengeRequest", Result: "Challenge"}},
+				Summary: "Get a single-use login nonce for a public key (valid 5 minutes; rate-limited per client address: 429 with Retry-After)", Tag: "Auth", Body: "ChallengeRequest", Result: "Challenge"}},
 		}, protocol.Challenge{}, nil, s.challenge),
 		define(s, Op{Name: "auth.login",
 			Routes: []Route{{Method: "POST", Path: "/api/v1/auth/login", Status: http.StatusOK, OperationID: "login",
@@ -79,12 +79,20 @@ func decodeKey(field, s string) (ed25519.PublicKey, error) {
 	return b, nil
 }
 
-func (s *Service) challenge(_ context.Context, _ *auth.Principal, req *protocol.ChallengeRequest) (any, error) {
+func (s *Service) challenge(ctx context.Context, _ *auth.Principal, req *protocol.ChallengeRequest) (any, error) {
 	pub, err := decodeKey("publicKey", req.PublicKey)
 	if err != nil {
 		return nil, err
 	}
-	nonce, exp, err := s.challenges.Issue(pub)
+	client, _ := ctx.Value(clientKey{}).(string)
+	nonce, exp, err := s.challenges.Issue(client, pub)
+	if le, ok := errors.AsType[*auth.ChallengeLimitError](err); ok {
+		retry := max(le.RetryAfter.Milliseconds(), 1)
+		if le.Full {
+			return nil, &protocol.Error{Code: protocol.CodeUnavailable, Message: "too many login challenges outstanding, retry later", Retryable: true, RetryAfterMs: retry}
+		}
+		return nil, &protocol.Error{Code: protocol.CodeRateLimited, Message: "too many login challenges from this address, retry later", Retryable: true, RetryAfterMs: retry}
+	}
 	if err != nil {
 		return nil, err
 	}
