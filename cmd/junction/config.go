@@ -45,6 +45,7 @@ type Config struct {
 type AuthConfig struct {
 	Alg        string        `yaml:"alg" doc:"access token algorithm: HS256 (default, secret in DATA/secret.key) or EdDSA (key in DATA/ed25519.key, see 'junction keygen')"`
 	Issuer     string        `yaml:"issuer" doc:"token issuer claim (default junction)"`
+	Audience   string        `yaml:"audience" doc:"token audience claim written at issue; a token carrying another audience is refused (default none: tokens carry no aud, and any aud is refused)"`
 	AccessTTL  time.Duration `yaml:"access_ttl" doc:"lifetime of access tokens issued at login (default 1h)"`
 	RefreshTTL time.Duration `yaml:"refresh_ttl" doc:"lifetime of refresh tokens (default 720h)"`
 	// Challenges bounds the login challenges (auth package's config).
