@@ -17,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
 	"github.com/junctionhq/junction/internal/store"
 	"github.com/junctionhq/junction/internal/web"
@@ -44,8 +45,11 @@ type Config struct {
 type AuthConfig struct {
 	Alg        string        `yaml:"alg" doc:"access token algorithm: HS256 (default, secret in DATA/secret.key) or EdDSA (key in DATA/ed25519.key, see 'junction keygen')"`
 	Issuer     string        `yaml:"issuer" doc:"token issuer claim (default junction)"`
+	Audience   string        `yaml:"audience" doc:"token audience claim written at issue; a token carrying another audience is refused (default none: tokens carry no aud, and any aud is refused)"`
 	AccessTTL  time.Duration `yaml:"access_ttl" doc:"lifetime of access tokens issued at login (default 1h)"`
 	RefreshTTL time.Duration `yaml:"refresh_ttl" doc:"lifetime of refresh tokens (default 720h)"`
+	// Challenges bounds the login challenges (auth package's config).
+	Challenges auth.ChallengeConfig `yaml:"challenges"`
 }
 
 // StoreConfig bounds what the database keeps. Zero selects the store's
@@ -55,7 +59,7 @@ type StoreConfig struct {
 	UpdateRetention int           `yaml:"update_retention" doc:"updates kept per account for sync; older ones answer reset (default 10000)"`
 	UpdateMaxAge    time.Duration `yaml:"update_max_age" doc:"also drop updates older than this (default: kept regardless of age)"`
 	MaxConns        int           `yaml:"max_conns" doc:"database connections: the PostgreSQL pool or the SQLite readers (default 16 PostgreSQL, 4 SQLite)"`
-	DeviceCacheTTL  time.Duration `yaml:"device_cache_ttl" doc:"how long a device's live/unknown status is trusted without asking the database; another node's revocation is seen after at most this (default 1s, negative disables)"`
+	DeviceCacheTTL  time.Duration `yaml:"device_cache_ttl" doc:"how long a device's or a login's live/unknown status is trusted without asking the database; another node's revocation or logout is seen after at most this (default 1s, negative disables)"`
 }
 
 // options returns the store options for c, on top of base (what an
@@ -134,6 +138,9 @@ func (c *Config) validate() error {
 	case "HS256", "EdDSA":
 	default:
 		return fmt.Errorf("auth.alg %q: want HS256 or EdDSA", c.Auth.Alg)
+	}
+	if err := c.Auth.Challenges.Validate(); err != nil {
+		return err
 	}
 	for _, p := range c.Web.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err != nil {

@@ -91,6 +91,8 @@ func TestKeyLoginRefused(t *testing.T) {
 	if status != 401 {
 		t.Fatalf("nonce of another key: status %d, want 401", status)
 	}
+	// ...and does not burn it: its own key still logs in with it (issue 10).
+	apiJSON(t, m, "", "POST", "/api/v1/auth/login", map[string]any{"publicKey": pub, "nonce": b64(nonce), "signature": b64(ed25519.Sign(priv, nonce))}, 200, nil)
 	// A made-up nonce.
 	fake := []byte("0123456789abcdef0123456789abcdef")
 	status, _ = apiCall(t, m, "", "POST", "/api/v1/auth/login", map[string]any{"publicKey": pub, "nonce": b64(fake), "signature": b64(ed25519.Sign(priv, fake))})

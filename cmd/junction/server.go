@@ -127,10 +127,11 @@ func (m *Main) Open(ctx context.Context) error {
 		m.Store.Close()
 		return err
 	}
-	// Tokens of revoked devices are refused at the upgrade, on REST and on
-	// the in-band auth.refresh.
+	// Tokens of revoked devices and logins are refused at the upgrade, on
+	// REST and on the in-band auth.refresh.
 	m.Auth.Revocations = m.Store
-	m.Account, err = account.New(account.Config{AccessTTL: cfg.Auth.AccessTTL, RefreshTTL: cfg.Auth.RefreshTTL},
+	m.Account, err = account.New(account.Config{AccessTTL: cfg.Auth.AccessTTL, RefreshTTL: cfg.Auth.RefreshTTL,
+		Challenges: cfg.Auth.Challenges},
 		account.Deps{Store: m.Store, Hub: m.Hub, Tokens: m.Tokens, Logger: m.Logger})
 	if err != nil {
 		m.Store.Close()

@@ -16,7 +16,7 @@ import (
 
 // tokenConfig is the token configuration of cfg, before key material.
 func tokenConfig(cfg *Config) auth.TokenConfig {
-	return auth.TokenConfig{Issuer: cfg.Auth.Issuer, Alg: cfg.Auth.Alg}
+	return auth.TokenConfig{Issuer: cfg.Auth.Issuer, Audience: cfg.Auth.Audience, Alg: cfg.Auth.Alg}
 }
 
 // runKeygen creates DATA/ed25519.key for EdDSA access tokens and prints the

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"reflect"
 	"time"
 
@@ -33,8 +34,9 @@ type Config struct {
 	AccessTTL time.Duration
 	// RefreshTTL is the lifetime of refresh tokens; default 30 days.
 	RefreshTTL time.Duration
-	// ChallengeTTL is how long a login nonce is valid; default 5 min.
-	ChallengeTTL time.Duration
+	// Challenges bounds the login nonces (their TTL, default 5 min, and the
+	// per-client-address rate and outstanding limits).
+	Challenges auth.ChallengeConfig
 	// PairingTTL is how long a pairing code is valid; default 5 min.
 	PairingTTL time.Duration
 }
@@ -45,9 +47,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.RefreshTTL <= 0 {
 		c.RefreshTTL = 30 * 24 * time.Hour
-	}
-	if c.ChallengeTTL <= 0 {
-		c.ChallengeTTL = auth.DefaultChallengeTTL
 	}
 	if c.PairingTTL <= 0 {
 		c.PairingTTL = 5 * time.Minute
@@ -84,7 +83,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	cfg.setDefaults()
 	s := &Service{cfg: cfg, deps: deps, log: deps.Logger}
-	s.challenges = auth.NewChallenges(cfg.ChallengeTTL, 0)
+	s.challenges = auth.NewChallenges(cfg.Challenges)
 	s.ops = append(s.ops, s.authOps()...)
 	s.ops = append(s.ops, s.deviceOps()...)
 	s.ops = append(s.ops, s.dataOps()...)
@@ -126,6 +125,18 @@ func (s *Service) Register(h *hub.Hub) {
 // baseURLKey carries the request's base URL (scheme://host) in the context
 // of a REST operation, for links such as the pairing URI.
 type baseURLKey struct{}
+
+// clientKey carries the auth.ClientKey of the client address of a REST
+// operation (web computes the address, trusted proxies considered).
+type clientKey struct{}
+
+// WithClientAddr returns ctx carrying the client address a from which a
+// REST operation was asked, as the HTTP edge determined it (trusted
+// proxies' X-Forwarded-For considered). The login challenge is limited per
+// client address.
+func WithClientAddr(ctx context.Context, a netip.Addr) context.Context {
+	return context.WithValue(ctx, clientKey{}, auth.ClientKey(a))
+}
 
 // WithBaseURL returns ctx carrying the base URL (scheme://host) under which
 // the client reached the server, used in links the operations return.

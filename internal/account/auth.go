@@ -44,7 +44,7 @@ func (s *Service) authOps() []Op {
 	return []Op{
 		define(s, Op{Name: "auth.challenge",
 			Routes: []Route{{Method: "POST", Path: "/api/v1/auth/challenge", Status: http.StatusOK, OperationID: "challenge",
-				Summary: "Get a single-use login nonce for a public key (valid 5 minutes)", Tag: "Auth", Body: "ChallengeRequest", Result: "Challenge"}},
+				Summary: "Get a single-use login nonce for a public key (valid 5 minutes; rate-limited per client address: 429 with Retry-After)", Tag: "Auth", Body: "ChallengeRequest", Result: "Challenge"}},
 		}, protocol.Challenge{}, nil, s.challenge),
 		define(s, Op{Name: "auth.login",
 			Routes: []Route{{Method: "POST", Path: "/api/v1/auth/login", Status: http.StatusOK, OperationID: "login",
@@ -79,12 +79,20 @@ func decodeKey(field, s string) (ed25519.PublicKey, error) {
 	return b, nil
 }
 
-func (s *Service) challenge(_ context.Context, _ *auth.Principal, req *protocol.ChallengeRequest) (any, error) {
+func (s *Service) challenge(ctx context.Context, _ *auth.Principal, req *protocol.ChallengeRequest) (any, error) {
 	pub, err := decodeKey("publicKey", req.PublicKey)
 	if err != nil {
 		return nil, err
 	}
-	nonce, exp, err := s.challenges.Issue(pub)
+	client, _ := ctx.Value(clientKey{}).(string)
+	nonce, exp, err := s.challenges.Issue(client, pub)
+	if le, ok := errors.AsType[*auth.ChallengeLimitError](err); ok {
+		retry := max(le.RetryAfter.Milliseconds(), 1)
+		if le.Full {
+			return nil, &protocol.Error{Code: protocol.CodeUnavailable, Message: "too many login challenges outstanding, retry later", Retryable: true, RetryAfterMs: retry}
+		}
+		return nil, &protocol.Error{Code: protocol.CodeRateLimited, Message: "too many login challenges from this address, retry later", Retryable: true, RetryAfterMs: retry}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +199,10 @@ func (s *Service) refresh(ctx context.Context, _ *auth.Principal, req *protocol.
 	t, err := s.deps.Store.RotateRefresh(ctx, store.HashToken(req.RefreshToken), store.HashToken(next), time.Now().Add(s.cfg.RefreshTTL))
 	switch {
 	case errors.Is(err, store.ErrRefreshReuse):
-		s.log.Warn("refresh token reused: login revoked", "err", err)
+		// The thief's and the owner's access tokens of this login are
+		// refused from now on (auth.Revocations); close what they hold open.
+		n := s.closeLogin(t.AccountID, t.SessionID)
+		s.log.Warn("refresh token reused: login revoked", "user", t.AccountID, "device", t.DeviceID, "closed", n, "err", err)
 		return nil, authFailure(auth.ReasonRevoked, protocol.Errorf(protocol.CodeUnauthorized, "refresh token already used: this login has been revoked, sign in again"))
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrRevoked), errors.Is(err, store.ErrExpired), errors.Is(err, store.ErrInvalid):
 		return nil, authFailure("refresh", protocol.Errorf(protocol.CodeUnauthorized, "invalid refresh token"))
@@ -212,8 +223,10 @@ func (s *Service) refresh(ctx context.Context, _ *auth.Principal, req *protocol.
 	return protocol.Tokens{AccessToken: access, RefreshToken: next, ExpiresAt: exp.UTC(), AccountID: t.AccountID, DeviceID: t.DeviceID}, nil
 }
 
-// logout revokes the refresh tokens of the caller's login session. Access
-// tokens already issued stay valid until they expire (they are short-lived).
+// logout revokes the caller's login session: its refresh tokens, and its
+// access tokens (refused from now on by auth.Revocations); the login's live
+// connections are closed with 4003 (logout is a REST operation, so the
+// caller is not one of them).
 func (s *Service) logout(ctx context.Context, pr *auth.Principal, _ *protocol.Empty) (any, error) {
 	if pr.SessionID == "" {
 		return nil, protocol.Errorf(protocol.CodeBadRequest, "this credential has no login session")
@@ -221,7 +234,30 @@ func (s *Service) logout(ctx context.Context, pr *auth.Principal, _ *protocol.Em
 	if err := s.deps.Store.RevokeFamily(ctx, pr.SessionID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
+	s.closeLogin(pr.UserID, pr.SessionID)
 	return protocol.LoggedOut{LoggedOut: true}, nil
+}
+
+// closeLogin closes with 4003 this node's connections of user's login
+// session sid, once its revocation has committed, and returns how many. A
+// connection that upgrades meanwhile is refused by the web layer's second
+// revocation check after registering. Connections on other nodes of a
+// cluster are refused at their next authentication (upgrade, REST, in-band
+// auth.refresh) once the store's answer reaches that node's cache.
+func (s *Service) closeLogin(user, sid string) int {
+	if user == "" || sid == "" {
+		return 0
+	}
+	var conns []*hub.Conn
+	s.deps.Hub.ConnsOfUser(user, func(c *hub.Conn) {
+		if c.Principal().SessionID == sid {
+			conns = append(conns, c)
+		}
+	})
+	for _, c := range conns {
+		c.Disconnect(protocol.DisconnectForbidden)
+	}
+	return len(conns)
 }
 
 func (s *Service) me(ctx context.Context, pr *auth.Principal, _ *protocol.Empty) (any, error) {

@@ -5,6 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,9 +23,15 @@ func genKey(t *testing.T) (ed25519.PublicKey, ed25519.PrivateKey) {
 	return pub, priv
 }
 
+// newTestChallenges returns Challenges on a fake clock without a rate limit,
+// where one client may hold all max nonces.
 func newTestChallenges(ttl time.Duration, max int) (*Challenges, *testClock) {
+	return newLimitedChallenges(ChallengeConfig{TTL: ttl, Max: max, PerClient: max, Rate: -1})
+}
+
+func newLimitedChallenges(cfg ChallengeConfig) (*Challenges, *testClock) {
 	clock := newClock()
-	c := NewChallenges(ttl, max)
+	c := NewChallenges(cfg)
 	c.Now = clock.Now
 	return c, clock
 }
@@ -58,15 +67,18 @@ func TestChallengeFlow(t *testing.T) {
 			return c.Consume(pub, n)
 		}, ReasonExpired, ErrChallengeExpired},
 		{"other key", func(c *Challenges, _ *testClock, n []byte) error { return c.Consume(other, n) }, ReasonSignature, ErrChallengeKey},
-		{"other key burns the nonce", func(c *Challenges, _ *testClock, n []byte) error {
-			_ = c.Consume(other, n)
+		// Issue 10: another key must not burn the nonce (it used to).
+		{"other key leaves the nonce to its key", func(c *Challenges, _ *testClock, n []byte) error {
+			if err := c.Consume(other, n); FailureReason(err) != ReasonSignature {
+				return fmt.Errorf("other key: got %v, want a signature failure", err)
+			}
 			return c.Consume(pub, n)
-		}, ReasonUnknownKey, ErrChallengeUnknown},
+		}, "", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, clock := newTestChallenges(0, 0)
-			nonce, exp, err := c.Issue(pub)
+			nonce, exp, err := c.Issue("client", pub)
 			if err != nil {
 				t.Fatalf("Issue: %v", err)
 			}
@@ -92,9 +104,9 @@ func TestChallengeFlow(t *testing.T) {
 }
 
 func TestChallengeIssueRejectsBadKey(t *testing.T) {
-	c := NewChallenges(time.Minute, 10)
+	c, _ := newTestChallenges(time.Minute, 10)
 	for _, key := range []ed25519.PublicKey{nil, make([]byte, 31), make([]byte, 33)} {
-		if n, _, err := c.Issue(key); err == nil {
+		if n, _, err := c.Issue("client", key); err == nil {
 			t.Fatalf("Issue(%d-byte key): got nonce %x, want error", len(key), n)
 		}
 	}
@@ -105,7 +117,7 @@ func TestChallengeCapacityEviction(t *testing.T) {
 	pub, _ := genKey(t)
 	var nonces [][]byte
 	for range 5 {
-		n, _, err := c.Issue(pub)
+		n, _, err := c.Issue("client", pub)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -129,12 +141,12 @@ func TestChallengeSweepsExpired(t *testing.T) {
 	c, clock := newTestChallenges(time.Minute, 100)
 	pub, _ := genKey(t)
 	for range 10 {
-		if _, _, err := c.Issue(pub); err != nil {
+		if _, _, err := c.Issue("client", pub); err != nil {
 			t.Fatal(err)
 		}
 	}
 	clock.Advance(time.Minute)
-	if _, _, err := c.Issue(pub); err != nil {
+	if _, _, err := c.Issue("client", pub); err != nil {
 		t.Fatal(err)
 	}
 	if got := c.Len(); got != 1 {
@@ -143,10 +155,10 @@ func TestChallengeSweepsExpired(t *testing.T) {
 }
 
 func TestChallengeConcurrentConsume(t *testing.T) {
-	c := NewChallenges(time.Minute, 100)
+	c, _ := newTestChallenges(time.Minute, 100)
 	pub, _ := genKey(t)
 	for round := range 50 {
-		nonce, _, err := c.Issue(pub)
+		nonce, _, err := c.Issue("client", pub)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,7 +185,7 @@ func TestChallengeVerify(t *testing.T) {
 	pub, priv := genKey(t)
 	_, otherPriv := genKey(t)
 	c, _ := newTestChallenges(time.Minute, 10)
-	nonce, _, err := c.Issue(pub)
+	nonce, _, err := c.Issue("client", pub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,6 +197,156 @@ func TestChallengeVerify(t *testing.T) {
 	}
 	err = c.Verify(pub, nonce, ed25519.Sign(priv, nonce))
 	assertReason(t, err, ReasonUnknownKey)
+}
+
+// TestChallengeForgerCannotBurnNonce is issue 10's case: another key's valid
+// signature over the victim's nonce fails and leaves the nonce to the
+// victim's key.
+func TestChallengeForgerCannotBurnNonce(t *testing.T) {
+	victim, victimPriv := genKey(t)
+	forger, forgerPriv := genKey(t)
+	c, _ := newTestChallenges(time.Minute, 10)
+	nonce, _, err := c.Issue("victim", victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		err := c.Verify(forger, nonce, ed25519.Sign(forgerPriv, nonce))
+		assertReason(t, err, ReasonSignature)
+		if !errors.Is(err, ErrChallengeKey) {
+			t.Fatalf("forger: got %v, want ErrChallengeKey", err)
+		}
+	}
+	if err := c.Verify(victim, nonce, ed25519.Sign(victimPriv, nonce)); err != nil {
+		t.Fatalf("victim after the forger: got %v, want success", err)
+	}
+}
+
+func TestChallengeRateLimit(t *testing.T) {
+	pub, _ := genKey(t)
+	c, clock := newLimitedChallenges(ChallengeConfig{Rate: 2, Burst: 3, PerClient: 100})
+	for i := range 3 {
+		if _, _, err := c.Issue("a", pub); err != nil {
+			t.Fatalf("burst %d: %v", i, err)
+		}
+	}
+	_, _, err := c.Issue("a", pub)
+	le, ok := errors.AsType[*ChallengeLimitError](err)
+	if !ok || le.Full || le.RetryAfter != 500*time.Millisecond {
+		t.Fatalf("over the burst: got %v, want a rate limit with RetryAfter 500ms", err)
+	}
+	// Another address has its own bucket.
+	if _, _, err := c.Issue("b", pub); err != nil {
+		t.Fatalf("other client: %v", err)
+	}
+	clock.Advance(500 * time.Millisecond)
+	if _, _, err := c.Issue("a", pub); err != nil {
+		t.Fatalf("after RetryAfter: %v", err)
+	}
+	if _, _, err := c.Issue("a", pub); err == nil {
+		t.Fatal("second after RetryAfter: got a nonce, want the limit")
+	}
+	// Disabled.
+	c, _ = newLimitedChallenges(ChallengeConfig{Rate: -1, Burst: 1})
+	for i := range 50 {
+		if _, _, err := c.Issue("a", pub); err != nil {
+			t.Fatalf("rate disabled, issue %d: %v", i, err)
+		}
+	}
+}
+
+// TestChallengeFloodCannotEvictOthers is issue 10's case: one address asking
+// for many challenges evicts only its own nonces, and a full table refuses
+// new nonces rather than evict another address's.
+func TestChallengeFloodCannotEvictOthers(t *testing.T) {
+	victim, victimPriv := genKey(t)
+	flooder, _ := genKey(t)
+	c, clock := newLimitedChallenges(ChallengeConfig{Rate: -1, PerClient: 4, Max: 10})
+	nonce, _, err := c.Issue("victim", victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 1000 {
+		if _, _, err := c.Issue("flooder", flooder); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := c.Len(); got != 5 {
+		t.Fatalf("outstanding: got %d, want 5 (4 of the flooder, 1 of the victim)", got)
+	}
+	// Many addresses fill the table: new challenges are refused until the
+	// oldest expires, and the victim's nonce stays.
+	for i := range 5 {
+		if _, _, err := c.Issue(fmt.Sprint("other", i), flooder); err != nil {
+			t.Fatalf("filling, %d: %v", i, err)
+		}
+	}
+	clock.Advance(time.Minute)
+	_, _, err = c.Issue("late", flooder)
+	le, ok := errors.AsType[*ChallengeLimitError](err)
+	if !ok || !le.Full || le.RetryAfter != DefaultChallengeTTL-time.Minute {
+		t.Fatalf("full: got %v, want Full with RetryAfter %v", err, DefaultChallengeTTL-time.Minute)
+	}
+	if err := c.Verify(victim, nonce, ed25519.Sign(victimPriv, nonce)); err != nil {
+		t.Fatalf("victim after the flood: got %v, want success", err)
+	}
+	// Idle client entries are forgotten once their bucket has refilled.
+	clock.Advance(DefaultChallengeTTL)
+	if _, _, err := c.Issue("late", flooder); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	n := len(c.clients)
+	c.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("client entries after expiry: got %d, want 1", n)
+	}
+}
+
+func TestChallengeConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  ChallengeConfig
+		want string // "" when valid
+	}{
+		{"zero", ChallengeConfig{}, ""},
+		{"rate disabled", ChallengeConfig{Rate: -1}, ""},
+		{"negative ttl", ChallengeConfig{TTL: -time.Second}, "auth.challenges.ttl"},
+		{"negative burst", ChallengeConfig{Burst: -1}, "auth.challenges.burst"},
+		{"negative per_client", ChallengeConfig{PerClient: -1}, "auth.challenges.per_client"},
+		{"negative max", ChallengeConfig{Max: -1}, "auth.challenges.max"},
+		{"per_client over max", ChallengeConfig{PerClient: 20, Max: 10}, "auth.challenges.per_client 20 is over"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("got %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error naming %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestClientKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                     "",
+		"192.0.2.7":            "192.0.2.7",
+		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff::1": "2001:db8:1:2::/64",
+	} {
+		var a netip.Addr
+		if in != "" {
+			a = netip.MustParseAddr(in)
+		}
+		if got := ClientKey(a); got != want {
+			t.Errorf("ClientKey(%q): got %q, want %q", in, got, want)
+		}
+	}
 }
 
 func mustHex(t *testing.T, s string) []byte {

@@ -14,8 +14,9 @@ import (
 // members below, integer times, strings without escapes) without
 // reflection: every WebSocket connect verifies a token, and decoding its
 // claims with reflection was most of the cost. Anything else (other
-// members, null, escapes, fractions) is decoded by encoding/json exactly as
-// before; FuzzClaimsDecode checks that both agree.
+// members, null, escapes, fractions, which numericDate then refuses) is
+// decoded by encoding/json with the same field types; FuzzClaimsDecode
+// checks that both agree.
 func (c *verifyClaims) UnmarshalJSON(b []byte) error {
 	var fast verifyClaims
 	if fast.scan(b) {
@@ -43,15 +44,17 @@ func (c *verifyClaims) scan(b []byte) bool {
 		case "sid":
 			return scanString(b, v, &c.Sid)
 		case "exp":
-			return scanTime(b, v, &c.ExpiresAt)
+			return scanTime(b, v, &c.Exp)
 		case "iat":
-			return scanTime(b, v, &c.IssuedAt)
+			return scanTime(b, v, &c.Iat)
 		case "nbf":
-			return scanTime(b, v, &c.NotBefore)
+			return scanTime(b, v, &c.Nbf)
+		case "aud":
+			return scanAudience(b, v, &c.Aud)
 		case "scope":
 			return scanStrings(b, v, &c.Scope)
 		}
-		return 0, false // "aud", a member of another case, anything else
+		return 0, false // a member of another case, anything else
 	})
 	return ok && jsonscan.Space(b, end) == len(b)
 }
@@ -65,16 +68,36 @@ func scanString(b []byte, i int, dst *string) (int, bool) {
 	return end, true
 }
 
-// maxExactSeconds is 2^53: NumericDate decodes through a float64, exact up
-// to here.
-const maxExactSeconds = 1 << 53
-
-func scanTime(b []byte, i int, dst **jwt.NumericDate) (int, bool) {
+// scanTime reads an integer time within ±2^53; anything else goes to
+// encoding/json, where numericDate refuses it.
+func scanTime(b []byte, i int, dst **numericDate) (int, bool) {
 	n, end, ok := jsonscan.Int(b, i)
 	if !ok || n > maxExactSeconds || n < -maxExactSeconds {
 		return 0, false
 	}
-	*dst = jwt.NewNumericDate(time.Unix(n, 0))
+	d := numericDate(*jwt.NewNumericDate(time.Unix(n, 0)))
+	*dst = &d
+	return end, true
+}
+
+// scanAudience reads a string or an array of strings.
+func scanAudience(b []byte, i int, dst **claimAudience) (int, bool) {
+	if i < len(b) && b[i] == '"' {
+		var s string
+		end, ok := scanString(b, i, &s)
+		if !ok {
+			return 0, false
+		}
+		*dst = &claimAudience{s}
+		return end, true
+	}
+	var list *[]string
+	end, ok := scanStrings(b, i, &list)
+	if !ok {
+		return 0, false
+	}
+	a := claimAudience(*list)
+	*dst = &a
 	return end, true
 }
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
+	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -59,6 +61,13 @@ func FuzzVerifyToken(f *testing.F) {
 		genuine(mustSign(f, jwt.SigningMethodHS256, testSecret, with(good, "exp", -1))),
 		genuine(mustSign(f, jwt.SigningMethodHS256, testSecret, with(good, "kind", "toaster"))),
 		genuine(mustSign(f, jwt.SigningMethodEdDSA, priv, with(good, "sub", 7))),
+		// Issue 10: lenient claims, all signed, all to be refused.
+		genuine(mustSign(f, jwt.SigningMethodHS256, testSecret, with(good, "exp", strconv.FormatInt(clock.Now().Add(time.Hour).Unix(), 10)))),
+		genuine(mustSign(f, jwt.SigningMethodHS256, testSecret, with(good, "iat", strconv.FormatInt(clock.Now().Unix(), 10)))),
+		genuine(mustSign(f, jwt.SigningMethodHS256, testSecret, with(good, "exp", float64(clock.Now().Add(time.Hour).Unix())+0.5))),
+		genuine(mustSign(f, jwt.SigningMethodEdDSA, priv, with(good, "nbf", float64(clock.Now().Unix())-0.25))),
+		genuine(mustSign(f, jwt.SigningMethodHS256, testSecret, with(good, "aud", "https://other.example"))),
+		genuine(mustSign(f, jwt.SigningMethodEdDSA, priv, with(good, "aud", []string{}))),
 		"",
 		".",
 		"..",
@@ -89,6 +98,23 @@ func FuzzVerifyToken(f *testing.F) {
 			}
 			if p.UserID == "" || !ValidKind(p.Kind) || p.Scopes == nil || p.ExpiresAt.IsZero() {
 				t.Fatalf("accepted token %q with an incomplete principal %+v", token, p)
+			}
+			// Times are integers and there is no audience (none is
+			// configured): anything else must have been refused.
+			payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(token, ".")[1])
+			var claims map[string]json.RawMessage
+			if err := json.Unmarshal(payload, &claims); err != nil {
+				t.Fatalf("accepted token %q: payload %q: %v", token, payload, err)
+			}
+			if _, ok := claims["aud"]; ok && string(claims["aud"]) != "null" {
+				t.Fatalf("accepted token %q with an audience %s", token, claims["aud"])
+			}
+			for _, k := range []string{"exp", "iat", "nbf"} {
+				if v, ok := claims[k]; ok && string(v) != "null" {
+					if _, err := strconv.ParseInt(string(v), 10, 64); err != nil {
+						t.Fatalf("accepted token %q with %s %s, not an integer", token, k, v)
+					}
+				}
 			}
 		}
 	})

@@ -5,11 +5,13 @@ import (
 	"fmt"
 )
 
-// Revocations answers whether a credential's device was revoked after the
-// credential was issued. Access tokens are self-contained and stay
-// verifiable until they expire; revoking a device must nevertheless refuse
-// them at once, wherever they are presented (the WebSocket upgrade, REST,
-// the in-band auth.refresh). It is implemented by the store.
+// Revocations answers whether a credential's device or login session was
+// revoked after the credential was issued. Access tokens are self-contained
+// and stay verifiable until they expire; revoking a device or a login
+// (logout, refresh-token reuse) must nevertheless refuse them at once,
+// wherever they are presented (the WebSocket upgrade, REST, the in-band
+// auth.refresh). It is implemented by the store, which is the source of
+// truth shared by every node of a cluster.
 type Revocations interface {
 	// DeviceRevoked reports whether userID's device deviceID has been
 	// revoked. A device the implementation does not know is not revoked
@@ -18,26 +20,47 @@ type Revocations interface {
 	//
 	// It is asked on every authentication of a device credential, so it
 	// should answer from a cache; a revocation made through this process
-	// must be seen at once.
+	// must be seen at once, one made by another node after a short bound.
 	DeviceRevoked(ctx context.Context, userID, deviceID string) (bool, error)
+
+	// LoginRevoked reports whether userID's login session sessionID (the
+	// "sid" claim of access tokens, the refresh token family of one login)
+	// has been revoked: by logout, by the reuse of one of its refresh
+	// tokens, or with its device. A login the implementation does not
+	// know is not revoked (operator-minted tokens). Errors and caching are
+	// as for DeviceRevoked.
+	LoginRevoked(ctx context.Context, userID, sessionID string) (bool, error)
 }
 
-// CheckRevoked refuses p with a ReasonRevoked *Failure when its device has
-// been revoked. Principals of API keys (whose revocation the key store
-// reports) and principals bound to no device pass, and so does every
-// principal when the Authenticator has no Revocations. Any other error is a
-// fault of Revocations. Authenticate calls it; callers call it again when a
-// revocation may have committed meanwhile (after registering a connection).
+// CheckRevoked refuses p with a ReasonRevoked *Failure when its device or
+// its login session has been revoked. Principals of API keys (whose
+// revocation the key store reports) pass, a principal bound to no device is
+// not checked for one and a principal bound to no login session is not
+// checked for one, and every principal passes when the Authenticator has no
+// Revocations. Any other error is a fault of Revocations. Authenticate calls
+// it; callers call it again when a revocation may have committed meanwhile
+// (after registering a connection).
 func (a *Authenticator) CheckRevoked(ctx context.Context, p *Principal) error {
-	if a.Revocations == nil || p == nil || p.AppID != "" || p.DeviceID == "" {
+	if a.Revocations == nil || p == nil || p.AppID != "" {
 		return nil
 	}
-	revoked, err := a.Revocations.DeviceRevoked(ctx, p.UserID, p.DeviceID)
-	switch {
-	case err != nil:
-		return fmt.Errorf("authenticate: revocation check of device %s: %w", p.DeviceID, err)
-	case revoked:
-		return fail(ReasonRevoked, fmt.Errorf("authenticate: device %s is revoked", p.DeviceID))
+	if p.DeviceID != "" {
+		revoked, err := a.Revocations.DeviceRevoked(ctx, p.UserID, p.DeviceID)
+		switch {
+		case err != nil:
+			return fmt.Errorf("authenticate: revocation check of device %s: %w", p.DeviceID, err)
+		case revoked:
+			return fail(ReasonRevoked, fmt.Errorf("authenticate: device %s is revoked", p.DeviceID))
+		}
+	}
+	if p.SessionID != "" {
+		revoked, err := a.Revocations.LoginRevoked(ctx, p.UserID, p.SessionID)
+		switch {
+		case err != nil:
+			return fmt.Errorf("authenticate: revocation check of login %s: %w", p.SessionID, err)
+		case revoked:
+			return fail(ReasonRevoked, fmt.Errorf("authenticate: login %s is revoked", p.SessionID))
+		}
 	}
 	return nil
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/junctionhq/junction/internal/jsonscan"
 )
 
 // Token signing algorithms accepted in TokenConfig.Alg.
@@ -39,6 +41,11 @@ const (
 type TokenConfig struct {
 	// Issuer is the "iss" claim written and required; default DefaultIssuer.
 	Issuer string
+	// Audience, when set, is the "aud" claim Issue writes. A token that
+	// carries "aud" is accepted only when it names Audience (with no
+	// Audience, a token carrying any "aud" is refused as meant for another
+	// service); a token without "aud" is accepted.
+	Audience string
 	// Alg is the signing algorithm, AlgHS256 (default) or AlgEdDSA. Verify
 	// accepts only this algorithm.
 	Alg string
@@ -69,14 +76,15 @@ type Claims struct {
 // Tokens issues and verifies access tokens (JWT). It is safe for concurrent
 // use; all fields are set once by NewTokens.
 type Tokens struct {
-	issuer  string
-	alg     string
-	method  jwt.SigningMethod
-	signKey any // []byte or ed25519.PrivateKey; nil when this node only verifies
-	verKey  any // []byte or ed25519.PublicKey
-	leeway  time.Duration
-	now     func() time.Time
-	parser  *jwt.Parser
+	issuer   string
+	audience string
+	alg      string
+	method   jwt.SigningMethod
+	signKey  any // []byte or ed25519.PrivateKey; nil when this node only verifies
+	verKey   any // []byte or ed25519.PublicKey
+	leeway   time.Duration
+	now      func() time.Time
+	parser   *jwt.Parser
 	// validator checks registered claims as parser does; header is the
 	// base64url JOSE header Issue writes (see verifyIssued).
 	validator *jwt.Validator
@@ -86,10 +94,11 @@ type Tokens struct {
 // NewTokens validates cfg and returns Tokens for it.
 func NewTokens(cfg TokenConfig) (*Tokens, error) {
 	t := &Tokens{
-		issuer: cfg.Issuer,
-		alg:    cfg.Alg,
-		leeway: cfg.Leeway,
-		now:    cfg.Now,
+		issuer:   cfg.Issuer,
+		audience: cfg.Audience,
+		alg:      cfg.Alg,
+		leeway:   cfg.Leeway,
+		now:      cfg.Now,
 	}
 	if t.issuer == "" {
 		t.issuer = DefaultIssuer
@@ -221,9 +230,14 @@ func (t *Tokens) Issue(c Claims, ttl time.Duration) (token string, expiresAt tim
 	if !expiresAt.After(now) {
 		expiresAt = now.Add(time.Second)
 	}
+	var aud jwt.ClaimStrings
+	if t.audience != "" {
+		aud = jwt.ClaimStrings{t.audience}
+	}
 	claims := wireClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    t.issuer,
+			Audience:  aud,
 			Subject:   c.UserID,
 			IssuedAt:  jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(expiresAt),
@@ -242,8 +256,9 @@ func (t *Tokens) Issue(c Claims, ttl time.Duration) (token string, expiresAt tim
 }
 
 // Verify checks token's signature (only the configured algorithm is
-// accepted), issuer, expiry and claims, and returns the principal it
-// asserts. Every failure is a *Failure.
+// accepted), issuer, audience, expiry and claims, and returns the principal
+// it asserts. Times (exp, iat, nbf) must be JSON integers. Every failure is
+// a *Failure.
 func (t *Tokens) Verify(token string) (*Principal, error) {
 	if token == "" {
 		return nil, fail(ReasonMissing, errors.New("verify token: empty token"))
@@ -266,7 +281,7 @@ func (t *Tokens) Verify(token string) (*Principal, error) {
 		}
 		return nil, fail(reason, fmt.Errorf("verify token: %w", err))
 	}
-	p, err := principalFromClaims(&claims)
+	p, err := principalFromClaims(&claims, t.audience)
 	if err != nil {
 		return nil, fail(ReasonInvalidClaims, fmt.Errorf("verify token: %w", err))
 	}
@@ -313,19 +328,98 @@ func payloadIsJSON(token string) bool {
 // registered claims, which the parser validates, and the private claims.
 // Decoding into a struct costs a fraction of a map of interfaces; a claim of
 // the wrong JSON type fails the decoding (ReasonInvalidClaims).
+//
+// The times and the audience shadow RegisteredClaims' members of the same
+// JSON names (which stay nil) with stricter types: jwt.NumericDate accepts
+// a string holding a number and a fraction, numericDate only an integer.
 type verifyClaims struct {
-	jwt.RegisteredClaims
-	Dev   string    `json:"dev"`
-	Kind  string    `json:"kind"`
-	Sid   string    `json:"sid"`
-	Scope *[]string `json:"scope"` // nil when missing or null
+	jwt.RegisteredClaims                // iss, sub, jti
+	Exp                  *numericDate   `json:"exp"`
+	Iat                  *numericDate   `json:"iat"`
+	Nbf                  *numericDate   `json:"nbf"`
+	Aud                  *claimAudience `json:"aud"` // nil when missing or null
+	Dev                  string         `json:"dev"`
+	Kind                 string         `json:"kind"`
+	Sid                  string         `json:"sid"`
+	Scope                *[]string      `json:"scope"` // nil when missing or null
 }
 
-// principalFromClaims checks the private claims of a verified token and
-// builds its principal. Registered claims (iss, exp, iat, nbf) have been
-// validated by the parser.
-func principalFromClaims(c *verifyClaims) (*Principal, error) {
+// GetExpirationTime implements jwt.Claims with the strict exp.
+func (c verifyClaims) GetExpirationTime() (*jwt.NumericDate, error) { return c.Exp.jwt(), nil }
+
+// GetIssuedAt implements jwt.Claims with the strict iat.
+func (c verifyClaims) GetIssuedAt() (*jwt.NumericDate, error) { return c.Iat.jwt(), nil }
+
+// GetNotBefore implements jwt.Claims with the strict nbf.
+func (c verifyClaims) GetNotBefore() (*jwt.NumericDate, error) { return c.Nbf.jwt(), nil }
+
+// GetAudience implements jwt.Claims with the strict aud (Verify checks it).
+func (c verifyClaims) GetAudience() (jwt.ClaimStrings, error) {
+	if c.Aud == nil {
+		return nil, nil
+	}
+	return jwt.ClaimStrings(*c.Aud), nil
+}
+
+// maxExactSeconds is 2^53, the largest integer every JSON decoder reads
+// exactly; NumericDates beyond it (hundreds of millions of years) are
+// refused.
+const maxExactSeconds = 1 << 53
+
+// errNumericDate is the decoding error of a time claim that is not an
+// integer.
+var errNumericDate = errors.New("NumericDate: want an integer number of seconds")
+
+// numericDate is a NumericDate (RFC 7519 §2) that decodes only from a JSON
+// integer within ±2^53: not from a string, a fraction or an exponent.
+type numericDate jwt.NumericDate
+
+// UnmarshalJSON implements json.Unmarshaler (null never reaches it: the
+// field is a pointer).
+func (d *numericDate) UnmarshalJSON(b []byte) error {
+	n, end, ok := jsonscan.Int(b, 0)
+	if !ok || end != len(b) || n > maxExactSeconds || n < -maxExactSeconds {
+		return errNumericDate
+	}
+	*d = numericDate(*jwt.NewNumericDate(time.Unix(n, 0)))
+	return nil
+}
+
+func (d *numericDate) jwt() *jwt.NumericDate { return (*jwt.NumericDate)(d) }
+
+// claimAudience is the aud claim: one string, or an array of strings
+// (possibly empty). A decoded audience is present, whatever it lists.
+type claimAudience []string
+
+// UnmarshalJSON implements json.Unmarshaler (null never reaches it: the
+// field is a pointer).
+func (a *claimAudience) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*a = claimAudience{s}
+		return nil
+	}
+	var list []string
+	if err := json.Unmarshal(b, &list); err != nil {
+		return err
+	}
+	if list == nil {
+		return errors.New("aud: want a string or an array of strings")
+	}
+	*a = list
+	return nil
+}
+
+// principalFromClaims checks the audience and the private claims of a
+// verified token and builds its principal. Registered claims (iss, exp, iat,
+// nbf) have been validated by the parser.
+func principalFromClaims(c *verifyClaims, audience string) (*Principal, error) {
 	switch {
+	case c.Aud != nil && (audience == "" || !slices.Contains(*c.Aud, audience)):
+		return nil, fmt.Errorf("claim aud: %q does not name this service", []string(*c.Aud))
 	case c.Subject == "":
 		return nil, errors.New("claim sub: missing or empty")
 	case c.Kind == "":
@@ -334,7 +428,7 @@ func principalFromClaims(c *verifyClaims) (*Principal, error) {
 		return nil, fmt.Errorf("claim kind: unknown kind %q", c.Kind)
 	case c.Scope == nil:
 		return nil, errors.New("claim scope: missing")
-	case c.ExpiresAt == nil:
+	case c.Exp == nil:
 		// Unreachable after parser validation with WithExpirationRequired.
 		return nil, errors.New("claim exp: missing or invalid")
 	}
@@ -350,7 +444,7 @@ func principalFromClaims(c *verifyClaims) (*Principal, error) {
 		SessionID: c.Sid,
 		TokenID:   c.ID,
 		Scopes:    internScopes(*c.Scope),
-		ExpiresAt: c.ExpiresAt.Time,
+		ExpiresAt: c.Exp.Time,
 	}, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,13 @@ func goodClaims(clock *testClock) jwt.MapClaims {
 		"exp":   clock.Now().Add(time.Hour).Unix(),
 		"jti":   "j1",
 	}
+}
+
+// withNull returns m with key set to JSON null.
+func withNull(m jwt.MapClaims, key string) jwt.MapClaims {
+	out := with(m, key, nil)
+	out[key] = nil
+	return out
 }
 
 func with(m jwt.MapClaims, key string, v any) jwt.MapClaims {
@@ -275,6 +283,10 @@ func TestVerifyExpiry(t *testing.T) {
 func TestVerifyRejects(t *testing.T) {
 	clock := newClock()
 	hs := newHS(t, clock)
+	hsAud, err := NewTokens(TokenConfig{Secret: testSecret, Audience: "junction-test", Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ed, pub, priv := newEd(t, clock)
 	_, otherPriv, _ := ed25519.GenerateKey(rand.Reader)
 	good := goodClaims(clock)
@@ -326,6 +338,26 @@ func TestVerifyRejects(t *testing.T) {
 		{"scope with empty string", hs, sign(t, jwt.SigningMethodHS256, testSecret, with(good, "scope", []any{""})), ReasonInvalidClaims},
 		{"no scope", hs, sign(t, jwt.SigningMethodHS256, testSecret, with(good, "scope", nil)), ReasonInvalidClaims},
 		{"empty scope list", hs, sign(t, jwt.SigningMethodHS256, testSecret, with(good, "scope", []string{})), ""},
+		// Issue 10: NumericDates are integers, a present aud names us.
+		{"exp numeric string", hs, sign(t, jwt.SigningMethodHS256, testSecret, with(good, "exp", strconv.FormatInt(clock.Now().Add(time.Hour).Unix(), 10))), ReasonInvalidClaims},
+		{"iat numeric string", hs, sign(t, jwt.SigningMethodHS256, testSecret, with(good, "iat", strconv.FormatInt(clock.Now().Unix(), 10))), ReasonInvalidClaims},
+		{"nbf numeric string", hs, sign(t, jwt.SigningMethodHS256, testSecret, with(good, "nbf", "0")), ReasonInvalidClaims},
+		{"exp fractional", hs, sign(t, jwt.SigningMethodHS256, testSecret, with(good, "exp", float64(clock.Now().Add(time.Hour).Unix())+0.5)), ReasonInvalidClaims},
+		{"iat fractional", hs, sign(t, jwt.SigningMethodHS256, testSecret, with(good, "iat", float64(clock.Now().Unix())-0.5)), ReasonInvalidClaims},
+		{"exp exponent", hs, sign(t, jwt.SigningMethodHS256, testSecret, with(good, "exp", 1e300)), ReasonInvalidClaims},
+		{"exp beyond 2^53", hs, sign(t, jwt.SigningMethodHS256, testSecret, with(good, "exp", int64(1)<<53+1)), ReasonInvalidClaims},
+		{"nbf integer in the past", hs, sign(t, jwt.SigningMethodHS256, testSecret, with(good, "nbf", clock.Now().Add(-time.Hour).Unix())), ""},
+		{"foreign aud, none configured", hs, sign(t, jwt.SigningMethodHS256, testSecret, with(good, "aud", "https://other.example")), ReasonInvalidClaims},
+		{"foreign aud list, none configured", hs, sign(t, jwt.SigningMethodHS256, testSecret, with(good, "aud", []string{"a", "b"})), ReasonInvalidClaims},
+		{"empty aud list, none configured", hs, sign(t, jwt.SigningMethodHS256, testSecret, with(good, "aud", []string{})), ReasonInvalidClaims},
+		{"null aud, none configured", hs, sign(t, jwt.SigningMethodHS256, testSecret, withNull(good, "aud")), ""},
+		{"foreign aud", hsAud, sign(t, jwt.SigningMethodHS256, testSecret, with(good, "aud", "https://other.example")), ReasonInvalidClaims},
+		{"foreign aud list", hsAud, sign(t, jwt.SigningMethodHS256, testSecret, with(good, "aud", []string{"https://other.example"})), ReasonInvalidClaims},
+		{"empty aud string", hsAud, sign(t, jwt.SigningMethodHS256, testSecret, with(good, "aud", "")), ReasonInvalidClaims},
+		{"aud not strings", hsAud, sign(t, jwt.SigningMethodHS256, testSecret, with(good, "aud", []any{1})), ReasonInvalidClaims},
+		{"our aud", hsAud, sign(t, jwt.SigningMethodHS256, testSecret, with(good, "aud", "junction-test")), ""},
+		{"our aud in a list", hsAud, sign(t, jwt.SigningMethodHS256, testSecret, with(good, "aud", []string{"x", "junction-test"})), ""},
+		{"no aud, audience configured", hsAud, hsGood, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -79,12 +79,14 @@ const (
 // devices than this only loses hits).
 const maxDeviceCache = 1 << 15
 
-// deviceCache remembers recent DeviceStatus answers.
+// deviceCache remembers recent DeviceStatus answers (DB.devices, by account
+// and device id) or LoginStatus answers (DB.logins, by login session id).
 //
 // Correctness: revocation is final (revoked_at is never cleared and devices
 // are never deleted), so a DeviceRevoked answer may be served at any age. A
 // DeviceLive or DeviceUnknown answer is dropped by RevokeDevice and
-// CreateDevice of THIS process as soon as their transaction returns, and a
+// CreateDevice of THIS process (a login's by RevokeFamily and RotateRefresh's
+// reuse detection) as soon as their transaction returns, and a
 // lookup that raced with such a change is not stored (gen). Another process
 // sharing the database (a second node on PostgreSQL) is not seen: its
 // revocation reaches this process after at most the TTL
@@ -114,8 +116,11 @@ func deviceKey(account, id string) string { return account + "\x00" + id }
 
 // invalidate drops the cached status of a device and makes lookups in
 // flight not store theirs.
-func (c *deviceCache) invalidate(account, id string) {
-	k := deviceKey(account, id)
+func (c *deviceCache) invalidate(account, id string) { c.invalidateKey(deviceKey(account, id)) }
+
+// invalidateKey drops the cached status under k and makes lookups in
+// flight not store theirs.
+func (c *deviceCache) invalidateKey(k string) {
 	c.mu.Lock()
 	c.gen++
 	delete(c.cur, k)
@@ -173,9 +178,36 @@ func (c *deviceCache) sweep(ttl time.Duration) {
 // revoked, from a short-lived cache (see deviceCache) or the database. It
 // is the check made on every authenticated connect and request.
 func (db *DB) DeviceStatus(ctx context.Context, account, id string) (DeviceStatus, error) {
+	st, err := db.cachedStatus(ctx, &db.devices, deviceKey(account, id),
+		`SELECT COUNT(*), COALESCE(MAX(revoked_at), 0) FROM devices WHERE id = $1 AND account_id = $2`, id, account)
+	if err != nil {
+		return DeviceUnknown, fmt.Errorf("store: device status: %w", err)
+	}
+	return st, nil
+}
+
+// LoginStatus reports whether the login session sid (the refresh token
+// family of one login, the "sid" claim of its access tokens) is unknown,
+// live or revoked, from a short-lived cache or the database: the check made
+// with DeviceStatus on every authenticated connect and request. A family is
+// revoked as a whole (logout, reuse of a refresh token, its device revoked)
+// and never revived, so one revoked token means the login is revoked; the
+// answer uses the same statuses as a device's. A family whose tokens have
+// all expired and been pruned is unknown: its access tokens, shorter-lived
+// than its refresh tokens, have expired too.
+func (db *DB) LoginStatus(ctx context.Context, sid string) (DeviceStatus, error) {
+	st, err := db.cachedStatus(ctx, &db.logins, sid,
+		`SELECT COUNT(*), COALESCE(MAX(revoked_at), 0) FROM refresh_tokens WHERE family_id = $1`, sid)
+	if err != nil {
+		return DeviceUnknown, fmt.Errorf("store: login status: %w", err)
+	}
+	return st, nil
+}
+
+// cachedStatus answers key from c, or runs query (which returns a row
+// count and the largest revoked_at) and caches its answer (see deviceCache).
+func (db *DB) cachedStatus(ctx context.Context, c *deviceCache, key, query string, args ...any) (DeviceStatus, error) {
 	ttl := db.opts.DeviceCacheTTL
-	key := deviceKey(account, id)
-	c := &db.devices
 	var gen uint64
 	if ttl > 0 {
 		c.mu.Lock()
@@ -187,17 +219,18 @@ func (db *DB) DeviceStatus(ctx context.Context, account, id string) (DeviceStatu
 		}
 	}
 	at := time.Now()
-	st, err := db.prepared(ctx, db.r, `SELECT revoked_at FROM devices WHERE id = $1 AND account_id = $2`)
+	st, err := db.prepared(ctx, db.r, query)
 	if err != nil {
-		return DeviceUnknown, fmt.Errorf("store: device status: %w", err)
+		return DeviceUnknown, err
 	}
-	var revoked int64
+	var n, revoked int64
+	if err := st.QueryRowContext(ctx, args...).Scan(&n, &revoked); err != nil {
+		return DeviceUnknown, err
+	}
 	status := DeviceLive
-	switch err := st.QueryRowContext(ctx, id, account).Scan(&revoked); {
-	case err == sql.ErrNoRows:
+	switch {
+	case n == 0:
 		status = DeviceUnknown
-	case err != nil:
-		return DeviceUnknown, fmt.Errorf("store: device status: %w", err)
 	case revoked != 0:
 		status = DeviceRevoked
 	}

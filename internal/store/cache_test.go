@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -105,4 +106,59 @@ func TestDeviceCacheEmptiesWhenIdle(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+func TestLoginStatus(t *testing.T) {
+	eachBackend(t, Options{DeviceCacheTTL: time.Hour}, func(t *testing.T, db *DB) {
+		ctx := t.Context()
+		acct := newAccount(t, db)
+		d, _, err := db.CreateDevice(ctx, acct, NewDevice{Kind: "phone"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		login := func(sid string) []byte {
+			t.Helper()
+			h := HashToken("refresh-" + sid)
+			if _, err := db.CreateRefresh(ctx, NewRefresh{Hash: h, FamilyID: sid, AccountID: acct, DeviceID: d.ID, SessionID: sid,
+				ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+			return h
+		}
+		status := func(sid string, want DeviceStatus) {
+			t.Helper()
+			if got, err := db.LoginStatus(ctx, sid); err != nil || got != want {
+				t.Fatalf("LoginStatus(%s) = %v, %v; want %v", sid, got, err, want)
+			}
+		}
+		first := login("s1")
+		login("s2")
+		status("s1", DeviceLive)
+		status("s1", DeviceLive) // cached
+		status("nope", DeviceUnknown)
+
+		// Logout: the cached "live" answer must not survive, even with a
+		// TTL of an hour.
+		if err := db.RevokeFamily(ctx, "s2"); err != nil {
+			t.Fatal(err)
+		}
+		status("s2", DeviceRevoked)
+		status("s1", DeviceLive)
+
+		// Reuse of a rotated token revokes the family, returns the login it
+		// revoked, and drops the cached answer.
+		second := HashToken("second")
+		if _, err := db.RotateRefresh(ctx, first, second, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		status("s1", DeviceLive)
+		got, err := db.RotateRefresh(ctx, first, HashToken("third"), time.Now().Add(time.Hour))
+		if !errors.Is(err, ErrRefreshReuse) || got.SessionID != "s1" || got.AccountID != acct || got.DeviceID != d.ID {
+			t.Fatalf("reuse: got %+v, %v; want ErrRefreshReuse with the login s1", got, err)
+		}
+		status("s1", DeviceRevoked)
+		if ok, err := db.LoginRevoked(ctx, acct, "s1"); err != nil || !ok {
+			t.Fatalf("LoginRevoked = %v, %v; want true", ok, err)
+		}
+	})
 }

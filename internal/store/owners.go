@@ -61,3 +61,17 @@ func (db *DB) DeviceRevoked(ctx context.Context, account, id string) (bool, erro
 	}
 	return st == DeviceRevoked, nil
 }
+
+// LoginRevoked reports whether the login session sid has been revoked (see
+// LoginStatus, whose cache it answers from); an unknown login is not
+// revoked. With DeviceRevoked it implements auth.Revocations. The family is
+// looked up by its id alone: ids are random, and a family revoked under
+// another account (possible only with an operator-minted token naming it)
+// refuses rather than admits.
+func (db *DB) LoginRevoked(ctx context.Context, account, sid string) (bool, error) {
+	st, err := db.LoginStatus(ctx, sid)
+	if err != nil {
+		return false, err
+	}
+	return st == DeviceRevoked, nil
+}

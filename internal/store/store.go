@@ -117,10 +117,11 @@ type Options struct {
 	MaxConns int
 	// Now is the clock; default time.Now. Tests inject a fake one.
 	Now func() time.Time
-	// DeviceCacheTTL is how long DeviceStatus trusts a "live" or "unknown"
-	// answer it read (revocations made through this DB drop it at once; a
-	// revocation made by another process sharing the database is seen after
-	// at most this). Default 1s; negative disables the cache.
+	// DeviceCacheTTL is how long DeviceStatus and LoginStatus trust a
+	// "live" or "unknown" answer they read (revocations made through this
+	// DB drop it at once; a revocation made by another process sharing the
+	// database is seen after at most this). Default 1s; negative disables
+	// the cache.
 	DeviceCacheTTL time.Duration
 }
 
@@ -177,6 +178,7 @@ type DB struct {
 
 	stmts   stmts       // prepared hot statements (cache.go)
 	devices deviceCache // DeviceStatus answers (cache.go)
+	logins  deviceCache // LoginStatus answers (cache.go)
 
 	closeOnce sync.Once
 	closeErr  error

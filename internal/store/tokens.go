@@ -105,7 +105,9 @@ func (db *DB) CreateRefresh(ctx context.Context, nr NewRefresh) (RefreshToken, e
 // returns the new token. Errors, checked in this order:
 //   - ErrNotFound: no such token.
 //   - ErrRefreshReuse: the token was already used; the whole family is
-//     revoked (committed) before the error returns. Two concurrent
+//     revoked (committed) before the error returns, which comes with the
+//     reused token (its AccountID, DeviceID and SessionID name the revoked
+//     login, whose connections the caller closes). Two concurrent
 //     rotations of one token therefore end with one winner whose family is
 //     then revoked by the loser: strict reuse detection, no grace period.
 //   - ErrRevoked: the token, its family or its device was revoked.
@@ -117,8 +119,9 @@ func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash []byte, newExp
 	if err := checkHash(newHash); err != nil {
 		return RefreshToken{}, fmt.Errorf("store: rotate refresh: new: %w", err)
 	}
-	var t RefreshToken
+	var t, reused RefreshToken
 	err := db.write(ctx, "rotate refresh", func(tx *sql.Tx) error {
+		reused = RefreshToken{}
 		now := micros(db.now())
 		// The conditional UPDATE is the single-use gate: of two concurrent
 		// rotations, exactly one sees used_at = 0 (PostgreSQL re-checks the
@@ -136,6 +139,7 @@ func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash []byte, newExp
 					now, cur.FamilyID); err != nil {
 					return fmt.Errorf("revoke family: %w", err)
 				}
+				reused = cur
 				return commitThen{fmt.Errorf("store: rotate refresh: family %s: %w", cur.FamilyID, ErrRefreshReuse)}
 			case !cur.RevokedAt.IsZero():
 				return ErrRevoked
@@ -154,6 +158,11 @@ func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash []byte, newExp
 		}
 		return err
 	})
+	if errors.Is(err, ErrRefreshReuse) {
+		// Drop a cached "live" answer now that the revocation committed.
+		db.logins.invalidateKey(reused.FamilyID)
+		return reused, err
+	}
 	return t, err
 }
 
@@ -169,6 +178,9 @@ func (db *DB) RefreshByHash(ctx context.Context, h []byte) (RefreshToken, error)
 // RevokeFamily revokes every token of a family (logout of one login). It
 // reports ErrNotFound for an unknown family.
 func (db *DB) RevokeFamily(ctx context.Context, familyID string) error {
+	// Drop a cached "live" answer once the transaction is over, whatever
+	// its outcome (see deviceCache).
+	defer db.logins.invalidateKey(familyID)
 	return db.write(ctx, "revoke family", func(tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM refresh_tokens WHERE family_id = $1`, familyID).Scan(&n); err != nil {

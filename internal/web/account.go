@@ -54,6 +54,7 @@ func (s *Server) serveOp(o *account.Op, rt account.Route) http.HandlerFunc {
 			return
 		}
 		ctx := account.WithBaseURL(r.Context(), baseURL(r))
+		ctx = account.WithClientAddr(ctx, s.deps.Network.ClientAddr(r))
 		res, err := o.Exec(ctx, pr, params, r.Header.Get(IdempotencyHeader))
 		if err != nil {
 			if f, ok := errors.AsType[*auth.Failure](err); ok {
