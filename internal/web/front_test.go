@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -304,3 +305,50 @@ type echoHandler struct{}
 
 func (echoHandler) OnMessage(c *ws.Conn, p []byte) { _ = c.SendText(p) }
 func (echoHandler) OnClose(*ws.Conn, int, string)  {}
+
+// lockedBuffer is a log destination safe for the server's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestFrontPanicLogRateLimited: a handshake that panics, repeated, drops
+// each connection without an answer and logs one line, not one per request.
+func TestFrontPanicLogRateLimited(t *testing.T) {
+	var logs lockedBuffer
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { panic("boom") })
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 500 * time.Millisecond}
+	f := NewFront(handler, srv, slog.New(slog.NewTextHandler(&logs, nil)))
+	served := make(chan error, 1)
+	go func() { served <- f.Serve(ln) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = f.Shutdown(ctx)
+		<-served
+	}()
+	for i := range 20 {
+		if got := rawExchange(t, ln.Addr().String(), "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"); got != "" {
+			t.Fatalf("request %d: a panicking handshake answered %q", i, got)
+		}
+	}
+	if n := strings.Count(logs.String(), "panic serving a request"); n != 1 {
+		t.Fatalf("got %d panic log lines for 20 panics, want 1:\n%s", n, logs.String())
+	}
+}
