@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"strings"
 
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
@@ -73,6 +74,10 @@ type QueryParam struct {
 	Type     string // "string" or "integer" (non-negative)
 	Desc     string
 	Required bool
+	// Min and Max bound an integer when Max is not zero: a value outside
+	// Min..Max is refused naming the parameter (limit=0 does not mean the
+	// default: absent does).
+	Min, Max int64
 }
 
 // Exec runs the operation for pr (nil for a public operation) with params
@@ -181,8 +186,14 @@ func authFailure(reason string, pe *protocol.Error) error {
 
 // Decoding helpers shared by the params checks.
 
-// decodeB64 decodes a standard base64 field.
+// decodeB64 decodes a standard base64 field (RFC 4648 §4, padded). Go's
+// decoder skips CR and LF anywhere, as MIME allows; the API promises the
+// RFC's plain alphabet, so a line break is refused like any other byte
+// outside it.
 func decodeB64(field, s string) ([]byte, error) {
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, protocol.FieldError(field, "not standard base64 (line breaks are not allowed)")
+	}
 	b, err := base64.StdEncoding.DecodeString(s)
 	if err != nil {
 		return nil, protocol.FieldError(field, "not standard base64")
