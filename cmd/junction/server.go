@@ -103,6 +103,11 @@ func (m *Main) Open(ctx context.Context) error {
 		proxies = append(proxies, netip.MustParsePrefix(p)) // validated by loadConfig
 	}
 	m.Network = auth.NewNetworkPolicy(cfg.Web.Lockdown, proxies)
+	// Lockdown turned on at run time stays on across restarts (the data
+	// directory records it); web.lockdown turns it on at every start.
+	if err := m.Network.PersistLockdown(cfg.Data); err != nil {
+		return err
+	}
 	origins, err := auth.NewOriginPolicy(cfg.Web.AllowedOrigins)
 	if err != nil {
 		return fmt.Errorf("web.allowed_origins: %w", err)

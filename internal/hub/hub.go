@@ -412,6 +412,22 @@ func (h *Hub) Upgrade(w http.ResponseWriter, r *http.Request, p *auth.Principal,
 	return c, nil
 }
 
+// DisconnectWhere closes with d every registered connection for which match
+// is true, and returns how many it closed. match runs on the caller's
+// goroutine, once per connection, with no hub lock held. It walks every
+// connection of the node: for rare, operator-driven sweeps (lockdown), not
+// for the hot path.
+func (h *Hub) DisconnectWhere(d protocol.Disconnect, match func(*Conn) bool) int {
+	n := 0
+	h.eachConn(func(c *Conn) {
+		if match(c) {
+			c.Disconnect(d)
+			n++
+		}
+	})
+	return n
+}
+
 // ConnsOfUser calls fn for every open connection of the user.
 func (h *Hub) ConnsOfUser(userID string, fn func(*Conn)) { h.reg.eachOfUser(userID, fn) }
 

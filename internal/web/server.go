@@ -14,7 +14,9 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -281,6 +283,19 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		c.Close(protocol.CloseForbidden, protocol.CloseReason(protocol.CloseForbidden))
 		return
 	}
+	// Behind a trusted proxy the client is not the peer: keep its address
+	// for the lockdown sweep (the peer's is asked of the socket then).
+	if s.deps.Network.TrustsProxies() {
+		c.SetValue(clientAddrKey{}, s.deps.Network.ClientAddr(r))
+	}
+	// The same for lockdown: one turned on after ServeHTTP's check swept
+	// the connections before this one was registered; asking again now
+	// (later sweeps will find it) sees it.
+	if !s.deps.Network.Allowed(r) {
+		s.metrics.authFailures.WithLabelValues("lockdown").Inc()
+		c.Disconnect(protocol.DisconnectLockdown)
+		return
+	}
 	s.log.Debug("connected", "conn", c.ID(), "user", p.UserID, "device", p.DeviceID, "kind", p.Kind)
 }
 
@@ -306,9 +321,43 @@ func (s *Server) serveLockdownSet(w http.ResponseWriter, r *http.Request, p *aut
 		writeError(w, protocol.FieldError("enabled", "required (true or false)"))
 		return
 	}
-	s.deps.Network.SetLockdown(*body.Enabled)
-	s.log.Warn("lockdown changed", "enabled", *body.Enabled, "user", p.UserID, "device", p.DeviceID)
+	on := *body.Enabled
+	err := s.deps.Network.SetLockdown(on)
+	closed := 0
+	if s.deps.Network.Lockdown() {
+		// The kill switch: connections from addresses lockdown now refuses
+		// are closed (4010), not only new ones refused.
+		closed = s.deps.Hub.DisconnectWhere(protocol.DisconnectLockdown, func(c *hub.Conn) bool {
+			return !auth.LocalAddr(s.connAddr(c))
+		})
+	}
+	if err != nil {
+		s.log.Error("lockdown changed in memory only", "enabled", s.deps.Network.Lockdown(), "err", err)
+		if on {
+			writeError(w, protocol.Errorf(protocol.CodeUnavailable, "lockdown is on, but could not be recorded in the data directory: it will not survive a restart"))
+		} else {
+			writeError(w, protocol.Errorf(protocol.CodeUnavailable, "lockdown is still on: its record in the data directory could not be removed"))
+		}
+		return
+	}
+	s.log.Warn("lockdown changed", "enabled", on, "closed", closed, "user", p.UserID, "device", p.DeviceID)
 	writeJSON(w, http.StatusOK, protocol.Lockdown{Enabled: body.Enabled})
+}
+
+// clientAddrKey keys a connection's client address (a netip.Addr) when a
+// trusted proxy forwarded it.
+type clientAddrKey struct{}
+
+// connAddr returns the client address of a WebSocket connection: the one
+// a trusted proxy forwarded, or the peer's; the zero Addr when unknown.
+func (s *Server) connAddr(c *hub.Conn) netip.Addr {
+	if a, ok := c.Value(clientAddrKey{}).(netip.Addr); ok {
+		return a
+	}
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
 }
 
 func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
