@@ -17,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
 	"github.com/junctionhq/junction/internal/store"
 	"github.com/junctionhq/junction/internal/web"
@@ -134,6 +135,11 @@ func (c *Config) validate() error {
 	case "HS256", "EdDSA":
 	default:
 		return fmt.Errorf("auth.alg %q: want HS256 or EdDSA", c.Auth.Alg)
+	}
+	for _, h := range c.Web.PublicHosts {
+		if err := auth.CheckHostName(h); err != nil {
+			return fmt.Errorf("web.public_hosts: %q: %w", h, err)
+		}
 	}
 	for _, p := range c.Web.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err != nil {

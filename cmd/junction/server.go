@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -108,9 +109,15 @@ func (m *Main) Open(ctx context.Context) error {
 	if err := m.Network.PersistLockdown(cfg.Data); err != nil {
 		return err
 	}
-	origins, err := auth.NewOriginPolicy(cfg.Web.AllowedOrigins)
+	// Same-origin trusts the configured public hosts and the listen
+	// address's host (a name there is how clients reach this server).
+	hosts := cfg.Web.PublicHosts
+	if h, _, err := net.SplitHostPort(cfg.Addr); err == nil && h != "" && auth.CheckHostName(h) == nil {
+		hosts = append(slices.Clip(hosts), h)
+	}
+	origins, err := auth.NewOriginPolicy(cfg.Web.AllowedOrigins, hosts...)
 	if err != nil {
-		return fmt.Errorf("web.allowed_origins: %w", err)
+		return fmt.Errorf("web.allowed_origins or web.public_hosts: %w", err)
 	}
 
 	m.Registry = prometheus.NewRegistry()

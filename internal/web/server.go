@@ -43,6 +43,11 @@ type Config struct {
 	// besides the server's own origin: "https://app.example.com",
 	// "https://*.example.com", or "*".
 	AllowedOrigins []string `yaml:"allowed_origins" doc:"browser origins allowed besides same-origin, comma-separated (https://app.example.com, https://*.example.com, *)"`
+	// PublicHosts are the host names clients use to reach this server
+	// (besides loopback, IP addresses and the listen address's host): a
+	// browser page is same-origin only when its Host is one of them, which
+	// defeats DNS rebinding.
+	PublicHosts []string `yaml:"public_hosts" doc:"host names this server is reached by (gw.example.com, *.example.com), trusted by the same-origin check besides localhost, IP addresses and the listen address's host"`
 	// Lockdown refuses every client outside loopback, private LAN ranges and
 	// the Tailscale range with 503, before authentication.
 	Lockdown bool `yaml:"lockdown" doc:"refuse clients outside loopback, LAN and Tailscale ranges (kill switch)"`
