@@ -235,6 +235,10 @@ func (f *Front) serveConn(in incoming) {
 			refuseRaw(c, http.StatusBadRequest, "malformed request head\n")
 			return
 		}
+		if why := headRefusal(req); why != "" {
+			refuseRaw(c, http.StatusBadRequest, why+"\n")
+			return
+		}
 	}
 	if c.nc != nil {
 		req.RemoteAddr = c.nc.RemoteAddr().String()

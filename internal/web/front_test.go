@@ -352,3 +352,62 @@ func TestFrontPanicLogRateLimited(t *testing.T) {
 		t.Fatalf("got %d panic log lines for 20 panics, want 1:\n%s", n, logs.String())
 	}
 }
+
+// TestFrontRefusesLikeNetHTTP: a head that http.ReadRequest parses but
+// http.Server refuses (whitespace before a colon, RFC 9112 §5.1; a bad
+// Host) gets the same 400 from the front door
+// on /ws as from net/http on any other path, whether it arrived whole (a
+// bare descriptor) or in two pieces (a net.Conn).
+func TestFrontRefusesLikeNetHTTP(t *testing.T) {
+	_, addr := startFront(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "served")
+	}))
+	for _, tc := range []struct{ name, head, want string }{
+		{"space before colon", "Host: x\r\nAuthorization : Bearer t\r\n", "invalid header name"},
+		{"space before the Host colon", "Host : x\r\n", "missing required Host header"},
+		{"tab before colon", "Host: x\r\nUpgrade\t: websocket\r\n", "malformed request head"},
+		{"no space, but a bad name", "Host: x\r\nX(y): z\r\n", "malformed request head"},
+		{"no host", "Upgrade: websocket\r\n", "missing required Host header"},
+		{"two hosts", "Host: x\r\nHost: y\r\n", "malformed request head"},
+		{"host with a slash", "Host: x/y\r\n", "malformed Host header"},
+		{"host with a space", "Host: x y\r\n", "malformed Host header"},
+		{"control byte in a value", "Host: x\r\nX-A: a\x01b\r\n", "malformed request head"},
+		{"DEL in a value", "Host: x\r\nX-A: a\x7fb\r\n", "malformed request head"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, path := range []string{"/ws", "/other"} {
+				req := "GET " + path + " HTTP/1.1\r\n" + tc.head + "Connection: keep-alive\r\n\r\n"
+				for _, parts := range [][]string{{req}, {req[:10], req[10:]}} {
+					got := exchangeParts(t, addr, parts...)
+					// net/http's body does not say why; the front door's does.
+					if !strings.HasPrefix(got, "HTTP/1.1 400 ") || path == "/ws" && !strings.HasSuffix(got, "\r\n\r\n"+tc.want+"\n") {
+						t.Errorf("%s in %d pieces: got %q, want a 400 saying %q", path, len(parts), got, tc.want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// exchangeParts writes parts on a new connection, pausing between them so
+// that the server reads them apart, and returns what the server sends
+// until it closes.
+func exchangeParts(t *testing.T, addr string, parts ...string) string {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	for i, p := range parts {
+		if i > 0 {
+			time.Sleep(20 * time.Millisecond) // only decides which path reads it; the answer is the same
+		}
+		if _, err := io.WriteString(nc, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := io.ReadAll(nc)
+	return string(b)
+}

@@ -158,10 +158,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.panics.recoverRequest("http", r)
 	start := time.Now()
 	rw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-	if name, bad := spacedHeaderName(r.Header); bad {
-		rw.Header().Set("Connection", "close")
-		writeJSONError(rw, http.StatusBadRequest, protocol.Errorf(protocol.CodeBadRequest, "header %q: whitespace between a header name and its colon is not allowed (RFC 9112 §5.1)", name))
-	} else if !s.deps.Network.Allowed(r) {
+	if !s.deps.Network.Allowed(r) {
 		s.metrics.authFailures.WithLabelValues("lockdown").Inc()
 		rw.Header().Set("Connection", "close")
 		writeJSONError(rw, http.StatusServiceUnavailable, protocol.Errorf(protocol.CodeUnavailable, "this server is in lockdown: only local networks may connect"))
@@ -179,20 +176,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // a WebSocket's life is not an HTTP latency
 	}
 	s.metrics.httpSeconds.WithLabelValues(route, statusClass(rw.status)).Observe(time.Since(start).Seconds())
-}
-
-// spacedHeaderName returns a header name that had whitespace before its
-// colon ("Host : x"). RFC 9112 §5.1 requires a 400 for those (a proxy in
-// front may have read the field differently); net/textproto keeps them, for
-// compatibility, as names with a trailing space (go.dev/issue/34540), and
-// the front door's own parser leaves such heads to net/http.
-func spacedHeaderName(h http.Header) (string, bool) {
-	for name := range h {
-		if strings.ContainsAny(name, " \t") {
-			return name, true
-		}
-	}
-	return "", false
 }
 
 // Principal authenticates a REST request from its Authorization header.
