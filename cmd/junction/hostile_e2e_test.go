@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws/wsutil"
+
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/protocol"
 )
@@ -105,6 +107,7 @@ var hostileCases = []hostileCase{
 		header: []string{"Authorization: Bearer {token}"}, status: 400, code: protocol.CodeBadRequest, contains: "limit"},
 	{id: "LIMIT-UPDATES-ZERO", name: "updates limit=0", method: "GET", path: "/api/v1/updates?since=0&limit=0",
 		header: []string{"Authorization: Bearer {token}"}, status: 400, code: protocol.CodeBadRequest, contains: "limit"},
+	{id: "LIMIT-ZERO-WS", name: `session.list {"limit":0} over the WebSocket`, run: testLimitZeroWS},
 
 	// DNS rebinding (item 7): Host and Origin agree on a name the server
 	// does not know.
@@ -232,6 +235,31 @@ func hostileExchange(t *testing.T, m *Main, tc hostileCase, tok string, split bo
 	defer resp.Body.Close()
 	body, _ = io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	return resp.StatusCode, resp.Header.Get("Content-Type"), body
+}
+
+// testLimitZeroWS: over the WebSocket, an explicit "limit": 0 (which the
+// AsyncAPI document's minimum forbids, so it is written past the wire
+// check) is bad_request naming limit, as on REST; absent is the default.
+func testLimitZeroWS(t *testing.T, transport string) {
+	m := startServer(t, func(c *Config) { c.Hub.Transport = transport })
+	rc, _, err := dialRaw(t, m, bearer(mintToken(t, m, "u-hostile", "d-hostile", "phone")), "")
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	rc.mustNext() // welcome
+	for _, method := range []string{"session.list", "update.since"} {
+		params := `{"limit":0}`
+		if method == "update.since" {
+			params = `{"since":0,"limit":0}`
+		}
+		if err := wsutil.WriteClientText(rc.nc, []byte(`{"type":"req","id":"1","method":"`+method+`","params":`+params+`}`)); err != nil {
+			t.Fatal(err)
+		}
+		f := rc.mustNext()
+		if f.Type != "res" || f.OK || f.Error == nil || f.Error.Code != protocol.CodeBadRequest || f.Error.Details["field"] != "limit" {
+			t.Fatalf("%s %s: got %+v (error %+v), want bad_request naming limit", method, params, f, f.Error)
+		}
+	}
 }
 
 // testLockdownKillSwitch: behind a trusted proxy (loopback here), clients
