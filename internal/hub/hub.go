@@ -164,6 +164,7 @@ type Hub struct {
 	featureList []string
 	reg         registry
 	idem        idempotency // set once in New
+	panics      panicLog
 	lastSeen    lastSeen
 	welcome     welcomeTemplate // the welcome event's constant JSON
 	expiry      expiryIndex
