@@ -76,6 +76,12 @@ var hostileCases = []hostileCase{
 		header: []string{"Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 8", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Authorization: Bearer {token}"},
 		status: 426, contains: "Sec-WebSocket-Version"},
 
+	// Credentials: nothing is upgraded without one that verifies.
+	{id: "AUTH-MISSING", name: "a handshake without a credential", method: "GET", path: "/ws",
+		header: wsHeader("dGhlIHNhbXBsZSBub25jZQ=="), status: 401, code: protocol.CodeUnauthorized},
+	{id: "AUTH-GARBAGE", name: "a handshake with a credential that is not a token", method: "GET", path: "/ws",
+		header: wsHeader("dGhlIHNhbXBsZSBub25jZQ==", "Authorization: Bearer not-a-token"), status: 401, code: protocol.CodeUnauthorized},
+
 	// HTTP strictness (item 8): whitespace between a header name and its
 	// colon (RFC 9112 §5.1), on the front door's handshake path and on
 	// net/http's.
