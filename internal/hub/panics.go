@@ -36,7 +36,7 @@ func (p *panicLog) note(now time.Time) (log bool, suppressed int) {
 
 // logPanic logs (or counts) a method handler's panic v.
 func (h *Hub) logPanic(method, conn string, v any) {
-	if ok, n := h.panics.note(time.Now()); ok {
+	if ok, n := h.panics.note(h.deps.Now()); ok {
 		h.log.Error("method panicked; answered internal", "method", method, "conn", conn, "panic", v,
 			"suppressed", n, "stack", string(debug.Stack()))
 	}
