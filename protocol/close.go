@@ -19,6 +19,7 @@ const (
 	CloseTokenExpired = 4001
 	CloseForbidden    = 4003
 	CloseReplaced     = 4009
+	CloseLockdown     = 4010
 
 	CloseHeartbeatTimeout = 4102
 	CloseSlowConsumer     = 4108
@@ -106,6 +107,7 @@ var (
 	DisconnectTokenExpired     = Disconnect{CloseTokenExpired, "token expired", ReconnectNewToken}
 	DisconnectForbidden        = Disconnect{CloseForbidden, "forbidden", ReconnectNo}
 	DisconnectReplaced         = Disconnect{CloseReplaced, "replaced by a newer connection", ReconnectNo}
+	DisconnectLockdown         = Disconnect{CloseLockdown, "server in lockdown", ReconnectNo}
 	DisconnectHeartbeatTimeout = Disconnect{CloseHeartbeatTimeout, "heartbeat timeout", ReconnectBackoff}
 	DisconnectSlowConsumer     = Disconnect{CloseSlowConsumer, "slow consumer", ReconnectResume}
 )
@@ -114,7 +116,7 @@ var (
 var disconnects = []Disconnect{
 	DisconnectNormal, DisconnectGoingAway, DisconnectProtocolError, DisconnectUnsupportedData,
 	DisconnectPolicy, DisconnectTooBig, DisconnectInternal, DisconnectShutdown, DisconnectTryLater,
-	DisconnectTokenExpired, DisconnectForbidden, DisconnectReplaced,
+	DisconnectTokenExpired, DisconnectForbidden, DisconnectReplaced, DisconnectLockdown,
 	DisconnectHeartbeatTimeout, DisconnectSlowConsumer,
 }
 

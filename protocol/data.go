@@ -71,7 +71,7 @@ type IDParams struct {
 // ListParams selects a page of objects (session.list, ...).
 type ListParams struct {
 	Cursor string `json:"cursor,omitempty"`
-	Limit  int    `json:"limit,omitempty"`
+	Limit  int    `json:"limit,omitempty" schema:"min=1" doc:"1..100; absent for the default (50)"`
 }
 
 // FieldUpdate replaces one encrypted field if its version is
@@ -134,7 +134,7 @@ type MessageListParams struct {
 	SessionID string `json:"sessionId"`
 	AfterSeq  int64  `json:"afterSeq,omitempty"`
 	BeforeSeq int64  `json:"beforeSeq,omitempty"`
-	Limit     int    `json:"limit,omitempty"`
+	Limit     int    `json:"limit,omitempty" schema:"min=1" doc:"1..100; absent for the default (50)"`
 }
 
 // MessageList is a page of messages.
@@ -160,7 +160,7 @@ type Update struct {
 // UpdatesSince is the params of update.since.
 type UpdatesSince struct {
 	Since int64 `json:"since"`
-	Limit int   `json:"limit,omitempty"`
+	Limit int   `json:"limit,omitempty" schema:"min=1" doc:"1..1000; absent for the default (100)"`
 }
 
 // Updates answers update.since: a page of the log, or a reset.

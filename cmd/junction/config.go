@@ -142,6 +142,11 @@ func (c *Config) validate() error {
 	if err := c.Auth.Challenges.Validate(); err != nil {
 		return err
 	}
+	for _, h := range c.Web.PublicHosts {
+		if err := auth.CheckHostName(h); err != nil {
+			return fmt.Errorf("web.public_hosts: %q: %w", h, err)
+		}
+	}
 	for _, p := range c.Web.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err != nil {
 			return fmt.Errorf("web.trusted_proxies: %q is not a CIDR range: %w", p, err)

@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -103,9 +104,20 @@ func (m *Main) Open(ctx context.Context) error {
 		proxies = append(proxies, netip.MustParsePrefix(p)) // validated by loadConfig
 	}
 	m.Network = auth.NewNetworkPolicy(cfg.Web.Lockdown, proxies)
-	origins, err := auth.NewOriginPolicy(cfg.Web.AllowedOrigins)
+	// Lockdown turned on at run time stays on across restarts (the data
+	// directory records it); web.lockdown turns it on at every start.
+	if err := m.Network.PersistLockdown(cfg.Data); err != nil {
+		return err
+	}
+	// Same-origin trusts the configured public hosts and the listen
+	// address's host (a name there is how clients reach this server).
+	hosts := cfg.Web.PublicHosts
+	if h, _, err := net.SplitHostPort(cfg.Addr); err == nil && h != "" && auth.CheckHostName(h) == nil {
+		hosts = append(slices.Clip(hosts), h)
+	}
+	origins, err := auth.NewOriginPolicy(cfg.Web.AllowedOrigins, hosts...)
 	if err != nil {
-		return fmt.Errorf("web.allowed_origins: %w", err)
+		return fmt.Errorf("web.allowed_origins or web.public_hosts: %w", err)
 	}
 
 	m.Registry = prometheus.NewRegistry()

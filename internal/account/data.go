@@ -31,7 +31,7 @@ type objectKind struct {
 
 var cursorQuery = []QueryParam{
 	{Name: "cursor", Member: "cursor", Type: "string", Desc: "nextCursor of the previous page"},
-	{Name: "limit", Member: "limit", Type: "integer", Desc: "page size, 1..100 (default 50)"},
+	{Name: "limit", Member: "limit", Type: "integer", Desc: "page size, 1..100 (default 50)", Min: 1, Max: store.MaxPageLimit},
 }
 
 func checkListParams(p *protocol.ListParams) error {
@@ -321,7 +321,7 @@ func (s *Service) messageOps() []Op {
 			Query: []QueryParam{
 				{Name: "after_seq", Member: "afterSeq", Type: "integer", Desc: "messages with seq > after_seq, oldest first"},
 				{Name: "before_seq", Member: "beforeSeq", Type: "integer", Desc: "messages with seq < before_seq, newest first (oldest first with after_seq)"},
-				{Name: "limit", Member: "limit", Type: "integer", Desc: "1..100 (default 50)"},
+				{Name: "limit", Member: "limit", Type: "integer", Desc: "1..100 (default 50)", Min: 1, Max: store.MaxPageLimit},
 			}}},
 	}, protocol.MessageList{}, checkMessageList, func(ctx context.Context, pr *auth.Principal, p *protocol.MessageListParams) (any, error) {
 		ms, err := db.Messages(ctx, pr.UserID, p.SessionID, store.MessageQuery{AfterSeq: p.AfterSeq, BeforeSeq: p.BeforeSeq, Limit: p.Limit})

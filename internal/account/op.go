@@ -5,6 +5,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
@@ -73,6 +76,10 @@ type QueryParam struct {
 	Type     string // "string" or "integer" (non-negative)
 	Desc     string
 	Required bool
+	// Min and Max bound an integer when Max is not zero: a value outside
+	// Min..Max is refused naming the parameter (limit=0 does not mean the
+	// default: absent does).
+	Min, Max int64
 }
 
 // Exec runs the operation for pr (nil for a public operation) with params
@@ -89,9 +96,13 @@ func (o *Op) Exec(ctx context.Context, pr *auth.Principal, params json.RawMessag
 func define[P any](s *Service, o Op, result any, check func(*P) error, run func(ctx context.Context, pr *auth.Principal, p *P) (any, error)) Op {
 	o.Params, o.Result = *new(P), result
 	name, mutating := o.Name, o.Mutating
+	bounded := boundedParams(o.Routes)
 	o.exec = func(ctx context.Context, pr *auth.Principal, raw json.RawMessage, key string) (json.RawMessage, error) {
 		p := new(P)
 		if err := hub.DecodeParams(raw, p); err != nil {
+			return nil, err
+		}
+		if err := checkBounds(raw, bounded); err != nil {
 			return nil, err
 		}
 		if check != nil {
@@ -181,13 +192,57 @@ func authFailure(reason string, pe *protocol.Error) error {
 
 // Decoding helpers shared by the params checks.
 
-// decodeB64 decodes a standard base64 field.
+// decodeB64 decodes a standard base64 field (RFC 4648 §4, padded). Go's
+// decoder skips CR and LF anywhere, as MIME allows; the API promises the
+// RFC's plain alphabet, so a line break is refused like any other byte
+// outside it.
 func decodeB64(field, s string) ([]byte, error) {
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, protocol.FieldError(field, "not standard base64 (line breaks are not allowed)")
+	}
 	b, err := base64.StdEncoding.DecodeString(s)
 	if err != nil {
 		return nil, protocol.FieldError(field, "not standard base64")
 	}
 	return b, nil
+}
+
+// boundedParams returns the query parameters of routes that have a range
+// (QueryParam.Max): their members are checked in every params, REST's and
+// WebSocket's alike.
+func boundedParams(routes []Route) []QueryParam {
+	var out []QueryParam
+	for _, rt := range routes {
+		for _, qp := range rt.Query {
+			if qp.Max != 0 && !slices.ContainsFunc(out, func(o QueryParam) bool { return o.Member == qp.Member }) {
+				out = append(out, qp)
+			}
+		}
+	}
+	return out
+}
+
+// checkBounds refuses a present member of raw (already decoded strictly)
+// outside its parameter's range: {"limit": 0} is not "the default", which
+// only an absent member is. The params types cannot tell 0 from absent.
+func checkBounds(raw json.RawMessage, bounded []QueryParam) error {
+	if len(bounded) == 0 {
+		return nil
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil {
+		return nil // decoded strictly before: not an object means null
+	}
+	for _, qp := range bounded {
+		v, ok := members[qp.Member]
+		if !ok || string(v) == "null" {
+			continue
+		}
+		if n, err := strconv.ParseInt(string(v), 10, 64); err != nil || n < qp.Min || n > qp.Max {
+			return protocol.FieldError(qp.Member, "want an integer in %d..%d (absent for the default)", qp.Min, qp.Max)
+		}
+	}
+	return nil
 }
 
 func checkID(field, id string) error {

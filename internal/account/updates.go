@@ -26,7 +26,7 @@ func (s *Service) updateOps() []Op {
 			Summary: "The account's updates after a seq, or reset", Tag: "Updates", Result: "Updates",
 			Query: []QueryParam{
 				{Name: "since", Member: "since", Type: "integer", Desc: "the last seq the client has (0 for all)", Required: true},
-				{Name: "limit", Member: "limit", Type: "integer", Desc: "1..1000 (default 100)"},
+				{Name: "limit", Member: "limit", Type: "integer", Desc: "1..1000 (default 100)", Min: 1, Max: store.MaxUpdatesLimit},
 			}}},
 	}, protocol.Updates{}, checkUpdatesSince, s.updatesSince)}
 }

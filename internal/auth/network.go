@@ -1,11 +1,18 @@
 package auth
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // lockdownPrefixes are the ranges allowed in lockdown besides loopback.
@@ -31,7 +38,14 @@ type NetworkPolicy struct {
 	// trusted are the proxies whose X-Forwarded-For is believed; set once at
 	// construction.
 	trusted []netip.Prefix
+
+	mu    sync.Mutex // serializes SetLockdown, so the file follows the flag
+	state string     // guarded by mu: the file that records lockdown on, or ""
 }
+
+// LockdownFile is the file in the data directory whose presence records
+// that lockdown was turned on at run time, so that it survives a restart.
+const LockdownFile = "lockdown"
 
 // NewNetworkPolicy returns a policy with lockdown on or off, trusting
 // X-Forwarded-For only from trustedProxies.
@@ -54,11 +68,88 @@ func NewNetworkPolicy(lockdown bool, trustedProxies []netip.Prefix) *NetworkPoli
 	return p
 }
 
-// SetLockdown turns lockdown on or off.
-func (p *NetworkPolicy) SetLockdown(on bool) { p.lockdown.Store(on) }
+// PersistLockdown makes lockdown survive restarts through the file
+// LockdownFile in dir: when the file exists lockdown is turned on now, and
+// from now on SetLockdown creates the file when it turns lockdown on and
+// removes it when it turns it off. Call it once, before serving.
+func (p *NetworkPolicy) PersistLockdown(dir string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.state = filepath.Join(dir, LockdownFile)
+	switch _, err := os.Stat(p.state); {
+	case err == nil:
+		p.lockdown.Store(true)
+	case !errors.Is(err, fs.ErrNotExist):
+		p.lockdown.Store(true) // fail closed: it may have been on
+		return fmt.Errorf("read lockdown state: %w", err)
+	}
+	return nil
+}
+
+// SetLockdown turns lockdown on or off, and records it when PersistLockdown
+// was called. It fails closed: turning lockdown on takes effect even when
+// recording it fails, and turning it off fails (lockdown stays on) when the
+// record cannot be removed. The error says the record failed.
+func (p *NetworkPolicy) SetLockdown(on bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if on {
+		p.lockdown.Store(true)
+	}
+	if p.state != "" {
+		if err := writeLockdownState(p.state, on); err != nil {
+			return fmt.Errorf("record lockdown %v: %w", on, err)
+		}
+	}
+	if !on {
+		p.lockdown.Store(false)
+	}
+	return nil
+}
+
+// writeLockdownState creates (on) or removes (off) the lockdown file,
+// durably: the file and its directory entry are synced.
+func writeLockdownState(name string, on bool) error {
+	if !on {
+		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return syncDir(filepath.Dir(name))
+	}
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString("lockdown was turned on at " + time.Now().UTC().Format(time.RFC3339) + "; remove this file, or turn lockdown off, to end it\n")
+	if serr := f.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(name))
+}
+
+// syncDir syncs a directory, so that an entry created or removed in it
+// survives a crash.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
 
 // Lockdown reports whether lockdown is on.
 func (p *NetworkPolicy) Lockdown() bool { return p.lockdown.Load() }
+
+// TrustsProxies reports whether some proxy's X-Forwarded-For is believed:
+// then a client's address may differ from its peer's.
+func (p *NetworkPolicy) TrustsProxies() bool { return len(p.trusted) > 0 }
 
 // ClientAddr returns the address of the client that made r: r.RemoteAddr,
 // unless that is a trusted proxy, in which case X-Forwarded-For is walked

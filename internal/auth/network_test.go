@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"path/filepath"
 	"testing"
 )
 
@@ -155,5 +156,38 @@ func TestLockdownThroughProxy(t *testing.T) {
 				t.Fatalf("got %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestLockdownPersists: lockdown turned on at run time is recorded in the
+// data directory and is on again for a policy that reads it; turning it
+// off removes the record.
+func TestLockdownPersists(t *testing.T) {
+	dir := t.TempDir()
+	p := NewNetworkPolicy(false, nil)
+	if err := p.PersistLockdown(dir); err != nil || p.Lockdown() {
+		t.Fatalf("fresh directory: lockdown %v, err %v; want off, nil", p.Lockdown(), err)
+	}
+	if err := p.SetLockdown(true); err != nil {
+		t.Fatalf("SetLockdown(true): %v", err)
+	}
+	again := NewNetworkPolicy(false, nil)
+	if err := again.PersistLockdown(dir); err != nil || !again.Lockdown() {
+		t.Fatalf("after a restart: lockdown %v, err %v; want on, nil", again.Lockdown(), err)
+	}
+	if err := again.SetLockdown(false); err != nil {
+		t.Fatalf("SetLockdown(false): %v", err)
+	}
+	third := NewNetworkPolicy(false, nil)
+	if err := third.PersistLockdown(dir); err != nil || third.Lockdown() {
+		t.Fatalf("after turning it off and a restart: lockdown %v, err %v; want off, nil", third.Lockdown(), err)
+	}
+	// Turning it on fails closed: on in memory even when it cannot be recorded.
+	bad := NewNetworkPolicy(false, nil)
+	if err := bad.PersistLockdown(filepath.Join(dir, "missing", "dir")); err != nil {
+		t.Fatal(err)
+	}
+	if err := bad.SetLockdown(true); err == nil || !bad.Lockdown() {
+		t.Fatalf("unrecordable SetLockdown(true): err %v, lockdown %v; want an error and on", err, bad.Lockdown())
 	}
 }

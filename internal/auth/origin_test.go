@@ -33,6 +33,26 @@ func TestNewOriginPolicyRejects(t *testing.T) {
 	}
 }
 
+func TestCheckHostName(t *testing.T) {
+	for _, tt := range []struct {
+		host string
+		ok   bool
+	}{
+		{"gw.example.com", true}, {"GW.Example.COM", true}, {"*.example.com", true}, {"gw.example.com.", true},
+		{"localhost", true}, {"127.0.0.1", true}, {"::1", true}, {"a-b.example", true},
+		{"", false}, {"https://gw.example.com", false}, {"gw.example.com:7700", false}, {"gw.example.com/x", false},
+		{"*", false}, {"*.", false}, {"a.*.example", false}, {"-a.example", false}, {"a-.example", false},
+		{"a..example", false}, {"exa mple.com", false}, {"[::1]", false}, {"a_b.example", false},
+	} {
+		if err := CheckHostName(tt.host); (err == nil) != tt.ok {
+			t.Errorf("CheckHostName(%q): got %v, want ok %v", tt.host, err, tt.ok)
+		}
+	}
+	if _, err := NewOriginPolicy(nil, "https://gw.example.com"); err == nil {
+		t.Errorf("NewOriginPolicy with host %q: got nil error", "https://gw.example.com")
+	}
+}
+
 func TestOriginPolicy(t *testing.T) {
 	allow := []string{"https://app.example.com", "http://localhost:3000", "https://*.example.org", "HTTPS://Upper.Example.NET:443", "capacitor://localhost", "https://[::1]:8443"}
 	tests := []struct {
@@ -75,10 +95,21 @@ func TestOriginPolicy(t *testing.T) {
 		{"two origin headers", allow, "gw", []string{"https://app.example.com", "https://evil.com"}, false},
 		{"star allows any", []string{"*"}, "gw", []string{"https://evil.com"}, true},
 		{"star allows null", []string{"*"}, "gw", []string{"null"}, true},
+		// DNS rebinding: Host and Origin agree, but name no host the server knows.
+		{"rebinding refused", nil, "evil.example", []string{"http://evil.example"}, false},
+		{"rebinding with port refused", nil, "evil.example:7700", []string{"http://evil.example:7700"}, false},
+		{"rebinding subdomain of a known host refused", nil, "x.gw.example.com", []string{"https://x.gw.example.com"}, false},
+		{"rebinding trailing dot refused", nil, "evil.example.", []string{"http://evil.example."}, false},
+		{"loopback address same origin", nil, "127.0.0.1:7700", []string{"http://127.0.0.1:7700"}, true},
+		{"localhost same origin", nil, "localhost:7700", []string{"http://localhost:7700"}, true},
+		{"dot localhost same origin", nil, "app.localhost:7700", []string{"http://app.localhost:7700"}, true},
+		{"address same origin", nil, "192.0.2.7:7700", []string{"http://192.0.2.7:7700"}, true},
+		{"wildcard public host", nil, "a.pub.example", []string{"https://a.pub.example"}, true},
+		{"wildcard public host excludes apex", nil, "pub.example", []string{"https://pub.example"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o, err := NewOriginPolicy(tt.allowed)
+			o, err := NewOriginPolicy(tt.allowed, "gw.example.com", "*.pub.example")
 			if err != nil {
 				t.Fatalf("NewOriginPolicy: %v", err)
 			}

@@ -439,11 +439,12 @@ func (c *Conn) handle(m *Method, f *protocol.Frame) {
 }
 
 // invoke runs the handler, turning a panic into an internal error so that one
-// bad request never takes the server down.
+// bad request never takes the server down (logged at most once per
+// panicLogEvery).
 func (h *Hub) invoke(m *Method, call *Call) (result any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			h.log.Error("method panicked", "method", m.Name, "conn", call.Conn.id, "panic", r)
+			h.logPanic(m.Name, call.Conn.id, r)
 			err = protocol.AsError(nil)
 		}
 	}()

@@ -164,6 +164,7 @@ type Hub struct {
 	featureList []string
 	reg         registry
 	idem        idempotency // set once in New
+	panics      panicLog
 	lastSeen    lastSeen
 	welcome     welcomeTemplate // the welcome event's constant JSON
 	expiry      expiryIndex
@@ -410,6 +411,22 @@ func (h *Hub) Upgrade(w http.ResponseWriter, r *http.Request, p *auth.Principal,
 	c.attach(wsc)
 	wsc.Uncork()
 	return c, nil
+}
+
+// DisconnectWhere closes with d every registered connection for which match
+// is true, and returns how many it closed. match runs on the caller's
+// goroutine, once per connection, with no hub lock held. It walks every
+// connection of the node: for rare, operator-driven sweeps (lockdown), not
+// for the hot path.
+func (h *Hub) DisconnectWhere(d protocol.Disconnect, match func(*Conn) bool) int {
+	n := 0
+	h.eachConn(func(c *Conn) {
+		if match(c) {
+			c.Disconnect(d)
+			n++
+		}
+	})
+	return n
 }
 
 // ConnsOfUser calls fn for every open connection of the user.

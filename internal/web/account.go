@@ -120,6 +120,9 @@ func routeParams(r *http.Request, rt account.Route) (json.RawMessage, error) {
 		}
 		if qp.Type == "integer" {
 			n, err := strconv.ParseInt(v, 10, 64)
+			if qp.Max != 0 && (err != nil || n < qp.Min || n > qp.Max) {
+				return nil, protocol.FieldError(qp.Name, "want an integer in %d..%d (absent for the default)", qp.Min, qp.Max)
+			}
 			if err != nil || n < 0 {
 				return nil, protocol.FieldError(qp.Name, "want a non-negative integer")
 			}

@@ -54,6 +54,7 @@ type Front struct {
 	closed  atomic.Bool
 	wg      sync.WaitGroup // accept loop and workers
 	backoff time.Duration  // owned by the accept loop
+	panics  *panicLog      // set once at construction
 }
 
 // NewFront returns a front door for handler. srv serves every connection
@@ -70,6 +71,7 @@ func NewFront(handler http.Handler, srv *http.Server, log *slog.Logger) *Front {
 		handoff: newHandoffListener(),
 		work:    make(chan incoming),
 		done:    make(chan struct{}),
+		panics:  &panicLog{log: log},
 	}
 	if f.timeout <= 0 {
 		f.timeout = 10 * time.Second
@@ -233,6 +235,10 @@ func (f *Front) serveConn(in incoming) {
 			refuseRaw(c, http.StatusBadRequest, "malformed request head\n")
 			return
 		}
+		if why := headRefusal(req); why != "" {
+			refuseRaw(c, http.StatusBadRequest, why+"\n")
+			return
+		}
 	}
 	if c.nc != nil {
 		req.RemoteAddr = c.nc.RemoteAddr().String()
@@ -264,11 +270,14 @@ func readHeadFast(br *bufio.Reader) *http.Request {
 }
 
 // serveHandshake runs the handler on a handshake, containing a panic the way
-// net/http would (the connection is dropped, the server goes on).
+// net/http would (the connection is dropped, the server goes on), logged at
+// most once per panicLogEvery.
 func (f *Front) serveHandshake(w *frontWriter, req *http.Request) {
 	defer func() {
-		if v := recover(); v != nil && v != http.ErrAbortHandler {
-			f.log.Error("panic serving a websocket handshake", "panic", v, "remote", req.RemoteAddr)
+		if v := recover(); v != nil {
+			if v != http.ErrAbortHandler {
+				f.panics.report("websocket handshake", v, req.RemoteAddr)
+			}
 			if !w.hijacked {
 				w.hijacked = true // nothing more is written
 				w.c.close()

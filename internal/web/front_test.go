@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -304,3 +305,109 @@ type echoHandler struct{}
 
 func (echoHandler) OnMessage(c *ws.Conn, p []byte) { _ = c.SendText(p) }
 func (echoHandler) OnClose(*ws.Conn, int, string)  {}
+
+// lockedBuffer is a log destination safe for the server's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestFrontPanicLogRateLimited: a handshake that panics, repeated, drops
+// each connection without an answer and logs one line, not one per request.
+func TestFrontPanicLogRateLimited(t *testing.T) {
+	var logs lockedBuffer
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { panic("boom") })
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 500 * time.Millisecond}
+	f := NewFront(handler, srv, slog.New(slog.NewTextHandler(&logs, nil)))
+	served := make(chan error, 1)
+	go func() { served <- f.Serve(ln) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = f.Shutdown(ctx)
+		<-served
+	}()
+	for i := range 20 {
+		if got := rawExchange(t, ln.Addr().String(), "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"); got != "" {
+			t.Fatalf("request %d: a panicking handshake answered %q", i, got)
+		}
+	}
+	if n := strings.Count(logs.String(), "panic serving a request"); n != 1 {
+		t.Fatalf("got %d panic log lines for 20 panics, want 1:\n%s", n, logs.String())
+	}
+}
+
+// TestFrontRefusesLikeNetHTTP: a head that http.ReadRequest parses but
+// http.Server refuses (whitespace before a colon, RFC 9112 §5.1; a bad
+// Host) gets the same 400 from the front door
+// on /ws as from net/http on any other path, whether it arrived whole (a
+// bare descriptor) or in two pieces (a net.Conn).
+func TestFrontRefusesLikeNetHTTP(t *testing.T) {
+	_, addr := startFront(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "served")
+	}))
+	for _, tc := range []struct{ name, head, want string }{
+		{"space before colon", "Host: x\r\nAuthorization : Bearer t\r\n", "invalid header name"},
+		{"space before the Host colon", "Host : x\r\n", "missing required Host header"},
+		{"tab before colon", "Host: x\r\nUpgrade\t: websocket\r\n", "malformed request head"},
+		{"no space, but a bad name", "Host: x\r\nX(y): z\r\n", "malformed request head"},
+		{"no host", "Upgrade: websocket\r\n", "missing required Host header"},
+		{"two hosts", "Host: x\r\nHost: y\r\n", "malformed request head"},
+		{"host with a slash", "Host: x/y\r\n", "malformed Host header"},
+		{"host with a space", "Host: x y\r\n", "malformed Host header"},
+		{"control byte in a value", "Host: x\r\nX-A: a\x01b\r\n", "malformed request head"},
+		{"DEL in a value", "Host: x\r\nX-A: a\x7fb\r\n", "malformed request head"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, path := range []string{"/ws", "/other"} {
+				req := "GET " + path + " HTTP/1.1\r\n" + tc.head + "Connection: keep-alive\r\n\r\n"
+				for _, parts := range [][]string{{req}, {req[:10], req[10:]}} {
+					got := exchangeParts(t, addr, parts...)
+					// net/http's body does not say why; the front door's does.
+					if !strings.HasPrefix(got, "HTTP/1.1 400 ") || path == "/ws" && !strings.HasSuffix(got, "\r\n\r\n"+tc.want+"\n") {
+						t.Errorf("%s in %d pieces: got %q, want a 400 saying %q", path, len(parts), got, tc.want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// exchangeParts writes parts on a new connection, pausing between them so
+// that the server reads them apart, and returns what the server sends
+// until it closes.
+func exchangeParts(t *testing.T, addr string, parts ...string) string {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	for i, p := range parts {
+		if i > 0 {
+			time.Sleep(20 * time.Millisecond) // only decides which path reads it; the answer is the same
+		}
+		if _, err := io.WriteString(nc, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := io.ReadAll(nc)
+	return string(b)
+}

@@ -103,6 +103,52 @@ func parseHead(b []byte) *http.Request {
 	}
 }
 
+// headRefusal refuses what http.ReadRequest accepts but http.Server does not
+// serve, with the reason http.Server has (its readRequest checks): a
+// missing or malformed Host header (ReadRequest itself refuses two), a
+// header name that is not a token (notably one with whitespace before its
+// colon, "Host : x", which net/textproto keeps for compatibility,
+// go.dev/issue/34540, and RFC 9112 §5.1 requires a 400 for); "" means
+// served (net/textproto already refuses control bytes in values). req is an origin-form request
+// from http.ReadRequest, which moved Host to req.Host. parseHead's heads
+// pass all of it by construction.
+func headRefusal(req *http.Request) string {
+	switch {
+	case req.Host == "":
+		return "missing required Host header"
+	case !validHostHeader(req.Host):
+		return "malformed Host header"
+	}
+	for name := range req.Header {
+		if name == "" {
+			return "invalid header name"
+		}
+		for i := 0; i < len(name); i++ {
+			if !isTokenByte(name[i]) {
+				return "invalid header name"
+			}
+		}
+	}
+	return ""
+}
+
+// validHostHeader reports whether h has only the bytes net/http allows in
+// a Host header (httpguts.ValidHostHeader): those of a host name, an IP
+// literal with zone and a port, and sub-delims: no space, control,
+// non-ASCII byte, quote or any of #/<>?@\^`{|}.
+func validHostHeader(h string) bool {
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
+			continue
+		}
+		if !strings.ContainsRune("!$%&'()*+,-.:;=[]_~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
 // trimSpaceTab trims spaces and tabs at both ends, as textproto does.
 func trimSpaceTab(v string) string {
 	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {

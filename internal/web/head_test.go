@@ -3,9 +3,12 @@ package web
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"net/http"
 	"reflect"
 	"testing"
+
+	"github.com/junctionhq/junction/internal/ws"
 )
 
 var headCorpus = []string{
@@ -78,4 +81,39 @@ func checkHead(t *testing.T, b []byte) {
 			t.Fatalf("%q: %s: parseHead %#v, http.ReadRequest %#v", b, c.what, c.got, c.want)
 		}
 	}
+}
+
+// FuzzHandshakeHead runs the front door's whole validation of a WebSocket
+// handshake on arbitrary bytes: the fast head parser or http.ReadRequest
+// with headRefusal, then ws.ServerHandshake. Nothing panics; what passes
+// is answered 101 only for a key of exactly 16 bytes in base64.
+func FuzzHandshakeHead(f *testing.F) {
+	for _, in := range headCorpus {
+		f.Add([]byte(in))
+	}
+	for _, key := range []string{"dGhlIHNhbXBsZSBub25jZQ==", "AQEBAQEBAQEBAQEBAQEBAQE=", "AQEBAQEBAQEBAQEBAQEBAQEB", "c2hvcnQ="} {
+		f.Add([]byte("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key + "\r\n\r\n"))
+		f.Add([]byte("GET /ws HTTP/1.1\r\nHost : x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key : " + key + "\r\n\r\n"))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req := parseHead(b)
+		if req == nil {
+			var err error
+			if req, err = http.ReadRequest(bufio.NewReader(bytes.NewReader(b))); err != nil || headRefusal(req) != "" {
+				return
+			}
+		}
+		resp, err := ws.ServerHandshake(req, "junction.v1")
+		if err != nil {
+			if resp != nil {
+				t.Fatalf("%q: refused (%v) with a response %q", b, err, resp)
+			}
+			return
+		}
+		keys := req.Header.Values("Sec-Websocket-Key")
+		raw, derr := base64.StdEncoding.DecodeString(keys[0])
+		if !bytes.HasPrefix(resp, []byte("HTTP/1.1 101 ")) || len(keys) != 1 || derr != nil || len(raw) != 16 {
+			t.Fatalf("%q: accepted with key %q: %q", b, keys, resp)
+		}
+	})
 }

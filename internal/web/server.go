@@ -14,7 +14,9 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +43,11 @@ type Config struct {
 	// besides the server's own origin: "https://app.example.com",
 	// "https://*.example.com", or "*".
 	AllowedOrigins []string `yaml:"allowed_origins" doc:"browser origins allowed besides same-origin, comma-separated (https://app.example.com, https://*.example.com, *)"`
+	// PublicHosts are the host names clients use to reach this server
+	// (besides loopback, IP addresses and the listen address's host): a
+	// browser page is same-origin only when its Host is one of them, which
+	// defeats DNS rebinding.
+	PublicHosts []string `yaml:"public_hosts" doc:"host names this server is reached by (gw.example.com, *.example.com), trusted by the same-origin check besides localhost, IP addresses and the listen address's host"`
 	// Lockdown refuses every client outside loopback, private LAN ranges and
 	// the Tailscale range with 503, before authentication.
 	Lockdown bool `yaml:"lockdown" doc:"refuse clients outside loopback, LAN and Tailscale ranges (kill switch)"`
@@ -84,6 +91,7 @@ type Server struct {
 	mux     *http.ServeMux
 	metrics *metrics
 	console fs.FS
+	panics  *panicLog // set once by New
 
 	patterns []string // registered routes, filled by New
 
@@ -106,7 +114,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, mux: http.NewServeMux(), console: console}
+	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, mux: http.NewServeMux(), console: console,
+		panics: &panicLog{log: deps.Logger}}
 	s.metrics = newMetrics(deps.Registerer)
 	if deps.Account != nil {
 		s.mountAccount(deps.Account)
@@ -143,8 +152,10 @@ func (s *Server) handle(pattern string, fn http.HandlerFunc) {
 }
 
 // ServeHTTP routes a request. Lockdown is enforced here, before anything
-// else runs, for every path.
+// else runs, for every path. A panic in a handler drops the connection and
+// is logged at most once per panicLogEvery (net/http would log every one).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer s.panics.recoverRequest("http", r)
 	start := time.Now()
 	rw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	if !s.deps.Network.Allowed(r) {
@@ -260,6 +271,19 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		c.Close(protocol.CloseForbidden, protocol.CloseReason(protocol.CloseForbidden))
 		return
 	}
+	// Behind a trusted proxy the client is not the peer: keep its address
+	// for the lockdown sweep (the peer's is asked of the socket then).
+	if s.deps.Network.TrustsProxies() {
+		c.SetValue(clientAddrKey{}, s.deps.Network.ClientAddr(r))
+	}
+	// The same for lockdown: one turned on after ServeHTTP's check swept
+	// the connections before this one was registered; asking again now
+	// (later sweeps will find it) sees it.
+	if !s.deps.Network.Allowed(r) {
+		s.metrics.authFailures.WithLabelValues("lockdown").Inc()
+		c.Disconnect(protocol.DisconnectLockdown)
+		return
+	}
 	s.log.Debug("connected", "conn", c.ID(), "user", p.UserID, "device", p.DeviceID, "kind", p.Kind)
 }
 
@@ -285,9 +309,43 @@ func (s *Server) serveLockdownSet(w http.ResponseWriter, r *http.Request, p *aut
 		writeError(w, protocol.FieldError("enabled", "required (true or false)"))
 		return
 	}
-	s.deps.Network.SetLockdown(*body.Enabled)
-	s.log.Warn("lockdown changed", "enabled", *body.Enabled, "user", p.UserID, "device", p.DeviceID)
+	on := *body.Enabled
+	err := s.deps.Network.SetLockdown(on)
+	closed := 0
+	if s.deps.Network.Lockdown() {
+		// The kill switch: connections from addresses lockdown now refuses
+		// are closed (4010), not only new ones refused.
+		closed = s.deps.Hub.DisconnectWhere(protocol.DisconnectLockdown, func(c *hub.Conn) bool {
+			return !auth.LocalAddr(s.connAddr(c))
+		})
+	}
+	if err != nil {
+		s.log.Error("lockdown changed in memory only", "enabled", s.deps.Network.Lockdown(), "err", err)
+		if on {
+			writeError(w, protocol.Errorf(protocol.CodeUnavailable, "lockdown is on, but could not be recorded in the data directory: it will not survive a restart"))
+		} else {
+			writeError(w, protocol.Errorf(protocol.CodeUnavailable, "lockdown is still on: its record in the data directory could not be removed"))
+		}
+		return
+	}
+	s.log.Warn("lockdown changed", "enabled", on, "closed", closed, "user", p.UserID, "device", p.DeviceID)
 	writeJSON(w, http.StatusOK, protocol.Lockdown{Enabled: body.Enabled})
+}
+
+// clientAddrKey keys a connection's client address (a netip.Addr) when a
+// trusted proxy forwarded it.
+type clientAddrKey struct{}
+
+// connAddr returns the client address of a WebSocket connection: the one
+// a trusted proxy forwarded, or the peer's; the zero Addr when unknown.
+func (s *Server) connAddr(c *hub.Conn) netip.Addr {
+	if a, ok := c.Value(clientAddrKey{}).(netip.Addr); ok {
+		return a
+	}
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
 }
 
 func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {

@@ -44,11 +44,7 @@ func ServerHandshake(r *http.Request, subprotocol string) ([]byte, error) {
 	if len(keys) != 1 {
 		return nil, &HandshakeError{Status: http.StatusBadRequest, Reason: "want exactly one Sec-WebSocket-Key"}
 	}
-	var nonce [16]byte
-	if len(keys[0]) != 24 {
-		return nil, &HandshakeError{Status: http.StatusBadRequest, Reason: "Sec-WebSocket-Key is not 16 bytes in base64"}
-	}
-	if n, err := base64.StdEncoding.Decode(nonce[:], []byte(keys[0])); err != nil || n != 16 {
+	if !validKey(keys[0]) {
 		return nil, &HandshakeError{Status: http.StatusBadRequest, Reason: "Sec-WebSocket-Key is not 16 bytes in base64"}
 	}
 
@@ -62,6 +58,19 @@ func ServerHandshake(r *http.Request, subprotocol string) ([]byte, error) {
 		resp = append(resp, "\r\n"...)
 	}
 	return append(resp, "\r\n"...), nil
+}
+
+// validKey reports whether key is the base64 (RFC 4648 §4, padded) of
+// exactly 16 bytes, as RFC 6455 §4.1 asks. Twenty-four characters may
+// decode to up to 18 bytes ("AQEBAQEBAQEBAQEBAQEBAQE=" is 17), so the
+// buffer has room for that many and the length is checked after.
+func validKey(key string) bool {
+	if len(key) != 24 {
+		return false
+	}
+	var nonce [18]byte // base64.StdEncoding.DecodedLen(24)
+	n, err := base64.StdEncoding.Decode(nonce[:], []byte(key))
+	return err == nil && n == 16
 }
 
 // appendAcceptKey appends the Sec-WebSocket-Accept value for key.

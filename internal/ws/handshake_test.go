@@ -59,6 +59,10 @@ func TestServerHandshakeRefusals(t *testing.T) {
 		{"no key", func(r *http.Request) { r.Header.Del("Sec-WebSocket-Key") }, 400},
 		{"short key", func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", "c2hvcnQ=") }, 400},
 		{"key not base64", func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", "!!!!!!!!!!!!!!!!!!!!!!!!") }, 400},
+		{"key of 17 bytes", func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", "AQEBAQEBAQEBAQEBAQEBAQE=") }, 400},
+		{"key of 18 bytes", func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", "AQEBAQEBAQEBAQEBAQEBAQEB") }, 400},
+		{"key with a line break", func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25j\nZQ=") }, 400},
+		{"key unpadded", func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ") }, 400},
 		{"two keys", func(r *http.Request) { r.Header.Add("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==") }, 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -69,6 +73,41 @@ func TestServerHandshakeRefusals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzServerHandshake drives the whole handshake validation with arbitrary
+// method, protocol version and header values: it never panics, a refusal
+// is a HandshakeError with 400, 405 or 426 and no response, and an
+// acceptance is a 101 whose key is exactly 16 bytes of standard base64.
+func FuzzServerHandshake(f *testing.F) {
+	f.Add("GET", 1, 1, "websocket", "Upgrade", "13", "dGhlIHNhbXBsZSBub25jZQ==", "junction.v1")
+	f.Add("GET", 1, 1, "websocket", "keep-alive, Upgrade", "13", "AQEBAQEBAQEBAQEBAQEBAQE=", "")
+	f.Add("GET", 1, 1, "websocket", "Upgrade", "13", "AQEBAQEBAQEBAQEBAQEBAQEB", "")
+	f.Add("POST", 1, 0, "h2c", "close", "8", "!!!!!!!!!!!!!!!!!!!!!!!!", "x, y")
+	f.Add("GET", 2, 0, "WebSocket", "UPGRADE", "13", "dGhlIHNhbXBsZSBub25j\nZQ=", ",,,")
+	f.Fuzz(func(t *testing.T, method string, major, minor int, upgrade, connection, version, key, protos string) {
+		r := &http.Request{Method: method, ProtoMajor: major, ProtoMinor: minor, Proto: "HTTP/x", Header: http.Header{}}
+		for name, v := range map[string]string{"Upgrade": upgrade, "Connection": connection,
+			"Sec-Websocket-Version": version, "Sec-Websocket-Protocol": protos} {
+			if v != "" {
+				r.Header[name] = strings.Split(v, "\x00")
+			}
+		}
+		if key != "" {
+			r.Header["Sec-Websocket-Key"] = strings.Split(key, "\x00")
+		}
+		resp, err := ServerHandshake(r, "junction.v1")
+		if err != nil {
+			he, ok := err.(*HandshakeError)
+			if !ok || resp != nil || he.Status != 400 && he.Status != 405 && he.Status != 426 {
+				t.Fatalf("refusal %q, %v", resp, err)
+			}
+			return
+		}
+		if !strings.HasPrefix(string(resp), "HTTP/1.1 101 ") || !validKey(key) || r.Method != http.MethodGet {
+			t.Fatalf("accepted key %q method %q: %q", key, method, resp)
+		}
+	})
 }
 
 func BenchmarkServerHandshake(b *testing.B) {
