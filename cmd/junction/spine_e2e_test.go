@@ -505,7 +505,8 @@ func TestIdempotentRequests(t *testing.T) {
 		}()
 	}
 	eventually(t, "first run started", func() bool { return runs.Load() >= 1 })
-	time.Sleep(50 * time.Millisecond) // let the duplicates arrive while the first is in flight
+	// Release the first only once both duplicates wait for it in flight.
+	eventually(t, "the duplicates to wait", func() bool { return idemCount(t, m, "waited") == 2 })
 	close(release)
 	wg.Wait()
 	for i := range 3 {
@@ -515,6 +516,9 @@ func TestIdempotentRequests(t *testing.T) {
 	}
 	if got := runs.Load(); got != 1 {
 		t.Errorf("handler runs: got %d, want 1", got)
+	}
+	if first, waited, replayed := idemCount(t, m, "first"), idemCount(t, m, "waited"), idemCount(t, m, "replayed"); first != 1 || waited != 2 || replayed != 2 {
+		t.Errorf("idempotency outcomes: first %v, waited %v, replayed %v; want 1, 2, 2", first, waited, replayed)
 	}
 	// Another principal (device) with the same key runs its own request.
 	var r map[string]int32
