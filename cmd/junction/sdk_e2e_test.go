@@ -34,7 +34,7 @@ type stallProxy struct {
 	ln      net.Listener
 	target  string
 	mu      sync.Mutex
-	conns   []*stallConn // guarded by mu
+	conns   []*stallConn  // guarded by mu
 	gate    chan struct{} // guarded by mu: non-nil while new connections are held
 	wg      sync.WaitGroup
 	accepts atomic.Int32
