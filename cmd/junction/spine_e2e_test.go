@@ -634,7 +634,11 @@ func TestGracefulShutdown(t *testing.T) {
 			h.Register(hub.Method{Name: "test.work", Scope: auth.ScopeRead, Mode: hub.Serial,
 				Handler: func(ctx context.Context, call *hub.Call) (any, error) {
 					close(started)
-					time.Sleep(300 * time.Millisecond)
+					// In flight until the shutdown has begun: the drain
+					// must wait for this answer.
+					for !h.Draining() {
+						time.Sleep(5 * time.Millisecond)
+					}
 					return map[string]bool{"done": true}, nil
 				}})
 		}
