@@ -172,21 +172,51 @@ func (s *served) term(t *testing.T) {
 }
 
 // TestBinaryServeDrainsOnSIGTERM builds junction, runs "junction serve",
-// mints a token with "junction token", connects the Go SDK, then sends
-// SIGTERM: the client gets server.shutdown and close 1012, the process
-// logs its shutdown and exits 0.
+// mints tokens with "junction token", connects the Go SDK as a laptop and
+// a machine, then sends SIGTERM while the laptop's call to the machine is
+// in flight: the call is answered (the drain waits for it), the laptop gets
+// server.shutdown and close 1012, the process logs its shutdown and exits 0.
 func TestBinaryServeDrainsOnSIGTERM(t *testing.T) {
 	bin := buildJunction(t)
 	s, data := startBinary(t, bin, "--log-format", "json")
 	s.healthz(t)
 
-	out, err := exec.Command(bin, "token", "--data", data, "--user", "alice", "--device", "laptop", "--kind", "browser").Output()
-	if err != nil {
-		t.Fatalf("junction token: %v", err)
+	mint := func(device, kind, scope string) string {
+		t.Helper()
+		out, err := exec.Command(bin, "token", "--data", data, "--user", "alice", "--device", device, "--kind", kind, "--scope", scope).Output()
+		if err != nil {
+			t.Fatalf("junction token: %v", err)
+		}
+		return strings.TrimSpace(string(out))
 	}
-	token := strings.TrimSpace(string(out))
+	wsURL := "ws" + strings.TrimPrefix(s.url, "http") + "/ws"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// The machine holds the call until it sees the server shut down.
+	mac := client.New(client.Options{URL: wsURL, Token: mint("mac", "machine", "read")})
+	macShutdown := make(chan struct{})
+	var macOnce sync.Once
+	mac.OnEvent(protocol.EventShutdown, func(*protocol.Frame) { macOnce.Do(func() { close(macShutdown) }) })
+	held := make(chan struct{})
+	if err := mac.Serve("work.hold", func(ctx context.Context, _ *client.RPCRequest) (any, error) {
+		close(held)
+		select {
+		case <-macShutdown:
+			return map[string]bool{"done": true}, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := mac.Connect(ctx); err != nil {
+		t.Fatalf("connect the machine to the binary: %v", err)
+	}
+	defer mac.Close()
+
 	shutdown := make(chan protocol.Shutdown, 1)
-	c := client.New(client.Options{URL: "ws" + strings.TrimPrefix(s.url, "http") + "/ws", Token: token})
+	c := client.New(client.Options{URL: wsURL, Token: mint("laptop", "browser", "read,write")})
 	c.OnEvent(protocol.EventShutdown, func(f *protocol.Frame) {
 		var sd protocol.Shutdown
 		_ = jsonUnmarshal(f.Data, &sd)
@@ -195,8 +225,6 @@ func TestBinaryServeDrainsOnSIGTERM(t *testing.T) {
 		default:
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	if err := c.Connect(ctx); err != nil {
 		t.Fatalf("connect to the binary: %v", err)
 	}
@@ -204,8 +232,26 @@ func TestBinaryServeDrainsOnSIGTERM(t *testing.T) {
 	if err := c.Call(ctx, "sys.ping", nil, nil); err != nil {
 		t.Fatalf("sys.ping: %v", err)
 	}
+	type answer struct {
+		res map[string]bool
+		err error
+	}
+	called := make(chan answer, 1)
+	go func() {
+		var a answer
+		a.err = c.CallDevice(ctx, "mac", "work.hold", nil, &a.res)
+		called <- a
+	}()
+	select {
+	case <-held:
+	case <-ctx.Done():
+		t.Fatal("the call did not reach the machine")
+	}
 
 	s.term(t)
+	if a := <-called; a.err != nil || !a.res["done"] {
+		t.Errorf("call in flight at SIGTERM: got %v, %v; want it answered by the drain", a.res, a.err)
+	}
 	select {
 	case sd := <-shutdown:
 		if sd.ReconnectAfterMs <= 0 {
