@@ -12,11 +12,16 @@ import (
 	"github.com/junctionhq/junction/protocol"
 )
 
+// serverURL is the server's WebSocket endpoint, ws://127.0.0.1:7700/ws for
+// a local "junction serve". The examples run against a real hub that
+// TestMain starts on a free port, and their Output is checked.
+var serverURL = "ws://127.0.0.1:7700/ws"
+
 // A client that calls a method and prints the events of a channel.
 func Example() {
 	ctx := context.Background()
 	c := client.New(client.Options{
-		URL:       "ws://127.0.0.1:7700/ws",
+		URL:       serverURL,
 		Token:     "eyJ...",
 		Reconnect: true,
 	})
@@ -48,6 +53,8 @@ func Example() {
 		}
 		log.Fatal(err)
 	}
+	fmt.Println("pong:", pong.Pong)
+	// Output: pong: true
 }
 
 // Dial connects with the defaults: no reconnect, the client closes at the
@@ -55,18 +62,19 @@ func Example() {
 func ExampleDial() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, client.Options{URL: "ws://127.0.0.1:7700/ws", Token: "eyJ..."})
+	c, err := client.Dial(ctx, client.Options{URL: serverURL, Token: "eyJ..."})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer c.Close()
 	fmt.Println("connected as", c.Welcome().Principal.UserID)
+	// Output: connected as alice
 }
 
 // A machine serves methods that apps call through the gateway.
 func ExampleClient_Handle() {
 	c := client.New(client.Options{
-		URL:       "ws://127.0.0.1:7700/ws",
+		URL:       serverURL,
 		TokenFunc: func(ctx context.Context) (string, error) { return "eyJ...", nil },
 		Reconnect: true,
 	})
@@ -82,5 +90,7 @@ func ExampleClient_Handle() {
 	if err := c.Connect(context.Background()); err != nil {
 		log.Fatal(err)
 	}
-	<-c.Done()
+	defer c.Close() // a machine serves until it exits: <-c.Done()
+	fmt.Println("serving machine.readFile as", c.Welcome().Principal.DeviceID)
+	// Output: serving machine.readFile as laptop
 }

@@ -6,7 +6,8 @@
 #      the portable transport);
 #   3. runs every Go test with the race detector, then the end-to-end tests
 #      of ./cmd/junction again on the portable WebSocket transport (the first
-#      pass uses Linux's default, epoll);
+#      pass uses Linux's default, epoll); each pass lists the tests that
+#      skipped and fails on a skip that scripts/testsummary does not allow;
 #   4. runs each fuzz target briefly (FUZZTIME, default 10s each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,15 +24,22 @@ echo "== cross-builds: darwin, windows"
 GOOS=darwin go build ./...
 GOOS=windows go build ./...
 
+# The test passes go through scripts/testsummary: it prints what go test
+# would (results, failures' output) and the skipped tests, and fails on a
+# skip outside its allow-list (a skipped test proves nothing).
+summary_dir=$(mktemp -d)
+trap 'rm -rf "$summary_dir"' EXIT
+go build -o "$summary_dir/testsummary" ./scripts/testsummary
+
 echo "== go test -race"
-go test -race -count=1 -timeout 20m ./...
+go test -json -race -count=1 -timeout 20m ./... | "$summary_dir/testsummary"
 
 # The WebSocket end-to-end tests once more, on the other transport. The
 # client package's own tests run against a test server of their own, not
 # the transport, so only ./cmd/junction (which also drives the Go SDK
 # against the real server) runs twice.
 echo "== go test -race ./cmd/junction on the portable transport"
-JUNCTION_HUB_TRANSPORT=portable go test -race -count=1 -timeout 20m ./cmd/junction
+JUNCTION_HUB_TRANSPORT=portable go test -json -race -count=1 -timeout 20m ./cmd/junction | "$summary_dir/testsummary"
 
 echo "== fuzz (${FUZZTIME:-10s} each)"
 # Every Fuzz* function in the module, found by name so new targets run too.

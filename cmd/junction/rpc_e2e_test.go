@@ -354,12 +354,15 @@ func TestRPCOfflineTargetReconnectsWithinGrace(t *testing.T) {
 	errc := make(chan error, 1)
 	var got echoResult
 	go func() { errc <- phone.CallDevice(t.Context(), "mac1", "sys.echo", map[string]int{"a": 1}, &got) }()
-	// The call waits for the machine; connect it now.
-	eventually(t, "the call to be in flight", func() bool { return m.Hub.Len() == 1 })
-	time.Sleep(50 * time.Millisecond)
+	// The call waits for the machine (the relay's offline wait, not a
+	// call that merely has not arrived yet); connect it now.
+	eventually(t, "the call to wait for the offline machine", func() bool { return m.Hub.RPCWaiting("mac1") == 1 })
 	machine(t, m, "u1", "mac1", false, map[string]client.RPCHandler{"sys.echo": echo})
 	if err := <-errc; err != nil {
 		t.Fatalf("call to a machine that came online within the grace: got %v, want nil", err)
+	}
+	if n := m.Hub.RPCWaiting("mac1"); n != 0 {
+		t.Errorf("calls still waiting for mac1: %d, want 0", n)
 	}
 	if string(got.Params) != `{"a":1}` {
 		t.Errorf("params: got %s, want {\"a\":1}", got.Params)

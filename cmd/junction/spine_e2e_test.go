@@ -505,7 +505,8 @@ func TestIdempotentRequests(t *testing.T) {
 		}()
 	}
 	eventually(t, "first run started", func() bool { return runs.Load() >= 1 })
-	time.Sleep(50 * time.Millisecond) // let the duplicates arrive while the first is in flight
+	// Release the first only once both duplicates wait for it in flight.
+	eventually(t, "the duplicates to wait", func() bool { return idemCount(t, m, "waited") == 2 })
 	close(release)
 	wg.Wait()
 	for i := range 3 {
@@ -515,6 +516,9 @@ func TestIdempotentRequests(t *testing.T) {
 	}
 	if got := runs.Load(); got != 1 {
 		t.Errorf("handler runs: got %d, want 1", got)
+	}
+	if first, waited, replayed := idemCount(t, m, "first"), idemCount(t, m, "waited"), idemCount(t, m, "replayed"); first != 1 || waited != 2 || replayed != 2 {
+		t.Errorf("idempotency outcomes: first %v, waited %v, replayed %v; want 1, 2, 2", first, waited, replayed)
 	}
 	// Another principal (device) with the same key runs its own request.
 	var r map[string]int32
@@ -630,7 +634,11 @@ func TestGracefulShutdown(t *testing.T) {
 			h.Register(hub.Method{Name: "test.work", Scope: auth.ScopeRead, Mode: hub.Serial,
 				Handler: func(ctx context.Context, call *hub.Call) (any, error) {
 					close(started)
-					time.Sleep(300 * time.Millisecond)
+					// In flight until the shutdown has begun: the drain
+					// must wait for this answer.
+					for !h.Draining() {
+						time.Sleep(5 * time.Millisecond)
+					}
 					return map[string]bool{"done": true}, nil
 				}})
 		}

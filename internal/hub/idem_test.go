@@ -110,24 +110,21 @@ func TestIdempotency(t *testing.T) {
 		waiting := make(chan struct{})
 		ix.waiting = func(string, string) { close(waiting) }
 		release := make(chan struct{})
+		running := make(chan struct{}) // the first holds the key and runs
 		first := make(chan error, 1)
 		go func() {
 			_, err := do(ix, "p", "k", func() (any, error) {
+				close(running)
 				<-release
 				return nil, protocol.Errorf(protocol.CodeUnavailable, "down")
 			})
 			first <- err
 		}()
 		repeat := make(chan error, 1)
+		var secondRan atomic.Bool
 		go func() {
-			for {
-				// Start the repeat only once the first holds the key.
-				if found, _, _, _, _ := ix.records.IdemLookup(ctx, "p", "k"); found {
-					break
-				}
-				time.Sleep(time.Millisecond)
-			}
-			_, err := do(ix, "p", "k", func() (any, error) { return "second", nil })
+			<-running
+			_, err := do(ix, "p", "k", func() (any, error) { secondRan.Store(true); return "second", nil })
 			repeat <- err
 		}()
 		<-waiting
@@ -137,6 +134,9 @@ func TestIdempotency(t *testing.T) {
 		}
 		if pe := protocol.AsError(<-repeat); pe.Code != protocol.CodeUnavailable || !pe.Retryable {
 			t.Fatalf("repeat: got %v, want unavailable, retryable", pe)
+		}
+		if secondRan.Load() {
+			t.Error("the repeat ran its own request: it did not wait for the first")
 		}
 	})
 	t.Run("retryable errors are not remembered", func(t *testing.T) {

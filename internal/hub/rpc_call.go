@@ -380,6 +380,19 @@ func (r *rpcRelay) waiter(device string) (<-chan struct{}, func()) {
 	}
 }
 
+// RPCWaiting returns how many rpc.call requests of this node wait for the
+// offline device to come online (within RPCConfig.OfflineGrace): tests
+// observe that a call took the waiting path before the device connects.
+func (h *Hub) RPCWaiting(device string) int {
+	r := h.rpc
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if w := r.waiters[device]; w != nil {
+		return w.n
+	}
+	return 0
+}
+
 // rpcWaiter is shared by the calls waiting for one offline device.
 type rpcWaiter struct {
 	ch chan struct{} // closed when the device registers

@@ -347,14 +347,23 @@ func TestRPCAcrossNodesOfflineAndDisconnect(t *testing.T) {
 		// A long grace on the caller's node; the poll finds the lease.
 		a2 := startNode(t, hub.Config{NodeID: "A2", RPC: hub.RPCConfig{OfflineGrace: 20 * time.Second}}, fc.broker("A2"))
 		p2 := a2.dial(t, "u1", "phone2", "phone", nil)
+		forwarded := fc.sentKinds()["rpc.call"]
 		errc := make(chan error, 1)
 		go func() { errc <- p2.CallDevice(t.Context(), "mac2", "sys.echo", nil, nil) }()
-		time.Sleep(50 * time.Millisecond)
+		// The call is in A2's offline wait before mac2 connects to B.
+		eventually(t, "the call to wait for mac2", func() bool { return a2.hub.RPCWaiting("mac2") == 1 })
 		b.dial(t, "u1", "mac2", "machine", map[string]client.RPCHandler{
 			"sys.echo": func(context.Context, *client.RPCRequest) (any, error) { return 1, nil },
 		})
 		if err := <-errc; err != nil {
 			t.Fatalf("got %v, want nil", err)
+		}
+		// Found on the other node by the poll, and relayed there.
+		if n := fc.sentKinds()["rpc.call"]; n <= forwarded {
+			t.Errorf("rpc.call node messages: %d before, %d after; want the call forwarded to B", forwarded, n)
+		}
+		if n := a2.hub.RPCWaiting("mac2"); n != 0 {
+			t.Errorf("calls still waiting for mac2: %d, want 0", n)
 		}
 	})
 	t.Run("target disconnects mid-call", func(t *testing.T) {

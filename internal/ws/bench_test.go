@@ -123,14 +123,21 @@ func benchmarkFanout(b *testing.B, n int) {
 	b.ReportMetric(float64(elapsed.Nanoseconds())/float64(b.N*n), "ns/delivery")
 }
 
-// TestIdleClientsHelper is not a test: BenchmarkIdleConnMemory runs the test
-// binary with JUNCTION_WS_IDLE_CLIENTS=url,n so that the idle clients live in
-// another process and do not count in the server's memory.
-func TestIdleClientsHelper(t *testing.T) {
-	spec := os.Getenv("JUNCTION_WS_IDLE_CLIENTS")
-	if spec == "" {
-		t.Skip("helper process for BenchmarkIdleConnMemory")
+// TestMain runs the idle-clients helper instead of the tests when
+// BenchmarkIdleConnMemory starts the test binary with
+// JUNCTION_WS_IDLE_CLIENTS=url,n, so that the idle clients live in another
+// process and do not count in the server's memory. The helper is not a test:
+// a normal run neither lists nor skips it.
+func TestMain(m *testing.M) {
+	if spec := os.Getenv("JUNCTION_WS_IDLE_CLIENTS"); spec != "" {
+		os.Exit(idleClients(spec))
 	}
+	os.Exit(m.Run())
+}
+
+// idleClients dials n clients to url, prints "ready" and holds them until
+// stdin closes.
+func idleClients(spec string) int {
 	url, ns, _ := strings.Cut(spec, ",")
 	n, _ := strconv.Atoi(ns)
 	conns := make([]net.Conn, 0, n)
@@ -138,7 +145,7 @@ func TestIdleClientsHelper(t *testing.T) {
 		nc, _, _, err := gws.Dialer{}.Dial(context.Background(), url)
 		if err != nil {
 			fmt.Println("error", err)
-			os.Exit(1)
+			return 1
 		}
 		conns = append(conns, nc)
 	}
@@ -147,6 +154,7 @@ func TestIdleClientsHelper(t *testing.T) {
 	for _, c := range conns {
 		c.Close()
 	}
+	return 0
 }
 
 // BenchmarkIdleConnMemory opens 2,000 idle connections (clients in a child
@@ -171,7 +179,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 	waitFor(b, func() bool { return tr.Len() == 1 }, "warm-up connection")
 
 	before := memInUse()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestIdleClientsHelper$")
+	cmd := exec.Command(os.Args[0]) // TestMain runs the helper
 	cmd.Env = append(os.Environ(), "JUNCTION_WS_IDLE_CLIENTS="+url+","+strconv.Itoa(n))
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
