@@ -30,7 +30,7 @@ type Config struct {
 	Addr        string      `yaml:"addr" doc:"listen address HOST:PORT (default 127.0.0.1:7700)"`
 	AllowPublic bool        `yaml:"allow_public" doc:"allow listening on a non-loopback address such as 0.0.0.0"`
 	Data        string      `yaml:"data" doc:"data directory for the signing secret and the SQLite database (default ./data)"`
-	Database    string      `yaml:"database" doc:"database: empty for SQLite in the data directory, or postgres://user:pass@host/db"`
+	Database    string      `yaml:"database" doc:"database: empty for SQLite in the data directory; postgres://user:pass@host/db or a PostgreSQL key=value string (host=... dbname=...); sqlite:PATH or a SQLite path starting with /, ./ or ../"`
 	LogLevel    string      `yaml:"log_level" doc:"debug, info, warn or error (default info)"`
 	LogFormat   string      `yaml:"log_format" doc:"text or json (default: text on a terminal, json otherwise)"`
 	PprofAddr   string      `yaml:"pprof_addr" doc:"serve Go's net/http/pprof profiles on this loopback HOST:PORT (default off)"`
@@ -118,6 +118,12 @@ func (c *Config) validate() error {
 		h, _, err := net.SplitHostPort(c.PprofAddr)
 		if err != nil || !loopbackHost(h) {
 			return fmt.Errorf("pprof_addr %q: want a loopback HOST:PORT such as 127.0.0.1:6060 (profiles reveal internals)", c.PprofAddr)
+		}
+	}
+	if c.Database != "" {
+		// The address is not repeated: it may hold a password.
+		if _, err := store.ParseDSN(c.Database); err != nil {
+			return fmt.Errorf("database: %v", err)
 		}
 	}
 	switch c.LogLevel {
