@@ -67,3 +67,37 @@ func TestDatabaseAddresses(t *testing.T) {
 		t.Errorf("serve created %s before refusing the configuration", data)
 	}
 }
+
+// TestDataNoAccount: a data request with a token whose user has no account
+// (one minted with "junction token") answers 404 saying so and how to get
+// one, on REST and on the WebSocket; an account's missing object still
+// answers a plain not found.
+func TestDataNoAccount(t *testing.T) {
+	m := startServer(t, nil)
+	tok := mintToken(t, m, "alice", "laptop", "browser")
+	for _, r := range []struct{ method, path string }{
+		{"POST", "/api/v1/sessions"}, {"GET", "/api/v1/sessions/x"}, {"GET", "/api/v1/updates?since=0"}, {"POST", "/api/v1/machines"},
+	} {
+		var body any
+		if r.method == "POST" {
+			body = map[string]any{}
+		}
+		code, raw := apiCall(t, m, tok, r.method, r.path, body)
+		e := decodeAPIError(t, raw)
+		if code != 404 || e.Error.Code != "not_found" || !strings.Contains(e.Error.Message, `no account for user "alice"`) ||
+			!strings.Contains(e.Error.Message, "POST /api/v1/auth/login") || e.Error.Details["reason"] != "no_account" {
+			t.Errorf("%s %s: got %d %s, want 404 not_found saying there is no account and how to log in", r.method, r.path, code, raw)
+		}
+	}
+	c := dialToken(t, m, tok)
+	err := call(t, c, "session.create", map[string]any{}, nil)
+	if pe := asProtocolError(err); pe == nil || pe.Code != "not_found" || !strings.Contains(pe.Message, "no account") {
+		t.Errorf("session.create over the WebSocket: got %v, want not_found saying there is no account", err)
+	}
+
+	owner := login(t, m, newKey(t), "browser")
+	code, raw := apiCall(t, m, owner.AccessToken, "GET", "/api/v1/sessions/x", nil)
+	if e := decodeAPIError(t, raw); code != 404 || e.Error.Message != "not found" {
+		t.Errorf("an account's missing session: got %d %s, want 404 not found", code, raw)
+	}
+}
