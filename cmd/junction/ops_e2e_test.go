@@ -1,11 +1,19 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -99,5 +107,147 @@ func TestDataNoAccount(t *testing.T) {
 	code, raw := apiCall(t, m, owner.AccessToken, "GET", "/api/v1/sessions/x", nil)
 	if e := decodeAPIError(t, raw); code != 404 || e.Error.Message != "not found" {
 		t.Errorf("an account's missing session: got %d %s, want 404 not found", code, raw)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for the server's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// serveBinary runs "junction serve" with args through the binary's entry
+// point until the returned stop is called; it returns once the server
+// printed its URL. stop returns the exit code.
+func serveBinary(t *testing.T, stderr io.Writer, args ...string) (url string, stop func() int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		code := run(ctx, append([]string{"serve"}, args...), nil, pw, stderr)
+		pw.Close()
+		done <- code
+	}()
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "Junction "); ok {
+			_, after, _ := strings.Cut(rest, " listening on ")
+			url, _, _ = strings.Cut(after, " ")
+			break
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	if url == "" {
+		cancel()
+		t.Fatalf("serve exited with %d before listening", <-done)
+	}
+	var once sync.Once
+	code := 0
+	stop = func() int {
+		once.Do(func() { cancel(); code = <-done })
+		return code
+	}
+	t.Cleanup(func() { stop() })
+	return url, stop
+}
+
+// TestStartRefusals: a busy port fails before the data directory, keys or
+// database are created; a second server on a data directory in use is
+// refused naming the holder, and starts once the first has stopped.
+func TestStartRefusals(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	data := filepath.Join(t.TempDir(), "data")
+	code, _, stderr := runCmd(t, t.Context(), "serve", "--addr", busy.Addr().String(), "--data", data)
+	if code != 1 || !strings.Contains(stderr, "the address is in use") {
+		t.Errorf("busy port: got exit %d, stderr %q; want 1 and the address in use", code, stderr)
+	}
+	if _, err := os.Stat(data); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("busy port: %s exists (%v), want nothing created", data, err)
+	}
+
+	var log1 lockedBuffer
+	_, stop := serveBinary(t, &log1, "--addr", "127.0.0.1:0", "--data", data)
+	// Bounded: a second server that starts serves until its context ends.
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	code, _, stderr = runCmd(t, ctx, "serve", "--addr", "127.0.0.1:0", "--data", data)
+	want := fmt.Sprintf("data directory in use: process %d holds %s", os.Getpid(), filepath.Join(data, "junction.lock"))
+	if code != 1 || !strings.Contains(stderr, want) || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("second server: got exit %d, stderr %q; want 1 and one line with %q", code, stderr, want)
+	}
+	if got := stop(); got != 0 {
+		t.Fatalf("first server: exit %d, log %s", got, log1.String())
+	}
+	_, stop = serveBinary(t, io.Discard, "--addr", "127.0.0.1:0", "--data", data)
+	if got := stop(); got != 0 {
+		t.Errorf("restart after the first stopped: exit %d", got)
+	}
+}
+
+// logLines decodes the server's JSON log lines.
+func logLines(t *testing.T, raw string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for line := range strings.Lines(raw) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", line, err)
+		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+// TestServeLogs: the start line says which store, database and broker the
+// server runs on, and the last line is "stopped".
+func TestServeLogs(t *testing.T) {
+	var logs lockedBuffer
+	data := t.TempDir()
+	_, stop := serveBinary(t, &logs, "--addr", "127.0.0.1:0", "--data", data, "--log-format", "json")
+	if code := stop(); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	lines := logLines(t, logs.String())
+	var start map[string]any
+	for _, l := range lines {
+		if l["msg"] == "listening" {
+			start = l
+		}
+	}
+	if start == nil || start["store"] != "sqlite" || start["broker"] != "memory" || start["database"] != filepath.Join(data, "junction.db") {
+		t.Errorf("start line: got %v, want store sqlite, broker memory, database %s", start, filepath.Join(data, "junction.db"))
+	}
+	if last := lines[len(lines)-1]; last["msg"] != "stopped" || last["level"] != "INFO" {
+		t.Errorf("last log line: got %v, want INFO stopped", last)
+	}
+}
+
+func TestDatabaseLocation(t *testing.T) {
+	for _, tt := range []struct{ dsn, want string }{
+		{"", "d/junction.db"},
+		{"sqlite:/x/j.db", "/x/j.db"},
+		{"postgres://u:secret@db.example:5432/junction?sslmode=disable", "db.example:5432/junction"},
+		{"host=db.example port=5432 user=u password=secret dbname=junction", "db.example:5432/junction"},
+	} {
+		if got := databaseLocation(&Config{Data: "d", Database: tt.dsn}); got != tt.want {
+			t.Errorf("databaseLocation(%q): got %q, want %q", tt.dsn, got, tt.want)
+		}
 	}
 }
