@@ -236,7 +236,7 @@ func setString(v reflect.Value, s string) error {
 	case v.Type() == reflect.TypeOf(time.Duration(0)):
 		d, err := time.ParseDuration(s)
 		if err != nil {
-			return fmt.Errorf("want a duration like 30s or 5m: %w", err)
+			return fmt.Errorf("want a duration like 30s or 5m")
 		}
 		v.SetInt(int64(d))
 	case v.Kind() == reflect.String:
@@ -289,7 +289,6 @@ func (f *flagValue) Set(v string) error {
 // and the command line, in rising precedence, and validates it.
 func loadConfig(name string, args []string, environ []string, stderr io.Writer) (*Config, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	configFile := fs.String("config", "", "YAML configuration file (unknown keys are rejected)")
 	flagSet := map[string]string{}
 	all := settings()
@@ -297,7 +296,7 @@ func loadConfig(name string, args []string, environ []string, stderr io.Writer) 
 		fs.Var(&flagValue{s: s, set: &flagSet, isBool: s.typ.Kind() == reflect.Bool}, s.flag(), s.doc)
 	}
 	fs.Usage = func() { configUsage(fs.Output(), name, all) }
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, name, args, stderr); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -316,7 +315,7 @@ func loadConfig(name string, args []string, environ []string, stderr io.Writer) 
 		dec := yaml.NewDecoder(bytes.NewReader(raw))
 		dec.KnownFields(true)
 		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("config file %s: %w", file, err)
+			return nil, explainYAML(file, raw, err)
 		}
 	}
 	known := map[string]setting{}

@@ -251,3 +251,47 @@ func TestDatabaseLocation(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigErrors: through the binary's entry point, a bad flag or config
+// file gives one line in plain words naming the key and the expected form,
+// without Go's type names or the 130 lines of usage.
+func TestConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	dur := file("dur.yaml", "addr: 127.0.0.1:0\nhub:\n  heartbeat_interval: 20ss\n")
+	nested := file("nested.yaml", "hub:\n  heartbeat_intervall: 5s\n")
+	boolean := file("bool.yaml", "web:\n  lockdown: maybe\n")
+	number := file("int.yaml", "store:\n  max_conns: lots\n")
+	tests := []struct {
+		name string
+		args []string
+		want string // the whole stderr
+	}{
+		{"unknown flag", []string{"serve", "--adr", "x"}, "junction: flag provided but not defined: -adr; run 'junction serve --help' for the list of flags\n"},
+		{"bad flag value", []string{"serve", "--hub-heartbeat-interval", "soon"}, "junction: invalid value \"soon\" for flag -hub-heartbeat-interval: want a duration like 30s or 5m; run 'junction serve --help' for the list of flags\n"},
+		{"token unknown flag", []string{"token", "--usr", "a"}, "junction: flag provided but not defined: -usr; run 'junction token --help' for the list of flags\n"},
+		{"yaml duration typo", []string{"serve", "--config", dur}, "junction: config file " + dur + ": line 3: hub.heartbeat_interval: \"20ss\" is not a duration like 30s, 5m or 1h30m\n"},
+		{"yaml nested unknown key", []string{"serve", "--config", nested}, "junction: config file " + nested + ": line 2: unknown key hub.heartbeat_intervall (run 'junction serve --help' for the keys)\n"},
+		{"yaml bool", []string{"serve", "--config", boolean}, "junction: config file " + boolean + ": line 2: web.lockdown: \"maybe\" is not true or false\n"},
+		{"yaml int", []string{"serve", "--config", number}, "junction: config file " + number + ": line 2: store.max_conns: \"lots\" is not a whole number\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := runCmd(t, t.Context(), tt.args...)
+			if code != 1 || stderr != tt.want {
+				t.Errorf("got exit %d, stderr:\n%s\nwant exit 1, stderr:\n%s", code, stderr, tt.want)
+			}
+		})
+	}
+	// --help still prints every flag, and exits 0.
+	code, _, stderr := runCmd(t, t.Context(), "serve", "--help")
+	if code != 0 || !strings.Contains(stderr, "--hub-heartbeat-interval duration") {
+		t.Errorf("--help: got exit %d and %d bytes, want 0 and the usage", code, len(stderr))
+	}
+}
