@@ -295,3 +295,56 @@ func TestConfigErrors(t *testing.T) {
 		t.Errorf("--help: got exit %d and %d bytes, want 0 and the usage", code, len(stderr))
 	}
 }
+
+// TestAuthFailureAndDisconnectLogs: failed authentications are summed up
+// in one WARN line per interval (here the final one, at shutdown), not one
+// line each; a disconnect is logged at debug with its close code.
+func TestAuthFailureAndDisconnectLogs(t *testing.T) {
+	var logs lockedBuffer
+	m := startServer(t, nil, func(m *Main) {
+		m.Logger = newLogger(&logs, "debug", "json")
+		m.AuthLogInterval = time.Hour // only the final summary, at Close
+	})
+	for range 30 {
+		if code, _ := apiCall(t, m, "not-a-token", "GET", "/api/v1/devices", nil); code != 401 {
+			t.Fatalf("bad token: got %d, want 401", code)
+		}
+	}
+	for range 5 {
+		if code, _ := apiCall(t, m, "", "GET", "/api/v1/devices", nil); code != 401 {
+			t.Fatalf("no token: got %d, want 401", code)
+		}
+	}
+	c := dialToken(t, m, mintToken(t, m, "alice", "laptop", "browser"))
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var summaries, disconnects []map[string]any
+	lines := logLines(t, logs.String())
+	for _, l := range lines {
+		switch l["msg"] {
+		case "authentication failures":
+			summaries = append(summaries, l)
+		case "disconnected":
+			disconnects = append(disconnects, l)
+		}
+	}
+	if len(summaries) != 1 {
+		t.Fatalf("got %d authentication failure lines, want 1: %v", len(summaries), summaries)
+	}
+	s := summaries[0]
+	by, _ := s["by_reason"].(map[string]any)
+	if s["level"] != "WARN" || s["count"] != float64(35) || by["malformed"] != float64(30) || by["missing"] != float64(5) {
+		t.Errorf("summary: got %v, want WARN, count 35, malformed 30, missing 5", s)
+	}
+	if len(disconnects) != 1 || disconnects[0]["level"] != "DEBUG" || disconnects[0]["code"] != float64(1000) ||
+		disconnects[0]["user"] != "alice" {
+		t.Errorf("disconnect lines: got %v, want one DEBUG line for alice with code 1000", disconnects)
+	}
+	if last := lines[len(lines)-1]; last["msg"] != "stopped" {
+		t.Errorf("last line: got %v, want stopped", last)
+	}
+}

@@ -56,6 +56,10 @@ type Main struct {
 	// select the store's defaults.
 	StoreOptions store.Options
 
+	// AuthLogInterval is how often failed authentications are summed up
+	// in one log line (default a minute; tests shorten it).
+	AuthLogInterval time.Duration
+
 	// ConfigureHub, when set, runs after the hub is built and before it
 	// starts: tests and embedders register extra methods with it.
 	ConfigureHub func(*hub.Hub)
@@ -181,6 +185,11 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		return err
 	}
 	m.Hub.Go(func(ctx context.Context) { m.Store.PruneEvery(ctx, store.PruneInterval, m.Logger) })
+	every := m.AuthLogInterval
+	if every <= 0 {
+		every = defaultAuthLogInterval
+	}
+	m.Hub.Go(func(ctx context.Context) { m.logAuthFailures(ctx, every) })
 	m.srv = &http.Server{
 		Handler:           m.Web,
 		ReadHeaderTimeout: 10 * time.Second,
