@@ -319,6 +319,9 @@ func TestAuthFailureAndDisconnectLogs(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// The server sees the close on its own time (the portable transport's
+	// reader): wait for it before shutting down, which would close with 1012.
+	eventually(t, "the server sees the client's close", func() bool { return m.Hub.ConnOfDevice("laptop") == nil })
 	if err := m.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
