@@ -275,6 +275,7 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"unknown flag", []string{"serve", "--adr", "x"}, "junction: flag provided but not defined: -adr; run 'junction serve --help' for the list of flags\n"},
 		{"bad flag value", []string{"serve", "--hub-heartbeat-interval", "soon"}, "junction: invalid value \"soon\" for flag -hub-heartbeat-interval: want a duration like 30s or 5m; run 'junction serve --help' for the list of flags\n"},
+		{"bench unknown flag", []string{"bench", "--scenarioo", "connect"}, "junction: flag provided but not defined: -scenarioo; run 'junction bench --help' for the list of flags\n"},
 		{"token unknown flag", []string{"token", "--usr", "a"}, "junction: flag provided but not defined: -usr; run 'junction token --help' for the list of flags\n"},
 		{"yaml duration typo", []string{"serve", "--config", dur}, "junction: config file " + dur + ": line 3: hub.heartbeat_interval: \"20ss\" is not a duration like 30s, 5m or 1h30m\n"},
 		{"yaml nested unknown key", []string{"serve", "--config", nested}, "junction: config file " + nested + ": line 2: unknown key hub.heartbeat_intervall (run 'junction serve --help' for the keys)\n"},
