@@ -67,6 +67,9 @@ func (c *Client) CallRaw(ctx context.Context, method string, params json.RawMess
 // members must be compact JSON (see protocol.Frame). It returns once the
 // frame is queued, not written.
 func (c *Client) Send(ctx context.Context, f *protocol.Frame) error {
+	if c == nil {
+		return ErrNilClient
+	}
 	b, err := f.Append(nil)
 	if err != nil {
 		return fmt.Errorf("client: encode frame: %w", err)

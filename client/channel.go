@@ -135,6 +135,9 @@ func (c *Client) Subscribe(ctx context.Context, topic string, handler func(Publi
 
 // SubscribeWith is Subscribe with callbacks.
 func (c *Client) SubscribeWith(ctx context.Context, topic string, handler func(Publication), opts SubscribeOptions) (*Subscription, error) {
+	if c == nil {
+		return nil, ErrNilClient
+	}
 	st := c.channels()
 	s := &Subscription{c: c, topic: topic, handler: handler, opts: opts}
 	st.mu.Lock()

@@ -188,7 +188,8 @@ func New(opts Options) *Client {
 // Dial connects to the server and waits for its welcome event and for the
 // OnConnect hooks; it is New followed by Connect. A refused upgrade returns a
 // *HandshakeError. Dial never retries the first connection, even with
-// Options.Reconnect; that option only governs later disconnects.
+// Options.Reconnect; that option only governs later disconnects. On error
+// the client is nil, and the methods of a nil *Client return ErrNilClient.
 //
 // Handlers registered on the returned client miss what arrived before Dial
 // returned; use New, register, then Connect when that matters.
@@ -205,6 +206,9 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 // the client is closed (Done is closed) and cannot be reused. ctx bounds the
 // first connection only.
 func (c *Client) Connect(ctx context.Context) error {
+	if c == nil {
+		return ErrNilClient
+	}
 	c.mu.Lock()
 	switch {
 	case c.closing:
@@ -252,6 +256,9 @@ func (c *Client) connected(cn *conn, reconnected bool) {
 
 // current returns the live connection or the error a call gets without one.
 func (c *Client) current() (*conn, error) {
+	if c == nil {
+		return nil, ErrNilClient
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
@@ -271,6 +278,9 @@ func (c *Client) current() (*conn, error) {
 // event handler, a method handler, an OnConnect hook or OnState (it waits for
 // them): from there, start it in a new goroutine.
 func (c *Client) Close() error {
+	if c == nil {
+		return ErrNilClient
+	}
 	c.mu.Lock()
 	c.closing = true
 	started := c.started

@@ -13,6 +13,11 @@ import (
 // disconnect when Options.Reconnect is off).
 var ErrClosed = errors.New("client: closed")
 
+// ErrNilClient is returned by the methods of a nil *Client, the value Dial
+// returns with its error: a program that ignores Dial's error gets this
+// from its next call instead of a nil dereference.
+var ErrNilClient = errors.New("client: nil client (did Dial fail? check its error)")
+
 // HandshakeError reports a WebSocket upgrade that the server refused with an
 // HTTP status: 401 (missing or invalid credential), 403 (forbidden), 503
 // (lockdown or overload), and so on. Err is the decoded JSON error body

@@ -116,6 +116,9 @@ func (c *Client) rpc() *rpcState {
 // while reconnecting, it returns nil and the registration happens on
 // connect.
 func (c *Client) Serve(method string, handler RPCHandler) error {
+	if c == nil {
+		return ErrNilClient
+	}
 	st := c.rpc()
 	c.Handle(method, func(ctx context.Context, f *protocol.Frame) (any, error) {
 		ctx, cancel := context.WithCancelCause(ctx)
@@ -275,6 +278,9 @@ func appendRPCCall(dst []byte, id, deviceID, method string, params json.RawMessa
 // When ctx ends first, the gateway is told with rpc.cancel (the target
 // receives an rpc.cancel event) and CallDevice returns ctx.Err().
 func (c *Client) CallDevice(ctx context.Context, deviceID, method string, params any, result any, opts ...CallOption) error {
+	if c == nil {
+		return ErrNilClient
+	}
 	var o callOptions
 	for _, fn := range opts {
 		fn(&o)

@@ -31,7 +31,7 @@ type Config struct {
 	Addr        string      `yaml:"addr" doc:"listen address HOST:PORT (default 127.0.0.1:7700)"`
 	AllowPublic bool        `yaml:"allow_public" doc:"allow listening on a non-loopback address such as 0.0.0.0"`
 	Data        string      `yaml:"data" doc:"data directory for the signing secret and the SQLite database (default ./data)"`
-	Database    string      `yaml:"database" doc:"database: empty for SQLite in the data directory, or postgres://user:pass@host/db"`
+	Database    string      `yaml:"database" doc:"database: empty for SQLite in the data directory; postgres://user:pass@host/db or a PostgreSQL key=value string (host=... dbname=...); sqlite:PATH or a SQLite path starting with /, ./ or ../"`
 	LogLevel    string      `yaml:"log_level" doc:"debug, info, warn or error (default info)"`
 	LogFormat   string      `yaml:"log_format" doc:"text or json (default: text on a terminal, json otherwise)"`
 	PprofAddr   string      `yaml:"pprof_addr" doc:"serve Go's net/http/pprof profiles on this loopback HOST:PORT (default off)"`
@@ -122,6 +122,12 @@ func (c *Config) validate() error {
 		h, _, err := net.SplitHostPort(c.PprofAddr)
 		if err != nil || !loopbackHost(h) {
 			return fmt.Errorf("pprof_addr %q: want a loopback HOST:PORT such as 127.0.0.1:6060 (profiles reveal internals)", c.PprofAddr)
+		}
+	}
+	if c.Database != "" {
+		// The address is not repeated: it may hold a password.
+		if _, err := store.ParseDSN(c.Database); err != nil {
+			return fmt.Errorf("database: %v", err)
 		}
 	}
 	switch c.LogLevel {
@@ -242,7 +248,7 @@ func setString(v reflect.Value, s string) error {
 	case v.Type() == reflect.TypeOf(time.Duration(0)):
 		d, err := time.ParseDuration(s)
 		if err != nil {
-			return fmt.Errorf("want a duration like 30s or 5m: %w", err)
+			return fmt.Errorf("want a duration like 30s or 5m")
 		}
 		v.SetInt(int64(d))
 	case v.Kind() == reflect.String:
@@ -295,7 +301,6 @@ func (f *flagValue) Set(v string) error {
 // and the command line, in rising precedence, and validates it.
 func loadConfig(name string, args []string, environ []string, stderr io.Writer) (*Config, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	configFile := fs.String("config", "", "YAML configuration file (unknown keys are rejected)")
 	flagSet := map[string]string{}
 	all := settings()
@@ -303,7 +308,7 @@ func loadConfig(name string, args []string, environ []string, stderr io.Writer) 
 		fs.Var(&flagValue{s: s, set: &flagSet, isBool: s.typ.Kind() == reflect.Bool}, s.flag(), s.doc)
 	}
 	fs.Usage = func() { configUsage(fs.Output(), name, all) }
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, name, args, stderr); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -322,7 +327,7 @@ func loadConfig(name string, args []string, environ []string, stderr io.Writer) 
 		dec := yaml.NewDecoder(bytes.NewReader(raw))
 		dec.KnownFields(true)
 		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("config file %s: %w", file, err)
+			return nil, explainYAML(file, raw, err)
 		}
 	}
 	known := map[string]setting{}

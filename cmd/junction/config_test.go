@@ -68,7 +68,7 @@ func TestLoadConfig(t *testing.T) {
 				t.Error("lockdown not set")
 			}
 		}},
-		{name: "unknown file key", args: []string{"--config", bad}, wantErr: "field adr not found"},
+		{name: "unknown file key", args: []string{"--config", bad}, wantErr: "line 1: unknown key adr (run 'junction serve --help' for the keys)"},
 		{name: "unknown env key", env: []string{"JUNCTION_ADR=x"}, wantErr: "unknown environment setting JUNCTION_ADR"},
 		{name: "unknown flag", args: []string{"--adr", "x"}, wantErr: "flag provided but not defined"},
 		{name: "bad duration", env: []string{"JUNCTION_HUB_HEARTBEAT_INTERVAL=soon"}, wantErr: "want a duration"},

@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/junctionhq/junction/internal/bench"
@@ -108,7 +109,17 @@ func runServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 // runBench runs the load generator (internal/bench) with its flags and the
 // data directory's key for --data.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := bench.ParseFlags(args, stderr)
+	// Flag errors as the other commands give them: one line and a hint,
+	// the usage only for --help (the flag package's own errors name "flag"; bench's
+	// checks after parsing already say what to pass).
+	cfg, err := bench.ParseFlags(args, io.Discard)
+	if errors.Is(err, flag.ErrHelp) {
+		_, err = bench.ParseFlags(args, stderr)
+		return err
+	}
+	if err != nil && strings.Contains(err.Error(), "flag") {
+		return fmt.Errorf("%v; run 'junction bench --help' for the list of flags", err)
+	}
 	if err != nil {
 		return err
 	}

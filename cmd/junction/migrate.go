@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/junctionhq/junction/internal/store"
@@ -20,6 +22,33 @@ func databaseDSN(cfg *Config) string {
 		return cfg.Database
 	}
 	return "sqlite:" + filepath.Join(cfg.Data, "junction.db")
+}
+
+// databaseLocation says where the database is, for the start-up log,
+// without credentials: the SQLite file, or PostgreSQL's host, port and
+// database name.
+func databaseLocation(cfg *Config) string {
+	dsn := databaseDSN(cfg)
+	if dialect, _ := store.ParseDSN(dsn); dialect != "postgres" {
+		return strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "file:")
+	}
+	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
+		return u.Host + u.Path
+	}
+	var host, port, db string
+	for _, kv := range strings.Fields(dsn) {
+		k, v, _ := strings.Cut(kv, "=")
+		v = strings.Trim(v, "'")
+		switch k {
+		case "host", "hostaddr":
+			host = v
+		case "port":
+			port = ":" + v
+		case "dbname":
+			db = "/" + v
+		}
+	}
+	return host + port + db
 }
 
 // openStore opens the configured database and applies pending migrations.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,6 +57,10 @@ type Main struct {
 	// select the store's defaults.
 	StoreOptions store.Options
 
+	// AuthLogInterval is how often failed authentications are summed up
+	// in one log line (default a minute; tests shorten it).
+	AuthLogInterval time.Duration
+
 	// ConfigureHub, when set, runs after the hub is built and before it
 	// starts: tests and embedders register extra methods with it.
 	ConfigureHub func(*hub.Hub)
@@ -67,6 +72,7 @@ type Main struct {
 	srv            *http.Server
 	front          *web.Front
 	pprofSrv       *http.Server
+	unlock         func() error // releases the data directory's lock; set by Open
 	serveErr       chan error
 	closeOnce      sync.Once
 	closeErr       error
@@ -81,13 +87,37 @@ func NewMain(cfg *Config, stdout, stderr io.Writer) *Main {
 func (m *Main) AddService(s Service) { m.services = append(m.services, s) }
 
 // Open builds every component, listens, serves and starts boot services.
-func (m *Main) Open(ctx context.Context) error {
+// The order keeps a refused start from leaving anything behind: first the
+// listener (a busy port fails before any key or database is created), then
+// the data directory's lock (a second server on the same directory is
+// refused), then the keys and the database. On error everything opened so
+// far is closed.
+func (m *Main) Open(ctx context.Context) (err error) {
 	cfg := m.Config
 	if m.Logger == nil {
 		m.Logger = newLogger(m.stderr, cfg.LogLevel, cfg.LogFormat)
 	}
+	defer func() {
+		if err != nil {
+			m.abortOpen()
+		}
+	}()
+
+	// No TCP keep-alive probes: WebSockets have the hub's heartbeat and
+	// HTTP connections their idle timeout, and turning probes on costs
+	// three setsockopt calls per accepted connection.
+	lc := net.ListenConfig{KeepAlive: -1}
+	if m.ln, err = lc.Listen(ctx, "tcp", cfg.Addr); err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("listen on %s: the address is in use (another junction, or another program?); stop it or choose another --addr: %w", cfg.Addr, err)
+		}
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
+	}
+	if m.unlock, err = lockDataDir(cfg.Data); err != nil {
+		return err
 	}
 	tokens, created, err := auth.LoadTokens(cfg.Data, tokenConfig(cfg))
 	if err != nil {
@@ -136,7 +166,6 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Hub, err = hub.New(cfg.Hub, hub.Deps{Logger: m.Logger, Registerer: m.Registry, Authenticator: m.Auth,
 		DeviceSeen: deviceSeen(m.Store), Broker: m.Broker})
 	if err != nil {
-		m.Store.Close()
 		return err
 	}
 	// Tokens of revoked devices and logins are refused at the upgrade, on
@@ -146,7 +175,6 @@ func (m *Main) Open(ctx context.Context) error {
 		Challenges: cfg.Auth.Challenges},
 		account.Deps{Store: m.Store, Hub: m.Hub, Tokens: m.Tokens, Logger: m.Logger})
 	if err != nil {
-		m.Store.Close()
 		return err
 	}
 	// The data methods, the owner lookups (device, session, machine,
@@ -164,25 +192,17 @@ func (m *Main) Open(ctx context.Context) error {
 		Ready:   []web.ReadyCheck{{Name: "store", Check: m.Store.Ping}},
 	})
 	if err != nil {
-		m.Store.Close()
 		return err
 	}
-
-	// No TCP keep-alive probes: WebSockets have the hub's heartbeat and
-	// HTTP connections their idle timeout, and turning probes on costs
-	// three setsockopt calls per accepted connection.
-	lc := net.ListenConfig{KeepAlive: -1}
-	m.ln, err = lc.Listen(ctx, "tcp", cfg.Addr)
-	if err != nil {
-		m.Store.Close()
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
-	}
 	if err := m.Hub.Start(); err != nil {
-		m.ln.Close()
-		m.Store.Close()
 		return err
 	}
 	m.Hub.Go(func(ctx context.Context) { m.Store.PruneEvery(ctx, store.PruneInterval, m.Logger) })
+	every := m.AuthLogInterval
+	if every <= 0 {
+		every = defaultAuthLogInterval
+	}
+	m.Hub.Go(func(ctx context.Context) { m.logAuthFailures(ctx, every) })
 	m.srv = &http.Server{
 		Handler:           m.Web,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -209,8 +229,27 @@ func (m *Main) Open(ctx context.Context) error {
 		}
 		m.started = append(m.started, s)
 	}
-	m.Logger.Info("listening", "addr", m.ln.Addr().String(), "node", m.Hub.NodeID(), "transport", m.Hub.Config().Transport)
+	m.Logger.Info("listening", "addr", m.ln.Addr().String(), "node", m.Hub.NodeID(), "transport", m.Hub.Config().Transport,
+		"store", m.Store.Dialect(), "database", databaseLocation(cfg), "broker", "memory", "data", cfg.Data)
 	return nil
+}
+
+// abortOpen releases what a failed Open had opened: the hub (its Close
+// also closes the broker), the store, the lock and the listener.
+func (m *Main) abortOpen() {
+	if m.Hub != nil {
+		_ = m.Hub.Close()
+	}
+	if m.Store != nil {
+		_ = m.Store.Close()
+	}
+	if m.unlock != nil {
+		_ = m.unlock()
+		m.unlock = nil
+	}
+	if m.ln != nil {
+		_ = m.ln.Close()
+	}
 }
 
 // servePprof serves net/http/pprof on its own loopback listener, closed
@@ -278,7 +317,19 @@ func (m *Main) Close(ctx context.Context) error {
 			}
 			cancel()
 		}
+		if m.unlock != nil {
+			if err := m.unlock(); err != nil {
+				errs = append(errs, fmt.Errorf("release the data directory's lock: %w", err))
+			}
+		}
 		m.closeErr = errors.Join(errs...)
+		if m.Logger != nil && m.ln != nil {
+			if m.closeErr != nil {
+				m.Logger.Error("stopped", "err", m.closeErr)
+			} else {
+				m.Logger.Info("stopped")
+			}
+		}
 	})
 	return m.closeErr
 }

@@ -23,9 +23,8 @@ func tokenConfig(cfg *Config) auth.TokenConfig {
 // public key (base64), which verifying nodes and token consumers need.
 func runKeygen(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	data := fs.String("data", "./data", "data directory")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, "keygen", args, stderr); err != nil {
 		return err
 	}
 	pub, err := auth.CreateEdKey(*data)
@@ -40,7 +39,6 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 // capture it.
 func runToken(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	data := fs.String("data", "./data", "data directory holding the signing key")
 	alg := fs.String("alg", "HS256", "HS256 (DATA/secret.key) or EdDSA (DATA/ed25519.key); must match the server's auth.alg")
 	user := fs.String("user", "", "user id (sub claim), required")
@@ -48,7 +46,7 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 	kind := fs.String("kind", "browser", "device kind: "+strings.Join(auth.Kinds, ", "))
 	scope := fs.String("scope", "read,write", "comma-separated scopes (admin, write, read, rpc.serve, ...)")
 	ttl := fs.Duration("ttl", time.Hour, "lifetime of the token")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, "token", args, stderr); err != nil {
 		return err
 	}
 	if *user == "" {

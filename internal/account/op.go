@@ -119,12 +119,28 @@ func define[P any](s *Service, o Op, result any, check func(*P) error, run func(
 		}
 		if key == "" || !mutating || pr == nil {
 			res, err := call()
-			return res, mapStoreErr(err)
+			return res, s.mapErr(ctx, pr, err)
 		}
 		res, err := s.once(ctx, pr, name, key, p, call)
-		return res, mapStoreErr(err)
+		return res, s.mapErr(ctx, pr, err)
 	}
 	return o
+}
+
+// mapErr is mapStoreErr, except that a not-found for a principal whose user
+// has no account says so and how to get one: a token minted with "junction
+// token" names any user, and its data requests would otherwise answer a
+// bare "not found". The account is looked up only on that path.
+func (s *Service) mapErr(ctx context.Context, pr *auth.Principal, err error) error {
+	if pr != nil && pr.UserID != "" && errors.Is(err, store.ErrNotFound) {
+		if _, aerr := s.deps.Store.Account(ctx, pr.UserID); errors.Is(aerr, store.ErrNotFound) {
+			return protocol.Errorf(protocol.CodeNotFound, "no account for user %q: data belongs to an account, "+
+				"which a key login creates (POST /api/v1/auth/challenge, then POST /api/v1/auth/login, docs/api.md); "+
+				"use the access token that login returns (tokens minted with 'junction token' name a user without creating an account)", pr.UserID).
+				WithDetail("reason", "no_account")
+		}
+	}
+	return mapStoreErr(err)
 }
 
 // Idempotency settings.

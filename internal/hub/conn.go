@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net"
 	"strconv"
 	"sync"
@@ -287,6 +288,13 @@ func (c *Conn) OnClose(_ *ws.Conn, code int, reason string) {
 	}
 	h := c.hub
 	h.metrics.disconnects.WithLabelValues(closeLabel(code)).Inc()
+	if h.log.Enabled(context.Background(), slog.LevelDebug) {
+		var user, device string
+		if p := c.principal.Load(); p != nil {
+			user, device = p.UserID, p.DeviceID
+		}
+		h.log.Debug("disconnected", "conn", c.id, "user", user, "device", device, "code", code, "reason", reason)
+	}
 	c.unregister()
 	if subs != nil {
 		h.connClosed(subs)

@@ -2,6 +2,8 @@ package hub
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/junctionhq/junction/protocol"
 )
 
 // metrics are the hub's Prometheus collectors. Labels are low-cardinality:
@@ -69,6 +71,13 @@ func newMetrics(reg prometheus.Registerer, h *Hub) *metrics {
 		}, []string{"method", "outcome"}),
 		idem: newIdemMetrics(reg),
 	}
+	// Every close code is exported from the start, at zero, so that
+	// dashboards and alerts see the series before the first disconnect.
+	for _, d := range protocol.Disconnects() {
+		m.disconnects.WithLabelValues(closeLabel(d.Code))
+	}
+	m.disconnects.WithLabelValues(closeLabel(protocol.CloseAbnormal))
+	m.disconnects.WithLabelValues("other")
 	if reg != nil {
 		reg.MustRegister(m.connections, m.framesIn, m.framesOut, m.invalidFrames, m.unknownMethods,
 			m.strayResponses, m.disconnects, m.methodSeconds)

@@ -269,6 +269,7 @@ func newRPCRelay(h *Hub) *rpcRelay {
 		}),
 	}
 	r.metrics.okLocal = r.metrics.calls.WithLabelValues("ok", "local")
+	r.metrics.calls.WithLabelValues("ok", "remote") // exported at zero from the start, as ok/local
 	if reg := h.deps.Registerer; reg != nil {
 		reg.MustRegister(r.metrics.calls, r.metrics.progress, r.metrics.dropped, r.metrics.serving)
 	}

@@ -186,17 +186,18 @@ type DB struct {
 
 // Open connects to the database named by dsn without changing it (call
 // Migrate to create or upgrade the schema). dsn is "postgres://..." or
-// "postgresql://..." for PostgreSQL, and "sqlite:PATH", "file:PATH" or a bare
-// file path for SQLite; missing SQLite files are created.
+// "postgresql://..." or a key=value string for PostgreSQL, and
+// "sqlite:PATH", "file:PATH" or a file path starting with /, ./ or ../ for
+// SQLite (see ParseDSN); missing SQLite files are created.
 func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	db := &DB{opts: opts.withDefaults()}
-	var err error
-	switch {
-	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		err = db.openPostgres(dsn)
-	case dsn == "":
-		return nil, fmt.Errorf("store: open: empty dsn: %w", ErrInvalid)
-	default:
+	dialect, err := ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
+	if dialect == "postgres" {
+		err = db.openPostgres(strings.TrimSpace(dsn))
+	} else {
 		err = db.openSQLite(dsn)
 	}
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -230,7 +231,8 @@ func TestOpenAndMigrate(t *testing.T) {
 }
 
 func TestOpenRejects(t *testing.T) {
-	for _, dsn := range []string{"", "sqlite::memory:", "sqlite:" + filepath.Join(t.TempDir(), "x.db") + "?_pragma=foo"} {
+	for _, dsn := range []string{"", "sqlite::memory:", "sqlite:" + filepath.Join(t.TempDir(), "x.db") + "?_pragma=foo",
+		"mysql://u:p@127.0.0.1/db", "junction.db", "server=x uid=y"} {
 		if db, err := Open(t.Context(), dsn, Options{}); err == nil {
 			db.Close()
 			t.Errorf("Open(%q) succeeded, want error", dsn)
@@ -239,3 +241,33 @@ func TestOpenRejects(t *testing.T) {
 }
 
 func isErr(err, target error) bool { return errors.Is(err, target) }
+
+func TestParseDSN(t *testing.T) {
+	tests := []struct {
+		dsn, want string // want "" for refused
+	}{
+		{"postgres://u@h/db", "postgres"},
+		{"postgresql://u@h/db", "postgres"},
+		{"host=127.0.0.1 port=1 user=x", "postgres"},
+		{" dbname=junction", "postgres"},
+		{"sqlite:junction.db", "sqlite"},
+		{"file:junction.db", "sqlite"},
+		{"/var/lib/junction/junction.db", "sqlite"},
+		{"./junction.db", "sqlite"},
+		{"../junction.db", "sqlite"},
+		{"", ""},
+		{"junction.db", ""},
+		{"mysql://u:p@h/db", ""},
+		{"redis://h", ""},
+		{"server=h uid=x", ""},
+	}
+	for _, tt := range tests {
+		got, err := ParseDSN(tt.dsn)
+		if got != tt.want || (tt.want == "") != (err != nil) {
+			t.Errorf("ParseDSN(%q): got %q, %v; want %q", tt.dsn, got, err, tt.want)
+		}
+		if err != nil && (!errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "want postgres://")) {
+			t.Errorf("ParseDSN(%q): error %v, want ErrInvalid listing the accepted forms", tt.dsn, err)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/ws"
 )
 
@@ -17,6 +18,14 @@ import (
 type metrics struct {
 	httpSeconds  *prometheus.HistogramVec
 	authFailures *prometheus.CounterVec
+}
+
+// authFailureReasons are the values of junction_auth_failures_total's
+// reason label.
+var authFailureReasons = []string{
+	auth.ReasonMissing, auth.ReasonMalformed, auth.ReasonExpired, auth.ReasonSignature,
+	auth.ReasonInvalidClaims, auth.ReasonUnknownKey, auth.ReasonRevoked, auth.ReasonLockdown,
+	auth.ReasonOrigin, auth.ReasonOther,
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -30,6 +39,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "junction_auth_failures_total",
 			Help: "Refused requests by reason (missing, malformed, expired, signature, invalid_claims, unknown_key, revoked, lockdown, origin, other).",
 		}, []string{"reason"}),
+	}
+	// Every reason is exported from the start, at zero, so that dashboards
+	// and alerts see the series before the first failure.
+	for _, reason := range authFailureReasons {
+		m.authFailures.WithLabelValues(reason)
 	}
 	if reg != nil {
 		reg.MustRegister(m.httpSeconds, m.authFailures)
