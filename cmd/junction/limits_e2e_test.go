@@ -303,3 +303,20 @@ func testRESTPrincipalRate(t *testing.T, transport string) {
 		t.Fatalf("junction_limit_refusals_total{reason=\"principal_rate\"}: %d, want 1", n)
 	}
 }
+
+// TestLimitsConfigRefused: a negative burst is refused, naming its key; a
+// negative rate is accepted (it disables the limit).
+func TestLimitsConfigRefused(t *testing.T) {
+	cfg := &Config{Addr: "127.0.0.1:0", Data: t.TempDir()}
+	cfg.Web.AuthBurst = -1
+	cfg.setDefaults()
+	if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), "web.auth_burst") {
+		t.Fatalf("validate: got %v, want an error naming web.auth_burst", err)
+	}
+	cfg = &Config{Addr: "127.0.0.1:0", Data: t.TempDir()}
+	cfg.Web.RESTRate, cfg.Web.HandshakeRate, cfg.Hub.MaxConnections = -1, -1, -1
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		t.Fatalf("validate with limits disabled: %v", err)
+	}
+}
