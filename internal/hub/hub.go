@@ -409,6 +409,9 @@ func (h *Hub) Len() int { return int(h.reg.count.Load()) }
 // Upgrade completes the WebSocket handshake of a request whose principal was
 // already authenticated, registers the connection and sends the welcome
 // event. A newer connection of the same device replaces the older one (4009).
+// Over Config.MaxConnections or Config.MaxConnectionsPerUser it upgrades
+// nothing and returns a *ConnLimitError (503 or 429 with a retry hint); the
+// connection's slot is given back when it closes.
 func (h *Hub) Upgrade(w http.ResponseWriter, r *http.Request, p *auth.Principal, subprotocol string) (*Conn, error) {
 	if h.draining.Load() {
 		return nil, protocol.Errorf(protocol.CodeUnavailable, "server is shutting down")
