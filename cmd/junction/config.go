@@ -166,6 +166,9 @@ func (c *Config) validate() error {
 	if c.Store.UpdateMaxAge < 0 {
 		return fmt.Errorf("store.update_max_age %v: must not be negative", c.Store.UpdateMaxAge)
 	}
+	if err := c.Web.ValidateLimits(); err != nil {
+		return err
+	}
 	if err := c.Hub.Validate(); err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}

@@ -133,6 +133,14 @@ var hostileCases = []hostileCase{
 	// Lockdown (item 4).
 	{id: "LOCKDOWN-KILL", name: "lockdown closes live connections from outside with 4010", run: testLockdownKillSwitch},
 	{id: "LOCKDOWN-RESTART", name: "lockdown survives a restart", run: testLockdownSurvivesRestart},
+
+	// Connection and request limits (items 9 and 10): limits_e2e_test.go.
+	{id: "LIMIT-CONN-MAX", name: "one connection over hub.max_connections", run: testConnMax},
+	{id: "LIMIT-CONN-USER", name: "one connection over hub.max_connections_per_user", run: testConnPerUser},
+	{id: "LIMIT-HANDSHAKE-RATE", name: "a handshake flood from one address", run: testHandshakeRate},
+	{id: "LIMIT-REST-ADDRESS", name: "a REST flood from one address", run: testRESTAddressRate},
+	{id: "LIMIT-REST-AUTH", name: "an auth-endpoint flood from one address", run: testRESTAuthRate},
+	{id: "LIMIT-REST-PRINCIPAL", name: "a REST flood from one user", run: testRESTPrincipalRate},
 }
 
 // chunks splits s into pieces of n bytes.

@@ -52,7 +52,7 @@ func dialRaw(t *testing.T, m *Main, header http.Header, query string, protocols 
 			if i := bytes.Index(body, []byte("\r\n\r\n")); i >= 0 {
 				body = body[i+4:]
 			}
-			if status == 401 || status == 403 || status == 503 {
+			if status == 401 || status == 403 || status == 429 || status == 503 {
 				// A refused upgrade answers the REST error body (PROTOCOL.md §1).
 				wireCheckOf(m).rest("GET", "/ws", status, body)
 			}

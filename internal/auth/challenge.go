@@ -185,8 +185,7 @@ type challenge struct {
 // outstanding nonces. Guarded by Challenges.mu.
 type challengeClient struct {
 	key     string
-	tokens  float64   // the bucket at `at`
-	at      time.Time // when tokens was computed
+	rate    Bucket    // its asks for challenges
 	pending list.List // *challenge, oldest first
 }
 
@@ -238,24 +237,22 @@ func (c *Challenges) Issue(client string, publicKey ed25519.PublicKey) (nonce []
 	c.sweepLocked(now)
 	cl := c.clients[client]
 	if cl == nil {
-		cl = &challengeClient{key: client, tokens: float64(c.cfg.Burst), at: now}
+		cl = &challengeClient{key: client, rate: Bucket{at: now.UnixNano()}}
 		c.clients[client] = cl
 	}
 	if c.cfg.Rate > 0 {
-		cl.refill(now, c.cfg)
-		if cl.tokens < 1 {
-			wait := time.Duration((1 - cl.tokens) / float64(c.cfg.Rate) * float64(time.Second))
-			return nil, time.Time{}, &ChallengeLimitError{RetryAfter: max(wait, time.Millisecond)}
+		if wait, ok := cl.rate.Take(now.UnixNano(), float64(c.cfg.Rate), c.cfg.Burst); !ok {
+			return nil, time.Time{}, &ChallengeLimitError{RetryAfter: wait}
 		}
 	}
 	if cl.pending.Len() >= c.cfg.PerClient {
 		c.removeLocked(cl.pending.Front().Value.(*challenge))
 	}
 	if c.order.Len() >= c.cfg.Max {
+		cl.rate.Refund() // refused for another reason: the ask does not count
 		oldest := c.order.Front().Value.(*challenge)
 		return nil, time.Time{}, &ChallengeLimitError{Full: true, RetryAfter: max(oldest.expiresAt.Sub(now), time.Millisecond)}
 	}
-	cl.tokens--
 	ch := &challenge{
 		nonce:     string(nonce),
 		publicKey: append(ed25519.PublicKey(nil), publicKey...),
@@ -266,14 +263,6 @@ func (c *Challenges) Issue(client string, publicKey ed25519.PublicKey) (nonce []
 	ch.clientEl = cl.pending.PushBack(ch)
 	c.byNonce[ch.nonce] = ch
 	return nonce, expiresAt, nil
-}
-
-// refill adds the tokens earned since cl.at, up to the burst.
-func (cl *challengeClient) refill(now time.Time, cfg ChallengeConfig) {
-	if elapsed := now.Sub(cl.at); elapsed > 0 {
-		cl.tokens = min(float64(cfg.Burst), cl.tokens+elapsed.Seconds()*float64(cfg.Rate))
-	}
-	cl.at = now
 }
 
 // Consume uses up nonce for publicKey. It returns a *Failure when the nonce
@@ -333,7 +322,7 @@ func (c *Challenges) sweepLocked(now time.Time) {
 	}
 	c.scanned = now
 	for k, cl := range c.clients {
-		if cl.pending.Len() == 0 && now.Sub(cl.at) >= refill {
+		if cl.pending.Len() == 0 && cl.rate.Idle(now.UnixNano(), float64(c.cfg.Rate)) {
 			delete(c.clients, k)
 		}
 	}

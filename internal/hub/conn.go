@@ -28,28 +28,27 @@ type Conn struct {
 	ws        atomic.Pointer[ws.Conn]        // set once by attach or the first OnMessage
 
 	welcomeOnce sync.Once
-	registered  atomic.Bool // in the registry: set after the welcome, cleared by unregister
+	registered  atomic.Bool     // in the registry: set after the welcome, cleared by unregister
+	admitted    atomic.Bool     // holds a connection slot (Hub.admit), given back once on close
+	admittedAs  *auth.Principal // whom the slot was reserved for; set before the upgrade
 
-	mu       sync.Mutex
-	inbox    []*protocol.Frame               // guarded by mu: Serial requests waiting
-	running  bool                            // guarded by mu: the inbox goroutine is running
-	closed   bool                            // guarded by mu
-	async    int32                           // guarded by mu: Async requests in flight
-	done     chan struct{}                   // guarded by mu: created lazily by Done, closed on close
-	pending  map[string]chan *protocol.Frame // guarded by mu: server→client requests awaiting a response
-	nextReq  uint64                          // guarded by mu
-	tokens   float64                         // guarded by mu: rate-limit bucket
-	tokensAt int64                           // guarded by mu: unix nanos of the last refill
-	values   []connValue                     // guarded by mu: per-connection state of other parts (channels, rpc)
-	onClose  []func(*Conn)                   // guarded by mu: run once after close
-	subs     *connSubs                       // guarded by mu: channel subscriptions, nil before the first (its own field: most connections subscribe)
+	mu      sync.Mutex
+	inbox   []*protocol.Frame               // guarded by mu: Serial requests waiting
+	running bool                            // guarded by mu: the inbox goroutine is running
+	closed  bool                            // guarded by mu
+	async   int32                           // guarded by mu: Async requests in flight
+	done    chan struct{}                   // guarded by mu: created lazily by Done, closed on close
+	pending map[string]chan *protocol.Frame // guarded by mu: server→client requests awaiting a response
+	nextReq uint64                          // guarded by mu
+	rate    auth.Bucket                     // guarded by mu: the request rate limit
+	values  []connValue                     // guarded by mu: per-connection state of other parts (channels, rpc)
+	onClose []func(*Conn)                   // guarded by mu: run once after close
+	subs    *connSubs                       // guarded by mu: channel subscriptions, nil before the first (its own field: most connections subscribe)
 }
 
 func newConn(h *Hub, p *auth.Principal) *Conn {
 	c := &Conn{hub: h, id: "c-" + randomID(10)}
 	c.principal.Store(p)
-	c.tokens = float64(h.cfg.RequestBurst)
-	c.tokensAt = h.deps.Now().UnixNano()
 	return c
 }
 
@@ -296,6 +295,7 @@ func (c *Conn) OnClose(_ *ws.Conn, code int, reason string) {
 		h.log.Debug("disconnected", "conn", c.id, "user", user, "device", device, "code", code, "reason", reason)
 	}
 	c.unregister()
+	c.releaseSlot()
 	if subs != nil {
 		h.connClosed(subs)
 	}
@@ -487,14 +487,7 @@ func (c *Conn) allow() (time.Duration, bool) {
 	now := c.hub.deps.Now().UnixNano()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	elapsed := float64(now-c.tokensAt) / 1e9
-	c.tokensAt = now
-	c.tokens = min(float64(c.hub.cfg.RequestBurst), c.tokens+elapsed*float64(rate))
-	if c.tokens < 1 {
-		return time.Duration((1 - c.tokens) / float64(rate) * 1e9), false
-	}
-	c.tokens--
-	return 0, true
+	return c.rate.Take(now, float64(rate), c.hub.cfg.RequestBurst)
 }
 
 // Request sends a request to the client and waits for its response (the

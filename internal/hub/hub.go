@@ -52,6 +52,14 @@ type Config struct {
 	MaxSubscriptions int `yaml:"max_subscriptions" doc:"channel subscriptions per connection (default 1024)"`
 	// MaxAsyncPerConn limits concurrent Async requests per connection; default 64.
 	MaxAsyncPerConn int `yaml:"max_async_per_conn" doc:"concurrent long-running requests per connection (default 64)"`
+	// MaxConnections bounds the open WebSocket connections of this node;
+	// one more handshake is refused with 503 and Retry-After before the
+	// upgrade. Default DefaultMaxConnections; negative disables.
+	MaxConnections int `yaml:"max_connections" doc:"open WebSocket connections on this node; one more handshake answers 503 with Retry-After (default 1000000, negative disables)"`
+	// MaxConnectionsPerUser bounds the open connections of one user (or of
+	// an app key bound to no user); one more is refused with 429 and
+	// Retry-After. Default DefaultMaxConnectionsPerUser; negative disables.
+	MaxConnectionsPerUser int `yaml:"max_connections_per_user" doc:"open WebSocket connections of one user; one more handshake answers 429 with Retry-After (default 1000, negative disables)"`
 	// RequestsPerSecond and RequestBurst rate-limit requests per connection
 	// (token bucket); defaults 1000 and 2000. A negative rate disables the limit.
 	RequestsPerSecond int `yaml:"requests_per_second" doc:"sustained request rate per connection, negative disables (default 1000)"`
@@ -94,6 +102,8 @@ func (c *Config) setDefaults() {
 	def(&c.MaxQueueFrames, 4096)
 	def(&c.MaxSubscriptions, 1024)
 	def(&c.MaxAsyncPerConn, 64)
+	def(&c.MaxConnections, DefaultMaxConnections)
+	def(&c.MaxConnectionsPerUser, DefaultMaxConnectionsPerUser)
 	def(&c.RequestsPerSecond, 1000)
 	def(&c.RequestBurst, 2000)
 	def(&c.IdemMaxEntries, 100_000)
@@ -163,6 +173,7 @@ type Hub struct {
 	events      map[string]ClientEventFunc
 	featureList []string
 	reg         registry
+	slots       connSlots   // admitted connections, for MaxConnections and MaxConnectionsPerUser
 	idem        idempotency // set once in New
 	panics      panicLog
 	lastSeen    lastSeen
@@ -273,6 +284,7 @@ func New(cfg Config, deps Deps) (*Hub, error) {
 	})
 	h.metrics = newMetrics(deps.Registerer, h)
 	h.reg.init()
+	h.slots.users = make(map[string]int)
 	h.idem = idempotency{records: deps.Broker.Records, ttl: cfg.IdemTTL, now: deps.Now, log: deps.Logger, metrics: h.metrics.idem}
 	h.lastSeen.init(100_000)
 	h.expiry.init()
@@ -397,15 +409,24 @@ func (h *Hub) Len() int { return int(h.reg.count.Load()) }
 // Upgrade completes the WebSocket handshake of a request whose principal was
 // already authenticated, registers the connection and sends the welcome
 // event. A newer connection of the same device replaces the older one (4009).
+// Over Config.MaxConnections or Config.MaxConnectionsPerUser it upgrades
+// nothing and returns a *ConnLimitError (503 or 429 with a retry hint); the
+// connection's slot is given back when it closes.
 func (h *Hub) Upgrade(w http.ResponseWriter, r *http.Request, p *auth.Principal, subprotocol string) (*Conn, error) {
 	if h.draining.Load() {
 		return nil, protocol.Errorf(protocol.CodeUnavailable, "server is shutting down")
 	}
+	if err := h.admit(p); err != nil {
+		return nil, err
+	}
 	c := newConn(h, p)
+	c.admittedAs = p
+	c.admitted.Store(true)
 	// Corked: the 101 response and the welcome leave in one write, from
 	// this goroutine, rather than as two writes with a writer's wake-up.
 	wsc, err := h.transport.UpgradeWith(w, r, subprotocol, c, ws.AttachOptions{Corked: true})
 	if err != nil {
+		c.releaseSlot()
 		return nil, fmt.Errorf("hub: upgrade: %w", err)
 	}
 	c.attach(wsc)

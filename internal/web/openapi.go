@@ -71,6 +71,11 @@ var pathParam = regexp.MustCompile(`\{([a-zA-Z]+)\}`)
 func OpenAPI(acct []account.Op) map[string]any {
 	paths := map[string]any{}
 	errResp := map[string]any{"description": "error", "content": map[string]any{"application/json": map[string]any{"schema": ref("Error")}}}
+	// Every route is rate-limited (docs/SECURITY.md): per client address,
+	// the auth endpoints more strictly, and per user once authenticated.
+	limitedResp := map[string]any{"description": "rate_limited: over a rate limit (web.rest_rate, web.auth_rate, web.principal_rate)",
+		"headers": map[string]any{"Retry-After": map[string]any{"description": "seconds to wait before retrying", "schema": map[string]any{"type": "integer", "minimum": 1}}},
+		"content": map[string]any{"application/json": map[string]any{"schema": ref("Error")}}}
 	for _, o := range apiOps(acct) {
 		op := map[string]any{"operationId": o.id, "summary": o.summary, "tags": []string{o.tag}}
 		var params []any
@@ -101,6 +106,7 @@ func OpenAPI(acct []account.Op) map[string]any {
 		}
 		op["responses"] = map[string]any{
 			itoa(int64(o.status)): map[string]any{"description": "success", "content": map[string]any{"application/json": map[string]any{"schema": ref(o.result)}}},
+			"429":                 limitedResp,
 			"default":             errResp,
 		}
 		item, _ := paths[o.path].(map[string]any)

@@ -58,6 +58,18 @@ type Config struct {
 	// AllowQueryToken accepts ?token= on /ws (the least safe way: URLs get
 	// logged). Default true, as documented.
 	DisableQueryToken bool `yaml:"disable_query_token" doc:"refuse credentials passed as ?token= on /ws"`
+	// Rate limits, token buckets: a rate a second sustained and a burst at
+	// once. Zero selects the default; a negative rate disables the limit.
+	// Per client address (IPv6 per /64; loopback is not limited by
+	// address), 429 with Retry-After over it.
+	HandshakeRate  int `yaml:"handshake_rate" doc:"WebSocket handshakes one client address may open per second, sustained; over it GET /ws answers 429 with Retry-After before the upgrade (default 50, negative disables; loopback is not limited)"`
+	HandshakeBurst int `yaml:"handshake_burst" doc:"WebSocket handshakes one client address may open at once (default 200)"`
+	RESTRate       int `yaml:"rest_rate" doc:"REST requests one client address may make per second, sustained; over it 429 with Retry-After (default 200, negative disables; loopback is not limited)"`
+	RESTBurst      int `yaml:"rest_burst" doc:"REST requests one client address may make at once (default 400)"`
+	AuthRate       int `yaml:"auth_rate" doc:"requests to /api/v1/auth/* and /api/v1/devices/pair one client address may make per second, sustained, on top of rest_rate (auth.challenges has its own limit too); over it 429 with Retry-After (default 10, negative disables)"`
+	AuthBurst      int `yaml:"auth_burst" doc:"requests to the auth endpoints one client address may make at once (default 40)"`
+	PrincipalRate  int `yaml:"principal_rate" doc:"authenticated REST requests one user (all its devices and tokens) may make per second, sustained; over it 429 with Retry-After (default 100, negative disables)"`
+	PrincipalBurst int `yaml:"principal_burst" doc:"authenticated REST requests one user may make at once (default 200)"`
 }
 
 // ReadyCheck is one dependency /readyz checks.
@@ -90,6 +102,7 @@ type Server struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	metrics *metrics
+	limits  *limits
 	console fs.FS
 	panics  *panicLog // set once by New
 
@@ -117,6 +130,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, mux: http.NewServeMux(), console: console,
 		panics: &panicLog{log: deps.Logger}}
 	s.metrics = newMetrics(deps.Registerer)
+	s.limits = newLimits(cfg, deps.Registerer)
 	if deps.Account != nil {
 		s.mountAccount(deps.Account)
 	}
@@ -162,6 +176,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.metrics.authFailures.WithLabelValues("lockdown").Inc()
 		rw.Header().Set("Connection", "close")
 		writeJSONError(rw, http.StatusServiceUnavailable, protocol.Errorf(protocol.CodeUnavailable, "this server is in lockdown: only local networks may connect"))
+	} else if pe := s.limitREST(r); pe != nil {
+		writeError(rw, pe)
 	} else {
 		if r.Body != nil && r.ContentLength != 0 && !strings.HasPrefix(r.URL.Path, "/ws") {
 			r.Body = http.MaxBytesReader(rw, r.Body, s.cfg.MaxBodyBytes)
@@ -188,6 +204,9 @@ func (s *Server) Principal(r *http.Request) (*auth.Principal, error) {
 	p, err := s.deps.Authenticator.Authenticate(r.Context(), cred.Value)
 	if err != nil {
 		return nil, s.authError(err)
+	}
+	if pe := s.limitPrincipal(p); pe != nil {
+		return nil, pe
 	}
 	return p, nil
 }
@@ -237,6 +256,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, protocol.Errorf(protocol.CodeUnavailable, "server is shutting down"))
 		return
 	}
+	// Before the credential is verified (the costly part): a client address
+	// over its handshake rate is refused outright.
+	if pe := s.limitHandshake(r); pe != nil {
+		writeError(w, pe)
+		return
+	}
 	cred, ok := auth.CredentialFromRequest(r)
 	if !ok || (cred.Source == "query" && s.cfg.DisableQueryToken) {
 		s.metrics.authFailures.WithLabelValues("missing").Inc()
@@ -255,6 +280,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	c, err := s.deps.Hub.Upgrade(w, r, p, sub)
 	if err != nil {
+		if le, ok := errors.AsType[*hub.ConnLimitError](err); ok {
+			s.limits.refused.WithLabelValues(le.Limit).Inc()
+		}
 		var pe *protocol.Error
 		if errors.As(err, &pe) {
 			writeError(w, pe)
