@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/protocol"
 )
 
@@ -298,6 +299,14 @@ func testRESTPrincipalRate(t *testing.T, transport string) {
 	wantRefusal(t, "the user's request over its rate (another device)", status, ra, decodeAPIError(t, raw), 429, protocol.CodeRateLimited)
 	if status, _, raw := restFrom(t, m, "", mintToken(t, m, "u-calm", "d-3", "phone"), "POST", "/api/v1/channels/user:u-calm/publish", `{"data":1}`); status != 200 {
 		t.Fatalf("another user: %d %s", status, raw)
+	}
+	// A server backend (scope admin) is not limited per principal: it
+	// publishes past the burst.
+	backend := mintToken(t, m, "svc-backend", "", "machine", auth.ScopeAdmin)
+	for i := range 6 {
+		if status, _, raw := restFrom(t, m, "", backend, "POST", "/api/v1/channels/user:u-busy/publish", `{"data":1}`); status != 200 {
+			t.Fatalf("admin request %d past the burst: %d %s", i, status, raw)
+		}
 	}
 	if n := refusals(t, m)["principal_rate"]; n != 1 {
 		t.Fatalf("junction_limit_refusals_total{reason=\"principal_rate\"}: %d, want 1", n)

@@ -64,12 +64,12 @@ type Config struct {
 	// address), 429 with Retry-After over it.
 	HandshakeRate  int `yaml:"handshake_rate" doc:"WebSocket handshakes one client address may open per second, sustained; over it GET /ws answers 429 with Retry-After before the upgrade (default 50, negative disables; loopback is not limited)"`
 	HandshakeBurst int `yaml:"handshake_burst" doc:"WebSocket handshakes one client address may open at once (default 200)"`
-	RESTRate       int `yaml:"rest_rate" doc:"REST requests one client address may make per second, sustained; over it 429 with Retry-After (default 200, negative disables; loopback is not limited)"`
-	RESTBurst      int `yaml:"rest_burst" doc:"REST requests one client address may make at once (default 400)"`
+	RESTRate       int `yaml:"rest_rate" doc:"REST requests one client address may make per second, sustained; over it 429 with Retry-After (default 2000, negative disables; loopback is not limited)"`
+	RESTBurst      int `yaml:"rest_burst" doc:"REST requests one client address may make at once (default 4000)"`
 	AuthRate       int `yaml:"auth_rate" doc:"requests to /api/v1/auth/* and /api/v1/devices/pair one client address may make per second, sustained, on top of rest_rate (auth.challenges has its own limit too); over it 429 with Retry-After (default 10, negative disables)"`
 	AuthBurst      int `yaml:"auth_burst" doc:"requests to the auth endpoints one client address may make at once (default 40)"`
-	PrincipalRate  int `yaml:"principal_rate" doc:"authenticated REST requests one user (all its devices and tokens) may make per second, sustained; over it 429 with Retry-After (default 100, negative disables)"`
-	PrincipalBurst int `yaml:"principal_burst" doc:"authenticated REST requests one user may make at once (default 200)"`
+	PrincipalRate  int `yaml:"principal_rate" doc:"authenticated REST requests one user (all its devices and tokens) may make per second, sustained; over it 429 with Retry-After (default 1000, negative disables; principals with scope admin are not limited per user)"`
+	PrincipalBurst int `yaml:"principal_burst" doc:"authenticated REST requests one user may make at once (default 2000)"`
 }
 
 // ReadyCheck is one dependency /readyz checks.
