@@ -20,14 +20,22 @@ import (
 	"github.com/junctionhq/junction/internal/ws"
 )
 
-// startFront serves handler through a Front on a loopback port.
+// startFront serves handler through a Front on a loopback port. Its
+// ReadHeaderTimeout (which bounds the front door's head too) is long enough
+// for a slow machine: only TestFrontSilentClientTimesOut, which waits for
+// it to pass, shortens it.
 func startFront(t *testing.T, handler http.Handler) (*Front, string) {
+	t.Helper()
+	return startFrontTimeout(t, handler, 10*time.Second)
+}
+
+func startFrontTimeout(t *testing.T, handler http.Handler, headTimeout time.Duration) (*Front, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 500 * time.Millisecond}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: headTimeout}
 	f := NewFront(handler, srv, slog.New(slog.DiscardHandler))
 	served := make(chan error, 1)
 	go func() { served <- f.Serve(ln) }()
@@ -159,7 +167,7 @@ func TestFrontHijackGetsEarlyBytes(t *testing.T) {
 }
 
 func TestFrontSilentClientTimesOut(t *testing.T) {
-	_, addr := startFront(t, http.NotFoundHandler())
+	_, addr := startFrontTimeout(t, http.NotFoundHandler(), 500*time.Millisecond)
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -194,6 +202,16 @@ func TestFrontHandlerPanic(t *testing.T) {
 // after the head; one whose head arrived in pieces was read as a net.Conn
 // and is offered only through http.Hijacker, with the same bytes.
 func TestFrontBareDescriptor(t *testing.T) {
+	// The server reports when it has read what came so far of a head and
+	// would wait for more: the second piece is sent after that.
+	wouldBlock := make(chan struct{}, 16)
+	testHookWouldBlock = func() {
+		select {
+		case wouldBlock <- struct{}{}:
+		default:
+		}
+	}
+	t.Cleanup(func() { testHookWouldBlock = nil }) // after the front door's cleanup
 	_, addr := startFront(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fh, ok := w.(ws.FDHijacker)
 		if !ok {
@@ -222,9 +240,16 @@ func TestFrontBareDescriptor(t *testing.T) {
 		}
 		defer nc.Close()
 		_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+		for len(wouldBlock) > 0 {
+			<-wouldBlock
+		}
 		for i, p := range parts {
 			if i > 0 {
-				time.Sleep(50 * time.Millisecond) // the server reads what came so far
+				select {
+				case <-wouldBlock: // the server read what came so far
+				case <-time.After(10 * time.Second):
+					t.Fatalf("the server did not wait for the rest of the head")
+				}
 			}
 			if _, err := io.WriteString(nc, p); err != nil {
 				t.Fatal(err)
