@@ -59,6 +59,10 @@ type Main struct {
 	// ConfigureHub, when set, runs after the hub is built and before it
 	// starts: tests and embedders register extra methods with it.
 	ConfigureHub func(*hub.Hub)
+	// Now, when set before Open, is the clock of access tokens and of the
+	// hub (token expiry, the in-band refresh): tests move it instead of
+	// waiting for tokens to expire. Default time.Now.
+	Now func() time.Time
 
 	stdout, stderr io.Writer
 	services       []Service // added before Open
@@ -89,7 +93,9 @@ func (m *Main) Open(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	tokens, created, err := auth.LoadTokens(cfg.Data, tokenConfig(cfg))
+	tc := tokenConfig(cfg)
+	tc.Now = m.Now
+	tokens, created, err := auth.LoadTokens(cfg.Data, tc)
 	if err != nil {
 		return err
 	}
@@ -134,7 +140,7 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Broker = hub.NewMemoryBroker(cfg.Hub.NodeID).Broker()
 	m.Broker.Records = m.Store
 	m.Hub, err = hub.New(cfg.Hub, hub.Deps{Logger: m.Logger, Registerer: m.Registry, Authenticator: m.Auth,
-		DeviceSeen: deviceSeen(m.Store), Broker: m.Broker})
+		DeviceSeen: deviceSeen(m.Store), Broker: m.Broker, Now: m.Now})
 	if err != nil {
 		m.Store.Close()
 		return err
