@@ -96,3 +96,55 @@ func TestReconnectBackoffSchedule(t *testing.T) {
 		second.Close()
 	})
 }
+
+// TestShutdownReconnectAfterSchedule: after server.shutdown with
+// reconnectAfterMs, the client comes back no sooner than asked and no later
+// than that plus its jitter (a quarter of it, at least MinBackoff), on
+// synctest's clock.
+func TestShutdownReconnectAfterSchedule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const after = 300 * time.Millisecond
+		var mu sync.Mutex
+		var attempts []time.Time
+		conns := make(chan net.Conn, 4)
+		opts := Options{URL: "ws://shutdown.invalid/ws", Token: "t", Reconnect: true, MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
+		opts.netDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			mu.Lock()
+			attempts = append(attempts, time.Now())
+			mu.Unlock()
+			cc, sc := net.Pipe()
+			go pipeServer(sc, conns)
+			return cc, nil
+		}
+		c := New(opts)
+		if err := c.Connect(context.Background()); err != nil {
+			t.Fatalf("Connect: %v", err)
+		}
+		first := <-conns
+		data, _ := json.Marshal(protocol.Shutdown{ReconnectAfterMs: after.Milliseconds(), Reason: "deploy"})
+		for _, fr := range []ws.Frame{
+			ws.NewTextFrame(protocol.AppendEvent(nil, protocol.EventShutdown, "", "", 0, data)),
+			ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, "draining")),
+		} {
+			b, _ := ws.CompileFrame(fr)
+			if _, err := first.Write(b); err != nil {
+				t.Fatalf("write: %v", err)
+			}
+		}
+		closed := time.Now()
+		second := <-conns
+		mu.Lock()
+		gap := attempts[len(attempts)-1].Sub(closed)
+		n := len(attempts)
+		mu.Unlock()
+		if n != 2 {
+			t.Errorf("got %d dials, want 2", n)
+		}
+		if jitter := max(after/4, opts.MinBackoff); gap < after || gap > after+jitter {
+			t.Errorf("reconnected %v after server.shutdown, want within [%v, %v]", gap, after, after+jitter)
+		}
+		c.Close()
+		first.Close()
+		second.Close()
+	})
+}
