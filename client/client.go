@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -68,6 +69,11 @@ type Options struct {
 	// OnState is called on every state change, from the goroutine that
 	// drives the connection: keep it short and do not call Close from it.
 	OnState func(State, error)
+
+	// netDial, when set (by tests only), opens the TCP connection of each
+	// connect in place of the default dialer: tests wrap the connection to
+	// move its watchdog deadline.
+	netDial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 func (o Options) withDefaults() Options {

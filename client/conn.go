@@ -104,6 +104,7 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 	d := ws.Dialer{
 		Header:    ws.HandshakeHeaderHTTP(h),
 		Protocols: []string{protocol.Subprotocol},
+		NetDial:   c.opts.netDial,
 		OnStatusError: func(status int, _ []byte, resp io.Reader) {
 			herr = readHandshakeError(status, resp)
 		},

@@ -2,6 +2,7 @@ package client
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -43,12 +44,13 @@ type testServer struct {
 	conns chan *serverConn // every new connection
 	wg    sync.WaitGroup   // the server's connection goroutines
 
-	mu     sync.Mutex
-	closed bool                    // guarded by mu: set by close; wg gains no goroutine after it
-	valid  func(token string) bool // guarded by mu
-	tokens []string                // guarded by mu: tokens of accepted upgrades
-	all    []*serverConn           // guarded by mu
-	reject int                     // guarded by mu: HTTP status for every upgrade, 0 for none
+	mu      sync.Mutex
+	closed  bool                    // guarded by mu: set by close; wg gains no goroutine after it
+	valid   func(token string) bool // guarded by mu
+	tokens  []string                // guarded by mu: tokens of accepted upgrades
+	all     []*serverConn           // guarded by mu
+	reject  int                     // guarded by mu: HTTP status for every upgrade, 0 for none
+	refused int                     // guarded by mu: upgrades refused with an HTTP status
 }
 
 func newTestServer(t *testing.T) *testServer {
@@ -101,6 +103,12 @@ func (ts *testServer) acceptedTokens() []string {
 	return append([]string(nil), ts.tokens...)
 }
 
+func (ts *testServer) refusedCount() int {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.refused
+}
+
 func (ts *testServer) connCount() int {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
@@ -120,6 +128,9 @@ func (ts *testServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ts.mu.Unlock()
 	switch {
 	case reject != 0:
+		ts.mu.Lock()
+		ts.refused++
+		ts.mu.Unlock()
 		writeHTTPError(w, reject, protocol.CodeUnavailable, "try later")
 		return
 	case ok && tok == "lockdown":
@@ -518,4 +529,71 @@ func (ts *testServer) dial(t *testing.T, opts Options) *Client {
 		checkNoLeaks(t)
 	})
 	return c
+}
+
+// watchConn is the client's side of a connection, wrapped so that a test
+// moves the watchdog's clock: elapse makes the read deadline the client set
+// last come sooner, as if that much time had passed without a frame; stall
+// does it to every deadline the client sets from then on.
+type watchConn struct {
+	net.Conn
+	mu       sync.Mutex
+	deadline time.Time     // guarded by mu: the read deadline the client asked for
+	pull     time.Duration // guarded by mu: subtracted from that deadline
+	sticky   bool          // guarded by mu: pull stays for later deadlines
+	sets     int           // guarded by mu: SetReadDeadline calls
+}
+
+func (w *watchConn) SetReadDeadline(d time.Time) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.sets++
+	w.deadline = d
+	if !w.sticky {
+		w.pull = 0
+	}
+	return w.applyLocked()
+}
+
+func (w *watchConn) applyLocked() error {
+	if w.deadline.IsZero() {
+		return w.Conn.SetReadDeadline(w.deadline)
+	}
+	return w.Conn.SetReadDeadline(w.deadline.Add(-w.pull))
+}
+
+func (w *watchConn) elapse(d time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.pull = d
+	_ = w.applyLocked()
+}
+
+func (w *watchConn) stall(d time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.pull, w.sticky = d, true
+	_ = w.applyLocked()
+}
+
+func (w *watchConn) deadlineSets() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.sets
+}
+
+// watchDialer returns a netDial for Options that wraps every connection in
+// a watchConn and hands it to the test on the returned channel.
+func watchDialer() (func(ctx context.Context, network, addr string) (net.Conn, error), <-chan *watchConn) {
+	ch := make(chan *watchConn, 16)
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		w := &watchConn{Conn: nc}
+		ch <- w
+		return w, nil
+	}, ch
 }

@@ -179,6 +179,8 @@ func FuzzDecode(f *testing.F) {
 		`{"type":"event","event":"channel.message","topic":"session:abc","epoch":"e1","offset":17,"data":{"x":1}}`,
 		`{"type":"req","id":"1","method":"a"}` + "\n" + `{"type":"req","id":"2","method":"b"}`,
 		`{}`, `[]`, `null`, `{"type":"req","id":{"a":1}}`,
+		`{"type":"res","id":"0","ok":true}`,
+		`{"type":"req","id":"s1","method":"a.b","params":{ "a" : 1 },"meta":{"caller":{"userId":"<u>","deviceId":"d"}}}`,
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -204,8 +206,42 @@ func FuzzDecode(f *testing.F) {
 			if !utf8.Valid(out) {
 				t.Fatalf("Append produced invalid UTF-8: %q", out)
 			}
+			// Round trip: what Append writes decodes to the same frame, and
+			// encoding that again changes nothing (Append's output is the
+			// normal form).
+			back, err := Decode(out)
+			if err != nil {
+				t.Fatalf("Decode of Append's %s: %v (from %q)", out, err, raw)
+			}
+			if !reflect.DeepEqual(normalFrame(back), normalFrame(fr)) {
+				t.Fatalf("round trip of %q through %s:\n got %+v\nwant %+v", raw, out, back, fr)
+			}
+			again, err := back.Append(nil)
+			if err != nil || !bytes.Equal(again, out) {
+				t.Fatalf("Append is not a fixed point: %s, then %s (%v)", out, again, err)
+			}
 		})
 	})
+}
+
+// normalFrame is f with the normalisations a decode/encode round trip is
+// allowed (Append writes what json.Marshal would, omitempty included): an
+// error's empty details are dropped, and a successful response without a
+// result has result null. Raw JSON values (params, result, data) are
+// otherwise copied as they came.
+func normalFrame(f *Frame) Frame {
+	n := *f
+	if n.Type == TypeResponse && n.OK && len(n.Result) == 0 {
+		n.Result = json.RawMessage("null")
+	}
+	if n.Error != nil {
+		e := *n.Error
+		if len(e.Details) == 0 {
+			e.Details = nil
+		}
+		n.Error = &e
+	}
+	return n
 }
 
 // decodeSlow is Decode through encoding/json only, the reference of the

@@ -64,6 +64,10 @@ type Main struct {
 	// ConfigureHub, when set, runs after the hub is built and before it
 	// starts: tests and embedders register extra methods with it.
 	ConfigureHub func(*hub.Hub)
+	// Now, when set before Open, is the clock of access tokens and of the
+	// hub (token expiry, the in-band refresh): tests move it instead of
+	// waiting for tokens to expire. Default time.Now.
+	Now func() time.Time
 
 	stdout, stderr io.Writer
 	services       []Service // added before Open
@@ -119,7 +123,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if m.unlock, err = lockDataDir(cfg.Data); err != nil {
 		return err
 	}
-	tokens, created, err := auth.LoadTokens(cfg.Data, tokenConfig(cfg))
+	tc := tokenConfig(cfg)
+	tc.Now = m.Now
+	tokens, created, err := auth.LoadTokens(cfg.Data, tc)
 	if err != nil {
 		return err
 	}
@@ -164,7 +170,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	m.Broker = hub.NewMemoryBroker(cfg.Hub.NodeID).Broker()
 	m.Broker.Records = m.Store
 	m.Hub, err = hub.New(cfg.Hub, hub.Deps{Logger: m.Logger, Registerer: m.Registry, Authenticator: m.Auth,
-		DeviceSeen: deviceSeen(m.Store), Broker: m.Broker})
+		DeviceSeen: deviceSeen(m.Store), Broker: m.Broker, Now: m.Now})
 	if err != nil {
 		return err
 	}

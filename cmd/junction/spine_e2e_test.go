@@ -549,48 +549,77 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+// TestTokenExpiryAndRefresh runs the server on a clock the test moves
+// (Main.Now): tokens live a minute of it, and the hub's expiry check, which
+// runs every second, sees the jumps. No outcome depends on how long the
+// machine takes.
 func TestTokenExpiryAndRefresh(t *testing.T) {
-	m := startServer(t, func(c *Config) { c.Hub.TokenExpiryWarning = 2 * time.Second })
-	short := func(ttl time.Duration) string {
-		tok, _, err := m.Tokens.Issue(auth.Claims{UserID: "alice", DeviceID: "phone-1", Kind: "phone", Scopes: []string{"read"}}, ttl)
+	var skew atomic.Int64 // nanoseconds added to the real time
+	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	advance := func(d time.Duration) { skew.Add(int64(d)) }
+	m := startServer(t, func(c *Config) { c.Hub.TokenExpiryWarning = 10 * time.Second },
+		func(m *Main) { m.Now = now })
+	const ttl = time.Minute
+	short := func(device string) string {
+		tok, _, err := m.Tokens.Issue(auth.Claims{UserID: "alice", DeviceID: device, Kind: "phone", Scopes: []string{"read"}}, ttl)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return tok
 	}
-	// Without a refresh, the connection is warned, then closed with 4001.
-	c := client.New(checkedOptions(m, client.Options{URL: m.WSURL() + "/ws", Token: short(3 * time.Second)}))
-	warned := make(chan struct{}, 1)
-	c.OnEvent(protocol.EventTokenExpiring, func(*protocol.Frame) {
-		select {
-		case warned <- struct{}{}:
-		default:
+	connect := func(device string) (*client.Client, <-chan struct{}) {
+		c := client.New(checkedOptions(m, client.Options{URL: m.WSURL() + "/ws", Token: short(device)}))
+		warned := make(chan struct{}, 1)
+		c.OnEvent(protocol.EventTokenExpiring, func(*protocol.Frame) {
+			select {
+			case warned <- struct{}{}:
+			default:
+			}
+		})
+		if err := c.Connect(context.Background()); err != nil {
+			t.Fatal(err)
 		}
-	})
-	if err := c.Connect(context.Background()); err != nil {
-		t.Fatal(err)
+		t.Cleanup(func() { c.Close() })
+		return c, warned
 	}
-	defer c.Close()
+	closedExpired := func(c *client.Client, what string) {
+		t.Helper()
+		select {
+		case <-c.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the connection outlived its token", what)
+		}
+		if got := c.CloseCode(); got != protocol.CloseTokenExpired {
+			t.Errorf("%s: close code: got %d, want %d", what, got, protocol.CloseTokenExpired)
+		}
+	}
+
+	// Without a refresh, the connection is warned (within the 10s
+	// warning), then closed with 4001 (past the expiry).
+	c, warned := connect("phone-1")
+	select {
+	case <-warned:
+		t.Fatal("token.expiring a minute before the expiry, want it within 10s of it")
+	default:
+	}
+	advance(ttl - 5*time.Second)
 	select {
 	case <-warned:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no token.expiring event")
 	}
-	select {
-	case <-c.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the connection outlived its token")
-	}
-	if got := c.CloseCode(); got != protocol.CloseTokenExpired {
-		t.Errorf("close code: got %d, want %d", got, protocol.CloseTokenExpired)
-	}
+	advance(10 * time.Second)
+	closedExpired(c, "without a refresh")
 
-	// With an in-band refresh, it stays open past the first token's expiry.
-	rc, _, err := dialRaw(t, m, bearer(short(3*time.Second)), "")
+	// With an in-band refresh, it stays open past the first token's expiry:
+	// a canary connected after it, whose token expires no sooner, is closed
+	// by the same expiry pass.
+	rc, _, err := dialRaw(t, m, bearer(short("phone-1")), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	rc.mustNext()
+	canary, _ := connect("phone-2") // another device: phone-1 would replace it
 	fresh, _ := json.Marshal(map[string]string{"token": mintToken(t, m, "alice", "phone-1", "phone")})
 	rc.send(`{"type":"req","id":"r","method":"auth.refresh","params":` + string(fresh) + `}`)
 	for {
@@ -602,7 +631,8 @@ func TestTokenExpiryAndRefresh(t *testing.T) {
 			break
 		}
 	}
-	time.Sleep(4 * time.Second)
+	advance(ttl + 5*time.Second)
+	closedExpired(canary, "the canary")
 	rc.send(`{"type":"req","id":"p","method":"sys.ping"}`)
 	for {
 		f, code := rc.next()

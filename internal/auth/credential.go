@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"unicode"
 
 	"github.com/junctionhq/junction/protocol"
 )
@@ -90,7 +91,8 @@ func subprotocols(r *http.Request) []string {
 	return out
 }
 
-// subprotocolCredential returns the first junction.bearer.<credential> offer,
+// subprotocolCredential returns the first well-formed (no white space)
+// junction.bearer.<credential> offer,
 // provided the client also offered protocol.Subprotocol.
 func subprotocolCredential(r *http.Request) (string, bool) {
 	var cred string
@@ -101,7 +103,9 @@ func subprotocolCredential(r *http.Request) (string, bool) {
 			continue
 		}
 		if cred == "" {
-			if v, ok := strings.CutPrefix(p, protocol.BearerSubprotocolPrefix); ok {
+			// A subprotocol is an HTTP token: an offer with white space in
+			// its credential is malformed and passed over.
+			if v, ok := strings.CutPrefix(p, protocol.BearerSubprotocolPrefix); ok && !strings.ContainsFunc(v, unicode.IsSpace) {
 				cred = v
 			}
 		}

@@ -36,6 +36,8 @@ func TestCredentialFromRequest(t *testing.T) {
 		{"bearer glued", "/ws", [][2]string{{"Authorization", "Bearertok"}}, false, "", ""},
 		{"bearer subprotocol without junction.v1", "/ws?token=q", [][2]string{{"Sec-WebSocket-Protocol", "junction.bearer.s"}}, true, "q", SourceQuery},
 		{"empty bearer subprotocol", "/ws", [][2]string{{"Sec-WebSocket-Protocol", "junction.v1, junction.bearer."}}, false, "", ""},
+		{"bearer subprotocol with a space is not a token", "/ws?token=q", [][2]string{{"Sec-WebSocket-Protocol", "junction.v1, junction.bearer. tok"}}, true, "q", SourceQuery},
+		{"first well-formed bearer subprotocol wins", "/ws", [][2]string{{"Sec-WebSocket-Protocol", "junction.v1, junction.bearer.a\tb, junction.bearer.c"}}, true, "c", SourceSubprotocol},
 		{"first bearer subprotocol wins", "/ws", [][2]string{{"Sec-WebSocket-Protocol", "junction.v1, junction.bearer.a, junction.bearer.b"}}, true, "a", SourceSubprotocol},
 		{"empty query", "/ws?token=", nil, false, "", ""},
 		{"api key in header", "/ws", [][2]string{{"Authorization", "Bearer jk_abc_def"}}, true, "jk_abc_def", SourceHeader},

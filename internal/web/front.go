@@ -469,6 +469,11 @@ type frontConn struct {
 	timeout time.Duration
 }
 
+// testHookWouldBlock, when set (by tests, before the front door serves),
+// is called when a head being read from a bare descriptor would block:
+// the rest of it is then read as a net.Conn.
+var testHookWouldBlock func()
+
 // Read reads from the descriptor without waiting while it has data; when it
 // would wait, the descriptor becomes a net.Conn, whose read deadline bounds
 // the rest of the head, and the read goes on there.
@@ -477,6 +482,9 @@ func (c *frontConn) Read(p []byte) (int, error) {
 		n, err := readNow(c.fd, p)
 		if !errors.Is(err, errWouldBlock) {
 			return n, err
+		}
+		if testHookWouldBlock != nil {
+			testHookWouldBlock()
 		}
 		if _, err := c.netConn(); err != nil {
 			return 0, err

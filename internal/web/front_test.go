@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -20,14 +21,22 @@ import (
 	"github.com/junctionhq/junction/internal/ws"
 )
 
-// startFront serves handler through a Front on a loopback port.
+// startFront serves handler through a Front on a loopback port. Its
+// ReadHeaderTimeout (which bounds the front door's head too) is long enough
+// for a slow machine: only TestFrontSilentClientTimesOut, which waits for
+// it to pass, shortens it.
 func startFront(t *testing.T, handler http.Handler) (*Front, string) {
+	t.Helper()
+	return startFrontTimeout(t, handler, 10*time.Second)
+}
+
+func startFrontTimeout(t *testing.T, handler http.Handler, headTimeout time.Duration) (*Front, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 500 * time.Millisecond}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: headTimeout}
 	f := NewFront(handler, srv, slog.New(slog.DiscardHandler))
 	served := make(chan error, 1)
 	go func() { served <- f.Serve(ln) }()
@@ -159,7 +168,7 @@ func TestFrontHijackGetsEarlyBytes(t *testing.T) {
 }
 
 func TestFrontSilentClientTimesOut(t *testing.T) {
-	_, addr := startFront(t, http.NotFoundHandler())
+	_, addr := startFrontTimeout(t, http.NotFoundHandler(), 500*time.Millisecond)
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -189,11 +198,44 @@ func TestFrontHandlerPanic(t *testing.T) {
 	}
 }
 
+// watchWouldBlock sets testHookWouldBlock for the test and returns the
+// channel it signals on. Call it before startFront: the hook is cleared
+// after the front door stops.
+func watchWouldBlock(t *testing.T) chan struct{} {
+	t.Helper()
+	ch := make(chan struct{}, 16)
+	testHookWouldBlock = func() {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	t.Cleanup(func() { testHookWouldBlock = nil })
+	return ch
+}
+
+// awaitWouldBlock waits until the server has read what came so far of a
+// head and waits for more.
+func awaitWouldBlock(t *testing.T, ch chan struct{}) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		return // no bare descriptors: every head is read as a net.Conn
+	}
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the server did not wait for the rest of the head")
+	}
+}
+
 // TestFrontBareDescriptor: a handshake whose head arrived whole is offered
 // to the handler as a bare descriptor (ws.FDHijacker) with the bytes sent
 // after the head; one whose head arrived in pieces was read as a net.Conn
 // and is offered only through http.Hijacker, with the same bytes.
 func TestFrontBareDescriptor(t *testing.T) {
+	// The server reports when it has read what came so far of a head and
+	// would wait for more: the second piece is sent after that.
+	wouldBlock := watchWouldBlock(t)
 	_, addr := startFront(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fh, ok := w.(ws.FDHijacker)
 		if !ok {
@@ -222,9 +264,12 @@ func TestFrontBareDescriptor(t *testing.T) {
 		}
 		defer nc.Close()
 		_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+		for len(wouldBlock) > 0 {
+			<-wouldBlock
+		}
 		for i, p := range parts {
 			if i > 0 {
-				time.Sleep(50 * time.Millisecond) // the server reads what came so far
+				awaitWouldBlock(t, wouldBlock)
 			}
 			if _, err := io.WriteString(nc, p); err != nil {
 				t.Fatal(err)
@@ -359,6 +404,7 @@ func TestFrontPanicLogRateLimited(t *testing.T) {
 // on /ws as from net/http on any other path, whether it arrived whole (a
 // bare descriptor) or in two pieces (a net.Conn).
 func TestFrontRefusesLikeNetHTTP(t *testing.T) {
+	wouldBlock := watchWouldBlock(t)
 	_, addr := startFront(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "served")
 	}))
@@ -378,7 +424,7 @@ func TestFrontRefusesLikeNetHTTP(t *testing.T) {
 			for _, path := range []string{"/ws", "/other"} {
 				req := "GET " + path + " HTTP/1.1\r\n" + tc.head + "Connection: keep-alive\r\n\r\n"
 				for _, parts := range [][]string{{req}, {req[:10], req[10:]}} {
-					got := exchangeParts(t, addr, parts...)
+					got := exchangeParts(t, addr, wouldBlock, parts...)
 					// net/http's body does not say why; the front door's does.
 					if !strings.HasPrefix(got, "HTTP/1.1 400 ") || path == "/ws" && !strings.HasSuffix(got, "\r\n\r\n"+tc.want+"\n") {
 						t.Errorf("%s in %d pieces: got %q, want a 400 saying %q", path, len(parts), got, tc.want)
@@ -389,10 +435,11 @@ func TestFrontRefusesLikeNetHTTP(t *testing.T) {
 	}
 }
 
-// exchangeParts writes parts on a new connection, pausing between them so
-// that the server reads them apart, and returns what the server sends
-// until it closes.
-func exchangeParts(t *testing.T, addr string, parts ...string) string {
+// exchangeParts writes parts on a new connection, each after the server
+// has read the previous one and waits for more (so the head is read in
+// pieces, as a net.Conn), and returns what the server sends until it
+// closes.
+func exchangeParts(t *testing.T, addr string, wouldBlock chan struct{}, parts ...string) string {
 	t.Helper()
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -400,9 +447,12 @@ func exchangeParts(t *testing.T, addr string, parts ...string) string {
 	}
 	defer nc.Close()
 	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	for len(wouldBlock) > 0 {
+		<-wouldBlock
+	}
 	for i, p := range parts {
 		if i > 0 {
-			time.Sleep(20 * time.Millisecond) // only decides which path reads it; the answer is the same
+			awaitWouldBlock(t, wouldBlock)
 		}
 		if _, err := io.WriteString(nc, p); err != nil {
 			t.Fatal(err)

@@ -23,14 +23,18 @@ func (t *Transport) heartbeatTick() time.Duration {
 // socket stayed full, or whose close did not complete, for WriteTimeout.
 // No connection has a timer of its own.
 func (t *Transport) heartbeat() {
-	tick := time.NewTicker(t.heartbeatTick())
-	defer tick.Stop()
+	tickC := t.cfg.tick
+	if tickC == nil {
+		tick := time.NewTicker(t.heartbeatTick())
+		defer tick.Stop()
+		tickC = tick.C
+	}
 	var conns []*Conn
 	for {
 		select {
 		case <-t.hbStop:
 			return
-		case <-tick.C:
+		case <-tickC:
 		}
 		conns = t.conns(conns[:0])
 		now := t.now()

@@ -97,6 +97,11 @@ type Config struct {
 	ReadPause time.Duration
 	// Kind selects the implementation. Default DefaultKind.
 	Kind Kind
+
+	// tick, when set (by tests only), drives the heartbeat instead of its
+	// ticker: each value received is one pass over the connections, so a
+	// test decides when pings go out and timeouts are checked.
+	tick <-chan time.Time
 }
 
 func (c Config) withDefaults() Config {

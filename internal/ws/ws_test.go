@@ -403,28 +403,68 @@ func waitFor(t testing.TB, cond func() bool, what string) {
 	}
 }
 
+// TestHeartbeat drives the heartbeat with its own ticks (Config.tick), so
+// no timing decides the outcome: a tick pings both clients; the live one
+// answers, and the next tick finds its ping answered and pings again, while
+// it finds the dead one's ping outstanding past PongTimeout (1ns) and closes
+// it with 4102. The live one survives every round.
 func TestHeartbeat(t *testing.T) {
 	eachKind(t, func(t *testing.T, kind Kind) {
 		h := newTestHandler(false)
-		_, url := startServer(t, Config{Kind: kind, PingInterval: 50 * time.Millisecond, PongTimeout: 100 * time.Millisecond, WriteTimeout: 200 * time.Millisecond}, h)
+		tick := make(chan time.Time)
+		tr, url := startServer(t, Config{Kind: kind, PingInterval: time.Nanosecond, PongTimeout: time.Nanosecond, WriteTimeout: 10 * time.Second, tick: tick}, h)
+		beat := func() {
+			t.Helper()
+			select {
+			case tick <- time.Now():
+			case <-time.After(5 * time.Second):
+				t.Fatalf("the heartbeat took no tick within 5s")
+			}
+		}
 
-		// A live client answers pings (wsutil answers control frames).
+		// A live client answers every ping, and reports (in transport
+		// clock) when it got it: the server read the pong after that.
 		live := dial(t, url)
 		liveConn := h.waitConn(t)
+		pinged := make(chan int64, 16)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
 			for {
-				if _, _, err := wsutil.ReadServerData(live.rw); err != nil {
+				f, err := gws.ReadFrame(live.rw)
+				if err != nil {
+					return
+				}
+				if f.Header.OpCode != gws.OpPing {
+					continue
+				}
+				pinged <- tr.now()
+				if f.Header.Masked {
+					gws.Cipher(f.Payload, f.Header.Mask, 0)
+				}
+				if err := wsutil.WriteClientMessage(live.Conn, gws.OpPong, f.Payload); err != nil {
 					return
 				}
 			}
 		}()
+		answered := func(round int) {
+			t.Helper()
+			var at int64
+			select {
+			case at = <-pinged:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("round %d: the live client got no ping", round)
+			}
+			waitFor(t, func() bool { return liveConn.lastRead.Load() >= at }, "the server to read the pong")
+		}
 
 		// A dead client never reads nor answers.
 		_ = dial(t, url)
 		deadConn := h.waitConn(t)
 
+		beat() // pings both
+		answered(1)
+		beat() // the dead one's ping is outstanding: 4102; the live one is pinged again
 		ev := h.waitClose(t)
 		if ev.code != protocol.CloseHeartbeatTimeout {
 			t.Fatalf("OnClose got %d %q, want %d", ev.code, ev.reason, protocol.CloseHeartbeatTimeout)
@@ -432,9 +472,13 @@ func TestHeartbeat(t *testing.T) {
 		if s := deadConn.state.Load(); s != stateClosed {
 			t.Fatalf("dead connection state %d, want closed", s)
 		}
-		time.Sleep(400 * time.Millisecond)
+		for round := 2; round <= 6; round++ {
+			answered(round)
+			beat()
+		}
+		answered(7)
 		if s := liveConn.state.Load(); s != stateOpen {
-			t.Fatalf("live connection state %d after 8 ping intervals, want open", s)
+			t.Fatalf("live connection state %d after 7 answered pings, want open", s)
 		}
 		live.Close()
 		<-done
