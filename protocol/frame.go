@@ -295,8 +295,9 @@ func AppendError(dst []byte, id string, e *Error) ([]byte, error) {
 	return append(dst, '}'), nil
 }
 
-// AppendEvent appends an event frame. topic and epoch are omitted when empty,
-// offset when topic is empty. data must be compact JSON or nil (omitted).
+// AppendEvent appends an event frame. topic is omitted when empty; the
+// position (epoch and offset) is written only with a topic and a non-empty
+// epoch. data must be compact JSON or nil (omitted).
 func AppendEvent(dst []byte, event, topic, epoch string, offset uint64, data json.RawMessage) []byte {
 	dst = append(dst, `{"type":"event","event":`...)
 	dst = AppendString(dst, event)

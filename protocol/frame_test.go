@@ -227,10 +227,20 @@ func FuzzDecode(f *testing.F) {
 // normalFrame is f with the normalisations a decode/encode round trip is
 // allowed (Append writes what json.Marshal would, omitempty included): an
 // error's empty details are dropped, and a successful response without a
-// result has result null. Raw JSON values (params, result, data) are
-// otherwise copied as they came.
+// result has result null, and an event's position is written only as a
+// whole, after its topic (AppendEvent: an epoch without a topic, or an
+// offset without an epoch, is dropped). Raw JSON values (params, result,
+// data) are otherwise copied as they came.
 func normalFrame(f *Frame) Frame {
 	n := *f
+	if n.Type == TypeEvent {
+		if n.Topic == "" {
+			n.Epoch = ""
+		}
+		if n.Epoch == "" {
+			n.Offset = 0
+		}
+	}
 	if n.Type == TypeResponse && n.OK && len(n.Result) == 0 {
 		n.Result = json.RawMessage("null")
 	}
