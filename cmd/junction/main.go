@@ -5,6 +5,7 @@
 //	junction keygen   create the EdDSA signing key in a data directory
 //	junction migrate  apply database migrations and exit
 //	junction bench    load generator speaking the protocol (loopback only)
+//	junction health   check a running server's /healthz (container health check)
 //	junction version  print the version
 package main
 
@@ -23,8 +24,9 @@ import (
 	"github.com/junctionhq/junction/internal/web"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "0.1.0-dev"
+// version is set at build time with -ldflags "-X main.version=..." (see
+// version.go for the go install case).
+var version = devVersion
 
 func main() {
 	web.Version = version
@@ -48,6 +50,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		err = runMigrate(ctx, args[1:], environ, stdout, stderr)
 	case "bench":
 		err = runBench(ctx, args[1:], stdout, stderr)
+	case "health":
+		err = runHealth(ctx, args[1:], environ, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "junction", version)
 	case "help", "-h", "--help":
@@ -77,6 +81,7 @@ Usage:
   junction keygen [flags]    create the EdDSA signing key in a data directory
   junction migrate [flags]   apply database migrations and exit (--database DSN, --data DIR)
   junction bench [flags]     load generator: connect, idle, rpc and fanout scenarios (loopback only)
+  junction health [--url U]  exit 0 if a running server's /healthz answers 200 (container health check)
   junction version           print the version
 
 Run 'junction COMMAND --help' for a command's flags.
