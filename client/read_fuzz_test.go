@@ -57,7 +57,7 @@ func FuzzClientRead(f *testing.F) {
 		f.Add(seed)
 	}
 	welcome, _ := json.Marshal(protocol.Welcome{Protocol: protocol.Version, ConnID: "c1", NodeID: "fuzz",
-		Principal: protocol.Principal{UserID: "u", DeviceID: "d", Kind: "machine", Scopes: []string{"read"}},
+		Principal:   protocol.Principal{UserID: "u", DeviceID: "d", Kind: "machine", Scopes: []string{"read"}},
 		HeartbeatMs: 60_000, HeartbeatTimeoutMs: 60_000, Limits: protocol.Limits{MaxFrameBytes: 1 << 16}, Features: []string{FeatureBatch}})
 	welcomeFrame := serverFrame(f, ws.NewTextFrame(protocol.AppendEvent(nil, protocol.EventWelcome, "", "", 0, welcome)))
 

@@ -214,6 +214,11 @@ func (p *NetworkPolicy) trustedProxy(a netip.Addr) bool {
 // parseHostAddr parses "ip", "ip:port" or "[ipv6]:port" and returns the
 // address unmapped and without zone, or the zero Addr.
 func parseHostAddr(s string) netip.Addr {
+	// An empty zone in brackets ("[::%]:0") is malformed: netip.ParseAddr
+	// refuses it, but netip.ParseAddrPort lets it through.
+	if strings.HasPrefix(s, "[") && strings.Contains(s, "%]") {
+		return netip.Addr{}
+	}
 	var a netip.Addr
 	if ap, err := netip.ParseAddrPort(s); err == nil {
 		a = ap.Addr()
