@@ -414,8 +414,7 @@ var catalogueCases = []hostileCase{
 	{id: "M-EXPECTED-VERSION-TYPE", name: `session.update with "expectedVersion":"1"`, ws: &wsProbe{as: "a",
 		frame: req("1", "session.update", `{"id":"{a-session}","field":"metadata","value":"AA==","expectedVersion":"1"}`), code: protocol.CodeBadRequest, field: "expectedVersion"}},
 	{id: "M-NO-ACCOUNT", name: "session.get with a token whose user has no account", ws: &wsProbe{frame: req("1", "session.get", `{"id":"{b-session}"}`), code: protocol.CodeNotFound}},
-	{id: "M-NO-ACCOUNT-LIST", name: "session.list with a token whose user has no account", ws: &wsProbe{frame: req("1", "session.list", `{}`), code: protocol.CodeNotFound},
-		gap: "lists answer an empty page, not 404 no_account as api.md says"},
+	{id: "M-NO-ACCOUNT-LIST", name: "session.list with a token whose user has no account", ws: &wsProbe{frame: req("1", "session.list", `{}`), code: protocol.CodeNotFound}},
 
 	// Channels.
 	{id: "CH-TOPIC-SLASH", name: "a topic with /", ws: &wsProbe{frame: req("1", "channel.subscribe", `{"topic":"public:a/b"}`), code: protocol.CodeBadRequest, field: "topic"}},
@@ -516,8 +515,7 @@ var catalogueCases = []hostileCase{
 	{id: "D-NO-ACCOUNT", name: "GET a session with a token whose user has no account", method: "GET", path: "/api/v1/sessions/{b-session}",
 		header: []string{"Authorization: Bearer {token}"}, status: 404, code: protocol.CodeNotFound, contains: "no_account"},
 	{id: "D-NO-ACCOUNT-LIST", name: "list sessions with a token whose user has no account", method: "GET", path: "/api/v1/sessions",
-		header: []string{"Authorization: Bearer {token}"}, status: 404, code: protocol.CodeNotFound, contains: "no_account",
-		gap: "lists answer 200 with an empty page, not 404 no_account as api.md says"},
+		header: []string{"Authorization: Bearer {token}"}, status: 404, code: protocol.CodeNotFound, contains: "no_account"},
 	{id: "D-IDEM-HUGE", name: "an Idempotency-Key of 201 bytes", method: "POST", path: "/api/v1/sessions",
 		header: []string{"Authorization: Bearer {a}", "Content-Type: application/json", "Idempotency-Key: " + strings.Repeat("k", 201)}, body: `{}`, status: 400, code: protocol.CodeBadRequest},
 
