@@ -455,8 +455,7 @@ var catalogueCases = []hostileCase{
 	// RPC.
 	{id: "RPC-OTHER-ACCOUNT", name: "call an online device of another account", on: testRPCOtherAccount},
 	{id: "RPC-OTHER-ACCOUNT-OFFLINE", name: "call an offline device of another account", ws: &wsProbe{as: "a",
-		frame: req("1", "rpc.call", `{"target":{"deviceId":"{b-device}"},"method":"files.read"}`), code: protocol.CodeForbidden},
-		gap: "the grant is checked once the target is online: a call to another account's offline (or unknown) device waits hub.rpc.offline_grace and answers unavailable, so a caller learns whether any device id is online"},
+		frame: req("1", "rpc.call", `{"target":{"deviceId":"{b-device}"},"method":"files.read"}`), code: protocol.CodeForbidden}},
 	{id: "RPC-UNREGISTERED", name: "call a method the online target did not register", on: testRPCUnregistered},
 	{id: "RPC-REGISTER-SCOPE", name: "rpc.register by a phone without rpc.serve", ws: &wsProbe{as: "a", frame: req("1", "rpc.register", `{"methods":["files.read"]}`), code: protocol.CodeForbidden}},
 	{id: "RPC-REGISTER-NAME", name: "rpc.register of a bad method name", ws: &wsProbe{as: "a-mac", frame: req("1", "rpc.register", `{"methods":["files.read","../x"]}`), code: protocol.CodeBadRequest, field: "methods[1]"}},
