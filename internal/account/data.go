@@ -2,6 +2,7 @@ package account
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -214,6 +215,13 @@ func objectOps[C any](s *Service, k objectKind, checkCreate func(*C) error, crea
 		if err != nil {
 			return nil, listErr(err)
 		}
+		if p.Cursor == "" && emptyPage(res) {
+			// A first page that is empty may be a user without an account:
+			// not found, which mapErr says is no account (api.md).
+			if _, aerr := s.deps.Store.Account(ctx, pr.UserID); errors.Is(aerr, store.ErrNotFound) {
+				return nil, aerr
+			}
+		}
 		return res, nil
 	})
 	list.Result = listResult(k)
@@ -289,6 +297,19 @@ func listResult(k objectKind) any {
 }
 
 // listErr names the cursor when the store refuses it.
+// emptyPage reports whether res, a page of objects, holds none.
+func emptyPage(res any) bool {
+	switch v := res.(type) {
+	case protocol.ObjectList[protocol.Session]:
+		return len(v.Items) == 0
+	case protocol.ObjectList[protocol.Machine]:
+		return len(v.Items) == 0
+	case protocol.ObjectList[protocol.Artifact]:
+		return len(v.Items) == 0
+	}
+	return false
+}
+
 func listErr(err error) error {
 	if mapped := protocol.AsError(mapStoreErr(err)); mapped.Code == protocol.CodeBadRequest {
 		return protocol.FieldError("cursor", "invalid cursor")

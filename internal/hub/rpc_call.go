@@ -158,6 +158,7 @@ func (r *rpcRelay) callsOf(c *Conn) *rpcCalls {
 // disconnects (nil for none). path is "local" or "remote" for metrics.
 func (r *rpcRelay) call(ctx context.Context, done <-chan struct{}, caller *protocol.Caller, device, method string, params json.RawMessage, sink progressSink) (json.RawMessage, string, error) {
 	graceEnd := time.Now().Add(r.cfg.OfflineGrace)
+	ownerChecked := false
 	for {
 		if s := r.localServer(device); s != nil {
 			res, offline, err := r.deliverLocal(ctx, done, caller, s, method, params, sink)
@@ -193,6 +194,18 @@ func (r *rpcRelay) call(ctx context.Context, done <-chan struct{}, caller *proto
 				return res, "remote", err
 			}
 			wake, release = r.waiter(device)
+		}
+		if !ownerChecked {
+			// Offline here and on every node: the grant is checked against
+			// the device's owner, when the owner lookup knows the device,
+			// before waiting for it, so that a call to another user's
+			// offline device answers forbidden at once, as one to an
+			// online device does, and waiting reveals nothing.
+			ownerChecked = true
+			if owner := r.deviceOwner(ctx, device); owner != "" && !r.cfg.allowed(caller.UserID, owner, method) {
+				release()
+				return nil, "local", errForbidden()
+			}
 		}
 		wait := time.Until(graceEnd)
 		if wait <= 0 {
@@ -401,4 +414,20 @@ type rpcWaiter struct {
 
 func (r *rpcRelay) nextCallID() string {
 	return r.node + "/" + strconv.FormatUint(r.nextID.Add(1), 10)
+}
+
+// deviceOwner returns the user owning device by the "device" owner lookup
+// (RegisterOwnerLookup), or "" when there is none, the lookup does not
+// know the device, or it fails.
+func (r *rpcRelay) deviceOwner(ctx context.Context, device string) string {
+	o := r.h.ch.owners["device"]
+	if o == nil {
+		return ""
+	}
+	owner, err := o.Owner(ctx, Topic{Name: "device:" + device, Namespace: "device", params: []string{"deviceId", device}})
+	if err != nil {
+		r.h.log.Warn("rpc: device owner lookup", "device", device, "err", err)
+		return ""
+	}
+	return owner
 }

@@ -232,6 +232,12 @@ func (f *Front) serveConn(in incoming) {
 	req := readHeadFast(hr.br)
 	if req == nil {
 		if req, err = http.ReadRequest(hr.br); err != nil {
+			if hr.lr.N == 0 {
+				// Over MaxHeaderBytes: what net/http answers for the
+				// other paths (RFC 6585 §5).
+				refuseRaw(c, http.StatusRequestHeaderFieldsTooLarge, "request head too large\n")
+				return
+			}
 			refuseRaw(c, http.StatusBadRequest, "malformed request head\n")
 			return
 		}
