@@ -38,6 +38,17 @@ var allowed = []allowance{
 		pkg: "github.com/junctionhq/junction/internal/web", test: "TestFrontUpgrade/epoll",
 		reason: "the epoll transport exists on Linux only", when: notLinux,
 	},
+	// A known gap of the hostile catalogue (docs/SECURITY.md, "Known
+	// gaps"): the case states the refusal the server should give and skips
+	// until it does; the summary keeps it in view.
+	{
+		pkg: "github.com/junctionhq/junction/cmd/junction", test: "TestHostileCatalogue/epoll/FR-ID-DUPLICATE",
+		reason: "known gap: a request reusing the id of one in flight is served (docs/SECURITY.md)", when: always,
+	},
+	{
+		pkg: "github.com/junctionhq/junction/cmd/junction", test: "TestHostileCatalogue/portable/FR-ID-DUPLICATE",
+		reason: "known gap: a request reusing the id of one in flight is served (docs/SECURITY.md)", when: always,
+	},
 	{
 		pkg: "github.com/junctionhq/junction/cmd/junction", test: "TestBinaryServeDrainsOnSIGTERM",
 		reason: "SIGTERM does not exist on Windows", when: onWindows,
