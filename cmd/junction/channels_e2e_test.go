@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -22,61 +20,6 @@ func withNamespaces(ns ...hub.NamespaceConfig) func(*Config) {
 	return func(c *Config) { c.Hub.Namespaces = ns }
 }
 
-// cutProxy forwards TCP connections to target and can cut them all at once,
-// like a network failure between a client and the server.
-type cutProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	conns  []net.Conn
-	wg     sync.WaitGroup
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln, target: target}
-	p.wg.Go(func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, in, out)
-			p.mu.Unlock()
-			p.wg.Go(func() { _, _ = io.Copy(out, in); out.Close() })
-			p.wg.Go(func() { _, _ = io.Copy(in, out); in.Close() })
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		p.cut()
-		p.wg.Wait()
-	})
-	return p
-}
-
-// cut closes every proxied connection, both sides.
-func (p *cutProxy) cut() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	n := len(p.conns) / 2
-	p.conns = nil
-	return n
-}
-
 func TestChannelResumeAcrossReconnect(t *testing.T) {
 	m := startServer(t, func(c *Config) {
 		withNamespaces(hub.NamespaceConfig{
@@ -86,7 +29,7 @@ func TestChannelResumeAcrossReconnect(t *testing.T) {
 		// default 1,000 requests/s when nothing else runs.
 		c.Hub.RequestsPerSecond = -1
 	})
-	proxy := newCutProxy(t, m.Addr().String())
+	proxy := newStallProxy(t, m.Addr().String()) // cut like a network failure
 	const total = 3000
 
 	var (

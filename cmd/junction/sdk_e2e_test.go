@@ -26,7 +26,8 @@ import (
 // TestRPCMachineReregistersAfterReconnect), and resume under load by
 // TestChannelResumeAcrossReconnect.
 
-// stallProxy forwards TCP connections to target. It can make the server
+// stallProxy forwards TCP connections to target (the e2e tests' one proxy).
+// It can make the server
 // go silent on the live connections (bytes from the server are dropped,
 // its close included, while the client's still reach it), cut them, and
 // hold new connections until released.
