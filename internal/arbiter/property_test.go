@@ -121,7 +121,9 @@ func (c *checker) check(input string, o Output) {
 		if !known {
 			c.fail(input, "event %v for unknown request %s", e.Kind, e.Request)
 		}
-		bad := func() { c.fail(input, "%s: %v (reason %q, pending %v) in state %d", e.Request, e.Kind, e.Reason, e.Pending, st) }
+		bad := func() {
+			c.fail(input, "%s: %v (reason %q, pending %v) in state %d", e.Request, e.Kind, e.Reason, e.Pending, st)
+		}
 		switch e.Kind {
 		case Queued:
 			if st != stNew && st != stWaiting {
