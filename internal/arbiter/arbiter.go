@@ -17,10 +17,11 @@
 //     two commands (300 ms for BLE glasses, 0 for a screen).
 //   - Each request has a priority class stamped by the gateway: system >
 //     foreground > background > ambient. A higher class preempts a lower
-//     one at once; among equals the newest request wins, except that a
-//     background request on the device holds a lease: another background
-//     request cannot take the surface until the holder has been idle (has
-//     sent nothing newer) for Config.BackgroundLease.
+//     one at once; among equals the newest request wins, except that the
+//     app whose background request was last shown on a surface holds a
+//     lease on it: another app's background request cannot take the
+//     surface until the holder has been idle (has had nothing newer shown)
+//     for Config.BackgroundLease.
 //   - Per surface only each app's latest request is kept: a new request
 //     supersedes the app's previous one on that surface.
 //   - Inside a surface's minimum interval, changes are coalesced: the
@@ -94,8 +95,9 @@ type Surface struct {
 type Config struct {
 	// Surfaces are the device's outputs; at least one, names unique.
 	Surfaces []Surface
-	// BackgroundLease is how long a background request on the device keeps
-	// other background requests off its surface; zero means 10 s.
+	// BackgroundLease is how long, after its last background request was
+	// shown, an app keeps other apps' background requests off a surface;
+	// zero means 10 s.
 	BackgroundLease time.Duration
 	// MaxWaiting bounds the requests waiting per surface (one per app at
 	// most); a request beyond it is rejected with ReasonFull. Zero means 32.
@@ -239,7 +241,6 @@ type entry struct {
 	expires time.Time // zero: no TTL
 	shown   bool      // Shown was emitted
 	queued  Reason    // the last Queued reason emitted, to emit each once
-	lease   time.Time // background on the device: until when it holds the surface
 	gone    Reason    // on the device but no longer wanted (expired, cleared, superseded): hidden at the next command
 }
 
@@ -252,6 +253,16 @@ type surface struct {
 	waiting []*entry // live requests not on the device, in arrival order
 	lastCmd time.Time
 	everCmd bool // a command was sent; lastCmd is meaningful
+	// The background lease: the app whose background request was last
+	// shown here keeps other background requests off the surface until
+	// leaseUntil, renewed each time one of its requests is shown.
+	leaseApp   string
+	leaseUntil time.Time
+}
+
+// leased reports whether app holds s's background lease at now.
+func (s *surface) leased(app string, now time.Time) bool {
+	return s.leaseApp == app && now.Before(s.leaseUntil)
 }
 
 // Arbiter is one device's output arbitration. Not safe for concurrent use:
@@ -476,10 +487,16 @@ func (a *Arbiter) beats(w, best *entry) bool {
 	if w.req.Class != best.req.Class {
 		return w.req.Class > best.req.Class
 	}
-	if best.surface.current == best && best.req.Class == Background {
-		// The lease holds until its holder has been idle long enough;
-		// then it is released to whoever waits.
-		return !a.now.Before(best.lease)
+	if w.req.Class == Background {
+		s := best.surface
+		switch {
+		case s.leased(best.req.App, a.now):
+			return false // the lease holds until its holder has been idle long enough
+		case s.leased(w.req.App, a.now):
+			return true // the holder's newer request, queued behind the throttle
+		case s.current == best:
+			return true // the lease was released: whoever waits goes next
+		}
 	}
 	return w.seq > best.seq
 }
@@ -562,8 +579,9 @@ func (a *Arbiter) retryAfter(w, best *entry) time.Duration {
 		return 0
 	}
 	at = best.expires
-	if best.req.Class == w.req.Class && best.req.Class == Background && (at.IsZero() || best.lease.Before(at)) {
-		at = best.lease
+	if s := best.surface; best.req.Class == w.req.Class && best.req.Class == Background && s.leased(best.req.App, a.now) &&
+		(at.IsZero() || s.leaseUntil.Before(at)) {
+		at = s.leaseUntil
 	}
 	if at.IsZero() || !at.After(a.now) {
 		return 0
@@ -580,7 +598,9 @@ func (a *Arbiter) apply(s *surface, best *entry) {
 		i := slices.Index(s.waiting, best)
 		s.waiting = slices.Delete(s.waiting, i, i+1)
 		a.out.Commands = append(a.out.Commands, Command{Surface: s.decl.Name, Op: Show, Request: best.req})
-		best.lease = a.now.Add(a.cfg.BackgroundLease)
+		if best.req.Class == Background {
+			s.leaseApp, s.leaseUntil = best.req.App, a.now.Add(a.cfg.BackgroundLease)
+		}
 		if best.shown {
 			a.emit(best, Restored, "", nil)
 		} else {
@@ -629,8 +649,8 @@ func (a *Arbiter) wake(s *surface) time.Time {
 	}
 	if cur != nil && cur.gone == "" {
 		min(cur.expires)
-		if cur.req.Class == Background && len(s.waiting) > 0 && a.now.Before(cur.lease) {
-			min(cur.lease)
+		if cur.req.Class == Background && len(s.waiting) > 0 && s.leased(cur.req.App, a.now) {
+			min(s.leaseUntil)
 		}
 	}
 	for _, w := range s.waiting {

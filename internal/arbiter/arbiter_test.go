@@ -223,6 +223,13 @@ func TestScenarios(t *testing.T) {
 			{6000, request(req("b2", "bgA", Background)), "main show b2; b2 shown; b1 hidden:superseded; next=16000"},
 			{16000, tick, "main show x2; x2 shown; b2 hidden:preempted; next=-"},
 		}},
+		{"background lease covers the holder's request queued behind the throttle", glasses, []step{
+			{0, request(req("b1", "bgA", Background)), "main show b1; b1 shown; next=-"},
+			{100, request(req("b2", "bgA", Background)), "b2 queued:throttle; next=300"},
+			{150, request(req("x1", "bgB", Background).restore()), "x1 queued:throttle; next=300"},
+			{300, tick, "main show b2; b2 shown; b1 hidden:superseded; x1 queued:busy; next=10300"},
+			{10300, tick, "main show x1; x1 shown; b2 hidden:preempted; next=-"},
+		}},
 		{"background lease does not hold against a higher class", screen, []step{
 			{0, request(req("b1", "bgA", Background)), "main show b1; b1 shown; next=-"},
 			{1, request(req("f1", "fg", Foreground)), "main show f1; f1 shown; b1 hidden:preempted; next=-"},
