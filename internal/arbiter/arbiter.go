@@ -275,7 +275,7 @@ type Arbiter struct {
 	booting  bool
 	seq      uint64
 	now      time.Time // the latest time seen; time never goes back
-	out      *Output   // the Output being built by the current input
+	out      Output    // the Output being built by the current input
 }
 
 // New returns an Arbiter for the surfaces in cfg.
@@ -322,13 +322,13 @@ func (a *Arbiter) begin(now time.Time) {
 	if now.After(a.now) {
 		a.now = now
 	}
-	a.out = &Output{}
+	a.out = Output{}
 }
 
 // end finishes an input: the next wake-up, and the Output.
 func (a *Arbiter) end() Output {
 	out := a.out
-	a.out = nil
+	a.out = Output{}
 	var next time.Time
 	for _, s := range a.order {
 		if t := a.wake(s); !t.IsZero() && (next.IsZero() || t.Before(next)) {
@@ -336,7 +336,7 @@ func (a *Arbiter) end() Output {
 		}
 	}
 	out.Next = next
-	return *out
+	return out
 }
 
 func (a *Arbiter) emit(e *entry, kind Kind, reason Reason, f func(*Event)) {
@@ -410,6 +410,12 @@ func (a *Arbiter) drop(e *entry, reason Reason) {
 	if i := slices.Index(s.waiting, e); i >= 0 {
 		s.waiting = slices.Delete(s.waiting, i, i+1)
 	}
+	a.finish(e, reason)
+}
+
+// finish ends a request that is not on the device (and no longer in its
+// surface's waiting list) with its final event.
+func (a *Arbiter) finish(e *entry, reason Reason) {
 	delete(a.live, e.req.ID)
 	switch {
 	case e.shown:
@@ -510,11 +516,16 @@ func (a *Arbiter) throttled(s *surface) bool {
 // request, a command if the device must change and may, and the outcome of
 // the requests that lost.
 func (a *Arbiter) settle(s *surface) {
-	for _, w := range slices.Clone(s.waiting) {
+	kept := s.waiting[:0]
+	for _, w := range s.waiting {
 		if w.expiredAt(a.now) {
-			a.drop(w, ReasonExpired)
+			a.finish(w, ReasonExpired)
+		} else {
+			kept = append(kept, w)
 		}
 	}
+	clear(s.waiting[len(kept):])
+	s.waiting = kept
 	cur := s.current
 	if cur != nil && cur.gone == "" && cur.expiredAt(a.now) {
 		cur.gone = ReasonExpired
@@ -549,17 +560,19 @@ func (a *Arbiter) settle(s *surface) {
 		a.apply(s, best)
 	}
 	// Everything still waiting lost to best: wait if it may, else reject.
-	for _, w := range slices.Clone(s.waiting) {
+	kept = s.waiting[:0]
+	for _, w := range s.waiting {
 		if w.req.Restore {
 			a.queue(w, ReasonBusy)
+			kept = append(kept, w)
 			continue
 		}
-		i := slices.Index(s.waiting, w)
-		s.waiting = slices.Delete(s.waiting, i, i+1)
 		delete(a.live, w.req.ID)
 		retry := a.retryAfter(w, best)
 		a.emit(w, Rejected, ReasonBusy, func(ev *Event) { ev.RetryAfter = retry })
 	}
+	clear(s.waiting[len(kept):])
+	s.waiting = kept
 }
 
 // queue emits Queued once per reason for a request never shown.

@@ -69,7 +69,7 @@ func bootDone(a *Arbiter, now time.Time) Output { return a.BootDone(now) }
 func cancel(app, id string) func(*Arbiter, time.Time) Output {
 	return func(a *Arbiter, now time.Time) Output { return a.Cancel(now, app, id) }
 }
-func clear(app, surface string) func(*Arbiter, time.Time) Output {
+func clearOut(app, surface string) func(*Arbiter, time.Time) Output {
 	return func(a *Arbiter, now time.Time) Output { return a.Clear(now, app, surface) }
 }
 func ended(app string) func(*Arbiter, time.Time) Output {
@@ -153,7 +153,7 @@ func TestScenarios(t *testing.T) {
 		}},
 		{"a clear is throttled too", glasses, []step{
 			{0, request(req("r1", "fg", Foreground)), "main show r1; r1 shown; next=-"},
-			{100, clear("fg", "main"), "next=300"},
+			{100, clearOut("fg", "main"), "next=300"},
 			{300, tick, "main clear; r1 hidden:cleared; next=-"},
 		}},
 		{"throttled winner cancelled before the interval ends", glasses, []step{
@@ -246,7 +246,7 @@ func TestScenarios(t *testing.T) {
 		}},
 		{"clear a shown request", screen, []step{
 			{0, request(req("f1", "fg", Foreground)), "main show f1; f1 shown; next=-"},
-			{1, clear("fg", "main"), "main clear; f1 hidden:cleared; next=-"},
+			{1, clearOut("fg", "main"), "main clear; f1 hidden:cleared; next=-"},
 		}},
 		{"app ended: every surface, every state", glasses, []step{
 			{0, request(req("s1", "sys", System)), "main show s1; s1 shown; next=-"},
@@ -373,5 +373,36 @@ func TestPrometheusCounts(t *testing.T) {
 	want := map[string]float64{"kind=shown reason= ": 1, "kind=rejected reason=busy ": 2}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+// BenchmarkDecisions measures arbiter inputs per second: a mix of requests
+// from four apps of different classes on two surfaces, with ticks.
+func BenchmarkDecisions(b *testing.B) {
+	a, err := New(glasses)
+	if err != nil {
+		b.Fatal(err)
+	}
+	apps := []struct {
+		name  string
+		class Class
+	}{{"sys", System}, {"fg", Foreground}, {"bg", Background}, {"amb", Ambient}}
+	ids := make([]string, 1024)
+	for i := range ids {
+		ids[i] = fmt.Sprint("r", i)
+	}
+	now := t0
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		now = now.Add(37 * time.Millisecond)
+		app := apps[i%len(apps)]
+		r := Request{ID: ids[i%len(ids)] + app.name, App: app.name, Class: app.class, Surface: "main", TTL: time.Second, Restore: i%3 == 0}
+		if i%2 == 1 {
+			r.Surface = "led"
+		}
+		a.Request(now, r)
+		if i%4 == 3 {
+			a.Tick(now)
+		}
 	}
 }

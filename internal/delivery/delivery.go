@@ -135,7 +135,7 @@ type Message struct {
 type Result struct {
 	ID       string // the webhook-id used
 	Outcome  Outcome
-	Attempts int // HTTP requests made
+	Attempts int // attempts made: requests sent, and one refused by the guard
 	Status   int // the last response's status, 0 if none
 }
 
@@ -292,6 +292,9 @@ func (d *Deliverer) Deliver(ctx context.Context, t Target, m Message) (Result, e
 		return res, &Error{Stage: stage, Status: status, Attempts: res.Attempts, Err: err}
 	}
 	u, err := checkURL(t.URL)
+	if err == nil && t.ID == "" {
+		err = fmt.Errorf("%w: a target needs an id (its breaker and log key)", ErrRefused)
+	}
 	if err != nil {
 		d.record(Attempt{Delivery: m.ID, Target: t.ID, Attempt: 1, At: start, Stage: StageGuard, Error: err.Error()})
 		return fail(OutcomeRefused, StageGuard, 0, err)

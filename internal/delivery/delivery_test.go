@@ -474,6 +474,9 @@ func TestBadURLsRefused(t *testing.T) {
 			t.Errorf("%q: got %v, want ErrRefused", u, err)
 		}
 	}
+	if _, err := e.d.Deliver(t.Context(), Target{URL: "https://example.com/", Secrets: []webhook.Secret{s}}, Message{Body: []byte(`{}`)}); !errors.Is(err, ErrRefused) {
+		t.Errorf("no target id: got %v, want ErrRefused", err)
+	}
 	if _, err := e.d.Deliver(t.Context(), Target{ID: "x", URL: "https://example.com/"}, Message{Body: []byte(`{}`)}); !errors.Is(err, ErrRefused) || !errors.Is(err, webhook.ErrBadSecret) {
 		t.Errorf("no secret: got %v, want ErrRefused wrapping webhook.ErrBadSecret", err)
 	}
