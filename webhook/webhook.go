@@ -198,15 +198,16 @@ var base32NoPad = base32.StdEncoding.WithPadding(base32.NoPadding)
 // Signature is one entry of a webhook-signature header.
 type Signature struct {
 	Version string // "v1" for the symmetric scheme; other versions are kept, not checked
-	Value   []byte // the decoded signature bytes
+	Value   []byte // v1: the decoded signature bytes; nil for other versions
 }
 
 // ParseSignatures reads a webhook-signature header: entries separated by
-// single or repeated spaces, each `<version>,<base64>`. Entries of other
-// versions are returned but Verify ignores them (v1a is the
-// specification's asymmetric scheme). An entry without a comma or with bad
-// base64 is an error, as is a header longer than MaxSignatureHeader, more
-// than 16 entries, or no v1 entry at all.
+// single or repeated spaces, each `<version>,<signature>`. Entries of other
+// versions (v1a is the specification's asymmetric scheme) are returned
+// without their value and Verify ignores them, so a sender may add a
+// scheme this package does not know. An entry without a comma, a v1 entry
+// that is not standard base64, a header longer than MaxSignatureHeader,
+// more than 16 entries, or no v1 entry at all is an error.
 func ParseSignatures(header string) ([]Signature, error) {
 	if len(header) > MaxSignatureHeader {
 		return nil, fmt.Errorf("%w: header of %d bytes, limit %d", ErrBadSignatures, len(header), MaxSignatureHeader)
@@ -221,11 +222,15 @@ func ParseSignatures(header string) ([]Signature, error) {
 		if !ok || version == "" {
 			return nil, fmt.Errorf("%w: entry %d is not <version>,<base64>", ErrBadSignatures, len(sigs)+1)
 		}
-		value, err := base64.StdEncoding.Strict().DecodeString(b64)
-		if err != nil || len(value) == 0 {
-			return nil, fmt.Errorf("%w: entry %d (%s) is not base64", ErrBadSignatures, len(sigs)+1, version)
+		var value []byte
+		if version == "v1" {
+			var err error
+			value, err = base64.StdEncoding.Strict().DecodeString(b64)
+			if err != nil || len(value) == 0 {
+				return nil, fmt.Errorf("%w: entry %d (v1) is not base64", ErrBadSignatures, len(sigs)+1)
+			}
+			v1 = true
 		}
-		v1 = v1 || version == "v1"
 		sigs = append(sigs, Signature{Version: version, Value: value})
 	}
 	if !v1 {

@@ -108,7 +108,8 @@ func TestVerifyRefusals(t *testing.T) {
 		{name: "too new", now: specTimestamp - 5*60 - 1, want: ErrTimestampTooNew},
 		{name: "only another version", edit: func(h http.Header) { h.Set(HeaderSignature, "v1a,"+specSignature[3:]) }, want: ErrBadSignatures},
 		{name: "entry without comma", edit: func(h http.Header) { h.Set(HeaderSignature, specSignature+" v1") }, want: ErrBadSignatures},
-		{name: "entry not base64", edit: func(h http.Header) { h.Set(HeaderSignature, "v1,@@@@ "+specSignature) }, want: ErrBadSignatures},
+		{name: "v1 entry not base64", edit: func(h http.Header) { h.Set(HeaderSignature, "v1,@@@@ "+specSignature) }, want: ErrBadSignatures},
+		{name: "version without value", edit: func(h http.Header) { h.Set(HeaderSignature, ",AAAA "+specSignature) }, want: ErrBadSignatures},
 		{name: "too many entries", edit: func(h http.Header) { h.Set(HeaderSignature, strings.Repeat("v1,AAAA ", 16)+specSignature) }, want: ErrBadSignatures},
 	}
 	for _, tt := range tests {
@@ -174,7 +175,7 @@ func TestRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	padded := onlyOld.Clone()
-	padded.Set(HeaderSignature, "v2,AAAA   v1a,BBBB  "+onlyOld.Get(HeaderSignature)+" ")
+	padded.Set(HeaderSignature, "v2,AAAA   v1a,not-base64!  "+onlyOld.Get(HeaderSignature)+" ")
 	for _, c := range []struct {
 		name    string
 		h       http.Header
@@ -289,7 +290,7 @@ func FuzzParseSignatures(f *testing.F) {
 		parts := make([]string, len(sigs))
 		for i, s := range sigs {
 			v1 = v1 || s.Version == "v1"
-			if len(s.Value) == 0 || s.Version == "" || strings.ContainsAny(s.Version, ", \t\r\n") {
+			if (s.Version == "v1") != (len(s.Value) > 0) || s.Version == "" || strings.ContainsAny(s.Version, ", \t\r\n") {
 				t.Fatalf("entry %d: %+v", i, s)
 			}
 			parts[i] = s.Version + "," + base64.StdEncoding.EncodeToString(s.Value)
