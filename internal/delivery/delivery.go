@@ -386,6 +386,7 @@ func (d *Deliverer) attempt(ctx context.Context, t Target, u *url.URL, m Message
 	if left := deadline.Sub(a.At); left < timeout {
 		timeout = max(left, time.Millisecond)
 	}
+	began := time.Now() // wall time, before the timeout starts, so a timed-out attempt's latency is at least the timeout
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, u.String(), bytes.NewReader(m.Body))
@@ -410,7 +411,6 @@ func (d *Deliverer) attempt(ctx context.Context, t Target, u *url.URL, m Message
 	if t.Internal {
 		client = d.internal
 	}
-	began := time.Now()
 	resp, err := client.Do(req)
 	a.Latency = time.Since(began)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -523,4 +524,42 @@ func TestHeaders(t *testing.T) {
 	if rc.received()[0].body != `{"a":1}` || len(body) != 0 {
 		t.Errorf("body: verified %q", rc.received()[0].body)
 	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"0", 0, true}, {"120", 2 * time.Minute, true},
+		{"Mon, 07 Dec 2026 06:00:30 GMT", 30 * time.Second, true},
+		{"Monday, 07-Dec-26 06:01:00 GMT", time.Minute, true}, // RFC 850, which HTTP dates allow
+		{"Mon, 07 Dec 2026 05:00:00 GMT", 0, true},            // past: now
+		{"", 0, false}, {"-1", 0, false}, {"1.5", 0, false}, {"99999999999", 0, false}, {"in a bit", 0, false},
+	} {
+		got, ok := parseRetryAfter(c.in, now)
+		if got != c.want || ok != c.ok {
+			t.Errorf("%q: got %v, %v; want %v, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+func FuzzParseRetryAfter(f *testing.F) {
+	for _, s := range []string{"7", "0", "Wed, 21 Oct 2015 07:28:00 GMT", "-1", "1.5", "99999999999", "Monday, 07-Dec-26 06:01:00 GMT"} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, s string) {
+		d, ok := parseRetryAfter(s, now)
+		if d < 0 || (!ok && d != 0) {
+			t.Fatalf("%q: got %v, %v", s, d, ok)
+		}
+		// A far-future date is a valid answer (the budget check ends the
+		// delivery); seconds are whole and bounded.
+		if _, err := strconv.ParseUint(s, 10, 32); err == nil && (d%time.Second != 0 || d > time.Duration(1<<32)*time.Second) {
+			t.Fatalf("%q: got %v", s, d)
+		}
+	})
 }
