@@ -22,7 +22,8 @@ import (
 )
 
 // receiver is a real HTTP server on loopback that verifies every request's
-// signature and answers with respond(n) for the n-th request (1-based).
+// signature, answers 401 if it does not verify, else respond(n) for the n-th
+// request (1-based).
 type receiver struct {
 	*httptest.Server
 	t       *testing.T
@@ -53,6 +54,10 @@ func newReceiver(t *testing.T, clock *fakeClock, respond func(n int, w http.Resp
 		rc.reqs = append(rc.reqs, received{id: m.ID, body: string(body), err: err})
 		n := len(rc.reqs)
 		rc.mu.Unlock()
+		if err != nil { // as a real backend: refuse what does not verify
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
 		rc.respond(n, w, r)
 	}))
 	t.Cleanup(rc.Close)
@@ -562,4 +567,25 @@ func FuzzParseRetryAfter(f *testing.F) {
 			t.Fatalf("%q: got %v", s, d)
 		}
 	})
+}
+
+// TestSecretRotation: a target with the new and the old secret is signed
+// with both, so a backend that still holds only the old one accepts it.
+func TestSecretRotation(t *testing.T) {
+	e := newEnv(true)
+	rc := newReceiver(t, e.clock, statuses(200)) // verifies with rc.secret only: the old one
+	newSecret, _ := webhook.NewSecret()
+	tg := rc.target(Policy{})
+	tg.Secrets = []webhook.Secret{newSecret, rc.secret}
+	if _, err := e.d.Deliver(t.Context(), tg, Message{Body: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	tg.Secrets = []webhook.Secret{newSecret}
+	if _, err := e.d.Deliver(t.Context(), tg, Message{Body: []byte(`{}`)}); !errors.Is(err, ErrRejected) {
+		t.Fatalf("signed with the new secret only: got %v, want the receiver's refusal", err)
+	}
+	got := rc.received()
+	if got[0].err != nil || !errors.Is(got[1].err, webhook.ErrSignatureMismatch) {
+		t.Fatalf("receiver: %v, %v", got[0].err, got[1].err)
+	}
 }
