@@ -277,7 +277,9 @@ func TestRPCLeaseRefresh(t *testing.T) {
 	hub.SetMemoryBrokerClock(b, clk.now)
 	n := startNode(t, hub.Config{NodeID: "n1", RPC: hub.RPCConfig{LeaseTTL: ttl}}, b.Broker())
 	m := n.dial(t, "alice", "m1", "machine", map[string]client.RPCHandler{
-		"shell.run": func(ctx context.Context, req *client.RPCRequest) (any, error) { return map[string]bool{"ok": true}, nil },
+		"shell.run": func(ctx context.Context, req *client.RPCRequest) (any, error) {
+			return map[string]bool{"ok": true}, nil
+		},
 	})
 	start := clk.now()
 	eventually(t, "the lease of m1", func() bool {
