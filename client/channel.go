@@ -39,8 +39,8 @@ type Subscribed struct {
 	Snapshot json.RawMessage
 }
 
-// SubscribeOptions are optional callbacks of a subscription. They run with
-// the subscription's delivery lock held, in order with the handler.
+// SubscribeOptions are optional callbacks of a subscription. They run one
+// at a time, in order with the handler (see Subscription).
 type SubscribeOptions struct {
 	// OnSubscribed runs after every successful subscription, before the
 	// publications that follow it.
@@ -54,13 +54,21 @@ type SubscribeOptions struct {
 // each reconnect it subscribes again with the position it last delivered,
 // so that the server replays exactly the publications missed, and it
 // delivers each offset at most once, in order.
+//
+// The handler and the callbacks run one at a time, never concurrently with
+// each other; they may call the subscription's own methods (Position,
+// Unsubscribe) and the client's.
 type Subscription struct {
 	c       *Client
 	topic   string
 	handler func(Publication)
 	opts    SubscribeOptions
 
-	// mu serialises delivery: the handler and callbacks run with it held.
+	// deliver serialises delivery: the handler and callbacks run with it
+	// held, and nothing else (taken before mu).
+	deliver sync.Mutex
+	// mu guards the state below; it is never held while user code runs, so
+	// the handler may call Position and Unsubscribe.
 	mu         sync.Mutex
 	epoch      string            // guarded by mu: position of the last delivery
 	offset     uint64            // guarded by mu
@@ -203,28 +211,35 @@ func (s *Subscription) subscribe(ctx context.Context, resubscribed bool) error {
 	var res protocol.SubscribeResult
 	err := s.c.Call(ctx, "channel.subscribe", params, &res)
 
+	// Messages that arrive from here on wait for deliver (onMessage), so
+	// they follow what this call returned and what arrived meanwhile.
+	s.deliver.Lock()
+	defer s.deliver.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	pending := s.pending
 	s.joining, s.pending = false, nil
 	if err != nil || s.done {
+		s.mu.Unlock()
 		return err
 	}
 	if !res.Recovered {
 		s.epoch, s.offset, s.positioned = res.Epoch, res.Offset, true
 	}
+	s.mu.Unlock()
 	if s.opts.OnSubscribed != nil {
 		s.opts.OnSubscribed(Subscribed{Topic: s.topic, Epoch: res.Epoch, Offset: res.Offset,
 			Resubscribed: resubscribed, Recovered: res.Recovered, Snapshot: res.Snapshot})
 	}
 	for _, p := range res.Publications {
-		s.deliverLocked(p.Epoch, p.Offset, p.Data)
+		s.deliverOne(p.Epoch, p.Offset, p.Data)
 	}
 	if res.Recovered {
+		s.mu.Lock()
 		s.epoch, s.offset, s.positioned = res.Epoch, max(s.offset, res.Offset), true
+		s.mu.Unlock()
 	}
 	for _, f := range pending {
-		s.deliverLocked(f.Epoch, f.Offset, f.Data)
+		s.deliverOne(f.Epoch, f.Offset, f.Data)
 	}
 	return nil
 }
@@ -250,22 +265,31 @@ func (s *Subscription) resubscribe(ctx context.Context) {
 	}
 }
 
-func (s *Subscription) deliverLocked(epoch string, offset uint64, data json.RawMessage) {
+// deliverOne calls the handler with one publication unless it is of
+// another stream life (the server reset it), already delivered, or the
+// subscription ended. The caller holds s.deliver, not s.mu.
+func (s *Subscription) deliverOne(epoch string, offset uint64, data json.RawMessage) {
+	s.mu.Lock()
 	if s.done || epoch != s.epoch || offset <= s.offset {
-		return // another stream life (the server resets it) or already delivered
+		s.mu.Unlock()
+		return
 	}
 	s.offset = offset
+	s.mu.Unlock()
 	s.handler(Publication{Topic: s.topic, Epoch: epoch, Offset: offset, Data: data})
 }
 
 func (s *Subscription) onMessage(f *protocol.Frame) {
+	s.deliver.Lock()
+	defer s.deliver.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.joining {
 		s.pending = append(s.pending, f)
+		s.mu.Unlock()
 		return
 	}
-	s.deliverLocked(f.Epoch, f.Offset, f.Data)
+	s.mu.Unlock()
+	s.deliverOne(f.Epoch, f.Offset, f.Data)
 }
 
 func (s *Subscription) onUnsubscribed(f *protocol.Frame) {
@@ -286,9 +310,11 @@ func (s *Subscription) onUnsubscribed(f *protocol.Frame) {
 		delete(st.subs, s.topic)
 	}
 	st.mu.Unlock()
+	s.deliver.Lock()
+	defer s.deliver.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.done = true
+	s.mu.Unlock()
 	if s.opts.OnUnsubscribed != nil {
 		s.opts.OnUnsubscribed(ev.Reason)
 	}

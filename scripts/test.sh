@@ -9,6 +9,9 @@
 #      of ./cmd/junction again on the portable WebSocket transport (the first
 #      pass uses Linux's default, epoll); each pass lists the tests that
 #      skipped and fails on a skip that scripts/testsummary does not allow;
+#      the first pass also records coverage of the whole suite, and
+#      scripts/coverfloor fails when a package is below its floor
+#      (scripts/coverfloor/floors.txt);
 #   4. runs each fuzz target briefly (FUZZTIME, default 10s each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,9 +34,15 @@ GOOS=windows go build ./...
 summary_dir=$(mktemp -d)
 trap 'rm -rf "$summary_dir"' EXIT
 go build -o "$summary_dir/testsummary" ./scripts/testsummary
+go build -o "$summary_dir/coverfloor" ./scripts/coverfloor
 
-echo "== go test -race"
-go test -json -race -count=1 -timeout 20m ./... | "$summary_dir/testsummary"
+# -coverpkg=./... counts, for every package, the statements any test of the
+# module ran (the end-to-end tests of ./cmd/junction drive most of the
+# server); the profile holds each block once per test binary and
+# coverfloor merges them.
+echo "== go test -race (with coverage of the whole suite)"
+go test -json -race -count=1 -timeout 20m -coverpkg=./... -coverprofile="$summary_dir/cover.out" ./... | "$summary_dir/testsummary"
+"$summary_dir/coverfloor" -profile "$summary_dir/cover.out" -floors scripts/coverfloor/floors.txt
 
 # The WebSocket end-to-end tests once more, on the other transport. The
 # client package's own tests run against a test server of their own, not

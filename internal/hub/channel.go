@@ -10,7 +10,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -83,9 +82,6 @@ const (
 	// node with subscribers of the topic sees them. '$' is not allowed in
 	// client topics.
 	ctlPrefix = "$ctl:"
-	// presenceTTL is how long a presence entry lives without refresh; one hub
-	// loop refreshes all of this node's entries every presenceTTL/3.
-	presenceTTL = 60 * time.Second
 	// snapshotAttempts bounds the position-bracketing retries (see
 	// SnapshotProvider).
 	snapshotAttempts = 8
@@ -284,7 +280,7 @@ func (h *Hub) startChannels() error {
 		}
 		ns.owner = h.ch.owners[ns.cfg.Owner]
 	}
-	h.Go(func(ctx context.Context) { every(ctx, presenceTTL/3, h.refreshPresence) })
+	h.Go(func(ctx context.Context) { every(ctx, h.cfg.PresenceTTL/3, h.refreshPresence) })
 	return nil
 }
 

@@ -101,7 +101,7 @@ func (h *Hub) recheck(ctx context.Context, topic string, subs []*subscriber) {
 }
 
 // refreshPresence refreshes the presence entries of this node's subscribers
-// (every presenceTTL/3, one loop for the hub: see startChannels).
+// (every Config.PresenceTTL/3, one loop for the hub: see startChannels).
 func (h *Hub) refreshPresence(ctx context.Context) {
 	var subs []*subscriber
 	for i := range h.ch.shards {
@@ -122,7 +122,7 @@ func (h *Hub) refreshPresence(ctx context.Context) {
 		sh.mu.RUnlock()
 	}
 	for _, s := range subs {
-		if err := h.ch.presence.AddPresence(ctx, s.topic, s.conn.id, s.info(), presenceTTL); err != nil {
+		if err := h.ch.presence.AddPresence(ctx, s.topic, s.conn.id, s.info(), h.cfg.PresenceTTL); err != nil {
 			h.log.Warn("refresh presence", "topic", s.topic, "err", err)
 			if ctx.Err() != nil {
 				return

@@ -156,7 +156,7 @@ func (h *Hub) join(ctx context.Context, s *subscriber, t Topic, ns *namespace, s
 		return nil, protocol.Errorf(protocol.CodeUnavailable, "too many publications on %q while joining; try again", t.Name)
 	}
 	if ns.cfg.Presence {
-		if err := h.ch.presence.AddPresence(ctx, t.Name, s.conn.id, s.info(), presenceTTL); err != nil {
+		if err := h.ch.presence.AddPresence(ctx, t.Name, s.conn.id, s.info(), h.cfg.PresenceTTL); err != nil {
 			return nil, fmt.Errorf("add presence on %s: %w", t.Name, err)
 		}
 		s.inPresence.Store(true)

@@ -76,6 +76,11 @@ type Config struct {
 	// requests; ReconnectAfter is the hint sent in server.shutdown. Defaults 10 s and 1 s.
 	ShutdownDrain  time.Duration `yaml:"shutdown_drain" doc:"how long shutdown waits for in-flight requests (default 10s)"`
 	ReconnectAfter time.Duration `yaml:"reconnect_after" doc:"reconnect hint sent to clients on shutdown (default 1s)"`
+	// PresenceTTL is how long a presence entry lives in the broker without
+	// a refresh; one hub loop refreshes this node's entries every third of
+	// it, so the clients of a node that stopped without leaving drop out of
+	// the presence sets within PresenceTTL. Default 60 s; at least 3 ms.
+	PresenceTTL time.Duration `yaml:"presence_ttl" doc:"lifetime of a presence entry without refresh; this node refreshes its entries every third of it (default 60s)"`
 	// RPC configures the relay of calls between devices (see rpc.go).
 	RPC RPCConfig `yaml:"rpc"`
 	// Namespaces declares channel namespaces (see NamespaceConfig); the
@@ -117,6 +122,7 @@ func (c *Config) setDefaults() {
 	defd(&c.TokenExpiryWarning, time.Minute)
 	defd(&c.ShutdownDrain, 10*time.Second)
 	defd(&c.ReconnectAfter, time.Second)
+	defd(&c.PresenceTTL, time.Minute)
 	c.RPC.setDefaults()
 }
 
@@ -131,6 +137,8 @@ func (c Config) Validate() error {
 		return errors.New("heartbeat_interval and heartbeat_timeout must not be negative")
 	case c.MaxSubscriptions < 0 || c.MaxAsyncPerConn < 0:
 		return errors.New("max_subscriptions and max_async_per_conn must not be negative")
+	case c.PresenceTTL < 0 || (c.PresenceTTL > 0 && c.PresenceTTL < 3*time.Millisecond):
+		return errors.New("presence_ttl must be at least 3ms")
 	}
 	if _, err := ws.ParseKind(c.Transport); err != nil {
 		return err

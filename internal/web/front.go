@@ -55,6 +55,10 @@ type Front struct {
 	wg      sync.WaitGroup // accept loop and workers
 	backoff time.Duration  // owned by the accept loop
 	panics  *panicLog      // set once at construction
+	// after is the accept loop's timer (time.After), set once at
+	// construction; tests replace it before Serve to decide when a backoff
+	// ends.
+	after func(time.Duration) <-chan time.Time
 }
 
 // NewFront returns a front door for handler. srv serves every connection
@@ -72,6 +76,7 @@ func NewFront(handler http.Handler, srv *http.Server, log *slog.Logger) *Front {
 		work:    make(chan incoming),
 		done:    make(chan struct{}),
 		panics:  &panicLog{log: log},
+		after:   time.After,
 	}
 	if f.timeout <= 0 {
 		f.timeout = 10 * time.Second
@@ -140,7 +145,7 @@ func (f *Front) retryAccept(err error) bool {
 	f.backoff = min(max(2*f.backoff, 5*time.Millisecond), time.Second)
 	f.log.Error("accept failed; retrying", "err", err, "in", f.backoff)
 	select {
-	case <-time.After(f.backoff):
+	case <-f.after(f.backoff):
 		return true
 	case <-f.done:
 		return false

@@ -102,6 +102,11 @@ type Config struct {
 	// ticker: each value received is one pass over the connections, so a
 	// test decides when pings go out and timeouts are checked.
 	tick <-chan time.Time
+	// clock, when set (by tests only), is the transport clock instead of
+	// the time since New (see Transport.now): with tick, a test decides
+	// when a write or close timeout has run out. It must return more than
+	// zero (0 marks "not set" in the connections' clock fields).
+	clock func() int64
 }
 
 func (c Config) withDefaults() Config {
@@ -185,8 +190,14 @@ func New(cfg Config) *Transport {
 // Kind returns the implementation serving the transport's connections.
 func (t *Transport) Kind() Kind { return t.cfg.Kind }
 
-// now returns the transport clock: monotonic nanoseconds since New.
-func (t *Transport) now() int64 { return int64(time.Since(t.start)) }
+// now returns the transport clock: monotonic nanoseconds since New (or
+// Config.clock's, in tests).
+func (t *Transport) now() int64 {
+	if t.cfg.clock != nil {
+		return t.cfg.clock()
+	}
+	return int64(time.Since(t.start))
+}
 
 // Start starts the heartbeat goroutine and, for Epoll, creates the epoll
 // instances and starts the loop and writer goroutines. It fails for a Kind

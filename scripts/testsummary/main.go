@@ -38,6 +38,10 @@ var allowed = []allowance{
 		pkg: "github.com/junctionhq/junction/internal/web", test: "TestFrontUpgrade/epoll",
 		reason: "the epoll transport exists on Linux only", when: notLinux,
 	},
+	{
+		pkg: "github.com/junctionhq/junction/internal/ws", test: "TestWriteTimeoutByTheClock",
+		reason: "the epoll transport exists on Linux only", when: notLinux,
+	},
 	// A known gap of the hostile catalogue (docs/SECURITY.md, "Known
 	// gaps"): the case states the refusal the server should give and skips
 	// until it does; the summary keeps it in view.
