@@ -17,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/junctionhq/junction/internal/account"
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
 	"github.com/junctionhq/junction/internal/store"
@@ -39,6 +40,8 @@ type Config struct {
 	Store       StoreConfig `yaml:"store"`
 	Hub         hub.Config  `yaml:"hub"`
 	Web         web.Config  `yaml:"web"`
+	// Voice configures LiveKit-compatible voice tokens (account package).
+	Voice account.VoiceConfig `yaml:"voice"`
 }
 
 // AuthConfig configures token signing.
@@ -171,6 +174,9 @@ func (c *Config) validate() error {
 	}
 	if err := c.Hub.Validate(); err != nil {
 		return fmt.Errorf("hub: %w", err)
+	}
+	if err := c.Voice.Validate(); err != nil {
+		return err
 	}
 	return nil
 }

@@ -178,8 +178,8 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	// REST and on the in-band auth.refresh.
 	m.Auth.Revocations = m.Store
 	m.Account, err = account.New(account.Config{AccessTTL: cfg.Auth.AccessTTL, RefreshTTL: cfg.Auth.RefreshTTL,
-		Challenges: cfg.Auth.Challenges},
-		account.Deps{Store: m.Store, Hub: m.Hub, Tokens: m.Tokens, Logger: m.Logger})
+		Challenges: cfg.Auth.Challenges, Voice: cfg.Voice},
+		account.Deps{Store: m.Store, Hub: m.Hub, Tokens: m.Tokens, Logger: m.Logger, Now: m.Now})
 	if err != nil {
 		return err
 	}
