@@ -21,6 +21,7 @@ import (
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
 	"github.com/junctionhq/junction/internal/store"
+	"github.com/junctionhq/junction/internal/supervise"
 	"github.com/junctionhq/junction/internal/web"
 )
 
@@ -42,6 +43,8 @@ type Config struct {
 	Web         web.Config  `yaml:"web"`
 	// Voice configures LiveKit-compatible voice tokens (account package).
 	Voice account.VoiceConfig `yaml:"voice"`
+	// Services tunes the supervisor of the background services.
+	Services supervise.Config `yaml:"services"`
 }
 
 // AuthConfig configures token signing.
@@ -177,6 +180,9 @@ func (c *Config) validate() error {
 	}
 	if err := c.Voice.Validate(); err != nil {
 		return err
+	}
+	if err := c.Services.Validate(); err != nil {
+		return fmt.Errorf("services: %w", err)
 	}
 	return nil
 }
