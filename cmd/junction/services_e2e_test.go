@@ -49,7 +49,10 @@ func scrape(t *testing.T, m *Main) string {
 // panic) is restarted, shown and counted, and the server goes on serving;
 // Close stops it.
 func TestSupervisedServices(t *testing.T) {
-	m := startServer(t, func(c *Config) { c.Services.MinBackoff = 10 * time.Millisecond; c.Services.MaxBackoff = 20 * time.Millisecond })
+	m := startServer(t, func(c *Config) {
+		c.Services.MinBackoff = 10 * time.Millisecond
+		c.Services.MaxBackoff = 20 * time.Millisecond
+	})
 	status, svcs := readyServices(t, m)
 	if status != 200 {
 		t.Fatalf("/readyz: %d", status)

@@ -93,7 +93,7 @@ type job struct {
 	loc     *time.Location        // set once
 	raw     string                // set once: the spec's JSON, to see changes on reload
 
-	next time.Time // guarded by Scheduler.mu: the next tick
+	next time.Time     // guarded by Scheduler.mu: the next tick
 	busy chan struct{} // a one-slot semaphore: a run of this job is in progress
 }
 
