@@ -20,6 +20,7 @@ import (
 	"github.com/junctionhq/junction/internal/account"
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/internal/schedule"
 	"github.com/junctionhq/junction/internal/store"
 	"github.com/junctionhq/junction/internal/supervise"
 	"github.com/junctionhq/junction/internal/web"
@@ -45,6 +46,9 @@ type Config struct {
 	Voice account.VoiceConfig `yaml:"voice"`
 	// Services tunes the supervisor of the background services.
 	Services supervise.Config `yaml:"services"`
+	// Schedule holds the scheduled jobs of the configuration file and the
+	// scheduler's settings.
+	Schedule schedule.Config `yaml:"schedule"`
 }
 
 // AuthConfig configures token signing.
@@ -183,6 +187,9 @@ func (c *Config) validate() error {
 	}
 	if err := c.Services.Validate(); err != nil {
 		return fmt.Errorf("services: %w", err)
+	}
+	if err := c.Schedule.Validate(); err != nil {
+		return fmt.Errorf("schedule: %w", err)
 	}
 	return nil
 }

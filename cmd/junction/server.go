@@ -22,6 +22,7 @@ import (
 	"github.com/junctionhq/junction/internal/account"
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/internal/schedule"
 	"github.com/junctionhq/junction/internal/store"
 	"github.com/junctionhq/junction/internal/supervise"
 	"github.com/junctionhq/junction/internal/web"
@@ -58,6 +59,13 @@ type Main struct {
 	// authentication-failure log, the scheduler): restarted when they fail,
 	// shown in /readyz, stopped by Close in reverse start order.
 	Supervisor *supervise.Supervisor
+	// Scheduler runs the scheduled jobs (config and admin API), as the
+	// supervised service "scheduler".
+	Scheduler *schedule.Scheduler
+	// Leases, when set before Open, decide which node runs a scheduled
+	// job's tick (a cluster's shared implementation); default: one node's
+	// memory.
+	Leases schedule.Leases
 	// StoreOptions tune the store (tests shorten retention); zero values
 	// select the store's defaults.
 	StoreOptions store.Options
@@ -197,10 +205,16 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		m.ConfigureHub(m.Hub)
 	}
 	m.Supervisor = supervise.New(cfg.Services, m.Logger, m.Registry)
+	m.Scheduler, err = schedule.New(cfg.Schedule, schedule.Deps{Hub: m.Hub, Store: m.Store, Leases: m.Leases,
+		Logger: m.Logger, Registerer: m.Registry})
+	if err != nil {
+		return err
+	}
 	m.Web, err = web.New(cfg.Web, web.Deps{
 		Hub: m.Hub, Authenticator: m.Auth, Network: m.Network, Origins: origins,
 		Logger: m.Logger, Registerer: m.Registry, Gatherer: m.Registry,
 		Account:      m.Account,
+		Schedule:     m.Scheduler,
 		Ready:        []web.ReadyCheck{{Name: "store", Check: m.Store.Ping}},
 		ReadyDetails: []web.ReadyDetail{{Name: "services", Detail: func() any { return m.Supervisor.Status() }}},
 	})
@@ -263,6 +277,8 @@ func (m *Main) startServices() error {
 			m.logAuthFailures(ctx, every)
 			return nil
 		}},
+		// Last: stopped first, before the hub it publishes to.
+		{"scheduler", m.Scheduler.Run},
 	} {
 		if err := m.Supervisor.Go(s.name, s.run); err != nil {
 			return err

@@ -27,6 +27,7 @@ import (
 	"github.com/junctionhq/junction/internal/account"
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/internal/schedule"
 	"github.com/junctionhq/junction/protocol"
 )
 
@@ -103,6 +104,9 @@ type Deps struct {
 	// pairing, encrypted data, update sync (its WebSocket methods are in the
 	// hub's method table: account.Service.Register).
 	Account *account.Service
+	// Schedule, when set, serves the admin API of scheduled jobs
+	// (/api/v1/admin/schedules); without it those routes answer not_found.
+	Schedule *schedule.Scheduler
 }
 
 // Server is the HTTP edge.
@@ -155,6 +159,7 @@ func (s *Server) routes() {
 	s.handle("GET /api/v1/admin/lockdown", s.requireScope(auth.ScopeAdmin, s.serveLockdownGet))
 	s.handle("POST /api/v1/admin/lockdown", s.requireScope(auth.ScopeAdmin, s.serveLockdownSet))
 	s.channelRoutes()
+	s.scheduleRoutes()
 	s.handle("GET /healthz", s.serveHealth)
 	s.handle("GET /readyz", s.serveReady)
 	if s.deps.Gatherer != nil {
