@@ -18,6 +18,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -140,7 +141,7 @@ func (jc JobConfig) validate(checkTopic func(string) error) error {
 	}
 	if pe, ok := errors.AsType[*protocol.Error](err); ok {
 		field, _ := pe.Details["field"].(string)
-		return fmt.Errorf("%s: %s", snake(field), pe.Message)
+		return fmt.Errorf("%s: %s", snake(field), strings.TrimPrefix(pe.Message, field+": "))
 	}
 	return err
 }

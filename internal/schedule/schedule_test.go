@@ -44,6 +44,12 @@ func TestNextInTimeZone(t *testing.T) {
 		{"New York on weekdays", "30 8 * * 1-5", "America/New_York", "2026-07-03T13:00:00Z", "2026-07-06T12:30:00Z"},
 		{"UTC by default", "@hourly", "", "2026-01-01T10:20:00Z", "2026-01-01T11:00:00Z"},
 		{"seconds field", "*/15 * * * * *", "UTC", "2026-01-01T00:00:07Z", "2026-01-01T00:00:15Z"},
+		// DST as documented in docs/scheduler.md: 02:30 does not exist in
+		// Paris on 2026-03-29 (skipped that day), and happens twice on
+		// 2026-10-25 (two ticks, one per instant).
+		{"spring forward skips", "30 2 * * *", "Europe/Paris", "2026-03-28T12:00:00Z", "2026-03-30T00:30:00Z"},
+		{"fall back first", "30 2 * * *", "Europe/Paris", "2026-10-24T12:00:00Z", "2026-10-25T00:30:00Z"},
+		{"fall back second", "30 2 * * *", "Europe/Paris", "2026-10-25T00:30:00Z", "2026-10-25T01:30:00Z"},
 		{"Tokyo month start", "0 0 1 * *", "Asia/Tokyo", "2026-04-15T00:00:00Z", "2026-04-30T15:00:00Z"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
