@@ -227,8 +227,9 @@ func New(cfg Config, deps Deps) (*Scheduler, error) {
 
 // Run is the scheduler's loop: it reads the stored jobs, then waits for the
 // next tick of any job, asks for the tick's lease and runs the job when it
-// gets it. A tick missed while no node ran (or while the loop was late) is
-// not caught up: a job runs for its latest due tick only. A job whose
+// gets it. Ticks are not caught up: they count from the node's start, and
+// a loop that wakes late runs a job once, for the first tick it missed
+// (due). A job whose
 // previous run has not finished skips the tick. Run returns nil when ctx
 // ends, after the runs in progress returned, and an error when the stored
 // jobs cannot be read (the supervisor restarts it).
