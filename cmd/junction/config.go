@@ -17,9 +17,12 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/junctionhq/junction/internal/account"
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/internal/schedule"
 	"github.com/junctionhq/junction/internal/store"
+	"github.com/junctionhq/junction/internal/supervise"
 	"github.com/junctionhq/junction/internal/web"
 )
 
@@ -39,6 +42,13 @@ type Config struct {
 	Store       StoreConfig `yaml:"store"`
 	Hub         hub.Config  `yaml:"hub"`
 	Web         web.Config  `yaml:"web"`
+	// Voice configures LiveKit-compatible voice tokens (account package).
+	Voice account.VoiceConfig `yaml:"voice"`
+	// Services tunes the supervisor of the background services.
+	Services supervise.Config `yaml:"services"`
+	// Schedule holds the scheduled jobs of the configuration file and the
+	// scheduler's settings.
+	Schedule schedule.Config `yaml:"schedule"`
 }
 
 // AuthConfig configures token signing.
@@ -171,6 +181,15 @@ func (c *Config) validate() error {
 	}
 	if err := c.Hub.Validate(); err != nil {
 		return fmt.Errorf("hub: %w", err)
+	}
+	if err := c.Voice.Validate(); err != nil {
+		return err
+	}
+	if err := c.Services.Validate(); err != nil {
+		return fmt.Errorf("services: %w", err)
+	}
+	if err := c.Schedule.Validate(); err != nil {
+		return fmt.Errorf("schedule: %w", err)
 	}
 	return nil
 }

@@ -22,7 +22,9 @@ import (
 	"github.com/junctionhq/junction/internal/account"
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/internal/schedule"
 	"github.com/junctionhq/junction/internal/store"
+	"github.com/junctionhq/junction/internal/supervise"
 	"github.com/junctionhq/junction/internal/web"
 )
 
@@ -53,6 +55,17 @@ type Main struct {
 	// Store is the database (SQLite in the data directory by default),
 	// migrated at Open and closed by Close.
 	Store *store.DB
+	// Supervisor runs the background services (store pruning, the
+	// authentication-failure log, the scheduler): restarted when they fail,
+	// shown in /readyz, stopped by Close in reverse start order.
+	Supervisor *supervise.Supervisor
+	// Scheduler runs the scheduled jobs (config and admin API), as the
+	// supervised service "scheduler".
+	Scheduler *schedule.Scheduler
+	// Leases, when set before Open, decide which node runs a scheduled
+	// job's tick (a cluster's shared implementation); default: one node's
+	// memory.
+	Leases schedule.Leases
 	// StoreOptions tune the store (tests shorten retention); zero values
 	// select the store's defaults.
 	StoreOptions store.Options
@@ -178,8 +191,8 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	// REST and on the in-band auth.refresh.
 	m.Auth.Revocations = m.Store
 	m.Account, err = account.New(account.Config{AccessTTL: cfg.Auth.AccessTTL, RefreshTTL: cfg.Auth.RefreshTTL,
-		Challenges: cfg.Auth.Challenges},
-		account.Deps{Store: m.Store, Hub: m.Hub, Tokens: m.Tokens, Logger: m.Logger})
+		Challenges: cfg.Auth.Challenges, Voice: cfg.Voice},
+		account.Deps{Store: m.Store, Hub: m.Hub, Tokens: m.Tokens, Logger: m.Logger, Now: m.Now})
 	if err != nil {
 		return err
 	}
@@ -191,11 +204,19 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if m.ConfigureHub != nil {
 		m.ConfigureHub(m.Hub)
 	}
+	m.Supervisor = supervise.New(cfg.Services, m.Logger, m.Registry)
+	m.Scheduler, err = schedule.New(cfg.Schedule, schedule.Deps{Hub: m.Hub, Store: m.Store, Leases: m.Leases,
+		Logger: m.Logger, Registerer: m.Registry})
+	if err != nil {
+		return err
+	}
 	m.Web, err = web.New(cfg.Web, web.Deps{
 		Hub: m.Hub, Authenticator: m.Auth, Network: m.Network, Origins: origins,
 		Logger: m.Logger, Registerer: m.Registry, Gatherer: m.Registry,
-		Account: m.Account,
-		Ready:   []web.ReadyCheck{{Name: "store", Check: m.Store.Ping}},
+		Account:      m.Account,
+		Schedule:     m.Scheduler,
+		Ready:        []web.ReadyCheck{{Name: "store", Check: m.Store.Ping}},
+		ReadyDetails: []web.ReadyDetail{{Name: "services", Detail: func() any { return m.Supervisor.Status() }}},
 	})
 	if err != nil {
 		return err
@@ -203,12 +224,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err := m.Hub.Start(); err != nil {
 		return err
 	}
-	m.Hub.Go(func(ctx context.Context) { m.Store.PruneEvery(ctx, store.PruneInterval, m.Logger) })
-	every := m.AuthLogInterval
-	if every <= 0 {
-		every = defaultAuthLogInterval
+	if err := m.startServices(); err != nil {
+		return err
 	}
-	m.Hub.Go(func(ctx context.Context) { m.logAuthFailures(ctx, every) })
 	m.srv = &http.Server{
 		Handler:           m.Web,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -240,9 +258,41 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	return nil
 }
 
-// abortOpen releases what a failed Open had opened: the hub (its Close
-// also closes the broker), the store, the lock and the listener.
+// startServices starts the background services under the supervisor, in
+// the order Close stops them in reverse.
+func (m *Main) startServices() error {
+	every := m.AuthLogInterval
+	if every <= 0 {
+		every = defaultAuthLogInterval
+	}
+	for _, s := range []struct {
+		name string
+		run  func(ctx context.Context) error
+	}{
+		{"store.prune", func(ctx context.Context) error {
+			m.Store.PruneEvery(ctx, store.PruneInterval, m.Logger)
+			return nil
+		}},
+		{"auth.failure_log", func(ctx context.Context) error {
+			m.logAuthFailures(ctx, every)
+			return nil
+		}},
+		// Last: stopped first, before the hub it publishes to.
+		{"scheduler", m.Scheduler.Run},
+	} {
+		if err := m.Supervisor.Go(s.name, s.run); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// abortOpen releases what a failed Open had opened: the services, the hub
+// (its Close also closes the broker), the store, the lock and the listener.
 func (m *Main) abortOpen() {
+	if m.Supervisor != nil {
+		_ = m.Supervisor.Stop(context.Background())
+	}
 	if m.Hub != nil {
 		_ = m.Hub.Close()
 	}
@@ -304,6 +354,13 @@ func (m *Main) Close(ctx context.Context) error {
 		}
 		if m.pprofSrv != nil {
 			_ = m.pprofSrv.Close()
+		}
+		// The background services stop before the hub and the store they
+		// use, in reverse start order.
+		if m.Supervisor != nil {
+			if err := m.Supervisor.Stop(ctx); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		if m.Hub != nil {
 			if err := m.Hub.Shutdown(ctx); err != nil {

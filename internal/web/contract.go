@@ -26,6 +26,12 @@ var wireSchemas = map[string]reflect.Type{
 	"Position":       reflect.TypeFor[protocol.PublishResult](),
 	"Presence":       reflect.TypeFor[protocol.PresenceResult](),
 	"History":        reflect.TypeFor[protocol.HistoryResult](),
+
+	"ScheduleSpec":    reflect.TypeFor[protocol.ScheduleSpec](),
+	"Schedule":        reflect.TypeFor[protocol.Schedule](),
+	"ScheduleList":    reflect.TypeFor[protocol.ScheduleList](),
+	"ScheduleRun":     reflect.TypeFor[protocol.ScheduleRun](),
+	"ScheduleRunList": reflect.TypeFor[protocol.ScheduleRunList](),
 }
 
 // apiSchemas returns the OpenAPI schemas, by name: those of wireSchemas,

@@ -49,6 +49,7 @@ func apiOps(acct []account.Op) []apiOp {
 		{method: "GET", path: "/api/v1/channels/{topic}/history", id: "history", summary: "A channel's retained publications", tag: "Channels", scope: "authenticated", status: 200, result: "History",
 			query: []apiParam{{"since_epoch", "string", "with since_offset: publications after this position", false}, {"since_offset", "integer", "with since_epoch", false}, {"limit", "integer", "at most this many", false}}},
 	}
+	ops = append(ops, scheduleOps()...)
 	for _, o := range acct {
 		for _, rt := range o.Routes {
 			op := apiOp{method: rt.Method, path: rt.Path, id: rt.OperationID, summary: rt.Summary, tag: rt.Tag,

@@ -27,6 +27,7 @@ import (
 	"github.com/junctionhq/junction/internal/account"
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/internal/schedule"
 	"github.com/junctionhq/junction/protocol"
 )
 
@@ -78,6 +79,14 @@ type ReadyCheck struct {
 	Check func(ctx context.Context) error
 }
 
+// ReadyDetail is one member of /readyz's "details": information about a
+// part of the server (the supervised services' states), not a check: it
+// does not change the status.
+type ReadyDetail struct {
+	Name   string
+	Detail func() any
+}
+
 // Deps are the edge's collaborators.
 type Deps struct {
 	Hub           *hub.Hub
@@ -89,10 +98,15 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
 	Ready      []ReadyCheck
+	// ReadyDetails are added to /readyz's body under "details".
+	ReadyDetails []ReadyDetail
 	// Account, when set, is mounted over REST: key login, devices and
 	// pairing, encrypted data, update sync (its WebSocket methods are in the
 	// hub's method table: account.Service.Register).
 	Account *account.Service
+	// Schedule, when set, serves the admin API of scheduled jobs
+	// (/api/v1/admin/schedules); without it those routes answer not_found.
+	Schedule *schedule.Scheduler
 }
 
 // Server is the HTTP edge.
@@ -145,6 +159,7 @@ func (s *Server) routes() {
 	s.handle("GET /api/v1/admin/lockdown", s.requireScope(auth.ScopeAdmin, s.serveLockdownGet))
 	s.handle("POST /api/v1/admin/lockdown", s.requireScope(auth.ScopeAdmin, s.serveLockdownSet))
 	s.channelRoutes()
+	s.scheduleRoutes()
 	s.handle("GET /healthz", s.serveHealth)
 	s.handle("GET /readyz", s.serveReady)
 	if s.deps.Gatherer != nil {
@@ -404,7 +419,15 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 	if status != http.StatusOK {
 		word = "not ready"
 	}
-	writeJSON(w, status, map[string]any{"status": word, "checks": checks})
+	body := map[string]any{"status": word, "checks": checks}
+	if len(s.deps.ReadyDetails) > 0 {
+		details := map[string]any{}
+		for _, d := range s.deps.ReadyDetails {
+			details[d.Name] = d.Detail()
+		}
+		body["details"] = details
+	}
+	writeJSON(w, status, body)
 }
 
 // serveConsole serves the embedded console; unknown paths get index.html so
