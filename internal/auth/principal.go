@@ -2,7 +2,8 @@
 //
 // It owns the principal (the authenticated identity of a connection or a
 // REST call), JWT access tokens, the extraction of a credential from an HTTP
-// request, API keys for third-party app backends (stored only as hashes),
+// request, API keys for third-party app backends (stored only as keyed
+// MACs, acting for the users who installed the app),
 // the ed25519 challenge primitives of device login, the network lockdown
 // policy (the "kill switch") and the browser Origin check.
 //
@@ -13,8 +14,9 @@
 // Its only I/O is the signing key material of a data directory: the HS256
 // secret (LoadOrCreateSecret, secret.key), the EdDSA key (CreateEdKey,
 // LoadEdKey, ed25519.key) and the Tokens built from either (LoadTokens).
-// It declares the stores it needs (APIKeyStore, Revocations);
-// implementations live elsewhere (the store implements Revocations).
+// It declares the stores it needs (APIKeyStore, Installations,
+// Revocations); implementations live elsewhere (the store implements
+// Revocations, the apps platform the other two).
 package auth
 
 import (
@@ -127,6 +129,7 @@ const (
 	ReasonRevoked       = "revoked"        // the credential was revoked
 	ReasonLockdown      = "lockdown"       // the client's address is outside the lockdown ranges
 	ReasonOrigin        = "origin"         // the browser Origin is not allowed
+	ReasonNotInstalled  = "not_installed"  // an app key named a user who has not installed the app
 	ReasonOther         = "other"          // returned by FailureReason for errors that are not a *Failure
 )
 
