@@ -278,8 +278,8 @@ func (a *Authenticator) ForUser(ctx context.Context, p *Principal, userID string
 const maxUserIDLen = 128
 
 // IntersectScopes returns the scopes of have that want also lists, in
-// have's order: literal matches only, so that granting "write" does not
-// grant "read" through ScopeWrite's implication unless "read" is listed too.
+// have's order (literal matches; HasScope's implications, such as write
+// implying read, then apply to the result as to any principal).
 func IntersectScopes(have, want []string) []string {
 	out := []string{}
 	for _, s := range have {
