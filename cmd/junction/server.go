@@ -212,7 +212,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		Hub: m.Hub, Authenticator: m.Auth, Network: m.Network, Origins: origins,
 		Logger: m.Logger, Registerer: m.Registry, Gatherer: m.Registry,
 		Account: m.Account, Apps: m.Apps.Ops(),
-		Ready:   []web.ReadyCheck{{Name: "store", Check: m.Store.Ping}},
+		Ready: []web.ReadyCheck{{Name: "store", Check: m.Store.Ping}},
 	})
 	if err != nil {
 		return err
