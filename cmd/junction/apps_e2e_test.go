@@ -592,3 +592,27 @@ func TestAPIKeysDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestAppIdempotencyPerUser: an app acting for two users has one
+// idempotency key space per user: the same key and body for bob is a new
+// request, not alice's answer replayed.
+func TestAppIdempotencyPerUser(t *testing.T) {
+	m, _, _ := appsServer(t)
+	key := createApp(t, m, map[string]any{"id": "com.example.idem", "name": "Idem", "scopes": []string{"write"}}).Key.Key
+	for _, u := range []string{"alice", "bob"} {
+		apiJSON(t, m, mintToken(t, m, u, u+"-phone", "phone"), "PUT", "/api/v1/apps/com.example.idem/install", map[string]any{"scopes": []string{"write"}}, 200, nil)
+	}
+	publish := func(user string) protocol.PublishResult {
+		var res protocol.PublishResult
+		apiJSON(t, m, key, "POST", "/api/v1/channels/public:news/publish", map[string]any{"data": map[string]string{"n": "1"}}, 200, &res,
+			auth.UserHeader, user, "Idempotency-Key", "k1")
+		return res
+	}
+	a1, a2, b := publish("alice"), publish("alice"), publish("bob")
+	if a1 != a2 {
+		t.Fatalf("alice's repeat: %+v then %+v, want the first answer", a1, a2)
+	}
+	if b.Offset == a1.Offset {
+		t.Fatalf("bob with alice's key: offset %d, want a publication of his own (not alice's %d replayed)", b.Offset, a1.Offset)
+	}
+}

@@ -108,10 +108,15 @@ func (p *Principal) Info() protocol.Principal {
 
 // Key returns a stable key that identifies the principal across connections
 // and credentials, for per-principal records such as idempotency keys:
-// "app:<appID>" for apps, "u:<userID>/d:<deviceID>" otherwise. The ids are
-// path-escaped so that distinct principals never share a key.
+// "app:<appID>" for an app itself, "app:<appID>/u:<userID>" for an app
+// acting for a user (so that one user's records never answer another's),
+// "u:<userID>/d:<deviceID>" otherwise. The ids are path-escaped so that
+// distinct principals never share a key.
 func (p *Principal) Key() string {
 	if p.AppID != "" {
+		if p.UserID != "" {
+			return "app:" + url.PathEscape(p.AppID) + "/u:" + url.PathEscape(p.UserID)
+		}
 		return "app:" + url.PathEscape(p.AppID)
 	}
 	return "u:" + url.PathEscape(p.UserID) + "/d:" + url.PathEscape(p.DeviceID)
