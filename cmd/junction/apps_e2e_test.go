@@ -196,6 +196,8 @@ func TestAppKeyRotation(t *testing.T) {
 	m, advance, _ := appsServer(t)
 	old := createApp(t, m, map[string]any{"id": "com.example.rotate", "name": "Rotate", "scopes": []string{"read"}}).Key.Key
 	oldConn := dialApp(t, m, old, "")
+	apiJSON(t, m, mintToken(t, m, "alice", "alice-phone", "phone"), "PUT", "/api/v1/apps/com.example.rotate/install", map[string]any{"scopes": []string{"read"}}, 200, nil)
+	forAlice := dialApp(t, m, old, "alice")
 
 	var fresh protocol.AppKeySecret
 	apiJSON(t, m, adminTok(t, m), "POST", "/api/v1/admin/apps/com.example.rotate/keys", map[string]any{"overlapMs": 60_000}, 201, &fresh)
@@ -212,13 +214,31 @@ func TestAppKeyRotation(t *testing.T) {
 		t.Fatalf("keys during the overlap %+v, want the old one expiring and both active", keys.Keys)
 	}
 
+	// A connection acting for alice moves to the new key in-band and
+	// keeps acting for her.
+	var refreshed protocol.RefreshResult
+	if err := call(t, forAlice, "auth.refresh", map[string]any{"token": fresh.Key}, &refreshed); err != nil || refreshed.ExpiresAtMs != 0 {
+		t.Fatalf("auth.refresh with the new key: %+v %v, want a credential that does not expire", refreshed, err)
+	}
+	var who protocol.WhoamiResult
+	if err := call(t, forAlice, "conn.whoami", nil, &who); err != nil || who.Principal.UserID != "alice" || strings.Join(who.Principal.Scopes, ",") != "read" {
+		t.Fatalf("after the refresh: %+v %v, want alice with read", who.Principal, err)
+	}
+	// Another app's key cannot take the connection over.
+	otherKey := createApp(t, m, map[string]any{"id": "com.example.thief", "name": "Thief", "scopes": []string{"read"}}).Key.Key
+	if err := call(t, forAlice, "auth.refresh", map[string]any{"token": otherKey}, nil); asProtocolError(err) == nil {
+		t.Fatal("auth.refresh with another app's key succeeded")
+	}
+
 	// After the overlap: the old key is refused and its connection closed.
 	advance(61 * time.Second)
 	wantKeyRefused(t, m, "old key after the overlap", old, 401, "expired")
 	wantClosed(t, oldConn, "connection of the old key", protocol.CloseTokenExpired)
 	apiJSON(t, m, fresh.Key, "GET", "/api/v1/apps/installs", nil, 200, nil)
-	if err := call(t, newConn, "sys.ping", nil, nil); err != nil {
-		t.Fatalf("the new key's connection: %v", err)
+	for _, c := range []*client.Client{newConn, forAlice} {
+		if err := call(t, c, "sys.ping", nil, nil); err != nil {
+			t.Fatalf("a connection on the new key after the overlap: %v", err)
+		}
 	}
 
 	// Overlap 0 ends the other keys now.
