@@ -307,6 +307,18 @@ func TestAppInstallLive(t *testing.T) {
 	if status != 403 || !strings.Contains(string(raw), "not available to apps") {
 		t.Fatalf("an app creating a pairing code for alice: %d %s, want 403", status, raw)
 	}
+	// Nor a user's devices' methods on a generic write grant: that takes
+	// scope rpc.call (which the app does not ask for).
+	target := map[string]string{"deviceId": "alice-phone"}
+	for method, params := range map[string]any{
+		"rpc.call": map[string]any{"target": target, "method": "shell.run"},
+		"rpc.list": map[string]any{"target": target},
+	} {
+		err := call(t, app, method, params, nil)
+		if pe := asProtocolError(err); pe == nil || pe.Code != protocol.CodeForbidden || !strings.Contains(pe.Message, "rpc.call") {
+			t.Fatalf("%s by an app with write: %v, want forbidden naming scope rpc.call", method, err)
+		}
+	}
 	// Nor installing itself elsewhere.
 	status, raw = apiCall(t, m, key, "PUT", "/api/v1/apps/com.example.live/install", map[string]any{"scopes": []string{"read"}}, auth.UserHeader, "alice")
 	if status != 403 {

@@ -40,6 +40,11 @@ const (
 	// ScopeRPCServe lets a machine register methods that others call through
 	// the gateway. Only ScopeAdmin implies it.
 	ScopeRPCServe = "rpc.serve"
+	// ScopeRPCCall lets an app (an API key, also acting for a user) call and
+	// list the methods of the user's devices, besides ScopeWrite or
+	// ScopeRead: running a machine's methods is more than a generic write.
+	// Only ScopeAdmin implies it.
+	ScopeRPCCall = "rpc.call"
 )
 
 // Kinds lists the device kinds a principal may have, the values of the "kind"
