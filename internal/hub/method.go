@@ -62,17 +62,17 @@ type HandlerFunc func(ctx context.Context, call *Call) (any, error)
 
 // Method is one entry of the method table.
 type Method struct {
-	Name  string
-	Scope string // required scope, or ScopeAuthenticated
-	// AppScope is the scope an app principal (an API key, also acting for
-	// a user) needs besides Scope; empty for none. Powerful methods name
-	// one so that a generic grant (write) does not reach them.
-	AppScope string
-	Mode     Mode
+	Name    string
+	Scope   string // required scope, or ScopeAuthenticated
+	Mode    Mode
 	Handler HandlerFunc
 	// Idempotent methods honour "idem": a repeated request with the same key
 	// from the same principal answers the first result.
 	Idempotent bool
+	// AppScope is the scope an app principal (an API key, also acting for
+	// a user) needs besides Scope; empty for none. Powerful methods name
+	// one so that a generic grant (write) does not reach them.
+	AppScope string
 	// Start, for an Async method, is tried on the read loop before a
 	// goroutine is started for the request. Returning true, it takes the
 	// request over: it must answer it exactly once, observe
