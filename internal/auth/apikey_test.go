@@ -292,3 +292,44 @@ func TestForUser(t *testing.T) {
 		t.Fatalf("ForUser modified the app's principal: %v", app.Scopes)
 	}
 }
+
+// TestCheckRevokedApp: after a connection registered, an app's principal is
+// checked again: a key revoked or deleted meanwhile, an uninstall or a
+// narrowed grant refuse it (ReasonRevoked); faults pass through.
+func TestCheckRevokedApp(t *testing.T) {
+	keys := &memKeys{hashes: map[string][]byte{"k1": nil, "k2": nil}, ps: map[string]*Principal{
+		"k1": {AppID: "app1", Scopes: []string{"read", "write"}},
+		"k2": {AppID: "app2", Scopes: []string{"read"}},
+	}}
+	installs := memInstalls{"app1/u1": {"read", "write"}, "app1/u2": {"read"}}
+	a := &Authenticator{APIKeys: keys, Installs: installs}
+	tests := []struct {
+		name       string
+		a          *Authenticator
+		p          *Principal
+		wantReason string // "" passes; ReasonOther for a fault
+	}{
+		{"app itself", a, &Principal{AppID: "app1", TokenID: "k1", Scopes: []string{"read", "write"}}, ""},
+		{"acting for a user, grant unchanged", a, &Principal{AppID: "app1", TokenID: "k1", UserID: "u1", Scopes: []string{"read", "write"}}, ""},
+		{"grant narrowed meanwhile", a, &Principal{AppID: "app1", TokenID: "k1", UserID: "u2", Scopes: []string{"read", "write"}}, ReasonRevoked},
+		{"uninstalled meanwhile", a, &Principal{AppID: "app1", TokenID: "k1", UserID: "u3", Scopes: []string{"read"}}, ReasonRevoked},
+		{"key deleted meanwhile", a, &Principal{AppID: "app1", TokenID: "k9"}, ReasonRevoked},
+		{"key of another app", a, &Principal{AppID: "app1", TokenID: "k2"}, ReasonRevoked},
+		{"key revoked meanwhile", &Authenticator{APIKeys: &memKeys{err: ErrRevoked}}, &Principal{AppID: "app1", TokenID: "k1"}, ReasonRevoked},
+		{"key store down is a fault", &Authenticator{APIKeys: &memKeys{err: errors.New("down")}}, &Principal{AppID: "app1", TokenID: "k1"}, ReasonOther},
+		{"installations down is a fault", a, &Principal{AppID: "app1", TokenID: "k1", UserID: "down"}, ReasonOther},
+		{"no key store: passes", &Authenticator{}, &Principal{AppID: "app1", TokenID: "k1"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.a.CheckRevoked(context.Background(), tt.p)
+			if tt.wantReason == "" {
+				if err != nil {
+					t.Fatalf("got %v, want it to pass", err)
+				}
+				return
+			}
+			assertReason(t, err, tt.wantReason)
+		})
+	}
+}

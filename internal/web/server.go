@@ -315,6 +315,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// device's connections before this one was registered missed it; it has
 	// invalidated the cached answer by then, so asking again now (the
 	// connection is registered, later revocations will find it) sees it.
+	// For an app: a key revoked, an uninstall or a narrowed grant meanwhile.
 	if err := s.deps.Authenticator.CheckRevoked(r.Context(), p); auth.FailureReason(err) == auth.ReasonRevoked {
 		s.metrics.authFailures.WithLabelValues(auth.ReasonRevoked).Inc()
 		c.Close(protocol.CloseForbidden, protocol.CloseReason(protocol.CloseForbidden))
