@@ -110,7 +110,7 @@ func TestMigrateCommand(t *testing.T) {
 			if code := run(context.Background(), args, nil, &out, &errOut); code != 0 {
 				t.Fatalf("first migrate: exit %d, %s", code, errOut.String())
 			}
-			if !strings.Contains(out.String(), "applied migrations [1]") {
+			if !strings.Contains(out.String(), "applied migrations [1 2]") { // 0001 init, 0002 apps
 				t.Fatalf("first migrate: got %q", out.String())
 			}
 			out.Reset()
