@@ -648,3 +648,37 @@ func TestAppIdempotencyPerUser(t *testing.T) {
 		t.Fatalf("bob with alice's key: offset %d, want a publication of his own (not alice's %d replayed)", b.Offset, a1.Offset)
 	}
 }
+
+// TestAppsPostgres runs the apps platform on PostgreSQL: registration, a
+// key at the upgrade and on REST, its last use, rotation, an installation
+// acting for a user, and an uninstall closing the app's connection.
+func TestAppsPostgres(t *testing.T) {
+	dsn := postgresDSN(t)
+	m := startServer(t, func(c *Config) { c.Database = dsn })
+	if got := m.Store.Dialect(); got != "postgres" {
+		t.Fatalf("store dialect %q, want postgres", got)
+	}
+	created := createApp(t, m, map[string]any{"id": "com.example.pg", "name": "PG", "scopes": []string{"read", "write"}})
+	key := created.Key.Key
+	wantKeyRefused(t, m, "not installed", key, 403, "not installed", auth.UserHeader, "alice")
+	apiJSON(t, m, mintToken(t, m, "alice", "alice-phone", "phone"), "PUT", "/api/v1/apps/com.example.pg/install", map[string]any{"scopes": []string{"read"}}, 200, nil)
+	app := dialApp(t, m, key, "alice")
+	if p := app.Welcome().Principal; p.UserID != "alice" || strings.Join(p.Scopes, ",") != "read" {
+		t.Fatalf("app principal %+v, want alice with read", p)
+	}
+	m.Apps.FlushLastUse(t.Context())
+	var keys protocol.AppKeyList
+	apiJSON(t, m, adminTok(t, m), "GET", "/api/v1/admin/apps/com.example.pg/keys", nil, 200, &keys)
+	if len(keys.Keys) != 1 || keys.Keys[0].LastUsedAt == nil {
+		t.Fatalf("keys %+v, want the key's last use recorded", keys.Keys)
+	}
+	var fresh protocol.AppKeySecret
+	apiJSON(t, m, adminTok(t, m), "POST", "/api/v1/admin/apps/com.example.pg/keys", map[string]any{"overlapMs": 0}, 201, &fresh)
+	wantKeyRefused(t, m, "the first key after a rotation without overlap", key, 401, "expired")
+	wantClosed(t, app, "the first key's connection after a rotation without overlap", protocol.CloseTokenExpired)
+	apiJSON(t, m, fresh.Key, "GET", "/api/v1/apps/installs", nil, 200, nil, auth.UserHeader, "alice")
+	app = dialApp(t, m, fresh.Key, "alice")
+	apiJSON(t, m, mintToken(t, m, "alice", "alice-phone", "phone"), "DELETE", "/api/v1/apps/com.example.pg/install", nil, 200, nil)
+	wantClosed(t, app, "the app's connection for alice after the uninstall", protocol.CloseForbidden)
+	wantKeyRefused(t, m, "after the uninstall", fresh.Key, 403, "not installed", auth.UserHeader, "alice")
+}
