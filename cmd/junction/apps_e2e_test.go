@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -396,6 +397,11 @@ func TestAppForeignInstalls(t *testing.T) {
 	apiJSON(t, m, aliceTok, "PUT", "/api/v1/apps/com.example.a/install", map[string]any{"scopes": []string{"read"}}, 200, nil)
 	apiJSON(t, m, mintToken(t, m, "bob", "bob-phone", "phone"), "PUT", "/api/v1/apps/com.example.b/install", map[string]any{"scopes": []string{"read"}}, 200, nil)
 
+	// Alice lists her installations over the WebSocket: A only.
+	var mine protocol.AppInstallList
+	if err := call(t, dialToken(t, m, aliceTok), "apps.installs", nil, &mine); err != nil || len(mine.Installs) != 1 || mine.Installs[0].AppID != "com.example.a" {
+		t.Fatalf("alice's installs %+v %v, want com.example.a only", mine.Installs, err)
+	}
 	// B cannot act for alice, who installed A only.
 	wantKeyRefused(t, m, "B for alice", b, 403, "not installed", auth.UserHeader, "alice")
 	// Each app sees only its own installations.
@@ -681,4 +687,53 @@ func TestAppsPostgres(t *testing.T) {
 	apiJSON(t, m, mintToken(t, m, "alice", "alice-phone", "phone"), "DELETE", "/api/v1/apps/com.example.pg/install", nil, 200, nil)
 	wantClosed(t, app, "the app's connection for alice after the uninstall", protocol.CloseForbidden)
 	wantKeyRefused(t, m, "after the uninstall", fresh.Key, 403, "not installed", auth.UserHeader, "alice")
+}
+
+// TestAPIKeyPepperFile: keys verify on every server that shares the
+// database and the pepper (auth.api_key_pepper_file), and on no server with
+// another pepper; a missing pepper file stops the start.
+func TestAPIKeyPepperFile(t *testing.T) {
+	shared := t.TempDir()
+	db := "sqlite:" + shared + "/junction.db"
+	pepperFile := shared + "/pepper.key"
+	if err := os.WriteFile(pepperFile, bytes.Repeat([]byte{0x5a}, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withPepper := func(c *Config) { c.Database, c.Auth.APIKeyPepperFile = db, pepperFile }
+
+	a := startServer(t, withPepper)
+	key := createApp(t, a, map[string]any{"id": "com.example.pepper", "name": "Pepper", "scopes": []string{"read"}}).Key.Key
+	apiJSON(t, a, key, "GET", "/api/v1/apps/installs", nil, 200, nil)
+	if _, err := os.Stat(a.Config.Data + "/" + auth.PepperFileName); err == nil {
+		t.Fatal("a pepper file was created in the data directory although auth.api_key_pepper_file names one")
+	}
+	if err := a.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another node (its own data directory), the same database and pepper.
+	b := startServer(t, withPepper)
+	apiJSON(t, b, key, "GET", "/api/v1/apps/installs", nil, 200, nil)
+	if err := b.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// The same database with another pepper: the MAC does not verify.
+	c := startServer(t, func(c *Config) { c.Database = db })
+	wantKeyRefused(t, c, "another pepper", key, 401, "signature")
+	if err := c.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := &Config{Addr: "127.0.0.1:0", Data: t.TempDir(), LogLevel: "error"}
+	cfg.Auth.APIKeyPepperFile = shared + "/missing.key"
+	cfg.setDefaults()
+	m := NewMain(cfg, io.Discard, io.Discard)
+	err := m.Open(t.Context())
+	if err == nil {
+		_ = m.Close(t.Context())
+		t.Fatal("the server started with a missing pepper file")
+	}
+	if !strings.Contains(err.Error(), "auth.api_key_pepper_file") {
+		t.Fatalf("start error %q, want it to name auth.api_key_pepper_file", err)
+	}
 }
