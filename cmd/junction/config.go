@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/junctionhq/junction/internal/account"
+	"github.com/junctionhq/junction/internal/apps"
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
 	"github.com/junctionhq/junction/internal/schedule"
@@ -41,6 +42,7 @@ type Config struct {
 	Auth        AuthConfig  `yaml:"auth"`
 	Store       StoreConfig `yaml:"store"`
 	Hub         hub.Config  `yaml:"hub"`
+	Apps        apps.Config `yaml:"apps"`
 	Web         web.Config  `yaml:"web"`
 	// Voice configures LiveKit-compatible voice tokens (account package).
 	Voice account.VoiceConfig `yaml:"voice"`
@@ -58,6 +60,9 @@ type AuthConfig struct {
 	Audience   string        `yaml:"audience" doc:"token audience claim written at issue; a token carrying another audience is refused (default none: tokens carry no aud, and any aud is refused)"`
 	AccessTTL  time.Duration `yaml:"access_ttl" doc:"lifetime of access tokens issued at login (default 1h)"`
 	RefreshTTL time.Duration `yaml:"refresh_ttl" doc:"lifetime of refresh tokens (default 720h)"`
+	// APIKeyPepperFile names the pepper of API keys when it is not
+	// DATA/apikey-pepper.key (a cluster's nodes share one).
+	APIKeyPepperFile string `yaml:"api_key_pepper_file" doc:"file holding the secret pepper that keys the MACs of app API keys (default DATA/apikey-pepper.key, created at first start; every node of a cluster needs the same; changing it invalidates every API key)"`
 	// Challenges bounds the login challenges (auth package's config).
 	Challenges auth.ChallengeConfig `yaml:"challenges"`
 }

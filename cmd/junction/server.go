@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/junctionhq/junction/internal/account"
+	"github.com/junctionhq/junction/internal/apps"
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
 	"github.com/junctionhq/junction/internal/schedule"
@@ -52,6 +53,9 @@ type Main struct {
 	// Account is the account/data application, mounted by Web over REST and
 	// registered in Hub's method table.
 	Account *account.Service
+	// Apps is the apps platform (apps, API keys, installations), mounted
+	// like Account; it is Auth's API-key store.
+	Apps *apps.Service
 	// Store is the database (SQLite in the data directory by default),
 	// migrated at Open and closed by Close.
 	Store *store.DB
@@ -146,7 +150,11 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		m.Logger.Info("generated a new signing key", "dir", cfg.Data)
 	}
 	m.Tokens = tokens
-	m.Auth = &auth.Authenticator{Tokens: tokens}
+	m.Auth = &auth.Authenticator{Tokens: tokens, Now: m.Now}
+	pepper, err := loadPepper(cfg)
+	if err != nil {
+		return err
+	}
 
 	var proxies []netip.Prefix
 	for _, p := range cfg.Web.TrustedProxies {
@@ -200,6 +208,15 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	// artifact) and the session snapshot provider; then the hub's own
 	// retained provider.
 	m.Account.Register(m.Hub)
+	// The apps platform: its methods, and the API keys it stores, accepted
+	// at the upgrade and on REST (an app key acting for a user with the
+	// Junction-User header gets the scopes the user granted).
+	m.Apps, err = apps.New(cfg.Apps, apps.Deps{Store: m.Store, Hub: m.Hub, Account: m.Account, Pepper: pepper, Logger: m.Logger, Now: m.Now})
+	if err != nil {
+		return err
+	}
+	m.Apps.Register(m.Hub)
+	m.Auth.APIKeys, m.Auth.APIKeyPepper, m.Auth.Installs = m.Apps, pepper, m.Apps
 	m.Hub.RegisterSnapshot(hub.SnapshotRetained, hub.RetainedSnapshot(m.Hub))
 	if m.ConfigureHub != nil {
 		m.ConfigureHub(m.Hub)
@@ -214,6 +231,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		Hub: m.Hub, Authenticator: m.Auth, Network: m.Network, Origins: origins,
 		Logger: m.Logger, Registerer: m.Registry, Gatherer: m.Registry,
 		Account:      m.Account,
+		Apps:         m.Apps.Ops(),
 		Schedule:     m.Scheduler,
 		Ready:        []web.ReadyCheck{{Name: "store", Check: m.Store.Ping}},
 		ReadyDetails: []web.ReadyDetail{{Name: "services", Detail: func() any { return m.Supervisor.Status() }}},
@@ -227,6 +245,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err := m.startServices(); err != nil {
 		return err
 	}
+	m.Apps.Start()
 	m.srv = &http.Server{
 		Handler:           m.Web,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -413,4 +432,18 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// loadPepper returns the pepper of API keys: auth.api_key_pepper_file, else
+// DATA/apikey-pepper.key, created at first start.
+func loadPepper(cfg *Config) ([]byte, error) {
+	if f := cfg.Auth.APIKeyPepperFile; f != "" {
+		p, err := auth.ReadPepperFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("auth.api_key_pepper_file: %w", err)
+		}
+		return p, nil
+	}
+	p, _, err := auth.LoadOrCreatePepper(cfg.Data)
+	return p, err
 }
