@@ -127,3 +127,69 @@ func TestConcurrentPublishersKeepOffsetOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishQueueIsBounded holds a topic's fan-out and publishes until the
+// memory broker's delivery queue is full: the next publish waits for room
+// (observed as a waiting publisher, not timed), and once the fan-out is
+// released everything is delivered once, in offset order.
+func TestPublishQueueIsBounded(t *testing.T) {
+	const topic = "public:bounded"
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	ts := startHub(t, hub.Config{MaxQueueFrames: 3 * hub.MaxQueuedDeliveries, MaxQueueBytes: 16 << 20}, func(h *hub.Hub) {
+		hub.SetDeliverHook(h, func(tp string, pub hub.Publication) {
+			if tp == topic && pub.Offset == 1 {
+				close(entered)
+				<-release
+			}
+		})
+	})
+	sub := ts.dial(t, "alice/a1/read")
+	rec := newRecorder(sub)
+	rec.mu.Lock()
+	rec.lite = true
+	rec.mu.Unlock()
+	mustCall(t, sub, "channel.subscribe", map[string]any{"topic": topic}, nil)
+	ctx := context.Background()
+
+	first := make(chan error, 1)
+	go func() {
+		_, err := ts.hub.Publish(ctx, topic, raw(0))
+		first <- err
+	}()
+	<-entered
+	for range hub.MaxQueuedDeliveries {
+		if _, err := ts.hub.Publish(ctx, topic, raw(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	streams := ts.hub.Broker().Streams
+	if q, w := hub.QueuedDeliveries(streams, topic); q != hub.MaxQueuedDeliveries || w != 0 {
+		t.Fatalf("got %d queued, %d waiting, want %d queued, none waiting", q, w, hub.MaxQueuedDeliveries)
+	}
+	last := make(chan error, 1)
+	go func() {
+		_, err := ts.hub.Publish(ctx, topic, raw(2))
+		last <- err
+	}()
+	eventually(t, "the publisher over the bound to wait", func() bool {
+		_, w := hub.QueuedDeliveries(streams, topic)
+		return w == 1
+	})
+	if q, _ := hub.QueuedDeliveries(streams, topic); q != hub.MaxQueuedDeliveries {
+		t.Fatalf("got %d queued while a publisher waits, want %d (bounded)", q, hub.MaxQueuedDeliveries)
+	}
+	close(release)
+	for _, ch := range []chan error{first, last} {
+		if err := <-ch; err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+	}
+	want := hub.MaxQueuedDeliveries + 2
+	rec.waitFor(t, "every publication", func() bool { return len(rec.msgs[topic]) == want })
+	for i, f := range rec.msgs[topic] {
+		if f.Offset != uint64(i+1) {
+			t.Fatalf("message %d: got offset %d, want %d", i, f.Offset, i+1)
+		}
+	}
+}
