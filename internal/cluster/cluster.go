@@ -386,3 +386,6 @@ func (b *Broker) checkOpen() error {
 func ms(d time.Duration) int64 {
 	return max(1, d.Milliseconds())
 }
+
+// Channel returns the pub/sub channel of topic (for tests and operators).
+func (b *Broker) Channel(topic string) string { return b.channel(topic) }
