@@ -341,11 +341,13 @@ func (b *Broker) connOf(name string) *psConn {
 
 // Keys. Each carries its topic (device, ...) as a hash tag, so that the
 // keys one script touches share a Cluster slot.
-func (b *Broker) metaKey(topic string) string    { return b.cfg.Prefix + "{" + topic + "}:meta" }
-func (b *Broker) streamKey(topic string) string  { return b.cfg.Prefix + "{" + topic + "}:stream" }
-func (b *Broker) channel(topic string) string    { return b.cfg.Prefix + "{" + topic + "}:pub" }
-func (b *Broker) presKey(topic string) string    { return b.cfg.Prefix + "{" + topic + "}:presence" }
-func (b *Broker) presExpKey(topic string) string { return b.cfg.Prefix + "{" + topic + "}:presence:exp" }
+func (b *Broker) metaKey(topic string) string   { return b.cfg.Prefix + "{" + topic + "}:meta" }
+func (b *Broker) streamKey(topic string) string { return b.cfg.Prefix + "{" + topic + "}:stream" }
+func (b *Broker) channel(topic string) string   { return b.cfg.Prefix + "{" + topic + "}:pub" }
+func (b *Broker) presKey(topic string) string   { return b.cfg.Prefix + "{" + topic + "}:presence" }
+func (b *Broker) presExpKey(topic string) string {
+	return b.cfg.Prefix + "{" + topic + "}:presence:exp"
+}
 func (b *Broker) deviceKey(device string) string { return b.cfg.Prefix + "device:{" + device + "}" }
 func (b *Broker) deviceGenKey(device string) string {
 	return b.cfg.Prefix + "device:{" + device + "}:gen"
