@@ -104,6 +104,18 @@ func TestLoadConfig(t *testing.T) {
 		}},
 		{name: "bad transport", args: []string{"--hub-transport", "kqueue"}, wantErr: `hub: transport "kqueue": want "epoll" or "portable"`},
 		{name: "pprof beyond loopback", args: []string{"--pprof-addr", "0.0.0.0:6060"}, wantErr: "want a loopback HOST:PORT"},
+		{name: "redis broker shards", args: []string{"--broker", "redis://127.0.0.1:6379, redis://:secret@10.0.0.2:6380/1"}, check: func(t *testing.T, c *Config) {
+			urls, err := c.brokerURLs()
+			if err != nil || len(urls) != 2 || urls[1] != "redis://:secret@10.0.0.2:6380/1" {
+				t.Errorf("got broker urls %q, %v", urls, err)
+			}
+		}},
+		{name: "memory broker", env: []string{"JUNCTION_BROKER=memory"}, check: func(t *testing.T, c *Config) {
+			if urls, err := c.brokerURLs(); err != nil || urls != nil {
+				t.Errorf("got broker urls %q, %v, want none (memory)", urls, err)
+			}
+		}},
+		{name: "bad broker", args: []string{"--broker", "redis://:hunter2@host:notaport"}, wantErr: "broker: redis url \"redis://***@host:notaport\": invalid port \":notaport\" after host"},
 		{name: "missing file", args: []string{"--config", filepath.Join(dir, "none.yaml")}, wantErr: "read config"},
 		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected argument"},
 	}

@@ -57,6 +57,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -212,7 +213,7 @@ func New(cfg Config) (*Broker, error) {
 		b.log = slog.Default()
 	}
 	for i, u := range cfg.URLs {
-		opt, err := redis.ParseURL(u)
+		opt, err := parseURL(u)
 		if err != nil {
 			return nil, fmt.Errorf("cluster: shard %d: %w", i, err)
 		}
@@ -234,8 +235,8 @@ func ParseURLs(s string) ([]string, error) {
 		if u == "" {
 			continue
 		}
-		if _, err := redis.ParseURL(u); err != nil {
-			return nil, fmt.Errorf("redis url %q: %w", redactURL(u), err)
+		if _, err := parseURL(u); err != nil {
+			return nil, err
 		}
 		out = append(out, u)
 	}
@@ -243,6 +244,20 @@ func ParseURLs(s string) ([]string, error) {
 		return nil, errors.New("no redis url")
 	}
 	return out, nil
+}
+
+// parseURL parses one Redis URL; its errors never show the password.
+func parseURL(u string) (*redis.Options, error) {
+	opt, err := redis.ParseURL(u)
+	if err != nil {
+		// net/url's errors repeat the URL, password included.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("redis url %q: %w", redactURL(u), err)
+	}
+	return opt, nil
 }
 
 // redactURL hides a URL's password in messages.
