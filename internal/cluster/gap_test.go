@@ -332,3 +332,48 @@ func TestOffsetBackwardsStartsNewEpoch(t *testing.T) {
 		t.Fatalf("history in the old epoch: got %v, want hub.ErrHistoryGap", err)
 	}
 }
+
+// TestOffsetRollbackStartsNewEpoch: Redis comes back with a topic's offset
+// behind what a node delivered (as from an older snapshot). The node's
+// position check after its pub/sub reconnect notices, starts a new epoch
+// and resets its subscribers; later publications follow in the new epoch.
+func TestOffsetRollbackStartsNewEpoch(t *testing.T) {
+	ctx := context.Background()
+	urls, srvs := servers(t, 1, redistest.Options{})
+	r := newRecorder()
+	a, b := pair(t, urls, r, nil)
+	if err := a.Subscribe(ctx, "t:rb"); err != nil {
+		t.Fatal(err)
+	}
+	before := publish(t, b, "t:rb", 1, 10, hist)
+	waitFor(t, "10 publications", func() bool { return len(r.get("t:rb")) == 10 })
+	prefix := strings.TrimSuffix(a.Channel("t:rb"), "{t:rb}:pub")
+	// The state of an older snapshot: offset 5, entries up to 5.
+	for _, cmd := range [][]string{
+		{"HSET", prefix + "{t:rb}:meta", "o", "5"},
+		{"XDEL", prefix + "{t:rb}:stream", "6-0", "7-0", "8-0", "9-0", "10-0"},
+		{"CLIENT", "KILL", "TYPE", "pubsub"},
+	} {
+		if _, err := srvs[0].Do(cmd...); err != nil {
+			t.Fatal(cmd, err)
+		}
+	}
+	waitFor(t, "a new epoch", func() bool {
+		pos, err := a.Position(ctx, "t:rb")
+		return err == nil && pos.Epoch != before.Epoch
+	})
+	after := publish(t, b, "t:rb", 1, 3, hist)
+	if after.Offset != 3 || after.Epoch == before.Epoch {
+		t.Fatalf("got %+v, want offset 3 in a new epoch", after)
+	}
+	waitFor(t, "the new epoch's publications", func() bool {
+		p, ok := r.last("t:rb")
+		return ok && p.Epoch == after.Epoch && p.Offset == 3
+	})
+	got := r.get("t:rb")
+	checkSequence(t, got[:10], before.Epoch, 10)
+	if got[10].Epoch != "" {
+		t.Fatalf("got %+v after the rollback, want a reset marker first", got[10])
+	}
+	checkSequence(t, got[11:], after.Epoch, 3)
+}

@@ -181,3 +181,24 @@ if d == '1' then return -1 end
 redis.call('DEL', KEYS[1])
 return 1
 `)
+
+// scriptRollback starts a new epoch for a topic whose offset went backwards
+// under its epoch: Redis came back from a snapshot older than what a node
+// delivered (RDB, or an AOF fsynced every second), and the offsets after
+// it would be reused for other publications. It does nothing when the
+// epoch moved on meanwhile or the offset is not behind.
+//
+//	KEYS[1] meta, KEYS[2] stream
+//	ARGV[1] the epoch, ARGV[2] the offset a node delivered, ARGV[3] a fresh
+//	epoch, ARGV[4] meta ttl in ms
+var scriptRollback = redis.NewScript(`
+local e = redis.call('HGET', KEYS[1], 'e')
+local o = tonumber(redis.call('HGET', KEYS[1], 'o') or '0')
+if e == ARGV[1] and o < tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', ARGV[3], 'o', 0)
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  return 1
+end
+return 0
+`)

@@ -374,6 +374,18 @@ func (c *psConn) check(list []*sub, urgent bool) {
 		n := min(batch, len(list))
 		part := list[:n]
 		list = list[n:]
+		// What each topic had delivered before the positions are read:
+		// Redis's offset can only be behind it if Redis lost writes.
+		type delivered struct {
+			epoch string
+			last  uint64
+		}
+		before := make([]delivered, len(part))
+		for i, s := range part {
+			s.mu.Lock()
+			before[i] = delivered{s.epoch, s.last}
+			s.mu.Unlock()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 		pipe := c.sh.client.Pipeline()
 		cmds := make([]*redis.SliceCmd, len(part))
@@ -408,6 +420,10 @@ func (c *psConn) check(list []*sub, urgent bool) {
 				// already (History answers hub.ErrHistoryGap).
 				continue
 			}
+			if epoch == before[i].epoch && off < before[i].last {
+				c.b.rollback(s, epoch, before[i].last, off)
+				continue
+			}
 			s.mu.Lock()
 			switch {
 			case urgent:
@@ -419,6 +435,37 @@ func (c *psConn) check(list []*sub, urgent bool) {
 			s.mu.Unlock()
 		}
 	}
+}
+
+// rollback handles a topic whose offset in Redis (off) is behind what this
+// node delivered (last) in the same epoch: it starts a new epoch (unless
+// another node did already), and resets this node's subscribers at once.
+// Every position in the old epoch is then stale: clients resume with
+// recovered: false rather than read other publications under offsets they
+// have seen.
+func (b *Broker) rollback(s *sub, epoch string, last, off uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	err := scriptRollback.Run(ctx, b.shardOf(s.topic).client,
+		[]string{b.metaKey(s.topic), b.streamKey(s.topic)},
+		epoch, last, newEpoch(), ms(b.cfg.StreamTTL)).Err()
+	if err != nil {
+		b.log.Warn("redis broker: new epoch after a rollback", "topic", s.topic, "err", err)
+		return // the next check tries again
+	}
+	b.log.Warn("redis broker: offset went backwards (Redis lost writes): new epoch", "topic", s.topic,
+		"epoch", epoch, "delivered", last, "redis", off)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.removed || s.epoch != epoch {
+		return
+	}
+	if hb := b.pubs.Load(); hb != nil {
+		hb.h.HandlePublication(s.topic, hub.Publication{Offset: last})
+		b.stats.resets.Add(1)
+	}
+	// Whatever epoch comes next is new to this subscription.
+	s.epoch, s.last = "", 0
 }
 
 // Subscribe implements hub.Streams. It returns once Redis confirmed the
