@@ -66,6 +66,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/protocol"
 )
 
 var (
@@ -406,3 +407,23 @@ func ms(d time.Duration) int64 {
 
 // Channel returns the pub/sub channel of topic (for tests and operators).
 func (b *Broker) Channel(topic string) string { return b.channel(topic) }
+
+// unavailableError is a failed Redis call: clients see "unavailable"
+// (retryable) through protocol.AsError, logs see the cause.
+type unavailableError struct{ err error }
+
+func redisErr(format string, args ...any) error {
+	return &unavailableError{fmt.Errorf(format, args...)}
+}
+
+func (e *unavailableError) Error() string { return e.err.Error() }
+func (e *unavailableError) Unwrap() error { return e.err }
+
+// As makes errors.As(err, **protocol.Error) see a retryable unavailable.
+func (e *unavailableError) As(target any) bool {
+	if pe, ok := target.(**protocol.Error); ok {
+		*pe = &protocol.Error{Code: protocol.CodeUnavailable, Message: "the broker is unavailable", Retryable: true}
+		return true
+	}
+	return false
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/junctionhq/junction/internal/cluster"
 	"github.com/junctionhq/junction/internal/hub"
 	"github.com/junctionhq/junction/internal/redistest"
+	"github.com/junctionhq/junction/protocol"
 )
 
 // recorder records deliveries; gate, when set, blocks the first delivery
@@ -376,4 +377,33 @@ func TestOffsetRollbackStartsNewEpoch(t *testing.T) {
 		t.Fatalf("got %+v after the rollback, want a reset marker first", got[10])
 	}
 	checkSequence(t, got[11:], after.Epoch, 3)
+}
+
+// TestRedisDownIsUnavailable: with its Redis gone, the broker's calls fail
+// with a retryable "unavailable" for clients, the cause for logs; they work
+// again once Redis is back.
+func TestRedisDownIsUnavailable(t *testing.T) {
+	ctx := context.Background()
+	urls, srvs := servers(t, 1, redistest.Options{AOF: true})
+	b := newBroker(t, urls, nil)
+	pos := publish(t, b, "t:down", 1, 1, hist)
+	srvs[0].Kill()
+	_, err := b.Publish(ctx, "t:down", json.RawMessage(`2`), hist)
+	if pe := protocol.AsError(err); err == nil || pe.Code != protocol.CodeUnavailable || !pe.Retryable {
+		t.Fatalf("publish with Redis down: got %v (%+v), want a retryable unavailable", err, pe)
+	}
+	if err := b.Ping(ctx); err == nil {
+		t.Fatal("Ping with Redis down: got nil")
+	}
+	if err := srvs[0].Restart(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	var again hub.StreamPosition
+	waitFor(t, "a publication once Redis is back", func() bool {
+		again, err = b.Publish(ctx, "t:down", json.RawMessage(`2`), hist)
+		return err == nil
+	})
+	if again.Epoch != pos.Epoch || again.Offset != 2 {
+		t.Fatalf("got %+v, want %s/2", again, pos.Epoch)
+	}
 }

@@ -31,7 +31,7 @@ func (b *Broker) AddPresence(ctx context.Context, topic, clientID string, info h
 	ttlMs := ttl.Milliseconds()
 	if err := scriptPresenceAdd.Run(ctx, b.shardOf(topic).client,
 		[]string{b.presKey(topic), b.presExpKey(topic)}, clientID, raw, ttlMs).Err(); err != nil {
-		return fmt.Errorf("cluster: add presence %q: %w", topic, err)
+		return redisErr("cluster: add presence %q: %w", topic, err)
 	}
 	return nil
 }
@@ -43,7 +43,7 @@ func (b *Broker) RemovePresence(ctx context.Context, topic, clientID string) err
 	}
 	if err := scriptPresenceRemove.Run(ctx, b.shardOf(topic).client,
 		[]string{b.presKey(topic), b.presExpKey(topic)}, clientID).Err(); err != nil {
-		return fmt.Errorf("cluster: remove presence %q: %w", topic, err)
+		return redisErr("cluster: remove presence %q: %w", topic, err)
 	}
 	return nil
 }
@@ -56,7 +56,7 @@ func (b *Broker) Presence(ctx context.Context, topic string) (map[string]hub.Cli
 	res, err := scriptPresence.Run(ctx, b.shardOf(topic).client,
 		[]string{b.presKey(topic), b.presExpKey(topic)}).StringSlice()
 	if err != nil {
-		return nil, fmt.Errorf("cluster: presence %q: %w", topic, err)
+		return nil, redisErr("cluster: presence %q: %w", topic, err)
 	}
 	out := make(map[string]hub.ClientInfo, len(res)/2)
 	for i := 0; i+1 < len(res); i += 2 {
@@ -97,7 +97,7 @@ func (b *Broker) SetDeviceNode(ctx context.Context, deviceID, nodeID string, ttl
 	}
 	if err := scriptDeviceClaim.Run(ctx, b.shardOf("device:"+deviceID).client,
 		[]string{b.deviceKey(deviceID), b.deviceGenKey(deviceID)}, nodeID, boot, ms(ttl)).Err(); err != nil {
-		return fmt.Errorf("cluster: claim device: %w", err)
+		return redisErr("cluster: claim device: %w", err)
 	}
 	return nil
 }
@@ -109,7 +109,7 @@ func (b *Broker) ClearDeviceNode(ctx context.Context, deviceID, nodeID string) e
 	}
 	if err := scriptDeviceClear.Run(ctx, b.shardOf("device:"+deviceID).client,
 		[]string{b.deviceKey(deviceID)}, nodeID).Err(); err != nil {
-		return fmt.Errorf("cluster: clear device: %w", err)
+		return redisErr("cluster: clear device: %w", err)
 	}
 	return nil
 }
@@ -124,7 +124,7 @@ func (b *Broker) DeviceNode(ctx context.Context, deviceID string) (string, bool,
 		return "", false, nil
 	}
 	if err != nil {
-		return "", false, fmt.Errorf("cluster: device node: %w", err)
+		return "", false, redisErr("cluster: device node: %w", err)
 	}
 	return node, true, nil
 }
@@ -140,7 +140,7 @@ type DeviceClaim struct {
 func (b *Broker) DeviceClaim(ctx context.Context, deviceID string) (DeviceClaim, bool, error) {
 	vals, err := b.shardOf("device:"+deviceID).client.HMGet(ctx, b.deviceKey(deviceID), "n", "b", "g").Result()
 	if err != nil {
-		return DeviceClaim{}, false, fmt.Errorf("cluster: device claim: %w", err)
+		return DeviceClaim{}, false, redisErr("cluster: device claim: %w", err)
 	}
 	node, _ := vals[0].(string)
 	if node == "" {
@@ -198,7 +198,7 @@ func (b *Broker) IdemBegin(ctx context.Context, principal, key string, ttl time.
 	res, err := scriptIdemBegin.Run(ctx, b.idemClient(principal, key),
 		[]string{b.idemKey(principal, key)}, b.now().UnixMilli(), ms(ttl)).Slice()
 	if err != nil || len(res) != 4 {
-		return false, false, nil, time.Time{}, fmt.Errorf("cluster: idempotency begin: %v %w", res, err)
+		return false, false, nil, time.Time{}, redisErr("cluster: idempotency begin: %v %w", res, err)
 	}
 	fresh, _ := res[0].(int64)
 	done, _ := res[1].(string)
@@ -229,7 +229,7 @@ func (b *Broker) idemEnd(ctx context.Context, s *redis.Script, principal, key st
 	n, err := s.Run(ctx, b.idemClient(principal, key), []string{b.idemKey(principal, key)}, body).Int()
 	switch {
 	case err != nil:
-		return fmt.Errorf("cluster: idempotency record: %w", err)
+		return redisErr("cluster: idempotency record: %w", err)
 	case n == 0:
 		return errIdemNotFound
 	case n < 0:
@@ -245,7 +245,7 @@ func (b *Broker) IdemLookup(ctx context.Context, principal, key string) (bool, b
 	}
 	vals, err := b.idemClient(principal, key).HMGet(ctx, b.idemKey(principal, key), "s", "d", "b").Result()
 	if err != nil {
-		return false, false, nil, time.Time{}, fmt.Errorf("cluster: idempotency lookup: %w", err)
+		return false, false, nil, time.Time{}, redisErr("cluster: idempotency lookup: %w", err)
 	}
 	startedStr, _ := vals[0].(string)
 	if startedStr == "" {

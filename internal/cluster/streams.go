@@ -43,7 +43,7 @@ func (b *Broker) Publish(ctx context.Context, topic string, data json.RawMessage
 		newEpoch(), []byte(data), info, b.now().UnixMilli(),
 		max(0, opts.HistorySize), histTTL, metaTTL, b.channel(topic)).Slice()
 	if err != nil {
-		return hub.StreamPosition{}, fmt.Errorf("cluster: publish %q: %w", topic, err)
+		return hub.StreamPosition{}, redisErr("cluster: publish %q: %w", topic, err)
 	}
 	pos, err := parsePosition(res)
 	if err != nil {
@@ -81,7 +81,7 @@ func (b *Broker) read(ctx context.Context, topic string, from, to uint64, count 
 		[]string{b.metaKey(topic), b.streamKey(topic)},
 		newEpoch(), ms(b.cfg.StreamTTL), first, last, count).Slice()
 	if err != nil {
-		return hub.StreamPosition{}, 0, nil, fmt.Errorf("cluster: read %q: %w", topic, err)
+		return hub.StreamPosition{}, 0, nil, redisErr("cluster: read %q: %w", topic, err)
 	}
 	pos, err := parsePosition(res)
 	if err != nil || len(res) != 4 {
