@@ -356,8 +356,8 @@ func TestBinaryStartsWithEveryDocsConfig(t *testing.T) {
 			}
 			s, _ := startBinary(t, bin, args...)
 			s.healthz(t)
-			if redis && !strings.Contains(s.stdout.String(), "redis (1 shard)") {
-				t.Errorf("the start line names another broker than redis:\n%s", s.stdout)
+			if redis && !strings.Contains(s.stderr.String(), "redis (1 shard)") {
+				t.Errorf("the start line names another broker than redis:\n%s", s.stderr)
 			}
 			s.term(t)
 		})

@@ -13,20 +13,20 @@ import (
 	"github.com/junctionhq/junction/internal/redistest"
 )
 
-// TestRedisBrokerTwoNodes runs two servers on one real redis-server
-// (--broker redis://...): a subscriber on node A receives what a publisher
+// TestRedisBrokerTwoNodes runs two servers on two real redis-servers as
+// shards (--broker redis://...,redis://...): a subscriber on node A receives what a publisher
 // on node B publishes, exactly once and in order, across a cut of its own
 // connection (it resumes from history in Redis: recovered). Then Redis
 // restarts without its data: the subscriber is told (recovered: false)
 // rather than left with a silent gap, and publications flow again.
 func TestRedisBrokerTwoNodes(t *testing.T) {
-	rs := redistest.New(t, redistest.Options{})
+	shards := []*redistest.Server{redistest.New(t, redistest.Options{}), redistest.New(t, redistest.Options{})}
 	cfg := func(c *Config) {
 		withNamespaces(hub.NamespaceConfig{
 			Pattern: "feed:{id}", Subscribe: []string{"any"}, Publish: []string{"scope=write"}, HistorySize: 1000,
 		})(c)
 		c.Hub.RequestsPerSecond = -1
-		c.Broker = rs.URL()
+		c.Broker = shards[0].URL() + "," + shards[1].URL()
 	}
 	a := startServer(t, cfg)
 	b := startServer(t, cfg)
@@ -99,11 +99,13 @@ func TestRedisBrokerTwoNodes(t *testing.T) {
 	nsubs := len(subs)
 	mu.Unlock()
 
-	// Redis loses everything. Node B publishes again (retrying while its
+	// Redis (both shards) loses everything. Node B publishes again (retrying while its
 	// connections to Redis come back) until node A's subscriber has been
 	// reset and has resubscribed, not recovered.
-	if err := rs.Restart(ctx, false); err != nil {
-		t.Fatal(err)
+	for _, rs := range shards {
+		if err := rs.Restart(ctx, false); err != nil {
+			t.Fatal(err)
+		}
 	}
 	n := total
 	eventuallyLong(t, "a resubscription that is not recovered", func() bool {
