@@ -11,6 +11,7 @@ import (
 	"github.com/junctionhq/junction/client"
 	"github.com/junctionhq/junction/internal/hub"
 	"github.com/junctionhq/junction/internal/redistest"
+	"github.com/junctionhq/junction/protocol"
 )
 
 // TestRedisBrokerTwoNodes runs two servers on two real redis-servers as
@@ -166,5 +167,79 @@ func eventuallyLong(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestRedisBrokerPresenceAcrossNodes: presence sets, join and leave events
+// and history (with the publisher's info) are cluster-wide: carol on node A
+// sees bob, who is on node B.
+func TestRedisBrokerPresenceAcrossNodes(t *testing.T) {
+	rs := redistest.New(t, redistest.Options{})
+	cfg := func(c *Config) {
+		withNamespaces(hub.NamespaceConfig{
+			Pattern: "room:{id}", Subscribe: []string{"any"}, Publish: []string{"scope=write"}, Presence: true, HistorySize: 3,
+		})(c)
+		c.Broker = rs.URL()
+	}
+	a, b := startServer(t, cfg), startServer(t, cfg)
+	carol := dialClient(t, a, "carol", "c1", "phone")
+	events := make(chan *protocol.Frame, 16)
+	for _, e := range []string{protocol.EventChannelJoin, protocol.EventChannelLeave} {
+		carol.OnEvent(e, func(f *protocol.Frame) { events <- f })
+	}
+	nextEvent := func(want string) protocol.ClientInfo {
+		t.Helper()
+		select {
+		case f := <-events:
+			var info protocol.ClientInfo
+			if f.Event != want || f.Topic != "room:1" || json.Unmarshal(f.Data, &info) != nil {
+				t.Fatalf("got event %s on %q with %s, want %s on room:1", f.Event, f.Topic, f.Data, want)
+			}
+			return info
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %s event", want)
+		}
+		return protocol.ClientInfo{}
+	}
+	if _, err := carol.Subscribe(context.Background(), "room:1", func(client.Publication) {}); err != nil {
+		t.Fatal(err)
+	}
+
+	bob := dialClient(t, b, "bob", "b1", "phone")
+	var sub protocol.SubscribeResult
+	if err := call(t, bob, "channel.subscribe", protocol.SubscribeParams{Topic: "room:1"}, &sub); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	if info := nextEvent(protocol.EventChannelJoin); info.UserID != "bob" || info.NodeID != b.Hub.NodeID() {
+		t.Errorf("join: got %+v, want bob on node %s", info, b.Hub.NodeID())
+	}
+	var pub protocol.PublishResult
+	if err := call(t, bob, "channel.publish", protocol.PublishParams{Topic: "room:1", Data: json.RawMessage(`{"n":1}`)}, &pub); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	var pres protocol.PresenceResult
+	if err := call(t, carol, "channel.presence", protocol.TopicParams{Topic: "room:1"}, &pres); err != nil {
+		t.Fatalf("presence: %v", err)
+	}
+	if len(pres.Clients) != 2 {
+		t.Errorf("presence on node A: got %+v, want carol and bob", pres.Clients)
+	}
+	var hist protocol.HistoryResult
+	if err := call(t, carol, "channel.history", protocol.HistoryParams{Topic: "room:1", Limit: 5}, &hist); err != nil {
+		t.Fatalf("history: %v", err)
+	}
+	if len(hist.Publications) != 1 || hist.Publications[0].Info == nil || hist.Publications[0].Info.UserID != "bob" ||
+		hist.Publications[0].Offset != pub.Offset || string(hist.Publications[0].Data) != `{"n":1}` {
+		t.Errorf("history on node A: got %+v, want bob's publication", hist)
+	}
+	if err := call(t, bob, "channel.unsubscribe", protocol.TopicParams{Topic: "room:1"}, nil); err != nil {
+		t.Fatalf("unsubscribe: %v", err)
+	}
+	if info := nextEvent(protocol.EventChannelLeave); info.UserID != "bob" {
+		t.Errorf("leave: got %+v, want bob", info)
+	}
+	var left protocol.PresenceResult // a fresh map: Unmarshal merges into one
+	if err := call(t, carol, "channel.presence", protocol.TopicParams{Topic: "room:1"}, &left); err != nil || len(left.Clients) != 1 {
+		t.Errorf("presence after bob left: got %+v, %v, want carol only", left.Clients, err)
 	}
 }
