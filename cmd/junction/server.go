@@ -176,6 +176,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
+		if err := rb.Register(m.Registry); err != nil {
+			return err
+		}
 		m.Broker = rb.Broker()
 		ready = append(ready, web.ReadyCheck{Name: "broker", Check: rb.Ping})
 		brokerKind = "redis (1 shard)"

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/junctionhq/junction/internal/cluster"
 	"github.com/junctionhq/junction/internal/hub"
 	"github.com/junctionhq/junction/internal/redistest"
@@ -405,5 +407,38 @@ func TestRedisDownIsUnavailable(t *testing.T) {
 	})
 	if again.Epoch != pos.Epoch || again.Offset != 2 {
 		t.Fatalf("got %+v, want %s/2", again, pos.Epoch)
+	}
+}
+
+// TestMetrics: the counters are exported from zero and follow Stats.
+func TestMetrics(t *testing.T) {
+	urls, _ := servers(t, 1, redistest.Options{})
+	b := newBroker(t, urls, nil)
+	reg := prometheus.NewRegistry()
+	if err := b.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, b, "t:m", 1, 3, hist)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			for _, l := range m.GetLabel() {
+				name += "/" + l.GetValue()
+			}
+			got[name] = m.GetCounter().GetValue()
+		}
+	}
+	want := map[string]float64{
+		"junction_broker_publications_total/published": 3, "junction_broker_publications_total/delivered": 0,
+		"junction_broker_publications_total/filled": 0, "junction_broker_resets_total": 0, "junction_broker_dropped_total": 0,
+		"junction_broker_resubscribed_total": 0, "junction_broker_position_checks_total": 0, "junction_broker_pubsub_errors_total": 0,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got metrics %v, want %v", got, want)
 	}
 }
