@@ -260,24 +260,40 @@ func (c *psConn) dispatchMessage(m *redis.Message) {
 		return
 	}
 	s.mu.Lock()
-	c.b.catchUpLocked(s, pub.Epoch, pub.Offset, &pub)
+	err = c.b.catchUpLocked(s, pub.Epoch, pub.Offset, &pub)
 	s.mu.Unlock()
+	if err != nil {
+		c.retry(s)
+		c.wake()
+	}
+}
+
+// retry makes the checker try s again, at its next run (a wake, or the
+// next tick).
+func (c *psConn) retry(s *sub) {
+	c.mu.Lock()
+	if c.subs[s.channel] == s {
+		c.urgent[s] = struct{}{}
+	}
+	c.mu.Unlock()
 }
 
 // catchUpLocked brings s to {epoch, to}: it delivers, in order, the
 // publications after s's last delivery up to offset to, read from the
 // stream, then pub (offset to) when given. When the stream no longer holds
-// them it delivers a reset marker instead (see the package doc).
-func (b *Broker) catchUpLocked(s *sub, epoch string, to uint64, pub *hub.Publication) {
+// them it delivers a reset marker instead (see the package doc). When
+// Redis cannot be read it delivers nothing and returns the error: the
+// caller retries later (pub, if any, is in the stream or will be reset).
+func (b *Broker) catchUpLocked(s *sub, epoch string, to uint64, pub *hub.Publication) error {
 	if !s.positioned || s.removed {
-		return
+		return nil
 	}
 	if epoch == s.epoch && to <= s.last {
-		return // delivered already
+		return nil // delivered already
 	}
 	hb := b.pubs.Load()
 	if hb == nil {
-		return
+		return nil
 	}
 	from := uint64(1)
 	if epoch == s.epoch {
@@ -288,7 +304,12 @@ func (b *Broker) catchUpLocked(s *sub, epoch string, to uint64, pub *hub.Publica
 		end = to - 1
 	}
 	if end >= from {
-		if missed := b.fetch(s.topic, epoch, from, end); missed != nil {
+		missed, err := b.fetch(s.topic, epoch, from, end)
+		if err != nil {
+			b.log.Warn("redis broker: fill", "topic", s.topic, "err", err)
+			return err
+		}
+		if missed != nil {
 			for _, p := range missed {
 				hb.h.HandlePublication(s.topic, p)
 			}
@@ -305,27 +326,27 @@ func (b *Broker) catchUpLocked(s *sub, epoch string, to uint64, pub *hub.Publica
 		b.stats.delivered.Add(1)
 	}
 	s.epoch, s.last = epoch, to
+	return nil
 }
 
 // fetch reads offsets from..to of topic's stream in epoch, or nil when the
 // stream does not hold all of them.
-func (b *Broker) fetch(topic, epoch string, from, to uint64) []hub.Publication {
+func (b *Broker) fetch(topic, epoch string, from, to uint64) ([]hub.Publication, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	pos, _, pubs, err := b.read(ctx, topic, from, to, 0)
 	if err != nil {
-		b.log.Warn("redis broker: fill", "topic", topic, "err", err)
-		return nil
+		return nil, err
 	}
 	if pos.Epoch != epoch || uint64(len(pubs)) != to-from+1 {
-		return nil
+		return nil, nil
 	}
 	for i, p := range pubs {
 		if p.Offset != from+uint64(i) {
-			return nil
+			return nil, nil
 		}
 	}
-	return pubs
+	return pubs, nil
 }
 
 // checkLoop runs the periodic position check of every subscribed topic,
@@ -338,15 +359,10 @@ func (c *psConn) checkLoop() {
 		case <-c.done:
 			return
 		case <-c.poke:
-			c.mu.Lock()
-			list := make([]*sub, 0, len(c.urgent))
-			for s := range c.urgent {
-				list = append(list, s)
-			}
-			clear(c.urgent)
-			c.mu.Unlock()
-			c.check(list, true)
+			c.check(c.takeUrgent(), true)
 		case <-t.C:
+			// Urgent checks that failed are retried at each tick.
+			c.check(c.takeUrgent(), true)
 			c.mu.Lock()
 			list := make([]*sub, 0, len(c.subs))
 			for _, s := range c.subs {
@@ -358,6 +374,17 @@ func (c *psConn) checkLoop() {
 			c.check(list, false)
 		}
 	}
+}
+
+func (c *psConn) takeUrgent() []*sub {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	list := make([]*sub, 0, len(c.urgent))
+	for s := range c.urgent {
+		list = append(list, s)
+	}
+	clear(c.urgent)
+	return list
 }
 
 // check compares subscribed topics with their positions in Redis. An urgent
@@ -398,11 +425,9 @@ func (c *psConn) check(list []*sub, urgent bool) {
 		if err != nil && !errors.Is(err, redis.Nil) {
 			c.b.log.Warn("redis broker: position check", "shard", c.sh.idx, "err", err)
 			if urgent { // try again at the next tick
-				c.mu.Lock()
 				for _, s := range part {
-					c.urgent[s] = struct{}{}
+					c.retry(s)
 				}
-				c.mu.Unlock()
 			}
 			continue
 		}
@@ -421,18 +446,24 @@ func (c *psConn) check(list []*sub, urgent bool) {
 				continue
 			}
 			if epoch == before[i].epoch && off < before[i].last {
-				c.b.rollback(s, epoch, before[i].last, off)
+				if err := c.b.rollback(s, epoch, before[i].last, off); err != nil {
+					c.retry(s)
+				}
 				continue
 			}
 			s.mu.Lock()
+			var err error
 			switch {
 			case urgent:
-				c.b.catchUpLocked(s, epoch, off, nil)
+				err = c.b.catchUpLocked(s, epoch, off, nil)
 			case epoch == s.seenEpoch && (epoch != s.epoch || s.seen > s.last):
-				c.b.catchUpLocked(s, epoch, off, nil)
+				err = c.b.catchUpLocked(s, epoch, off, nil)
 			}
 			s.seenEpoch, s.seen = epoch, off
 			s.mu.Unlock()
+			if err != nil {
+				c.retry(s)
+			}
 		}
 	}
 }
@@ -443,7 +474,7 @@ func (c *psConn) check(list []*sub, urgent bool) {
 // Every position in the old epoch is then stale: clients resume with
 // recovered: false rather than read other publications under offsets they
 // have seen.
-func (b *Broker) rollback(s *sub, epoch string, last, off uint64) {
+func (b *Broker) rollback(s *sub, epoch string, last, off uint64) error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	err := scriptRollback.Run(ctx, b.shardOf(s.topic).client,
@@ -451,14 +482,14 @@ func (b *Broker) rollback(s *sub, epoch string, last, off uint64) {
 		epoch, last, newEpoch(), ms(b.cfg.StreamTTL)).Err()
 	if err != nil {
 		b.log.Warn("redis broker: new epoch after a rollback", "topic", s.topic, "err", err)
-		return // the next check tries again
+		return err
 	}
 	b.log.Warn("redis broker: offset went backwards (Redis lost writes): new epoch", "topic", s.topic,
 		"epoch", epoch, "delivered", last, "redis", off)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.removed || s.epoch != epoch {
-		return
+		return nil
 	}
 	if hb := b.pubs.Load(); hb != nil {
 		hb.h.HandlePublication(s.topic, hub.Publication{Offset: last})
@@ -466,6 +497,7 @@ func (b *Broker) rollback(s *sub, epoch string, last, off uint64) {
 	}
 	// Whatever epoch comes next is new to this subscription.
 	s.epoch, s.last = "", 0
+	return nil
 }
 
 // Subscribe implements hub.Streams. It returns once Redis confirmed the
