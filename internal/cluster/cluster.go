@@ -97,6 +97,9 @@ type Config struct {
 	// QueueSize bounds each pub/sub connection's queue of received
 	// messages not yet delivered. Default 8192.
 	QueueSize int
+	// PubSubPing is how long a pub/sub connection may stay silent before
+	// it is pinged; silent for as long again, it is replaced. Default 15s.
+	PubSubPing time.Duration
 	// CheckInterval is the period of the position check of subscribed
 	// topics. Default 5s.
 	CheckInterval time.Duration
@@ -112,6 +115,7 @@ const (
 	defaultPubSubConns   = 4
 	defaultQueueSize     = 8192
 	defaultCheckInterval = 5 * time.Second
+	defaultPubSubPing    = 15 * time.Second
 	defaultStreamTTL     = 24 * time.Hour
 )
 
@@ -202,6 +206,9 @@ func New(cfg Config) (*Broker, error) {
 	}
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = defaultQueueSize
+	}
+	if cfg.PubSubPing <= 0 {
+		cfg.PubSubPing = defaultPubSubPing
 	}
 	if cfg.CheckInterval <= 0 {
 		cfg.CheckInterval = defaultCheckInterval

@@ -29,7 +29,12 @@ type psConn struct {
 	sh  *shard  // set once
 	idx int     // set once
 
-	ps    *redis.PubSub // set once in start
+	// psMu guards ps, which readLoop replaces when its connection went
+	// silent; Subscribe and Unsubscribe write on ps under psMu, so that a
+	// write lands either on the old connection before the replacement
+	// subscribed everything again, or on the new one.
+	psMu  sync.Mutex
+	ps    *redis.PubSub // guarded by psMu; set in start
 	queue chan any      // set once: reader → dispatcher (*redis.Message, *redis.Subscription)
 	poke  chan struct{} // set once, cap 1: wakes the checker for urgent checks
 	done  chan struct{} // set once, closed by close
@@ -73,7 +78,9 @@ func newPSConn(b *Broker, sh *shard, idx int) *psConn {
 // start opens the connection lazily (go-redis dials on first use) and
 // starts its goroutines, owned by the broker's wait group.
 func (c *psConn) start() {
+	c.psMu.Lock()
 	c.ps = c.sh.client.Subscribe(context.Background())
+	c.psMu.Unlock()
 	c.runs = true
 	c.b.wg.Add(3)
 	go func() { defer c.b.wg.Done(); c.readLoop() }()
@@ -83,9 +90,44 @@ func (c *psConn) start() {
 
 func (c *psConn) close() {
 	close(c.done)
+	c.psMu.Lock()
+	defer c.psMu.Unlock()
 	if c.ps != nil {
 		_ = c.ps.Close()
 	}
+}
+
+func (c *psConn) pubsub() *redis.PubSub {
+	c.psMu.Lock()
+	defer c.psMu.Unlock()
+	return c.ps
+}
+
+// replace drops a connection that went silent (half-open: no error ever
+// comes) for a new one subscribed to every channel of c. The confirmations
+// that follow make the dispatcher check each topic, as after any reconnect.
+func (c *psConn) replace() {
+	c.psMu.Lock()
+	defer c.psMu.Unlock()
+	if c.closing() {
+		return
+	}
+	old := c.ps
+	c.ps = c.sh.client.Subscribe(context.Background())
+	c.mu.Lock()
+	channels := make([]string, 0, len(c.subs))
+	for ch := range c.subs {
+		channels = append(channels, ch)
+	}
+	c.mu.Unlock()
+	if len(channels) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		// On failure go-redis keeps the channels and subscribes them as it
+		// reconnects on the next receive.
+		_ = c.ps.Subscribe(ctx, channels...)
+		cancel()
+	}
+	_ = old.Close()
 }
 
 func (c *psConn) closing() bool {
@@ -99,23 +141,35 @@ func (c *psConn) closing() bool {
 
 // readLoop receives from Redis. go-redis reconnects a broken connection on
 // the next receive and resubscribes its channels; each resubscription's
-// confirmation makes the dispatcher check its topic (resubscribed).
+// confirmation makes the dispatcher check its topic (resubscribed). A
+// connection silent for PubSubPing is pinged; silent for another
+// PubSubPing after the ping, it is taken as dead (half-open: the network
+// dropped it without a reset) and replaced.
 func (c *psConn) readLoop() {
 	ctx := context.Background()
 	backoff := 10 * time.Millisecond
+	pinged := false
 	for {
-		msg, err := c.ps.ReceiveTimeout(ctx, 15*time.Second)
+		ps := c.pubsub()
+		msg, err := ps.ReceiveTimeout(ctx, c.b.cfg.PubSubPing)
 		if c.closing() {
 			return
 		}
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				// Idle: a ping proves the connection (a failed write
-				// makes go-redis reconnect).
-				_ = c.ps.Ping(ctx)
+				if pinged {
+					c.b.stats.receiveErrors.Add(1)
+					c.b.log.Warn("redis pub/sub connection silent after a ping: replacing it", "shard", c.sh.idx, "conn", c.idx)
+					c.replace()
+					pinged = false
+					continue
+				}
+				_ = ps.Ping(ctx)
+				pinged = true
 				continue
 			}
+			pinged = false
 			c.b.stats.receiveErrors.Add(1)
 			c.b.log.Warn("redis pub/sub receive", "shard", c.sh.idx, "conn", c.idx, "err", err)
 			select {
@@ -127,6 +181,7 @@ func (c *psConn) readLoop() {
 			continue
 		}
 		backoff = 10 * time.Millisecond
+		pinged = false
 		switch m := msg.(type) {
 		case *redis.Message:
 			select {
@@ -523,7 +578,9 @@ func (c *psConn) subscribe(ctx context.Context, s *sub) error {
 	c.mu.Unlock()
 	// When the write fails, go-redis still resubscribes the channel as it
 	// reconnects: the confirmation then positions it.
+	c.psMu.Lock()
 	_ = c.ps.Subscribe(ctx, s.channel)
+	c.psMu.Unlock()
 	if err := s.wait(ctx, c); err != nil {
 		c.unsubscribe(s.channel, false)
 		return err
@@ -582,7 +639,10 @@ func (c *psConn) unsubscribe(channel string, wait bool) {
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	if err := c.ps.Unsubscribe(ctx, channel); err != nil || !wait {
+	c.psMu.Lock()
+	err := c.ps.Unsubscribe(ctx, channel)
+	c.psMu.Unlock()
+	if err != nil || !wait {
 		return // go-redis forgot the channel: a reconnect does not resubscribe it
 	}
 	select {
