@@ -195,6 +195,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	m.Hub, err = hub.New(cfg.Hub, hub.Deps{Logger: m.Logger, Registerer: m.Registry, Authenticator: m.Auth,
 		DeviceSeen: deviceSeen(m.Store), Broker: m.Broker, Now: m.Now})
 	if err != nil {
+		_ = m.Broker.Close() // the hub did not take it over
 		return err
 	}
 	// Tokens of revoked devices and logins are refused at the upgrade, on
