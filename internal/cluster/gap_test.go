@@ -442,3 +442,74 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("got metrics %v, want %v", got, want)
 	}
 }
+
+// TestFanOutAcrossShardsAndNodes: three nodes on two shards, twenty
+// topics, two nodes publishing concurrently: every subscribed node
+// receives every topic's publications exactly once, in offset order, and
+// the offsets are contiguous whichever node published.
+func TestFanOutAcrossShardsAndNodes(t *testing.T) {
+	ctx := context.Background()
+	urls, srvs := servers(t, 2, redistest.Options{})
+	prefix := fmt.Sprintf("f%d:", prefixSeq.Add(1))
+	var nodes []*cluster.Broker
+	var recs []*recorder
+	for i := range 3 {
+		r := newRecorder()
+		n := newBroker(t, urls, func(c *cluster.Config) { c.Prefix, c.NodeID = prefix, fmt.Sprint("n", i) })
+		if err := n.Deliver(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		nodes, recs = append(nodes, n), append(recs, r)
+	}
+	var topics []string
+	for i := range 20 {
+		topics = append(topics, fmt.Sprintf("t:fan%d", i))
+	}
+	for _, n := range nodes[1:] { // node 0 only publishes
+		for _, tp := range topics {
+			if err := n.Subscribe(ctx, tp); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	const per = 25 // per topic per publishing node
+	var wg sync.WaitGroup
+	for _, n := range nodes[:2] {
+		wg.Go(func() {
+			for i := range per {
+				for _, tp := range topics {
+					if _, err := n.Publish(ctx, tp, json.RawMessage(fmt.Sprint(i)), hist); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i, srv := range srvs { // the topics spread over both shards
+		if n, err := srv.Do("DBSIZE"); err != nil || n == ":0" {
+			t.Fatalf("shard %d: DBSIZE %s, %v: no topic there", i, n, err)
+		}
+	}
+	for i, r := range recs {
+		for _, tp := range topics {
+			if i == 0 {
+				if n := len(r.get(tp)); n != 0 {
+					t.Fatalf("node 0 got %d publications of %s without subscribing", n, tp)
+				}
+				continue
+			}
+			waitFor(t, fmt.Sprintf("node %d: %s", i, tp), func() bool { return len(r.get(tp)) >= 2*per })
+			ps := r.get(tp)
+			if len(ps) != 2*per {
+				t.Fatalf("node %d %s: got %d publications, want %d", i, tp, len(ps), 2*per)
+			}
+			for j, p := range ps {
+				if p.Offset != uint64(j+1) || p.Epoch != ps[0].Epoch {
+					t.Fatalf("node %d %s: got %v, want offsets 1..%d in one epoch", i, tp, offsets(ps), 2*per)
+				}
+			}
+		}
+	}
+}
