@@ -301,6 +301,7 @@ func (b *Broker) Start(ctx context.Context) error {
 	if !b.started.CompareAndSwap(false, true) {
 		return errors.New("cluster: Start called twice")
 	}
+	routeRedisLogs(b.log)
 	if err := b.Ping(ctx); err != nil {
 		return err
 	}
@@ -433,4 +434,26 @@ func (e *unavailableError) As(target any) bool {
 		return true
 	}
 	return false
+}
+
+// go-redis logs through a process-wide logger (to stderr by default, in
+// its own format). Start routes it to the broker's slog.Logger (the last
+// started broker's, for a process with several), so the server's logs
+// stay in one format.
+var (
+	redisLogOnce sync.Once
+	redisLog     atomic.Pointer[slog.Logger]
+)
+
+type redisLogger struct{}
+
+func (redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	if l := redisLog.Load(); l != nil {
+		l.WarnContext(ctx, "redis client", "detail", fmt.Sprintf(format, v...))
+	}
+}
+
+func routeRedisLogs(l *slog.Logger) {
+	redisLog.Store(l)
+	redisLogOnce.Do(func() { redis.SetLogger(redisLogger{}) })
 }

@@ -149,6 +149,7 @@ func (c *psConn) readLoop() {
 	ctx := context.Background()
 	backoff := 10 * time.Millisecond
 	pinged := false
+	failures := 0 // errors since the last message: logged once per outage
 	for {
 		ps := c.pubsub()
 		msg, err := ps.ReceiveTimeout(ctx, c.b.cfg.PubSubPing)
@@ -171,7 +172,10 @@ func (c *psConn) readLoop() {
 			}
 			pinged = false
 			c.b.stats.receiveErrors.Add(1)
-			c.b.log.Warn("redis pub/sub receive", "shard", c.sh.idx, "conn", c.idx, "err", err)
+			if failures == 0 {
+				c.b.log.Warn("redis pub/sub receive failed; reconnecting", "shard", c.sh.idx, "conn", c.idx, "err", err)
+			}
+			failures++
 			select {
 			case <-c.done:
 				return
@@ -182,6 +186,10 @@ func (c *psConn) readLoop() {
 		}
 		backoff = 10 * time.Millisecond
 		pinged = false
+		if failures > 0 {
+			c.b.log.Info("redis pub/sub receiving again", "shard", c.sh.idx, "conn", c.idx, "errors", failures)
+			failures = 0
+		}
 		switch m := msg.(type) {
 		case *redis.Message:
 			select {
