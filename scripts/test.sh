@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, the README's test command and what CI runs:
-#   1. installs the server the tests start (PostgreSQL) from Debian's
-#      packages when it is missing (scripts/test-deps.sh; runs as any user
-#      when it is installed: the tests start their own as that user);
+#   1. installs the servers the tests start (PostgreSQL, Redis) from Debian's
+#      packages when they are missing (scripts/test-deps.sh; runs as any user
+#      when they are installed: the tests start their own as that user);
 #   2. builds the module for macOS and Windows (the server must run there, on
 #      the portable transport);
 #   3. runs every Go test with the race detector, then the end-to-end tests
@@ -20,6 +20,8 @@ bash scripts/test-deps.sh
 
 # The PostgreSQL half of the store suite must run, not skip, here.
 export JUNCTION_REQUIRE_POSTGRES=1
+# So must the Redis broker's tests (internal/cluster, internal/redistest).
+export JUNCTION_REQUIRE_REDIS=1
 
 echo "== go vet"
 go vet ./...
