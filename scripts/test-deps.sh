@@ -7,6 +7,9 @@
 # policy-rc.d stops the packages' maintainer scripts from starting the
 # system one.
 #
+# Chromium (Debian's package, /usr/bin/chromium) runs the TypeScript SDK's
+# browser tests (sdk/ts/test/browser.test.mjs, driven by playwright-core).
+#
 # Redis is not installed: no test uses it yet. The cluster work (a Redis
 # broker in internal/cluster) adds it here together with its first test
 # that starts redis-server.
@@ -36,6 +39,18 @@ else
 	missing="$missing postgresql"
 fi
 
+# --- sdk/ts: the browser tests' headless Chromium ---------------------------
+have_chromium() {
+	[ -x /usr/bin/chromium ]
+}
+if have_chromium; then
+	echo "test-deps: chromium: present"
+else
+	echo "test-deps: chromium: missing"
+	missing="$missing chromium"
+fi
+# --- end sdk/ts ---------------------------------------------------------------
+
 if [ -z "$missing" ]; then
 	echo "test-deps: nothing to install"
 	exit 0
@@ -47,7 +62,7 @@ elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
 	SUDO="sudo -n"
 else
 	echo "test-deps: need root (or passwordless sudo) to install:$missing" >&2
-	echo "test-deps: or install it yourself (Debian/Ubuntu: apt-get install postgresql; the tests need only initdb and postgres on PATH or in /usr/lib/postgresql/*/bin)" >&2
+	echo "test-deps: or install it yourself (Debian/Ubuntu: apt-get install$missing; the tests need initdb and postgres on PATH or in /usr/lib/postgresql/*/bin, and /usr/bin/chromium)" >&2
 	exit 1
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -79,4 +94,5 @@ $SUDO apt-get install -y -q --no-install-recommends $missing </dev/null
 
 status=0
 if have_postgres; then echo "test-deps: postgresql: installed"; else echo "test-deps: postgresql: still missing" >&2; status=1; fi
+if have_chromium; then echo "test-deps: chromium: installed"; else echo "test-deps: chromium: still missing" >&2; status=1; fi
 exit $status
