@@ -9,7 +9,10 @@
 #      of ./cmd/junction again on the portable WebSocket transport (the first
 #      pass uses Linux's default, epoll); each pass lists the tests that
 #      skipped and fails on a skip that scripts/testsummary does not allow;
-#   4. runs each fuzz target briefly (FUZZTIME, default 10s each).
+#   4. the TypeScript SDK (sdk/ts): npm ci, the generated types checked
+#      against the server's contract, the build, and its tests with Node's
+#      test runner and headless Chromium against the junction binary;
+#   5. runs each fuzz target briefly (FUZZTIME, default 10s each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +44,23 @@ go test -json -race -count=1 -timeout 20m ./... | "$summary_dir/testsummary"
 # against the real server) runs twice.
 echo "== go test -race ./cmd/junction on the portable transport"
 JUNCTION_HUB_TRANSPORT=portable go test -json -race -count=1 -timeout 20m ./cmd/junction | "$summary_dir/testsummary"
+
+# --- sdk/ts: the TypeScript SDK -------------------------------------------
+# npm ci installs the pinned packages (package-lock.json); gen:check fails
+# when src/gen differs from what `junction contract` generates (run
+# `npm run gen` in sdk/ts and commit); the tests start the binary built here
+# on free loopback ports, and drive the browser bundle in /usr/bin/chromium
+# (installed by scripts/test-deps.sh).
+echo "== sdk/ts: npm ci, generated types up to date, build, node --test (Node and headless Chromium)"
+go build -o "$summary_dir/junction" ./cmd/junction
+(
+  cd sdk/ts
+  npm ci --no-audit --no-fund --loglevel=error
+  JUNCTION_TEST_BIN="$summary_dir/junction" npm run --silent gen:check
+  npm run --silent build
+  JUNCTION_TEST_BIN="$summary_dir/junction" npm test
+)
+# --- end sdk/ts -------------------------------------------------------------
 
 # fuzz_one PKG TARGET runs one target for FUZZTIME. Go 1.26's fuzz
 # coordinator can report "context deadline exceeded" at the -fuzztime

@@ -9,7 +9,7 @@
 //   node scripts/gen-types.mjs           write the files
 //   node scripts/gen-types.mjs --check   fail (exit 1) when the committed files differ
 //
-// The junction binary is $JUNCTION_BIN when set, else `go run ./cmd/junction`
+// The junction binary is $JUNCTION_TEST_BIN when set, else `go run ./cmd/junction`
 // from the repository root.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
@@ -21,7 +21,7 @@ const pkg = resolve(here, '..');
 const repo = resolve(pkg, '..', '..');
 
 function contract(which) {
-  const bin = process.env.JUNCTION_BIN;
+  const bin = process.env.JUNCTION_TEST_BIN;
   const out = bin
     ? execFileSync(bin, ['contract', which], { encoding: 'utf8', maxBuffer: 64 << 20 })
     : execFileSync('go', ['run', './cmd/junction', 'contract', which], { cwd: repo, encoding: 'utf8', maxBuffer: 64 << 20 });
