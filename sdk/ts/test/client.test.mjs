@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import WebSocket from 'ws';
 import { Client, ClosedError, HandshakeError, JunctionError } from '../dist/index.js';
-import { startServer, waitFor } from './harness.mjs';
+import { ROOMS, startProxy, startServer, waitFor } from './harness.mjs';
 
 const quiet = { warn() {}, debug() {} };
 
@@ -112,4 +112,57 @@ test('server shutdown (1012): not terminal, the client reconnects to the restart
   await waitFor(() => reconnects === 1, 'the reconnect to the restarted server');
   assert.equal(c.state, 'connected');
   assert.equal((await c.call('sys.ping')).pong, true);
+});
+
+test('a silent server (stalled network) is detected and the client reconnects', async (t) => {
+  const srv = await startServer(t, ROOMS + `  heartbeat_interval: 1s\n  heartbeat_timeout: 1s\n`);
+  const proxy = await startProxy(t, srv.url);
+  const states = [];
+  const c = new Client({ url: proxy.wsUrl, token: await srv.token('alice', 'tab-1'), WebSocket, minBackoffMs: 20, maxBackoffMs: 100, logger: quiet,
+    onState: (s, err) => states.push([s, err?.message ?? ''])});
+  let reconnects = 0;
+  c.onConnect((re) => { if (re) reconnects++; });
+  await c.connect();
+  t.after(() => c.close());
+  assert.equal(c.welcome.heartbeatMs, 1000);
+  proxy.stall(); // nothing more arrives, and nothing is closed
+  await waitFor(() => reconnects === 1, 'the reconnect after the silence');
+  const drop = states.find(([s]) => s === 'disconnected');
+  assert.match(drop[1], /server silent/);
+  assert.equal(c.closeCode, 0);
+  assert.equal((await c.call('sys.ping')).pong, true);
+});
+
+test('a refused reconnect with Retry-After (503, server full) is retried, not terminal', async (t) => {
+  const srv = await startServer(t, ROOMS + `  max_connections: 1\n`);
+  const proxy = await startProxy(t, srv.url);
+  const refusals = [];
+  const a = new Client({ url: proxy.wsUrl, token: await srv.token('alice', 'a1'), WebSocket, minBackoffMs: 20, maxBackoffMs: 100, logger: quiet,
+    onState: (s, err) => err instanceof HandshakeError && refusals.push(err) });
+  let reconnects = 0;
+  a.onConnect((re) => { if (re) reconnects++; });
+  await a.connect();
+  t.after(() => a.close());
+  proxy.refuse(true); // a's reconnects fail before reaching the server...
+  proxy.cut();
+  // ...while b takes the only slot (once the server released a's).
+  let b;
+  await waitFor(async () => {
+    const x = new Client({ url: srv.wsUrl, token: await srv.token('bob', 'b1'), WebSocket, reconnect: false, logger: quiet });
+    try {
+      await x.connect();
+      b = x;
+      return true;
+    } catch {
+      return false;
+    }
+  }, 'b to connect');
+  proxy.refuse(false);
+  await waitFor(() => refusals.length > 0, 'a\'s refused reconnect');
+  assert.equal(refusals[0].status, 503);
+  assert.equal(refusals[0].error.code, 'unavailable');
+  assert.ok(refusals[0].retryAfterMs > 0, `retryAfterMs ${refusals[0].retryAfterMs}`);
+  assert.equal(reconnects, 0);
+  await b.close();
+  await waitFor(() => reconnects === 1, 'a\'s reconnect once the slot is free');
 });

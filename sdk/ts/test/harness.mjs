@@ -107,13 +107,22 @@ export async function startServer(t, config = ROOMS) {
 /**
  * startProxy forwards TCP connections from a loopback port to target
  * ("127.0.0.1:port"); cut() resets every connection it carries, as a
- * network failure would (no close frame).
+ * network failure would (no close frame); stall() stops forwarding on them
+ * without closing anything (a silent peer); refuse(true) resets new
+ * connections at once until refuse(false).
  */
 export async function startProxy(t, targetUrl) {
   const target = new URL(targetUrl);
   const socks = new Set();
+  const pairs = new Set();
+  let refusing = false;
   const srv = net.createServer((c) => {
+    if (refusing) {
+      c.resetAndDestroy();
+      return;
+    }
     const up = net.connect(Number(target.port), target.hostname);
+    pairs.add([c, up]);
     socks.add(c);
     socks.add(up);
     c.pipe(up);
@@ -134,7 +143,20 @@ export async function startProxy(t, targetUrl) {
     url: `http://127.0.0.1:${port}`,
     wsUrl: `ws://127.0.0.1:${port}/ws`,
     count: () => socks.size / 2,
+    refuse(on) {
+      refusing = on;
+    },
+    stall() {
+      for (const [c, up] of pairs) {
+        c.unpipe(up);
+        up.unpipe(c);
+        c.pause();
+        up.pause();
+      }
+      pairs.clear();
+    },
     cut() {
+      pairs.clear();
       for (const s of socks) s.resetAndDestroy ? s.resetAndDestroy() : s.destroy();
       socks.clear();
     },
