@@ -123,6 +123,7 @@ class Conn {
   readonly inflight = new Map<string, AbortController>();
   outbox: string[] = [];
   flushing = false;
+  lastRx = 0; // when the last frame (or, with ws, ping) arrived
   idleTimer: ReturnType<typeof setTimeout> | undefined;
   deadTimer: ReturnType<typeof setTimeout> | undefined;
   waiter: { resolve(): void; reject(e: unknown): void } | undefined;
@@ -501,6 +502,12 @@ export class Client {
 
   private async connected(cn: Conn, reconnected: boolean): Promise<void> {
     this.cur = cn;
+    if (cn.ended) {
+      // It ended between its welcome and now: handle that end like any other.
+      this.cur = undefined;
+      void this.supervise(cn, new Error('junction: connection ended'));
+      return;
+    }
     this.last = cn.welcome;
     this.setState('connected');
     for (const fn of [...this.hooks]) {
@@ -615,6 +622,11 @@ export class Client {
       });
   }
 
+  /** @internal the client's logger. */
+  get logger(): Logger {
+    return this.log;
+  }
+
   /** @internal abortServed aborts the handler of the relayed request id (rpc.cancel). */
   abortServed(id: string, reason: unknown): void {
     this.cur?.inflight.get(id)?.abort(reason);
@@ -689,16 +701,30 @@ export class Client {
    * more the server is gone and the connection is dropped.
    */
   private armWatchdog(cn: Conn): void {
-    clearTimeout(cn.idleTimer);
-    clearTimeout(cn.deadTimer);
-    cn.deadTimer = undefined;
+    cn.lastRx = Date.now();
+    if (cn.deadTimer !== undefined) {
+      clearTimeout(cn.deadTimer);
+      cn.deadTimer = undefined;
+    }
     const hb = cn.welcome?.heartbeatMs ?? 0;
-    if (cn.ended || hb <= 0) return;
+    if (cn.ended || hb <= 0 || cn.idleTimer !== undefined) return;
     const grace = cn.welcome?.heartbeatTimeoutMs || hb;
-    cn.idleTimer = setTimeout(() => {
+    // One timer per connection, not one per frame: it fires hb after the
+    // frame that armed it and re-arms itself for what is left when frames
+    // came meanwhile.
+    const check = () => {
+      cn.idleTimer = undefined;
+      if (cn.ended) return;
+      const idle = Date.now() - cn.lastRx;
+      if (idle < hb) {
+        cn.idleTimer = setTimeout(check, hb - idle);
+        return;
+      }
       this.request('sys.ping', undefined, { timeoutMs: grace + hb }, cn).promise.catch(() => {});
       cn.deadTimer = setTimeout(() => this.endConn(cn, 0, 'server silent', true, new Error(`junction: server silent for ${hb + grace} ms`)), grace);
-    }, hb);
+      cn.idleTimer = setTimeout(check, hb);
+    };
+    cn.idleTimer = setTimeout(check, hb);
   }
 
   /**

@@ -44,7 +44,7 @@ function rpc(c: Client): RPCState {
     try {
       await c.call('rpc.register', { methods: [...state.methods] }, { signal });
     } catch (err) {
-      if (!signal.aborted) console.warn('junction: register served methods', err);
+      if (!signal.aborted) c.logger.warn('junction: register served methods', err);
     }
   });
   return st;
