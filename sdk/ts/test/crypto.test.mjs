@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import { e2e } from '../dist/index.js';
-import { repoDir } from './harness.mjs';
+import { goProgram } from './harness.mjs';
 
 const b64 = e2e.toBase64;
 const unb64 = e2e.fromBase64;
@@ -30,7 +30,7 @@ test('seal/open, shareKey/openKey and ed25519 agree with the Go SDK, both ways',
     sig: b64(e2e.sign(signing, msg)),
   };
   // The Go half fails (non-zero exit, message on stderr) when it cannot open or verify ours.
-  const out = JSON.parse(execFileSync('go', ['run', './sdk/ts/test/testdata/gocrypto'], { cwd: repoDir, input: JSON.stringify(input), encoding: 'utf8', maxBuffer: 16 << 20 }));
+  const out = JSON.parse(execFileSync(goProgram('gocrypto'), [], { input: JSON.stringify(input), encoding: 'utf8', maxBuffer: 16 << 20 }));
   assert.equal(out.sealed.length, plains.length);
   out.sealed.forEach((s, i) => {
     const sealed = unb64(s);

@@ -179,3 +179,15 @@ export function outputDir() {
   if (!existsSync(d)) mkdirSync(d, { recursive: true });
   return d;
 }
+
+const goPrograms = new Map();
+/** goProgram builds the Go program test/testdata/NAME (which uses the Go SDK) once per test process and returns its path. */
+export function goProgram(name) {
+  if (goPrograms.has(name)) return goPrograms.get(name);
+  const dir = mkdtempSync(join(tmpdir(), `junction-sdk-${name}-`));
+  const out = join(dir, name);
+  execFileSync('go', ['build', '-o', out, `./sdk/ts/test/testdata/${name}`], { cwd: repoDir, stdio: ['ignore', 'inherit', 'inherit'] });
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  goPrograms.set(name, out);
+  return out;
+}

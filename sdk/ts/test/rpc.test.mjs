@@ -1,11 +1,14 @@
-// RPC against a real junction binary, TypeScript at both ends: a Node
-// process serving methods as a machine, called by an app with progress,
-// errors, cancel, and re-registration after a reconnect.
+// RPC against a real junction binary: a Node process serving methods as a
+// machine, called by an app with progress, errors, cancel, and
+// re-registration after a reconnect, TypeScript at both ends (no Go client
+// on the path); and across languages with a Go SDK machine
+// (test/testdata/gomachine).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import WebSocket from 'ws';
 import { Client, JunctionError } from '../dist/index.js';
-import { startProxy, startServer, waitFor } from './harness.mjs';
+import { spawn } from 'node:child_process';
+import { goProgram, startProxy, startServer, waitFor } from './harness.mjs';
 
 const quiet = { warn() {}, debug() {} };
 
@@ -115,4 +118,42 @@ test('concurrent calls beyond maxHandlers are answered rate_limited', async (t) 
   await assert.rejects(app.callDevice('mac-1', 'slow.op'), (e) => e.code === 'rate_limited' && e.retryable && e.retryAfterMs === 100);
   release.forEach((r, i) => r(i));
   assert.deepEqual(await Promise.all(calls), [0, 1]);
+});
+
+test('across languages: a TypeScript app calls a Go SDK machine, and the Go machine calls a TypeScript one', async (t) => {
+  const srv = await startServer(t);
+  const tsMachine = new Client({ url: srv.wsUrl, token: await srv.token('alice', 'ts-mac', { kind: 'machine', scope: 'read,write,rpc.serve' }), WebSocket });
+  await tsMachine.serve('ts.echo', (req) => {
+    req.progress({ from: 'ts' });
+    return { n: req.params.n * 6, caller: req.caller.deviceId };
+  });
+  await tsMachine.connect();
+  t.after(() => tsMachine.close());
+  const goToken = await srv.token('alice', 'go-mac', { kind: 'machine', scope: 'read,write,rpc.serve' });
+  const go = spawn(goProgram('gomachine'), ['ts-mac'], {
+    env: { ...process.env, JUNCTION_URL: srv.wsUrl, JUNCTION_TOKEN: goToken }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise((r) => go.once('exit', r));
+  t.after(async () => {
+    go.kill('SIGINT');
+    await exited;
+  });
+  let out = '';
+  let errOut = '';
+  go.stdout.on('data', (b) => (out += b));
+  go.stderr.on('data', (b) => (errOut += b));
+  // The Go machine's own call to ts.echo, printed as its second line.
+  await waitFor(() => out.split('\n').length > 2 || go.exitCode !== null, 'the Go machine\'s call');
+  assert.equal(go.exitCode, null, `gomachine exited: ${errOut}`);
+  const [ready, line] = out.split('\n');
+  assert.equal(ready, 'ready');
+  assert.deepEqual(JSON.parse(line), { result: { n: 42, caller: 'go-mac' }, progress: [{ from: 'ts' }] });
+
+  const app = new Client({ url: srv.wsUrl, token: await srv.token('alice', 'phone-1', { kind: 'phone' }), WebSocket });
+  await app.connect();
+  t.after(() => app.close());
+  const progress = [];
+  const res = await app.callDevice('go-mac', 'go.echo', { hello: 'go' }, { onProgress: (d) => progress.push(d) });
+  assert.deepEqual(res, { echo: { hello: 'go' }, caller: 'phone-1' });
+  assert.deepEqual(progress, [{ from: 'go' }]);
 });
