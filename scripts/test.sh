@@ -52,6 +52,10 @@ JUNCTION_HUB_TRANSPORT=portable go test -json -race -count=1 -timeout 20m ./cmd/
 # on free loopback ports, and drive the browser bundle in /usr/bin/chromium
 # (installed by scripts/test-deps.sh).
 echo "== sdk/ts: npm ci, generated types up to date, build, node --test (Node and headless Chromium)"
+if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' 2>/dev/null || ! command -v npm >/dev/null; then
+  echo "sdk/ts: needs Node.js >= 20 and npm on PATH (found: $(node --version 2>/dev/null || echo no node))" >&2
+  exit 1
+fi
 go build -o "$summary_dir/junction" ./cmd/junction
 (
   cd sdk/ts
