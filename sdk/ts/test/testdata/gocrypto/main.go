@@ -94,4 +94,3 @@ func run() error {
 	enc := json.NewEncoder(os.Stdout)
 	return enc.Encode(out)
 }
-
