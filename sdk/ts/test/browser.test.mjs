@@ -100,9 +100,13 @@ test('the browser bundle subscribes, publishes, resumes and calls a machine', as
   await page.waitForFunction(() => window.got.length === 4);
 
   // A network failure; publications while the browser is away are replayed on resume.
+  // The proxy refuses the reconnects until the publications are made, so
+  // that they are made while the browser is away.
+  proxy.refuse(true);
   proxy.cut();
   await page.waitForFunction(() => window.c.state !== 'connected');
   for (let i = 4; i <= 8; i++) await node.publish('room:web', i);
+  proxy.refuse(false);
   await page.waitForFunction(() => window.subscribed.length === 2);
   await node.publish('room:web', 9);
   await page.waitForFunction(() => window.got.length === 10);

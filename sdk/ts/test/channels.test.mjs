@@ -88,10 +88,12 @@ test('resume after a forced disconnect: no publication lost or repeated, after e
   for (let round = 1; round <= 3; round++) {
     await publish(5);
     await waitFor(() => got.length === n, `round ${round}: the live publications`);
+    proxy.refuse(true); // the reconnects fail until the publications below are made
     proxy.cut(); // a network failure: no close frame
     await waitFor(() => sub.state !== 'connected', `round ${round}: the disconnect`);
     assert.equal(sub.closeCode, 0);
     await publish(7); // published while the subscriber is away
+    proxy.refuse(false);
     await waitFor(() => subscribed.length === round + 1, `round ${round}: the resubscription`);
     const s = subscribed[round];
     assert.equal(s.resubscribed, true);
@@ -124,9 +126,11 @@ hub:
   await sub.subscribe('short:x', (p) => got.push(p.data), { onSubscribed: (s) => subscribed.push(s) });
   await pub.publish('short:x', 1);
   await waitFor(() => got.length === 1, 'the first publication');
+  proxy.refuse(true);
   proxy.cut();
   await waitFor(() => sub.state !== 'connected', 'the disconnect');
   for (let i = 2; i <= 6; i++) await pub.publish('short:x', i); // more than history holds
+  proxy.refuse(false);
   await waitFor(() => subscribed.length === 2, 'the resubscription');
   assert.equal(subscribed[1].recovered, false);
   assert.equal(subscribed[1].offset, 6);
