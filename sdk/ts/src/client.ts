@@ -811,9 +811,15 @@ export class Client {
     }
   }
 
-  /** advised: no close frame, or a code whose advice is to reconnect (after server.shutdown, any non-terminal code). */
+  /**
+   * advised: no close frame, or a code whose advice is to reconnect (after
+   * server.shutdown, any non-terminal code). 4001 (token expired) advises
+   * reconnecting only with a new token: with a tokenProvider, which gives
+   * one, the client reconnects.
+   */
   private advised(cn: Conn): boolean {
     if (cn.closeCode === 0) return true;
+    if (disconnectFor(cn.closeCode).reconnect === 'new-token') return this.opts.tokenProvider !== undefined;
     if (isTerminal(cn.closeCode)) return false;
     if (cn.shutdownAfterMs !== undefined) return true;
     return reconnectAdvised(cn.closeCode);

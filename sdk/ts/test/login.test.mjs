@@ -94,3 +94,32 @@ auth:
   assert.equal(reconnects, 0);
   assert.equal(c.state, 'connected');
 });
+
+test('4001 (token expired) ends a client with a fixed token, and reconnects one with a token provider', async (t) => {
+  const srv = await startServer(t, ROOMS + `
+  token_expiry_warning: 1s
+`);
+  // A fixed token: the connection ends with 4001 at expiry, for good.
+  const fixed = new Client({ url: srv.wsUrl, token: await srv.token('alice', 'd1', { ttl: '2s' }), WebSocket, logger: quiet });
+  await fixed.connect();
+  await fixed.done();
+  assert.equal(fixed.closeCode, 4001);
+
+  // A provider whose in-band refresh fails: 4001, then a reconnect with a new token.
+  let minted = 0;
+  const c = new Client({
+    url: srv.wsUrl, WebSocket, logger: quiet, minBackoffMs: 20, maxBackoffMs: 100,
+    tokenProvider: async (req) => {
+      if (req.reason === 'expiring') throw new Error('refresh service down');
+      return srv.token('alice', 'd2', { ttl: minted++ === 0 ? '2s' : '1h' });
+    },
+  });
+  let reconnects = 0;
+  c.onConnect((re) => { if (re) reconnects++; });
+  await c.connect();
+  t.after(() => c.close());
+  await waitFor(() => reconnects === 1, 'the reconnect after 4001');
+  assert.equal(c.closeCode, 4001);
+  assert.equal(minted, 2);
+  assert.equal((await c.call('sys.ping')).pong, true);
+});
