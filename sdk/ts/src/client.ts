@@ -1,5 +1,5 @@
 import { CloseError, ClosedError, HandshakeError, JunctionError, connectionLost, fromWire, notConnected } from './errors.js';
-import { disconnectFor, isTerminal, reconnectAdvised } from './disconnect.js';
+import { backoffDelay, disconnectFor, isTerminal, reconnectAdvised, shutdownDelay } from './disconnect.js';
 import type { Error as ErrorObject, EventData, Meta, Methods, Welcome } from './gen/protocol.js';
 import { history, presence, publish, subscribe, type Publication, type SubscribeOptions, type Subscription } from './channel.js';
 import { toBase64 } from './crypto.js';
@@ -780,7 +780,7 @@ export class Client {
     if (Date.now() - cn.connectedAt >= Math.min(this.opts.maxBackoffMs, 10_000)) this.attempt = 0;
     let delay: number;
     if (cn.shutdownAfterMs !== undefined && cn.shutdownAfterMs > 0) {
-      delay = cn.shutdownAfterMs + Math.random() * Math.max(cn.shutdownAfterMs / 4, this.opts.minBackoffMs);
+      delay = shutdownDelay(cn.shutdownAfterMs, this.opts.minBackoffMs);
     } else {
       delay = this.backoff(disconnectFor(cn.closeCode).reconnect === 'later' ? this.attempt + 2 : this.attempt);
       this.attempt++;
@@ -830,14 +830,8 @@ export class Client {
     return err instanceof HandshakeError && !this.opts.tokenProvider && (err.status === 401 || err.status === 403);
   }
 
-  /** backoff is a random delay between minBackoff and min(maxBackoff, minBackoff·2^(n+1)). */
   private backoff(n: number): number {
-    const lo = this.opts.minBackoffMs;
-    const hi = this.opts.maxBackoffMs;
-    let ceil = lo;
-    for (let i = 0; i <= n && ceil < hi; i++) ceil *= 2;
-    ceil = Math.min(ceil, hi);
-    return lo + Math.random() * (ceil - lo);
+    return backoffDelay(n, this.opts.minBackoffMs, this.opts.maxBackoffMs);
   }
 
   private sleep(ms: number): Promise<boolean> {

@@ -52,3 +52,20 @@ export function reconnectAdvised(code: number): boolean {
   const r = disconnectFor(code).reconnect;
   return r === 'backoff' || r === 'soon' || r === 'later' || r === 'resume';
 }
+
+/**
+ * backoffDelay is the delay before reconnect attempt n (from 0): a random
+ * duration between minMs and min(maxMs, minMs·2^(n+1)), so that clients
+ * dropped together do not come back together. random returns [0, 1).
+ */
+export function backoffDelay(n: number, minMs: number, maxMs: number, random: () => number = Math.random): number {
+  let ceil = minMs;
+  for (let i = 0; i <= n && ceil < maxMs; i++) ceil *= 2;
+  ceil = Math.min(ceil, maxMs);
+  return minMs + random() * (ceil - minMs);
+}
+
+/** shutdownDelay is the delay after server.shutdown: reconnectAfterMs plus a jitter of up to max(reconnectAfterMs/4, minMs). */
+export function shutdownDelay(reconnectAfterMs: number, minMs: number, random: () => number = Math.random): number {
+  return reconnectAfterMs + random() * Math.max(reconnectAfterMs / 4, minMs);
+}

@@ -6,7 +6,7 @@ export type { Publication, Subscribed, SubscribeOptions } from './channel.js';
 export type { CallDeviceOptions, RPCHandler, RPCRequest } from './rpc.js';
 export { JunctionError, HandshakeError, CloseError, ClosedError } from './errors.js';
 export type { ErrorCode } from './errors.js';
-export { DISCONNECTS, disconnectFor, isTerminal, reconnectAdvised } from './disconnect.js';
+export { DISCONNECTS, backoffDelay, disconnectFor, isTerminal, reconnectAdvised, shutdownDelay } from './disconnect.js';
 export type { Disconnect, Reconnect } from './disconnect.js';
 export { LoginSession, createPairing, login, logout, me, normalizePairingCode, pair, refresh, restCall } from './rest.js';
 export type { LoginDevice, RestOptions, Tokens } from './rest.js';

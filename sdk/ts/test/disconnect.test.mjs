@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { DISCONNECTS, disconnectFor, reconnectAdvised } from '../dist/index.js';
+import { DISCONNECTS, backoffDelay, disconnectFor, reconnectAdvised, shutdownDelay } from '../dist/index.js';
 import { repoDir } from './harness.mjs';
 
 test('close codes match docs/PROTOCOL.md §6', () => {
@@ -18,4 +18,25 @@ test('close codes match docs/PROTOCOL.md §6', () => {
   }
   assert.equal(disconnectFor(4050).reconnect, 'no', 'an unknown 40xx code is terminal');
   assert.equal(disconnectFor(4150).reconnect, 'backoff');
+});
+
+test('backoff: jitter between min and a doubling ceiling capped at max; shutdown waits reconnectAfterMs plus jitter', () => {
+  const lo = () => 0;
+  const hi = () => 0.999999;
+  const cases = [
+    // attempt, ceiling with min 250 and max 30000
+    [0, 500], [1, 1000], [2, 2000], [5, 16000], [6, 30000], [50, 30000],
+  ];
+  for (const [n, ceil] of cases) {
+    assert.equal(backoffDelay(n, 250, 30_000, lo), 250, `attempt ${n}: the floor`);
+    assert.ok(Math.abs(backoffDelay(n, 250, 30_000, hi) - ceil) < 0.1, `attempt ${n}: ceiling ${backoffDelay(n, 250, 30_000, hi)}, want ${ceil}`);
+  }
+  for (let i = 0; i < 1000; i++) {
+    const d = backoffDelay(3, 250, 30_000);
+    assert.ok(d >= 250 && d <= 4000, `random delay ${d}`);
+  }
+  assert.equal(backoffDelay(4, 100, 100, hi), 100, 'max below the doubling');
+  assert.equal(shutdownDelay(1000, 250, lo), 1000);
+  assert.ok(Math.abs(shutdownDelay(1000, 250, hi) - 1250) < 0.1);
+  assert.ok(Math.abs(shutdownDelay(100, 250, hi) - 350) < 0.1, 'the jitter is at least minBackoff');
 });
