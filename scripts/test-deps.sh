@@ -1,7 +1,7 @@
 #!/bin/sh
 # test-deps.sh: install what the test suite starts as real processes, and
-# only that: PostgreSQL's server binaries (initdb, postgres), from Debian's
-# packages when they are missing. Idempotent; needs no stdin; prints what it
+# only that: PostgreSQL's server binaries (initdb, postgres) and Chromium,
+# from Debian's packages when they are missing. Idempotent; needs no stdin; prints what it
 # did. It never starts a service: the tests start their own server on a free
 # loopback port as the user running them (internal/store/pgtest), and a
 # policy-rc.d stops the packages' maintainer scripts from starting the
@@ -16,7 +16,7 @@
 #
 # Usage: scripts/test-deps.sh
 # Needs root (or passwordless sudo) only when something is missing; with
-# PostgreSQL installed it runs as any user and changes nothing.
+# PostgreSQL and Chromium installed it runs as any user and changes nothing.
 set -eu
 
 have_postgres() {
