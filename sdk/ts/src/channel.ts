@@ -118,7 +118,11 @@ export class Subscription<T = unknown> {
     }
     const s: Subscribed = { topic: this.topic, epoch: res.epoch, offset: res.offset, resubscribed, recovered: res.recovered };
     if (res.snapshot !== undefined) s.snapshot = res.snapshot;
-    this.opts.onSubscribed?.(s);
+    try {
+      this.opts.onSubscribed?.(s);
+    } catch (err) {
+      this.client.logger.warn(`junction: onSubscribed of ${this.topic} threw`, err);
+    }
     for (const p of res.publications ?? []) this.deliver(p.epoch, p.offset, p.data);
     if (res.recovered) {
       this.epoch = res.epoch;
@@ -149,7 +153,13 @@ export class Subscription<T = unknown> {
   private deliver(epoch: string, offset: number, data: unknown): void {
     if (this.done || epoch !== this.epoch || offset <= this.offset) return; // another stream life, or delivered already
     this.offset = offset;
-    this.handler({ topic: this.topic, epoch, offset, data: data as T });
+    try {
+      this.handler({ topic: this.topic, epoch, offset, data: data as T });
+    } catch (err) {
+      // The publication counts as delivered: a throwing handler does not
+      // stop the ones after it (nor a resubscription's replay).
+      this.client.logger.warn(`junction: subscription handler of ${this.topic} threw`, err);
+    }
   }
 
   /** @internal */
