@@ -1,15 +1,19 @@
 #!/bin/sh
 # test-deps.sh: install what the test suite starts as real processes, and
-# only that: PostgreSQL's server binaries (initdb, postgres) and
-# redis-server, from Debian's packages when they are missing. Idempotent;
+# only that: PostgreSQL's server binaries (initdb, postgres), redis-server
+# and Chromium, from Debian's packages when they are missing. Idempotent;
 # needs no stdin; prints what it did. It never starts a service: the tests
 # start their own servers on free loopback ports as the user running them
 # (internal/store/pgtest, internal/redistest), and a policy-rc.d stops the
 # packages' maintainer scripts from starting the system ones.
 #
+# Chromium (Debian's package, /usr/bin/chromium) runs the TypeScript SDK's
+# browser tests (sdk/ts/test/browser.test.mjs, driven by playwright-core).
+#
 # Usage: scripts/test-deps.sh
 # Needs root (or passwordless sudo) only when something is missing; with
-# PostgreSQL and Redis installed it runs as any user and changes nothing.
+# PostgreSQL, Redis and Chromium installed it runs as any user and changes
+# nothing.
 set -eu
 
 have_postgres() {
@@ -42,6 +46,18 @@ else
 	missing="$missing redis-server"
 fi
 
+# --- sdk/ts: the browser tests' headless Chromium ---------------------------
+have_chromium() {
+	[ -x /usr/bin/chromium ]
+}
+if have_chromium; then
+	echo "test-deps: chromium: present"
+else
+	echo "test-deps: chromium: missing"
+	missing="$missing chromium"
+fi
+# --- end sdk/ts ---------------------------------------------------------------
+
 if [ -z "$missing" ]; then
 	echo "test-deps: nothing to install"
 	exit 0
@@ -53,7 +69,7 @@ elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
 	SUDO="sudo -n"
 else
 	echo "test-deps: need root (or passwordless sudo) to install:$missing" >&2
-	echo "test-deps: or install it yourself (Debian/Ubuntu: apt-get install$missing; the tests need only initdb and postgres on PATH or in /usr/lib/postgresql/*/bin, and redis-server on PATH)" >&2
+	echo "test-deps: or install it yourself (Debian/Ubuntu: apt-get install$missing; the tests need only initdb and postgres on PATH or in /usr/lib/postgresql/*/bin, redis-server on PATH, and /usr/bin/chromium)" >&2
 	exit 1
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -86,4 +102,5 @@ $SUDO apt-get install -y -q --no-install-recommends $missing </dev/null
 status=0
 if have_postgres; then echo "test-deps: postgresql: installed"; else echo "test-deps: postgresql: still missing" >&2; status=1; fi
 if have_redis; then echo "test-deps: redis-server: installed"; else echo "test-deps: redis-server: still missing" >&2; status=1; fi
+if have_chromium; then echo "test-deps: chromium: installed"; else echo "test-deps: chromium: still missing" >&2; status=1; fi
 exit $status
