@@ -3,6 +3,172 @@
 
 /* eslint-disable */
 
+export interface App {
+  /** device capabilities the app requires (display, microphone, ...) */
+  capabilities: string[];
+  /** Format: date-time. */
+  createdAt: string;
+  /** reverse-DNS name chosen at registration (com.example.captions) */
+  id: string;
+  /** foreground: at most one per device; background; system */
+  kind: "foreground" | "background" | "system";
+  name: string;
+  /** user id of the app's developer or operator */
+  owner: string;
+  /** output priority class */
+  priority: "system" | "foreground" | "background" | "ambient";
+  /** the scopes the app asks users for */
+  scopes: string[];
+  /** JSON Schema of the per-user settings */
+  settingsSchema?: { [key: string]: unknown };
+  /** tools the app offers */
+  tools: AppTool[];
+  /** Format: date-time. */
+  updatedAt: string;
+  /** base URL of the app's webhooks */
+  webhookUrl: string;
+}
+
+export interface AppCreateParams {
+  capabilities?: string[];
+  /** reverse-DNS name: at least two dot-separated labels of [a-z0-9-] (and _ after the first), 3..128 characters */
+  id: string;
+  /** lifetime of the first API key (default: no expiry) */
+  keyTtlMs?: number;
+  /** default foreground */
+  kind?: "foreground" | "background" | "system";
+  /** 1..100 characters */
+  name: string;
+  /** default: the caller's user id */
+  owner?: string;
+  /** default: the kind's class (ambient for background apps) */
+  priority?: "system" | "foreground" | "background" | "ambient";
+  /** scopes users may grant; never admin */
+  scopes?: string[];
+  settingsSchema?: { [key: string]: unknown };
+  tools?: AppTool[];
+  webhookUrl?: string;
+}
+
+export interface AppCreated {
+  app: App;
+  key: AppKeySecret;
+}
+
+export interface AppDeleted {
+  deleted: boolean;
+  uninstalled: number;
+}
+
+export interface AppIDParams {
+  id: string;
+}
+
+export interface AppInstall {
+  appId: string;
+  /** Format: date-time. */
+  createdAt: string;
+  /** the scopes the user granted */
+  scopes: string[];
+  /** Format: date-time. */
+  updatedAt: string;
+  userId: string;
+}
+
+export interface AppInstallList {
+  installs: AppInstall[];
+  next?: string;
+}
+
+export interface AppInstallListParams {
+  /** the last app id (user id for an app) of the previous page */
+  after?: string;
+  /** 1..100 (default 50) */
+  limit?: number;
+}
+
+export interface AppInstallParams {
+  appId: string;
+  /** a subset of the app's scopes (absent: none); narrowing takes effect at once on the app's live connections */
+  scopes?: string[];
+}
+
+export interface AppInstalled {
+  /** false when an installation's scopes were replaced */
+  created: boolean;
+  install: AppInstall;
+}
+
+export interface AppKey {
+  /** neither revoked nor expired */
+  active: boolean;
+  appId: string;
+  /** Format: date-time. */
+  createdAt: string;
+  /** absent: never expires Format: date-time. */
+  expiresAt?: string;
+  /** the public key id (jk_<id>_...) */
+  id: string;
+  /** recorded at most once a minute per key Format: date-time. */
+  lastUsedAt?: string;
+  /** Format: date-time. */
+  revokedAt?: string;
+}
+
+export interface AppKeyList {
+  keys: AppKey[];
+}
+
+export interface AppKeyRevokeParams {
+  /** the app */
+  id: string;
+  keyId: string;
+}
+
+export interface AppKeyRotateParams {
+  /** the app */
+  id: string;
+  /** how long the app's other keys keep working (default 24 h; 0 ends them now) */
+  overlapMs?: number;
+  /** lifetime of the new key (default: no expiry) */
+  ttlMs?: number;
+}
+
+export interface AppKeySecret {
+  apiKey: AppKey;
+  /** jk_<id>_<secret>: store it now, it is never shown again */
+  key: string;
+}
+
+export interface AppList {
+  apps: App[];
+  next?: string;
+}
+
+export interface AppListParams {
+  /** the last id of the previous page */
+  after?: string;
+  /** 1..100 (default 50) */
+  limit?: number;
+}
+
+export interface AppTool {
+  description?: string;
+  /** [a-z0-9_.-], 1..64 characters, unique in the app */
+  name: string;
+  /** JSON Schema of the arguments */
+  params?: { [key: string]: unknown };
+}
+
+export interface AppUninstallParams {
+  appId: string;
+}
+
+export interface AppUninstalled {
+  disconnected: number;
+  uninstalled: boolean;
+}
+
 export interface Artifact {
   accountId: string;
   body: Versioned;
@@ -365,6 +531,39 @@ export interface Versioned {
   version: number;
 }
 
+export interface VoiceSessionParams {
+  /** may publish (default true) */
+  canPublish?: boolean;
+  /** may receive the others' tracks (default true) */
+  canSubscribe?: boolean;
+  sessionId: string;
+  /** lifetime in seconds (default voice.default_ttl, at most voice.max_ttl) */
+  ttl?: number;
+}
+
+export interface VoiceToken {
+  /** Format: date-time. */
+  expiresAt: string;
+  /** userId:deviceId */
+  identity: string;
+  room: string;
+  /** LiveKit access token (JWT, HS256) */
+  token: string;
+  /** the media server's URL (voice.url) */
+  url: string;
+}
+
+export interface VoiceTokenParams {
+  /** may publish audio, video and data (default true) */
+  canPublish?: boolean;
+  /** may receive the others' tracks (default true) */
+  canSubscribe?: boolean;
+  /** room name, 1..128 bytes; names starting with session- are reserved for voice.session */
+  room: string;
+  /** lifetime in seconds (default voice.default_ttl, at most voice.max_ttl) */
+  ttl?: number;
+}
+
 export interface Welcome {
   connId: string;
   features: string[];
@@ -384,6 +583,56 @@ export interface WhoamiResult {
 
 /** The methods of the protocol: params and result of each, by name. */
 export interface Methods {
+  /** Scope: admin. */
+  "apps.create": {
+    params: AppCreateParams;
+    result: AppCreated;
+  };
+  /** Scope: admin. */
+  "apps.delete": {
+    params: AppIDParams;
+    result: AppDeleted;
+  };
+  /** Scope: admin. */
+  "apps.get": {
+    params: AppIDParams;
+    result: App;
+  };
+  /** Scope: write. */
+  "apps.install": {
+    params: AppInstallParams;
+    result: AppInstalled;
+  };
+  /** Scope: authenticated. */
+  "apps.installs": {
+    params: AppInstallListParams;
+    result: AppInstallList;
+  };
+  /** Scope: admin. */
+  "apps.keys": {
+    params: AppIDParams;
+    result: AppKeyList;
+  };
+  /** Scope: admin. */
+  "apps.list": {
+    params: AppListParams;
+    result: AppList;
+  };
+  /** Scope: admin. */
+  "apps.revokeKey": {
+    params: AppKeyRevokeParams;
+    result: AppKey;
+  };
+  /** Scope: admin. */
+  "apps.rotateKey": {
+    params: AppKeyRotateParams;
+    result: AppKeySecret;
+  };
+  /** Scope: authenticated. */
+  "apps.uninstall": {
+    params: AppUninstallParams;
+    result: AppUninstalled;
+  };
   /** Scope: write. */
   "artifact.create": {
     params: ArtifactCreate;
@@ -544,10 +793,30 @@ export interface Methods {
     params: UpdatesSince;
     result: Updates;
   };
+  /** Scope: write. */
+  "voice.session": {
+    params: VoiceSessionParams;
+    result: VoiceToken;
+  };
+  /** Scope: write. */
+  "voice.token": {
+    params: VoiceTokenParams;
+    result: VoiceToken;
+  };
 }
 
 /** The method names, and the scope each needs. */
 export const METHOD_SCOPES = {
+  "apps.create": "admin",
+  "apps.delete": "admin",
+  "apps.get": "admin",
+  "apps.install": "write",
+  "apps.installs": "authenticated",
+  "apps.keys": "admin",
+  "apps.list": "admin",
+  "apps.revokeKey": "admin",
+  "apps.rotateKey": "admin",
+  "apps.uninstall": "authenticated",
   "artifact.create": "write",
   "artifact.delete": "write",
   "artifact.get": "read",
@@ -580,6 +849,8 @@ export const METHOD_SCOPES = {
   "sys.info": "authenticated",
   "sys.ping": "authenticated",
   "update.since": "read",
+  "voice.session": "write",
+  "voice.token": "write",
 } as const;
 
 /** The events of the protocol: the data each carries, by name. */

@@ -242,6 +242,73 @@ export interface RefreshRequest {
   refreshToken: string;
 }
 
+export interface Schedule {
+  action: ScheduleAction;
+  /** Format: date-time. */
+  createdAt?: string;
+  cron: string;
+  name: string;
+  /** Format: date-time. */
+  nextRunAt: string;
+  source: "config" | "api";
+  timeZone: string;
+}
+
+export interface ScheduleAction {
+  publish?: SchedulePublish;
+  rpc?: ScheduleRPC;
+}
+
+export interface ScheduleList {
+  items: Schedule[];
+}
+
+export interface SchedulePublish {
+  /** any JSON value but null */
+  data: unknown;
+  topic: string;
+}
+
+export interface ScheduleRPC {
+  device: string;
+  method: string;
+  params?: { [key: string]: unknown };
+  /** default hub.rpc.default_timeout */
+  timeoutMs?: number;
+  /** the call is made as this user (its RPC grants apply) */
+  user: string;
+}
+
+export interface ScheduleRun {
+  error?: ErrorObject;
+  /** Format: date-time. */
+  finishedAt: string;
+  id: string;
+  job: string;
+  node: string;
+  ok: boolean;
+  result?: unknown;
+  /** Format: date-time. */
+  startedAt: string;
+  /** Format: date-time. */
+  tick?: string;
+  trigger: "schedule" | "manual";
+}
+
+export interface ScheduleRunList {
+  items: ScheduleRun[];
+}
+
+export interface ScheduleSpec {
+  action: ScheduleAction;
+  /** cron expression: [second] minute hour day-of-month month day-of-week, or @yearly @monthly @weekly @daily @hourly */
+  cron: string;
+  /** 1..64 bytes of a-z 0-9 . _ - */
+  name: string;
+  /** IANA time zone the expression is read in (default UTC) */
+  timeZone?: string;
+}
+
 export interface Session {
   accountId: string;
   agentState: Versioned;
@@ -305,5 +372,38 @@ export interface Versioned {
   value: string | null;
   /** starts at 1, +1 per accepted update */
   version: number;
+}
+
+export interface VoiceSessionRequest {
+  /** may publish (default true) */
+  canPublish?: boolean;
+  /** may receive the others' tracks (default true) */
+  canSubscribe?: boolean;
+  sessionId: string;
+  /** lifetime in seconds (default voice.default_ttl, at most voice.max_ttl) */
+  ttl?: number;
+}
+
+export interface VoiceToken {
+  /** Format: date-time. */
+  expiresAt: string;
+  /** userId:deviceId */
+  identity: string;
+  room: string;
+  /** LiveKit access token (JWT, HS256) */
+  token: string;
+  /** the media server's URL (voice.url) */
+  url: string;
+}
+
+export interface VoiceTokenRequest {
+  /** may publish audio, video and data (default true) */
+  canPublish?: boolean;
+  /** may receive the others' tracks (default true) */
+  canSubscribe?: boolean;
+  /** room name, 1..128 bytes; names starting with session- are reserved for voice.session */
+  room: string;
+  /** lifetime in seconds (default voice.default_ttl, at most voice.max_ttl) */
+  ttl?: number;
 }
 
