@@ -88,6 +88,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s.ops = append(s.ops, s.deviceOps()...)
 	s.ops = append(s.ops, s.dataOps()...)
 	s.ops = append(s.ops, s.updateOps()...)
+	s.ops = append(s.ops, s.adminOps()...)
 	return s, nil
 }
 
