@@ -129,8 +129,17 @@ func (h *Hub) sampleStats() statsSample {
 		at:           h.deps.Now(),
 		publications: counterValue(h.ch.metrics.publications),
 		deliveries:   counterValue(h.ch.metrics.deliveries),
-		rpcCalls:     counterValue(h.rpc.metrics.calls),
 	}
+	// Calls of this node's callers: not those other nodes forwarded here
+	// (path "served"), which their own nodes count.
+	collect(h.rpc.metrics.calls, func(m *dto.Metric) {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "path" && l.GetValue() == "served" {
+				return
+			}
+		}
+		s.rpcCalls += uint64(m.GetCounter().GetValue())
+	})
 	collect(h.metrics.methodSeconds, func(m *dto.Metric) {
 		s.requests.add(m.GetHistogram())
 		for _, l := range m.GetLabel() {

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,5 +81,22 @@ func TestKindSlots(t *testing.T) {
 	}
 	if len(auth.Kinds)+2 > kindSlots {
 		t.Errorf("kindSlots %d is too few for %d kinds, app and other", kindSlots, len(auth.Kinds))
+	}
+}
+
+// TestAdminNamespaceReserved: the admin namespace is built in, and a
+// configuration may not declare it (its publish rule holds for nobody,
+// admins included).
+func TestAdminNamespaceReserved(t *testing.T) {
+	nss, err := compileNamespaces(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ns := nss["admin"]; ns == nil || ns.cfg.HistorySize != 60 {
+		t.Fatalf("built-in admin namespace: got %+v, want one keeping 60 publications", ns)
+	}
+	_, err = compileNamespaces([]NamespaceConfig{{Pattern: "admin:{x}", Subscribe: []string{"any"}, Publish: []string{"any"}}})
+	if err == nil || !strings.Contains(err.Error(), "reserved") {
+		t.Errorf("declaring admin: got %v, want an error saying it is reserved", err)
 	}
 }
