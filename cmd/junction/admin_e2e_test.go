@@ -25,11 +25,6 @@ import (
 	"github.com/junctionhq/junction/protocol"
 )
 
-func adminToken(t *testing.T, m *Main) string {
-	t.Helper()
-	return mintToken(t, m, "u-admin", "d-admin", "browser", auth.ScopeAdmin)
-}
-
 // TestAdminNeedsAdminScope: every admin route answers 401 without a
 // credential and 403 forbidden, naming the scope, for a principal without
 // scope admin.
@@ -66,7 +61,7 @@ func TestAdminNeedsAdminScope(t *testing.T) {
 // real WebSocket clients.
 func TestAdminConnections(t *testing.T) {
 	m := startServer(t, nil)
-	admin := adminToken(t, m)
+	admin := adminTok(t, m)
 	phone := dialClient(t, m, "u1", "p1", "phone")
 	browser := dialClient(t, m, "u2", "b1", "browser")
 	mac := machine(t, m, "u1", "mac1", false, map[string]client.RPCHandler{"sys.echo": echo, "fs.read": echo})
@@ -190,7 +185,7 @@ func TestAdminConnections(t *testing.T) {
 func TestAdminChannelsAndMachines(t *testing.T) {
 	m := startServer(t, withNamespaces(hub.NamespaceConfig{Pattern: "room:{id}", Subscribe: []string{"any"}, Publish: []string{"scope=write"},
 		Presence: true, HistorySize: 10}))
-	admin := adminToken(t, m)
+	admin := adminTok(t, m)
 	a := dialClient(t, m, "u1", "a1", "phone")
 	b := dialClient(t, m, "u2", "b1", "tablet")
 	for _, c := range []*client.Client{a, b} {
@@ -368,7 +363,7 @@ func TestAdminStatsStream(t *testing.T) {
 			t.Errorf("publish to admin:stats as %s: got %v, want forbidden", c.Welcome().Principal.UserID, err)
 		}
 	}
-	if status, _ := apiCall(t, m, adminToken(t, m), "POST", "/api/v1/channels/admin:stats/publish", map[string]any{"data": 1}); status != 403 {
+	if status, _ := apiCall(t, m, adminTok(t, m), "POST", "/api/v1/channels/admin:stats/publish", map[string]any{"data": 1}); status != 403 {
 		t.Errorf("REST publish to admin:stats as an admin: status %d, want 403", status)
 	}
 
@@ -458,7 +453,7 @@ func TestAdminStatsStream(t *testing.T) {
 // revokes a device of another account as an admin.
 func TestAdminAccountsAndDevices(t *testing.T) {
 	m := startServer(t, nil)
-	admin := adminToken(t, m)
+	admin := adminTok(t, m)
 	alice, bob := newKey(t), newKey(t)
 	a1 := login(t, m, alice, "phone")
 	a2 := login(t, m, alice, "browser")

@@ -333,8 +333,8 @@ func docConfigs(t *testing.T) map[string]string {
 // checks /healthz and stops it with SIGTERM.
 func TestBinaryStartsWithEveryDocsConfig(t *testing.T) {
 	configs := docConfigs(t)
-	// README's example file, docs/channels.md's namespace, docs/rpc.md's grants.
-	for _, want := range []string{"README.md", "channels.md", "rpc.md"} {
+	// README's example file, docs/channels.md's namespace, docs/rpc.md's grants, docs/scheduler.md's jobs.
+	for _, want := range []string{"README.md", "channels.md", "rpc.md", "scheduler.md"} {
 		if !slices.ContainsFunc(slices.Collect(maps.Keys(configs)), func(k string) bool { return strings.HasPrefix(k, want+":") }) {
 			t.Errorf("no server config found in %s: its example moved or changed form", want)
 		}

@@ -17,9 +17,13 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/junctionhq/junction/internal/account"
+	"github.com/junctionhq/junction/internal/apps"
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/internal/schedule"
 	"github.com/junctionhq/junction/internal/store"
+	"github.com/junctionhq/junction/internal/supervise"
 	"github.com/junctionhq/junction/internal/web"
 )
 
@@ -38,7 +42,15 @@ type Config struct {
 	Auth        AuthConfig  `yaml:"auth"`
 	Store       StoreConfig `yaml:"store"`
 	Hub         hub.Config  `yaml:"hub"`
+	Apps        apps.Config `yaml:"apps"`
 	Web         web.Config  `yaml:"web"`
+	// Voice configures LiveKit-compatible voice tokens (account package).
+	Voice account.VoiceConfig `yaml:"voice"`
+	// Services tunes the supervisor of the background services.
+	Services supervise.Config `yaml:"services"`
+	// Schedule holds the scheduled jobs of the configuration file and the
+	// scheduler's settings.
+	Schedule schedule.Config `yaml:"schedule"`
 }
 
 // AuthConfig configures token signing.
@@ -48,6 +60,9 @@ type AuthConfig struct {
 	Audience   string        `yaml:"audience" doc:"token audience claim written at issue; a token carrying another audience is refused (default none: tokens carry no aud, and any aud is refused)"`
 	AccessTTL  time.Duration `yaml:"access_ttl" doc:"lifetime of access tokens issued at login (default 1h)"`
 	RefreshTTL time.Duration `yaml:"refresh_ttl" doc:"lifetime of refresh tokens (default 720h)"`
+	// APIKeyPepperFile names the pepper of API keys when it is not
+	// DATA/apikey-pepper.key (a cluster's nodes share one).
+	APIKeyPepperFile string `yaml:"api_key_pepper_file" doc:"file holding the secret pepper that keys the MACs of app API keys (default DATA/apikey-pepper.key, created at first start; every node of a cluster needs the same; changing it invalidates every API key)"`
 	// Challenges bounds the login challenges (auth package's config).
 	Challenges auth.ChallengeConfig `yaml:"challenges"`
 }
@@ -171,6 +186,15 @@ func (c *Config) validate() error {
 	}
 	if err := c.Hub.Validate(); err != nil {
 		return fmt.Errorf("hub: %w", err)
+	}
+	if err := c.Voice.Validate(); err != nil {
+		return err
+	}
+	if err := c.Services.Validate(); err != nil {
+		return fmt.Errorf("services: %w", err)
+	}
+	if err := c.Schedule.Validate(); err != nil {
+		return fmt.Errorf("schedule: %w", err)
 	}
 	return nil
 }

@@ -24,6 +24,14 @@ func TestLoadConfig(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("adr: 127.0.0.1:8001\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	jobs := filepath.Join(dir, "jobs.yaml")
+	if err := os.WriteFile(jobs, []byte("schedule:\n  history: 7\n  jobs:\n    - name: brief\n      cron: \"0 7 * * 1-5\"\n      time_zone: Europe/Paris\n      publish: {topic: \"public:news\", data: {text: hi, n: 2}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badJob := filepath.Join(dir, "badjob.yaml")
+	if err := os.WriteFile(badJob, []byte("schedule:\n  jobs:\n    - name: brief\n      cron: \"0 7 * * 1-5\"\n      time_zone: Mars/Base\n      publish: {topic: \"public:news\", data: 1}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		args    []string
@@ -104,6 +112,16 @@ func TestLoadConfig(t *testing.T) {
 		}},
 		{name: "bad transport", args: []string{"--hub-transport", "kqueue"}, wantErr: `hub: transport "kqueue": want "epoll" or "portable"`},
 		{name: "pprof beyond loopback", args: []string{"--pprof-addr", "0.0.0.0:6060"}, wantErr: "want a loopback HOST:PORT"},
+		{name: "scheduled jobs", args: []string{"--config", jobs}, check: func(t *testing.T, c *Config) {
+			if c.Schedule.History != 7 || len(c.Schedule.Jobs) != 1 || c.Schedule.Jobs[0].TimeZone != "Europe/Paris" || c.Schedule.Jobs[0].Publish.Topic != "public:news" {
+				t.Errorf("got schedule %+v", c.Schedule)
+			}
+		}},
+		{name: "bad scheduled job", args: []string{"--config", badJob}, wantErr: `schedule: jobs[0] (brief): time_zone: unknown IANA time zone "Mars/Base"`},
+		{name: "voice needs all three", env: []string{"JUNCTION_VOICE_URL=wss://v.example"}, wantErr: "voice: url, api_key and api_secret go together"},
+		{name: "voice secret too short", env: []string{"JUNCTION_VOICE_URL=wss://v.example", "JUNCTION_VOICE_API_KEY=k", "JUNCTION_VOICE_API_SECRET=short"}, wantErr: "api_secret is shorter than 32 bytes"},
+		{name: "voice ttl over max", env: []string{"JUNCTION_VOICE_DEFAULT_TTL=7h"}, wantErr: "default_ttl 7h0m0s is over max_ttl 6h0m0s"},
+		{name: "negative backoff", args: []string{"--services-min-backoff", "-1s"}, wantErr: "services: min_backoff -1s: must not be negative"},
 		{name: "missing file", args: []string{"--config", filepath.Join(dir, "none.yaml")}, wantErr: "read config"},
 		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected argument"},
 	}

@@ -6,6 +6,7 @@
 //	junction migrate  apply database migrations and exit
 //	junction bench    load generator speaking the protocol (loopback only)
 //	junction health   check a running server's /healthz (container health check)
+//	junction app      manage apps and their API keys on a running server
 //	junction version  print the version
 package main
 
@@ -52,6 +53,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		err = runBench(ctx, args[1:], stdout, stderr)
 	case "health":
 		err = runHealth(ctx, args[1:], environ, stdout, stderr)
+	case "app":
+		err = runApp(ctx, args[1:], environ, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "junction", version)
 	case "help", "-h", "--help":
@@ -82,6 +85,7 @@ Usage:
   junction migrate [flags]   apply database migrations and exit (--database DSN, --data DIR)
   junction bench [flags]     load generator: connect, idle, rpc and fanout scenarios (loopback only)
   junction health [--url U]  exit 0 if a running server's /healthz answers 200 (container health check)
+  junction app SUBCOMMAND    apps and their API keys on a running server: create, list, show, rotate-key, revoke-key, delete
   junction version           print the version
 
 Run 'junction COMMAND --help' for a command's flags.

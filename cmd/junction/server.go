@@ -20,9 +20,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/junctionhq/junction/internal/account"
+	"github.com/junctionhq/junction/internal/apps"
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/internal/schedule"
 	"github.com/junctionhq/junction/internal/store"
+	"github.com/junctionhq/junction/internal/supervise"
 	"github.com/junctionhq/junction/internal/web"
 )
 
@@ -50,9 +53,23 @@ type Main struct {
 	// Account is the account/data application, mounted by Web over REST and
 	// registered in Hub's method table.
 	Account *account.Service
+	// Apps is the apps platform (apps, API keys, installations), mounted
+	// like Account; it is Auth's API-key store.
+	Apps *apps.Service
 	// Store is the database (SQLite in the data directory by default),
 	// migrated at Open and closed by Close.
 	Store *store.DB
+	// Supervisor runs the background services (store pruning, the
+	// authentication-failure log, the scheduler): restarted when they fail,
+	// shown in /readyz, stopped by Close in reverse start order.
+	Supervisor *supervise.Supervisor
+	// Scheduler runs the scheduled jobs (config and admin API), as the
+	// supervised service "scheduler".
+	Scheduler *schedule.Scheduler
+	// Leases, when set before Open, decide which node runs a scheduled
+	// job's tick (a cluster's shared implementation); default: one node's
+	// memory.
+	Leases schedule.Leases
 	// StoreOptions tune the store (tests shorten retention); zero values
 	// select the store's defaults.
 	StoreOptions store.Options
@@ -133,7 +150,11 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		m.Logger.Info("generated a new signing key", "dir", cfg.Data)
 	}
 	m.Tokens = tokens
-	m.Auth = &auth.Authenticator{Tokens: tokens}
+	m.Auth = &auth.Authenticator{Tokens: tokens, Now: m.Now}
+	pepper, err := loadPepper(cfg)
+	if err != nil {
+		return err
+	}
 
 	var proxies []netip.Prefix
 	for _, p := range cfg.Web.TrustedProxies {
@@ -178,8 +199,8 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	// REST and on the in-band auth.refresh.
 	m.Auth.Revocations = m.Store
 	m.Account, err = account.New(account.Config{AccessTTL: cfg.Auth.AccessTTL, RefreshTTL: cfg.Auth.RefreshTTL,
-		Challenges: cfg.Auth.Challenges},
-		account.Deps{Store: m.Store, Hub: m.Hub, Tokens: m.Tokens, Logger: m.Logger})
+		Challenges: cfg.Auth.Challenges, Voice: cfg.Voice},
+		account.Deps{Store: m.Store, Hub: m.Hub, Tokens: m.Tokens, Logger: m.Logger, Now: m.Now})
 	if err != nil {
 		return err
 	}
@@ -187,15 +208,33 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	// artifact) and the session snapshot provider; then the hub's own
 	// retained provider.
 	m.Account.Register(m.Hub)
+	// The apps platform: its methods, and the API keys it stores, accepted
+	// at the upgrade and on REST (an app key acting for a user with the
+	// Junction-User header gets the scopes the user granted).
+	m.Apps, err = apps.New(cfg.Apps, apps.Deps{Store: m.Store, Hub: m.Hub, Account: m.Account, Pepper: pepper, Logger: m.Logger, Now: m.Now})
+	if err != nil {
+		return err
+	}
+	m.Apps.Register(m.Hub)
+	m.Auth.APIKeys, m.Auth.APIKeyPepper, m.Auth.Installs = m.Apps, pepper, m.Apps
 	m.Hub.RegisterSnapshot(hub.SnapshotRetained, hub.RetainedSnapshot(m.Hub))
 	if m.ConfigureHub != nil {
 		m.ConfigureHub(m.Hub)
 	}
+	m.Supervisor = supervise.New(cfg.Services, m.Logger, m.Registry)
+	m.Scheduler, err = schedule.New(cfg.Schedule, schedule.Deps{Hub: m.Hub, Store: m.Store, Leases: m.Leases,
+		Logger: m.Logger, Registerer: m.Registry})
+	if err != nil {
+		return err
+	}
 	m.Web, err = web.New(cfg.Web, web.Deps{
 		Hub: m.Hub, Authenticator: m.Auth, Network: m.Network, Origins: origins,
 		Logger: m.Logger, Registerer: m.Registry, Gatherer: m.Registry,
-		Account: m.Account,
-		Ready:   []web.ReadyCheck{{Name: "store", Check: m.Store.Ping}},
+		Account:      m.Account,
+		Apps:         m.Apps.Ops(),
+		Schedule:     m.Scheduler,
+		Ready:        []web.ReadyCheck{{Name: "store", Check: m.Store.Ping}},
+		ReadyDetails: []web.ReadyDetail{{Name: "services", Detail: func() any { return m.Supervisor.Status() }}},
 	})
 	if err != nil {
 		return err
@@ -203,12 +242,10 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err := m.Hub.Start(); err != nil {
 		return err
 	}
-	m.Hub.Go(func(ctx context.Context) { m.Store.PruneEvery(ctx, store.PruneInterval, m.Logger) })
-	every := m.AuthLogInterval
-	if every <= 0 {
-		every = defaultAuthLogInterval
+	if err := m.startServices(); err != nil {
+		return err
 	}
-	m.Hub.Go(func(ctx context.Context) { m.logAuthFailures(ctx, every) })
+	m.Apps.Start()
 	m.srv = &http.Server{
 		Handler:           m.Web,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -240,9 +277,41 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	return nil
 }
 
-// abortOpen releases what a failed Open had opened: the hub (its Close
-// also closes the broker), the store, the lock and the listener.
+// startServices starts the background services under the supervisor, in
+// the order Close stops them in reverse.
+func (m *Main) startServices() error {
+	every := m.AuthLogInterval
+	if every <= 0 {
+		every = defaultAuthLogInterval
+	}
+	for _, s := range []struct {
+		name string
+		run  func(ctx context.Context) error
+	}{
+		{"store.prune", func(ctx context.Context) error {
+			m.Store.PruneEvery(ctx, store.PruneInterval, m.Logger)
+			return nil
+		}},
+		{"auth.failure_log", func(ctx context.Context) error {
+			m.logAuthFailures(ctx, every)
+			return nil
+		}},
+		// Last: stopped first, before the hub it publishes to.
+		{"scheduler", m.Scheduler.Run},
+	} {
+		if err := m.Supervisor.Go(s.name, s.run); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// abortOpen releases what a failed Open had opened: the services, the hub
+// (its Close also closes the broker), the store, the lock and the listener.
 func (m *Main) abortOpen() {
+	if m.Supervisor != nil {
+		_ = m.Supervisor.Stop(context.Background())
+	}
 	if m.Hub != nil {
 		_ = m.Hub.Close()
 	}
@@ -305,6 +374,13 @@ func (m *Main) Close(ctx context.Context) error {
 		if m.pprofSrv != nil {
 			_ = m.pprofSrv.Close()
 		}
+		// The background services stop before the hub and the store they
+		// use, in reverse start order.
+		if m.Supervisor != nil {
+			if err := m.Supervisor.Stop(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if m.Hub != nil {
 			if err := m.Hub.Shutdown(ctx); err != nil {
 				errs = append(errs, err)
@@ -356,4 +432,18 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// loadPepper returns the pepper of API keys: auth.api_key_pepper_file, else
+// DATA/apikey-pepper.key, created at first start.
+func loadPepper(cfg *Config) ([]byte, error) {
+	if f := cfg.Auth.APIKeyPepperFile; f != "" {
+		p, err := auth.ReadPepperFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("auth.api_key_pepper_file: %w", err)
+		}
+		return p, nil
+	}
+	p, _, err := auth.LoadOrCreatePepper(cfg.Data)
+	return p, err
 }

@@ -39,6 +39,8 @@ type Config struct {
 	Challenges auth.ChallengeConfig
 	// PairingTTL is how long a pairing code is valid; default 5 min.
 	PairingTTL time.Duration
+	// Voice configures voice tokens (off unless configured).
+	Voice VoiceConfig
 }
 
 func (c *Config) setDefaults() {
@@ -51,6 +53,7 @@ func (c *Config) setDefaults() {
 	if c.PairingTTL <= 0 {
 		c.PairingTTL = 5 * time.Minute
 	}
+	c.Voice.setDefaults()
 }
 
 // Deps are the application's collaborators.
@@ -61,6 +64,8 @@ type Deps struct {
 	// Tokens issues access tokens.
 	Tokens *auth.Tokens
 	Logger *slog.Logger
+	// Now is the clock of voice tokens; default time.Now.
+	Now func() time.Time
 }
 
 // Service is the account application. Build it with New; it holds no
@@ -82,14 +87,25 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.setDefaults()
+	if err := cfg.Voice.Validate(); err != nil {
+		return nil, err
+	}
 	s := &Service{cfg: cfg, deps: deps, log: deps.Logger}
 	s.challenges = auth.NewChallenges(cfg.Challenges)
 	s.ops = append(s.ops, s.authOps()...)
 	s.ops = append(s.ops, s.deviceOps()...)
 	s.ops = append(s.ops, s.dataOps()...)
 	s.ops = append(s.ops, s.updateOps()...)
+	s.ops = append(s.ops, s.voiceOps()...)
 	s.ops = append(s.ops, s.adminOps()...)
 	return s, nil
+}
+
+func (s *Service) now() time.Time {
+	if s.deps.Now != nil {
+		return s.deps.Now()
+	}
+	return time.Now()
 }
 
 // Ops returns the op table. Callers must not modify it.

@@ -27,6 +27,12 @@ var wireSchemas = map[string]reflect.Type{
 	"Presence":       reflect.TypeFor[protocol.PresenceResult](),
 	"History":        reflect.TypeFor[protocol.HistoryResult](),
 
+	"ScheduleSpec":    reflect.TypeFor[protocol.ScheduleSpec](),
+	"Schedule":        reflect.TypeFor[protocol.Schedule](),
+	"ScheduleList":    reflect.TypeFor[protocol.ScheduleList](),
+	"ScheduleRun":     reflect.TypeFor[protocol.ScheduleRun](),
+	"ScheduleRunList": reflect.TypeFor[protocol.ScheduleRunList](),
+
 	"AdminConnectionList":   reflect.TypeFor[protocol.AdminConnectionList](),
 	"AdminConnectionDetail": reflect.TypeFor[protocol.AdminConnectionDetail](),
 	"AdminDisconnected":     reflect.TypeFor[protocol.AdminDisconnected](),

@@ -60,6 +60,7 @@ func apiOps(acct []account.Op) []apiOp {
 		{method: "GET", path: "/api/v1/channels/{topic}/history", id: "history", summary: "A channel's retained publications", tag: "Channels", scope: "authenticated", status: 200, result: "History",
 			query: []apiParam{{"since_epoch", "string", "with since_offset: publications after this position", false}, {"since_offset", "integer", "with since_epoch", false}, {"limit", "integer", "at most this many", false}}},
 	}
+	ops = append(ops, scheduleOps()...)
 	for _, o := range acct {
 		for _, rt := range o.Routes {
 			op := apiOp{method: rt.Method, path: rt.Path, id: rt.OperationID, summary: rt.Summary, tag: rt.Tag,
@@ -153,7 +154,7 @@ var (
 
 func (s *Server) serveOpenAPI(w http.ResponseWriter, r *http.Request) {
 	openAPIOnce.Do(func() {
-		raw, err := json.Marshal(OpenAPI(s.deps.Account.Ops()))
+		raw, err := json.Marshal(OpenAPI(s.ops()))
 		if err != nil {
 			panic("web: openapi: " + err.Error()) // static data: cannot fail
 		}

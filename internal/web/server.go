@@ -27,6 +27,7 @@ import (
 	"github.com/junctionhq/junction/internal/account"
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/internal/schedule"
 	"github.com/junctionhq/junction/protocol"
 )
 
@@ -78,6 +79,14 @@ type ReadyCheck struct {
 	Check func(ctx context.Context) error
 }
 
+// ReadyDetail is one member of /readyz's "details": information about a
+// part of the server (the supervised services' states), not a check: it
+// does not change the status.
+type ReadyDetail struct {
+	Name   string
+	Detail func() any
+}
+
 // Deps are the edge's collaborators.
 type Deps struct {
 	Hub           *hub.Hub
@@ -89,10 +98,18 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
 	Ready      []ReadyCheck
+	// ReadyDetails are added to /readyz's body under "details".
+	ReadyDetails []ReadyDetail
 	// Account, when set, is mounted over REST: key login, devices and
 	// pairing, encrypted data, update sync (its WebSocket methods are in the
 	// hub's method table: account.Service.Register).
 	Account *account.Service
+	// Schedule, when set, serves the admin API of scheduled jobs
+	// (/api/v1/admin/schedules); without it those routes answer not_found.
+	Schedule *schedule.Scheduler
+	// Apps, when set, is the apps platform's op table (apps.Service.Ops),
+	// mounted over REST with the same adapter as Account's.
+	Apps []account.Op
 }
 
 // Server is the HTTP edge.
@@ -133,6 +150,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.limits = newLimits(cfg, deps.Registerer)
 	if deps.Account != nil {
 		s.mountAccount(deps.Account)
+		s.mountOps(deps.Apps)
 	}
 	s.routes()
 	return s, nil
@@ -145,6 +163,7 @@ func (s *Server) routes() {
 	s.handle("GET /api/v1/admin/lockdown", s.requireScope(auth.ScopeAdmin, s.serveLockdownGet))
 	s.handle("POST /api/v1/admin/lockdown", s.requireScope(auth.ScopeAdmin, s.serveLockdownSet))
 	s.channelRoutes()
+	s.scheduleRoutes()
 	s.adminRoutes()
 	s.handle("GET /healthz", s.serveHealth)
 	s.handle("GET /readyz", s.serveReady)
@@ -202,7 +221,7 @@ func (s *Server) Principal(r *http.Request) (*auth.Principal, error) {
 		s.metrics.authFailures.WithLabelValues("missing").Inc()
 		return nil, protocol.Errorf(protocol.CodeUnauthorized, "missing credential: send Authorization: Bearer <token>")
 	}
-	p, err := s.deps.Authenticator.Authenticate(r.Context(), cred.Value)
+	p, err := s.authenticate(r, cred.Value)
 	if err != nil {
 		return nil, s.authError(err)
 	}
@@ -212,8 +231,22 @@ func (s *Server) Principal(r *http.Request) (*auth.Principal, error) {
 	return p, nil
 }
 
+// authenticate verifies a credential of r; an app key with the
+// Junction-User header acts for that user (auth.Authenticator.ForUser).
+func (s *Server) authenticate(r *http.Request, credential string) (*auth.Principal, error) {
+	p, err := s.deps.Authenticator.Authenticate(r.Context(), credential)
+	if err != nil {
+		return nil, err
+	}
+	if user := r.Header.Get(auth.UserHeader); user != "" {
+		return s.deps.Authenticator.ForUser(r.Context(), p, user)
+	}
+	return p, nil
+}
+
 // authError turns a failed authentication into the error the client gets:
-// unauthorized naming the reason (counted), or unavailable when a store
+// unauthorized naming the reason (counted; forbidden for an app key naming
+// a user who has not installed the app), or unavailable when a store
 // behind the Authenticator failed (logged once here).
 func (s *Server) authError(err error) error {
 	if _, ok := errors.AsType[*auth.Failure](err); !ok {
@@ -222,6 +255,9 @@ func (s *Server) authError(err error) error {
 	}
 	reason := auth.FailureReason(err)
 	s.metrics.authFailures.WithLabelValues(reason).Inc()
+	if reason == auth.ReasonNotInstalled {
+		return protocol.Errorf(protocol.CodeForbidden, "the user has not installed this app").WithDetail("reason", reason)
+	}
 	return protocol.Errorf(protocol.CodeUnauthorized, "invalid credential: %s", reason)
 }
 
@@ -270,7 +306,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Authenticate also refuses a revoked device (auth.Revocations).
-	p, err := s.deps.Authenticator.Authenticate(r.Context(), cred.Value)
+	p, err := s.authenticate(r, cred.Value)
 	if err != nil {
 		writeError(w, s.authError(err))
 		return
@@ -295,6 +331,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// device's connections before this one was registered missed it; it has
 	// invalidated the cached answer by then, so asking again now (the
 	// connection is registered, later revocations will find it) sees it.
+	// For an app: a key revoked, an uninstall or a narrowed grant meanwhile.
 	if err := s.deps.Authenticator.CheckRevoked(r.Context(), p); auth.FailureReason(err) == auth.ReasonRevoked {
 		s.metrics.authFailures.WithLabelValues(auth.ReasonRevoked).Inc()
 		c.Close(protocol.CloseForbidden, protocol.CloseReason(protocol.CloseForbidden))
@@ -405,7 +442,15 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 	if status != http.StatusOK {
 		word = "not ready"
 	}
-	writeJSON(w, status, map[string]any{"status": word, "checks": checks})
+	body := map[string]any{"status": word, "checks": checks}
+	if len(s.deps.ReadyDetails) > 0 {
+		details := map[string]any{}
+		for _, d := range s.deps.ReadyDetails {
+			details[d.Name] = d.Detail()
+		}
+		body["details"] = details
+	}
+	writeJSON(w, status, body)
 }
 
 // serveConsole serves the embedded console; unknown paths get index.html so
