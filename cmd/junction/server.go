@@ -22,6 +22,7 @@ import (
 	"github.com/junctionhq/junction/internal/account"
 	"github.com/junctionhq/junction/internal/apps"
 	"github.com/junctionhq/junction/internal/auth"
+	"github.com/junctionhq/junction/internal/cluster"
 	"github.com/junctionhq/junction/internal/hub"
 	"github.com/junctionhq/junction/internal/schedule"
 	"github.com/junctionhq/junction/internal/store"
@@ -186,13 +187,36 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if cfg.Hub.NodeID == "" {
 		cfg.Hub.NodeID = hub.NewNodeID()
 	}
-	// One node: the in-memory broker (the hub runs and closes it), with the
-	// idempotency records in the store so that they survive a restart.
-	m.Broker = hub.NewMemoryBroker(cfg.Hub.NodeID).Broker()
-	m.Broker.Records = m.Store
+	ready := []web.ReadyCheck{{Name: "store", Check: m.Store.Ping}}
+	brokerKind := "memory"
+	if urls, _ := cfg.brokerURLs(); len(urls) > 0 {
+		// A cluster: every concern, idempotency records included, on the
+		// Redis broker (the hub runs and closes it), so that all nodes
+		// share them.
+		rb, err := cluster.New(cluster.Config{URLs: urls, NodeID: cfg.Hub.NodeID, Logger: m.Logger})
+		if err != nil {
+			return err
+		}
+		if err := rb.Register(m.Registry); err != nil {
+			return err
+		}
+		m.Broker = rb.Broker()
+		ready = append(ready, web.ReadyCheck{Name: "broker", Check: rb.Ping})
+		brokerKind = "redis (1 shard)"
+		if len(urls) > 1 {
+			brokerKind = fmt.Sprintf("redis (%d shards)", len(urls))
+		}
+	} else {
+		// One node: the in-memory broker (the hub runs and closes it), with
+		// the idempotency records in the store so that they survive a
+		// restart.
+		m.Broker = hub.NewMemoryBroker(cfg.Hub.NodeID).Broker()
+		m.Broker.Records = m.Store
+	}
 	m.Hub, err = hub.New(cfg.Hub, hub.Deps{Logger: m.Logger, Registerer: m.Registry, Authenticator: m.Auth,
 		DeviceSeen: deviceSeen(m.Store), Broker: m.Broker, Now: m.Now})
 	if err != nil {
+		_ = m.Broker.Close() // the hub did not take it over
 		return err
 	}
 	// Tokens of revoked devices and logins are refused at the upgrade, on
@@ -233,7 +257,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		Account:      m.Account,
 		Apps:         m.Apps.Ops(),
 		Schedule:     m.Scheduler,
-		Ready:        []web.ReadyCheck{{Name: "store", Check: m.Store.Ping}},
+		Ready:        ready,
 		ReadyDetails: []web.ReadyDetail{{Name: "services", Detail: func() any { return m.Supervisor.Status() }}},
 	})
 	if err != nil {
@@ -273,7 +297,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		m.started = append(m.started, s)
 	}
 	m.Logger.Info("listening", "addr", m.ln.Addr().String(), "node", m.Hub.NodeID(), "transport", m.Hub.Config().Transport,
-		"store", m.Store.Dialect(), "database", databaseLocation(cfg), "broker", "memory", "data", cfg.Data)
+		"store", m.Store.Dialect(), "database", databaseLocation(cfg), "broker", brokerKind, "data", cfg.Data)
 	return nil
 }
 
