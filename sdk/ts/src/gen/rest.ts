@@ -3,6 +3,88 @@
 
 /* eslint-disable */
 
+export interface AdminAccount {
+  /** Format: date-time. */
+  createdAt: string;
+  id: string;
+  /** Encoding: base64. */
+  publicKey: string | null;
+}
+
+export interface AdminAccountList {
+  items: AdminAccount[];
+  nextCursor?: string;
+}
+
+export interface AdminChannel {
+  nodeId: string;
+  subscribers: number;
+  topic: string;
+}
+
+export interface AdminChannelDetail {
+  connections: string[];
+  epoch: string;
+  historySize: number;
+  nodeId: string;
+  offset: number;
+  presence?: { [key: string]: ClientInfo };
+  subscribers: number;
+  topic: string;
+}
+
+export interface AdminChannelList {
+  items: AdminChannel[];
+  nextCursor?: string;
+}
+
+export interface AdminConnection {
+  /** Format: date-time. */
+  connectedAt: string;
+  id: string;
+  nodeId: string;
+  principal: Principal;
+  remoteAddr?: string;
+}
+
+export interface AdminConnectionDetail {
+  /** Format: date-time. */
+  connectedAt: string;
+  id: string;
+  methods: string[];
+  nodeId: string;
+  principal: Principal;
+  queueBytes: number;
+  queueFrames: number;
+  remoteAddr?: string;
+  subscriptions: string[];
+}
+
+export interface AdminConnectionList {
+  items: AdminConnection[];
+  nextCursor?: string;
+}
+
+export interface AdminDisconnected {
+  /** the close code the connection was closed with (4011) */
+  code: number;
+  id: string;
+}
+
+export interface AdminMachine {
+  connId: string;
+  deviceId: string;
+  kind?: string;
+  methods: string[];
+  nodeId: string;
+  userId: string;
+}
+
+export interface AdminMachineList {
+  items: AdminMachine[];
+  nextCursor?: string;
+}
+
 export type Any = unknown;
 
 export interface Artifact {
@@ -224,6 +306,15 @@ export interface Position {
 
 export interface Presence {
   clients: { [key: string]: ClientInfo };
+}
+
+export interface Principal {
+  appId?: string;
+  deviceId?: string;
+  expiresAtMs?: number;
+  kind?: string;
+  scopes: string[];
+  userId?: string;
 }
 
 export interface Publication {
