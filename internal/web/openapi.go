@@ -152,9 +152,13 @@ var (
 	openAPIJSON []byte
 )
 
+// OpenAPIDoc returns the OpenAPI document this server serves: its own
+// routes and those of every operation it mounts (account and apps).
+func (s *Server) OpenAPIDoc() map[string]any { return OpenAPI(s.ops()) }
+
 func (s *Server) serveOpenAPI(w http.ResponseWriter, r *http.Request) {
 	openAPIOnce.Do(func() {
-		raw, err := json.Marshal(OpenAPI(s.ops()))
+		raw, err := json.Marshal(s.OpenAPIDoc())
 		if err != nil {
 			panic("web: openapi: " + err.Error()) // static data: cannot fail
 		}
