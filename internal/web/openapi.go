@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/junctionhq/junction/internal/account"
 )
@@ -147,25 +146,20 @@ func OpenAPI(acct []account.Op) map[string]any {
 	}
 }
 
-var (
-	openAPIOnce sync.Once
-	openAPIJSON []byte
-)
-
 // OpenAPIDoc returns the OpenAPI document this server serves: its own
 // routes and those of every operation it mounts (account and apps).
 func (s *Server) OpenAPIDoc() map[string]any { return OpenAPI(s.ops()) }
 
 func (s *Server) serveOpenAPI(w http.ResponseWriter, r *http.Request) {
-	openAPIOnce.Do(func() {
+	s.openAPIOnce.Do(func() {
 		raw, err := json.Marshal(s.OpenAPIDoc())
 		if err != nil {
 			panic("web: openapi: " + err.Error()) // static data: cannot fail
 		}
-		openAPIJSON = raw
+		s.openAPIJSON = raw
 	})
 	w.Header().Set("Access-Control-Allow-Origin", "*")
-	writeRaw(w, http.StatusOK, openAPIJSON)
+	writeRaw(w, http.StatusOK, s.openAPIJSON)
 }
 
 // Routes returns the registered REST routes ("METHOD /path"), sorted.

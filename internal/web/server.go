@@ -125,6 +125,8 @@ type Server struct {
 
 	patterns []string // registered routes, filled by New
 
+	openAPIOnce  sync.Once // the OpenAPI document, encoded once per server
+	openAPIJSON  []byte
 	asyncAPIOnce sync.Once
 	asyncAPIJSON []byte // set once by asyncAPIOnce
 }
