@@ -323,6 +323,9 @@ func (c *Conn) request(f *protocol.Frame) {
 	h := c.hub
 	m := h.methods[f.Method]
 	if m == nil {
+		m = h.interceptMethod(f.Method)
+	}
+	if m == nil {
 		c.sendError(f.ID, protocol.Errorf(protocol.CodeUnknownMethod, "unknown method %q", f.Method))
 		h.metrics.unknownMethods.Inc()
 		return

@@ -189,6 +189,8 @@ type Hub struct {
 	expiry      expiryIndex
 	rpc         *rpcRelay // set once in New
 	ch          channels  // set up in New (channel.go)
+	// intercept is the backend proxy's hooks (intercept.go); nil: none.
+	intercept atomic.Pointer[interceptorBox]
 
 	ctx      context.Context // cancelled by Close
 	cancel   context.CancelFunc
@@ -424,10 +426,17 @@ func (h *Hub) Upgrade(w http.ResponseWriter, r *http.Request, p *auth.Principal,
 	if h.draining.Load() {
 		return nil, protocol.Errorf(protocol.CodeUnavailable, "server is shutting down")
 	}
+	info, err := h.interceptConnect(r.Context(), p)
+	if err != nil {
+		return nil, err
+	}
 	if err := h.admit(p); err != nil {
 		return nil, err
 	}
 	c := newConn(h, p)
+	if len(info) > 0 {
+		c.SetValue(connInfoKey{}, info)
+	}
 	c.admittedAs = p
 	c.admitted.Store(true)
 	// Corked: the 101 response and the welcome leave in one write, from

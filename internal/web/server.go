@@ -107,6 +107,9 @@ type Deps struct {
 	// Schedule, when set, serves the admin API of scheduled jobs
 	// (/api/v1/admin/schedules); without it those routes answer not_found.
 	Schedule *schedule.Scheduler
+	// Proxied, when set, returns the method routes of the backend proxy
+	// as configured now, for the AsyncAPI document (they change on reload).
+	Proxied func() []protocol.ProxiedSpec
 }
 
 // Server is the HTTP edge.
@@ -122,8 +125,9 @@ type Server struct {
 
 	patterns []string // registered routes, filled by New
 
-	asyncAPIOnce sync.Once
-	asyncAPIJSON []byte // set once by asyncAPIOnce
+	asyncAPIMu   sync.Mutex // leaf
+	asyncAPIKey  string     // guarded by asyncAPIMu: the proxied routes asyncAPIJSON was built with
+	asyncAPIJSON []byte     // guarded by asyncAPIMu: the encoded document, nil before the first request
 }
 
 // New builds the edge and its routes.
