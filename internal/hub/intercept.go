@@ -114,3 +114,21 @@ func (h *Hub) interceptMethod(name string) *Method {
 	}
 	return m
 }
+
+// MatchTopic matches topic against a namespace pattern (NamespaceConfig's
+// syntax) and returns it with its bound parameters, as the hub gives it to
+// an Interceptor: for the Interceptor's own tests and tools.
+func MatchTopic(pattern, topic string) (Topic, error) {
+	p, err := parsePattern(pattern)
+	if err != nil {
+		return Topic{}, err
+	}
+	if err := ValidateTopic(topic); err != nil {
+		return Topic{}, err
+	}
+	params, ok := p.match(topic)
+	if !ok {
+		return Topic{}, protocol.Errorf(protocol.CodeNotFound, "topic %q does not match the pattern %s", topic, pattern)
+	}
+	return Topic{Name: topic, Namespace: p.name, params: params}, nil
+}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"reflect"
+	"slices"
+	"time"
+)
+
+// reloadable are the settings a reload applies while the server runs; every
+// other setting keeps its running value until a restart (Reload logs the
+// ones that changed). Lists of objects are named by their path.
+var reloadable = []string{"proxy.backends", "proxy.methods", "proxy.namespaces", "proxy.connect", "hub.namespaces"}
+
+// Reload reads the configuration again (ConfigSource) and applies its
+// reloadable settings, without closing a connection: the backend proxy
+// (backends and their limits, method routes, namespace hooks, the connect
+// hook) and the channel namespaces (rules, history, presence, snapshot).
+// A configuration that does not load or validate, or whose proxy or
+// namespaces do not compile, is refused whole: the running one stays and
+// the error is logged and returned. SIGHUP and a change of the file
+// (watchConfig) call it.
+func (m *Main) Reload() error {
+	m.reloadMu.Lock()
+	defer m.reloadMu.Unlock()
+	if m.ConfigSource == nil {
+		err := errors.New("no configuration source to reload from")
+		m.Logger.Error("config reload refused; the running configuration stays", "err", err)
+		return err
+	}
+	next, err := m.ConfigSource()
+	if err == nil {
+		err = m.applyLocked(next)
+	}
+	if err != nil {
+		m.Logger.Error("config reload refused; the running configuration stays", "err", err)
+		return err
+	}
+	return nil
+}
+
+// applyLocked applies next's reloadable settings: everything that can fail
+// is checked before anything changes.
+func (m *Main) applyLocked(next *Config) error {
+	plan, err := m.Proxy.Compile(next.Proxy, m.Hub.Methods)
+	if err != nil {
+		return err
+	}
+	if err := m.Hub.ReloadNamespaces(next.Hub.Namespaces); err != nil {
+		return err
+	}
+	m.Proxy.Install(plan)
+	if next.Hub.NodeID == "" {
+		next.Hub.NodeID = m.running.Hub.NodeID // generated at Open
+	}
+	if fixed := fixedChanges(&m.running, next); len(fixed) > 0 {
+		m.Logger.Warn("config reloaded, but these settings are not reloadable and keep their running values until a restart", "settings", fixed)
+	}
+	prev := m.running
+	m.running.Proxy, m.running.Hub.Namespaces = next.Proxy, next.Hub.Namespaces
+	m.Logger.Info("config reloaded", "backends", len(next.Proxy.Backends), "method_routes", len(next.Proxy.Methods),
+		"namespace_hooks", len(next.Proxy.Namespaces), "namespaces", len(next.Hub.Namespaces),
+		"proxy_changed", !reflect.DeepEqual(prev.Proxy, next.Proxy), "namespaces_changed", !reflect.DeepEqual(prev.Hub.Namespaces, next.Hub.Namespaces))
+	return nil
+}
+
+// fixedChanges lists the settings that differ between running and next and
+// that a reload does not apply.
+func fixedChanges(running, next *Config) []string {
+	var out []string
+	for _, s := range settings() {
+		if slices.Contains(reloadable, s.path) {
+			continue
+		}
+		if !reflect.DeepEqual(field(running, s.path).Interface(), field(next, s.path).Interface()) {
+			out = append(out, s.path)
+		}
+	}
+	if !reflect.DeepEqual(running.Schedule.Jobs, next.Schedule.Jobs) {
+		out = append(out, "schedule.jobs")
+	}
+	return out
+}
+
+// watchConfig reloads when the configuration file's modification time or
+// size changes, checked every Config.ConfigPoll (the supervised service
+// "config.watch"); without a file, or with a negative interval, it only
+// waits for ctx.
+func (m *Main) watchConfig(ctx context.Context) error {
+	file, every := m.Config.file, m.Config.ConfigPoll
+	if file == "" || every < 0 || m.ConfigSource == nil {
+		<-ctx.Done()
+		return nil
+	}
+	stamp := func() (time.Time, int64) {
+		st, err := os.Stat(file)
+		if err != nil {
+			return time.Time{}, -1
+		}
+		return st.ModTime(), st.Size()
+	}
+	lastMod, lastSize := stamp()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		mod, size := stamp()
+		if mod.Equal(lastMod) && size == lastSize {
+			continue
+		}
+		lastMod, lastSize = mod, size
+		if size < 0 {
+			m.Logger.Warn("config file unreadable; the running configuration stays", "file", file)
+			continue
+		}
+		m.Logger.Info("config file changed: reloading", "file", file)
+		_ = m.Reload() // logged
+	}
+}
