@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -517,5 +519,41 @@ func TestReloadKeepsSlots(t *testing.T) {
 	}
 	if e.p.Method("b.x") == nil {
 		t.Errorf("a refused config changed the running routes")
+	}
+}
+
+// TestDocsExampleVerifies: the signed request of docs/proxy.md verifies
+// with the secret of its configuration example, as a backend would check it.
+func TestDocsExampleVerifies(t *testing.T) {
+	raw, err := os.ReadFile("../../docs/proxy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(raw)
+	field := func(prefix string) string {
+		i := strings.Index(doc, prefix)
+		if i < 0 {
+			t.Fatalf("docs/proxy.md: no %q", prefix)
+		}
+		rest := doc[i+len(prefix):]
+		return strings.TrimSpace(rest[:strings.IndexByte(rest, '\n')])
+	}
+	secret, err := webhook.ParseSecret(strings.Fields(field("secret: "))[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{}
+	h.Set("webhook-id", field("webhook-id: "))
+	h.Set("webhook-timestamp", field("webhook-timestamp: "))
+	h.Set("webhook-signature", field("webhook-signature: "))
+	body := field("webhook-signature: " + h.Get("webhook-signature") + "\n\n")
+	ts, _ := strconv.ParseInt(h.Get("webhook-timestamp"), 10, 64)
+	v := &webhook.Verifier{Secrets: []webhook.Secret{secret}, Now: func() time.Time { return time.Unix(ts, 0) }}
+	if _, err := v.Verify(h, []byte(body)); err != nil {
+		t.Fatalf("the docs' example does not verify: %v", err)
+	}
+	var req Request
+	if err := json.Unmarshal([]byte(body), &req); err != nil || req.Kind != KindMethod || req.Principal.UserID != "alice" {
+		t.Fatalf("the docs' example body: got %+v %v, want a method request of alice", req, err)
 	}
 }
