@@ -134,16 +134,18 @@ func (p *Proxy) bindMethod(r *route) {
 			if call.Conn != nil {
 				req.ConnID = call.Conn.ID()
 			}
-			resp, err := p.call(ctx, b, req)
+			var result json.RawMessage
+			err := p.call(ctx, b, req, func(resp *Response) error {
+				if len(resp.Result) == 0 || string(resp.Result) == "null" {
+					return errors.New("a method's answer needs a result")
+				}
+				result = resp.Result
+				return nil
+			})
 			if err != nil {
 				return nil, err
 			}
-			if len(resp.Result) == 0 || string(resp.Result) == "null" {
-				p.metrics.outcome(b.cfg.Name, KindMethod, outcomeInvalid)
-				p.log.Warn("proxy: backend answered no result", "backend", b.cfg.Name, "method", call.Method)
-				return nil, protocol.Errorf(protocol.CodeInternal, "internal error")
-			}
-			return resp.Result, nil
+			return result, nil
 		},
 	}
 }
@@ -172,11 +174,8 @@ func (p *Proxy) Connect(ctx context.Context, pr *auth.Principal) (json.RawMessag
 	if st == nil || st.connect == nil {
 		return nil, nil
 	}
-	resp, err := p.call(ctx, st.connect, &Request{Kind: KindConnect, Principal: pr.Info(), NodeID: p.nodeID})
-	if err != nil {
-		return nil, err
-	}
-	hr, err := p.hookResult(st.connect, KindConnect, resp)
+	var hr hookResult
+	err := p.call(ctx, st.connect, &Request{Kind: KindConnect, Principal: pr.Info(), NodeID: p.nodeID}, hr.decode)
 	if err != nil || len(hr.Info) == 0 || string(hr.Info) == "null" {
 		return nil, err
 	}
@@ -190,9 +189,8 @@ func (p *Proxy) Subscribe(ctx context.Context, pr *auth.Principal, t hub.Topic, 
 		return nil
 	}
 	b := st.subscribe[t.Namespace]
-	_, err := p.call(ctx, b, &Request{Kind: KindSubscribe, Principal: pr.Info(), NodeID: p.nodeID, ConnID: connID,
-		Topic: t.Name, Namespace: t.Namespace, Bound: t.Params()})
-	return err
+	return p.call(ctx, b, &Request{Kind: KindSubscribe, Principal: pr.Info(), NodeID: p.nodeID, ConnID: connID,
+		Topic: t.Name, Namespace: t.Namespace, Bound: t.Params()}, nil)
 }
 
 // Publish implements hub.Interceptor: the namespace's publish hook, which
@@ -208,12 +206,8 @@ func (p *Proxy) Publish(ctx context.Context, pr *auth.Principal, t hub.Topic, da
 	if info != nil {
 		req.ConnID = info.ConnID
 	}
-	resp, err := p.call(ctx, b, req)
-	if err != nil {
-		return nil, err
-	}
-	hr, err := p.hookResult(b, KindPublish, resp)
-	if err != nil {
+	var hr hookResult
+	if err := p.call(ctx, b, req, hr.decode); err != nil {
 		return nil, err
 	}
 	if len(hr.Data) == 0 || string(hr.Data) == "null" {
@@ -222,28 +216,25 @@ func (p *Proxy) Publish(ctx context.Context, pr *auth.Principal, t hub.Topic, da
 	return hr.Data, nil
 }
 
-// hookResult decodes the result of a connect or publish hook: absent, null
-// or an object with optional info and data.
-func (p *Proxy) hookResult(b *backend, kind string, resp *Response) (hookResult, error) {
-	var hr hookResult
+// decode reads the result of a connect or publish hook: absent, null or an
+// object with optional info and data (compacted).
+func (hr *hookResult) decode(resp *Response) error {
 	if len(resp.Result) == 0 || string(resp.Result) == "null" {
-		return hr, nil
+		return nil
 	}
-	if err := json.Unmarshal(resp.Result, &hr); err != nil {
-		p.metrics.outcome(b.cfg.Name, kind, outcomeInvalid)
-		p.log.Warn("proxy: backend's result is not an object with info or data", "backend", b.cfg.Name, "kind", kind, "err", err)
-		return hr, protocol.Errorf(protocol.CodeInternal, "internal error")
+	if err := json.Unmarshal(resp.Result, hr); err != nil {
+		return fmt.Errorf("a hook's result must be an object with info or data: %w", err)
 	}
 	for _, v := range []*json.RawMessage{&hr.Info, &hr.Data} {
 		if len(*v) > 0 {
 			c, err := protocol.Compact(*v)
 			if err != nil {
-				return hr, protocol.Errorf(protocol.CodeInternal, "internal error")
+				return err
 			}
 			*v = c
 		}
 	}
-	return hr, nil
+	return nil
 }
 
 // backend is one configured backend. Immutable but for its counters.
@@ -292,18 +283,19 @@ func busy(b *backend) error {
 	return e
 }
 
-// call sends req to b and returns its decoded answer, or the protocol error
-// the client gets: the backend's own error, or unavailable, timeout or
-// internal.
-func (p *Proxy) call(ctx context.Context, b *backend, req *Request) (*Response, error) {
+// call sends req to b and hands a successful answer to accept (nil: any),
+// which reads what it needs and refuses an answer that breaks the
+// contract. It returns the protocol error the client gets: the backend's
+// own error, or unavailable, rate_limited, timeout or internal.
+func (p *Proxy) call(ctx context.Context, b *backend, req *Request, accept func(*Response) error) error {
 	name, kind := b.cfg.Name, req.Kind
 	if err := p.acquire(ctx, b); err != nil {
 		if ctx.Err() != nil {
 			p.metrics.outcome(name, kind, outcomeCancelled)
-			return nil, protocol.Errorf(protocol.CodeTimeout, "request cancelled")
+			return protocol.Errorf(protocol.CodeTimeout, "request cancelled")
 		}
 		p.metrics.outcome(name, kind, outcomeBusy)
-		return nil, err
+		return err
 	}
 	defer func() { <-b.sem }()
 	p.metrics.inflight.WithLabelValues(name).Inc()
@@ -311,13 +303,21 @@ func (p *Proxy) call(ctx context.Context, b *backend, req *Request) (*Response, 
 
 	body, err := json.Marshal(req)
 	if err != nil {
-		return nil, fmt.Errorf("proxy: encode request: %w", err)
+		return fmt.Errorf("proxy: encode request: %w", err)
 	}
 	start := time.Now()
 	res, derr := p.d.Deliver(ctx, b.tg, delivery.Message{Body: body, ReadBody: b.cfg.MaxResponseBytes})
 	p.metrics.seconds.WithLabelValues(name, kind).Observe(time.Since(start).Seconds())
 	resp, perr, outcome := p.interpret(b, res, derr)
+	if outcome == outcomeOK && accept != nil {
+		if aerr := accept(resp); aerr != nil {
+			perr, outcome, derr = protocol.Errorf(protocol.CodeInternal, "internal error"), outcomeInvalid, aerr
+		}
+	}
 	p.metrics.outcome(name, kind, outcome)
+	if derr == nil && (outcome == outcomeInvalid || outcome == outcomeTooLarge) {
+		derr = fmt.Errorf("the answer (status %d, %d bytes) is not {\"result\": ...} or {\"error\": {...}} within max_response_bytes", res.Status, len(res.Body))
+	}
 	switch outcome {
 	case outcomeOK, outcomeRefused, outcomeBreaker:
 	case outcomeCancelled:
@@ -325,7 +325,7 @@ func (p *Proxy) call(ctx context.Context, b *backend, req *Request) (*Response, 
 	default:
 		p.log.Warn("proxy: backend request failed", "backend", name, "kind", kind, "method", req.Method, "outcome", outcome, "status", res.Status, "err", derr)
 	}
-	return resp, perr
+	return perr
 }
 
 // interpret maps a delivery's end to the answer, the client's error and the
