@@ -378,6 +378,7 @@ func TestProxyReloadE2E(t *testing.T) {
 	withChat := fmt.Sprintf(`log_level: error
 config_poll: -1s
 hub:
+  max_connections_per_user: 1
   namespaces:
     - pattern: "team:{team}"
       subscribe: [any]
@@ -404,10 +405,15 @@ proxy:
 	if _, err := c.Subscribe(ctx, "team:red", func(client.Publication) {}); err != nil {
 		t.Errorf("subscribe to the reloaded namespace: %v", err)
 	}
+	// The reloaded limit: alice's second connection is refused, her first stays.
+	_, resp, err := dialRaw(t, m, bearer(mintToken(t, m, "alice", "phone", "phone")), "")
+	if err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("a second connection over the reloaded max_connections_per_user: got %v %v, want 429", resp, err)
+	}
 
 	// Invalid: a route to a backend nobody declared. Refused, the old kept.
 	write(strings.Replace(withChat, "backend: chat", "backend: nope", 1))
-	err := m.Reload()
+	err = m.Reload()
 	if err == nil || !strings.Contains(err.Error(), `no backend "nope"`) {
 		t.Fatalf("reload of an invalid config: got %v, want it refused naming the backend", err)
 	}

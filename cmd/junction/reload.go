@@ -7,17 +7,21 @@ import (
 	"reflect"
 	"slices"
 	"time"
+
+	"github.com/junctionhq/junction/internal/hub"
 )
 
 // reloadable are the settings a reload applies while the server runs; every
 // other setting keeps its running value until a restart (Reload logs the
 // ones that changed). Lists of objects are named by their path.
-var reloadable = []string{"proxy.backends", "proxy.methods", "proxy.namespaces", "proxy.connect", "hub.namespaces"}
+var reloadable = []string{"proxy.backends", "proxy.methods", "proxy.namespaces", "proxy.connect", "hub.namespaces",
+	"hub.max_connections", "hub.max_connections_per_user", "hub.requests_per_second", "hub.request_burst"}
 
 // Reload reads the configuration again (ConfigSource) and applies its
 // reloadable settings, without closing a connection: the backend proxy
 // (backends and their limits, method routes, namespace hooks, the connect
-// hook) and the channel namespaces (rules, history, presence, snapshot).
+// hook), the channel namespaces (rules, history, presence, snapshot) and
+// the hub's connection and request limits.
 // A configuration that does not load or validate, or whose proxy or
 // namespaces do not compile, is refused whole: the running one stays and
 // the error is logged and returned. SIGHUP and a change of the file
@@ -52,6 +56,7 @@ func (m *Main) applyLocked(next *Config) error {
 		return err
 	}
 	m.Proxy.Install(plan)
+	m.Hub.SetLimits(hubLimits(next.Hub))
 	if next.Hub.NodeID == "" {
 		next.Hub.NodeID = m.running.Hub.NodeID // generated at Open
 	}
@@ -60,10 +65,18 @@ func (m *Main) applyLocked(next *Config) error {
 	}
 	prev := m.running
 	m.running.Proxy, m.running.Hub.Namespaces = next.Proxy, next.Hub.Namespaces
+	m.running.Hub.MaxConnections, m.running.Hub.MaxConnectionsPerUser = next.Hub.MaxConnections, next.Hub.MaxConnectionsPerUser
+	m.running.Hub.RequestsPerSecond, m.running.Hub.RequestBurst = next.Hub.RequestsPerSecond, next.Hub.RequestBurst
 	m.Logger.Info("config reloaded", "backends", len(next.Proxy.Backends), "method_routes", len(next.Proxy.Methods),
 		"namespace_hooks", len(next.Proxy.Namespaces), "namespaces", len(next.Hub.Namespaces),
 		"proxy_changed", !reflect.DeepEqual(prev.Proxy, next.Proxy), "namespaces_changed", !reflect.DeepEqual(prev.Hub.Namespaces, next.Hub.Namespaces))
 	return nil
+}
+
+// hubLimits returns the reloadable limits of c.
+func hubLimits(c hub.Config) hub.Limits {
+	return hub.Limits{MaxConnections: c.MaxConnections, MaxConnectionsPerUser: c.MaxConnectionsPerUser,
+		RequestsPerSecond: c.RequestsPerSecond, RequestBurst: c.RequestBurst}
 }
 
 // fixedChanges lists the settings that differ between running and next and

@@ -16,6 +16,7 @@ func TestFixedChanges(t *testing.T) {
 	next := *running
 	next.Proxy = proxy.Config{Connect: "x", Backends: []proxy.BackendConfig{{Name: "x"}}}
 	next.Hub.Namespaces = []hub.NamespaceConfig{{Pattern: "a:{b}"}}
+	next.Hub.RequestsPerSecond, next.Hub.MaxConnectionsPerUser = 5, 2
 	if got := fixedChanges(running, &next); len(got) != 0 {
 		t.Errorf("reloadable changes only: got %v, want none", got)
 	}

@@ -191,6 +191,8 @@ type Hub struct {
 	ch          channels  // set up in New (channel.go)
 	// intercept is the backend proxy's hooks (intercept.go); nil: none.
 	intercept atomic.Pointer[interceptorBox]
+	// lim replaces Config's limits once SetLimits ran (reload.go).
+	lim atomic.Pointer[Limits]
 
 	ctx      context.Context // cancelled by Close
 	cancel   context.CancelFunc

@@ -31,3 +31,35 @@ func (h *Hub) ReloadNamespaces(declared []NamespaceConfig) error {
 	h.ch.reloaded.Store(&nss)
 	return nil
 }
+
+// Limits are the hub's limits a configuration reload may change: Config's
+// fields of the same names and meaning (zero selects the default, negative
+// disables).
+type Limits struct {
+	MaxConnections        int
+	MaxConnectionsPerUser int
+	RequestsPerSecond     int
+	RequestBurst          int
+}
+
+// SetLimits replaces the limits while the hub runs (configuration reload).
+// Connection counts apply to the next handshakes (connections over a
+// lowered limit stay open); request rates to every connection's next
+// request, its token bucket carried over; welcome events show the new
+// values from then on.
+func (h *Hub) SetLimits(l Limits) {
+	c := Config{NodeID: h.cfg.NodeID, MaxConnections: l.MaxConnections, MaxConnectionsPerUser: l.MaxConnectionsPerUser,
+		RequestsPerSecond: l.RequestsPerSecond, RequestBurst: l.RequestBurst}
+	c.setDefaults()
+	h.lim.Store(&Limits{MaxConnections: c.MaxConnections, MaxConnectionsPerUser: c.MaxConnectionsPerUser,
+		RequestsPerSecond: c.RequestsPerSecond, RequestBurst: c.RequestBurst})
+}
+
+// limitsOf returns lim, or Config's limits when it is nil (no SetLimits).
+func (h *Hub) limitsOf(lim *Limits) Limits {
+	if lim != nil {
+		return *lim
+	}
+	return Limits{MaxConnections: h.cfg.MaxConnections, MaxConnectionsPerUser: h.cfg.MaxConnectionsPerUser,
+		RequestsPerSecond: h.cfg.RequestsPerSecond, RequestBurst: h.cfg.RequestBurst}
+}

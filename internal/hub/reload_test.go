@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/junctionhq/junction/client"
 	"github.com/junctionhq/junction/internal/hub"
 	"github.com/junctionhq/junction/protocol"
 )
@@ -63,5 +64,39 @@ func TestMatchTopic(t *testing.T) {
 	}
 	if _, err := hub.MatchTopic("chat:{room", "chat:1"); err == nil {
 		t.Errorf("a bad pattern: want an error")
+	}
+}
+
+// TestSetLimits: reloaded limits apply to the next requests of open
+// connections and to the next handshakes, and new welcomes show them.
+func TestSetLimits(t *testing.T) {
+	ts := startHub(t, hub.Config{}, nil)
+	open := ts.dial(t, "u1/d1/read")
+	for range 3 {
+		mustCall(t, open, "sys.ping", nil, nil)
+	}
+	ts.hub.SetLimits(hub.Limits{RequestsPerSecond: 1, RequestBurst: 1, MaxConnectionsPerUser: 2})
+	// A burst of one: of two requests in a row at most one goes through.
+	codes := []protocol.Code{errCode(call(t, open, "sys.ping", nil, nil)), errCode(call(t, open, "sys.ping", nil, nil))}
+	if codes[1] != protocol.CodeRateLimited {
+		t.Errorf("the open connection's requests after the reload: got %v, want the second rate_limited", codes)
+	}
+	second := ts.dial(t, "u1/d2/read")
+	if w := second.Welcome(); w.Limits.RequestsPerSecond != 1 || w.Limits.RequestBurst != 1 {
+		t.Errorf("welcome after the reload: got %+v, want requestsPerSecond 1, requestBurst 1", w.Limits)
+	}
+	c := client.New(client.Options{URL: ts.url(), Token: "u1/d3/read"})
+	if err := c.Connect(context.Background()); err == nil {
+		c.Close()
+		t.Errorf("a third connection of u1 over max_connections_per_user 2: connected, want refused")
+	}
+	// Zero selects the defaults again.
+	ts.hub.SetLimits(hub.Limits{})
+	third := ts.dial(t, "u1/d3/read")
+	if w := third.Welcome(); w.Limits.RequestsPerSecond != 1000 {
+		t.Errorf("welcome after resetting the limits: got %+v, want the default 1000", w.Limits)
+	}
+	if open.State() != client.StateConnected {
+		t.Errorf("the connection opened before the reloads did not stay open")
 	}
 }
