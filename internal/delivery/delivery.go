@@ -216,6 +216,10 @@ type Config struct {
 	Jitter func(max time.Duration) time.Duration
 	// UserAgent is sent on every request; default "junction-webhook".
 	UserAgent string
+	// MaxIdlePerHost is how many idle connections to one host are kept
+	// for reuse; default 4 (webhooks). The backend proxy, whose backends
+	// take many requests at once, keeps more.
+	MaxIdlePerHost int
 }
 
 // Deliverer makes deliveries. Safe for concurrent use; it starts no
@@ -250,21 +254,24 @@ func New(cfg Config) *Deliverer {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "junction-webhook"
 	}
+	if cfg.MaxIdlePerHost <= 0 {
+		cfg.MaxIdlePerHost = 4
+	}
 	return &Deliverer{
-		guarded: newClient(true), internal: newClient(false),
+		guarded: newClient(true, cfg.MaxIdlePerHost), internal: newClient(false, cfg.MaxIdlePerHost),
 		clock: cfg.Clock, jitter: cfg.Jitter, log: cfg.Log, ua: cfg.UserAgent,
 		metrics:  newMetrics(cfg.Registerer, cfg.Purpose),
 		breakers: make(map[string]*breaker),
 	}
 }
 
-func newClient(guard bool) *http.Client {
+func newClient(guard bool, idlePerHost int) *http.Client {
 	tr := &http.Transport{
 		Proxy:                 nil, // never a proxy from the environment: it would bypass the guard
 		DialContext:           newDialer(guard).DialContext,
 		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          100,
-		MaxIdleConnsPerHost:   4,
+		MaxIdleConns:          max(100, idlePerHost),
+		MaxIdleConnsPerHost:   idlePerHost,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 0, // the per-attempt context bounds it

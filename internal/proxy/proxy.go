@@ -69,7 +69,10 @@ func New(o Options) *Proxy {
 		o.Clock = delivery.RealClock{}
 	}
 	return &Proxy{
-		d:     delivery.New(delivery.Config{Purpose: "proxy", Registerer: o.Registerer, Clock: o.Clock, UserAgent: "junction-proxy", Log: &delivery.MemoryLog{}}),
+		// Idle connections are kept for reuse up to the default concurrency
+		// limit: a busy backend is not reconnected to per request.
+		d: delivery.New(delivery.Config{Purpose: "proxy", Registerer: o.Registerer, Clock: o.Clock, UserAgent: "junction-proxy",
+			Log: &delivery.MemoryLog{}, MaxIdlePerHost: DefaultMaxConcurrency}),
 		clock: o.Clock, log: o.Logger, nodeID: o.NodeID,
 		metrics: newMetrics(o.Registerer),
 	}
