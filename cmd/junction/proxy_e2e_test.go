@@ -360,10 +360,11 @@ func TestProxyReloadE2E(t *testing.T) {
 		}
 	}
 	write("log_level: error\n")
-	var m *Main
-	m = startServer(t, func(c *Config) {
+	// The watcher is off: this test reloads explicitly (Main.Reload, what
+	// SIGHUP calls); TestProxyReloadOnFileChange covers the watcher.
+	m := startServer(t, func(c *Config) {
 		c.file = file
-		c.ConfigPoll = 20 * time.Millisecond
+		c.ConfigPoll = -1
 	}, func(mm *Main) {
 		mm.ConfigSource = func() (*Config, error) {
 			return loadConfig("serve", []string{"--config", file, "--addr", "127.0.0.1:0", "--data", mm.Config.Data}, nil, io.Discard)

@@ -98,9 +98,11 @@ func fixedChanges(running, next *Config) []string {
 }
 
 // watchConfig reloads when the configuration file's modification time or
-// size changes, checked every Config.ConfigPoll (the supervised service
-// "config.watch"); without a file, or with a negative interval, it only
-// waits for ctx.
+// size changed and then stayed the same for one more check, every
+// Config.ConfigPoll (the supervised service "config.watch"): a file caught
+// while an editor rewrites it (empty, or half written, yet perhaps valid) is
+// not applied. Without a file, or with a negative interval, it only waits
+// for ctx.
 func (m *Main) watchConfig(ctx context.Context) error {
 	file, every := m.Config.file, m.Config.ConfigPoll
 	if file == "" || every < 0 || m.ConfigSource == nil {
@@ -114,7 +116,8 @@ func (m *Main) watchConfig(ctx context.Context) error {
 		}
 		return st.ModTime(), st.Size()
 	}
-	lastMod, lastSize := stamp()
+	appliedMod, appliedSize := stamp() // what the running configuration was read from
+	seenMod, seenSize := appliedMod, appliedSize
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -124,10 +127,12 @@ func (m *Main) watchConfig(ctx context.Context) error {
 		case <-t.C:
 		}
 		mod, size := stamp()
-		if mod.Equal(lastMod) && size == lastSize {
-			continue
+		changing := !mod.Equal(seenMod) || size != seenSize
+		seenMod, seenSize = mod, size
+		if changing || (mod.Equal(appliedMod) && size == appliedSize) {
+			continue // still being written, or nothing new
 		}
-		lastMod, lastSize = mod, size
+		appliedMod, appliedSize = mod, size
 		if size < 0 {
 			m.Logger.Warn("config file unreadable; the running configuration stays", "file", file)
 			continue
