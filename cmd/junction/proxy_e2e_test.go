@@ -322,6 +322,21 @@ func TestProxyHooksE2E(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no publication")
 	}
+	// REST publications go through the hook too: refused, then rewritten.
+	tok := mintToken(t, m, "carol", "cli", "browser")
+	status, raw := apiCall(t, m, tok, "POST", "/api/v1/channels/room:lobby/publish", map[string]any{"data": map[string]string{"text": "spam again"}})
+	if e := decodeAPIError(t, raw); status != http.StatusBadRequest || e.Error.Code != "bad_request" || e.Error.Message != "no spam here" {
+		t.Errorf("REST publish of spam: got %d %s, want 400 bad_request no spam here", status, raw)
+	}
+	apiJSON(t, m, tok, "POST", "/api/v1/channels/room:lobby/publish", map[string]any{"data": map[string]string{"text": "shout rest"}}, http.StatusOK, nil)
+	select {
+	case p := <-got:
+		if string(p.Data) != `{"moderated":true,"text":"SHOUT REST"}` {
+			t.Errorf("subscriber got %s from REST, want the rewritten data", p.Data)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no publication from REST")
+	}
 	// The connect hook's info describes the connection in presence.
 	var pres protocol.PresenceResult
 	if err := bob.Call(ctx, "channel.presence", map[string]string{"topic": "room:lobby"}, &pres); err != nil {
