@@ -35,6 +35,8 @@ type RefreshParams struct {
 
 // RefreshResult is the result of auth.refresh.
 type RefreshResult struct {
+	// ExpiresAtMs is the new credential's expiry in Unix milliseconds, 0
+	// when it does not expire (an API key without expiry).
 	ExpiresAtMs int64 `json:"expiresAtMs"`
 }
 

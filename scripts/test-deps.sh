@@ -1,19 +1,19 @@
 #!/bin/sh
 # test-deps.sh: install what the test suite starts as real processes, and
-# only that: PostgreSQL's server binaries (initdb, postgres), from Debian's
-# packages when they are missing. Idempotent; needs no stdin; prints what it
-# did. It never starts a service: the tests start their own server on a free
-# loopback port as the user running them (internal/store/pgtest), and a
-# policy-rc.d stops the packages' maintainer scripts from starting the
-# system one.
+# only that: PostgreSQL's server binaries (initdb, postgres), redis-server
+# and Chromium, from Debian's packages when they are missing. Idempotent;
+# needs no stdin; prints what it did. It never starts a service: the tests
+# start their own servers on free loopback ports as the user running them
+# (internal/store/pgtest, internal/redistest), and a policy-rc.d stops the
+# packages' maintainer scripts from starting the system ones.
 #
-# Redis is not installed: no test uses it yet. The cluster work (a Redis
-# broker in internal/cluster) adds it here together with its first test
-# that starts redis-server.
+# Chromium (Debian's package, /usr/bin/chromium) runs the TypeScript SDK's
+# browser tests (sdk/ts/test/browser.test.mjs, driven by playwright-core).
 #
 # Usage: scripts/test-deps.sh
 # Needs root (or passwordless sudo) only when something is missing; with
-# PostgreSQL installed it runs as any user and changes nothing.
+# PostgreSQL, Redis and Chromium installed it runs as any user and changes
+# nothing.
 set -eu
 
 have_postgres() {
@@ -28,6 +28,10 @@ have_postgres() {
 	return 1
 }
 
+have_redis() {
+	command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ]
+}
+
 missing=""
 if have_postgres; then
 	echo "test-deps: postgresql: present"
@@ -35,6 +39,24 @@ else
 	echo "test-deps: postgresql: missing"
 	missing="$missing postgresql"
 fi
+if have_redis; then
+	echo "test-deps: redis-server: present"
+else
+	echo "test-deps: redis-server: missing"
+	missing="$missing redis-server"
+fi
+
+# --- sdk/ts: the browser tests' headless Chromium ---------------------------
+have_chromium() {
+	[ -x /usr/bin/chromium ]
+}
+if have_chromium; then
+	echo "test-deps: chromium: present"
+else
+	echo "test-deps: chromium: missing"
+	missing="$missing chromium"
+fi
+# --- end sdk/ts ---------------------------------------------------------------
 
 if [ -z "$missing" ]; then
 	echo "test-deps: nothing to install"
@@ -47,7 +69,7 @@ elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
 	SUDO="sudo -n"
 else
 	echo "test-deps: need root (or passwordless sudo) to install:$missing" >&2
-	echo "test-deps: or install it yourself (Debian/Ubuntu: apt-get install postgresql; the tests need only initdb and postgres on PATH or in /usr/lib/postgresql/*/bin)" >&2
+	echo "test-deps: or install it yourself (Debian/Ubuntu: apt-get install$missing; the tests need only initdb and postgres on PATH or in /usr/lib/postgresql/*/bin, redis-server on PATH, and /usr/bin/chromium)" >&2
 	exit 1
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -79,4 +101,6 @@ $SUDO apt-get install -y -q --no-install-recommends $missing </dev/null
 
 status=0
 if have_postgres; then echo "test-deps: postgresql: installed"; else echo "test-deps: postgresql: still missing" >&2; status=1; fi
+if have_redis; then echo "test-deps: redis-server: installed"; else echo "test-deps: redis-server: still missing" >&2; status=1; fi
+if have_chromium; then echo "test-deps: chromium: installed"; else echo "test-deps: chromium: still missing" >&2; status=1; fi
 exit $status

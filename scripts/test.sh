@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, the README's test command and what CI runs:
-#   1. installs the server the tests start (PostgreSQL) from Debian's
-#      packages when it is missing (scripts/test-deps.sh; runs as any user
-#      when it is installed: the tests start their own as that user);
+#   1. installs the servers the tests start (PostgreSQL, Redis) from Debian's
+#      packages when they are missing (scripts/test-deps.sh; runs as any user
+#      when they are installed: the tests start their own as that user);
 #   2. builds the module for macOS and Windows (the server must run there, on
 #      the portable transport);
 #   3. runs every Go test with the race detector, then the end-to-end tests
@@ -12,7 +12,10 @@
 #      the first pass also records coverage of the whole suite, and
 #      scripts/coverfloor fails when a package is below its floor
 #      (scripts/coverfloor/floors.txt);
-#   4. runs each fuzz target briefly (FUZZTIME, default 10s each).
+#   4. the TypeScript SDK (sdk/ts): npm ci, the generated types checked
+#      against the server's contract, the build, and its tests with Node's
+#      test runner and headless Chromium against the junction binary;
+#   5. runs each fuzz target briefly (FUZZTIME, default 10s each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +23,8 @@ bash scripts/test-deps.sh
 
 # The PostgreSQL half of the store suite must run, not skip, here.
 export JUNCTION_REQUIRE_POSTGRES=1
+# So must the Redis broker's tests (internal/cluster, internal/redistest).
+export JUNCTION_REQUIRE_REDIS=1
 
 echo "== go vet"
 go vet ./...
@@ -50,6 +55,27 @@ go test -json -race -count=1 -timeout 20m -coverpkg=./... -coverprofile="$summar
 # against the real server) runs twice.
 echo "== go test -race ./cmd/junction on the portable transport"
 JUNCTION_HUB_TRANSPORT=portable go test -json -race -count=1 -timeout 20m ./cmd/junction | "$summary_dir/testsummary"
+
+# --- sdk/ts: the TypeScript SDK -------------------------------------------
+# npm ci installs the pinned packages (package-lock.json); gen:check fails
+# when src/gen differs from what `junction contract` generates (run
+# `npm run gen` in sdk/ts and commit); the tests start the binary built here
+# on free loopback ports, and drive the browser bundle in /usr/bin/chromium
+# (installed by scripts/test-deps.sh).
+echo "== sdk/ts: npm ci, generated types up to date, build, node --test (Node and headless Chromium)"
+if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' 2>/dev/null || ! command -v npm >/dev/null; then
+  echo "sdk/ts: needs Node.js >= 20 and npm on PATH (found: $(node --version 2>/dev/null || echo no node))" >&2
+  exit 1
+fi
+go build -o "$summary_dir/junction" ./cmd/junction
+(
+  cd sdk/ts
+  npm ci --no-audit --no-fund --loglevel=error
+  JUNCTION_TEST_BIN="$summary_dir/junction" npm run --silent gen:check
+  npm run --silent build
+  JUNCTION_TEST_BIN="$summary_dir/junction" npm test
+)
+# --- end sdk/ts -------------------------------------------------------------
 
 # fuzz_one PKG TARGET runs one target for FUZZTIME. Go 1.26's fuzz
 # coordinator can report "context deadline exceeded" at the -fuzztime

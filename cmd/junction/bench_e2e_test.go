@@ -137,6 +137,8 @@ func TestBenchFanout(t *testing.T) {
 	}{
 		{"max rate", []string{"--window", "16"}},
 		{"paced", []string{"--rate", "50"}},
+		{"rest publishers", []string{"--window", "16", "--publish-via", "rest", "--publishers", "3"}},
+		{"read pause", []string{"--window", "16", "--read-pause", "1ms"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const subs = 50
@@ -168,5 +170,40 @@ func TestBenchFanout(t *testing.T) {
 				t.Errorf("client CPU per delivery: got %g, want > 0", f.ClientCPUUsPerDelivery)
 			}
 		})
+	}
+}
+
+// TestBenchMixed runs the mixed scenario: a fan-out at max rate from REST
+// publishers while pingers and relayed callers run; their round trips are
+// reported beside the fan-out's figures.
+func TestBenchMixed(t *testing.T) {
+	m := startServer(t, noRateLimit)
+	const subs, pingers, callers = 40, 3, 4
+	res := runBenchJSON(t, m, "--scenario", "mixed", "--conns", strconv.Itoa(subs), "--duration", "1s",
+		"--pingers", strconv.Itoa(pingers), "--callers", strconv.Itoa(callers), "--machines", "2",
+		"--publish-via", "rest", "--publishers", "2", "--window", "16", "--topic", "public:bench-mixed",
+		"--server-pid", strconv.Itoa(os.Getpid()))
+	f, mx := res.Fanout, res.Mixed
+	if f == nil || f.Publications == 0 || mx == nil {
+		t.Fatalf("got fanout %+v, mixed %+v (first error %q), want publications", f, mx, res.FirstError)
+	}
+	if f.Subscribers != subs || f.Deliveries != f.Publications*subs || f.Lost != 0 || f.Duplicates != 0 || f.Gaps != 0 {
+		t.Errorf("got %d subscribers, %d deliveries, %d lost, %d duplicates, %d gaps; want %d, %d×%d, 0, 0, 0",
+			f.Subscribers, f.Deliveries, f.Lost, f.Duplicates, f.Gaps, subs, f.Publications, subs)
+	}
+	if mx.Pingers != pingers || mx.Pings == 0 || mx.PingLatency == nil || mx.PingLatency.Count < uint64(mx.Pings) {
+		t.Errorf("pings: got %+v (latency %+v), want %d pingers with a latency sample per ping", mx, mx.PingLatency, pingers)
+	}
+	if mx.Callers != callers || mx.Machines != 2 || mx.Calls == 0 || mx.CallLatency == nil || mx.CallLatency.Count < uint64(mx.Calls) {
+		t.Errorf("calls: got %+v (latency %+v), want %d callers, 2 machines, a latency sample per call", mx, mx.CallLatency, callers)
+	}
+	if want := int64(subs + pingers + 2 + callers); res.Opened != want {
+		t.Errorf("opened: got %d, want %d (REST publishers open no WebSocket)", res.Opened, want)
+	}
+	if res.Errors != 0 || res.ClosedEarly != 0 {
+		t.Errorf("got %d errors (%q), %d closed early; want 0, 0", res.Errors, res.FirstError, res.ClosedEarly)
+	}
+	if res.Latency == nil || res.Latency.Count != uint64(f.Deliveries) {
+		t.Errorf("delivery latency samples: got %+v, want one per delivery (%d)", res.Latency, f.Deliveries)
 	}
 }

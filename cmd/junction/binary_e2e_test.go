@@ -24,6 +24,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/junctionhq/junction/client"
+	"github.com/junctionhq/junction/internal/redistest"
 	"github.com/junctionhq/junction/protocol"
 )
 
@@ -346,8 +347,18 @@ func TestBinaryStartsWithEveryDocsConfig(t *testing.T) {
 			if err := os.WriteFile(file, []byte(configs[name]), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			s, _ := startBinary(t, bin, "--config", file)
+			args := []string{"--config", file}
+			// A config naming Redis runs on a real redis-server of the
+			// test's own (the flag beats the file, as --addr does).
+			redis := regexp.MustCompile(`(?m)^broker: *redis`).MatchString(configs[name])
+			if redis {
+				args = append(args, "--broker", redistest.New(t, redistest.Options{}).URL())
+			}
+			s, _ := startBinary(t, bin, args...)
 			s.healthz(t)
+			if redis && !strings.Contains(s.stderr.String(), "redis (1 shard)") {
+				t.Errorf("the start line names another broker than redis:\n%s", s.stderr)
+			}
 			s.term(t)
 		})
 	}

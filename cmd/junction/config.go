@@ -18,7 +18,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/junctionhq/junction/internal/account"
+	"github.com/junctionhq/junction/internal/apps"
 	"github.com/junctionhq/junction/internal/auth"
+	"github.com/junctionhq/junction/internal/cluster"
 	"github.com/junctionhq/junction/internal/hub"
 	"github.com/junctionhq/junction/internal/proxy"
 	"github.com/junctionhq/junction/internal/schedule"
@@ -36,12 +38,14 @@ type Config struct {
 	AllowPublic bool        `yaml:"allow_public" doc:"allow listening on a non-loopback address such as 0.0.0.0"`
 	Data        string      `yaml:"data" doc:"data directory for the signing secret and the SQLite database (default ./data)"`
 	Database    string      `yaml:"database" doc:"database: empty for SQLite in the data directory; postgres://user:pass@host/db or a PostgreSQL key=value string (host=... dbname=...); sqlite:PATH or a SQLite path starting with /, ./ or ../"`
+	Broker      string      `yaml:"broker" doc:"broker: empty (or memory) for one node's in-memory broker; redis://[user:pass@]host:port[/db] for the Redis broker of a cluster, several comma-separated URLs for independent shards (every node lists the same ones in the same order; see docs/cluster.md)"`
 	LogLevel    string      `yaml:"log_level" doc:"debug, info, warn or error (default info)"`
 	LogFormat   string      `yaml:"log_format" doc:"text or json (default: text on a terminal, json otherwise)"`
 	PprofAddr   string      `yaml:"pprof_addr" doc:"serve Go's net/http/pprof profiles on this loopback HOST:PORT (default off)"`
 	Auth        AuthConfig  `yaml:"auth"`
 	Store       StoreConfig `yaml:"store"`
 	Hub         hub.Config  `yaml:"hub"`
+	Apps        apps.Config `yaml:"apps"`
 	Web         web.Config  `yaml:"web"`
 	// Voice configures LiveKit-compatible voice tokens (account package).
 	Voice account.VoiceConfig `yaml:"voice"`
@@ -67,6 +71,9 @@ type AuthConfig struct {
 	Audience   string        `yaml:"audience" doc:"token audience claim written at issue; a token carrying another audience is refused (default none: tokens carry no aud, and any aud is refused)"`
 	AccessTTL  time.Duration `yaml:"access_ttl" doc:"lifetime of access tokens issued at login (default 1h)"`
 	RefreshTTL time.Duration `yaml:"refresh_ttl" doc:"lifetime of refresh tokens (default 720h)"`
+	// APIKeyPepperFile names the pepper of API keys when it is not
+	// DATA/apikey-pepper.key (a cluster's nodes share one).
+	APIKeyPepperFile string `yaml:"api_key_pepper_file" doc:"file holding the secret pepper that keys the MACs of app API keys (default DATA/apikey-pepper.key, created at first start; every node of a cluster needs the same; changing it invalidates every API key)"`
 	// Challenges bounds the login challenges (auth package's config).
 	Challenges auth.ChallengeConfig `yaml:"challenges"`
 }
@@ -128,6 +135,15 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// brokerURLs returns the Redis URLs of the broker setting, or none for the
+// in-memory broker.
+func (c *Config) brokerURLs() ([]string, error) {
+	if c.Broker == "" || c.Broker == "memory" {
+		return nil, nil
+	}
+	return cluster.ParseURLs(c.Broker)
+}
+
 // validate checks the settings that cmd owns; the parts validate their own.
 func (c *Config) validate() error {
 	host, port, err := net.SplitHostPort(c.Addr)
@@ -151,6 +167,9 @@ func (c *Config) validate() error {
 		if _, err := store.ParseDSN(c.Database); err != nil {
 			return fmt.Errorf("database: %v", err)
 		}
+	}
+	if _, err := c.brokerURLs(); err != nil {
+		return fmt.Errorf("broker: %v", err)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -122,6 +122,18 @@ func TestLoadConfig(t *testing.T) {
 		{name: "voice secret too short", env: []string{"JUNCTION_VOICE_URL=wss://v.example", "JUNCTION_VOICE_API_KEY=k", "JUNCTION_VOICE_API_SECRET=short"}, wantErr: "api_secret is shorter than 32 bytes"},
 		{name: "voice ttl over max", env: []string{"JUNCTION_VOICE_DEFAULT_TTL=7h"}, wantErr: "default_ttl 7h0m0s is over max_ttl 6h0m0s"},
 		{name: "negative backoff", args: []string{"--services-min-backoff", "-1s"}, wantErr: "services: min_backoff -1s: must not be negative"},
+		{name: "redis broker shards", args: []string{"--broker", "redis://127.0.0.1:6379, redis://:secret@10.0.0.2:6380/1"}, check: func(t *testing.T, c *Config) {
+			urls, err := c.brokerURLs()
+			if err != nil || len(urls) != 2 || urls[1] != "redis://:secret@10.0.0.2:6380/1" {
+				t.Errorf("got broker urls %q, %v", urls, err)
+			}
+		}},
+		{name: "memory broker", env: []string{"JUNCTION_BROKER=memory"}, check: func(t *testing.T, c *Config) {
+			if urls, err := c.brokerURLs(); err != nil || urls != nil {
+				t.Errorf("got broker urls %q, %v, want none (memory)", urls, err)
+			}
+		}},
+		{name: "bad broker", args: []string{"--broker", "redis://:hunter2@host:notaport"}, wantErr: "broker: redis url \"redis://***@host:notaport\": invalid port \":notaport\" after host"},
 		{name: "missing file", args: []string{"--config", filepath.Join(dir, "none.yaml")}, wantErr: "read config"},
 		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected argument"},
 	}

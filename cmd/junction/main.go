@@ -5,7 +5,9 @@
 //	junction keygen   create the EdDSA signing key in a data directory
 //	junction migrate  apply database migrations and exit
 //	junction bench    load generator speaking the protocol (loopback only)
+//	junction contract print the AsyncAPI or OpenAPI document the server serves
 //	junction health   check a running server's /healthz (container health check)
+//	junction app      manage apps and their API keys on a running server
 //	junction version  print the version
 package main
 
@@ -50,8 +52,12 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		err = runMigrate(ctx, args[1:], environ, stdout, stderr)
 	case "bench":
 		err = runBench(ctx, args[1:], stdout, stderr)
+	case "contract":
+		err = runContract(ctx, args[1:], stdout, stderr)
 	case "health":
 		err = runHealth(ctx, args[1:], environ, stdout, stderr)
+	case "app":
+		err = runApp(ctx, args[1:], environ, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "junction", version)
 	case "help", "-h", "--help":
@@ -81,7 +87,10 @@ Usage:
   junction keygen [flags]    create the EdDSA signing key in a data directory
   junction migrate [flags]   apply database migrations and exit (--database DSN, --data DIR)
   junction bench [flags]     load generator: connect, idle, rpc and fanout scenarios (loopback only)
+  junction contract asyncapi|openapi
+                             print the wire contract the server serves (JSON), without a running server
   junction health [--url U]  exit 0 if a running server's /healthz answers 200 (container health check)
+  junction app SUBCOMMAND    apps and their API keys on a running server: create, list, show, rotate-key, revoke-key, delete
   junction version           print the version
 
 Run 'junction COMMAND --help' for a command's flags.

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net"
-	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -467,41 +465,5 @@ func TestSDKResumeMissesNothing(t *testing.T) {
 	}
 	if last := subs[len(subs)-1]; len(subs) != 2 || !last.Resubscribed || !last.Recovered || last.Offset != 10 {
 		t.Fatalf("subscriptions %+v, want one recovered resubscription at offset 10", subs)
-	}
-}
-
-// TestAPIKeysNotPromised: app API keys are declared by internal/auth but no
-// key store is wired in the server, so a jk_ key is refused like any
-// malformed credential, and the documents must not offer it as working.
-// Whoever wires the key store updates this test and the documents.
-func TestAPIKeysNotPromised(t *testing.T) {
-	m := startServer(t, nil)
-	if m.Auth.APIKeys != nil {
-		t.Skip("API keys are wired: this test's premise is gone; test them against the real key store instead")
-	}
-	req, _ := http.NewRequest("GET", m.URL()+"/ws", nil)
-	req.Header.Set("Authorization", "Bearer jk_0123456789abcdef0123456789abcdef")
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", "websocket")
-	req.Header.Set("Sec-WebSocket-Version", "13")
-	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("a jk_ key at /ws: status %d, want 401", resp.StatusCode)
-	}
-	for _, doc := range []string{"../../README.md", "../../docs/PROTOCOL.md", "../../docs/api.md", "../../docs/channels.md"} {
-		raw, err := os.ReadFile(doc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, promise := range []string{"or an app API key", "<token or API key>"} {
-			if strings.Contains(string(raw), promise) {
-				t.Errorf("%s offers API keys (%q), which the server does not accept", doc, promise)
-			}
-		}
 	}
 }

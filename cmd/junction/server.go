@@ -20,7 +20,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/junctionhq/junction/internal/account"
+	"github.com/junctionhq/junction/internal/apps"
 	"github.com/junctionhq/junction/internal/auth"
+	"github.com/junctionhq/junction/internal/cluster"
 	"github.com/junctionhq/junction/internal/hub"
 	"github.com/junctionhq/junction/internal/proxy"
 	"github.com/junctionhq/junction/internal/schedule"
@@ -53,6 +55,9 @@ type Main struct {
 	// Account is the account/data application, mounted by Web over REST and
 	// registered in Hub's method table.
 	Account *account.Service
+	// Apps is the apps platform (apps, API keys, installations), mounted
+	// like Account; it is Auth's API-key store.
+	Apps *apps.Service
 	// Store is the database (SQLite in the data directory by default),
 	// migrated at Open and closed by Close.
 	Store *store.DB
@@ -157,7 +162,11 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		m.Logger.Info("generated a new signing key", "dir", cfg.Data)
 	}
 	m.Tokens = tokens
-	m.Auth = &auth.Authenticator{Tokens: tokens}
+	m.Auth = &auth.Authenticator{Tokens: tokens, Now: m.Now}
+	pepper, err := loadPepper(cfg)
+	if err != nil {
+		return err
+	}
 
 	var proxies []netip.Prefix
 	for _, p := range cfg.Web.TrustedProxies {
@@ -189,13 +198,36 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if cfg.Hub.NodeID == "" {
 		cfg.Hub.NodeID = hub.NewNodeID()
 	}
-	// One node: the in-memory broker (the hub runs and closes it), with the
-	// idempotency records in the store so that they survive a restart.
-	m.Broker = hub.NewMemoryBroker(cfg.Hub.NodeID).Broker()
-	m.Broker.Records = m.Store
+	ready := []web.ReadyCheck{{Name: "store", Check: m.Store.Ping}}
+	brokerKind := "memory"
+	if urls, _ := cfg.brokerURLs(); len(urls) > 0 {
+		// A cluster: every concern, idempotency records included, on the
+		// Redis broker (the hub runs and closes it), so that all nodes
+		// share them.
+		rb, err := cluster.New(cluster.Config{URLs: urls, NodeID: cfg.Hub.NodeID, Logger: m.Logger})
+		if err != nil {
+			return err
+		}
+		if err := rb.Register(m.Registry); err != nil {
+			return err
+		}
+		m.Broker = rb.Broker()
+		ready = append(ready, web.ReadyCheck{Name: "broker", Check: rb.Ping})
+		brokerKind = "redis (1 shard)"
+		if len(urls) > 1 {
+			brokerKind = fmt.Sprintf("redis (%d shards)", len(urls))
+		}
+	} else {
+		// One node: the in-memory broker (the hub runs and closes it), with
+		// the idempotency records in the store so that they survive a
+		// restart.
+		m.Broker = hub.NewMemoryBroker(cfg.Hub.NodeID).Broker()
+		m.Broker.Records = m.Store
+	}
 	m.Hub, err = hub.New(cfg.Hub, hub.Deps{Logger: m.Logger, Registerer: m.Registry, Authenticator: m.Auth,
 		DeviceSeen: deviceSeen(m.Store), Broker: m.Broker, Now: m.Now})
 	if err != nil {
+		_ = m.Broker.Close() // the hub did not take it over
 		return err
 	}
 	// Tokens of revoked devices and logins are refused at the upgrade, on
@@ -211,6 +243,15 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	// artifact) and the session snapshot provider; then the hub's own
 	// retained provider.
 	m.Account.Register(m.Hub)
+	// The apps platform: its methods, and the API keys it stores, accepted
+	// at the upgrade and on REST (an app key acting for a user with the
+	// Junction-User header gets the scopes the user granted).
+	m.Apps, err = apps.New(cfg.Apps, apps.Deps{Store: m.Store, Hub: m.Hub, Account: m.Account, Pepper: pepper, Logger: m.Logger, Now: m.Now})
+	if err != nil {
+		return err
+	}
+	m.Apps.Register(m.Hub)
+	m.Auth.APIKeys, m.Auth.APIKeyPepper, m.Auth.Installs = m.Apps, pepper, m.Apps
 	m.Hub.RegisterSnapshot(hub.SnapshotRetained, hub.RetainedSnapshot(m.Hub))
 	if m.ConfigureHub != nil {
 		m.ConfigureHub(m.Hub)
@@ -235,9 +276,10 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		Hub: m.Hub, Authenticator: m.Auth, Network: m.Network, Origins: origins,
 		Logger: m.Logger, Registerer: m.Registry, Gatherer: m.Registry,
 		Account:      m.Account,
+		Apps:         m.Apps.Ops(),
 		Schedule:     m.Scheduler,
 		Proxied:      m.Proxy.Routes,
-		Ready:        []web.ReadyCheck{{Name: "store", Check: m.Store.Ping}},
+		Ready:        ready,
 		ReadyDetails: []web.ReadyDetail{{Name: "services", Detail: func() any { return m.Supervisor.Status() }}},
 	})
 	if err != nil {
@@ -249,6 +291,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err := m.startServices(); err != nil {
 		return err
 	}
+	m.Apps.Start()
 	m.srv = &http.Server{
 		Handler:           m.Web,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -276,7 +319,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		m.started = append(m.started, s)
 	}
 	m.Logger.Info("listening", "addr", m.ln.Addr().String(), "node", m.Hub.NodeID(), "transport", m.Hub.Config().Transport,
-		"store", m.Store.Dialect(), "database", databaseLocation(cfg), "broker", "memory", "data", cfg.Data)
+		"store", m.Store.Dialect(), "database", databaseLocation(cfg), "broker", brokerKind, "data", cfg.Data)
 	return nil
 }
 
@@ -439,4 +482,18 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// loadPepper returns the pepper of API keys: auth.api_key_pepper_file, else
+// DATA/apikey-pepper.key, created at first start.
+func loadPepper(cfg *Config) ([]byte, error) {
+	if f := cfg.Auth.APIKeyPepperFile; f != "" {
+		p, err := auth.ReadPepperFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("auth.api_key_pepper_file: %w", err)
+		}
+		return p, nil
+	}
+	p, _, err := auth.LoadOrCreatePepper(cfg.Data)
+	return p, err
 }

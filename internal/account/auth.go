@@ -54,7 +54,7 @@ func (s *Service) authOps() []Op {
 			Routes: []Route{{Method: "POST", Path: "/api/v1/auth/refresh", Status: http.StatusOK, OperationID: "refresh",
 				Summary: "Rotate a refresh token; reusing an old one revokes the whole login", Tag: "Auth", Body: "RefreshRequest", Result: "Tokens"}},
 		}, protocol.Tokens{}, nil, s.refresh),
-		define(s, Op{Name: "auth.logout", Scope: hub.ScopeAuthenticated, Mutating: true,
+		define(s, Op{Name: "auth.logout", Scope: hub.ScopeAuthenticated, Mutating: true, NoApps: true,
 			Routes: []Route{{Method: "POST", Path: "/api/v1/auth/logout", Status: http.StatusOK, OperationID: "logout",
 				Summary: "Revoke the refresh tokens of the caller's login session", Tag: "Auth", Result: "LoggedOut"}},
 		}, protocol.LoggedOut{}, nil, s.logout),

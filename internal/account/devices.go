@@ -40,7 +40,7 @@ func (s *Service) deviceOps() []Op {
 	return []Op{
 		// Not idempotent on purpose: a replay would have to store the code
 		// in clear; a retry simply draws another code.
-		define(s, Op{Name: "device.pairing", Scope: auth.ScopeWrite,
+		define(s, Op{Name: "device.pairing", Scope: auth.ScopeWrite, NoApps: true,
 			Routes: []Route{{Method: "POST", Path: "/api/v1/devices/pairing", Status: http.StatusCreated, OperationID: "createPairingCode",
 				Summary: "Create a short-lived pairing code for a new device", Tag: "Devices", Result: "PairingCode"}},
 		}, protocol.PairingCode{}, nil, s.createPairing),
@@ -62,11 +62,11 @@ func (s *Service) deviceOps() []Op {
 			d, err := s.deps.Store.Device(ctx, pr.UserID, p.ID)
 			return wireDevice(d), err
 		}),
-		define(s, Op{Name: "device.update", Scope: auth.ScopeWrite, Mutating: true,
+		define(s, Op{Name: "device.update", Scope: auth.ScopeWrite, Mutating: true, NoApps: true,
 			Routes: []Route{{Method: "PATCH", Path: "/api/v1/devices/{id}", Status: http.StatusOK, OperationID: "updateDevice",
 				Summary: "Rename a device or set its push token", Tag: "Devices", Body: "DeviceUpdate", Result: "Device", PathParams: idPath}},
 		}, protocol.Device{}, checkDeviceParams, s.updateDevice),
-		define(s, Op{Name: "device.revoke", Scope: auth.ScopeWrite, Mutating: true,
+		define(s, Op{Name: "device.revoke", Scope: auth.ScopeWrite, Mutating: true, NoApps: true,
 			Routes: []Route{{Method: "DELETE", Path: "/api/v1/devices/{id}", Status: http.StatusOK, OperationID: "revokeDevice",
 				Summary: "Revoke a device: its refresh tokens are revoked, its connection closed with 4003", Tag: "Devices", Result: "Device", PathParams: idPath}},
 		}, protocol.Device{}, checkDeviceParams, s.revokeDevice),

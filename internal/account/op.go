@@ -36,6 +36,10 @@ type Op struct {
 	Mutating bool
 	// WS operations are also WebSocket methods (Register).
 	WS bool
+	// NoApps refuses app principals (API keys, also acting for a user who
+	// installed the app): operations on the account itself (pairing a
+	// device, revoking one, logging out) are the user's alone.
+	NoApps bool
 	// Routes are the REST routes of the operation, with what the OpenAPI
 	// document says of them.
 	Routes []Route
@@ -92,12 +96,25 @@ func (o *Op) Exec(ctx context.Context, pr *auth.Principal, params json.RawMessag
 	return o.exec(ctx, pr, params, idemKey)
 }
 
+// Define completes o with its params type P, its check and its run, as the
+// account's own operations are: strict decode, the route's bounds, the
+// check, NoApps, idempotency per principal and key for a Mutating op (the
+// same records and key space), and the mapping of store errors. Other
+// application packages (internal/apps) build their op tables with it, so
+// that web mounts them with the same adapter and the same contract.
+func Define[P any](s *Service, o Op, result any, check func(*P) error, run func(ctx context.Context, pr *auth.Principal, p *P) (any, error)) Op {
+	return define(s, o, result, check, run)
+}
+
 // define completes o with its params type P, its check and its run.
 func define[P any](s *Service, o Op, result any, check func(*P) error, run func(ctx context.Context, pr *auth.Principal, p *P) (any, error)) Op {
 	o.Params, o.Result = *new(P), result
-	name, mutating := o.Name, o.Mutating
+	name, mutating, noApps := o.Name, o.Mutating, o.NoApps
 	bounded := boundedParams(o.Routes)
 	o.exec = func(ctx context.Context, pr *auth.Principal, raw json.RawMessage, key string) (json.RawMessage, error) {
+		if noApps && pr != nil && pr.AppID != "" {
+			return nil, protocol.Errorf(protocol.CodeForbidden, "%s is not available to apps", name)
+		}
 		p := new(P)
 		if err := hub.DecodeParams(raw, p); err != nil {
 			return nil, err

@@ -2,9 +2,9 @@ package auth
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -17,6 +17,11 @@ import (
 // API key format: "jk_<id>_<secret>", where id is public (lowercase hex, it
 // never contains '_') and secret is APIKeySecretBytes random bytes in
 // unpadded base64url (which may contain '_').
+//
+// A key is stored as its MAC: HMAC-SHA256 keyed with the server's pepper
+// (MinPepperBytes or more, PepperFileName in the data directory) over the
+// id, a NUL byte and the secret. A copy of the database alone does not let
+// anyone test guesses offline, and the id binds the MAC to its row.
 const (
 	// APIKeyPrefix starts every API key; Authenticator routes credentials with
 	// it to the APIKeyStore.
@@ -27,6 +32,8 @@ const (
 	apiKeyIDBytes = 8
 	// maxAPIKeyIDLen bounds the id ParseAPIKey accepts.
 	maxAPIKeyIDLen = 64
+	// MinPepperBytes is the shortest pepper APIKeyMAC accepts.
+	MinPepperBytes = 32
 )
 
 // Errors an APIKeyStore returns (wrapped or not) for the outcomes that are
@@ -36,6 +43,8 @@ var (
 	ErrUnknownAPIKey = errors.New("unknown api key")
 	// ErrRevoked: the credential existed but was revoked.
 	ErrRevoked = errors.New("credential revoked")
+	// ErrNotInstalled: the user has not installed the app (Installations).
+	ErrNotInstalled = errors.New("app not installed by the user")
 )
 
 // APIKey is a full API key. Its String, GoString and LogValue redact the
@@ -58,10 +67,13 @@ func (k APIKey) GoString() string { return k.String() }
 // LogValue implements slog.LogValuer.
 func (k APIKey) LogValue() slog.Value { return slog.StringValue(k.String()) }
 
-// NewAPIKey generates an API key. It returns the full key (shown to its
-// owner once and never stored), its public id, and the SHA-256 hash of its
-// secret, which is what gets stored.
-func NewAPIKey() (key string, id string, hash []byte, err error) {
+// NewAPIKey generates an API key under pepper. It returns the full key
+// (shown to its owner once and never stored), its public id, and its MAC
+// (APIKeyMAC), which is what gets stored.
+func NewAPIKey(pepper []byte) (key string, id string, mac []byte, err error) {
+	if len(pepper) < MinPepperBytes {
+		return "", "", nil, fmt.Errorf("new api key: pepper is %d bytes, need at least %d", len(pepper), MinPepperBytes)
+	}
 	var idb [apiKeyIDBytes]byte
 	var secret [APIKeySecretBytes]byte
 	if _, err := rand.Read(idb[:]); err != nil {
@@ -72,8 +84,7 @@ func NewAPIKey() (key string, id string, hash []byte, err error) {
 	}
 	id = hex.EncodeToString(idb[:])
 	key = APIKeyPrefix + id + "_" + base64.RawURLEncoding.EncodeToString(secret[:])
-	sum := sha256.Sum256(secret[:])
-	return key, id, sum[:], nil
+	return key, id, APIKeyMAC(pepper, id, secret[:]), nil
 }
 
 // ParseAPIKey splits key into its public id and its secret. The id must be
@@ -107,28 +118,48 @@ func ParseAPIKey(key string) (id string, secret []byte, err error) {
 	return id, secret, nil
 }
 
-// HashAPIKeySecret returns the SHA-256 hash under which a secret is stored.
-func HashAPIKeySecret(secret []byte) []byte {
-	sum := sha256.Sum256(secret)
-	return sum[:]
+// APIKeyMAC returns the MAC under which the key (id, secret) is stored:
+// HMAC-SHA256(pepper, id || 0x00 || secret).
+func APIKeyMAC(pepper []byte, id string, secret []byte) []byte {
+	m := hmac.New(sha256.New, pepper)
+	m.Write([]byte(id))
+	m.Write([]byte{0})
+	m.Write(secret)
+	return m.Sum(nil)
 }
 
-// CheckAPIKey reports whether secret matches the stored hash, in constant
-// time.
-func CheckAPIKey(secret, hash []byte) bool {
-	sum := sha256.Sum256(secret)
-	return len(hash) == sha256.Size && subtle.ConstantTimeCompare(sum[:], hash) == 1
+// CheckAPIKey reports whether (id, secret) matches the stored mac under
+// pepper, in constant time. An empty or short pepper matches nothing.
+func CheckAPIKey(pepper []byte, id string, secret, mac []byte) bool {
+	if len(pepper) < MinPepperBytes || len(mac) != sha256.Size {
+		return false
+	}
+	return hmac.Equal(APIKeyMAC(pepper, id, secret), mac)
 }
 
-// APIKeyStore looks up API keys by their public id. It is implemented by the
-// store.
+// APIKeyStore looks up API keys by their public id. It is implemented by
+// the apps platform (internal/apps, over the store).
 type APIKeyStore interface {
-	// LookupAPIKey returns the SHA-256 hash of the key's secret and the
-	// principal the key authenticates as (AppID set). When no key has the id
-	// it returns an error wrapping ErrUnknownAPIKey; for a revoked key, one
-	// wrapping ErrRevoked (or ErrUnknownAPIKey). Any other error is a fault
-	// (the store is unreachable) and is passed through unchanged.
-	LookupAPIKey(ctx context.Context, id string) (hash []byte, p *Principal, err error)
+	// LookupAPIKey returns the stored MAC of the key (APIKeyMAC) and the
+	// principal the key authenticates as (AppID set, ExpiresAt the key's
+	// expiry). When no key has the id it returns an error wrapping
+	// ErrUnknownAPIKey; for a revoked key, one wrapping ErrRevoked (or
+	// ErrUnknownAPIKey). Any other error is a fault (the store is
+	// unreachable) and is passed through unchanged.
+	LookupAPIKey(ctx context.Context, id string) (mac []byte, p *Principal, err error)
+	// APIKeyUsed records that the key authenticated a request at t. It is
+	// called on every success and must not block: implementations coalesce
+	// the writes.
+	APIKeyUsed(id string, t time.Time)
+}
+
+// Installations tells what a user let an app do for them. It is
+// implemented by the apps platform.
+type Installations interface {
+	// InstalledScopes returns the scopes userID granted appID when
+	// installing it, or an error wrapping ErrNotInstalled. Any other error
+	// is a fault.
+	InstalledScopes(ctx context.Context, appID, userID string) ([]string, error)
 }
 
 // Authenticator turns a credential into a principal. Credentials starting
@@ -138,6 +169,12 @@ type APIKeyStore interface {
 type Authenticator struct {
 	Tokens  *Tokens
 	APIKeys APIKeyStore // optional
+	// APIKeyPepper keys the MACs of API keys (APIKeyMAC); required with
+	// APIKeys.
+	APIKeyPepper []byte
+	// Installs, when set, lets an app key act for a user who installed the
+	// app (ForUser).
+	Installs Installations
 	// Revocations, when set, refuses tokens of revoked devices (CheckRevoked).
 	Revocations Revocations
 	// Now is the clock used to check API-key expiry; default time.Now.
@@ -173,7 +210,7 @@ func (a *Authenticator) authenticateAPIKey(ctx context.Context, key string) (*Pr
 	if err != nil {
 		return nil, fail(ReasonMalformed, fmt.Errorf("authenticate: %w", err))
 	}
-	hash, p, err := a.APIKeys.LookupAPIKey(ctx, id)
+	mac, p, err := a.APIKeys.LookupAPIKey(ctx, id)
 	switch {
 	case errors.Is(err, ErrRevoked):
 		return nil, fail(ReasonRevoked, fmt.Errorf("authenticate: api key %s: %w", id, err))
@@ -184,16 +221,21 @@ func (a *Authenticator) authenticateAPIKey(ctx context.Context, key string) (*Pr
 	case p == nil:
 		return nil, fmt.Errorf("authenticate: look up api key %s: store returned no principal", id)
 	}
-	if !CheckAPIKey(secret, hash) {
+	if len(a.APIKeyPepper) < MinPepperBytes {
+		return nil, fmt.Errorf("authenticate: api key %s: no pepper configured", id)
+	}
+	if !CheckAPIKey(a.APIKeyPepper, id, secret, mac) {
 		return nil, fail(ReasonSignature, fmt.Errorf("authenticate: api key %s: secret does not match", id))
 	}
 	now := time.Now
 	if a.Now != nil {
 		now = a.Now
 	}
-	if p.Expired(now()) {
+	at := now()
+	if p.Expired(at) {
 		return nil, fail(ReasonExpired, fmt.Errorf("authenticate: api key %s expired at %v", id, p.ExpiresAt))
 	}
+	a.APIKeys.APIKeyUsed(id, at)
 	out := *p
 	out.Scopes = append([]string(nil), p.Scopes...)
 	if out.TokenID == "" {
@@ -201,3 +243,56 @@ func (a *Authenticator) authenticateAPIKey(ctx context.Context, key string) (*Pr
 	}
 	return &out, nil
 }
+
+// ForUser returns the principal of app principal p acting for userID: the
+// same app and key, the user, and only the scopes both the app holds and
+// the user granted at installation. It refuses (ReasonNotInstalled) a user
+// who has not installed the app, and (ReasonMalformed) a principal that is
+// not an app's own (a token, or an app already acting for a user). A fault
+// of Installs is returned unchanged.
+func (a *Authenticator) ForUser(ctx context.Context, p *Principal, userID string) (*Principal, error) {
+	if p == nil || p.AppID == "" || p.UserID != "" {
+		return nil, fail(ReasonMalformed, errors.New("act for user: only an app key may act for a user"))
+	}
+	if userID == "" || len(userID) > maxUserIDLen {
+		return nil, fail(ReasonMalformed, fmt.Errorf("act for user: user id length %d out of range 1..%d", len(userID), maxUserIDLen))
+	}
+	if a.Installs == nil {
+		return nil, fail(ReasonNotInstalled, errors.New("act for user: installations are not configured"))
+	}
+	granted, err := a.Installs.InstalledScopes(ctx, p.AppID, userID)
+	switch {
+	case errors.Is(err, ErrNotInstalled):
+		return nil, fail(ReasonNotInstalled, fmt.Errorf("act for user: app %s: %w", p.AppID, err))
+	case err != nil:
+		return nil, fmt.Errorf("act for user: app %s: %w", p.AppID, err)
+	}
+	out := *p
+	out.UserID = userID
+	out.Scopes = IntersectScopes(p.Scopes, granted)
+	return &out, nil
+}
+
+// maxUserIDLen bounds a user id named by an app (ids the store gives out are
+// far shorter).
+const maxUserIDLen = 128
+
+// IntersectScopes returns the scopes of have that want also lists, in
+// have's order (literal matches; HasScope's implications, such as write
+// implying read, then apply to the result as to any principal).
+func IntersectScopes(have, want []string) []string {
+	out := []string{}
+	for _, s := range have {
+		for _, w := range want {
+			if s == w {
+				out = append(out, s)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// UserHeader names the user an app key acts for on a REST request or at
+// the WebSocket upgrade (ForUser).
+const UserHeader = "Junction-User"

@@ -11,8 +11,11 @@ import (
 	"time"
 )
 
+// testPepper is a fixed pepper for the tests.
+var testPepper = bytes.Repeat([]byte{7}, MinPepperBytes)
+
 func TestAPIKeyRoundTrip(t *testing.T) {
-	key, id, hash, err := NewAPIKey()
+	key, id, hash, err := NewAPIKey(testPepper)
 	if err != nil {
 		t.Fatalf("NewAPIKey: %v", err)
 	}
@@ -29,24 +32,37 @@ func TestAPIKeyRoundTrip(t *testing.T) {
 	if len(secret) != APIKeySecretBytes {
 		t.Fatalf("got secret of %d bytes, want %d", len(secret), APIKeySecretBytes)
 	}
-	if !CheckAPIKey(secret, hash) {
+	if !CheckAPIKey(testPepper, id, secret, hash) {
 		t.Fatal("CheckAPIKey(right secret): got false, want true")
 	}
-	if !bytes.Equal(HashAPIKeySecret(secret), hash) {
-		t.Fatal("HashAPIKeySecret: got a different hash, want the stored one")
+	if !bytes.Equal(APIKeyMAC(testPepper, id, secret), hash) {
+		t.Fatal("APIKeyMAC: got a different MAC, want the stored one")
 	}
 	wrong := bytes.Clone(secret)
 	wrong[0] ^= 1
-	if CheckAPIKey(wrong, hash) {
+	if CheckAPIKey(testPepper, id, wrong, hash) {
 		t.Fatal("CheckAPIKey(wrong secret): got true, want false")
 	}
-	if CheckAPIKey(secret, hash[:31]) {
+	otherPepper := bytes.Repeat([]byte{8}, MinPepperBytes)
+	if CheckAPIKey(otherPepper, id, secret, hash) {
+		t.Fatal("CheckAPIKey(other pepper): got true, want false (the MAC is keyed)")
+	}
+	if CheckAPIKey(testPepper, id+"0", secret, hash) {
+		t.Fatal("CheckAPIKey(other id): got true, want false (the MAC binds the id)")
+	}
+	if CheckAPIKey(testPepper[:MinPepperBytes-1], id, secret, APIKeyMAC(testPepper[:MinPepperBytes-1], id, secret)) {
+		t.Fatal("CheckAPIKey(short pepper): got true, want false")
+	}
+	if CheckAPIKey(testPepper, id, secret, hash[:31]) {
 		t.Fatal("CheckAPIKey(short hash): got true, want false")
 	}
-	if CheckAPIKey(secret, nil) {
+	if CheckAPIKey(testPepper, id, secret, nil) {
 		t.Fatal("CheckAPIKey(nil hash): got true, want false")
 	}
-	key2, id2, _, _ := NewAPIKey()
+	if _, _, _, err := NewAPIKey(nil); err == nil {
+		t.Fatal("NewAPIKey(no pepper): got no error, want one")
+	}
+	key2, id2, _, _ := NewAPIKey(testPepper)
 	if key2 == key || id2 == id {
 		t.Fatal("NewAPIKey: got the same key twice, want random")
 	}
@@ -92,7 +108,7 @@ func TestParseAPIKeyMalformed(t *testing.T) {
 }
 
 func TestAPIKeyRedacted(t *testing.T) {
-	key, id, _, err := NewAPIKey()
+	key, id, _, err := NewAPIKey(testPepper)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +131,10 @@ type memKeys struct {
 	hashes map[string][]byte
 	ps     map[string]*Principal
 	err    error
+	used   []string // ids passed to APIKeyUsed
 }
+
+func (m *memKeys) APIKeyUsed(id string, _ time.Time) { m.used = append(m.used, id) }
 
 func (m *memKeys) LookupAPIKey(_ context.Context, id string) ([]byte, *Principal, error) {
 	if m.err != nil {
@@ -135,9 +154,9 @@ func TestAuthenticator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, id, hash, _ := NewAPIKey()
-	expiredKey, expiredID, expiredHash, _ := NewAPIKey()
-	revokedKey, revokedID, revokedHash, _ := NewAPIKey()
+	key, id, hash, _ := NewAPIKey(testPepper)
+	expiredKey, expiredID, expiredHash, _ := NewAPIKey(testPepper)
+	revokedKey, revokedID, revokedHash, _ := NewAPIKey(testPepper)
 	store := &memKeys{
 		hashes: map[string][]byte{id: hash, expiredID: expiredHash, revokedID: revokedHash},
 		ps: map[string]*Principal{
@@ -147,7 +166,7 @@ func TestAuthenticator(t *testing.T) {
 	}
 	revokedStore := &memKeys{err: fmt.Errorf("lookup: %w", ErrRevoked)}
 	downStore := &memKeys{err: errors.New("database is down")}
-	unknownKey, _, _, _ := NewAPIKey()
+	unknownKey, _, _, _ := NewAPIKey(testPepper)
 	wrongSecret := key[:len(key)-2] + "AA"
 	if wrongSecret == key {
 		wrongSecret = key[:len(key)-2] + "BA"
@@ -161,17 +180,18 @@ func TestAuthenticator(t *testing.T) {
 		wantApp    string
 		wantReason string // "" success; ReasonOther for a non-Failure error
 	}{
-		{"jwt", &Authenticator{Tokens: hs, APIKeys: store, Now: clock.Now}, token, "u1", "", ""},
-		{"api key", &Authenticator{Tokens: hs, APIKeys: store, Now: clock.Now}, key, "u1", "app1", ""},
+		{"jwt", &Authenticator{Tokens: hs, APIKeyPepper: testPepper, APIKeys: store, Now: clock.Now}, token, "u1", "", ""},
+		{"api key", &Authenticator{Tokens: hs, APIKeyPepper: testPepper, APIKeys: store, Now: clock.Now}, key, "u1", "app1", ""},
 		{"empty", &Authenticator{Tokens: hs}, "", "", "", ReasonMissing},
 		{"garbage", &Authenticator{Tokens: hs}, "garbage", "", "", ReasonMalformed},
 		{"api key without store is not a jwt", &Authenticator{Tokens: hs}, key, "", "", ReasonMalformed},
-		{"malformed api key", &Authenticator{Tokens: hs, APIKeys: store}, "jk_nope", "", "", ReasonMalformed},
-		{"unknown api key", &Authenticator{Tokens: hs, APIKeys: store}, unknownKey, "", "", ReasonUnknownKey},
-		{"wrong secret", &Authenticator{Tokens: hs, APIKeys: store}, wrongSecret, "", "", ReasonSignature},
-		{"expired api key", &Authenticator{Tokens: hs, APIKeys: store, Now: clock.Now}, expiredKey, "", "", ReasonExpired},
-		{"revoked api key", &Authenticator{Tokens: hs, APIKeys: revokedStore}, revokedKey, "", "", ReasonRevoked},
-		{"store down is a fault", &Authenticator{Tokens: hs, APIKeys: downStore}, key, "", "", ReasonOther},
+		{"malformed api key", &Authenticator{Tokens: hs, APIKeyPepper: testPepper, APIKeys: store}, "jk_nope", "", "", ReasonMalformed},
+		{"unknown api key", &Authenticator{Tokens: hs, APIKeyPepper: testPepper, APIKeys: store}, unknownKey, "", "", ReasonUnknownKey},
+		{"wrong secret", &Authenticator{Tokens: hs, APIKeyPepper: testPepper, APIKeys: store}, wrongSecret, "", "", ReasonSignature},
+		{"expired api key", &Authenticator{Tokens: hs, APIKeyPepper: testPepper, APIKeys: store, Now: clock.Now}, expiredKey, "", "", ReasonExpired},
+		{"revoked api key", &Authenticator{Tokens: hs, APIKeyPepper: testPepper, APIKeys: revokedStore}, revokedKey, "", "", ReasonRevoked},
+		{"no pepper is a fault", &Authenticator{Tokens: hs, APIKeys: store, Now: clock.Now}, key, "", "", ReasonOther},
+		{"store down is a fault", &Authenticator{Tokens: hs, APIKeyPepper: testPepper, APIKeys: downStore}, key, "", "", ReasonOther},
 		{"no verifier is a fault", &Authenticator{}, token, "", "", ReasonOther},
 	}
 	for _, tt := range tests {
@@ -194,10 +214,17 @@ func TestAuthenticator(t *testing.T) {
 	}
 
 	// The returned principal is a copy: changing it leaves the store's alone.
-	a := &Authenticator{APIKeys: store, Now: clock.Now}
+	a := &Authenticator{APIKeys: store, APIKeyPepper: testPepper, Now: clock.Now}
+	store.used = nil
 	p, err := a.Authenticate(context.Background(), key)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(store.used) != 1 || store.used[0] != id {
+		t.Fatalf("APIKeyUsed calls = %v, want [%s] (one per success)", store.used, id)
+	}
+	if _, err := a.Authenticate(context.Background(), wrongSecret); err == nil || len(store.used) != 1 {
+		t.Fatalf("wrong secret: err %v, APIKeyUsed calls %v; want a failure and no use recorded", err, store.used)
 	}
 	if p.TokenID != id {
 		t.Fatalf("got TokenID %q, want key id %q", p.TokenID, id)
@@ -205,5 +232,104 @@ func TestAuthenticator(t *testing.T) {
 	p.Scopes[0] = "admin"
 	if store.ps[id].Scopes[0] != "read" {
 		t.Fatal("got the store's principal modified through the result, want a copy")
+	}
+}
+
+// memInstalls is an in-memory Installations.
+type memInstalls map[string][]string // "app/user" → granted scopes
+
+func (m memInstalls) InstalledScopes(_ context.Context, app, user string) ([]string, error) {
+	if s, ok := m[app+"/"+user]; ok {
+		return s, nil
+	}
+	if user == "down" {
+		return nil, errors.New("database is down")
+	}
+	return nil, fmt.Errorf("installs: %w", ErrNotInstalled)
+}
+
+func TestForUser(t *testing.T) {
+	a := &Authenticator{Installs: memInstalls{"app1/u1": {"write", "read", "stream.audio"}, "app1/u2": {}}}
+	app := &Principal{AppID: "app1", TokenID: "k1", Scopes: []string{"read", "write", "stream.transcript"}}
+	tests := []struct {
+		name       string
+		a          *Authenticator
+		p          *Principal
+		user       string
+		wantScopes []string
+		wantReason string
+	}{
+		{"installed: the intersection, in the app's order", a, app, "u1", []string{"read", "write"}, ""},
+		{"installed with nothing granted", a, app, "u2", []string{}, ""},
+		{"not installed", a, app, "u3", nil, ReasonNotInstalled},
+		{"another app", a, &Principal{AppID: "app2", Scopes: []string{"read"}}, "u1", nil, ReasonNotInstalled},
+		{"a token cannot", a, &Principal{UserID: "u9", Scopes: []string{"read"}}, "u1", nil, ReasonMalformed},
+		{"an app already acting for a user cannot switch", a, &Principal{AppID: "app1", UserID: "u2"}, "u1", nil, ReasonMalformed},
+		{"empty user", a, app, "", nil, ReasonMalformed},
+		{"long user", a, app, strings.Repeat("u", maxUserIDLen+1), nil, ReasonMalformed},
+		{"no installations configured", &Authenticator{}, app, "u1", nil, ReasonNotInstalled},
+		{"store down is a fault", a, app, "down", nil, ReasonOther},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := tt.a.ForUser(context.Background(), tt.p, tt.user)
+			if tt.wantReason != "" {
+				if p != nil {
+					t.Fatalf("got principal %+v, want none", p)
+				}
+				assertReason(t, err, tt.wantReason)
+				return
+			}
+			if err != nil {
+				t.Fatalf("ForUser: got %v, want success", err)
+			}
+			if p.UserID != tt.user || p.AppID != tt.p.AppID || p.TokenID != tt.p.TokenID || fmt.Sprint(p.Scopes) != fmt.Sprint(tt.wantScopes) || p.Scopes == nil {
+				t.Fatalf("got %+v, want user %s app %s scopes %v", p, tt.user, tt.p.AppID, tt.wantScopes)
+			}
+		})
+	}
+	if fmt.Sprint(app.Scopes) != "[read write stream.transcript]" {
+		t.Fatalf("ForUser modified the app's principal: %v", app.Scopes)
+	}
+}
+
+// TestCheckRevokedApp: after a connection registered, an app's principal is
+// checked again: a key revoked or deleted meanwhile, an uninstall or a
+// narrowed grant refuse it (ReasonRevoked); faults pass through.
+func TestCheckRevokedApp(t *testing.T) {
+	keys := &memKeys{hashes: map[string][]byte{"k1": nil, "k2": nil}, ps: map[string]*Principal{
+		"k1": {AppID: "app1", Scopes: []string{"read", "write"}},
+		"k2": {AppID: "app2", Scopes: []string{"read"}},
+	}}
+	installs := memInstalls{"app1/u1": {"read", "write"}, "app1/u2": {"read"}}
+	a := &Authenticator{APIKeys: keys, Installs: installs}
+	tests := []struct {
+		name       string
+		a          *Authenticator
+		p          *Principal
+		wantReason string // "" passes; ReasonOther for a fault
+	}{
+		{"app itself", a, &Principal{AppID: "app1", TokenID: "k1", Scopes: []string{"read", "write"}}, ""},
+		{"acting for a user, grant unchanged", a, &Principal{AppID: "app1", TokenID: "k1", UserID: "u1", Scopes: []string{"read", "write"}}, ""},
+		{"grant narrowed meanwhile", a, &Principal{AppID: "app1", TokenID: "k1", UserID: "u2", Scopes: []string{"read", "write"}}, ReasonRevoked},
+		{"uninstalled meanwhile", a, &Principal{AppID: "app1", TokenID: "k1", UserID: "u3", Scopes: []string{"read"}}, ReasonRevoked},
+		{"key deleted meanwhile", a, &Principal{AppID: "app1", TokenID: "k9"}, ReasonRevoked},
+		{"key of another app", a, &Principal{AppID: "app1", TokenID: "k2"}, ReasonRevoked},
+		{"key revoked meanwhile", &Authenticator{APIKeys: &memKeys{err: ErrRevoked}}, &Principal{AppID: "app1", TokenID: "k1"}, ReasonRevoked},
+		{"key store down is a fault", &Authenticator{APIKeys: &memKeys{err: errors.New("down")}}, &Principal{AppID: "app1", TokenID: "k1"}, ReasonOther},
+		{"installations down is a fault", a, &Principal{AppID: "app1", TokenID: "k1", UserID: "down"}, ReasonOther},
+		{"no key store: passes", &Authenticator{}, &Principal{AppID: "app1", TokenID: "k1"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.a.CheckRevoked(context.Background(), tt.p)
+			if tt.wantReason == "" {
+				if err != nil {
+					t.Fatalf("got %v, want it to pass", err)
+				}
+				return
+			}
+			assertReason(t, err, tt.wantReason)
+		})
 	}
 }

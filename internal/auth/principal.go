@@ -2,7 +2,8 @@
 //
 // It owns the principal (the authenticated identity of a connection or a
 // REST call), JWT access tokens, the extraction of a credential from an HTTP
-// request, API keys for third-party app backends (stored only as hashes),
+// request, API keys for third-party app backends (stored only as keyed
+// MACs, acting for the users who installed the app),
 // the ed25519 challenge primitives of device login, the network lockdown
 // policy (the "kill switch") and the browser Origin check.
 //
@@ -13,8 +14,9 @@
 // Its only I/O is the signing key material of a data directory: the HS256
 // secret (LoadOrCreateSecret, secret.key), the EdDSA key (CreateEdKey,
 // LoadEdKey, ed25519.key) and the Tokens built from either (LoadTokens).
-// It declares the stores it needs (APIKeyStore, Revocations);
-// implementations live elsewhere (the store implements Revocations).
+// It declares the stores it needs (APIKeyStore, Installations,
+// Revocations); implementations live elsewhere (the store implements
+// Revocations, the apps platform the other two).
 package auth
 
 import (
@@ -38,6 +40,11 @@ const (
 	// ScopeRPCServe lets a machine register methods that others call through
 	// the gateway. Only ScopeAdmin implies it.
 	ScopeRPCServe = "rpc.serve"
+	// ScopeRPCCall lets an app (an API key, also acting for a user) call and
+	// list the methods of the user's devices, besides ScopeWrite or
+	// ScopeRead: running a machine's methods is more than a generic write.
+	// Only ScopeAdmin implies it.
+	ScopeRPCCall = "rpc.call"
 )
 
 // Kinds lists the device kinds a principal may have, the values of the "kind"
@@ -106,10 +113,15 @@ func (p *Principal) Info() protocol.Principal {
 
 // Key returns a stable key that identifies the principal across connections
 // and credentials, for per-principal records such as idempotency keys:
-// "app:<appID>" for apps, "u:<userID>/d:<deviceID>" otherwise. The ids are
-// path-escaped so that distinct principals never share a key.
+// "app:<appID>" for an app itself, "app:<appID>/u:<userID>" for an app
+// acting for a user (so that one user's records never answer another's),
+// "u:<userID>/d:<deviceID>" otherwise. The ids are path-escaped so that
+// distinct principals never share a key.
 func (p *Principal) Key() string {
 	if p.AppID != "" {
+		if p.UserID != "" {
+			return "app:" + url.PathEscape(p.AppID) + "/u:" + url.PathEscape(p.UserID)
+		}
 		return "app:" + url.PathEscape(p.AppID)
 	}
 	return "u:" + url.PathEscape(p.UserID) + "/d:" + url.PathEscape(p.DeviceID)
@@ -127,6 +139,7 @@ const (
 	ReasonRevoked       = "revoked"        // the credential was revoked
 	ReasonLockdown      = "lockdown"       // the client's address is outside the lockdown ranges
 	ReasonOrigin        = "origin"         // the browser Origin is not allowed
+	ReasonNotInstalled  = "not_installed"  // an app key named a user who has not installed the app
 	ReasonOther         = "other"          // returned by FailureReason for errors that are not a *Failure
 )
 

@@ -85,7 +85,12 @@ func TestPrincipalKey(t *testing.T) {
 	}{
 		{"device", Principal{UserID: "u1", DeviceID: "d1"}, "u:u1/d:d1"},
 		{"user only", Principal{UserID: "u1"}, "u:u1/d:"},
-		{"app", Principal{AppID: "a1", UserID: "u1"}, "app:a1"},
+		{"app", Principal{AppID: "a1"}, "app:a1"},
+		// An app acting for a user: one key space per user, so that an
+		// idempotency key reused for two users never answers one with the
+		// other's result (it was "app:a1" before apps acted for users).
+		{"app for a user", Principal{AppID: "a1", UserID: "u1"}, "app:a1/u:u1"},
+		{"app for an escaped user", Principal{AppID: "a1", UserID: "u/1"}, "app:a1/u:u%2F1"},
 		{"escaped", Principal{UserID: "a/d:b", DeviceID: "c"}, "u:a%2Fd:b/d:c"},
 	}
 	for _, tt := range tests {
@@ -99,6 +104,9 @@ func TestPrincipalKey(t *testing.T) {
 	b := Principal{UserID: "a", DeviceID: "b/d:c"}
 	if a.Key() == b.Key() {
 		t.Fatalf("got equal keys %q for distinct principals, want distinct", a.Key())
+	}
+	if x, y := (Principal{AppID: "a", UserID: "u1"}), (Principal{AppID: "a", UserID: "u2"}); x.Key() == y.Key() {
+		t.Fatalf("got equal keys %q for one app acting for two users, want distinct", x.Key())
 	}
 }
 

@@ -2,7 +2,9 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 )
 
 // Revocations answers whether a credential's device or login session was
@@ -33,15 +35,20 @@ type Revocations interface {
 }
 
 // CheckRevoked refuses p with a ReasonRevoked *Failure when its device or
-// its login session has been revoked. Principals of API keys (whose
-// revocation the key store reports) pass, a principal bound to no device is
-// not checked for one and a principal bound to no login session is not
-// checked for one, and every principal passes when the Authenticator has no
-// Revocations. Any other error is a fault of Revocations. Authenticate calls
-// it; callers call it again when a revocation may have committed meanwhile
-// (after registering a connection).
+// its login session has been revoked; for an app's principal, when its key
+// has been revoked or deleted since, or, acting for a user, when the user
+// uninstalled the app or narrowed the grant below p's scopes. A principal
+// bound to no device is not checked for one and a principal bound to no
+// login session is not checked for one, and token principals pass when the
+// Authenticator has no Revocations. Any other error is a fault of
+// Revocations, APIKeys or Installs. Authenticate calls it for tokens (an API
+// key is looked up afresh anyway); callers call it again when a revocation
+// may have committed meanwhile (after registering a connection).
 func (a *Authenticator) CheckRevoked(ctx context.Context, p *Principal) error {
-	if a.Revocations == nil || p == nil || p.AppID != "" {
+	if p != nil && p.AppID != "" {
+		return a.checkAppRevoked(ctx, p)
+	}
+	if a.Revocations == nil || p == nil {
 		return nil
 	}
 	if p.DeviceID != "" {
@@ -60,6 +67,39 @@ func (a *Authenticator) CheckRevoked(ctx context.Context, p *Principal) error {
 			return fmt.Errorf("authenticate: revocation check of login %s: %w", p.SessionID, err)
 		case revoked:
 			return fail(ReasonRevoked, fmt.Errorf("authenticate: login %s is revoked", p.SessionID))
+		}
+	}
+	return nil
+}
+
+// checkAppRevoked is CheckRevoked for an app's principal.
+func (a *Authenticator) checkAppRevoked(ctx context.Context, p *Principal) error {
+	if a.APIKeys == nil {
+		return nil
+	}
+	_, kp, err := a.APIKeys.LookupAPIKey(ctx, p.TokenID)
+	switch {
+	case errors.Is(err, ErrRevoked), errors.Is(err, ErrUnknownAPIKey):
+		return fail(ReasonRevoked, fmt.Errorf("authenticate: api key %s: %w", p.TokenID, err))
+	case err != nil:
+		return fmt.Errorf("authenticate: revocation check of api key %s: %w", p.TokenID, err)
+	case kp == nil || kp.AppID != p.AppID:
+		return fail(ReasonRevoked, fmt.Errorf("authenticate: api key %s no longer belongs to app %s", p.TokenID, p.AppID))
+	}
+	if p.UserID == "" || a.Installs == nil {
+		return nil
+	}
+	granted, err := a.Installs.InstalledScopes(ctx, p.AppID, p.UserID)
+	switch {
+	case errors.Is(err, ErrNotInstalled):
+		return fail(ReasonRevoked, fmt.Errorf("authenticate: app %s: %w", p.AppID, err))
+	case err != nil:
+		return fmt.Errorf("authenticate: installation check of app %s: %w", p.AppID, err)
+	}
+	now := IntersectScopes(kp.Scopes, granted)
+	for _, s := range p.Scopes {
+		if !slices.Contains(now, s) {
+			return fail(ReasonRevoked, fmt.Errorf("authenticate: app %s: scope %q is no longer granted", p.AppID, s))
 		}
 	}
 	return nil

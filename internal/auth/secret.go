@@ -25,10 +25,30 @@ const maxSecretFileBytes = 4 << 10
 // MinSecretBytes bytes. Concurrent first starts agree on one secret: the
 // file is written completely before it appears under its name.
 func LoadOrCreateSecret(dataDir string) (secret []byte, created bool, err error) {
+	return loadOrCreateKeyFile(dataDir, SecretFileName)
+}
+
+// PepperFileName is the name of the API-key pepper inside a data directory.
+const PepperFileName = "apikey-pepper.key"
+
+// LoadOrCreatePepper returns the pepper that keys API-key MACs (APIKeyMAC),
+// kept in dataDir/apikey-pepper.key and created like the signing secret
+// (LoadOrCreateSecret: mode 0600, MinSecretBytes random bytes, the same
+// checks). Losing or changing it invalidates every API key; the nodes of a
+// cluster share one.
+func LoadOrCreatePepper(dataDir string) (pepper []byte, created bool, err error) {
+	return loadOrCreateKeyFile(dataDir, PepperFileName)
+}
+
+// ReadPepperFile reads a pepper kept elsewhere than the data directory,
+// with the checks of LoadOrCreateSecret; it never creates one.
+func ReadPepperFile(path string) ([]byte, error) { return readSecret(path) }
+
+func loadOrCreateKeyFile(dataDir, name string) (secret []byte, created bool, err error) {
 	if dataDir == "" {
 		return nil, false, errors.New("load secret: empty data directory")
 	}
-	path := filepath.Join(dataDir, SecretFileName)
+	path := filepath.Join(dataDir, name)
 	secret, err = readSecret(path)
 	if err == nil {
 		return secret, false, nil

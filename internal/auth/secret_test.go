@@ -130,3 +130,29 @@ func TestLoadOrCreateSecretConcurrent(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadOrCreatePepper(t *testing.T) {
+	dir := t.TempDir()
+	secret, _, err := LoadOrCreateSecret(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pepper, created, err := LoadOrCreatePepper(dir)
+	if err != nil || !created || len(pepper) < MinPepperBytes {
+		t.Fatalf("LoadOrCreatePepper first = %d bytes, created %v, %v; want >= %d bytes created", len(pepper), created, err, MinPepperBytes)
+	}
+	if bytes.Equal(pepper, secret) {
+		t.Fatal("got the pepper equal to the signing secret, want its own random bytes")
+	}
+	again, created, err := LoadOrCreatePepper(dir)
+	if err != nil || created || !bytes.Equal(again, pepper) {
+		t.Fatalf("LoadOrCreatePepper again: created %v, %v, same %v; want the same pepper, not created", created, err, bytes.Equal(again, pepper))
+	}
+	read, err := ReadPepperFile(filepath.Join(dir, PepperFileName))
+	if err != nil || !bytes.Equal(read, pepper) {
+		t.Fatalf("ReadPepperFile = %v; want the pepper", err)
+	}
+	if _, err := ReadPepperFile(filepath.Join(dir, "missing.key")); err == nil {
+		t.Fatal("ReadPepperFile(missing): got no error, want one (it never creates)")
+	}
+}

@@ -49,7 +49,13 @@ type Config struct {
 	JSON      bool
 	Dialers   int
 	ReadPause time.Duration // pause of the load client's read loops (ws.Config.ReadPause)
-	Child     int           // index of this child process, -1 when not a child
+	// Publishers and PublishVia: fanout and mixed publish from Publishers
+	// keep-alive HTTP connections (rest) or one WebSocket connection (ws).
+	Publishers int
+	PublishVia string
+	Pingers    int // mixed: connections running sys.ping, one outstanding each
+	Callers    int // mixed: connections running relayed rpc.call, one outstanding each
+	Child      int // index of this child process, -1 when not a child
 
 	// Minter mints the connections' tokens with --data; the caller sets it
 	// before Run.
@@ -93,6 +99,10 @@ Load generator speaking Junction's protocol to a server on this machine
   relay    RPC calls relayed by the gateway (rpc.call): --machines machines
            register bench.echo and echo every call; --conns callers keep
            --window calls outstanding each (needs --data)
+  mixed    fanout (--conns subscribers, --rate) while --pingers connections
+           run sys.ping and --callers connections run relayed rpc.call to
+           --machines machines, one request outstanding each; reports the
+           ping and call latencies beside the fan-out (needs --data)
 The result is one JSON line on stdout (--json prints only it); a progress
 line is redrawn on stderr when it is a terminal.
 
@@ -103,7 +113,7 @@ Flags:
 	c := &Config{args: args}
 	var sources string
 	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:7700/ws", "WebSocket URL of the server (loopback only)")
-	fs.StringVar(&c.Scenario, "scenario", "", "connect, idle, rpc, fanout or relay (required)")
+	fs.StringVar(&c.Scenario, "scenario", "", "connect, idle, rpc, fanout, relay or mixed (required)")
 	fs.IntVar(&c.Conns, "conns", 100, "connections (connect: concurrent connectors; fanout: subscribers; relay: callers)")
 	fs.IntVar(&c.Machines, "machines", 1, "relay: machine connections answering the calls (per process under --procs)")
 	fs.StringVar(&c.Token, "token", "", "access token used by every connection")
@@ -120,8 +130,12 @@ Flags:
 	fs.IntVar(&c.Procs, "procs", 1, "processes sharing the connections (re-executes this binary)")
 	fs.BoolVar(&c.JSON, "json", false, "print only the JSON result line")
 	fs.IntVar(&c.Dialers, "dialers", 64, "concurrent dials while opening connections")
-	fs.DurationVar(&c.ReadPause, "read-pause", -1, "pause of the client's read loops after a wait that found few sockets ready, so that many are read per wake-up;\n"+
-		"adds up to this much to measured latencies (default: fanout 1ms, others 0)")
+	fs.DurationVar(&c.ReadPause, "read-pause", 0, "pause of the client's read loops after a wait that found few sockets ready, so that many are read per wake-up;\n"+
+		"adds up to this much to measured latencies and flatters the server's batching (default 0: read as fast as possible, as a browser does)")
+	fs.IntVar(&c.Publishers, "publishers", 1, "fanout, mixed: publishers (rest: one keep-alive HTTP connection each; ws: 1)")
+	fs.StringVar(&c.PublishVia, "publish-via", "ws", "fanout, mixed: ws (channel.publish over a WebSocket) or rest (POST /api/v1/channels/{topic}/publish)")
+	fs.IntVar(&c.Pingers, "pingers", 10, "mixed: connections running sys.ping")
+	fs.IntVar(&c.Callers, "callers", 10, "mixed: connections running relayed rpc.call")
 	fs.IntVar(&c.Child, "child", -1, "internal: index of a child process of --procs")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -130,11 +144,11 @@ Flags:
 		return nil, fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
 	}
 	switch c.Scenario {
-	case "connect", "idle", "rpc", "fanout", "relay":
+	case "connect", "idle", "rpc", "fanout", "relay", "mixed":
 	case "":
-		return nil, errors.New("bench: --scenario is required (connect, idle, rpc, fanout or relay)")
+		return nil, errors.New("bench: --scenario is required (connect, idle, rpc, fanout, relay or mixed)")
 	default:
-		return nil, fmt.Errorf("bench: unknown scenario %q (want connect, idle, rpc, fanout or relay)", c.Scenario)
+		return nil, fmt.Errorf("bench: unknown scenario %q (want connect, idle, rpc, fanout, relay or mixed)", c.Scenario)
 	}
 	u, err := url.Parse(c.URL)
 	if err != nil {
@@ -169,8 +183,26 @@ Flags:
 	if (c.Token == "") == (c.Data == "") {
 		return nil, errors.New("bench: pass exactly one of --token and --data")
 	}
-	if c.Scenario == "relay" && c.Data == "" {
-		return nil, errors.New("bench: relay needs --data: it mints a machine and a caller identity of one user")
+	if (c.Scenario == "relay" || c.Scenario == "mixed") && c.Data == "" {
+		return nil, fmt.Errorf("bench: %s needs --data: it mints a machine and a caller identity of one user", c.Scenario)
+	}
+	if c.Scenario == "mixed" && c.Procs != 1 {
+		return nil, errors.New("bench: mixed runs in one process: --procs must be 1")
+	}
+	switch c.PublishVia {
+	case "ws":
+		if c.Publishers != 1 {
+			return nil, fmt.Errorf("bench: --publishers %d: --publish-via ws has one publisher", c.Publishers)
+		}
+	case "rest":
+		if c.Publishers < 1 || c.Publishers > 256 {
+			return nil, fmt.Errorf("bench: --publishers %d: want 1 to 256", c.Publishers)
+		}
+	default:
+		return nil, fmt.Errorf("bench: --publish-via %q: want ws or rest", c.PublishVia)
+	}
+	if c.Pingers < 0 || c.Pingers > 10_000 || c.Callers < 0 || c.Callers > 10_000 {
+		return nil, fmt.Errorf("bench: --pingers %d, --callers %d: want 0 to 10000", c.Pingers, c.Callers)
 	}
 	switch {
 	case c.Conns < 1 || c.Conns > maxConns:
@@ -189,18 +221,12 @@ Flags:
 		return nil, fmt.Errorf("bench: --dialers %d: want 1 to 4096", c.Dialers)
 	case c.Machines < 1 || c.Machines > 1024:
 		return nil, fmt.Errorf("bench: --machines %d: want 1 to 1024", c.Machines)
-	case c.ReadPause > 100*time.Millisecond:
+	case c.ReadPause < 0 || c.ReadPause > 100*time.Millisecond:
 		return nil, fmt.Errorf("bench: --read-pause %s: want 0 to 100ms", c.ReadPause)
-	}
-	if c.ReadPause < 0 {
-		c.ReadPause = 0
-		if c.Scenario == "fanout" {
-			c.ReadPause = time.Millisecond
-		}
 	}
 	if c.Window == 0 {
 		c.Window = 1
-		if c.Scenario == "fanout" {
+		if c.Scenario == "fanout" || c.Scenario == "mixed" {
 			c.Window = 64
 		}
 	}
@@ -234,6 +260,7 @@ type Result struct {
 	RPC         *RPCResult     `json:"rpc,omitempty"`
 	Relay       *RelayResult   `json:"relay,omitempty"`
 	Fanout      *FanoutResult  `json:"fanout,omitempty"`
+	Mixed       *MixedResult   `json:"mixed,omitempty"`
 	Latency     *LatencyStats  `json:"latency,omitempty"`
 	Server      *ServerStats   `json:"server,omitempty"`
 	Hist        []uint64       `json:"hist,omitempty"` // child processes only: latency buckets
@@ -273,6 +300,21 @@ type FanoutResult struct {
 	// share of the machine the server did not get.
 	ClientCPUUsPerDelivery float64 `json:"client_cpu_us_per_delivery,omitempty"`
 	clientCPUSeconds       float64 // summed over the children before the division
+}
+
+// MixedResult is the mixed section of the result line: the requests that ran
+// beside the fan-out (whose figures are in the fanout section, its delivery
+// latency in latency) and their round-trip times.
+type MixedResult struct {
+	Pingers     int64         `json:"pingers"`
+	Pings       int64         `json:"pings"`
+	PingsPerSec float64       `json:"pings_per_sec"`
+	PingLatency *LatencyStats `json:"ping_latency,omitempty"`
+	Machines    int           `json:"machines"`
+	Callers     int64         `json:"callers"`
+	Calls       int64         `json:"calls"`
+	CallsPerSec float64       `json:"calls_per_sec"`
+	CallLatency *LatencyStats `json:"call_latency,omitempty"`
 }
 
 // Run runs the scenario of cfg and writes its result to stdout: a few
@@ -568,6 +610,20 @@ func printSummary(w io.Writer, r *Result) {
 		fmt.Fprintln(w)
 	case r.Fanout != nil:
 		f := r.Fanout
+		if mx := r.Mixed; mx != nil {
+			for _, l := range []struct {
+				what    string
+				n       int64
+				perSec  float64
+				latency *LatencyStats
+			}{{"sys.ping", mx.Pings, mx.PingsPerSec, mx.PingLatency}, {"relayed rpc.call", mx.Calls, mx.CallsPerSec, mx.CallLatency}} {
+				fmt.Fprintf(w, "  %d %s (%.0f/s) beside the fan-out", l.n, l.what, l.perSec)
+				if l.latency != nil {
+					fmt.Fprintf(w, ": p50 %.3f ms, p99 %.3f ms, max %.3f ms", l.latency.P50Ms, l.latency.P99Ms, l.latency.MaxMs)
+				}
+				fmt.Fprintln(w)
+			}
+		}
 		fmt.Fprintf(w, "  %d publications (%.0f/s) to %d subscribers: %d deliveries, %s deliveries/s, %d lost, %d duplicates\n",
 			f.Publications, f.PublicationsPerSec, f.Subscribers, f.Deliveries, human(f.DeliveriesPerSec), f.Lost, f.Duplicates)
 		if f.ClientCPUUsPerDelivery != 0 {

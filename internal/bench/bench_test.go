@@ -68,6 +68,12 @@ func TestBenchFlags(t *testing.T) {
 		{"relay", []string{"--scenario", "relay", "--data", "d", "--machines", "4"}, ""},
 		{"relay without data", []string{"--scenario", "relay", "--token", "x"}, "--data"},
 		{"relay without machines", []string{"--scenario", "relay", "--data", "d", "--machines", "0"}, "--machines"},
+		{"mixed", []string{"--scenario", "mixed", "--data", "d", "--publish-via", "rest", "--publishers", "4"}, ""},
+		{"mixed without data", []string{"--scenario", "mixed", "--token", "x"}, "--data"},
+		{"mixed in processes", []string{"--scenario", "mixed", "--data", "d", "--procs", "2"}, "--procs"},
+		{"ws publishers", []string{"--scenario", "fanout", "--token", "x", "--publishers", "2"}, "--publishers"},
+		{"unknown publish path", []string{"--scenario", "fanout", "--token", "x", "--publish-via", "mqtt"}, "--publish-via"},
+		{"negative read pause", []string{"--scenario", "fanout", "--token", "x", "--read-pause", "-1ms"}, "--read-pause"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseFlags(tc.args, &bytes.Buffer{})
@@ -78,6 +84,25 @@ func TestBenchFlags(t *testing.T) {
 				t.Fatalf("got error %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestBenchReadPauseDefault checks that every scenario's client reads as
+// fast as it can unless --read-pause asks otherwise (issue 11: a client that
+// pauses its reads flatters the server's batching).
+func TestBenchReadPauseDefault(t *testing.T) {
+	for _, sc := range []string{"fanout", "rpc", "idle"} {
+		cfg, err := ParseFlags([]string{"--scenario", sc, "--token", "x"}, &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.ReadPause != 0 {
+			t.Errorf("%s: got read pause %s, want 0", sc, cfg.ReadPause)
+		}
+	}
+	cfg, err := ParseFlags([]string{"--scenario", "fanout", "--token", "x", "--read-pause", "1ms"}, &bytes.Buffer{})
+	if err != nil || cfg.ReadPause != time.Millisecond {
+		t.Fatalf("got read pause %v (%v), want 1ms", cfg.ReadPause, err)
 	}
 }
 

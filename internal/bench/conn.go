@@ -369,7 +369,7 @@ func progress(ctx context.Context, w io.Writer, scenario string, m *meter) {
 		ops, del := m.ops.Load(), m.deliveries.Load()
 		line := fmt.Sprintf("\r\033[K%s %5.0fs  conns %d  %s/s %s", scenario, time.Since(start).Seconds(),
 			m.conns.Load(), opsName(scenario), human(float64(ops-lastOps)))
-		if scenario == "fanout" {
+		if scenario == "fanout" || scenario == "mixed" {
 			line += "  deliveries/s " + human(float64(del-lastDel))
 		}
 		fmt.Fprint(w, line)
@@ -383,7 +383,7 @@ func opsName(scenario string) string {
 		return "connects"
 	case "rpc":
 		return "pings"
-	case "fanout":
+	case "fanout", "mixed":
 		return "publications"
 	case "relay":
 		return "calls"

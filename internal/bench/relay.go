@@ -169,7 +169,7 @@ func (bc *benchConn) onRelayFrame(c *ws.Conn, f []byte) {
 		}
 		now := time.Now().UnixNano()
 		if sent, valid := leadingUint(id); valid {
-			r.hist.record(now - int64(sent))
+			bc.hist.record(now - int64(sent))
 		}
 		if ok && now < r.deadline.Load() {
 			r.calls.Add(1)

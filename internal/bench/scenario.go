@@ -25,7 +25,9 @@ type benchRun struct {
 	m   *meter       // set once
 	tr  *ws.Transport
 
-	hist        histogram
+	hist        histogram // fan-out delivery, ping, call or connect latency
+	pingHist    histogram // mixed: sys.ping round trips
+	callHist    histogram // mixed: relayed rpc.call round trips
 	errs        atomic.Int64
 	firstErr    atomic.Pointer[string]
 	dialErrs    atomic.Int64
@@ -51,11 +53,12 @@ const (
 
 // benchConn is the state of one connection, stored as its ws.Conn value.
 type benchConn struct {
-	run   *benchRun // set once
-	kind  int       // set once
-	index int       // set once: the connection's index in open
-	c     *ws.Conn  // set once after attach
-	req   []byte    // set once: caller only, its rpc.call after the id (relayCallPrefix)
+	run   *benchRun  // set once
+	kind  int        // set once
+	index int        // set once: the connection's index in open
+	c     *ws.Conn   // set once after attach
+	hist  *histogram // set once: where this connection's round trips go
+	req   []byte     // set once: caller only, its rpc.call after the id (relayCallPrefix)
 	seq   atomic.Uint64
 
 	last  uint64        // owned by the loop: last channel offset received
@@ -175,7 +178,7 @@ func (bc *benchConn) onResponse(c *ws.Conn, f, id []byte, ok bool) {
 	case kindPinger:
 		now := time.Now().UnixNano()
 		if sent, valid := leadingUint(id); valid {
-			r.hist.record(now - int64(sent))
+			bc.hist.record(now - int64(sent))
 		}
 		if now < r.deadline.Load() {
 			if ok {
@@ -223,7 +226,12 @@ func runScenario(ctx context.Context, cfg *Config, m *meter, hooks phaseHooks) (
 		prefix = "p" + strconv.Itoa(cfg.Child) + "-"
 	}
 	tokens := fixedToken(cfg.Token)
-	if cfg.Scenario == "relay" {
+	if cfg.Scenario == "mixed" {
+		var err error
+		if tokens, err = cfg.mixedTokens(prefix); err != nil {
+			return nil, err
+		}
+	} else if cfg.Scenario == "relay" {
 		var err error
 		if tokens, err = cfg.relayTokens(prefix); err != nil {
 			return nil, err
@@ -266,7 +274,7 @@ func runScenario(ctx context.Context, cfg *Config, m *meter, hooks phaseHooks) (
 			err = r.idle(ctx, hooks, res)
 		case "rpc":
 			err = r.rpc(ctx, hooks, res)
-		case "fanout":
+		case "fanout", "mixed":
 			err = r.fanout(ctx, hooks, res)
 		case "relay":
 			err = r.relay(ctx, hooks, res)
@@ -306,6 +314,7 @@ func (r *benchRun) open(ctx context.Context, n int, kind func(i int) int) ([]*be
 					continue
 				}
 				bc := &benchConn{run: r, kind: kind(i), index: i}
+				bc.hist = r.histFor(bc.kind)
 				c, err := r.tr.AttachWith(nc, ws.RoleClient, r, ws.AttachOptions{Value: bc, Buffered: buffered})
 				if err != nil {
 					nc.Close()
@@ -531,34 +540,111 @@ func waitUntil(ctx context.Context, d time.Duration, cond func() bool) bool {
 	return true
 }
 
-// fanout subscribes cfg.Conns connections to cfg.Topic and publishes from
-// one more connection (in child 0 only, under --procs), each publication
-// carrying its send time.
-func (r *benchRun) fanout(ctx context.Context, hooks phaseHooks, res *Result) error {
-	n := r.cfg.Conns
-	hasPub := r.cfg.Child <= 0
-	total := n
-	if hasPub {
-		total++ // the last index is the publisher
-	}
-	conns, err := r.open(ctx, total, func(i int) int {
-		if hasPub && i == n {
-			return kindPublisher
+// histFor returns the histogram of a connection kind: in the mixed
+// scenario pings and calls have their own, beside the fan-out's.
+func (r *benchRun) histFor(kind int) *histogram {
+	if r.cfg.Scenario == "mixed" {
+		switch kind {
+		case kindPinger:
+			return &r.pingHist
+		case kindCaller:
+			return &r.callHist
 		}
+	}
+	return &r.hist
+}
+
+// mixedLayout is the order of the mixed scenario's connections (and
+// fanout's, which has no side connections): subscribers, the WebSocket
+// publisher if any, pingers, machines, callers.
+type mixedLayout struct{ subs, wsPub, pingers, machines, callers int }
+
+func (c *Config) layout() mixedLayout {
+	l := mixedLayout{subs: c.Conns}
+	if c.Child <= 0 && c.PublishVia == "ws" {
+		l.wsPub = 1
+	}
+	if c.Scenario == "mixed" {
+		l.pingers, l.machines, l.callers = c.Pingers, c.Machines, c.Callers
+	}
+	return l
+}
+
+func (l mixedLayout) relayBase() int { return l.subs + l.wsPub + l.pingers }
+func (l mixedLayout) total() int     { return l.relayBase() + l.machines + l.callers }
+
+func (l mixedLayout) kind(i int) int {
+	switch {
+	case i < l.subs:
 		return kindSubscriber
-	})
+	case i < l.subs+l.wsPub:
+		return kindPublisher
+	case i < l.relayBase():
+		return kindPinger
+	case i < l.relayBase()+l.machines:
+		return kindMachine
+	}
+	return kindCaller
+}
+
+// mixedTokens mints the mixed scenario's credentials: a distinct user per
+// subscriber, publisher and pinger; the machines and callers as in relay
+// (one user), after them. REST publishers take indices past the end.
+func (c *Config) mixedTokens(prefix string) (tokenSource, error) {
+	base, err := c.mintingTokens(prefix)
+	if err != nil {
+		return nil, err
+	}
+	relay, err := c.relayTokens(prefix)
+	if err != nil {
+		return nil, err
+	}
+	l := c.layout()
+	return func(i int) (string, error) {
+		if j := i - l.relayBase(); j >= 0 && j < l.machines+l.callers {
+			return relay(j)
+		}
+		return base(i)
+	}, nil
+}
+
+// fanout subscribes cfg.Conns connections to cfg.Topic and publishes (in
+// child 0 only, under --procs) from one more connection or from
+// cfg.Publishers HTTP clients, each publication carrying its send time. The
+// mixed scenario adds pingers and relayed callers, one request outstanding
+// each, for the duration of the publishing.
+func (r *benchRun) fanout(ctx context.Context, hooks phaseHooks, res *Result) error {
+	l := r.cfg.layout()
+	hasPub := r.cfg.Child <= 0
+	conns, err := r.open(ctx, l.total(), l.kind)
 	if err != nil {
 		return err
 	}
 	defer r.teardown(conns)
 	var pub *benchConn
-	var subs []*benchConn
+	var subs, pingers, machines, callers []*benchConn
 	for _, bc := range conns {
-		if bc.kind == kindPublisher {
+		switch bc.kind {
+		case kindPublisher:
 			pub = bc
-		} else {
+		case kindSubscriber:
 			subs = append(subs, bc)
+		case kindPinger:
+			pingers = append(pingers, bc)
+		case kindMachine:
+			machines = append(machines, bc)
+		case kindCaller:
+			callers = append(callers, bc)
 		}
+	}
+	if len(machines) != l.machines {
+		return fmt.Errorf("bench: %d of %d machine connections opened", len(machines), l.machines)
+	}
+	for _, bc := range callers {
+		bc.req = relayCallPrefix(relayMachineDevice(r.prefix(), (bc.index-l.relayBase()-l.machines)%max(l.machines, 1)))
+	}
+	if hasPub && r.cfg.PublishVia == "rest" {
+		pub = &benchConn{run: r, kind: kindPublisher, index: l.total()}
 	}
 	if hasPub && pub == nil {
 		msg := ""
@@ -577,10 +663,22 @@ func (r *benchRun) fanout(ctx context.Context, hooks phaseHooks, res *Result) er
 	cpu0, cpuErr := procCPU(os.Getpid())
 	start := time.Now()
 	deadline := start.Add(r.cfg.Duration)
+	r.deadline.Store(deadline.UnixNano())
+	for _, bc := range pingers {
+		bc.ping(bc.c)
+	}
+	for _, bc := range callers {
+		bc.call(bc.c)
+	}
 	delivered := func() int64 { return r.m.deliveries.Load() }
 	var final uint64
 	if pub != nil {
-		r.publish(ctx, pub, int64(len(subs)), deadline)
+		if r.cfg.PublishVia == "rest" {
+			r.publishREST(ctx, pub, int64(len(subs)), deadline)
+		} else {
+			r.publish(ctx, pub, int64(len(subs)), deadline)
+		}
+		r.sendStop.Store(true)
 		waitUntil(ctx, 10*time.Second, func() bool { return pub.outstanding.Load() == 0 })
 		final = pub.maxOffset.Load()
 		var expected int64
@@ -600,9 +698,26 @@ func (r *benchRun) fanout(ctx context.Context, hooks phaseHooks, res *Result) er
 		})
 	}
 	elapsed := time.Since(start)
+	r.sendStop.Store(true)
+	waitUntil(ctx, 10*time.Second, func() bool {
+		var n int64
+		for _, bc := range append(pingers, callers...) {
+			n += bc.outstanding.Load()
+		}
+		return n == 0
+	})
 	cpu1, cpuErr1 := procCPU(os.Getpid())
 	hooks.done()
 
+	if r.cfg.Scenario == "mixed" {
+		phase := min(elapsed, r.cfg.Duration).Seconds()
+		res.Mixed = &MixedResult{
+			Pingers: int64(len(pingers)), Pings: r.pings.Load(), PingsPerSec: float64(r.pings.Load()) / phase,
+			PingLatency: summarize(r.pingHist.counts()),
+			Machines:    len(machines), Callers: int64(len(callers)), Calls: r.calls.Load(),
+			CallsPerSec: float64(r.calls.Load()) / phase, CallLatency: summarize(r.callHist.counts()),
+		}
+	}
 	f := &FanoutResult{Subscribers: int64(len(subs)), Rate: r.cfg.Rate, Window: r.cfg.Window, SizeBytes: r.cfg.Size,
 		FinalOffset: final, SumStartOffset: sumStart}
 	for _, bc := range subs {

@@ -48,7 +48,9 @@ type Streams interface {
 	// before Subscribe; a second call is an error.
 	Deliver(ctx context.Context, h PublicationHandler) error
 	// Publish appends data to the topic's stream and delivers it. It never
-	// blocks on slow subscribers.
+	// blocks on slow subscribers, and does not wait for a delivery of an
+	// earlier publication of the topic in progress on this node (whatever
+	// serialises the topic's offsets is not held across a fan-out).
 	Publish(ctx context.Context, topic string, data json.RawMessage, opts PublishOptions) (StreamPosition, error)
 	// Subscribe makes this node receive the topic's publications.
 	Subscribe(ctx context.Context, topic string) error

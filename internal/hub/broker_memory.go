@@ -20,8 +20,9 @@ const memShards = 64
 
 // MemoryBroker is the single-node broker: Streams, Presence and Directory
 // in this process's memory (idempotency records are MemoryRecords).
-// Publications are delivered synchronously, in offset order, under the
-// topic's lock; node messages to this node synchronously too.
+// Publications are delivered in offset order by one deliverer per topic at a
+// time, outside the topic's lock (see Publish); node messages to this node
+// synchronously.
 //
 // Memory is bounded by what is retained: a topic's history holds at most its
 // HistorySize publications and expires HistoryTTL after the last one; idle
@@ -38,7 +39,10 @@ type MemoryBroker struct {
 	started atomic.Bool
 	closed  atomic.Bool
 	stop    chan struct{}
-	wg      sync.WaitGroup
+	// lifeMu orders Close against the start of a background deliverer, so
+	// that wg.Add never races wg.Wait (leaf).
+	lifeMu sync.Mutex
+	wg     sync.WaitGroup // the sweep and the background deliverers
 
 	topics [memShards]topicShard
 
@@ -56,8 +60,20 @@ type topicShard struct {
 	topics map[string]*memTopic // guarded by mu
 }
 
+// maxQueued bounds a topic's publications assigned an offset but not yet
+// handed to the handler: a publisher that finds this many waits for the
+// deliverer to take them (the only case where Publish waits for a fan-out).
+const maxQueued = 4096
+
+// keepQueued is the largest queue array a topic keeps for reuse once
+// delivered; a larger one (after a burst) goes back to the collector.
+const keepQueued = 256
+
 type memTopic struct {
-	mu         sync.Mutex    // held while publishing and delivering, so delivery is in offset order
+	// mu is held while an offset is assigned and the publication appended
+	// to history and to queue, never while the handler runs: a publish does
+	// not wait for a fan-out in progress on the same topic.
+	mu         sync.Mutex
 	epoch      string        // guarded by mu
 	offset     uint64        // guarded by mu
 	hist       []Publication // guarded by mu: oldest first
@@ -68,6 +84,21 @@ type memTopic struct {
 	// whoever still holds the pointer must look the topic up again, or a
 	// Subscribe or Publish would land on a topic nobody sees any more.
 	forgotten bool // guarded by mu
+
+	// The sequencer. The publisher that finds delivering false sets it
+	// and becomes the topic's only deliverer: it hands its own publication
+	// to the handler outside mu, then, if others were queued meanwhile,
+	// passes the queue on to a background deliverer (drain), so that one
+	// publish waits for at most its own fan-out. Whoever delivers takes
+	// the whole queue under mu and hands it over in offset order outside
+	// it; it clears delivering when it finds the queue empty. So queue is
+	// non-empty only while delivering, and publications reach the handler
+	// in offset order, one at a time.
+	delivering bool          // guarded by mu
+	queue      []Publication // guarded by mu: offsets assigned, not yet delivered, in order
+	spare      []Publication // guarded by mu: an emptied queue array for reuse
+	waiters    int           // guarded by mu: publishers waiting in full (maxQueued)
+	full       sync.Cond     // L is mu; broadcast when the deliverer takes the queue
 }
 
 type lease struct {
@@ -143,10 +174,13 @@ func (b *MemoryBroker) Start(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the sweep and makes every later call fail with
-// ErrBrokerClosed; safe to call twice.
+// Close stops the sweep, waits for the background deliverers and makes
+// every later call fail with ErrBrokerClosed; safe to call twice.
 func (b *MemoryBroker) Close() error {
-	if b.closed.CompareAndSwap(false, true) {
+	b.lifeMu.Lock()
+	first := b.closed.CompareAndSwap(false, true)
+	b.lifeMu.Unlock()
+	if first {
 		close(b.stop)
 		b.wg.Wait()
 	}
@@ -166,6 +200,7 @@ func (b *MemoryBroker) lockTopic(name string) *memTopic {
 		t := s.topics[name]
 		if t == nil {
 			t = &memTopic{epoch: randomID(5)}
+			t.full.L = &t.mu
 			s.topics[name] = t
 		}
 		s.mu.Unlock()
@@ -177,14 +212,27 @@ func (b *MemoryBroker) lockTopic(name string) *memTopic {
 	}
 }
 
-// Publish implements Streams.
+// Publish implements Streams. Under the topic's lock it assigns the offset,
+// appends to history and queues the publication for delivery; the handler
+// runs outside the lock, in offset order (see memTopic). The publisher that
+// finds no delivery in progress delivers its own publication before it
+// returns; one that finds a delivery in progress returns at once, unless
+// maxQueued publications are already waiting.
 func (b *MemoryBroker) Publish(ctx context.Context, topic string, data json.RawMessage, opts PublishOptions) (StreamPosition, error) {
 	if b.closed.Load() {
 		return StreamPosition{}, ErrBrokerClosed
 	}
-	now := b.now()
 	t := b.lockTopic(topic)
-	defer t.mu.Unlock()
+	for len(t.queue) >= maxQueued {
+		t.waiters++
+		t.full.Wait()
+		t.waiters--
+		if t.forgotten {
+			t.mu.Unlock()
+			t = b.lockTopic(topic)
+		}
+	}
+	now := b.now()
 	t.expireLocked(now)
 	t.offset++
 	pub := Publication{Offset: t.offset, Epoch: t.epoch, Data: data, Info: opts.Info, TimeMs: now.UnixMilli()}
@@ -200,12 +248,70 @@ func (b *MemoryBroker) Publish(ctx context.Context, topic string, data json.RawM
 	} else {
 		t.hist = nil
 	}
-	if t.subscribed {
-		if hb := b.handler.Load(); hb != nil {
-			hb.h.HandlePublication(topic, pub)
-		}
+	pos := StreamPosition{Epoch: t.epoch, Offset: t.offset}
+	hb := b.handler.Load()
+	if !t.subscribed || hb == nil {
+		t.mu.Unlock()
+		return pos, nil
 	}
-	return StreamPosition{Epoch: t.epoch, Offset: t.offset}, nil
+	if t.delivering {
+		t.queue = append(t.queue, pub)
+		t.mu.Unlock()
+		return pos, nil
+	}
+	t.delivering = true
+	t.mu.Unlock()
+	hb.h.HandlePublication(topic, pub)
+	t.mu.Lock()
+	if len(t.queue) == 0 {
+		t.delivering = false
+		t.mu.Unlock()
+		return pos, nil
+	}
+	t.mu.Unlock()
+	// Publications were queued during this fan-out: a background deliverer
+	// takes them on, so that this publisher does not wait for them.
+	b.lifeMu.Lock()
+	if b.closed.Load() {
+		b.lifeMu.Unlock()
+		b.drain(t, topic, hb.h)
+		return pos, nil
+	}
+	b.wg.Add(1)
+	b.lifeMu.Unlock()
+	go func() {
+		defer b.wg.Done()
+		b.drain(t, topic, hb.h)
+	}()
+	return pos, nil
+}
+
+// drain delivers t's queue in offset order until it finds it empty, then
+// ends the delivery. The caller is the topic's deliverer (delivering set).
+func (b *MemoryBroker) drain(t *memTopic, topic string, h PublicationHandler) {
+	var done []Publication
+	for {
+		t.mu.Lock()
+		if done != nil && t.spare == nil && cap(done) <= keepQueued {
+			t.spare = done[:0]
+		}
+		if len(t.queue) == 0 {
+			t.delivering = false
+			t.mu.Unlock()
+			return
+		}
+		batch := t.queue
+		t.queue, t.spare = t.spare, nil
+		if t.waiters > 0 {
+			t.full.Broadcast()
+		}
+		t.mu.Unlock()
+		for i := range batch {
+			h.HandlePublication(topic, batch[i])
+		}
+		clear(batch)
+		done = batch
+	}
 }
 
 // expireLocked drops history older than its ttl.
@@ -398,7 +504,7 @@ func (b *MemoryBroker) sweep() {
 		for name, t := range s.topics {
 			t.mu.Lock()
 			t.expireLocked(now)
-			if !t.subscribed && len(t.hist) == 0 && now.Sub(t.lastPub) > idle {
+			if !t.subscribed && !t.delivering && len(t.hist) == 0 && now.Sub(t.lastPub) > idle {
 				t.forgotten = true
 				delete(s.topics, name)
 			}

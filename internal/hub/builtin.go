@@ -83,6 +83,14 @@ func (h *Hub) registerBuiltins() {
 			return nil, protocol.Errorf(protocol.CodeUnauthorized, "token rejected")
 		}
 		old := call.Principal
+		// An app acting for a user refreshes with a key of the same app
+		// (a rotation's new key): it goes on acting for that user, with
+		// what the user granted now.
+		if old.AppID != "" && old.UserID != "" && np.AppID == old.AppID && np.UserID == "" {
+			if np, err = h.deps.Authenticator.ForUser(ctx, np, old.UserID); err != nil {
+				return nil, protocol.Errorf(protocol.CodeUnauthorized, "token rejected")
+			}
+		}
 		if np.UserID != old.UserID || np.DeviceID != old.DeviceID || np.AppID != old.AppID || np.Kind != old.Kind {
 			return nil, protocol.Errorf(protocol.CodeForbidden, "the new token belongs to another principal")
 		}
@@ -91,6 +99,10 @@ func (h *Hub) registerBuiltins() {
 		}
 		call.Conn.principal.Store(np)
 		h.expiry.renewed(call.Conn)
-		return &protocol.RefreshResult{ExpiresAtMs: np.ExpiresAt.UnixMilli()}, nil
+		var ms int64 // 0: the new credential does not expire (an API key without expiry)
+		if !np.ExpiresAt.IsZero() {
+			ms = np.ExpiresAt.UnixMilli()
+		}
+		return &protocol.RefreshResult{ExpiresAtMs: ms}, nil
 	})
 }

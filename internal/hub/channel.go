@@ -10,10 +10,12 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/junctionhq/junction/internal/auth"
+	"github.com/junctionhq/junction/internal/jsonscan"
 	"github.com/junctionhq/junction/internal/ws"
 	"github.com/junctionhq/junction/protocol"
 )
@@ -307,6 +309,42 @@ func (p *publishParams) Validate() error {
 		return protocol.FieldError("data", "required")
 	}
 	return nil
+}
+
+// decodeFast implements fastParams for the shape every client sends:
+// topic and data spelled exactly, once each, the topic without escapes, the
+// data not null. Data aliases raw, as rpc.call's params do.
+func (p *publishParams) decodeFast(raw json.RawMessage) bool {
+	i := jsonscan.Space(raw, 0)
+	if i >= len(raw) || raw[i] != '{' || !utf8.Valid(raw) { // encoding/json replaces invalid UTF-8
+		return false
+	}
+	seen := 0
+	end, ok := jsonscan.Object(raw, i, func(key []byte, v int) (int, bool) {
+		switch string(key) {
+		case "topic":
+			if seen&1 != 0 {
+				return 0, false
+			}
+			seen |= 1
+			s, end, ok := jsonscan.SimpleString(raw, v)
+			p.Topic = string(s)
+			return end, ok
+		case "data":
+			if seen&2 != 0 || v >= len(raw) || raw[v] == 'n' {
+				return 0, false
+			}
+			seen |= 2
+			end, ok := jsonscan.Value(raw, v)
+			if !ok {
+				return 0, false
+			}
+			p.Data = raw[v:end:end]
+			return end, true
+		}
+		return 0, false
+	})
+	return ok && seen == 3 && jsonscan.Space(raw, end) == len(raw)
 }
 
 func (p *historyParams) Validate() error {

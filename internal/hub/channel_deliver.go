@@ -45,6 +45,9 @@ func (cs *channels) getOrCreate(topic string, ns *namespace) *localTopic {
 // same bytes are queued to every subscriber; it never blocks (a subscriber
 // whose queue overflows is closed with 4108 by the transport).
 func (h *Hub) HandlePublication(topic string, pub Publication) {
+	if h.deliverHook != nil {
+		h.deliverHook(topic, pub)
+	}
 	if strings.HasPrefix(topic, ctlPrefix) {
 		h.handleControl(topic[len(ctlPrefix):], pub.Data)
 		return

@@ -335,6 +335,10 @@ func (c *Conn) request(f *protocol.Frame) {
 		c.sendError(f.ID, protocol.Errorf(protocol.CodeForbidden, "method %s needs scope %q", m.Name, m.Scope))
 		return
 	}
+	if m.AppScope != "" && p.AppID != "" && !p.HasScope(m.AppScope) {
+		c.sendError(f.ID, protocol.Errorf(protocol.CodeForbidden, "method %s needs scope %q for an app", m.Name, m.AppScope))
+		return
+	}
 	if wait, ok := c.allow(); !ok {
 		e := protocol.Errorf(protocol.CodeRateLimited, "too many requests")
 		e.RetryAfterMs = wait.Milliseconds() + 1

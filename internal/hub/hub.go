@@ -189,6 +189,10 @@ type Hub struct {
 	expiry      expiryIndex
 	rpc         *rpcRelay // set once in New
 	ch          channels  // set up in New (channel.go)
+	// deliverHook, when set, runs first in every HandlePublication (tests
+	// hold a fan-out in progress with it; export_test.go). Set once before
+	// Start.
+	deliverHook func(topic string, pub Publication)
 	// intercept is the backend proxy's hooks (intercept.go); nil: none.
 	intercept atomic.Pointer[interceptorBox]
 	// lim replaces Config's limits once SetLimits ran (reload.go).

@@ -69,6 +69,10 @@ type Method struct {
 	// Idempotent methods honour "idem": a repeated request with the same key
 	// from the same principal answers the first result.
 	Idempotent bool
+	// AppScope is the scope an app principal (an API key, also acting for
+	// a user) needs besides Scope; empty for none. Powerful methods name
+	// one so that a generic grant (write) does not reach them.
+	AppScope string
 	// Start, for an Async method, is tried on the read loop before a
 	// goroutine is started for the request. Returning true, it takes the
 	// request over: it must answer it exactly once, observe

@@ -283,6 +283,14 @@ const (
 	actPublish
 )
 
+// appScope is the scope an app principal needs for a.
+func (a action) appScope() string {
+	if a == actPublish {
+		return auth.ScopeWrite
+	}
+	return auth.ScopeRead
+}
+
 func (a action) String() string {
 	if a == actPublish {
 		return "publish to"
@@ -473,6 +481,12 @@ func (ns *namespace) authorize(ctx context.Context, p *auth.Principal, t Topic, 
 	}
 	if p.HasScope(auth.ScopeAdmin) {
 		return nil
+	}
+	// An app acts only within the scopes it holds (acting for a user: those
+	// the user granted), whatever the namespace's rules say: reading needs
+	// read, publishing write. Fails closed.
+	if p.AppID != "" && !p.HasScope(a.appScope()) {
+		return protocol.Errorf(protocol.CodeForbidden, "not allowed to %s %q: the app does not hold scope %q", a, t.Name, a.appScope())
 	}
 	rules := ns.subscribe
 	if a == actPublish {

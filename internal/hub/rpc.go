@@ -408,10 +408,10 @@ func (r *rpcRelay) register() {
 	Handle(h, Method{Name: "rpc.register", Scope: ScopeAuthenticated, Params: register, Result: registered}, r.handleRegister)
 	Handle(h, Method{Name: "rpc.unregister", Scope: ScopeAuthenticated, Params: register, Result: registered}, r.handleUnregister)
 	// The result is the target's: any JSON value.
-	Handle(h, Method{Name: "rpc.call", Scope: auth.ScopeWrite, Mode: Async, Start: r.startCall,
+	Handle(h, Method{Name: "rpc.call", Scope: auth.ScopeWrite, AppScope: auth.ScopeRPCCall, Mode: Async, Start: r.startCall,
 		Params: reflect.TypeFor[protocol.RPCCallParams](), Result: reflect.TypeFor[json.RawMessage]()}, r.handleCall)
 	r.callMethod = h.methods["rpc.call"]
-	Handle(h, Method{Name: "rpc.list", Scope: auth.ScopeRead, Mode: Async, Params: reflect.TypeFor[protocol.RPCListParams](), Result: reflect.TypeFor[protocol.RPCListResult]()}, r.handleList)
+	Handle(h, Method{Name: "rpc.list", Scope: auth.ScopeRead, AppScope: auth.ScopeRPCCall, Mode: Async, Params: reflect.TypeFor[protocol.RPCListParams](), Result: reflect.TypeFor[protocol.RPCListResult]()}, r.handleList)
 	Handle(h, Method{Name: "rpc.cancel", Scope: ScopeAuthenticated, Mode: Inline, Params: reflect.TypeFor[protocol.RPCCancelParams](), Result: reflect.TypeFor[protocol.RPCCancelResult]()}, r.handleCancel)
 	h.HandleEvent(EventRPCProgress, r.handleProgress)
 }

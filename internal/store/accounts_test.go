@@ -139,28 +139,3 @@ func TestDevices(t *testing.T) {
 		wantErr(t, "RevokeDevice unknown", err, ErrNotFound)
 	})
 }
-
-func TestApps(t *testing.T) {
-	eachBackend(t, Options{}, func(t *testing.T, db *DB) {
-		ctx := t.Context()
-		hash := HashToken("key-secret")
-		a, err := db.CreateApp(ctx, NewApp{Name: "captions", KeyID: "k1", KeyHash: hash, WebhookURL: "https://x.test/hook",
-			Permissions: json.RawMessage(`{"read":["transcript"]}`)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := db.AppByKeyID(ctx, "k1")
-		if err != nil || got.ID != a.ID || !bytes.Equal(got.KeyHash, hash) || string(got.Permissions) != `{"read":["transcript"]}` {
-			t.Fatalf("AppByKeyID = %+v, %v", got, err)
-		}
-		if got, err := db.App(ctx, a.ID); err != nil || got.KeyID != "k1" {
-			t.Fatalf("App = %+v, %v", got, err)
-		}
-		_, err = db.CreateApp(ctx, NewApp{Name: "dup", KeyID: "k1", KeyHash: hash})
-		wantErr(t, "CreateApp duplicate key id", err, ErrDuplicate)
-		_, err = db.CreateApp(ctx, NewApp{Name: "bad", KeyID: "k2", KeyHash: hash, Permissions: json.RawMessage(`{`)})
-		wantErr(t, "CreateApp bad permissions", err, ErrInvalid)
-		_, err = db.AppByKeyID(ctx, "nope")
-		wantErr(t, "AppByKeyID unknown", err, ErrNotFound)
-	})
-}

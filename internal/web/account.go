@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/junctionhq/junction/internal/account"
@@ -23,14 +24,23 @@ const IdempotencyHeader = account.IdempotencyHeader
 // mountAccount registers every REST route of a's op table, and the OpenAPI
 // document that describes them.
 func (s *Server) mountAccount(a *account.Service) {
-	ops := a.Ops()
+	s.mountOps(a.Ops())
+	s.handle("GET /api/v1/openapi.json", s.serveOpenAPI)
+}
+
+// mountOps registers every REST route of an op table.
+func (s *Server) mountOps(ops []account.Op) {
 	for i := range ops {
 		o := &ops[i]
 		for _, rt := range o.Routes {
 			s.handle(rt.Method+" "+rt.Path, s.serveOp(o, rt))
 		}
 	}
-	s.handle("GET /api/v1/openapi.json", s.serveOpenAPI)
+}
+
+// ops returns every op table mounted: the account's, then the others.
+func (s *Server) ops() []account.Op {
+	return append(slices.Clip(s.deps.Account.Ops()), s.deps.Apps...)
 }
 
 // serveOp is the handler of one route of an operation.

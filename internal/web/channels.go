@@ -1,11 +1,14 @@
 package web
 
 import (
+	"bytes"
 	"net/http"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/internal/jsonscan"
 	"github.com/junctionhq/junction/protocol"
 )
 
@@ -32,17 +35,65 @@ func (b *publishBody) Validate() error {
 	return nil
 }
 
-// serveChannelPublish publishes {"data": ...} and answers {epoch, offset};
-// with an Idempotency-Key header, at most once per principal and key.
-func (s *Server) serveChannelPublish(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
+// publishDataFast reads the body every backend sends, {"data": V} with
+// "data" spelled exactly, once, and V valid JSON other than null, without
+// reflection: it returns V compacted (V itself, copied, when it holds no
+// whitespace and so is already compact). ok is false for anything else: the
+// strict decoder then gives the same result or the proper error.
+func publishDataFast(raw []byte) (data []byte, ok bool) {
+	i := jsonscan.Space(raw, 0)
+	if i >= len(raw) || raw[i] != '{' || !utf8.Valid(raw) { // encoding/json replaces invalid UTF-8
+		return nil, false
+	}
+	end, ok := jsonscan.Object(raw, i, func(key []byte, v int) (int, bool) {
+		if string(key) != "data" || data != nil || v >= len(raw) || raw[v] == 'n' {
+			return 0, false
+		}
+		end, ok := jsonscan.Value(raw, v)
+		if !ok {
+			return 0, false
+		}
+		data = raw[v:end:end]
+		return end, true
+	})
+	if !ok || data == nil || jsonscan.Space(raw, end) != len(raw) {
+		return nil, false
+	}
+	if bytes.ContainsAny(data, " \t\n\r") {
+		c, err := protocol.Compact(data)
+		return c, err == nil
+	}
+	// A copy: history keeps the data, which should not pin the body's
+	// larger buffer.
+	return bytes.Clone(data), true
+}
+
+// publishData reads the publish body and returns its data, compacted.
+func publishData(r *http.Request) ([]byte, error) {
+	raw, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	if data, ok := publishDataFast(raw); ok {
+		return data, nil
+	}
 	var body publishBody
-	if err := DecodeJSON(r, &body); err != nil {
-		writeError(w, err)
-		return
+	if err := hub.DecodeParams(raw, &body); err != nil {
+		return nil, err
 	}
 	data, err := protocol.Compact(body.Data)
 	if err != nil {
-		writeError(w, protocol.FieldError("data", "invalid JSON"))
+		return nil, protocol.FieldError("data", "invalid JSON")
+	}
+	return data, nil
+}
+
+// serveChannelPublish publishes {"data": ...} and answers {epoch, offset};
+// with an Idempotency-Key header, at most once per principal and key.
+func (s *Server) serveChannelPublish(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
+	data, err := publishData(r)
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	info := &hub.ClientInfo{UserID: p.UserID, DeviceID: p.DeviceID, Kind: p.Kind}
@@ -66,7 +117,17 @@ func (s *Server) serveChannelPublish(w http.ResponseWriter, r *http.Request, p *
 		s.channelError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, protocol.PublishResult{Epoch: pos.Epoch, Offset: pos.Offset})
+	writeRaw(w, http.StatusOK, appendPublishResult(make([]byte, 0, 48+len(pos.Epoch)), pos))
+}
+
+// appendPublishResult appends the JSON of protocol.PublishResult for pos,
+// encoded by hand: no encoder per request on the path backends use most.
+func appendPublishResult(dst []byte, pos hub.StreamPosition) []byte {
+	dst = append(dst, `{"epoch":`...)
+	dst = protocol.AppendString(dst, pos.Epoch)
+	dst = append(dst, `,"offset":`...)
+	dst = strconv.AppendUint(dst, pos.Offset, 10)
+	return append(dst, '}')
 }
 
 // serveChannelPresence answers {clients: {connId: info}}.

@@ -137,7 +137,7 @@ var (
 
 func (s *Server) serveOpenAPI(w http.ResponseWriter, r *http.Request) {
 	openAPIOnce.Do(func() {
-		raw, err := json.Marshal(OpenAPI(s.deps.Account.Ops()))
+		raw, err := json.Marshal(OpenAPI(s.ops()))
 		if err != nil {
 			panic("web: openapi: " + err.Error()) // static data: cannot fail
 		}

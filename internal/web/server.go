@@ -107,6 +107,9 @@ type Deps struct {
 	// Schedule, when set, serves the admin API of scheduled jobs
 	// (/api/v1/admin/schedules); without it those routes answer not_found.
 	Schedule *schedule.Scheduler
+	// Apps, when set, is the apps platform's op table (apps.Service.Ops),
+	// mounted over REST with the same adapter as Account's.
+	Apps []account.Op
 	// Proxied, when set, returns the method routes of the backend proxy
 	// as configured now, for the AsyncAPI document (they change on reload).
 	Proxied func() []protocol.ProxiedSpec
@@ -151,6 +154,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.limits = newLimits(cfg, deps.Registerer)
 	if deps.Account != nil {
 		s.mountAccount(deps.Account)
+		s.mountOps(deps.Apps)
 	}
 	s.routes()
 	return s, nil
@@ -220,7 +224,7 @@ func (s *Server) Principal(r *http.Request) (*auth.Principal, error) {
 		s.metrics.authFailures.WithLabelValues("missing").Inc()
 		return nil, protocol.Errorf(protocol.CodeUnauthorized, "missing credential: send Authorization: Bearer <token>")
 	}
-	p, err := s.deps.Authenticator.Authenticate(r.Context(), cred.Value)
+	p, err := s.authenticate(r, cred.Value)
 	if err != nil {
 		return nil, s.authError(err)
 	}
@@ -230,8 +234,22 @@ func (s *Server) Principal(r *http.Request) (*auth.Principal, error) {
 	return p, nil
 }
 
+// authenticate verifies a credential of r; an app key with the
+// Junction-User header acts for that user (auth.Authenticator.ForUser).
+func (s *Server) authenticate(r *http.Request, credential string) (*auth.Principal, error) {
+	p, err := s.deps.Authenticator.Authenticate(r.Context(), credential)
+	if err != nil {
+		return nil, err
+	}
+	if user := r.Header.Get(auth.UserHeader); user != "" {
+		return s.deps.Authenticator.ForUser(r.Context(), p, user)
+	}
+	return p, nil
+}
+
 // authError turns a failed authentication into the error the client gets:
-// unauthorized naming the reason (counted), or unavailable when a store
+// unauthorized naming the reason (counted; forbidden for an app key naming
+// a user who has not installed the app), or unavailable when a store
 // behind the Authenticator failed (logged once here).
 func (s *Server) authError(err error) error {
 	if _, ok := errors.AsType[*auth.Failure](err); !ok {
@@ -240,6 +258,9 @@ func (s *Server) authError(err error) error {
 	}
 	reason := auth.FailureReason(err)
 	s.metrics.authFailures.WithLabelValues(reason).Inc()
+	if reason == auth.ReasonNotInstalled {
+		return protocol.Errorf(protocol.CodeForbidden, "the user has not installed this app").WithDetail("reason", reason)
+	}
 	return protocol.Errorf(protocol.CodeUnauthorized, "invalid credential: %s", reason)
 }
 
@@ -288,7 +309,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Authenticate also refuses a revoked device (auth.Revocations).
-	p, err := s.deps.Authenticator.Authenticate(r.Context(), cred.Value)
+	p, err := s.authenticate(r, cred.Value)
 	if err != nil {
 		writeError(w, s.authError(err))
 		return
@@ -313,6 +334,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// device's connections before this one was registered missed it; it has
 	// invalidated the cached answer by then, so asking again now (the
 	// connection is registered, later revocations will find it) sees it.
+	// For an app: a key revoked, an uninstall or a narrowed grant meanwhile.
 	if err := s.deps.Authenticator.CheckRevoked(r.Context(), p); auth.FailureReason(err) == auth.ReasonRevoked {
 		s.metrics.authFailures.WithLabelValues(auth.ReasonRevoked).Inc()
 		c.Close(protocol.CloseForbidden, protocol.CloseReason(protocol.CloseForbidden))

@@ -185,7 +185,7 @@ func (c *Conn) Send(frame []byte) error {
 	sched := c.enqueueLocked(frame)
 	c.mu.Unlock()
 	if sched {
-		c.t.schedule(c)
+		c.t.scheduleUrgent(c)
 	}
 	return nil
 }

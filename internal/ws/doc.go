@@ -37,7 +37,13 @@
 // on TCP). When the socket buffer is full the remainder waits for EPOLLOUT
 // in the connection's loop; no goroutine waits (Portable: the connection's
 // writer waits, up to WriteTimeout). Send never blocks: a queue that would
-// overflow closes the connection with 4108 (slow consumer).
+// overflow closes the connection with 4108 (slow consumer). The writers
+// serve a connection made ready by Send (a reply, an event for one
+// connection) before those a fan-out made ready with SendBatch, together
+// with a share of those, so that a ping or an RPC reply does not wait behind
+// a whole fan-out and a fan-out is never starved. Their system calls go
+// through the scheduler (unix.Syscall), which can then hand their processor
+// to other goroutines.
 //
 // # Callbacks
 //

@@ -284,8 +284,9 @@ func (l *loop) read(c *Conn, now int64) {
 	if !c.acquireFD() {
 		return // finished meanwhile
 	}
-	// RawSyscall, as in writer.writev: the socket is non-blocking.
-	r, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(c.fd), uintptr(unsafe.Pointer(&l.buf[0])), uintptr(len(l.buf)))
+	// Syscall, as in writer.writev: the socket is non-blocking, but the
+	// scheduler must see the time spent in the kernel.
+	r, _, errno := unix.Syscall(unix.SYS_READ, uintptr(c.fd), uintptr(unsafe.Pointer(&l.buf[0])), uintptr(len(l.buf)))
 	c.releaseFD()
 	var n int
 	var rerr error

@@ -173,7 +173,12 @@ type Transport struct {
 	readyCond sync.Cond // signalled when ready gains a connection or writers stop
 	ready     []*Conn   // guarded by readyMu: connections with frames to write
 	readyHead int       // guarded by readyMu: index of the first entry of ready
-	stopWrite bool      // guarded by readyMu: writers exit once ready is empty
+	// urgent holds the connections made ready by Send (a reply, an event
+	// for one connection): takeReady serves them before ready, where a
+	// fan-out may have put thousands, so that a ping or an RPC reply does
+	// not wait behind a whole fan-out (issue 11).
+	urgent    []*Conn // guarded by readyMu
+	stopWrite bool    // guarded by readyMu: writers exit once ready and urgent are empty
 }
 
 // New returns a Transport configured by cfg. It has no side effects; call
@@ -560,6 +565,19 @@ func (t *Transport) schedule(c *Conn) {
 	t.readyCond.Signal()
 }
 
+// scheduleUrgent is schedule for a connection made ready by Send: it goes on
+// the urgent list, which the writers serve first.
+func (t *Transport) scheduleUrgent(c *Conn) {
+	if t.pt != nil {
+		c.pc.kick()
+		return
+	}
+	t.readyMu.Lock()
+	t.urgent = append(t.urgent, c)
+	t.readyMu.Unlock()
+	t.readyCond.Signal()
+}
+
 // scheduleMany puts cs on the ready list with one lock and wakes as many
 // writers as there is work for. Like schedule, each connection's wstate was
 // moved to wReady by the caller.
@@ -587,19 +605,33 @@ func (t *Transport) scheduleMany(cs []*Conn) {
 	}
 }
 
-// takeReady waits for ready connections and appends some of them to dst: a
-// fair share among the writers, at most maxTake. It returns nil when the
-// writers must stop.
+// takeReady waits for ready connections and appends some of them to dst:
+// the urgent ones first (at most maxTake), then a fair share of the ready
+// list among the writers, so that urgent connections never starve it. At
+// most maxTake in all, unless urgent ones alone were that many. It returns
+// nil when the writers must stop.
 func (t *Transport) takeReady(dst []*Conn) []*Conn {
 	t.readyMu.Lock()
 	defer t.readyMu.Unlock()
-	for len(t.ready) == t.readyHead {
+	for len(t.ready) == t.readyHead && len(t.urgent) == 0 {
 		if t.stopWrite {
 			return nil
 		}
 		t.readyCond.Wait()
 	}
+	if n := min(len(t.urgent), maxTake); n > 0 {
+		dst = append(dst, t.urgent[:n]...)
+		rest := copy(t.urgent, t.urgent[n:])
+		clear(t.urgent[rest:])
+		t.urgent = t.urgent[:rest]
+		if rest == 0 && cap(t.urgent) > 1024 {
+			t.urgent = nil
+		}
+	}
 	avail := len(t.ready) - t.readyHead
+	if avail == 0 {
+		return dst
+	}
 	n := min(avail, max(1, min(maxTake, avail/t.cfg.Writers)))
 	dst = append(dst, t.ready[t.readyHead:t.readyHead+n]...)
 	clear(t.ready[t.readyHead : t.readyHead+n])

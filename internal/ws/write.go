@@ -182,10 +182,12 @@ func (w *writer) writev(c *Conn) (n, total int, err error) {
 		clear(iov)
 		return 0, total, ErrClosed
 	}
-	// RawSyscall: the socket is non-blocking, so the call never waits;
-	// telling the scheduler about it (entersyscall/exitsyscall) only costs
-	// time and lets sysmon hand this writer's P away mid-write.
-	r, _, errno := unix.RawSyscall(unix.SYS_WRITEV, uintptr(c.fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	// Syscall, not RawSyscall: the socket is non-blocking, but a writev of
+	// many frames still takes microseconds in the kernel, and a raw call
+	// hides that from the scheduler, which then never hands this writer's
+	// processor to the goroutines waiting for one (HTTP publishers, RPC
+	// relays, handshakes): under a heavy fan-out they starved (issue 11).
+	r, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(c.fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
 	c.releaseFD()
 	clear(iov) // drop references to frames
 	if errno != 0 {
