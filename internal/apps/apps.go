@@ -138,10 +138,10 @@ type Service struct {
 	mu   sync.Mutex
 	used map[string]time.Time // guarded by mu: key id → last use not yet written; bounded by the number of keys
 
-	deliv *delivery.Deliverer  // set once in New
-	dlog  *delivery.MemoryLog  // set once in New: the last attempts per app
-	jobs  chan webhookJob      // set once in New: bounded by Config.WebhookQueue, drained by Run
-	live  liveSessions         // this node's app sessions waiting or connected
+	deliv *delivery.Deliverer // set once in New
+	dlog  *delivery.MemoryLog // set once in New: the last attempts per app
+	jobs  chan webhookJob     // set once in New: bounded by Config.WebhookQueue, drained by Run
+	live  liveSessions        // this node's app sessions waiting or connected
 }
 
 var (
