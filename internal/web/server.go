@@ -177,6 +177,7 @@ func (s *Server) routes() {
 	s.handle("POST /api/v1/admin/lockdown", s.requireScope(auth.ScopeAdmin, s.serveLockdownSet))
 	s.channelRoutes()
 	s.scheduleRoutes()
+	s.adminRoutes()
 	s.handle("GET /healthz", s.serveHealth)
 	s.handle("GET /readyz", s.serveReady)
 	if s.deps.Gatherer != nil {
