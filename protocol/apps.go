@@ -77,7 +77,7 @@ type AppCreated struct {
 	Key AppKeySecret `json:"key"`
 	// WebhookSecret signs the app's webhooks; absent when the server has
 	// no seal key (then rotate one later).
-	WebhookSecret *AppWebhookSecret `json:"webhookSecret,omitempty" doc:"shown only this once"`
+	WebhookSecret *AppWebhookSecret `json:"webhookSecret,omitempty"`
 }
 
 // AppIDParams names an app (apps.get, apps.delete, apps.keys).

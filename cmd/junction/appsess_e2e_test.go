@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -552,4 +553,55 @@ func TestAppSessionForeground(t *testing.T) {
 	if len(list.Sessions) != 1 || list.Sessions[0].ID != back.Session.ID || list.Sessions[0].State != protocol.AppStateStarting {
 		t.Fatalf("the background app's sessions %+v, want it untouched", list)
 	}
+}
+
+// TestAppWebhookCLI: "junction app create --internal" prints the webhook
+// secret, rotate-webhook-secret replaces it (the new one verifies the next
+// webhook), and deliveries lists the attempts.
+func TestAppWebhookCLI(t *testing.T) {
+	m, _ := sessionServer(t, 10*time.Second)
+	b := newAppBackend(t)
+	app := func(args ...string) string {
+		t.Helper()
+		var out, errb bytes.Buffer
+		args = append([]string{"app"}, args...)
+		args = append(args, "--url", m.URL(), "--data", m.Config.Data)
+		if code := run(t.Context(), args, nil, &out, &errb); code != 0 {
+			t.Fatalf("junction %v: exit %d: %s", args, code, errb.String())
+		}
+		return out.String()
+	}
+	secretOf := func(out string) string {
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "whsec_") {
+				return l
+			}
+		}
+		t.Fatalf("no whsec_ line in %q", out)
+		return ""
+	}
+	out := app("create", "--id", "com.example.cli", "--name", "CLI", "--kind", "background", "--scopes", "read",
+		"--webhook", b.srv.URL+"/hooks", "--internal")
+	if !strings.Contains(out, "internal true") {
+		t.Fatalf("create printed %q", out)
+	}
+	first := secretOf(out)
+	out = app("rotate-webhook-secret", "com.example.cli", "--overlap", "0s")
+	second := secretOf(out)
+	if second == first || !strings.Contains(out, "signs until now") || !strings.Contains(out, "internal true") {
+		t.Fatalf("rotate-webhook-secret printed %q", out)
+	}
+	b.setSecrets(second)
+	apiJSON(t, m, mintToken(t, m, "u1", "u1-phone", "phone"), "PUT", "/api/v1/apps/com.example.cli/install", nil, 200, nil)
+	dev := dialDevice(t, m, "u1", "u1-glasses")
+	st := dev.start(t, "com.example.cli")
+	if h := b.next("session.start"); h["sessionId"] != st.Session.ID {
+		t.Fatalf("session.start %v", h)
+	}
+	// The attempt is logged once its response is in, a moment after the
+	// backend saw it.
+	eventually(t, "the attempt in the CLI's deliveries", func() bool {
+		out = app("deliveries", "com.example.cli")
+		return strings.Contains(out, "response\t200")
+	})
 }
