@@ -605,3 +605,72 @@ func TestAppWebhookCLI(t *testing.T) {
 		return strings.Contains(out, "response\t200")
 	})
 }
+
+// TestAppSessionTransportAndUninstall: the app's connection lost without a
+// stop moves the session to transport_down (the device is told); starting
+// the app again replaces it; an uninstall stops the user's sessions with
+// permission_revoked, and a ticket of a session stopped so is refused
+// (session_stopped).
+func TestAppSessionTransportAndUninstall(t *testing.T) {
+	m, _ := sessionServer(t, 10*time.Second)
+	b := newAppBackend(t)
+	created := registerApp(t, m, b, "com.example.bg", "background", true, "u1")
+	dev := dialDevice(t, m, "u1", "u1-glasses")
+
+	st := dev.start(t, "com.example.bg", "display")
+	app := connectApp(t, m, created.Key.Key, b.next("session.start"))
+	dev.wait(t, st.Session.ID, protocol.AppStateRunning)
+	_ = app.c.Close()
+	dev.wait(t, st.Session.ID, protocol.AppStateTransportDown)
+	var list protocol.AppSessionList
+	apiJSON(t, m, created.Key.Key, "GET", "/api/v1/apps/com.example.bg/sessions?state=transport_down", nil, 200, &list)
+	if len(list.Sessions) != 1 || list.Sessions[0].ID != st.Session.ID {
+		t.Fatalf("transport_down sessions %+v", list)
+	}
+	again := dev.start(t, "com.example.bg", "display")
+	if again.Existing || len(again.Replaced) != 1 || again.Replaced[0] != st.Session.ID {
+		t.Fatalf("start after a lost connection %+v, want the old session replaced", again)
+	}
+	if h := b.next("session.stop"); h["sessionId"] != st.Session.ID {
+		t.Fatalf("session.stop %v", h)
+	}
+	app = connectApp(t, m, created.Key.Key, b.next("session.start"))
+	dev.wait(t, again.Session.ID, protocol.AppStateRunning)
+
+	// Uninstalled: the running session stops with permission_revoked.
+	user := mintToken(t, m, "u1", "u1-phone", "phone")
+	apiJSON(t, m, user, "DELETE", "/api/v1/apps/com.example.bg/install", nil, 200, nil)
+	select {
+	case s := <-app.stopped:
+		if s.Reason != protocol.StopPermissionRevoked {
+			t.Fatalf("app.stopped %+v", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no app.stopped after the uninstall")
+	}
+	if s := dev.wait(t, again.Session.ID, protocol.AppStateStopped); s.StopReason != protocol.StopPermissionRevoked {
+		t.Fatalf("session after the uninstall %+v", s)
+	}
+	if h := b.next("session.stop"); h["reason"] != protocol.StopPermissionRevoked {
+		t.Fatalf("session.stop %v", h)
+	}
+
+	// Uninstalled between session.start and the connection: stage auth.
+	apiJSON(t, m, user, "PUT", "/api/v1/apps/com.example.bg/install", map[string]any{"scopes": []string{"read"}}, 200, nil)
+	third := dev.start(t, "com.example.bg", "display")
+	hook := b.next("session.start")
+	if err := dev.c.Call(context.Background(), "apps.uninstall", map[string]any{"appId": "com.example.bg"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	dev.wait(t, third.Session.ID, protocol.AppStateStopped) // permission_revoked, before the app came
+	if code, e := wsHandshake(t, m, created.Key.Key, apps.TicketHeader, hook["ticket"].(string)); code != 409 || e.Error.Details["reason"] != "session_stopped" {
+		t.Fatalf("connect to a session stopped by an uninstall: %d %+v", code, e.Error)
+	}
+	// And the device can no longer start it.
+	var res protocol.AppSessionStarted
+	err := dev.c.Call(context.Background(), "apps.startSession", protocol.AppSessionStartParams{AppID: "com.example.bg", Capabilities: []string{"display"}}, &res)
+	var pe *protocol.Error
+	if !errors.As(err, &pe) || pe.Code != protocol.CodeForbidden || pe.Details["reason"] != "not_installed" {
+		t.Fatalf("start of an uninstalled app: %v", err)
+	}
+}

@@ -294,6 +294,10 @@ func (s *Service) uninstall(ctx context.Context, pr *auth.Principal, p *protocol
 	if err := s.deps.Store.DeleteInstall(ctx, p.AppID, pr.UserID); err != nil {
 		return nil, err
 	}
+	// The user's sessions of the app stop first (app.stopped, close 1000,
+	// session.stop); then any other connection of the app for the user
+	// closes with 4003.
+	s.stopUserSessions(ctx, p.AppID, pr.UserID, protocol.StopPermissionRevoked)
 	var conns []*hub.Conn
 	s.deps.Hub.ConnsOfUser(pr.UserID, func(c *hub.Conn) {
 		if c.Principal().AppID == p.AppID {

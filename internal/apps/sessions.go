@@ -178,7 +178,17 @@ func (s *Service) startSession(ctx context.Context, pr *auth.Principal, p *proto
 		}
 	}
 	out := protocol.AppSessionStarted{}
-	// One foreground app per device: starting one stops the others.
+	// One foreground app per device: starting one stops the others. A
+	// session of this app whose connection was lost (transport_down) is
+	// replaced too: the device asked for the app again.
+	for _, ss := range active {
+		if ss.AppID == app.ID && ss.Kind != "foreground" {
+			if _, _, err := s.stop(ctx, ss.ID, protocol.StopAppError); err != nil {
+				return nil, err
+			}
+			out.Replaced = append(out.Replaced, ss.ID)
+		}
+	}
 	if app.Kind == "foreground" {
 		for _, ss := range active {
 			if ss.Kind == "foreground" {
@@ -219,11 +229,35 @@ func (s *Service) started(id string, err error) {
 	}
 	s.live.mu.Lock()
 	if ls := s.live.m[id]; ls != nil && ls.conn == nil {
-		ls.deadline = time.AfterFunc(s.cfg.ConnectTimeout, func() {
-			s.fail(id, protocol.StageTimeout, fmt.Sprintf("the app did not connect within %s of accepting session.start", s.cfg.ConnectTimeout), true)
-		})
+		ls.deadline = time.AfterFunc(s.cfg.ConnectTimeout, func() { s.connectDeadline(id) })
 	}
 	s.live.mu.Unlock()
+}
+
+// connectDeadline fails a session whose app has no connection when its
+// connect deadline passes: it never came, or its ticket passed the check
+// but the upgrade then failed (the session is running in the store, with
+// no connection).
+func (s *Service) connectDeadline(id string) {
+	s.live.mu.Lock()
+	ls := s.live.m[id]
+	waiting := ls != nil && ls.conn == nil
+	s.live.mu.Unlock()
+	if !waiting {
+		return
+	}
+	msg := fmt.Sprintf("the app did not connect within %s of accepting session.start", s.cfg.ConnectTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ss, changed, err := s.deps.Store.SetAppSessionState(ctx, id, "", protocol.AppStateStopped, protocol.StopAppError, protocol.StageTimeout, msg)
+	if err != nil {
+		s.log.Error("apps: record a failed app session", "session", id, "stage", protocol.StageTimeout, "err", err)
+		return
+	}
+	if changed {
+		s.log.Info("app session failed", "app", ss.AppID, "session", id, "stage", protocol.StageTimeout, "err", msg)
+		s.ended(ss, true)
+	}
 }
 
 // webhookError says why a webhook failed, for the device and the log.
@@ -304,6 +338,22 @@ func (s *Service) stop(ctx context.Context, id, reason string) (store.AppSession
 	// nothing accepted yet (then the backend never had the session).
 	s.ended(ss, before.State != protocol.AppStateStarting || s.accepted(id))
 	return ss, true, nil
+}
+
+// stopUserSessions stops a user's sessions of an app (an uninstall). A
+// failure is logged: the uninstall itself stands, and the sessions' app
+// can no longer act for the user.
+func (s *Service) stopUserSessions(ctx context.Context, appID, userID, reason string) {
+	ss, err := s.deps.Store.ActiveAppSessionsOfUser(ctx, appID, userID)
+	if err != nil {
+		s.log.Error("apps: find the sessions of an uninstalled app", "app", appID, "user", userID, "err", err)
+		return
+	}
+	for _, x := range ss {
+		if _, _, err := s.stop(ctx, x.ID, reason); err != nil {
+			s.log.Error("apps: stop the session of an uninstalled app", "app", appID, "session", x.ID, "err", err)
+		}
+	}
 }
 
 // accepted reports whether a starting session's session.start was
@@ -484,6 +534,9 @@ func (s *Service) BeforeUpgrade(r *http.Request, p *auth.Principal) (*auth.Princ
 	}
 	if !ss.TicketUsedAt.IsZero() {
 		return nil, ticketRefused("ticket_used", "the start ticket was used already")
+	}
+	if ss.State == protocol.AppStateStopped {
+		return nil, protocol.Errorf(protocol.CodeConflict, "the app session is stopped (%s)", ss.StopReason).WithDetail("reason", "session_stopped")
 	}
 	if !s.deps.Now().Before(ss.TicketExpiresAt) {
 		s.fail(ss.ID, protocol.StageConnect, "the app connected after its start ticket expired", true)

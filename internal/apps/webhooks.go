@@ -274,5 +274,15 @@ func (s *Service) deliver(ctx context.Context, j webhookJob) {
 	j.done(res, err)
 }
 
-// Close closes the deliverer's idle connections.
-func (s *Service) Close() { s.deliv.Close() }
+// Close stops the connect deadlines (their sessions stay starting in the
+// store) and closes the deliverer's idle connections. Call after Run ended.
+func (s *Service) Close() {
+	s.live.mu.Lock()
+	for _, ls := range s.live.m {
+		if ls.deadline != nil {
+			ls.deadline.Stop()
+		}
+	}
+	s.live.mu.Unlock()
+	s.deliv.Close()
+}

@@ -265,3 +265,18 @@ func (db *DB) AppSessionsOfApp(ctx context.Context, appID, state, after string, 
 	}
 	return out, false, nil
 }
+
+// ActiveAppSessionsOfUser returns the sessions of an app for a user that
+// are not stopped, oldest first.
+func (db *DB) ActiveAppSessionsOfUser(ctx context.Context, appID, userID string) ([]AppSession, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT `+appSessionCols+` FROM app_sessions
+		WHERE app_id = $1 AND user_id = $2 AND state <> 'stopped' ORDER BY created_at, id`, appID, userID)
+	if err != nil {
+		return nil, fmt.Errorf("store: app sessions of user: %w", err)
+	}
+	out, err := collect(rows, scanAppSession)
+	if err != nil {
+		return nil, fmt.Errorf("store: app sessions of user: %w", err)
+	}
+	return out, nil
+}

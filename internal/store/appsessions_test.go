@@ -91,6 +91,13 @@ func TestAppSessions(t *testing.T) {
 		if err != nil || len(act) != 1 || act[0].ID != "as1" {
 			t.Fatalf("ActiveAppSessionsOfDevice = %+v, %v", act, err)
 		}
+		act, err = db.ActiveAppSessionsOfUser(ctx, "com.example.sess", "u1")
+		if err != nil || len(act) != 1 || act[0].ID != "as1" {
+			t.Fatalf("ActiveAppSessionsOfUser = %+v, %v", act, err)
+		}
+		if act, err := db.ActiveAppSessionsOfUser(ctx, "com.example.sess", "u2"); err != nil || len(act) != 0 {
+			t.Fatalf("ActiveAppSessionsOfUser of another user = %+v, %v", act, err)
+		}
 		s, changed, err = db.SetAppSessionState(ctx, "as1", "", "stopped", "user_stopped", "", "")
 		if err != nil || !changed || s.State != "stopped" || s.StopReason != "user_stopped" || s.Stage != "" {
 			t.Fatalf("stop = %+v %v, %v", s, changed, err)
