@@ -181,6 +181,11 @@ type AppHello struct {
 	Capabilities  []string       `json:"capabilities" schema:"nonnull" doc:"the device's capabilities, as it declared them at start"`
 	Device        AppDeviceState `json:"device"`
 	Priority      string         `json:"priority" doc:"the app's output priority class"`
+	// ResumeToken reattaches a new connection of the app to this session
+	// (after its server restarted, or the gateway did): dial with the API
+	// key and Junction-Resume: <token>. Each hello issues a new one; the
+	// previous stops working.
+	ResumeToken string `json:"resumeToken" doc:"jr_...: send it as Junction-Resume with the API key to reattach"`
 }
 
 // AppStopped is EventAppStopped's data.

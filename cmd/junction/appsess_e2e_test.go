@@ -674,3 +674,91 @@ func TestAppSessionTransportAndUninstall(t *testing.T) {
 		t.Fatalf("start of an uninstalled app: %v", err)
 	}
 }
+
+// TestAppSessionResume: the app's server restarts mid-session: it pulls
+// its sessions and reattaches with the resume token from hello (the device
+// sees transport_down, then running); each hello supersedes the previous
+// token. Then the gateway restarts on the same data directory: the session
+// is in the store, the app reattaches to the new process with its token,
+// and the stop that follows is signed with the app's secret, which the
+// restart kept sealed in the database.
+func TestAppSessionResume(t *testing.T) {
+	dir := t.TempDir()
+	configure := func(c *Config) {
+		c.Data = dir
+		c.Apps.WebhookRetryBase = 5 * time.Millisecond
+		c.Apps.ConnectTimeout = 10 * time.Second
+	}
+	m, _, _ := appsServerWith(t, configure)
+	b := newAppBackend(t)
+	created := registerApp(t, m, b, "com.example.resume", "foreground", true, "u1")
+	key := created.Key.Key
+	dev := dialDevice(t, m, "u1", "u1-glasses")
+	st := dev.start(t, "com.example.resume", "display")
+	app := connectApp(t, m, key, b.next("session.start"))
+	dev.wait(t, st.Session.ID, protocol.AppStateRunning)
+	ref := protocol.AppSessionRef{AppID: "com.example.resume", SessionID: st.Session.ID}
+	var hello protocol.AppHello
+	if err := app.c.Call(context.Background(), "apps.hello", ref, &hello); err != nil || !strings.HasPrefix(hello.ResumeToken, "jr_"+st.Session.ID+"_") {
+		t.Fatalf("hello %+v, %v: want a resume token", hello, err)
+	}
+
+	resume := func(m *Main, token string) *client.Client {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := client.Dial(ctx, checkedOptions(m, client.Options{URL: m.WSURL() + "/ws", Token: key, Header: http.Header{apps.ResumeHeader: {token}}}))
+		if err != nil {
+			t.Fatalf("resume: %v", err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+
+	// The app's server restarts: its connection drops, it pulls its
+	// sessions and reattaches.
+	_ = app.c.Close()
+	dev.wait(t, st.Session.ID, protocol.AppStateTransportDown)
+	var list protocol.AppSessionList
+	apiJSON(t, m, key, "GET", "/api/v1/apps/com.example.resume/sessions?state=transport_down", nil, 200, &list)
+	if len(list.Sessions) != 1 || list.Sessions[0].ID != st.Session.ID {
+		t.Fatalf("sessions to reattach %+v", list)
+	}
+	c := resume(m, hello.ResumeToken)
+	dev.wait(t, st.Session.ID, protocol.AppStateRunning)
+	if p := c.Welcome().Principal; p.AppID != "com.example.resume" || p.UserID != "u1" {
+		t.Fatalf("resumed principal %+v", p)
+	}
+	old := hello.ResumeToken
+	if err := c.Call(context.Background(), "apps.hello", ref, &hello); err != nil || hello.ResumeToken == old {
+		t.Fatalf("second hello %+v, %v: want a new token", hello, err)
+	}
+	if code, e := wsHandshake(t, m, key, apps.ResumeHeader, old); code != 401 || e.Error.Details["reason"] != "resume_invalid" {
+		t.Fatalf("superseded resume token: %d %+v", code, e.Error)
+	}
+
+	// The gateway restarts.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m2, _, _ := appsServerWith(t, configure)
+	dev2 := dialDevice(t, m2, "u1", "u1-glasses")
+	c2 := resume(m2, hello.ResumeToken)
+	dev2.wait(t, st.Session.ID, protocol.AppStateRunning)
+	if err := c2.Call(context.Background(), "apps.hello", ref, &hello); err != nil || hello.SessionID != st.Session.ID {
+		t.Fatalf("hello after the gateway's restart %+v, %v", hello, err)
+	}
+	var stopped protocol.AppSessionStopped
+	if err := dev2.c.Call(context.Background(), "apps.stopSession", ref, &stopped); err != nil || stopped.Session.StopReason != protocol.StopUserStopped {
+		t.Fatalf("stop after the restart %+v, %v", stopped, err)
+	}
+	if h := b.next("session.stop"); h["sessionId"] != st.Session.ID {
+		t.Fatalf("session.stop %v", h)
+	}
+	// A stopped session cannot be resumed.
+	if code, e := wsHandshake(t, m2, key, apps.ResumeHeader, hello.ResumeToken); code != 409 || e.Error.Details["reason"] != "session_stopped" {
+		t.Fatalf("resume of a stopped session: %d %+v", code, e.Error)
+	}
+}

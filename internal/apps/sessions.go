@@ -33,13 +33,23 @@ import (
 // and marks the session running. A failure at any step stops the session
 // with a stage the device is told (app.session events). Stop is
 // idempotent: session.stop webhook, app.stopped on the app's socket, then
-// close 1000.
+// close 1000. apps.hello issues a resume token with which a new
+// connection of the app reattaches (ResumeHeader), after the app's server
+// or the gateway restarted.
 
 // TicketHeader carries an app session's start ticket at the WebSocket
 // upgrade, beside the app's API key.
 const TicketHeader = "Junction-Ticket"
 
-const ticketPrefix = "jt_"
+// ResumeHeader carries an app session's resume token (apps.hello) at the
+// upgrade, beside the app's API key: the connection reattaches to the
+// session.
+const ResumeHeader = "Junction-Resume"
+
+const (
+	ticketPrefix = "jt_"
+	resumePrefix = "jr_"
+)
 
 // liveSessions are this node's sessions that wait for their app or have
 // its connection.
@@ -459,6 +469,14 @@ func (s *Service) hello(ctx context.Context, pr *auth.Principal, p *protocol.App
 	if at, ok := s.deps.Hub.LastSeen(ss.DeviceID); ok {
 		out.Device.LastSeen = &at
 	}
+	token, hash, err := newSecretToken(resumePrefix, ss.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.deps.Store.SetAppSessionResume(ctx, ss.ID, hash); err != nil {
+		return nil, err
+	}
+	out.ResumeToken = token
 	return out, nil
 }
 
@@ -483,9 +501,23 @@ func newTicket() (id, ticket string, hash []byte, err error) {
 	return id, ticket, h[:], nil
 }
 
+// newSecretToken returns prefix<id>_<256-bit secret> and its hex SHA-256.
+func newSecretToken(prefix, id string) (token, hash string, err error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", err
+	}
+	token = prefix + id + "_" + base64.RawURLEncoding.EncodeToString(b)
+	h := sha256.Sum256([]byte(token))
+	return token, hex.EncodeToString(h[:]), nil
+}
+
 // parseTicket returns the session id a ticket names.
-func parseTicket(t string) (string, bool) {
-	rest, ok := strings.CutPrefix(t, ticketPrefix)
+func parseTicket(t string) (string, bool) { return parseToken(ticketPrefix, t) }
+
+// parseToken returns the session id a ticket or resume token names.
+func parseToken(prefix, t string) (string, bool) {
+	rest, ok := strings.CutPrefix(t, prefix)
 	if !ok || len(t) > 128 {
 		return "", false
 	}
@@ -500,12 +532,16 @@ func ticketRefused(reason, msg string) error {
 }
 
 // BeforeUpgrade checks an app session's connection before its upgrade
-// (web.UpgradeHook): a request without TicketHeader passes unchanged; one
+// (web.UpgradeHook): a request with ResumeHeader reattaches (beforeResume);
+// a request without TicketHeader passes unchanged; one
 // with it needs an app's own key and the valid, unused, unexpired ticket
 // of one of that app's starting sessions. The ticket is used up here and
 // the session marked running; the connection's principal acts for the
 // session's user with the scopes the user granted.
 func (s *Service) BeforeUpgrade(r *http.Request, p *auth.Principal) (*auth.Principal, error) {
+	if tok := r.Header.Get(ResumeHeader); tok != "" {
+		return s.beforeResume(r, p, tok)
+	}
 	ticket := r.Header.Get(TicketHeader)
 	if ticket == "" {
 		return p, nil
@@ -565,6 +601,52 @@ func (s *Service) BeforeUpgrade(r *http.Request, p *auth.Principal) (*auth.Princ
 	return &np, nil
 }
 
+// beforeResume checks a reattaching connection: the app's own key and the
+// session's latest resume token; the session must not be stopped. It goes
+// back to running (the device is told in Upgraded); a connection the
+// session still had on this node is replaced (4009).
+func (s *Service) beforeResume(r *http.Request, p *auth.Principal, tok string) (*auth.Principal, error) {
+	ctx := r.Context()
+	if p.AppID == "" || p.UserID != "" {
+		return nil, ticketRefused("resume_invalid", "a resume token goes with the app's own API key")
+	}
+	id, ok := parseToken(resumePrefix, tok)
+	if !ok {
+		return nil, ticketRefused("resume_invalid", "malformed resume token")
+	}
+	ss, err := s.deps.Store.AppSessionByID(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ticketRefused("resume_invalid", "unknown resume token")
+	}
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.Sum256([]byte(tok))
+	if ss.ResumeHash == "" || subtle.ConstantTimeCompare([]byte(hex.EncodeToString(h[:])), []byte(ss.ResumeHash)) != 1 {
+		return nil, ticketRefused("resume_invalid", "unknown or superseded resume token")
+	}
+	if ss.AppID != p.AppID {
+		return nil, protocol.Errorf(protocol.CodeForbidden, "the resume token is another app's").WithDetail("reason", "foreign_session")
+	}
+	if ss.State == protocol.AppStateStopped {
+		return nil, protocol.Errorf(protocol.CodeConflict, "the app session is stopped (%s)", ss.StopReason).WithDetail("reason", "session_stopped")
+	}
+	granted, err := s.InstalledScopes(ctx, ss.AppID, ss.UserID)
+	if errors.Is(err, auth.ErrNotInstalled) {
+		return nil, protocol.Errorf(protocol.CodeForbidden, "the user has not installed this app").WithDetail("reason", auth.ReasonNotInstalled)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := s.deps.Store.SetAppSessionState(ctx, ss.ID, "", protocol.AppStateRunning, "", "", ""); err != nil {
+		return nil, err
+	}
+	np := *p
+	np.UserID = ss.UserID
+	np.Scopes = auth.IntersectScopes(p.Scopes, granted)
+	return &np, nil
+}
+
 // appSessionKey is the hub.Conn value key of an app session's id.
 type appSessionKey struct{}
 
@@ -573,6 +655,9 @@ type appSessionKey struct{}
 // connection lost while it runs moves it to transport_down.
 func (s *Service) Upgraded(r *http.Request, c *hub.Conn) {
 	id, ok := parseTicket(r.Header.Get(TicketHeader))
+	if tok := r.Header.Get(ResumeHeader); tok != "" {
+		id, ok = parseToken(resumePrefix, tok)
+	}
 	if !ok {
 		return
 	}
@@ -587,8 +672,12 @@ func (s *Service) Upgraded(r *http.Request, c *hub.Conn) {
 		ls.deadline.Stop()
 		ls.deadline = nil
 	}
+	old := ls.conn
 	ls.conn = c
 	s.live.mu.Unlock()
+	if old != nil && old != c {
+		old.Disconnect(protocol.DisconnectReplaced) // a resume took the session over
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c.AfterClose(func(c *hub.Conn) { s.appConnClosed(id, c) })

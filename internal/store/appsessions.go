@@ -105,6 +105,7 @@ type AppSession struct {
 	TicketHash      []byte
 	TicketExpiresAt time.Time
 	TicketUsedAt    time.Time
+	ResumeHash      string // hex SHA-256 of the latest resume token; empty before the first
 	StopReason      string
 	Stage           string // the failure's stage, when it failed
 	Error           string
@@ -114,13 +115,13 @@ type AppSession struct {
 	UpdatedAt       time.Time
 }
 
-const appSessionCols = `id, app_id, user_id, device_id, kind, state, capabilities, ticket_hash, ticket_expires_at, ticket_used_at, stop_reason, stage, error, node, epoch, created_at, updated_at`
+const appSessionCols = `id, app_id, user_id, device_id, kind, state, capabilities, ticket_hash, ticket_expires_at, ticket_used_at, resume_hash, stop_reason, stage, error, node, epoch, created_at, updated_at`
 
 func scanAppSession(row scanner) (AppSession, error) {
 	var s AppSession
 	var caps string
 	var texp, tused, created, updated int64
-	if err := row.Scan(&s.ID, &s.AppID, &s.UserID, &s.DeviceID, &s.Kind, &s.State, &caps, &s.TicketHash, &texp, &tused,
+	if err := row.Scan(&s.ID, &s.AppID, &s.UserID, &s.DeviceID, &s.Kind, &s.State, &caps, &s.TicketHash, &texp, &tused, &s.ResumeHash,
 		&s.StopReason, &s.Stage, &s.Error, &s.Node, &s.Epoch, &created, &updated); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return AppSession{}, ErrNotFound
@@ -145,7 +146,7 @@ func (db *DB) CreateAppSession(ctx context.Context, s AppSession) (AppSession, e
 		now := micros(db.now())
 		var err error
 		out, err = scanAppSession(tx.QueryRowContext(ctx, `INSERT INTO app_sessions (`+appSessionCols+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, '', '', '', $10, 1, $11, $12) RETURNING `+appSessionCols,
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, '', '', '', '', $10, 1, $11, $12) RETURNING `+appSessionCols,
 			s.ID, s.AppID, s.UserID, s.DeviceID, s.Kind, s.State, jsonList(s.Capabilities), s.TicketHash, micros(s.TicketExpiresAt), s.Node, now, now))
 		switch {
 		case isForeignKey(err):
@@ -279,4 +280,22 @@ func (db *DB) ActiveAppSessionsOfUser(ctx context.Context, appID, userID string)
 		return nil, fmt.Errorf("store: app sessions of user: %w", err)
 	}
 	return out, nil
+}
+
+// SetAppSessionResume records the hash of a session's latest resume token
+// (the previous one stops working). ErrNotFound for an unknown session.
+func (db *DB) SetAppSessionResume(ctx context.Context, id, hash string) error {
+	return db.write(ctx, "set app session resume", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE app_sessions SET resume_hash = $1 WHERE id = $2`, hash, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			if err == nil {
+				err = ErrNotFound
+			}
+			return err
+		}
+		return nil
+	})
 }

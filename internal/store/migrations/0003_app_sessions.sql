@@ -16,7 +16,8 @@ CREATE TABLE app_webhooks (
 
 -- An app session: one app running for one user's device. ticket_hash is
 -- SHA-256 of the single-use start ticket (a 256-bit random secret);
--- ticket_used_at is set when the app connects with it. stage and error say
+-- ticket_used_at is set when the app connects with it. resume_hash is the
+-- hex SHA-256 of the latest resume token (apps.hello issues one). stage and error say
 -- why a session failed; stop_reason why it stopped. epoch fences owners.
 CREATE TABLE app_sessions (
 	id                TEXT PRIMARY KEY,
@@ -29,6 +30,7 @@ CREATE TABLE app_sessions (
 	ticket_hash       {{bytes}} NOT NULL,
 	ticket_expires_at BIGINT NOT NULL,
 	ticket_used_at    BIGINT NOT NULL DEFAULT 0,
+	resume_hash       TEXT NOT NULL DEFAULT '',
 	stop_reason       TEXT NOT NULL DEFAULT '',
 	stage             TEXT NOT NULL DEFAULT '',
 	error             TEXT NOT NULL DEFAULT '',

@@ -131,6 +131,8 @@ export interface AppHello {
   device: AppDeviceState;
   /** the app's output priority class */
   priority: string;
+  /** jr_...: send it as Junction-Resume with the API key to reattach */
+  resumeToken: string;
   /** the scopes the user granted */
   scopes: string[];
   sessionId: string;
