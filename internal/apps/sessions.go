@@ -244,10 +244,13 @@ func (s *Service) started(id string, err error) {
 	s.live.mu.Unlock()
 }
 
-// connectDeadline fails a session whose app has no connection when its
-// connect deadline passes: it never came, or its ticket passed the check
-// but the upgrade then failed (the session is running in the store, with
-// no connection).
+// connectDeadline fails a session still starting when its connect
+// deadline passes: the app never presented its ticket. A session whose
+// ticket was used is left alone, since the app may have connected to
+// another node of a cluster (this node's live map knows only its own
+// connections); an upgrade that failed after the ticket check leaves the
+// session running without a connection until it is stopped or the app
+// connects again with a resume token (it has none yet: known limit).
 func (s *Service) connectDeadline(id string) {
 	s.live.mu.Lock()
 	ls := s.live.m[id]
@@ -259,7 +262,7 @@ func (s *Service) connectDeadline(id string) {
 	msg := fmt.Sprintf("the app did not connect within %s of accepting session.start", s.cfg.ConnectTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ss, changed, err := s.deps.Store.SetAppSessionState(ctx, id, "", protocol.AppStateStopped, protocol.StopAppError, protocol.StageTimeout, msg)
+	ss, changed, err := s.deps.Store.SetAppSessionState(ctx, id, protocol.AppStateStarting, protocol.AppStateStopped, protocol.StopAppError, protocol.StageTimeout, msg)
 	if err != nil {
 		s.log.Error("apps: record a failed app session", "session", id, "stage", protocol.StageTimeout, "err", err)
 		return
