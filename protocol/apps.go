@@ -50,6 +50,7 @@ type AppCreateParams struct {
 	Capabilities   []string        `json:"capabilities,omitempty"`
 	Owner          string          `json:"owner,omitempty" doc:"default: the caller's user id"`
 	KeyTTLMs       int64           `json:"keyTtlMs,omitempty" schema:"min=0" doc:"lifetime of the first API key (default: no expiry)"`
+	Internal       bool            `json:"internal,omitempty" doc:"the app's webhooks may target loopback and private addresses (an app on the operator's network)"`
 }
 
 // AppKey describes an API key of an app. The secret is never shown again
@@ -74,6 +75,9 @@ type AppKeySecret struct {
 type AppCreated struct {
 	App App          `json:"app"`
 	Key AppKeySecret `json:"key"`
+	// WebhookSecret signs the app's webhooks; absent when the server has
+	// no seal key (then rotate one later).
+	WebhookSecret *AppWebhookSecret `json:"webhookSecret,omitempty"`
 }
 
 // AppIDParams names an app (apps.get, apps.delete, apps.keys).

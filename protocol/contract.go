@@ -48,6 +48,8 @@ func Events() []EventSpec {
 		{Name: EventChannelUnsubscribed, Summary: "The server removed a subscription", Data: reflect.TypeFor[Unsubscribed](), Topic: true, FromServer: true},
 		{Name: EventRPCProgress, Summary: "Progress of a relayed call: from the target, and to the caller", Data: reflect.TypeFor[RPCProgress](), FromServer: true, FromClient: true},
 		{Name: EventRPCCancel, Summary: "Stop a relayed call (sent to the target)", Data: reflect.TypeFor[RPCCancel](), FromServer: true},
+		{Name: EventAppSession, Summary: "One of the device's app sessions changed state (apps.startSession)", Data: reflect.TypeFor[AppSession](), FromServer: true},
+		{Name: EventAppStopped, Summary: "The app's session stopped; the socket closes next with 1000 (do not reconnect)", Data: reflect.TypeFor[AppStopped](), FromServer: true},
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,6 +44,8 @@ func runApp(ctx context.Context, args, environ []string, stdout, stderr io.Write
 	var create protocol.AppCreateParams
 	var scopes, caps, settingsFile, toolsFile string
 	var keyTTL, overlap, ttl time.Duration
+	var internal *bool
+	var limit int
 	switch sub {
 	case "create":
 		fs.StringVar(&create.ID, "id", "", "reverse-DNS app id (com.example.captions), required")
@@ -56,9 +59,19 @@ func runApp(ctx context.Context, args, environ []string, stdout, stderr io.Write
 		fs.StringVar(&settingsFile, "settings-schema", "", "file holding the JSON Schema of the app's settings")
 		fs.StringVar(&toolsFile, "tools", "", "file holding the JSON array of the app's tools ({name, description, params})")
 		fs.DurationVar(&keyTTL, "key-ttl", 0, "lifetime of the first API key (default: no expiry)")
+		fs.BoolVar(&create.Internal, "internal", false, "the app's webhooks may target loopback and private addresses (an app on your own network)")
 	case "rotate-key":
 		fs.DurationVar(&overlap, "overlap", 24*time.Hour, "how long the app's other keys keep working (0 ends them now)")
 		fs.DurationVar(&ttl, "ttl", 0, "lifetime of the new key (default: no expiry)")
+	case "rotate-webhook-secret":
+		fs.DurationVar(&overlap, "overlap", 24*time.Hour, "how long the previous secret keeps signing beside the new one (0 drops it now)")
+		fs.Func("internal", "true or false: mark the app internal or not (default: unchanged)", func(v string) error {
+			b, err := strconv.ParseBool(v)
+			internal = &b
+			return err
+		})
+	case "deliveries":
+		fs.IntVar(&limit, "limit", 50, "at most this many attempts, newest first (1..100)")
 	case "list", "show", "revoke-key", "delete":
 	default:
 		appUsage(stderr)
@@ -76,7 +89,8 @@ func runApp(ctx context.Context, args, environ []string, stdout, stderr io.Write
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
-	want := map[string]int{"create": 0, "list": 0, "show": 1, "rotate-key": 1, "revoke-key": 2, "delete": 1}[sub]
+	want := map[string]int{"create": 0, "list": 0, "show": 1, "rotate-key": 1, "revoke-key": 2, "delete": 1,
+		"rotate-webhook-secret": 1, "deliveries": 1}[sub]
 	if len(pos) != want {
 		return fmt.Errorf("app %s: want %d argument(s), got %d; run 'junction app --help'", sub, want, len(pos))
 	}
@@ -123,6 +137,10 @@ func runApp(ctx context.Context, args, environ []string, stdout, stderr io.Write
 			return printRaw(stdout, raw, err)
 		}
 		printApp(stdout, res.App)
+		if res.WebhookSecret != nil {
+			fmt.Fprintf(stdout, "\nwebhook secret (verify signatures with it; shown only this once; internal %v):\n%s\n", res.WebhookSecret.Internal, res.WebhookSecret.Secret)
+		}
+		// The key last: scripts take the last line.
 		fmt.Fprintf(stdout, "\nAPI key %s (shown only this once; store it now):\n%s\n", res.Key.AppKey.ID, res.Key.Key)
 	case "list":
 		var all []protocol.App
@@ -175,6 +193,30 @@ func runApp(ctx context.Context, args, environ []string, stdout, stderr io.Write
 		}
 		fmt.Fprintf(stdout, "API key %s of %s (shown only this once; store it now); the other keys work until %s:\n%s\n",
 			res.AppKey.ID, pos[0], time.Now().Add(overlap).UTC().Format(time.RFC3339), res.Key)
+	case "rotate-webhook-secret":
+		ms := overlap.Milliseconds()
+		var res protocol.AppWebhookSecret
+		raw, err := c.do(ctx, "POST", "/api/v1/admin/apps/"+esc(pos[0])+"/webhook-secret", protocol.AppWebhookRotateParams{ID: pos[0], OverlapMs: &ms, Internal: internal}, &res)
+		if err != nil || *asJSON {
+			return printRaw(stdout, raw, err)
+		}
+		until := "now"
+		if res.PreviousValidUntil != nil {
+			until = res.PreviousValidUntil.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(stdout, "webhook secret of %s (shown only this once; internal %v); the previous one signs until %s:\n%s\n", pos[0], res.Internal, until, res.Secret)
+	case "deliveries":
+		var res protocol.AppDeliveryList
+		raw, err := c.do(ctx, "GET", "/api/v1/apps/"+esc(pos[0])+"/deliveries?limit="+strconv.Itoa(limit), nil, &res)
+		if err != nil || *asJSON {
+			return printRaw(stdout, raw, err)
+		}
+		if len(res.Deliveries) == 0 {
+			fmt.Fprintln(stdout, "no webhook attempts")
+		}
+		for _, d := range res.Deliveries {
+			fmt.Fprintf(stdout, "%s\t%s #%d\t%s\t%d\t%dms\t%s\n", d.At.UTC().Format(time.RFC3339), d.Delivery, d.Attempt, d.Stage, d.Status, d.LatencyMs, d.Error)
+		}
 	case "revoke-key":
 		var k protocol.AppKey
 		raw, err := c.do(ctx, "DELETE", "/api/v1/admin/apps/"+esc(pos[0])+"/keys/"+esc(pos[1]), nil, &k)
@@ -201,13 +243,17 @@ Manage the apps of a running server through its admin REST API.
 
   create --id ID --name NAME [--kind K] [--webhook URL] [--scopes a,b] [--priority P]
          [--capabilities a,b] [--owner U] [--settings-schema FILE] [--tools FILE] [--key-ttl D]
-                               register an app; prints its first API key, once
+         [--internal]          register an app; prints its first API key and its
+                               webhook secret, once
   list                         the registered apps
   show ID                      an app and its keys (never their secrets)
   rotate-key ID [--overlap 24h] [--ttl D]
                                add a key; the other keys keep working for the overlap
   revoke-key ID KEYID          revoke a key at once (its connections are closed)
   delete ID                    delete an app, its keys and installations
+  rotate-webhook-secret ID [--overlap 24h] [--internal=true|false]
+                               replace the webhook signing secret; prints it, once
+  deliveries ID [--limit 50]   the app's recent webhook attempts, newest first
 
 Every subcommand takes --url (default http://$JUNCTION_ADDR or
 http://127.0.0.1:7700), --token (default $JUNCTION_TOKEN; else an admin token

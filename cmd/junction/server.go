@@ -246,7 +246,17 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	// The apps platform: its methods, and the API keys it stores, accepted
 	// at the upgrade and on REST (an app key acting for a user with the
 	// Junction-User header gets the scopes the user granted).
-	m.Apps, err = apps.New(cfg.Apps, apps.Deps{Store: m.Store, Hub: m.Hub, Account: m.Account, Pepper: pepper, Logger: m.Logger, Now: m.Now})
+	// Webhook secrets are sealed at rest with a key of the data directory.
+	sealKey, _, err := auth.LoadOrCreateWebhookKey(cfg.Data)
+	if err != nil {
+		return err
+	}
+	appsCfg := cfg.Apps
+	if appsCfg.PublicURL == "" {
+		appsCfg.PublicURL = "ws://" + m.ln.Addr().String() + "/ws"
+	}
+	m.Apps, err = apps.New(appsCfg, apps.Deps{Store: m.Store, Hub: m.Hub, Account: m.Account, Pepper: pepper, Logger: m.Logger, Now: m.Now,
+		SealKey: sealKey, Registerer: m.Registry})
 	if err != nil {
 		return err
 	}
@@ -277,6 +287,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		Logger: m.Logger, Registerer: m.Registry, Gatherer: m.Registry,
 		Account:      m.Account,
 		Apps:         m.Apps.Ops(),
+		Upgrade:      m.Apps,
 		Schedule:     m.Scheduler,
 		Proxied:      m.Proxy.Routes,
 		Ready:        ready,
@@ -343,6 +354,8 @@ func (m *Main) startServices() error {
 			return nil
 		}},
 		{"config.watch", m.watchConfig},
+		// Apps' webhooks (session.start, session.stop).
+		{"apps.webhooks", m.Apps.Run},
 		// Last: stopped first, before the hub it publishes to.
 		{"scheduler", m.Scheduler.Run},
 	} {
@@ -427,6 +440,9 @@ func (m *Main) Close(ctx context.Context) error {
 			if err := m.Supervisor.Stop(ctx); err != nil {
 				errs = append(errs, err)
 			}
+		}
+		if m.Apps != nil {
+			m.Apps.Close()
 		}
 		if m.Hub != nil {
 			if err := m.Hub.Shutdown(ctx); err != nil {

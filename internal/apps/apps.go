@@ -25,8 +25,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/junctionhq/junction/internal/account"
 	"github.com/junctionhq/junction/internal/auth"
+	"github.com/junctionhq/junction/internal/delivery"
 	"github.com/junctionhq/junction/internal/hub"
 	"github.com/junctionhq/junction/internal/store"
 )
@@ -40,6 +43,30 @@ type Config struct {
 	// RotationOverlap is how long an app's other keys keep working after a
 	// rotation that does not say; default 24 h.
 	RotationOverlap time.Duration `yaml:"rotation_overlap" doc:"how long an app's other API keys keep working after a key rotation that names no overlap (default 24h)"`
+
+	// WebhookTimeout bounds one webhook attempt; default 10 s.
+	WebhookTimeout time.Duration `yaml:"webhook_timeout" doc:"one webhook attempt, request to response headers (default 10s)"`
+	// WebhookBudget bounds a webhook delivery with its retries; default 60 s.
+	WebhookBudget time.Duration `yaml:"webhook_budget" doc:"a webhook delivery with its retries (exponential backoff with full jitter, Retry-After honoured) (default 60s)"`
+	// WebhookRetryBase caps the first retry's backoff; default 500 ms.
+	WebhookRetryBase time.Duration `yaml:"webhook_retry_base" doc:"cap of the first webhook retry's backoff, doubled at each retry (default 500ms)"`
+	// WebhookWorkers is how many deliveries run at once; default 8.
+	WebhookWorkers int `yaml:"webhook_workers" doc:"webhook deliveries made at once (default 8)"`
+	// WebhookQueue bounds the deliveries waiting for a worker; default 1024.
+	WebhookQueue int `yaml:"webhook_queue" doc:"webhook deliveries that may wait for a worker; over it a delivery fails at once (default 1024)"`
+	// BreakerThreshold is how many failed attempts in a row open an app's
+	// circuit breaker; default 5.
+	BreakerThreshold int `yaml:"breaker_threshold" doc:"failed webhook attempts in a row that open an app's circuit breaker; while open its webhooks fail at once (default 5)"`
+	// BreakerOpen is the breaker's first open period; default 10 s.
+	BreakerOpen time.Duration `yaml:"breaker_open" doc:"first open period of an app's circuit breaker, doubled at each failed probe up to 5m (default 10s)"`
+	// TicketTTL is the life of a start ticket; default 60 s.
+	TicketTTL time.Duration `yaml:"ticket_ttl" doc:"life of the single-use start ticket of an app session (default 60s)"`
+	// ConnectTimeout is how long an app has, once its session.start webhook
+	// was accepted, to connect; default 30 s.
+	ConnectTimeout time.Duration `yaml:"connect_timeout" doc:"how long an app has to connect once session.start was accepted; then the start fails at stage timeout (default 30s)"`
+	// PublicURL is the WebSocket URL given to apps in session.start;
+	// default ws://<listen address>/ws.
+	PublicURL string `yaml:"public_url" doc:"WebSocket URL that session.start gives apps to connect to (default ws://<addr>/ws)"`
 }
 
 func (c *Config) setDefaults() {
@@ -49,6 +76,34 @@ func (c *Config) setDefaults() {
 	if c.RotationOverlap <= 0 {
 		c.RotationOverlap = 24 * time.Hour
 	}
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.WebhookTimeout, 10*time.Second)
+	def(&c.WebhookBudget, 60*time.Second)
+	def(&c.WebhookRetryBase, 500*time.Millisecond)
+	def(&c.BreakerOpen, 10*time.Second)
+	def(&c.TicketTTL, 60*time.Second)
+	def(&c.ConnectTimeout, 30*time.Second)
+	if c.WebhookWorkers <= 0 {
+		c.WebhookWorkers = 8
+	}
+	if c.WebhookQueue <= 0 {
+		c.WebhookQueue = 1024
+	}
+	if c.BreakerThreshold <= 0 {
+		c.BreakerThreshold = 5
+	}
+}
+
+// policy is the delivery policy of every app's webhooks: breakers fail
+// fast, so that a start on a dead app server fails at once at stage
+// webhook instead of waiting.
+func (c *Config) policy() delivery.Policy {
+	return delivery.Policy{Timeout: c.WebhookTimeout, Budget: c.WebhookBudget, BaseDelay: c.WebhookRetryBase,
+		BreakerThreshold: c.BreakerThreshold, BreakerOpen: c.BreakerOpen, WhenOpen: delivery.OpenFailFast}
 }
 
 // Deps are the platform's collaborators.
@@ -64,6 +119,12 @@ type Deps struct {
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// SealKey (32 bytes) encrypts webhook secrets at rest
+	// (auth.LoadOrCreateWebhookKey); without it apps get no webhook secret
+	// and sessions cannot start.
+	SealKey []byte
+	// Registerer receives the webhook metrics; nil: not registered.
+	Registerer prometheus.Registerer
 }
 
 // Service is the apps platform. Build it with New; Start launches its one
@@ -76,6 +137,11 @@ type Service struct {
 
 	mu   sync.Mutex
 	used map[string]time.Time // guarded by mu: key id → last use not yet written; bounded by the number of keys
+
+	deliv *delivery.Deliverer // set once in New
+	dlog  *delivery.MemoryLog // set once in New: the last attempts per app
+	jobs  chan webhookJob     // set once in New: bounded by Config.WebhookQueue, drained by Run
+	live  liveSessions        // this node's app sessions waiting or connected
 }
 
 var (
@@ -98,9 +164,14 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		deps.Now = time.Now
 	}
 	cfg.setDefaults()
-	s := &Service{cfg: cfg, deps: deps, log: deps.Logger, used: map[string]time.Time{}}
+	s := &Service{cfg: cfg, deps: deps, log: deps.Logger, used: map[string]time.Time{},
+		dlog: &delivery.MemoryLog{}, jobs: make(chan webhookJob, cfg.WebhookQueue)}
+	s.live.m = map[string]*liveSession{}
+	s.deliv = delivery.New(delivery.Config{Purpose: "webhook", Registerer: deps.Registerer, Log: s.dlog})
 	s.ops = append(s.ops, s.adminOps()...)
 	s.ops = append(s.ops, s.installOps()...)
+	s.ops = append(s.ops, s.webhookOps()...)
+	s.ops = append(s.ops, s.sessionOps()...)
 	return s, nil
 }
 

@@ -112,8 +112,19 @@ func (s *Service) create(ctx context.Context, pr *auth.Principal, p *protocol.Ap
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("app registered", "app", created.ID, "key", id, "by", pr.UserID)
-	return protocol.AppCreated{App: wireApp(created), Key: protocol.AppKeySecret{Key: key, AppKey: s.wireKey(k)}}, nil
+	s.log.Info("app registered", "app", created.ID, "key", id, "internal", p.Internal, "by", pr.UserID)
+	out := protocol.AppCreated{App: wireApp(created), Key: protocol.AppKeySecret{Key: key, AppKey: s.wireKey(k)}}
+	if len(s.deps.SealKey) > 0 {
+		// Not in the app's transaction: an app left without a secret gets
+		// one by rotation (its webhooks fail until then, at stage webhook).
+		sec, err := s.newWebhookSecret(ctx, created.ID, time.Time{}, &p.Internal)
+		if err != nil {
+			s.log.Error("apps: create the webhook secret of a new app; rotate one", "app", created.ID, "err", err)
+		} else {
+			out.WebhookSecret = &sec
+		}
+	}
+	return out, nil
 }
 
 func (s *Service) list(ctx context.Context, _ *auth.Principal, p *protocol.AppListParams) (any, error) {
@@ -283,6 +294,10 @@ func (s *Service) uninstall(ctx context.Context, pr *auth.Principal, p *protocol
 	if err := s.deps.Store.DeleteInstall(ctx, p.AppID, pr.UserID); err != nil {
 		return nil, err
 	}
+	// The user's sessions of the app stop first (app.stopped, close 1000,
+	// session.stop); then any other connection of the app for the user
+	// closes with 4003.
+	s.stopUserSessions(ctx, p.AppID, pr.UserID, protocol.StopPermissionRevoked)
 	var conns []*hub.Conn
 	s.deps.Hub.ConnsOfUser(pr.UserID, func(c *hub.Conn) {
 		if c.Principal().AppID == p.AppID {

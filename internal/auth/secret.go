@@ -40,6 +40,18 @@ func LoadOrCreatePepper(dataDir string) (pepper []byte, created bool, err error)
 	return loadOrCreateKeyFile(dataDir, PepperFileName)
 }
 
+// WebhookKeyFileName is the name, inside a data directory, of the key that
+// seals apps' webhook signing secrets at rest.
+const WebhookKeyFileName = "webhook-seal.key"
+
+// LoadOrCreateWebhookKey returns the key that seals apps' webhook secrets
+// in the database (internal/apps), kept in dataDir/webhook-seal.key and
+// created like the signing secret. Losing it makes every stored webhook
+// secret unusable (rotate them); the nodes of a cluster share one.
+func LoadOrCreateWebhookKey(dataDir string) (key []byte, created bool, err error) {
+	return loadOrCreateKeyFile(dataDir, WebhookKeyFileName)
+}
+
 // ReadPepperFile reads a pepper kept elsewhere than the data directory,
 // with the checks of LoadOrCreateSecret; it never creates one.
 func ReadPepperFile(path string) ([]byte, error) { return readSecret(path) }

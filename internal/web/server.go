@@ -113,6 +113,19 @@ type Deps struct {
 	// Proxied, when set, returns the method routes of the backend proxy
 	// as configured now, for the AsyncAPI document (they change on reload).
 	Proxied func() []protocol.ProxiedSpec
+	// Upgrade, when set, checks WebSocket upgrades after the credential
+	// verified (the apps platform's start tickets).
+	Upgrade UpgradeHook
+}
+
+// UpgradeHook checks and follows WebSocket upgrades.
+type UpgradeHook interface {
+	// BeforeUpgrade runs once the credential verified, before the upgrade:
+	// an error refuses it (a *protocol.Error is answered as is, anything
+	// else as unavailable); the principal it returns is the connection's.
+	BeforeUpgrade(r *http.Request, p *auth.Principal) (*auth.Principal, error)
+	// Upgraded runs once the connection is registered.
+	Upgraded(r *http.Request, c *hub.Conn)
 }
 
 // Server is the HTTP edge.
@@ -317,6 +330,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.authError(err))
 		return
 	}
+	if s.deps.Upgrade != nil {
+		if p, err = s.deps.Upgrade.BeforeUpgrade(r, p); err != nil {
+			if _, ok := errors.AsType[*protocol.Error](err); !ok {
+				s.log.Error("websocket upgrade check failed", "err", err)
+				err = protocol.Errorf(protocol.CodeUnavailable, "storage unavailable")
+			}
+			writeError(w, err)
+			return
+		}
+	}
 	sub := ""
 	if auth.OffersSubprotocol(r) {
 		sub = protocol.Subprotocol
@@ -355,6 +378,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.metrics.authFailures.WithLabelValues("lockdown").Inc()
 		c.Disconnect(protocol.DisconnectLockdown)
 		return
+	}
+	if s.deps.Upgrade != nil {
+		s.deps.Upgrade.Upgraded(r, c)
 	}
 	s.log.Debug("connected", "conn", c.ID(), "user", p.UserID, "device", p.DeviceID, "kind", p.Kind)
 }

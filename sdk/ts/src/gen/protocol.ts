@@ -58,6 +58,8 @@ export interface AppCreateParams {
   capabilities?: string[];
   /** reverse-DNS name: at least two dot-separated labels of [a-z0-9-] (and _ after the first), 3..128 characters */
   id: string;
+  /** the app's webhooks may target loopback and private addresses (an app on the operator's network) */
+  internal?: boolean;
   /** lifetime of the first API key (default: no expiry) */
   keyTtlMs?: number;
   /** default foreground */
@@ -78,11 +80,65 @@ export interface AppCreateParams {
 export interface AppCreated {
   app: App;
   key: AppKeySecret;
+  webhookSecret?: AppWebhookSecret;
 }
 
 export interface AppDeleted {
   deleted: boolean;
   uninstalled: number;
+}
+
+export interface AppDeliveriesParams {
+  appId: string;
+  /** 1..100 (default 50) */
+  limit?: number;
+}
+
+export interface AppDelivery {
+  /** Format: date-time. */
+  at: string;
+  /** 1 for the first attempt */
+  attempt: number;
+  /** the webhook-id, the same on every attempt of a delivery */
+  delivery: string;
+  error?: string;
+  latencyMs: number;
+  /** the wait before the next attempt; absent on the last */
+  retryMs?: number;
+  /** where the attempt ended: refused by the address guard, refused by the open circuit breaker, connection failed, no response in time, a response (see status), cancelled */
+  stage: "guard" | "breaker" | "connect" | "timeout" | "response" | "cancelled";
+  /** the HTTP status, for stage response */
+  status?: number;
+}
+
+export interface AppDeliveryList {
+  deliveries: AppDelivery[];
+}
+
+export interface AppDeviceState {
+  /** the device's kind (from its credential) */
+  kind?: string;
+  /** Format: date-time. */
+  lastSeen?: string;
+  /** the device has a connection to this gateway node */
+  online: boolean;
+}
+
+export interface AppHello {
+  appId: string;
+  /** the device's capabilities, as it declared them at start */
+  capabilities: string[];
+  device: AppDeviceState;
+  /** the app's output priority class */
+  priority: string;
+  /** jr_...: send it as Junction-Resume with the API key to reattach */
+  resumeToken: string;
+  /** the scopes the user granted */
+  scopes: string[];
+  sessionId: string;
+  settings: AppSettings;
+  subscriptions: string[];
+  userId: string;
 }
 
 export interface AppIDParams {
@@ -177,6 +233,74 @@ export interface AppListParams {
   limit?: number;
 }
 
+export interface AppSession {
+  appId: string;
+  /** Format: date-time. */
+  createdAt: string;
+  deviceId: string;
+  /** why it failed */
+  error?: string;
+  /** opaque app session id */
+  id: string;
+  /** where the start failed, for a failed session */
+  stage?: "webhook" | "connect" | "auth" | "timeout" | "capability";
+  state: "starting" | "running" | "transport_down" | "stopped";
+  stopReason?: "user_stopped" | "replaced_by_foreground" | "device_gone" | "permission_revoked" | "app_error" | "admin" | "idle";
+  /** Format: date-time. */
+  updatedAt: string;
+}
+
+export interface AppSessionList {
+  next?: string;
+  sessions: AppSession[];
+}
+
+export interface AppSessionListParams {
+  /** the last id of the previous page */
+  after?: string;
+  appId: string;
+  /** 1..100 (default 50) */
+  limit?: number;
+  state?: "starting" | "running" | "transport_down" | "stopped";
+}
+
+export interface AppSessionRef {
+  appId: string;
+  sessionId: string;
+}
+
+export interface AppSessionStartParams {
+  appId: string;
+  /** the device's capabilities (display, microphone, ...); the app's required ones must be among them */
+  capabilities?: string[];
+}
+
+export interface AppSessionStarted {
+  existing: boolean;
+  replaced?: string[];
+  session: AppSession;
+}
+
+export interface AppSessionStopped {
+  alreadyStopped: boolean;
+  session: AppSession;
+}
+
+export interface AppSettings {
+  /** the registered JSON Schema; absent when the app registered none */
+  schema?: { [key: string]: unknown };
+  /** the user's values; absent when none are stored */
+  values?: { [key: string]: unknown };
+  version: number;
+}
+
+export interface AppStopped {
+  reason: "user_stopped" | "replaced_by_foreground" | "device_gone" | "permission_revoked" | "app_error" | "admin" | "idle";
+  /** always false: a stopped session is never resumed */
+  reconnect: boolean;
+  sessionId: string;
+}
+
 export interface AppTool {
   description?: string;
   /** [a-z0-9_.-], 1..64 characters, unique in the app */
@@ -192,6 +316,24 @@ export interface AppUninstallParams {
 export interface AppUninstalled {
   disconnected: number;
   uninstalled: boolean;
+}
+
+export interface AppWebhookRotateParams {
+  /** the app */
+  id: string;
+  /** mark the app internal: its webhooks may target loopback and private addresses (absent: unchanged) */
+  internal?: boolean;
+  /** how long the previous secret keeps signing beside the new one (default 24 h; 0 drops it now) */
+  overlapMs?: number;
+}
+
+export interface AppWebhookSecret {
+  appId: string;
+  internal: boolean;
+  /** until then deliveries carry a second signature, by the previous secret Format: date-time. */
+  previousValidUntil?: string;
+  /** whsec_<base64>: verify webhook signatures with it; store it now, it is never shown again */
+  secret: string;
 }
 
 export interface Artifact {
@@ -619,10 +761,20 @@ export interface Methods {
     params: AppIDParams;
     result: AppDeleted;
   };
+  /** Scope: authenticated. */
+  "apps.deliveries": {
+    params: AppDeliveriesParams;
+    result: AppDeliveryList;
+  };
   /** Scope: admin. */
   "apps.get": {
     params: AppIDParams;
     result: App;
+  };
+  /** Scope: authenticated. */
+  "apps.hello": {
+    params: AppSessionRef;
+    result: AppHello;
   };
   /** Scope: write. */
   "apps.install": {
@@ -653,6 +805,26 @@ export interface Methods {
   "apps.rotateKey": {
     params: AppKeyRotateParams;
     result: AppKeySecret;
+  };
+  /** Scope: admin. */
+  "apps.rotateWebhookSecret": {
+    params: AppWebhookRotateParams;
+    result: AppWebhookSecret;
+  };
+  /** Scope: authenticated. */
+  "apps.sessions": {
+    params: AppSessionListParams;
+    result: AppSessionList;
+  };
+  /** Scope: authenticated. */
+  "apps.startSession": {
+    params: AppSessionStartParams;
+    result: AppSessionStarted;
+  };
+  /** Scope: authenticated. */
+  "apps.stopSession": {
+    params: AppSessionRef;
+    result: AppSessionStopped;
   };
   /** Scope: authenticated. */
   "apps.uninstall": {
@@ -835,13 +1007,19 @@ export interface Methods {
 export const METHOD_SCOPES = {
   "apps.create": "admin",
   "apps.delete": "admin",
+  "apps.deliveries": "authenticated",
   "apps.get": "admin",
+  "apps.hello": "authenticated",
   "apps.install": "write",
   "apps.installs": "authenticated",
   "apps.keys": "admin",
   "apps.list": "admin",
   "apps.revokeKey": "admin",
   "apps.rotateKey": "admin",
+  "apps.rotateWebhookSecret": "admin",
+  "apps.sessions": "authenticated",
+  "apps.startSession": "authenticated",
+  "apps.stopSession": "authenticated",
   "apps.uninstall": "authenticated",
   "artifact.create": "write",
   "artifact.delete": "write",
@@ -881,6 +1059,10 @@ export const METHOD_SCOPES = {
 
 /** The events of the protocol: the data each carries, by name. */
 export interface EventData {
+  /** One of the device's app sessions changed state (apps.startSession). */
+  "app.session": AppSession;
+  /** The app's session stopped; the socket closes next with 1000 (do not reconnect). */
+  "app.stopped": AppStopped;
   /** A client subscribed to a channel with presence (the frame names a topic). */
   "channel.join": ClientInfo;
   /** A client left a channel with presence (the frame names a topic). */

@@ -117,6 +117,8 @@ export interface AppCreate {
   capabilities?: string[];
   /** reverse-DNS name: at least two dot-separated labels of [a-z0-9-] (and _ after the first), 3..128 characters */
   id: string;
+  /** the app's webhooks may target loopback and private addresses (an app on the operator's network) */
+  internal?: boolean;
   /** lifetime of the first API key (default: no expiry) */
   keyTtlMs?: number;
   /** default foreground */
@@ -137,11 +139,33 @@ export interface AppCreate {
 export interface AppCreated {
   app: App;
   key: AppKeySecret;
+  webhookSecret?: AppWebhookSecret;
 }
 
 export interface AppDeleted {
   deleted: boolean;
   uninstalled: number;
+}
+
+export interface AppDelivery {
+  /** Format: date-time. */
+  at: string;
+  /** 1 for the first attempt */
+  attempt: number;
+  /** the webhook-id, the same on every attempt of a delivery */
+  delivery: string;
+  error?: string;
+  latencyMs: number;
+  /** the wait before the next attempt; absent on the last */
+  retryMs?: number;
+  /** where the attempt ended: refused by the address guard, refused by the open circuit breaker, connection failed, no response in time, a response (see status), cancelled */
+  stage: "guard" | "breaker" | "connect" | "timeout" | "response" | "cancelled";
+  /** the HTTP status, for stage response */
+  status?: number;
+}
+
+export interface AppDeliveryList {
+  deliveries: AppDelivery[];
 }
 
 export interface AppInstall {
@@ -212,6 +236,45 @@ export interface AppList {
   next?: string;
 }
 
+export interface AppSession {
+  appId: string;
+  /** Format: date-time. */
+  createdAt: string;
+  deviceId: string;
+  /** why it failed */
+  error?: string;
+  /** opaque app session id */
+  id: string;
+  /** where the start failed, for a failed session */
+  stage?: "webhook" | "connect" | "auth" | "timeout" | "capability";
+  state: "starting" | "running" | "transport_down" | "stopped";
+  stopReason?: "user_stopped" | "replaced_by_foreground" | "device_gone" | "permission_revoked" | "app_error" | "admin" | "idle";
+  /** Format: date-time. */
+  updatedAt: string;
+}
+
+export interface AppSessionList {
+  next?: string;
+  sessions: AppSession[];
+}
+
+export interface AppSessionStartRequest {
+  appId?: string;
+  /** the device's capabilities (display, microphone, ...); the app's required ones must be among them */
+  capabilities?: string[];
+}
+
+export interface AppSessionStarted {
+  existing: boolean;
+  replaced?: string[];
+  session: AppSession;
+}
+
+export interface AppSessionStopped {
+  alreadyStopped: boolean;
+  session: AppSession;
+}
+
 export interface AppTool {
   description?: string;
   /** [a-z0-9_.-], 1..64 characters, unique in the app */
@@ -223,6 +286,24 @@ export interface AppTool {
 export interface AppUninstalled {
   disconnected: number;
   uninstalled: boolean;
+}
+
+export interface AppWebhookRotate {
+  /** the app */
+  id?: string;
+  /** mark the app internal: its webhooks may target loopback and private addresses (absent: unchanged) */
+  internal?: boolean;
+  /** how long the previous secret keeps signing beside the new one (default 24 h; 0 drops it now) */
+  overlapMs?: number;
+}
+
+export interface AppWebhookSecret {
+  appId: string;
+  internal: boolean;
+  /** until then deliveries carry a second signature, by the previous secret Format: date-time. */
+  previousValidUntil?: string;
+  /** whsec_<base64>: verify webhook signatures with it; store it now, it is never shown again */
+  secret: string;
 }
 
 export interface Artifact {
