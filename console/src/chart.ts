@@ -53,6 +53,13 @@ export class Chart {
       line.setAttribute('vector-effect', 'non-scaling-stroke');
       this.svg.appendChild(line);
       const last = s[s.length - 1] ?? 0;
+      // The latest value as a dot: also what shows of a series with one point.
+      const dot = document.createElementNS(NS, 'circle');
+      dot.setAttribute('cx', String(W - 2));
+      dot.setAttribute('cy', (H - (last / top) * (H - 4) - 2).toFixed(1));
+      dot.setAttribute('r', '2.5');
+      dot.setAttribute('class', `dot line-${(i - 1) % 4}`);
+      this.svg.appendChild(dot);
       latest.push(this.series.size > 1 ? `${name} ${fmt(last)}` : fmt(last));
     }
     this.value.textContent = latest.join(' · ') + (this.unit ? ` ${this.unit}` : '');

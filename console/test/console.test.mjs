@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
-import { Client, createPairing, e2e, login, pair } from '../../sdk/ts/dist/index.js';
+import { Client, createPairing, e2e, login, me, pair } from '../../sdk/ts/dist/index.js';
 import { ROOMS, junctionBinary, startServer, waitFor } from '../../sdk/ts/test/harness.mjs';
 
 const here = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -102,6 +102,11 @@ test('the console: channels live, RPC to a Node machine, lockdown, connections, 
     req.progress({ line: 'working' });
     return { ran: req.params.cmd, exit: 0 };
   });
+  let cancelled = 0;
+  await machine.serve('cmd.wait', (req) => new Promise((_, reject) => {
+    req.progress({ waiting: true });
+    req.signal.addEventListener('abort', () => (cancelled++, reject(new Error('cancelled'))));
+  }));
   await machine.connect();
   const other = new Client({ url: srv.wsUrl, token: await srv.token('bob', 'b1'), WebSocket });
   await other.connect();
@@ -166,14 +171,24 @@ test('the console: channels live, RPC to a Node machine, lockdown, connections, 
   await goTo(page, 'RPC');
   await page.fill('#rpc-device', 'mac-1');
   await page.click('button:text-is("List methods")');
-  await page.waitForSelector('text=mac-1 serves: cmd.run.');
-  assert.equal(await page.inputValue('#rpc-method'), 'cmd.run');
+  await page.waitForSelector('text=/mac-1 serves: .*cmd\\.run/');
+  assert.match(await page.textContent('main section:nth-of-type(2) > p.status'), /^mac-1 serves: (cmd\.run, cmd\.wait|cmd\.wait, cmd\.run)\.$/);
+  await page.fill('#rpc-method', 'cmd.run');
   await page.fill('#rpc-params', '{"cmd": "uptime"}');
   await page.click('button:text-is("Call")');
   await page.waitForSelector('#rpc-result:has-text("uptime")');
   assert.deepEqual(JSON.parse(await page.textContent('#rpc-result')), { ran: 'uptime', exit: 0 });
   assert.equal(await page.textContent('#rpc-progress li'), '{"line":"working"}');
   assert.deepEqual(calls.map((c) => [c.params, c.caller.deviceId]), [[{ cmd: 'uptime' }, 'console']]);
+  // Cancel: the machine's signal aborts, the console says so.
+  await page.fill('#rpc-method', 'cmd.wait');
+  await page.fill('#rpc-params', '{}');
+  await page.click('button:text-is("Call")');
+  await page.waitForSelector('#rpc-progress li:text-is("{\\"waiting\\":true}")');
+  await page.click('button:text-is("Cancel")');
+  await waitFor(() => cancelled === 1, 'the machine to see the cancel');
+  await page.waitForSelector('main section:nth-of-type(2) > p.status.err');
+  assert.equal(await page.isDisabled('button:text-is("Cancel")'), true);
   await page.fill('#rpc-params', '[1]');
   await page.click('button:text-is("Call")');
   await page.waitForSelector('text=the params must be a JSON object');
@@ -244,6 +259,21 @@ test('the console: key login, devices listed and one revoked', async (t) => {
   await page.click('button[aria-label="Revoke phone"]');
   await waitFor(() => phone.closeCode === 4003, 'the revoked phone to be closed with 4003');
   await page.waitForSelector('main section:first-of-type tr:has-text("phone") td:has-text("revoked")');
+
+  // An admin sees every account and revokes a device of another account.
+  if (hasAdminAPI) {
+    const admin = await launch(t, srv);
+    await signInWithToken(admin.page, srv, await srv.token('ops', 'console', { scope: 'admin,read,write' }));
+    await goTo(admin.page, 'Accounts');
+    await admin.page.click(`main tr:has-text("${laptop.accountId}") button:text-is("Devices")`);
+    await admin.page.waitForSelector(`caption:text-is("Devices of account ${laptop.accountId}")`);
+    await admin.page.click('button[aria-label="Revoke laptop"]');
+    await admin.page.waitForSelector('text=Revoked laptop.');
+    await assert.rejects(() => me(srv.url, laptop.accessToken), /unauthorized|revoked/i);
+    await shot(admin.page, 'accounts-admin-1440');
+    assert.deepEqual(admin.external, []);
+    assert.deepEqual(admin.errors, []);
+  }
 
   // The key login survives a reload (its refresh token is in sessionStorage).
   await page.reload();

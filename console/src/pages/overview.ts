@@ -57,6 +57,7 @@ export const overview: Page = {
       .catch((e) => info.append(h('dd', {}, errorText(e))));
 
     const seen = new Set<string>(); // node + at: history and live may overlap
+    const nodes = new Set<string>();
     const add = (st: AdminStats) => {
       if (!st || typeof st !== 'object' || typeof st.nodeId !== 'string') return;
       const key = st.nodeId + '@' + st.at;
@@ -64,15 +65,18 @@ export const overview: Page = {
       seen.add(key);
       if (seen.size > 1000) seen.clear();
       const n = st.nodeId;
+      nodes.add(n);
+      // One node: the latency lines are p50 and p99; several: per node.
+      const q = (x: string) => (nodes.size > 1 ? `${n} ${x}` : x);
       charts.connections.push(n, st.connections);
       charts.deliveries.push(n, st.deliveriesPerSec);
       charts.publications.push(n, st.publicationsPerSec);
       charts.requests.push(n, st.requestsPerSec);
       charts.rpc.push(n, st.rpcCallsPerSec);
-      charts.rpcLatency.push(`${n} p50`, st.rpcLatency?.p50Ms ?? 0);
-      charts.rpcLatency.push(`${n} p99`, st.rpcLatency?.p99Ms ?? 0);
-      charts.reqLatency.push(`${n} p50`, st.requestLatency?.p50Ms ?? 0);
-      charts.reqLatency.push(`${n} p99`, st.requestLatency?.p99Ms ?? 0);
+      charts.rpcLatency.push(q('p50'), st.rpcLatency?.p50Ms ?? 0);
+      charts.rpcLatency.push(q('p99'), st.rpcLatency?.p99Ms ?? 0);
+      charts.reqLatency.push(q('p50'), st.requestLatency?.p50Ms ?? 0);
+      charts.reqLatency.push(q('p99'), st.requestLatency?.p99Ms ?? 0);
       const byKind = Object.entries(st.connectionsByKind ?? {}).filter(([, v]) => v > 0);
       kinds.textContent = byKind.length ? `Connections by kind (${n}): ` + byKind.map(([k, v]) => `${k} ${v}`).join(', ') : '';
       note.textContent = `Live: last update ${new Date(st.at).toLocaleTimeString()} from ${n}`;
