@@ -182,6 +182,7 @@ type Hub struct {
 	featureList []string
 	reg         registry
 	slots       connSlots   // admitted connections, for MaxConnections and MaxConnectionsPerUser
+	kinds       kindCounts  // registered connections by kind, for the admin statistics (admin.go)
 	idem        idempotency // set once in New
 	panics      panicLog
 	lastSeen    lastSeen
@@ -333,6 +334,7 @@ func (h *Hub) Start() error {
 		return err
 	}
 	h.Go(func(ctx context.Context) { every(ctx, time.Second, func(context.Context) { h.checkExpiry() }) })
+	h.Go(h.runAdminStats)
 	return nil
 }
 

@@ -32,6 +32,13 @@ var wireSchemas = map[string]reflect.Type{
 	"ScheduleList":    reflect.TypeFor[protocol.ScheduleList](),
 	"ScheduleRun":     reflect.TypeFor[protocol.ScheduleRun](),
 	"ScheduleRunList": reflect.TypeFor[protocol.ScheduleRunList](),
+
+	"AdminConnectionList":   reflect.TypeFor[protocol.AdminConnectionList](),
+	"AdminConnectionDetail": reflect.TypeFor[protocol.AdminConnectionDetail](),
+	"AdminDisconnected":     reflect.TypeFor[protocol.AdminDisconnected](),
+	"AdminChannelList":      reflect.TypeFor[protocol.AdminChannelList](),
+	"AdminChannelDetail":    reflect.TypeFor[protocol.AdminChannelDetail](),
+	"AdminMachineList":      reflect.TypeFor[protocol.AdminMachineList](),
 }
 
 // apiSchemas returns the OpenAPI schemas, by name: those of wireSchemas,
@@ -108,6 +115,9 @@ func (s *Server) AsyncAPI() (doc map[string]any, untyped []string) {
 			// The data of channel.message on user:{userId} for a change of
 			// the account's data.
 			"UpdatePublication": reflect.TypeFor[protocol.UpdatePublication](),
+			// The data of channel.message on admin:stats, once a second
+			// while it has subscribers.
+			"AdminStats": reflect.TypeFor[protocol.AdminStats](),
 		},
 	})
 }

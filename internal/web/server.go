@@ -121,6 +121,8 @@ type Server struct {
 
 	patterns []string // registered routes, filled by New
 
+	openAPIOnce  sync.Once // the OpenAPI document, encoded once per server
+	openAPIJSON  []byte
 	asyncAPIOnce sync.Once
 	asyncAPIJSON []byte // set once by asyncAPIOnce
 }
@@ -160,6 +162,7 @@ func (s *Server) routes() {
 	s.handle("POST /api/v1/admin/lockdown", s.requireScope(auth.ScopeAdmin, s.serveLockdownSet))
 	s.channelRoutes()
 	s.scheduleRoutes()
+	s.adminRoutes()
 	s.handle("GET /healthz", s.serveHealth)
 	s.handle("GET /readyz", s.serveReady)
 	if s.deps.Gatherer != nil {
