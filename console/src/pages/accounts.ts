@@ -4,21 +4,9 @@
 // (4003) and refuses its tokens from then on.
 import { clear, errorText, h, status, table, time } from '../dom.js';
 import { adminError, type Page } from '../page.js';
+import type { Rest } from '../../../sdk/ts/src/protocol.js';
 
-interface Device {
-  id: string;
-  accountId: string;
-  kind: string;
-  name: string;
-  createdAt: string;
-  lastSeenAt?: string;
-  revokedAt?: string;
-}
-
-interface Account {
-  id: string;
-  createdAt: string;
-}
+type Device = Rest.Device;
 
 export const accounts: Page = {
   path: '/accounts',
@@ -52,7 +40,7 @@ export const accounts: Page = {
     const loadMine = async () => {
       clear(mine);
       try {
-        const r = await s.rest<{ items: Device[] }>('GET', '/api/v1/devices');
+        const r = await s.rest<Rest.DeviceList>('GET', '/api/v1/devices');
         mine.append(r.items.length ? devicesTable(`Devices of account ${s.welcome?.principal.userId ?? ''}`, r.items, (d) => `/api/v1/devices/${encodeURIComponent(d.id)}`, () => void loadMine()) : h('p', {}, 'This account has no devices (a token minted by junction token is not a device of an account).'));
       } catch (e) {
         mine.append(h('p', { class: 'status muted' }, errorText(e)));
@@ -62,7 +50,7 @@ export const accounts: Page = {
     const loadAccount = async (id: string) => {
       clear(theirs);
       try {
-        const r = await s.rest<{ items: Device[] }>('GET', `/api/v1/admin/accounts/${encodeURIComponent(id)}/devices`);
+        const r = await s.rest<Rest.DeviceList>('GET', `/api/v1/admin/accounts/${encodeURIComponent(id)}/devices`);
         theirs.append(devicesTable(`Devices of account ${id}`, r.items, (d) => `/api/v1/admin/accounts/${encodeURIComponent(id)}/devices/${encodeURIComponent(d.id)}`, () => void loadAccount(id)));
         theirs.querySelector('caption')?.setAttribute('tabindex', '-1');
         (theirs.querySelector('caption') as HTMLElement | null)?.focus();
@@ -74,7 +62,7 @@ export const accounts: Page = {
     const loadAll = async () => {
       clear(all);
       try {
-        const r = await s.rest<{ items: Account[] }>('GET', '/api/v1/admin/accounts?limit=100');
+        const r = await s.rest<Rest.AdminAccountList>('GET', '/api/v1/admin/accounts?limit=100');
         all.append(r.items.length ? table('Accounts, newest first', ['Account', 'Created', ''], r.items.map((a) => [
           a.id, time(a.createdAt), h('button', { type: 'button', onclick: () => void loadAccount(a.id) }, 'Devices'),
         ])) : h('p', {}, 'No accounts yet.'));

@@ -1,14 +1,9 @@
 // Channels: the active topics (admin), and one topic at a time: subscribe
 // live, publish, history and presence, all through the SDK.
-import { clear, errorText, field, h, json, status, table, time } from '../dom.js';
+import { clear, errorText, field, h, status, table, time } from '../dom.js';
 import { adminError, type Page } from '../page.js';
 import type { Subscription } from '../../../sdk/ts/src/index.js';
-
-interface AdminChannel {
-  topic: string;
-  nodeId: string;
-  subscribers: number;
-}
+import type { Rest } from '../../../sdk/ts/src/protocol.js';
 
 const MAX_LOG = 200;
 
@@ -29,7 +24,7 @@ export const channels: Page = {
     const refresh = async () => {
       clear(active);
       try {
-        const r = await s.rest<{ items: AdminChannel[] }>('GET', '/api/v1/admin/channels?limit=100');
+        const r = await s.rest<Rest.AdminChannelList>('GET', '/api/v1/admin/channels?limit=100');
         if (!r.items.length) active.append(h('p', {}, 'No topic has subscribers on this node.'));
         else
           active.append(
@@ -136,6 +131,5 @@ export const channels: Page = {
         out),
     );
     void refresh();
-    void json;
   },
 };

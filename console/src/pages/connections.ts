@@ -3,14 +3,9 @@
 // inspect one; disconnect it (DELETE: closed with 4011).
 import { clear, errorText, field, h, json, status, table, time } from '../dom.js';
 import { adminError, type Page } from '../page.js';
+import type { Rest } from '../../../sdk/ts/src/protocol.js';
 
-interface AdminConnection {
-  id: string;
-  nodeId: string;
-  principal: { userId?: string; deviceId?: string; kind?: string; appId?: string; scopes: string[] };
-  remoteAddr: string;
-  connectedAt: string;
-}
+type AdminConnection = Rest.AdminConnection;
 
 const KINDS = ['', 'phone', 'tablet', 'tv', 'glasses', 'browser', 'machine', 'iot', 'app', 'other'];
 
@@ -37,11 +32,11 @@ export const connections: Page = {
       for (const [k, el] of [['user', user], ['device', device], ['kind', kind], ['node', node]] as const) if (el.value.trim()) q.set(k, el.value.trim());
       if (cursor) q.set('cursor', cursor);
       try {
-        const r = await s.rest<{ items: AdminConnection[]; nextCursor?: string }>('GET', `/api/v1/admin/connections?${q}`);
+        const r = await s.rest<Rest.AdminConnectionList>('GET', `/api/v1/admin/connections?${q}`);
         cursor = r.nextCursor ?? '';
         list.querySelector('.more')?.remove();
         list.append(table(`Open connections${more ? ' (more)' : ''}`, ['Connection', 'User', 'Device', 'Kind', 'Node', 'Address', 'Since', ''], r.items.map((c) => [
-          c.id, c.principal.userId ?? '', c.principal.deviceId ?? '', c.principal.appId ? `app ${c.principal.appId}` : c.principal.kind ?? '', c.nodeId, c.remoteAddr, time(c.connectedAt),
+          c.id, c.principal.userId ?? '', c.principal.deviceId ?? '', c.principal.appId ? `app ${c.principal.appId}` : c.principal.kind ?? '', c.nodeId, c.remoteAddr ?? '', time(c.connectedAt),
           h('span', { class: 'actions' },
             h('button', { type: 'button', 'aria-label': `Inspect ${c.id}`, onclick: () => void inspect(c.id) }, 'Inspect'),
             h('button', { type: 'button', class: 'danger', 'aria-label': `Disconnect ${c.id}`, onclick: () => void disconnect(c) }, 'Disconnect')),
@@ -57,7 +52,7 @@ export const connections: Page = {
     const inspect = async (id: string) => {
       clear(detail);
       try {
-        const c = await s.rest<unknown>('GET', `/api/v1/admin/connections/${encodeURIComponent(id)}`);
+        const c = await s.rest<Rest.AdminConnectionDetail>('GET', `/api/v1/admin/connections/${encodeURIComponent(id)}`);
         detail.append(h('h3', { tabindex: -1 }, `Connection ${id}`), h('pre', {}, json(c)));
         (detail.firstElementChild as HTMLElement).focus();
       } catch (e) {
@@ -68,7 +63,7 @@ export const connections: Page = {
     const disconnect = async (c: AdminConnection) => {
       if (!confirm(`Disconnect ${c.principal.userId ?? ''} ${c.principal.deviceId ?? ''} (${c.id})? It is closed with 4011 and does not reconnect by itself.`)) return;
       try {
-        await s.rest('DELETE', `/api/v1/admin/connections/${encodeURIComponent(c.id)}`);
+        await s.rest<Rest.AdminDisconnected>('DELETE', `/api/v1/admin/connections/${encodeURIComponent(c.id)}`);
         st.ok(`Disconnected ${c.id}.`);
         clear(detail);
         await load();

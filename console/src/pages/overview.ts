@@ -4,20 +4,7 @@
 import { Chart } from '../chart.js';
 import { errorText, h } from '../dom.js';
 import type { Page } from '../page.js';
-
-/** AdminStats is the data of an admin:stats publication (protocol.AdminStats). */
-export interface AdminStats {
-  nodeId: string;
-  at: string;
-  connections: number;
-  connectionsByKind?: Record<string, number>;
-  publicationsPerSec: number;
-  deliveriesPerSec: number;
-  requestsPerSec: number;
-  requestLatency?: { p50Ms: number; p99Ms: number };
-  rpcCallsPerSec: number;
-  rpcLatency?: { p50Ms: number; p99Ms: number };
-}
+import type { AdminStats } from '../../../sdk/ts/src/protocol.js';
 
 export const overview: Page = {
   path: '/',

@@ -2,15 +2,7 @@
 // a call with JSON params, progress and cancel (rpc.call through the SDK).
 import { clear, errorText, field, h, json, status, table } from '../dom.js';
 import { adminError, type Page } from '../page.js';
-
-interface AdminMachine {
-  deviceId: string;
-  userId: string;
-  kind: string;
-  connId: string;
-  nodeId: string;
-  methods: string[];
-}
+import type { Rest } from '../../../sdk/ts/src/protocol.js';
 
 export const rpc: Page = {
   path: '/rpc',
@@ -44,11 +36,11 @@ export const rpc: Page = {
     const loadMachines = async () => {
       clear(machines);
       try {
-        const r = await s.rest<{ items: AdminMachine[] }>('GET', '/api/v1/admin/machines?limit=100');
+        const r = await s.rest<Rest.AdminMachineList>('GET', '/api/v1/admin/machines?limit=100');
         if (!r.items.length) machines.append(h('p', {}, 'No machine serves methods on this node.'));
         else
           machines.append(table('Machines online', ['Device', 'User', 'Kind', 'Node', 'Methods', ''], r.items.map((m) => [
-            m.deviceId, m.userId, m.kind, m.nodeId, m.methods.join(', '),
+            m.deviceId, m.userId, m.kind ?? '', m.nodeId, m.methods.join(', '),
             h('button', { type: 'button', onclick: () => pick(m.deviceId, m.methods) }, 'Choose'),
           ])));
       } catch (e) {
