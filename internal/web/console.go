@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -23,9 +24,27 @@ import (
 var consoleFS embed.FS
 
 // consoleCSP keeps the console to its own origin: scripts, styles and
-// connections (fetch and the WebSocket) go nowhere else.
+// connections (fetch and the WebSocket) go nowhere else. %s is the
+// request's own ws:// and wss:// origin (consoleConnectSrc): browsers that
+// predate CSP 3 do not count a WebSocket to the page's host as 'self'.
 const consoleCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
-	"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+	"connect-src 'self'%s; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// consoleConnectSrc returns " ws://HOST wss://HOST" for the request's Host
+// when it is a plain host[:port] (letters, digits, dots, dashes, colons and
+// brackets: nothing that could end the directive), "" otherwise.
+func consoleConnectSrc(host string) string {
+	if host == "" || len(host) > 255 {
+		return ""
+	}
+	for _, c := range []byte(host) {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(".-:[]", c) >= 0
+		if !ok {
+			return ""
+		}
+	}
+	return " ws://" + host + " wss://" + host
+}
 
 // serveConsole serves the embedded console for every path the API does not
 // claim. Files under assets/ are named by their content: they may be cached
@@ -66,7 +85,7 @@ func (s *Server) serveConsole(w http.ResponseWriter, r *http.Request) {
 		h.Set("Cache-Control", "public, max-age=31536000, immutable")
 	} else {
 		h.Set("Cache-Control", "no-cache")
-		h.Set("Content-Security-Policy", consoleCSP)
+		h.Set("Content-Security-Policy", fmt.Sprintf(consoleCSP, consoleConnectSrc(r.Host)))
 		h.Set("X-Frame-Options", "DENY")
 	}
 	// ServeContent sets Content-Type from the extension (text/html,

@@ -27,7 +27,7 @@ func TestConsoleServing(t *testing.T) {
 		if got := r.header.Get("Cache-Control"); got != "no-cache" {
 			t.Fatalf("GET %s: Cache-Control %q, want no-cache", path, got)
 		}
-		if csp := r.header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "connect-src 'self'") {
+		if csp := r.header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "connect-src 'self' ws://"+e.addr+" wss://"+e.addr+";") {
 			t.Fatalf("GET %s: Content-Security-Policy %q", path, csp)
 		}
 		if r.header.Get("X-Content-Type-Options") != "nosniff" || r.header.Get("ETag") == "" {
@@ -63,6 +63,14 @@ func TestConsoleServing(t *testing.T) {
 		tag := r.header.Get("ETag")
 		if r := e.do(t, "GET", path, "", "", "If-None-Match", tag); r.status != 304 || len(r.body) != 0 {
 			t.Fatalf("GET %s If-None-Match %s: got %d, %d bytes, want 304", path, tag, r.status, len(r.body))
+		}
+	}
+
+	// A Host that could end the directive adds nothing to it.
+	for host, want := range map[string]string{"127.0.0.1:7700": " ws://127.0.0.1:7700 wss://127.0.0.1:7700", "[::1]:80": " ws://[::1]:80 wss://[::1]:80",
+		"junction.example": " ws://junction.example wss://junction.example", "a; script-src *": "", "a b": "", "": ""} {
+		if got := consoleConnectSrc(host); got != want {
+			t.Errorf("consoleConnectSrc(%q) = %q, want %q", host, got, want)
 		}
 	}
 
