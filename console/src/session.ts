@@ -41,6 +41,14 @@ export class Session {
   static async fromToken(token: string): Promise<Session> {
     token = token.trim();
     if (!token) throw new JunctionError({ code: 'bad_request', message: 'paste an access token' });
+    // A browser cannot see why a WebSocket handshake was refused: ask over
+    // REST first, so that an expired or unknown token says so. Any answer
+    // but 401 (403 for a token without admin) means the token verifies.
+    try {
+      await restCall(location.origin, 'GET', '/api/v1/admin/lockdown', undefined, token);
+    } catch (e) {
+      if ((e as JunctionError).code === 'unauthorized') throw e;
+    }
     const s = new Session(newClient({ token }), async () => token, undefined);
     await s.client.connect();
     sessionStorage.setItem(TOKEN, token);

@@ -289,6 +289,11 @@ test('the console: key login, devices listed and one revoked', async (t) => {
 test('the console: keyboard navigation, 375 px and 1440 px, screenshots of every page', async (t) => {
   const srv = await startServer(t, CONFIG);
   const { page, external, errors } = await launch(t, srv);
+  // A bad token is refused with the server's reason.
+  await page.goto(srv.url + '/');
+  await page.fill('#token', 'not-a-token');
+  await page.click('text=Sign in with token');
+  await page.waitForSelector('main .status.err:has-text("unauthorized: invalid credential")');
   await signInWithToken(page, srv, await srv.token('alice', 'console', { scope: 'admin,read,write' }));
 
   // From the top of the page: the skip link first, then the navigation.
