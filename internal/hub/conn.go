@@ -327,6 +327,9 @@ func (c *Conn) request(f *protocol.Frame) {
 	h := c.hub
 	m := h.methods[f.Method]
 	if m == nil {
+		m = h.interceptMethod(f.Method)
+	}
+	if m == nil {
 		c.sendError(f.ID, protocol.Errorf(protocol.CodeUnknownMethod, "unknown method %q", f.Method))
 		h.metrics.unknownMethods.Inc()
 		return
@@ -488,14 +491,14 @@ func (h *Hub) invokeIdempotent(m *Method, call *Call) (any, error) {
 
 // allow applies the connection's token-bucket rate limit.
 func (c *Conn) allow() (time.Duration, bool) {
-	rate := c.hub.cfg.RequestsPerSecond
-	if rate < 0 {
+	l := c.hub.limitsOf(c.hub.lim.Load())
+	if l.RequestsPerSecond < 0 {
 		return 0, true
 	}
 	now := c.hub.deps.Now().UnixNano()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.rate.Take(now, float64(rate), c.hub.cfg.RequestBurst)
+	return c.rate.Take(now, float64(l.RequestsPerSecond), l.RequestBurst)
 }
 
 // Request sends a request to the client and waits for its response (the

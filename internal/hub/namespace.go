@@ -468,7 +468,11 @@ func (cs *channels) resolve(topic string) (*namespace, Topic, error) {
 		return nil, Topic{}, err
 	}
 	name, _, ok := strings.Cut(topic, ":")
-	ns := cs.namespaces[name]
+	nss := cs.namespaces
+	if r := cs.reloaded.Load(); r != nil {
+		nss = *r
+	}
+	ns := nss[name]
 	if !ok || ns == nil {
 		return nil, Topic{}, protocol.Errorf(protocol.CodeNotFound, "no namespace matches topic %q", topic)
 	}

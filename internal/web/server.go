@@ -106,6 +106,9 @@ type Deps struct {
 	// Apps, when set, is the apps platform's op table (apps.Service.Ops),
 	// mounted over REST with the same adapter as Account's.
 	Apps []account.Op
+	// Proxied, when set, returns the method routes of the backend proxy
+	// as configured now, for the AsyncAPI document (they change on reload).
+	Proxied func() []protocol.ProxiedSpec
 }
 
 // Server is the HTTP edge.
@@ -123,8 +126,9 @@ type Server struct {
 
 	openAPIOnce  sync.Once // the OpenAPI document, encoded once per server
 	openAPIJSON  []byte
-	asyncAPIOnce sync.Once
-	asyncAPIJSON []byte // set once by asyncAPIOnce
+	asyncAPIMu   sync.Mutex // leaf
+	asyncAPIKey  string     // guarded by asyncAPIMu: the proxied routes asyncAPIJSON was built with
+	asyncAPIJSON []byte     // guarded by asyncAPIMu: the encoded document, nil before the first request
 }
 
 // New builds the edge and its routes.

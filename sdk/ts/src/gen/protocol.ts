@@ -219,6 +219,7 @@ export interface Caller {
 export interface ClientInfo {
   connId: string;
   deviceId?: string;
+  info?: unknown;
   kind?: string;
   nodeId?: string;
   userId?: string;

@@ -262,6 +262,7 @@ export interface ChallengeRequest {
 export interface ClientInfo {
   connId: string;
   deviceId?: string;
+  info?: unknown;
   kind?: string;
   nodeId?: string;
   userId?: string;
