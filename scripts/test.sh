@@ -15,7 +15,10 @@
 #   4. the TypeScript SDK (sdk/ts): npm ci, the generated types checked
 #      against the server's contract, the build, and its tests with Node's
 #      test runner and headless Chromium against the junction binary;
-#   5. runs each fuzz target briefly (FUZZTIME, default 10s each).
+#   5. the web console (console/): npm ci, the committed build in
+#      internal/web/console checked against a fresh one, the type check, and
+#      its tests in headless Chromium against the junction binary;
+#   6. runs each fuzz target briefly (FUZZTIME, default 10s each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -76,6 +79,24 @@ go build -o "$summary_dir/junction" ./cmd/junction
   JUNCTION_TEST_BIN="$summary_dir/junction" npm test
 )
 # --- end sdk/ts -------------------------------------------------------------
+
+# --- console: the web console ---------------------------------------------
+# Built on the SDK's sources (it needs sdk/ts's node_modules, installed by
+# the block above). build:check fails when internal/web/console, which the
+# binary embeds, is not what the sources build (run `npm run build` in
+# console/ and commit); the tests drive every page in /usr/bin/chromium
+# against the binary built above, check the 150 KB gzipped budget and that
+# no request leaves the server's origin; screenshots go to
+# console/test-output/.
+echo "== console: npm ci, type check, committed build up to date, tests in headless Chromium"
+(
+  cd console
+  npm ci --no-audit --no-fund --loglevel=error
+  npm run --silent typecheck
+  npm run --silent build:check
+  JUNCTION_TEST_BIN="$summary_dir/junction" npm test
+)
+# --- end console ------------------------------------------------------------
 
 # fuzz_one PKG TARGET runs one target for FUZZTIME. Go 1.26's fuzz
 # coordinator can report "context deadline exceeded" at the -fuzztime

@@ -8,7 +8,6 @@ package web
 
 import (
 	"context"
-	"embed"
 	"encoding/json"
 	"errors"
 	"io"
@@ -33,9 +32,6 @@ import (
 
 // Version is the server version reported by /api/v1/info; set by cmd/junction.
 var Version = "dev"
-
-//go:embed console
-var consoleFS embed.FS
 
 // Config configures the HTTP edge. The zero value of every field selects its
 // documented default.
@@ -483,37 +479,6 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 		body["details"] = details
 	}
 	writeJSON(w, status, body)
-}
-
-// serveConsole serves the embedded console; unknown paths get index.html so
-// that client-side routes work.
-func (s *Server) serveConsole(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		writeJSONError(w, http.StatusMethodNotAllowed, protocol.Errorf(protocol.CodeBadRequest, "method %s not allowed", r.Method))
-		return
-	}
-	name := strings.TrimPrefix(r.URL.Path, "/")
-	if name == "" || strings.HasSuffix(name, "/") {
-		name += "index.html"
-	}
-	f, err := s.console.Open(name)
-	if err != nil {
-		name = "index.html"
-		f, err = s.console.Open(name)
-		if err != nil {
-			writeError(w, protocol.Errorf(protocol.CodeNotFound, "console not available"))
-			return
-		}
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil || st.IsDir() {
-		writeError(w, protocol.Errorf(protocol.CodeNotFound, "not found"))
-		return
-	}
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	http.ServeContent(w, r, name, time.Time{}, f.(io.ReadSeeker))
 }
 
 // DecodeJSON decodes a request body strictly into v: unknown members, wrong
