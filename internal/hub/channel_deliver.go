@@ -78,7 +78,7 @@ func (h *Hub) HandlePublication(topic string, pub Publication) {
 			continue // already in the subscriber's snapshot or history
 		}
 		if frame == nil {
-			frame = ws.PrepareText(protocol.AppendEvent(nil, EventChannelMessage, topic, pub.Epoch, pub.Offset, pub.Data))
+			frame = ws.PrepareText(protocol.AppendPublication(nil, topic, pub.Epoch, pub.Offset, pub.Event, pub.Data))
 		}
 		// The frame is counted once per publication below (framesOut), as
 		// one contended atomic rather than one per delivery.
@@ -118,7 +118,7 @@ func (s *subscriber) sendLocked(pub Publication) bool {
 	if pub.Epoch != s.epoch || pub.Offset <= s.after {
 		return false
 	}
-	return s.conn.SendEvent(EventChannelMessage, s.topic, pub.Epoch, pub.Offset, pub.Data)
+	return s.conn.sendFrame(ws.PrepareText(protocol.AppendPublication(nil, s.topic, pub.Epoch, pub.Offset, pub.Event, pub.Data)))
 }
 
 // deliverEventJoining buffers a prepared join or leave event for a joining

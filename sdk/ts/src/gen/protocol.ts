@@ -368,6 +368,7 @@ export interface Principal {
 export interface Publication {
   data: unknown;
   epoch: string;
+  event?: string;
   info?: ClientInfo;
   offset: number;
   timeMs: number;
@@ -375,6 +376,7 @@ export interface Publication {
 
 export interface PublishParams {
   data: unknown;
+  event?: string;
   topic: string;
 }
 

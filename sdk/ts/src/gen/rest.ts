@@ -229,6 +229,7 @@ export interface Presence {
 export interface Publication {
   data: unknown;
   epoch: string;
+  event?: string;
   info?: ClientInfo;
   offset: number;
   timeMs: number;
@@ -236,6 +237,7 @@ export interface Publication {
 
 export interface PublishRequest {
   data: unknown;
+  event?: string;
 }
 
 export interface RefreshRequest {
