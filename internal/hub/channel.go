@@ -120,10 +120,13 @@ type localTopic struct {
 
 // subscriber is one connection's subscription to one topic.
 type subscriber struct {
-	conn  *Conn      // set once
-	wsc   *ws.Conn   // set once: conn's transport side, loaded once so that fan-out skips conn
-	topic string     // set once
-	ns    *namespace // set once
+	conn *Conn    // set once
+	wsc  *ws.Conn // set once: conn's transport side, loaded once so that fan-out skips conn
+	// compact is conn's compact codec (nil for protocol v1), loaded once
+	// for the same reason.
+	compact *compactConn
+	topic   string     // set once
+	ns      *namespace // set once
 
 	// live is false while joining: publications go to buf until the
 	// subscribe reply is queued, then goLive flushes buf and sets live.

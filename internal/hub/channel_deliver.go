@@ -61,6 +61,7 @@ func (h *Hub) HandlePublication(topic string, pub Publication) {
 		return
 	}
 	var frame []byte
+	var cp compactPub // the compact form, for compact subscribers
 	var batch ws.Batch
 	n, direct := 0, 0
 	for _, s := range *sp {
@@ -76,6 +77,16 @@ func (h *Hub) HandlePublication(topic string, pub Publication) {
 		}
 		if pub.Offset <= s.after {
 			continue // already in the subscriber's snapshot or history
+		}
+		if s.compact != nil {
+			sent, batched := s.deliverCompact(topic, pub, &cp, &batch)
+			if sent {
+				n++
+			}
+			if batched {
+				direct++
+			}
+			continue
 		}
 		if frame == nil {
 			frame = ws.PrepareText(protocol.AppendPublication(nil, topic, pub.Epoch, pub.Offset, pub.Event, pub.Data))

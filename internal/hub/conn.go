@@ -31,6 +31,7 @@ type Conn struct {
 	registered  atomic.Bool     // in the registry: set after the welcome, cleared by unregister
 	admitted    atomic.Bool     // holds a connection slot (Hub.admit), given back once on close
 	admittedAs  *auth.Principal // whom the slot was reserved for; set before the upgrade
+	compact     *compactConn    // set once before the upgrade: the compact codec's state (conn_compact_*.go); nil for protocol v1
 
 	mu      sync.Mutex
 	inbox   []*protocol.Frame               // guarded by mu: Serial requests waiting
@@ -179,6 +180,14 @@ type connValue struct{ key, v any }
 // sendFrame queues a prepared frame. A full queue closes the connection with
 // 4108 inside the transport; that is counted by OnClose.
 func (c *Conn) sendFrame(frame []byte) bool {
+	if c.compact != nil {
+		return c.sendCompactFrame(frame)
+	}
+	return c.sendWire(frame)
+}
+
+// sendWire queues a prepared frame as it is, whatever the codec.
+func (c *Conn) sendWire(frame []byte) bool {
 	w := c.ws.Load()
 	if w == nil {
 		return false
@@ -242,6 +251,10 @@ func (c *Conn) sendFrameError(raw []byte, e *protocol.Error) {
 func (c *Conn) OnMessage(w *ws.Conn, payload []byte) {
 	c.ws.CompareAndSwap(nil, w)
 	c.welcome()
+	if c.compact != nil {
+		c.compactMessage(payload) // one array per message, never split
+		return
+	}
 	protocol.Split(payload, func(raw []byte) {
 		c.hub.metrics.framesIn.Inc()
 		f, err := protocol.Decode(raw)
