@@ -441,6 +441,9 @@ func TestIoTAuthAndCompactSubprotocol(t *testing.T) {
 		t.Fatal("got an upgrade with a bad token")
 	}
 	_ = dialCompact(t, m, "/ws/iot", mintToken(t, m, "alice", "esp1", "iot"), false) // header
+	if offered := dialCompact(t, m, "/ws/iot", mintToken(t, m, "alice", "esp3", "iot"), true, protocol.CompactSubprotocol); offered.sub != protocol.CompactSubprotocol {
+		t.Fatalf("got subprotocol %q on /ws/iot, want the one offered", offered.sub)
+	}
 
 	br := dialCompact(t, m, "/ws", mintToken(t, m, "bob", "browser1", "browser"), false, protocol.CompactSubprotocol)
 	if br.sub != protocol.CompactSubprotocol {
@@ -452,4 +455,48 @@ func TestIoTAuthAndCompactSubprotocol(t *testing.T) {
 	dev := dialCompact(t, m, "/ws/iot", mintToken(t, m, "alice", "esp2", "iot"), true)
 	dev.send("sensor:5", "temp", 19)
 	jsonEq(t, "from the device", br.expect("sensor:5", "temp").Payload, `19`)
+}
+
+// TestIoTPresenceAndCancel: a device on a presence namespace sees v1
+// clients join and leave; a call its caller gives up on reaches it as
+// ["$rpc", "cancel", {id}].
+func TestIoTPresenceAndCancel(t *testing.T) {
+	m := startServer(t, withNamespaces(hub.NamespaceConfig{Pattern: "room:{id}", Subscribe: []string{"any"}, Publish: []string{"any"}, Presence: true}))
+	dev := dialCompact(t, m, "/ws/iot", mintToken(t, m, "alice", "esp1", "iot"), true)
+	dev.send("room:1", "subscribe", nil)
+	dev.expect("room:1", "subscribed")
+	app := dialClient(t, m, "alice", "phone1", "phone")
+	ctx := context.Background()
+	s, err := app.Subscribe(ctx, "room:1", func(client.Publication) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info protocol.ClientInfo
+	if j := dev.expect("room:1", "join"); json.Unmarshal(j.Payload, &info) != nil || info.DeviceID != "phone1" {
+		t.Fatalf("got join %s, want phone1", j.Payload)
+	}
+	if err := s.Unsubscribe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l := dev.expect("room:1", "leave"); json.Unmarshal(l.Payload, &info) != nil || info.DeviceID != "phone1" {
+		t.Fatalf("got leave %s, want phone1", l.Payload)
+	}
+
+	dev.send("$rpc", "register", map[string]any{"methods": []string{"relay.set"}})
+	dev.expect("$rpc", "registered")
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- app.CallDevice(cctx, "esp1", "relay.set", map[string]bool{"on": true}, nil) }()
+	var cp protocol.CompactCallPayload
+	if err := json.Unmarshal(dev.expect("$rpc", "call").Payload, &cp); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+	var rc protocol.RPCCancel
+	if c := dev.expect("$rpc", "cancel"); json.Unmarshal(c.Payload, &rc) != nil || rc.ID != cp.ID {
+		t.Fatalf("got cancel %s, want id %s", c.Payload, cp.ID)
+	}
 }

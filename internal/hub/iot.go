@@ -88,7 +88,9 @@ const KindIoT = "iot"
 // UpgradeIoT is Upgrade for /ws/iot: the connection speaks the compact
 // protocol under the IoT limits and heartbeat. Only a principal of kind
 // "iot" is accepted (forbidden otherwise, before anything is upgraded).
-func (h *Hub) UpgradeIoT(w http.ResponseWriter, r *http.Request, p *auth.Principal) (*Conn, error) {
+// subprotocol is answered as is: "" or protocol.CompactSubprotocol when
+// the client offered it.
+func (h *Hub) UpgradeIoT(w http.ResponseWriter, r *http.Request, p *auth.Principal, subprotocol string) (*Conn, error) {
 	if p.Kind != KindIoT {
 		return nil, protocol.Errorf(protocol.CodeForbidden, "/ws/iot accepts only tokens of kind iot (this one is %q)", p.Kind)
 	}
@@ -97,7 +99,7 @@ func (h *Hub) UpgradeIoT(w http.ResponseWriter, r *http.Request, p *auth.Princip
 		pingMs: h.cfg.IoT.HeartbeatInterval.Milliseconds(),
 		pongMs: h.cfg.IoT.HeartbeatTimeout.Milliseconds(),
 	}
-	return h.upgrade(w, r, p, "", h.iot, cc)
+	return h.upgrade(w, r, p, subprotocol, h.iot, cc)
 }
 
 // UpgradeCompact is Upgrade for a /ws client that chose the subprotocol

@@ -321,7 +321,11 @@ func (s *Server) upgradeWS(w http.ResponseWriter, r *http.Request, iot bool) {
 	var c *hub.Conn
 	switch {
 	case iot:
-		c, err = s.deps.Hub.UpgradeIoT(w, r, p)
+		sub := ""
+		if auth.OffersCompactSubprotocol(r) {
+			sub = protocol.CompactSubprotocol
+		}
+		c, err = s.deps.Hub.UpgradeIoT(w, r, p, sub)
 	case auth.OffersCompactSubprotocol(r):
 		c, err = s.deps.Hub.UpgradeCompact(w, r, p)
 	default:
