@@ -24,9 +24,10 @@ import (
 // compactClient is a minimal client of the compact protocol: it speaks only
 // [topic, event, payload] arrays, one per WebSocket message, as a device does.
 type compactClient struct {
-	t    *testing.T
-	conn net.Conn
-	sub  string // the subprotocol the server chose
+	t       *testing.T
+	conn    net.Conn
+	sub     string                         // the subprotocol the server chose
+	welcome protocol.CompactWelcomePayload // the first message's payload
 }
 
 // compactMsg is one received array.
@@ -50,6 +51,9 @@ func dialCompact(t *testing.T, m *Main, path, token string, query bool, subproto
 	w := c.read()
 	if w.Topic != protocol.CompactSysTopic || w.Event != protocol.CompactWelcome {
 		t.Fatalf("got first message %s, want the welcome", w)
+	}
+	if err := json.Unmarshal(w.Payload, &c.welcome); err != nil || c.welcome.ConnID == "" || c.welcome.Protocol != protocol.CompactSubprotocol {
+		t.Fatalf("got welcome %s", w.Payload)
 	}
 	return c
 }
@@ -334,6 +338,9 @@ func TestIoTSkippedPublication(t *testing.T) {
 	})
 	ctx := context.Background()
 	dev := dialCompact(t, m, "/ws/iot", mintToken(t, m, "alice", "esp1", "iot"), true)
+	if w := dev.welcome; w.MaxFrameBytes != 1024 || w.HeartbeatMs != 20000 || w.HeartbeatTimeoutMs != 10000 || w.Principal.Kind != "iot" {
+		t.Fatalf("got welcome %+v, want the iot limits (1024 bytes, 20 s, 10 s)", w)
+	}
 	dev.send("sensor:9", "subscribe", nil)
 	dev.expect("sensor:9", "subscribed")
 	app := dialClient(t, m, "alice", "phone1", "phone")
@@ -449,6 +456,9 @@ func TestIoTAuthAndCompactSubprotocol(t *testing.T) {
 	if br.sub != protocol.CompactSubprotocol {
 		t.Fatalf("got subprotocol %q, want %s", br.sub, protocol.CompactSubprotocol)
 	}
+	if w := br.welcome; w.MaxFrameBytes != protocol.DefaultMaxFrameBytes || w.HeartbeatMs != 30000 {
+		t.Fatalf("got welcome %+v on /ws, want the hub's limits", w)
+	}
 	br.send("sensor:5", "subscribe", map[string]string{"id": "1"})
 	br.expect("sensor:5", "subscribed")
 	jsonEq(t, "no retained publication yet", br.expect("sensor:5", "snapshot").Payload, `null`)
@@ -498,5 +508,39 @@ func TestIoTPresenceAndCancel(t *testing.T) {
 	var rc protocol.RPCCancel
 	if c := dev.expect("$rpc", "cancel"); json.Unmarshal(c.Payload, &rc) != nil || rc.ID != cp.ID {
 		t.Fatalf("got cancel %s, want id %s", c.Payload, cp.ID)
+	}
+}
+
+// TestIoTHeartbeat: /ws/iot has its own heartbeat: a device that answers
+// no ping is closed with 4102 after iot.heartbeat_timeout, while a /ws
+// client under the hub's longer heartbeat stays.
+func TestIoTHeartbeat(t *testing.T) {
+	m := startServer(t, func(c *Config) {
+		c.IoT.HeartbeatInterval = 100 * time.Millisecond
+		c.IoT.HeartbeatTimeout = 100 * time.Millisecond
+	})
+	_ = dialClient(t, m, "alice", "phone1", "phone")
+	dev := dialCompact(t, m, "/ws/iot", mintToken(t, m, "alice", "esp-hb", "iot"), true) // then reads nothing
+	if dev.welcome.HeartbeatMs != 100 {
+		t.Fatalf("got heartbeat %d ms, want 100", dev.welcome.HeartbeatMs)
+	}
+	eventually(t, "the silent device to be closed", func() bool { return m.Hub.ConnOfDevice("esp-hb") == nil })
+	_ = dev.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for { // the unanswered pings, then the close
+		f, err := gws.ReadFrame(dev.conn)
+		if err != nil {
+			t.Fatalf("read: %v, want a close frame", err)
+		}
+		if f.Header.OpCode == gws.OpPing {
+			continue
+		}
+		code, _ := gws.ParseCloseFrameData(f.Payload)
+		if f.Header.OpCode != gws.OpClose || int(code) != protocol.CloseHeartbeatTimeout {
+			t.Fatalf("got frame %v %q, want close %d", f.Header.OpCode, f.Payload, protocol.CloseHeartbeatTimeout)
+		}
+		break
+	}
+	if m.Hub.ConnOfDevice("phone1") == nil {
+		t.Fatal("the /ws client was closed too")
 	}
 }
