@@ -190,6 +190,7 @@ type Hub struct {
 	featureList []string
 	reg         registry
 	slots       connSlots   // admitted connections, for MaxConnections and MaxConnectionsPerUser
+	kinds       kindCounts  // registered connections by kind, for the admin statistics (admin.go)
 	idem        idempotency // set once in New
 	panics      panicLog
 	lastSeen    lastSeen
@@ -201,6 +202,10 @@ type Hub struct {
 	// hold a fan-out in progress with it; export_test.go). Set once before
 	// Start.
 	deliverHook func(topic string, pub Publication)
+	// intercept is the backend proxy's hooks (intercept.go); nil: none.
+	intercept atomic.Pointer[interceptorBox]
+	// lim replaces Config's limits once SetLimits ran (reload.go).
+	lim atomic.Pointer[Limits]
 
 	ctx      context.Context // cancelled by Close
 	cancel   context.CancelFunc
@@ -345,6 +350,7 @@ func (h *Hub) Start() error {
 		return err
 	}
 	h.Go(func(ctx context.Context) { every(ctx, time.Second, func(context.Context) { h.checkExpiry() }) })
+	h.Go(h.runAdminStats)
 	return nil
 }
 

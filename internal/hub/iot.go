@@ -119,10 +119,17 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, p *auth.Principal,
 	if h.draining.Load() {
 		return nil, protocol.Errorf(protocol.CodeUnavailable, "server is shutting down")
 	}
+	info, err := h.interceptConnect(r.Context(), p)
+	if err != nil {
+		return nil, err
+	}
 	if err := h.admit(p); err != nil {
 		return nil, err
 	}
 	c := newConn(h, p)
+	if len(info) > 0 {
+		c.SetValue(connInfoKey{}, info)
+	}
 	c.compact = cc
 	c.admittedAs = p
 	c.admitted.Store(true)
