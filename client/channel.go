@@ -17,7 +17,10 @@ type Publication struct {
 	Topic  string
 	Epoch  string
 	Offset uint64
-	Data   json.RawMessage
+	// Event is the publication's event name: "message" unless the
+	// publisher named it (PublishEvent).
+	Event string
+	Data  json.RawMessage
 }
 
 // Subscribed describes one successful (re)subscription.
@@ -231,7 +234,7 @@ func (s *Subscription) subscribe(ctx context.Context, resubscribed bool) error {
 			Resubscribed: resubscribed, Recovered: res.Recovered, Snapshot: res.Snapshot})
 	}
 	for _, p := range res.Publications {
-		s.deliverOne(p.Epoch, p.Offset, p.Data)
+		s.deliverOne(p.Epoch, p.Offset, p.Event, p.Data)
 	}
 	if res.Recovered {
 		s.mu.Lock()
@@ -239,7 +242,7 @@ func (s *Subscription) subscribe(ctx context.Context, resubscribed bool) error {
 		s.mu.Unlock()
 	}
 	for _, f := range pending {
-		s.deliverOne(f.Epoch, f.Offset, f.Data)
+		s.deliverOne(f.Epoch, f.Offset, f.Name, f.Data)
 	}
 	return nil
 }
@@ -268,7 +271,7 @@ func (s *Subscription) resubscribe(ctx context.Context) {
 // deliverOne calls the handler with one publication unless it is of
 // another stream life (the server reset it), already delivered, or the
 // subscription ended. The caller holds s.deliver, not s.mu.
-func (s *Subscription) deliverOne(epoch string, offset uint64, data json.RawMessage) {
+func (s *Subscription) deliverOne(epoch string, offset uint64, event string, data json.RawMessage) {
 	s.mu.Lock()
 	if s.done || epoch != s.epoch || offset <= s.offset {
 		s.mu.Unlock()
@@ -276,7 +279,7 @@ func (s *Subscription) deliverOne(epoch string, offset uint64, data json.RawMess
 	}
 	s.offset = offset
 	s.mu.Unlock()
-	s.handler(Publication{Topic: s.topic, Epoch: epoch, Offset: offset, Data: data})
+	s.handler(Publication{Topic: s.topic, Epoch: epoch, Offset: offset, Event: protocol.PublicationEvent(event), Data: data})
 }
 
 func (s *Subscription) onMessage(f *protocol.Frame) {
@@ -289,7 +292,7 @@ func (s *Subscription) onMessage(f *protocol.Frame) {
 		return
 	}
 	s.mu.Unlock()
-	s.deliverOne(f.Epoch, f.Offset, f.Data)
+	s.deliverOne(f.Epoch, f.Offset, f.Name, f.Data)
 }
 
 func (s *Subscription) onUnsubscribed(f *protocol.Frame) {
@@ -323,11 +326,18 @@ func (s *Subscription) onUnsubscribed(f *protocol.Frame) {
 // Publish publishes data (encoded as JSON) to topic and returns the
 // publication's position.
 func (c *Client) Publish(ctx context.Context, topic string, data any) (epoch string, offset uint64, err error) {
+	return c.PublishEvent(ctx, topic, "", data)
+}
+
+// PublishEvent is Publish with an event name ("" or "message": the
+// default); subscribers see it in Publication.Event, compact clients as
+// the message's event (docs/iot.md).
+func (c *Client) PublishEvent(ctx context.Context, topic, event string, data any) (epoch string, offset uint64, err error) {
 	raw, err := json.Marshal(data)
 	if err != nil {
 		return "", 0, fmt.Errorf("client: encode data of %s: %w", topic, err)
 	}
 	var res protocol.PublishResult
-	err = c.Call(ctx, "channel.publish", protocol.PublishParams{Topic: topic, Data: raw}, &res)
+	err = c.Call(ctx, "channel.publish", protocol.PublishParams{Topic: topic, Event: event, Data: raw}, &res)
 	return res.Epoch, res.Offset, err
 }

@@ -25,9 +25,12 @@ type StreamPosition struct {
 // Publication is one retained message of a topic's stream, as listed by
 // channel.subscribe (recovered) and channel.history.
 type Publication struct {
-	Offset uint64          `json:"offset"`
-	Epoch  string          `json:"epoch"`
-	Data   json.RawMessage `json:"data"`
+	Offset uint64 `json:"offset"`
+	Epoch  string `json:"epoch"`
+	// Event is the publication's event name; absent for the default,
+	// "message" (DefaultPublicationEvent).
+	Event string          `json:"event,omitempty"`
+	Data  json.RawMessage `json:"data"`
 	// Info describes the publisher, when it was a client.
 	Info *ClientInfo `json:"info,omitempty"`
 	// TimeMs is when the broker accepted the publication (Unix ms).
@@ -74,7 +77,10 @@ type SubscribeResult struct {
 
 // PublishParams are the params of channel.publish.
 type PublishParams struct {
-	Topic string          `json:"topic"`
+	Topic string `json:"topic"`
+	// Event names the publication (ValidatePublicationEvent); absent or
+	// "message" is the default.
+	Event string          `json:"event,omitempty"`
 	Data  json.RawMessage `json:"data"`
 }
 
@@ -119,5 +125,7 @@ type Unsubscribed struct {
 // ChannelPublishBody is the body of the REST publish
 // (POST /api/v1/channels/{topic}/publish).
 type ChannelPublishBody struct {
-	Data json.RawMessage `json:"data"`
+	// Event names the publication, as channel.publish's event.
+	Event string          `json:"event,omitempty"`
+	Data  json.RawMessage `json:"data"`
 }

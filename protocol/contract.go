@@ -33,6 +33,8 @@ type EventSpec struct {
 	Topic, Position bool
 	// FromServer and FromClient say who sends the event.
 	FromServer, FromClient bool
+	// Named: the frame may carry a publication's event name ("name").
+	Named bool
 }
 
 // Events returns the events of protocol v1.
@@ -42,7 +44,7 @@ func Events() []EventSpec {
 		{Name: EventShutdown, Summary: "The server is draining: reconnect after reconnectAfterMs", Data: reflect.TypeFor[Shutdown](), FromServer: true},
 		{Name: EventTokenExpiring, Summary: "The credential expires soon: send auth.refresh", Data: reflect.TypeFor[TokenExpiring](), FromServer: true},
 		{Name: EventError, Summary: "A frame that could not be answered with a response", Data: reflect.TypeFor[Error](), FromServer: true},
-		{Name: EventChannelMessage, Summary: "One publication of a subscribed channel; data is what was published", Data: rawMessageType, Topic: true, Position: true, FromServer: true},
+		{Name: EventChannelMessage, Summary: "One publication of a subscribed channel; data is what was published", Data: rawMessageType, Topic: true, Position: true, FromServer: true, Named: true},
 		{Name: EventChannelJoin, Summary: "A client subscribed to a channel with presence", Data: reflect.TypeFor[ClientInfo](), Topic: true, FromServer: true},
 		{Name: EventChannelLeave, Summary: "A client left a channel with presence", Data: reflect.TypeFor[ClientInfo](), Topic: true, FromServer: true},
 		{Name: EventChannelUnsubscribed, Summary: "The server removed a subscription", Data: reflect.TypeFor[Unsubscribed](), Topic: true, FromServer: true},
@@ -291,6 +293,10 @@ func eventFrame(set *SchemaSet, e EventSpec) map[string]any {
 		props["epoch"] = map[string]any{"type": "string", "minLength": 1}
 		props["offset"] = map[string]any{"type": "integer", "minimum": 1}
 		required = append(required, "epoch", "offset")
+	}
+	if e.Named {
+		props["name"] = map[string]any{"type": "string", "minLength": 1, "maxLength": MaxPublicationEventLength,
+			"description": "the publication's event name; absent for the default, message"}
 	}
 	if e.Data != nil {
 		props["data"] = set.Of(e.Data)

@@ -40,7 +40,10 @@ type Frame struct {
 	Error  *Error          `json:"error,omitempty"`
 
 	// Event.
-	Event  string          `json:"event,omitempty"`
+	Event string `json:"event,omitempty"`
+	// Name is the event name of a publication (channel.message) when it is
+	// not the default, "message" (see ValidatePublicationEvent).
+	Name   string          `json:"name,omitempty"`
 	Topic  string          `json:"topic,omitempty"`
 	Epoch  string          `json:"epoch,omitempty"`
 	Offset uint64          `json:"offset,omitempty"`
@@ -214,6 +217,9 @@ func (f *Frame) Append(dst []byte) ([]byte, error) {
 		}
 		return AppendError(dst, f.ID, f.Error)
 	case TypeEvent:
+		if f.Name != "" {
+			return AppendPublication(dst, f.Topic, f.Epoch, f.Offset, f.Name, f.Data), nil
+		}
 		return AppendEvent(dst, f.Event, f.Topic, f.Epoch, f.Offset, f.Data), nil
 	}
 	return nil, Errorf(CodeInvalidFrame, "unknown frame type %q", clip(f.Type))
@@ -301,6 +307,32 @@ func AppendError(dst []byte, id string, e *Error) ([]byte, error) {
 func AppendEvent(dst []byte, event, topic, epoch string, offset uint64, data json.RawMessage) []byte {
 	dst = append(dst, `{"type":"event","event":`...)
 	dst = AppendString(dst, event)
+	if topic != "" {
+		dst = append(dst, `,"topic":`...)
+		dst = AppendString(dst, topic)
+		if epoch != "" {
+			dst = append(dst, `,"epoch":`...)
+			dst = AppendString(dst, epoch)
+			dst = append(dst, `,"offset":`...)
+			dst = strconv.AppendUint(dst, offset, 10)
+		}
+	}
+	if len(data) > 0 {
+		dst = append(dst, `,"data":`...)
+		dst = append(dst, data...)
+	}
+	return append(dst, '}')
+}
+
+// AppendPublication appends the channel.message event of one publication.
+// name is the publication's event name, written as the "name" member
+// unless it is empty (the default, "message").
+func AppendPublication(dst []byte, topic, epoch string, offset uint64, name string, data json.RawMessage) []byte {
+	if name == "" {
+		return AppendEvent(dst, EventChannelMessage, topic, epoch, offset, data)
+	}
+	dst = append(dst, `{"type":"event","event":"`+EventChannelMessage+`","name":`...)
+	dst = AppendString(dst, name)
 	if topic != "" {
 		dst = append(dst, `,"topic":`...)
 		dst = AppendString(dst, topic)

@@ -47,6 +47,9 @@ type Config struct {
 	Hub         hub.Config  `yaml:"hub"`
 	Apps        apps.Config `yaml:"apps"`
 	Web         web.Config  `yaml:"web"`
+	// IoT configures /ws/iot, the compact protocol's endpoint for devices
+	// (docs/iot.md); the hub serves it.
+	IoT hub.IoTConfig `yaml:"iot"`
 	// Voice configures LiveKit-compatible voice tokens (account package).
 	Voice account.VoiceConfig `yaml:"voice"`
 	// Services tunes the supervisor of the background services.
@@ -212,6 +215,9 @@ func (c *Config) validate() error {
 	}
 	if err := c.Hub.Validate(); err != nil {
 		return fmt.Errorf("hub: %w", err)
+	}
+	if err := c.IoT.Validate(); err != nil {
+		return fmt.Errorf("iot: %w", err)
 	}
 	if err := c.Voice.Validate(); err != nil {
 		return err

@@ -20,6 +20,10 @@ func TestLoadConfig(t *testing.T) {
 	if err := os.WriteFile(file, []byte("addr: 127.0.0.1:8001\nhub:\n  heartbeat_interval: 20s\n  max_subscriptions: 50\nweb:\n  allowed_origins: [\"https://a.example\"]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	iotFile := filepath.Join(dir, "iot.yaml")
+	if err := os.WriteFile(iotFile, []byte("iot:\n  max_frame_bytes: 2048\n  heartbeat_interval: 30s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	bad := filepath.Join(dir, "bad.yaml")
 	if err := os.WriteFile(bad, []byte("adr: 127.0.0.1:8001\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -61,6 +65,13 @@ func TestLoadConfig(t *testing.T) {
 					t.Errorf("got %+v", c)
 				}
 			}},
+		{name: "iot section", args: []string{"--config", iotFile, "--iot-heartbeat-interval=15s"}, env: []string{"JUNCTION_IOT_MAX_QUEUE_FRAMES=32"},
+			check: func(t *testing.T, c *Config) {
+				if c.IoT.MaxFrameBytes != 2048 || c.IoT.HeartbeatInterval != 15*time.Second || c.IoT.MaxQueueFrames != 32 {
+					t.Errorf("got iot %+v", c.IoT)
+				}
+			}},
+		{name: "bad iot frame limit", args: []string{"--iot-max-frame-bytes=10"}, wantErr: "iot: max_frame_bytes"},
 		{name: "config file from env", env: []string{"JUNCTION_CONFIG=" + file}, check: func(t *testing.T, c *Config) {
 			if c.Addr != "127.0.0.1:8001" {
 				t.Errorf("got addr %q", c.Addr)

@@ -224,7 +224,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		m.Broker = hub.NewMemoryBroker(cfg.Hub.NodeID).Broker()
 		m.Broker.Records = m.Store
 	}
-	m.Hub, err = hub.New(cfg.Hub, hub.Deps{Logger: m.Logger, Registerer: m.Registry, Authenticator: m.Auth,
+	hubCfg := cfg.Hub
+	hubCfg.IoT = cfg.IoT
+	m.Hub, err = hub.New(hubCfg, hub.Deps{Logger: m.Logger, Registerer: m.Registry, Authenticator: m.Auth,
 		DeviceSeen: deviceSeen(m.Store), Broker: m.Broker, Now: m.Now})
 	if err != nil {
 		_ = m.Broker.Close() // the hub did not take it over

@@ -93,12 +93,13 @@ func subprotocols(r *http.Request) []string {
 
 // subprotocolCredential returns the first well-formed (no white space)
 // junction.bearer.<credential> offer,
-// provided the client also offered protocol.Subprotocol.
+// provided the client also offered protocol.Subprotocol or
+// protocol.CompactSubprotocol.
 func subprotocolCredential(r *http.Request) (string, bool) {
 	var cred string
 	var offered bool
 	for _, p := range subprotocols(r) {
-		if p == protocol.Subprotocol {
+		if p == protocol.Subprotocol || p == protocol.CompactSubprotocol {
 			offered = true
 			continue
 		}
@@ -121,6 +122,18 @@ func subprotocolCredential(r *http.Request) (string, bool) {
 func OffersSubprotocol(r *http.Request) bool {
 	for _, p := range subprotocols(r) {
 		if p == protocol.Subprotocol {
+			return true
+		}
+	}
+	return false
+}
+
+// OffersCompactSubprotocol reports whether the client offered
+// protocol.CompactSubprotocol (the compact protocol on /ws), in which case
+// the server answers with it.
+func OffersCompactSubprotocol(r *http.Request) bool {
+	for _, p := range subprotocols(r) {
+		if p == protocol.CompactSubprotocol {
 			return true
 		}
 	}

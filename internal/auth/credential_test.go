@@ -26,6 +26,7 @@ func TestCredentialFromRequest(t *testing.T) {
 		{"subprotocol", "/ws", [][2]string{{"Sec-WebSocket-Protocol", "junction.v1, junction.bearer.tok"}}, true, "tok", SourceSubprotocol},
 		{"subprotocol reversed order", "/ws", [][2]string{{"Sec-WebSocket-Protocol", "junction.bearer.tok,junction.v1"}}, true, "tok", SourceSubprotocol},
 		{"subprotocol split headers", "/ws", [][2]string{{"Sec-WebSocket-Protocol", "junction.v1"}, {"Sec-WebSocket-Protocol", "junction.bearer.tok"}}, true, "tok", SourceSubprotocol},
+		{"subprotocol beside the compact one", "/ws", [][2]string{{"Sec-WebSocket-Protocol", "junction.compact.v1, junction.bearer.tok"}}, true, "tok", SourceSubprotocol},
 		{"query", "/ws?token=tok", nil, true, "tok", SourceQuery},
 		{"header beats subprotocol and query", "/ws?token=q", [][2]string{{"Authorization", "Bearer h"}, {"Sec-WebSocket-Protocol", "junction.v1, junction.bearer.s"}}, true, "h", SourceHeader},
 		{"subprotocol beats query", "/ws?token=q", [][2]string{{"Sec-WebSocket-Protocol", "junction.v1, junction.bearer.s"}}, true, "s", SourceSubprotocol},
@@ -80,6 +81,24 @@ func TestOffersSubprotocol(t *testing.T) {
 				t.Fatalf("got %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestOffersCompactSubprotocol(t *testing.T) {
+	for _, tt := range []struct {
+		value string
+		want  bool
+	}{
+		{"", false}, {"junction.v1", false}, {"junction.compact.v1", true},
+		{"junction.compact.v1, junction.bearer.x", true}, {"chat, junction.compact.v1", true}, {"junction.compact.v10", false},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/ws", nil)
+		if tt.value != "" {
+			r.Header.Add("Sec-WebSocket-Protocol", tt.value)
+		}
+		if got := OffersCompactSubprotocol(r); got != tt.want {
+			t.Errorf("%q: got %v, want %v", tt.value, got, tt.want)
+		}
 	}
 }
 

@@ -13,11 +13,19 @@ import "github.com/redis/go-redis/v9"
 //	ARGV[2] data, ARGV[3] info JSON or "", ARGV[4] time in ms
 //	ARGV[5] history size, ARGV[6] history ttl in ms (0: none)
 //	ARGV[7] meta ttl in ms, ARGV[8] the topic's channel
+//	ARGV[9] the event name, "" for the default (absent from older callers)
+//
+// The stream entry holds d (data), t (time), i (info, when set) and e (the
+// event name, when set: an entry without e is the default event). The
+// pub/sub message is epoch|offset|time|len(info)|info data, or with an event
+// name epoch|offset|time|len(info):len(event)|info event data (the default
+// event keeps the first form, which nodes without event names read).
 //
 // It returns {epoch, offset}. An XADD refused because the stream is ahead
 // of the offset means the offset went backwards under this epoch (the meta
 // was restored older than the stream): the topic starts a new epoch.
 var scriptPublish = redis.NewScript(`
+local ev = ARGV[9] or ''
 local epoch = redis.call('HGET', KEYS[1], 'e')
 if not epoch then
   epoch = ARGV[1]
@@ -29,8 +37,12 @@ local size = tonumber(ARGV[5])
 if size > 0 then
   local fields = {'d', ARGV[2], 't', ARGV[4]}
   if ARGV[3] ~= '' then
-    fields[5] = 'i'
-    fields[6] = ARGV[3]
+    fields[#fields + 1] = 'i'
+    fields[#fields + 1] = ARGV[3]
+  end
+  if ev ~= '' then
+    fields[#fields + 1] = 'e'
+    fields[#fields + 1] = ev
   end
   local res = redis.pcall('XADD', KEYS[2], 'MAXLEN', size, off .. '-0', unpack(fields))
   if type(res) == 'table' and res.err then
@@ -50,7 +62,11 @@ else
   redis.call('DEL', KEYS[2])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
-redis.call('PUBLISH', ARGV[8], epoch .. '|' .. off .. '|' .. ARGV[4] .. '|' .. string.len(ARGV[3]) .. '|' .. ARGV[3] .. ARGV[2])
+local lens = string.len(ARGV[3])
+if ev ~= '' then
+  lens = lens .. ':' .. string.len(ev)
+end
+redis.call('PUBLISH', ARGV[8], epoch .. '|' .. off .. '|' .. ARGV[4] .. '|' .. lens .. '|' .. ARGV[3] .. ev .. ARGV[2])
 return {epoch, off}
 `)
 

@@ -41,7 +41,7 @@ func (b *Broker) Publish(ctx context.Context, topic string, data json.RawMessage
 	res, err := scriptPublish.Run(ctx, sh.client,
 		[]string{b.metaKey(topic), b.streamKey(topic)},
 		newEpoch(), []byte(data), info, b.now().UnixMilli(),
-		max(0, opts.HistorySize), histTTL, metaTTL, b.channel(topic)).Slice()
+		max(0, opts.HistorySize), histTTL, metaTTL, b.channel(topic), opts.Event).Slice()
 	if err != nil {
 		return hub.StreamPosition{}, redisErr("cluster: publish %q: %w", topic, err)
 	}
@@ -122,6 +122,8 @@ func parseEntry(e any, epoch string) (hub.Publication, error) {
 			p.Data = json.RawMessage(v)
 		case "t":
 			p.TimeMs, _ = strconv.ParseInt(v, 10, 64)
+		case "e": // absent in entries of the default event (and older ones)
+			p.Event = v
 		case "i":
 			var info hub.ClientInfo
 			if err := json.Unmarshal([]byte(v), &info); err != nil {
@@ -134,7 +136,8 @@ func parseEntry(e any, epoch string) (hub.Publication, error) {
 }
 
 // parseMessage decodes a publication's pub/sub payload:
-// epoch|offset|time|len(info)|info data.
+// epoch|offset|time|len(info)|info data, or with an event name
+// epoch|offset|time|len(info):len(event)|info event data (scriptPublish).
 func parseMessage(payload string) (hub.Publication, error) {
 	bad := func() (hub.Publication, error) {
 		return hub.Publication{}, fmt.Errorf("bad publication message %.40q", payload)
@@ -155,13 +158,21 @@ func parseMessage(payload string) (hub.Publication, error) {
 	if !ok {
 		return bad()
 	}
+	nStr, evStr, hasEvent := strings.Cut(nStr, ":")
 	off, err1 := strconv.ParseUint(offStr, 10, 64)
 	t, err2 := strconv.ParseInt(tStr, 10, 64)
 	n, err3 := strconv.Atoi(nStr)
-	if err1 != nil || err2 != nil || err3 != nil || n < 0 || n > len(rest) || epoch == "" {
+	ne := 0
+	if hasEvent {
+		var err error
+		if ne, err = strconv.Atoi(evStr); err != nil || ne <= 0 {
+			return bad()
+		}
+	}
+	if err1 != nil || err2 != nil || err3 != nil || n < 0 || n > len(rest) || ne > len(rest)-n || epoch == "" {
 		return bad()
 	}
-	p := hub.Publication{Epoch: epoch, Offset: off, TimeMs: t, Data: json.RawMessage(rest[n:])}
+	p := hub.Publication{Epoch: epoch, Offset: off, TimeMs: t, Event: rest[n : n+ne], Data: json.RawMessage(rest[n+ne:])}
 	if n > 0 {
 		var info hub.ClientInfo
 		if err := json.Unmarshal([]byte(rest[:n]), &info); err != nil {

@@ -199,6 +199,11 @@ type Publication = protocol.Publication
 
 // PublishOptions are per-publication stream settings (from the topic's namespace).
 type PublishOptions struct {
+	// Event is the publication's event name as stored: "" for the default
+	// ("message"); see protocol.NormalizePublicationEvent. The broker keeps
+	// it with the publication (history, delivery) and gives it back in
+	// Publication.Event.
+	Event       string
 	HistorySize int
 	HistoryTTL  time.Duration
 	Info        *ClientInfo

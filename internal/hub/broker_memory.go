@@ -235,7 +235,7 @@ func (b *MemoryBroker) Publish(ctx context.Context, topic string, data json.RawM
 	now := b.now()
 	t.expireLocked(now)
 	t.offset++
-	pub := Publication{Offset: t.offset, Epoch: t.epoch, Data: data, Info: opts.Info, TimeMs: now.UnixMilli()}
+	pub := Publication{Offset: t.offset, Epoch: t.epoch, Event: opts.Event, Data: data, Info: opts.Info, TimeMs: now.UnixMilli()}
 	t.lastPub = now
 	if opts.HistorySize > 0 {
 		t.histTTL = opts.HistoryTTL

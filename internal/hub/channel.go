@@ -123,10 +123,13 @@ type localTopic struct {
 
 // subscriber is one connection's subscription to one topic.
 type subscriber struct {
-	conn  *Conn      // set once
-	wsc   *ws.Conn   // set once: conn's transport side, loaded once so that fan-out skips conn
-	topic string     // set once
-	ns    *namespace // set once
+	conn *Conn    // set once
+	wsc  *ws.Conn // set once: conn's transport side, loaded once so that fan-out skips conn
+	// compact is conn's compact codec (nil for protocol v1), loaded once
+	// for the same reason.
+	compact *compactConn
+	topic   string     // set once
+	ns      *namespace // set once
 
 	// live is false while joining: publications go to buf until the
 	// subscribe reply is queued, then goLive flushes buf and sets live.
@@ -305,6 +308,11 @@ func (p *publishParams) Validate() error {
 	if err := ValidateTopic(p.Topic); err != nil {
 		return err
 	}
+	ev, err := protocol.NormalizePublicationEvent(p.Event)
+	if err != nil {
+		return err
+	}
+	p.Event = ev
 	if len(p.Data) == 0 || string(p.Data) == "null" {
 		return protocol.FieldError("data", "required")
 	}
@@ -376,13 +384,13 @@ func (h *Hub) registerChannelMethods() {
 	Handle(h, Method{Name: "channel.publish", Scope: ScopeAuthenticated, Params: reflect.TypeFor[protocol.PublishParams](), Result: reflect.TypeFor[protocol.PublishResult]()},
 		func(ctx context.Context, call *Call, p *publishParams) (any, error) {
 			if call.Idem != "" {
-				res, err := h.PublishIdempotent(ctx, call.Principal, call.Idem, p.Topic, p.Data, clientInfo(call.Conn))
+				res, err := h.PublishIdempotentEvent(ctx, call.Principal, call.Idem, p.Topic, p.Event, p.Data, clientInfo(call.Conn))
 				if err != nil {
 					return nil, err
 				}
 				return res, nil
 			}
-			pos, err := h.PublishAs(ctx, call.Principal, p.Topic, p.Data, clientInfo(call.Conn))
+			pos, err := h.PublishEventAs(ctx, call.Principal, p.Topic, p.Event, p.Data, clientInfo(call.Conn))
 			if err != nil {
 				return nil, err
 			}
@@ -419,19 +427,37 @@ func wirePublications(pubs []Publication) []protocol.Publication {
 // topic must match a namespace, no rule is checked. It returns the
 // publication's position.
 func (h *Hub) Publish(ctx context.Context, topic string, data json.RawMessage) (StreamPosition, error) {
+	return h.PublishEvent(ctx, topic, "", data)
+}
+
+// PublishEvent is Publish with an event name ("" or "message": the
+// default; see protocol.NormalizePublicationEvent).
+func (h *Hub) PublishEvent(ctx context.Context, topic, event string, data json.RawMessage) (StreamPosition, error) {
 	ns, t, err := h.ch.resolve(topic)
 	if err != nil {
 		return StreamPosition{}, err
 	}
-	return h.publish(ctx, ns, t, data, nil)
+	if event, err = protocol.NormalizePublicationEvent(event); err != nil {
+		return StreamPosition{}, err
+	}
+	return h.publish(ctx, ns, t, event, data, nil)
 }
 
 // PublishAs publishes data (compact JSON) to topic as principal p, checking
 // the namespace's publish rules: bad_request, not_found or forbidden.
 // info describes the publisher in the stored publication (may be nil).
 func (h *Hub) PublishAs(ctx context.Context, p *auth.Principal, topic string, data json.RawMessage, info *ClientInfo) (StreamPosition, error) {
+	return h.PublishEventAs(ctx, p, topic, "", data, info)
+}
+
+// PublishEventAs is PublishAs with an event name ("" or "message": the
+// default); a bad name answers bad_request (details.field "event").
+func (h *Hub) PublishEventAs(ctx context.Context, p *auth.Principal, topic, event string, data json.RawMessage, info *ClientInfo) (StreamPosition, error) {
 	ns, t, err := h.ch.resolve(topic)
 	if err != nil {
+		return StreamPosition{}, err
+	}
+	if event, err = protocol.NormalizePublicationEvent(event); err != nil {
 		return StreamPosition{}, err
 	}
 	if err := ns.authorize(ctx, p, t, actPublish); err != nil {
@@ -440,7 +466,7 @@ func (h *Hub) PublishAs(ctx context.Context, p *auth.Principal, topic string, da
 	if data, err = h.interceptPublish(ctx, p, t, data, info); err != nil {
 		return StreamPosition{}, err
 	}
-	return h.publish(ctx, ns, t, data, info)
+	return h.publish(ctx, ns, t, event, data, info)
 }
 
 // PublishIdempotent is PublishAs run through the idempotency records
@@ -449,16 +475,32 @@ func (h *Hub) PublishAs(ctx context.Context, p *auth.Principal, topic string, da
 // topic or data is refused with conflict. It answers the encoded
 // PublishResult. REST and WebSocket share the key space.
 func (h *Hub) PublishIdempotent(ctx context.Context, p *auth.Principal, key, topic string, data json.RawMessage, info *ClientInfo) (json.RawMessage, error) {
+	return h.PublishIdempotentEvent(ctx, p, key, topic, "", data, info)
+}
+
+// PublishIdempotentEvent is PublishIdempotent with an event name; the name
+// is part of what a repeat must match.
+func (h *Hub) PublishIdempotentEvent(ctx context.Context, p *auth.Principal, key, topic, event string, data json.RawMessage, info *ClientInfo) (json.RawMessage, error) {
 	if len(data) == 0 {
 		return nil, protocol.FieldError("data", "required")
+	}
+	event, err := protocol.NormalizePublicationEvent(event)
+	if err != nil {
+		return nil, err
 	}
 	compact, err := protocol.Compact(data)
 	if err != nil {
 		return nil, protocol.FieldError("data", "invalid JSON")
 	}
-	fp := Fingerprint("channel.publish", slices.Concat([]byte(topic), []byte{0}, compact))
+	// The default event adds nothing, so that records made before event
+	// names existed still match.
+	target := []byte(topic)
+	if event != "" {
+		target = slices.Concat(target, []byte{0, 1}, []byte(event))
+	}
+	fp := Fingerprint("channel.publish", slices.Concat(target, []byte{0}, compact))
 	return h.Idempotent(ctx, p.Key(), key, fp, func() (json.RawMessage, error) {
-		pos, err := h.PublishAs(ctx, p, topic, data, info)
+		pos, err := h.PublishEventAs(ctx, p, topic, event, data, info)
 		if err != nil {
 			return nil, err
 		}
@@ -466,12 +508,12 @@ func (h *Hub) PublishIdempotent(ctx context.Context, p *auth.Principal, key, top
 	})
 }
 
-func (h *Hub) publish(ctx context.Context, ns *namespace, t Topic, data json.RawMessage, info *ClientInfo) (StreamPosition, error) {
+func (h *Hub) publish(ctx context.Context, ns *namespace, t Topic, event string, data json.RawMessage, info *ClientInfo) (StreamPosition, error) {
 	if len(data) == 0 {
 		return StreamPosition{}, protocol.FieldError("data", "required")
 	}
 	pos, err := h.ch.streams.Publish(ctx, t.Name, data, PublishOptions{
-		HistorySize: ns.cfg.HistorySize, HistoryTTL: ns.cfg.HistoryTTL, Info: info,
+		Event: event, HistorySize: ns.cfg.HistorySize, HistoryTTL: ns.cfg.HistoryTTL, Info: info,
 	})
 	if err != nil {
 		return StreamPosition{}, fmt.Errorf("publish to %s: %w", t.Name, err)

@@ -61,6 +61,7 @@ func (h *Hub) HandlePublication(topic string, pub Publication) {
 		return
 	}
 	var frame []byte
+	var cp compactPub // the compact form, for compact subscribers
 	var batch ws.Batch
 	n, direct := 0, 0
 	for _, s := range *sp {
@@ -77,8 +78,18 @@ func (h *Hub) HandlePublication(topic string, pub Publication) {
 		if pub.Offset <= s.after {
 			continue // already in the subscriber's snapshot or history
 		}
+		if s.compact != nil {
+			sent, batched := s.deliverCompact(topic, pub, &cp, &batch)
+			if sent {
+				n++
+			}
+			if batched {
+				direct++
+			}
+			continue
+		}
 		if frame == nil {
-			frame = ws.PrepareText(protocol.AppendEvent(nil, EventChannelMessage, topic, pub.Epoch, pub.Offset, pub.Data))
+			frame = ws.PrepareText(protocol.AppendPublication(nil, topic, pub.Epoch, pub.Offset, pub.Event, pub.Data))
 		}
 		// The frame is counted once per publication below (framesOut), as
 		// one contended atomic rather than one per delivery.
@@ -118,7 +129,7 @@ func (s *subscriber) sendLocked(pub Publication) bool {
 	if pub.Epoch != s.epoch || pub.Offset <= s.after {
 		return false
 	}
-	return s.conn.SendEvent(EventChannelMessage, s.topic, pub.Epoch, pub.Offset, pub.Data)
+	return s.conn.sendFrame(ws.PrepareText(protocol.AppendPublication(nil, s.topic, pub.Epoch, pub.Offset, pub.Event, pub.Data)))
 }
 
 // deliverEventJoining buffers a prepared join or leave event for a joining

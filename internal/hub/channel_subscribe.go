@@ -95,7 +95,7 @@ func (h *Hub) subscribe(ctx context.Context, call *Call, p *subscribeParams) (*p
 	}
 	c := call.Conn
 	cs := h.connSubsFor(c)
-	s := &subscriber{conn: c, wsc: c.ws.Load(), topic: t.Name, ns: ns}
+	s := &subscriber{conn: c, wsc: c.ws.Load(), compact: c.compact, topic: t.Name, ns: ns}
 	cs.mu.Lock()
 	switch {
 	case cs.closed:

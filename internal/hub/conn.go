@@ -33,6 +33,7 @@ type Conn struct {
 	admittedAs  *auth.Principal // whom the slot was reserved for; set before the upgrade
 	since       int64           // set once at construction: when the connection began (Unix ns, Deps.Now)
 	kind        uint8           // set once by welcome: the connection's slot in Hub.kinds
+	compact     *compactConn    // set once before the upgrade: the compact codec's state (conn_compact_*.go); nil for protocol v1
 
 	mu      sync.Mutex
 	inbox   []*protocol.Frame               // guarded by mu: Serial requests waiting
@@ -182,6 +183,14 @@ type connValue struct{ key, v any }
 // sendFrame queues a prepared frame. A full queue closes the connection with
 // 4108 inside the transport; that is counted by OnClose.
 func (c *Conn) sendFrame(frame []byte) bool {
+	if c.compact != nil {
+		return c.sendCompactFrame(frame)
+	}
+	return c.sendWire(frame)
+}
+
+// sendWire queues a prepared frame as it is, whatever the codec.
+func (c *Conn) sendWire(frame []byte) bool {
 	w := c.ws.Load()
 	if w == nil {
 		return false
@@ -245,6 +254,10 @@ func (c *Conn) sendFrameError(raw []byte, e *protocol.Error) {
 func (c *Conn) OnMessage(w *ws.Conn, payload []byte) {
 	c.ws.CompareAndSwap(nil, w)
 	c.welcome()
+	if c.compact != nil {
+		c.compactMessage(payload) // one array per message, never split
+		return
+	}
 	protocol.Split(payload, func(raw []byte) {
 		c.hub.metrics.framesIn.Inc()
 		f, err := protocol.Decode(raw)

@@ -83,6 +83,9 @@ type Config struct {
 	PresenceTTL time.Duration `yaml:"presence_ttl" doc:"lifetime of a presence entry without refresh; this node refreshes its entries every third of it (default 60s)"`
 	// RPC configures the relay of calls between devices (see rpc.go).
 	RPC RPCConfig `yaml:"rpc"`
+	// IoT configures /ws/iot (iot.go). The binary reads it from the
+	// configuration's top-level iot section.
+	IoT IoTConfig `yaml:"-"`
 	// Namespaces declares channel namespaces (see NamespaceConfig); the
 	// built-in user, device and public namespaces are always present.
 	Namespaces []NamespaceConfig `yaml:"namespaces" doc:"channel namespaces (file only)"`
@@ -124,6 +127,7 @@ func (c *Config) setDefaults() {
 	defd(&c.ReconnectAfter, time.Second)
 	defd(&c.PresenceTTL, time.Minute)
 	c.RPC.setDefaults()
+	c.IoT.setDefaults()
 }
 
 // Validate reports the first invalid setting.
@@ -145,6 +149,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.RPC.validate(); err != nil {
 		return fmt.Errorf("rpc: %w", err)
+	}
+	if err := c.IoT.Validate(); err != nil {
+		return fmt.Errorf("iot: %w", err)
 	}
 	return nil
 }
@@ -175,6 +182,7 @@ type Hub struct {
 	deps      Deps          // set once in New
 	log       *slog.Logger  // set once in New
 	transport *ws.Transport // set once in New
+	iot       *ws.Transport // set once in New: /ws/iot connections (iot.go)
 	metrics   *metrics      // set once in New
 	// methods is filled by Register before Start and read-only afterwards.
 	methods     map[string]*Method
@@ -299,6 +307,7 @@ func New(cfg Config, deps Deps) (*Hub, error) {
 		PingInterval:    ping,
 		PongTimeout:     cfg.HeartbeatTimeout,
 	})
+	h.iot = newIoTTransport(cfg)
 	h.metrics = newMetrics(deps.Registerer, h)
 	h.reg.init()
 	h.slots.users = make(map[string]int)
@@ -330,6 +339,9 @@ func (h *Hub) Start() error {
 	}
 	if err := h.transport.Start(); err != nil {
 		return fmt.Errorf("hub: start transport: %w", err)
+	}
+	if err := h.iot.Start(); err != nil {
+		return fmt.Errorf("hub: start iot transport: %w", err)
 	}
 	// One goroutine per periodic job for the whole hub, not a timer per
 	// connection: node leases of serving devices, credential expiry.
@@ -398,6 +410,9 @@ func (h *Hub) Close() error {
 	var err error
 	if h.started.Load() {
 		err = h.transport.Close()
+		if ierr := h.iot.Close(); ierr != nil && err == nil {
+			err = ierr
+		}
 	}
 	h.wg.Wait()
 	if berr := h.deps.Broker.Close(); berr != nil && err == nil {
@@ -431,32 +446,7 @@ func (h *Hub) Len() int { return int(h.reg.count.Load()) }
 // nothing and returns a *ConnLimitError (503 or 429 with a retry hint); the
 // connection's slot is given back when it closes.
 func (h *Hub) Upgrade(w http.ResponseWriter, r *http.Request, p *auth.Principal, subprotocol string) (*Conn, error) {
-	if h.draining.Load() {
-		return nil, protocol.Errorf(protocol.CodeUnavailable, "server is shutting down")
-	}
-	info, err := h.interceptConnect(r.Context(), p)
-	if err != nil {
-		return nil, err
-	}
-	if err := h.admit(p); err != nil {
-		return nil, err
-	}
-	c := newConn(h, p)
-	if len(info) > 0 {
-		c.SetValue(connInfoKey{}, info)
-	}
-	c.admittedAs = p
-	c.admitted.Store(true)
-	// Corked: the 101 response and the welcome leave in one write, from
-	// this goroutine, rather than as two writes with a writer's wake-up.
-	wsc, err := h.transport.UpgradeWith(w, r, subprotocol, c, ws.AttachOptions{Corked: true})
-	if err != nil {
-		c.releaseSlot()
-		return nil, fmt.Errorf("hub: upgrade: %w", err)
-	}
-	c.attach(wsc)
-	wsc.Uncork()
-	return c, nil
+	return h.upgrade(w, r, p, subprotocol, h.transport, nil)
 }
 
 // DisconnectWhere closes with d every registered connection for which match

@@ -13,6 +13,7 @@ type metrics struct {
 	framesIn       prometheus.Counter
 	framesOut      prometheus.Counter
 	invalidFrames  prometheus.Counter
+	compactSkipped prometheus.Counter // compact messages replaced by skipped (or a call answered too_large)
 	unknownMethods prometheus.Counter
 	strayResponses prometheus.Counter
 	disconnects    *prometheus.CounterVec
@@ -55,6 +56,9 @@ func newMetrics(reg prometheus.Registerer, h *Hub) *metrics {
 		invalidFrames: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "junction_invalid_frames_total", Help: "Frames refused as invalid_frame.",
 		}),
+		compactSkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "junction_compact_skipped_total", Help: "Messages not sent to compact connections because they were over the connection's frame limit (skipped, or a relayed call answered too_large).",
+		}),
 		unknownMethods: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "junction_unknown_method_total", Help: "Requests for methods that do not exist.",
 		}),
@@ -80,7 +84,7 @@ func newMetrics(reg prometheus.Registerer, h *Hub) *metrics {
 	m.disconnects.WithLabelValues("other")
 	if reg != nil {
 		reg.MustRegister(m.connections, m.framesIn, m.framesOut, m.invalidFrames, m.unknownMethods,
-			m.strayResponses, m.disconnects, m.methodSeconds)
+			m.strayResponses, m.disconnects, m.methodSeconds, m.compactSkipped)
 	}
 	return m
 }

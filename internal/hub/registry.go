@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/junctionhq/junction/internal/ws"
 	"github.com/junctionhq/junction/protocol"
 )
 
@@ -123,9 +124,11 @@ func (r *registry) eachOfUser(userID string, fn func(*Conn)) {
 // list (the registry keeps no index by connection id: it would cost every
 // idle connection a map entry for the sake of shutdown).
 func (h *Hub) eachConn(fn func(*Conn)) {
-	for _, w := range h.transport.Conns(nil) {
-		if c, ok := w.Handler().(*Conn); ok && c.registered.Load() {
-			fn(c)
+	for _, t := range [...]*ws.Transport{h.transport, h.iot} {
+		for _, w := range t.Conns(nil) {
+			if c, ok := w.Handler().(*Conn); ok && c.registered.Load() {
+				fn(c)
+			}
 		}
 	}
 }

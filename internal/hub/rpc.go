@@ -416,10 +416,11 @@ func (r *rpcRelay) register() {
 	h.HandleEvent(EventRPCProgress, r.handleProgress)
 }
 
-// mayServe reports whether p may register methods: a machine, or a device
+// mayServe reports whether p may register methods: a machine or an iot
+// device (a relay serving relay.set), or a device
 // whose credential holds rpc.serve.
 func mayServe(p *auth.Principal) bool {
-	return p.DeviceID != "" && p.UserID != "" && (p.Kind == "machine" || p.HasScope(auth.ScopeRPCServe))
+	return p.DeviceID != "" && p.UserID != "" && (p.Kind == "machine" || p.Kind == KindIoT || p.HasScope(auth.ScopeRPCServe))
 }
 
 func (r *rpcRelay) stripe(device string) *sync.Mutex {

@@ -68,30 +68,31 @@ func publishDataFast(raw []byte) (data []byte, ok bool) {
 	return bytes.Clone(data), true
 }
 
-// publishData reads the publish body and returns its data, compacted.
-func publishData(r *http.Request) ([]byte, error) {
+// publishData reads the publish body and returns its data, compacted, and
+// its event name ("" for the default).
+func publishData(r *http.Request) (data []byte, event string, err error) {
 	raw, err := readBody(r)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if data, ok := publishDataFast(raw); ok {
-		return data, nil
+		return data, "", nil
 	}
 	var body publishBody
 	if err := hub.DecodeParams(raw, &body); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	data, err := protocol.Compact(body.Data)
+	data, err = protocol.Compact(body.Data)
 	if err != nil {
-		return nil, protocol.FieldError("data", "invalid JSON")
+		return nil, "", protocol.FieldError("data", "invalid JSON")
 	}
-	return data, nil
+	return data, body.Event, nil
 }
 
-// serveChannelPublish publishes {"data": ...} and answers {epoch, offset};
+// serveChannelPublish publishes {"data": ..., "event"?: ...} and answers {epoch, offset};
 // with an Idempotency-Key header, at most once per principal and key.
 func (s *Server) serveChannelPublish(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
-	data, err := publishData(r)
+	data, event, err := publishData(r)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -104,7 +105,7 @@ func (s *Server) serveChannelPublish(w http.ResponseWriter, r *http.Request, p *
 			writeError(w, protocol.FieldError("idempotencyKey", "over %d bytes", maxPublishIdemKey))
 			return
 		}
-		res, err := s.deps.Hub.PublishIdempotent(r.Context(), p, key, r.PathValue("topic"), data, info)
+		res, err := s.deps.Hub.PublishIdempotentEvent(r.Context(), p, key, r.PathValue("topic"), event, data, info)
 		if err != nil {
 			s.channelError(w, err)
 			return
@@ -112,7 +113,7 @@ func (s *Server) serveChannelPublish(w http.ResponseWriter, r *http.Request, p *
 		writeRaw(w, http.StatusOK, res)
 		return
 	}
-	pos, err := s.deps.Hub.PublishAs(r.Context(), p, r.PathValue("topic"), data, info)
+	pos, err := s.deps.Hub.PublishEventAs(r.Context(), p, r.PathValue("topic"), event, data, info)
 	if err != nil {
 		s.channelError(w, err)
 		return

@@ -370,10 +370,14 @@ func peekLine(br *bufio.Reader) ([]byte, error) {
 	}
 }
 
-// isWebSocketRequestLine reports whether line requests GET /ws (with or
-// without a query): the only requests the front door serves itself.
+// isWebSocketRequestLine reports whether line requests GET /ws or
+// GET /ws/iot (with or without a query): the only requests the front door
+// serves itself.
 func isWebSocketRequestLine(line []byte) bool {
 	rest, ok := bytes.CutPrefix(line, []byte("GET /ws"))
+	if ok && len(rest) > 0 && rest[0] == '/' {
+		rest, ok = bytes.CutPrefix(rest, []byte("/iot"))
+	}
 	return ok && len(rest) > 0 && (rest[0] == ' ' || rest[0] == '?')
 }
 

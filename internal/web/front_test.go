@@ -101,7 +101,7 @@ func TestFrontHandsOffOtherRequests(t *testing.T) {
 		t.Errorf("long request line: got %.200q", got)
 	}
 	// Paths that only look like /ws are not the gateway.
-	for _, p := range []string{"/ws/", "/wsx", "/ws2?x"} {
+	for _, p := range []string{"/ws/", "/wsx", "/ws2?x", "/ws/iotx", "/ws/io", "/ws/iot/"} {
 		got := rawExchange(t, addr, "GET "+p+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 		if !strings.Contains(got, "GET "+strings.SplitN(p, "?", 2)[0]) {
 			t.Errorf("%s: got %.200q", p, got)
@@ -460,4 +460,19 @@ func exchangeParts(t *testing.T, addr string, wouldBlock chan struct{}, parts ..
 	}
 	b, _ := io.ReadAll(nc)
 	return string(b)
+}
+
+// TestIsWebSocketRequestLine: the front door serves GET /ws and GET /ws/iot
+// (with or without a query) itself, nothing else.
+func TestIsWebSocketRequestLine(t *testing.T) {
+	for line, want := range map[string]bool{
+		"GET /ws HTTP/1.1": true, "GET /ws?token=x HTTP/1.1": true,
+		"GET /ws/iot HTTP/1.1": true, "GET /ws/iot?token=x HTTP/1.1": true,
+		"GET /ws/iot/ HTTP/1.1": false, "GET /ws/iotx HTTP/1.1": false, "GET /ws/ HTTP/1.1": false,
+		"GET /ws/io HTTP/1.1": false, "POST /ws/iot HTTP/1.1": false, "GET /ws/iot": false,
+	} {
+		if got := isWebSocketRequestLine([]byte(line)); got != want {
+			t.Errorf("isWebSocketRequestLine(%q) = %v, want %v", line, got, want)
+		}
+	}
 }

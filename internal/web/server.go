@@ -173,6 +173,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 
 func (s *Server) routes() {
 	s.handle("GET /ws", s.serveWS)
+	s.handle("GET /ws/iot", s.serveIoT)
 	s.handle("GET /api/v1/info", s.serveInfo)
 	s.handle("GET /api/v1/asyncapi.json", s.serveAsyncAPI)
 	s.handle("GET /api/v1/admin/lockdown", s.requireScope(auth.ScopeAdmin, s.serveLockdownGet))
@@ -223,7 +224,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if route == "" {
 		route = "unmatched"
 	}
-	if route == "GET /ws" && rw.status == http.StatusSwitchingProtocols {
+	if (route == "GET /ws" || route == "GET /ws/iot") && rw.status == http.StatusSwitchingProtocols {
 		return // a WebSocket's life is not an HTTP latency
 	}
 	s.metrics.httpSeconds.WithLabelValues(route, statusClass(rw.status)).Observe(time.Since(start).Seconds())
@@ -293,8 +294,15 @@ func (s *Server) requireScope(scope string, fn func(http.ResponseWriter, *http.R
 }
 
 // serveWS authenticates and upgrades a WebSocket. Nothing is upgraded unless
-// the origin is allowed and the credential verifies.
-func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+// the origin is allowed and the credential verifies. A client offering the
+// subprotocol junction.compact.v1 speaks the compact protocol (docs/iot.md).
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) { s.upgradeWS(w, r, false) }
+
+// serveIoT is /ws/iot: serveWS for the compact protocol, tokens of kind iot
+// only (403 forbidden for another kind), under the iot.* limits.
+func (s *Server) serveIoT(w http.ResponseWriter, r *http.Request) { s.upgradeWS(w, r, true) }
+
+func (s *Server) upgradeWS(w http.ResponseWriter, r *http.Request, iot bool) {
 	// A refused handshake ends the HTTP connection: the client will dial
 	// again rather than reuse it.
 	w.Header().Set("Connection", "close")
@@ -336,11 +344,23 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	sub := ""
-	if auth.OffersSubprotocol(r) {
-		sub = protocol.Subprotocol
+	var c *hub.Conn
+	switch {
+	case iot:
+		sub := ""
+		if auth.OffersCompactSubprotocol(r) {
+			sub = protocol.CompactSubprotocol
+		}
+		c, err = s.deps.Hub.UpgradeIoT(w, r, p, sub)
+	case auth.OffersCompactSubprotocol(r):
+		c, err = s.deps.Hub.UpgradeCompact(w, r, p)
+	default:
+		sub := ""
+		if auth.OffersSubprotocol(r) {
+			sub = protocol.Subprotocol
+		}
+		c, err = s.deps.Hub.Upgrade(w, r, p, sub)
 	}
-	c, err := s.deps.Hub.Upgrade(w, r, p, sub)
 	if err != nil {
 		if le, ok := errors.AsType[*hub.ConnLimitError](err); ok {
 			s.limits.refused.WithLabelValues(le.Limit).Inc()

@@ -36,6 +36,33 @@ func PrepareText(payload []byte) []byte {
 	return PrepareFrame(opText, payload)
 }
 
+// PreparedPayload returns the payload of a frame made by PrepareFrame or
+// PrepareText (unmasked, FIN set), aliasing it; nil when frame is not one.
+// A codec that translates prepared frames for one connection reads them
+// back with it.
+func PreparedPayload(frame []byte) []byte {
+	if len(frame) < 2 || frame[1]&0x80 != 0 {
+		return nil
+	}
+	n, h := int(frame[1]&0x7f), 2
+	switch n {
+	case 126:
+		if len(frame) < 4 {
+			return nil
+		}
+		n, h = int(binary.BigEndian.Uint16(frame[2:4])), 4
+	case 127:
+		if len(frame) < 10 {
+			return nil
+		}
+		n, h = int(binary.BigEndian.Uint64(frame[2:10])), 10
+	}
+	if n < 0 || len(frame)-h != n {
+		return nil
+	}
+	return frame[h:]
+}
+
 // PrepareClose returns a complete unmasked close frame carrying code and
 // reason. The reason is truncated to the 123 bytes a control frame allows
 // (at a UTF-8 boundary). A code of 0 produces a close frame without a

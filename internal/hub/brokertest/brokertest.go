@@ -146,6 +146,47 @@ func Streams(t *testing.T, start func(t *testing.T, h hub.PublicationHandler) hu
 		}
 	})
 
+	t.Run("event names kept in delivery and history", func(t *testing.T) {
+		b, h := run(t)
+		if err := b.Subscribe(ctx, "t:ev"); err != nil {
+			t.Fatal(err)
+		}
+		info := &hub.ClientInfo{ConnID: "c-1", UserID: "u"}
+		opts := hub.PublishOptions{HistorySize: 10, HistoryTTL: time.Minute}
+		want := []string{"", "temp", "", "relay.state"}
+		for i, ev := range want {
+			o := opts
+			o.Event = ev
+			if i == 3 {
+				o.Info = info
+			}
+			if _, err := b.Publish(ctx, "t:ev", json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)), o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h.wait(t, "4 publications", func() bool { return len(h.pubs["t:ev"]) == 4 })
+		h.mu.Lock()
+		delivered := append([]hub.Publication(nil), h.pubs["t:ev"]...)
+		h.mu.Unlock()
+		hist, _, err := b.History(ctx, "t:ev", nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, pubs := range map[string][]hub.Publication{"delivered": delivered, "history": hist} {
+			if len(pubs) != len(want) {
+				t.Fatalf("%s: got %d publications, want %d", name, len(pubs), len(want))
+			}
+			for i, p := range pubs {
+				if p.Event != want[i] || string(p.Data) != fmt.Sprintf(`{"n":%d}`, i) {
+					t.Errorf("%s %d: got event %q data %s, want %q {\"n\":%d}", name, i, p.Event, p.Data, want[i], i)
+				}
+			}
+			if p := pubs[3]; p.Info == nil || p.Info.ConnID != "c-1" {
+				t.Errorf("%s: got info %+v with an event name, want c-1", name, p.Info)
+			}
+		}
+	})
+
 	t.Run("history", func(t *testing.T) {
 		b, _ := run(t)
 		empty, err := b.Position(ctx, "t:h")

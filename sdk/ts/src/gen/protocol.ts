@@ -536,6 +536,7 @@ export interface Principal {
 export interface Publication {
   data: unknown;
   epoch: string;
+  event?: string;
   info?: ClientInfo;
   offset: number;
   timeMs: number;
@@ -543,6 +544,7 @@ export interface Publication {
 
 export interface PublishParams {
   data: unknown;
+  event?: string;
   topic: string;
 }
 

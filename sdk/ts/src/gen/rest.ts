@@ -540,6 +540,7 @@ export interface Principal {
 export interface Publication {
   data: unknown;
   epoch: string;
+  event?: string;
   info?: ClientInfo;
   offset: number;
   timeMs: number;
@@ -547,6 +548,7 @@ export interface Publication {
 
 export interface PublishRequest {
   data: unknown;
+  event?: string;
 }
 
 export interface RefreshRequest {
