@@ -201,6 +201,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 			return err
 		}
 		m.Broker = rb.Broker()
+		if m.Leases == nil {
+			m.Leases = rb // a scheduled job's tick runs on one node of the cluster
+		}
 		ready = append(ready, web.ReadyCheck{Name: "broker", Check: rb.Ping})
 		brokerKind = "redis (1 shard)"
 		if len(urls) > 1 {
