@@ -91,6 +91,7 @@ func (c *Conn) welcome() {
 			c.registered.Store(true)
 			h.metrics.connections.Inc()
 			h.expiry.add(c)
+			h.rpc.connected(c)
 		}
 		c.sendFrame(frame)
 		// OnClose may have run before the connection was registered (a

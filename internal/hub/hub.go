@@ -327,8 +327,8 @@ func (h *Hub) Start() error {
 		return fmt.Errorf("hub: start transport: %w", err)
 	}
 	// One goroutine per periodic job for the whole hub, not a timer per
-	// connection: node leases of serving devices, credential expiry.
-	h.Go(func(ctx context.Context) { every(ctx, h.rpc.cfg.LeaseTTL/3, h.rpc.refreshLeases) })
+	// connection: device claims, credential expiry.
+	h.Go(func(ctx context.Context) { every(ctx, h.rpc.cfg.LeaseTTL/3, h.rpc.refreshClaims) })
 	if err := h.startChannels(); err != nil {
 		return err
 	}
