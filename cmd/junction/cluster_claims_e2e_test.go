@@ -18,9 +18,19 @@ import (
 // configure too.
 func clusterNodes(t *testing.T, rs *redistest.Server, n int, configure func(*Config)) []*Main {
 	t.Helper()
+	return clusterNodesEach(t, rs, n, func(_ int, c *Config) {
+		if configure != nil {
+			configure(c)
+		}
+	})
+}
+
+// clusterNodesEach is clusterNodes with configure told each node's index.
+func clusterNodesEach(t *testing.T, rs *redistest.Server, n int, configure func(int, *Config)) []*Main {
+	t.Helper()
 	var nodes []*Main
 	var secret []byte
-	for range n {
+	for i := range n {
 		dir := t.TempDir()
 		if secret != nil {
 			if err := os.WriteFile(filepath.Join(dir, "secret.key"), secret, 0o600); err != nil {
@@ -31,9 +41,7 @@ func clusterNodes(t *testing.T, rs *redistest.Server, n int, configure func(*Con
 			c.Data = dir
 			c.Broker = rs.URL()
 			c.Hub.RequestsPerSecond = -1
-			if configure != nil {
-				configure(c)
-			}
+			configure(i, c)
 		})
 		if secret == nil {
 			var err error
