@@ -269,6 +269,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err := m.Hub.Start(); err != nil {
 		return err
 	}
+	if err := m.Web.SyncLockdown(ctx); err != nil {
+		m.Logger.Warn("cannot read the cluster's lockdown state", "err", err)
+	}
 	if err := m.startServices(); err != nil {
 		return err
 	}
