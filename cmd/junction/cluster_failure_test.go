@@ -171,10 +171,15 @@ backend nodes
 	}
 }
 
-// token mints a token with the cluster's secret (junction token).
+// token mints a phone's token with the cluster's secret (junction token).
 func (fc *failureCluster) token(user, device string) string {
 	fc.t.Helper()
-	out, err := exec.Command(fc.bin, "token", "--data", fc.data[0], "--user", user, "--device", device, "--kind", "phone").Output()
+	return fc.tokenOf(user, device, "phone")
+}
+
+func (fc *failureCluster) tokenOf(user, device, kind string) string {
+	fc.t.Helper()
+	out, err := exec.Command(fc.bin, "token", "--data", fc.data[0], "--user", user, "--device", device, "--kind", kind).Output()
 	if err != nil {
 		fc.t.Fatalf("junction token: %v", err)
 	}
@@ -189,6 +194,76 @@ func (fc *failureCluster) kill9(i int) {
 		fc.t.Fatal(err)
 	}
 	<-s.exited
+}
+
+// wsURL returns node i's WebSocket URL (not through HAProxy).
+func (fc *failureCluster) wsURL(i int) string {
+	return "ws" + strings.TrimPrefix(fc.nodes[i].url, "http") + "/ws"
+}
+
+// TestClusterFailureRPCTargetKilled: a caller on node 1 calls a machine on
+// node 2; node 2 is killed with SIGKILL mid-call. The call fails with
+// unavailable within two node lease periods (12 s), not at its one-minute
+// timeout; the machine reconnecting to node 3 is called there.
+func TestClusterFailureRPCTargetKilled(t *testing.T) {
+	fc := startFailureCluster(t, 3)
+	ctx := context.Background()
+	started := make(chan struct{}, 1)
+	connect := func(c *client.Client) {
+		t.Helper()
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := c.Connect(cctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	serve := func(node int) {
+		m := client.New(client.Options{URL: fc.wsURL(node), Token: fc.tokenOf("alice", "m1", "machine")})
+		_ = m.Serve("job.block", func(ctx context.Context, req *client.RPCRequest) (any, error) {
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+			<-ctx.Done()
+			return nil, ctx.Err()
+		})
+		_ = m.Serve("job.echo", func(ctx context.Context, req *client.RPCRequest) (any, error) {
+			return map[string]int{"node": node + 1}, nil
+		})
+		connect(m)
+	}
+	serve(1)
+	caller := client.New(client.Options{URL: fc.wsURL(0), Token: fc.token("alice", "phone1")})
+	connect(caller)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- caller.CallDevice(ctx, "m1", "job.block", nil, nil, client.WithCallTimeout(time.Minute))
+	}()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call did not reach the machine on node 2 within 10s")
+	}
+	killed := time.Now()
+	fc.kill9(1)
+	select {
+	case err := <-errc:
+		if code := errCode(err); code != "unavailable" {
+			t.Fatalf("call whose target's node was killed: got %v, want unavailable", err)
+		}
+		if d := time.Since(killed); d > 12*time.Second {
+			t.Fatalf("the call failed %v after the kill, want within two node lease periods (12s)", d)
+		}
+		t.Logf("failed %v after the kill", time.Since(killed).Round(time.Millisecond))
+	case <-time.After(20 * time.Second):
+		t.Fatal("the call still waits 20s after its target's node was killed")
+	}
+	serve(2)
+	var res struct{ Node int }
+	if err := caller.CallDevice(ctx, "m1", "job.echo", nil, &res); err != nil || res.Node != 3 {
+		t.Fatalf("call to the machine on node 3: %+v, %v", res, err)
+	}
 }
 
 // TestClusterFailureKillNode: three junction processes behind HAProxy;
