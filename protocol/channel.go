@@ -42,6 +42,9 @@ type ClientInfo struct {
 	DeviceID string `json:"deviceId,omitempty"`
 	Kind     string `json:"kind,omitempty"`
 	NodeID   string `json:"nodeId,omitempty"`
+	// Info is what the backend proxy's connect hook attached to the
+	// connection (docs/proxy.md), absent without one.
+	Info json.RawMessage `json:"info,omitempty"`
 }
 
 // TopicParams are the params of channel.unsubscribe and channel.presence.

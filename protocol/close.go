@@ -20,6 +20,7 @@ const (
 	CloseForbidden    = 4003
 	CloseReplaced     = 4009
 	CloseLockdown     = 4010
+	CloseAdmin        = 4011
 
 	CloseHeartbeatTimeout = 4102
 	CloseSlowConsumer     = 4108
@@ -108,6 +109,7 @@ var (
 	DisconnectForbidden        = Disconnect{CloseForbidden, "forbidden", ReconnectNo}
 	DisconnectReplaced         = Disconnect{CloseReplaced, "replaced by a newer connection", ReconnectNo}
 	DisconnectLockdown         = Disconnect{CloseLockdown, "server in lockdown", ReconnectNo}
+	DisconnectAdmin            = Disconnect{CloseAdmin, "disconnected by an administrator", ReconnectNo}
 	DisconnectHeartbeatTimeout = Disconnect{CloseHeartbeatTimeout, "heartbeat timeout", ReconnectBackoff}
 	DisconnectSlowConsumer     = Disconnect{CloseSlowConsumer, "slow consumer", ReconnectResume}
 )
@@ -116,7 +118,7 @@ var (
 var disconnects = []Disconnect{
 	DisconnectNormal, DisconnectGoingAway, DisconnectProtocolError, DisconnectUnsupportedData,
 	DisconnectPolicy, DisconnectTooBig, DisconnectInternal, DisconnectShutdown, DisconnectTryLater,
-	DisconnectTokenExpired, DisconnectForbidden, DisconnectReplaced, DisconnectLockdown,
+	DisconnectTokenExpired, DisconnectForbidden, DisconnectReplaced, DisconnectLockdown, DisconnectAdmin,
 	DisconnectHeartbeatTimeout, DisconnectSlowConsumer,
 }
 

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -61,6 +62,37 @@ type Contract struct {
 	// Schemas are further named types to list, such as the data published
 	// on the server's own channels (MachinePublication).
 	Schemas map[string]reflect.Type
+	// Proxied are the methods the backend proxy forwards to backends
+	// (docs/proxy.md), by name or prefix. Their params and results are the
+	// backends' own: the document describes them as any object and any
+	// JSON value, under MessageProxiedRequest and MessageProxiedResult.
+	Proxied []ProxiedSpec
+}
+
+// ProxiedSpec is one method route of the backend proxy.
+type ProxiedSpec struct {
+	// Method is a method name ("billing.refund") or a prefix ending in
+	// ".*" ("chat.*": every method starting with "chat.").
+	Method string
+	Scope  string
+}
+
+// ProxiedPattern returns the JSON Schema (ECMA-262) pattern of the method
+// names routes cover, "" for none.
+func ProxiedPattern(routes []ProxiedSpec) string {
+	if len(routes) == 0 {
+		return ""
+	}
+	alts := make([]string, 0, len(routes))
+	for _, r := range routes {
+		if prefix, ok := strings.CutSuffix(r.Method, "*"); ok {
+			alts = append(alts, regexp.QuoteMeta(prefix)+".+")
+		} else {
+			alts = append(alts, regexp.QuoteMeta(r.Method))
+		}
+	}
+	slices.Sort(alts)
+	return "^(?:" + strings.Join(alts, "|") + ")$"
 }
 
 // Message ids of the frames that are not tied to one method.
@@ -72,6 +104,11 @@ const (
 	// successful response.
 	MessageRelayedRequest = "relayed.request"
 	MessageRelayedResult  = "relayed.result"
+	// MessageProxiedRequest and MessageProxiedResult are a request of a
+	// method the backend proxy forwards (Contract.Proxied) and its
+	// successful response.
+	MessageProxiedRequest = "proxied.request"
+	MessageProxiedResult  = "proxied.result"
 )
 
 // RequestMessage, ResultMessage and EventMessage name the AsyncAPI messages
@@ -146,6 +183,25 @@ func AsyncAPI(c Contract) (doc map[string]any, untyped []string) {
 		"summary":  "The gateway sends a device the calls of the methods it registered; it answers with a response",
 		"messages": []any{relayed},
 		"reply":    map[string]any{"channel": wsChan, "messages": []any{relayedRes, errMsg}},
+	}
+	if pat := ProxiedPattern(c.Proxied); pat != "" {
+		// Methods served by backends through the proxy: the method name
+		// matches one of the configured routes; params are any object and
+		// the result any value, as the backend answers.
+		preq := addMsg(MessageProxiedRequest, "proxied request", "A request of a method the backend proxy forwards to a backend (docs/proxy.md)",
+			requestFrame(set, map[string]any{"type": "string", "pattern": pat, "maxLength": MaxMethodLength}, nil))
+		pres := addMsg(MessageProxiedResult, "proxied result", "The backend's successful answer", resultFrame(set, nil))
+		routes := make([]any, 0, len(c.Proxied))
+		for _, r := range c.Proxied {
+			routes = append(routes, map[string]any{"method": r.Method, "scope": r.Scope})
+		}
+		operations["proxy"] = map[string]any{
+			"action": "receive", "channel": wsChan, "title": "proxied methods",
+			"summary":           "Methods the gateway forwards to configured backends; the routes at the time the document was served are in x-junction-routes",
+			"messages":          []any{preq},
+			"reply":             map[string]any{"channel": wsChan, "messages": []any{pres, errMsg}},
+			"x-junction-routes": routes,
+		}
 	}
 	for _, e := range events {
 		msg := addMsg(EventMessage(e.Name), e.Name, e.Summary, eventFrame(set, e))

@@ -22,6 +22,7 @@ import (
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/cluster"
 	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/internal/proxy"
 	"github.com/junctionhq/junction/internal/schedule"
 	"github.com/junctionhq/junction/internal/store"
 	"github.com/junctionhq/junction/internal/supervise"
@@ -53,6 +54,14 @@ type Config struct {
 	// Schedule holds the scheduled jobs of the configuration file and the
 	// scheduler's settings.
 	Schedule schedule.Config `yaml:"schedule"`
+	// Proxy forwards methods and namespace events to backends (reloadable).
+	Proxy proxy.Config `yaml:"proxy"`
+	// ConfigPoll is how often the configuration file is checked for a
+	// change, which reloads it as SIGHUP does (reload.go).
+	ConfigPoll time.Duration `yaml:"config_poll" doc:"how often the --config file's modification time and size are checked; a change reloads the reloadable settings as SIGHUP does (default 2s, negative disables)"`
+
+	// file is the configuration file loadConfig read, "" for none.
+	file string
 }
 
 // AuthConfig configures token signing.
@@ -120,6 +129,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Auth.RefreshTTL == 0 {
 		c.Auth.RefreshTTL = 30 * 24 * time.Hour
+	}
+	if c.ConfigPoll == 0 {
+		c.ConfigPoll = 2 * time.Second
 	}
 }
 
@@ -209,6 +221,9 @@ func (c *Config) validate() error {
 	}
 	if err := c.Schedule.Validate(); err != nil {
 		return fmt.Errorf("schedule: %w", err)
+	}
+	if err := c.Proxy.Validate(); err != nil {
+		return err
 	}
 	return nil
 }
@@ -357,6 +372,7 @@ func loadConfig(name string, args []string, environ []string, stderr io.Writer) 
 	}
 	cfg := &Config{}
 	file := *configFile
+	defer func() { cfg.file = file }()
 	if file == "" {
 		file = envLookup(environ, "JUNCTION_CONFIG")
 	}

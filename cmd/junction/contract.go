@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-
-	"github.com/junctionhq/junction/internal/web"
 )
 
 // runContract prints the wire contract the server serves, without a running
@@ -45,7 +43,7 @@ func runContract(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if args[0] == "asyncapi" {
 		doc, _ = m.Web.AsyncAPI()
 	} else {
-		doc = web.OpenAPI(m.Account.Ops())
+		doc = m.Web.OpenAPIDoc() // the served document: account and apps operations
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")

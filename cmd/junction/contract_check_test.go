@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -153,7 +154,9 @@ func compileContract(asyncRaw, openRaw []byte) (*contractDocs, error) {
 
 // wireCheck collects the contract problems seen on one server's wire.
 type wireCheck struct {
-	docs *contractDocs
+	// docs are the documents as served; refreshed by refreshWire after a
+	// configuration reload changed the proxy's routes.
+	docs atomic.Pointer[contractDocs]
 
 	mu       sync.Mutex
 	problems []string       // guarded by mu
@@ -173,7 +176,8 @@ func checkWire(t *testing.T, m *Main) *wireCheck {
 	if err != nil {
 		t.Fatalf("compile the contract: %v", err)
 	}
-	w := &wireCheck{docs: docs, checked: map[string]int{}}
+	w := &wireCheck{checked: map[string]int{}}
+	w.docs.Store(docs)
 	host := strings.TrimPrefix(m.URL(), "http://")
 	wireChecks.Store(host, w)
 	t.Cleanup(func() {
@@ -194,6 +198,21 @@ func checkWire(t *testing.T, m *Main) *wireCheck {
 		}
 	})
 	return w
+}
+
+// refreshWire compiles m's documents again, as served now, for the rest
+// of the test (after a reload changed the proxy's routes).
+func refreshWire(t *testing.T, m *Main) {
+	t.Helper()
+	w := wireCheckOf(m)
+	if w == nil {
+		return
+	}
+	docs, err := compileContract(fetchDoc(t, m, "/api/v1/asyncapi.json"), fetchDoc(t, m, "/api/v1/openapi.json"))
+	if err != nil {
+		t.Fatalf("compile the contract: %v", err)
+	}
+	w.docs.Store(docs)
 }
 
 func fetchDoc(t *testing.T, m *Main, path string) []byte {
@@ -260,6 +279,7 @@ type connCheck struct {
 
 	mu       sync.Mutex
 	methods  map[string]string // guarded by mu: request id → method, of the client's requests
+	proxied  map[string]bool   // guarded by mu: ids of the client's requests of methods the proxy serves
 	rejected map[string]string // guarded by mu: request id → why the contract rejects its params
 	relayed  map[string]bool   // guarded by mu: ids of the requests the server sent
 }
@@ -268,7 +288,7 @@ func (w *wireCheck) conn(strict bool) *connCheck {
 	if w == nil {
 		return nil
 	}
-	return &connCheck{w: w, strict: strict, methods: map[string]string{}, rejected: map[string]string{}, relayed: map[string]bool{}}
+	return &connCheck{w: w, strict: strict, methods: map[string]string{}, proxied: map[string]bool{}, rejected: map[string]string{}, relayed: map[string]bool{}}
 }
 
 // message checks every frame of a WebSocket text message.
@@ -308,7 +328,7 @@ func (cc *connCheck) frame(sent bool, b []byte) {
 		cc.w.problem("%s frame: %v: %s", from, err, clip(b))
 		return
 	}
-	docs := cc.w.docs
+	docs := cc.w.docs.Load()
 	check := func(id string) error {
 		sch := docs.messages[id]
 		if sch == nil {
@@ -328,7 +348,15 @@ func (cc *connCheck) frame(sent bool, b []byte) {
 		cc.mu.Unlock()
 		id := protocol.RequestMessage(head.Method)
 		if docs.messages[id] == nil {
-			return // undocumented: its response must be an error (below)
+			// A method the proxy forwards (a route of the document's
+			// proxied request) may succeed; any other undocumented
+			// method's response must be an error (below).
+			if sch := docs.messages[protocol.MessageProxiedRequest]; sch != nil && sch.Validate(inst) == nil {
+				cc.mu.Lock()
+				cc.proxied[head.ID] = true
+				cc.mu.Unlock()
+			}
+			return
 		}
 		if err := check(id); err != nil {
 			// Sent on purpose to test the server's checks: then the
@@ -357,10 +385,13 @@ func (cc *connCheck) frame(sent bool, b []byte) {
 		cc.mu.Lock()
 		method, known := cc.methods[head.ID]
 		why, rejected := cc.rejected[head.ID]
+		proxied := cc.proxied[head.ID]
 		cc.mu.Unlock()
 		switch {
 		case !known:
 			cc.w.problem("server response to a request the client never sent (id %q): %s", head.ID, clip(b))
+		case proxied:
+			report(protocol.MessageProxiedResult, check(protocol.MessageProxiedResult))
 		case docs.messages[protocol.RequestMessage(method)] == nil:
 			cc.w.problem("successful response to %s, a method the AsyncAPI document does not list: %s", method, clip(b))
 		case rejected:
@@ -380,8 +411,9 @@ func (cc *connCheck) frame(sent bool, b []byte) {
 // rest checks the body of a response to method path.
 func (w *wireCheck) rest(method, path string, status int, body []byte) {
 	var op *restOp
-	for i := range w.docs.rest {
-		if o := &w.docs.rest[i]; o.method == method && o.path.MatchString(path) {
+	docs := w.docs.Load()
+	for i := range docs.rest {
+		if o := &docs.rest[i]; o.method == method && o.path.MatchString(path) {
 			op = o
 			break
 		}
@@ -394,7 +426,7 @@ func (w *wireCheck) rest(method, path string, status int, body []byte) {
 			return
 		}
 	}
-	sch, id := w.docs.errBody, "Error"
+	sch, id := docs.errBody, "Error"
 	switch {
 	case op != nil && op.byCode[strconv.Itoa(status)] != nil:
 		sch, id = op.byCode[strconv.Itoa(status)], method+" "+op.pattern+" "+strconv.Itoa(status)

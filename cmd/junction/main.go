@@ -103,17 +103,29 @@ func runServe(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 		return err
 	}
 	m := NewMain(cfg, stdout, stderr)
+	m.ConfigSource = func() (*Config, error) { return loadConfig("serve", args, environ, io.Discard) }
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP reloads the reloadable settings (reload.go).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if err := m.Open(ctx); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Junction %s listening on %s (WebSocket %s/ws)\n", version, m.URL(), m.WSURL())
 	fmt.Fprintf(stdout, "Mint a token: junction token --data %s --user alice --device laptop --kind browser --scope read,write\n", cfg.Data)
-	select {
-	case <-ctx.Done():
-	case err := <-m.ServeErr():
-		m.Logger.Error("http server stopped", "err", err)
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case err := <-m.ServeErr():
+			m.Logger.Error("http server stopped", "err", err)
+			running = false
+		case <-hup:
+			m.Logger.Info("SIGHUP: reloading the configuration")
+			_ = m.Reload() // logged; a refused configuration keeps the running one
+		}
 	}
 	stop()
 	m.Logger.Info("shutting down")

@@ -24,6 +24,7 @@ import (
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/cluster"
 	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/internal/proxy"
 	"github.com/junctionhq/junction/internal/schedule"
 	"github.com/junctionhq/junction/internal/store"
 	"github.com/junctionhq/junction/internal/supervise"
@@ -71,6 +72,13 @@ type Main struct {
 	// job's tick (a cluster's shared implementation); default: one node's
 	// memory.
 	Leases schedule.Leases
+	// Proxy forwards routed methods and namespace events to backends
+	// (config section proxy); its configuration is replaced by Reload.
+	Proxy *proxy.Proxy
+	// ConfigSource, when set, reads the configuration again for Reload
+	// (runServe sets it to loadConfig with the command's flags and
+	// environment; tests set their own).
+	ConfigSource func() (*Config, error)
 	// StoreOptions tune the store (tests shorten retention); zero values
 	// select the store's defaults.
 	StoreOptions store.Options
@@ -98,6 +106,9 @@ type Main struct {
 	serveErr       chan error
 	closeOnce      sync.Once
 	closeErr       error
+
+	reloadMu sync.Mutex // serialises Reload; leaf
+	running  Config     // guarded by reloadMu: the configuration as last applied, for Reload's diff
 }
 
 // NewMain returns an unopened server for cfg (defaults already applied).
@@ -248,6 +259,16 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if m.ConfigureHub != nil {
 		m.ConfigureHub(m.Hub)
 	}
+	// The proxy sees the whole method table (no route may cover a method
+	// of it), so it is compiled after every Register.
+	m.Proxy = proxy.New(proxy.Options{Registerer: m.Registry, Logger: m.Logger, NodeID: cfg.Hub.NodeID})
+	plan, err := m.Proxy.Compile(cfg.Proxy, m.Hub.Methods)
+	if err != nil {
+		return err
+	}
+	m.Proxy.Install(plan)
+	m.Hub.SetInterceptor(m.Proxy)
+	m.running = *cfg
 	m.Supervisor = supervise.New(cfg.Services, m.Logger, m.Registry)
 	m.Scheduler, err = schedule.New(cfg.Schedule, schedule.Deps{Hub: m.Hub, Store: m.Store, Leases: m.Leases,
 		Logger: m.Logger, Registerer: m.Registry})
@@ -260,6 +281,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		Account:      m.Account,
 		Apps:         m.Apps.Ops(),
 		Schedule:     m.Scheduler,
+		Proxied:      m.Proxy.Routes,
 		Ready:        ready,
 		ReadyDetails: []web.ReadyDetail{{Name: "services", Detail: func() any { return m.Supervisor.Status() }}},
 	})
@@ -326,6 +348,7 @@ func (m *Main) startServices() error {
 			m.logAuthFailures(ctx, every)
 			return nil
 		}},
+		{"config.watch", m.watchConfig},
 		// Last: stopped first, before the hub it publishes to.
 		{"scheduler", m.Scheduler.Run},
 	} {
@@ -420,6 +443,9 @@ func (m *Main) Close(ctx context.Context) error {
 			if err := m.Store.Close(); err != nil {
 				errs = append(errs, err)
 			}
+		}
+		if m.Proxy != nil {
+			m.Proxy.Close()
 		}
 		for i := len(m.started) - 1; i >= 0; i-- {
 			s := m.started[i]

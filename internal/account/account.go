@@ -97,6 +97,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s.ops = append(s.ops, s.dataOps()...)
 	s.ops = append(s.ops, s.updateOps()...)
 	s.ops = append(s.ops, s.voiceOps()...)
+	s.ops = append(s.ops, s.adminOps()...)
 	return s, nil
 }
 

@@ -129,6 +129,10 @@ type Message struct {
 	// Header holds extra request headers; Content-Type defaults to
 	// application/json. The webhook-* headers are set by the delivery.
 	Header http.Header
+	// ReadBody, when positive, keeps up to that many bytes of the last
+	// response's body in Result.Body (the backend proxy reads answers);
+	// 0 discards bodies, as webhooks do.
+	ReadBody int
 }
 
 // Result is how a delivery ended.
@@ -137,6 +141,12 @@ type Result struct {
 	Outcome  Outcome
 	Attempts int // attempts made: requests sent, and one refused by the guard
 	Status   int // the last response's status, 0 if none
+	// Body is the last response's body, up to Message.ReadBody bytes, and
+	// BodyTruncated reports that there was more.
+	Body          []byte
+	BodyTruncated bool
+	// RetryAfter is the last response's Retry-After (429 and 5xx), 0 if none.
+	RetryAfter time.Duration
 }
 
 // Error is a failed delivery's error. It wraps ErrRefused, ErrBreakerOpen,
@@ -206,6 +216,10 @@ type Config struct {
 	Jitter func(max time.Duration) time.Duration
 	// UserAgent is sent on every request; default "junction-webhook".
 	UserAgent string
+	// MaxIdlePerHost is how many idle connections to one host are kept
+	// for reuse; default 4 (webhooks). The backend proxy, whose backends
+	// take many requests at once, keeps more.
+	MaxIdlePerHost int
 }
 
 // Deliverer makes deliveries. Safe for concurrent use; it starts no
@@ -240,21 +254,24 @@ func New(cfg Config) *Deliverer {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "junction-webhook"
 	}
+	if cfg.MaxIdlePerHost <= 0 {
+		cfg.MaxIdlePerHost = 4
+	}
 	return &Deliverer{
-		guarded: newClient(true), internal: newClient(false),
+		guarded: newClient(true, cfg.MaxIdlePerHost), internal: newClient(false, cfg.MaxIdlePerHost),
 		clock: cfg.Clock, jitter: cfg.Jitter, log: cfg.Log, ua: cfg.UserAgent,
 		metrics:  newMetrics(cfg.Registerer, cfg.Purpose),
 		breakers: make(map[string]*breaker),
 	}
 }
 
-func newClient(guard bool) *http.Client {
+func newClient(guard bool, idlePerHost int) *http.Client {
 	tr := &http.Transport{
 		Proxy:                 nil, // never a proxy from the environment: it would bypass the guard
 		DialContext:           newDialer(guard).DialContext,
 		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          100,
-		MaxIdleConnsPerHost:   4,
+		MaxIdleConns:          max(100, idlePerHost),
+		MaxIdleConnsPerHost:   idlePerHost,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 0, // the per-attempt context bounds it
@@ -310,8 +327,9 @@ func (d *Deliverer) Deliver(ctx context.Context, t Target, m Message) (Result, e
 			return fail(o, stage, res.Status, err)
 		}
 		res.Attempts = n
-		a, retryAfter, hasRetryAfter, aerr := d.attempt(ctx, t, u, m, n, deadline, p)
+		a, retryAfter, hasRetryAfter, aerr := d.attempt(ctx, t, u, m, n, deadline, p, &res)
 		res.Status = a.Status
+		res.RetryAfter = retryAfter
 		v := unhealthy
 		switch {
 		case a.Stage == StageResponse && a.Status != 429 && a.Status < 500:
@@ -380,7 +398,8 @@ func checkURL(raw string) (*url.URL, error) {
 // attempt makes one signed request. It returns the attempt (not yet
 // recorded), the Retry-After the response asked for, if any, and for a
 // refused attempt an error wrapping ErrRefused.
-func (d *Deliverer) attempt(ctx context.Context, t Target, u *url.URL, m Message, n int, deadline time.Time, p Policy) (Attempt, time.Duration, bool, error) {
+func (d *Deliverer) attempt(ctx context.Context, t Target, u *url.URL, m Message, n int, deadline time.Time, p Policy, res *Result) (Attempt, time.Duration, bool, error) {
+	res.Body, res.BodyTruncated = nil, false
 	a := Attempt{Delivery: m.ID, Target: t.ID, Attempt: n, At: d.clock.Now()}
 	timeout := p.Timeout
 	if left := deadline.Sub(a.At); left < timeout {
@@ -420,8 +439,24 @@ func (d *Deliverer) attempt(ctx context.Context, t Target, u *url.URL, m Message
 	defer resp.Body.Close()
 	a.Stage, a.Status = StageResponse, resp.StatusCode
 	var head []byte
+	if m.ReadBody > 0 {
+		body, err := io.ReadAll(io.LimitReader(resp.Body, int64(m.ReadBody)+1))
+		if err != nil && actx.Err() != nil {
+			// The answer's headers came in time, its body did not.
+			a.Status = 0
+			a.Stage, a.Error = classify(ctx, context.DeadlineExceeded)
+			return a, 0, false, nil
+		}
+		if len(body) > m.ReadBody {
+			body, res.BodyTruncated = body[:m.ReadBody], true
+		}
+		res.Body = body
+		head = body[:min(len(body), maxErrorBody)]
+	}
 	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
-		head, _ = io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		if m.ReadBody <= 0 {
+			head, _ = io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		}
 		a.Error = fmt.Sprintf("status %d", resp.StatusCode)
 		if len(head) > 0 {
 			a.Error += ": " + string(bytes.ToValidUTF8(head, nil))

@@ -589,3 +589,44 @@ func TestSecretRotation(t *testing.T) {
 		t.Fatalf("receiver: %v, %v", got[0].err, got[1].err)
 	}
 }
+
+// TestReadBody: with Message.ReadBody the answer's body comes back in the
+// result, cut at the limit; without it bodies are discarded.
+func TestReadBody(t *testing.T) {
+	e := newEnv(true)
+	rc := newReceiver(t, e.clock, func(n int, w http.ResponseWriter, _ *http.Request) {
+		switch n {
+		case 1, 2:
+			io.WriteString(w, `{"result":{"ok":true}}`)
+		case 3:
+			w.Header().Set("Retry-After", "7")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"error":{"code":"unavailable","message":"busy"}}`)
+		default:
+			io.WriteString(w, strings.Repeat("x", 100))
+		}
+	})
+	tg := rc.target(Policy{MaxAttempts: 1})
+	cases := []struct {
+		name      string
+		readBody  int
+		wantBody  string
+		wantTrunc bool
+		wantRA    time.Duration
+		wantErr   bool
+	}{
+		{"read", 1024, `{"result":{"ok":true}}`, false, 0, false},
+		{"discard", 0, "", false, 0, false},
+		{"error body and Retry-After", 1024, `{"error":{"code":"unavailable","message":"busy"}}`, false, 7 * time.Second, true},
+		{"truncated", 10, strings.Repeat("x", 10), true, 0, false},
+	}
+	for _, c := range cases {
+		res, err := e.d.Deliver(context.Background(), tg, Message{Body: []byte(`{}`), ReadBody: c.readBody})
+		if (err != nil) != c.wantErr {
+			t.Fatalf("%s: err %v, want error %v", c.name, err, c.wantErr)
+		}
+		if string(res.Body) != c.wantBody || res.BodyTruncated != c.wantTrunc || res.RetryAfter != c.wantRA {
+			t.Errorf("%s: got body %q truncated %v retry-after %v, want %q %v %v", c.name, res.Body, res.BodyTruncated, res.RetryAfter, c.wantBody, c.wantTrunc, c.wantRA)
+		}
+	}
+}

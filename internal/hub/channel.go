@@ -99,6 +99,9 @@ type channels struct {
 	seed       maphash.Seed
 	shards     [chanShards]chanShard
 	metrics    *channelMetrics
+
+	// reloaded replaces namespaces once set (Hub.ReloadNamespaces, reload.go).
+	reloaded atomic.Pointer[map[string]*namespace]
 }
 
 type chanShard struct {
@@ -432,6 +435,9 @@ func (h *Hub) PublishAs(ctx context.Context, p *auth.Principal, topic string, da
 		return StreamPosition{}, err
 	}
 	if err := ns.authorize(ctx, p, t, actPublish); err != nil {
+		return StreamPosition{}, err
+	}
+	if data, err = h.interceptPublish(ctx, p, t, data, info); err != nil {
 		return StreamPosition{}, err
 	}
 	return h.publish(ctx, ns, t, data, info)

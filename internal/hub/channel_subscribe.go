@@ -21,7 +21,7 @@ func (s *subscriber) info() ClientInfo { return *clientInfo(s.conn) }
 
 func clientInfo(c *Conn) *ClientInfo {
 	p := c.Principal()
-	return &ClientInfo{ConnID: c.id, UserID: p.UserID, DeviceID: p.DeviceID, Kind: p.Kind, NodeID: c.hub.cfg.NodeID}
+	return &ClientInfo{ConnID: c.id, UserID: p.UserID, DeviceID: p.DeviceID, Kind: p.Kind, NodeID: c.hub.cfg.NodeID, Info: connInfo(c)}
 }
 
 // connSubsOf returns the connection's subscriptions, or nil.
@@ -88,6 +88,9 @@ func (h *Hub) subscribe(ctx context.Context, call *Call, p *subscribeParams) (*p
 		return nil, err
 	}
 	if err := ns.authorize(ctx, call.Principal, t, actSubscribe); err != nil {
+		return nil, err
+	}
+	if err := h.interceptSubscribe(ctx, call.Principal, t, call.Conn); err != nil {
 		return nil, err
 	}
 	c := call.Conn

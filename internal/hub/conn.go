@@ -31,6 +31,8 @@ type Conn struct {
 	registered  atomic.Bool     // in the registry: set after the welcome, cleared by unregister
 	admitted    atomic.Bool     // holds a connection slot (Hub.admit), given back once on close
 	admittedAs  *auth.Principal // whom the slot was reserved for; set before the upgrade
+	since       int64           // set once at construction: when the connection began (Unix ns, Deps.Now)
+	kind        uint8           // set once by welcome: the connection's slot in Hub.kinds
 
 	mu      sync.Mutex
 	inbox   []*protocol.Frame               // guarded by mu: Serial requests waiting
@@ -47,7 +49,7 @@ type Conn struct {
 }
 
 func newConn(h *Hub, p *auth.Principal) *Conn {
-	c := &Conn{hub: h, id: "c-" + randomID(10)}
+	c := &Conn{hub: h, id: "c-" + randomID(10), since: h.deps.Now().UnixNano()}
 	c.principal.Store(p)
 	return c
 }
@@ -90,6 +92,7 @@ func (c *Conn) welcome() {
 		if h.reg.add(c) {
 			c.registered.Store(true)
 			h.metrics.connections.Inc()
+			h.kinds.add(c)
 			h.expiry.add(c)
 			h.rpc.connected(c)
 		}
@@ -313,6 +316,7 @@ func (c *Conn) unregister() {
 	}
 	h := c.hub
 	h.metrics.connections.Dec()
+	h.kinds.remove(c)
 	h.expiry.remove(c)
 	if last := h.reg.remove(c); last {
 		h.deviceGone(c)
@@ -323,6 +327,9 @@ func (c *Conn) unregister() {
 func (c *Conn) request(f *protocol.Frame) {
 	h := c.hub
 	m := h.methods[f.Method]
+	if m == nil {
+		m = h.interceptMethod(f.Method)
+	}
 	if m == nil {
 		c.sendError(f.ID, protocol.Errorf(protocol.CodeUnknownMethod, "unknown method %q", f.Method))
 		h.metrics.unknownMethods.Inc()
@@ -485,14 +492,14 @@ func (h *Hub) invokeIdempotent(m *Method, call *Call) (any, error) {
 
 // allow applies the connection's token-bucket rate limit.
 func (c *Conn) allow() (time.Duration, bool) {
-	rate := c.hub.cfg.RequestsPerSecond
-	if rate < 0 {
+	l := c.hub.limitsOf(c.hub.lim.Load())
+	if l.RequestsPerSecond < 0 {
 		return 0, true
 	}
 	now := c.hub.deps.Now().UnixNano()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.rate.Take(now, float64(rate), c.hub.cfg.RequestBurst)
+	return c.rate.Take(now, float64(l.RequestsPerSecond), l.RequestBurst)
 }
 
 // Request sends a request to the client and waits for its response (the

@@ -185,6 +185,7 @@ type Hub struct {
 	featureList   []string
 	reg           registry
 	slots         connSlots   // admitted connections, for MaxConnections and MaxConnectionsPerUser
+	kinds         kindCounts  // registered connections by kind, for the admin statistics (admin.go)
 	idem          idempotency // set once in New
 	panics        panicLog
 	lastSeen      lastSeen
@@ -196,6 +197,10 @@ type Hub struct {
 	// hold a fan-out in progress with it; export_test.go). Set once before
 	// Start.
 	deliverHook func(topic string, pub Publication)
+	// intercept is the backend proxy's hooks (intercept.go); nil: none.
+	intercept atomic.Pointer[interceptorBox]
+	// lim replaces Config's limits once SetLimits ran (reload.go).
+	lim atomic.Pointer[Limits]
 
 	ctx      context.Context // cancelled by Close
 	cancel   context.CancelFunc
@@ -341,6 +346,7 @@ func (h *Hub) Start() error {
 		return err
 	}
 	h.Go(func(ctx context.Context) { every(ctx, time.Second, func(context.Context) { h.checkExpiry() }) })
+	h.Go(h.runAdminStats)
 	return nil
 }
 
@@ -436,10 +442,17 @@ func (h *Hub) Upgrade(w http.ResponseWriter, r *http.Request, p *auth.Principal,
 	if h.draining.Load() {
 		return nil, protocol.Errorf(protocol.CodeUnavailable, "server is shutting down")
 	}
+	info, err := h.interceptConnect(r.Context(), p)
+	if err != nil {
+		return nil, err
+	}
 	if err := h.admit(p); err != nil {
 		return nil, err
 	}
 	c := newConn(h, p)
+	if len(info) > 0 {
+		c.SetValue(connInfoKey{}, info)
+	}
 	c.admittedAs = p
 	c.admitted.Store(true)
 	// Corked: the 101 response and the welcome leave in one write, from

@@ -57,14 +57,15 @@ func ownerKey(p *auth.Principal) string {
 // admit reserves a connection for p, or refuses it with a *ConnLimitError.
 func (h *Hub) admit(p *auth.Principal) error {
 	s := &h.slots
-	if n := s.total.Add(1); h.cfg.MaxConnections > 0 && n > int64(h.cfg.MaxConnections) {
+	l := h.limitsOf(h.lim.Load())
+	if n := s.total.Add(1); l.MaxConnections > 0 && n > int64(l.MaxConnections) {
 		s.total.Add(-1)
 		return &ConnLimitError{Limit: LimitConnections, Err: &protocol.Error{Code: protocol.CodeUnavailable,
 			Message: "too many connections on this server; retry later", RetryAfterMs: connLimitRetryMs}}
 	}
 	if key := ownerKey(p); key != "" {
 		s.mu.Lock()
-		if h.cfg.MaxConnectionsPerUser > 0 && s.users[key] >= h.cfg.MaxConnectionsPerUser {
+		if l.MaxConnectionsPerUser > 0 && s.users[key] >= l.MaxConnectionsPerUser {
 			s.mu.Unlock()
 			s.total.Add(-1)
 			return &ConnLimitError{Limit: LimitUserConnections, Err: &protocol.Error{Code: protocol.CodeRateLimited,

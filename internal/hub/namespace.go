@@ -33,13 +33,14 @@ import (
 //
 // A principal with scope admin passes every rule (server backends).
 //
-// Three namespaces are built in and always present; a declared namespace
+// Four namespaces are built in and always present; a declared namespace
 // with the same name overrides their options, and their rules when it
-// declares rules:
+// declares rules, except admin, which may not be declared:
 //
 //	user:{userId}      subscribe: user={userId}                 publish: user={userId} & scope=write
 //	device:{deviceId}  subscribe: device={deviceId}, owner      publish: device={deviceId} & scope=write, owner & scope=write
 //	public:{name}      subscribe: any                           publish: scope=write
+//	admin:{stream}     subscribe: scope=admin                   publish: nobody, admins included (the server publishes admin:stats)
 //
 // device: a device's own connection (its device id equals the parameter)
 // may use its channel; so may the device's owner's other devices when an
@@ -70,8 +71,14 @@ func builtinNamespaces() []NamespaceConfig {
 		{Pattern: "user:{userId}", Subscribe: []string{"user={userId}"}, Publish: []string{"user={userId} & scope=write"}},
 		{Pattern: "device:{deviceId}", Subscribe: []string{"device={deviceId}", "owner"}, Publish: []string{"device={deviceId} & scope=write", "owner & scope=write"}},
 		{Pattern: "public:{name}", Subscribe: []string{"any"}, Publish: []string{"scope=write"}},
+		adminNamespace(),
 	}
 }
+
+// reservedNamespace is the built-in namespace a configuration may not
+// declare: the server's admin streams (admin_stats.go), on which nobody
+// publishes but the server, admins included.
+const reservedNamespace = "admin"
 
 // defaultHistoryTTL applies when a namespace keeps history without a TTL.
 const defaultHistoryTTL = 10 * time.Minute
@@ -389,6 +396,9 @@ func compileNamespaces(declared []NamespaceConfig) (map[string]*namespace, error
 			return nil, fmt.Errorf("namespace %q declared twice", name)
 		}
 		seen[name] = true
+		if name == reservedNamespace {
+			return nil, fmt.Errorf("namespace %q is reserved for the server's admin streams", name)
+		}
 		if base, ok := byName[name]; ok {
 			if nc.Subscribe == nil {
 				nc.Subscribe = base.Subscribe
@@ -458,7 +468,11 @@ func (cs *channels) resolve(topic string) (*namespace, Topic, error) {
 		return nil, Topic{}, err
 	}
 	name, _, ok := strings.Cut(topic, ":")
-	ns := cs.namespaces[name]
+	nss := cs.namespaces
+	if r := cs.reloaded.Load(); r != nil {
+		nss = *r
+	}
+	ns := nss[name]
 	if !ok || ns == nil {
 		return nil, Topic{}, protocol.Errorf(protocol.CodeNotFound, "no namespace matches topic %q", topic)
 	}
@@ -474,6 +488,9 @@ func (cs *channels) resolve(topic string) (*namespace, Topic, error) {
 func (ns *namespace) authorize(ctx context.Context, p *auth.Principal, t Topic, a action) error {
 	if p == nil {
 		return protocol.Errorf(protocol.CodeUnauthorized, "not authenticated")
+	}
+	if a == actPublish && ns.pat.name == reservedNamespace {
+		return protocol.Errorf(protocol.CodeForbidden, "only the server publishes to %q", t.Name)
 	}
 	if p.HasScope(auth.ScopeAdmin) {
 		return nil

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
-	"sync"
+	"sync/atomic"
 
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/protocol"
@@ -12,27 +12,35 @@ import (
 
 // welcomeTemplate holds the JSON of the parts of a welcome event that are
 // the same for every connection of a hub, so that a connect encodes only
-// its connection id and principal.
+// its connection id and principal. It is built on first use and again
+// after SetLimits changed the limits it shows.
 type welcomeTemplate struct {
-	once   sync.Once
-	prefix []byte // `{"protocol":1,"connId":`
-	middle []byte // `,"nodeId":…,"principal":`
-	suffix []byte // `,"heartbeatMs":…}`
+	parts atomic.Pointer[welcomeParts]
+}
+
+type welcomeParts struct {
+	lim    *Limits // the hub's reloaded limits these parts show (nil: Config's)
+	prefix []byte  // `{"protocol":1,"connId":`
+	middle []byte  // `,"nodeId":…,"principal":`
+	suffix []byte  // `,"heartbeatMs":…}`
 }
 
 func (h *Hub) welcomeData(connID string, p *auth.Principal) []byte {
-	t := &h.welcome
-	t.once.Do(func() {
+	lim := h.lim.Load()
+	t := h.welcome.parts.Load()
+	if t == nil || t.lim != lim {
 		// Encode a whole welcome with placeholders and cut it at them, so
 		// that the template is what encoding/json writes, member order
-		// included.
-		full, _ := json.Marshal(h.welcomeValue("\x00c", protocol.Principal{UserID: "\x00p"}))
+		// included. Two connects may both build it: the same bytes.
+		t = &welcomeParts{lim: lim}
+		full, _ := json.Marshal(h.welcomeValueWith("\x00c", protocol.Principal{UserID: "\x00p"}, lim))
 		connAt := indexOf(full, `"\u0000c"`)
 		princAt := indexOf(full, `{"userId":"\u0000p","scopes":null}`)
 		t.prefix = full[:connAt]
 		t.middle = full[connAt+len(`"\u0000c"`) : princAt]
 		t.suffix = full[princAt+len(`{"userId":"\u0000p","scopes":null}`):]
-	})
+		h.welcome.parts.Store(t)
+	}
 	b := make([]byte, 0, len(t.prefix)+len(t.middle)+len(t.suffix)+len(connID)+128)
 	b = append(b, t.prefix...)
 	b = appendJSONString(b, connID)
@@ -96,6 +104,12 @@ func appendJSONString(b []byte, s string) []byte {
 
 // welcomeValue is the welcome event of a connection.
 func (h *Hub) welcomeValue(connID string, p protocol.Principal) protocol.Welcome {
+	return h.welcomeValueWith(connID, p, h.lim.Load())
+}
+
+// welcomeValueWith is welcomeValue showing the limits lim (nil: Config's).
+func (h *Hub) welcomeValueWith(connID string, p protocol.Principal, lim *Limits) protocol.Welcome {
+	l := h.limitsOf(lim)
 	return protocol.Welcome{
 		Protocol:           protocol.Version,
 		ConnID:             connID,
@@ -108,8 +122,8 @@ func (h *Hub) welcomeValue(connID string, p protocol.Principal) protocol.Welcome
 			MaxQueueBytes:     h.cfg.MaxQueueBytes,
 			MaxQueueFrames:    h.cfg.MaxQueueFrames,
 			MaxSubscriptions:  h.cfg.MaxSubscriptions,
-			RequestsPerSecond: max(h.cfg.RequestsPerSecond, 0),
-			RequestBurst:      max(h.cfg.RequestBurst, 0),
+			RequestsPerSecond: max(l.RequestsPerSecond, 0),
+			RequestBurst:      max(l.RequestBurst, 0),
 		},
 		Features: h.features(),
 	}

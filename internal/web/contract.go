@@ -2,6 +2,7 @@ package web
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"net/http"
 	"reflect"
@@ -32,6 +33,13 @@ var wireSchemas = map[string]reflect.Type{
 	"ScheduleList":    reflect.TypeFor[protocol.ScheduleList](),
 	"ScheduleRun":     reflect.TypeFor[protocol.ScheduleRun](),
 	"ScheduleRunList": reflect.TypeFor[protocol.ScheduleRunList](),
+
+	"AdminConnectionList":   reflect.TypeFor[protocol.AdminConnectionList](),
+	"AdminConnectionDetail": reflect.TypeFor[protocol.AdminConnectionDetail](),
+	"AdminDisconnected":     reflect.TypeFor[protocol.AdminDisconnected](),
+	"AdminChannelList":      reflect.TypeFor[protocol.AdminChannelList](),
+	"AdminChannelDetail":    reflect.TypeFor[protocol.AdminChannelDetail](),
+	"AdminMachineList":      reflect.TypeFor[protocol.AdminMachineList](),
 }
 
 // apiSchemas returns the OpenAPI schemas, by name: those of wireSchemas,
@@ -98,8 +106,20 @@ func apiSchemas(acct []account.Op) map[string]any {
 // served by this server (every method registered on its hub), and the
 // methods it lacks params or result types for.
 func (s *Server) AsyncAPI() (doc map[string]any, untyped []string) {
+	return s.asyncAPI(s.proxied())
+}
+
+func (s *Server) proxied() []protocol.ProxiedSpec {
+	if s.deps.Proxied == nil {
+		return nil
+	}
+	return s.deps.Proxied()
+}
+
+func (s *Server) asyncAPI(proxied []protocol.ProxiedSpec) (doc map[string]any, untyped []string) {
 	return protocol.AsyncAPI(protocol.Contract{
 		Version: Version,
+		Proxied: proxied,
 		Methods: s.deps.Hub.Contract(),
 		Schemas: map[string]reflect.Type{
 			// The data of channel.message on user:{userId} when a machine
@@ -108,21 +128,31 @@ func (s *Server) AsyncAPI() (doc map[string]any, untyped []string) {
 			// The data of channel.message on user:{userId} for a change of
 			// the account's data.
 			"UpdatePublication": reflect.TypeFor[protocol.UpdatePublication](),
+			// The data of channel.message on admin:stats, once a second
+			// while it has subscribers.
+			"AdminStats": reflect.TypeFor[protocol.AdminStats](),
 		},
 	})
 }
 
 func (s *Server) serveAsyncAPI(w http.ResponseWriter, r *http.Request) {
-	// The method table is static once the hub started, so one encoding
-	// serves every request.
-	s.asyncAPIOnce.Do(func() {
-		doc, _ := s.AsyncAPI()
+	// The method table is static once the hub started; only the proxy's
+	// routes change (on a configuration reload), so one encoding serves
+	// every request until they do.
+	proxied := s.proxied()
+	key := fmt.Sprint(proxied)
+	s.asyncAPIMu.Lock()
+	if s.asyncAPIJSON == nil || s.asyncAPIKey != key {
+		doc, _ := s.asyncAPI(proxied)
 		raw, err := json.Marshal(doc)
 		if err != nil {
+			s.asyncAPIMu.Unlock()
 			panic("web: asyncapi: " + err.Error()) // static data: cannot fail
 		}
-		s.asyncAPIJSON = raw
-	})
+		s.asyncAPIJSON, s.asyncAPIKey = raw, key
+	}
+	raw := s.asyncAPIJSON
+	s.asyncAPIMu.Unlock()
 	w.Header().Set("Access-Control-Allow-Origin", "*")
-	writeRaw(w, http.StatusOK, s.asyncAPIJSON)
+	writeRaw(w, http.StatusOK, raw)
 }

@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/junctionhq/junction/internal/account"
 )
@@ -43,6 +42,17 @@ func apiOps(acct []account.Op) []apiOp {
 		{method: "GET", path: "/api/v1/asyncapi.json", id: "asyncapi", summary: "The AsyncAPI 3.0 document of the WebSocket protocol", tag: "Server", status: 200, result: "Any"},
 		{method: "GET", path: "/api/v1/admin/lockdown", id: "getLockdown", summary: "Whether lockdown (the kill switch) is on", tag: "Admin", scope: "admin", status: 200, result: "Lockdown"},
 		{method: "POST", path: "/api/v1/admin/lockdown", id: "setLockdown", summary: "Turn lockdown on or off", tag: "Admin", scope: "admin", body: "Lockdown", status: 200, result: "Lockdown"},
+		{method: "GET", path: "/api/v1/admin/connections", id: "adminListConnections", summary: "This node's open connections, by id, one page at a time", tag: "Admin", scope: "admin", status: 200, result: "AdminConnectionList",
+			query: []apiParam{{"user", "string", "only this user's connections", false}, {"device", "string", "only this device's connection", false},
+				{"kind", "string", "only this kind: phone, tablet, tv, glasses, browser, machine, iot, app or other", false}, {"node", "string", "only this node's (another node's: none)", false},
+				adminCursor, adminLimit}},
+		{method: "GET", path: "/api/v1/admin/connections/{id}", id: "adminGetConnection", summary: "One connection: principal, address, subscriptions, served methods, outbound queue", tag: "Admin", scope: "admin", status: 200, result: "AdminConnectionDetail"},
+		{method: "DELETE", path: "/api/v1/admin/connections/{id}", id: "adminDisconnect", summary: "Close a connection with 4011 (disconnected by an administrator)", tag: "Admin", scope: "admin", status: 200, result: "AdminDisconnected"},
+		{method: "GET", path: "/api/v1/admin/channels", id: "adminListChannels", summary: "The channels with subscribers on this node, by topic, one page at a time", tag: "Admin", scope: "admin", status: 200, result: "AdminChannelList",
+			query: []apiParam{adminCursor, adminLimit}},
+		{method: "GET", path: "/api/v1/admin/channels/{topic}", id: "adminGetChannel", summary: "One channel: this node's subscribers, presence, stream position", tag: "Admin", scope: "admin", status: 200, result: "AdminChannelDetail"},
+		{method: "GET", path: "/api/v1/admin/machines", id: "adminListMachines", summary: "The machines serving RPC methods on this node, with their methods", tag: "Admin", scope: "admin", status: 200, result: "AdminMachineList",
+			query: []apiParam{{"user", "string", "only this user's machines", false}, adminCursor, adminLimit}},
 
 		{method: "POST", path: "/api/v1/channels/{topic}/publish", id: "publish", summary: "Publish to a channel (the namespace's publish rules apply)", tag: "Channels", scope: "authenticated", body: "PublishRequest", status: 200, result: "Position", idem: true},
 		{method: "GET", path: "/api/v1/channels/{topic}/presence", id: "presence", summary: "Who is subscribed to a channel with presence", tag: "Channels", scope: "authenticated", status: 200, result: "Presence"},
@@ -62,6 +72,12 @@ func apiOps(acct []account.Op) []apiOp {
 	}
 	return ops
 }
+
+// The page parameters of the admin listings (web/admin.go).
+var (
+	adminCursor = apiParam{"cursor", "string", "nextCursor of the previous page", false}
+	adminLimit  = apiParam{"limit", "integer", "page size, 1..1000 (default 100)", false}
+)
 
 func ref(name string) map[string]any { return map[string]any{"$ref": "#/components/schemas/" + name} }
 
@@ -130,21 +146,20 @@ func OpenAPI(acct []account.Op) map[string]any {
 	}
 }
 
-var (
-	openAPIOnce sync.Once
-	openAPIJSON []byte
-)
+// OpenAPIDoc returns the OpenAPI document this server serves: its own
+// routes and those of every operation it mounts (account and apps).
+func (s *Server) OpenAPIDoc() map[string]any { return OpenAPI(s.ops()) }
 
 func (s *Server) serveOpenAPI(w http.ResponseWriter, r *http.Request) {
-	openAPIOnce.Do(func() {
-		raw, err := json.Marshal(OpenAPI(s.ops()))
+	s.openAPIOnce.Do(func() {
+		raw, err := json.Marshal(s.OpenAPIDoc())
 		if err != nil {
 			panic("web: openapi: " + err.Error()) // static data: cannot fail
 		}
-		openAPIJSON = raw
+		s.openAPIJSON = raw
 	})
 	w.Header().Set("Access-Control-Allow-Origin", "*")
-	writeRaw(w, http.StatusOK, openAPIJSON)
+	writeRaw(w, http.StatusOK, s.openAPIJSON)
 }
 
 // Routes returns the registered REST routes ("METHOD /path"), sorted.

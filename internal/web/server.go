@@ -111,6 +111,9 @@ type Deps struct {
 	// Apps, when set, is the apps platform's op table (apps.Service.Ops),
 	// mounted over REST with the same adapter as Account's.
 	Apps []account.Op
+	// Proxied, when set, returns the method routes of the backend proxy
+	// as configured now, for the AsyncAPI document (they change on reload).
+	Proxied func() []protocol.ProxiedSpec
 }
 
 // Server is the HTTP edge.
@@ -126,8 +129,11 @@ type Server struct {
 
 	patterns []string // registered routes, filled by New
 
-	asyncAPIOnce sync.Once
-	asyncAPIJSON []byte // set once by asyncAPIOnce
+	openAPIOnce  sync.Once // the OpenAPI document, encoded once per server
+	openAPIJSON  []byte
+	asyncAPIMu   sync.Mutex // leaf
+	asyncAPIKey  string     // guarded by asyncAPIMu: the proxied routes asyncAPIJSON was built with
+	asyncAPIJSON []byte     // guarded by asyncAPIMu: the encoded document, nil before the first request
 }
 
 // New builds the edge and its routes.
@@ -166,6 +172,7 @@ func (s *Server) routes() {
 	s.handle("POST /api/v1/admin/lockdown", s.requireScope(auth.ScopeAdmin, s.serveLockdownSet))
 	s.channelRoutes()
 	s.scheduleRoutes()
+	s.adminRoutes()
 	s.handle("GET /healthz", s.serveHealth)
 	s.handle("GET /readyz", s.serveReady)
 	if s.deps.Gatherer != nil {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -235,7 +236,7 @@ func Presence(t *testing.T, newPresence func(t *testing.T) hub.Presence) {
 	ctx := context.Background()
 	t.Run("presence", func(t *testing.T) {
 		b := newPresence(t)
-		a := hub.ClientInfo{ConnID: "c1", UserID: "u1", NodeID: "n1"}
+		a := hub.ClientInfo{ConnID: "c1", UserID: "u1", NodeID: "n1", Info: json.RawMessage(`{"plan":"pro"}`)}
 		if err := b.AddPresence(ctx, "t:p", "c1", a, time.Minute); err != nil {
 			t.Fatal(err)
 		}
@@ -260,7 +261,7 @@ func Presence(t *testing.T, newPresence func(t *testing.T) hub.Presence) {
 			}
 			time.Sleep(time.Millisecond)
 		}
-		if len(got) != 1 || got["c1"] != a {
+		if len(got) != 1 || !reflect.DeepEqual(got["c1"], a) {
 			t.Fatalf("got presence %v, want only c1 (c2 removed, c3 expired)", got)
 		}
 	})

@@ -27,6 +27,7 @@ export const DISCONNECTS: readonly Disconnect[] = [
   { code: 4003, reason: 'forbidden', reconnect: 'no' },
   { code: 4009, reason: 'replaced by a newer connection', reconnect: 'no' },
   { code: 4010, reason: 'server in lockdown', reconnect: 'no' },
+  { code: 4011, reason: 'disconnected by an administrator', reconnect: 'no' },
   { code: 4102, reason: 'heartbeat timeout', reconnect: 'backoff' },
   { code: 4108, reason: 'slow consumer', reconnect: 'resume' },
 ];

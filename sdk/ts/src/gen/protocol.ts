@@ -3,6 +3,31 @@
 
 /* eslint-disable */
 
+export interface AdminLatency {
+  p50Ms: number;
+  p99Ms: number;
+}
+
+export interface AdminStats {
+  /** Format: date-time. */
+  at: string;
+  connections: number;
+  connectionsByKind: { [key: string]: number };
+  deliveries: number;
+  deliveriesPerSec: number;
+  /** length of the interval the counts cover */
+  intervalMs: number;
+  nodeId: string;
+  publications: number;
+  publicationsPerSec: number;
+  requestLatency: AdminLatency;
+  requests: number;
+  requestsPerSec: number;
+  rpcCalls: number;
+  rpcCallsPerSec: number;
+  rpcLatency: AdminLatency;
+}
+
 export interface App {
   /** device capabilities the app requires (display, microphone, ...) */
   capabilities: string[];
@@ -194,6 +219,7 @@ export interface Caller {
 export interface ClientInfo {
   connId: string;
   deviceId?: string;
+  info?: unknown;
   kind?: string;
   nodeId?: string;
   userId?: string;

@@ -3,7 +3,227 @@
 
 /* eslint-disable */
 
+export interface AdminAccount {
+  /** Format: date-time. */
+  createdAt: string;
+  id: string;
+  /** Encoding: base64. */
+  publicKey: string | null;
+}
+
+export interface AdminAccountList {
+  items: AdminAccount[];
+  nextCursor?: string;
+}
+
+export interface AdminChannel {
+  nodeId: string;
+  subscribers: number;
+  topic: string;
+}
+
+export interface AdminChannelDetail {
+  connections: string[];
+  epoch: string;
+  historySize: number;
+  nodeId: string;
+  offset: number;
+  presence?: { [key: string]: ClientInfo };
+  subscribers: number;
+  topic: string;
+}
+
+export interface AdminChannelList {
+  items: AdminChannel[];
+  nextCursor?: string;
+}
+
+export interface AdminConnection {
+  /** Format: date-time. */
+  connectedAt: string;
+  id: string;
+  nodeId: string;
+  principal: Principal;
+  remoteAddr?: string;
+}
+
+export interface AdminConnectionDetail {
+  /** Format: date-time. */
+  connectedAt: string;
+  id: string;
+  methods: string[];
+  nodeId: string;
+  principal: Principal;
+  queueBytes: number;
+  queueFrames: number;
+  remoteAddr?: string;
+  subscriptions: string[];
+}
+
+export interface AdminConnectionList {
+  items: AdminConnection[];
+  nextCursor?: string;
+}
+
+export interface AdminDisconnected {
+  /** the close code the connection was closed with (4011) */
+  code: number;
+  id: string;
+}
+
+export interface AdminMachine {
+  connId: string;
+  deviceId: string;
+  kind?: string;
+  methods: string[];
+  nodeId: string;
+  userId: string;
+}
+
+export interface AdminMachineList {
+  items: AdminMachine[];
+  nextCursor?: string;
+}
+
 export type Any = unknown;
+
+export interface App {
+  /** device capabilities the app requires (display, microphone, ...) */
+  capabilities: string[];
+  /** Format: date-time. */
+  createdAt: string;
+  /** reverse-DNS name chosen at registration (com.example.captions) */
+  id: string;
+  /** foreground: at most one per device; background; system */
+  kind: "foreground" | "background" | "system";
+  name: string;
+  /** user id of the app's developer or operator */
+  owner: string;
+  /** output priority class */
+  priority: "system" | "foreground" | "background" | "ambient";
+  /** the scopes the app asks users for */
+  scopes: string[];
+  /** JSON Schema of the per-user settings */
+  settingsSchema?: { [key: string]: unknown };
+  /** tools the app offers */
+  tools: AppTool[];
+  /** Format: date-time. */
+  updatedAt: string;
+  /** base URL of the app's webhooks */
+  webhookUrl: string;
+}
+
+export interface AppCreate {
+  capabilities?: string[];
+  /** reverse-DNS name: at least two dot-separated labels of [a-z0-9-] (and _ after the first), 3..128 characters */
+  id: string;
+  /** lifetime of the first API key (default: no expiry) */
+  keyTtlMs?: number;
+  /** default foreground */
+  kind?: "foreground" | "background" | "system";
+  /** 1..100 characters */
+  name: string;
+  /** default: the caller's user id */
+  owner?: string;
+  /** default: the kind's class (ambient for background apps) */
+  priority?: "system" | "foreground" | "background" | "ambient";
+  /** scopes users may grant; never admin */
+  scopes?: string[];
+  settingsSchema?: { [key: string]: unknown };
+  tools?: AppTool[];
+  webhookUrl?: string;
+}
+
+export interface AppCreated {
+  app: App;
+  key: AppKeySecret;
+}
+
+export interface AppDeleted {
+  deleted: boolean;
+  uninstalled: number;
+}
+
+export interface AppInstall {
+  appId: string;
+  /** Format: date-time. */
+  createdAt: string;
+  /** the scopes the user granted */
+  scopes: string[];
+  /** Format: date-time. */
+  updatedAt: string;
+  userId: string;
+}
+
+export interface AppInstallList {
+  installs: AppInstall[];
+  next?: string;
+}
+
+export interface AppInstallRequest {
+  appId?: string;
+  /** a subset of the app's scopes (absent: none); narrowing takes effect at once on the app's live connections */
+  scopes?: string[];
+}
+
+export interface AppInstalled {
+  /** false when an installation's scopes were replaced */
+  created: boolean;
+  install: AppInstall;
+}
+
+export interface AppKey {
+  /** neither revoked nor expired */
+  active: boolean;
+  appId: string;
+  /** Format: date-time. */
+  createdAt: string;
+  /** absent: never expires Format: date-time. */
+  expiresAt?: string;
+  /** the public key id (jk_<id>_...) */
+  id: string;
+  /** recorded at most once a minute per key Format: date-time. */
+  lastUsedAt?: string;
+  /** Format: date-time. */
+  revokedAt?: string;
+}
+
+export interface AppKeyList {
+  keys: AppKey[];
+}
+
+export interface AppKeyRotate {
+  /** the app */
+  id?: string;
+  /** how long the app's other keys keep working (default 24 h; 0 ends them now) */
+  overlapMs?: number;
+  /** lifetime of the new key (default: no expiry) */
+  ttlMs?: number;
+}
+
+export interface AppKeySecret {
+  apiKey: AppKey;
+  /** jk_<id>_<secret>: store it now, it is never shown again */
+  key: string;
+}
+
+export interface AppList {
+  apps: App[];
+  next?: string;
+}
+
+export interface AppTool {
+  description?: string;
+  /** [a-z0-9_.-], 1..64 characters, unique in the app */
+  name: string;
+  /** JSON Schema of the arguments */
+  params?: { [key: string]: unknown };
+}
+
+export interface AppUninstalled {
+  disconnected: number;
+  uninstalled: boolean;
+}
 
 export interface Artifact {
   accountId: string;
@@ -42,6 +262,7 @@ export interface ChallengeRequest {
 export interface ClientInfo {
   connId: string;
   deviceId?: string;
+  info?: unknown;
   kind?: string;
   nodeId?: string;
   userId?: string;
@@ -224,6 +445,15 @@ export interface Position {
 
 export interface Presence {
   clients: { [key: string]: ClientInfo };
+}
+
+export interface Principal {
+  appId?: string;
+  deviceId?: string;
+  expiresAtMs?: number;
+  kind?: string;
+  scopes: string[];
+  userId?: string;
 }
 
 export interface Publication {
