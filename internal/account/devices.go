@@ -209,6 +209,14 @@ func (s *Service) updateDevice(ctx context.Context, pr *auth.Principal, p *proto
 	return wireDevice(d), nil
 }
 
+// closeDevice closes a revoked device's connection with 4003, on whichever
+// node of a cluster holds it.
+func (s *Service) closeDevice(ctx context.Context, user, device string) {
+	if _, err := s.deps.Hub.DisconnectEverywhere(context.WithoutCancel(ctx), hub.DisconnectMatch{DeviceID: device}, protocol.DisconnectForbidden); err != nil {
+		s.log.Warn("device revoked: other nodes not told", "user", user, "device", device, "err", err)
+	}
+}
+
 // revokeDevice revokes a device and its refresh tokens (one transaction),
 // then closes its live connection with 4003, on every node. Its access tokens are refused
 // from then on (auth.Revocations).
@@ -217,10 +225,7 @@ func (s *Service) revokeDevice(ctx context.Context, pr *auth.Principal, p *proto
 	if err != nil {
 		return nil, err
 	}
-	// Its connection, on whichever node holds it.
-	if _, err := s.deps.Hub.DisconnectEverywhere(context.WithoutCancel(ctx), hub.DisconnectMatch{DeviceID: d.ID}, protocol.DisconnectForbidden); err != nil {
-		s.log.Warn("device revoked: other nodes not told", "user", pr.UserID, "device", d.ID, "err", err)
-	}
+	s.closeDevice(ctx, pr.UserID, d.ID)
 	s.publishUpdates(ctx, pr.UserID, ups)
 	s.log.Info("device revoked", "user", pr.UserID, "device", d.ID, "by", pr.DeviceID)
 	return wireDevice(d), nil
