@@ -1,7 +1,8 @@
 #!/bin/sh
 # test-deps.sh: install what the test suite starts as real processes, and
-# only that: PostgreSQL's server binaries (initdb, postgres), redis-server
-# and Chromium, from Debian's packages when they are missing. Idempotent;
+# only that: PostgreSQL's server binaries (initdb, postgres), redis-server,
+# HAProxy (the cluster failure tests' load balancer) and Chromium, from
+# Debian's packages when they are missing. Idempotent;
 # needs no stdin; prints what it did. It never starts a service: the tests
 # start their own servers on free loopback ports as the user running them
 # (internal/store/pgtest, internal/redistest), and a policy-rc.d stops the
@@ -46,6 +47,17 @@ else
 	missing="$missing redis-server"
 fi
 
+# --- cluster failure tests: HAProxy in front of several junction processes ---
+have_haproxy() {
+	command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ]
+}
+if have_haproxy; then
+	echo "test-deps: haproxy: present"
+else
+	echo "test-deps: haproxy: missing"
+	missing="$missing haproxy"
+fi
+
 # --- sdk/ts: the browser tests' headless Chromium ---------------------------
 have_chromium() {
 	[ -x /usr/bin/chromium ]
@@ -69,7 +81,7 @@ elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
 	SUDO="sudo -n"
 else
 	echo "test-deps: need root (or passwordless sudo) to install:$missing" >&2
-	echo "test-deps: or install it yourself (Debian/Ubuntu: apt-get install$missing; the tests need only initdb and postgres on PATH or in /usr/lib/postgresql/*/bin, redis-server on PATH, and /usr/bin/chromium)" >&2
+	echo "test-deps: or install it yourself (Debian/Ubuntu: apt-get install$missing; the tests need only initdb and postgres on PATH or in /usr/lib/postgresql/*/bin, redis-server and haproxy on PATH, and /usr/bin/chromium)" >&2
 	exit 1
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -102,5 +114,6 @@ $SUDO apt-get install -y -q --no-install-recommends $missing </dev/null
 status=0
 if have_postgres; then echo "test-deps: postgresql: installed"; else echo "test-deps: postgresql: still missing" >&2; status=1; fi
 if have_redis; then echo "test-deps: redis-server: installed"; else echo "test-deps: redis-server: still missing" >&2; status=1; fi
+if have_haproxy; then echo "test-deps: haproxy: installed"; else echo "test-deps: haproxy: still missing" >&2; status=1; fi
 if have_chromium; then echo "test-deps: chromium: installed"; else echo "test-deps: chromium: still missing" >&2; status=1; fi
 exit $status

@@ -98,7 +98,12 @@ var listeningRE = regexp.MustCompile(`listening on (http://127\.0\.0\.1:[0-9]+) 
 // fresh data directory (returned) and waits for its "listening on" line.
 func startBinary(t *testing.T, bin string, args ...string) (*served, string) {
 	t.Helper()
-	data := filepath.Join(t.TempDir(), "data")
+	return startBinaryData(t, bin, filepath.Join(t.TempDir(), "data"), args...)
+}
+
+// startBinaryData is startBinary on the data directory data.
+func startBinaryData(t *testing.T, bin, data string, args ...string) (*served, string) {
+	t.Helper()
 	args = append([]string{"serve", "--addr", "127.0.0.1:0", "--data", data}, args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = binaryEnv()

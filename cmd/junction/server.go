@@ -212,6 +212,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 			return err
 		}
 		m.Broker = rb.Broker()
+		if m.Leases == nil {
+			m.Leases = rb // a scheduled job's tick runs on one node of the cluster
+		}
 		ready = append(ready, web.ReadyCheck{Name: "broker", Check: rb.Ping})
 		brokerKind = "redis (1 shard)"
 		if len(urls) > 1 {
@@ -300,6 +303,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	}
 	if err := m.Hub.Start(); err != nil {
 		return err
+	}
+	if err := m.Web.SyncLockdown(ctx); err != nil {
+		m.Logger.Warn("cannot read the cluster's lockdown state", "err", err)
 	}
 	if err := m.startServices(); err != nil {
 		return err

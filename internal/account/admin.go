@@ -78,13 +78,13 @@ func (s *Service) adminDevices(ctx context.Context, _ *auth.Principal, p *protoc
 
 // adminRevokeDevice is revokeDevice for any account: the device and its
 // refresh tokens are revoked in one transaction, its live connection is
-// closed with 4003 and the account's other devices see device.revoked.
+// closed with 4003 (on every node) and the account's other devices see device.revoked.
 func (s *Service) adminRevokeDevice(ctx context.Context, pr *auth.Principal, p *protocol.AdminDeviceParams) (any, error) {
 	d, ups, err := s.deps.Store.RevokeDevice(ctx, p.AccountID, p.ID)
 	if err != nil {
 		return nil, mapStoreErr(err)
 	}
-	s.deps.Hub.CloseDevice(d.ID, protocol.CloseForbidden)
+	s.closeDevice(ctx, p.AccountID, d.ID)
 	s.publishUpdates(ctx, p.AccountID, ups)
 	s.log.Warn("device revoked by an admin", "user", p.AccountID, "device", d.ID, "by_user", pr.UserID, "by_device", pr.DeviceID)
 	return wireDevice(d), nil

@@ -201,7 +201,7 @@ func (s *Service) refresh(ctx context.Context, _ *auth.Principal, req *protocol.
 	case errors.Is(err, store.ErrRefreshReuse):
 		// The thief's and the owner's access tokens of this login are
 		// refused from now on (auth.Revocations); close what they hold open.
-		n := s.closeLogin(t.AccountID, t.SessionID)
+		n := s.closeLogin(ctx, t.AccountID, t.SessionID)
 		s.log.Warn("refresh token reused: login revoked", "user", t.AccountID, "device", t.DeviceID, "closed", n, "err", err)
 		return nil, authFailure(auth.ReasonRevoked, protocol.Errorf(protocol.CodeUnauthorized, "refresh token already used: this login has been revoked, sign in again"))
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrRevoked), errors.Is(err, store.ErrExpired), errors.Is(err, store.ErrInvalid):
@@ -234,30 +234,26 @@ func (s *Service) logout(ctx context.Context, pr *auth.Principal, _ *protocol.Em
 	if err := s.deps.Store.RevokeFamily(ctx, pr.SessionID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
-	s.closeLogin(pr.UserID, pr.SessionID)
+	s.closeLogin(ctx, pr.UserID, pr.SessionID)
 	return protocol.LoggedOut{LoggedOut: true}, nil
 }
 
-// closeLogin closes with 4003 this node's connections of user's login
-// session sid, once its revocation has committed, and returns how many. A
-// connection that upgrades meanwhile is refused by the web layer's second
-// revocation check after registering. Connections on other nodes of a
-// cluster are refused at their next authentication (upgrade, REST, in-band
-// auth.refresh) once the store's answer reaches that node's cache.
-func (s *Service) closeLogin(user, sid string) int {
+// closeLogin closes with 4003 the connections of user's login session sid
+// once its revocation has committed: this node's at once (it returns how
+// many), every other node's as soon as the hub's disconnect event reaches
+// it. A connection that upgrades meanwhile is refused by the web layer's
+// second revocation check after registering; one the event misses is
+// refused at its next authentication (upgrade, REST, in-band auth.refresh)
+// once the store's answer reaches that node's cache.
+func (s *Service) closeLogin(ctx context.Context, user, sid string) int {
 	if user == "" || sid == "" {
 		return 0
 	}
-	var conns []*hub.Conn
-	s.deps.Hub.ConnsOfUser(user, func(c *hub.Conn) {
-		if c.Principal().SessionID == sid {
-			conns = append(conns, c)
-		}
-	})
-	for _, c := range conns {
-		c.Disconnect(protocol.DisconnectForbidden)
+	n, err := s.deps.Hub.DisconnectEverywhere(context.WithoutCancel(ctx), hub.DisconnectMatch{UserID: user, SessionID: sid}, protocol.DisconnectForbidden)
+	if err != nil {
+		s.log.Warn("login revoked: other nodes not told", "user", user, "err", err)
 	}
-	return len(conns)
+	return n
 }
 
 func (s *Service) me(ctx context.Context, pr *auth.Principal, _ *protocol.Empty) (any, error) {

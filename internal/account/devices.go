@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/junctionhq/junction/internal/auth"
+	"github.com/junctionhq/junction/internal/hub"
 	"github.com/junctionhq/junction/internal/store"
 	"github.com/junctionhq/junction/protocol"
 )
@@ -208,15 +209,23 @@ func (s *Service) updateDevice(ctx context.Context, pr *auth.Principal, p *proto
 	return wireDevice(d), nil
 }
 
+// closeDevice closes a revoked device's connection with 4003, on whichever
+// node of a cluster holds it.
+func (s *Service) closeDevice(ctx context.Context, user, device string) {
+	if _, err := s.deps.Hub.DisconnectEverywhere(context.WithoutCancel(ctx), hub.DisconnectMatch{DeviceID: device}, protocol.DisconnectForbidden); err != nil {
+		s.log.Warn("device revoked: other nodes not told", "user", user, "device", device, "err", err)
+	}
+}
+
 // revokeDevice revokes a device and its refresh tokens (one transaction),
-// then closes its live connection with 4003. Its access tokens are refused
+// then closes its live connection with 4003, on every node. Its access tokens are refused
 // from then on (auth.Revocations).
 func (s *Service) revokeDevice(ctx context.Context, pr *auth.Principal, p *protocol.DeviceParams) (any, error) {
 	d, ups, err := s.deps.Store.RevokeDevice(ctx, pr.UserID, p.ID)
 	if err != nil {
 		return nil, err
 	}
-	s.deps.Hub.CloseDevice(d.ID, protocol.CloseForbidden)
+	s.closeDevice(ctx, pr.UserID, d.ID)
 	s.publishUpdates(ctx, pr.UserID, ups)
 	s.log.Info("device revoked", "user", pr.UserID, "device", d.ID, "by", pr.DeviceID)
 	return wireDevice(d), nil

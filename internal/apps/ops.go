@@ -148,7 +148,7 @@ func (s *Service) delete(ctx context.Context, pr *auth.Principal, p *protocol.Ap
 		return nil, err
 	}
 	// Every connection of the app: its own and those acting for users.
-	s.deps.Hub.DisconnectWhere(protocol.DisconnectForbidden, func(c *hub.Conn) bool { return c.Principal().AppID == p.ID })
+	s.disconnectEverywhere(ctx, hub.DisconnectMatch{AppID: p.ID})
 	s.log.Info("app deleted", "app", p.ID, "installs", len(users), "by", pr.UserID)
 	return protocol.AppDeleted{Deleted: true, Uninstalled: len(users)}, nil
 }
@@ -227,10 +227,7 @@ func (s *Service) revokeKey(ctx context.Context, pr *auth.Principal, p *protocol
 	if err != nil {
 		return nil, err
 	}
-	n := s.deps.Hub.DisconnectWhere(protocol.DisconnectForbidden, func(c *hub.Conn) bool {
-		cp := c.Principal()
-		return cp.AppID == p.ID && cp.TokenID == p.KeyID
-	})
+	n := s.disconnectEverywhere(ctx, hub.DisconnectMatch{AppID: p.ID, TokenID: p.KeyID})
 	s.log.Info("app key revoked", "app", p.ID, "key", p.KeyID, "closed", n, "by", pr.UserID)
 	return s.wireKey(k), nil
 }
@@ -296,18 +293,10 @@ func (s *Service) uninstall(ctx context.Context, pr *auth.Principal, p *protocol
 	}
 	// The user's sessions of the app stop first (app.stopped, close 1000,
 	// session.stop); then any other connection of the app for the user
-	// closes with 4003.
+	// closes with 4003, on every node.
 	s.stopUserSessions(ctx, p.AppID, pr.UserID, protocol.StopPermissionRevoked)
-	var conns []*hub.Conn
-	s.deps.Hub.ConnsOfUser(pr.UserID, func(c *hub.Conn) {
-		if c.Principal().AppID == p.AppID {
-			conns = append(conns, c)
-		}
-	})
-	for _, c := range conns {
-		c.Disconnect(protocol.DisconnectForbidden)
-	}
-	return protocol.AppUninstalled{Uninstalled: true, Disconnected: len(conns)}, nil
+	n := s.disconnectEverywhere(ctx, hub.DisconnectMatch{UserID: pr.UserID, AppID: p.AppID})
+	return protocol.AppUninstalled{Uninstalled: true, Disconnected: n}, nil
 }
 
 func (s *Service) installs(ctx context.Context, pr *auth.Principal, p *protocol.AppInstallListParams) (any, error) {
@@ -344,4 +333,15 @@ func (s *Service) installs(ctx context.Context, pr *auth.Principal, p *protocol.
 		}
 	}
 	return out, nil
+}
+
+// disconnectEverywhere closes with 4003 the connections m selects, on this
+// node at once and on every other node of a cluster as the hub's event
+// reaches it; it returns how many it closed here.
+func (s *Service) disconnectEverywhere(ctx context.Context, m hub.DisconnectMatch) int {
+	n, err := s.deps.Hub.DisconnectEverywhere(context.WithoutCancel(ctx), m, protocol.DisconnectForbidden)
+	if err != nil {
+		s.log.Warn("apps: other nodes not told to disconnect", "match", m, "err", err)
+	}
+	return n
 }

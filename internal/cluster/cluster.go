@@ -103,6 +103,11 @@ type Config struct {
 	// CheckInterval is the period of the position check of subscribed
 	// topics. Default 5s.
 	CheckInterval time.Duration
+	// NodeLeaseTTL is the ttl of this node's lease (its boot id, refreshed
+	// every third of it): the others treat the node as dead, its device
+	// claims as stale and calls forwarded to it as failed, within this ttl
+	// of its death. Default 6s.
+	NodeLeaseTTL time.Duration
 	// StreamTTL is how long a topic's position (epoch and offset) outlives
 	// its last publication (or longer, its history ttl). Default 24h.
 	StreamTTL time.Duration
@@ -117,6 +122,7 @@ const (
 	defaultCheckInterval = 5 * time.Second
 	defaultPubSubPing    = 15 * time.Second
 	defaultStreamTTL     = 24 * time.Hour
+	defaultNodeLeaseTTL  = 6 * time.Second
 )
 
 // Broker is the Redis broker. It serves Streams, Presence, Directory and
@@ -216,6 +222,9 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.StreamTTL <= 0 {
 		cfg.StreamTTL = defaultStreamTTL
 	}
+	if cfg.NodeLeaseTTL <= 0 {
+		cfg.NodeLeaseTTL = defaultNodeLeaseTTL
+	}
 	b := &Broker{cfg: cfg, log: cfg.Logger, now: time.Now, stop: make(chan struct{})}
 	if b.log == nil {
 		b.log = slog.Default()
@@ -305,6 +314,11 @@ func (b *Broker) Start(ctx context.Context) error {
 	if err := b.Ping(ctx); err != nil {
 		return err
 	}
+	if err := b.refreshNodeLease(ctx); err != nil {
+		return err
+	}
+	b.wg.Add(1)
+	go b.runNodeLease()
 	for _, sh := range b.shards {
 		for _, c := range sh.conns {
 			c.start()

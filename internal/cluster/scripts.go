@@ -143,23 +143,49 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 `)
 
-// scriptDeviceClaim records that a node holds a device: node, boot id and
-// a generation that grows with every claim (its counter outlives the
-// claim), for ttl.
+// scriptDeviceClaim records that a node holds a device's newest
+// connection: node, boot id and a generation that grows with every claim
+// (its counter outlives the claim), for ttl. It returns the generation and
+// the node of the claim it replaced (” when none).
 //
 //	KEYS[1] the claim (hash n, b, g), KEYS[2] the generation counter
 //	ARGV[1] node, ARGV[2] boot id, ARGV[3] ttl in ms
 var scriptDeviceClaim = redis.NewScript(`
+local prev = redis.call('HGET', KEYS[1], 'n') or ''
 local g = redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], 86400000)
 redis.call('HSET', KEYS[1], 'n', ARGV[1], 'b', ARGV[2], 'g', g)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return g
+return {g, prev}
 `)
 
-// scriptDeviceClear removes a claim if it still names the node.
+// scriptDeviceRefresh extends a claim if it is still the node's of the
+// generation; a missing claim is recreated unless the counter shows a newer
+// claim was made since (Redis lost both: the counter is raised to gen).
+// 1 refreshed, 0 a newer claim exists.
+//
+//	KEYS[1] the claim, KEYS[2] the generation counter
+//	ARGV[1] node, ARGV[2] boot id, ARGV[3] generation, ARGV[4] ttl in ms
+var scriptDeviceRefresh = redis.NewScript(`
+local c = redis.call('HMGET', KEYS[1], 'n', 'g')
+if c[1] then
+  if c[1] ~= ARGV[1] or c[2] ~= ARGV[3] then return 0 end
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  return 1
+end
+local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+if cur > tonumber(ARGV[3]) then return 0 end
+redis.call('SET', KEYS[2], ARGV[3], 'PX', 86400000)
+redis.call('HSET', KEYS[1], 'n', ARGV[1], 'b', ARGV[2], 'g', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+`)
+
+// scriptDeviceClear removes a claim if it is still the node's of the
+// generation.
 var scriptDeviceClear = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'n') == ARGV[1] then
+local c = redis.call('HMGET', KEYS[1], 'n', 'g')
+if c[1] == ARGV[1] and c[2] == ARGV[2] then
   return redis.call('DEL', KEYS[1])
 end
 return 0

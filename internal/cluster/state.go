@@ -85,48 +85,76 @@ func (b *Broker) Receive(ctx context.Context, h hub.NodeHandler) error {
 	return c.subscribe(ctx, &sub{channel: b.nodeChannel(b.cfg.NodeID), node: true, ready: make(chan struct{})})
 }
 
-// SetDeviceNode implements hub.Directory: a claim recording the node, this
-// node's boot id and a generation.
-func (b *Broker) SetDeviceNode(ctx context.Context, deviceID, nodeID string, ttl time.Duration) error {
+// ClaimDevice implements hub.Directory: a claim recording the node, this
+// node's boot id and a new generation.
+func (b *Broker) ClaimDevice(ctx context.Context, deviceID, nodeID string, ttl time.Duration) (uint64, string, error) {
 	if err := b.checkOpen(); err != nil {
-		return err
+		return 0, "", err
 	}
-	boot := ""
-	if nodeID == b.cfg.NodeID {
-		boot = b.cfg.BootID
+	res, err := scriptDeviceClaim.Run(ctx, b.shardOf("device:"+deviceID).client,
+		[]string{b.deviceKey(deviceID), b.deviceGenKey(deviceID)}, nodeID, b.bootOf(nodeID), ms(ttl)).Slice()
+	if err != nil || len(res) != 2 {
+		return 0, "", redisErr("cluster: claim device: %v %w", res, err)
 	}
-	if err := scriptDeviceClaim.Run(ctx, b.shardOf("device:"+deviceID).client,
-		[]string{b.deviceKey(deviceID), b.deviceGenKey(deviceID)}, nodeID, boot, ms(ttl)).Err(); err != nil {
-		return redisErr("cluster: claim device: %w", err)
-	}
-	return nil
+	gen, _ := res[0].(int64)
+	prev, _ := res[1].(string)
+	return uint64(gen), prev, nil
 }
 
-// ClearDeviceNode implements hub.Directory.
-func (b *Broker) ClearDeviceNode(ctx context.Context, deviceID, nodeID string) error {
+// RefreshDevice implements hub.Directory.
+func (b *Broker) RefreshDevice(ctx context.Context, deviceID, nodeID string, gen uint64, ttl time.Duration) (bool, error) {
+	if err := b.checkOpen(); err != nil {
+		return false, err
+	}
+	n, err := scriptDeviceRefresh.Run(ctx, b.shardOf("device:"+deviceID).client,
+		[]string{b.deviceKey(deviceID), b.deviceGenKey(deviceID)}, nodeID, b.bootOf(nodeID), gen, ms(ttl)).Int()
+	if err != nil {
+		return false, redisErr("cluster: refresh device claim: %w", err)
+	}
+	return n == 1, nil
+}
+
+func (b *Broker) bootOf(nodeID string) string {
+	if nodeID == b.cfg.NodeID {
+		return b.cfg.BootID
+	}
+	return ""
+}
+
+// ClearDevice implements hub.Directory.
+func (b *Broker) ClearDevice(ctx context.Context, deviceID, nodeID string, gen uint64) error {
 	if err := b.checkOpen(); err != nil {
 		return err
 	}
 	if err := scriptDeviceClear.Run(ctx, b.shardOf("device:"+deviceID).client,
-		[]string{b.deviceKey(deviceID)}, nodeID).Err(); err != nil {
+		[]string{b.deviceKey(deviceID)}, nodeID, gen).Err(); err != nil {
 		return redisErr("cluster: clear device: %w", err)
 	}
 	return nil
 }
 
-// DeviceNode implements hub.Directory.
+// DeviceNode implements hub.Directory: the claim's node, when that node's
+// lease is live and names the claim's boot id (a node that died, or
+// restarted since, holds none of its old claims).
 func (b *Broker) DeviceNode(ctx context.Context, deviceID string) (string, bool, error) {
 	if err := b.checkOpen(); err != nil {
 		return "", false, err
 	}
-	node, err := b.shardOf("device:"+deviceID).client.HGet(ctx, b.deviceKey(deviceID), "n").Result()
-	if errors.Is(err, redis.Nil) {
+	c, ok, err := b.DeviceClaim(ctx, deviceID)
+	if err != nil || !ok {
+		return "", false, err
+	}
+	if c.Node == b.cfg.NodeID {
+		return c.Node, c.BootID == b.cfg.BootID, nil
+	}
+	boot, alive, err := b.nodeBoot(ctx, c.Node)
+	if err != nil {
+		return "", false, err
+	}
+	if !alive || (c.BootID != "" && boot != c.BootID) {
 		return "", false, nil
 	}
-	if err != nil {
-		return "", false, redisErr("cluster: device node: %w", err)
-	}
-	return node, true, nil
+	return c.Node, true, nil
 }
 
 // DeviceClaim is a device's record in the directory.

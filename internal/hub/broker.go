@@ -81,20 +81,38 @@ type Presence interface {
 }
 
 // Directory is the contract of the node directory: which node holds a
-// device's live connection (a lease with a ttl, refreshed while the
-// connection lives), and messages between nodes (the RPC relay). A node
-// sending to itself reaches its own NodeHandler.
+// device's newest connection (a claim with a ttl, refreshed while the
+// connection lives), whether a node runs, and messages between nodes (the
+// RPC relay, replaced connections). A node sending to itself reaches its
+// own NodeHandler.
+//
+// A device's claims have generations: each ClaimDevice gets one greater
+// than every earlier claim of the device, so the newest connection wins
+// across nodes. A claim and its refresh are separate calls, so that the
+// refresh of an older connection never overwrites a newer claim.
 type Directory interface {
 	// Receive makes the messages addressed to this node go to h and
 	// returns once delivery is ready. It is called once, before
 	// SendToNode; a second call is an error.
 	Receive(ctx context.Context, h NodeHandler) error
-	// SetDeviceNode records that nodeID holds deviceID's connection, for ttl.
-	SetDeviceNode(ctx context.Context, deviceID, nodeID string, ttl time.Duration) error
-	// ClearDeviceNode removes the record if it still names nodeID.
-	ClearDeviceNode(ctx context.Context, deviceID, nodeID string) error
-	// DeviceNode returns the node holding deviceID, or ok false.
+	// ClaimDevice records that nodeID holds deviceID's newest connection,
+	// for ttl, under a generation greater than every earlier claim of the
+	// device. It returns the generation and the node of the live claim it
+	// replaced ("" when none).
+	ClaimDevice(ctx context.Context, deviceID, nodeID string, ttl time.Duration) (gen uint64, prevNode string, err error)
+	// RefreshDevice extends nodeID's claim of generation gen by ttl. It
+	// reports false, changing nothing, when a newer claim of the device
+	// was made. A claim the directory lost (a restart without its data) is
+	// recreated with gen.
+	RefreshDevice(ctx context.Context, deviceID, nodeID string, gen uint64, ttl time.Duration) (bool, error)
+	// ClearDevice removes the claim if it is still nodeID's of generation gen.
+	ClearDevice(ctx context.Context, deviceID, nodeID string, gen uint64) error
+	// DeviceNode returns the node holding deviceID, or ok false (no live
+	// claim, or the claim's node is no longer running).
 	DeviceNode(ctx context.Context, deviceID string) (nodeID string, ok bool, err error)
+	// NodeAlive reports whether nodeID runs (its node lease is live). A
+	// node is alive to itself.
+	NodeAlive(ctx context.Context, nodeID string) (bool, error)
 	// SendToNode delivers msg to nodeID's NodeHandler, in order per
 	// destination node.
 	SendToNode(ctx context.Context, nodeID string, msg json.RawMessage) error

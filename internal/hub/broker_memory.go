@@ -48,6 +48,7 @@ type MemoryBroker struct {
 
 	mu       sync.Mutex
 	devices  map[string]lease                    // guarded by mu
+	devGen   uint64                              // guarded by mu: the last claim's generation
 	presence map[string]map[string]presenceEntry // guarded by mu: topic → client → entry
 }
 
@@ -101,8 +102,11 @@ type memTopic struct {
 	full       sync.Cond     // L is mu; broadcast when the deliverer takes the queue
 }
 
+// lease is a device's claim; node "" is the tombstone of a cleared claim,
+// kept until the claim's expiry so that an older refresh cannot recreate it.
 type lease struct {
 	node    string
+	gen     uint64
 	expires time.Time
 }
 
@@ -431,20 +435,37 @@ func (b *MemoryBroker) Presence(ctx context.Context, topic string) (map[string]C
 	return out, nil
 }
 
-// SetDeviceNode implements Directory.
-func (b *MemoryBroker) SetDeviceNode(ctx context.Context, deviceID, nodeID string, ttl time.Duration) error {
+// ClaimDevice implements Directory.
+func (b *MemoryBroker) ClaimDevice(ctx context.Context, deviceID, nodeID string, ttl time.Duration) (uint64, string, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.devices[deviceID] = lease{node: nodeID, expires: b.now().Add(ttl)}
-	return nil
+	prev := ""
+	if l, ok := b.devices[deviceID]; ok && b.now().Before(l.expires) {
+		prev = l.node
+	}
+	b.devGen++
+	b.devices[deviceID] = lease{node: nodeID, gen: b.devGen, expires: b.now().Add(ttl)}
+	return b.devGen, prev, nil
 }
 
-// ClearDeviceNode implements Directory.
-func (b *MemoryBroker) ClearDeviceNode(ctx context.Context, deviceID, nodeID string) error {
+// RefreshDevice implements Directory.
+func (b *MemoryBroker) RefreshDevice(ctx context.Context, deviceID, nodeID string, gen uint64, ttl time.Duration) (bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if l, ok := b.devices[deviceID]; ok && l.node == nodeID {
-		delete(b.devices, deviceID)
+	if l, ok := b.devices[deviceID]; ok && b.now().Before(l.expires) && (l.gen != gen || l.node != nodeID) {
+		return false, nil
+	}
+	b.devices[deviceID] = lease{node: nodeID, gen: gen, expires: b.now().Add(ttl)}
+	return true, nil
+}
+
+// ClearDevice implements Directory.
+func (b *MemoryBroker) ClearDevice(ctx context.Context, deviceID, nodeID string, gen uint64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if l, ok := b.devices[deviceID]; ok && l.node == nodeID && l.gen == gen {
+		l.node = ""
+		b.devices[deviceID] = l
 	}
 	return nil
 }
@@ -454,10 +475,15 @@ func (b *MemoryBroker) DeviceNode(ctx context.Context, deviceID string) (string,
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	l, ok := b.devices[deviceID]
-	if !ok || !b.now().Before(l.expires) {
+	if !ok || l.node == "" || !b.now().Before(l.expires) {
 		return "", false, nil
 	}
 	return l.node, true, nil
+}
+
+// NodeAlive implements Directory: one node knows only itself.
+func (b *MemoryBroker) NodeAlive(ctx context.Context, nodeID string) (bool, error) {
+	return nodeID == b.nodeID, nil
 }
 
 // SendToNode implements Directory. A single node can only reach itself.

@@ -52,6 +52,10 @@ func (h *Hub) HandlePublication(topic string, pub Publication) {
 		h.handleControl(topic[len(ctlPrefix):], pub.Data)
 		return
 	}
+	if kind, ok := isEventTopic(topic); ok {
+		h.handleEvent(kind, pub)
+		return
+	}
 	lt := h.ch.lookup(topic)
 	if lt == nil {
 		return

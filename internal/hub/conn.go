@@ -95,6 +95,7 @@ func (c *Conn) welcome() {
 			h.metrics.connections.Inc()
 			h.kinds.add(c)
 			h.expiry.add(c)
+			h.rpc.connected(c)
 		}
 		c.sendFrame(frame)
 		// OnClose may have run before the connection was registered (a

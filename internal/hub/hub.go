@@ -185,19 +185,22 @@ type Hub struct {
 	iot       *ws.Transport // set once in New: /ws/iot connections (iot.go)
 	metrics   *metrics      // set once in New
 	// methods is filled by Register before Start and read-only afterwards.
-	methods     map[string]*Method
-	events      map[string]ClientEventFunc
-	featureList []string
-	reg         registry
-	slots       connSlots   // admitted connections, for MaxConnections and MaxConnectionsPerUser
-	kinds       kindCounts  // registered connections by kind, for the admin statistics (admin.go)
-	idem        idempotency // set once in New
-	panics      panicLog
-	lastSeen    lastSeen
-	welcome     welcomeTemplate // the welcome event's constant JSON
-	expiry      expiryIndex
-	rpc         *rpcRelay // set once in New
-	ch          channels  // set up in New (channel.go)
+	methods map[string]*Method
+	events  map[string]ClientEventFunc
+	// clusterEvents is filled by OnClusterEvent before Start and read-only
+	// afterwards (events.go).
+	clusterEvents map[string]func(json.RawMessage)
+	featureList   []string
+	reg           registry
+	slots         connSlots   // admitted connections, for MaxConnections and MaxConnectionsPerUser
+	kinds         kindCounts  // registered connections by kind, for the admin statistics (admin.go)
+	idem          idempotency // set once in New
+	panics        panicLog
+	lastSeen      lastSeen
+	welcome       welcomeTemplate // the welcome event's constant JSON
+	expiry        expiryIndex
+	rpc           *rpcRelay // set once in New
+	ch            channels  // set up in New (channel.go)
 	// deliverHook, when set, runs first in every HandlePublication (tests
 	// hold a fan-out in progress with it; export_test.go). Set once before
 	// Start.
@@ -315,6 +318,8 @@ func New(cfg Config, deps Deps) (*Hub, error) {
 	h.lastSeen.init(100_000)
 	h.expiry.init()
 	h.registerBuiltins()
+	h.clusterEvents = map[string]func(json.RawMessage){}
+	h.OnClusterEvent(eventDisconnect, h.handleDisconnectEvent)
 	h.rpc = newRPCRelay(h)
 	h.rpc.register()
 	if err := h.initChannels(); err != nil {
@@ -337,6 +342,9 @@ func (h *Hub) Start() error {
 	if err := h.deps.Broker.Run(h.ctx, brokerHandler{h}); err != nil {
 		return fmt.Errorf("hub: run broker: %w", err)
 	}
+	if err := h.subscribeEvents(h.ctx); err != nil {
+		return err
+	}
 	if err := h.transport.Start(); err != nil {
 		return fmt.Errorf("hub: start transport: %w", err)
 	}
@@ -344,8 +352,8 @@ func (h *Hub) Start() error {
 		return fmt.Errorf("hub: start iot transport: %w", err)
 	}
 	// One goroutine per periodic job for the whole hub, not a timer per
-	// connection: node leases of serving devices, credential expiry.
-	h.Go(func(ctx context.Context) { every(ctx, h.rpc.cfg.LeaseTTL/3, h.rpc.refreshLeases) })
+	// connection: device claims, credential expiry.
+	h.Go(func(ctx context.Context) { every(ctx, h.rpc.cfg.LeaseTTL/3, h.rpc.refreshClaims) })
 	if err := h.startChannels(); err != nil {
 		return err
 	}

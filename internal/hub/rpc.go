@@ -29,9 +29,9 @@ import (
 // the target. docs/rpc.md is the reference.
 //
 // Locks (their order: docs/LOCKORDER.md):
-//   - rpcRelay.leases[i] serialises the lease changes of the devices hashed
-//     to stripe i (register, close, refresh), so that SetDeviceNode and
-//     ClearDeviceNode of one device never reorder.
+//   - rpcRelay.leases[i] serialises the claims of the devices hashed to
+//     stripe i (claim, refresh, clear, register; claims.go), so that they
+//     never reorder for one device.
 //   - rpcRelay.mu guards servers, waiters, remote and served.
 //   - rpcServer.mu guards one serving connection's methods and relays.
 //   - rpcCalls.mu guards one calling connection's calls in flight.
@@ -63,10 +63,10 @@ type RPCConfig struct {
 	// OfflineGrace is how long a call waits for an offline target to come
 	// back (reconnect and register) before failing with unavailable; default 15 s.
 	OfflineGrace time.Duration `yaml:"offline_grace" doc:"how long an RPC call waits for an offline target to reconnect (default 15s)"`
-	// LeaseTTL is the lifetime of the broker record naming the node that
-	// holds a serving device; one hub loop refreshes every lease at a third
-	// of it. Default 60 s.
-	LeaseTTL time.Duration `yaml:"lease_ttl" doc:"lifetime of a serving device's node lease, refreshed at a third of it (default 60s)"`
+	// LeaseTTL is the lifetime of a device's claim in the broker (the
+	// record naming the node that holds the device's newest connection);
+	// one hub loop refreshes every claim at a third of it. Default 60 s.
+	LeaseTTL time.Duration `yaml:"lease_ttl" doc:"lifetime of a connected device's claim naming its node, refreshed at a third of it (default 60s)"`
 	// Grants allow calls between devices of different users. Devices of
 	// the same user may always call each other. File only.
 	Grants []RPCGrant `yaml:"grants" doc:"cross-user RPC grants (config file only): list of {from_user, to_user, methods}"`
@@ -204,6 +204,7 @@ type rpcRelay struct {
 	waiters map[string]*rpcWaiter              // guarded by mu: calls waiting for the device to register here
 	remote  map[string]*remoteCall             // guarded by mu: calls this node forwarded, by call id
 	served  map[string]context.CancelCauseFunc // guarded by mu: calls forwarded to this node, by origin/call id
+	claims  map[string]*deviceClaim            // guarded by mu: this node's claim of each device connected here (claims.go)
 }
 
 // rpcServer is the RPC state of one serving connection, stored with
@@ -253,6 +254,7 @@ func newRPCRelay(h *Hub) *rpcRelay {
 		waiters: make(map[string]*rpcWaiter),
 		remote:  make(map[string]*remoteCall),
 		served:  make(map[string]context.CancelCauseFunc),
+		claims:  make(map[string]*deviceClaim),
 	}
 	r.metrics = rpcMetrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -465,18 +467,20 @@ func (r *rpcRelay) handleRegister(ctx context.Context, call *Call, p *rpcRegiste
 		c.AfterClose(r.serverClosed)
 	}
 
-	// The answer waits until the methods are callable: the device's lease
+	// The answer waits until the methods are callable: the device's claim
 	// names this node and waiting calls were woken.
 	device := pr.DeviceID
+	if r.claimOf(ctx, c) == 0 {
+		if c.Closed() {
+			return nil, protocol.Errorf(protocol.CodeUnavailable, "connection closed")
+		}
+		return nil, protocol.Errorf(protocol.CodeUnavailable, "cannot register now")
+	}
 	l := r.stripe(device)
 	l.Lock()
 	defer l.Unlock()
 	if c.Closed() {
 		return nil, protocol.Errorf(protocol.CodeUnavailable, "connection closed")
-	}
-	if err := r.dir.SetDeviceNode(ctx, device, r.node, r.cfg.LeaseTTL); err != nil {
-		r.h.log.Error("rpc: set device node", "device", device, "err", err)
-		return nil, protocol.Errorf(protocol.CodeUnavailable, "cannot register now")
 	}
 	r.mu.Lock()
 	first := r.servers[device] != srv
@@ -549,9 +553,6 @@ func (r *rpcRelay) serverClosed(c *Conn) {
 			return
 		}
 		r.metrics.serving.Dec()
-		if err := r.dir.ClearDeviceNode(ctx, p.DeviceID, r.node); err != nil && !errors.Is(err, ErrBrokerClosed) {
-			r.h.log.Warn("rpc: clear device node", "device", p.DeviceID, "err", err)
-		}
 		r.announce(ctx, p, protocol.MachineOffline)
 	}
 	// The close hook runs on the transport's path: broker I/O goes to a
@@ -577,30 +578,6 @@ func (r *rpcRelay) announce(ctx context.Context, p *auth.Principal, status strin
 	}
 	if _, err := r.h.Publish(context.WithoutCancel(ctx), "user:"+p.UserID, data); err != nil && !errors.Is(err, ErrBrokerClosed) {
 		r.h.log.Warn("rpc: publish machine status", "user", p.UserID, "device", p.DeviceID, "status", status, "err", err)
-	}
-}
-
-// refreshLeases refreshes the node lease of every device serving on this
-// node (every LeaseTTL/3, see Hub.Start).
-func (r *rpcRelay) refreshLeases(ctx context.Context) {
-	r.mu.RLock()
-	devices := make(map[string]*rpcServer, len(r.servers))
-	for d, s := range r.servers {
-		devices[d] = s
-	}
-	r.mu.RUnlock()
-	for d, s := range devices {
-		l := r.stripe(d)
-		l.Lock()
-		r.mu.RLock()
-		still := r.servers[d] == s
-		r.mu.RUnlock()
-		if still {
-			if err := r.dir.SetDeviceNode(ctx, d, r.node, r.cfg.LeaseTTL); err != nil && ctx.Err() == nil {
-				r.h.log.Warn("rpc: refresh device lease", "device", d, "err", err)
-			}
-		}
-		l.Unlock()
 	}
 }
 

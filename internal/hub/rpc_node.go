@@ -39,6 +39,7 @@ type nodeMsg struct {
 	Result    json.RawMessage  `json:"result,omitempty"`
 	Error     *protocol.Error  `json:"error,omitempty"`
 	Offline   bool             `json:"offline,omitempty"`
+	Gen       uint64           `json:"gen,omitempty"`
 }
 
 // Kinds of node messages.
@@ -49,6 +50,10 @@ const (
 	nodeProgress = "rpc.progress"
 	nodeResult   = "rpc.result"
 )
+
+// rpcNodeCheck is how often a forwarded call in flight checks that the
+// target's node is still alive (Directory.NodeAlive).
+const rpcNodeCheck = time.Second
 
 // maxServedRemote bounds the calls other nodes forward to this one at once.
 const maxServedRemote = 10_000
@@ -92,27 +97,46 @@ func (r *rpcRelay) forward(ctx context.Context, done <-chan struct{}, node strin
 			r.h.log.Debug("rpc: forward cancel", "node", node, "err", err)
 		}
 	}
-	select {
-	case m := <-rc.res:
-		switch {
-		case m.Offline:
-			return nil, true, nil
-		case m.Error != nil:
-			if !knownCode(m.Error.Code) {
-				return nil, false, errMalformedResponse()
+	// A node that dies never answers: its node lease is checked while the
+	// call waits, so that the call fails within the lease's ttl (plus a
+	// check) rather than at its timeout.
+	check := time.NewTicker(rpcNodeCheck)
+	defer check.Stop()
+	for {
+		select {
+		case <-check.C:
+			alive, err := r.dir.NodeAlive(ctx, node)
+			if err != nil || alive {
+				continue // unknown (the broker is unreachable from here), or alive: wait on
 			}
-			return nil, false, m.Error
-		case len(m.Result) == 0:
-			return json.RawMessage("null"), false, nil
+			r.h.log.Warn("rpc: the target's node is gone", "node", node)
+			return nil, false, protocol.Errorf(protocol.CodeUnavailable, "the target's node is gone")
+		case m := <-rc.res:
+			return r.forwardResult(m)
+		case <-ctx.Done():
+			cancelRemote()
+			return nil, false, r.ctxErr(ctx, false)
+		case <-done:
+			cancelRemote()
+			return nil, false, protocol.Errorf(protocol.CodeUnavailable, "caller disconnected")
 		}
-		return m.Result, false, nil
-	case <-ctx.Done():
-		cancelRemote()
-		return nil, false, r.ctxErr(ctx, false)
-	case <-done:
-		cancelRemote()
-		return nil, false, protocol.Errorf(protocol.CodeUnavailable, "caller disconnected")
 	}
+}
+
+// forwardResult reads the result of a forwarded call.
+func (r *rpcRelay) forwardResult(m *nodeMsg) (json.RawMessage, bool, error) {
+	switch {
+	case m.Offline:
+		return nil, true, nil
+	case m.Error != nil:
+		if !knownCode(m.Error.Code) {
+			return nil, false, errMalformedResponse()
+		}
+		return nil, false, m.Error
+	case len(m.Result) == 0:
+		return json.RawMessage("null"), false, nil
+	}
+	return m.Result, false, nil
 }
 
 func (r *rpcRelay) sendNode(ctx context.Context, node string, msg *nodeMsg) error {
@@ -132,6 +156,8 @@ func (r *rpcRelay) handleNodeMessage(raw json.RawMessage) {
 		return
 	}
 	switch m.Kind {
+	case nodeReplaced:
+		r.deviceReplaced(&m)
 	case nodeCall, nodeList:
 		if r.h.closed.Load() {
 			return // the origin times out

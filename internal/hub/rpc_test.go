@@ -24,13 +24,14 @@ import (
 // order per destination node, as a networked broker would.
 type fakeCluster struct {
 	mu     sync.Mutex
-	leases map[string]string          // device → node
+	leases map[string]fakeLease       // device → claim
+	gen    uint64                     // the last claim's generation
 	nodes  map[string]*fakeNodeBroker // node → broker
 	sent   map[string]int             // kind of node message → count
 }
 
 func newFakeCluster() *fakeCluster {
-	return &fakeCluster{leases: map[string]string{}, nodes: map[string]*fakeNodeBroker{}, sent: map[string]int{}}
+	return &fakeCluster{leases: map[string]fakeLease{}, nodes: map[string]*fakeNodeBroker{}, sent: map[string]int{}}
 }
 
 func (fc *fakeCluster) sentKinds() map[string]int {
@@ -41,6 +42,11 @@ func (fc *fakeCluster) sentKinds() map[string]int {
 		out[k] = v
 	}
 	return out
+}
+
+type fakeLease struct {
+	node string
+	gen  uint64
 }
 
 // fakeNodeBroker is one node's view of the fake cluster: its Directory.
@@ -91,17 +97,30 @@ func (b *fakeNodeBroker) Close() error {
 	return nil
 }
 
-func (b *fakeNodeBroker) SetDeviceNode(_ context.Context, device, node string, _ time.Duration) error {
+func (b *fakeNodeBroker) ClaimDevice(_ context.Context, device, node string, _ time.Duration) (uint64, string, error) {
 	b.fc.mu.Lock()
 	defer b.fc.mu.Unlock()
-	b.fc.leases[device] = node
-	return nil
+	b.fc.gen++
+	prev := b.fc.leases[device].node
+	b.fc.leases[device] = fakeLease{node, b.fc.gen}
+	return b.fc.gen, prev, nil
 }
 
-func (b *fakeNodeBroker) ClearDeviceNode(_ context.Context, device, node string) error {
+func (b *fakeNodeBroker) RefreshDevice(_ context.Context, device, node string, gen uint64, _ time.Duration) (bool, error) {
 	b.fc.mu.Lock()
 	defer b.fc.mu.Unlock()
-	if b.fc.leases[device] == node {
+	l, ok := b.fc.leases[device]
+	if ok && (l.node != node || l.gen != gen) {
+		return false, nil
+	}
+	b.fc.leases[device] = fakeLease{node, gen}
+	return true, nil
+}
+
+func (b *fakeNodeBroker) ClearDevice(_ context.Context, device, node string, gen uint64) error {
+	b.fc.mu.Lock()
+	defer b.fc.mu.Unlock()
+	if l := b.fc.leases[device]; l.node == node && l.gen == gen {
 		delete(b.fc.leases, device)
 	}
 	return nil
@@ -110,8 +129,15 @@ func (b *fakeNodeBroker) ClearDeviceNode(_ context.Context, device, node string)
 func (b *fakeNodeBroker) DeviceNode(_ context.Context, device string) (string, bool, error) {
 	b.fc.mu.Lock()
 	defer b.fc.mu.Unlock()
-	n, ok := b.fc.leases[device]
-	return n, ok, nil
+	l, ok := b.fc.leases[device]
+	return l.node, ok, nil
+}
+
+func (b *fakeNodeBroker) NodeAlive(_ context.Context, node string) (bool, error) {
+	b.fc.mu.Lock()
+	defer b.fc.mu.Unlock()
+	_, ok := b.fc.nodes[node]
+	return ok, nil
 }
 
 func (b *fakeNodeBroker) SendToNode(ctx context.Context, node string, msg json.RawMessage) error {

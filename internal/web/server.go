@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -168,6 +169,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.mountOps(deps.Apps)
 	}
 	s.routes()
+	deps.Hub.OnClusterEvent(lockdownEvent, s.handleLockdownEvent)
 	return s, nil
 }
 
@@ -425,14 +427,7 @@ func (s *Server) serveLockdownSet(w http.ResponseWriter, r *http.Request, p *aut
 	}
 	on := *body.Enabled
 	err := s.deps.Network.SetLockdown(on)
-	closed := 0
-	if s.deps.Network.Lockdown() {
-		// The kill switch: connections from addresses lockdown now refuses
-		// are closed (4010), not only new ones refused.
-		closed = s.deps.Hub.DisconnectWhere(protocol.DisconnectLockdown, func(c *hub.Conn) bool {
-			return !auth.LocalAddr(s.connAddr(c))
-		})
-	}
+	closed := s.lockdownSweep()
 	if err != nil {
 		s.log.Error("lockdown changed in memory only", "enabled", s.deps.Network.Lockdown(), "err", err)
 		if on {
@@ -443,7 +438,80 @@ func (s *Server) serveLockdownSet(w http.ResponseWriter, r *http.Request, p *aut
 		return
 	}
 	s.log.Warn("lockdown changed", "enabled", on, "closed", closed, "user", p.UserID, "device", p.DeviceID)
+	// Every other node of a cluster follows (handleLockdownEvent).
+	data, _ := json.Marshal(lockdownEventData{Enabled: on, Origin: s.deps.Hub.NodeID()})
+	if err := s.deps.Hub.PublishClusterEvent(context.WithoutCancel(r.Context()), lockdownEvent, data); err != nil {
+		s.log.Error("lockdown changed on this node only", "enabled", on, "err", err)
+		writeError(w, protocol.Errorf(protocol.CodeUnavailable, "lockdown changed on this node, but the other nodes could not be told: try again"))
+		return
+	}
 	writeJSON(w, http.StatusOK, protocol.Lockdown{Enabled: body.Enabled})
+}
+
+// lockdownEvent is the kind of the cluster event that carries the lockdown
+// switch to every node; the last one is the cluster's state, read by a
+// node at start (SyncLockdown).
+const lockdownEvent = "lockdown"
+
+type lockdownEventData struct {
+	Enabled bool   `json:"enabled"`
+	Origin  string `json:"origin"`
+}
+
+// lockdownSweep closes, when lockdown is on, the connections from addresses
+// it refuses (4010), not only refusing new ones: the kill switch. It returns
+// how many it closed.
+func (s *Server) lockdownSweep() int {
+	if !s.deps.Network.Lockdown() {
+		return 0
+	}
+	return s.deps.Hub.DisconnectWhere(protocol.DisconnectLockdown, func(c *hub.Conn) bool {
+		return !auth.LocalAddr(s.connAddr(c))
+	})
+}
+
+// handleLockdownEvent applies the lockdown switch another node turned. It
+// runs on the hub's event delivery path; the data directory's record is a
+// small synced write.
+func (s *Server) handleLockdownEvent(data json.RawMessage) {
+	var e lockdownEventData
+	if err := json.Unmarshal(data, &e); err != nil {
+		s.log.Warn("bad lockdown event", "err", err)
+		return
+	}
+	if e.Origin == s.deps.Hub.NodeID() {
+		return // applied by serveLockdownSet
+	}
+	s.applyLockdown(e)
+}
+
+func (s *Server) applyLockdown(e lockdownEventData) {
+	err := s.deps.Network.SetLockdown(e.Enabled)
+	closed := s.lockdownSweep()
+	if err != nil {
+		s.log.Error("lockdown changed in memory only", "enabled", s.deps.Network.Lockdown(), "node", e.Origin, "err", err)
+	}
+	s.log.Warn("lockdown changed by another node", "enabled", e.Enabled, "node", e.Origin, "closed", closed)
+}
+
+// SyncLockdown applies the cluster's lockdown state (the last lockdown
+// event the broker retains), if any, so that a node started after the
+// switch was turned follows it. Call it after the hub started. On one node
+// (the memory broker) nothing is retained across restarts: the data
+// directory's record is the state.
+func (s *Server) SyncLockdown(ctx context.Context) error {
+	data, ok, err := s.deps.Hub.LastClusterEvent(ctx, lockdownEvent)
+	if err != nil || !ok {
+		return err
+	}
+	var e lockdownEventData
+	if err := json.Unmarshal(data, &e); err != nil {
+		return fmt.Errorf("web: lockdown state: %w", err)
+	}
+	if e.Enabled != s.deps.Network.Lockdown() {
+		s.applyLockdown(e)
+	}
+	return nil
 }
 
 // clientAddrKey keys a connection's client address (a netip.Addr) when a

@@ -317,23 +317,57 @@ func Directory(t *testing.T, start func(t *testing.T, h hub.NodeHandler) hub.Dir
 	t.Run("devices and node messages", func(t *testing.T) {
 		h := NewHandler()
 		b := start(t, h)
-		if err := b.SetDeviceNode(ctx, "d1", "n1", time.Minute); err != nil {
-			t.Fatal(err)
+		g1, prev, err := b.ClaimDevice(ctx, "d1", "n1", time.Minute)
+		if err != nil || g1 == 0 || prev != "" {
+			t.Fatalf("first claim: got %d %q %v, want a generation and no previous node", g1, prev, err)
 		}
 		if node, ok, err := b.DeviceNode(ctx, "d1"); err != nil || !ok || node != "n1" {
 			t.Fatalf("got %q %v %v, want n1", node, ok, err)
 		}
-		if err := b.ClearDeviceNode(ctx, "d1", "n2"); err != nil {
+		refresh := func(node string, gen uint64, want bool) {
+			t.Helper()
+			if ok, err := b.RefreshDevice(ctx, "d1", node, gen, time.Minute); err != nil || ok != want {
+				t.Fatalf("RefreshDevice(%s, %d) = %v, %v; want %v", node, gen, ok, err, want)
+			}
+		}
+		refresh("n1", g1, true)
+		// A newer connection on another node: its claim wins, and the
+		// older one's refresh cannot overwrite it.
+		g2, prev, err := b.ClaimDevice(ctx, "d1", "n2", time.Minute)
+		if err != nil || g2 <= g1 || prev != "n1" {
+			t.Fatalf("second claim: got %d %q %v, want a generation over %d replacing n1", g2, prev, err, g1)
+		}
+		refresh("n1", g1, false)
+		refresh("n2", g2, true)
+		if err := b.ClearDevice(ctx, "d1", "n1", g1); err != nil {
 			t.Fatal(err)
 		}
-		if _, ok, _ := b.DeviceNode(ctx, "d1"); !ok {
-			t.Fatal("ClearDeviceNode for another node removed the lease")
-		}
-		if err := b.ClearDeviceNode(ctx, "d1", "n1"); err != nil {
+		refresh("n2", g2, true) // the stale clear removed nothing
+		if err := b.ClearDevice(ctx, "d1", "n2", g2); err != nil {
 			t.Fatal(err)
 		}
 		if _, ok, _ := b.DeviceNode(ctx, "d1"); ok {
-			t.Fatal("got a lease after ClearDeviceNode")
+			t.Fatal("got a claim after ClearDevice")
+		}
+		refresh("n1", g1, false) // cleared, but newer: not recreated
+		g3, prev, err := b.ClaimDevice(ctx, "d1", "n1", time.Minute)
+		if err != nil || g3 <= g2 || prev != "" {
+			t.Fatalf("third claim: got %d %q %v, want a generation over %d and no live previous claim", g3, prev, err, g2)
+		}
+		if node, ok, err := b.DeviceNode(ctx, "d1"); err != nil || !ok || node != "n1" {
+			t.Fatalf("got %q %v %v, want n1", node, ok, err)
+		}
+		if err := b.ClearDevice(ctx, "d1", "n1", g3); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, _ := b.DeviceNode(ctx, "d1"); ok {
+			t.Fatal("got a claim after ClearDevice")
+		}
+		if alive, err := b.NodeAlive(ctx, "n1"); err != nil || !alive {
+			t.Fatalf("NodeAlive(n1) = %v, %v for the node itself; want true", alive, err)
+		}
+		if alive, err := b.NodeAlive(ctx, "n-never"); err != nil || alive {
+			t.Fatalf("NodeAlive(n-never) = %v, %v; want false", alive, err)
 		}
 		if err := b.SendToNode(ctx, "n1", json.RawMessage(`{"x":1}`)); err != nil {
 			t.Fatal(err)

@@ -1,0 +1,84 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Node leases: every node keeps PREFIX node:{NODE}:lease = its boot id,
+// with a ttl of Config.NodeLeaseTTL, refreshed every third of it while the
+// broker runs. A node whose lease is gone (killed, or cut from Redis for a
+// ttl) is dead to the others: its device claims no longer route calls
+// (DeviceNode), and calls forwarded to it fail (hub.Directory.NodeAlive).
+// A lease naming another boot id is a restarted node: its old claims are
+// stale.
+
+// nodeLeaseKey is the key of a node's lease.
+func (b *Broker) nodeLeaseKey(node string) string { return b.cfg.Prefix + "node:{" + node + "}:lease" }
+
+// refreshNodeLease writes this node's lease.
+func (b *Broker) refreshNodeLease(ctx context.Context) error {
+	name := "node:" + b.cfg.NodeID
+	if err := b.shardOf(name).client.Set(ctx, b.nodeLeaseKey(b.cfg.NodeID), b.cfg.BootID, b.cfg.NodeLeaseTTL).Err(); err != nil {
+		return redisErr("cluster: node lease: %w", err)
+	}
+	return nil
+}
+
+// runNodeLease refreshes this node's lease until Close; it stops with the
+// lease deleted, so that the others see a closed node gone at once.
+func (b *Broker) runNodeLease() {
+	defer b.wg.Done()
+	t := time.NewTicker(b.cfg.NodeLeaseTTL / 3)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-b.stop:
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			name := "node:" + b.cfg.NodeID
+			_ = b.shardOf(name).client.Del(ctx, b.nodeLeaseKey(b.cfg.NodeID)).Err()
+			cancel()
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.NodeLeaseTTL/3)
+		err := b.refreshNodeLease(ctx)
+		cancel()
+		switch {
+		case err != nil && !failing:
+			failing = true
+			b.log.Warn("cluster: cannot refresh the node lease", "err", err)
+		case err == nil && failing:
+			failing = false
+			b.log.Info("cluster: node lease refreshed again")
+		}
+	}
+}
+
+// nodeBoot returns the boot id in node's lease, or alive false.
+func (b *Broker) nodeBoot(ctx context.Context, node string) (string, bool, error) {
+	boot, err := b.shardOf("node:"+node).client.Get(ctx, b.nodeLeaseKey(node)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, redisErr("cluster: node lease of %q: %w", node, err)
+	}
+	return boot, true, nil
+}
+
+// NodeAlive implements hub.Directory: node's lease is live.
+func (b *Broker) NodeAlive(ctx context.Context, node string) (bool, error) {
+	if err := b.checkOpen(); err != nil {
+		return false, err
+	}
+	if node == b.cfg.NodeID {
+		return true, nil
+	}
+	_, alive, err := b.nodeBoot(ctx, node)
+	return alive, err
+}

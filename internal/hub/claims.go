@@ -1,0 +1,196 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/junctionhq/junction/protocol"
+)
+
+// Device claims: every connection of a device claims the device in the
+// Directory (Directory.ClaimDevice: this node, a new generation), so that
+// the device's newest connection wins across nodes and RPC calls find the
+// node that holds it. On one node the registry closes an older connection
+// of the device with 4009 at once; across nodes the claiming node tells the
+// node of the claim it replaced (a device.replaced node message), which
+// closes its older connection with 4009, and a refresh that finds a newer
+// claim (Directory.RefreshDevice reports false) closes it too. Claims are
+// refreshed every RPCConfig.LeaseTTL/3 (refreshClaims): a claim the broker
+// lost, in a restart without data, is recreated then, and a claim that
+// failed (the broker was unreachable) is made again.
+//
+// A claim is made on a goroutine of the hub after the connection is
+// registered (the welcome does not wait for the broker); rpc.register waits
+// for its connection's claim. Claims of one device are made, refreshed and
+// cleared under the device's lease stripe, so that they never reorder on
+// this node.
+
+// claimKey stores a connection's *deviceClaim (Conn.SetValue).
+type claimKey struct{}
+
+// deviceClaim is this node's claim for one connection of a device.
+type deviceClaim struct {
+	conn *Conn
+	gen  atomic.Uint64 // the claim's generation; 0 until made (or after a failure)
+	done chan struct{} // closed once the first attempt ended
+}
+
+// nodeReplaced is the kind of the node message telling a node that a newer
+// connection of a device claimed it elsewhere:
+//
+//	{"kind":"device.replaced","call":"-","device":"d1","gen":42}
+const nodeReplaced = "device.replaced"
+
+// connected claims the device of a connection just registered.
+func (r *rpcRelay) connected(c *Conn) {
+	device := c.Principal().DeviceID
+	if device == "" || r.h.closed.Load() {
+		return
+	}
+	e := &deviceClaim{conn: c, done: make(chan struct{})}
+	c.SetValue(claimKey{}, e)
+	r.mu.Lock()
+	r.claims[device] = e
+	r.mu.Unlock()
+	c.AfterClose(r.claimClosed) // after SetValue: it runs at once on a closed connection
+	r.h.Go(func(ctx context.Context) {
+		defer close(e.done)
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		l := r.stripe(device)
+		l.Lock()
+		defer l.Unlock()
+		r.claimLocked(ctx, device, e)
+	})
+}
+
+// claimLocked makes e's claim; the device's stripe is held.
+func (r *rpcRelay) claimLocked(ctx context.Context, device string, e *deviceClaim) {
+	if e.conn.Closed() || !r.isClaim(device, e) {
+		return
+	}
+	gen, prev, err := r.dir.ClaimDevice(ctx, device, r.node, r.cfg.LeaseTTL)
+	if err != nil {
+		if ctx.Err() == nil && !errors.Is(err, ErrBrokerClosed) {
+			r.h.log.Warn("rpc: claim device", "device", device, "err", err)
+		}
+		return
+	}
+	e.gen.Store(gen)
+	if prev != "" && prev != r.node {
+		// The older connection is on another node: it closes it (4009).
+		// Lost, the old node's next refresh finds the newer claim.
+		if err := r.sendNode(ctx, prev, &nodeMsg{Kind: nodeReplaced, Call: "-", Device: device, Gen: gen}); err != nil {
+			r.h.log.Debug("rpc: tell the replaced node", "node", prev, "device", device, "err", err)
+		}
+	}
+}
+
+func (r *rpcRelay) isClaim(device string, e *deviceClaim) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.claims[device] == e
+}
+
+// claimOf waits for c's claim to be made and returns its generation (0:
+// the claim failed, or c closed).
+func (r *rpcRelay) claimOf(ctx context.Context, c *Conn) uint64 {
+	e, _ := c.Value(claimKey{}).(*deviceClaim)
+	if e == nil {
+		return 0
+	}
+	select {
+	case <-e.done:
+	case <-ctx.Done():
+		return 0
+	}
+	return e.gen.Load()
+}
+
+// claimClosed clears the claim of a closed connection, unless a newer
+// connection of the device on this node claimed it since.
+func (r *rpcRelay) claimClosed(c *Conn) {
+	e, _ := c.Value(claimKey{}).(*deviceClaim)
+	if e == nil {
+		return
+	}
+	device := c.Principal().DeviceID
+	drop := func(ctx context.Context) {
+		l := r.stripe(device)
+		l.Lock()
+		defer l.Unlock()
+		r.mu.Lock()
+		mine := r.claims[device] == e
+		if mine {
+			delete(r.claims, device)
+		}
+		r.mu.Unlock()
+		if gen := e.gen.Load(); mine && gen != 0 {
+			if err := r.dir.ClearDevice(ctx, device, r.node, gen); err != nil && !errors.Is(err, ErrBrokerClosed) {
+				r.h.log.Warn("rpc: clear device claim", "device", device, "err", err)
+			}
+		}
+	}
+	if r.h.closed.Load() {
+		drop(context.Background())
+		return
+	}
+	r.h.Go(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		drop(ctx)
+	})
+}
+
+// refreshClaims refreshes the claim of every device connected to this node
+// (every LeaseTTL/3, see Hub.Start): a claim that failed is made again, one
+// that a newer connection took over closes its connection (4009).
+func (r *rpcRelay) refreshClaims(ctx context.Context) {
+	r.mu.RLock()
+	claims := make(map[string]*deviceClaim, len(r.claims))
+	for d, e := range r.claims {
+		claims[d] = e
+	}
+	r.mu.RUnlock()
+	for d, e := range claims {
+		l := r.stripe(d)
+		l.Lock()
+		if !r.isClaim(d, e) || e.conn.Closed() {
+			l.Unlock()
+			continue
+		}
+		gen := e.gen.Load()
+		if gen == 0 {
+			r.claimLocked(ctx, d, e)
+			l.Unlock()
+			continue
+		}
+		ok, err := r.dir.RefreshDevice(ctx, d, r.node, gen, r.cfg.LeaseTTL)
+		l.Unlock()
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				r.h.log.Warn("rpc: refresh device claim", "device", d, "err", err)
+			}
+		case !ok:
+			r.h.log.Debug("rpc: a newer connection claimed the device", "device", d)
+			e.conn.Disconnect(protocol.DisconnectReplaced)
+		}
+	}
+}
+
+// deviceReplaced closes this node's connection of a device that a newer
+// connection claimed on another node.
+func (r *rpcRelay) deviceReplaced(m *nodeMsg) {
+	r.mu.RLock()
+	e := r.claims[m.Device]
+	r.mu.RUnlock()
+	if e == nil {
+		return
+	}
+	if gen := e.gen.Load(); gen != 0 && gen < m.Gen {
+		e.conn.Disconnect(protocol.DisconnectReplaced)
+	}
+}
