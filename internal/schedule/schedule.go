@@ -1,9 +1,10 @@
 // Package schedule runs scheduled jobs: cron expressions read in a time
 // zone, each tick running an action (a channel publication, an RPC call to
-// a device, a call to a backend of the proxy) at most once across the nodes that share the jobs, with every
-// run kept in a bounded history. Jobs come from the configuration file and
-// from the admin API (stored, so that every node and every restart sees
-// them). Scheduler.Run is the loop, run under the server's supervisor.
+// a device, a call to a backend of the proxy) at most once across the
+// nodes that share the jobs, with every run kept in a bounded history.
+// Jobs come from the configuration file and from the admin API (stored, so
+// that every node and every restart sees them). Scheduler.Run is the loop,
+// run under the server's supervisor.
 //
 // Time is the time package's: tests run the loop in a testing/synctest
 // bubble, whose fake clock makes ticks instant and their order exact.
