@@ -26,6 +26,8 @@ type ScheduleAction struct {
 	Publish *SchedulePublish `json:"publish,omitempty"`
 	// RPC calls a method served by a device.
 	RPC *ScheduleRPC `json:"rpc,omitempty"`
+	// Backend calls a method on a backend of the proxy configuration.
+	Backend *ScheduleBackend `json:"backend,omitempty"`
 }
 
 // SchedulePublish publishes Data to Topic.
@@ -42,6 +44,17 @@ type ScheduleRPC struct {
 	Method    string          `json:"method"`
 	Params    json.RawMessage `json:"params,omitempty" schema:"object"`
 	TimeoutMs int64           `json:"timeoutMs,omitempty" schema:"min=0" doc:"default hub.rpc.default_timeout"`
+}
+
+// ScheduleBackend calls Method on Backend, a backend of proxy.backends,
+// as User: the backend receives a signed request of kind method, as for a
+// routed method call (docs/proxy.md), with that user as the principal and
+// the job's name as schedule.
+type ScheduleBackend struct {
+	Backend string          `json:"backend" doc:"name of a backend of proxy.backends"`
+	User    string          `json:"user" doc:"the call is made as this user (the request's principal)"`
+	Method  string          `json:"method"`
+	Params  json.RawMessage `json:"params,omitempty" schema:"object"`
 }
 
 // Schedule is a job as the admin API shows it.
@@ -80,7 +93,7 @@ type ScheduleRun struct {
 	OK    bool   `json:"ok"`
 	Error *Error `json:"error,omitempty"`
 	// Result is the action's: {epoch, offset} of a publication, the
-	// device's result of a call.
+	// device's result of a call, the backend's result of a backend call.
 	Result json.RawMessage `json:"result,omitempty"`
 }
 

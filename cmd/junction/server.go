@@ -282,7 +282,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	m.Hub.SetInterceptor(m.Proxy)
 	m.running = *cfg
 	m.Supervisor = supervise.New(cfg.Services, m.Logger, m.Registry)
-	m.Scheduler, err = schedule.New(cfg.Schedule, schedule.Deps{Hub: m.Hub, Store: m.Store, Leases: m.Leases,
+	m.Scheduler, err = schedule.New(cfg.Schedule, schedule.Deps{Hub: m.Hub, Store: m.Store, Leases: m.Leases, Backends: m.Proxy,
 		Logger: m.Logger, Registerer: m.Registry})
 	if err != nil {
 		return err

@@ -153,6 +153,49 @@ func (p *Proxy) bindMethod(r *route) {
 	}
 }
 
+// HasBackend reports whether the running configuration declares a backend
+// of that name.
+func (p *Proxy) HasBackend(name string) bool {
+	st := p.state.Load()
+	return st != nil && st.backends[name] != nil
+}
+
+// CallBackend sends a method call to the backend named name, outside
+// any method route: the scheduler's backend action (job names it). The
+// request is the one of a routed method (kind method, signed, with the
+// backend's timeout, concurrency limit, breaker and metrics), with caller
+// as the principal, no connection and schedule set to job. The answer's
+// result (nil when the backend gave none) or its error is returned; a
+// backend the running configuration lacks (a reload removed it) answers
+// not_found.
+func (p *Proxy) CallBackend(ctx context.Context, name string, caller *auth.Principal, method string, params json.RawMessage, job, idem string) (json.RawMessage, error) {
+	st := p.state.Load()
+	var b *backend
+	if st != nil {
+		b = st.backends[name]
+	}
+	if b == nil {
+		return nil, protocol.Errorf(protocol.CodeNotFound, "proxy backend %q is not configured (proxy.backends)", name)
+	}
+	req := &Request{Kind: KindMethod, Principal: caller.Info(), NodeID: p.nodeID,
+		Method: method, Params: params, Idem: idem, Schedule: job}
+	var result json.RawMessage
+	err := p.call(ctx, b, req, func(resp *Response) error {
+		if len(resp.Result) > 0 && string(resp.Result) != "null" {
+			c, err := protocol.Compact(resp.Result)
+			if err != nil {
+				return err
+			}
+			result = c
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return result, nil
+}
+
 // Method implements hub.Interceptor: the route of name, exact routes first,
 // then the longest prefix.
 func (p *Proxy) Method(name string) *hub.Method {

@@ -557,3 +557,49 @@ func TestDocsExampleVerifies(t *testing.T) {
 		t.Fatalf("the docs' example body: got %+v %v, want a method request of alice", req, err)
 	}
 }
+
+// TestCallBackend: the scheduler's call, outside any route, is a signed
+// method request with the caller, the job's name and the idempotency key;
+// its result may be absent; it shares the backend's metrics and breaker
+// with routed calls; an undeclared backend answers not_found.
+func TestCallBackend(t *testing.T) {
+	be := newBackendServer(t, answerJSON(200, `{"result": {"n": 1}}`))
+	cfg := be.config("jobs")
+	cfg.BreakerThreshold, cfg.BreakerOpen = 1, 10*time.Second
+	e := newEnv(t, Config{Backends: []BackendConfig{cfg}, Methods: []MethodRoute{{Method: "jobs.*", Backend: "jobs"}}})
+	if !e.p.HasBackend("jobs") || e.p.HasBackend("nope") {
+		t.Fatal("HasBackend does not follow the configuration")
+	}
+	ctx := context.Background()
+	res, err := e.p.CallBackend(ctx, "jobs", &auth.Principal{UserID: "u1"}, "jobs.run", json.RawMessage(`{"a":1}`), "nightly", "schedule:nightly:60")
+	if err != nil || string(res) != `{"n":1}` {
+		t.Fatalf("call: %s, %v", res, err)
+	}
+	r := be.requests()[0]
+	if r.Kind != KindMethod || r.Principal.UserID != "u1" || r.Principal.DeviceID != "" || r.Method != "jobs.run" ||
+		string(r.Params) != `{"a":1}` || r.Schedule != "nightly" || r.Idem != "schedule:nightly:60" || r.ConnID != "" || r.NodeID != "n1" {
+		t.Fatalf("request %+v", r)
+	}
+	empty := answerJSON(200, `{}`)
+	be.answer.Store(&empty)
+	if res, err := e.p.CallBackend(ctx, "jobs", &auth.Principal{UserID: "u1"}, "jobs.run", nil, "nightly", ""); err != nil || res != nil {
+		t.Fatalf("an answer without result: %s, %v; want no result, no error", res, err)
+	}
+	if got := e.count(t, "jobs", KindMethod, outcomeOK); got != 2 {
+		t.Errorf("ok outcomes: %v, want 2", got)
+	}
+	// A failure opens the breaker for the routed calls too.
+	down := answerJSON(500, `down`)
+	be.answer.Store(&down)
+	if _, err := e.p.CallBackend(ctx, "jobs", &auth.Principal{UserID: "u1"}, "jobs.run", nil, "nightly", ""); protocol.AsError(err).Code != protocol.CodeUnavailable {
+		t.Fatalf("failing backend: %v, want unavailable", err)
+	}
+	if _, pe := e.callMethod(t, "jobs.list", `{}`); pe == nil || pe.Code != protocol.CodeUnavailable || e.count(t, "jobs", KindMethod, outcomeBreaker) != 1 {
+		t.Fatalf("routed call after the scheduler's failure: %+v, want unavailable (circuit open)", pe)
+	}
+	e.install(t, Config{})
+	if _, err := e.p.CallBackend(ctx, "jobs", &auth.Principal{UserID: "u1"}, "jobs.run", nil, "nightly", ""); protocol.AsError(err).Code != protocol.CodeNotFound ||
+		!strings.Contains(err.Error(), `proxy backend "jobs" is not configured`) {
+		t.Fatalf("removed backend: %v, want not_found", err)
+	}
+}

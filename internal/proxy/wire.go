@@ -28,6 +28,9 @@ type Request struct {
 	Method string          `json:"method,omitempty"`
 	Params json.RawMessage `json:"params,omitempty"`
 	Idem   string          `json:"idem,omitempty"`
+	// Schedule names the scheduled job that made a method call (the
+	// scheduler's backend action); absent for a client's call.
+	Schedule string `json:"schedule,omitempty"`
 	// Topic (subscribe, publish), its namespace and the parameters its
 	// pattern bound; Data: what is being published.
 	Topic     string            `json:"topic,omitempty"`

@@ -62,7 +62,7 @@ func (s *Scheduler) lookup(ctx context.Context, name string) (*job, error) {
 // Create validates spec, stores it and schedules it on this node at once
 // (on the others at their next reload).
 func (s *Scheduler) Create(ctx context.Context, spec protocol.ScheduleSpec) (protocol.Schedule, error) {
-	if _, err := newJob(spec, sourceAPI, time.Time{}, s.deps.Hub.CheckTopic); err != nil {
+	if _, err := newJob(spec, sourceAPI, time.Time{}, s.checks()); err != nil {
 		return protocol.Schedule{}, err
 	}
 	if err := s.reload(ctx); err != nil {
@@ -88,7 +88,7 @@ func (s *Scheduler) Create(ctx context.Context, spec protocol.ScheduleSpec) (pro
 		return protocol.Schedule{}, protocol.Errorf(protocol.CodeConflict, "the server already has %d jobs created through the API (schedule.max_jobs)", api)
 	}
 	// The stored spec is the normalized one (zone filled, JSON compacted).
-	j, _ := newJob(spec, sourceAPI, time.Time{}, nil)
+	j, _ := newJob(spec, sourceAPI, time.Time{}, checks{})
 	raw, err := json.Marshal(j.spec)
 	if err != nil {
 		return protocol.Schedule{}, err

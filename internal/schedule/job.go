@@ -20,6 +20,13 @@ const (
 	maxRPCParamBytes = 64 << 10
 )
 
+// checks validate what a job names outside itself; a nil func skips its
+// check (the stored jobs a node reads again were checked when created).
+type checks struct {
+	topic   func(string) error // a publication's topic matches a namespace
+	backend func(string) bool  // a backend call's backend is configured
+}
+
 var namePattern = regexp.MustCompile(`^[a-z0-9._-]{1,64}$`)
 
 // cronParser reads five fields (minute hour day-of-month month day-of-week),
@@ -102,9 +109,8 @@ const (
 	sourceAPI    = "api"
 )
 
-// newJob validates spec (checkTopic checks a publication's topic; nil
-// skips that check) and builds its job.
-func newJob(spec protocol.ScheduleSpec, source string, created time.Time, checkTopic func(string) error) (*job, error) {
+// newJob validates spec (with chk) and builds its job.
+func newJob(spec protocol.ScheduleSpec, source string, created time.Time, chk checks) (*job, error) {
 	if !namePattern.MatchString(spec.Name) {
 		return nil, protocol.FieldError("name", "want 1..64 bytes of a-z, 0-9, '.', '_', '-'")
 	}
@@ -117,7 +123,7 @@ func newJob(spec protocol.ScheduleSpec, source string, created time.Time, checkT
 	if err != nil {
 		return nil, protocol.FieldError("cron", "%v", err)
 	}
-	if err := checkAction(&spec.Action, checkTopic); err != nil {
+	if err := checkAction(&spec.Action, chk); err != nil {
 		return nil, err
 	}
 	raw, err := json.Marshal(spec)
@@ -128,18 +134,17 @@ func newJob(spec protocol.ScheduleSpec, source string, created time.Time, checkT
 }
 
 // checkAction validates a (and compacts its JSON): exactly one action.
-// A new kind of action (the backend call) adds its member to
-// protocol.ScheduleAction, a case here and one in Scheduler.act.
-func checkAction(a *protocol.ScheduleAction, checkTopic func(string) error) error {
+// A new kind of action adds its member to protocol.ScheduleAction, a case
+// here and one in Scheduler.act.
+func checkAction(a *protocol.ScheduleAction, chk checks) error {
 	n := 0
-	if a.Publish != nil {
-		n++
-	}
-	if a.RPC != nil {
-		n++
+	for _, set := range []bool{a.Publish != nil, a.RPC != nil, a.Backend != nil} {
+		if set {
+			n++
+		}
 	}
 	if n != 1 {
-		return protocol.FieldError("action", "want exactly one of publish, rpc")
+		return protocol.FieldError("action", "want exactly one of publish, rpc, backend")
 	}
 	switch {
 	case a.Publish != nil:
@@ -147,8 +152,8 @@ func checkAction(a *protocol.ScheduleAction, checkTopic func(string) error) erro
 		if p.Topic == "" {
 			return protocol.FieldError("action.publish.topic", "required")
 		}
-		if checkTopic != nil {
-			if err := checkTopic(p.Topic); err != nil {
+		if chk.topic != nil {
+			if err := chk.topic(p.Topic); err != nil {
 				pe := protocol.AsError(err)
 				return protocol.FieldError("action.publish.topic", "%s", pe.Message)
 			}
@@ -177,20 +182,47 @@ func checkAction(a *protocol.ScheduleAction, checkTopic func(string) error) erro
 		if r.TimeoutMs < 0 {
 			return protocol.FieldError("action.rpc.timeoutMs", "must not be negative")
 		}
-		if len(r.Params) > 0 && string(r.Params) != "null" {
-			if len(r.Params) > maxRPCParamBytes {
-				return protocol.FieldError("action.rpc.params", "over %d bytes", maxRPCParamBytes)
-			}
-			params, err := protocol.Compact(r.Params)
-			if err != nil || params[0] != '{' {
-				return protocol.FieldError("action.rpc.params", "want a JSON object")
-			}
-			r.Params = params
-		} else {
-			r.Params = nil
+		params, err := checkParams("action.rpc.params", r.Params)
+		if err != nil {
+			return err
 		}
+		r.Params = params
+	case a.Backend != nil:
+		b := a.Backend
+		for _, f := range []struct{ field, v string }{{"backend", b.Backend}, {"user", b.User}, {"method", b.Method}} {
+			if f.v == "" {
+				return protocol.FieldError("action.backend."+f.field, "required")
+			}
+			if len(f.v) > protocol.MaxIDLength {
+				return protocol.FieldError("action.backend."+f.field, "over %d bytes", protocol.MaxIDLength)
+			}
+		}
+		if chk.backend != nil && !chk.backend(b.Backend) {
+			return protocol.FieldError("action.backend.backend", "no backend named %q in proxy.backends", b.Backend)
+		}
+		params, err := checkParams("action.backend.params", b.Params)
+		if err != nil {
+			return err
+		}
+		b.Params = params
 	}
 	return nil
+}
+
+// checkParams validates a call's params: absent, null or a JSON object of
+// at most maxRPCParamBytes, returned compacted (nil when absent).
+func checkParams(field string, raw json.RawMessage) (json.RawMessage, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	if len(raw) > maxRPCParamBytes {
+		return nil, protocol.FieldError(field, "over %d bytes", maxRPCParamBytes)
+	}
+	params, err := protocol.Compact(raw)
+	if err != nil || params[0] != '{' {
+		return nil, protocol.FieldError(field, "want a JSON object")
+	}
+	return params, nil
 }
 
 // wire returns the job as the admin API shows it.

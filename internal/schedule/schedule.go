@@ -1,9 +1,10 @@
 // Package schedule runs scheduled jobs: cron expressions read in a time
 // zone, each tick running an action (a channel publication, an RPC call to
-// a device) at most once across the nodes that share the jobs, with every
-// run kept in a bounded history. Jobs come from the configuration file and
-// from the admin API (stored, so that every node and every restart sees
-// them). Scheduler.Run is the loop, run under the server's supervisor.
+// a device, a call to a backend of the proxy) at most once across the
+// nodes that share the jobs, with every run kept in a bounded history.
+// Jobs come from the configuration file and from the admin API (stored, so
+// that every node and every restart sees them). Scheduler.Run is the loop,
+// run under the server's supervisor.
 //
 // Time is the time package's: tests run the loop in a testing/synctest
 // bubble, whose fake clock makes ticks instant and their order exact.
@@ -24,6 +25,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/hub"
 	"github.com/junctionhq/junction/internal/store"
 	"github.com/junctionhq/junction/protocol"
@@ -34,7 +36,7 @@ import (
 type Config struct {
 	// Jobs are the jobs of the configuration file (read-only through the
 	// API). Every node of a cluster must have the same.
-	Jobs []JobConfig `yaml:"jobs" doc:"scheduled jobs (config file only): list of {name, cron, time_zone, publish: {topic, data} | rpc: {user, device, method, params, timeout_ms}}"`
+	Jobs []JobConfig `yaml:"jobs" doc:"scheduled jobs (config file only): list of {name, cron, time_zone, publish: {topic, data} | rpc: {user, device, method, params, timeout_ms} | backend: {backend, user, method, params}}"`
 	// History is how many runs are kept per job; default 100.
 	History int `yaml:"history" doc:"runs kept per scheduled job, the newest (default 100)"`
 	// MaxJobs bounds the jobs created through the API; default 1000.
@@ -54,6 +56,7 @@ type JobConfig struct {
 	TimeZone string         `yaml:"time_zone"`
 	Publish  *PublishConfig `yaml:"publish"`
 	RPC      *RPCConfig     `yaml:"rpc"`
+	Backend  *BackendCall   `yaml:"backend"`
 }
 
 // PublishConfig is a publication action in the configuration file.
@@ -69,6 +72,15 @@ type RPCConfig struct {
 	Method    string         `yaml:"method"`
 	Params    map[string]any `yaml:"params"`
 	TimeoutMs int64          `yaml:"timeout_ms"`
+}
+
+// BackendCall is a backend call action in the configuration file: Method
+// on Backend (a backend of proxy.backends) as User.
+type BackendCall struct {
+	Backend string         `yaml:"backend"`
+	User    string         `yaml:"user"`
+	Method  string         `yaml:"method"`
+	Params  map[string]any `yaml:"params"`
 }
 
 func (c *Config) setDefaults() {
@@ -107,6 +119,17 @@ func (jc JobConfig) spec() (protocol.ScheduleSpec, error) {
 		}
 		s.Action.RPC = r
 	}
+	if jc.Backend != nil {
+		b := &protocol.ScheduleBackend{Backend: jc.Backend.Backend, User: jc.Backend.User, Method: jc.Backend.Method}
+		if jc.Backend.Params != nil {
+			params, err := json.Marshal(jc.Backend.Params)
+			if err != nil {
+				return s, fmt.Errorf("backend.params: %w", err)
+			}
+			b.Params = params
+		}
+		s.Action.Backend = b
+	}
 	return s, nil
 }
 
@@ -123,7 +146,7 @@ func (c Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for i, jc := range c.Jobs {
-		if err := jc.validate(nil); err != nil {
+		if err := jc.validate(checks{}); err != nil {
 			return fmt.Errorf("jobs[%d] (%s): %w", i, jc.Name, err)
 		}
 		if seen[jc.Name] {
@@ -134,10 +157,10 @@ func (c Config) Validate() error {
 	return nil
 }
 
-func (jc JobConfig) validate(checkTopic func(string) error) error {
+func (jc JobConfig) validate(chk checks) error {
 	s, err := jc.spec()
 	if err == nil {
-		_, err = newJob(s, sourceConfig, time.Time{}, checkTopic)
+		_, err = newJob(s, sourceConfig, time.Time{}, chk)
 	}
 	if pe, ok := errors.AsType[*protocol.Error](err); ok {
 		field, _ := pe.Details["field"].(string)
@@ -152,7 +175,7 @@ func snake(field string) string {
 	case "timeZone":
 		return "time_zone"
 	case "action":
-		return "publish or rpc"
+		return "publish, rpc or backend"
 	case "action.rpc.timeoutMs":
 		return "rpc.timeout_ms"
 	}
@@ -170,9 +193,22 @@ type Deps struct {
 	Store *store.DB
 	// Leases decide which node runs a tick; default: MemoryLeases (one
 	// node).
-	Leases     Leases
+	Leases Leases
+	// Backends serves the backend call action (the backend proxy); nil:
+	// jobs with that action are refused.
+	Backends   Backends
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+}
+
+// Backends calls the backends of the proxy configuration (proxy.Proxy
+// implements it): HasBackend reports whether the running configuration
+// declares one; CallBackend sends method and params to it as caller (the
+// job's name and an idempotency key, empty for manual runs, go with the
+// request) and returns its result or its error (*protocol.Error).
+type Backends interface {
+	HasBackend(name string) bool
+	CallBackend(ctx context.Context, backend string, caller *auth.Principal, method string, params json.RawMessage, job, idem string) (json.RawMessage, error)
 }
 
 // Scheduler runs the jobs. Build it with New; Run is its loop; the API
@@ -213,16 +249,26 @@ func New(cfg Config, deps Deps) (*Scheduler, error) {
 		wake: make(chan struct{}, 1), jobs: map[string]*job{}}
 	now := time.Now()
 	for i, jc := range cfg.Jobs {
-		if err := jc.validate(deps.Hub.CheckTopic); err != nil {
+		if err := jc.validate(s.checks()); err != nil {
 			return nil, fmt.Errorf("schedule: jobs[%d] (%s): %w", i, jc.Name, err)
 		}
 		spec, _ := jc.spec()
-		j, _ := newJob(spec, sourceConfig, time.Time{}, nil)
+		j, _ := newJob(spec, sourceConfig, time.Time{}, checks{})
 		j.next = next(j.sched, j.loc, now)
 		s.jobs[j.spec.Name] = j
 	}
 	s.metrics.jobs.Set(float64(len(s.jobs)))
 	return s, nil
+}
+
+// checks returns the checks of a new job against the running hub and
+// proxy.
+func (s *Scheduler) checks() checks {
+	c := checks{topic: s.deps.Hub.CheckTopic, backend: func(string) bool { return false }}
+	if s.deps.Backends != nil {
+		c.backend = s.deps.Backends.HasBackend
+	}
+	return c
 }
 
 // Run is the scheduler's loop: it reads the stored jobs, then waits for the
@@ -332,7 +378,7 @@ func (s *Scheduler) reload(ctx context.Context) error {
 			s.log.Error("scheduled job unreadable; skipped", "job", r.Name, "err", err)
 			continue
 		}
-		j, err := newJob(spec, sourceAPI, r.CreatedAt, nil)
+		j, err := newJob(spec, sourceAPI, r.CreatedAt, checks{})
 		if err != nil {
 			s.log.Error("scheduled job invalid on this node; skipped", "job", r.Name, "err", err)
 			continue
@@ -376,8 +422,7 @@ func (s *Scheduler) fire(ctx context.Context, j *job, tick time.Time) {
 		s.log.Warn("scheduled job still running; tick skipped", "job", j.spec.Name, "tick", tick)
 		return
 	}
-	key := "schedule:" + j.spec.Name + ":" + strconv.FormatInt(tick.Unix(), 10)
-	ok, err := s.deps.Leases.Acquire(ctx, key, s.deps.Hub.NodeID(), s.cfg.LeaseTTL)
+	ok, err := s.deps.Leases.Acquire(ctx, tickKey(j.spec.Name, tick), s.deps.Hub.NodeID(), s.cfg.LeaseTTL)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.metrics.skipped.WithLabelValues("lease_error").Inc()
@@ -392,6 +437,12 @@ func (s *Scheduler) fire(ctx context.Context, j *job, tick time.Time) {
 	s.execute(ctx, j, triggerSchedule, tick)
 }
 
+// tickKey names a job's tick: its lease, and the idempotency key of a
+// backend call.
+func tickKey(job string, tick time.Time) string {
+	return "schedule:" + job + ":" + strconv.FormatInt(tick.Unix(), 10)
+}
+
 // Run triggers.
 const (
 	triggerSchedule = "schedule"
@@ -401,7 +452,7 @@ const (
 // execute runs j's action now and records the run.
 func (s *Scheduler) execute(ctx context.Context, j *job, trigger string, tick time.Time) (protocol.ScheduleRun, error) {
 	start := time.Now()
-	res, err := s.act(ctx, j.spec.Action)
+	res, err := s.act(ctx, j.spec, trigger, tick)
 	run := store.ScheduleRun{Job: j.spec.Name, Trigger: trigger, Tick: tick, Node: s.deps.Hub.NodeID(),
 		StartedAt: start, FinishedAt: time.Now(), OK: err == nil, Result: res}
 	outcome := "ok"
@@ -429,7 +480,8 @@ func (s *Scheduler) execute(ctx context.Context, j *job, trigger string, tick ti
 
 // act runs an action. A new kind of action adds a case here (and in
 // checkAction).
-func (s *Scheduler) act(ctx context.Context, a protocol.ScheduleAction) (json.RawMessage, error) {
+func (s *Scheduler) act(ctx context.Context, spec protocol.ScheduleSpec, trigger string, tick time.Time) (json.RawMessage, error) {
+	a := spec.Action
 	switch {
 	case a.Publish != nil:
 		pos, err := s.deps.Hub.Publish(ctx, a.Publish.Topic, a.Publish.Data)
@@ -441,6 +493,18 @@ func (s *Scheduler) act(ctx context.Context, a protocol.ScheduleAction) (json.Ra
 		r := a.RPC
 		caller := callerOf(r.User)
 		return s.deps.Hub.CallDevice(ctx, caller, r.Device, r.Method, r.Params, time.Duration(r.TimeoutMs)*time.Millisecond)
+	case a.Backend != nil:
+		b := a.Backend
+		if s.deps.Backends == nil {
+			return nil, protocol.Errorf(protocol.CodeNotFound, "proxy backend %q is not configured (proxy.backends)", b.Backend)
+		}
+		// A tick's key is the same on every node (its lease's), so a
+		// backend can drop a repeat; a manual run has none.
+		idem := ""
+		if trigger == triggerSchedule {
+			idem = tickKey(spec.Name, tick)
+		}
+		return s.deps.Backends.CallBackend(ctx, b.Backend, callerOf(b.User), b.Method, b.Params, spec.Name, idem)
 	}
 	return nil, protocol.Errorf(protocol.CodeBadRequest, "the job has no action")
 }

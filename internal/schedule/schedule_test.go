@@ -54,7 +54,7 @@ func TestNextInTimeZone(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			j, err := newJob(protocol.ScheduleSpec{Name: "j", Cron: tc.cron, TimeZone: tc.zone,
-				Action: protocol.ScheduleAction{Publish: &protocol.SchedulePublish{Topic: "public:x", Data: json.RawMessage(`1`)}}}, sourceAPI, time.Time{}, nil)
+				Action: protocol.ScheduleAction{Publish: &protocol.SchedulePublish{Topic: "public:x", Data: json.RawMessage(`1`)}}}, sourceAPI, time.Time{}, checks{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -91,7 +91,7 @@ func TestSpecRefusals(t *testing.T) {
 		{"rpc params not an object", protocol.ScheduleSpec{Name: "a", Cron: "@daily", Action: protocol.ScheduleAction{RPC: &protocol.ScheduleRPC{User: "u", Device: "d", Method: "m", Params: json.RawMessage(`[1]`)}}}, "action.rpc.params"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := newJob(tc.spec, sourceAPI, time.Time{}, nil)
+			_, err := newJob(tc.spec, sourceAPI, time.Time{}, checks{})
 			pe, ok := err.(*protocol.Error)
 			if !ok || pe.Code != protocol.CodeBadRequest || pe.Details["field"] != tc.field {
 				t.Fatalf("got %v, want bad_request on %s", err, tc.field)
@@ -123,6 +123,13 @@ func openStore(t *testing.T) *store.DB {
 // startNode starts a hub and a scheduler running cfg; stop ends both.
 func startNode(t *testing.T, id string, db *store.DB, leases Leases, cfg Config) *node {
 	t.Helper()
+	return startNodeWith(t, id, db, leases, cfg, nil)
+}
+
+// startNodeWith is startNode with the backend proxy's calls served by
+// backends.
+func startNodeWith(t *testing.T, id string, db *store.DB, leases Leases, cfg Config, backends Backends) *node {
+	t.Helper()
 	h, err := hub.New(hub.Config{NodeID: id, Transport: "portable",
 		Namespaces: []hub.NamespaceConfig{{Pattern: "public:{name}", Subscribe: []string{"any"}, Publish: []string{"any"}, HistorySize: 100}}},
 		hub.Deps{})
@@ -133,7 +140,7 @@ func startNode(t *testing.T, id string, db *store.DB, leases Leases, cfg Config)
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	s, err := New(cfg, Deps{Hub: h, Store: db, Leases: leases, Registerer: reg})
+	s, err := New(cfg, Deps{Hub: h, Store: db, Leases: leases, Registerer: reg, Backends: backends})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +383,7 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"bad cron", Config{Jobs: []JobConfig{tickJob("a", "nope", "public:x")}}, "jobs[0] (a): cron:"},
 		{"zone", Config{Jobs: []JobConfig{{Name: "a", Cron: "@daily", TimeZone: "Nowhere/City", Publish: &PublishConfig{Topic: "public:x", Data: 1}}}}, "time_zone:"},
-		{"no action", Config{Jobs: []JobConfig{{Name: "a", Cron: "@daily"}}}, "publish or rpc"},
+		{"no action", Config{Jobs: []JobConfig{{Name: "a", Cron: "@daily"}}}, "publish, rpc or backend"},
 		{"duplicate", Config{Jobs: []JobConfig{tickJob("a", "@daily", "public:x"), tickJob("a", "@hourly", "public:y")}}, "a second job named"},
 		{"negative history", Config{History: -1}, "history"},
 	} {

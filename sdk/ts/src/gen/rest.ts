@@ -568,8 +568,18 @@ export interface Schedule {
 }
 
 export interface ScheduleAction {
+  backend?: ScheduleBackend;
   publish?: SchedulePublish;
   rpc?: ScheduleRPC;
+}
+
+export interface ScheduleBackend {
+  /** name of a backend of proxy.backends */
+  backend: string;
+  method: string;
+  params?: { [key: string]: unknown };
+  /** the call is made as this user (the request's principal) */
+  user: string;
 }
 
 export interface ScheduleList {
