@@ -124,6 +124,31 @@ func (b *appBackend) next(typ string) map[string]any {
 	return nil
 }
 
+// nextEach returns the next len(types) webhooks by type, in whatever order
+// they arrive: webhooks go out through a pool of workers (and may be
+// retried), so two of them, even to one app, are not ordered.
+func (b *appBackend) nextEach(types ...string) map[string]map[string]any {
+	b.t.Helper()
+	want := map[string]bool{}
+	for _, typ := range types {
+		want[typ] = true
+	}
+	got := map[string]map[string]any{}
+	for range types {
+		select {
+		case h := <-b.arrived:
+			typ, _ := h["type"].(string)
+			if !want[typ] || got[typ] != nil {
+				b.t.Fatalf("webhook %v, want one each of %v", h, types)
+			}
+			got[typ] = h
+		case <-time.After(10 * time.Second):
+			b.t.Fatalf("webhooks %v: got only %d", types, len(got))
+		}
+	}
+	return got
+}
+
 // appsServerWith is appsServer with configure applied to the config.
 func appsServerWith(t *testing.T, configure func(*Config)) (m *Main, advance func(time.Duration), logs *syncBuffer) {
 	t.Helper()
@@ -544,10 +569,10 @@ func TestAppSessionForeground(t *testing.T) {
 	if s := dev.wait(t, one.Session.ID, protocol.AppStateStopped); s.StopReason != protocol.StopReplacedByForeground {
 		t.Fatalf("replaced session %+v", s)
 	}
-	if h := b.next("session.stop"); h["reason"] != protocol.StopReplacedByForeground {
+	// The first app's session.stop and the second app's session.start.
+	if h := b.nextEach("session.stop", "session.start")["session.stop"]; h["reason"] != protocol.StopReplacedByForeground {
 		t.Fatalf("session.stop %v", h)
 	}
-	b.next("session.start") // the second app's
 	var list protocol.AppSessionList
 	apiJSON(t, m, bg.Key.Key, "GET", "/api/v1/apps/com.example.bg/sessions", nil, 200, &list)
 	if len(list.Sessions) != 1 || list.Sessions[0].ID != back.Session.ID || list.Sessions[0].State != protocol.AppStateStarting {
@@ -631,10 +656,11 @@ func TestAppSessionTransportAndUninstall(t *testing.T) {
 	if again.Existing || len(again.Replaced) != 1 || again.Replaced[0] != st.Session.ID {
 		t.Fatalf("start after a lost connection %+v, want the old session replaced", again)
 	}
-	if h := b.next("session.stop"); h["sessionId"] != st.Session.ID {
+	hooks := b.nextEach("session.stop", "session.start")
+	if h := hooks["session.stop"]; h["sessionId"] != st.Session.ID {
 		t.Fatalf("session.stop %v", h)
 	}
-	app = connectApp(t, m, created.Key.Key, b.next("session.start"))
+	app = connectApp(t, m, created.Key.Key, hooks["session.start"])
 	dev.wait(t, again.Session.ID, protocol.AppStateRunning)
 
 	// Uninstalled: the running session stops with permission_revoked.
