@@ -53,6 +53,9 @@ func FuzzVerifyToken(f *testing.F) {
 		edTok,
 		tamperFuzz(hsTok),
 		hsTok + "x",
+		// Line breaks that base64 decoders skip (found by this fuzzer).
+		edTok[:len(edTok)-4] + "\n" + edTok[len(edTok)-4:],
+		strings.Replace(hsTok, ".", ".\r\n", 1),
 		strings.TrimSuffix(edTok, edTok[len(edTok)-4:]),
 		mustSign(f, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, good),
 		mustSign(f, jwt.SigningMethodHS256, []byte(priv.Public().(ed25519.PublicKey)), good),

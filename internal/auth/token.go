@@ -266,6 +266,12 @@ func (t *Tokens) Verify(token string) (*Principal, error) {
 	if len(token) > MaxTokenBytes {
 		return nil, fail(ReasonMalformed, fmt.Errorf("verify token: %d bytes, over the %d-byte limit", len(token), MaxTokenBytes))
 	}
+	// Go's base64 decoders skip '\r' and '\n', so without this check a
+	// genuine token with line breaks inserted would verify as well: a token
+	// is its compact serialization, byte for byte.
+	if i := strings.IndexFunc(token, notCompactJWS); i >= 0 {
+		return nil, fail(ReasonMalformed, fmt.Errorf("verify token: byte %d (%q) is not base64url or '.'", i, token[i]))
+	}
 	var claims verifyClaims
 	var err error
 	if !t.verifyIssued(token, &claims) {
@@ -286,6 +292,16 @@ func (t *Tokens) Verify(token string) (*Principal, error) {
 		return nil, fail(ReasonInvalidClaims, fmt.Errorf("verify token: %w", err))
 	}
 	return p, nil
+}
+
+// notCompactJWS reports whether r may not appear in a JWS compact
+// serialization (base64url without padding, parts joined by '.').
+func notCompactJWS(r rune) bool {
+	switch {
+	case r >= 'A' && r <= 'Z', r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+		return false
+	}
+	return true
 }
 
 // keyFunc returns the verification key. The parser has already refused any
