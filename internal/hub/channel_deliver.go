@@ -112,21 +112,34 @@ func (h *Hub) HandlePublication(topic string, pub Publication) {
 // deliverJoining buffers a publication for a joining subscriber, or sends it
 // when the subscriber went live meanwhile. It reports whether it was sent.
 func (s *subscriber) deliverJoining(pub Publication) bool {
+	sent, reset := s.joiningLocked(pub)
+	if reset {
+		// Went live meanwhile, on a stream reset since: as on the live
+		// path, the client must resubscribe.
+		s.conn.hub.dropSubscriber(s, "reset", true)
+	}
+	return sent
+}
+
+func (s *subscriber) joiningLocked(pub Publication) (sent, reset bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.removed.Load() || s.kicked.Load() {
-		return false
+		return false, false
 	}
 	if s.live.Load() {
-		return s.sendLocked(pub)
+		if pub.Epoch != s.epoch {
+			return false, true
+		}
+		return s.sendLocked(pub), false
 	}
 	if len(s.buf) >= s.conn.hub.cfg.MaxQueueFrames {
 		s.overflow = true
 		s.buf = nil
-		return false
+		return false, false
 	}
 	s.buf = append(s.buf, pub)
-	return false
+	return false, false
 }
 
 func (s *subscriber) sendLocked(pub Publication) bool {
@@ -173,17 +186,42 @@ func (s *subscriber) ready(pos StreamPosition) bool {
 
 // goLive runs once the subscribe reply is queued: it sends the publications
 // buffered while joining that follow the reply's position, then lets
-// HandlePublication send directly.
+// HandlePublication send directly. When the stream was reset (a new epoch)
+// after the position the reply carries, the buffered publications cannot
+// follow it: the client is told to resubscribe (channel.unsubscribed,
+// reason "reset"), as a live subscriber is, rather than losing them.
 func (s *subscriber) goLive() {
+	if s.flushJoined() {
+		s.conn.hub.dropSubscriber(s, "reset", true)
+	}
+}
+
+// flushJoined is goLive under s.mu; it reports whether the stream was reset
+// after the join position.
+func (s *subscriber) flushJoined() (reset bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.removed.Load() || s.kicked.Load() {
 		s.buf = nil
-		return
+		return false
 	}
 	if s.overflow {
 		s.conn.Close(protocol.CloseSlowConsumer, protocol.CloseReason(protocol.CloseSlowConsumer))
-		return
+		return false
+	}
+	// Buffered publications arrive in the topic's order. One of another
+	// epoch before the last of the joined epoch is older than the join
+	// (skipped, as history before the position is); the stream's last
+	// publication being of another epoch means it was reset after it.
+	for i := len(s.buf) - 1; i >= 0; i-- {
+		if s.buf[i].Offset == 0 {
+			continue // a join or leave event
+		}
+		if s.buf[i].Epoch != s.epoch {
+			s.buf = nil
+			return true
+		}
+		break
 	}
 	for _, pub := range s.buf {
 		if pub.Offset == 0 { // a join or leave event (deliverEventJoining)
@@ -194,4 +232,5 @@ func (s *subscriber) goLive() {
 	}
 	s.buf = nil
 	s.live.Store(true)
+	return false
 }
