@@ -85,6 +85,11 @@ func (h *Hub) handleControl(topic string, data json.RawMessage) {
 func (h *Hub) recheck(ctx context.Context, topic string, subs []*subscriber) {
 	ns, t, err := h.ch.resolve(topic)
 	if err != nil {
+		// No namespace matches the topic any more (a reload removed it):
+		// nobody may subscribe to it.
+		for _, s := range subs {
+			h.dropSubscriber(s, "forbidden", false)
+		}
 		return
 	}
 	for _, s := range subs {

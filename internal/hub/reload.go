@@ -1,7 +1,10 @@
 package hub
 
 import (
+	"context"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // ReloadNamespaces replaces the declared namespaces while the hub runs
@@ -10,9 +13,12 @@ import (
 // changes nothing and answers the error. Once it returned nil, every
 // subscribe, publish, presence and history request resolves topics
 // against the new set (rules, history and presence options, snapshot
-// provider). Subscriptions already made stay, with the options their
-// topic had when it was first subscribed on this node, until they end;
-// they are not rechecked against the new rules.
+// provider). Subscriptions already made to topics of a namespace whose
+// pattern or subscribe rules changed are rechecked in the background: one the rules no longer allow, or
+// whose topic no namespace matches any more, ends with channel.unsubscribed
+// (reason "forbidden"), as after Recheck. The others stay, with the options
+// (history, presence) their topic had when it was first subscribed on this
+// node, until they end.
 func (h *Hub) ReloadNamespaces(declared []NamespaceConfig) error {
 	nss, err := compileNamespaces(declared)
 	if err != nil {
@@ -28,8 +34,49 @@ func (h *Hub) ReloadNamespaces(declared []NamespaceConfig) error {
 		}
 		ns.owner = h.ch.owners[ns.cfg.Owner]
 	}
+	prev := h.ch.namespaces
+	if r := h.ch.reloaded.Load(); r != nil {
+		prev = *r
+	}
 	h.ch.reloaded.Store(&nss)
+	h.recheckChanged(prev, nss)
 	return nil
+}
+
+// recheckChanged rechecks, in the background, this node's subscriptions to
+// topics whose namespace's pattern, owner lookup or subscribe rules differ between prev
+// and next (or that next lacks).
+func (h *Hub) recheckChanged(prev, next map[string]*namespace) {
+	changed := func(name string) bool {
+		a, b := prev[name], next[name]
+		return a == nil || b == nil || a.cfg.Pattern != b.cfg.Pattern || a.cfg.Owner != b.cfg.Owner || !slices.Equal(a.cfg.Subscribe, b.cfg.Subscribe)
+	}
+	byTopic := map[string][]*subscriber{}
+	for i := range h.ch.shards {
+		sh := &h.ch.shards[i]
+		sh.mu.RLock()
+		for topic, lt := range sh.topics {
+			name, _, _ := strings.Cut(topic, ":")
+			if !changed(name) {
+				continue
+			}
+			if sp := lt.subs.Load(); sp != nil && len(*sp) > 0 {
+				byTopic[topic] = slices.Clone(*sp)
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	if len(byTopic) == 0 || h.closed.Load() {
+		return
+	}
+	h.Go(func(ctx context.Context) {
+		for topic, subs := range byTopic {
+			if ctx.Err() != nil {
+				return
+			}
+			h.recheck(ctx, topic, subs)
+		}
+	})
 }
 
 // Limits are the hub's limits a configuration reload may change: Config's

@@ -100,3 +100,70 @@ func TestSetLimits(t *testing.T) {
 		t.Errorf("the connection opened before the reloads did not stay open")
 	}
 }
+
+// TestReloadRechecksSubscriptions: a reload that tightens a namespace's
+// subscribe rules, or removes the namespace, ends the subscriptions the new
+// rules do not allow (channel.unsubscribed, reason forbidden); those they
+// allow, and those of namespaces the reload left alone, stay and keep
+// receiving.
+func TestReloadRechecksSubscriptions(t *testing.T) {
+	open := []hub.NamespaceConfig{
+		{Pattern: "room:{room}", Subscribe: []string{"any"}, Publish: []string{"any"}},
+		{Pattern: "team:{team}", Subscribe: []string{"any"}, Publish: []string{"any"}},
+		{Pattern: "lobby:{id}", Subscribe: []string{"any"}, Publish: []string{"any"}},
+	}
+	ts := startHub(t, hub.Config{Namespaces: open}, nil)
+	h, ctx := ts.hub, context.Background()
+	reader := ts.dial(t, "alice/a1/read")
+	admin := ts.dial(t, "root/r1/read,admin")
+	readerRec, adminRec := newRecorder(reader), newRecorder(admin)
+	for _, c := range []*client.Client{reader, admin} {
+		for _, topic := range []string{"room:1", "team:red", "lobby:1"} {
+			mustCall(t, c, "channel.subscribe", map[string]any{"topic": topic}, nil)
+		}
+	}
+	// room needs the admin scope now; team is gone; lobby is unchanged.
+	if err := h.ReloadNamespaces([]hub.NamespaceConfig{
+		{Pattern: "room:{room}", Subscribe: []string{"scope=admin"}, Publish: []string{"any"}},
+		open[2],
+	}); err != nil {
+		t.Fatal(err)
+	}
+	unsubscribed := func(r *recorder) map[string]string {
+		got := map[string]string{}
+		for _, f := range r.other {
+			var u protocol.Unsubscribed
+			if f.Event == hub.EventChannelUnsubscribed && json.Unmarshal(f.Data, &u) == nil {
+				got[f.Topic] = u.Reason
+			}
+		}
+		return got
+	}
+	readerRec.waitFor(t, "the reader's room and team subscriptions ended", func() bool { return len(unsubscribed(readerRec)) == 2 })
+	adminRec.waitFor(t, "the admin's team subscription ended", func() bool { return len(unsubscribed(adminRec)) == 1 })
+	readerRec.mu.Lock()
+	r := unsubscribed(readerRec)
+	readerRec.mu.Unlock()
+	if r["room:1"] != "forbidden" || r["team:red"] != "forbidden" {
+		t.Fatalf("reader: got %v, want room:1 and team:red ended with forbidden", r)
+	}
+	adminRec.mu.Lock()
+	a := unsubscribed(adminRec)
+	adminRec.mu.Unlock()
+	if a["team:red"] != "forbidden" || len(a) != 1 {
+		t.Fatalf("admin: got %v, want only team:red ended", a)
+	}
+	// What stays keeps receiving: lobby for both, room for the admin.
+	for _, topic := range []string{"lobby:1", "room:1"} {
+		if _, err := h.Publish(ctx, topic, json.RawMessage(`{"n":1}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	adminRec.waitFor(t, "the admin's lobby and room publications", func() bool {
+		return len(adminRec.msgs["lobby:1"]) == 1 && len(adminRec.msgs["room:1"]) == 1
+	})
+	readerRec.waitFor(t, "the reader's lobby publication", func() bool { return len(readerRec.msgs["lobby:1"]) == 1 })
+	if n := readerRec.count("room:1"); n != 0 {
+		t.Fatalf("the reader got %d room:1 publications after its subscription ended", n)
+	}
+}
