@@ -47,7 +47,10 @@ type ServerInfo struct {
 	Protocol int    `json:"protocol"`
 	NodeID   string `json:"nodeId"`
 	// WS is the path of the WebSocket endpoint.
-	WS       string `json:"ws"`
+	WS string `json:"ws"`
+	// WSIoT is the path of the endpoint for constrained devices (compact
+	// protocol, tokens of kind iot; docs/iot.md).
+	WSIoT    string `json:"wsIot"`
 	Lockdown bool   `json:"lockdown"`
 }
 

@@ -189,7 +189,7 @@ func TestWireCheckCatchesDrift(t *testing.T) {
 		body               string
 		want               string
 	}{
-		{"info", "GET", "/api/v1/info", 200, `{"name":"junction","version":"v","protocol":1,"nodeId":"n","ws":"/ws","lockdown":false}`, ""},
+		{"info", "GET", "/api/v1/info", 200, `{"name":"junction","version":"v","protocol":1,"nodeId":"n","ws":"/ws","wsIot":"/ws/iot","lockdown":false}`, ""},
 		{"info missing member", "GET", "/api/v1/info", 200, `{"name":"junction"}`, "does not match"},
 		{"publish error", "POST", "/api/v1/channels/t:1/publish", 403, `{"error":{"code":"forbidden","message":"no","retryable":false}}`, ""},
 		{"publish error shape", "POST", "/api/v1/channels/t:1/publish", 403, `{"code":"forbidden"}`, "does not match"},

@@ -329,7 +329,7 @@ func TestHandlersPublic(t *testing.T) {
 	r = e.do(t, "GET", "/api/v1/info", "", "")
 	expect(t, "info", r, 200, "")
 	r.decode(t, &info)
-	if info.Name != "junction" || info.NodeID != "node-7" || info.WS != "/ws" || info.Protocol != protocol.Version || info.Lockdown {
+	if info.Name != "junction" || info.NodeID != "node-7" || info.WS != "/ws" || info.WSIoT != "/ws/iot" || info.Protocol != protocol.Version || info.Lockdown {
 		t.Fatalf("info: %+v", info)
 	}
 

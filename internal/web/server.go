@@ -406,7 +406,7 @@ func (s *Server) upgradeWS(w http.ResponseWriter, r *http.Request, iot bool) {
 func (s *Server) serveInfo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, protocol.ServerInfo{
 		Name: "junction", Version: Version, Protocol: protocol.Version,
-		NodeID: s.deps.Hub.NodeID(), WS: "/ws", Lockdown: s.deps.Network.Lockdown(),
+		NodeID: s.deps.Hub.NodeID(), WS: "/ws", WSIoT: "/ws/iot", Lockdown: s.deps.Network.Lockdown(),
 	})
 }
 

@@ -424,6 +424,7 @@ export interface Info {
   protocol: number;
   version: string;
   ws: string;
+  wsIot: string;
 }
 
 export interface Lockdown {
