@@ -310,17 +310,30 @@ func TestProxyHooksE2E(t *testing.T) {
 	if pe := protoErr(t, err); pe.Code != protocol.CodeBadRequest || pe.Message != "no spam here" {
 		t.Errorf("publish spam: got %+v, want bad_request no spam here", pe)
 	}
-	// Kept: the data goes out unchanged.
-	if _, _, err := alice.Publish(ctx, "room:lobby", map[string]string{"text": "plain"}); err != nil {
+	// Kept: the data goes out unchanged, with its event name, which the
+	// hook saw.
+	if _, _, err := alice.PublishEvent(ctx, "room:lobby", "note", map[string]string{"text": "plain"}); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case p := <-got:
-		if string(p.Data) != `{"text":"plain"}` {
-			t.Errorf("subscriber got %s, want the data unchanged (the spam never published)", p.Data)
+		if string(p.Data) != `{"text":"plain"}` || p.Event != "note" {
+			t.Errorf("subscriber got %s (event %q), want the data unchanged with event note (the spam never published)", p.Data, p.Event)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no publication")
+	}
+	events := map[string]string{}
+	for _, r := range rooms.requests() {
+		if r.Kind == proxy.KindPublish {
+			events[string(r.Data)] = r.Event
+		}
+	}
+	if e, ok := events[`{"text":"plain"}`]; !ok || e != "note" {
+		t.Errorf("the publish hook saw event %q (seen: %v), want note", e, ok)
+	}
+	if e := events[`{"text":"shout hello"}`]; e != "" {
+		t.Errorf("the publish hook saw event %q for a default publication, want it absent", e)
 	}
 	// REST publications go through the hook too: refused, then rewritten.
 	tok := mintToken(t, m, "carol", "cli", "browser")

@@ -463,7 +463,7 @@ func (h *Hub) PublishEventAs(ctx context.Context, p *auth.Principal, topic, even
 	if err := ns.authorize(ctx, p, t, actPublish); err != nil {
 		return StreamPosition{}, err
 	}
-	if data, err = h.interceptPublish(ctx, p, t, data, info); err != nil {
+	if data, err = h.interceptPublish(ctx, p, t, event, data, info); err != nil {
 		return StreamPosition{}, err
 	}
 	return h.publish(ctx, ns, t, event, data, info)

@@ -27,9 +27,10 @@ type Interceptor interface {
 	Subscribe(ctx context.Context, p *auth.Principal, t Topic, connID string) error
 	// Publish runs when the namespace's rules allowed p to publish data to
 	// t (Hub.PublishAs: WebSocket and REST, not the server's own
-	// Hub.Publish). It returns the data to publish, data itself or a
+	// Hub.Publish). event is the publication's event name ("" for the
+	// default, message). It returns the data to publish, data itself or a
 	// rewrite (compact JSON), or an error refusing the publication.
-	Publish(ctx context.Context, p *auth.Principal, t Topic, data json.RawMessage, info *ClientInfo) (json.RawMessage, error)
+	Publish(ctx context.Context, p *auth.Principal, t Topic, event string, data json.RawMessage, info *ClientInfo) (json.RawMessage, error)
 	// Method returns the method serving name when the table has none, or
 	// nil (the request then answers unknown_method). The returned method
 	// must be Async: its handler runs on its own goroutine, within the
@@ -87,12 +88,12 @@ func (h *Hub) interceptSubscribe(ctx context.Context, p *auth.Principal, t Topic
 }
 
 // interceptPublish runs the Publish hook, returning the data to publish.
-func (h *Hub) interceptPublish(ctx context.Context, p *auth.Principal, t Topic, data json.RawMessage, info *ClientInfo) (json.RawMessage, error) {
+func (h *Hub) interceptPublish(ctx context.Context, p *auth.Principal, t Topic, event string, data json.RawMessage, info *ClientInfo) (json.RawMessage, error) {
 	i := h.interceptor()
 	if i == nil {
 		return data, nil
 	}
-	out, err := i.Publish(ctx, p, t, data, info)
+	out, err := i.Publish(ctx, p, t, event, data, info)
 	if err != nil {
 		return nil, err
 	}

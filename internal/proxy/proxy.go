@@ -241,14 +241,14 @@ func (p *Proxy) Subscribe(ctx context.Context, pr *auth.Principal, t hub.Topic, 
 
 // Publish implements hub.Interceptor: the namespace's publish hook, which
 // may rewrite data.
-func (p *Proxy) Publish(ctx context.Context, pr *auth.Principal, t hub.Topic, data json.RawMessage, info *hub.ClientInfo) (json.RawMessage, error) {
+func (p *Proxy) Publish(ctx context.Context, pr *auth.Principal, t hub.Topic, event string, data json.RawMessage, info *hub.ClientInfo) (json.RawMessage, error) {
 	st := p.state.Load()
 	if st == nil || st.publish[t.Namespace] == nil {
 		return data, nil
 	}
 	b := st.publish[t.Namespace]
 	req := &Request{Kind: KindPublish, Principal: pr.Info(), NodeID: p.nodeID,
-		Topic: t.Name, Namespace: t.Namespace, Bound: t.Params(), Data: data}
+		Topic: t.Name, Namespace: t.Namespace, Bound: t.Params(), Event: event, Data: data}
 	if info != nil {
 		req.ConnID = info.ConnID
 	}

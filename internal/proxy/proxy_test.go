@@ -463,12 +463,12 @@ func TestHooks(t *testing.T) {
 		{`{"text":"hi"}`, `{"text":"hi"}`},
 		{`{"text":"shout"}`, `{"text":"SHOUT","by":"alice"}`},
 	} {
-		got, err := e.p.Publish(ctx, alice, topic("lobby"), json.RawMessage(c.data), &hub.ClientInfo{ConnID: "c1"})
+		got, err := e.p.Publish(ctx, alice, topic("lobby"), "", json.RawMessage(c.data), &hub.ClientInfo{ConnID: "c1"})
 		if err != nil || string(got) != c.want {
 			t.Errorf("publish %s: got %s %v, want %s", c.data, got, err, c.want)
 		}
 	}
-	if _, err := e.p.Publish(ctx, alice, topic("lobby"), json.RawMessage(`{"text":"spam"}`), nil); protocol.AsError(err).Code != protocol.CodeBadRequest {
+	if _, err := e.p.Publish(ctx, alice, topic("lobby"), "", json.RawMessage(`{"text":"spam"}`), nil); protocol.AsError(err).Code != protocol.CodeBadRequest {
 		t.Errorf("publish spam: got %v, want bad_request", err)
 	}
 	// Namespaces without a hook are not sent.

@@ -32,10 +32,12 @@ type Request struct {
 	// scheduler's backend action); absent for a client's call.
 	Schedule string `json:"schedule,omitempty"`
 	// Topic (subscribe, publish), its namespace and the parameters its
-	// pattern bound; Data: what is being published.
+	// pattern bound; Data: what is being published, Event its event name
+	// (absent for the default, message).
 	Topic     string            `json:"topic,omitempty"`
 	Namespace string            `json:"namespace,omitempty"`
 	Bound     map[string]string `json:"bound,omitempty"`
+	Event     string            `json:"event,omitempty"`
 	Data      json.RawMessage   `json:"data,omitempty"`
 }
 
