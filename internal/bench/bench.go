@@ -103,7 +103,8 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 Load generator speaking Junction's protocol to a server on this machine
 (loopback addresses only). Scenarios:
   connect  authenticated connects per second: dial, upgrade, welcome, close,
-           with --conns concurrent connectors
+           with --conns concurrent connectors (--subscribe: each connect
+           subscribes to --topic before closing)
   idle     open --conns connections and hold them for --duration; with
            --server-pid, the server's memory per connection
   rpc      sys.ping round trips over --conns connections, --window requests
@@ -117,6 +118,9 @@ Load generator speaking Junction's protocol to a server on this machine
            run sys.ping and --callers connections run relayed rpc.call to
            --machines machines, one request outstanding each; reports the
            ping and call latencies beside the fan-out (needs --data)
+Several comma-separated --url are the nodes of a cluster: what the scenario
+measures crosses nodes (see --url); --redis adds Redis commands per
+publication or call.
 The result is one JSON line on stdout (--json prints only it); a progress
 line is redrawn on stderr when it is a terminal.
 
