@@ -18,7 +18,8 @@
 #   relay    CALLERS callers on the first node, one rpc.call in flight each,
 #            to MACHINES machines on the other nodes: calls/s, p50/p99.
 # Then a table of medians (RUNS runs each). Loopback only; every process is
-# stopped on exit; each bench run is bounded by 'timeout'.
+# stopped on exit; each bench run is bounded by 'timeout'. Exits 1 when a run
+# gave no result, an error or a lost publication.
 #
 #   scripts/bench-cluster.sh                        # full scale: 10,000 x 100/s, 100 callers, 10 s
 #   SUBS=2000 RUNS=1 scripts/bench-cluster.sh       # smaller
@@ -49,6 +50,7 @@ done
 go build -o "$BIN" ./cmd/junction
 TMP=$(mktemp -d /tmp/bench-cluster.XXXXXX)
 OUT=$TMP/results.jsonl
+: >"$OUT"
 PIDS=()
 stop_all() {
   local p
@@ -115,6 +117,7 @@ case $DURATION in
   *) limit=3900 ;; # bench bounds itself too (at most an hour plus setup)
 esac
 REDIS_PID=
+failed=0
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; SUBS=$SUBS RATE=$RATE SIZE=$SIZE CALLERS=$CALLERS MACHINES=$MACHINES DURATION=$DURATION NODES=$NODES RUNS=$RUNS" >&2
 for run in $(seq "$RUNS"); do
   for s in $SCENARIOS; do
@@ -133,7 +136,7 @@ for run in $(seq "$RUNS"); do
       stop_all
       REDIS_PID=
       if [ -z "$line" ]; then
-        echo "run $run $s $mode: no result (see below)" >&2; tail -5 "$TMP/bench.log" >&2; continue
+        echo "run $run $s $mode: no result:" >&2; tail -5 "$TMP/bench.log" >&2; failed=1; continue
       fi
       echo "$line" | jq -c --arg s "$s" --arg m "$mode" --argjson run "$run" --argjson rss "$redis_rss" \
         '{run: $run, scenario: $s, mode: $m, redis_rss_kb: $rss} + .' | tee -a "$OUT"
@@ -170,4 +173,7 @@ jq -rs --arg nodes "$NODES" '
     row("relay"; "rpc.call: Redis commands per call"; .redis.commands_per_call; 2)
   else empty end)
 ' "$OUT"
-jq -rs 'map(select(.errors > 0 or .closed_early > 0 or .dial_errors > 0) | "run \(.run) \(.scenario) \(.mode): \(.errors) errors, \(.closed_early) closed early, \(.dial_errors) dial errors: \(.first_error)") | .[]' "$OUT" >&2
+bad=$(jq -rs 'map(select(.errors > 0 or .closed_early > 0 or .dial_errors > 0 or (.fanout.lost // 0) > 0)
+  | "run \(.run) \(.scenario) \(.mode): \(.errors) errors, \(.closed_early) closed early, \(.dial_errors) dial errors, \(.fanout.lost // 0) lost: \(.first_error)") | .[]' "$OUT")
+[ -z "$bad" ] || { echo "$bad" >&2; failed=1; }
+exit "$failed"
