@@ -9,8 +9,10 @@
 #   scripts/bench-ab-all.sh ROUNDS OLD NEW [CLIENT] > ab.out
 #   SCENARIOS="fan1k mixed" DURATION=5s PORT=7791 scripts/bench-ab-all.sh 3 OLD NEW
 #
-# Scenarios (default: all): fan1k fan1k-ws fan10k fan10k-100 fan10k-10 connect
-# idle mixed relay relay10. The fan-outs publish 100-byte payloads from 4
+# Scenarios (default: all but connect-sub): fan1k fan1k-ws fan10k fan10k-100
+# fan10k-10 connect idle mixed relay relay10; connect-sub is connect with each
+# connect subscribing to one channel (issue 11's connects row; a load client
+# from before --subscribe refuses it). The fan-outs publish 100-byte payloads from 4
 # keep-alive REST publishers (fan1k-ws: one WebSocket publisher); the client
 # reads as fast as it can (--read-pause 0).
 set -uo pipefail
@@ -31,6 +33,7 @@ args_of() { # scenario → bench arguments
     fan10k-100) echo --scenario fanout --conns 10000 --rate 100 "${rest[@]}" ;;
     fan10k-10)  echo --scenario fanout --conns 10000 --rate 10 "${rest[@]}" ;;
     connect)    echo --scenario connect --conns 64 ;;
+    connect-sub) echo --scenario connect --conns 64 --subscribe ;;
     idle)       echo --scenario idle --conns 10000 --subscribe ;;
     mixed)      echo --scenario mixed --conns 1000 --rate 0 "${rest[@]}" ;;
     relay)      echo --scenario relay --conns 100 --window 1 ;;

@@ -36,6 +36,7 @@ median() { jq -s "map($1) | sort | .[(length/2|floor)]"; }
 for s in "${scenarios[@]}"; do
   case $s in
     connect)   args=(--scenario connect --conns 64);               field='.connect.per_sec' ;;
+    connectsub) args=(--scenario connect --conns 64 --subscribe); field='.connect.per_sec' ;;
     rpc)       args=(--scenario rpc --conns 1000 --window 1);      field='.rpc.per_sec' ;;
     idle)      args=(--scenario idle --conns 10000);               field='.server.rss_per_conn_bytes' ;;
     idlesub)   args=(--scenario idle --conns 10000 --subscribe);   field='.server.rss_per_conn_bytes' ;;

@@ -207,3 +207,28 @@ func TestBenchMixed(t *testing.T) {
 		t.Errorf("delivery latency samples: got %+v, want one per delivery (%d)", res.Latency, f.Deliveries)
 	}
 }
+
+// TestBenchConnectSubscribed runs the connect scenario with --subscribe
+// (issue 11's connects row: one channel each): every connect subscribes
+// before closing, and a subscription the server refuses fails the connect.
+func TestBenchConnectSubscribed(t *testing.T) {
+	m := startServer(t, nil)
+	res := runBenchJSON(t, m, "--scenario", "connect", "--conns", "4", "--duration", "1s", "--subscribe", "--topic", "public:bench-connect",
+		"--server-pid", strconv.Itoa(os.Getpid()))
+	c := res.Connect
+	if c == nil || c.Connects == 0 || !c.Subscribe {
+		t.Fatalf("connects: got %+v, want subscribed connects", c)
+	}
+	if res.Errors != 0 || res.DialErrors != 0 {
+		t.Errorf("errors: got %d (dial %d, first %q), want 0", res.Errors, res.DialErrors, res.FirstError)
+	}
+	if res.Latency == nil || res.Latency.Count != uint64(c.Connects) {
+		t.Errorf("latency samples: got %+v, want one per connect (%d)", res.Latency, c.Connects)
+	}
+	// A topic of no namespace: the subscription is refused, so no connect counts.
+	res = runBenchJSON(t, m, "--scenario", "connect", "--conns", "2", "--duration", "300ms", "--subscribe", "--topic", "nosuch:bench")
+	if res.Connect == nil || res.Connect.Connects != 0 || res.DialErrors == 0 || !strings.Contains(res.FirstError, "subscribe") {
+		t.Errorf("refused subscription: got %+v, %d failed connects, first error %q; want no connect and errors naming the subscription",
+			res.Connect, res.DialErrors, res.FirstError)
+	}
+}

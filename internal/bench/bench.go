@@ -41,14 +41,20 @@ type Config struct {
 	Window    int
 	Machines  int
 	Topic     string
-	Subscribe bool // idle: each connection subscribes to Topic
+	Subscribe bool // idle, connect: each connection subscribes to Topic
 	Size      int
-	ServerPID int
+	ServerPID int // the first of ServerPIDs, 0 when none
 	Sources   []netip.Addr
 	Procs     int
 	JSON      bool
 	Dialers   int
 	ReadPause time.Duration // pause of the load client's read loops (ws.Config.ReadPause)
+	// ServerPIDs (--server-pid, comma-separated) are every node's process:
+	// CPU and memory from /proc are summed over them.
+	ServerPIDs []int
+	// Redis (--redis) are the loopback host:port of the Redis shards the
+	// nodes share: their INFO commandstats give commands per publication.
+	Redis []string
 	// Publishers and PublishVia: fanout and mixed publish from Publishers
 	// keep-alive HTTP connections (rest) or one WebSocket connection (ws).
 	Publishers int
@@ -62,9 +68,17 @@ type Config struct {
 	Minter Minter
 
 	args       []string // the command-line flags, passed on to the children of --procs
-	u          *url.URL // URL with the host checked to be loopback
-	target     string   // loopback IP:port to dial
-	metricsURL string   // the server's /metrics on the same address
+	u          *url.URL // URL with the host checked to be loopback (the first node's)
+	target     string   // loopback IP:port to dial (the first node's)
+	metricsURL string   // the first node's /metrics
+	nodes      []node   // every --url, the first one first
+}
+
+// node is one server of --url (several comma-separated URLs: the nodes of a
+// cluster).
+type node struct {
+	u      *url.URL // the ws:// URL, host replaced by target
+	target string   // loopback IP:port
 }
 
 // Limits that keep every run bounded.
@@ -89,7 +103,8 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 Load generator speaking Junction's protocol to a server on this machine
 (loopback addresses only). Scenarios:
   connect  authenticated connects per second: dial, upgrade, welcome, close,
-           with --conns concurrent connectors
+           with --conns concurrent connectors (--subscribe: each connect
+           subscribes to --topic before closing)
   idle     open --conns connections and hold them for --duration; with
            --server-pid, the server's memory per connection
   rpc      sys.ping round trips over --conns connections, --window requests
@@ -103,6 +118,9 @@ Load generator speaking Junction's protocol to a server on this machine
            run sys.ping and --callers connections run relayed rpc.call to
            --machines machines, one request outstanding each; reports the
            ping and call latencies beside the fan-out (needs --data)
+Several comma-separated --url are the nodes of a cluster: what the scenario
+measures crosses nodes (see --url); --redis adds Redis commands per
+publication or call.
 The result is one JSON line on stdout (--json prints only it); a progress
 line is redrawn on stderr when it is a terminal.
 
@@ -111,8 +129,9 @@ Flags:
 		fs.PrintDefaults()
 	}
 	c := &Config{args: args}
-	var sources string
-	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:7700/ws", "WebSocket URL of the server (loopback only)")
+	var sources, pids, redis string
+	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:7700/ws", "WebSocket URL of the server (loopback only); several comma-separated URLs are the nodes of a cluster:\n"+
+		"subscribers, pingers and idle connections spread over them round-robin, publishers and callers use the first, relay machines the others")
 	fs.StringVar(&c.Scenario, "scenario", "", "connect, idle, rpc, fanout, relay or mixed (required)")
 	fs.IntVar(&c.Conns, "conns", 100, "connections (connect: concurrent connectors; fanout: subscribers; relay: callers)")
 	fs.IntVar(&c.Machines, "machines", 1, "relay: machine connections answering the calls (per process under --procs)")
@@ -123,9 +142,11 @@ Flags:
 	fs.Float64Var(&c.Rate, "rate", 0, "fanout: publications per second, 0 = as fast as the window allows")
 	fs.IntVar(&c.Window, "window", 0, "outstanding requests per connection (default: rpc 1, fanout 64 publications)")
 	fs.StringVar(&c.Topic, "topic", "public:bench", "fanout topic (and idle's with --subscribe)")
-	fs.BoolVar(&c.Subscribe, "subscribe", false, "idle: every connection subscribes to --topic, to measure idle subscribed connections")
+	fs.BoolVar(&c.Subscribe, "subscribe", false, "idle: every connection subscribes to --topic, to measure idle subscribed connections;\n"+
+		"connect: every connect subscribes to --topic and waits for the answer before closing")
 	fs.IntVar(&c.Size, "size", 64, "fanout: bytes of publication data")
-	fs.IntVar(&c.ServerPID, "server-pid", 0, "server process id, for memory and CPU from /proc")
+	fs.StringVar(&pids, "server-pid", "", "server process id, for memory and CPU from /proc (comma-separated: every node's, summed)")
+	fs.StringVar(&redis, "redis", "", "comma-separated loopback host:port of the Redis shards the nodes share: Redis commands per publication or call from INFO commandstats")
 	fs.StringVar(&sources, "sources", "", "comma-separated loopback source addresses (127.0.0.x) to spread connections over")
 	fs.IntVar(&c.Procs, "procs", 1, "processes sharing the connections (re-executes this binary)")
 	fs.BoolVar(&c.JSON, "json", false, "print only the JSON result line")
@@ -150,24 +171,63 @@ Flags:
 	default:
 		return nil, fmt.Errorf("bench: unknown scenario %q (want connect, idle, rpc, fanout, relay or mixed)", c.Scenario)
 	}
-	u, err := url.Parse(c.URL)
-	if err != nil {
-		return nil, fmt.Errorf("bench: --url: %w", err)
+	var addr netip.Addr
+	for raw := range strings.SplitSeq(c.URL, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil {
+			return nil, fmt.Errorf("bench: --url: %w", err)
+		}
+		if u.Scheme != "ws" {
+			return nil, fmt.Errorf("bench: --url %q: want a ws:// URL", raw)
+		}
+		host, port := u.Hostname(), u.Port()
+		if port == "" {
+			port = "80"
+		}
+		a, err := loopbackAddr("target", host)
+		if err != nil {
+			return nil, err
+		}
+		if len(c.nodes) == 0 {
+			addr = a
+		} else if a.Is4() != addr.Is4() {
+			return nil, fmt.Errorf("bench: --url: targets %s and %s are not of the same IP family", addr, a)
+		}
+		target := net.JoinHostPort(a.String(), port)
+		c.nodes = append(c.nodes, node{u: &url.URL{Scheme: "ws", Host: target, Path: u.Path, RawQuery: u.RawQuery}, target: target})
 	}
-	if u.Scheme != "ws" {
-		return nil, fmt.Errorf("bench: --url %q: want a ws:// URL", c.URL)
+	if len(c.nodes) > 64 {
+		return nil, fmt.Errorf("bench: --url: %d URLs, want at most 64", len(c.nodes))
 	}
-	host, port := u.Hostname(), u.Port()
-	if port == "" {
-		port = "80"
-	}
-	addr, err := loopbackAddr("target", host)
-	if err != nil {
-		return nil, err
-	}
-	c.target = net.JoinHostPort(addr.String(), port)
-	c.u = &url.URL{Scheme: "ws", Host: c.target, Path: u.Path, RawQuery: u.RawQuery}
+	c.u, c.target = c.nodes[0].u, c.nodes[0].target
 	c.metricsURL = "http://" + c.target + "/metrics"
+	if pids != "" {
+		for s := range strings.SplitSeq(pids, ",") {
+			pid, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || pid < 0 {
+				return nil, fmt.Errorf("bench: --server-pid %q: want process ids", pids)
+			}
+			if pid > 0 {
+				c.ServerPIDs = append(c.ServerPIDs, pid)
+			}
+		}
+		if len(c.ServerPIDs) > 0 {
+			c.ServerPID = c.ServerPIDs[0]
+		}
+	}
+	if redis != "" {
+		for s := range strings.SplitSeq(redis, ",") {
+			host, port, err := net.SplitHostPort(strings.TrimSpace(s))
+			if err != nil {
+				return nil, fmt.Errorf("bench: --redis %q: want host:port: %w", s, err)
+			}
+			a, err := loopbackAddr("redis", host)
+			if err != nil {
+				return nil, err
+			}
+			c.Redis = append(c.Redis, net.JoinHostPort(a.String(), port))
+		}
+	}
 	if sources != "" {
 		for s := range strings.SplitSeq(sources, ",") {
 			a, err := loopbackAddr("source", strings.TrimSpace(s))
@@ -263,13 +323,18 @@ type Result struct {
 	Mixed       *MixedResult   `json:"mixed,omitempty"`
 	Latency     *LatencyStats  `json:"latency,omitempty"`
 	Server      *ServerStats   `json:"server,omitempty"`
-	Hist        []uint64       `json:"hist,omitempty"` // child processes only: latency buckets
+	Redis       *RedisStats    `json:"redis,omitempty"`
+	Nodes       int            `json:"nodes,omitempty"` // --url's servers, when more than one
+	Hist        []uint64       `json:"hist,omitempty"`  // child processes only: latency buckets
 }
 
 // ConnectResult is the connect section of the result line.
 type ConnectResult struct {
 	Connects int64   `json:"connects"`
 	PerSec   float64 `json:"per_sec"`
+	// Subscribe: each connect subscribed to the topic before closing
+	// (--subscribe); its latency is then dial → subscription answered.
+	Subscribe bool `json:"subscribe,omitempty"`
 }
 
 // RPCResult is the rpc section of the result line.
@@ -364,7 +429,7 @@ type phaseHooks struct {
 // runLocal runs the scenario in this process; as a child of --procs it
 // reports its phases on stdout and waits for the parent's go-ahead on stdin.
 func runLocal(ctx context.Context, cfg *Config, stderr io.Writer) (*Result, error) {
-	probe := &serverProbe{pid: cfg.ServerPID, metricsURL: cfg.metricsURL}
+	probe := &serverProbe{pids: cfg.ServerPIDs, metricsURL: cfg.metricsURL, redis: cfg.Redis}
 	var hooks phaseHooks
 	if cfg.Child >= 0 {
 		in := bufio.NewReader(os.Stdin)
@@ -402,6 +467,7 @@ func runLocal(ctx context.Context, cfg *Config, stderr io.Writer) (*Result, erro
 	}
 	if cfg.Child < 0 {
 		res.Server = probe.stats(res)
+		res.Redis = probe.redisStats(res)
 	}
 	res.Latency = summarize(res.Hist)
 	return res, nil
@@ -422,7 +488,7 @@ func runProcs(ctx context.Context, cfg *Config, stderr io.Writer) (*Result, erro
 		in    io.WriteCloser
 		lines chan string
 	}
-	probe := &serverProbe{pid: cfg.ServerPID, metricsURL: cfg.metricsURL}
+	probe := &serverProbe{pids: cfg.ServerPIDs, metricsURL: cfg.metricsURL, redis: cfg.Redis}
 	probe.start(ctx)
 	children := make([]*child, cfg.Procs)
 	var wg sync.WaitGroup
@@ -433,7 +499,7 @@ func runProcs(ctx context.Context, cfg *Config, stderr io.Writer) (*Result, erro
 			share++
 		}
 		cargs := append([]string{"bench"}, cfg.args...)
-		cargs = append(cargs, "--procs=1", "--conns="+strconv.Itoa(max(share, 1)), "--child="+strconv.Itoa(i), "--server-pid=0", "--json")
+		cargs = append(cargs, "--procs=1", "--conns="+strconv.Itoa(max(share, 1)), "--child="+strconv.Itoa(i), "--server-pid=0", "--redis=", "--json")
 		cmd := exec.CommandContext(ctx, exe, cargs...)
 		cmd.Stderr = stderr
 		in, err := cmd.StdinPipe()
@@ -513,6 +579,7 @@ func runProcs(ctx context.Context, cfg *Config, stderr io.Writer) (*Result, erro
 	}
 	res := mergeResults(cfg, results)
 	res.Server = probe.stats(res)
+	res.Redis = probe.redisStats(res)
 	res.Latency = summarize(res.Hist)
 	return res, nil
 }
@@ -521,7 +588,7 @@ func runProcs(ctx context.Context, cfg *Config, stderr io.Writer) (*Result, erro
 // add up (the children ran concurrently), latency histograms merge, and
 // fan-out losses are computed from the publisher's final offset.
 func mergeResults(cfg *Config, rs []*Result) *Result {
-	out := &Result{Scenario: cfg.Scenario, URL: cfg.u.String(), Conns: cfg.Conns, Procs: len(rs), Sources: len(cfg.Sources)}
+	out := &Result{Scenario: cfg.Scenario, URL: cfg.u.String(), Conns: cfg.Conns, Procs: len(rs), Sources: len(cfg.Sources), Nodes: cfg.nodeCount()}
 	for _, r := range rs {
 		out.DurationS = max(out.DurationS, r.DurationS)
 		out.Opened += r.Opened
@@ -538,6 +605,7 @@ func mergeResults(cfg *Config, rs []*Result) *Result {
 			}
 			out.Connect.Connects += r.Connect.Connects
 			out.Connect.PerSec += r.Connect.PerSec
+			out.Connect.Subscribe = r.Connect.Subscribe
 		}
 		if r.RPC != nil {
 			if out.RPC == nil {
@@ -593,12 +661,19 @@ func mergeResults(cfg *Config, rs []*Result) *Result {
 func printSummary(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "%s: %d connections opened (%d dial errors, %d closed early), %d errors, %.1fs measured\n",
 		r.Scenario, r.Opened, r.DialErrors, r.ClosedEarly, r.Errors, r.DurationS)
+	if r.Nodes > 1 {
+		fmt.Fprintf(w, "  %d nodes\n", r.Nodes)
+	}
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "  first error: %s\n", r.FirstError)
 	}
 	switch {
 	case r.Connect != nil:
-		fmt.Fprintf(w, "  %d connects, %.0f connects/s\n", r.Connect.Connects, r.Connect.PerSec)
+		sub := ""
+		if r.Connect.Subscribe {
+			sub = ", each subscribed to one channel"
+		}
+		fmt.Fprintf(w, "  %d connects, %.0f connects/s%s\n", r.Connect.Connects, r.Connect.PerSec, sub)
 	case r.RPC != nil:
 		fmt.Fprintf(w, "  %d sys.ping round trips, %.0f/s (window %d per connection)\n", r.RPC.Pings, r.RPC.PerSec, r.RPC.Window)
 	case r.Relay != nil:
@@ -632,6 +707,19 @@ func printSummary(w io.Writer, r *Result) {
 	}
 	if l := r.Latency; l != nil {
 		fmt.Fprintf(w, "  latency: p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms (%d samples)\n", l.P50Ms, l.P99Ms, l.P999Ms, l.MaxMs, l.Count)
+	}
+	if rs := r.Redis; rs != nil {
+		fmt.Fprintf(w, "  redis (%d shards): %d commands (%d scripts), CPU %.2f s", rs.Shards, rs.Commands, rs.Scripts, rs.CPUSeconds)
+		switch {
+		case rs.CommandsPerPublication != 0:
+			fmt.Fprintf(w, ", %.2f commands per publication", rs.CommandsPerPublication)
+		case rs.CommandsPerCall != 0:
+			fmt.Fprintf(w, ", %.2f commands per call", rs.CommandsPerCall)
+		}
+		if rs.Error != "" {
+			fmt.Fprintf(w, "; error: %s", rs.Error)
+		}
+		fmt.Fprintln(w)
 	}
 	if s := r.Server; s != nil {
 		if s.RSSPerConnBytes != 0 {

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -28,11 +27,19 @@ import (
 // token. It never dials anything but a loopback address (checked in
 // ParseFlags).
 type benchDialer struct {
-	u       *url.URL     // set once: the ws:// URL, host replaced by target
-	target  string       // set once: loopback IP:port dialed
-	sources []netip.Addr // set once: local addresses, round-robin; empty = kernel's choice
-	tokens  tokenSource  // set once
+	nodes   []node          // set once: the servers (--url), at least one
+	nodeOf  func(i int) int // set once: the index in nodes connection i dials; nil: the first
+	sources []netip.Addr    // set once: local addresses, round-robin; empty = kernel's choice
+	tokens  tokenSource     // set once
 	next    atomic.Uint64
+}
+
+// node returns the server connection i dials.
+func (d *benchDialer) node(i int) node {
+	if d.nodeOf == nil || len(d.nodes) == 1 {
+		return d.nodes[0]
+	}
+	return d.nodes[d.nodeOf(i)%len(d.nodes)]
 }
 
 // tokenSource returns the credential for connection i.
@@ -113,7 +120,8 @@ func (d *benchDialer) dial(ctx context.Context, i int) (net.Conn, []byte, error)
 		src := d.sources[d.next.Add(1)%uint64(len(d.sources))]
 		nd.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
 	}
-	nc, err := nd.DialContext(ctx, "tcp", d.target)
+	n := d.node(i)
+	nc, err := nd.DialContext(ctx, "tcp", n.target)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dial: %w", err)
 	}
@@ -122,7 +130,7 @@ func (d *benchDialer) dial(ctx context.Context, i int) (net.Conn, []byte, error)
 		Protocols: []string{protocol.Subprotocol},
 		Header:    gws.HandshakeHeaderHTTP(http.Header{"Authorization": {"Bearer " + tok}}),
 	}
-	br, _, err := wd.Upgrade(nc, d.u)
+	br, _, err := wd.Upgrade(nc, n.u)
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("handshake: %w", err)

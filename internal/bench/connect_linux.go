@@ -26,6 +26,7 @@ import (
 type rawConnector struct {
 	req    []byte // the handshake request
 	keyAt  int    // offset of the 24-byte Sec-WebSocket-Key value in req
+	sub    []byte // --subscribe: the masked channel.subscribe frame sent after the welcome
 	buf    []byte
 	target unix.SockaddrInet4
 }
@@ -33,7 +34,8 @@ type rawConnector struct {
 // newRawConnector prepares worker's connector, or returns nil when the
 // target is not an IPv4 address (the portable path is used then).
 func (r *benchRun) newRawConnector(worker int) (*rawConnector, error) {
-	ap, err := netip.ParseAddrPort(r.d.target)
+	n := r.d.node(worker)
+	ap, err := netip.ParseAddrPort(n.target)
 	if err != nil || !ap.Addr().Is4() {
 		return nil, nil
 	}
@@ -42,7 +44,7 @@ func (r *benchRun) newRawConnector(worker int) (*rawConnector, error) {
 		return nil, fmt.Errorf("token: %w", err)
 	}
 	const key = "AAAAAAAAAAAAAAAAAAAAAA=="
-	req := "GET " + r.d.u.RequestURI() + " HTTP/1.1\r\nHost: " + r.d.u.Host +
+	req := "GET " + n.u.RequestURI() + " HTTP/1.1\r\nHost: " + n.u.Host +
 		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key +
 		"\r\nSec-WebSocket-Protocol: junction.v1\r\nAuthorization: Bearer " + tok + "\r\n\r\n"
 	c := &rawConnector{req: []byte(req), keyAt: len(req) - len(key) - len("\r\nSec-WebSocket-Protocol: junction.v1\r\nAuthorization: Bearer \r\n\r\n") - len(tok), buf: make([]byte, 16<<10)}
@@ -50,6 +52,9 @@ func (r *benchRun) newRawConnector(worker int) (*rawConnector, error) {
 		return nil, errors.New("bench: raw connector: key offset")
 	}
 	c.target = unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	if r.cfg.Subscribe {
+		c.sub = subscribeFrame(r.cfg.Topic)
+	}
 	return c, nil
 }
 
@@ -57,8 +62,9 @@ func (r *benchRun) newRawConnector(worker int) (*rawConnector, error) {
 const wsAcceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 // connectRaw is connectOnce on a blocking socket: connect, the upgrade with
-// a fresh key whose accept value is checked, the welcome, the close
-// handshake (the server closes first, so TIME_WAIT stays on its side).
+// a fresh key whose accept value is checked, the welcome, with --subscribe
+// a channel.subscribe and its answer, the close handshake (the server
+// closes first, so TIME_WAIT stays on its side).
 func (r *benchRun) connectRaw(c *rawConnector) (err error) {
 	t0 := time.Now()
 	var nonce [16]byte
@@ -94,33 +100,61 @@ func (r *benchRun) connectRaw(c *rawConnector) (err error) {
 	if err := writeAll(fd, c.req); err != nil {
 		return fmt.Errorf("handshake: %w", err)
 	}
-	// The response head, then the first frame: the welcome.
-	n, head := 0, -1
-	for {
-		if head < 0 {
+	// The response head, then the first frame: the welcome; with
+	// --subscribe, then the subscription's answer (events before it, such
+	// as the subscription's own channel events, are skipped).
+	n, pos, welcomed := 0, -1, false // pos: start of the next unread frame once the head is read
+	for done := false; !done; {
+		if pos < 0 {
 			if i := bytes.Index(c.buf[:n], []byte("\r\n\r\n")); i >= 0 {
-				head = i + 4
-				if err := checkUpgrade(c.buf[:head], accept[:]); err != nil {
+				pos = i + 4
+				if err := checkUpgrade(c.buf[:pos], accept[:]); err != nil {
 					return fmt.Errorf("handshake: %w", err)
 				}
 			}
 		}
-		if head >= 0 {
-			if msg, ok, err := firstFrame(c.buf[head:n]); err != nil {
-				return fmt.Errorf("read welcome: %w", err)
-			} else if ok {
+		for pos >= 0 && !done {
+			msg, size, ok, err := frameAt(c.buf[pos:n])
+			if err != nil {
+				return fmt.Errorf("read welcome or subscription: %w", err)
+			}
+			if !ok {
+				break
+			}
+			pos += size
+			switch {
+			case !welcomed:
 				if !bytes.HasPrefix(msg, eventWelcome) {
 					return fmt.Errorf("first frame is not the welcome: %.200s", msg)
 				}
-				break
+				welcomed = true
+				if c.sub == nil {
+					done = true
+				} else if err := writeAll(fd, c.sub); err != nil {
+					return fmt.Errorf("send subscribe: %w", err)
+				}
+			default:
+				if id, ok, isRes := responseID(msg); isRes && string(id) == subscribeID {
+					if !ok {
+						return fmt.Errorf("subscribe: %.200s", msg)
+					}
+					done = true
+				}
 			}
 		}
+		if done {
+			break
+		}
 		if n == len(c.buf) {
-			return errors.New("read welcome: response too long")
+			if pos <= 0 {
+				return errors.New("read welcome: response too long")
+			}
+			n = copy(c.buf, c.buf[pos:n])
+			pos = 0
 		}
 		m, err := readSome(fd, c.buf[n:])
 		if err != nil {
-			return fmt.Errorf("read welcome: %w", err)
+			return fmt.Errorf("read welcome or subscription: %w", err)
 		}
 		n += m
 	}
@@ -154,34 +188,40 @@ func checkUpgrade(head, accept []byte) error {
 // firstFrame returns the payload of the unmasked text frame at the start of
 // b, ok false while it is incomplete.
 func firstFrame(b []byte) (payload []byte, ok bool, err error) {
+	payload, _, ok, err = frameAt(b)
+	return payload, ok, err
+}
+
+// frameAt is firstFrame that also returns the frame's size in b.
+func frameAt(b []byte) (payload []byte, size int, ok bool, err error) {
 	if len(b) < 2 {
-		return nil, false, nil
+		return nil, 0, false, nil
 	}
 	op, n, hl := b[0]&0x0f, int(b[1]&0x7f), 2
 	switch n {
 	case 126:
 		if len(b) < 4 {
-			return nil, false, nil
+			return nil, 0, false, nil
 		}
 		n, hl = int(binary.BigEndian.Uint16(b[2:])), 4
 	case 127:
-		return nil, false, errors.New("frame too long")
+		return nil, 0, false, errors.New("frame too long")
 	}
 	if len(b) < hl+n {
-		return nil, false, nil
+		return nil, 0, false, nil
 	}
 	p := b[hl : hl+n]
 	switch op {
 	case 0x1:
-		return p, true, nil
+		return p, hl + n, true, nil
 	case 0x8:
 		code := 0
 		if len(p) >= 2 {
 			code = int(binary.BigEndian.Uint16(p))
 		}
-		return nil, false, errors.New("closed by server: " + strconv.Itoa(code) + " " + string(p[min(2, len(p)):]))
+		return nil, 0, false, errors.New("closed by server: " + strconv.Itoa(code) + " " + string(p[min(2, len(p)):]))
 	}
-	return nil, false, fmt.Errorf("unexpected opcode %d", op)
+	return nil, 0, false, fmt.Errorf("unexpected opcode %d", op)
 }
 
 // connectFD connects the blocking socket fd to sa. With a send timeout set,

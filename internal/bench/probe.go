@@ -15,9 +15,12 @@ import (
 
 // ServerStats is what the load generator measured of the server process:
 // memory from /proc/PID/status and the server's /metrics, CPU time from
-// /proc/PID/stat.
+// /proc/PID/stat. With several --server-pid (the nodes of a cluster), the
+// /proc figures are summed over them and the /metrics ones are the first
+// node's.
 type ServerStats struct {
-	PID int `json:"pid,omitempty"`
+	PID  int   `json:"pid,omitempty"`
+	PIDs []int `json:"pids,omitempty"` // every process summed, when more than one
 	// RSS before any connection was opened and once all were open.
 	RSSBeforeBytes  int64   `json:"rss_before_bytes,omitempty"`
 	RSSAfterBytes   int64   `json:"rss_after_bytes,omitempty"`
@@ -41,8 +44,11 @@ type ServerStats struct {
 // serverProbe samples the server at the start of a run (start), when the
 // measured phase begins (begin) and when it ends (end).
 type serverProbe struct {
-	pid        int
+	pids       []int
 	metricsURL string
+	redis      []string // Redis shards' loopback host:port
+
+	redis0, redis1 []redisInfo // per shard, at begin and end
 
 	rss0, rss1   int64
 	heap0, heap1 int64
@@ -53,35 +59,56 @@ type serverProbe struct {
 }
 
 func (p *serverProbe) start(ctx context.Context) {
-	if p.pid > 0 {
-		p.rss0, _ = procRSS(p.pid)
+	if len(p.pids) > 0 {
+		p.rss0, _ = sumProcs(p.pids, procRSS)
 	}
 	p.heap0, _ = scrapeHeap(ctx, p.metricsURL)
 }
 
 func (p *serverProbe) begin(ctx context.Context) {
-	if p.pid > 0 {
-		p.rss1, _ = procRSS(p.pid)
+	if len(p.pids) > 0 {
+		p.rss1, _ = sumProcs(p.pids, procRSS)
 		var err error
-		p.cpu0, err = procCPU(p.pid)
+		p.cpu0, err = sumProcs(p.pids, procCPU)
 		p.cpuOK = err == nil
-		p.syscw0, _ = procWrites(p.pid)
+		p.syscw0, _ = sumProcs(p.pids, procWrites)
 	}
 	p.heap1, _ = scrapeHeap(ctx, p.metricsURL)
+	p.redis0 = readRedisInfos(ctx, p.redis)
 }
 
-func (p *serverProbe) end(context.Context) {
-	if p.pid > 0 && p.cpuOK {
+func (p *serverProbe) end(ctx context.Context) {
+	if len(p.pids) > 0 && p.cpuOK {
 		var err error
-		p.cpu1, err = procCPU(p.pid)
+		p.cpu1, err = sumProcs(p.pids, procCPU)
 		p.cpuOK = err == nil
-		p.syscw1, _ = procWrites(p.pid)
+		p.syscw1, _ = sumProcs(p.pids, procWrites)
 	}
+	p.redis1 = readRedisInfos(ctx, p.redis)
+}
+
+// sumProcs sums f over the processes pids.
+func sumProcs[T int64 | float64](pids []int, f func(int) (T, error)) (T, error) {
+	var sum T
+	for _, pid := range pids {
+		v, err := f(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += v
+	}
+	return sum, nil
 }
 
 // stats derives the per-connection and per-delivery figures for r.
 func (p *serverProbe) stats(r *Result) *ServerStats {
-	s := &ServerStats{PID: p.pid, RSSBeforeBytes: p.rss0, RSSAfterBytes: p.rss1}
+	s := &ServerStats{RSSBeforeBytes: p.rss0, RSSAfterBytes: p.rss1}
+	if len(p.pids) > 0 {
+		s.PID = p.pids[0]
+	}
+	if len(p.pids) > 1 {
+		s.PIDs = p.pids
+	}
 	if p.heap0 > 0 && p.heap1 > 0 {
 		s.HeapBeforeBytes, s.HeapAfterBytes = p.heap0, p.heap1
 	}
@@ -113,7 +140,7 @@ func (p *serverProbe) stats(r *Result) *ServerStats {
 			s.DeliveriesPerWriteSyscall = float64(r.Fanout.Deliveries) / float64(s.WriteSyscalls)
 		}
 	}
-	if *s == (ServerStats{PID: p.pid}) {
+	if s.RSSBeforeBytes == 0 && s.RSSAfterBytes == 0 && s.HeapBeforeBytes == 0 && s.CPUSeconds == 0 && s.WriteSyscalls == 0 {
 		return nil
 	}
 	return s

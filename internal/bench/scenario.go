@@ -143,9 +143,7 @@ func (bc *benchConn) onFrame(c *ws.Conn, f []byte) {
 	if bytes.HasPrefix(f, eventWelcome) {
 		switch bc.kind {
 		case kindSubscriber:
-			req, _ := protocol.AppendRequest(nil, "sub", "channel.subscribe",
-				append(append([]byte(`{"topic":`), protocol.AppendString(nil, r.cfg.Topic)...), '}'), "", nil)
-			if err := c.SendText(req); err != nil {
+			if err := c.SendText(subscribeRequest(r.cfg.Topic)); err != nil {
 				r.fail("send subscribe: " + err.Error())
 			}
 		default:
@@ -165,7 +163,7 @@ func (bc *benchConn) onResponse(c *ws.Conn, f, id []byte, ok bool) {
 	}
 	switch bc.kind {
 	case kindSubscriber:
-		if string(id) == "sub" {
+		if string(id) == subscribeID {
 			if !ok {
 				r.setupFailed.Add(1)
 				return
@@ -251,11 +249,11 @@ func runScenario(ctx context.Context, cfg *Config, m *meter, hooks phaseHooks) (
 			}
 		}
 	}
-	r := &benchRun{cfg: cfg, m: m, d: &benchDialer{u: cfg.u, target: cfg.target, sources: cfg.Sources, tokens: tokens}}
+	r := &benchRun{cfg: cfg, m: m, d: &benchDialer{nodes: cfg.nodes, nodeOf: cfg.nodeOf(), sources: cfg.Sources, tokens: tokens}}
 	if cfg.Child > 0 && len(cfg.Sources) > 1 {
 		r.d.next.Store(uint64(cfg.Child)) // children start on different sources
 	}
-	res := &Result{Scenario: cfg.Scenario, URL: cfg.u.String(), Conns: cfg.Conns, Procs: 1, Sources: len(cfg.Sources)}
+	res := &Result{Scenario: cfg.Scenario, URL: cfg.u.String(), Conns: cfg.Conns, Procs: 1, Sources: len(cfg.Sources), Nodes: cfg.nodeCount()}
 	var err error
 	if cfg.Scenario == "connect" {
 		err = r.connect(ctx, hooks, res)
@@ -419,8 +417,26 @@ func (r *benchRun) connect(ctx context.Context, hooks phaseHooks, res *Result) e
 	n := connects.Load()
 	res.DurationS = elapsed.Seconds()
 	res.Opened = n
-	res.Connect = &ConnectResult{Connects: n, PerSec: float64(n) / elapsed.Seconds()}
+	res.Connect = &ConnectResult{Connects: n, PerSec: float64(n) / elapsed.Seconds(), Subscribe: r.cfg.Subscribe}
 	return nil
+}
+
+// subscribeID is the id of the subscribers' (and subscribing connects')
+// channel.subscribe.
+const subscribeID = "sub"
+
+// subscribeRequest is the channel.subscribe of topic with id subscribeID.
+func subscribeRequest(topic string) []byte {
+	req, _ := protocol.AppendRequest(nil, subscribeID, "channel.subscribe",
+		append(append([]byte(`{"topic":`), protocol.AppendString(nil, topic)...), '}'), "", nil)
+	return req
+}
+
+// subscribeFrame is subscribeRequest as a masked client text frame.
+func subscribeFrame(topic string) []byte {
+	var b bytes.Buffer
+	_ = gws.WriteFrame(&b, gws.MaskFrameInPlace(gws.NewTextFrame(subscribeRequest(topic))))
+	return b.Bytes()
 }
 
 var clientCloseFrame = func() []byte {
@@ -444,6 +460,23 @@ func (r *benchRun) connectOnce(ctx context.Context, worker int) error {
 	}
 	if !bytes.HasPrefix(msg, eventWelcome) {
 		return fmt.Errorf("first frame is not the welcome: %.200s", msg)
+	}
+	if r.cfg.Subscribe {
+		if _, err := nc.Write(subscribeFrame(r.cfg.Topic)); err != nil {
+			return fmt.Errorf("send subscribe: %w", err)
+		}
+		for {
+			msg, err := readServerText(rd)
+			if err != nil {
+				return fmt.Errorf("read subscription: %w", err)
+			}
+			if id, ok, isRes := responseID(msg); isRes && string(id) == subscribeID {
+				if !ok {
+					return fmt.Errorf("subscribe: %.200s", msg)
+				}
+				break
+			}
+		}
 	}
 	r.hist.record(int64(time.Since(t0)))
 	r.m.conns.Add(1)
