@@ -6,10 +6,10 @@
 //
 // Usage:
 //
-//	secret, _ := webhook.ParseSecret(os.Getenv("JUNCTION_WEBHOOK_SECRET"))
+//	secret, _ := webhook.ParseSecret(os.Getenv("APP_WEBHOOK_SECRET"))
 //	app, err := appsdk.New(appsdk.Options{
 //		AppID:          "com.example.captions",
-//		APIKey:         os.Getenv("JUNCTION_API_KEY"),
+//		APIKey:         os.Getenv("APP_API_KEY"),
 //		WebhookSecrets: []webhook.Secret{secret},
 //		URL:            "http://127.0.0.1:7700", // for Sessions and Reattach
 //		OnSession: func(ctx context.Context, s *appsdk.Session) {
