@@ -378,7 +378,15 @@ func (a *App) Attach(ctx context.Context, id string) (*Session, error) {
 	case !ok:
 		return nil, fmt.Errorf("appsdk: attach %s: %w", id, ErrNoResumeToken)
 	}
-	s, err := a.launch(id, rec.UserID, rec.URL, "", time.Now().Add(a.opts.ConnectTimeout))
+	wsURL := rec.URL
+	if wsURL == "" {
+		// A store that kept only the token: Junction's own /ws.
+		if a.opts.URL == "" {
+			return nil, fmt.Errorf("appsdk: attach %s: the stored record has no URL, and there is no Options.URL", id)
+		}
+		wsURL = "ws" + strings.TrimPrefix(a.opts.URL, "http") + "/ws"
+	}
+	s, err := a.launch(id, rec.UserID, wsURL, "", time.Now().Add(a.opts.ConnectTimeout))
 	if err != nil {
 		return nil, err
 	}

@@ -34,7 +34,8 @@
 // body's type: session.start is answered 202 at once and the session is
 // connected in the background (accepted is not connected: Junction's
 // connect deadline runs from the answer); session.stop ends the session's
-// handle and calls Options.OnStop. Other types go to the handler
+// handle at once (it may come before app.stopped on the socket, which
+// then never reaches the event handlers) and calls Options.OnStop. Other types go to the handler
 // registered with HandleWebhook; a type without one is answered 200 and
 // ignored, so that a Junction newer than the backend never sees its
 // webhooks retried.

@@ -17,7 +17,7 @@ import (
 type Resume struct {
 	SessionID string `json:"sessionId"`
 	Token     string `json:"token"` // jr_…: a credential; store it like one
-	URL       string `json:"url"`   // the websocketUrl of the session's start
+	URL       string `json:"url"`   // the websocketUrl of the session's start; empty: Options.URL's /ws
 	UserID    string `json:"userId,omitempty"`
 }
 

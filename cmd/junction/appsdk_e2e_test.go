@@ -197,6 +197,22 @@ func TestAppSDKSession(t *testing.T) {
 	created := registerSDKApp(t, m, host, id)
 	store := appsdk.NewMemoryResumeStore()
 	b := startSDKApp(t, m, host, created, store)
+	welcomes := make(chan string, 4) // the session id of each connection's welcome, through the App's typed handler
+	appsdk.OnEventData(b.app, protocol.EventWelcome, func(s *appsdk.Session, w protocol.Welcome) {
+		if w.Principal.AppID == id {
+			welcomes <- s.ID()
+		}
+	})
+	nextWelcome := func() string {
+		t.Helper()
+		select {
+		case sid := <-welcomes:
+			return sid
+		case <-time.After(10 * time.Second):
+			t.Fatal("no welcome reached the App's event handler")
+		}
+		return ""
+	}
 	dev := dialDevice(t, m, "u1", "u1-glasses")
 
 	st := dev.start(t, id, "display", "microphone")
@@ -210,6 +226,9 @@ func TestAppSDKSession(t *testing.T) {
 	}
 	if rec, ok, _ := store.Load(context.Background(), s.ID()); !ok || rec.Token != h.ResumeToken || rec.URL != proxy.url() {
 		t.Fatalf("stored resume record %+v (%v), want the hello's token and the proxy's URL", rec, ok)
+	}
+	if sid := nextWelcome(); sid != s.ID() {
+		t.Fatalf("welcome dispatched for session %q, want %q", sid, s.ID())
 	}
 	if app := b.app.Session(s.ID()); app != s {
 		t.Fatal("App.Session does not return the live handle")
@@ -254,6 +273,9 @@ func TestAppSDKSession(t *testing.T) {
 	dev.wait(t, s.ID(), protocol.AppStateTransportDown)
 	dev.wait(t, s.ID(), protocol.AppStateRunning)
 	eventually(t, "the SDK said hello again", func() bool { return s.Reattaches() == 1 })
+	if sid := nextWelcome(); sid != s.ID() {
+		t.Fatalf("the reattached connection's welcome went to %q", sid)
+	}
 	h2 := s.Hello()
 	if h2.ResumeToken == h.ResumeToken || h2.SessionID != s.ID() {
 		t.Fatalf("hello after the reattach %+v, want a new resume token", h2)
@@ -360,6 +382,15 @@ func TestAppSDKRestart(t *testing.T) {
 	sessions, err := first.app.Sessions(ctx, protocol.AppStateTransportDown)
 	if err != nil || len(sessions) != 1 || sessions[0].ID != st.Session.ID {
 		t.Fatalf("Sessions(transport_down): %+v, %v", sessions, err)
+	}
+	// A store that kept only the token reattaches to Options.URL's /ws.
+	rec, ok, err := store.Load(ctx, st.Session.ID)
+	if err != nil || !ok {
+		t.Fatalf("stored record: %v %v", ok, err)
+	}
+	rec.URL = ""
+	if err := store.Save(ctx, rec); err != nil {
+		t.Fatal(err)
 	}
 	third := startSDKApp(t, m, host, created, store)
 	got, err = third.app.Reattach(ctx)
