@@ -422,3 +422,34 @@ func TestAppSDKRestart(t *testing.T) {
 		t.Fatalf("Attach without a token: %v, want ErrNoResumeToken", err)
 	}
 }
+
+// TestAppSDKKeyRevoked: the operator revokes the key a session connected
+// with: Junction closes the connection with 4003, and the handle ends
+// without reconnecting (the code advises against it), with the code in its
+// error.
+func TestAppSDKKeyRevoked(t *testing.T) {
+	m, _, _ := appsServerWith(t, func(c *Config) {
+		c.Apps.WebhookRetryBase = 5 * time.Millisecond
+		c.Apps.ConnectTimeout = 10 * time.Second
+	})
+	host := newSDKHost(t)
+	const id = "com.example.revoked"
+	created := registerSDKApp(t, m, host, id)
+	b := startSDKApp(t, m, host, created, appsdk.NewMemoryResumeStore())
+	dev := dialDevice(t, m, "u1", "u1-glasses")
+	st := dev.start(t, id, "display")
+	s := b.nextSession(t)
+	dev.wait(t, st.Session.ID, protocol.AppStateRunning)
+
+	apiJSON(t, m, adminTok(t, m), "DELETE", "/api/v1/admin/apps/"+id+"/keys/"+created.Key.AppKey.ID, nil, 200, nil)
+	var ce *client.CloseError
+	if err := waitDone(t, s); !errors.As(err, &ce) || ce.Code != protocol.CloseForbidden {
+		t.Fatalf("handle ended with %v, want the 4003 close", err)
+	}
+	if s.Reattaches() != 0 {
+		t.Fatalf("%d reattaches after a 4003, want none", s.Reattaches())
+	}
+	if b.app.Session(st.Session.ID) != nil {
+		t.Fatal("the ended handle is still listed")
+	}
+}
