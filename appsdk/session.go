@@ -58,16 +58,16 @@ type Session struct {
 	ready  chan struct{}      // closed after the first hello, or when the session ends without one
 	done   chan struct{}      // closed when run has returned
 
-	mu        sync.Mutex
-	userID    string                 // guarded by mu: the pseudonymous user id
-	wsURL     string                 // guarded by mu: the WebSocket URL to dial
-	cur       *client.Client         // guarded by mu: the live connection, nil between connections
-	hello     protocol.AppHello      // guarded by mu: the latest hello
-	helloed   bool                   // guarded by mu: a hello was answered
-	stopped   *StoppedError          // guarded by mu: the session stopped (first word wins)
-	err       error                  // guarded by mu: why the session ended; set once, before done
-	events    map[string][]EventFunc // guarded by mu
-	reattachs int                    // guarded by mu: successful reattaches
+	mu         sync.Mutex
+	userID     string                 // guarded by mu: the pseudonymous user id
+	wsURL      string                 // guarded by mu (set once): the WebSocket URL to dial without a stored one
+	cur        *client.Client         // guarded by mu: the live connection, nil between connections
+	hello      protocol.AppHello      // guarded by mu: the latest hello
+	helloed    bool                   // guarded by mu: a hello was answered
+	stopped    *StoppedError          // guarded by mu: the session stopped (first word wins)
+	err        error                  // guarded by mu: why the session ended; set once, before done
+	events     map[string][]EventFunc // guarded by mu
+	reattaches int                    // guarded by mu: successful reattaches
 }
 
 func newSession(a *App, id, userID, wsURL string) *Session {
@@ -108,7 +108,7 @@ func (s *Session) Hello() protocol.AppHello {
 func (s *Session) Reattaches() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.reattachs
+	return s.reattaches
 }
 
 // Done returns a channel closed when the handle has ended for good; Err
@@ -440,7 +440,7 @@ func (s *Session) helloOn(c *client.Client) error {
 	s.mu.Lock()
 	first := !s.helloed
 	if !first {
-		s.reattachs++
+		s.reattaches++
 	}
 	s.hello, s.helloed = h, true
 	if h.UserID != "" {
