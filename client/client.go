@@ -356,7 +356,8 @@ func (c *Client) Welcome() protocol.Welcome {
 // buffer of 256 events is full, reading from the server (responses
 // included): a handler that makes calls while events arrive in bursts
 // should make them on a goroutine of its own. The welcome event of each
-// connection is delivered too.
+// connection is delivered too, and so is every event read before a close
+// that ends the client: they run before Done is closed.
 func (c *Client) OnEvent(event string, fn func(*protocol.Frame)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -391,19 +392,35 @@ func (c *Client) OnConnect(fn func(ctx context.Context, c *Client, reconnected b
 }
 
 // dispatchLoop runs the event handlers. It is the single goroutine that
-// calls them, so they see events in arrival order.
+// calls them, so they see events in arrival order. When the client closes
+// it still runs the events already buffered: a connection that ends for
+// good (the last event before a close frame, such as app.stopped before
+// 1000) has its readLoop return before finish cancels the client, so
+// every event it read is dispatched before Done is closed.
 func (c *Client) dispatchLoop() {
 	for {
 		select {
 		case f := <-c.events:
-			c.mu.Lock()
-			fns := append(append([]func(*protocol.Frame){}, c.onEvent[f.Event]...), c.onEvent["*"]...)
-			c.mu.Unlock()
-			for _, fn := range fns {
-				fn(f)
-			}
+			c.dispatch(f)
 		case <-c.ctx.Done():
-			return
+			for {
+				select {
+				case f := <-c.events:
+					c.dispatch(f)
+				default:
+					return
+				}
+			}
 		}
+	}
+}
+
+// dispatch runs the handlers of one event.
+func (c *Client) dispatch(f *protocol.Frame) {
+	c.mu.Lock()
+	fns := append(append([]func(*protocol.Frame){}, c.onEvent[f.Event]...), c.onEvent["*"]...)
+	c.mu.Unlock()
+	for _, fn := range fns {
+		fn(f)
 	}
 }

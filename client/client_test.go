@@ -1098,3 +1098,35 @@ func TestStateString(t *testing.T) {
 		}
 	}
 }
+
+// TestEventsBeforeFinalClose: the events a connection read before a close
+// that ends the client (app.stopped before 1000, say) all reach their
+// handlers before Done is closed, even when the dispatcher is still busy
+// with an earlier event when the client is cancelled.
+func TestEventsBeforeFinalClose(t *testing.T) {
+	for i := range 20 {
+		ts := newTestServer(t)
+		c := New(ts.options())
+		var last atomic.Bool
+		c.OnEvent("first", func(*protocol.Frame) {
+			<-c.ctx.Done() // the client is closing; "last" is buffered behind us
+		})
+		c.OnEvent("last", func(*protocol.Frame) { last.Store(true) })
+		if err := c.Connect(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		sc := ts.nextConn(t)
+		sc.sendBatch(event("first", nil))
+		sc.sendBatch(event("last", nil))
+		sc.closeWith(protocol.CloseNormal, "stopped")
+		waitClosed(t, "Done", c.Done())
+		if !last.Load() {
+			t.Fatalf("run %d: the event read before the close was not dispatched before Done", i)
+		}
+		if got := c.CloseCode(); got != protocol.CloseNormal {
+			t.Fatalf("run %d: CloseCode %d, want 1000", i, got)
+		}
+		_ = c.Close()
+	}
+	checkNoLeaks(t)
+}

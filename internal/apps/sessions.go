@@ -39,12 +39,12 @@ import (
 
 // TicketHeader carries an app session's start ticket at the WebSocket
 // upgrade, beside the app's API key.
-const TicketHeader = "Junction-Ticket"
+const TicketHeader = protocol.HeaderAppTicket
 
 // ResumeHeader carries an app session's resume token (apps.hello) at the
 // upgrade, beside the app's API key: the connection reattaches to the
 // session.
-const ResumeHeader = "Junction-Resume"
+const ResumeHeader = protocol.HeaderAppResume
 
 const (
 	ticketPrefix = "jt_"
