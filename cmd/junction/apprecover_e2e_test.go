@@ -324,10 +324,12 @@ func TestAppRecoverBreakerCoalesces(t *testing.T) {
 
 // TestAppRecoverDormant: the device goes offline, then the app's
 // connection drops: at the end of grace the session goes dormant and no
-// webhook is sent; the device's return revives it (a resurrection). The
-// app's server restarting while a session is dormant pulls it
-// (state=dormant) and reattaches with its resume token. A device that
-// stays away apps.dormant_limit stops the session with device_gone.
+// webhook is sent; the device's return revives it (a resurrection). A
+// resurrecting session whose device goes away goes dormant at its next
+// attempt instead of making it. The app's server restarting while a
+// session is dormant pulls it (state=dormant) and reattaches with its
+// resume token. A device that stays away apps.dormant_limit stops the
+// session with device_gone.
 func TestAppRecoverDormant(t *testing.T) {
 	const limit = 2 * time.Minute
 	m, advance := recoveryServer(t, "", func(c *Config) { c.Apps.DormantLimit = limit })
@@ -373,11 +375,24 @@ func TestAppRecoverDormant(t *testing.T) {
 		t.Fatalf("revived %d, want 1", n)
 	}
 
-	// Dormant again; the app's server restarts: it pulls its dormant
-	// sessions and reattaches.
+	// The app's server is down and the device online: the session is
+	// resurrecting (the first attempt fails); then the device goes away:
+	// the next attempt is not made, the session goes dormant. The app's
+	// server comes back: it pulls its dormant sessions and reattaches.
+	b.answer(http.StatusServiceUnavailable)
+	_ = app.c.Close()
+	dev.wait(t, id, protocol.AppStateTransportDown)
+	advance(testGrace + time.Second)
+	dev.wait(t, id, protocol.AppStateResurrecting)
+	eventually(t, "the attempt failed", func() bool { return recoveryEvents(t, m, "failed") == 1 })
+	requests, _, _ := b.counts()
 	_ = dev.c.Close()
 	eventually(t, "the device is offline", func() bool { return m.Hub.ConnOfDevice("u1-glasses") == nil })
-	goDormant()
+	advance(2 * time.Second)
+	waitSessionIn(t, m, key, appID, id, protocol.AppStateDormant)
+	if now, _, _ := b.counts(); now != requests {
+		t.Fatalf("dormant: %d more webhook requests, want none", now-requests)
+	}
 	if list := sessionsIn(t, m, key, appID, protocol.AppStateDormant); len(list) != 1 || list[0].ID != id {
 		t.Fatalf("dormant sessions %+v", list)
 	}
