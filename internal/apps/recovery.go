@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -89,6 +90,7 @@ type recovery struct {
 	mu      sync.Mutex              // leaf
 	apps    map[string]*appRecovery // guarded by mu: app id →; an entry lives while it holds anything
 	devices chan string             // set once in init: device ids that came online, drained by recoverLoop
+	missed  atomic.Bool             // a device id did not fit in devices: recoverLoop sweeps the dormant sessions
 	events  *prometheus.CounterVec  // set once in init
 }
 
@@ -114,6 +116,7 @@ const (
 	evDeviceGone    = "device_gone"    // the dormant limit passed
 	evExpired       = "expired"        // a start's deadline passed after a restart
 	evClaimed       = "claimed"        // sessions claimed at start or from a gone node
+	evMissed        = "device_missed"  // a device's connection did not fit in the queue (a sweep follows)
 )
 
 func (r *recovery) init(reg prometheus.Registerer) {
@@ -121,10 +124,10 @@ func (r *recovery) init(reg prometheus.Registerer) {
 	r.devices = make(chan string, deviceQueue)
 	r.events = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "junction_app_session_recovery_total",
-		Help: "App session recovery events: transport_down, resumed, resurrecting, attempt, accepted, failed, held, dormant, revived, gave_up, device_gone, expired, claimed.",
+		Help: "App session recovery events: transport_down, resumed, resurrecting, attempt, accepted, failed, held, dormant, revived, gave_up, device_gone, expired, claimed, device_missed.",
 	}, []string{"event"})
 	for _, e := range []string{evTransportDown, evResumed, evResurrecting, evAttempt, evAccepted, evFailed, evHeld, evDormant,
-		evRevived, evGaveUp, evDeviceGone, evExpired, evClaimed} {
+		evRevived, evGaveUp, evDeviceGone, evExpired, evClaimed, evMissed} {
 		r.events.WithLabelValues(e)
 	}
 	if reg != nil {
@@ -177,6 +180,9 @@ func (s *Service) recoverLoop(ctx context.Context) {
 		case id := <-s.rec.devices:
 			s.deviceBack(ctx, id)
 		case <-t.C:
+			if s.rec.missed.Swap(false) {
+				s.sweepDormant(ctx)
+			}
 			s.recoverDue(ctx)
 		}
 	}
@@ -474,7 +480,35 @@ func (s *Service) deviceConnected(deviceID string) {
 	select {
 	case s.rec.devices <- deviceID:
 	default:
-		s.log.Warn("apps: device queue full; its dormant app sessions wait for its next connection", "device", deviceID)
+		// A burst of connections (after a restart, say): the loop's next
+		// pass sweeps the dormant sessions instead.
+		s.count(evMissed, 1)
+		s.rec.missed.Store(true)
+	}
+}
+
+// sweepDormant revives the dormant sessions whose device is connected
+// here, after device connections were missed.
+func (s *Service) sweepDormant(ctx context.Context) {
+	devices := map[string]bool{}
+	for after := ""; ; {
+		page, err := s.deps.Store.AppSessionsInState(ctx, protocol.AppStateDormant, after, recoverBatch)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("apps: sweep the dormant app sessions", "err", err)
+			}
+			return
+		}
+		for _, ss := range page {
+			if !devices[ss.DeviceID] && s.deviceOnline(ss.DeviceID) {
+				devices[ss.DeviceID] = true
+				s.deviceBack(ctx, ss.DeviceID)
+			}
+		}
+		if len(page) < recoverBatch {
+			return
+		}
+		after = page[len(page)-1].ID
 	}
 }
 

@@ -161,3 +161,18 @@ func (db *DB) ClaimAppSessions(ctx context.Context, node string, all bool, grace
 	}
 	return n, nil
 }
+
+// AppSessionsInState returns up to limit sessions of every app in state
+// with ids after after, in id order (a node's sweep of its dormant
+// sessions when it lost track of the devices that came back).
+func (db *DB) AppSessionsInState(ctx context.Context, state, after string, limit int) ([]AppSession, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT `+appSessionCols+` FROM app_sessions WHERE state = $1 AND id > $2 ORDER BY id LIMIT $3`, state, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: app sessions in state: %w", err)
+	}
+	out, err := collect(rows, scanAppSession)
+	if err != nil {
+		return nil, fmt.Errorf("store: app sessions in state: %w", err)
+	}
+	return out, nil
+}

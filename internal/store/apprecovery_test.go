@@ -88,6 +88,21 @@ func TestAppSessionRecovery(t *testing.T) {
 			t.Fatalf("DueAppSessions after a stop = %v, %v", ids, err)
 		}
 
+		// Sessions of a state, every app's, paged by id.
+		for _, id := range []string{"as-d", "as-c"} {
+			if _, _, err := db.MoveAppSession(ctx, id, AppSessionMove{State: "dormant", KeepDue: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		page, err := db.AppSessionsInState(ctx, "dormant", "", 1)
+		if ids := idsOf(page); err != nil || !slices.Equal(ids, []string{"as-c"}) {
+			t.Fatalf("AppSessionsInState first page = %v, %v", ids, err)
+		}
+		page, err = db.AppSessionsInState(ctx, "dormant", "as-c", 10)
+		if ids := idsOf(page); err != nil || !slices.Equal(ids, []string{"as-d"}) {
+			t.Fatalf("AppSessionsInState next page = %v, %v", ids, err)
+		}
+
 		// A node starting claims its own sessions (a running one goes
 		// transport_down with its grace); a solo node claims them all.
 		end := now.Add(time.Hour)
@@ -104,8 +119,8 @@ func TestAppSessionRecovery(t *testing.T) {
 			t.Fatalf("solo ClaimAppSessions = %d, %v: want 3", n, err)
 		}
 		s, _ = db.AppSessionByID(ctx, c.ID)
-		if s.Node != "n3" || s.Epoch != 2 || s.State != "starting" || !s.DueAt.Equal(now.Add(2*time.Second)) {
-			t.Fatalf("claimed starting session = %+v: want n3, epoch 2, its timer kept", s)
+		if s.Node != "n3" || s.Epoch != 2 || s.State != "dormant" || !s.DueAt.Equal(now.Add(2*time.Second)) {
+			t.Fatalf("claimed dormant session = %+v: want n3, epoch 2, its state and timer kept", s)
 		}
 	})
 }
