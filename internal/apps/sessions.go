@@ -666,7 +666,8 @@ type appSessionKey struct{}
 
 // Upgraded binds an app session's connection (web.UpgradeHook): the
 // connect deadline ends, the device is told the session runs, and a
-// connection lost while it runs moves it to transport_down.
+// connection lost while it runs moves it to transport_down. A device's
+// connection revives its dormant sessions (recovery.go).
 func (s *Service) Upgraded(r *http.Request, c *hub.Conn) {
 	if p := c.Principal(); p.AppID == "" && p.DeviceID != "" {
 		s.deviceConnected(p.DeviceID)
