@@ -167,7 +167,9 @@ func TestAppRecoverGrace(t *testing.T) {
 // TestAppRecoverResurrection: grace ends with the device online: the
 // session goes resurrecting and the app gets session.start with resumed:
 // true, the same session id and a new ticket (the old one is dead); it
-// connects with it and the session runs. Then an app that accepts but
+// connects with it and the session runs. An app whose server restarts
+// while its session is resurrecting pulls it and resumes with its token
+// (the pending ticket is then refused). Then an app that accepts but
 // never connects: attempts follow the schedule until the budget runs out,
 // and the session stops with app_error at stage timeout, which the device
 // sees; session.stop follows.
@@ -200,8 +202,25 @@ func TestAppRecoverResurrection(t *testing.T) {
 	if s := dev.wait(t, st.Session.ID, protocol.AppStateRunning); s.Attempts != 0 || s.NextAt != nil {
 		t.Fatalf("resurrected %+v: want the attempts cleared", s)
 	}
-	if h := helloOf(t, app.c, appID, st.Session.ID); h.SessionID != st.Session.ID {
+	h := helloOf(t, app.c, appID, st.Session.ID)
+	if h.SessionID != st.Session.ID {
 		t.Fatalf("hello of the resurrected session %+v", h)
+	}
+
+	// The app's server restarts while its session is resurrecting: it
+	// pulls it (state=resurrecting) and resumes with its token; the
+	// pending resurrection ticket is then refused.
+	_ = app.c.Close()
+	dev.wait(t, st.Session.ID, protocol.AppStateTransportDown)
+	advance(testGrace + time.Second)
+	pending := b.next("session.start")
+	if list := sessionsIn(t, m, key, appID, protocol.AppStateResurrecting); len(list) != 1 || list[0].ID != st.Session.ID || list[0].Attempts != 1 {
+		t.Fatalf("resurrecting sessions %+v: want the session after one attempt", list)
+	}
+	app = &appConn{c: resumeApp(t, m, key, h.ResumeToken)}
+	dev.wait(t, st.Session.ID, protocol.AppStateRunning)
+	if code, e := wsHandshake(t, m, key, apps.TicketHeader, pending["ticket"].(string)); code != 409 {
+		t.Fatalf("the pending resurrection ticket after a resume: %d %+v, want 409", code, e.Error)
 	}
 
 	// Accepted, never connected: each attempt waits the connect deadline
@@ -212,7 +231,7 @@ func TestAppRecoverResurrection(t *testing.T) {
 	if h := b.next("session.start"); h["resumed"] != true {
 		t.Fatalf("attempt 1 %v", h)
 	}
-	eventually(t, "attempt 1 accepted", func() bool { return recoveryEvents(t, m, "accepted") == 2 })
+	eventually(t, "attempt 1 accepted", func() bool { return recoveryEvents(t, m, "accepted") == 3 })
 	advance(11 * time.Second)
 	if h := b.next("session.start"); h["resumed"] != true {
 		t.Fatalf("attempt 2 %v", h)
@@ -224,7 +243,7 @@ func TestAppRecoverResurrection(t *testing.T) {
 	if s.Stage != protocol.StageTimeout {
 		t.Fatalf("attempt 2 %+v: want the previous one's failure, stage timeout", s)
 	}
-	eventually(t, "attempt 2 accepted", func() bool { return recoveryEvents(t, m, "accepted") == 3 })
+	eventually(t, "attempt 2 accepted", func() bool { return recoveryEvents(t, m, "accepted") == 4 })
 	advance(budget - 10*time.Second) // past the budget
 	stopped := dev.wait(t, st.Session.ID, protocol.AppStateStopped)
 	if stopped.StopReason != protocol.StopAppError || stopped.Stage != protocol.StageTimeout || !strings.Contains(stopped.Error, "gave up after 2 attempt") {
