@@ -98,12 +98,15 @@ type AppSession struct {
 	ID         string    `json:"id" doc:"opaque app session id"`
 	AppID      string    `json:"appId"`
 	DeviceID   string    `json:"deviceId"`
-	State      string    `json:"state" schema:"enum=starting|running|transport_down|stopped"`
+	State      string    `json:"state" schema:"enum=starting|running|transport_down|resurrecting|dormant|stopped"`
 	StopReason string    `json:"stopReason,omitempty" schema:"enum=user_stopped|replaced_by_foreground|device_gone|permission_revoked|app_error|admin|idle"`
 	Stage      string    `json:"stage,omitempty" schema:"enum=webhook|connect|auth|timeout|capability" doc:"where the start failed, for a failed session"`
 	Error      string    `json:"error,omitempty" doc:"why it failed"`
 	CreatedAt  time.Time `json:"createdAt"`
 	UpdatedAt  time.Time `json:"updatedAt"`
+	// Recovery (docs/apps.md, "Recovery").
+	NextAt   *time.Time `json:"nextAt,omitempty" doc:"when the next recovery step is due: the end of grace (transport_down), the next resurrection attempt or its connect deadline (resurrecting), the device_gone stop (dormant)"`
+	Attempts int64      `json:"attempts,omitempty" doc:"resurrection attempts (session.start with resumed: true) made since the session went resurrecting"`
 }
 
 // AppSessionStartParams starts an app on the caller's device
@@ -206,7 +209,7 @@ type AppSessionStartHook struct {
 	WebSocketURL    string    `json:"websocketUrl" doc:"dial it with Authorization: Bearer <api key> and Junction-Ticket: <ticket>"`
 	Ticket          string    `json:"ticket" doc:"single use"`
 	TicketExpiresAt time.Time `json:"ticketExpiresAt"`
-	Resumed         bool      `json:"resumed"`
+	Resumed         bool      `json:"resumed" doc:"true for a resurrection: the session existed (the same sessionId) and lost its app; its server-held state is kept"`
 }
 
 // AppSessionStopHook is the body of the session.stop webhook.

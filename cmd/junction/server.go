@@ -261,7 +261,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		appsCfg.PublicURL = "ws://" + m.ln.Addr().String() + "/ws"
 	}
 	m.Apps, err = apps.New(appsCfg, apps.Deps{Store: m.Store, Hub: m.Hub, Account: m.Account, Pepper: pepper, Logger: m.Logger, Now: m.Now,
-		SealKey: sealKey, Registerer: m.Registry})
+		SealKey: sealKey, Registerer: m.Registry, Solo: brokerKind == "memory"})
 	if err != nil {
 		return err
 	}

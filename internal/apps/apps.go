@@ -67,6 +67,20 @@ type Config struct {
 	// PublicURL is the WebSocket URL given to apps in session.start;
 	// default ws://<listen address>/ws.
 	PublicURL string `yaml:"public_url" doc:"WebSocket URL that session.start gives apps to connect to (default ws://<addr>/ws)"`
+
+	// Recovery (recovery.go).
+	// Grace is how long a running session whose app connection dropped
+	// waits in transport_down for the app to resume; default 30 s.
+	Grace time.Duration `yaml:"grace" doc:"how long an app session whose app connection dropped waits (transport_down) for the app to resume with its token before it is resurrected (default 30s)"`
+	// ResurrectionBudget bounds the resurrection attempts of a session;
+	// default 5 min.
+	ResurrectionBudget time.Duration `yaml:"resurrection_budget" doc:"how long a session is resurrected (session.start with resumed: true at 0, 2, 5, 10, 20, 40, 60 s, then every minute) before it stops with app_error (default 5m)"`
+	// DormantLimit is how long a dormant session waits for its device;
+	// default 24 h.
+	DormantLimit time.Duration `yaml:"dormant_limit" doc:"how long a dormant app session (app and device both gone) waits for the device before it stops with device_gone (default 24h)"`
+	// RecoveryInterval is how often the recovery loop checks the due
+	// timers in the store; default 1 s.
+	RecoveryInterval time.Duration `yaml:"recovery_interval" doc:"how often each node checks the app sessions' due recovery timers (grace, resurrection, dormancy, connect deadlines) in the database (default 1s)"`
 }
 
 func (c *Config) setDefaults() {
@@ -87,6 +101,10 @@ func (c *Config) setDefaults() {
 	def(&c.BreakerOpen, 10*time.Second)
 	def(&c.TicketTTL, 60*time.Second)
 	def(&c.ConnectTimeout, 30*time.Second)
+	def(&c.Grace, 30*time.Second)
+	def(&c.ResurrectionBudget, 5*time.Minute)
+	def(&c.DormantLimit, 24*time.Hour)
+	def(&c.RecoveryInterval, time.Second)
 	if c.WebhookWorkers <= 0 {
 		c.WebhookWorkers = 8
 	}
@@ -125,6 +143,9 @@ type Deps struct {
 	SealKey []byte
 	// Registerer receives the webhook metrics; nil: not registered.
 	Registerer prometheus.Registerer
+	// Solo says this node is the only one (no cluster broker): when it
+	// starts it claims every app session, not only those it owned.
+	Solo bool
 }
 
 // Service is the apps platform. Build it with New; Start launches its one
@@ -142,6 +163,7 @@ type Service struct {
 	dlog  *delivery.MemoryLog // set once in New: the last attempts per app
 	jobs  chan webhookJob     // set once in New: bounded by Config.WebhookQueue, drained by Run
 	live  liveSessions        // this node's app sessions waiting or connected
+	rec   recovery            // resurrection bookkeeping per app (recovery.go)
 }
 
 var (
@@ -167,7 +189,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s := &Service{cfg: cfg, deps: deps, log: deps.Logger, used: map[string]time.Time{},
 		dlog: &delivery.MemoryLog{}, jobs: make(chan webhookJob, cfg.WebhookQueue)}
 	s.live.m = map[string]*liveSession{}
-	s.deliv = delivery.New(delivery.Config{Purpose: "webhook", Registerer: deps.Registerer, Log: s.dlog})
+	// The deliverer's clock is the service's, so that the breaker's open
+	// period and the recovery schedule run on one time.
+	s.deliv = delivery.New(delivery.Config{Purpose: "webhook", Registerer: deps.Registerer, Log: s.dlog, Clock: serviceClock{deps.Now}})
+	s.rec.init(deps.Registerer)
 	s.ops = append(s.ops, s.adminOps()...)
 	s.ops = append(s.ops, s.installOps()...)
 	s.ops = append(s.ops, s.webhookOps()...)
@@ -201,6 +226,7 @@ func (s *Service) Register(h *hub.Hub) {
 // Start launches the last-use writer on a goroutine the hub owns: it
 // writes every LastUseInterval and once more when the hub closes.
 func (s *Service) Start() {
+	s.startRecovery()
 	s.deps.Hub.Go(func(ctx context.Context) {
 		t := time.NewTicker(s.cfg.LastUseInterval)
 		defer t.Stop()

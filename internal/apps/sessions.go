@@ -137,15 +137,21 @@ func checkSessionList(p *protocol.AppSessionListParams) error {
 	if err := checkID("appId", p.AppID); err != nil {
 		return err
 	}
-	if p.State != "" && !slices.Contains([]string{protocol.AppStateStarting, protocol.AppStateRunning, protocol.AppStateTransportDown, protocol.AppStateStopped}, p.State) {
-		return protocol.FieldError("state", "want starting, running, transport_down or stopped")
+	if p.State != "" && !slices.Contains([]string{protocol.AppStateStarting, protocol.AppStateRunning, protocol.AppStateTransportDown,
+		protocol.AppStateResurrecting, protocol.AppStateDormant, protocol.AppStateStopped}, p.State) {
+		return protocol.FieldError("state", "want starting, running, transport_down, resurrecting, dormant or stopped")
 	}
 	return checkPage(p.After, p.Limit)
 }
 
 func wireSession(ss store.AppSession) protocol.AppSession {
-	return protocol.AppSession{ID: ss.ID, AppID: ss.AppID, DeviceID: ss.DeviceID, State: ss.State, StopReason: ss.StopReason,
-		Stage: ss.Stage, Error: ss.Error, CreatedAt: ss.CreatedAt, UpdatedAt: ss.UpdatedAt}
+	out := protocol.AppSession{ID: ss.ID, AppID: ss.AppID, DeviceID: ss.DeviceID, State: ss.State, StopReason: ss.StopReason,
+		Stage: ss.Stage, Error: ss.Error, CreatedAt: ss.CreatedAt, UpdatedAt: ss.UpdatedAt, Attempts: ss.Attempts}
+	if recovering(ss.State) && !ss.DueAt.IsZero() {
+		t := ss.DueAt
+		out.NextAt = &t
+	}
+	return out
 }
 
 // stageError is a refused start: the protocol error carries the stage.
@@ -216,7 +222,7 @@ func (s *Service) startSession(ctx context.Context, pr *auth.Principal, p *proto
 	now := s.deps.Now()
 	ss, err := s.deps.Store.CreateAppSession(ctx, store.AppSession{ID: id, AppID: app.ID, UserID: pr.UserID, DeviceID: pr.DeviceID,
 		Kind: app.Kind, State: protocol.AppStateStarting, Capabilities: p.Capabilities, TicketHash: hash,
-		TicketExpiresAt: now.Add(s.cfg.TicketTTL), Node: s.deps.Hub.NodeID()})
+		TicketExpiresAt: now.Add(s.cfg.TicketTTL), Node: s.deps.Hub.NodeID(), DueAt: now.Add(s.startDeadline())})
 	if err != nil {
 		return nil, err
 	}
@@ -238,10 +244,15 @@ func (s *Service) started(id string, err error) {
 		return
 	}
 	s.live.mu.Lock()
-	if ls := s.live.m[id]; ls != nil && ls.conn == nil {
+	ls := s.live.m[id]
+	arm := ls != nil && ls.conn == nil
+	if arm {
 		ls.deadline = time.AfterFunc(s.cfg.ConnectTimeout, func() { s.connectDeadline(id) })
 	}
 	s.live.mu.Unlock()
+	if arm {
+		s.persistConnectDeadline(id)
+	}
 }
 
 // connectDeadline fails a session still starting when its connect
@@ -641,7 +652,7 @@ func (s *Service) beforeResume(r *http.Request, p *auth.Principal, tok string) (
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := s.deps.Store.SetAppSessionState(ctx, ss.ID, "", protocol.AppStateRunning, "", "", ""); err != nil {
+	if err := s.resumeSession(ctx, ss); err != nil {
 		return nil, err
 	}
 	np := *p
@@ -655,8 +666,13 @@ type appSessionKey struct{}
 
 // Upgraded binds an app session's connection (web.UpgradeHook): the
 // connect deadline ends, the device is told the session runs, and a
-// connection lost while it runs moves it to transport_down.
+// connection lost while it runs moves it to transport_down. A device's
+// connection revives its dormant sessions (recovery.go).
 func (s *Service) Upgraded(r *http.Request, c *hub.Conn) {
+	if p := c.Principal(); p.AppID == "" && p.DeviceID != "" {
+		s.deviceConnected(p.DeviceID)
+		return
+	}
 	id, ok := parseTicket(r.Header.Get(TicketHeader))
 	if tok := r.Header.Get(ResumeHeader); tok != "" {
 		id, ok = parseToken(resumePrefix, tok)
@@ -699,7 +715,7 @@ func (s *Service) Upgraded(r *http.Request, c *hub.Conn) {
 }
 
 // appConnClosed: the app's connection of a running session ended without
-// a stop; the session waits in transport_down.
+// a stop; the session waits in transport_down for its grace (lostApp).
 func (s *Service) appConnClosed(id string, c *hub.Conn) {
 	s.live.mu.Lock()
 	ls := s.live.m[id]
@@ -711,14 +727,5 @@ func (s *Service) appConnClosed(id string, c *hub.Conn) {
 	if !mine {
 		return // stopped (ended took it) or replaced
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ss, changed, err := s.deps.Store.SetAppSessionState(ctx, id, protocol.AppStateRunning, protocol.AppStateTransportDown, "", "", "")
-	if err != nil {
-		s.log.Error("apps: record an app session's lost connection", "session", id, "err", err)
-		return
-	}
-	if changed {
-		s.tellDevice(ss)
-	}
+	s.lostApp(id)
 }

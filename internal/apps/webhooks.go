@@ -33,6 +33,9 @@ type webhookJob struct {
 	event string // "session.start", for the log line
 	body  []byte
 	done  func(delivery.Result, error) // called once, on the worker
+	// once makes a single attempt: a resurrection's schedule is its retry
+	// (recovery.go).
+	once bool
 }
 
 // seal encrypts a webhook secret for app id.
@@ -223,13 +226,18 @@ var errQueueFull = errors.New("the webhook queue is full")
 // with its end, on a worker (or at once, on this goroutine, when the queue
 // is full).
 func (s *Service) enqueue(appID, event string, body any, done func(delivery.Result, error)) {
+	s.enqueueJob(appID, event, body, false, done)
+}
+
+// enqueueJob is enqueue, with once: a single attempt.
+func (s *Service) enqueueJob(appID, event string, body any, once bool, done func(delivery.Result, error)) {
 	raw, err := json.Marshal(body)
 	if err != nil {
 		done(delivery.Result{}, err)
 		return
 	}
 	select {
-	case s.jobs <- webhookJob{appID: appID, event: event, body: raw, done: done}:
+	case s.jobs <- webhookJob{appID: appID, event: event, body: raw, done: done, once: once}:
 	default:
 		s.log.Warn("apps: webhook queue full; delivery dropped", "app", appID, "event", event)
 		done(delivery.Result{}, errQueueFull)
@@ -266,6 +274,9 @@ func (s *Service) deliver(ctx context.Context, j webhookJob) {
 	if err != nil {
 		j.done(delivery.Result{}, &delivery.Error{Stage: delivery.StageGuard, Err: err})
 		return
+	}
+	if j.once {
+		t.Policy.MaxAttempts = 1
 	}
 	res, err := s.deliv.Deliver(ctx, t, delivery.Message{Body: j.body, Header: http.Header{"Junction-Event": {j.event}}})
 	if err != nil {

@@ -100,7 +100,7 @@ type AppSession struct {
 	UserID          string
 	DeviceID        string
 	Kind            string // the app's kind when the session started
-	State           string // starting, running, transport_down, stopped
+	State           string // starting, running, transport_down, resurrecting, dormant, stopped
 	Capabilities    []string
 	TicketHash      []byte
 	TicketExpiresAt time.Time
@@ -113,16 +113,21 @@ type AppSession struct {
 	Epoch           int64
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
+	// Recovery (apprecovery.go): the next timer (zero: none), the start
+	// of the resurrection budget and the attempts made since.
+	DueAt        time.Time
+	RecoverSince time.Time
+	Attempts     int64
 }
 
-const appSessionCols = `id, app_id, user_id, device_id, kind, state, capabilities, ticket_hash, ticket_expires_at, ticket_used_at, resume_hash, stop_reason, stage, error, node, epoch, created_at, updated_at`
+const appSessionCols = `id, app_id, user_id, device_id, kind, state, capabilities, ticket_hash, ticket_expires_at, ticket_used_at, resume_hash, stop_reason, stage, error, node, epoch, created_at, updated_at, due_at, recover_since, attempts`
 
 func scanAppSession(row scanner) (AppSession, error) {
 	var s AppSession
 	var caps string
-	var texp, tused, created, updated int64
+	var texp, tused, created, updated, due, since int64
 	if err := row.Scan(&s.ID, &s.AppID, &s.UserID, &s.DeviceID, &s.Kind, &s.State, &caps, &s.TicketHash, &texp, &tused, &s.ResumeHash,
-		&s.StopReason, &s.Stage, &s.Error, &s.Node, &s.Epoch, &created, &updated); err != nil {
+		&s.StopReason, &s.Stage, &s.Error, &s.Node, &s.Epoch, &created, &updated, &due, &since, &s.Attempts); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return AppSession{}, ErrNotFound
 		}
@@ -133,6 +138,7 @@ func scanAppSession(row scanner) (AppSession, error) {
 	}
 	s.TicketExpiresAt, s.TicketUsedAt = fromMicros(texp), fromMicros(tused)
 	s.CreatedAt, s.UpdatedAt = fromMicros(created), fromMicros(updated)
+	s.DueAt, s.RecoverSince = fromMicros(due), fromMicros(since)
 	return s, nil
 }
 
@@ -146,8 +152,8 @@ func (db *DB) CreateAppSession(ctx context.Context, s AppSession) (AppSession, e
 		now := micros(db.now())
 		var err error
 		out, err = scanAppSession(tx.QueryRowContext(ctx, `INSERT INTO app_sessions (`+appSessionCols+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, '', '', '', '', $10, 1, $11, $12) RETURNING `+appSessionCols,
-			s.ID, s.AppID, s.UserID, s.DeviceID, s.Kind, s.State, jsonList(s.Capabilities), s.TicketHash, micros(s.TicketExpiresAt), s.Node, now, now))
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, '', '', '', '', $10, 1, $11, $12, $13, 0, 0) RETURNING `+appSessionCols,
+			s.ID, s.AppID, s.UserID, s.DeviceID, s.Kind, s.State, jsonList(s.Capabilities), s.TicketHash, micros(s.TicketExpiresAt), s.Node, now, now, micros(s.DueAt)))
 		switch {
 		case isForeignKey(err):
 			return ErrNotFound
@@ -173,13 +179,15 @@ var ErrTicketUsed = errors.New("store: ticket already used")
 
 // UseAppSessionTicket marks a session's ticket used at now and the session
 // running, once: a second call returns ErrTicketUsed, and a session that is
-// no longer starting ErrConflict. The caller has checked the ticket's hash
-// and expiry.
+// no longer starting (or resurrecting: a resurrection's ticket) ErrConflict.
+// Its timer and the last recovery failure are cleared. The caller has
+// checked the ticket's hash and expiry.
 func (db *DB) UseAppSessionTicket(ctx context.Context, id string, now time.Time) (AppSession, error) {
 	var out AppSession
 	err := db.write(ctx, "use app session ticket", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE app_sessions SET ticket_used_at = $1, state = 'running', updated_at = $1
-			WHERE id = $2 AND ticket_used_at = 0 AND state = 'starting'`, micros(now), id)
+		res, err := tx.ExecContext(ctx, `UPDATE app_sessions SET ticket_used_at = $1, state = 'running', updated_at = $1,
+			due_at = 0, recover_since = 0, attempts = 0, stage = '', error = ''
+			WHERE id = $2 AND ticket_used_at = 0 AND state IN ('starting', 'resurrecting')`, micros(now), id)
 		if err != nil {
 			return err
 		}

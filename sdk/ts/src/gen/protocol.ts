@@ -235,6 +235,8 @@ export interface AppListParams {
 
 export interface AppSession {
   appId: string;
+  /** resurrection attempts (session.start with resumed: true) made since the session went resurrecting */
+  attempts?: number;
   /** Format: date-time. */
   createdAt: string;
   deviceId: string;
@@ -242,9 +244,11 @@ export interface AppSession {
   error?: string;
   /** opaque app session id */
   id: string;
+  /** when the next recovery step is due: the end of grace (transport_down), the next resurrection attempt or its connect deadline (resurrecting), the device_gone stop (dormant) Format: date-time. */
+  nextAt?: string;
   /** where the start failed, for a failed session */
   stage?: "webhook" | "connect" | "auth" | "timeout" | "capability";
-  state: "starting" | "running" | "transport_down" | "stopped";
+  state: "starting" | "running" | "transport_down" | "resurrecting" | "dormant" | "stopped";
   stopReason?: "user_stopped" | "replaced_by_foreground" | "device_gone" | "permission_revoked" | "app_error" | "admin" | "idle";
   /** Format: date-time. */
   updatedAt: string;
