@@ -61,6 +61,19 @@ func (fc *failureCluster) connectNode(i int, user, device, kind string, setup fu
 	return c
 }
 
+// lbNode connects a client through HAProxy and returns the node it
+// landed on ("" when it could not connect).
+func (fc *failureCluster) lbNode() string {
+	c := client.New(client.Options{URL: fc.lbURL, Token: fc.token("alice", "lb")})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		return ""
+	}
+	defer c.Close()
+	return c.Welcome().NodeID
+}
+
 // readyz returns node i's /readyz status code and body.
 func (fc *failureCluster) readyz(i int) (int, map[string]any) {
 	resp, err := http.Get(fc.nodes[i].url + "/readyz")
@@ -794,6 +807,16 @@ func TestClusterFailurePartition(t *testing.T) {
 			t.Fatalf("node%d /readyz during node3's cut: %d %v", i+1, code, body)
 		}
 	}
+	// HAProxy's health check takes node 3 out of the pool: four
+	// connections in a row through it land on nodes 1 and 2.
+	eventuallyLong(t, "HAProxy sends no connection to node3", func() bool {
+		for range 4 {
+			if fc.lbNode() == "node3" {
+				return false
+			}
+		}
+		return true
+	})
 	// A call node 3 would route to another node: refused, unavailable.
 	if _, err := echoNode(onPartitioned, 10*time.Second); errCode(err) != protocol.CodeUnavailable {
 		t.Fatalf("call from the partitioned node to m1 on node 2: %v, want unavailable", err)
@@ -819,6 +842,7 @@ func TestClusterFailurePartition(t *testing.T) {
 		return code == http.StatusOK && readyCheck(body, "broker") == "ok"
 	})
 	t.Logf("node3 ready %v after the proxy was restored", time.Since(healed).Round(time.Millisecond))
+	eventuallyLong(t, "HAProxy sends connections to node3 again", func() bool { return fc.lbNode() == "node3" })
 	eventuallyLong(t, "the whole stream at every subscriber", func() bool {
 		for _, s := range all {
 			if s.count() < total {
