@@ -27,9 +27,11 @@ import (
 // from Redis by a TCP proxy in the test. Each asserts what a client sees,
 // as docs/deploy/cluster.md's failure table states it.
 
-// failureConfig2 is failureConfig with presence on the feed, and short
-// presence and device claim ttls (refreshed every second), so that what
-// Redis lost comes back within a second or two.
+// failureConfig2 is failureConfig with presence on the feed, the
+// built-in snapshot (the last publication: what a subscriber that cannot
+// recover starts from), and short presence and device claim ttls
+// (refreshed every second), so that what Redis lost comes back within a
+// second or two.
 const failureConfig2 = `hub:
   requests_per_second: -1
   presence_ttl: 3s
@@ -41,6 +43,7 @@ const failureConfig2 = `hub:
       publish: ["scope=write"]
       history_size: 1000
       presence: true
+      snapshot: retained
 `
 
 // connectNode connects a client to node i (directly, not through HAProxy)
@@ -501,8 +504,8 @@ func TestClusterFailureRedisRestartAOF(t *testing.T) {
 // TestClusterFailureRedisRestartEmpty: Redis is killed and restarted
 // without its data between two parts of a stream. Subscribers on every
 // node receive the first part exactly once in order, then a
-// resubscription that says recovered: false in a new epoch (the
-// application resets from the snapshot or refetches), then every
+// resubscription that says recovered: false in a new epoch with a fresh
+// snapshot (the namespace's: here the last publication), then every
 // publication of the new epoch after that position, exactly once in
 // order: never a gap passed off as continuity. Nodes re-claim what Redis
 // lost: their node leases, m1's claim (a call from node 1 reaches it on
@@ -612,6 +615,14 @@ func TestClusterFailureRedisRestartEmpty(t *testing.T) {
 		last := s.subs[len(s.subs)-1]
 		if len(s.subs) != 2 || !last.Resubscribed || last.Recovered || last.Epoch != epoch2 {
 			t.Errorf("subscriber %d (node%d): subscriptions %+v, want one resubscription in epoch %s with recovered: false", i, s.node+1, s.subs, epoch2)
+		}
+		// The fresh snapshot: the new epoch's publication at the
+		// resubscription's position (value first+offset).
+		var snap protocol.Publication
+		if err := json.Unmarshal(last.Snapshot, &snap); err != nil || snap.Epoch != epoch2 || snap.Offset != last.Offset ||
+			intData(snap.Data) != first+int(last.Offset) {
+			t.Errorf("subscriber %d (node%d): snapshot %s at %s/%d, want the new epoch's publication %d (value %d)",
+				i, s.node+1, last.Snapshot, last.Epoch, last.Offset, last.Offset, first+int(last.Offset))
 		}
 		// After the reset: every publication after its position, in order.
 		var offs, vals []int
