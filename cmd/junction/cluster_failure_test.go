@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -52,6 +54,25 @@ const failureConfig = `hub:
 // PostgreSQL is not installed (scripts/test-deps.sh installs them).
 func startFailureCluster(t *testing.T, n int) *failureCluster {
 	t.Helper()
+	return startFailureClusterWith(t, failureOptions{nodes: n})
+}
+
+// failureOptions vary the cluster startFailureClusterWith starts.
+type failureOptions struct {
+	nodes  int
+	config string // every node's configuration file; failureConfig when empty
+	// broker, when set, returns node i's broker URL given Redis's (a proxy
+	// in front of it, for instance); every node uses Redis's URL otherwise.
+	broker func(i int, redisURL string) string
+}
+
+// startFailureClusterWith is startFailureCluster with options.
+func startFailureClusterWith(t *testing.T, o failureOptions) *failureCluster {
+	t.Helper()
+	n := o.nodes
+	if o.config == "" {
+		o.config = failureConfig
+	}
 	if testing.Short() {
 		t.Skip("the cluster failure tests start several processes")
 	}
@@ -77,7 +98,7 @@ func startFailureCluster(t *testing.T, n int) *failureCluster {
 	}
 	fc := &failureCluster{t: t, bin: buildJunction(t), rs: redistest.New(t, redistest.Options{AOF: true})}
 	cfgFile := filepath.Join(t.TempDir(), "junction.yaml")
-	if err := os.WriteFile(cfgFile, []byte(failureConfig), 0o600); err != nil {
+	if err := os.WriteFile(cfgFile, []byte(o.config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for i := range n {
@@ -97,13 +118,59 @@ func startFailureCluster(t *testing.T, n int) *failureCluster {
 				}
 			}
 		}
-		s, _ := startBinaryData(t, fc.bin, data, "--config", cfgFile, "--broker", fc.rs.URL(),
+		broker := fc.rs.URL()
+		if o.broker != nil {
+			broker = o.broker(i, broker)
+		}
+		s, _ := startBinaryData(t, fc.bin, data, "--config", cfgFile, "--broker", broker,
 			"--database", db, "--hub-node-id", fmt.Sprintf("node%d", i+1))
 		fc.nodes = append(fc.nodes, s)
 		fc.data = append(fc.data, data)
 	}
 	fc.lbURL = "ws://" + startHAProxy(t, haproxy, fc.nodes) + "/ws"
 	return fc
+}
+
+// haproxyDeployConfig is the HAProxy configuration the deployment guide
+// gives (docs/deploy/cluster.md): the tests run that very file, so that
+// the guide stays true.
+const haproxyDeployConfig = "../../docs/deploy/haproxy.cfg"
+
+var (
+	haproxyServerRE  = regexp.MustCompile(`(?m)^(\s*server node([0-9]+) )10\.0\.0\.1[0-9]:7700( .*)$`)
+	haproxyMaxconnRE = regexp.MustCompile(`(?m)^(\s*maxconn )[0-9]+$`)
+)
+
+// haproxyConfig is docs/deploy/haproxy.cfg with its frontend bound to addr,
+// one server line per node at the node's loopback address, and a maxconn
+// the test's file descriptor limit allows.
+func haproxyConfig(t *testing.T, addr string, nodes []*served) string {
+	t.Helper()
+	raw, err := os.ReadFile(haproxyDeployConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(raw)
+	const bind = "bind 0.0.0.0:7700"
+	if strings.Count(cfg, bind) != 1 {
+		t.Fatalf("%s: want one %q line", haproxyDeployConfig, bind)
+	}
+	cfg = strings.Replace(cfg, bind, "bind "+addr, 1)
+	if m := haproxyServerRE.FindAllString(cfg, -1); len(m) != len(nodes) {
+		t.Fatalf("%s has %d server lines (10.0.0.1N:7700), the test runs %d nodes", haproxyDeployConfig, len(m), len(nodes))
+	}
+	cfg = haproxyServerRE.ReplaceAllStringFunc(cfg, func(line string) string {
+		m := haproxyServerRE.FindStringSubmatch(line)
+		i, _ := strconv.Atoi(m[2])
+		if i < 1 || i > len(nodes) {
+			t.Fatalf("%s: server node%s, the test runs %d nodes", haproxyDeployConfig, m[2], len(nodes))
+		}
+		return m[1] + strings.TrimPrefix(nodes[i-1].url, "http://") + m[3]
+	})
+	if !haproxyMaxconnRE.MatchString(cfg) {
+		t.Fatalf("%s: no maxconn line", haproxyDeployConfig)
+	}
+	return haproxyMaxconnRE.ReplaceAllString(cfg, "${1}2000")
 }
 
 // startHAProxy runs HAProxy in the foreground in front of nodes and returns
@@ -116,28 +183,9 @@ func startHAProxy(t *testing.T, bin string, nodes []*served) string {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	var b strings.Builder
-	fmt.Fprintf(&b, `global
-  maxconn 2000
-defaults
-  mode tcp
-  timeout connect 1s
-  timeout client 1m
-  timeout server 1m
-  retries 3
-  option redispatch
-frontend junction
-  bind %s
-  default_backend nodes
-backend nodes
-  balance roundrobin
-  option httpchk GET /readyz
-`, addr)
-	for i, s := range nodes {
-		fmt.Fprintf(&b, "  server node%d %s check inter 200ms fall 1 rise 2\n", i+1, strings.TrimPrefix(s.url, "http://"))
-	}
+	cfgText := haproxyConfig(t, addr, nodes)
 	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
-	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-db", "-f", cfg)

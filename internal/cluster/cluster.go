@@ -161,7 +161,7 @@ type stats struct {
 	published     atomic.Uint64
 	delivered     atomic.Uint64
 	filled        atomic.Uint64 // publications delivered by a fill
-	resets        atomic.Uint64 // reset markers delivered
+	resets        atomic.Uint64 // reset markers delivered, new epochs seen
 	dropped       atomic.Uint64 // messages dropped by a full queue
 	resubscribed  atomic.Uint64 // subscription confirmations of already positioned topics
 	checks        atomic.Uint64 // position checks run
@@ -173,7 +173,7 @@ type Stats struct {
 	Published     uint64 // publications made by this node
 	Delivered     uint64 // publications delivered to this node's handler
 	Filled        uint64 // of which read back from a stream to fill a gap
-	Resets        uint64 // reset markers delivered (gaps that could not be filled)
+	Resets        uint64 // subscribers reset: gaps that could not be filled, new epochs
 	Dropped       uint64 // received messages dropped by a full queue (each then filled)
 	Resubscribed  uint64 // topics resubscribed after a pub/sub reconnect
 	Checks        uint64 // topic position checks run

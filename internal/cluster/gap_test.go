@@ -195,6 +195,11 @@ func TestRedisRestartWithoutPersistence(t *testing.T) {
 	got := r.get("t:lost")
 	checkSequence(t, got[:5], before.Epoch, 5)
 	checkSequence(t, got[5:], after.Epoch, 3)
+	// The hub resets the topic's subscribers on the new epoch: counted,
+	// like any reset, so that the loss shows in the metrics.
+	if st := a.Stats(); st.Resets != 1 {
+		t.Fatalf("resets counted by the subscribing node after Redis lost the topic: %d, want 1", st.Resets)
+	}
 
 	if _, pos, err := a.History(ctx, "t:lost", &before, 0); !errors.Is(err, hub.ErrHistoryGap) || pos.Epoch != after.Epoch {
 		t.Fatalf("history since the lost position: got %+v, %v, want hub.ErrHistoryGap in the new epoch", pos, err)

@@ -7,7 +7,8 @@ import "github.com/prometheus/client_golang/prometheus"
 //
 //	junction_broker_publications_total{outcome}: published, delivered,
 //	  filled (delivered from a stream to fill a gap)
-//	junction_broker_resets_total: gaps that could not be filled (subscribers reset)
+//	junction_broker_resets_total: gaps that could not be filled, and topics in a
+//	  new epoch (Redis lost them): subscribers reset
 //	junction_broker_dropped_total: messages dropped by a full queue (then filled)
 //	junction_broker_resubscribed_total: topics resubscribed after a pub/sub reconnect
 //	junction_broker_position_checks_total: topic position checks
@@ -23,7 +24,7 @@ func (b *Broker) Register(reg prometheus.Registerer) error {
 		counter("junction_broker_publications_total", pubs, prometheus.Labels{"outcome": "published"}, s.published.Load),
 		counter("junction_broker_publications_total", pubs, prometheus.Labels{"outcome": "delivered"}, s.delivered.Load),
 		counter("junction_broker_publications_total", pubs, prometheus.Labels{"outcome": "filled"}, s.filled.Load),
-		counter("junction_broker_resets_total", "Gaps that could not be filled from a stream: the topic's subscribers were reset.", nil, s.resets.Load),
+		counter("junction_broker_resets_total", "Gaps that could not be filled from a stream, and topics in a new epoch (Redis lost them): the topic's subscribers were reset.", nil, s.resets.Load),
 		counter("junction_broker_dropped_total", "Pub/sub messages dropped by a full queue (each then filled or reset).", nil, s.dropped.Load),
 		counter("junction_broker_resubscribed_total", "Topics resubscribed after a pub/sub reconnect (each then checked).", nil, s.resubscribed.Load),
 		counter("junction_broker_position_checks_total", "Topic position checks run.", nil, s.checks.Load),

@@ -366,6 +366,7 @@ func (b *Broker) catchUpLocked(s *sub, epoch string, to uint64, pub *hub.Publica
 	if pub != nil {
 		end = to - 1
 	}
+	reset := false
 	if end >= from {
 		missed, err := b.fetch(s.topic, epoch, from, end)
 		if err != nil {
@@ -382,11 +383,19 @@ func (b *Broker) catchUpLocked(s *sub, epoch string, to uint64, pub *hub.Publica
 			hb.h.HandlePublication(s.topic, hub.Publication{Offset: end})
 			b.stats.resets.Add(1)
 			b.log.Warn("redis broker: publications lost, subscribers reset", "topic", s.topic, "epoch", epoch, "from", from, "to", end)
+			reset = true
 		}
 	}
 	if pub != nil {
 		hb.h.HandlePublication(s.topic, *pub)
 		b.stats.delivered.Add(1)
+	}
+	if !reset && s.epoch != "" && epoch != s.epoch {
+		// A new epoch after one this node delivered (Redis lost the
+		// topic): the hub resets the topic's subscribers on its first
+		// publication. Counted and logged like any reset.
+		b.stats.resets.Add(1)
+		b.log.Warn("redis broker: new epoch (Redis lost the topic), subscribers reset", "topic", s.topic, "epoch", s.epoch, "new", epoch)
 	}
 	s.epoch, s.last = epoch, to
 	return nil
