@@ -13,11 +13,11 @@ type BinaryHandler interface {
 }
 
 // binaryLimit is the parser's binary limit for a connection handled by h.
-func binaryLimit(cfg Config, h Handler) int {
+func binaryLimit(cfg Config, h Handler) int32 {
 	if _, ok := h.(BinaryHandler); !ok || cfg.MaxBinaryBytes <= 0 {
 		return 0
 	}
-	return cfg.MaxBinaryBytes
+	return int32(min(cfg.MaxBinaryBytes, 1<<30))
 }
 
 // PrepareBinary returns a complete, unmasked binary frame carrying payload

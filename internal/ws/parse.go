@@ -49,10 +49,10 @@ type frameFunc func(op byte, payload []byte) bool
 // holds no buffer. All fields are owned by the goroutine that feeds it (the
 // connection's read loop).
 type parser struct {
-	max int // limit of a message's payload after reassembly
-	// maxBinary limits a binary message after reassembly; 0 refuses binary
-	// messages (1003).
-	maxBinary int
+	// max limits a text message's payload after reassembly; maxBinary a
+	// binary message's, 0 refusing binary messages (1003). int32 keeps
+	// Conn in its size class (conn_size_test.go).
+	max, maxBinary int32
 
 	partial []byte // bytes of an incomplete frame, nil when none
 	msg     []byte // payload of a fragmented message so far

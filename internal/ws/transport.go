@@ -508,7 +508,7 @@ func (t *Transport) attach(nc net.Conn, fd int, role Role, h Handler, opts Attac
 		gen:     gen,
 		role:    role,
 		initial: opts.Buffered,
-		p:       parser{server: role == RoleServer, max: t.cfg.MaxMessageBytes, maxBinary: binaryLimit(t.cfg, h)},
+		p:       parser{server: role == RoleServer, max: int32(min(t.cfg.MaxMessageBytes, 1<<30)), maxBinary: binaryLimit(t.cfg, h)},
 	}
 	c.applyOptions(opts)
 	t.open.Add(1)
