@@ -67,6 +67,16 @@ type Config struct {
 	// PublicURL is the WebSocket URL given to apps in session.start;
 	// default ws://<listen address>/ws.
 	PublicURL string `yaml:"public_url" doc:"WebSocket URL that session.start gives apps to connect to (default ws://<addr>/ws)"`
+
+	// StreamHistory is how many discrete events of a device stream are kept
+	// for the sessions whose connection is down; default 64.
+	StreamHistory int `yaml:"stream_history" doc:"discrete events kept per device stream for app sessions that resume; older ones are announced as stream.gap (default 64)"`
+	// StreamQueueFrames bounds the media frames waiting per subscription;
+	// default 64.
+	StreamQueueFrames int `yaml:"stream_queue_frames" doc:"media frames waiting per app subscription; over it the oldest is dropped and stream.gap follows (default 64)"`
+	// StreamInflightFrames is how many frames an app's socket queue may hold
+	// before media frames wait in their subscription's queue; default 16.
+	StreamInflightFrames int `yaml:"stream_inflight_frames" doc:"frames an app connection's socket queue may hold before media frames wait (and may be dropped) in their subscription's queue (default 16)"`
 }
 
 func (c *Config) setDefaults() {
@@ -95,6 +105,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.BreakerThreshold <= 0 {
 		c.BreakerThreshold = 5
+	}
+	if c.StreamHistory <= 0 {
+		c.StreamHistory = 64
+	}
+	if c.StreamQueueFrames <= 0 {
+		c.StreamQueueFrames = 64
+	}
+	if c.StreamInflightFrames <= 0 {
+		c.StreamInflightFrames = 16
 	}
 }
 
@@ -142,6 +161,8 @@ type Service struct {
 	dlog  *delivery.MemoryLog // set once in New: the last attempts per app
 	jobs  chan webhookJob     // set once in New: bounded by Config.WebhookQueue, drained by Run
 	live  liveSessions        // this node's app sessions waiting or connected
+
+	streams *streamRouter // set once in New: device streams (streams.go)
 }
 
 var (
@@ -167,6 +188,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s := &Service{cfg: cfg, deps: deps, log: deps.Logger, used: map[string]time.Time{},
 		dlog: &delivery.MemoryLog{}, jobs: make(chan webhookJob, cfg.WebhookQueue)}
 	s.live.m = map[string]*liveSession{}
+	s.streams = newStreamRouter(cfg, deps.Hub, deps.Logger, deps.Now, deps.Registerer)
 	s.deliv = delivery.New(delivery.Config{Purpose: "webhook", Registerer: deps.Registerer, Log: s.dlog})
 	s.ops = append(s.ops, s.adminOps()...)
 	s.ops = append(s.ops, s.installOps()...)
@@ -196,11 +218,13 @@ func (s *Service) Register(h *hub.Hub) {
 			}})
 	}
 	h.AddFeature(FeatureApps)
+	s.registerStreams(h)
 }
 
 // Start launches the last-use writer on a goroutine the hub owns: it
 // writes every LastUseInterval and once more when the hub closes.
 func (s *Service) Start() {
+	s.deps.Hub.Go(s.streams.pump)
 	s.deps.Hub.Go(func(ctx context.Context) {
 		t := time.NewTicker(s.cfg.LastUseInterval)
 		defer t.Stop()
