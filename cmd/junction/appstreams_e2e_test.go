@@ -472,7 +472,7 @@ func TestAppStreamsSubscribeAndDeliver(t *testing.T) {
 	hook := e.b.next("session.start")
 	oapp := mustDialStream(t, e.m, http.Header{"Authorization": {"Bearer " + other.Key.Key}, apps.TicketHeader: {hook["ticket"].(string)}}, 0)
 	for _, p := range []protocol.StreamSetParams{
-		{AppID: streamApp, SessionID: e.session, Seq: 9, Streams: []string{"audio"}},          // the first app's session
+		{AppID: streamApp, SessionID: e.session, Seq: 9, Streams: []string{"audio"}},           // the first app's session
 		{AppID: "com.example.other", SessionID: e.session, Seq: 9, Streams: []string{"audio"}}, // under its own app id
 		{AppID: "com.example.other", SessionID: "as0000", Seq: 9, Streams: []string{"audio"}},  // made up
 	} {
