@@ -77,8 +77,8 @@ const (
 	// app's socket queue are tried again.
 	streamPumpInterval = 20 * time.Millisecond
 
-	maxSetStreams    = 64  // stream ids in one streams.set
-	maxDeviceStreams = 128 // streams a device may have published to
+	maxSetStreams    = 64 // stream ids in one streams.set
+	maxDeviceStreams = 32 // streams a device may have published to (each may retain a value and keep history)
 )
 
 // resolveStream canonicalizes a stream id and finds its kind; a failure is
@@ -397,9 +397,11 @@ func (r *streamRouter) publish(pr *auth.Principal, p *protocol.StreamPublishPara
 			continue
 		}
 		if ss.conn.SendPrepared(frame) {
+			// Counted as delivered only once queued: one lost to a closing
+			// connection is replayed when the session resumes.
 			out.Delivered++
+			sub.last = ev.Seq
 		}
-		sub.last = ev.Seq
 	}
 	r.demandLocked(d)
 	return out, nil
