@@ -79,6 +79,9 @@ const (
 
 	maxSetStreams    = 64 // stream ids in one streams.set
 	maxDeviceStreams = 32 // streams a device may have published to (each may retain a value and keep history)
+	// maxHistoryBytes bounds the data of a stream's kept events, whatever
+	// StreamHistory says.
+	maxHistoryBytes = 256 << 10
 )
 
 // resolveStream canonicalizes a stream id and finds its kind; a failure is
@@ -380,11 +383,7 @@ func (r *streamRouter) publish(pr *auth.Principal, p *protocol.StreamPublishPara
 		return out, nil
 	}
 	if !k.stateful {
-		h := append(d.history[canon], ev)
-		if len(h) > r.cfg.StreamHistory {
-			h = slices.Delete(h, 0, len(h)-r.cfg.StreamHistory)
-		}
-		d.history[canon] = h
+		d.history[canon] = trimHistory(append(d.history[canon], ev), r.cfg.StreamHistory)
 	}
 	frame := eventFrame(ev)
 	for ss := range subs {
@@ -617,4 +616,21 @@ func (ss *streamSession) list() []string {
 func eventFrame(ev protocol.StreamEvent) []byte {
 	data, _ := json.Marshal(ev)
 	return hub.PrepareEvent(protocol.EventStream, data)
+}
+
+// trimHistory drops a stream's oldest kept events beyond n events or
+// maxHistoryBytes of data (the newest is always kept).
+func trimHistory(h []protocol.StreamEvent, n int) []protocol.StreamEvent {
+	size, keep := 0, 0
+	for i := len(h) - 1; i >= 0 && keep < n; i-- {
+		size += len(h[i].Data)
+		if size > maxHistoryBytes && keep > 0 {
+			break
+		}
+		keep++
+	}
+	if keep < len(h) {
+		h = slices.Delete(h, 0, len(h)-keep)
+	}
+	return h
 }

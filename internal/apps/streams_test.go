@@ -1,6 +1,7 @@
 package apps
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -44,6 +45,34 @@ func TestStreamCatalogue(t *testing.T) {
 		}
 		if c, _, err := protocol.CanonicalStream(name); err != nil || c != name {
 			t.Errorf("%s: not a canonical stream name", name)
+		}
+	}
+}
+
+func TestTrimHistory(t *testing.T) {
+	ev := func(seq uint64, size int) protocol.StreamEvent {
+		return protocol.StreamEvent{Seq: seq, Data: []byte(strings.Repeat("x", size))}
+	}
+	seqs := func(h []protocol.StreamEvent) (out []uint64) {
+		for _, e := range h {
+			out = append(out, e.Seq)
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		h    []protocol.StreamEvent
+		n    int
+		want []uint64
+	}{
+		{"under both", []protocol.StreamEvent{ev(1, 10), ev(2, 10)}, 3, []uint64{1, 2}},
+		{"count", []protocol.StreamEvent{ev(1, 10), ev(2, 10), ev(3, 10)}, 2, []uint64{2, 3}},
+		{"bytes", []protocol.StreamEvent{ev(1, maxHistoryBytes/2), ev(2, maxHistoryBytes/2), ev(3, 10)}, 10, []uint64{2, 3}},
+		{"one huge kept", []protocol.StreamEvent{ev(1, 10), ev(2, maxHistoryBytes+1)}, 10, []uint64{2}},
+	}
+	for _, tt := range tests {
+		if got := seqs(trimHistory(tt.h, tt.n)); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: kept %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }
