@@ -667,6 +667,7 @@ func (s *Service) Upgraded(r *http.Request, c *hub.Conn) {
 		return
 	}
 	c.SetValue(appSessionKey{}, id)
+	defer s.streams.bound(c)
 	s.live.mu.Lock()
 	ls := s.live.m[id]
 	if ls == nil {

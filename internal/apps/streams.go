@@ -117,6 +117,8 @@ type streamRouter struct {
 	dropped prometheus.Counter // media frames dropped by drop-oldest
 	gaps    prometheus.Counter // stream.gap events sent
 
+	binds bindings // wakes streams.set calls waiting for their connection's binding
+
 	mu       sync.Mutex
 	devices  map[string]*deviceStreams   // guarded by mu: device id →
 	sessions map[string]*streamSession   // guarded by mu: app session id → (the server-held sets)
