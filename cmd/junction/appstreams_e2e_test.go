@@ -721,3 +721,64 @@ func TestAppStreamsSlowConsumer(t *testing.T) {
 		t.Fatalf("gaps announced %d, dropped %v", gaps, dropped())
 	}
 }
+
+// TestAppStreamsRevokedWhileDown: a scope withdrawn while the app's
+// connection is down (no connection to recheck) is found when the session
+// resumes: the subscription is revoked before anything of it is delivered.
+func TestAppStreamsRevokedWhileDown(t *testing.T) {
+	e := streamSetup(t, nil, 0)
+	e.set(t, 1, "transcript", "location")
+	e.publish(t, "location", map[string]any{"lat": 1})
+	if ev := e.app.streamEvent(); ev.Snapshot || ev.Stream != "location" || ev.Seq != 1 {
+		t.Fatalf("event %+v", ev)
+	}
+	var hello protocol.AppHello
+	e.app.result("apps.hello", protocol.AppSessionRef{AppID: streamApp, SessionID: e.session}, &hello)
+	_ = e.app.nc.Close()
+	for {
+		var as protocol.AppSession
+		_ = json.Unmarshal(e.dev.event(protocol.EventAppSession).Data, &as)
+		if as.State == protocol.AppStateTransportDown {
+			break
+		}
+	}
+	e.install(t, "read", "stream:transcript") // location withdrawn
+	e.publish(t, "location", map[string]any{"lat": 2})
+	e.publish(t, "transcript", "while down")
+
+	app := mustDialStream(t, e.m, http.Header{"Authorization": {"Bearer " + e.key}, apps.ResumeHeader: {hello.ResumeToken}}, 0)
+	// In order: location revoked (nothing of it delivered), then the
+	// transcript event missed.
+	revoked := false
+	for done := false; !done; {
+		m := app.next()
+		switch {
+		case m.close != 0:
+			t.Fatalf("closed %d", m.close)
+		case m.f == nil || m.f.Type != protocol.TypeEvent:
+		case m.f.Event == protocol.EventStreamRevoked:
+			var rv protocol.StreamRevoked
+			if err := json.Unmarshal(m.f.Data, &rv); err != nil || rv.Stream != "location" || rv.Scope != "stream:location" {
+				t.Fatalf("revoked %+v %v", rv, err)
+			}
+			revoked = true
+		case m.f.Event == protocol.EventStream:
+			var ev protocol.StreamEvent
+			_ = json.Unmarshal(m.f.Data, &ev)
+			if !revoked || ev.Stream != "transcript" || string(ev.Data) != `"while down"` {
+				t.Fatalf("after the resume: %+v (revoked before: %v)", ev, revoked)
+			}
+			done = true
+		}
+	}
+	var again protocol.AppHello
+	app.result("apps.hello", protocol.AppSessionRef{AppID: streamApp, SessionID: e.session}, &again)
+	if strings.Join(again.Subscriptions, ",") != "transcript" {
+		t.Fatalf("subscriptions after the resume %v", again.Subscriptions)
+	}
+	for {
+		if got := e.dev.demand(); strings.Join(got, ",") == "transcript" {
+			break
+		}
+	}
+}
