@@ -177,13 +177,16 @@ type AppHello struct {
 	// session of the user with this app, different for every app).
 	UserID string   `json:"userId"`
 	Scopes []string `json:"scopes" schema:"nonnull" doc:"the scopes the user granted"`
-	// Subscriptions are the server-held effective subscriptions (empty
-	// until device streams exist).
-	Subscriptions []string       `json:"subscriptions" schema:"nonnull"`
-	Settings      AppSettings    `json:"settings"`
-	Capabilities  []string       `json:"capabilities" schema:"nonnull" doc:"the device's capabilities, as it declared them at start"`
-	Device        AppDeviceState `json:"device"`
-	Priority      string         `json:"priority" doc:"the app's output priority class"`
+	// Subscriptions are the server-held effective subscriptions to device
+	// streams (streams.set), kept while the app's connection is down.
+	Subscriptions []string `json:"subscriptions" schema:"nonnull" doc:"canonical stream ids, sorted"`
+	// SubscriptionSeq is the seq of the last applied streams.set (0: none);
+	// the next update needs a greater one.
+	SubscriptionSeq uint64         `json:"subscriptionSeq" doc:"the last applied streams.set seq (0: none)"`
+	Settings        AppSettings    `json:"settings"`
+	Capabilities    []string       `json:"capabilities" schema:"nonnull" doc:"the device's capabilities, as it declared them at start"`
+	Device          AppDeviceState `json:"device"`
+	Priority        string         `json:"priority" doc:"the app's output priority class"`
 	// ResumeToken reattaches a new connection of the app to this session
 	// (after its server restarted, or the gateway did): dial with the API
 	// key and Junction-Resume: <token>. Each hello issues a new one; the

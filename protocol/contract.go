@@ -52,6 +52,10 @@ func Events() []EventSpec {
 		{Name: EventRPCCancel, Summary: "Stop a relayed call (sent to the target)", Data: reflect.TypeFor[RPCCancel](), FromServer: true},
 		{Name: EventAppSession, Summary: "One of the device's app sessions changed state (apps.startSession)", Data: reflect.TypeFor[AppSession](), FromServer: true},
 		{Name: EventAppStopped, Summary: "The app's session stopped; the socket closes next with 1000 (do not reconnect)", Data: reflect.TypeFor[AppStopped](), FromServer: true},
+		{Name: EventStream, Summary: "One discrete event of a device stream the app session subscribes to (streams.set)", Data: reflect.TypeFor[StreamEvent](), FromServer: true},
+		{Name: EventStreamGap, Summary: "Events or media frames of a stream were not delivered to the app (count, reason)", Data: reflect.TypeFor[StreamGap](), FromServer: true},
+		{Name: EventStreamDemand, Summary: "The device's streams that have subscribers, sent to the device when the set changes", Data: reflect.TypeFor[StreamDemand](), FromServer: true},
+		{Name: EventStreamRevoked, Summary: "A subscription was removed: the scope it needs is no longer granted", Data: reflect.TypeFor[StreamRevoked](), FromServer: true},
 	}
 }
 

@@ -81,6 +81,15 @@ type Config struct {
 	// RecoveryInterval is how often the recovery loop checks the due
 	// timers in the store; default 1 s.
 	RecoveryInterval time.Duration `yaml:"recovery_interval" doc:"how often each node checks the app sessions' due recovery timers (grace, resurrection, dormancy, connect deadlines) in the database (default 1s)"`
+	// StreamHistory is how many discrete events of a device stream are kept
+	// for the sessions whose connection is down; default 64.
+	StreamHistory int `yaml:"stream_history" doc:"discrete events kept per device stream for app sessions that resume; older ones are announced as stream.gap (default 64)"`
+	// StreamQueueFrames bounds the media frames waiting per subscription;
+	// default 64.
+	StreamQueueFrames int `yaml:"stream_queue_frames" doc:"media frames waiting per app subscription; over it the oldest is dropped and stream.gap follows (default 64)"`
+	// StreamInflightFrames is how many frames an app's socket queue may hold
+	// before media frames wait in their subscription's queue; default 16.
+	StreamInflightFrames int `yaml:"stream_inflight_frames" doc:"frames an app connection's socket queue may hold before media frames wait (and may be dropped) in their subscription's queue (default 16)"`
 }
 
 func (c *Config) setDefaults() {
@@ -113,6 +122,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.BreakerThreshold <= 0 {
 		c.BreakerThreshold = 5
+	}
+	if c.StreamHistory <= 0 {
+		c.StreamHistory = 64
+	}
+	if c.StreamQueueFrames <= 0 {
+		c.StreamQueueFrames = 64
+	}
+	if c.StreamInflightFrames <= 0 {
+		c.StreamInflightFrames = 16
 	}
 }
 
@@ -164,6 +182,8 @@ type Service struct {
 	jobs  chan webhookJob     // set once in New: bounded by Config.WebhookQueue, drained by Run
 	live  liveSessions        // this node's app sessions waiting or connected
 	rec   recovery            // resurrection bookkeeping per app (recovery.go)
+
+	streams *streamRouter // set once in New: device streams (streams.go)
 }
 
 var (
@@ -193,6 +213,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	// period and the recovery schedule run on one time.
 	s.deliv = delivery.New(delivery.Config{Purpose: "webhook", Registerer: deps.Registerer, Log: s.dlog, Clock: serviceClock{deps.Now}})
 	s.rec.init(deps.Registerer)
+	s.streams = newStreamRouter(cfg, deps.Hub, deps.Logger, deps.Now, deps.Registerer)
 	s.ops = append(s.ops, s.adminOps()...)
 	s.ops = append(s.ops, s.installOps()...)
 	s.ops = append(s.ops, s.webhookOps()...)
@@ -221,12 +242,14 @@ func (s *Service) Register(h *hub.Hub) {
 			}})
 	}
 	h.AddFeature(FeatureApps)
+	s.registerStreams(h)
 }
 
 // Start launches the last-use writer on a goroutine the hub owns: it
 // writes every LastUseInterval and once more when the hub closes.
 func (s *Service) Start() {
 	s.startRecovery()
+	s.deps.Hub.Go(s.streams.pump)
 	s.deps.Hub.Go(func(ctx context.Context) {
 		t := time.NewTicker(s.cfg.LastUseInterval)
 		defer t.Stop()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/junctionhq/junction/internal/account"
@@ -248,7 +249,9 @@ func (s *Service) install(ctx context.Context, pr *auth.Principal, p *protocol.A
 		if !slices.Contains(app.Scopes, sc) {
 			return nil, protocol.FieldError("scopes", "%q is not a scope the app asks for (%v)", sc, app.Scopes)
 		}
-		if !pr.HasScope(sc) {
+		// A device stream scope is consent to the user's own device's data:
+		// the user grants it without holding it.
+		if !pr.HasScope(sc) && !strings.HasPrefix(sc, StreamScopePrefix) {
 			return nil, protocol.Errorf(protocol.CodeForbidden, "cannot grant scope %q: the caller does not hold it", sc)
 		}
 		granted = append(granted, sc)
@@ -280,7 +283,9 @@ func (s *Service) narrow(ctx context.Context, appID, userID string, granted []st
 		if err := s.deps.Hub.Reauthorize(ctx, c, &np); err != nil {
 			s.log.Warn("apps: reauthorize after a grant changed; closing", "app", appID, "conn", c.ID(), "err", err)
 			c.Disconnect(protocol.DisconnectForbidden)
+			continue
 		}
+		s.streams.recheck(c)
 	}
 }
 

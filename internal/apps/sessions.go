@@ -319,6 +319,7 @@ func (s *Service) fail(id, stage, msg string, hook bool) {
 // ended follows a session's move to stopped: the app's socket is told and
 // closed, the device is told, and session.stop goes when hook is set.
 func (s *Service) ended(ss store.AppSession, hook bool) {
+	s.streams.drop(ss.ID)
 	if c := s.live.take(ss.ID); c != nil {
 		data, _ := json.Marshal(protocol.AppStopped{SessionID: ss.ID, Reason: ss.StopReason, Reconnect: false})
 		c.SendEvent(protocol.EventAppStopped, "", "", 0, data)
@@ -474,9 +475,10 @@ func (s *Service) hello(ctx context.Context, pr *auth.Principal, p *protocol.App
 		return nil, protocol.Errorf(protocol.CodeForbidden, "the user has not installed the app").WithDetail("reason", auth.ReasonNotInstalled)
 	}
 	out := protocol.AppHello{SessionID: ss.ID, AppID: ss.AppID, UserID: s.pseudonym(ss.AppID, ss.UserID),
-		Scopes: auth.IntersectScopes(app.Scopes, granted), Subscriptions: []string{},
+		Scopes:   auth.IntersectScopes(app.Scopes, granted),
 		Settings: protocol.AppSettings{Schema: app.SettingsSchema}, Capabilities: nonNil(ss.Capabilities),
 		Device: protocol.AppDeviceState{Online: s.deps.Hub.ConnOfDevice(ss.DeviceID) != nil}, Priority: app.Priority}
+	out.Subscriptions, out.SubscriptionSeq = s.streams.get(ss.ID)
 	if dc := s.deps.Hub.ConnOfDevice(ss.DeviceID); dc != nil {
 		out.Device.Kind = dc.Principal().Kind
 	}
@@ -681,6 +683,7 @@ func (s *Service) Upgraded(r *http.Request, c *hub.Conn) {
 		return
 	}
 	c.SetValue(appSessionKey{}, id)
+	defer s.streams.bound(c)
 	s.live.mu.Lock()
 	ls := s.live.m[id]
 	if ls == nil {
@@ -710,6 +713,7 @@ func (s *Service) Upgraded(r *http.Request, c *hub.Conn) {
 		s.ended(ss, false)
 		return
 	}
+	s.streams.attach(ss.ID, ss.DeviceID, c)
 	s.log.Info("app session running", "app", ss.AppID, "session", id, "conn", c.ID())
 	s.tellDevice(ss)
 }
@@ -717,6 +721,7 @@ func (s *Service) Upgraded(r *http.Request, c *hub.Conn) {
 // appConnClosed: the app's connection of a running session ended without
 // a stop; the session waits in transport_down for its grace (lostApp).
 func (s *Service) appConnClosed(id string, c *hub.Conn) {
+	s.streams.detach(id, c)
 	s.live.mu.Lock()
 	ls := s.live.m[id]
 	mine := ls != nil && ls.conn == c

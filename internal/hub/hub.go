@@ -34,6 +34,9 @@ type Config struct {
 	NodeID string `yaml:"node_id" doc:"name of this node (default: random)"`
 	// MaxFrameBytes limits one inbound WebSocket message; default 64 KiB.
 	MaxFrameBytes int `yaml:"max_frame_bytes" doc:"largest inbound WebSocket message in bytes (default 65536)"`
+	// MaxBinaryBytes limits one inbound binary message (a device stream
+	// frame, binary.go); bigger closes with 1009. Default 32 KiB.
+	MaxBinaryBytes int `yaml:"max_binary_bytes" doc:"largest inbound binary WebSocket message (a device stream frame) in bytes; bigger closes with 1009 (default 32768)"`
 	// MaxQueueBytes and MaxQueueFrames bound each connection's outbound queue;
 	// a connection that overflows it is closed with 4108. Defaults 1 MiB, 4096.
 	MaxQueueBytes  int `yaml:"max_queue_bytes" doc:"outbound queue bound per connection in bytes (default 1048576)"`
@@ -106,6 +109,7 @@ func (c *Config) setDefaults() {
 		}
 	}
 	def(&c.MaxFrameBytes, protocol.DefaultMaxFrameBytes)
+	def(&c.MaxBinaryBytes, DefaultMaxBinaryBytes)
 	def(&c.MaxQueueBytes, 1<<20)
 	def(&c.MaxQueueFrames, 4096)
 	def(&c.MaxSubscriptions, 1024)
@@ -135,6 +139,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.MaxFrameBytes < 0 || c.MaxFrameBytes > 16<<20:
 		return errors.New("max_frame_bytes must be between 1 and 16 MiB")
+	case c.MaxBinaryBytes < 0 || c.MaxBinaryBytes > 16<<20:
+		return errors.New("max_binary_bytes must be between 1 and 16 MiB")
 	case c.MaxQueueBytes < 0 || c.MaxQueueFrames < 0:
 		return errors.New("max_queue_bytes and max_queue_frames must not be negative")
 	case c.HeartbeatInterval < 0 || c.HeartbeatTimeout < 0:
@@ -187,6 +193,7 @@ type Hub struct {
 	// methods is filled by Register before Start and read-only afterwards.
 	methods map[string]*Method
 	events  map[string]ClientEventFunc
+	binary  BinaryHandler // set before Start by SetBinaryHandler (binary.go); nil refuses binary messages
 	// clusterEvents is filled by OnClusterEvent before Start and read-only
 	// afterwards (events.go).
 	clusterEvents map[string]func(json.RawMessage)
@@ -304,6 +311,7 @@ func New(cfg Config, deps Deps) (*Hub, error) {
 	h.transport = ws.New(ws.Config{
 		Kind:            ws.Kind(cfg.Transport),
 		MaxMessageBytes: cfg.MaxFrameBytes,
+		MaxBinaryBytes:  cfg.MaxBinaryBytes,
 		MaxQueueBytes:   cfg.MaxQueueBytes,
 		MaxQueueFrames:  cfg.MaxQueueFrames,
 		WriteTimeout:    cfg.WriteTimeout,

@@ -492,6 +492,8 @@ func (c *Conn) process(data []byte) {
 		switch op {
 		case opText:
 			c.h.OnMessage(c, payload)
+		case opBinary:
+			c.h.(BinaryHandler).OnBinary(c, payload) // the parser yields binary only then (binaryLimit)
 		case opPing:
 			var pong []byte
 			if c.role == RoleClient {

@@ -32,12 +32,14 @@ var (
 	errLength       = &closeError{protocol.CloseProtocolError, "invalid payload length"}
 	errBinary       = &closeError{protocol.CloseUnsupportedData, "binary messages are not supported"}
 	errTooBig       = &closeError{protocol.CloseTooBig, "message too big"}
+	errBinaryTooBig = &closeError{protocol.CloseTooBig, "binary message too big"}
 	errCloseLen     = &closeError{protocol.CloseProtocolError, "invalid close payload"}
 	errCloseCode    = &closeError{protocol.CloseProtocolError, "invalid close code"}
 )
 
 // frameFunc receives one complete text message (op opText, reassembled if it
-// was fragmented) or one control frame (opPing, opPong, opClose), unmasked.
+// was fragmented), one complete binary message (opBinary, only when the
+// parser's maxBinary is set) or one control frame (opPing, opPong, opClose), unmasked.
 // payload is valid only during the call. Returning false stops parsing; the
 // unparsed bytes are dropped.
 type frameFunc func(op byte, payload []byte) bool
@@ -47,12 +49,16 @@ type frameFunc func(op byte, payload []byte) bool
 // holds no buffer. All fields are owned by the goroutine that feeds it (the
 // connection's read loop).
 type parser struct {
-	max int // limit of a message's payload after reassembly
+	// max limits a text message's payload after reassembly; maxBinary a
+	// binary message's, 0 refusing binary messages (1003). int32 keeps
+	// Conn in its size class (conn_size_test.go).
+	max, maxBinary int32
 
 	partial []byte // bytes of an incomplete frame, nil when none
-	msg     []byte // payload of a fragmented text message so far
+	msg     []byte // payload of a fragmented message so far
 	server  bool   // frames must be masked (true) or unmasked (false)
-	frag    bool   // inside a fragmented text message
+	frag    bool   // inside a fragmented message
+	fragOp  byte   // the fragmented message's opcode (opText or opBinary)
 	failed  bool   // a violation was reported; everything after it is ignored
 }
 
@@ -134,7 +140,9 @@ func (p *parser) parse(b []byte, fn frameFunc) (int, error) {
 			if p.frag {
 				return off, errInterleaved
 			}
-			return off, errBinary
+			if p.maxBinary <= 0 {
+				return off, errBinary
+			}
 		case opContinuation:
 			if !p.frag {
 				return off, errContinuation
@@ -161,12 +169,15 @@ func (p *parser) parse(b []byte, fn frameFunc) (int, error) {
 				return off, errLength
 			}
 		}
-		limit := uint64(p.max)
+		limit, tooBig := uint64(p.max), errTooBig
+		if op == opBinary || op == opContinuation && p.fragOp == opBinary {
+			limit, tooBig = uint64(p.maxBinary), errBinaryTooBig
+		}
 		if op == opContinuation {
-			limit -= uint64(len(p.msg)) // len(p.msg) <= p.max always holds
+			limit -= uint64(len(p.msg)) // len(p.msg) <= the message's limit always holds
 		}
 		if op <= opBinary && n > limit {
-			return off, errTooBig
+			return off, tooBig
 		}
 		if uint64(len(h)-hl) < n {
 			return off, nil
@@ -180,13 +191,13 @@ func (p *parser) parse(b []byte, fn frameFunc) (int, error) {
 		off += hl + int(n)
 
 		switch op {
-		case opText:
+		case opText, opBinary:
 			if !fin {
-				p.frag = true
+				p.frag, p.fragOp = true, op
 				p.msg = append(p.msg[:0], payload...)
 				continue
 			}
-			if !fn(opText, payload) {
+			if !fn(op, payload) {
 				return len(b), nil
 			}
 		case opContinuation:
@@ -196,7 +207,7 @@ func (p *parser) parse(b []byte, fn frameFunc) (int, error) {
 			}
 			msg := p.msg
 			p.msg, p.frag = nil, false
-			if !fn(opText, msg) {
+			if !fn(p.fragOp, msg) {
 				return len(b), nil
 			}
 		case opClose:

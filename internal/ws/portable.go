@@ -110,7 +110,7 @@ func (t *Transport) attachPortable(nc net.Conn, role Role, h Handler, opts Attac
 		fd:      -1,
 		role:    role,
 		initial: opts.Buffered,
-		p:       parser{server: role == RoleServer, max: t.cfg.MaxMessageBytes},
+		p:       parser{server: role == RoleServer, max: int32(min(t.cfg.MaxMessageBytes, 1<<30)), maxBinary: binaryLimit(t.cfg, h)},
 	}
 	c.applyOptions(opts)
 	t.open.Add(1)

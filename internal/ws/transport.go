@@ -59,6 +59,11 @@ type Config struct {
 	// reassembled; a bigger message closes the connection with 1009.
 	// Default 64 KiB.
 	MaxMessageBytes int
+	// MaxBinaryBytes limits an inbound binary message after reassembly; a
+	// bigger one closes the connection with 1009. Binary messages reach
+	// only a Handler that is a BinaryHandler, and only when this is set;
+	// otherwise they close the connection with 1003. Default 0: refused.
+	MaxBinaryBytes int
 	// MaxQueueBytes bounds a connection's outbound queue in bytes. Default
 	// 1 MiB.
 	MaxQueueBytes int
@@ -503,7 +508,7 @@ func (t *Transport) attach(nc net.Conn, fd int, role Role, h Handler, opts Attac
 		gen:     gen,
 		role:    role,
 		initial: opts.Buffered,
-		p:       parser{server: role == RoleServer, max: t.cfg.MaxMessageBytes},
+		p:       parser{server: role == RoleServer, max: int32(min(t.cfg.MaxMessageBytes, 1<<30)), maxBinary: binaryLimit(t.cfg, h)},
 	}
 	c.applyOptions(opts)
 	t.open.Add(1)

@@ -137,6 +137,9 @@ export interface AppHello {
   scopes: string[];
   sessionId: string;
   settings: AppSettings;
+  /** the last applied streams.set seq (0: none) */
+  subscriptionSeq: number;
+  /** canonical stream ids, sorted */
   subscriptions: string[];
   userId: string;
 }
@@ -634,9 +637,88 @@ export interface Shutdown {
   reconnectAfterMs: number;
 }
 
+export interface StreamDemand {
+  /** canonical ids of the device's streams that have subscribers, sorted */
+  streams: string[];
+}
+
+export type StreamDemandParams = Record<string, never>;
+
+export interface StreamEvent {
+  data: unknown;
+  /** consecutive per stream; a gap is announced by stream.gap */
+  seq: number;
+  /** the retained last value of a stateful stream (on subscribe and on resume) */
+  snapshot?: boolean;
+  /** canonical id */
+  stream: string;
+  /** when the gateway received it, Unix milliseconds */
+  timeMs: number;
+}
+
+export interface StreamGap {
+  /** events or frames not delivered */
+  count: number;
+  reason: "queue" | "history";
+  stream: string;
+}
+
 export interface StreamPosition {
   epoch: string;
   offset: number;
+}
+
+export interface StreamPublishParams {
+  /** the event, any JSON value */
+  data: unknown;
+  /** a stream id of a discrete stream */
+  stream: string;
+}
+
+export interface StreamPublished {
+  /** app connections it was queued to */
+  delivered: number;
+  /** the event's sequence number in the stream (1, 2, ...) */
+  seq: number;
+  /** canonical id */
+  stream: string;
+}
+
+export interface StreamRejection {
+  message: string;
+  reason: "invalid_stream" | "unknown_stream" | "missing_scope";
+  /** the scope that is missing (missing_scope) */
+  scope?: string;
+  /** as requested */
+  stream: string;
+}
+
+export interface StreamRevoked {
+  /** the scope no longer granted */
+  scope: string;
+  stream: string;
+}
+
+export interface StreamSet {
+  /** canonical ids of the requested streams that are subscribed */
+  granted: string[];
+  rejected: StreamRejection[];
+  /** the last applied seq */
+  seq: number;
+  sessionId: string;
+  /** the update's seq was not above the last applied one: nothing changed */
+  stale: boolean;
+  streams: string[];
+}
+
+export interface StreamSetParams {
+  appId: string;
+  /** greater than every seq applied before; stale updates are ignored */
+  seq: number;
+  /** the app session this connection is bound to */
+  sessionId: string;
+  /** stream ids (name or name?key=value&...), or * for every stream the granted scopes allow */
+  streams: string[];
 }
 
 export interface SubscribeParams {
@@ -983,6 +1065,21 @@ export interface Methods {
     result: Session;
   };
   /** Scope: authenticated. */
+  "streams.demand": {
+    params: StreamDemandParams;
+    result: StreamDemand;
+  };
+  /** Scope: authenticated. */
+  "streams.publish": {
+    params: StreamPublishParams;
+    result: StreamPublished;
+  };
+  /** Scope: authenticated. */
+  "streams.set": {
+    params: StreamSetParams;
+    result: StreamSet;
+  };
+  /** Scope: authenticated. */
   "sys.info": {
     params: Empty;
     result: InfoResult;
@@ -1056,6 +1153,9 @@ export const METHOD_SCOPES = {
   "session.get": "read",
   "session.list": "read",
   "session.update": "write",
+  "streams.demand": "authenticated",
+  "streams.publish": "authenticated",
+  "streams.set": "authenticated",
   "sys.info": "authenticated",
   "sys.ping": "authenticated",
   "update.since": "read",
@@ -1085,6 +1185,14 @@ export interface EventData {
   "rpc.progress": RPCProgress;
   /** The server is draining: reconnect after reconnectAfterMs. */
   "server.shutdown": Shutdown;
+  /** The device's streams that have subscribers, sent to the device when the set changes. */
+  "stream.demand": StreamDemand;
+  /** One discrete event of a device stream the app session subscribes to (streams.set). */
+  "stream.event": StreamEvent;
+  /** Events or media frames of a stream were not delivered to the app (count, reason). */
+  "stream.gap": StreamGap;
+  /** A subscription was removed: the scope it needs is no longer granted. */
+  "stream.revoked": StreamRevoked;
   /** The credential expires soon: send auth.refresh. */
   "token.expiring": TokenExpiring;
   /** The first frame of every connection. */
