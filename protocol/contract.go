@@ -52,6 +52,9 @@ func Events() []EventSpec {
 		{Name: EventRPCCancel, Summary: "Stop a relayed call (sent to the target)", Data: reflect.TypeFor[RPCCancel](), FromServer: true},
 		{Name: EventAppSession, Summary: "One of the device's app sessions changed state (apps.startSession)", Data: reflect.TypeFor[AppSession](), FromServer: true},
 		{Name: EventAppStopped, Summary: "The app's session stopped; the socket closes next with 1000 (do not reconnect)", Data: reflect.TypeFor[AppStopped](), FromServer: true},
+		{Name: EventOutputShow, Summary: "Show a request's content on one of the device's surfaces, replacing what it shows (output arbiter)", Data: reflect.TypeFor[OutputShow](), FromServer: true},
+		{Name: EventOutputClear, Summary: "Show nothing on one of the device's surfaces (output arbiter)", Data: reflect.TypeFor[OutputClear](), FromServer: true},
+		{Name: EventOutputStatus, Summary: "What happened to one of the app's output requests: queued, its terminal outcome, hidden, restored", Data: reflect.TypeFor[OutputStatus](), FromServer: true},
 	}
 }
 

@@ -142,6 +142,7 @@ type Service struct {
 	dlog  *delivery.MemoryLog // set once in New: the last attempts per app
 	jobs  chan webhookJob     // set once in New: bounded by Config.WebhookQueue, drained by Run
 	live  liveSessions        // this node's app sessions waiting or connected
+	outs  *outputs            // set once in New: the output arbiter's device executors (outputs.go)
 }
 
 var (
@@ -172,6 +173,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s.ops = append(s.ops, s.installOps()...)
 	s.ops = append(s.ops, s.webhookOps()...)
 	s.ops = append(s.ops, s.sessionOps()...)
+	s.outs = newOutputs(s)
 	return s, nil
 }
 
@@ -195,6 +197,7 @@ func (s *Service) Register(h *hub.Hub) {
 				return o.Exec(ctx, call.Principal, call.Params, call.Idem)
 			}})
 	}
+	s.outs.register(h)
 	h.AddFeature(FeatureApps)
 }
 

@@ -280,7 +280,9 @@ func (s *Service) narrow(ctx context.Context, appID, userID string, granted []st
 		if err := s.deps.Hub.Reauthorize(ctx, c, &np); err != nil {
 			s.log.Warn("apps: reauthorize after a grant changed; closing", "app", appID, "conn", c.ID(), "err", err)
 			c.Disconnect(protocol.DisconnectForbidden)
+			continue
 		}
+		s.outs.narrowed(ctx, c, &np)
 	}
 }
 

@@ -308,6 +308,7 @@ func (s *Service) fail(id, stage, msg string, hook bool) {
 // ended follows a session's move to stopped: the app's socket is told and
 // closed, the device is told, and session.stop goes when hook is set.
 func (s *Service) ended(ss store.AppSession, hook bool) {
+	s.outs.sessionEnded(ss.ID, ss.DeviceID)
 	if c := s.live.take(ss.ID); c != nil {
 		data, _ := json.Marshal(protocol.AppStopped{SessionID: ss.ID, Reason: ss.StopReason, Reconnect: false})
 		c.SendEvent(protocol.EventAppStopped, "", "", 0, data)
