@@ -67,6 +67,8 @@ type Config struct {
 	// PublicURL is the WebSocket URL given to apps in session.start;
 	// default ws://<listen address>/ws.
 	PublicURL string `yaml:"public_url" doc:"WebSocket URL that session.start gives apps to connect to (default ws://<addr>/ws)"`
+	// OutputLease is the output arbiter's background lease; default 10 s.
+	OutputLease time.Duration `yaml:"output_lease" doc:"how long an app whose background output was last shown on a surface keeps other apps' background outputs off it once idle (default 10s)"`
 }
 
 func (c *Config) setDefaults() {

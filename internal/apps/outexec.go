@@ -48,7 +48,7 @@ const ReasonDeviceGone = "device_gone"
 // outInput is one input of an executor, run on its goroutine.
 type outInput struct {
 	fn    func(a *arbiter.Arbiter, now time.Time) arbiter.Output
-	reply chan struct{} // closed once fn's output is delivered; nil: nobody waits
+	reply chan struct{} // closed once fn's output is delivered
 }
 
 // devExec owns one device's arbiter.
@@ -107,9 +107,7 @@ func (x *devExec) run(ctx context.Context) {
 			out := in.fn(x.arb, x.clock.Now())
 			x.deliver(out, "", true)
 			arm(out.Next)
-			if in.reply != nil {
-				close(in.reply)
-			}
+			close(in.reply)
 		case <-wake:
 			timer, wake = nil, nil
 			out := x.arb.Tick(x.clock.Now())
@@ -178,15 +176,6 @@ func (x *devExec) do(ctx context.Context, fn func(a *arbiter.Arbiter, now time.T
 		return errExecGone()
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-// post runs fn on the executor without waiting for it; it is dropped only
-// when the executor has ended (which withdrew everything).
-func (x *devExec) post(fn func(a *arbiter.Arbiter, now time.Time) arbiter.Output) {
-	select {
-	case x.in <- outInput{fn: fn}:
-	case <-x.done:
 	}
 }
 

@@ -47,7 +47,7 @@ type outputs struct {
 }
 
 func newOutputs(s *Service) *outputs {
-	return &outputs{s: s, clock: realClock{now: s.deps.Now}, metrics: arbiter.NewPrometheus(s.deps.Registerer),
+	return &outputs{s: s, clock: realClock{now: s.deps.Now}, metrics: arbiter.NewPrometheus(s.deps.Registerer), lease: s.cfg.OutputLease,
 		devs: map[string]*devExec{}, conn: map[*devExec]*hub.Conn{}}
 }
 
@@ -310,13 +310,17 @@ func (o *outputs) cancel(ctx context.Context, call *hub.Call, p *protocol.Output
 }
 
 // sessionEnded withdraws every request of a session (stopped, or no longer
-// holding the output scope). It does not wait.
+// holding the output scope). It waits (a few seconds at most) until the
+// app was told, so that a stopping session hears the end of its outputs
+// before app.stopped.
 func (o *outputs) sessionEnded(sid, device string) {
 	x := o.exec(device)
 	if x == nil {
 		return
 	}
-	x.post(func(a *arbiter.Arbiter, now time.Time) arbiter.Output {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = x.do(ctx, func(a *arbiter.Arbiter, now time.Time) arbiter.Output {
 		if _, ok := x.apps[sid]; !ok {
 			return arbiter.Output{}
 		}
