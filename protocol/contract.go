@@ -54,6 +54,7 @@ func Events() []EventSpec {
 		{Name: EventAppStopped, Summary: "The app's session stopped; the socket closes next with 1000 (do not reconnect)", Data: reflect.TypeFor[AppStopped](), FromServer: true},
 		{Name: EventOutputShow, Summary: "Show a request's content on one of the device's surfaces, replacing what it shows (output arbiter)", Data: reflect.TypeFor[OutputShow](), FromServer: true},
 		{Name: EventOutputClear, Summary: "Show nothing on one of the device's surfaces (output arbiter)", Data: reflect.TypeFor[OutputClear](), FromServer: true},
+		{Name: EventSettingsChanged, Summary: "The user's settings of the app changed (apps.setSettings): the new values and version", Data: reflect.TypeFor[AppSettingsChanged](), FromServer: true},
 		{Name: EventOutputStatus, Summary: "What happened to one of the app's output requests: queued, its terminal outcome, hidden, restored", Data: reflect.TypeFor[OutputStatus](), FromServer: true},
 	}
 }

@@ -67,6 +67,13 @@ type Config struct {
 	// PublicURL is the WebSocket URL given to apps in session.start;
 	// default ws://<listen address>/ws.
 	PublicURL string `yaml:"public_url" doc:"WebSocket URL that session.start gives apps to connect to (default ws://<addr>/ws)"`
+	// ToolTimeout bounds a tool call, over the socket or the webhook;
+	// default 10 s.
+	ToolTimeout time.Duration `yaml:"tool_timeout" doc:"how long a tool.call waits for the app's answer, over its session socket or its webhook (default 10s)"`
+	// ToolRate and ToolBurst limit the tool calls to one app, across all
+	// callers; default 20 a second, bursts of 40.
+	ToolRate  float64 `yaml:"tool_rate" doc:"tool calls a second to one app, across all callers (default 20)"`
+	ToolBurst int     `yaml:"tool_burst" doc:"burst of tool calls to one app (default 40)"`
 	// OutputLease is the output arbiter's background lease; default 10 s.
 	OutputLease time.Duration `yaml:"output_lease" doc:"how long an app whose background output was last shown on a surface keeps other apps' background outputs off it once idle (default 10s)"`
 }
@@ -89,6 +96,13 @@ func (c *Config) setDefaults() {
 	def(&c.BreakerOpen, 10*time.Second)
 	def(&c.TicketTTL, 60*time.Second)
 	def(&c.ConnectTimeout, 30*time.Second)
+	def(&c.ToolTimeout, 10*time.Second)
+	if c.ToolRate <= 0 {
+		c.ToolRate = 20
+	}
+	if c.ToolBurst <= 0 {
+		c.ToolBurst = 40
+	}
 	if c.WebhookWorkers <= 0 {
 		c.WebhookWorkers = 8
 	}
@@ -145,6 +159,9 @@ type Service struct {
 	jobs  chan webhookJob     // set once in New: bounded by Config.WebhookQueue, drained by Run
 	live  liveSessions        // this node's app sessions waiting or connected
 	outs  *outputs            // set once in New: the output arbiter's device executors (outputs.go)
+
+	schemas schemaCache // compiled settings and tool schemas (schemas.go)
+	tools   toolLimits  // per-app rate limits of tool calls (tools.go)
 }
 
 var (
@@ -175,6 +192,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s.ops = append(s.ops, s.installOps()...)
 	s.ops = append(s.ops, s.webhookOps()...)
 	s.ops = append(s.ops, s.sessionOps()...)
+	s.ops = append(s.ops, s.settingsOps()...)
+	s.ops = append(s.ops, s.toolOps()...)
 	s.outs = newOutputs(s)
 	return s, nil
 }

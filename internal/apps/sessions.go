@@ -473,6 +473,9 @@ func (s *Service) hello(ctx context.Context, pr *auth.Principal, p *protocol.App
 	if at, ok := s.deps.Hub.LastSeen(ss.DeviceID); ok {
 		out.Device.LastSeen = &at
 	}
+	if out.Settings.Values, out.Settings.Version, err = s.settingsOf(ctx, ss.AppID, ss.UserID); err != nil {
+		return nil, err
+	}
 	token, hash, err := newSecretToken(resumePrefix, ss.ID)
 	if err != nil {
 		return nil, err
