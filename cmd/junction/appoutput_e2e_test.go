@@ -167,6 +167,18 @@ func expectLines(t *testing.T, who string, ch chan string, want ...string) {
 	}
 }
 
+// nextLine returns the next line of ch.
+func nextLine(t *testing.T, who string, ch chan string) string {
+	t.Helper()
+	select {
+	case l := <-ch:
+		return l
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: nothing more", who)
+	}
+	return ""
+}
+
 // quiet checks that nothing more has arrived on ch.
 func quiet(t *testing.T, who string, ch chan string) {
 	t.Helper()
@@ -397,7 +409,7 @@ func TestAppOutputEnds(t *testing.T) {
 	// Uninstall bg mid-output: both its outputs end (cleared) before
 	// app.stopped, and the device clears both surfaces.
 	apiJSON(t, m, outputUserTok(t, m), "DELETE", "/api/v1/apps/com.example.bg/install", nil, 200, nil)
-	got := []string{<-bg.status, <-bg.status}
+	got := []string{nextLine(t, "bg", bg.status), nextLine(t, "bg", bg.status)}
 	if strings.Join(sortedCopy(got), "|") != "b hidden cleared final|l hidden cleared final" {
 		t.Fatalf("bg after uninstall: %q", got)
 	}
@@ -409,7 +421,7 @@ func TestAppOutputEnds(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no app.stopped")
 	}
-	cmds := []string{<-dev.cmds, <-dev.cmds}
+	cmds := []string{nextLine(t, "device", dev.cmds), nextLine(t, "device", dev.cmds)}
 	if strings.Join(sortedCopy(cmds), "|") != "clear led|clear main" {
 		t.Fatalf("device after uninstall: %q", cmds)
 	}
