@@ -396,14 +396,29 @@ func (c *Client) dispatchLoop() {
 	for {
 		select {
 		case f := <-c.events:
-			c.mu.Lock()
-			fns := append(append([]func(*protocol.Frame){}, c.onEvent[f.Event]...), c.onEvent["*"]...)
-			c.mu.Unlock()
-			for _, fn := range fns {
-				fn(f)
-			}
+			c.dispatch(f)
 		case <-c.ctx.Done():
-			return
+			// The events received before the end still reach their
+			// handlers: a server that sends an event and then closes
+			// (app.stopped, then 1000) must not have it dropped.
+			for {
+				select {
+				case f := <-c.events:
+					c.dispatch(f)
+				default:
+					return
+				}
+			}
 		}
+	}
+}
+
+// dispatch runs the handlers of one event.
+func (c *Client) dispatch(f *protocol.Frame) {
+	c.mu.Lock()
+	fns := append(append([]func(*protocol.Frame){}, c.onEvent[f.Event]...), c.onEvent["*"]...)
+	c.mu.Unlock()
+	for _, fn := range fns {
+		fn(f)
 	}
 }
