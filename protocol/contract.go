@@ -56,6 +56,10 @@ func Events() []EventSpec {
 		{Name: EventStreamGap, Summary: "Events or media frames of a stream were not delivered to the app (count, reason)", Data: reflect.TypeFor[StreamGap](), FromServer: true},
 		{Name: EventStreamDemand, Summary: "The device's streams that have subscribers, sent to the device when the set changes", Data: reflect.TypeFor[StreamDemand](), FromServer: true},
 		{Name: EventStreamRevoked, Summary: "A subscription was removed: the scope it needs is no longer granted", Data: reflect.TypeFor[StreamRevoked](), FromServer: true},
+		{Name: EventOutputShow, Summary: "Show a request's content on one of the device's surfaces, replacing what it shows (output arbiter)", Data: reflect.TypeFor[OutputShow](), FromServer: true},
+		{Name: EventOutputClear, Summary: "Show nothing on one of the device's surfaces (output arbiter)", Data: reflect.TypeFor[OutputClear](), FromServer: true},
+		{Name: EventSettingsChanged, Summary: "The user's settings of the app changed (apps.setSettings): the new values and version", Data: reflect.TypeFor[AppSettingsChanged](), FromServer: true},
+		{Name: EventOutputStatus, Summary: "What happened to one of the app's output requests: queued, its terminal outcome, hidden, restored", Data: reflect.TypeFor[OutputStatus](), FromServer: true},
 	}
 }
 

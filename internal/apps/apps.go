@@ -90,6 +90,15 @@ type Config struct {
 	// StreamInflightFrames is how many frames an app's socket queue may hold
 	// before media frames wait in their subscription's queue; default 16.
 	StreamInflightFrames int `yaml:"stream_inflight_frames" doc:"frames an app connection's socket queue may hold before media frames wait (and may be dropped) in their subscription's queue (default 16)"`
+	// ToolTimeout bounds a tool call, over the socket or the webhook;
+	// default 10 s.
+	ToolTimeout time.Duration `yaml:"tool_timeout" doc:"how long a tool.call waits for the app's answer, over its session socket or its webhook (default 10s)"`
+	// ToolRate and ToolBurst limit the tool calls to one app, across all
+	// callers; default 20 a second, bursts of 40.
+	ToolRate  float64 `yaml:"tool_rate" doc:"tool calls a second to one app, across all callers (default 20)"`
+	ToolBurst int     `yaml:"tool_burst" doc:"burst of tool calls to one app (default 40)"`
+	// OutputLease is the output arbiter's background lease; default 10 s.
+	OutputLease time.Duration `yaml:"output_lease" doc:"how long an app whose background output was last shown on a surface keeps other apps' background outputs off it once idle (default 10s)"`
 }
 
 func (c *Config) setDefaults() {
@@ -114,6 +123,13 @@ func (c *Config) setDefaults() {
 	def(&c.ResurrectionBudget, 5*time.Minute)
 	def(&c.DormantLimit, 24*time.Hour)
 	def(&c.RecoveryInterval, time.Second)
+	def(&c.ToolTimeout, 10*time.Second)
+	if c.ToolRate <= 0 {
+		c.ToolRate = 20
+	}
+	if c.ToolBurst <= 0 {
+		c.ToolBurst = 40
+	}
 	if c.WebhookWorkers <= 0 {
 		c.WebhookWorkers = 8
 	}
@@ -184,6 +200,10 @@ type Service struct {
 	rec   recovery            // resurrection bookkeeping per app (recovery.go)
 
 	streams *streamRouter // set once in New: device streams (streams.go)
+	outs  *outputs            // set once in New: the output arbiter's device executors (outputs.go)
+
+	schemas schemaCache // compiled settings and tool schemas (schemas.go)
+	tools   toolLimits  // per-app rate limits of tool calls (tools.go)
 }
 
 var (
@@ -218,6 +238,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s.ops = append(s.ops, s.installOps()...)
 	s.ops = append(s.ops, s.webhookOps()...)
 	s.ops = append(s.ops, s.sessionOps()...)
+	s.ops = append(s.ops, s.settingsOps()...)
+	s.ops = append(s.ops, s.toolOps()...)
+	s.outs = newOutputs(s)
 	return s, nil
 }
 
@@ -241,6 +264,7 @@ func (s *Service) Register(h *hub.Hub) {
 				return o.Exec(ctx, call.Principal, call.Params, call.Idem)
 			}})
 	}
+	s.outs.register(h)
 	h.AddFeature(FeatureApps)
 	s.registerStreams(h)
 }

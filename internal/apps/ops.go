@@ -286,6 +286,7 @@ func (s *Service) narrow(ctx context.Context, appID, userID string, granted []st
 			continue
 		}
 		s.streams.recheck(c)
+		s.outs.narrowed(ctx, c, &np)
 	}
 }
 
@@ -300,6 +301,9 @@ func (s *Service) uninstall(ctx context.Context, pr *auth.Principal, p *protocol
 	// session.stop); then any other connection of the app for the user
 	// closes with 4003, on every node.
 	s.stopUserSessions(ctx, p.AppID, pr.UserID, protocol.StopPermissionRevoked)
+	if err := s.deps.Store.DeleteAppSettings(ctx, p.AppID, pr.UserID); err != nil {
+		s.log.Warn("apps: forget the settings of an uninstalled app", "app", p.AppID, "err", err)
+	}
 	n := s.disconnectEverywhere(ctx, hub.DisconnectMatch{UserID: pr.UserID, AppID: p.AppID})
 	return protocol.AppUninstalled{Uninstalled: true, Disconnected: n}, nil
 }

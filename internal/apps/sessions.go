@@ -320,6 +320,7 @@ func (s *Service) fail(id, stage, msg string, hook bool) {
 // closed, the device is told, and session.stop goes when hook is set.
 func (s *Service) ended(ss store.AppSession, hook bool) {
 	s.streams.drop(ss.ID)
+	s.outs.sessionEnded(ss.ID, ss.DeviceID)
 	if c := s.live.take(ss.ID); c != nil {
 		data, _ := json.Marshal(protocol.AppStopped{SessionID: ss.ID, Reason: ss.StopReason, Reconnect: false})
 		c.SendEvent(protocol.EventAppStopped, "", "", 0, data)
@@ -484,6 +485,9 @@ func (s *Service) hello(ctx context.Context, pr *auth.Principal, p *protocol.App
 	}
 	if at, ok := s.deps.Hub.LastSeen(ss.DeviceID); ok {
 		out.Device.LastSeen = &at
+	}
+	if out.Settings.Values, out.Settings.Version, err = s.settingsOf(ctx, ss.AppID, ss.UserID); err != nil {
+		return nil, err
 	}
 	token, hash, err := newSecretToken(resumePrefix, ss.ID)
 	if err != nil {

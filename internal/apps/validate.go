@@ -130,6 +130,11 @@ func checkCreate(p *protocol.AppCreateParams) error {
 	if len(p.SettingsSchema) > 0 && (!isObject(p.SettingsSchema) || len(p.SettingsSchema) > maxSchemaBytes) {
 		return protocol.FieldError("settingsSchema", "want a JSON Schema object up to %d bytes", maxSchemaBytes)
 	}
+	if len(p.SettingsSchema) > 0 {
+		if err := checkSchema(p.SettingsSchema); err != nil {
+			return protocol.FieldError("settingsSchema", "not a usable JSON Schema: %v", err)
+		}
+	}
 	if len(p.Tools) > maxTools {
 		return protocol.FieldError("tools", "over %d tools", maxTools)
 	}
@@ -145,6 +150,11 @@ func checkCreate(p *protocol.AppCreateParams) error {
 		}
 		if len(t.Params) > 0 && (!isObject(t.Params) || len(t.Params) > maxSchemaBytes) {
 			return protocol.FieldError("tools", "tool %q: params: want a JSON Schema object up to %d bytes", t.Name, maxSchemaBytes)
+		}
+		if len(t.Params) > 0 {
+			if err := checkSchema(t.Params); err != nil {
+				return protocol.FieldError("tools", "tool %q: params: not a usable JSON Schema: %v", t.Name, err)
+			}
 		}
 	}
 	if len(p.Owner) > maxUserIDLen {

@@ -301,6 +301,31 @@ export interface AppSettings {
   version: number;
 }
 
+export interface AppSettingsChanged {
+  appId: string;
+  /** the session told, on the socket */
+  sessionId?: string;
+  /** settings.changed, in the webhook */
+  type?: string;
+  /** Format: date-time. */
+  updatedAt: string;
+  /** the app's pseudonymous id of the user, in the webhook */
+  userId?: string;
+  values: { [key: string]: unknown };
+  version: number;
+}
+
+export interface AppSettingsParams {
+  appId: string;
+}
+
+export interface AppSettingsPutParams {
+  appId: string;
+  /** a JSON object following the app's settings schema, up to 64 KiB */
+  values: { [key: string]: unknown };
+  version: number;
+}
+
 export interface AppStopped {
   reason: "user_stopped" | "replaced_by_foreground" | "device_gone" | "permission_revoked" | "app_error" | "admin" | "idle";
   /** always false: a stopped session is never resumed */
@@ -522,6 +547,84 @@ export interface ObjectListSession {
   nextCursor: string;
 }
 
+export interface OutputAccepted {
+  /** the class the gateway stamped */
+  priority: "system" | "foreground" | "background" | "ambient";
+  requestId: string;
+}
+
+export interface OutputCancelParams {
+  requestId?: string;
+  surface?: string;
+}
+
+export interface OutputCancelled {
+  found: boolean;
+}
+
+export interface OutputClear {
+  surface: string;
+}
+
+export interface OutputDeclareParams {
+  /** the device is booting: requests queue (queued with boot) until output.ready */
+  booting?: boolean;
+  /** 1..16 surfaces, names unique */
+  surfaces: OutputSurface[] | null;
+}
+
+export interface OutputDeclared {
+  booting: boolean;
+  surfaces: OutputSurface[];
+}
+
+export interface OutputReady {
+  wasBooting: boolean;
+}
+
+export type OutputReadyParams = Record<string, never>;
+
+export interface OutputRequestParams {
+  /** what to show (any JSON value up to 16 KiB); the gateway does not look at it */
+  content: unknown;
+  /** skip the surface's minimum interval (needs the output.force scope); does not skip priority */
+  force?: boolean;
+  /** the app's id of the request, 1..64 characters of [A-Za-z0-9._:-], unique among its live requests; default: one the gateway makes */
+  id?: string;
+  /** on_resume: after a preemption, come back when the preemptor ends; when the surface is busy, wait instead of being rejected */
+  restore?: "none" | "on_resume";
+  surface: string;
+  /** how long after the request the content may be shown; 0: until replaced, cleared or preempted */
+  ttlMs?: number;
+}
+
+export interface OutputShow {
+  appId: string;
+  content: unknown;
+  requestId: string;
+  sessionId: string;
+  surface: string;
+}
+
+export interface OutputStatus {
+  final: boolean;
+  /** queued: progress; shown, superseded, rejected, expired, cleared: the one terminal outcome; hidden, restored: after shown */
+  kind: "queued" | "shown" | "superseded" | "rejected" | "expired" | "cleared" | "hidden" | "restored";
+  pending?: boolean;
+  /** for queued, rejected and hidden */
+  reason?: "boot" | "throttle" | "busy" | "preempted" | "expired" | "cleared" | "superseded" | "unknown_surface" | "invalid" | "duplicate" | "full" | "device_gone";
+  requestId: string;
+  retryAfterMs?: number;
+  surface: string;
+}
+
+export interface OutputSurface {
+  /** least time between two commands to the surface (300 for BLE glasses; 0 for a screen) */
+  minIntervalMs?: number;
+  /** 1..64 characters of [a-z0-9._:-]: main, overlay, led, speaker, ... */
+  name: string;
+}
+
 export interface PingResult {
   pong: boolean;
   timeMs: number;
@@ -738,6 +841,20 @@ export interface TokenExpiring {
   expiresAtMs: number;
 }
 
+export interface ToolCallParams {
+  appId: string;
+  /** the tool's arguments, following its params schema (absent: {}) */
+  args?: { [key: string]: unknown };
+  tool: string;
+}
+
+export interface ToolCallResult {
+  /** what the app answered (any JSON value) */
+  result: unknown;
+  /** how the call reached the app */
+  via: "socket" | "webhook";
+}
+
 export interface TopicParams {
   topic: string;
 }
@@ -904,6 +1021,16 @@ export interface Methods {
     params: AppSessionListParams;
     result: AppSessionList;
   };
+  /** Scope: write. */
+  "apps.setSettings": {
+    params: AppSettingsPutParams;
+    result: AppSettings;
+  };
+  /** Scope: authenticated. */
+  "apps.settings": {
+    params: AppSettingsParams;
+    result: AppSettings;
+  };
   /** Scope: authenticated. */
   "apps.startSession": {
     params: AppSessionStartParams;
@@ -1014,6 +1141,26 @@ export interface Methods {
     params: MessageListParams;
     result: MessageList;
   };
+  /** Scope: authenticated. */
+  "output.cancel": {
+    params: OutputCancelParams;
+    result: OutputCancelled;
+  };
+  /** Scope: authenticated. */
+  "output.declare": {
+    params: OutputDeclareParams;
+    result: OutputDeclared;
+  };
+  /** Scope: authenticated. */
+  "output.ready": {
+    params: OutputReadyParams;
+    result: OutputReady;
+  };
+  /** Scope: authenticated. */
+  "output.request": {
+    params: OutputRequestParams;
+    result: OutputAccepted;
+  };
   /** Scope: write. */
   "rpc.call": {
     params: RPCCallParams;
@@ -1089,6 +1236,11 @@ export interface Methods {
     params: Empty;
     result: PingResult;
   };
+  /** Scope: tools. */
+  "tool.call": {
+    params: ToolCallParams;
+    result: ToolCallResult;
+  };
   /** Scope: read. */
   "update.since": {
     params: UpdatesSince;
@@ -1121,6 +1273,8 @@ export const METHOD_SCOPES = {
   "apps.rotateKey": "admin",
   "apps.rotateWebhookSecret": "admin",
   "apps.sessions": "authenticated",
+  "apps.setSettings": "write",
+  "apps.settings": "authenticated",
   "apps.startSession": "authenticated",
   "apps.stopSession": "authenticated",
   "apps.uninstall": "authenticated",
@@ -1143,6 +1297,10 @@ export const METHOD_SCOPES = {
   "machine.update": "write",
   "message.append": "write",
   "message.list": "read",
+  "output.cancel": "authenticated",
+  "output.declare": "authenticated",
+  "output.ready": "authenticated",
+  "output.request": "authenticated",
   "rpc.call": "write",
   "rpc.cancel": "authenticated",
   "rpc.list": "read",
@@ -1158,6 +1316,7 @@ export const METHOD_SCOPES = {
   "streams.set": "authenticated",
   "sys.info": "authenticated",
   "sys.ping": "authenticated",
+  "tool.call": "tools",
   "update.since": "read",
   "voice.session": "write",
   "voice.token": "write",
@@ -1179,12 +1338,20 @@ export interface EventData {
   "channel.unsubscribed": Unsubscribed;
   /** A frame that could not be answered with a response. */
   "error": Error;
+  /** Show nothing on one of the device's surfaces (output arbiter). */
+  "output.clear": OutputClear;
+  /** Show a request's content on one of the device's surfaces, replacing what it shows (output arbiter). */
+  "output.show": OutputShow;
+  /** What happened to one of the app's output requests: queued, its terminal outcome, hidden, restored. */
+  "output.status": OutputStatus;
   /** Stop a relayed call (sent to the target). */
   "rpc.cancel": RPCCancel;
   /** Progress of a relayed call: from the target, and to the caller. */
   "rpc.progress": RPCProgress;
   /** The server is draining: reconnect after reconnectAfterMs. */
   "server.shutdown": Shutdown;
+  /** The user's settings of the app changed (apps.setSettings): the new values and version. */
+  "settings.changed": AppSettingsChanged;
   /** The device's streams that have subscribers, sent to the device when the set changes. */
   "stream.demand": StreamDemand;
   /** One discrete event of a device stream the app session subscribes to (streams.set). */

@@ -279,6 +279,21 @@ export interface AppSessionStopped {
   session: AppSession;
 }
 
+export interface AppSettings {
+  /** the registered JSON Schema; absent when the app registered none */
+  schema?: { [key: string]: unknown };
+  /** the user's values; absent when none are stored */
+  values?: { [key: string]: unknown };
+  version: number;
+}
+
+export interface AppSettingsRequest {
+  appId?: string;
+  /** a JSON object following the app's settings schema, up to 64 KiB */
+  values: { [key: string]: unknown };
+  version: number;
+}
+
 export interface AppTool {
   description?: string;
   /** [a-z0-9_.-], 1..64 characters, unique in the app */
@@ -670,6 +685,20 @@ export interface Tokens {
   /** Format: date-time. */
   expiresAt: string;
   refreshToken: string;
+}
+
+export interface ToolCallRequest {
+  appId?: string;
+  /** the tool's arguments, following its params schema (absent: {}) */
+  args?: { [key: string]: unknown };
+  tool?: string;
+}
+
+export interface ToolCallResult {
+  /** what the app answered (any JSON value) */
+  result: unknown;
+  /** how the call reached the app */
+  via: "socket" | "webhook";
 }
 
 export interface Update {
