@@ -200,7 +200,7 @@ type Service struct {
 	rec   recovery            // resurrection bookkeeping per app (recovery.go)
 
 	streams *streamRouter // set once in New: device streams (streams.go)
-	outs  *outputs            // set once in New: the output arbiter's device executors (outputs.go)
+	outs    *outputs      // set once in New: the output arbiter's device executors (outputs.go)
 
 	schemas schemaCache // compiled settings and tool schemas (schemas.go)
 	tools   toolLimits  // per-app rate limits of tool calls (tools.go)
