@@ -198,7 +198,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if cfg.Hub.NodeID == "" {
 		cfg.Hub.NodeID = hub.NewNodeID()
 	}
-	ready := []web.ReadyCheck{{Name: "store", Check: m.Store.Ping}}
+	ready := []web.ReadyCheck{{Name: "store", Parts: []web.ReadyPart{{Name: "database", Check: m.Store.Ping}}}}
 	brokerKind := "memory"
 	if urls, _ := cfg.brokerURLs(); len(urls) > 0 {
 		// A cluster: every concern, idempotency records included, on the
@@ -215,7 +215,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		if m.Leases == nil {
 			m.Leases = rb // a scheduled job's tick runs on one node of the cluster
 		}
-		ready = append(ready, web.ReadyCheck{Name: "broker", Check: rb.Ping})
+		ready = append(ready, brokerReady(rb))
 		brokerKind = "redis (1 shard)"
 		if len(urls) > 1 {
 			brokerKind = fmt.Sprintf("redis (%d shards)", len(urls))

@@ -1,0 +1,16 @@
+package main
+
+import (
+	"github.com/junctionhq/junction/internal/cluster"
+	"github.com/junctionhq/junction/internal/web"
+)
+
+// brokerReady is /readyz's "broker" check: each Redis shard and this
+// node's lease, reported one by one.
+func brokerReady(rb *cluster.Broker) web.ReadyCheck {
+	c := web.ReadyCheck{Name: "broker", Check: rb.Ping}
+	for _, d := range rb.Dependencies() {
+		c.Parts = append(c.Parts, web.ReadyPart{Name: d.Name, Addr: d.Addr, Check: d.Check})
+	}
+	return c
+}
