@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/cluster"
 	"github.com/junctionhq/junction/internal/web"
 )
@@ -14,3 +15,7 @@ func brokerReady(rb *cluster.Broker) web.ReadyCheck {
 	}
 	return c
 }
+
+// The Redis broker shares the login nonces (structurally: cluster does not
+// import auth).
+var _ auth.SharedNonces = (*cluster.Broker)(nil)

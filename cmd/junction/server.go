@@ -107,6 +107,8 @@ type Main struct {
 	closeOnce      sync.Once
 	closeErr       error
 
+	nonces auth.SharedNonces // the cluster's login nonces (its broker); nil on one node
+
 	reloadMu sync.Mutex // serialises Reload; leaf
 	running  Config     // guarded by reloadMu: the configuration as last applied, for Reload's diff
 }
@@ -216,6 +218,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 			m.Leases = rb // a scheduled job's tick runs on one node of the cluster
 		}
 		ready = append(ready, brokerReady(rb))
+		m.nonces = rb // login nonces answered on any node, once
 		brokerKind = "redis (1 shard)"
 		if len(urls) > 1 {
 			brokerKind = fmt.Sprintf("redis (%d shards)", len(urls))
@@ -240,7 +243,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	m.Auth.Revocations = m.Store
 	m.Account, err = account.New(account.Config{AccessTTL: cfg.Auth.AccessTTL, RefreshTTL: cfg.Auth.RefreshTTL,
 		Challenges: cfg.Auth.Challenges, Voice: cfg.Voice},
-		account.Deps{Store: m.Store, Hub: m.Hub, Tokens: m.Tokens, Logger: m.Logger, Now: m.Now})
+		account.Deps{Store: m.Store, Hub: m.Hub, Tokens: m.Tokens, Logger: m.Logger, Now: m.Now, Nonces: m.nonces})
 	if err != nil {
 		return err
 	}

@@ -2,12 +2,14 @@ package cluster_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/cluster"
 	"github.com/junctionhq/junction/internal/hub"
 	"github.com/junctionhq/junction/internal/redistest"
@@ -43,5 +45,70 @@ func TestRedisIdempotentPublishAcrossNodes(t *testing.T) {
 	pos, err := a.Position(ctx, "chat:x")
 	if err != nil || pos != first {
 		t.Fatalf("got position %+v, %v, want %+v: a repeat appended", pos, err, first)
+	}
+}
+
+// A login challenge issued on one node is answered on another, once: the
+// nonce lives in Redis.
+func TestRedisLoginNonceAcrossNodes(t *testing.T) {
+	ctx := context.Background()
+	urls, _ := servers(t, 2, redistest.Options{})
+	prefix := fmt.Sprintf("nonce%d:", prefixSeq.Add(1))
+	ra := newBroker(t, urls, func(c *cluster.Config) { c.Prefix = prefix })
+	rb := newBroker(t, urls, func(c *cluster.Config) { c.NodeID, c.Prefix = "n2", prefix })
+	nodeA, nodeB, nodeC := auth.NewChallenges(auth.ChallengeConfig{}), auth.NewChallenges(auth.ChallengeConfig{}), auth.NewChallenges(auth.ChallengeConfig{})
+	nodeA.Share(ra)
+	nodeB.Share(rb)
+	nodeC.Share(rb)
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	otherPub, otherPriv, _ := ed25519.GenerateKey(nil)
+
+	nonce, _, err := nodeA.IssueContext(ctx, "10.0.0.1", pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another key's valid signature fails and leaves the nonce outstanding.
+	if err := nodeB.VerifyContext(ctx, otherPub, nonce, ed25519.Sign(otherPriv, nonce)); auth.FailureReason(err) != auth.ReasonSignature {
+		t.Fatalf("got %v for another key, want a signature failure", err)
+	}
+	// Two nodes answer at once: exactly one wins.
+	sig := ed25519.Sign(priv, nonce)
+	errs := make(chan error, 2)
+	for _, n := range []*auth.Challenges{nodeB, nodeC} {
+		go func() { errs <- n.VerifyContext(ctx, pub, nonce, sig) }()
+	}
+	won := 0
+	for range 2 {
+		err := <-errs
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, auth.ErrChallengeUnknown):
+			t.Fatalf("got %v, want success or unknown", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("got %d successful logins with one nonce, want 1", won)
+	}
+	// Used up everywhere, the issuing node included.
+	if err := nodeA.VerifyContext(ctx, pub, nonce, sig); !errors.Is(err, auth.ErrChallengeUnknown) {
+		t.Fatalf("got %v on the issuing node after use, want unknown", err)
+	}
+	if nodeA.Len() != 0 {
+		t.Fatalf("got %d nonces on the issuing node, want 0", nodeA.Len())
+	}
+
+	// A nonce evicted by its node's per-client bound is gone everywhere.
+	small := auth.NewChallenges(auth.ChallengeConfig{PerClient: 1})
+	small.Share(ra)
+	first, _, err := small.IssueContext(ctx, "10.0.0.2", pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := small.IssueContext(ctx, "10.0.0.2", pub); err != nil {
+		t.Fatal(err)
+	}
+	if err := nodeB.VerifyContext(ctx, pub, first, ed25519.Sign(priv, first)); !errors.Is(err, auth.ErrChallengeUnknown) {
+		t.Fatalf("got %v for an evicted nonce, want unknown", err)
 	}
 }
