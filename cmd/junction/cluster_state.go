@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/internal/cluster"
+	"github.com/junctionhq/junction/internal/hub"
 	"github.com/junctionhq/junction/internal/web"
 )
 
@@ -19,3 +20,6 @@ func brokerReady(rb *cluster.Broker) web.ReadyCheck {
 // The Redis broker shares the login nonces (structurally: cluster does not
 // import auth).
 var _ auth.SharedNonces = (*cluster.Broker)(nil)
+
+// The Redis broker shares the per-user connection counts.
+var _ hub.UserConns = (*cluster.Broker)(nil)

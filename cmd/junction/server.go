@@ -202,6 +202,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	}
 	ready := []web.ReadyCheck{{Name: "store", Parts: []web.ReadyPart{{Name: "database", Check: m.Store.Ping}}}}
 	brokerKind := "memory"
+	var userConns hub.UserConns // a cluster's per-user connection counts
 	if urls, _ := cfg.brokerURLs(); len(urls) > 0 {
 		// A cluster: every concern, idempotency records included, on the
 		// Redis broker (the hub runs and closes it), so that all nodes
@@ -219,6 +220,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		}
 		ready = append(ready, brokerReady(rb))
 		m.nonces = rb // login nonces answered on any node, once
+		userConns = rb
 		brokerKind = "redis (1 shard)"
 		if len(urls) > 1 {
 			brokerKind = fmt.Sprintf("redis (%d shards)", len(urls))
@@ -233,7 +235,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	hubCfg := cfg.Hub
 	hubCfg.IoT = cfg.IoT
 	m.Hub, err = hub.New(hubCfg, hub.Deps{Logger: m.Logger, Registerer: m.Registry, Authenticator: m.Auth,
-		DeviceSeen: deviceSeen(m.Store), Broker: m.Broker, Now: m.Now})
+		DeviceSeen: deviceSeen(m.Store), Broker: m.Broker, Now: m.Now, UserConns: userConns})
 	if err != nil {
 		_ = m.Broker.Close() // the hub did not take it over
 		return err

@@ -112,3 +112,53 @@ func TestRedisLoginNonceAcrossNodes(t *testing.T) {
 		t.Fatalf("got %v for an evicted nonce, want unknown", err)
 	}
 }
+
+// Per-user connection counts hold across nodes; a node that stops
+// refreshing (killed) has its counts vanish at their ttl.
+func TestRedisUserConnsAcrossNodes(t *testing.T) {
+	ctx := context.Background()
+	urls, _ := servers(t, 2, redistest.Options{})
+	prefix := fmt.Sprintf("uconn%d:", prefixSeq.Add(1))
+	a := newBroker(t, urls, func(c *cluster.Config) { c.Prefix = prefix })
+	b := newBroker(t, urls, func(c *cluster.Config) { c.NodeID, c.Prefix = "n2", prefix })
+	const limit = 3
+	acquire := func(br *cluster.Broker, holder string, ttl time.Duration) bool {
+		t.Helper()
+		ok, err := br.AcquireUserConn(ctx, "u/alice", holder, limit, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !acquire(a, "n1/x", time.Minute) || !acquire(a, "n1/x", time.Minute) {
+		t.Fatal("node 1 refused under the limit")
+	}
+	if !acquire(b, "n2/y", time.Minute) {
+		t.Fatal("node 2 refused the third connection")
+	}
+	if acquire(b, "n2/y", time.Minute) || acquire(a, "n1/x", time.Minute) {
+		t.Fatal("a fourth connection was admitted across nodes, want refused")
+	}
+	// Another user is not affected.
+	if ok, err := b.AcquireUserConn(ctx, "u/bob", "n2/y", limit, time.Minute); err != nil || !ok {
+		t.Fatalf("got %v, %v for another user, want admitted", ok, err)
+	}
+	if err := a.ReleaseUserConns(ctx, "u/alice", "n1/x", 1); err != nil {
+		t.Fatal(err)
+	}
+	if !acquire(b, "n2/y", time.Minute) {
+		t.Fatal("refused after a release on the other node")
+	}
+	// Node 1 sets its count to 2 with a short lease, then dies (no more
+	// refreshes): its connections stop counting once the lease passes.
+	if err := a.RefreshUserConns(ctx, "n1/x", map[string]int{"u/alice": 1}, 200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if acquire(b, "n2/y", time.Minute) {
+		t.Fatal("admitted over the limit with node 1's lease live")
+	}
+	waitFor(t, "node 1's counts to expire", func() bool { return acquire(b, "n2/y", time.Minute) })
+	if acquire(b, "n2/y", time.Minute) {
+		t.Fatal("admitted a fourth connection of node 2 alone")
+	}
+}

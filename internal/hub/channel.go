@@ -289,6 +289,9 @@ func (h *Hub) startChannels() error {
 		ns.owner = h.ch.owners[ns.cfg.Owner]
 	}
 	h.Go(func(ctx context.Context) { every(ctx, h.cfg.PresenceTTL/3, h.refreshPresence) })
+	if h.uconns.store != nil {
+		h.Go(h.runUserConns)
+	}
 	return nil
 }
 
