@@ -23,3 +23,6 @@ var _ auth.SharedNonces = (*cluster.Broker)(nil)
 
 // The Redis broker shares the per-user connection counts.
 var _ hub.UserConns = (*cluster.Broker)(nil)
+
+// The Redis broker shares the per-user REST rate.
+var _ web.SharedRates = (*cluster.Broker)(nil)

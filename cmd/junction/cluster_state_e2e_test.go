@@ -211,3 +211,26 @@ func TestClusterStateReadyz(t *testing.T) {
 		t.Fatalf("got shard 1 %+v, want ok with its last error kept", d)
 	}
 }
+
+// web.principal_rate counts a user's REST requests on every node: the
+// burst is the user's, not each node's.
+func TestClusterStatePrincipalRate(t *testing.T) {
+	rs := redistest.New(t, redistest.Options{})
+	a, b := twoNodes(t, rs.URL(), func(c *Config) { c.Web.PrincipalRate, c.Web.PrincipalBurst = 1, 3 })
+	tokA, tokB := mintToken(t, a, "u-busy", "d-1", "phone"), mintToken(t, b, "u-busy", "d-2", "phone")
+	for i, n := range []struct {
+		m   *Main
+		tok string
+	}{{a, tokA}, {b, tokB}, {a, tokA}} {
+		if status, _, raw := restFrom(t, n.m, "", n.tok, "POST", "/api/v1/channels/user:u-busy/publish", `{"data":1}`); status != 200 {
+			t.Fatalf("request %d within the burst: %d %s", i, status, raw)
+		}
+	}
+	// Node B served one request of the user: its own bucket would let
+	// this one through; the user's bucket in Redis is empty.
+	status, ra, raw := restFrom(t, b, "", tokB, "POST", "/api/v1/channels/user:u-busy/publish", `{"data":1}`)
+	wantRefusal(t, "the user's request over its rate on the other node", status, ra, decodeAPIError(t, raw), 429, protocol.CodeRateLimited)
+	if status, _, raw := restFrom(t, b, "", mintToken(t, b, "u-calm", "d-3", "phone"), "POST", "/api/v1/channels/user:u-calm/publish", `{"data":1}`); status != 200 {
+		t.Fatalf("another user: %d %s", status, raw)
+	}
+}

@@ -203,6 +203,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	ready := []web.ReadyCheck{{Name: "store", Parts: []web.ReadyPart{{Name: "database", Check: m.Store.Ping}}}}
 	brokerKind := "memory"
 	var userConns hub.UserConns // a cluster's per-user connection counts
+	var rates web.SharedRates   // a cluster's per-user REST rate
 	if urls, _ := cfg.brokerURLs(); len(urls) > 0 {
 		// A cluster: every concern, idempotency records included, on the
 		// Redis broker (the hub runs and closes it), so that all nodes
@@ -220,7 +221,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		}
 		ready = append(ready, brokerReady(rb))
 		m.nonces = rb // login nonces answered on any node, once
-		userConns = rb
+		userConns, rates = rb, rb
 		brokerKind = "redis (1 shard)"
 		if len(urls) > 1 {
 			brokerKind = fmt.Sprintf("redis (%d shards)", len(urls))
@@ -301,6 +302,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		Schedule:     m.Scheduler,
 		Proxied:      m.Proxy.Routes,
 		Ready:        ready,
+		Rates:        rates,
 		ReadyDetails: []web.ReadyDetail{{Name: "services", Detail: func() any { return m.Supervisor.Status() }}},
 	})
 	if err != nil {

@@ -7,6 +7,7 @@ package cluster
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -193,4 +194,52 @@ func (b *Broker) RefreshUserConns(ctx context.Context, holder string, counts map
 		}
 	}
 	return nil
+}
+
+// scriptTakeToken takes one token from a bucket: a hash t = tokens, u =
+// last update (ms, Redis's clock), refilled at rate a second up to burst,
+// expiring once it would be full again. It returns {1, 0} taken, or {0,
+// wait in ms}.
+//
+//	KEYS[1] the bucket; ARGV[1] rate a second, ARGV[2] burst
+var scriptTakeToken = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local r = redis.call('HMGET', KEYS[1], 't', 'u')
+local tokens = tonumber(r[1]) or burst
+local last = tonumber(r[2]) or now
+if now > last then
+  tokens = math.min(burst, tokens + (now - last) * rate / 1000)
+end
+local ok, wait = 0, 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  ok = 1
+else
+  wait = math.ceil((1 - tokens) * 1000 / rate)
+end
+redis.call('HSET', KEYS[1], 't', tokens, 'u', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
+return {ok, wait}
+`)
+
+// TakeToken implements web.SharedRates: one script on the key's shard.
+func (b *Broker) TakeToken(ctx context.Context, key string, rate float64, burst int) (time.Duration, bool, error) {
+	if err := b.checkOpen(); err != nil {
+		return 0, false, err
+	}
+	if rate <= 0 {
+		return 0, true, nil
+	}
+	res, err := scriptTakeToken.Run(ctx, b.shardOf("rate:"+key).client,
+		[]string{b.cfg.Prefix + "rate:{" + key + "}"}, rate, max(burst, 1)).Int64Slice()
+	if err != nil {
+		return 0, false, redisErr("cluster: rate %q: %w", key, err)
+	}
+	if len(res) != 2 {
+		return 0, false, fmt.Errorf("cluster: rate %q: unexpected reply %v", key, res)
+	}
+	return time.Duration(res[1]) * time.Millisecond, res[0] == 1, nil
 }

@@ -162,3 +162,29 @@ func TestRedisUserConnsAcrossNodes(t *testing.T) {
 		t.Fatal("admitted a fourth connection of node 2 alone")
 	}
 }
+
+// A token bucket shared by nodes: the burst is the key's, across nodes.
+func TestRedisTakeTokenAcrossNodes(t *testing.T) {
+	ctx := context.Background()
+	urls, _ := servers(t, 2, redistest.Options{})
+	prefix := fmt.Sprintf("rate%d:", prefixSeq.Add(1))
+	a := newBroker(t, urls, func(c *cluster.Config) { c.Prefix = prefix })
+	b := newBroker(t, urls, func(c *cluster.Config) { c.NodeID, c.Prefix = "n2", prefix })
+	for i, n := range []*cluster.Broker{a, b, a} {
+		if _, ok, err := n.TakeToken(ctx, "u/alice", 0.5, 3); err != nil || !ok {
+			t.Fatalf("take %d: got %v, %v, want a token", i, ok, err)
+		}
+	}
+	wait, ok, err := b.TakeToken(ctx, "u/alice", 0.5, 3)
+	if err != nil || ok || wait <= 0 || wait > 2*time.Second {
+		t.Fatalf("got %v, %v, %v over the burst, want refused with a wait up to 2s", wait, ok, err)
+	}
+	if _, ok, err := b.TakeToken(ctx, "u/bob", 0.5, 3); err != nil || !ok {
+		t.Fatalf("another key: got %v, %v, want a token", ok, err)
+	}
+	// Refilled at the rate: a token is back after the wait.
+	waitFor(t, "a refilled token", func() bool {
+		_, ok, err := a.TakeToken(ctx, "u/alice", 0.5, 3)
+		return err == nil && ok
+	})
+}

@@ -118,6 +118,9 @@ type Deps struct {
 	// Upgrade, when set, checks WebSocket upgrades after the credential
 	// verified (the apps platform's start tickets).
 	Upgrade UpgradeHook
+	// Rates, when set, holds web.principal_rate across the nodes of a
+	// cluster (limits_shared.go); nil: each node limits alone.
+	Rates SharedRates
 }
 
 // UpgradeHook checks and follows WebSocket upgrades.
@@ -251,6 +254,9 @@ func (s *Server) Principal(r *http.Request) (*auth.Principal, error) {
 		return nil, s.authError(err)
 	}
 	if pe := s.limitPrincipal(p); pe != nil {
+		return nil, pe
+	}
+	if pe := s.limitPrincipalShared(r.Context(), p); pe != nil {
 		return nil, pe
 	}
 	return p, nil
