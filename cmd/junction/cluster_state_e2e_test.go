@@ -141,8 +141,26 @@ func TestClusterStateUserConnLimit(t *testing.T) {
 	}
 	// A connection closed on node A frees a slot on node B.
 	first.nc.Close()
+	var third *rawConn
 	eventually(t, "the user's slot given back across nodes", func() bool {
 		c, _, err := dialRaw(t, b, bearer(mintToken(t, b, "u-many", "d-3", "phone")), "")
+		third = c
+		return err == nil
+	})
+	// Node A holds one more, then stops: its count is dropped as it
+	// closes, not kept for hub.presence_ttl (60 s).
+	third.nc.Close()
+	eventually(t, "a slot on node A", func() bool {
+		_, _, err := dialRaw(t, a, bearer(mintToken(t, a, "u-many", "d-4", "phone")), "")
+		return err == nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "node A's connections no longer counted", func() bool {
+		c, _, err := dialRaw(t, b, bearer(mintToken(t, b, "u-many", "d-5", "phone")), "")
 		if err == nil {
 			c.nc.Close()
 		}

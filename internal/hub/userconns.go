@@ -103,6 +103,7 @@ func (h *Hub) runUserConns(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			h.dropUserConns()
 			return
 		case <-u.wake:
 			h.sendReleases(ctx)
@@ -121,6 +122,34 @@ func (h *Hub) runUserConns(ctx context.Context) {
 			}
 			cancel()
 		}
+	}
+}
+
+// dropUserConns ends this node run's counts as the hub closes: its
+// connections are closing, so the other nodes need not wait for the
+// counts' ttl to admit their users.
+func (h *Hub) dropUserConns() {
+	u := &h.uconns
+	zero := map[string]int{}
+	h.slots.mu.Lock()
+	for owner := range h.slots.users {
+		zero[owner] = 0
+	}
+	h.slots.mu.Unlock()
+	u.mu.Lock()
+	for owner := range u.released {
+		zero[owner] = 0
+	}
+	u.mu.Unlock()
+	if len(zero) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), userConnTimeout)
+	defer cancel()
+	// A count of 0 expiring at once: dropped by the next acquire.
+	if err := u.store.RefreshUserConns(ctx, u.holder, zero, time.Millisecond); err != nil {
+		u.errors.Inc()
+		h.log.Warn("per-user connection counts not dropped at close: they expire with their ttl", "err", err)
 	}
 }
 
