@@ -84,11 +84,15 @@ type AuthConfig struct {
 // StoreConfig bounds what the database keeps. Zero selects the store's
 // default.
 type StoreConfig struct {
-	MaxValueBytes   int           `yaml:"max_value_bytes" doc:"largest encrypted field (metadata, state, message body) accepted, in bytes (default 1048576)"`
-	UpdateRetention int           `yaml:"update_retention" doc:"updates kept per account for sync; older ones answer reset (default 10000)"`
-	UpdateMaxAge    time.Duration `yaml:"update_max_age" doc:"also drop updates older than this (default: kept regardless of age)"`
-	MaxConns        int           `yaml:"max_conns" doc:"database connections: the PostgreSQL pool or the SQLite readers (default 16 PostgreSQL, 4 SQLite)"`
-	DeviceCacheTTL  time.Duration `yaml:"device_cache_ttl" doc:"how long a device's or a login's live/unknown status is trusted without asking the database; another node's revocation or logout is seen after at most this (default 1s, negative disables)"`
+	MaxValueBytes    int           `yaml:"max_value_bytes" doc:"largest encrypted field (metadata, state, message body) accepted, in bytes (default 1048576)"`
+	UpdateRetention  int           `yaml:"update_retention" doc:"updates kept per account for sync; older ones answer reset (default 10000)"`
+	UpdateMaxAge     time.Duration `yaml:"update_max_age" doc:"also drop updates older than this (default: kept regardless of age)"`
+	MaxConns         int           `yaml:"max_conns" doc:"database connections: the PostgreSQL pool or the SQLite readers (default 16 PostgreSQL, 4 SQLite)"`
+	ConnectTimeout   time.Duration `yaml:"connect_timeout" doc:"PostgreSQL: how long opening one connection may take (default 5s; a connect_timeout in the DSN wins)"`
+	StatementTimeout time.Duration `yaml:"statement_timeout" doc:"PostgreSQL: statement_timeout of every connection, a longer statement is cancelled by the server (default none)"`
+	ConnMaxLifetime  time.Duration `yaml:"conn_max_lifetime" doc:"PostgreSQL: a pool connection is closed this long after it opened (default 30m, negative never)"`
+	ConnMaxIdleTime  time.Duration `yaml:"conn_max_idle_time" doc:"PostgreSQL: a pool connection idle this long is closed (default 5m, negative never)"`
+	DeviceCacheTTL   time.Duration `yaml:"device_cache_ttl" doc:"how long a device's or a login's live/unknown status is trusted without asking the database; another node's revocation or logout is seen after at most this (default 1s, negative disables)"`
 }
 
 // options returns the store options for c, on top of base (what an
@@ -107,6 +111,12 @@ func (c StoreConfig) options(base store.Options) store.Options {
 	}
 	if c.DeviceCacheTTL != 0 {
 		base.DeviceCacheTTL = c.DeviceCacheTTL
+	}
+	for dst, v := range map[*time.Duration]time.Duration{&base.ConnectTimeout: c.ConnectTimeout,
+		&base.StatementTimeout: c.StatementTimeout, &base.ConnMaxLifetime: c.ConnMaxLifetime, &base.ConnMaxIdleTime: c.ConnMaxIdleTime} {
+		if v != 0 {
+			*dst = v
+		}
 	}
 	return base
 }
@@ -206,6 +216,9 @@ func (c *Config) validate() error {
 		if v < 0 {
 			return fmt.Errorf("%s %d: must not be negative", name, v)
 		}
+	}
+	if c.Store.ConnectTimeout < 0 || c.Store.StatementTimeout < 0 {
+		return fmt.Errorf("store.connect_timeout and store.statement_timeout must not be negative")
 	}
 	if c.Store.UpdateMaxAge < 0 {
 		return fmt.Errorf("store.update_max_age %v: must not be negative", c.Store.UpdateMaxAge)

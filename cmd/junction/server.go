@@ -107,6 +107,8 @@ type Main struct {
 	closeOnce      sync.Once
 	closeErr       error
 
+	nonces auth.SharedNonces // the cluster's login nonces (its broker); nil on one node
+
 	reloadMu sync.Mutex // serialises Reload; leaf
 	running  Config     // guarded by reloadMu: the configuration as last applied, for Reload's diff
 }
@@ -198,8 +200,10 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if cfg.Hub.NodeID == "" {
 		cfg.Hub.NodeID = hub.NewNodeID()
 	}
-	ready := []web.ReadyCheck{{Name: "store", Check: m.Store.Ping}}
+	ready := []web.ReadyCheck{{Name: "store", Parts: []web.ReadyPart{{Name: "database", Check: m.Store.Ping}}}}
 	brokerKind := "memory"
+	var userConns hub.UserConns // a cluster's per-user connection counts
+	var rates web.SharedRates   // a cluster's per-user REST rate
 	if urls, _ := cfg.brokerURLs(); len(urls) > 0 {
 		// A cluster: every concern, idempotency records included, on the
 		// Redis broker (the hub runs and closes it), so that all nodes
@@ -215,7 +219,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		if m.Leases == nil {
 			m.Leases = rb // a scheduled job's tick runs on one node of the cluster
 		}
-		ready = append(ready, web.ReadyCheck{Name: "broker", Check: rb.Ping})
+		ready = append(ready, brokerReady(rb))
+		m.nonces = rb // login nonces answered on any node, once
+		userConns, rates = rb, rb
 		brokerKind = "redis (1 shard)"
 		if len(urls) > 1 {
 			brokerKind = fmt.Sprintf("redis (%d shards)", len(urls))
@@ -230,7 +236,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	hubCfg := cfg.Hub
 	hubCfg.IoT = cfg.IoT
 	m.Hub, err = hub.New(hubCfg, hub.Deps{Logger: m.Logger, Registerer: m.Registry, Authenticator: m.Auth,
-		DeviceSeen: deviceSeen(m.Store), Broker: m.Broker, Now: m.Now})
+		DeviceSeen: deviceSeen(m.Store), Broker: m.Broker, Now: m.Now, UserConns: userConns})
 	if err != nil {
 		_ = m.Broker.Close() // the hub did not take it over
 		return err
@@ -240,7 +246,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	m.Auth.Revocations = m.Store
 	m.Account, err = account.New(account.Config{AccessTTL: cfg.Auth.AccessTTL, RefreshTTL: cfg.Auth.RefreshTTL,
 		Challenges: cfg.Auth.Challenges, Voice: cfg.Voice},
-		account.Deps{Store: m.Store, Hub: m.Hub, Tokens: m.Tokens, Logger: m.Logger, Now: m.Now})
+		account.Deps{Store: m.Store, Hub: m.Hub, Tokens: m.Tokens, Logger: m.Logger, Now: m.Now, Nonces: m.nonces})
 	if err != nil {
 		return err
 	}
@@ -296,6 +302,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		Schedule:     m.Scheduler,
 		Proxied:      m.Proxy.Routes,
 		Ready:        ready,
+		Rates:        rates,
 		ReadyDetails: []web.ReadyDetail{{Name: "services", Detail: func() any { return m.Supervisor.Status() }}},
 	})
 	if err != nil {

@@ -66,6 +66,9 @@ type Deps struct {
 	Logger *slog.Logger
 	// Now is the clock of voice tokens; default time.Now.
 	Now func() time.Time
+	// Nonces, when set, shares the login nonces between nodes (a
+	// cluster's Redis): a challenge may be answered on any node, once.
+	Nonces auth.SharedNonces
 }
 
 // Service is the account application. Build it with New; it holds no
@@ -92,6 +95,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, deps: deps, log: deps.Logger}
 	s.challenges = auth.NewChallenges(cfg.Challenges)
+	if deps.Nonces != nil {
+		s.challenges.Share(deps.Nonces)
+	}
 	s.ops = append(s.ops, s.authOps()...)
 	s.ops = append(s.ops, s.deviceOps()...)
 	s.ops = append(s.ops, s.dataOps()...)

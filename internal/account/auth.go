@@ -85,7 +85,7 @@ func (s *Service) challenge(ctx context.Context, _ *auth.Principal, req *protoco
 		return nil, err
 	}
 	client, _ := ctx.Value(clientKey{}).(string)
-	nonce, exp, err := s.challenges.Issue(client, pub)
+	nonce, exp, err := s.challenges.IssueContext(ctx, client, pub)
 	if le, ok := errors.AsType[*auth.ChallengeLimitError](err); ok {
 		retry := max(le.RetryAfter.Milliseconds(), 1)
 		if le.Full {
@@ -121,7 +121,10 @@ func (s *Service) login(ctx context.Context, _ *auth.Principal, req *protocol.Lo
 	}
 	// The nonce is consumed only by a valid signature (a forged attempt
 	// cannot burn it), and only once: a replayed nonce or signature fails.
-	if err := s.challenges.Verify(pub, nonce, sig); err != nil {
+	if err := s.challenges.VerifyContext(ctx, pub, nonce, sig); err != nil {
+		if _, ok := errors.AsType[*auth.Failure](err); !ok {
+			return nil, err // the shared nonces cannot be reached: unavailable
+		}
 		reason := auth.FailureReason(err)
 		return nil, authFailure(reason, protocol.Errorf(protocol.CodeUnauthorized, "login failed: %s", reason))
 	}

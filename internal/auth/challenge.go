@@ -2,6 +2,7 @@ package auth
 
 import (
 	"container/list"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/subtle"
@@ -146,7 +147,7 @@ func ClientKey(a netip.Addr) string {
 // expires.
 //
 // Nonces live in memory, so a login must finish on the node that issued its
-// challenge. Each client address may ask for ChallengeConfig.Rate a second
+// challenge, unless they are shared (Share: a cluster's Redis). Each client address may ask for ChallengeConfig.Rate a second
 // and hold ChallengeConfig.PerClient outstanding (one more evicts its own
 // oldest); when ChallengeConfig.Max are outstanding in all, new ones are
 // refused, so no client can evict another's. Challenges is safe for
@@ -168,6 +169,10 @@ type Challenges struct {
 	clients map[string]*challengeClient
 	// scanned is when clients was last swept of idle entries; guarded by mu.
 	scanned time.Time
+
+	// shared, when set (Share, before first use), holds the nonces every
+	// node sees (challenge_shared.go).
+	shared SharedNonces
 }
 
 // challenge is one outstanding nonce. Its fields are guarded by
@@ -222,12 +227,18 @@ func (c *Challenges) Len() int {
 // for by the client address whose ClientKey is client, and when it expires.
 // A limit that refuses it returns a *ChallengeLimitError.
 func (c *Challenges) Issue(client string, publicKey ed25519.PublicKey) (nonce []byte, expiresAt time.Time, err error) {
+	return c.IssueContext(context.Background(), client, publicKey)
+}
+
+// issue is Issue on this node; evicted is the client's oldest nonce it
+// evicted, if any.
+func (c *Challenges) issue(client string, publicKey ed25519.PublicKey) (nonce []byte, expiresAt time.Time, evicted []byte, err error) {
 	if len(publicKey) != ed25519.PublicKeySize {
-		return nil, time.Time{}, fmt.Errorf("issue challenge: public key is %d bytes, want %d", len(publicKey), ed25519.PublicKeySize)
+		return nil, time.Time{}, nil, fmt.Errorf("issue challenge: public key is %d bytes, want %d", len(publicKey), ed25519.PublicKeySize)
 	}
 	nonce = make([]byte, NonceBytes)
 	if _, err := rand.Read(nonce); err != nil {
-		return nil, time.Time{}, fmt.Errorf("issue challenge: random nonce: %w", err)
+		return nil, time.Time{}, nil, fmt.Errorf("issue challenge: random nonce: %w", err)
 	}
 	now := c.now()
 	expiresAt = now.Add(c.cfg.TTL)
@@ -242,16 +253,18 @@ func (c *Challenges) Issue(client string, publicKey ed25519.PublicKey) (nonce []
 	}
 	if c.cfg.Rate > 0 {
 		if wait, ok := cl.rate.Take(now.UnixNano(), float64(c.cfg.Rate), c.cfg.Burst); !ok {
-			return nil, time.Time{}, &ChallengeLimitError{RetryAfter: wait}
+			return nil, time.Time{}, nil, &ChallengeLimitError{RetryAfter: wait}
 		}
 	}
 	if cl.pending.Len() >= c.cfg.PerClient {
-		c.removeLocked(cl.pending.Front().Value.(*challenge))
+		oldest := cl.pending.Front().Value.(*challenge)
+		evicted = []byte(oldest.nonce)
+		c.removeLocked(oldest)
 	}
 	if c.order.Len() >= c.cfg.Max {
 		cl.rate.Refund() // refused for another reason: the ask does not count
 		oldest := c.order.Front().Value.(*challenge)
-		return nil, time.Time{}, &ChallengeLimitError{Full: true, RetryAfter: max(oldest.expiresAt.Sub(now), time.Millisecond)}
+		return nil, time.Time{}, evicted, &ChallengeLimitError{Full: true, RetryAfter: max(oldest.expiresAt.Sub(now), time.Millisecond)}
 	}
 	ch := &challenge{
 		nonce:     string(nonce),
@@ -262,7 +275,7 @@ func (c *Challenges) Issue(client string, publicKey ed25519.PublicKey) (nonce []
 	ch.elem = c.order.PushBack(ch)
 	ch.clientEl = cl.pending.PushBack(ch)
 	c.byNonce[ch.nonce] = ch
-	return nonce, expiresAt, nil
+	return nonce, expiresAt, evicted, nil
 }
 
 // Consume uses up nonce for publicKey. It returns a *Failure when the nonce

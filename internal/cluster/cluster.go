@@ -52,6 +52,7 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -166,6 +167,7 @@ type stats struct {
 	resubscribed  atomic.Uint64 // subscription confirmations of already positioned topics
 	checks        atomic.Uint64 // position checks run
 	receiveErrors atomic.Uint64 // errors of pub/sub reads (each one a reconnect)
+	idemReplayed  atomic.Uint64 // idempotent publications answered from their record
 }
 
 // Stats is a snapshot of the broker's counters.
@@ -178,6 +180,7 @@ type Stats struct {
 	Resubscribed  uint64 // topics resubscribed after a pub/sub reconnect
 	Checks        uint64 // topic position checks run
 	ReceiveErrors uint64 // pub/sub read errors (each one a reconnect)
+	IdemReplayed  uint64 // idempotent publications answered from their record
 }
 
 // Stats returns the broker's counters.
@@ -187,6 +190,7 @@ func (b *Broker) Stats() Stats {
 		Published: s.published.Load(), Delivered: s.delivered.Load(), Filled: s.filled.Load(),
 		Resets: s.resets.Load(), Dropped: s.dropped.Load(), Resubscribed: s.resubscribed.Load(),
 		Checks: s.checks.Load(), ReceiveErrors: s.receiveErrors.Load(),
+		IdemReplayed: s.idemReplayed.Load(),
 	}
 }
 
@@ -391,6 +395,13 @@ func (b *Broker) deviceGenKey(device string) string {
 	return b.cfg.Prefix + "device:{" + device + "}:gen"
 }
 func (b *Broker) nodeChannel(node string) string { return b.cfg.Prefix + "node:{" + node + "}" }
+
+// pubIdemKey is an idempotent publication's record: in the topic's slot
+// (the publish script touches it), named by a hash of the key (up to 1 KiB).
+func (b *Broker) pubIdemKey(topic, key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return b.cfg.Prefix + "{" + topic + "}:idem:" + hex.EncodeToString(sum[:16])
+}
 func (b *Broker) idemKey(principal, key string) string {
 	return b.cfg.Prefix + "idem:{" + principal + "\x00" + key + "}"
 }

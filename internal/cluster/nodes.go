@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -81,4 +82,45 @@ func (b *Broker) NodeAlive(ctx context.Context, node string) (bool, error) {
 	}
 	_, alive, err := b.nodeBoot(ctx, node)
 	return alive, err
+}
+
+// Dependency is one thing the broker needs, checked for /readyz: a shard,
+// or this node's lease.
+type Dependency struct {
+	Name  string // "redis shard N" or "node lease"
+	Addr  string // host:port of the shard (no credentials)
+	Check func(ctx context.Context) error
+}
+
+// Dependencies returns the broker's dependencies: each shard (it answers a
+// PING) and this node's lease (Redis holds it under this run's boot id: it
+// is missing for up to a third of Config.NodeLeaseTTL after Redis lost its
+// data, during which the other nodes cannot route calls to this one).
+func (b *Broker) Dependencies() []Dependency {
+	var out []Dependency
+	for _, sh := range b.shards {
+		out = append(out, Dependency{Name: fmt.Sprintf("redis shard %d", sh.idx), Addr: sh.url, Check: func(ctx context.Context) error {
+			if err := sh.client.Ping(ctx).Err(); err != nil {
+				return fmt.Errorf("redis shard %d (%s): %w", sh.idx, sh.url, err)
+			}
+			return nil
+		}})
+	}
+	name := "node:" + b.cfg.NodeID
+	out = append(out, Dependency{Name: "node lease", Addr: b.shardOf(name).url, Check: func(ctx context.Context) error {
+		if err := b.checkOpen(); err != nil {
+			return err
+		}
+		boot, alive, err := b.nodeBoot(ctx, b.cfg.NodeID)
+		switch {
+		case err != nil:
+			return err
+		case !alive:
+			return fmt.Errorf("node lease of %q missing in Redis (renewed every %v)", b.cfg.NodeID, b.cfg.NodeLeaseTTL/3)
+		case boot != b.cfg.BootID:
+			return fmt.Errorf("node lease of %q held by another run (boot %s): two nodes share this node id", b.cfg.NodeID, boot)
+		}
+		return nil
+	}})
+	return out
 }

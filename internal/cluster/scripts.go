@@ -14,6 +14,15 @@ import "github.com/redis/go-redis/v9"
 //	ARGV[5] history size, ARGV[6] history ttl in ms (0: none)
 //	ARGV[7] meta ttl in ms, ARGV[8] the topic's channel
 //	ARGV[9] the event name, "" for the default (absent from older callers)
+//	KEYS[3] (idempotent publications only) the publication's record (hash
+//	f = fingerprint, e = epoch, o = offset), ARGV[10] the request's
+//	fingerprint, ARGV[11] the record's ttl in ms
+//
+// An idempotent publication checks its record first: when it exists, the
+// script appends and publishes nothing and returns {epoch, offset, 1,
+// fingerprint} as recorded; otherwise it writes the record last, after the
+// PUBLISH, in the same script (one step for Redis: a node dying around it
+// leaves either no publication and no record, or both).
 //
 // The stream entry holds d (data), t (time), i (info, when set) and e (the
 // event name, when set: an entry without e is the default event). The
@@ -26,6 +35,12 @@ import "github.com/redis/go-redis/v9"
 // was restored older than the stream): the topic starts a new epoch.
 var scriptPublish = redis.NewScript(`
 local ev = ARGV[9] or ''
+if KEYS[3] then
+  local r = redis.call('HMGET', KEYS[3], 'f', 'e', 'o')
+  if r[1] then
+    return {r[2], tonumber(r[3]), 1, r[1]}
+  end
+end
 local epoch = redis.call('HGET', KEYS[1], 'e')
 if not epoch then
   epoch = ARGV[1]
@@ -67,6 +82,10 @@ if ev ~= '' then
   lens = lens .. ':' .. string.len(ev)
 end
 redis.call('PUBLISH', ARGV[8], epoch .. '|' .. off .. '|' .. ARGV[4] .. '|' .. lens .. '|' .. ARGV[3] .. ev .. ARGV[2])
+if KEYS[3] then
+  redis.call('HSET', KEYS[3], 'f', ARGV[10], 'e', epoch, 'o', off)
+  redis.call('PEXPIRE', KEYS[3], ARGV[11])
+end
 return {epoch, off}
 `)
 

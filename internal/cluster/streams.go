@@ -38,16 +38,27 @@ func (b *Broker) Publish(ctx context.Context, topic string, data json.RawMessage
 	}
 	metaTTL := ms(max(b.cfg.StreamTTL, opts.HistoryTTL))
 	sh := b.shardOf(topic)
-	res, err := scriptPublish.Run(ctx, sh.client,
-		[]string{b.metaKey(topic), b.streamKey(topic)},
-		newEpoch(), []byte(data), info, b.now().UnixMilli(),
-		max(0, opts.HistorySize), histTTL, metaTTL, b.channel(topic), opts.Event).Slice()
+	keys := []string{b.metaKey(topic), b.streamKey(topic)}
+	args := []any{newEpoch(), []byte(data), info, b.now().UnixMilli(),
+		max(0, opts.HistorySize), histTTL, metaTTL, b.channel(topic), opts.Event}
+	if opts.Idem != nil {
+		keys = append(keys, b.pubIdemKey(topic, opts.Idem.Key))
+		args = append(args, opts.Idem.Fingerprint, ms(opts.Idem.TTL))
+	}
+	res, err := scriptPublish.Run(ctx, sh.client, keys, args...).Slice()
 	if err != nil {
 		return hub.StreamPosition{}, redisErr("cluster: publish %q: %w", topic, err)
 	}
 	pos, err := parsePosition(res)
 	if err != nil {
 		return hub.StreamPosition{}, fmt.Errorf("cluster: publish %q: %w", topic, err)
+	}
+	if len(res) == 4 { // an idempotent publication's record
+		if fp, _ := res[3].(string); opts.Idem == nil || fp != opts.Idem.Fingerprint {
+			return hub.StreamPosition{}, fmt.Errorf("cluster: publish %q: %w", topic, hub.ErrIdemConflict)
+		}
+		b.stats.idemReplayed.Add(1)
+		return pos, nil
 	}
 	b.stats.published.Add(1)
 	return pos, nil

@@ -51,6 +51,12 @@ type Streams interface {
 	// blocks on slow subscribers, and does not wait for a delivery of an
 	// earlier publication of the topic in progress on this node (whatever
 	// serialises the topic's offsets is not held across a fan-out).
+	//
+	// With opts.Idem, the publication is idempotent, atomically with the
+	// offset: the first Publish of the topic with Idem.Key appends and
+	// records its position for Idem.TTL; every later one (from any node)
+	// appends nothing, delivers nothing and returns the recorded position,
+	// or ErrIdemConflict when its Idem.Fingerprint differs.
 	Publish(ctx context.Context, topic string, data json.RawMessage, opts PublishOptions) (StreamPosition, error)
 	// Subscribe makes this node receive the topic's publications.
 	Subscribe(ctx context.Context, topic string) error
@@ -225,6 +231,23 @@ type PublishOptions struct {
 	HistorySize int
 	HistoryTTL  time.Duration
 	Info        *ClientInfo
+	// Idem, when set, makes the publication idempotent (Streams.Publish).
+	Idem *PublishIdem
+}
+
+// PublishIdem is the idempotency key of a publication. The record it makes
+// is the topic's (a key is recorded per topic): the hub's records
+// (IdemRecords) still decide which request runs; this one makes sure that
+// a request run twice (its first run's node died before recording its
+// outcome) does not publish twice.
+type PublishIdem struct {
+	// Key is the principal's key and the request's: 1 to 1,024 bytes.
+	Key string
+	// Fingerprint names the request (Fingerprint); a repeat with another
+	// fingerprint gets ErrIdemConflict.
+	Fingerprint string
+	// TTL is how long the record lives, from the first publication.
+	TTL time.Duration
 }
 
 // ClientInfo describes a connected client in presence sets and publications
@@ -237,4 +260,7 @@ var (
 	// ErrHistoryGap means the requested position cannot be recovered from
 	// history: the caller must start over from a fresh snapshot.
 	ErrHistoryGap = errors.New("position outside history")
+	// ErrIdemConflict means a publication's idempotency key was recorded
+	// with another fingerprint (PublishIdem).
+	ErrIdemConflict = errors.New("idempotency key used for another publication")
 )

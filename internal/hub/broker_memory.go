@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +47,11 @@ type MemoryBroker struct {
 	wg     sync.WaitGroup // the sweep and the background deliverers
 
 	topics [memShards]topicShard
+
+	// pubIdem holds the idempotency records of publications (PublishIdem),
+	// by topic and key; it is only used under the topic's lock, which
+	// makes the check and the record one step with the offset.
+	pubIdem *MemoryRecords // set once
 
 	mu       sync.Mutex
 	devices  map[string]lease                    // guarded by mu
@@ -124,6 +131,7 @@ func NewMemoryBroker(nodeID string) *MemoryBroker {
 		stop:     make(chan struct{}),
 		devices:  make(map[string]lease),
 		presence: make(map[string]map[string]presenceEntry),
+		pubIdem:  NewMemoryRecords(memPublishIdemMax, nil),
 	}
 	for i := range b.topics {
 		b.topics[i].topics = make(map[string]*memTopic)
@@ -237,6 +245,14 @@ func (b *MemoryBroker) Publish(ctx context.Context, topic string, data json.RawM
 		}
 	}
 	now := b.now()
+	var idemKey string
+	if opts.Idem != nil {
+		idemKey = topic + "\x00" + opts.Idem.Key
+		if body, ok := b.pubIdem.rawLookup(idemKey, now); ok {
+			t.mu.Unlock()
+			return decodePublishIdem(body, opts.Idem.Fingerprint)
+		}
+	}
 	t.expireLocked(now)
 	t.offset++
 	pub := Publication{Offset: t.offset, Epoch: t.epoch, Event: opts.Event, Data: data, Info: opts.Info, TimeMs: now.UnixMilli()}
@@ -253,6 +269,9 @@ func (b *MemoryBroker) Publish(ctx context.Context, topic string, data json.RawM
 		t.hist = nil
 	}
 	pos := StreamPosition{Epoch: t.epoch, Offset: t.offset}
+	if opts.Idem != nil {
+		b.pubIdem.rawStore(idemKey, encodePublishIdem(pos, opts.Idem.Fingerprint), now, opts.Idem.TTL)
+	}
 	hb := b.handler.Load()
 	if !t.subscribed || hb == nil {
 		t.mu.Unlock()
@@ -288,6 +307,32 @@ func (b *MemoryBroker) Publish(ctx context.Context, topic string, data json.RawM
 		b.drain(t, topic, hb.h)
 	}()
 	return pos, nil
+}
+
+// memPublishIdemMax bounds the memory broker's publication records: past
+// it the oldest are dropped first (a retry of a dropped key publishes again).
+const memPublishIdemMax = 65536
+
+// encodePublishIdem is a publication record: fingerprint, epoch, offset.
+func encodePublishIdem(pos StreamPosition, fp string) []byte {
+	return fmt.Appendf(nil, "%s|%s|%d", fp, pos.Epoch, pos.Offset)
+}
+
+// decodePublishIdem answers a repeat from a publication record.
+func decodePublishIdem(body []byte, fp string) (StreamPosition, error) {
+	var pos StreamPosition
+	parts := strings.SplitN(string(body), "|", 3)
+	if len(parts) != 3 {
+		return pos, fmt.Errorf("memory broker: bad publication record %q", body)
+	}
+	if parts[0] != fp {
+		return pos, ErrIdemConflict
+	}
+	off, err := strconv.ParseUint(parts[2], 10, 64)
+	if err != nil {
+		return pos, fmt.Errorf("memory broker: bad publication record %q", body)
+	}
+	return StreamPosition{Epoch: parts[1], Offset: off}, nil
 }
 
 // drain delivers t's queue in offset order until it finds it empty, then

@@ -289,6 +289,9 @@ func (h *Hub) startChannels() error {
 		ns.owner = h.ch.owners[ns.cfg.Owner]
 	}
 	h.Go(func(ctx context.Context) { every(ctx, h.cfg.PresenceTTL/3, h.refreshPresence) })
+	if h.uconns.store != nil {
+		h.Go(h.runUserConns)
+	}
 	return nil
 }
 
@@ -440,7 +443,7 @@ func (h *Hub) PublishEvent(ctx context.Context, topic, event string, data json.R
 	if event, err = protocol.NormalizePublicationEvent(event); err != nil {
 		return StreamPosition{}, err
 	}
-	return h.publish(ctx, ns, t, event, data, nil)
+	return h.publish(ctx, ns, t, event, data, nil, nil)
 }
 
 // PublishAs publishes data (compact JSON) to topic as principal p, checking
@@ -453,6 +456,11 @@ func (h *Hub) PublishAs(ctx context.Context, p *auth.Principal, topic string, da
 // PublishEventAs is PublishAs with an event name ("" or "message": the
 // default); a bad name answers bad_request (details.field "event").
 func (h *Hub) PublishEventAs(ctx context.Context, p *auth.Principal, topic, event string, data json.RawMessage, info *ClientInfo) (StreamPosition, error) {
+	return h.publishEventAs(ctx, p, topic, event, data, info, nil)
+}
+
+// publishEventAs is PublishEventAs, idempotent in the broker when idem is set.
+func (h *Hub) publishEventAs(ctx context.Context, p *auth.Principal, topic, event string, data json.RawMessage, info *ClientInfo, idem *PublishIdem) (StreamPosition, error) {
 	ns, t, err := h.ch.resolve(topic)
 	if err != nil {
 		return StreamPosition{}, err
@@ -466,7 +474,7 @@ func (h *Hub) PublishEventAs(ctx context.Context, p *auth.Principal, topic, even
 	if data, err = h.interceptPublish(ctx, p, t, event, data, info); err != nil {
 		return StreamPosition{}, err
 	}
-	return h.publish(ctx, ns, t, event, data, info)
+	return h.publish(ctx, ns, t, event, data, info, idem)
 }
 
 // PublishIdempotent is PublishAs run through the idempotency records
@@ -499,8 +507,12 @@ func (h *Hub) PublishIdempotentEvent(ctx context.Context, p *auth.Principal, key
 		target = slices.Concat(target, []byte{0, 1}, []byte(event))
 	}
 	fp := Fingerprint("channel.publish", slices.Concat(target, []byte{0}, compact))
+	// The broker records the publication too, atomically with its offset,
+	// so that a request run again (its first run's node died before the
+	// record above was finished) answers the first offset.
+	idem := &PublishIdem{Key: p.Key() + "\x00" + key, Fingerprint: fp, TTL: h.idem.ttl}
 	return h.Idempotent(ctx, p.Key(), key, fp, func() (json.RawMessage, error) {
-		pos, err := h.PublishEventAs(ctx, p, topic, event, data, info)
+		pos, err := h.publishEventAs(ctx, p, topic, event, data, info, idem)
 		if err != nil {
 			return nil, err
 		}
@@ -508,13 +520,16 @@ func (h *Hub) PublishIdempotentEvent(ctx context.Context, p *auth.Principal, key
 	})
 }
 
-func (h *Hub) publish(ctx context.Context, ns *namespace, t Topic, event string, data json.RawMessage, info *ClientInfo) (StreamPosition, error) {
+func (h *Hub) publish(ctx context.Context, ns *namespace, t Topic, event string, data json.RawMessage, info *ClientInfo, idem *PublishIdem) (StreamPosition, error) {
 	if len(data) == 0 {
 		return StreamPosition{}, protocol.FieldError("data", "required")
 	}
 	pos, err := h.ch.streams.Publish(ctx, t.Name, data, PublishOptions{
-		Event: event, HistorySize: ns.cfg.HistorySize, HistoryTTL: ns.cfg.HistoryTTL, Info: info,
+		Event: event, HistorySize: ns.cfg.HistorySize, HistoryTTL: ns.cfg.HistoryTTL, Info: info, Idem: idem,
 	})
+	if errors.Is(err, ErrIdemConflict) {
+		return StreamPosition{}, protocol.Errorf(protocol.CodeConflict, "this idempotency key was used for another request")
+	}
 	if err != nil {
 		return StreamPosition{}, fmt.Errorf("publish to %s: %w", t.Name, err)
 	}

@@ -180,6 +180,9 @@ type Deps struct {
 	// NewMemoryBroker(NodeID) and NewMemoryRecords(IdemMaxEntries). The hub
 	// runs and closes its Streams, Presence and Directory (Start, Close).
 	Broker Broker
+	// UserConns, when set, counts each user's connections across nodes
+	// (a cluster) for MaxConnectionsPerUser; nil: this node counts alone.
+	UserConns UserConns
 }
 
 // Hub is the real-time core. Create it with New, register methods, then Start.
@@ -216,6 +219,8 @@ type Hub struct {
 	intercept atomic.Pointer[interceptorBox]
 	// lim replaces Config's limits once SetLimits ran (reload.go).
 	lim atomic.Pointer[Limits]
+	// uconns shares the per-user connection counts of a cluster (userconns.go).
+	uconns userConnShare
 
 	ctx      context.Context // cancelled by Close
 	cancel   context.CancelFunc
@@ -322,6 +327,7 @@ func New(cfg Config, deps Deps) (*Hub, error) {
 	h.metrics = newMetrics(deps.Registerer, h)
 	h.reg.init()
 	h.slots.users = make(map[string]int)
+	h.uconns.init(h)
 	h.idem = idempotency{records: deps.Broker.Records, ttl: cfg.IdemTTL, now: deps.Now, log: deps.Logger, metrics: h.metrics.idem}
 	h.lastSeen.init(100_000)
 	h.expiry.init()

@@ -114,6 +114,34 @@ func (m *MemoryRecords) IdemLookup(ctx context.Context, principal, key string) (
 	return true, e.done, e.body, e.started, nil
 }
 
+// rawLookup returns the body of the finished live record k (principal and
+// key already joined), for a caller that keeps its own key space
+// (MemoryBroker's publication records).
+func (m *MemoryRecords) rawLookup(k string, now time.Time) ([]byte, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.entries[k]
+	if e == nil || !e.done || !now.Before(e.expires) {
+		return nil, false
+	}
+	return e.body, true
+}
+
+// rawStore records k as finished with body for ttl from now, replacing
+// any record of k.
+func (m *MemoryRecords) rawStore(k string, body []byte, now time.Time, ttl time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.expireLocked(now)
+	e := &memRecord{key: k, started: now, expires: now.Add(ttl), done: true, body: body}
+	m.entries[k] = e
+	m.order = append(m.order, e)
+	for (len(m.entries) > m.max || len(m.order)-m.head > 2*m.max) && m.head < len(m.order) {
+		m.dropHeadLocked()
+	}
+	m.compactLocked()
+}
+
 // Len returns the number of records held (for tests).
 func (m *MemoryRecords) Len() int {
 	m.mu.Lock()

@@ -123,7 +123,7 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, p *auth.Principal,
 	if err != nil {
 		return nil, err
 	}
-	if err := h.admit(p); err != nil {
+	if err := h.admit(r.Context(), p); err != nil {
 		return nil, err
 	}
 	c := newConn(h, p)

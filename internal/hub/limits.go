@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 
@@ -55,7 +56,8 @@ func ownerKey(p *auth.Principal) string {
 }
 
 // admit reserves a connection for p, or refuses it with a *ConnLimitError.
-func (h *Hub) admit(p *auth.Principal) error {
+// With shared counts (Deps.UserConns) the user's limit holds across nodes.
+func (h *Hub) admit(ctx context.Context, p *auth.Principal) error {
 	s := &h.slots
 	l := h.limitsOf(h.lim.Load())
 	if n := s.total.Add(1); l.MaxConnections > 0 && n > int64(l.MaxConnections) {
@@ -73,23 +75,36 @@ func (h *Hub) admit(p *auth.Principal) error {
 		}
 		s.users[key]++
 		s.mu.Unlock()
+		if !h.acquireShared(ctx, key, l.MaxConnectionsPerUser) {
+			h.releaseLocal(key)
+			return &ConnLimitError{Limit: LimitUserConnections, Err: &protocol.Error{Code: protocol.CodeRateLimited,
+				Message: "too many connections for this user; close one or retry later", RetryAfterMs: connLimitRetryMs}}
+		}
 	}
 	return nil
 }
 
 // release gives back the reservation admit made for p.
 func (h *Hub) release(p *auth.Principal) {
+	if key := ownerKey(p); key != "" {
+		h.releaseLocal(key)
+		h.releaseShared(key)
+	} else {
+		h.slots.total.Add(-1)
+	}
+}
+
+// releaseLocal gives back a connection of owner key on this node.
+func (h *Hub) releaseLocal(key string) {
 	s := &h.slots
 	s.total.Add(-1)
-	if key := ownerKey(p); key != "" {
-		s.mu.Lock()
-		if s.users[key] <= 1 {
-			delete(s.users, key)
-		} else {
-			s.users[key]--
-		}
-		s.mu.Unlock()
+	s.mu.Lock()
+	if s.users[key] <= 1 {
+		delete(s.users, key)
+	} else {
+		s.users[key]--
 	}
+	s.mu.Unlock()
 }
 
 // releaseSlot gives back c's reservation, once.

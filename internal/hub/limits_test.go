@@ -23,7 +23,7 @@ func TestAdmitExact(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			p := &auth.Principal{UserID: "u" + strconv.Itoa(i%4)}
-			err := h.admit(p)
+			err := h.admit(t.Context(), p)
 			var le *ConnLimitError
 			switch {
 			case err == nil:
@@ -59,7 +59,7 @@ func TestAdmitExact(t *testing.T) {
 	h = &Hub{cfg: Config{MaxConnections: -1, MaxConnectionsPerUser: -1}}
 	h.slots.users = make(map[string]int)
 	for range 100 {
-		if err := h.admit(&auth.Principal{UserID: "u"}); err != nil {
+		if err := h.admit(t.Context(), &auth.Principal{UserID: "u"}); err != nil {
 			t.Fatalf("disabled limits refused: %v", err)
 		}
 	}

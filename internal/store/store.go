@@ -115,6 +115,21 @@ type Options struct {
 	// Default 16 for PostgreSQL, 4 for SQLite readers. The SQLite write pool
 	// is always one connection.
 	MaxConns int
+	// ConnectTimeout bounds opening one PostgreSQL connection (the dial and
+	// the handshake). Default 5s; a connect_timeout in the DSN wins.
+	ConnectTimeout time.Duration
+	// StatementTimeout is PostgreSQL's statement_timeout for every
+	// connection of the pool: a statement running longer is cancelled by
+	// the server. Default 0: none (a statement_timeout in the DSN applies).
+	StatementTimeout time.Duration
+	// ConnMaxLifetime closes a PostgreSQL connection this long after it was
+	// opened (at its next release), so that connections follow a failover
+	// or a load balancer in front of the database. Default 30m; negative
+	// keeps connections forever.
+	ConnMaxLifetime time.Duration
+	// ConnMaxIdleTime closes a PostgreSQL connection idle this long.
+	// Default 5m; negative keeps idle connections.
+	ConnMaxIdleTime time.Duration
 	// Now is the clock; default time.Now. Tests inject a fake one.
 	Now func() time.Time
 	// DeviceCacheTTL is how long DeviceStatus and LoginStatus trust a

@@ -74,6 +74,11 @@ type Config struct {
 type ReadyCheck struct {
 	Name  string
 	Check func(ctx context.Context) error
+	// Parts, when set, are the dependencies behind the check (each Redis
+	// shard and the node lease behind "broker"), checked one by one and
+	// reported under "dependencies" (ready.go); the check fails when one
+	// does, and Check is not used.
+	Parts []ReadyPart
 }
 
 // ReadyDetail is one member of /readyz's "details": information about a
@@ -113,6 +118,9 @@ type Deps struct {
 	// Upgrade, when set, checks WebSocket upgrades after the credential
 	// verified (the apps platform's start tickets).
 	Upgrade UpgradeHook
+	// Rates, when set, holds web.principal_rate across the nodes of a
+	// cluster (limits_shared.go); nil: each node limits alone.
+	Rates SharedRates
 }
 
 // UpgradeHook checks and follows WebSocket upgrades.
@@ -143,6 +151,8 @@ type Server struct {
 	asyncAPIMu   sync.Mutex // leaf
 	asyncAPIKey  string     // guarded by asyncAPIMu: the proxied routes asyncAPIJSON was built with
 	asyncAPIJSON []byte     // guarded by asyncAPIMu: the encoded document, nil before the first request
+
+	ready readiness // the last errors of /readyz's dependencies
 }
 
 // New builds the edge and its routes.
@@ -244,6 +254,9 @@ func (s *Server) Principal(r *http.Request) (*auth.Principal, error) {
 		return nil, s.authError(err)
 	}
 	if pe := s.limitPrincipal(p); pe != nil {
+		return nil, pe
+	}
+	if pe := s.limitPrincipalShared(r.Context(), p); pe != nil {
 		return nil, pe
 	}
 	return p, nil
@@ -537,35 +550,7 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	checks := map[string]string{}
-	status := http.StatusOK
-	if s.deps.Hub.Draining() {
-		checks["hub"] = "draining"
-		status = http.StatusServiceUnavailable
-	} else {
-		checks["hub"] = "ok"
-	}
-	for _, c := range s.deps.Ready {
-		if err := c.Check(ctx); err != nil {
-			s.log.Warn("readiness check failed", "check", c.Name, "err", err)
-			checks[c.Name] = "unavailable"
-			status = http.StatusServiceUnavailable
-			continue
-		}
-		checks[c.Name] = "ok"
-	}
-	word := "ready"
-	if status != http.StatusOK {
-		word = "not ready"
-	}
-	body := map[string]any{"status": word, "checks": checks}
-	if len(s.deps.ReadyDetails) > 0 {
-		details := map[string]any{}
-		for _, d := range s.deps.ReadyDetails {
-			details[d.Name] = d.Detail()
-		}
-		body["details"] = details
-	}
+	status, body := s.readiness(ctx)
 	writeJSON(w, status, body)
 }
 

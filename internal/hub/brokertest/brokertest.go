@@ -146,6 +146,54 @@ func Streams(t *testing.T, start func(t *testing.T, h hub.PublicationHandler) hu
 		}
 	})
 
+	t.Run("idempotent publications publish once", func(t *testing.T) {
+		b, h := run(t)
+		if err := b.Subscribe(ctx, "t:idem"); err != nil {
+			t.Fatal(err)
+		}
+		opts := func(key, fp string) hub.PublishOptions {
+			return hub.PublishOptions{HistorySize: 10, HistoryTTL: time.Minute,
+				Idem: &hub.PublishIdem{Key: key, Fingerprint: fp, TTL: time.Minute}}
+		}
+		first, err := b.Publish(ctx, "t:idem", json.RawMessage(`1`), opts("u\x00k1", "fp1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				pos, err := b.Publish(ctx, "t:idem", json.RawMessage(`1`), opts("u\x00k1", "fp1"))
+				if err != nil || pos != first {
+					t.Errorf("got repeat %+v, %v, want the first position %+v", pos, err, first)
+				}
+			})
+		}
+		wg.Wait()
+		if _, err := b.Publish(ctx, "t:idem", json.RawMessage(`2`), opts("u\x00k1", "fp2")); !errors.Is(err, hub.ErrIdemConflict) {
+			t.Fatalf("got %v for the key with another fingerprint, want ErrIdemConflict", err)
+		}
+		second, err := b.Publish(ctx, "t:idem", json.RawMessage(`3`), opts("u\x00k2", "fp3"))
+		if err != nil || second.Offset != first.Offset+1 || second.Epoch != first.Epoch {
+			t.Fatalf("got %+v, %v for another key, want offset %d", second, err, first.Offset+1)
+		}
+		// The key is the topic's: the same key on another topic publishes.
+		if pos, err := b.Publish(ctx, "t:idem2", json.RawMessage(`1`), opts("u\x00k1", "fp1")); err != nil || pos.Offset != 1 {
+			t.Fatalf("got %+v, %v for the key on another topic, want offset 1", pos, err)
+		}
+		h.wait(t, "2 publications", func() bool { return len(h.pubs["t:idem"]) >= 2 })
+		pos, err := b.Position(ctx, "t:idem")
+		if err != nil || pos.Offset != 2 {
+			t.Fatalf("got position %+v, %v, want offset 2: a repeat appended", pos, err)
+		}
+		hist, _, err := b.History(ctx, "t:idem", nil, 0)
+		if err != nil || len(hist) != 2 || string(hist[0].Data) != "1" || string(hist[1].Data) != "3" {
+			t.Fatalf("got history %+v, %v, want [1 3]", hist, err)
+		}
+		if n := h.Publications("t:idem"); n != 2 {
+			t.Fatalf("got %d deliveries, want 2: a repeat was delivered", n)
+		}
+	})
+
 	t.Run("event names kept in delivery and history", func(t *testing.T) {
 		b, h := run(t)
 		if err := b.Subscribe(ctx, "t:ev"); err != nil {
