@@ -598,24 +598,29 @@ func (r *rpcRelay) handleList(ctx context.Context, call *Call, p *rpcListParams)
 	if s := r.localServer(device); s != nil {
 		return r.listLocal(caller, s)
 	}
-	node, ok, err := r.dir.DeviceNode(ctx, device)
-	if err != nil {
-		r.h.log.Error("rpc: device node", "device", device, "err", err)
-		return nil, protocol.Errorf(protocol.CodeUnavailable, "cannot locate the target now")
-	}
-	if !ok || node == r.node {
-		return nil, errOffline()
-	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.DefaultTimeout)
 	defer cancel()
-	res, offline, err := r.forward(ctx, call.Conn.Done(), node, &nodeMsg{Kind: nodeList, Device: device, Caller: caller}, nil)
-	if offline {
-		return nil, errOffline()
+	for fresh := false; ; fresh = true {
+		node, ok, err := r.route(ctx, device, fresh)
+		if err != nil {
+			r.h.log.Error("rpc: device node", "device", device, "err", err)
+			return nil, protocol.Errorf(protocol.CodeUnavailable, "cannot locate the target now")
+		}
+		if !ok || node == r.node {
+			return nil, errOffline()
+		}
+		res, miss, err := r.forward(ctx, call.Conn.Done(), node, &nodeMsg{Kind: nodeList, Device: device, Caller: caller}, nil)
+		if miss != reached && r.staleRoute(device, node, miss == missUnreachable) && !fresh {
+			continue // look again at once (rpc_route.go)
+		}
+		if miss == missOffline {
+			return nil, errOffline()
+		}
+		if err != nil {
+			return nil, err
+		}
+		return res, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	return res, nil
 }
 
 // listLocal answers rpc.list for a device serving on this node.
