@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,6 +68,7 @@ func TestRedisRPCStaleRoute(t *testing.T) {
 		t.Fatalf("A's route to m1 after the move: %q, want the stale node B (the cache lasts an hour)", got)
 	}
 	call(3)
+	wantStale(t, a, 1, 0)
 	if got := route(); got != c.Hub.NodeID() {
 		t.Fatalf("A's route to m1 after the call: %q, want node C's %q", got, c.Hub.NodeID())
 	}
@@ -78,7 +81,20 @@ func TestRedisRPCStaleRoute(t *testing.T) {
 		t.Fatalf("A's route to m1 after node C stopped: %q, want the stale node C", got)
 	}
 	call(2)
+	wantStale(t, a, 1, 1)
 	if got := route(); got != b.Hub.NodeID() {
 		t.Fatalf("A's route to m1 after the call: %q, want node B's", got)
+	}
+}
+
+// wantStale checks m's junction_rpc_stale_routes_total by reason.
+func wantStale(t *testing.T, m *Main, offline, unreachable int) {
+	t.Helper()
+	body := scrape(t, m)
+	for reason, want := range map[string]int{"offline": offline, "unreachable": unreachable} {
+		line := fmt.Sprintf("junction_rpc_stale_routes_total{reason=%q} %d\n", reason, want)
+		if !strings.Contains(body, line) {
+			t.Errorf("/metrics of node A: want %q", strings.TrimSpace(line))
+		}
 	}
 }

@@ -40,10 +40,16 @@ func (r *rpcRelay) route(ctx context.Context, device string, fresh bool) (string
 // give another answer (the directory has route hints).
 func (r *rpcRelay) staleRoute(device, node string, nodeGone bool) bool {
 	h, ok := r.dir.(RouteHints)
-	if ok {
-		h.ForgetRoute(device, node, nodeGone)
+	if !ok {
+		return false
 	}
-	return ok
+	h.ForgetRoute(device, node, nodeGone)
+	reason := "offline"
+	if nodeGone {
+		reason = "unreachable"
+	}
+	r.metrics.stale.WithLabelValues(reason).Inc()
+	return true
 }
 
 // routeMiss says why a forwarded call did not reach its target.
