@@ -50,6 +50,8 @@ type Config struct {
 	// IoT configures /ws/iot, the compact protocol's endpoint for devices
 	// (docs/iot.md); the hub serves it.
 	IoT hub.IoTConfig `yaml:"iot"`
+	// BrokerRouteCacheTTL is cluster.Config.RouteCacheTTL.
+	BrokerRouteCacheTTL time.Duration `yaml:"broker_route_cache_ttl" doc:"how long a node trusts a device's claim and its node's lease read from Redis to route an RPC call to another node; a stale route is detected and looked up again (default 1s, negative disables; docs/cluster.md)"`
 	// Voice configures LiveKit-compatible voice tokens (account package).
 	Voice account.VoiceConfig `yaml:"voice"`
 	// Services tunes the supervisor of the background services.

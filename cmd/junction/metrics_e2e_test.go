@@ -52,7 +52,7 @@ func TestMetricsAtZero(t *testing.T) {
 		"junction_unknown_method_total", "junction_stray_responses_total",
 		"junction_channel_subscriptions", "junction_channel_publications_total", "junction_channel_deliveries_total",
 		"junction_channel_snapshot_retries_total", "junction_rpc_progress_total", "junction_rpc_progress_dropped_total",
-		"junction_rpc_serving_devices",
+		"junction_rpc_serving_devices", `junction_rpc_stale_routes_total{reason="offline"}`, `junction_rpc_stale_routes_total{reason="unreachable"}`,
 		"junction_schedule_jobs", `junction_schedule_runs_total{outcome="ok",trigger="schedule"}`,
 		`junction_schedule_runs_total{outcome="error",trigger="manual"}`, `junction_schedule_ticks_skipped_total{reason="lease_taken"}`,
 		`junction_service_restarts_total{reason="error",service="scheduler"}`, `junction_service_restarts_total{reason="panic",service="store.prune"}`)

@@ -208,7 +208,8 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		// A cluster: every concern, idempotency records included, on the
 		// Redis broker (the hub runs and closes it), so that all nodes
 		// share them.
-		rb, err := cluster.New(cluster.Config{URLs: urls, NodeID: cfg.Hub.NodeID, Logger: m.Logger})
+		rb, err := cluster.New(cluster.Config{URLs: urls, NodeID: cfg.Hub.NodeID, Logger: m.Logger,
+			RouteCacheTTL: cfg.BrokerRouteCacheTTL})
 		if err != nil {
 			return err
 		}

@@ -112,6 +112,17 @@ type Config struct {
 	// StreamTTL is how long a topic's position (epoch and offset) outlives
 	// its last publication (or longer, its history ttl). Default 24h.
 	StreamTTL time.Duration
+	// RouteCacheTTL is how long this node trusts a device claim or a node
+	// lease it read for routing a call (DeviceRoute) before reading it
+	// again; a stale route is detected and looked up again (route.go).
+	// Default 1s; negative: no cache.
+	RouteCacheTTL time.Duration
+	// RouteCacheSize bounds the devices (and, separately, the nodes) the
+	// route cache holds. Default 100000.
+	RouteCacheSize int
+	// PoolSize is the number of connections per shard for commands (not
+	// pub/sub), unless the URL names pool_size. Default 128.
+	PoolSize int
 	// Logger receives the broker's warnings. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -143,6 +154,8 @@ type Broker struct {
 	wg      sync.WaitGroup
 
 	stats stats
+
+	routes *routeCache // set once in New (route.go)
 }
 
 type pubHandlerBox struct{ h hub.PublicationHandler }
@@ -229,7 +242,17 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.NodeLeaseTTL <= 0 {
 		cfg.NodeLeaseTTL = defaultNodeLeaseTTL
 	}
-	b := &Broker{cfg: cfg, log: cfg.Logger, now: time.Now, stop: make(chan struct{})}
+	if cfg.RouteCacheTTL == 0 {
+		cfg.RouteCacheTTL = defaultRouteCacheTTL
+	}
+	if cfg.RouteCacheSize <= 0 {
+		cfg.RouteCacheSize = defaultRouteCacheSize
+	}
+	if cfg.PoolSize <= 0 {
+		cfg.PoolSize = defaultPoolSize
+	}
+	b := &Broker{cfg: cfg, log: cfg.Logger, now: time.Now, stop: make(chan struct{}),
+		routes: newRouteCache(cfg.RouteCacheTTL, cfg.RouteCacheSize)}
 	if b.log == nil {
 		b.log = slog.Default()
 	}
@@ -238,6 +261,7 @@ func New(cfg Config) (*Broker, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cluster: shard %d: %w", i, err)
 		}
+		clientOptions(opt, u, cfg.PoolSize)
 		sh := &shard{idx: i, url: opt.Addr, client: redis.NewClient(opt)}
 		for j := range cfg.PubSubConns {
 			sh.conns = append(sh.conns, newPSConn(b, sh, j))

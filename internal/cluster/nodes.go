@@ -60,8 +60,14 @@ func (b *Broker) runNodeLease() {
 	}
 }
 
-// nodeBoot returns the boot id in node's lease, or alive false.
+// nodeBoot returns the boot id in node's lease, or alive false, read from
+// Redis (the route cache keeps the answer: route.go).
 func (b *Broker) nodeBoot(ctx context.Context, node string) (string, bool, error) {
+	return b.lookupLease(ctx, node)
+}
+
+// readLease reads node's lease.
+func (b *Broker) readLease(ctx context.Context, node string) (string, bool, error) {
 	boot, err := b.shardOf("node:"+node).client.Get(ctx, b.nodeLeaseKey(node)).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", false, nil

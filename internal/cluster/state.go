@@ -98,6 +98,7 @@ func (b *Broker) ClaimDevice(ctx context.Context, deviceID, nodeID string, ttl t
 	}
 	gen, _ := res[0].(int64)
 	prev, _ := res[1].(string)
+	b.routes.forgetDevice(deviceID)
 	return uint64(gen), prev, nil
 }
 
@@ -130,6 +131,7 @@ func (b *Broker) ClearDevice(ctx context.Context, deviceID, nodeID string, gen u
 		[]string{b.deviceKey(deviceID)}, nodeID, gen).Err(); err != nil {
 		return redisErr("cluster: clear device: %w", err)
 	}
+	b.routes.forgetDevice(deviceID)
 	return nil
 }
 
@@ -140,7 +142,7 @@ func (b *Broker) DeviceNode(ctx context.Context, deviceID string) (string, bool,
 	if err := b.checkOpen(); err != nil {
 		return "", false, err
 	}
-	c, ok, err := b.DeviceClaim(ctx, deviceID)
+	c, ok, err := b.lookupClaim(ctx, deviceID)
 	if err != nil || !ok {
 		return "", false, err
 	}
@@ -191,6 +193,7 @@ func (b *Broker) SendToNode(ctx context.Context, nodeID string, msg json.RawMess
 		return fmt.Errorf("cluster: send to node %q: %w", nodeID, err)
 	}
 	if n == 0 {
+		b.routes.forgetNode(nodeID)
 		return fmt.Errorf("cluster: node %q is not reachable", nodeID)
 	}
 	return nil

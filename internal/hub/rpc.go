@@ -241,6 +241,7 @@ type rpcMetrics struct {
 	progress prometheus.Counter
 	dropped  prometheus.Counter
 	serving  prometheus.Gauge
+	stale    *prometheus.CounterVec // routes a forwarded call found stale, by reason (rpc_route.go)
 }
 
 func newRPCRelay(h *Hub) *rpcRelay {
@@ -269,11 +270,16 @@ func newRPCRelay(h *Hub) *rpcRelay {
 		serving: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "junction_rpc_serving_devices", Help: "Devices serving RPC methods on this node.",
 		}),
+		stale: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "junction_rpc_stale_routes_total", Help: "Forwarded RPC calls whose route to another node proved stale and was looked up again, by reason (offline: the node did not hold the device; unreachable: no node listened).",
+		}, []string{"reason"}),
 	}
+	r.metrics.stale.WithLabelValues("offline") // exported at zero from the start
+	r.metrics.stale.WithLabelValues("unreachable")
 	r.metrics.okLocal = r.metrics.calls.WithLabelValues("ok", "local")
 	r.metrics.calls.WithLabelValues("ok", "remote") // exported at zero from the start, as ok/local
 	if reg := h.deps.Registerer; reg != nil {
-		reg.MustRegister(r.metrics.calls, r.metrics.progress, r.metrics.dropped, r.metrics.serving)
+		reg.MustRegister(r.metrics.calls, r.metrics.progress, r.metrics.dropped, r.metrics.serving, r.metrics.stale)
 	}
 	return r
 }
@@ -598,24 +604,29 @@ func (r *rpcRelay) handleList(ctx context.Context, call *Call, p *rpcListParams)
 	if s := r.localServer(device); s != nil {
 		return r.listLocal(caller, s)
 	}
-	node, ok, err := r.dir.DeviceNode(ctx, device)
-	if err != nil {
-		r.h.log.Error("rpc: device node", "device", device, "err", err)
-		return nil, protocol.Errorf(protocol.CodeUnavailable, "cannot locate the target now")
-	}
-	if !ok || node == r.node {
-		return nil, errOffline()
-	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.DefaultTimeout)
 	defer cancel()
-	res, offline, err := r.forward(ctx, call.Conn.Done(), node, &nodeMsg{Kind: nodeList, Device: device, Caller: caller}, nil)
-	if offline {
-		return nil, errOffline()
+	for fresh := false; ; fresh = true {
+		node, ok, err := r.route(ctx, device, fresh)
+		if err != nil {
+			r.h.log.Error("rpc: device node", "device", device, "err", err)
+			return nil, protocol.Errorf(protocol.CodeUnavailable, "cannot locate the target now")
+		}
+		if !ok || node == r.node {
+			return nil, errOffline()
+		}
+		res, miss, err := r.forward(ctx, call.Conn.Done(), node, &nodeMsg{Kind: nodeList, Device: device, Caller: caller}, nil)
+		if miss != reached && r.staleRoute(device, node, miss == missUnreachable) && !fresh {
+			continue // look again at once (rpc_route.go)
+		}
+		if miss == missOffline {
+			return nil, errOffline()
+		}
+		if err != nil {
+			return nil, err
+		}
+		return res, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	return res, nil
 }
 
 // listLocal answers rpc.list for a device serving on this node.

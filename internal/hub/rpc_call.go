@@ -159,6 +159,7 @@ func (r *rpcRelay) callsOf(c *Conn) *rpcCalls {
 func (r *rpcRelay) call(ctx context.Context, done <-chan struct{}, caller *protocol.Caller, device, method string, params json.RawMessage, sink progressSink) (json.RawMessage, string, error) {
 	graceEnd := time.Now().Add(r.cfg.OfflineGrace)
 	ownerChecked := false
+	fresh := false // a route hint proved stale: look in the directory itself
 	for {
 		if s := r.localServer(device); s != nil {
 			res, offline, err := r.deliverLocal(ctx, done, caller, s, method, params, sink)
@@ -177,7 +178,7 @@ func (r *rpcRelay) call(ctx context.Context, done <-chan struct{}, caller *proto
 			}
 			wake, release = r.waiter(device)
 		}
-		node, ok, err := r.dir.DeviceNode(ctx, device)
+		node, ok, err := r.route(ctx, device, fresh)
 		if err != nil {
 			release()
 			if ctx.Err() != nil {
@@ -189,8 +190,12 @@ func (r *rpcRelay) call(ctx context.Context, done <-chan struct{}, caller *proto
 		if ok && node != r.node {
 			release()
 			msg := &nodeMsg{Kind: nodeCall, Device: device, Method: method, Params: params, Caller: caller}
-			res, offline, err := r.forward(ctx, done, node, msg, sink)
-			if !offline {
+			res, miss, err := r.forward(ctx, done, node, msg, sink)
+			if miss != reached && r.staleRoute(device, node, miss == missUnreachable) && !fresh {
+				fresh = true
+				continue // look again at once (rpc_route.go)
+			}
+			if miss != missOffline {
 				return res, "remote", err
 			}
 			wake, release = r.waiter(device)

@@ -65,9 +65,10 @@ type remoteCall struct {
 }
 
 // forward sends a call (or a listing) to the node holding the target and
-// waits for the result. offline reports that the target is not there (the
-// lease was stale): the caller may wait for it.
-func (r *rpcRelay) forward(ctx context.Context, done <-chan struct{}, node string, msg *nodeMsg, sink progressSink) (json.RawMessage, bool, error) {
+// waits for the result. missOffline reports that the target is not there
+// (the claim was stale): the caller may wait for it; missUnreachable, with
+// an unavailable error, that the node could not be reached.
+func (r *rpcRelay) forward(ctx context.Context, done <-chan struct{}, node string, msg *nodeMsg, sink progressSink) (json.RawMessage, routeMiss, error) {
 	msg.From = r.node
 	msg.Call = r.nextCallID()
 	if dl, ok := ctx.Deadline(); ok {
@@ -84,10 +85,10 @@ func (r *rpcRelay) forward(ctx context.Context, done <-chan struct{}, node strin
 	}()
 	if err := r.sendNode(ctx, node, msg); err != nil {
 		if ctx.Err() != nil {
-			return nil, false, r.ctxErr(ctx, false)
+			return nil, reached, r.ctxErr(ctx, false)
 		}
 		r.h.log.Warn("rpc: forward to node", "node", node, "err", err)
-		return nil, false, protocol.Errorf(protocol.CodeUnavailable, "the target's node is unreachable")
+		return nil, missUnreachable, protocol.Errorf(protocol.CodeUnavailable, "the target's node is unreachable")
 	}
 	cancelRemote := func() {
 		// Best effort: the target node also gives up at its own deadline.
@@ -110,33 +111,33 @@ func (r *rpcRelay) forward(ctx context.Context, done <-chan struct{}, node strin
 				continue // unknown (the broker is unreachable from here), or alive: wait on
 			}
 			r.h.log.Warn("rpc: the target's node is gone", "node", node)
-			return nil, false, protocol.Errorf(protocol.CodeUnavailable, "the target's node is gone")
+			return nil, reached, protocol.Errorf(protocol.CodeUnavailable, "the target's node is gone")
 		case m := <-rc.res:
 			return r.forwardResult(m)
 		case <-ctx.Done():
 			cancelRemote()
-			return nil, false, r.ctxErr(ctx, false)
+			return nil, reached, r.ctxErr(ctx, false)
 		case <-done:
 			cancelRemote()
-			return nil, false, protocol.Errorf(protocol.CodeUnavailable, "caller disconnected")
+			return nil, reached, protocol.Errorf(protocol.CodeUnavailable, "caller disconnected")
 		}
 	}
 }
 
 // forwardResult reads the result of a forwarded call.
-func (r *rpcRelay) forwardResult(m *nodeMsg) (json.RawMessage, bool, error) {
+func (r *rpcRelay) forwardResult(m *nodeMsg) (json.RawMessage, routeMiss, error) {
 	switch {
 	case m.Offline:
-		return nil, true, nil
+		return nil, missOffline, nil
 	case m.Error != nil:
 		if !knownCode(m.Error.Code) {
-			return nil, false, errMalformedResponse()
+			return nil, reached, errMalformedResponse()
 		}
-		return nil, false, m.Error
+		return nil, reached, m.Error
 	case len(m.Result) == 0:
-		return json.RawMessage("null"), false, nil
+		return json.RawMessage("null"), reached, nil
 	}
-	return m.Result, false, nil
+	return m.Result, reached, nil
 }
 
 func (r *rpcRelay) sendNode(ctx context.Context, node string, msg *nodeMsg) error {
