@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import WebSocket from 'ws';
 import { Client, restCall } from '../dist/index.js';
 import { App, MemoryResumeStore, StoppedError, WebhookVerifier, WebhookError, signWebhook } from '../dist/apps.js';
-import { startServer, waitFor } from './harness.mjs';
+import { startProxy, startServer, waitFor } from './harness.mjs';
 
 const quiet = { warn() {}, debug() {} };
 const APP_ID = 'com.example.captions';
@@ -164,6 +164,32 @@ test('apps: a restarted backend reattaches with the stored resume token; the app
   assert.equal(store.size, 0, 'a stopped session keeps no token');
   await waitFor(() => env.states.includes('stopped'), 'the device sees stopped');
   await assert.rejects(app2.attach(s1.id), /no resume token/);
+});
+
+test('apps: a lost connection is reattached on its own with the latest resume token', async (t) => {
+  const env = await setup(t);
+  const proxy = await startProxy(t, env.srv.url);
+  // The store hands out the proxy's address, so that reattaches go through it (the ticket's first connection does not).
+  const inner = new MemoryResumeStore();
+  const store = { save: (r) => inner.save(r), load: (id) => { const r = inner.load(id); return r && { ...r, url: proxy.wsUrl }; }, delete: (id, tok) => inner.delete(id, tok) };
+  const app = newApp(env, { resume: store });
+  t.after(() => app.close());
+  const started = await env.device.call('apps.startSession', { appId: APP_ID, capabilities: ['display'] });
+  await waitFor(() => inner.size === 1, 'the first hello');
+  const first = app.session(started.session.id);
+  await first.close(); // detached: transport_down, token kept
+  assert.equal(first.err.name, 'DetachedError');
+  const s = await app.attach(started.session.id);
+  assert.equal(proxy.count(), 1, 'attached through the proxy');
+  const token = s.hello.resumeToken;
+  env.states.length = 0;
+  proxy.cut(); // no close frame: a transport loss
+  await waitFor(() => s.reattaches === 1, 'the SDK reattaches by itself');
+  assert.notEqual(s.hello.resumeToken, token);
+  assert.equal(inner.load(s.id).token, s.hello.resumeToken, 'the newest token is stored');
+  assert.equal(s.err, undefined);
+  await waitFor(() => env.states.at(-1) === 'running', `the device sees running again (${env.states})`);
+  assert.ok((await s.call('conn.whoami')).connId);
 });
 
 test('apps: verifier matches Junction\'s signing, rotation secrets, and refuses bad input', () => {
