@@ -184,7 +184,7 @@ export interface AppOptions {
   resume?: ResumeStore;
   /** The WebSocket implementation: one that takes headers, such as the `ws` package's WebSocket. */
   WebSocket: WebSocketConstructor;
-  /** Runs for each session once its first hello is answered; signal aborts when the handle ends. */
+  /** Runs for each session once its first hello is answered; signal aborts when the handle ends. App.close waits for it to settle. */
   onSession?: (session: AppSession, signal: AbortSignal) => void | Promise<void>;
   /** Runs for each verified session.stop webhook (also for sessions this App does not hold), before it is answered. */
   onStop?: (stop: SessionStopHook) => void | Promise<void>;
