@@ -3,6 +3,7 @@
 import { clear, errorText, field, h, status } from './dom.js';
 import type { Page } from './page.js';
 import { accounts } from './pages/accounts.js';
+import { apps } from './pages/apps.js';
 import { channels } from './pages/channels.js';
 import { connections } from './pages/connections.js';
 import { lockdown } from './pages/lockdown.js';
@@ -10,7 +11,7 @@ import { overview } from './pages/overview.js';
 import { rpc } from './pages/rpc.js';
 import { Session, newKeySeed } from './session.js';
 
-const PAGES: Page[] = [overview, connections, channels, rpc, accounts, lockdown];
+const PAGES: Page[] = [overview, connections, channels, rpc, accounts, apps, lockdown];
 
 const root = document.getElementById('app')!;
 let session: Session | undefined;

@@ -5,6 +5,7 @@
 // server's origin, and the size budget.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import http from 'node:http';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -14,6 +15,7 @@ import { gzipSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
 import { Client, createPairing, e2e, login, me, pair } from '../../sdk/ts/dist/index.js';
+import { App, StoppedError } from '../../sdk/ts/dist/apps.js';
 import { ROOMS, junctionBinary, startServer, waitFor } from '../../sdk/ts/test/harness.mjs';
 
 const here = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -24,7 +26,7 @@ mkdirSync(OUT, { recursive: true });
 const CHROMIUM = process.env.JUNCTION_TEST_CHROMIUM || '/usr/bin/chromium';
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const PAGES = [['/', 'Overview'], ['/connections', 'Connections'], ['/channels', 'Channels'], ['/rpc', 'RPC'], ['/accounts', 'Accounts'], ['/lockdown', 'Lockdown']];
+const PAGES = [['/', 'Overview'], ['/connections', 'Connections'], ['/channels', 'Channels'], ['/rpc', 'RPC'], ['/accounts', 'Accounts'], ['/apps', 'Apps'], ['/lockdown', 'Lockdown']];
 const BUDGET = 150 * 1024;
 
 // A server with the admin API (the admin branch) publishes admin:stats
@@ -282,6 +284,72 @@ test('the console: key login, devices listed and one revoked', async (t) => {
   await page.click('text=Sign out');
   await page.waitForSelector('#token');
 
+  assert.deepEqual(external, []);
+  assert.deepEqual(errors, []);
+});
+
+test('the console: Apps: register an app, rotate its key, a session appears and is stopped, deliveries logged', async (t) => {
+  const srv = await startServer(t, CONFIG);
+  // The app's backend: the SDK's App behind node:http on loopback, once the page has shown its key and secret.
+  let handler;
+  const backend = http.createServer((req, res) => (handler ? handler(req, res) : ((res.statusCode = 503), res.end())));
+  await new Promise((r) => backend.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise((r) => backend.close(r)));
+  const webhookUrl = `http://127.0.0.1:${backend.address().port}/junction`;
+
+  const { page, external, errors } = await launch(t, srv);
+  await signInWithToken(page, srv, await srv.token('ops', 'console', { scope: 'admin,read,write' }));
+  await goTo(page, 'Apps');
+  await page.waitForSelector('text=No app registered yet.');
+  await page.fill('#app-id', 'com.example.captions');
+  await page.fill('#app-name', 'Live captions');
+  await page.fill('#app-webhook', webhookUrl);
+  await page.fill('#app-scopes', 'read,write');
+  await page.check('#app-internal');
+  await page.click('button:text-is("Register")');
+  await page.waitForSelector('text=Registered com.example.captions.');
+  const shown = await page.$$eval('#app-created input.secret', (xs) => xs.map((x) => x.value));
+  assert.equal(shown.length, 2);
+  assert.match(shown[0], /^jk_/);
+  assert.match(shown[1], /^whsec_/);
+  await page.waitForSelector('table:has(caption:text-is("Registered apps")) td:text-is("com.example.captions")');
+  await page.waitForSelector('#app-detail:has-text("Live captions (com.example.captions)")');
+  await page.waitForSelector('table:has(caption:text-is("API keys of com.example.captions")) tbody tr');
+  assert.equal(await page.locator('table:has(caption:text-is("API keys of com.example.captions")) tbody tr').count(), 1);
+
+  // Rotate: a second key, its secret shown once; the backend runs on the new key.
+  await page.click('#app-rotate');
+  await page.waitForSelector('text=/Key \\S+ created/');
+  const rotated = await page.inputValue('#app-secrets input.secret');
+  assert.match(rotated, /^jk_/);
+  assert.notEqual(rotated, shown[0]);
+  await waitFor(async () => (await page.locator('table:has(caption:text-is("API keys of com.example.captions")) tbody tr').count()) === 2, 'two keys listed');
+  const app = new App({ appId: 'com.example.captions', apiKey: rotated, webhookSecrets: [shown[1]], url: srv.url, WebSocket, client: { logger: { warn() {}, debug() {} } } });
+  t.after(() => app.close());
+  handler = app.nodeHandler();
+
+  // A device installs and starts the app: the session appears in the page, running, and the webhook is logged.
+  await page.waitForSelector('#app-sessions:has-text("No sessions yet")');
+  const device = new Client({ url: srv.wsUrl, token: await srv.token('alice', 'glasses-1', { kind: 'glasses' }), WebSocket });
+  await device.connect();
+  t.after(() => device.close());
+  await device.call('apps.install', { appId: 'com.example.captions', scopes: ['read'] });
+  const started = await device.call('apps.startSession', { appId: 'com.example.captions' });
+  const row = `#app-sessions tr:has(td:text-is("${started.session.id}"))`;
+  await page.waitForSelector(`${row} td:has-text("running")`);
+  assert.equal(await page.textContent(`${row} td:nth-child(2)`), 'glasses-1');
+  await page.waitForSelector('table:has(caption:has-text("Webhook deliveries")) td:text-is("202")');
+  await shot(page, 'apps-session-1440');
+
+  // Stop it from the console: the backend's session ends with reason admin.
+  const s = app.session(started.session.id);
+  assert.ok(s, 'the backend holds the session');
+  await page.click(`${row} button:text-is("Stop")`);
+  await page.waitForSelector(`text=Session ${started.session.id} stopped.`);
+  await s.done();
+  assert.ok(s.err instanceof StoppedError);
+  assert.equal(s.err.reason, 'admin');
+  await page.waitForSelector(`${row} td:has-text("stopped")`);
   assert.deepEqual(external, []);
   assert.deepEqual(errors, []);
 });

@@ -66,6 +66,13 @@ export interface ClientOptions {
   token?: string;
   /** Returns a fresh credential for each (re)connect and for the in-band refresh on token.expiring; wins over token. */
   tokenProvider?: TokenProvider;
+  /**
+   * Extra HTTP headers of the WebSocket upgrade (an app session's
+   * Junction-Ticket or Junction-Resume). Only WebSocket implementations that
+   * take options, such as the `ws` package's, can send them: browsers
+   * cannot (a browser's WebSocket ignores them).
+   */
+  headers?: Record<string, string>;
   /** The WebSocket implementation; default globalThis.WebSocket (pass `ws`'s WebSocket in Node 20). */
   WebSocket?: WebSocketConstructor;
   /** Reconnect when a connection ends, unless its close code advises against it. Default true. */
@@ -454,7 +461,7 @@ export class Client {
     if (this.closing) throw new ClosedError();
     const protocols = [SUBPROTOCOL];
     if (token) protocols.push(BEARER_PREFIX + token);
-    const ws = new this.WS(this.opts.url, protocols);
+    const ws = this.opts.headers ? new this.WS(this.opts.url, protocols, { headers: this.opts.headers }) : new this.WS(this.opts.url, protocols);
     const cn = new Conn(ws);
     const welcomed = new Promise<void>((resolve, reject) => {
       cn.waiter = { resolve, reject };

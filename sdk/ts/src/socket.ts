@@ -15,8 +15,12 @@ export interface WebSocketLike {
   close(code?: number, reason?: string): void;
 }
 
-/** WebSocketConstructor builds a WebSocketLike (new WebSocket(url, protocols)). */
-export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+/**
+ * WebSocketConstructor builds a WebSocketLike (new WebSocket(url, protocols)).
+ * The third argument is the `ws` package's options; the client passes it
+ * only with ClientOptions.headers (browsers cannot set headers).
+ */
+export type WebSocketConstructor = new (url: string, protocols?: string | string[], options?: { headers?: Record<string, string> }) => WebSocketLike;
 
 /** The subset of the `ws` package's EventEmitter API the client uses when it is there. */
 export interface NodeWebSocketExtras {

@@ -17,7 +17,7 @@ test('npm pack: the tarball installs, its exports import, its types check', (t) 
   // --ignore-scripts: dist is already built (npm run build); prepack would build it again.
   const packed = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', dir], pkgDir))[0];
   const files = packed.files.map((f) => f.path);
-  for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/crypto.js', 'dist/crypto.d.ts', 'dist/protocol.js', 'dist/junction.browser.js', 'README.md']) {
+  for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/crypto.js', 'dist/crypto.d.ts', 'dist/protocol.js', 'dist/apps.js', 'dist/apps.d.ts', 'dist/junction.browser.js', 'README.md']) {
     assert.ok(files.includes(f), `the tarball holds ${f}`);
   }
   assert.ok(!files.some((f) => f.startsWith('test/') || f.startsWith('node_modules/')), 'no tests or node_modules in the tarball');
@@ -32,17 +32,23 @@ test('npm pack: the tarball installs, its exports import, its types check', (t) 
     import { Client, JunctionError, reconnectAdvised } from '@junctionhq/junction';
     import { seal, open, newDataKey } from '@junctionhq/junction/crypto';
     import { METHOD_SCOPES } from '@junctionhq/junction/protocol';
+    import { signWebhook, WebhookVerifier } from '@junctionhq/junction/apps';
+    const whsec = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+    const hv = new WebhookVerifier({ secrets: [whsec] }).verify({ 'webhook-id': 'msg_1', 'webhook-timestamp': String(Math.floor(Date.now() / 1000)), 'webhook-signature': signWebhook(whsec, 'msg_1', Math.floor(Date.now() / 1000), '{}') }, '{}');
     const k = newDataKey();
     const ok = new TextDecoder().decode(open(k, seal(k, new TextEncoder().encode('packed'))));
     console.log(JSON.stringify({ client: typeof Client, err: new JunctionError({ code: 'timeout', message: 'x' }).code,
-      advised: reconnectAdvised(1012), scope: METHOD_SCOPES['channel.publish'], ok }));
+      advised: reconnectAdvised(1012), scope: METHOD_SCOPES['channel.publish'], ok, hook: hv.id }));
   `);
   const out = JSON.parse(execFileSync(process.execPath, ['use.mjs'], { cwd: app, encoding: 'utf8' }));
-  assert.deepEqual(out, { client: 'function', err: 'timeout', advised: true, scope: METHOD_SCOPES_PUBLISH, ok: 'packed' });
+  assert.deepEqual(out, { client: 'function', err: 'timeout', advised: true, scope: METHOD_SCOPES_PUBLISH, ok: 'packed', hook: 'msg_1' });
 
   writeFileSync(join(app, 'use.ts'), `
     import { Client, type Publication } from '@junctionhq/junction';
     import type { Welcome } from '@junctionhq/junction/protocol';
+    import { App, type AppSession } from '@junctionhq/junction/apps';
+    export const scopesOf = (s: AppSession): string[] => s.hello?.scopes ?? [];
+    export type A = App;
     export async function f(c: Client): Promise<boolean> {
       const pong = await c.call('sys.ping');
       const w: Welcome | undefined = c.welcome;

@@ -5,10 +5,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import WebSocket from 'ws';
-import { Client } from '../dist/index.js';
+import { Client, restCall } from '../dist/index.js';
 import { outputDir, pkgDir, startServer, waitFor } from './harness.mjs';
 
 /** block returns the fenced js block that follows heading in README.md. */
@@ -77,4 +78,29 @@ test('README: key login, refreshing tokens and encrypted data', async (t) => {
   await exited;
   assert.equal(p.exitCode, 0, out.stderr);
   assert.equal(out.stdout.trim(), 'hello');
+});
+
+test('README: the app backend accepts a session.start, says hello and sees the stop', async (t) => {
+  const srv = await startServer(t);
+  const free = net.createServer();
+  await new Promise((r) => free.listen(0, '127.0.0.1', r));
+  const port = free.address().port;
+  await new Promise((r) => free.close(r));
+  const admin = await srv.token('root', 'console-1', { scope: 'admin' });
+  const created = await restCall(srv.url, 'POST', '/api/v1/admin/apps', { id: 'com.example.captions', name: 'Live captions', webhookUrl: `http://127.0.0.1:${port}/junction`, internal: true, scopes: ['read'] }, admin);
+  const code = block('App backend: webhooks and app sessions')
+    .replaceAll("from '@junctionhq/junction/apps'", `from ${JSON.stringify(join(pkgDir, 'dist/apps.js'))}`)
+    .replaceAll("'http://127.0.0.1:7700'", JSON.stringify(srv.url))
+    .replaceAll('listen(8081,', `listen(${port},`);
+  const { out } = runExample(t, 'app.mjs', code, { APP_API_KEY: created.key.key, APP_WEBHOOK_SECRET: created.webhookSecret.secret });
+  await waitFor(() => out.stdout.includes('reattached 0'), `the example backend to start (stderr: ${out.stderr})`);
+  const device = new Client({ url: srv.wsUrl, token: await srv.token('alice', 'glasses-1', { kind: 'glasses' }), WebSocket });
+  await device.connect();
+  t.after(() => device.close());
+  await device.call('apps.install', { appId: 'com.example.captions', scopes: ['read'] });
+  const started = await device.call('apps.startSession', { appId: 'com.example.captions' });
+  await waitFor(() => out.stdout.includes(`session running ${started.session.id} pu_`), `the session to run (stdout: ${out.stdout}, stderr: ${out.stderr})`);
+  assert.match(out.stdout, /session running \S+ pu_\S+ \[ 'read' \]/);
+  await device.call('apps.stopSession', { appId: 'com.example.captions', sessionId: started.session.id });
+  await waitFor(() => out.stdout.includes(`stopped ${started.session.id} user_stopped`) && out.stdout.includes(`session.stop ${started.session.id} user_stopped`), `the stop (stdout: ${out.stdout})`);
 });
