@@ -177,10 +177,9 @@ func (s *Session) conn() (*client.Client, error) {
 // Stop stops the session on Junction (reason app_error: the app ended it)
 // and ends the handle with a *StoppedError. With Options.URL it asks by
 // REST (POST /api/v1/apps/{appId}/sessions/{id}/stop); without, over the
-// session's connection (apps.stopSession), where Junction may close the
-// connection (app.stopped, 1000) before the answer arrives: the error is
-// then the lost connection's, and Err reports the stop. Stopping a stopped
-// session answers alreadyStopped.
+// session's connection (apps.stopSession), which Junction closes (1000)
+// once the answer is sent. Stopping a stopped session answers
+// alreadyStopped.
 func (s *Session) Stop(ctx context.Context) (protocol.AppSessionStopped, error) {
 	ref := protocol.AppSessionRef{AppID: s.app.opts.AppID, SessionID: s.id}
 	var res protocol.AppSessionStopped

@@ -261,7 +261,7 @@ func (s *Service) Register(h *hub.Hub) {
 		h.Register(hub.Method{Name: o.Name, Scope: o.Scope, Mode: hub.Serial,
 			Params: reflect.TypeOf(o.Params), Result: reflect.TypeOf(o.Result),
 			Handler: func(ctx context.Context, call *hub.Call) (any, error) {
-				return o.Exec(ctx, call.Principal, call.Params, call.Idem)
+				return o.Exec(context.WithValue(ctx, callKey{}, call), call.Principal, call.Params, call.Idem)
 			}})
 	}
 	s.outs.register(h)

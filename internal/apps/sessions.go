@@ -318,13 +318,27 @@ func (s *Service) fail(id, stage, msg string, hook bool) {
 
 // ended follows a session's move to stopped: the app's socket is told and
 // closed, the device is told, and session.stop goes when hook is set.
-func (s *Service) ended(ss store.AppSession, hook bool) {
+func (s *Service) ended(ss store.AppSession, hook bool) { s.endedBy(nil, ss, hook) }
+
+// callKey is the context key of the *hub.Call a WebSocket op runs for.
+type callKey struct{}
+
+// endedBy is ended for a stop that call made (nil: none, or over REST).
+// When the call came over the session's own connection (an app stopping
+// its session), that connection is closed once the call's answer is
+// queued: the answer comes before the close, as every answer does.
+func (s *Service) endedBy(call *hub.Call, ss store.AppSession, hook bool) {
 	s.streams.drop(ss.ID)
 	s.outs.sessionEnded(ss.ID, ss.DeviceID)
 	if c := s.live.take(ss.ID); c != nil {
 		data, _ := json.Marshal(protocol.AppStopped{SessionID: ss.ID, Reason: ss.StopReason, Reconnect: false})
 		c.SendEvent(protocol.EventAppStopped, "", "", 0, data)
-		c.Close(protocol.CloseNormal, "app session stopped: "+ss.StopReason)
+		closeConn := func() { c.Close(protocol.CloseNormal, "app session stopped: "+ss.StopReason) }
+		if call != nil && call.Conn == c {
+			call.AfterReply(closeConn)
+		} else {
+			closeConn()
+		}
 	}
 	s.tellDevice(ss)
 	if hook {
@@ -362,7 +376,8 @@ func (s *Service) stop(ctx context.Context, id, reason string) (store.AppSession
 	s.log.Info("app session stopped", "app", ss.AppID, "session", id, "reason", reason)
 	// session.stop goes unless session.start is still in flight with
 	// nothing accepted yet (then the backend never had the session).
-	s.ended(ss, before.State != protocol.AppStateStarting || s.accepted(id))
+	call, _ := ctx.Value(callKey{}).(*hub.Call)
+	s.endedBy(call, ss, before.State != protocol.AppStateStarting || s.accepted(id))
 	return ss, true, nil
 }
 
