@@ -219,8 +219,8 @@ func TestAppRecoverResurrection(t *testing.T) {
 	}
 	app = &appConn{c: resumeApp(t, m, key, h.ResumeToken)}
 	dev.wait(t, st.Session.ID, protocol.AppStateRunning)
-	if code, e := wsHandshake(t, m, key, apps.TicketHeader, pending["ticket"].(string)); code != 409 {
-		t.Fatalf("the pending resurrection ticket after a resume: %d %+v, want 409", code, e.Error)
+	if code, e := wsHandshake(t, m, key, apps.TicketHeader, pending["ticket"].(string)); code != 409 || e.Error.Details["reason"] != "session_resumed" {
+		t.Fatalf("the pending resurrection ticket after a resume: %d %+v, want 409 session_resumed", code, e.Error)
 	}
 
 	// Accepted, never connected: each attempt waits the connect deadline

@@ -625,8 +625,12 @@ func (s *Service) BeforeUpgrade(r *http.Request, p *auth.Principal) (*auth.Princ
 	switch {
 	case errors.Is(err, store.ErrTicketUsed):
 		return nil, ticketRefused("ticket_used", "the start ticket was used already")
+	case errors.Is(err, store.ErrConflict) && ss.State == protocol.AppStateStopped:
+		return nil, protocol.Errorf(protocol.CodeConflict, "the app session is stopped (%s)", ss.StopReason).WithDetail("reason", "session_stopped")
 	case errors.Is(err, store.ErrConflict):
-		return nil, protocol.Errorf(protocol.CodeConflict, "the app session is %s (%s)", ss.State, ss.StopReason).WithDetail("reason", "session_stopped")
+		// The app resumed the session with its token meanwhile (a
+		// resurrection's ticket, still pending, no longer applies).
+		return nil, protocol.Errorf(protocol.CodeConflict, "the app session was resumed meanwhile (%s): this start ticket no longer applies", ss.State).WithDetail("reason", "session_resumed")
 	case err != nil:
 		return nil, err
 	}
