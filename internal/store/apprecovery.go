@@ -95,21 +95,12 @@ func (db *DB) MoveAppSession(ctx context.Context, id string, mv AppSessionMove) 
 		}
 		// The epoch read above fences the write too: a claim by another
 		// node in between makes it change nothing.
-		res, err := tx.ExecContext(ctx, `UPDATE app_sessions SET state = $1, due_at = $2, recover_since = $3, attempts = $4,
+		s, changed, err = updateAppSession(ctx, tx, id, `UPDATE app_sessions SET state = $1, due_at = $2, recover_since = $3, attempts = $4,
 			stop_reason = $5, stage = $6, error = $7, node = $8, epoch = $9, ticket_hash = $10, ticket_expires_at = $11,
 			ticket_used_at = $12, updated_at = $13 WHERE id = $14 AND epoch = $15 AND state = $16`,
 			next.State, micros(next.DueAt), micros(next.RecoverSince), next.Attempts, next.StopReason, next.Stage, next.Error,
 			next.Node, next.Epoch, next.TicketHash, micros(next.TicketExpiresAt), micros(next.TicketUsedAt), micros(db.now()),
 			id, cur.Epoch, cur.State)
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return err
-		}
-		changed = n > 0
-		s, err = scanAppSession(tx.QueryRowContext(ctx, `SELECT `+appSessionCols+` FROM app_sessions WHERE id = $1`, id))
 		return err
 	})
 	if err != nil {

@@ -185,21 +185,15 @@ var ErrTicketUsed = errors.New("store: ticket already used")
 func (db *DB) UseAppSessionTicket(ctx context.Context, id string, now time.Time) (AppSession, error) {
 	var out AppSession
 	err := db.write(ctx, "use app session ticket", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE app_sessions SET ticket_used_at = $1, state = 'running', updated_at = $1,
+		var changed bool
+		var err error
+		out, changed, err = updateAppSession(ctx, tx, id, `UPDATE app_sessions SET ticket_used_at = $1, state = 'running', updated_at = $1,
 			due_at = 0, recover_since = 0, attempts = 0, stage = '', error = ''
 			WHERE id = $2 AND ticket_used_at = 0 AND state IN ('starting', 'resurrecting')`, micros(now), id)
 		if err != nil {
 			return err
 		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return err
-		}
-		out, err = scanAppSession(tx.QueryRowContext(ctx, `SELECT `+appSessionCols+` FROM app_sessions WHERE id = $1`, id))
-		if err != nil {
-			return err
-		}
-		if n == 0 {
+		if !changed {
 			if !out.TicketUsedAt.IsZero() {
 				return ErrTicketUsed
 			}
@@ -217,20 +211,12 @@ func (db *DB) UseAppSessionTicket(ctx context.Context, id string, now time.Time)
 func (db *DB) SetAppSessionState(ctx context.Context, id, from, state, stopReason, stage, msg string) (s AppSession, changed bool, err error) {
 	err = db.write(ctx, "set app session state", func(tx *sql.Tx) error {
 		changed = false
-		res, err := tx.ExecContext(ctx, `UPDATE app_sessions SET state = $1,
+		var err error
+		s, changed, err = updateAppSession(ctx, tx, id, `UPDATE app_sessions SET state = $1,
 			stop_reason = CASE WHEN $2 = '' THEN stop_reason ELSE $2 END,
 			stage = CASE WHEN $3 = '' THEN stage ELSE $3 END,
 			error = CASE WHEN $4 = '' THEN error ELSE $4 END,
 			updated_at = $5 WHERE id = $6 AND state <> 'stopped' AND ($7 = '' OR state = $7)`, state, stopReason, stage, msg, micros(db.now()), id, from)
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return err
-		}
-		changed = n > 0
-		s, err = scanAppSession(tx.QueryRowContext(ctx, `SELECT `+appSessionCols+` FROM app_sessions WHERE id = $1`, id))
 		return err
 	})
 	if err != nil {
@@ -306,4 +292,19 @@ func (db *DB) SetAppSessionResume(ctx context.Context, id, hash string) error {
 		}
 		return nil
 	})
+}
+
+// updateAppSession runs query, an UPDATE of session id, in tx and reads the
+// session back; changed reports whether the UPDATE matched its row.
+func updateAppSession(ctx context.Context, tx *sql.Tx, id, query string, args ...any) (s AppSession, changed bool, err error) {
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		return AppSession{}, false, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return AppSession{}, false, err
+	}
+	s, err = scanAppSession(tx.QueryRowContext(ctx, `SELECT `+appSessionCols+` FROM app_sessions WHERE id = $1`, id))
+	return s, n > 0, err
 }
