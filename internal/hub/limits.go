@@ -38,20 +38,32 @@ func (e *ConnLimitError) Unwrap() error { return e.Err }
 // Config.MaxConnectionsPerUser hold exactly even when handshakes race.
 type connSlots struct {
 	total atomic.Int64
-	mu    sync.Mutex     // a leaf: nothing is locked while it is held
-	users map[string]int // guarded by mu: admitted connections per owner key, absent when 0
+	mu    sync.Mutex // a leaf: nothing is locked while it is held
+	// Admitted connections per user id, and per app id for keys bound to no
+	// user; absent when 0. Two maps keyed by the principal's own strings:
+	// one key built per connection ("u/"+id) would be an allocation every
+	// connection holds. Guarded by mu; created on first use.
+	users map[string]int
+	apps  map[string]int
 }
 
-// ownerKey is what MaxConnectionsPerUser counts a principal's connections
-// under: its user, or the app of a key bound to no user; "" for neither.
-func ownerKey(p *auth.Principal) string {
+// ownerCountLocked returns the map and key MaxConnectionsPerUser counts a
+// principal's connections under: its user, or the app of a key bound to no
+// user; a nil map for neither. Called with mu held.
+func (s *connSlots) ownerCountLocked(p *auth.Principal) (map[string]int, string) {
 	switch {
 	case p.UserID != "":
-		return "u/" + p.UserID
+		if s.users == nil {
+			s.users = make(map[string]int)
+		}
+		return s.users, p.UserID
 	case p.AppID != "":
-		return "a/" + p.AppID
+		if s.apps == nil {
+			s.apps = make(map[string]int)
+		}
+		return s.apps, p.AppID
 	}
-	return ""
+	return nil, ""
 }
 
 // admit reserves a connection for p, or refuses it with a *ConnLimitError.
@@ -63,15 +75,16 @@ func (h *Hub) admit(p *auth.Principal) error {
 		return &ConnLimitError{Limit: LimitConnections, Err: &protocol.Error{Code: protocol.CodeUnavailable,
 			Message: "too many connections on this server; retry later", RetryAfterMs: connLimitRetryMs}}
 	}
-	if key := ownerKey(p); key != "" {
+	if p.UserID != "" || p.AppID != "" {
 		s.mu.Lock()
-		if l.MaxConnectionsPerUser > 0 && s.users[key] >= l.MaxConnectionsPerUser {
+		counts, key := s.ownerCountLocked(p)
+		if l.MaxConnectionsPerUser > 0 && counts[key] >= l.MaxConnectionsPerUser {
 			s.mu.Unlock()
 			s.total.Add(-1)
 			return &ConnLimitError{Limit: LimitUserConnections, Err: &protocol.Error{Code: protocol.CodeRateLimited,
 				Message: "too many connections for this user; close one or retry later", RetryAfterMs: connLimitRetryMs}}
 		}
-		s.users[key]++
+		counts[key]++
 		s.mu.Unlock()
 	}
 	return nil
@@ -81,12 +94,13 @@ func (h *Hub) admit(p *auth.Principal) error {
 func (h *Hub) release(p *auth.Principal) {
 	s := &h.slots
 	s.total.Add(-1)
-	if key := ownerKey(p); key != "" {
+	if p.UserID != "" || p.AppID != "" {
 		s.mu.Lock()
-		if s.users[key] <= 1 {
-			delete(s.users, key)
+		counts, key := s.ownerCountLocked(p)
+		if counts[key] <= 1 {
+			delete(counts, key)
 		} else {
-			s.users[key]--
+			counts[key]--
 		}
 		s.mu.Unlock()
 	}
