@@ -39,17 +39,20 @@ type Conn struct {
 	compact     *compactConn    // set once before the upgrade: the compact codec's state (conn_compact_*.go); nil for protocol v1
 
 	mu      sync.Mutex
-	kind    uint8                           // set once by welcome: the connection's slot in Hub.kinds
-	running bool                            // guarded by mu: the inbox goroutine is running
-	closed  bool                            // guarded by mu
-	inbox   []*protocol.Frame               // guarded by mu: Serial requests waiting
-	done    chan struct{}                   // guarded by mu: created lazily by Done, closed on close
-	pending map[string]chan *protocol.Frame // guarded by mu: server→client requests awaiting a response
-	nextReq uint64                          // guarded by mu
-	rate    auth.Bucket                     // guarded by mu: the request rate limit
-	subs    *connSubs                       // guarded by mu: channel subscriptions, nil before the first (its own field: most connections subscribe)
-	claim   *deviceClaim                    // guarded by mu: the device's claim (claims.go), set once after the welcome; nil without a device
-	extra   *connExtra                      // guarded by mu: created by the first SetValue or AfterClose
+	kind    uint8 // set once by welcome: the connection's slot in Hub.kinds
+	running bool  // guarded by mu: the inbox goroutine is running
+	closed  bool  // guarded by mu
+	// expiryWarned is guarded by hub.expiry.mu: token.expiring was sent
+	// for the current credential (expiry.go).
+	expiryWarned bool
+	inbox        []*protocol.Frame               // guarded by mu: Serial requests waiting
+	done         chan struct{}                   // guarded by mu: created lazily by Done, closed on close
+	pending      map[string]chan *protocol.Frame // guarded by mu: server→client requests awaiting a response
+	nextReq      uint64                          // guarded by mu
+	rate         auth.Bucket                     // guarded by mu: the request rate limit
+	subs         *connSubs                       // guarded by mu: channel subscriptions, nil before the first (its own field: most connections subscribe)
+	claim        *deviceClaim                    // guarded by mu: the device's claim (claims.go), set once after the welcome; nil without a device
+	extra        *connExtra                      // guarded by mu: created by the first SetValue or AfterClose
 }
 
 // connExtra is the state of a Conn that most connections never use: an
