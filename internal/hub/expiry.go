@@ -9,7 +9,7 @@ import (
 // expiryIndex tracks connections whose credential expires. One loop for the
 // whole hub scans it once a second: no timer per connection.
 type expiryIndex struct {
-	mu    sync.Mutex
+	mu sync.Mutex
 	// conns is guarded by mu; whether token.expiring was sent for a
 	// connection's current credential is its Conn.expiryWarned (in the
 	// Conn's padding: a bool value would double the map's slots).
