@@ -111,11 +111,17 @@ type memTopic struct {
 
 // lease is a device's claim; node "" is the tombstone of a cleared claim,
 // kept until the claim's expiry so that an older refresh cannot recreate it.
+// Every connected device has one: the expiry is Unix nanoseconds rather than
+// a time.Time (24 bytes with its location), which keeps the map's slots at
+// 48 bytes instead of 64.
 type lease struct {
 	node    string
 	gen     uint64
-	expires time.Time
+	expires int64 // Unix nanoseconds
 }
+
+// liveAt reports whether the lease has not expired at now.
+func (l lease) liveAt(now time.Time) bool { return now.UnixNano() < l.expires }
 
 type presenceEntry struct {
 	info    ClientInfo
@@ -485,11 +491,11 @@ func (b *MemoryBroker) ClaimDevice(ctx context.Context, deviceID, nodeID string,
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	prev := ""
-	if l, ok := b.devices[deviceID]; ok && b.now().Before(l.expires) {
+	if l, ok := b.devices[deviceID]; ok && l.liveAt(b.now()) {
 		prev = l.node
 	}
 	b.devGen++
-	b.devices[deviceID] = lease{node: nodeID, gen: b.devGen, expires: b.now().Add(ttl)}
+	b.devices[deviceID] = lease{node: nodeID, gen: b.devGen, expires: b.now().Add(ttl).UnixNano()}
 	return b.devGen, prev, nil
 }
 
@@ -497,10 +503,10 @@ func (b *MemoryBroker) ClaimDevice(ctx context.Context, deviceID, nodeID string,
 func (b *MemoryBroker) RefreshDevice(ctx context.Context, deviceID, nodeID string, gen uint64, ttl time.Duration) (bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if l, ok := b.devices[deviceID]; ok && b.now().Before(l.expires) && (l.gen != gen || l.node != nodeID) {
+	if l, ok := b.devices[deviceID]; ok && l.liveAt(b.now()) && (l.gen != gen || l.node != nodeID) {
 		return false, nil
 	}
-	b.devices[deviceID] = lease{node: nodeID, gen: gen, expires: b.now().Add(ttl)}
+	b.devices[deviceID] = lease{node: nodeID, gen: gen, expires: b.now().Add(ttl).UnixNano()}
 	return true, nil
 }
 
@@ -520,7 +526,7 @@ func (b *MemoryBroker) DeviceNode(ctx context.Context, deviceID string) (string,
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	l, ok := b.devices[deviceID]
-	if !ok || l.node == "" || !b.now().Before(l.expires) {
+	if !ok || l.node == "" || !l.liveAt(b.now()) {
 		return "", false, nil
 	}
 	return l.node, true, nil
@@ -562,7 +568,7 @@ func (b *MemoryBroker) sweep() {
 		}
 	}
 	for d, l := range b.devices {
-		if !now.Before(l.expires) {
+		if !l.liveAt(now) {
 			delete(b.devices, d)
 		}
 	}

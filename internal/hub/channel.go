@@ -122,24 +122,31 @@ type localTopic struct {
 }
 
 // subscriber is one connection's subscription to one topic.
+//
+// Every subscribed connection holds one, and a fan-out reads one per
+// subscriber: the fields it reads (wsc, compact, live, epoch, after) come
+// first, in the first 64 bytes, and the whole fits the 128-byte size class
+// (the 4-byte atomics and the mutex sit side by side instead of each being
+// padded to 8). TestSubscriberSize keeps it there.
 type subscriber struct {
-	conn *Conn    // set once
-	wsc  *ws.Conn // set once: conn's transport side, loaded once so that fan-out skips conn
+	wsc *ws.Conn // set once: conn's transport side, loaded once so that fan-out skips conn
 	// compact is conn's compact codec (nil for protocol v1), loaded once
 	// for the same reason.
 	compact *compactConn
-	topic   string     // set once
-	ns      *namespace // set once
 
 	// live is false while joining: publications go to buf until the
 	// subscribe reply is queued, then goLive flushes buf and sets live.
 	// epoch and after are written before live is set and read only after
 	// live is seen true (or under mu).
-	live  atomic.Bool
-	epoch string
-	after uint64 // the reply's offset: publications at or below it are not sent
+	live    atomic.Bool
+	removed atomic.Bool // detached from its topic (or being detached)
+	epoch   string
+	after   uint64 // the reply's offset: publications at or below it are not sent
 
-	removed    atomic.Bool // detached from its topic (or being detached)
+	conn  *Conn      // set once
+	ns    *namespace // set once
+	topic string     // set once
+
 	kicked     atomic.Bool // removed by the server; channel.unsubscribed sent
 	inPresence atomic.Bool // added to the topic's presence set
 

@@ -27,14 +27,30 @@ import (
 // cleared under the device's lease stripe, so that they never reorder on
 // this node.
 
-// claimKey stores a connection's *deviceClaim (Conn.SetValue).
-type claimKey struct{}
-
-// deviceClaim is this node's claim for one connection of a device.
+// deviceClaim is this node's claim for one connection of a device
+// (Conn.claim). Every connection with a device holds one, so it is small:
+// the channel rpc.register waits on is made only when someone waits
+// (claimOf), which few connections (machines) ever do.
 type deviceClaim struct {
 	conn *Conn
 	gen  atomic.Uint64 // the claim's generation; 0 until made (or after a failure)
-	done chan struct{} // closed once the first attempt ended
+	// ended is set once the first attempt ended; done, made by the first
+	// claimOf that has to wait, is closed then. Both are guarded by
+	// conn.mu.
+	ended bool
+	done  chan struct{}
+}
+
+// firstAttemptEnded marks e's first attempt as ended and wakes its waiters.
+func (e *deviceClaim) firstAttemptEnded() {
+	c := e.conn
+	c.mu.Lock()
+	e.ended = true
+	done := e.done
+	c.mu.Unlock()
+	if done != nil {
+		close(done)
+	}
 }
 
 // nodeReplaced is the kind of the node message telling a node that a newer
@@ -49,14 +65,24 @@ func (r *rpcRelay) connected(c *Conn) {
 	if device == "" || r.h.closed.Load() {
 		return
 	}
-	e := &deviceClaim{conn: c, done: make(chan struct{})}
-	c.SetValue(claimKey{}, e)
+	e := &deviceClaim{conn: c}
 	r.mu.Lock()
 	r.claims[device] = e
 	r.mu.Unlock()
-	c.AfterClose(r.claimClosed) // after SetValue: it runs at once on a closed connection
+	// After the claim is in r.claims, so that clearing it finds it: OnClose
+	// clears the claim of a connection that holds one, and one that closed
+	// already has it cleared here.
+	c.mu.Lock()
+	closed := c.closed
+	if !closed {
+		c.claim = e
+	}
+	c.mu.Unlock()
+	if closed {
+		r.claimClosed(c, e)
+	}
 	r.h.Go(func(ctx context.Context) {
-		defer close(e.done)
+		defer e.firstAttemptEnded()
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		l := r.stripe(device)
@@ -97,25 +123,32 @@ func (r *rpcRelay) isClaim(device string, e *deviceClaim) bool {
 // claimOf waits for c's claim to be made and returns its generation (0:
 // the claim failed, or c closed).
 func (r *rpcRelay) claimOf(ctx context.Context, c *Conn) uint64 {
-	e, _ := c.Value(claimKey{}).(*deviceClaim)
+	c.mu.Lock()
+	e := c.claim
 	if e == nil {
+		c.mu.Unlock()
 		return 0
 	}
-	select {
-	case <-e.done:
-	case <-ctx.Done():
-		return 0
+	if !e.ended {
+		if e.done == nil {
+			e.done = make(chan struct{})
+		}
+		done := e.done
+		c.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return 0
+		}
+	} else {
+		c.mu.Unlock()
 	}
 	return e.gen.Load()
 }
 
-// claimClosed clears the claim of a closed connection, unless a newer
+// claimClosed clears e, the claim of the closed connection c, unless a newer
 // connection of the device on this node claimed it since.
-func (r *rpcRelay) claimClosed(c *Conn) {
-	e, _ := c.Value(claimKey{}).(*deviceClaim)
-	if e == nil {
-		return
-	}
+func (r *rpcRelay) claimClosed(c *Conn, e *deviceClaim) {
 	device := c.Principal().DeviceID
 	drop := func(ctx context.Context) {
 		l := r.stripe(device)

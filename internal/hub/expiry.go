@@ -9,18 +9,22 @@ import (
 // expiryIndex tracks connections whose credential expires. One loop for the
 // whole hub scans it once a second: no timer per connection.
 type expiryIndex struct {
-	mu    sync.Mutex
-	conns map[*Conn]bool // guarded by mu: whether token.expiring was sent for the current credential
+	mu sync.Mutex
+	// conns is guarded by mu; whether token.expiring was sent for a
+	// connection's current credential is its Conn.expiryWarned (in the
+	// Conn's padding: a bool value would double the map's slots).
+	conns map[*Conn]struct{}
 }
 
-func (x *expiryIndex) init() { x.conns = make(map[*Conn]bool) }
+func (x *expiryIndex) init() { x.conns = make(map[*Conn]struct{}) }
 
 func (x *expiryIndex) add(c *Conn) {
 	if c.Principal().ExpiresAt.IsZero() {
 		return
 	}
 	x.mu.Lock()
-	x.conns[c] = false
+	x.conns[c] = struct{}{}
+	c.expiryWarned = false
 	x.mu.Unlock()
 }
 
@@ -36,7 +40,8 @@ func (x *expiryIndex) renewed(c *Conn) {
 	if c.Principal().ExpiresAt.IsZero() {
 		delete(x.conns, c)
 	} else {
-		x.conns[c] = false
+		x.conns[c] = struct{}{}
+		c.expiryWarned = false
 	}
 	x.mu.Unlock()
 }
@@ -48,14 +53,14 @@ func (h *Hub) checkExpiry() {
 	now := h.deps.Now()
 	var warn, expire []*Conn
 	h.expiry.mu.Lock()
-	for c, warned := range h.expiry.conns {
+	for c := range h.expiry.conns {
 		exp := c.Principal().ExpiresAt
 		switch {
 		case !now.Before(exp):
 			expire = append(expire, c)
 			delete(h.expiry.conns, c)
-		case !warned && exp.Sub(now) <= h.cfg.TokenExpiryWarning:
-			h.expiry.conns[c] = true
+		case !c.expiryWarned && exp.Sub(now) <= h.cfg.TokenExpiryWarning:
+			c.expiryWarned = true
 			warn = append(warn, c)
 		}
 	}

@@ -27,8 +27,66 @@ type registry struct {
 
 type regShard struct {
 	mu      sync.RWMutex
-	devices map[string]*Conn   // guarded by mu: by device id
-	users   map[string][]*Conn // guarded by mu: by user id (a user has few connections: a slice is far smaller than a map)
+	devices map[string]*Conn     // guarded by mu: by device id
+	users   map[string]userConns // guarded by mu: by user id
+}
+
+// userConns is a user's connections on this node, in the order they were
+// registered. A user has few (most have one): the first is held in the map
+// slot itself, the others in a slice made for the second, far smaller than
+// a map or a slice per user.
+type userConns struct {
+	first *Conn
+	more  *[]*Conn // nil while the user has one connection
+}
+
+// all returns a copy of the connections.
+func (u userConns) all() []*Conn {
+	if u.first == nil {
+		return nil
+	}
+	n := 1
+	if u.more != nil {
+		n += len(*u.more)
+	}
+	conns := make([]*Conn, 0, n)
+	conns = append(conns, u.first)
+	if u.more != nil {
+		conns = append(conns, *u.more...)
+	}
+	return conns
+}
+
+// without returns u without c, and whether c was there.
+func (u userConns) without(c *Conn) (userConns, bool) {
+	if u.first == c {
+		if u.more == nil {
+			return userConns{}, true
+		}
+		more := *u.more
+		u.first = more[0]
+		more = slices.Delete(more, 0, 1) // zeroes the vacated element
+		if len(more) == 0 {
+			u.more = nil
+		} else {
+			*u.more = more
+		}
+		return u, true
+	}
+	if u.more == nil {
+		return u, false
+	}
+	i := slices.Index(*u.more, c)
+	if i < 0 {
+		return u, false
+	}
+	more := slices.Delete(*u.more, i, i+1)
+	if len(more) == 0 {
+		u.more = nil
+	} else {
+		*u.more = more
+	}
+	return u, true
 }
 
 func (r *registry) init() {
@@ -36,7 +94,7 @@ func (r *registry) init() {
 	for i := range r.shards {
 		s := &r.shards[i]
 		s.devices = make(map[string]*Conn)
-		s.users = make(map[string][]*Conn)
+		s.users = make(map[string]userConns)
 	}
 }
 
@@ -54,7 +112,16 @@ func (r *registry) add(c *Conn) bool {
 	if p.UserID != "" {
 		us := r.shard("u/" + p.UserID)
 		us.mu.Lock()
-		us.users[p.UserID] = append(us.users[p.UserID], c)
+		u := us.users[p.UserID]
+		switch {
+		case u.first == nil:
+			u.first = c
+		case u.more == nil:
+			u.more = &[]*Conn{c}
+		default:
+			*u.more = append(*u.more, c)
+		}
+		us.users[p.UserID] = u
 		us.mu.Unlock()
 	}
 	if p.DeviceID != "" {
@@ -78,14 +145,11 @@ func (r *registry) remove(c *Conn) (deviceGone bool) {
 	if p.UserID != "" {
 		us := r.shard("u/" + p.UserID)
 		us.mu.Lock()
-		if set := us.users[p.UserID]; len(set) > 0 {
-			if i := slices.Index(set, c); i >= 0 {
-				set = slices.Delete(set, i, i+1) // zeroes the vacated element
-				if len(set) == 0 {
-					delete(us.users, p.UserID)
-				} else {
-					us.users[p.UserID] = set
-				}
+		if u, ok := us.users[p.UserID].without(c); ok {
+			if u.first == nil {
+				delete(us.users, p.UserID)
+			} else {
+				us.users[p.UserID] = u
 			}
 		}
 		us.mu.Unlock()
@@ -113,7 +177,7 @@ func (r *registry) byDevice(deviceID string) *Conn {
 func (r *registry) eachOfUser(userID string, fn func(*Conn)) {
 	s := r.shard("u/" + userID)
 	s.mu.RLock()
-	conns := slices.Clone(s.users[userID])
+	conns := s.users[userID].all()
 	s.mu.RUnlock()
 	for _, c := range conns {
 		fn(c)

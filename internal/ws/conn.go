@@ -99,10 +99,9 @@ type Conn struct {
 
 	closeReason string // guarded by mu: set when the close begins
 
-	l  *loop     // set once at construction (Epoll)
-	pc *portConn // set once at construction (Portable): the writer's wake-up and the OnClose hand-off
-	nc net.Conn  // set once at construction: the descriptor's owner, or nil when it is bare (AttachFD)
-	h  Handler   // set once at construction
+	l *loop    // set once at construction (Epoll)
+	x *connOwn // set once at construction: nil for a bare descriptor (AttachFD) on Epoll with nothing buffered
+	h Handler  // set once at construction
 	// fd is the socket, used under a reference (see sock.go); fdRefs counts
 	// them. Both are set at construction.
 	fd     int32
@@ -120,8 +119,52 @@ type Conn struct {
 	pingAt int64 // owned by the heartbeat goroutine: when the last ping was queued
 
 	// Read side, owned by the loop goroutine.
-	p       parser
-	initial []byte // bytes buffered before registration, parsed first
+	p parser
+}
+
+// connOwn is the part of a Conn that a bare descriptor attached by the front
+// door (AttachFD on Epoll: the common case, tens of thousands of idle
+// connections) does not need; without it a Conn fits the 288-byte size
+// class (TestConnSize).
+type connOwn struct {
+	pc      *portConn // Portable: the writer's wake-up and the OnClose hand-off
+	nc      net.Conn  // the descriptor's owner, or nil when it is bare (AttachFD)
+	initial []byte    // owned by the loop goroutine: bytes buffered before registration, parsed first
+}
+
+// newConnOwn returns the connOwn of a Conn, or nil when it would be empty.
+func newConnOwn(pc *portConn, nc net.Conn, initial []byte) *connOwn {
+	if pc == nil && nc == nil && len(initial) == 0 {
+		return nil
+	}
+	return &connOwn{pc: pc, nc: nc, initial: initial}
+}
+
+// netConn returns the descriptor's owner, or nil when it is bare.
+func (c *Conn) netConn() net.Conn {
+	if c.x == nil {
+		return nil
+	}
+	return c.x.nc
+}
+
+// port returns the Portable state, or nil on Epoll.
+func (c *Conn) port() *portConn {
+	if c.x == nil {
+		return nil
+	}
+	return c.x.pc
+}
+
+// takeInitial returns the bytes buffered before registration, once. Only
+// the loop goroutine (the reader, on Portable) calls it.
+func (c *Conn) takeInitial() []byte {
+	if c.x == nil {
+		return nil
+	}
+	data := c.x.initial
+	c.x.initial = nil
+	return data
 }
 
 // Handler returns the connection's handler.
@@ -266,11 +309,11 @@ func (c *Conn) beginCloseLocked(code int, reason string, frame []byte) bool {
 // reads; it reports whether the caller must schedule the connection.
 func (c *Conn) abortLocked() bool {
 	c.abort.Store(true)
-	if c.pc != nil {
+	if c.port() != nil {
 		// A portable writer blocked on the full socket gives up now (and
 		// sees abort); set under mu, so a writer that already saw abort
 		// set its own short deadline after this one.
-		_ = c.nc.SetWriteDeadline(time.Now())
+		_ = c.netConn().SetWriteDeadline(time.Now())
 		return false
 	}
 	if c.wstate == wWaitOut {
@@ -287,8 +330,8 @@ func (c *Conn) abortLocked() bool {
 // its close frame does not fit in the socket. Called by the writer holding
 // c.
 func (c *Conn) cut() {
-	if c.pc != nil {
-		resetConn(c.nc)
+	if c.port() != nil {
+		resetConn(c.netConn())
 	} else if c.acquireFD() {
 		_ = resetOnClose(int(c.fd))
 		c.releaseFD()
@@ -341,8 +384,8 @@ func (c *Conn) onCloseWritten(fromLoop bool) {
 		c.finish(protocol.CloseAbnormal, "", fromLoop) // close(2) ends both directions
 		return
 	}
-	if c.pc != nil {
-		closeWrite(c.nc)
+	if c.port() != nil {
+		closeWrite(c.netConn())
 	} else if c.acquireFD() {
 		_ = shutdownWrite(int(c.fd))
 		c.releaseFD()
@@ -379,7 +422,7 @@ func (c *Conn) finish(code int, reason string, fromLoop bool) {
 	}
 	c.mu.Unlock()
 
-	if c.pc != nil {
+	if c.port() != nil {
 		c.finishPortable(code, reason)
 		return
 	}

@@ -11,7 +11,7 @@ import "golang.org/x/sys/unix"
 // writes it, all in one write as well.) Call it exactly once, and only on a
 // connection attached with Corked.
 func (c *Conn) Uncork() {
-	if c.pc != nil {
+	if c.port() != nil {
 		c.t.schedule(c)
 		return
 	}
@@ -23,7 +23,7 @@ func (c *Conn) Uncork() {
 // flushFromLoop writes what is queued for c from its loop goroutine, which
 // holds c (the caller moved it to wReady instead of scheduling it).
 func (c *Conn) flushFromLoop() {
-	if c.pc != nil {
+	if c.port() != nil {
 		c.t.schedule(c) // its writer holds it from here
 		return
 	}

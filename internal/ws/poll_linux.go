@@ -91,7 +91,7 @@ func event(c *Conn, events uint32) unix.EpollEvent {
 func (l *loop) add(c *Conn) error {
 	l.mu.Lock()
 	l.conns[c.fd] = c
-	kick := len(c.initial) > 0
+	kick := c.x != nil && len(c.x.initial) > 0
 	if kick {
 		l.kicks = append(l.kicks, c)
 	}
@@ -126,7 +126,7 @@ func (l *loop) remove(c *Conn) {
 		delete(l.conns, c.fd)
 	}
 	l.mu.Unlock()
-	if c.nc != nil && c.acquireFD() {
+	if c.netConn() != nil && c.acquireFD() {
 		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(c.fd), nil)
 		c.releaseFD()
 	}
@@ -218,8 +218,7 @@ func (l *loop) run() {
 		}
 
 		for _, c := range kicks {
-			data := c.initial
-			c.initial = nil
+			data := c.takeInitial()
 			c.lastRead.Store(now)
 			c.process(data)
 		}

@@ -103,14 +103,12 @@ func (pc *portConn) kick() {
 // attachPortable registers nc with the Portable transport (AttachWith).
 func (t *Transport) attachPortable(nc net.Conn, role Role, h Handler, opts AttachOptions) (*Conn, error) {
 	c := &Conn{
-		t:       t,
-		pc:      &portConn{wake: make(chan struct{}, 1), done: make(chan struct{})},
-		nc:      nc,
-		h:       h,
-		fd:      -1,
-		role:    role,
-		initial: opts.Buffered,
-		p:       parser{server: role == RoleServer, max: int32(min(t.cfg.MaxMessageBytes, 1<<30)), maxBinary: binaryLimit(t.cfg, h)},
+		t:    t,
+		x:    newConnOwn(&portConn{wake: make(chan struct{}, 1), done: make(chan struct{})}, nc, opts.Buffered),
+		h:    h,
+		fd:   -1,
+		role: role,
+		p:    parser{server: role == RoleServer, max: int32(min(t.cfg.MaxMessageBytes, 1<<30)), maxBinary: binaryLimit(t.cfg, h)},
 	}
 	c.applyOptions(opts)
 	t.open.Add(1)
@@ -118,7 +116,7 @@ func (t *Transport) attachPortable(nc net.Conn, role Role, h Handler, opts Attac
 		// Close has swept the connections and waits for the goroutines:
 		// no reader will deliver OnClose, so it is delivered here.
 		c.finish(protocol.CloseGoingAway, protocol.DisconnectGoingAway.Reason, false)
-		c.h.OnClose(c, c.pc.code, c.pc.reason)
+		c.h.OnClose(c, c.port().code, c.port().reason)
 		return nil, fmt.Errorf("ws: attach: %w", ErrClosed)
 	}
 	if t.shutdown.Load() {
@@ -135,14 +133,13 @@ func (t *Transport) attachPortable(nc net.Conn, role Role, h Handler, opts Attac
 // readLoop is a portable connection's reader: it parses what it reads and
 // calls the handler until the connection finishes, then delivers OnClose.
 func (c *Conn) readLoop() {
-	if data := c.initial; len(data) > 0 {
-		c.initial = nil
+	if data := c.takeInitial(); len(data) > 0 {
 		c.lastRead.Store(c.t.now())
 		c.process(data)
 	}
 	buf := make([]byte, portableReadBuf)
 	for c.state.Load() != stateClosed {
-		n, err := c.nc.Read(buf)
+		n, err := c.netConn().Read(buf)
 		if n > 0 {
 			c.lastRead.Store(c.t.now())
 			c.process(buf[:n])
@@ -156,8 +153,8 @@ func (c *Conn) readLoop() {
 			break
 		}
 	}
-	<-c.pc.done // finish (ours or another goroutine's) has closed nc
-	c.h.OnClose(c, c.pc.code, c.pc.reason)
+	<-c.port().done // finish (ours or another goroutine's) has closed nc
+	c.h.OnClose(c, c.port().code, c.port().reason)
 }
 
 // writeLoop is a portable connection's writer: it writes whatever is
@@ -166,8 +163,8 @@ func (c *Conn) writeLoop() {
 	var bufs net.Buffers // scratch for every write
 	for {
 		select {
-		case <-c.pc.wake:
-		case <-c.pc.done:
+		case <-c.port().wake:
+		case <-c.port().done:
 			return
 		}
 		c.flushPortable(&bufs)
@@ -226,7 +223,7 @@ func (c *Conn) flushPortable(bufs *net.Buffers) {
 			timeout = abortGrace
 		}
 		// Under mu: see abortLocked.
-		_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
+		_ = c.netConn().SetWriteDeadline(time.Now().Add(timeout))
 		c.mu.Unlock()
 
 		// pending is ours while wReady; the write consumes a copy of its
@@ -234,7 +231,7 @@ func (c *Conn) flushPortable(bufs *net.Buffers) {
 		*bufs = append((*bufs)[:0], c.pending...)
 		(*bufs)[0] = (*bufs)[0][c.pendOff:]
 		b := *bufs
-		n, err := b.WriteTo(c.nc)
+		n, err := b.WriteTo(c.netConn())
 		clear((*bufs)[:cap(*bufs)]) // drop references to frames
 		if n > 0 {
 			wrote = int(n)
@@ -285,8 +282,8 @@ func (c *Conn) finishPortable(code int, reason string) {
 	c.t.pt.remove(c)
 	c.shutFD()
 	c.t.open.Add(-1)
-	c.pc.code, c.pc.reason = code, reason
-	close(c.pc.done)
+	c.port().code, c.port().reason = code, reason
+	close(c.port().done)
 	c.t.finishing.Add(-1)
 }
 

@@ -46,8 +46,8 @@ func (c *Conn) shutFD() {
 // closeFD closes the descriptor: through its net.Conn when it has one (the
 // Go runtime's poller registered it), else directly.
 func (c *Conn) closeFD() {
-	if c.nc != nil {
-		_ = c.nc.Close()
+	if c.netConn() != nil {
+		_ = c.netConn().Close()
 		return
 	}
 	closeFD(int(c.fd))
@@ -57,8 +57,8 @@ func (c *Conn) closeFD() {
 // finished. For a connection attached as a bare descriptor (AttachFD) it is
 // asked of the kernel on each call rather than kept in memory.
 func (c *Conn) RemoteAddr() net.Addr {
-	if c.nc != nil {
-		return c.nc.RemoteAddr()
+	if c.netConn() != nil {
+		return c.netConn().RemoteAddr()
 	}
 	if !c.acquireFD() {
 		return nil

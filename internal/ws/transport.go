@@ -500,15 +500,14 @@ func (t *Transport) attach(nc net.Conn, fd int, role Role, h Handler, opts Attac
 		gen = t.gen.Add(1)
 	}
 	c := &Conn{
-		t:       t,
-		l:       l,
-		nc:      nc,
-		h:       h,
-		fd:      int32(fd),
-		gen:     gen,
-		role:    role,
-		initial: opts.Buffered,
-		p:       parser{server: role == RoleServer, max: int32(min(t.cfg.MaxMessageBytes, 1<<30)), maxBinary: binaryLimit(t.cfg, h)},
+		t:    t,
+		l:    l,
+		x:    newConnOwn(nil, nc, opts.Buffered),
+		h:    h,
+		fd:   int32(fd),
+		gen:  gen,
+		role: role,
+		p:    parser{server: role == RoleServer, max: int32(min(t.cfg.MaxMessageBytes, 1<<30)), maxBinary: binaryLimit(t.cfg, h)},
 	}
 	c.applyOptions(opts)
 	t.open.Add(1)
@@ -556,7 +555,7 @@ const maxTake = 64
 // caller has moved c.wstate to wReady, so c is on the list at most once.
 func (t *Transport) schedule(c *Conn) {
 	if t.pt != nil {
-		c.pc.kick()
+		c.port().kick()
 		return
 	}
 	t.readyMu.Lock()
@@ -574,7 +573,7 @@ func (t *Transport) schedule(c *Conn) {
 // the urgent list, which the writers serve first.
 func (t *Transport) scheduleUrgent(c *Conn) {
 	if t.pt != nil {
-		c.pc.kick()
+		c.port().kick()
 		return
 	}
 	t.readyMu.Lock()
@@ -589,7 +588,7 @@ func (t *Transport) scheduleUrgent(c *Conn) {
 func (t *Transport) scheduleMany(cs []*Conn) {
 	if t.pt != nil {
 		for _, c := range cs {
-			c.pc.kick()
+			c.port().kick()
 		}
 		return
 	}

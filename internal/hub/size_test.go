@@ -1,0 +1,24 @@
+package hub
+
+import (
+	"testing"
+	"unsafe"
+)
+
+// TestSubscriberSize keeps a subscriber in the 128-byte allocation size
+// class: every subscription holds one, and the next class up is 144 bytes.
+func TestSubscriberSize(t *testing.T) {
+	if n := unsafe.Sizeof(subscriber{}); n > 128 {
+		t.Fatalf("subscriber is %d bytes, over the 128-byte size class", n)
+	}
+}
+
+// TestConnSize keeps a Conn in the 192-byte allocation size class: every
+// connection holds one, and the next class up is 208 bytes. A new field
+// must find room in existing padding, go to connExtra, or pay for it
+// knowingly.
+func TestConnSize(t *testing.T) {
+	if n := unsafe.Sizeof(Conn{}); n > 192 {
+		t.Fatalf("hub.Conn is %d bytes, over the 192-byte size class", n)
+	}
+}
