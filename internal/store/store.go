@@ -27,6 +27,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -359,14 +360,39 @@ type queryer interface {
 }
 
 // newID returns a 26-character lowercase id: 48 bits of milliseconds then 80
-// random bits, base32 (hex alphabet, which keeps byte order), so ids sort
-// roughly by creation time and cursor pages follow creation order.
-func newID(now time.Time) string {
+// random bits, base32 (hex alphabet, which keeps byte order), so ids sort by
+// creation time and cursor pages follow creation order. Within a process
+// ids only grow: one made in the same millisecond as the last (or after
+// the clock stepped back) is the last plus one, as ULIDs' monotonic mode
+// does, so that "newest first" holds for ids made within a millisecond too.
+func newID(now time.Time) string { return ids.next(now) }
+
+// ids makes the process's ids (newID).
+var ids idGen
+
+// idGen makes ids that only grow (newID).
+type idGen struct {
+	mu   sync.Mutex
+	last [16]byte // guarded by mu: the last id made
+}
+
+func (g *idGen) next(now time.Time) string {
 	var b [16]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
 	if _, err := rand.Read(b[6:]); err != nil {
 		panic("store: crypto/rand: " + err.Error()) // never fails on Linux
 	}
+	g.mu.Lock()
+	if bytes.Compare(b[:6], g.last[:6]) <= 0 {
+		b = g.last
+		for i := len(b) - 1; i >= 0; i-- {
+			if b[i]++; b[i] != 0 {
+				break
+			}
+		}
+	}
+	g.last = b
+	g.mu.Unlock()
 	return strings.ToLower(base32.HexEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
 }
 
