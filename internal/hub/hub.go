@@ -222,9 +222,14 @@ type Hub struct {
 	// uconns shares the per-user connection counts of a cluster (userconns.go).
 	uconns userConnShare
 
-	ctx      context.Context // cancelled by Close
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup // background loops and handler goroutines
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // background loops and handler goroutines
+	// goMu orders Go's wg.Add before Close's wg.Wait: once Close set
+	// waiting (under goMu), Go no longer adds to wg (a request handler may
+	// call Go while Close waits, with the count at zero).
+	goMu     sync.RWMutex
+	waiting  bool // guarded by goMu
 	started  atomic.Bool
 	draining atomic.Bool
 	closed   atomic.Bool
@@ -436,6 +441,9 @@ func (h *Hub) Close() error {
 			err = ierr
 		}
 	}
+	h.goMu.Lock()
+	h.waiting = true
+	h.goMu.Unlock()
 	h.wg.Wait()
 	if berr := h.deps.Broker.Close(); berr != nil && err == nil {
 		err = fmt.Errorf("hub: close broker: %w", berr)
@@ -508,9 +516,17 @@ func (h *Hub) CloseDevice(deviceID string, code int) bool {
 func (h *Hub) LastSeen(deviceID string) (time.Time, bool) { return h.lastSeen.get(deviceID) }
 
 // Go runs fn on a goroutine owned by the hub: Close waits for it. fn should
-// return when ctx is cancelled.
+// return when ctx is cancelled. Called once Close is waiting, fn still runs,
+// with ctx cancelled, and Close does not wait for it.
 func (h *Hub) Go(fn func(ctx context.Context)) {
+	h.goMu.RLock()
+	if h.waiting {
+		h.goMu.RUnlock()
+		go fn(h.ctx)
+		return
+	}
 	h.wg.Add(1)
+	h.goMu.RUnlock()
 	go func() {
 		defer h.wg.Done()
 		fn(h.ctx)
