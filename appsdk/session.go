@@ -73,6 +73,8 @@ type Session struct {
 	// reattaches, like the handlers above.
 	setSem    chan struct{}            // holds one token while a SetStreams is in flight: seqs go out in order
 	streamSeq uint64                   // guarded by mu: the highest streams.set seq sent or applied
+	setSeq    uint64                   // guarded by mu: the seq Junction applied for setWant (0: no SetStreams answered yet)
+	setWant   []string                 // guarded by mu: the streams of the last applied SetStreams, to restore after a gateway restart
 	media     []MediaFunc              // guarded by mu: OnMedia handlers
 	outputs   map[string]*OutputHandle // guarded by mu: live output requests by id
 }
@@ -463,6 +465,10 @@ func (s *Session) helloOn(c *client.Client) error {
 		s.userID = h.UserID
 	}
 	rec := Resume{SessionID: s.id, Token: h.ResumeToken, URL: s.wsURL, UserID: s.userID}
+	// A hello whose seq is below the one Junction applied for this handle
+	// comes from a gateway that lost the session's stream set (a restart).
+	restore := !first && s.setSeq > 0 && h.SubscriptionSeq < s.setSeq
+	want := s.setWant
 	s.mu.Unlock()
 	if err := s.app.opts.Resume.Save(s.ctx, rec); err != nil {
 		// The session runs; only a later reattach (after a restart) is lost.
@@ -476,6 +482,9 @@ func (s *Session) helloOn(c *client.Client) error {
 		s.log.Info("appsdk: session connected", "scopes", h.Scopes)
 	} else {
 		s.log.Info("appsdk: session reattached")
+		if restore {
+			s.restoreStreams(want)
+		}
 	}
 	return nil
 }

@@ -38,9 +38,10 @@ type ToolFunc func(ctx context.Context, s *Session, call protocol.ToolInvoke) (a
 // (missing_scope with the scope, unknown_stream, invalid_stream); a
 // stateful stream's last value arrives (OnStreamEvent, Snapshot true)
 // before it returns. Calls of one session are sent one at a time. Junction
-// keeps the set while the session lives, across reattaches; after a
-// gateway restart its hello's Subscriptions are empty and the app sets
-// them again.
+// keeps the set while the session lives, across reattaches. A gateway
+// restart loses it: when a reattach's hello reports a seq below the one
+// Junction applied, the SDK sets the last applied set again by itself
+// (logged; a failure too).
 func (s *Session) SetStreams(ctx context.Context, streams ...string) (protocol.StreamSet, error) {
 	select {
 	case s.setSem <- struct{}{}:
@@ -68,12 +69,47 @@ func (s *Session) SetStreams(ctx context.Context, streams ...string) (protocol.S
 		}
 		s.mu.Lock()
 		s.streamSeq = max(s.streamSeq, res.Seq)
+		if !res.Stale {
+			s.setSeq, s.setWant = res.Seq, slices.Clone(streams)
+		}
 		s.mu.Unlock()
 		if !res.Stale {
 			return res, nil
 		}
 	}
 	return res, fmt.Errorf("appsdk: streams.set: seq %d still stale", res.Seq)
+}
+
+// restoreStreams sets want again after a reattach to a gateway that lost
+// the stream set. It runs on the session's run goroutine, right after the
+// hello; a SetStreams in flight at that moment wins (it sets the set
+// anyway).
+func (s *Session) restoreStreams(want []string) {
+	select {
+	case s.setSem <- struct{}{}:
+	default:
+		return
+	}
+	defer func() { <-s.setSem }()
+	s.mu.Lock()
+	s.streamSeq++
+	seq := s.streamSeq
+	s.mu.Unlock()
+	var res protocol.StreamSet
+	err := s.Call(s.ctx, "streams.set", protocol.StreamSetParams{
+		AppID: s.app.opts.AppID, SessionID: s.id, Seq: seq, Streams: want,
+	}, &res)
+	if err != nil {
+		s.log.Warn("appsdk: restore the stream set after a gateway restart", "err", err)
+		return
+	}
+	s.mu.Lock()
+	s.streamSeq = max(s.streamSeq, res.Seq)
+	if !res.Stale {
+		s.setSeq = res.Seq
+	}
+	s.mu.Unlock()
+	s.log.Info("appsdk: stream set restored after a gateway restart", "streams", res.Streams, "rejected", len(res.Rejected))
 }
 
 // OnStreamEvent registers fn for the session's stream.event events: one

@@ -267,3 +267,63 @@ func TestAppSDKStreams(t *testing.T) {
 		t.Fatalf("SetStreams on a stopped session: %v, want its StoppedError", err)
 	}
 }
+
+// TestAppSDKStreamsGatewayRestart: the gateway restarts on the same data
+// directory. The session survives (persisted) but its stream set does not:
+// the SDK reattaches, sees a hello whose subscriptionSeq is below the one
+// applied, and sets the last set again (a seq above it) without the app
+// asking; the device's demand comes back and its transcript reaches the
+// handler registered before the restart.
+func TestAppSDKStreamsGatewayRestart(t *testing.T) {
+	dir := t.TempDir()
+	proxy := newCutProxy(t)
+	configure := func(c *Config) { c.Apps.PublicURL = proxy.url() }
+	m, _ := recoveryServer(t, dir, configure)
+	addr := strings.TrimPrefix(m.URL(), "http://")
+	proxy.target.Store(&addr)
+	host := newSDKHost(t)
+	const id = "com.example.sturdycaptions"
+	created := createApp(t, m, map[string]any{"id": id, "name": id, "kind": "foreground", "internal": true,
+		"scopes": []string{"read", "stream:transcript"}, "webhookUrl": host.srv.URL + "/junction"})
+	apiJSON(t, m, mintToken(t, m, "u1", "u1-phone", "phone"), "PUT", "/api/v1/apps/"+id+"/install",
+		map[string]any{"scopes": []string{"read", "stream:transcript"}}, 200, nil)
+	b := startSDKApp(t, m, host, created, appsdk.NewMemoryResumeStore())
+	dev := dialDevice(t, m, "u1", "u1-glasses")
+	st := dev.start(t, id, "display")
+	s := b.nextSession(t)
+	dev.wait(t, st.Session.ID, protocol.AppStateRunning)
+	events := make(chan protocol.StreamEvent, 16)
+	s.OnStreamEvent(func(_ *appsdk.Session, ev protocol.StreamEvent) { events <- ev })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if set, err := s.SetStreams(ctx, "transcript"); err != nil || set.Seq != 1 {
+		t.Fatalf("SetStreams: %+v, %v", set, err)
+	}
+
+	if err := m.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m2, _ := recoveryServer(t, dir, configure)
+	addr2 := strings.TrimPrefix(m2.URL(), "http://")
+	proxy.target.Store(&addr2)
+	eventually(t, "the SDK reattached to the new process", func() bool { return s.Reattaches() == 1 })
+	if h := s.Hello(); h.SubscriptionSeq != 0 || len(h.Subscriptions) != 0 {
+		t.Fatalf("hello from the restarted gateway: seq %d %v, want the set lost", h.SubscriptionSeq, h.Subscriptions)
+	}
+	dev2 := dialClient(t, m2, "u1", "u1-glasses", "glasses")
+	eventually(t, "the SDK set its streams again", func() bool {
+		var d protocol.StreamDemand
+		return dev2.Call(ctx, "streams.demand", protocol.StreamDemandParams{}, &d) == nil && strings.Join(d.Streams, ",") == "transcript"
+	})
+	var pub protocol.StreamPublished
+	if err := dev2.Call(ctx, "streams.publish", protocol.StreamPublishParams{Stream: "transcript", Data: json.RawMessage(`{"text":"back"}`)}, &pub); err != nil || pub.Delivered != 1 {
+		t.Fatalf("publish after the restart: %+v, %v", pub, err)
+	}
+	if ev := recv(t, "stream.event after the gateway restart", events); string(ev.Data) != `{"text":"back"}` {
+		t.Fatalf("OnStreamEvent got %+v", ev)
+	}
+	// The next update continues above the restored seq.
+	if set, err := s.SetStreams(ctx, "transcript"); err != nil || set.Seq != 3 || set.Stale {
+		t.Fatalf("SetStreams after the restore: %+v, %v; want seq 3", set, err)
+	}
+}
