@@ -51,7 +51,9 @@ type OutputHandle struct {
 // arbiter is the error (403 without the output scope, 503 unavailable when
 // the device declared no surfaces, 409 when the session is not running,
 // 400 for bad params); everything after comes as events on the handle,
-// rejected included.
+// rejected included. An id the session still follows a request of is
+// refused with conflict before it is sent, and so is a request beyond
+// MaxLiveOutputs (ErrOutputsFull).
 func (s *Session) Output(ctx context.Context, req protocol.OutputRequestParams) (*OutputHandle, error) {
 	if req.ID == "" {
 		req.ID = "o" + strconv.FormatUint(rand.Uint64(), 36)
