@@ -125,6 +125,7 @@ type App struct {
 	sessions map[string]*Session    // guarded by mu: live handles by session id
 	events   map[string][]EventFunc // guarded by mu: App-wide event handlers
 	hooks    map[string]WebhookFunc // guarded by mu: webhook types beyond session.start and .stop
+	tools    map[string]ToolFunc    // guarded by mu: tool handlers by tool name (HandleTool)
 }
 
 // New returns an App for opts. It has no side effects: serve it as an
@@ -191,6 +192,7 @@ func New(opts Options) (*App, error) {
 		sessions: map[string]*Session{},
 		events:   map[string][]EventFunc{},
 		hooks:    map[string]WebhookFunc{},
+		tools:    map[string]ToolFunc{},
 	}, nil
 }
 

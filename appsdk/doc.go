@@ -70,6 +70,19 @@
 // transport_down sessions (GET /api/v1/apps/{appId}/sessions?state=…) and
 // reattaches each one it has a token for.
 //
+// # Streams, outputs, settings and tools
+//
+// Session.SetStreams sets the session's device-stream subscriptions
+// (streams.set, its seq numbered by the SDK) and returns what was granted
+// and rejected; OnStreamEvent, OnStreamGap, OnStreamRevoked and OnMedia
+// (binary frames decoded with protocol.ParseStreamFrame) receive them.
+// Session.Output requests content on a device surface and returns an
+// OutputHandle that follows the request's output.status events until the
+// final one. OnSettings receives settings.changed; App.HandleTool answers
+// tool.invoke. The handlers belong to the Session, not to one connection:
+// they keep running after a reattach, when Junction resumes the session
+// with its stream set.
+//
 // # Extending
 //
 // Methods and events the SDK does not wrap yet are reachable through

@@ -68,18 +68,29 @@ type Session struct {
 	err        error                  // guarded by mu: why the session ended; set once, before done
 	events     map[string][]EventFunc // guarded by mu
 	reattaches int                    // guarded by mu: successful reattaches
+
+	// Stream, output and tool state (streams.go, outputs.go): kept across
+	// reattaches, like the handlers above.
+	setSem    chan struct{}            // holds one token while a SetStreams is in flight: seqs go out in order
+	streamSeq uint64                   // guarded by mu: the highest streams.set seq sent or applied
+	setSeq    uint64                   // guarded by mu: the seq Junction applied for setWant (0: no SetStreams answered yet)
+	setWant   []string                 // guarded by mu: the streams of the last applied SetStreams, to restore after a gateway restart
+	media     []MediaFunc              // guarded by mu: OnMedia handlers
+	outputs   map[string]*OutputHandle // guarded by mu: live output requests by id
 }
 
 func newSession(a *App, id, userID, wsURL string) *Session {
 	ctx, cancel := context.WithCancel(a.ctx)
 	return &Session{
 		app: a, id: id, userID: userID, wsURL: wsURL,
-		log:    a.log.With("session", id),
-		ctx:    ctx,
-		cancel: cancel,
-		ready:  make(chan struct{}),
-		done:   make(chan struct{}),
-		events: map[string][]EventFunc{},
+		log:     a.log.With("session", id),
+		ctx:     ctx,
+		cancel:  cancel,
+		ready:   make(chan struct{}),
+		done:    make(chan struct{}),
+		events:  map[string][]EventFunc{},
+		setSem:  make(chan struct{}, 1),
+		outputs: map[string]*OutputHandle{},
 	}
 }
 
@@ -253,6 +264,9 @@ func (s *Session) dispatch(f *protocol.Frame) {
 			s.markStopped(st.Reason, nil)
 		}
 	}
+	if f.Event == protocol.EventOutputStatus {
+		s.routeOutput(f)
+	}
 	for _, fn := range s.app.handlers(s, f.Event) {
 		fn(s, f)
 	}
@@ -270,6 +284,7 @@ func (s *Session) run(ticket string, deadline time.Time) {
 	helloed := s.helloed
 	s.mu.Unlock()
 	s.cancel()
+	s.endOutputs(err)
 	if !helloed {
 		close(s.ready)
 	}
@@ -420,6 +435,8 @@ func (s *Session) dial(ticket string) (*client.Client, error) {
 	}
 	c := client.New(o)
 	c.OnEvent("*", s.dispatch)
+	c.OnBinary(s.dispatchMedia)
+	c.Handle(protocol.MethodToolInvoke, s.serveTool)
 	if err := c.Connect(s.ctx); err != nil {
 		return nil, err
 	}
@@ -442,10 +459,15 @@ func (s *Session) helloOn(c *client.Client) error {
 		s.reattaches++
 	}
 	s.hello, s.helloed = h, true
+	s.streamSeq = max(s.streamSeq, h.SubscriptionSeq)
 	if h.UserID != "" {
 		s.userID = h.UserID
 	}
 	rec := Resume{SessionID: s.id, Token: h.ResumeToken, URL: s.wsURL, UserID: s.userID}
+	// A hello whose seq is below the one Junction applied for this handle
+	// comes from a gateway that lost the session's stream set (a restart).
+	restore := !first && s.setSeq > 0 && h.SubscriptionSeq < s.setSeq
+	want := s.setWant
 	s.mu.Unlock()
 	if err := s.app.opts.Resume.Save(s.ctx, rec); err != nil {
 		// The session runs; only a later reattach (after a restart) is lost.
@@ -459,6 +481,9 @@ func (s *Session) helloOn(c *client.Client) error {
 		s.log.Info("appsdk: session connected", "scopes", h.Scopes)
 	} else {
 		s.log.Info("appsdk: session reattached")
+		if restore {
+			s.restoreStreams(want)
+		}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -152,12 +153,13 @@ type Client struct {
 	done   chan struct{}      // closed by finish when every goroutine has exited
 	nextID atomic.Uint64      // request ids, unique for the client's life
 	sem    chan struct{}      // bounds the server requests served at once
-	events chan *protocol.Frame
-	wg     sync.WaitGroup // every goroutine but the supervisor
+	events chan inItem        // events and binary messages, in arrival order, for dispatchLoop
+	wg     sync.WaitGroup     // every goroutine but the supervisor
 
 	state      atomic.Int32
 	closeCode  atomic.Int32
 	refreshing atomic.Bool // a token refresh is in flight
+	hasBinary  atomic.Bool // an OnBinary handler is registered: binary messages are read, not discarded
 
 	mu        sync.Mutex
 	started   bool                                                     // guarded by mu: Connect was called
@@ -166,6 +168,7 @@ type Client struct {
 	cur       *conn                                                    // guarded by mu: the live connection, nil while disconnected
 	welcome   protocol.Welcome                                         // guarded by mu: of the latest connection
 	onEvent   map[string][]func(*protocol.Frame)                       // guarded by mu
+	onBinary  []func([]byte)                                           // guarded by mu
 	methods   map[string]HandlerFunc                                   // guarded by mu
 	onConnect []func(ctx context.Context, c *Client, reconnected bool) // guarded by mu
 }
@@ -185,7 +188,7 @@ func New(opts Options) *Client {
 		cancel:  cancel,
 		done:    make(chan struct{}),
 		sem:     make(chan struct{}, opts.MaxHandlers),
-		events:  make(chan *protocol.Frame, 256),
+		events:  make(chan inItem, 256),
 		onEvent: map[string][]func(*protocol.Frame){},
 		methods: map[string]HandlerFunc{},
 	}
@@ -364,6 +367,43 @@ func (c *Client) OnEvent(event string, fn func(*protocol.Frame)) {
 	c.onEvent[event] = append(c.onEvent[event], fn)
 }
 
+// OnBinary registers fn for the binary WebSocket messages the server sends
+// (device stream media frames, PROTOCOL.md §11: decode them with
+// protocol.ParseStreamFrame). Without a handler they are read and
+// discarded. Binary handlers run on the goroutine of the event handlers, in
+// arrival order with the events (a stream.gap event comes before the frame
+// it announces), each in registration order; fn owns b. A binary message
+// that arrives before the welcome is discarded.
+func (c *Client) OnBinary(fn func(b []byte)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.onBinary = append(c.onBinary, fn)
+	c.hasBinary.Store(true)
+}
+
+// SendBinary queues b as one binary WebSocket message on the current
+// connection (a device's media frame: protocol.AppendStreamFrame). b is
+// copied; it returns once the message is queued, not written. A message
+// over the welcome's limit on one message fails with code too_large
+// (the server may hold binary messages to a smaller limit:
+// hub.max_binary_bytes, closing with 1009 beyond it).
+func (c *Client) SendBinary(ctx context.Context, b []byte) error {
+	if c == nil {
+		return ErrNilClient
+	}
+	cn, err := c.current()
+	if err != nil {
+		return err
+	}
+	if limit := cn.maxFrame.Load(); int64(len(b)) > limit {
+		return protocol.Errorf(protocol.CodeTooLarge, "binary message of %d bytes is over the server's limit of %d", len(b), limit)
+	}
+	if err := cn.enqueueMsg(ctx, outMsg{b: slices.Clone(b), binary: true}); err != nil {
+		return c.connErr(err)
+	}
+	return nil
+}
+
 // Handle registers fn to serve the requests for method that the server
 // sends to this client (RPC: a machine serving methods). fn's result is
 // encoded as JSON and sent back with the request's id; a *protocol.Error in
@@ -400,13 +440,13 @@ func (c *Client) OnConnect(fn func(ctx context.Context, c *Client, reconnected b
 func (c *Client) dispatchLoop() {
 	for {
 		select {
-		case f := <-c.events:
-			c.dispatch(f)
+		case it := <-c.events:
+			c.dispatch(it)
 		case <-c.ctx.Done():
 			for {
 				select {
-				case f := <-c.events:
-					c.dispatch(f)
+				case it := <-c.events:
+					c.dispatch(it)
 				default:
 					return
 				}
@@ -415,8 +455,25 @@ func (c *Client) dispatchLoop() {
 	}
 }
 
-// dispatch runs the handlers of one event.
-func (c *Client) dispatch(f *protocol.Frame) {
+// inItem is one entry of the dispatcher's queue: an event (f) or a binary
+// message (bin).
+type inItem struct {
+	f   *protocol.Frame
+	bin []byte
+}
+
+// dispatch runs the handlers of one event or binary message.
+func (c *Client) dispatch(it inItem) {
+	f := it.f
+	if f == nil {
+		c.mu.Lock()
+		fns := slices.Clone(c.onBinary)
+		c.mu.Unlock()
+		for _, fn := range fns {
+			fn(it.bin)
+		}
+		return
+	}
 	c.mu.Lock()
 	fns := append(append([]func(*protocol.Frame){}, c.onEvent[f.Event]...), c.onEvent["*"]...)
 	c.mu.Unlock()

@@ -48,7 +48,7 @@ type conn struct {
 	br     *bufio.Reader      // set once: bytes the dialer read past the handshake, or nil
 	ctx    context.Context    // canceled when the connection ends or the client closes
 	cancel context.CancelFunc // called by shutdown
-	out    chan []byte        // encoded frames, drained by writeLoop
+	out    chan outMsg        // encoded frames and binary messages, drained by writeLoop
 	ctrl   chan []byte        // ping payloads to answer with a pong, drained by writeLoop
 
 	welcomed   chan struct{} // closed by readLoop when the welcome arrived
@@ -122,7 +122,7 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 		log:        c.log,
 		nc:         nc,
 		br:         br,
-		out:        make(chan []byte, c.opts.SendQueue),
+		out:        make(chan outMsg, c.opts.SendQueue),
 		ctrl:       make(chan []byte, 4),
 		welcomed:   make(chan struct{}),
 		writerDone: make(chan struct{}),
@@ -186,11 +186,23 @@ func (cn *conn) shutdown(err error, code int) {
 	})
 }
 
+// outMsg is one entry of a connection's send queue: an encoded protocol
+// frame, or (binary) a whole binary message.
+type outMsg struct {
+	b      []byte
+	binary bool
+}
+
 // enqueue queues an encoded frame for writeLoop, waiting while the queue is
 // full. b must not be modified afterwards.
 func (cn *conn) enqueue(ctx context.Context, b []byte) error {
+	return cn.enqueueMsg(ctx, outMsg{b: b})
+}
+
+// enqueueMsg queues m for writeLoop, waiting while the queue is full.
+func (cn *conn) enqueueMsg(ctx context.Context, m outMsg) error {
 	select {
-	case cn.out <- b:
+	case cn.out <- m:
 		return nil
 	case <-cn.ctx.Done():
 		return errConnDone
@@ -250,9 +262,20 @@ func (cn *conn) read() error {
 			continue
 		}
 		if hdr.OpCode != ws.OpText {
-			cn.log.Warn("client: ignoring a binary message", "bytes", hdr.Length)
-			if err := rd.Discard(); err != nil {
-				return fmt.Errorf("client: discard binary message: %w", err)
+			if !cn.hasWelcome || !cn.c.hasBinary.Load() {
+				cn.log.Warn("client: ignoring a binary message", "bytes", hdr.Length)
+				if err := rd.Discard(); err != nil {
+					return fmt.Errorf("client: discard binary message: %w", err)
+				}
+				continue
+			}
+			// A fresh slice per message: the handler owns it.
+			b, err := io.ReadAll(rd)
+			if err != nil {
+				return fmt.Errorf("client: read binary message: %w", err)
+			}
+			if err := cn.deliverItem(inItem{bin: b}); err != nil {
+				return err
 			}
 			continue
 		}
@@ -384,8 +407,14 @@ func (cn *conn) handleFrame(f *protocol.Frame) error {
 // full. The wait does not count as server silence: the read deadline is set
 // before each frame.
 func (cn *conn) deliver(f *protocol.Frame) error {
+	return cn.deliverItem(inItem{f: f})
+}
+
+// deliverItem hands an event or a binary message to the dispatcher,
+// waiting while its buffer is full.
+func (cn *conn) deliverItem(it inItem) error {
 	select {
-	case cn.c.events <- f:
+	case cn.c.events <- it:
 		return nil
 	case <-cn.ctx.Done():
 		return errConnDone
@@ -420,6 +449,7 @@ func (cn *conn) writeLoop() {
 		first := carry
 		carry = nil
 		if first == nil {
+			var m outMsg
 			select {
 			case p := <-cn.ctrl:
 				if err := cn.writeFrame(bw, ws.NewPongFrame(p), writeTimeout); err != nil {
@@ -427,11 +457,19 @@ func (cn *conn) writeLoop() {
 					return
 				}
 				continue
-			case first = <-cn.out:
+			case m = <-cn.out:
 			case <-cn.ctx.Done():
 				cn.writeClose(bw)
 				return
 			}
+			if m.binary {
+				if err := cn.writeFrame(bw, ws.NewBinaryFrame(m.b), writeTimeout); err != nil {
+					cn.shutdown(err, 0)
+					return
+				}
+				continue
+			}
+			first = m.b
 		}
 		limit := int(cn.maxFrame.Load())
 		if tap != nil {
@@ -441,7 +479,21 @@ func (cn *conn) writeLoop() {
 	batch:
 		for cn.batch.Load() && len(buf) < limit {
 			select {
-			case b := <-cn.out:
+			case m := <-cn.out:
+				if m.binary {
+					// Binary goes alone, after the text batched before it.
+					if err := cn.writeFrame(bw, ws.NewTextFrame(buf), writeTimeout); err != nil {
+						cn.shutdown(err, 0)
+						return
+					}
+					buf = buf[:0]
+					if err := cn.writeFrame(bw, ws.NewBinaryFrame(m.b), writeTimeout); err != nil {
+						cn.shutdown(err, 0)
+						return
+					}
+					break batch
+				}
+				b := m.b
 				if len(buf)+1+len(b) > limit {
 					carry = b
 					break batch
@@ -455,9 +507,11 @@ func (cn *conn) writeLoop() {
 				break batch
 			}
 		}
-		if err := cn.writeFrame(bw, ws.NewTextFrame(buf), writeTimeout); err != nil {
-			cn.shutdown(err, 0)
-			return
+		if len(buf) > 0 {
+			if err := cn.writeFrame(bw, ws.NewTextFrame(buf), writeTimeout); err != nil {
+				cn.shutdown(err, 0)
+				return
+			}
 		}
 		if cap(buf) > 1<<20 {
 			buf = nil

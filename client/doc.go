@@ -37,10 +37,12 @@
 //
 // Each connection has one reader and one writer goroutine. The reader
 // accepts one frame per WebSocket message or several separated by '\n',
-// answers pings, ignores binary messages, and watches the server: when
-// nothing (no frame, no ping) arrives within the welcome's heartbeatMs +
-// heartbeatTimeoutMs, the connection is considered dead. The writer owns
-// the socket and joins frames queued at the same moment into one message.
+// answers pings, hands binary messages to the OnBinary handlers (in order
+// with the events; without a handler they are discarded), and watches the
+// server: when nothing (no frame, no ping) arrives within the welcome's
+// heartbeatMs + heartbeatTimeoutMs, the connection is considered dead. The
+// writer owns the socket and joins frames queued at the same moment into
+// one message; SendBinary's messages go alone, in order with the frames.
 //
 // # Reconnecting
 //

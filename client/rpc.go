@@ -216,7 +216,7 @@ func (st *rpcState) barrier(ctx context.Context) {
 		st.mu.Unlock()
 	}()
 	select {
-	case st.c.events <- f:
+	case st.c.events <- inItem{f: f}:
 	case <-ctx.Done():
 		return
 	case <-st.c.ctx.Done():
@@ -335,7 +335,7 @@ func (c *Client) CallDevice(ctx context.Context, deviceID, method string, params
 	boundTimer := time.NewTimer(bound)
 	defer boundTimer.Stop()
 	select {
-	case cn.out <- b: // room in the queue: the common case
+	case cn.out <- outMsg{b: b}: // room in the queue: the common case
 	default:
 		qctx, cancel := context.WithDeadlineCause(ctx, deadline, context.DeadlineExceeded)
 		err := cn.enqueue(qctx, b)

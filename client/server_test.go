@@ -153,6 +153,7 @@ func (ts *testServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		nc:        nc,
 		br:        rw.Reader,
 		responses: make(chan *protocol.Frame, 64),
+		binaries:  make(chan []byte, 64),
 		events:    make(chan *protocol.Frame, 1024),
 		done:      make(chan struct{}),
 	}
@@ -223,6 +224,7 @@ type serverConn struct {
 
 	responses chan *protocol.Frame // responses the client sent
 	events    chan *protocol.Frame // events the client sent
+	binaries  chan []byte          // binary messages the client sent
 	done      chan struct{}        // closed when read returns
 
 	rmu      sync.Mutex
@@ -268,6 +270,10 @@ func (sc *serverConn) read() {
 		data, err := io.ReadAll(rd)
 		if err != nil {
 			return
+		}
+		if hdr.OpCode == ws.OpBinary {
+			sc.binaries <- data
+			continue
 		}
 		if hdr.OpCode != ws.OpText {
 			continue

@@ -101,10 +101,13 @@ func (p *proc) signal(t *testing.T, sig os.Signal) {
 
 // TestAppSDKExample follows the quick start: register the app with the
 // CLI, run the example backend with the printed key and secret, run the
-// simulated device (install, start): the backend gets session.start,
-// connects and logs its hello; the backend restarts and reattaches its
-// session; Ctrl-C on the device stops it, and the backend logs
-// session.stop.
+// simulated device (declare main, install, start): the backend gets
+// session.start, connects, logs its hello and subscribes to the
+// transcript stream; the device publishes its script of phrases and prints
+// each caption the backend shows on main (output.show), then the clear
+// when the last one's TTL ends; the backend restarts and reattaches its
+// session with its subscription kept; Ctrl-C on the device stops it, and
+// the backend logs session.stop.
 func TestAppSDKExample(t *testing.T) {
 	bin := buildJunction(t)
 	captions := buildExample(t, "captions")
@@ -120,7 +123,7 @@ func TestAppSDKExample(t *testing.T) {
 	ln.Close()
 
 	out, err := exec.Command(bin, "app", "create", "--data", data, "--url", s.url, "--id", "com.example.captions", "--name", "Live captions",
-		"--webhook", "http://"+backend+"/junction", "--internal", "--scopes", "read,write", "--capabilities", "display").CombinedOutput()
+		"--webhook", "http://"+backend+"/junction", "--internal", "--scopes", "read,write,stream:transcript,output", "--capabilities", "display").CombinedOutput()
 	if err != nil {
 		t.Fatalf("junction app create: %v\n%s", err, out)
 	}
@@ -132,19 +135,33 @@ func TestAppSDKExample(t *testing.T) {
 
 	env := append(binaryEnv(), "APP_API_KEY="+key, "APP_WEBHOOK_SECRET="+secret)
 	resume := filepath.Join(t.TempDir(), "resume")
-	args := []string{"--addr", backend, "--junction", s.url, "--resume-dir", resume}
+	args := []string{"--addr", backend, "--junction", s.url, "--resume-dir", resume, "--ttl", "1s"}
 	app := startProc(t, env, captions, args...)
 	app.wait(t, "backend", `listening on http://`+regexp.QuoteMeta(backend)+`/junction`)
 
-	tok, err := exec.Command(bin, "token", "--data", data, "--user", "alice", "--device", "glasses-1", "--kind", "glasses").Output()
+	tok, err := exec.Command(bin, "token", "--data", data, "--user", "alice", "--device", "glasses-1", "--kind", "glasses", "--scope", "read,write,output").Output()
 	if err != nil {
 		t.Fatalf("junction token: %v", err)
 	}
 	ws := "ws" + strings.TrimPrefix(s.url, "http") + "/ws"
-	dev := startProc(t, binaryEnv(), glasses, "--url", ws, "--token", strings.TrimSpace(string(tok)), "--app", "com.example.captions")
+	dev := startProc(t, binaryEnv(), glasses, "--url", ws, "--token", strings.TrimSpace(string(tok)), "--app", "com.example.captions", "--every", "200ms")
+	dev.wait(t, "device", `declared surface main`)
 	id := dev.wait(t, "device", `started session (\S+) \(starting\)`)[1]
 	dev.wait(t, "device", `app.session `+id+` running`)
-	app.wait(t, "backend", `captions: session running" session=`+id+` user=pu_\S+ scopes=\[read\] capabilities="\[display microphone\]" device=glasses online=true priority=foreground`)
+	app.wait(t, "backend", `captions: session running" session=`+id+` user=pu_\S+ scopes="\[read stream:transcript output\]" capabilities="\[display microphone\]" device=glasses online=true priority=foreground`)
+	app.wait(t, "backend", `captions: subscribed" session=`+id+` streams=\[transcript\] rejected=\[\]`)
+
+	// Captions on the simulated device: every phrase of its script comes
+	// back through the app as output.show on main; the last one is cleared
+	// when its TTL (1s) ends.
+	first := `Hello, this is a live caption test.`
+	last := `Each caption hides itself when its time is up.`
+	dev.wait(t, "device", `heard "`+regexp.QuoteMeta(first)+`" \(transcript #1, delivered to 1\)`)
+	app.wait(t, "backend", `captions: caption" session=`+id+` request=\S+ text="`+regexp.QuoteMeta(first)+`"`)
+	dev.wait(t, "device", `output.show main: `+regexp.QuoteMeta(first))
+	dev.wait(t, "device", `script done`)
+	dev.wait(t, "device", `(?s)output.show main: `+regexp.QuoteMeta(last)+`\n.*output.clear main\n`)
+	app.wait(t, "backend", `captions: caption done" session=`+id+` request=\S+ outcome=shown last=hidden reason=expired`)
 
 	// The backend restarts: the session waits, then is reattached.
 	app.signal(t, syscall.SIGTERM)
@@ -152,6 +169,7 @@ func TestAppSDKExample(t *testing.T) {
 	app = startProc(t, env, captions, args...)
 	app.wait(t, "restarted backend", `reattached sessions" count=1`)
 	app.wait(t, "restarted backend", `captions: session running" session=`+id)
+	app.wait(t, "restarted backend", `captions: subscribed" session=`+id+` streams=\[transcript\] kept=true`)
 	eventually(t, "the device sees the session running again", func() bool {
 		return strings.Count(dev.out.String(), "app.session "+id+" running") >= 2
 	})

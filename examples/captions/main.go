@@ -1,7 +1,8 @@
 // Command captions is an example app backend on the Go apps SDK (package
-// appsdk): it serves the app's webhook URL, connects each session Junction
-// starts, logs its hello, and reattaches its sessions when it restarts.
-// Its README says what it does today and what is still to come.
+// appsdk), a live-caption app: it serves the app's webhook URL, connects
+// each session Junction starts, subscribes to the device's transcript
+// stream and shows each transcript on the device's main surface for a
+// while; it reattaches its sessions when it restarts.
 //
 //	APP_API_KEY=jk_… APP_WEBHOOK_SECRET=whsec_… \
 //	  go run ./examples/captions --addr 127.0.0.1:8081 --junction http://127.0.0.1:7700
@@ -9,6 +10,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -37,6 +39,9 @@ func run() error {
 	junction := flag.String("junction", "http://127.0.0.1:7700", "Junction's HTTP base URL (to list and reattach sessions)")
 	appID := flag.String("app", envOr("APP_ID", "com.example.captions"), "the app's id")
 	resumeDir := flag.String("resume-dir", "captions-resume", "directory keeping the sessions' resume tokens across restarts")
+	stream := flag.String("stream", "transcript", "the transcript stream to subscribe to (transcript, transcript?lang=en-US, …)")
+	surface := flag.String("surface", "main", "the device surface to show captions on")
+	ttl := flag.Duration("ttl", 4*time.Second, "how long a caption stays on the surface")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stdout, nil))
@@ -59,6 +64,7 @@ func run() error {
 			h := s.Hello()
 			log.Info("captions: session running", "session", s.ID(), "user", h.UserID, "scopes", h.Scopes,
 				"capabilities", h.Capabilities, "device", h.Device.Kind, "online", h.Device.Online, "priority", h.Priority)
+			caption(ctx, log, s, *stream, *surface, *ttl)
 			<-s.Done()
 			log.Info("captions: session over", "session", s.ID(), "why", s.Err())
 		},
@@ -103,6 +109,63 @@ func run() error {
 		return err
 	}
 	return app.Close()
+}
+
+// caption subscribes s to the transcript stream and shows each transcript
+// on surface for ttl. The handlers belong to the session: they go on after
+// a reattach, when Junction resumes the session with its subscriptions.
+// Outcomes are logged from a goroutine that ends with the session.
+func caption(ctx context.Context, log *slog.Logger, s *appsdk.Session, stream, surface string, ttl time.Duration) {
+	shown := make(chan *appsdk.OutputHandle, 16)
+	go func() {
+		for {
+			select {
+			case h := <-shown:
+				final, err := h.Wait(ctx)
+				if err != nil {
+					continue // the session ended
+				}
+				oc, _ := h.Outcome()
+				log.Info("captions: caption done", "session", s.ID(), "request", h.ID(), "outcome", oc.Kind, "last", final.Kind, "reason", final.Reason)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	s.OnStreamEvent(func(s *appsdk.Session, ev protocol.StreamEvent) {
+		var t struct {
+			Text string `json:"text"`
+		}
+		if err := json.Unmarshal(ev.Data, &t); err != nil || t.Text == "" {
+			log.Warn("captions: a transcript event without text", "session", s.ID(), "stream", ev.Stream, "seq", ev.Seq)
+			return
+		}
+		content, _ := json.Marshal(map[string]string{"text": t.Text})
+		h, err := s.Output(ctx, protocol.OutputRequestParams{Surface: surface, Content: content, TTLMs: ttl.Milliseconds()})
+		if err != nil {
+			log.Warn("captions: output refused", "session", s.ID(), "err", err)
+			return
+		}
+		log.Info("captions: caption", "session", s.ID(), "request", h.ID(), "text", t.Text)
+		select {
+		case shown <- h:
+		default: // the log of outcomes is behind; the caption is shown all the same
+		}
+	})
+	s.OnStreamGap(func(s *appsdk.Session, gap protocol.StreamGap) {
+		log.Info("captions: transcript gap", "session", s.ID(), "stream", gap.Stream, "count", gap.Count, "reason", gap.Reason)
+	})
+	if len(s.Hello().Subscriptions) > 0 {
+		// A reattached session: Junction kept its subscriptions.
+		log.Info("captions: subscribed", "session", s.ID(), "streams", s.Hello().Subscriptions, "kept", true)
+		return
+	}
+	set, err := s.SetStreams(ctx, stream)
+	if err != nil {
+		log.Warn("captions: streams.set", "session", s.ID(), "err", err)
+		return
+	}
+	log.Info("captions: subscribed", "session", s.ID(), "streams", set.Granted, "rejected", set.Rejected)
 }
 
 func envOr(name, def string) string {
