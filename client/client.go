@@ -384,9 +384,9 @@ func (c *Client) OnBinary(fn func(b []byte)) {
 // SendBinary queues b as one binary WebSocket message on the current
 // connection (a device's media frame: protocol.AppendStreamFrame). b is
 // copied; it returns once the message is queued, not written. A message
-// over the welcome's limit on one message fails with code too_large
-// (the server may hold binary messages to a smaller limit:
-// hub.max_binary_bytes, closing with 1009 beyond it).
+// over the welcome's limit on binary messages (limits.maxBinaryBytes, or
+// the limit on any message when the welcome names none) fails with code
+// too_large, rather than the server closing the connection with 1009.
 func (c *Client) SendBinary(ctx context.Context, b []byte) error {
 	if c == nil {
 		return ErrNilClient
@@ -395,7 +395,11 @@ func (c *Client) SendBinary(ctx context.Context, b []byte) error {
 	if err != nil {
 		return err
 	}
-	if limit := cn.maxFrame.Load(); int64(len(b)) > limit {
+	limit := cn.maxFrame.Load()
+	if mb := cn.maxBinary.Load(); mb > 0 {
+		limit = mb
+	}
+	if int64(len(b)) > limit {
 		return protocol.Errorf(protocol.CodeTooLarge, "binary message of %d bytes is over the server's limit of %d", len(b), limit)
 	}
 	if err := cn.enqueueMsg(ctx, outMsg{b: slices.Clone(b), binary: true}); err != nil {

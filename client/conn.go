@@ -62,6 +62,7 @@ type conn struct {
 	hasWelcome  bool // owned by readLoop
 	connectedAt time.Time
 	maxFrame    atomic.Int64 // the server's limit on one inbound message
+	maxBinary   atomic.Int64 // its limit on one inbound binary message; 0: none announced
 	batch       atomic.Bool  // the server accepts several frames per message (feature "batch")
 
 	// Written by readLoop; read by others only after exited is closed.
@@ -375,6 +376,7 @@ func (cn *conn) handleFrame(f *protocol.Frame) error {
 		cn.connectedAt = time.Now()
 		if w.Limits.MaxFrameBytes > 0 {
 			cn.maxFrame.Store(int64(w.Limits.MaxFrameBytes))
+			cn.maxBinary.Store(int64(w.Limits.MaxBinaryBytes))
 		}
 		cn.batch.Store(slices.Contains(w.Features, FeatureBatch))
 		close(cn.welcomed)

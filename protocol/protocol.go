@@ -75,6 +75,10 @@ type Limits struct {
 	// RequestBurst how far above it a short burst may go; 0 means unlimited.
 	RequestsPerSecond int `json:"requestsPerSecond"`
 	RequestBurst      int `json:"requestBurst"`
+	// MaxBinaryBytes limits one inbound binary message (a device stream
+	// frame, docs/PROTOCOL.md §11); absent when the server takes no binary
+	// messages (they close with 1003).
+	MaxBinaryBytes int `json:"maxBinaryBytes,omitempty"`
 }
 
 // Shutdown is the data of the server.shutdown event.

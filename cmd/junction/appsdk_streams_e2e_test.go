@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/junctionhq/junction/internal/hub"
 	"strings"
 	"testing"
 	"time"
@@ -121,6 +122,15 @@ func TestAppSDKStreams(t *testing.T) {
 		if err := dev.c.SendBinary(ctx, protocol.AppendStreamFrame(nil, "audio", seq, []byte(fmt.Sprintf("pcm-%d", seq)))); err != nil {
 			t.Fatalf("SendBinary: %v", err)
 		}
+	}
+	// The welcome names the binary limit (hub.max_binary_bytes, 32 KiB):
+	// a bigger frame is refused by the client, the connection stays.
+	if max := dev.c.Welcome().Limits.MaxBinaryBytes; max != hub.DefaultMaxBinaryBytes {
+		t.Fatalf("welcome's maxBinaryBytes %d, want %d", max, hub.DefaultMaxBinaryBytes)
+	}
+	var tooBig *protocol.Error
+	if err := dev.c.SendBinary(ctx, make([]byte, hub.DefaultMaxBinaryBytes+1)); !errors.As(err, &tooBig) || tooBig.Code != protocol.CodeTooLarge {
+		t.Fatalf("SendBinary over the welcome's binary limit: %v, want too_large", err)
 	}
 	if pub := publish("hello"); pub.Delivered != 1 || pub.Seq != 1 {
 		t.Fatalf("published %+v, want delivered to the SDK's connection", pub)

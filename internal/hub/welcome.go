@@ -110,6 +110,10 @@ func (h *Hub) welcomeValue(connID string, p protocol.Principal) protocol.Welcome
 // welcomeValueWith is welcomeValue showing the limits lim (nil: Config's).
 func (h *Hub) welcomeValueWith(connID string, p protocol.Principal, lim *Limits) protocol.Welcome {
 	l := h.limitsOf(lim)
+	maxBinary := 0
+	if h.binary != nil && h.cfg.MaxBinaryBytes > 0 {
+		maxBinary = h.cfg.MaxBinaryBytes
+	}
 	return protocol.Welcome{
 		Protocol:           protocol.Version,
 		ConnID:             connID,
@@ -124,6 +128,7 @@ func (h *Hub) welcomeValueWith(connID string, p protocol.Principal, lim *Limits)
 			MaxSubscriptions:  h.cfg.MaxSubscriptions,
 			RequestsPerSecond: max(l.RequestsPerSecond, 0),
 			RequestBurst:      max(l.RequestBurst, 0),
+			MaxBinaryBytes:    maxBinary,
 		},
 		Features: h.features(),
 	}

@@ -54,3 +54,28 @@ func FuzzWelcomePrincipal(f *testing.F) {
 		}
 	})
 }
+
+// TestWelcomeBinaryLimit: a hub that takes binary messages announces their
+// limit in the welcome; one that does not, announces none.
+func TestWelcomeBinaryLimit(t *testing.T) {
+	for _, withBinary := range []bool{false, true} {
+		h, err := New(Config{MaxBinaryBytes: 1234}, Deps{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if withBinary {
+			h.SetBinaryHandler(func(*Conn, []byte) {})
+		}
+		p := &auth.Principal{UserID: "u1", DeviceID: "d1", Scopes: []string{"read"}}
+		var w struct {
+			Limits map[string]int `json:"limits"`
+		}
+		if err := json.Unmarshal(h.welcomeData("c-1", p), &w); err != nil {
+			t.Fatal(err)
+		}
+		got, ok := w.Limits["maxBinaryBytes"]
+		if withBinary && got != 1234 || !withBinary && ok {
+			t.Errorf("binary handler %v: limits %v, want maxBinaryBytes %v", withBinary, w.Limits, map[bool]any{true: 1234, false: "absent"}[withBinary])
+		}
+	}
+}

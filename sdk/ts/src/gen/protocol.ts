@@ -448,6 +448,7 @@ export interface InfoResult {
 }
 
 export interface Limits {
+  maxBinaryBytes?: number;
   maxFrameBytes: number;
   maxQueueBytes: number;
   maxQueueFrames: number;
