@@ -33,9 +33,11 @@
 // a repeat is answered 200 and not dispatched again), and dispatches on the
 // body's type: session.start is answered 202 at once and the session is
 // connected in the background (accepted is not connected: Junction's
-// connect deadline runs from the answer); session.stop ends the session's
-// handle at once (it may come before app.stopped on the socket, which
-// then never reaches the event handlers) and calls Options.OnStop. Other types go to the handler
+// connect deadline runs from the answer); session.stop marks the session's
+// handle stopped and calls Options.OnStop; the handle ends when Junction
+// closes the session's connection (app.stopped, then 1000: its event
+// handlers run, though the webhook may come first) or 2 s later at the
+// latest. Other types go to the handler
 // registered with HandleWebhook; a type without one is answered 200 and
 // ignored, so that a Junction newer than the backend never sees its
 // webhooks retried.

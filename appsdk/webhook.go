@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/junctionhq/junction/protocol"
 	"github.com/junctionhq/junction/webhook"
@@ -102,6 +103,11 @@ func (a *App) serveStart(w http.ResponseWriter, hook Webhook) {
 	w.WriteHeader(http.StatusAccepted)
 }
 
+// stopCloseGrace is how long a session.stop webhook lets Junction's own
+// close (app.stopped, then 1000) end the session's connection before the
+// handle is ended.
+const stopCloseGrace = 2 * time.Second
+
 // serveStop ends the handle of a stopped session and tells OnStop.
 func (a *App) serveStop(w http.ResponseWriter, ctx context.Context, hook Webhook) {
 	var stop protocol.AppSessionStopHook
@@ -110,8 +116,12 @@ func (a *App) serveStop(w http.ResponseWriter, ctx context.Context, hook Webhook
 		return
 	}
 	if s := a.Session(stop.SessionID); s != nil {
+		// Junction sends the session's connection app.stopped and closes it
+		// with 1000 on its own; the webhook may come first. Give that close
+		// a moment, so that app.stopped handlers run, then end the handle
+		// regardless.
 		s.markStopped(stop.Reason, nil)
-		s.detach()
+		time.AfterFunc(stopCloseGrace, s.detach)
 	} else if rec, ok, err := a.opts.Resume.Load(ctx, stop.SessionID); err == nil && ok {
 		// A session this App does not hold (held by another instance, or
 		// not reattached): its token is useless now.

@@ -25,6 +25,9 @@ export const HEADER_APP_RESUME = 'Junction-Resume';
 export const WEBHOOK_SESSION_START = 'session.start';
 export const WEBHOOK_SESSION_STOP = 'session.stop';
 
+/** How long a session.stop webhook lets Junction's own close (app.stopped, then 1000) end the session's connection before the handle is ended. */
+const STOP_CLOSE_GRACE_MS = 2000;
+
 export const DEFAULT_MAX_WEBHOOK_BYTES = 1 << 20;
 export const DEFAULT_DEDUPE = 4096;
 export const DEFAULT_REATTACH_FOR_MS = 5 * 60_000;
@@ -388,8 +391,12 @@ export class App {
     if (typeof stop.sessionId !== 'string' || !stop.sessionId) return { status: 400, body: 'session.stop without a sessionId' };
     const s = this.live.get(stop.sessionId);
     if (s) {
+      // Junction sends the session's connection app.stopped and closes it
+      // with 1000 on its own; the webhook may come first. Give that close a
+      // moment, so that app.stopped handlers run, then end the handle.
       s.markStopped(stop.reason ?? '');
-      s.detach();
+      const t = setTimeout(() => s.detach(), STOP_CLOSE_GRACE_MS);
+      (t as { unref?: () => void }).unref?.();
     } else {
       const rec = await this.opts.resume.load(stop.sessionId);
       if (rec) await this.opts.resume.delete(stop.sessionId, rec.token);
