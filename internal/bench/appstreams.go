@@ -246,6 +246,7 @@ type asRun struct {
 	appMu    sync.Mutex
 	appConn  []*asConn
 	sessions atomic.Int64
+	failed   atomic.Int64 // sessions the devices saw fail to start
 }
 
 func (r *asRun) fail(err error) {
@@ -519,6 +520,16 @@ func runAppStreams(ctx context.Context, cfg *Config, probe *serverProbe, stderr 
 			return fmt.Errorf("bench: device dial: %w", err)
 		}
 		devices[d] = c
+		c.onFrame = func(f *protocol.Frame) {
+			// A start that fails reaches the device as app.session
+			// stopped with the stage it failed at.
+			var s protocol.AppSession
+			if f.Type == protocol.TypeEvent && f.Event == protocol.EventAppSession && json.Unmarshal(f.Data, &s) == nil &&
+				s.State == protocol.AppStateStopped && s.Stage != "" {
+				run.failed.Add(1)
+				run.fail(fmt.Errorf("app session %s of %s failed at stage %s: %s", s.ID, s.AppID, s.Stage, s.Error))
+			}
+		}
 		c.start()
 		for _, a := range run.apps {
 			if err := c.call(ctx, "apps.startSession", protocol.AppSessionStartParams{AppID: a.id}, nil); err != nil {
@@ -529,12 +540,20 @@ func runAppStreams(ctx context.Context, cfg *Config, probe *serverProbe, stderr 
 	}); err != nil {
 		return nil, err
 	}
+	// Wait for every session, while they keep coming (a 10 s lull ends it).
 	want := int64(cfg.Devices * cfg.Apps)
-	if !waitUntil(ctx, 60*time.Second+time.Duration(want)*2*time.Millisecond, func() bool {
-		return run.sessions.Load()+run.errs.Load() >= want
-	}) || run.sessions.Load() < want {
-		return nil, fmt.Errorf("bench: %d of %d app sessions connected and subscribed (%d errors, first: %s)",
-			run.sessions.Load(), want, run.errs.Load(), deref(run.first.Load()))
+	var lastN int64
+	lastChange := time.Now()
+	waitUntil(ctx, 10*time.Minute, func() bool {
+		n := run.sessions.Load() + run.errs.Load()
+		if n != lastN {
+			lastN, lastChange = n, time.Now()
+		}
+		return n >= want || time.Since(lastChange) > 10*time.Second
+	})
+	if run.sessions.Load() < want {
+		return nil, fmt.Errorf("bench: %d of %d app sessions connected and subscribed in %.0fs (%d failed to start, %d errors, first: %s)",
+			run.sessions.Load(), want, time.Since(setupStart).Seconds(), run.failed.Load(), run.errs.Load(), deref(run.first.Load()))
 	}
 	res := &AppStreamsResult{Devices: cfg.Devices, Apps: cfg.Apps, Sessions: run.sessions.Load(), SetupS: time.Since(setupStart).Seconds()}
 	fmt.Fprintf(stderr, "appstreams: %d sessions ready in %.1fs\n", res.Sessions, res.SetupS)
