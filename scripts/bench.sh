@@ -24,7 +24,7 @@ stop_server() {
 trap stop_server EXIT
 # A fresh server for every run, so that one run's memory does not flatter the next.
 start_server() {
-  "$BIN" serve --data "$DATA" --log-level error --hub-requests-per-second -1 >>/tmp/bench-server.log 2>&1 &
+  "$BIN" serve --data "$DATA" --log-level error --hub-requests-per-second -1 --apps-webhook-queue 16384 >>/tmp/bench-server.log 2>&1 &
   SERVER=$!
   for _ in $(seq 100); do curl -fs http://127.0.0.1:7700/healthz >/dev/null && return; sleep 0.1; done
   echo "server did not start (see /tmp/bench-server.log)" >&2; exit 1
@@ -41,6 +41,7 @@ for s in "${scenarios[@]}"; do
     idle)      args=(--scenario idle --conns 10000);               field='.server.rss_per_conn_bytes' ;;
     idlesub)   args=(--scenario idle --conns 10000 --subscribe);   field='.server.rss_per_conn_bytes' ;;
     fanout)    args=(--scenario fanout --conns 10000 --rate 0);    field='.fanout.deliveries_per_sec' ;;
+    appstreams) args=(--scenario appstreams --devices 200 --apps 50 --rate 5 --audio-rate 50 --size 320); field='.appstreams.transcript.latency.p99_ms' ;;
     fanout100) args=(--scenario fanout --conns 10000 --rate 100);  field='.latency.p99_ms' ;;
     fanout10)  args=(--scenario fanout --conns 10000 --rate 10);   field='.latency.p99_ms' ;;
     relay)     args=(--scenario relay --conns 100 --window 1);     field='.relay.per_sec' ;;

@@ -63,6 +63,12 @@ type Config struct {
 	Callers    int // mixed: connections running relayed rpc.call, one outstanding each
 	Child      int // index of this child process, -1 when not a child
 
+	// appstreams: devices, apps per device, audio frames per second per
+	// device (Rate is transcript events per second per device).
+	Devices   int
+	Apps      int
+	AudioRate float64
+
 	// Minter mints the connections' tokens with --data; the caller sets it
 	// before Run.
 	Minter Minter
@@ -118,6 +124,12 @@ Load generator speaking Junction's protocol to a server on this machine
            run sys.ping and --callers connections run relayed rpc.call to
            --machines machines, one request outstanding each; reports the
            ping and call latencies beside the fan-out (needs --data)
+  appstreams  device streams fanned out to app sessions through the whole
+           apps flow: --apps apps (webhooks to a receiver the bench runs on
+           loopback) started on --devices devices, each session subscribed
+           to its device's transcript and audio streams; the devices publish
+           transcript events at --rate, then audio frames of --size bytes at
+           --audio-rate, each per device (needs --data; admin REST)
 Several comma-separated --url are the nodes of a cluster: what the scenario
 measures crosses nodes (see --url); --redis adds Redis commands per
 publication or call.
@@ -158,6 +170,9 @@ Flags:
 	fs.IntVar(&c.Pingers, "pingers", 10, "mixed: connections running sys.ping")
 	fs.IntVar(&c.Callers, "callers", 10, "mixed: connections running relayed rpc.call")
 	fs.IntVar(&c.Child, "child", -1, "internal: index of a child process of --procs")
+	fs.IntVar(&c.Devices, "devices", 200, "appstreams: devices (one user each)")
+	fs.IntVar(&c.Apps, "apps", 50, "appstreams: apps started on every device")
+	fs.Float64Var(&c.AudioRate, "audio-rate", 50, "appstreams: audio frames per second per device")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -165,11 +180,11 @@ Flags:
 		return nil, fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
 	}
 	switch c.Scenario {
-	case "connect", "idle", "rpc", "fanout", "relay", "mixed":
+	case "connect", "idle", "rpc", "fanout", "relay", "mixed", "appstreams":
 	case "":
-		return nil, errors.New("bench: --scenario is required (connect, idle, rpc, fanout, relay or mixed)")
+		return nil, errors.New("bench: --scenario is required (connect, idle, rpc, fanout, relay, mixed or appstreams)")
 	default:
-		return nil, fmt.Errorf("bench: unknown scenario %q (want connect, idle, rpc, fanout, relay or mixed)", c.Scenario)
+		return nil, fmt.Errorf("bench: unknown scenario %q (want connect, idle, rpc, fanout, relay, mixed or appstreams)", c.Scenario)
 	}
 	var addr netip.Addr
 	for raw := range strings.SplitSeq(c.URL, ",") {
@@ -245,6 +260,11 @@ Flags:
 	}
 	if (c.Scenario == "relay" || c.Scenario == "mixed") && c.Data == "" {
 		return nil, fmt.Errorf("bench: %s needs --data: it mints a machine and a caller identity of one user", c.Scenario)
+	}
+	if c.Scenario == "appstreams" {
+		if err := c.checkAppStreams(); err != nil {
+			return nil, err
+		}
 	}
 	if c.Scenario == "mixed" && c.Procs != 1 {
 		return nil, errors.New("bench: mixed runs in one process: --procs must be 1")
@@ -326,6 +346,9 @@ type Result struct {
 	Redis       *RedisStats    `json:"redis,omitempty"`
 	Nodes       int            `json:"nodes,omitempty"` // --url's servers, when more than one
 	Hist        []uint64       `json:"hist,omitempty"`  // child processes only: latency buckets
+
+	// AppStreams is the appstreams scenario's result.
+	AppStreams *AppStreamsResult `json:"appstreams,omitempty"`
 }
 
 // ConnectResult is the connect section of the result line.
@@ -388,12 +411,21 @@ type MixedResult struct {
 func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	// Hard bound: setup, the measured phase, draining and teardown.
 	limit := cfg.Duration + 90*time.Second + time.Duration(cfg.Conns/cfg.Procs)*2*time.Millisecond
+	if cfg.Scenario == "appstreams" { // setup of every session, two measured phases and their drains
+		limit = 2*cfg.Duration + 5*time.Minute + time.Duration(cfg.Devices*cfg.Apps)*10*time.Millisecond
+	}
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 
 	var res *Result
 	var err error
-	if cfg.Procs > 1 {
+	if cfg.Scenario == "appstreams" {
+		probe := &serverProbe{pids: cfg.ServerPIDs, metricsURL: cfg.metricsURL, redis: cfg.Redis}
+		probe.start(ctx)
+		if res, err = runAppStreams(ctx, cfg, probe, stderr); err == nil {
+			res.Server = probe.stats(res)
+		}
+	} else if cfg.Procs > 1 {
 		res, err = runProcs(ctx, cfg, stderr)
 	} else {
 		res, err = runLocal(ctx, cfg, stderr)
@@ -683,6 +715,8 @@ func printSummary(w io.Writer, r *Result) {
 			fmt.Fprintf(w, "; load client CPU %.2f µs per call", rr.ClientCPUUsPerCall)
 		}
 		fmt.Fprintln(w)
+	case r.AppStreams != nil:
+		printAppStreams(w, r.AppStreams)
 	case r.Fanout != nil:
 		f := r.Fanout
 		if mx := r.Mixed; mx != nil {

@@ -126,6 +126,9 @@ func (p *serverProbe) stats(r *Result) *ServerStats {
 		case r.Fanout != nil && r.Fanout.Deliveries > 0:
 			s.CPUUsPerDelivery = s.CPUSeconds * 1e6 / float64(r.Fanout.Deliveries)
 			s.CPUSPer1kDeliveries = s.CPUSeconds * 1e3 / float64(r.Fanout.Deliveries)
+		case r.AppStreams != nil && r.AppStreams.delivered() > 0:
+			s.CPUUsPerDelivery = s.CPUSeconds * 1e6 / float64(r.AppStreams.delivered())
+			s.CPUSPer1kDeliveries = s.CPUSeconds * 1e3 / float64(r.AppStreams.delivered())
 		case r.Connect != nil && r.Connect.Connects > 0:
 			s.CPUUsPerOp = s.CPUSeconds * 1e6 / float64(r.Connect.Connects)
 		case r.RPC != nil && r.RPC.Pings > 0:
