@@ -351,6 +351,16 @@ func (s *Service) attemptDue(ctx context.Context, ss store.AppSession, now time.
 func (s *Service) resurrect(ctx context.Context, appID string, due []store.AppSession, now time.Time) {
 	bs := s.deliv.Breaker(appID)
 	open := bs.State == delivery.Open && now.Before(bs.OpenUntil)
+	// This pass decides the due sessions afresh: one held by an earlier
+	// pass must not be released (moved due now) by an attempt that ends
+	// while this pass sends it, or it would be sent twice.
+	s.rec.mu.Lock()
+	if r := s.rec.apps[appID]; r != nil {
+		for _, ss := range due {
+			delete(r.held, ss.ID)
+		}
+	}
+	s.rec.mu.Unlock()
 	for _, ss := range due {
 		s.rec.mu.Lock()
 		r := s.rec.apps[appID]
@@ -377,12 +387,29 @@ func (s *Service) resurrect(ctx context.Context, appID string, due []store.AppSe
 			}
 			s.move(ctx, ss.ID, s.mine(ss, store.AppSessionMove{From: []string{protocol.AppStateResurrecting}, DueAt: until}))
 			s.count(evHeld, 1)
+			// Released meanwhile (the attempt it waited for was accepted
+			// before the hold was recorded): due now, as the release made it.
+			s.rec.mu.Lock()
+			cur := s.rec.apps[appID]
+			_, still := cur.heldSet()[ss.ID]
+			s.rec.mu.Unlock()
+			if !still {
+				s.move(ctx, ss.ID, store.AppSessionMove{From: []string{protocol.AppStateResurrecting}, DueAt: now})
+			}
 			continue
 		}
 		if !s.sendAttempt(ctx, ss, now) {
 			s.attemptEnded(appID, false)
 		}
 	}
+}
+
+// heldSet returns r's held sessions; none for a nil r.
+func (r *appRecovery) heldSet() map[string]struct{} {
+	if r == nil {
+		return nil
+	}
+	return r.held
 }
 
 // sendAttempt records attempt n+1 with a new ticket and sends its

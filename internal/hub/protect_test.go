@@ -69,9 +69,12 @@ func connOf(t *testing.T, h *hub.Hub, user, device string) *hub.Conn {
 }
 
 // publishThenMarker publishes data to topic, then to marker, and waits
-// until r (subscribed to marker) has n marker messages: by then anything
-// the server sent r for topic has arrived, since a connection's frames
-// arrive in the order they were queued.
+// until r (subscribed to marker) has n marker messages. A connection's
+// frames arrive in the order they were queued, so by then whatever a live
+// subscription of r to topic was sent has arrived: the marker proves that
+// a publication was not delivered. A subscription still joining sends what
+// it buffered after its reply, possibly after the marker: a positive count
+// must be waited for.
 func publishThenMarker(t *testing.T, h *hub.Hub, r *recorder, topic, marker string, n int) {
 	t.Helper()
 	ctx := context.Background()
@@ -116,6 +119,7 @@ func TestRecheck(t *testing.T) {
 		}
 	}
 	publishThenMarker(t, ts.hub, ra, "doc:1", "public:marker", 1)
+	ra.waitFor(t, "alice's doc:1 message", func() bool { return len(ra.msgs["doc:1"]) >= 1 }) // topics are not ordered with each other
 	if n := ra.count("doc:1"); n != 1 {
 		t.Fatalf("alice got %d doc:1 messages before the recheck, want 1", n)
 	}
@@ -198,6 +202,10 @@ func TestServerUnsubscribe(t *testing.T) {
 		t.Fatalf("subscribe again: %v", err)
 	}
 	publishThenMarker(t, ts.hub, ra, "public:room", "public:marker", 2)
+	// Topics are not ordered with each other: the new subscription may
+	// still be sending what it buffered while joining when the marker goes
+	// out. Wait for the publication, then check it came once.
+	ra.waitFor(t, "the public:room message after subscribing again", func() bool { return len(ra.msgs["public:room"]) >= 1 })
 	if n := ra.count("public:room"); n != 1 {
 		t.Fatalf("got %d public:room messages after subscribing again, want 1", n)
 	}
