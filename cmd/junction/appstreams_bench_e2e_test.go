@@ -30,7 +30,7 @@ func TestBenchAppStreams(t *testing.T) {
 	}
 	for name, s := range map[string]*struct {
 		pub, exp, del, gaps, jumps, missing, pubErrs int64
-		lat                                         uint64
+		lat                                          uint64
 	}{
 		"transcript": {a.Transcript.Published, a.Transcript.Expected, a.Transcript.Delivered, a.Transcript.Gaps, a.Transcript.SeqJumps,
 			a.Transcript.Missing, a.Transcript.PublishErrors, latCount(a.Transcript.Latency)},
