@@ -128,7 +128,29 @@ func startFailureClusterWith(t *testing.T, o failureOptions) *failureCluster {
 		fc.data = append(fc.data, data)
 	}
 	fc.lbURL = "ws://" + startHAProxy(t, haproxy, fc.nodes) + "/ws"
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		// What the nodes logged: the first thing to read when a failure
+		// test fails in CI.
+		for i, s := range fc.nodes {
+			t.Logf("node%d stderr (last 8 KB):\n%s", i+1, lastBytes(s.stderr.String(), 8<<10))
+		}
+	})
 	return fc
+}
+
+// lastBytes is the end of s, at most n bytes, from a line start.
+func lastBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[len(s)-n:]
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return s
 }
 
 // haproxyDeployConfig is the HAProxy configuration the deployment guide

@@ -200,7 +200,7 @@ func TestClusterStateReadyz(t *testing.T) {
 	if status != 200 || r.Status != "ready" || r.Checks["broker"] != "ok" || r.Checks["store"] != "ok" || r.Details["services"] == nil {
 		t.Fatalf("got %d %+v, want ready with checks and details as before", status, r)
 	}
-	for name, wantCheck := range map[string]string{"database": "store", "redis shard 0": "broker", "redis shard 1": "broker", "node lease": "broker"} {
+	for name, wantCheck := range map[string]string{"database": "store", "redis shard 0": "broker", "redis shard 1": "broker", "node lease": "broker", "node channel": "broker"} {
 		if d, ok := r.Dependencies[name]; !ok || d.Check != wantCheck || d.Status != "ok" || d.LatencyMs < 0 {
 			t.Fatalf("got dependency %q = %+v, want ok under %s", name, d, wantCheck)
 		}

@@ -147,6 +147,8 @@ type Broker struct {
 
 	pubs  atomic.Pointer[pubHandlerBox]  // set once by Deliver
 	nodes atomic.Pointer[nodeHandlerBox] // set once by Receive
+	// rx is the state of this node's channel subscription (Receiving).
+	rx nodeRx
 
 	started atomic.Bool
 	closed  atomic.Bool

@@ -91,9 +91,9 @@ func (b *Broker) NodeAlive(ctx context.Context, node string) (bool, error) {
 }
 
 // Dependency is one thing the broker needs, checked for /readyz: a shard,
-// or this node's lease.
+// this node's lease, or this node's channel subscription.
 type Dependency struct {
-	Name  string // "redis shard N" or "node lease"
+	Name  string // "redis shard N", "node lease" or "node channel"
 	Addr  string // host:port of the shard (no credentials)
 	Check func(ctx context.Context) error
 }
@@ -101,7 +101,10 @@ type Dependency struct {
 // Dependencies returns the broker's dependencies: each shard (it answers a
 // PING) and this node's lease (Redis holds it under this run's boot id: it
 // is missing for up to a third of Config.NodeLeaseTTL after Redis lost its
-// data, during which the other nodes cannot route calls to this one).
+// data, during which the other nodes cannot route calls to this one), and
+// this node's channel (subscribed on the current pub/sub connection: after
+// a reconnect, answers to calls this node forwards would be lost until
+// Redis confirmed it again).
 func (b *Broker) Dependencies() []Dependency {
 	var out []Dependency
 	for _, sh := range b.shards {
@@ -125,6 +128,15 @@ func (b *Broker) Dependencies() []Dependency {
 			return fmt.Errorf("node lease of %q missing in Redis (renewed every %v)", b.cfg.NodeID, b.cfg.NodeLeaseTTL/3)
 		case boot != b.cfg.BootID:
 			return fmt.Errorf("node lease of %q held by another run (boot %s): two nodes share this node id", b.cfg.NodeID, boot)
+		}
+		return nil
+	}})
+	out = append(out, Dependency{Name: "node channel", Addr: b.shardOf(name).url, Check: func(ctx context.Context) error {
+		if b.nodes.Load() == nil {
+			return nil // nothing receives yet (Receive not called)
+		}
+		if _, ok := b.Receiving(); !ok {
+			return fmt.Errorf("node channel of %q not subscribed in Redis (reconnecting): calls through other nodes cannot be answered here", b.cfg.NodeID)
 		}
 		return nil
 	}})

@@ -162,6 +162,7 @@ func (c *psConn) readLoop() {
 				if pinged {
 					c.b.stats.receiveErrors.Add(1)
 					c.b.log.Warn("redis pub/sub connection silent after a ping: replacing it", "shard", c.sh.idx, "conn", c.idx)
+					c.connLost()
 					c.replace()
 					pinged = false
 					continue
@@ -172,6 +173,7 @@ func (c *psConn) readLoop() {
 			}
 			pinged = false
 			c.b.stats.receiveErrors.Add(1)
+			c.connLost()
 			if failures == 0 {
 				c.b.log.Warn("redis pub/sub receive failed; reconnecting", "shard", c.sh.idx, "conn", c.idx, "err", err)
 			}
@@ -215,6 +217,62 @@ func (c *psConn) readLoop() {
 	}
 }
 
+// connLost is queued behind what the reader received before its
+// connection broke: the dispatcher then marks this node's channel down
+// (when this connection carries it) after every earlier confirmation.
+type connLost struct{}
+
+// connLost tells the dispatcher that the connection broke: until Redis
+// confirms the resubscriptions, nothing published on its channels arrives.
+func (c *psConn) connLost() {
+	select { // like confirmations, never dropped
+	case c.queue <- connLost{}:
+	case <-c.done:
+	}
+}
+
+// nodeSub returns the node channel's subscription when c carries it.
+func (c *psConn) nodeSub() *sub {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.subs[c.b.nodeChannel(c.b.cfg.NodeID)]; s != nil && s.node {
+		return s
+	}
+	return nil
+}
+
+// nodeRx is the state of this node's channel subscription: whether Redis
+// confirmed it on the current connection, and how many times it did (each
+// one after the first a resubscription: node messages published while the
+// connection was down are lost).
+type nodeRx struct {
+	mu  sync.Mutex
+	ok  bool   // guarded by mu
+	gen uint64 // guarded by mu
+}
+
+func (r *nodeRx) up() {
+	r.mu.Lock()
+	r.ok = true
+	r.gen++
+	r.mu.Unlock()
+}
+
+func (r *nodeRx) down() {
+	r.mu.Lock()
+	r.ok = false
+	r.mu.Unlock()
+}
+
+// Receiving implements hub.NodeReceiver: whether this node's channel is
+// subscribed now, and a generation that changes whenever it was
+// subscribed again (node messages sent to this node in between were lost).
+func (b *Broker) Receiving() (gen uint64, ok bool) {
+	b.rx.mu.Lock()
+	defer b.rx.mu.Unlock()
+	return b.rx.gen, b.rx.ok
+}
+
 func (c *psConn) wake() {
 	select {
 	case c.poke <- struct{}{}:
@@ -233,6 +291,10 @@ func (c *psConn) dispatchLoop() {
 				c.dispatchMessage(m)
 			case *redis.Subscription:
 				c.dispatchSubscription(m)
+			case connLost:
+				if s := c.nodeSub(); s != nil {
+					c.b.rx.down()
+				}
 			}
 		}
 	}
@@ -252,6 +314,7 @@ func (c *psConn) dispatchSubscription(m *redis.Subscription) {
 			return
 		}
 		if s.node {
+			c.b.rx.up()
 			s.markReady(nil)
 			return
 		}

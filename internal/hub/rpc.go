@@ -242,6 +242,9 @@ type rpcMetrics struct {
 	dropped  prometheus.Counter
 	serving  prometheus.Gauge
 	stale    *prometheus.CounterVec // routes a forwarded call found stale, by reason (rpc_route.go)
+	// lostAnswers counts forwarded calls failed because this node's
+	// channel was down or broke while they waited (rpc_route.go NodeReceiver).
+	lostAnswers prometheus.Counter
 }
 
 func newRPCRelay(h *Hub) *rpcRelay {
@@ -274,12 +277,15 @@ func newRPCRelay(h *Hub) *rpcRelay {
 			Name: "junction_rpc_stale_routes_total", Help: "Forwarded RPC calls whose route to another node proved stale and was looked up again, by reason (offline: the node did not hold the device; unreachable: no node listened).",
 		}, []string{"reason"}),
 	}
+	r.metrics.lostAnswers = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "junction_rpc_answer_channel_down_total", Help: "Forwarded RPC calls failed with unavailable because this node's channel was down (reconnecting to the broker) when they would leave or broke while they waited.",
+	})
 	r.metrics.stale.WithLabelValues("offline") // exported at zero from the start
 	r.metrics.stale.WithLabelValues("unreachable")
 	r.metrics.okLocal = r.metrics.calls.WithLabelValues("ok", "local")
 	r.metrics.calls.WithLabelValues("ok", "remote") // exported at zero from the start, as ok/local
 	if reg := h.deps.Registerer; reg != nil {
-		reg.MustRegister(r.metrics.calls, r.metrics.progress, r.metrics.dropped, r.metrics.serving, r.metrics.stale)
+		reg.MustRegister(r.metrics.calls, r.metrics.progress, r.metrics.dropped, r.metrics.serving, r.metrics.stale, r.metrics.lostAnswers)
 	}
 	return r
 }

@@ -69,6 +69,15 @@ type remoteCall struct {
 // (the claim was stale): the caller may wait for it; missUnreachable, with
 // an unavailable error, that the node could not be reached.
 func (r *rpcRelay) forward(ctx context.Context, done <-chan struct{}, node string, msg *nodeMsg, sink progressSink) (json.RawMessage, routeMiss, error) {
+	rx, watchRx := r.dir.(NodeReceiver)
+	var gen uint64
+	if watchRx {
+		var ok bool
+		if gen, ok = rx.Receiving(); !ok {
+			r.metrics.lostAnswers.Inc()
+			return nil, reached, errNoAnswerChannel()
+		}
+	}
 	msg.From = r.node
 	msg.Call = r.nextCallID()
 	if dl, ok := ctx.Deadline(); ok {
@@ -106,6 +115,22 @@ func (r *rpcRelay) forward(ctx context.Context, done <-chan struct{}, node strin
 	for {
 		select {
 		case <-check.C:
+			if watchRx {
+				if g, ok := rx.Receiving(); !ok || g != gen {
+					// This node's channel broke since the call left: its
+					// answer may have been lost. (One that arrived is
+					// taken first, below, on the next loop.)
+					select {
+					case m := <-rc.res:
+						return r.forwardResult(m)
+					default:
+					}
+					cancelRemote()
+					r.metrics.lostAnswers.Inc()
+					r.h.log.Warn("rpc: this node's channel broke while a forwarded call waited", "node", node)
+					return nil, reached, errNoAnswerChannel()
+				}
+			}
 			alive, err := r.dir.NodeAlive(ctx, node)
 			if err != nil || alive {
 				continue // unknown (the broker is unreachable from here), or alive: wait on
@@ -122,6 +147,13 @@ func (r *rpcRelay) forward(ctx context.Context, done <-chan struct{}, node strin
 			return nil, reached, protocol.Errorf(protocol.CodeUnavailable, "caller disconnected")
 		}
 	}
+}
+
+// errNoAnswerChannel: this node's channel is down (reconnecting to the
+// broker), so the answer of a forwarded call cannot arrive, or may have
+// been lost.
+func errNoAnswerChannel() *protocol.Error {
+	return protocol.Errorf(protocol.CodeUnavailable, "this node cannot receive answers from other nodes now (reconnecting to the broker)")
 }
 
 // forwardResult reads the result of a forwarded call.

@@ -25,6 +25,18 @@ type RouteHints interface {
 	ForgetRoute(deviceID, nodeID string, nodeGone bool)
 }
 
+// NodeReceiver is implemented by a Directory whose delivery to this node
+// can break for a while (the cluster broker: this node's channel lives on
+// a pub/sub connection that reconnects). Receiving reports whether
+// messages sent to this node arrive now, and a generation that changes
+// each time delivery is re-established: messages sent to this node in
+// between were lost. A forwarded call therefore never leaves while its
+// answer could not arrive, and one whose answer may have been lost fails
+// with unavailable at its next node check instead of at its timeout.
+type NodeReceiver interface {
+	Receiving() (gen uint64, ok bool)
+}
+
 // route returns the node holding device: from the directory's route hints
 // unless fresh (a hint proved stale already), otherwise from the
 // directory.

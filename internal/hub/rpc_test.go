@@ -57,13 +57,34 @@ type fakeNodeBroker struct {
 	stop  chan struct{}
 	wg    sync.WaitGroup
 	once  sync.Once
+
+	// The node's channel as hub.NodeReceiver reports it: rxGen counts
+	// (re)subscriptions, rxDown says it is down; tests set them.
+	rxMu   sync.Mutex
+	rxGen  uint64
+	rxDown bool
+}
+
+var _ hub.NodeReceiver = (*fakeNodeBroker)(nil)
+
+func (b *fakeNodeBroker) Receiving() (uint64, bool) {
+	b.rxMu.Lock()
+	defer b.rxMu.Unlock()
+	return b.rxGen, !b.rxDown
+}
+
+// setRx sets what Receiving reports.
+func (b *fakeNodeBroker) setRx(gen uint64, down bool) {
+	b.rxMu.Lock()
+	b.rxGen, b.rxDown = gen, down
+	b.rxMu.Unlock()
 }
 
 var _ hub.Directory = (*fakeNodeBroker)(nil)
 
 // broker returns node's broker: the memory one with the fake directory.
 func (fc *fakeCluster) broker(node string) hub.Broker {
-	b := &fakeNodeBroker{fc: fc, node: node,
+	b := &fakeNodeBroker{fc: fc, node: node, rxGen: 1,
 		inbox: make(chan json.RawMessage, 4096), stop: make(chan struct{})}
 	fc.mu.Lock()
 	fc.nodes[node] = b
@@ -411,4 +432,66 @@ func TestRPCAcrossNodesOfflineAndDisconnect(t *testing.T) {
 			t.Fatalf("got %v, want unavailable", err)
 		}
 	})
+}
+
+// TestRPCAnswerChannelDown: a node whose own channel is down (reconnecting
+// to the broker: answers sent to it would be lost) refuses to forward a
+// call, unavailable at once, without reaching the target; a forwarded call
+// waiting while the channel broke and came back (a new generation: its
+// answer may have been lost) fails with unavailable at its next node check,
+// not at its timeout, and the target's handler is cancelled.
+func TestRPCAnswerChannelDown(t *testing.T) {
+	fc := newFakeCluster()
+	a := startNode(t, hub.Config{NodeID: "A"}, fc.broker("A"))
+	b := startNode(t, hub.Config{NodeID: "B"}, fc.broker("B"))
+	started := make(chan struct{}, 1)
+	cancelled := make(chan struct{}, 1)
+	var served sync.Map
+	b.dial(t, "u1", "mac1", "machine", map[string]client.RPCHandler{
+		"sys.echo": func(_ context.Context, req *client.RPCRequest) (any, error) {
+			served.Store(string(req.Params), true)
+			return "ok", nil
+		},
+		"sys.block": func(ctx context.Context, _ *client.RPCRequest) (any, error) {
+			started <- struct{}{}
+			<-ctx.Done()
+			cancelled <- struct{}{}
+			return nil, ctx.Err()
+		},
+	})
+	phone := a.dial(t, "u1", "phone1", "phone", nil)
+	if err := phone.CallDevice(t.Context(), "mac1", "sys.echo", map[string]int{"n": 1}, nil); err != nil {
+		t.Fatalf("call with the channel up: %v", err)
+	}
+	fc.mu.Lock()
+	nodeA := fc.nodes["A"]
+	fc.mu.Unlock()
+
+	nodeA.setRx(1, true)
+	err := phone.CallDevice(t.Context(), "mac1", "sys.echo", map[string]int{"n": 2}, nil)
+	if codeOf(err) != protocol.CodeUnavailable || !strings.Contains(err.Error(), "cannot receive answers") {
+		t.Fatalf("call with A's channel down: %v, want unavailable naming the answer channel", err)
+	}
+	if _, ok := served.Load(`{"n":2}`); ok {
+		t.Fatal("the call left although its answer could not arrive")
+	}
+
+	nodeA.setRx(1, false)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- phone.CallDevice(t.Context(), "mac1", "sys.block", nil, nil, client.WithCallTimeout(time.Minute))
+	}()
+	<-started
+	nodeA.setRx(2, false) // broke and came back while the call waited
+	if err := <-errc; codeOf(err) != protocol.CodeUnavailable || !strings.Contains(err.Error(), "cannot receive answers") {
+		t.Fatalf("call waiting across a resubscription: %v, want unavailable (not its timeout)", err)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the target's handler was not cancelled")
+	}
+	if err := phone.CallDevice(t.Context(), "mac1", "sys.echo", map[string]int{"n": 3}, nil); err != nil {
+		t.Fatalf("call with the channel up again: %v", err)
+	}
 }
