@@ -218,7 +218,17 @@ func (c *Client) runHandler(ctx context.Context, fn HandlerFunc, f *protocol.Fra
 
 // reply queues the response to request id: res encoded as JSON, or err (a
 // *protocol.Error in its chain as is, anything else as internal).
+//
+// Nothing is sent once the connection is ending (Close, or the connection
+// lost): a handler that returned because the end canceled its context
+// would otherwise race the close frame with an "internal" error (its
+// ctx.Err()) that the gateway would relay to the caller as the target's
+// answer, where it answers unavailable for a target that went away.
 func (cn *conn) reply(id string, res any, err error) {
+	if cn.ctx.Err() != nil {
+		cn.log.Debug("client: response not sent: the connection is ending", "id", id)
+		return
+	}
 	var b []byte
 	if err == nil {
 		raw, merr := encodeResult(res)

@@ -1130,3 +1130,36 @@ func TestEventsBeforeFinalClose(t *testing.T) {
 	}
 	checkNoLeaks(t)
 }
+
+// TestHandleNoReplyAfterClose: a handler that returns because Close
+// canceled its context sends nothing: its "internal" error could race the
+// close frame and reach the server as the target's answer (a relayed
+// caller then got internal instead of unavailable: seen once in CI in
+// internal/hub's TestRPCAcrossNodesOfflineAndDisconnect). The window is
+// narrow (the writer must be busy when Close cancels), so this repeats.
+func TestHandleNoReplyAfterClose(t *testing.T) {
+	ts := newTestServer(t)
+	for range 20 {
+		c := New(ts.options())
+		started := make(chan struct{}, 1)
+		c.Handle("machine.block", func(ctx context.Context, _ *protocol.Frame) (any, error) {
+			started <- struct{}{}
+			<-ctx.Done()
+			return nil, ctx.Err()
+		})
+		if err := c.Connect(t.Context()); err != nil {
+			t.Fatalf("Connect: got error %v, want nil", err)
+		}
+		sc := ts.nextConn(t)
+		sc.request("machine.block", nil)
+		<-started
+		c.Close()
+		<-sc.done
+		select {
+		case f := <-sc.responses:
+			t.Fatalf("response after Close: %+v, want none", f)
+		default:
+		}
+	}
+	checkNoLeaks(t)
+}
