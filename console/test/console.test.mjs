@@ -288,7 +288,7 @@ test('the console: key login, devices listed and one revoked', async (t) => {
   assert.deepEqual(errors, []);
 });
 
-test('the console: Apps: register an app, rotate its key, a session appears and is stopped, deliveries logged', async (t) => {
+test('the console: Apps: register an app, rotate its key, installs listed, a session appears and is stopped, output outcomes, deliveries logged', async (t) => {
   const srv = await startServer(t, CONFIG);
   // The app's backend: the SDK's App behind node:http on loopback, once the page has shown its key and secret.
   let handler;
@@ -304,7 +304,7 @@ test('the console: Apps: register an app, rotate its key, a session appears and 
   await page.fill('#app-id', 'com.example.captions');
   await page.fill('#app-name', 'Live captions');
   await page.fill('#app-webhook', webhookUrl);
-  await page.fill('#app-scopes', 'read,write');
+  await page.fill('#app-scopes', 'read,write,output');
   await page.check('#app-internal');
   await page.click('button:text-is("Register")');
   await page.waitForSelector('text=Registered com.example.captions.');
@@ -328,28 +328,63 @@ test('the console: Apps: register an app, rotate its key, a session appears and 
   t.after(() => app.close());
   handler = app.nodeHandler();
 
-  // A device installs and starts the app: the session appears in the page, running, and the webhook is logged.
+  // A device installs the app: the install appears in the app's installs (refreshed while in view).
   await page.waitForSelector('#app-sessions:has-text("No sessions yet")');
-  const device = new Client({ url: srv.wsUrl, token: await srv.token('alice', 'glasses-1', { kind: 'glasses' }), WebSocket });
+  await page.waitForSelector('#app-installs:has-text("No user has installed this app yet.")');
+  const device = new Client({ url: srv.wsUrl, token: await srv.token('alice', 'glasses-1', { kind: 'glasses', scope: 'read,write,output' }), WebSocket });
   await device.connect();
   t.after(() => device.close());
-  await device.call('apps.install', { appId: 'com.example.captions', scopes: ['read'] });
+  await device.call('apps.install', { appId: 'com.example.captions', scopes: ['read', 'output'] });
+  const install = '#app-installs tr:has(td:text-is("alice"))';
+  await page.waitForSelector(install);
+  assert.equal(await page.textContent(`${install} td:nth-child(2)`), 'read, output');
+  assert.equal(await page.textContent(`${install} td:nth-child(3)`), '0');
+  assert.equal(await page.textContent(`${install} td:nth-child(4)`), '', 'never started');
+
+  // It starts the app: the session appears in the page, running, the install counts it, and the webhook is logged.
   const started = await device.call('apps.startSession', { appId: 'com.example.captions' });
   const row = `#app-sessions tr:has(td:text-is("${started.session.id}"))`;
   await page.waitForSelector(`${row} td:has-text("running")`);
   assert.equal(await page.textContent(`${row} td:nth-child(2)`), 'glasses-1');
+  await page.waitForSelector(`${install} td:nth-child(3):text-is("1")`);
+  assert.notEqual(await page.textContent(`${install} td:nth-child(4)`), '', 'the last session is shown');
   await page.waitForSelector('table:has(caption:has-text("Webhook deliveries")) td:text-is("202")');
   await shot(page, 'apps-session-1440');
 
-  // Stop it from the console: the backend's session ends with reason admin.
+  // Outputs: the device declares a surface, the app's session asks for two outputs (one shown, one on a surface the
+  // device lacks); the session row's Outputs button shows the device's outcomes.
   const s = app.session(started.session.id);
   assert.ok(s, 'the backend holds the session');
+  await s.ready();
+  const shownOnDevice = [];
+  device.on('output.show', (data) => shownOnDevice.push(data));
+  await device.call('output.declare', { surfaces: [{ name: 'main' }] });
+  assert.equal((await s.call('output.request', { id: 'cap-1', surface: 'main', content: { text: 'hello' } })).priority, 'foreground');
+  await s.call('output.request', { id: 'hud-1', surface: 'hud', content: { text: 'x' } });
+  await waitFor(() => shownOnDevice.some((d) => d.requestId === 'cap-1'), 'the device to show cap-1');
+  await page.click(`${row} button:text-is("Outputs")`);
+  assert.equal(await page.inputValue('#out-device'), 'glasses-1');
+  const outRow = (id) => `#out-list tr:has(td:text-is("${id}"))`;
+  await page.waitForSelector(`${outRow('cap-1')} td:nth-child(7) span:text-is("shown")`);
+  await page.waitForSelector(`${outRow('hud-1')} td:nth-child(7) span:text-is("rejected")`);
+  assert.equal(await page.textContent(`${outRow('hud-1')} td:nth-child(8)`), 'unknown_surface');
+  assert.equal(await page.textContent(`${outRow('cap-1')} td:nth-child(2)`), 'com.example.captions');
+  assert.equal(await page.textContent(`${outRow('cap-1')} td:nth-child(3)`), started.session.id);
+  assert.equal(await page.textContent(`${outRow('cap-1')} td:nth-child(6)`), 'foreground');
+  assert.equal(await page.textContent(`${outRow('cap-1')} td:nth-child(9)`), 'on the device');
+  assert.deepEqual(await page.$$eval('#out-list tbody tr td:nth-child(4)', (tds) => tds.map((td) => td.textContent)), ['hud-1', 'cap-1'], 'newest first');
+  assert.match(await page.textContent('main section[aria-labelledby="apps-outputs"] p.status'), /glasses-1 has declared surfaces here/);
+  await shot(page, 'apps-outputs-1440');
+
+  // Stop it from the console: the backend's session ends with reason admin, its shown output leaves the device (cleared).
   await page.click(`${row} button:text-is("Stop")`);
   await page.waitForSelector(`text=Session ${started.session.id} stopped.`);
   await s.done();
   assert.ok(s.err instanceof StoppedError);
   assert.equal(s.err.reason, 'admin');
   await page.waitForSelector(`${row} td:has-text("stopped")`);
+  await page.waitForSelector(`${outRow('cap-1')} td:nth-child(9):has-text("(cleared)")`);
+  await page.waitForSelector(`${install} td:nth-child(3):text-is("0")`);
   assert.deepEqual(external, []);
   assert.deepEqual(errors, []);
 });

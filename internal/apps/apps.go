@@ -240,6 +240,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s.ops = append(s.ops, s.sessionOps()...)
 	s.ops = append(s.ops, s.settingsOps()...)
 	s.ops = append(s.ops, s.toolOps()...)
+	s.ops = append(s.ops, s.adminViewOps()...)
 	s.outs = newOutputs(s)
 	return s, nil
 }

@@ -64,6 +64,24 @@ type devExec struct {
 	toDevice func(arbiter.Command, string) // the command and the app id of its request
 	toApp    func(session string, st protocol.OutputStatus)
 	apps     map[string]string // session id → app id, of the sessions that sent requests and have not ended
+
+	// The record of outcomes (outlog.go), when set: outcomes is set before
+	// run; meta (by arbiter request id, until the request's final event)
+	// and dup (a request the arbiter is about to reject as a duplicate of
+	// a live id) are owned by run's goroutine.
+	outcomes *outcomeLog
+	meta     map[string]outMeta
+	dup      *outMeta
+}
+
+// outMeta is what the record needs of a request that the arbiter's events
+// do not carry.
+type outMeta struct {
+	id       string // the arbiter's request id
+	app      string // the app id
+	priority string
+	force    bool
+	at       time.Time // when the gateway took it
 }
 
 // execInputs bounds the inputs waiting for one executor.
@@ -76,7 +94,7 @@ func newDevExec(device string, cfg arbiter.Config, clock outClock, toDevice func
 		return nil, err
 	}
 	return &devExec{device: device, in: make(chan outInput, execInputs), quit: make(chan string, 1), done: make(chan struct{}),
-		arb: a, clock: clock, toDevice: toDevice, toApp: toApp, apps: map[string]string{}}, nil
+		arb: a, clock: clock, toDevice: toDevice, toApp: toApp, apps: map[string]string{}, meta: map[string]outMeta{}}, nil
 }
 
 // run is the executor's goroutine; it returns when ctx ends or stop is
@@ -129,6 +147,7 @@ func (x *devExec) run(ctx context.Context) {
 func (x *devExec) end(reason string) {
 	x.deliver(x.arb.Reset(x.clock.Now()), reason, false)
 	clear(x.apps)
+	clear(x.meta)
 }
 
 // deliver sends an output's commands to the device (when toDevice is set)
@@ -140,7 +159,47 @@ func (x *devExec) deliver(out arbiter.Output, reason string, device bool) {
 		}
 	}
 	for _, ev := range out.Events {
-		x.toApp(ev.App, statusOf(ev, reason))
+		st := statusOf(ev, reason)
+		x.record(ev, st)
+		x.toApp(ev.App, st)
+	}
+	x.dup = nil
+}
+
+// noteRequest keeps what the record needs of a request about to be given
+// to the arbiter (on run's goroutine, inside the request's input).
+func (x *devExec) noteRequest(r arbiter.Request, appID, priority string, now time.Time) {
+	if x.outcomes == nil {
+		return
+	}
+	m := outMeta{id: r.ID, app: appID, priority: priority, force: r.Force, at: now}
+	if _, live := x.meta[r.ID]; live {
+		x.dup = &m // rejected duplicate: the live request keeps its own
+		return
+	}
+	x.meta[r.ID] = m
+}
+
+// record adds a terminal outcome to the record, or notes when a shown
+// request left the device for good.
+func (x *devExec) record(ev arbiter.Event, st protocol.OutputStatus) {
+	if x.outcomes == nil {
+		return
+	}
+	m, dup := x.meta[ev.Request], false
+	if x.dup != nil && ev.Kind == arbiter.Rejected && x.dup.id == ev.Request {
+		m, dup, x.dup = *x.dup, true, nil
+	}
+	switch {
+	case ev.Kind.Terminal():
+		x.outcomes.add(x.device, protocol.OutputOutcome{AppID: m.app, SessionID: ev.App, RequestID: st.RequestID, Surface: ev.Surface,
+			Priority: m.priority, Outcome: st.Kind, Reason: st.Reason, RetryAfterMs: st.RetryAfterMs, Force: m.force,
+			RequestedAt: m.at, DecidedAt: ev.At})
+	case ev.Kind == arbiter.Hidden && !ev.Pending:
+		x.outcomes.ended(x.device, ev.App, st.RequestID, ev.At, st.Reason)
+	}
+	if ev.Final() && !dup {
+		delete(x.meta, ev.Request)
 	}
 }
 

@@ -40,6 +40,7 @@ type outputs struct {
 	metrics arbiter.Metrics
 	lease   time.Duration // background lease; zero: the arbiter's default
 	seq     atomic.Uint64 // request ids made by the gateway
+	record  *outcomeLog   // set once: the recent outcomes per device (outlog.go)
 
 	mu   sync.Mutex          // leaf
 	devs map[string]*devExec // guarded by mu: device id → its executor
@@ -48,7 +49,7 @@ type outputs struct {
 
 func newOutputs(s *Service) *outputs {
 	return &outputs{s: s, clock: realClock{now: s.deps.Now}, metrics: arbiter.NewPrometheus(s.deps.Registerer), lease: s.cfg.OutputLease,
-		devs: map[string]*devExec{}, conn: map[*devExec]*hub.Conn{}}
+		record: newOutcomeLog(outcomesPerDevice, outcomeDevices), devs: map[string]*devExec{}, conn: map[*devExec]*hub.Conn{}}
 }
 
 // register adds the output methods to h.
@@ -100,6 +101,7 @@ func (o *outputs) declare(ctx context.Context, call *hub.Call, p *protocol.Outpu
 	if err != nil {
 		return protocol.OutputDeclared{}, protocol.FieldError("surfaces", "%v", err)
 	}
+	x.outcomes = o.record
 	o.mu.Lock()
 	old := o.devs[device]
 	oldConn := o.conn[old]
@@ -273,6 +275,7 @@ func (o *outputs) request(ctx context.Context, call *hub.Call, p *protocol.Outpu
 		TTL: time.Duration(p.TTLMs) * time.Millisecond, Restore: p.Restore == "on_resume", Force: p.Force}
 	err = x.do(ctx, func(a *arbiter.Arbiter, now time.Time) arbiter.Output {
 		x.apps[sid] = appID
+		x.noteRequest(req, appID, priority, now)
 		return a.Request(now, req)
 	})
 	if err != nil {

@@ -1,14 +1,19 @@
 // Apps (docs/apps.md): the registry (/api/v1/admin/apps), one app's API
-// keys (rotate, revoke; a new key's secret is shown once), its sessions and
-// their states (/api/v1/apps/{id}/sessions, refreshed while in view; an
-// admin may stop one), its webhook delivery log (/api/v1/apps/{id}/deliveries),
-// and the signed-in user's installs (/api/v1/apps/installs: the API lists
-// installs per user, not per app). Registering an app shows its first key
-// and webhook secret once.
+// keys (rotate, revoke; a new key's secret is shown once), its installations
+// (/api/v1/admin/apps/{id}/installs: each user's grant and sessions), its
+// sessions and their states (/api/v1/apps/{id}/sessions; an admin may stop
+// one), its webhook delivery log (/api/v1/apps/{id}/deliveries), a device's
+// recent output outcomes (/api/v1/admin/devices/{id}/outputs: in memory, on
+// the node that answers), all refreshed while in view, and the signed-in
+// user's own installs (/api/v1/apps/installs). Registering an app shows its
+// first key and webhook secret once.
 import { clear, errorText, field, h, status, table, time } from '../dom.js';
 import { adminError, type Page } from '../page.js';
 import type { Session } from '../session.js';
-import type { App, AppCreated, AppDeliveryList, AppInstallList, AppKeyList, AppKeySecret, AppList, AppSessionList, AppSessionStopped } from '../../../sdk/ts/src/protocol.js';
+import type {
+  App, AppCreated, AppDeliveryList, AppInstallDetail, AppInstallDetailList, AppInstallList, AppKeyList, AppKeySecret, AppList, AppSessionList, AppSessionStopped,
+  DeviceOutputs,
+} from '../../../sdk/ts/src/protocol.js';
 
 const enc = encodeURIComponent;
 const list = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
@@ -20,11 +25,57 @@ function secretBox(label: string, value: string): HTMLElement {
   return h('div', { class: 'field' }, h('label', {}, label, ' (shown once: copy it now)'), out);
 }
 
-function detail(box: HTMLElement, s: Session, app: App, signal: AbortSignal): void {
+/** outputsView is the Device outputs section: a device id, and its recent output outcomes, refreshed while in view. */
+function outputsView(s: Session, signal: AbortSignal): { section: HTMLElement; show(device: string): void } {
+  const device = h('input', { id: 'out-device', required: true, placeholder: 'glasses-1', autocomplete: 'off', spellcheck: 'false' });
+  const info = status();
+  const out = h('div', { id: 'out-list' });
+  let shown = '';
+  const load = async () => {
+    const id = device.value.trim();
+    if (!id) return;
+    try {
+      const r = await s.rest<DeviceOutputs>('GET', `/api/v1/admin/devices/${enc(id)}/outputs`);
+      info.set(`Node ${r.nodeId}: ${r.deviceId} ${r.declared ? 'has declared surfaces here' : 'has no declared surfaces here now'}; ${r.outcomes.length} recent outcome${r.outcomes.length === 1 ? '' : 's'} (kept in memory on this node).`);
+      const sig = JSON.stringify(r);
+      if (sig === shown) return;
+      shown = sig;
+      clear(out);
+      out.append(r.outcomes.length ? table(`Output outcomes of ${r.deviceId}, newest first`, ['Decided', 'App', 'Session', 'Request', 'Surface', 'Priority', 'Outcome', 'Reason', 'Ended'], r.outcomes.map((o) => [
+        h('span', { title: `requested ${time(o.requestedAt)}` }, time(o.decidedAt)), o.appId, o.sessionId, o.requestId, o.surface, o.priority, h('span', { class: `out-outcome ${o.outcome}` }, o.outcome),
+        [o.reason, o.retryAfterMs ? `retry in ${o.retryAfterMs} ms` : '', o.force ? 'forced' : ''].filter(Boolean).join(', '),
+        o.endedAt ? `${time(o.endedAt)} (${o.endReason ?? ''})` : o.outcome === 'shown' ? 'on the device' : '',
+      ])) : h('p', {}, 'No output outcome recorded for this device on this node.'));
+    } catch (e) {
+      shown = '';
+      clear(out);
+      info.fail(adminError(e) ?? e);
+    }
+  };
+  const poll = setInterval(() => void load(), 2000);
+  signal.addEventListener('abort', () => clearInterval(poll), { once: true });
+  const section = h('section', { 'aria-labelledby': 'apps-outputs' }, h('h2', { id: 'apps-outputs', tabindex: -1 }, 'Device outputs'),
+    h('p', {}, 'Each output request\'s one terminal outcome, as the arbiter decided it (the last 50 per device, on the node the device is connected to).'),
+    h('form', { class: 'row', onsubmit: (e: Event) => (e.preventDefault(), (shown = ''), void load()) },
+      field('Device id', device), h('button', { type: 'submit' }, 'Show outcomes')),
+    info, out);
+  return {
+    section,
+    show(id: string) {
+      device.value = id;
+      shown = '';
+      void load();
+      (section.querySelector('h2') as HTMLElement).focus();
+    },
+  };
+}
+
+function detail(box: HTMLElement, s: Session, app: App, signal: AbortSignal, showOutputs: (device: string) => void): void {
   clear(box);
   const st = status();
   const secrets = h('div', { id: 'app-secrets' });
   const keys = h('div', {});
+  const installs = h('div', { id: 'app-installs' });
   const sessions = h('div', { id: 'app-sessions' });
   const deliveries = h('div', {});
   const state = h('select', { id: 'app-session-state', 'aria-label': 'Session state' },
@@ -54,6 +105,33 @@ function detail(box: HTMLElement, s: Session, app: App, signal: AbortSignal): vo
     }
   };
 
+  // Installs: the first page refreshes while in view; "More" appends the next.
+  let installsShown = '';
+  const installRow = (i: AppInstallDetail) => [i.userId, i.scopes.join(', ') || 'none', i.activeSessions, time(i.lastSessionAt), time(i.createdAt), time(i.updatedAt)];
+  const loadInstalls = async (after?: string) => {
+    try {
+      const q = new URLSearchParams({ limit: '50' });
+      if (after) q.set('after', after);
+      const r = await s.rest<AppInstallDetailList>('GET', `${base}/installs?${q}`);
+      if (after) {
+        installs.querySelector('tbody')?.append(...r.installs.map((i) => h('tr', {}, ...installRow(i).map((c) => h('td', {}, c)))));
+        installs.querySelector('button.more')?.remove();
+      } else {
+        const sig = JSON.stringify(r);
+        if (sig === installsShown) return;
+        installsShown = sig;
+        clear(installs);
+        installs.append(r.installs.length ? table(`Installs of ${app.id}`, ['User', 'Scopes granted', 'Active sessions', 'Last session', 'Installed', 'Updated'], r.installs.map(installRow))
+          : h('p', {}, 'No user has installed this app yet.'));
+      }
+      if (r.next) installs.append(h('button', { type: 'button', class: 'more', onclick: () => void loadInstalls(r.next) }, 'More installs'));
+    } catch (e) {
+      installsShown = '';
+      clear(installs);
+      installs.append(h('p', { class: 'status err' }, adminError(e) ?? errorText(e)));
+    }
+  };
+
   let shown = '';
   const loadSessions = async () => {
     try {
@@ -64,8 +142,9 @@ function detail(box: HTMLElement, s: Session, app: App, signal: AbortSignal): vo
       if (sig === shown) return; // unchanged: keep the table (and the focus in it)
       shown = sig;
       clear(sessions);
-      sessions.append(r.sessions.length ? table(`Sessions of ${app.id}`, ['Session', 'Device', 'State', 'Stop reason', 'Failure', 'Created', 'Updated', ''], r.sessions.map((x) => [
+      sessions.append(r.sessions.length ? table(`Sessions of ${app.id}`, ['Session', 'Device', 'State', 'Stop reason', 'Failure', 'Created', 'Updated', '', ''], r.sessions.map((x) => [
         x.id, x.deviceId, h('span', { class: `app-state ${x.state}` }, x.state), x.stopReason ?? '', x.stage ? `${x.stage}: ${x.error ?? ''}` : '', time(x.createdAt), time(x.updatedAt),
+        h('button', { type: 'button', 'aria-label': `Output outcomes of device ${x.deviceId}`, onclick: () => showOutputs(x.deviceId) }, 'Outputs'),
         x.state === 'stopped' ? '' : h('button', { type: 'button', class: 'danger', 'aria-label': `Stop session ${x.id}`, onclick: async () => {
           if (!confirm(`Stop session ${x.id}? The app and the device are told (reason admin).`)) return;
           try {
@@ -121,15 +200,18 @@ function detail(box: HTMLElement, s: Session, app: App, signal: AbortSignal): vo
         h('dt', {}, 'Tools'), h('dd', {}, app.tools.map((t) => t.name).join(', ') || 'none')),
       st, secrets,
       h('h3', {}, 'API keys'), h('button', { type: 'button', id: 'app-rotate', onclick: () => void rotate() }, 'Rotate key (new key)'), keys,
+      h('h3', {}, 'Installs'), h('button', { type: 'button', onclick: () => ((installsShown = ''), void loadInstalls()) }, 'Refresh'), installs,
       h('h3', {}, 'Sessions'), h('div', { class: 'row' }, state, h('button', { type: 'button', onclick: () => void loadSessions() }, 'Refresh')), sessions,
       h('h3', {}, 'Webhook deliveries'), h('button', { type: 'button', onclick: () => void loadDeliveries() }, 'Refresh'), deliveries),
   );
   heading.focus();
   void loadKeys();
+  void loadInstalls();
   void loadSessions();
   void loadDeliveries();
-  // Sessions change on their own (a device starts or stops one): keep them current while the page is in view.
+  // Installs and sessions change on their own (a user installs, a device starts or stops a session): keep them current while the page is in view.
   const poll = setInterval(() => {
+    if (!installs.querySelector('button.more')) void loadInstalls(); // not while more pages are open: the refresh would drop them
     void loadSessions();
     void loadDeliveries();
   }, 2000);
@@ -146,6 +228,7 @@ export const apps: Page = {
     const created = h('div', { id: 'app-created' });
     const detailBox = h('div', {});
     const installs = h('div', {});
+    const outputs = outputsView(s, signal);
     let open: AbortController | undefined;
     signal.addEventListener('abort', () => open?.abort());
 
@@ -153,7 +236,7 @@ export const apps: Page = {
       open?.abort();
       open = new AbortController();
       signal.addEventListener('abort', () => open?.abort(), { once: true });
-      detail(detailBox, s, app, open.signal);
+      detail(detailBox, s, app, open.signal, outputs.show);
     };
 
     const loadRegistry = async () => {
@@ -211,6 +294,7 @@ export const apps: Page = {
       h('section', { 'aria-labelledby': 'apps-registry' }, h('h2', { id: 'apps-registry' }, 'Registry'),
         h('button', { type: 'button', onclick: () => void loadRegistry() }, 'Refresh'), registry),
       detailBox,
+      outputs.section,
       h('section', { 'aria-labelledby': 'apps-register' }, h('h2', { id: 'apps-register' }, 'Register an app'),
         h('form', { class: 'stack', onsubmit: (e: Event) => (e.preventDefault(), void register()) },
           field('App id (reverse DNS)', id), field('Name', name), field('Webhook URL', webhook),
@@ -218,7 +302,7 @@ export const apps: Page = {
           h('div', { class: 'field check' }, internal, h('label', { for: 'app-internal' }, 'Internal: webhooks may target loopback and private addresses')),
           h('button', { type: 'submit' }, 'Register')),
         st, created),
-      h('section', { 'aria-labelledby': 'apps-installs' }, h('h2', { id: 'apps-installs' }, 'Installs'), installs),
+      h('section', { 'aria-labelledby': 'apps-installs' }, h('h2', { id: 'apps-installs' }, 'Your installs'), installs),
     );
     void loadRegistry();
     void loadInstalls();

@@ -159,6 +159,27 @@ export interface AppInstall {
   userId: string;
 }
 
+export interface AppInstallDetail {
+  /** the user's sessions of the app that are not stopped */
+  activeSessions: number;
+  /** when the user installed the app Format: date-time. */
+  createdAt: string;
+  /** when the user's latest session of the app was created; absent: never started Format: date-time. */
+  lastSessionAt?: string;
+  /** the scopes the user granted */
+  scopes: string[];
+  /** when the grant last changed Format: date-time. */
+  updatedAt: string;
+  userId: string;
+}
+
+export interface AppInstallDetailList {
+  appId: string;
+  installs: AppInstallDetail[];
+  /** the after of the next page; absent on the last */
+  next?: string;
+}
+
 export interface AppInstallList {
   installs: AppInstall[];
   next?: string;
@@ -181,6 +202,15 @@ export interface AppInstalled {
   /** false when an installation's scopes were replaced */
   created: boolean;
   install: AppInstall;
+}
+
+export interface AppInstallsParams {
+  /** the last user id of the previous page */
+  after?: string;
+  /** the app id */
+  id: string;
+  /** 1..100 (default 50) */
+  limit?: number;
 }
 
 export interface AppKey {
@@ -404,6 +434,22 @@ export interface Deleted {
   id: string;
 }
 
+export interface DeviceOutputs {
+  /** the device has declared surfaces on this node now */
+  declared: boolean;
+  deviceId: string;
+  /** the node that answered: the record is per node */
+  nodeId: string;
+  /** newest first; at most the last 50 of the device */
+  outcomes: OutputOutcome[];
+}
+
+export interface DeviceOutputsParams {
+  deviceId: string;
+  /** 1..50 (default 50) */
+  limit?: number;
+}
+
 export type Empty = Record<string, never>;
 
 export interface Error {
@@ -577,6 +623,31 @@ export interface OutputDeclareParams {
 export interface OutputDeclared {
   booting: boolean;
   surfaces: OutputSurface[];
+}
+
+export interface OutputOutcome {
+  appId: string;
+  /** when the terminal outcome was decided Format: date-time. */
+  decidedAt: string;
+  /** for shown: why it left the device */
+  endReason?: "preempted" | "expired" | "cleared" | "superseded" | "device_gone";
+  /** for shown: when it left the device for good; absent while shown or waiting to be restored Format: date-time. */
+  endedAt?: string;
+  /** the request skipped the surface's minimum interval */
+  force?: boolean;
+  /** the request's one terminal outcome */
+  outcome: "shown" | "superseded" | "rejected" | "expired" | "cleared";
+  /** the app's priority class, stamped by the gateway */
+  priority: "ambient" | "background" | "foreground" | "system";
+  /** for rejected (and cleared with device_gone) */
+  reason?: "busy" | "unknown_surface" | "invalid" | "duplicate" | "full" | "device_gone";
+  /** the id the app gave (or the gateway made) */
+  requestId: string;
+  /** when the gateway took the request Format: date-time. */
+  requestedAt: string;
+  retryAfterMs?: number;
+  sessionId: string;
+  surface: string;
 }
 
 export interface OutputReady {
@@ -973,6 +1044,11 @@ export interface Methods {
     result: AppDeliveryList;
   };
   /** Scope: admin. */
+  "apps.deviceOutputs": {
+    params: DeviceOutputsParams;
+    result: DeviceOutputs;
+  };
+  /** Scope: admin. */
   "apps.get": {
     params: AppIDParams;
     result: App;
@@ -991,6 +1067,11 @@ export interface Methods {
   "apps.installs": {
     params: AppInstallListParams;
     result: AppInstallList;
+  };
+  /** Scope: admin. */
+  "apps.installsOfApp": {
+    params: AppInstallsParams;
+    result: AppInstallDetailList;
   };
   /** Scope: admin. */
   "apps.keys": {
@@ -1264,10 +1345,12 @@ export const METHOD_SCOPES = {
   "apps.create": "admin",
   "apps.delete": "admin",
   "apps.deliveries": "authenticated",
+  "apps.deviceOutputs": "admin",
   "apps.get": "admin",
   "apps.hello": "authenticated",
   "apps.install": "write",
   "apps.installs": "authenticated",
+  "apps.installsOfApp": "admin",
   "apps.keys": "admin",
   "apps.list": "admin",
   "apps.revokeKey": "admin",

@@ -179,6 +179,27 @@ export interface AppInstall {
   userId: string;
 }
 
+export interface AppInstallDetail {
+  /** the user's sessions of the app that are not stopped */
+  activeSessions: number;
+  /** when the user installed the app Format: date-time. */
+  createdAt: string;
+  /** when the user's latest session of the app was created; absent: never started Format: date-time. */
+  lastSessionAt?: string;
+  /** the scopes the user granted */
+  scopes: string[];
+  /** when the grant last changed Format: date-time. */
+  updatedAt: string;
+  userId: string;
+}
+
+export interface AppInstallDetailList {
+  appId: string;
+  installs: AppInstallDetail[];
+  /** the after of the next page; absent on the last */
+  next?: string;
+}
+
 export interface AppInstallList {
   installs: AppInstall[];
   next?: string;
@@ -403,6 +424,16 @@ export interface DeviceList {
   items: Device[];
 }
 
+export interface DeviceOutputs {
+  /** the device has declared surfaces on this node now */
+  declared: boolean;
+  deviceId: string;
+  /** the node that answered: the record is per node */
+  nodeId: string;
+  /** newest first; at most the last 50 of the device */
+  outcomes: OutputOutcome[];
+}
+
 export interface DeviceUpdate {
   id?: string;
   name?: string;
@@ -523,6 +554,31 @@ export interface MessageIn {
 
 export interface MessageList {
   items: Message[] | null;
+}
+
+export interface OutputOutcome {
+  appId: string;
+  /** when the terminal outcome was decided Format: date-time. */
+  decidedAt: string;
+  /** for shown: why it left the device */
+  endReason?: "preempted" | "expired" | "cleared" | "superseded" | "device_gone";
+  /** for shown: when it left the device for good; absent while shown or waiting to be restored Format: date-time. */
+  endedAt?: string;
+  /** the request skipped the surface's minimum interval */
+  force?: boolean;
+  /** the request's one terminal outcome */
+  outcome: "shown" | "superseded" | "rejected" | "expired" | "cleared";
+  /** the app's priority class, stamped by the gateway */
+  priority: "ambient" | "background" | "foreground" | "system";
+  /** for rejected (and cleared with device_gone) */
+  reason?: "busy" | "unknown_surface" | "invalid" | "duplicate" | "full" | "device_gone";
+  /** the id the app gave (or the gateway made) */
+  requestId: string;
+  /** when the gateway took the request Format: date-time. */
+  requestedAt: string;
+  retryAfterMs?: number;
+  sessionId: string;
+  surface: string;
 }
 
 export interface PairRequest {
