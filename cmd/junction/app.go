@@ -72,7 +72,9 @@ func runApp(ctx context.Context, args, environ []string, stdout, stderr io.Write
 		})
 	case "deliveries":
 		fs.IntVar(&limit, "limit", 50, "at most this many attempts, newest first (1..100)")
-	case "list", "show", "revoke-key", "delete":
+	case "outputs":
+		fs.IntVar(&limit, "limit", 50, "at most this many outcomes, newest first (1..50)")
+	case "installs", "list", "show", "revoke-key", "delete":
 	default:
 		appUsage(stderr)
 		return fmt.Errorf("app: unknown subcommand %q", sub)
@@ -90,7 +92,7 @@ func runApp(ctx context.Context, args, environ []string, stdout, stderr io.Write
 		args = fs.Args()[1:]
 	}
 	want := map[string]int{"create": 0, "list": 0, "show": 1, "rotate-key": 1, "revoke-key": 2, "delete": 1,
-		"rotate-webhook-secret": 1, "deliveries": 1}[sub]
+		"rotate-webhook-secret": 1, "deliveries": 1, "installs": 1, "outputs": 1}[sub]
 	if len(pos) != want {
 		return fmt.Errorf("app %s: want %d argument(s), got %d; run 'junction app --help'", sub, want, len(pos))
 	}
@@ -217,6 +219,60 @@ func runApp(ctx context.Context, args, environ []string, stdout, stderr io.Write
 		for _, d := range res.Deliveries {
 			fmt.Fprintf(stdout, "%s\t%s #%d\t%s\t%d\t%dms\t%s\n", d.At.UTC().Format(time.RFC3339), d.Delivery, d.Attempt, d.Stage, d.Status, d.LatencyMs, d.Error)
 		}
+	case "installs":
+		var all []protocol.AppInstallDetail
+		var raws [][]byte
+		for after := ""; ; {
+			var page protocol.AppInstallDetailList
+			raw, err := c.do(ctx, "GET", "/api/v1/admin/apps/"+esc(pos[0])+"/installs?limit=100&after="+url.QueryEscape(after), nil, &page)
+			if err != nil {
+				return err
+			}
+			raws = append(raws, raw)
+			all = append(all, page.Installs...)
+			if page.Next == "" {
+				break
+			}
+			after = page.Next
+		}
+		if *asJSON {
+			return printRaw(stdout, bytes.Join(raws, nil), nil)
+		}
+		if len(all) == 0 {
+			fmt.Fprintf(stdout, "no user has installed %s\n", pos[0])
+		}
+		for _, in := range all {
+			last := "never started"
+			if in.LastSessionAt != nil {
+				last = "last session " + in.LastSessionAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(stdout, "%s\t%s\tinstalled %s\t%d active session(s)\t%s\n", in.UserID, strings.Join(in.Scopes, ","),
+				in.CreatedAt.UTC().Format(time.RFC3339), in.ActiveSessions, last)
+		}
+	case "outputs":
+		var res protocol.DeviceOutputs
+		raw, err := c.do(ctx, "GET", "/api/v1/admin/devices/"+esc(pos[0])+"/outputs?limit="+strconv.Itoa(limit), nil, &res)
+		if err != nil || *asJSON {
+			return printRaw(stdout, raw, err)
+		}
+		declared := "no surfaces declared there now"
+		if res.Declared {
+			declared = "surfaces declared there now"
+		}
+		fmt.Fprintf(stdout, "device %s on node %s (%s; the record is that node's):\n", res.DeviceID, res.NodeID, declared)
+		if len(res.Outcomes) == 0 {
+			fmt.Fprintln(stdout, "no output outcomes")
+		}
+		for _, o := range res.Outcomes {
+			outcome := o.Outcome
+			if o.Reason != "" {
+				outcome += " (" + o.Reason + ")"
+			}
+			if o.EndReason != "" {
+				outcome += ", ended " + o.EndReason
+			}
+			fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\t%s\t%s\n", o.DecidedAt.UTC().Format(time.RFC3339), o.AppID, o.RequestID, o.Surface, o.Priority, outcome)
+		}
 	case "revoke-key":
 		var k protocol.AppKey
 		raw, err := c.do(ctx, "DELETE", "/api/v1/admin/apps/"+esc(pos[0])+"/keys/"+esc(pos[1]), nil, &k)
@@ -254,6 +310,9 @@ Manage the apps of a running server through its admin REST API.
   rotate-webhook-secret ID [--overlap 24h] [--internal=true|false]
                                replace the webhook signing secret; prints it, once
   deliveries ID [--limit 50]   the app's recent webhook attempts, newest first
+  installs ID                  the users who installed the app: their grant and sessions
+  outputs DEVICE [--limit 50]  the device's recent output outcomes, newest first (the
+                               record of the node answering, in memory)
 
 Every subcommand takes --url (default http://$JUNCTION_ADDR or
 http://127.0.0.1:7700), --token (default $JUNCTION_TOKEN; else an admin token

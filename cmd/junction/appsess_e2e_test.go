@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -629,6 +630,18 @@ func TestAppWebhookCLI(t *testing.T) {
 		out = app("deliveries", "com.example.cli")
 		return strings.Contains(out, "response\t200")
 	})
+	// installs: u1's grant and its session (starting, so active).
+	if out = app("installs", "com.example.cli"); !strings.HasPrefix(out, "u1\t") || !strings.Contains(out, "1 active session(s)") || !strings.Contains(out, "last session ") {
+		t.Fatalf("installs printed %q, want u1 with one active session", out)
+	}
+	// outputs: the glasses have declared nothing, requested nothing.
+	if out = app("outputs", "u1-glasses"); !strings.Contains(out, "device u1-glasses on node ") || !strings.Contains(out, "no output outcomes") {
+		t.Fatalf("outputs printed %q", out)
+	}
+	var errb bytes.Buffer
+	if code := run(t.Context(), []string{"app", "installs", "com.example.none", "--url", m.URL(), "--data", m.Config.Data}, nil, io.Discard, &errb); code == 0 || !strings.Contains(errb.String(), "not_found") {
+		t.Fatalf("installs of an unknown app: exit %d, %q; want not_found", code, errb.String())
+	}
 }
 
 // TestAppSessionTransportAndUninstall: the app's connection lost without a
