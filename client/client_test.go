@@ -1163,3 +1163,26 @@ func TestHandleNoReplyAfterClose(t *testing.T) {
 	}
 	checkNoLeaks(t)
 }
+
+// TestCloseWaitsForTheServer: Close returns once the server has read the
+// close frame (RFC 6455 §7.1.1: the client waits for the server to close
+// the connection), so that the server takes the client as gone before the
+// caller goes on — a call relayed to it right after then waits for it as
+// for any offline device instead of being written to the closing
+// connection (TestClusterFailureDeviceMoves failed so in CI).
+func TestCloseWaitsForTheServer(t *testing.T) {
+	ts := newTestServer(t)
+	for i := range 20 {
+		c := New(ts.options())
+		if err := c.Connect(t.Context()); err != nil {
+			t.Fatalf("Connect: got error %v, want nil", err)
+		}
+		sc := ts.nextConn(t)
+		c.Close()
+		if got := sc.closeCode.Load(); got != protocol.CloseNormal {
+			t.Fatalf("round %d: close code read by the server when Close returned: %d, want %d", i, got, protocol.CloseNormal)
+		}
+		<-sc.done
+	}
+	checkNoLeaks(t)
+}

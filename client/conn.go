@@ -25,7 +25,12 @@ import (
 )
 
 // writeTimeout bounds one write to the socket; closeTimeout bounds the
-// write of the close frame when a connection ends.
+// write of the close frame when a connection ends, and then the wait for
+// the server's answering close (RFC 6455 §7.1.1: the client waits for the
+// server to close first), so that once Close returns the server has taken
+// the connection as closed: a call relayed to this client right after
+// Close then waits for it like for any offline device, where it was sent to
+// the closing connection and failed "target disconnected during the call".
 const (
 	writeTimeout = 10 * time.Second
 	closeTimeout = time.Second
@@ -53,6 +58,7 @@ type conn struct {
 
 	welcomed   chan struct{} // closed by readLoop when the welcome arrived
 	writerDone chan struct{} // closed when writeLoop returns
+	readDone   chan struct{} // closed when readLoop's reading ended
 	exited     chan struct{} // closed when readLoop and writeLoop have both returned
 
 	handshakeDeadline time.Time // set once: the welcome must arrive before it
@@ -127,6 +133,7 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 		ctrl:       make(chan []byte, 4),
 		welcomed:   make(chan struct{}),
 		writerDone: make(chan struct{}),
+		readDone:   make(chan struct{}),
 		exited:     make(chan struct{}),
 		pending:    map[string]chan *protocol.Frame{},
 	}
@@ -215,6 +222,7 @@ func (cn *conn) enqueueMsg(ctx context.Context, m outMsg) error {
 // readLoop reads the socket until the connection ends, then records why.
 func (cn *conn) readLoop() {
 	err := cn.read()
+	close(cn.readDone)
 	code := 0
 	var ce *CloseError
 	if errors.As(err, &ce) {
@@ -275,7 +283,7 @@ func (cn *conn) read() error {
 			if err != nil {
 				return fmt.Errorf("client: read binary message: %w", err)
 			}
-			if err := cn.deliverItem(inItem{bin: b}); err != nil {
+			if err := cn.deliverItem(inItem{bin: b}); err != nil && !cn.ending(err) {
 				return err
 			}
 			continue
@@ -284,13 +292,20 @@ func (cn *conn) read() error {
 		if _, err := msg.ReadFrom(rd); err != nil {
 			return fmt.Errorf("client: read message: %w", err)
 		}
-		if err := cn.handleMessage(msg.Bytes()); err != nil {
+		if err := cn.handleMessage(msg.Bytes()); err != nil && !cn.ending(err) {
 			return err
 		}
 		if msg.Cap() > 1<<20 {
 			msg = bytes.Buffer{} // do not keep a large buffer for an idle connection
 		}
 	}
+}
+
+// ending reports that err only says the connection is ending (its context
+// is done): reading goes on, dropping what arrives, until the server
+// answers the close frame or ends the connection (awaitServerClose).
+func (cn *conn) ending(err error) bool {
+	return errors.Is(err, errConnDone) && cn.ctx.Err() != nil
 }
 
 // setReadDeadline sets the deadline of the next frame: the handshake
@@ -461,7 +476,9 @@ func (cn *conn) writeLoop() {
 				continue
 			case m = <-cn.out:
 			case <-cn.ctx.Done():
-				cn.writeClose(bw)
+				if cn.writeClose(bw) {
+					cn.awaitServerClose()
+				}
 				return
 			}
 			if m.binary {
@@ -522,17 +539,33 @@ func (cn *conn) writeLoop() {
 }
 
 // writeClose writes the close frame the connection's end asks for, if any.
-func (cn *conn) writeClose(bw *bufio.Writer) {
+func (cn *conn) writeClose(bw *bufio.Writer) bool {
 	code := int(cn.sendCode.Load())
 	if code == 0 && cn.c.ctx.Err() != nil {
 		code = protocol.CloseNormal // the client is closing
 	}
 	if code == 0 {
-		return
+		return false
 	}
 	body := ws.NewCloseFrameBody(ws.StatusCode(code), protocol.CloseReason(code))
 	if err := cn.writeFrame(bw, ws.NewCloseFrame(body), closeTimeout); err != nil {
 		cn.log.Debug("client: write close frame", "err", err)
+		return false
+	}
+	return true
+}
+
+// awaitServerClose waits, at most closeTimeout, for the server to answer
+// the close frame just written (or end the connection) before the socket
+// is closed. readLoop has usually ended already when the server closed
+// first.
+func (cn *conn) awaitServerClose() {
+	t := time.NewTimer(closeTimeout)
+	defer t.Stop()
+	select {
+	case <-cn.readDone:
+	case <-t.C:
+		cn.log.Debug("client: no close from the server in time; closing the socket")
 	}
 }
 
