@@ -11,7 +11,8 @@ import (
 
 // Node messages of the RPC relay, carried by Directory.SendToNode between the
 // node of a caller (the origin) and the node holding the target. Every
-// message is one JSON object:
+// message is one JSON object (encoded and decoded without reflection by
+// rpc_codec.go, falling back to encoding/json):
 //
 //	origin → target node
 //	  {"kind":"rpc.call","from":"n1","call":"n1/17","device":"d1","method":"files.read",
@@ -173,7 +174,7 @@ func (r *rpcRelay) forwardResult(m *nodeMsg) (json.RawMessage, routeMiss, error)
 }
 
 func (r *rpcRelay) sendNode(ctx context.Context, node string, msg *nodeMsg) error {
-	b, err := json.Marshal(msg)
+	b, err := marshalNodeMsg(msg)
 	if err != nil {
 		return err
 	}
@@ -184,7 +185,7 @@ func (r *rpcRelay) sendNode(ctx context.Context, node string, msg *nodeMsg) erro
 // delivery path, so anything that waits runs on a goroutine of the hub.
 func (r *rpcRelay) handleNodeMessage(raw json.RawMessage) {
 	var m nodeMsg
-	if err := json.Unmarshal(raw, &m); err != nil || m.Call == "" {
+	if err := unmarshalNodeMsg(raw, &m); err != nil || m.Call == "" {
 		r.h.log.Warn("rpc: bad node message", "err", err)
 		return
 	}
