@@ -18,10 +18,26 @@ import (
 
 // marshalNodeMsg returns m's JSON.
 func marshalNodeMsg(m *nodeMsg) ([]byte, error) {
-	if b, ok := appendNodeMsg(make([]byte, 0, 128+len(m.Params)+len(m.Data)+len(m.Result)), m); ok {
+	if b, ok := appendNodeMsg(make([]byte, 0, nodeMsgSize(m)), m); ok {
 		return b, nil
 	}
 	return json.Marshal(m)
+}
+
+// nodeMsgSize is an upper bound of appendNodeMsg's output for m (keys,
+// quotes and numbers take less than 320 bytes together): one allocation,
+// no growth (a growth's allocation is the deepest call of a forwarded
+// call's goroutine, and where its stack would grow).
+func nodeMsgSize(m *nodeMsg) int {
+	n := 320 + len(m.Kind) + len(m.From) + len(m.Call) + len(m.Device) + len(m.Method) +
+		len(m.Params) + len(m.Data) + len(m.Result)
+	if m.Caller != nil {
+		n += len(m.Caller.UserID) + len(m.Caller.DeviceID) + len(m.Caller.AppID)
+	}
+	if m.Error != nil {
+		n += len(m.Error.Code) + len(m.Error.Message)
+	}
+	return n
 }
 
 // appendNodeMsg appends m's JSON to dst: the fields of nodeMsg in order,

@@ -89,6 +89,9 @@ func FuzzMarshalNodeMsg(f *testing.F) {
 		if err != nil {
 			return
 		}
+		if _, fast := appendNodeMsg(nil, m); fast && len(got) > nodeMsgSize(m) {
+			t.Fatalf("marshalNodeMsg wrote %d bytes, over nodeMsgSize's bound %d", len(got), nodeMsgSize(m))
+		}
 		if !json.Valid(got) {
 			t.Fatalf("marshalNodeMsg wrote invalid JSON %q", got)
 		}
