@@ -248,8 +248,11 @@ func (r *rpcRelay) serveRemote(ctx context.Context, m *nodeMsg) {
 	if m.TimeoutMs > 0 {
 		timeout = min(time.Duration(m.TimeoutMs)*time.Millisecond, r.cfg.MaxTimeout)
 	}
-	cctx, stop := context.WithTimeoutCause(base, timeout, errRPCTimeout)
-	defer stop()
+	// One context, its timeout a timer (as CallDevice): a second context
+	// per served call showed in a machine node's profile.
+	t := time.AfterFunc(timeout, func() { cancel(errRPCTimeout) })
+	defer t.Stop()
+	cctx := deadlineCtx{Context: base, deadline: time.Now().Add(timeout)}
 	r.mu.Lock()
 	r.served[key] = cancel
 	r.mu.Unlock()
