@@ -32,18 +32,18 @@ const (
 // and waits for its outcome; run, the only writer, takes everything queued
 // (up to a batch) and PUBLISHes it as one pipeline, so concurrent messages
 // share one round trip to Redis instead of taking one each. Messages
-// leave in queue order on one connection, so a node's messages arrive in
-// the order they were sent.
+// leave in queue order, one pipeline at a time (the next one is written
+// once Redis answered the previous one), so a node's messages arrive in the
+// order they were sent.
 type nodeSender struct {
-	b     *Broker
-	sh    *shard
+	b     *Broker        // set once
+	sh    *shard         // set once
 	queue chan *nodeSend // set once, bounded (nodeQueueSize): SendToNode → run
 	taken atomic.Uint64  // messages run took for a pipeline (tests watch the writer with it)
 }
 
 // nodeSend is one queued message and, once done is closed, its outcome.
 type nodeSend struct {
-	node    string // set once
 	channel string // set once
 	msg     []byte // set once
 	// state moves from sendQueued to sendTaken (by run, which then sends
@@ -70,11 +70,14 @@ func newNodeSender(b *Broker, sh *shard) *nodeSender {
 // (or the broker closes) before the message was taken for a pipeline, it is
 // never sent; after that, the error says it may have been.
 func (w *nodeSender) send(ctx context.Context, nodeID string, msg []byte) (int64, error) {
-	s := &nodeSend{node: nodeID, channel: w.b.nodeChannel(nodeID), msg: msg, done: make(chan struct{})}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("not sent: %w", err)
+	}
+	s := &nodeSend{channel: w.b.nodeChannel(nodeID), msg: msg, done: make(chan struct{})}
 	select {
 	case w.queue <- s:
 	case <-ctx.Done():
-		return 0, fmt.Errorf("not sent (the queue to redis is full): %w", ctx.Err())
+		return 0, fmt.Errorf("not sent (waiting for room in the queue to redis): %w", ctx.Err())
 	case <-w.b.stop:
 		return 0, hub.ErrBrokerClosed
 	}
