@@ -26,7 +26,9 @@
 # Environment: SUBS (10000) RATE (100) SIZE (100) CALLERS (100) MACHINES (2)
 # DURATION (10s) RUNS (1) NODES (3) MODES ("single cluster") SCENARIOS
 # ("fanout relay") PORT_BASE (7781: nodes on PORT_BASE.., Redis on
-# PORT_BASE+20) BIN (/tmp/junction-bench-cluster, built from this tree).
+# PORT_BASE+20) BIN (/tmp/junction-bench-cluster, built from this tree;
+# NOBUILD=1 uses BIN as it is) PPROF_BASE (unset: node i serves pprof on
+# 127.0.0.1:PPROF_BASE+i, for CPU profiles of a run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUBS=${SUBS:-10000}
@@ -47,7 +49,7 @@ for tool in redis-server redis-cli jq curl timeout; do
   command -v "$tool" >/dev/null || { echo "$tool not found (apt-get install redis-server jq curl)" >&2; exit 2; }
 done
 
-go build -o "$BIN" ./cmd/junction
+[ -n "${NOBUILD:-}" ] || go build -o "$BIN" ./cmd/junction
 TMP=$(mktemp -d /tmp/bench-cluster.XXXXXX)
 OUT=$TMP/results.jsonl
 : >"$OUT"
@@ -73,6 +75,7 @@ wait_ready() { # URL
 start_node() { # INDEX DATA [ARGS...]: starts junction serve on PORT_BASE+INDEX
   local i=$1 data=$2 port=$((PORT_BASE + $1)); shift 2
   port_free "$port" || { echo "port $port is in use (set PORT_BASE)" >&2; exit 1; }
+  [ -z "${PPROF_BASE:-}" ] || set -- "$@" --pprof-addr "127.0.0.1:$((PPROF_BASE + i))"
   "$BIN" serve --addr "127.0.0.1:$port" --data "$data" --log-level error --hub-requests-per-second -1 "$@" \
     >>"$TMP/node$i.log" 2>&1 &
   PIDS+=($!)

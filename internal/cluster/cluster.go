@@ -170,6 +170,7 @@ type shard struct {
 	url    string        // set once, for messages (password removed)
 	client *redis.Client // set once
 	conns  []*psConn     // set once in New; running after Start
+	sender *nodeSender   // set once in New; its writer runs after Start (nodesend.go)
 }
 
 // stats counts what the broker did (Stats).
@@ -183,6 +184,8 @@ type stats struct {
 	checks        atomic.Uint64 // position checks run
 	receiveErrors atomic.Uint64 // errors of pub/sub reads (each one a reconnect)
 	idemReplayed  atomic.Uint64 // idempotent publications answered from their record
+	nodeSent      atomic.Uint64 // node messages PUBLISHed (SendToNode)
+	nodeBatches   atomic.Uint64 // pipelines that carried them
 }
 
 // Stats is a snapshot of the broker's counters.
@@ -196,6 +199,8 @@ type Stats struct {
 	Checks        uint64 // topic position checks run
 	ReceiveErrors uint64 // pub/sub read errors (each one a reconnect)
 	IdemReplayed  uint64 // idempotent publications answered from their record
+	NodeSent      uint64 // node messages PUBLISHed (SendToNode)
+	NodeBatches   uint64 // pipelines (Redis round trips) that carried them
 }
 
 // Stats returns the broker's counters.
@@ -206,6 +211,7 @@ func (b *Broker) Stats() Stats {
 		Resets: s.resets.Load(), Dropped: s.dropped.Load(), Resubscribed: s.resubscribed.Load(),
 		Checks: s.checks.Load(), ReceiveErrors: s.receiveErrors.Load(),
 		IdemReplayed: s.idemReplayed.Load(),
+		NodeSent:     s.nodeSent.Load(), NodeBatches: s.nodeBatches.Load(),
 	}
 }
 
@@ -268,6 +274,7 @@ func New(cfg Config) (*Broker, error) {
 		for j := range cfg.PubSubConns {
 			sh.conns = append(sh.conns, newPSConn(b, sh, j))
 		}
+		sh.sender = newNodeSender(b, sh)
 		b.shards = append(b.shards, sh)
 	}
 	return b, nil
@@ -353,6 +360,8 @@ func (b *Broker) Start(ctx context.Context) error {
 		for _, c := range sh.conns {
 			c.start()
 		}
+		b.wg.Add(1)
+		go func() { defer b.wg.Done(); sh.sender.run() }()
 	}
 	return nil
 }

@@ -13,6 +13,8 @@ import "github.com/prometheus/client_golang/prometheus"
 //	junction_broker_resubscribed_total: topics resubscribed after a pub/sub reconnect
 //	junction_broker_position_checks_total: topic position checks
 //	junction_broker_pubsub_errors_total: pub/sub read errors (each one a reconnect)
+//	junction_broker_node_messages_total: node messages sent (SendToNode)
+//	junction_broker_node_batches_total: pipelines (Redis round trips) that carried them
 func (b *Broker) Register(reg prometheus.Registerer) error {
 	s := &b.stats
 	counter := func(name, help string, labels prometheus.Labels, f func() uint64) prometheus.Collector {
@@ -29,6 +31,8 @@ func (b *Broker) Register(reg prometheus.Registerer) error {
 		counter("junction_broker_resubscribed_total", "Topics resubscribed after a pub/sub reconnect (each then checked).", nil, s.resubscribed.Load),
 		counter("junction_broker_position_checks_total", "Topic position checks run.", nil, s.checks.Load),
 		counter("junction_broker_pubsub_errors_total", "Pub/sub read errors (each one a reconnect).", nil, s.receiveErrors.Load),
+		counter("junction_broker_node_messages_total", "Node messages sent to other nodes (RPC relay), each one PUBLISH.", nil, s.nodeSent.Load),
+		counter("junction_broker_node_batches_total", "Pipelines (Redis round trips) that carried the node messages: concurrent messages share one.", nil, s.nodeBatches.Load),
 	} {
 		if err := reg.Register(c); err != nil {
 			return err

@@ -182,23 +182,6 @@ func (b *Broker) DeviceClaim(ctx context.Context, deviceID string) (DeviceClaim,
 	return DeviceClaim{Node: node, BootID: boot, Generation: g}, true, nil
 }
 
-// SendToNode implements hub.Directory: a PUBLISH on the node's channel. It
-// fails when no node listens there (the node is gone).
-func (b *Broker) SendToNode(ctx context.Context, nodeID string, msg json.RawMessage) error {
-	if err := b.checkOpen(); err != nil {
-		return err
-	}
-	n, err := b.shardOf("node:"+nodeID).client.Publish(ctx, b.nodeChannel(nodeID), []byte(msg)).Result()
-	if err != nil {
-		return fmt.Errorf("cluster: send to node %q: %w", nodeID, err)
-	}
-	if n == 0 {
-		b.routes.forgetNode(nodeID)
-		return fmt.Errorf("cluster: node %q is not reachable", nodeID)
-	}
-	return nil
-}
-
 // Errors of the idempotency records.
 var (
 	errIdemNotFound = errors.New("idempotency record not found")

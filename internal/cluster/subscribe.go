@@ -35,10 +35,13 @@ type psConn struct {
 	// subscribed everything again, or on the new one.
 	psMu  sync.Mutex
 	ps    *redis.PubSub // guarded by psMu; set in start
-	queue chan any      // set once: reader → dispatcher (*redis.Message, *redis.Subscription)
-	poke  chan struct{} // set once, cap 1: wakes the checker for urgent checks
-	done  chan struct{} // set once, closed by close
-	runs  bool          // set once in start
+	queue chan any      // set once: reader → dispatcher (*redis.Message, *redis.Subscription, connLost)
+	// ownChannel is this node's channel (set once): its messages go from
+	// the reader straight to the NodeHandler (deliverNode).
+	ownChannel string
+	poke       chan struct{} // set once, cap 1: wakes the checker for urgent checks
+	done       chan struct{} // set once, closed by close
+	runs       bool          // set once in start
 
 	mu        sync.Mutex
 	subs      map[string]*sub          // guarded by mu: by channel name
@@ -66,12 +69,13 @@ type sub struct {
 func newPSConn(b *Broker, sh *shard, idx int) *psConn {
 	return &psConn{
 		b: b, sh: sh, idx: idx,
-		queue:     make(chan any, b.cfg.QueueSize),
-		poke:      make(chan struct{}, 1),
-		done:      make(chan struct{}),
-		subs:      make(map[string]*sub),
-		waitUnsub: make(map[string]chan struct{}),
-		urgent:    make(map[*sub]struct{}),
+		queue:      make(chan any, b.cfg.QueueSize),
+		ownChannel: b.nodeChannel(b.cfg.NodeID),
+		poke:       make(chan struct{}, 1),
+		done:       make(chan struct{}),
+		subs:       make(map[string]*sub),
+		waitUnsub:  make(map[string]chan struct{}),
+		urgent:     make(map[*sub]struct{}),
 	}
 }
 
@@ -194,6 +198,10 @@ func (c *psConn) readLoop() {
 		}
 		switch m := msg.(type) {
 		case *redis.Message:
+			if m.Channel == c.ownChannel {
+				c.deliverNode(m)
+				continue
+			}
 			select {
 			case c.queue <- m:
 			default:
@@ -375,9 +383,7 @@ func (c *psConn) dispatchMessage(m *redis.Message) {
 		return
 	}
 	if s.node {
-		if hb := c.b.nodes.Load(); hb != nil {
-			hb.h.HandleNodeMessage(json.RawMessage(m.Payload))
-		}
+		c.deliverNode(m) // not reached: the reader delivers them
 		return
 	}
 	pub, err := parseMessage(m.Payload)
@@ -391,6 +397,20 @@ func (c *psConn) dispatchMessage(m *redis.Message) {
 	if err != nil {
 		c.retry(s)
 		c.wake()
+	}
+}
+
+// deliverNode hands a message of this node's channel to the NodeHandler.
+// The reader calls it itself, in arrival order: a node message needs no
+// fill and hub.NodeHandler does not block, so it skips the queue and the
+// dispatcher (a hand-off per message), never waits behind a topic's fill,
+// and is never dropped by a full queue. (Subscription confirmations still
+// go through the queue: a message may be handled before the confirmation
+// of the subscription it came on marks the channel up, which changes
+// nothing for it.)
+func (c *psConn) deliverNode(m *redis.Message) {
+	if hb := c.b.nodes.Load(); hb != nil {
+		hb.h.HandleNodeMessage(json.RawMessage(m.Payload))
 	}
 }
 

@@ -24,10 +24,12 @@ type progressSink interface {
 	// progress is called on the target's read loop (or the broker's
 	// delivery path) in arrival order; it must not block.
 	progress(data json.RawMessage)
-	// queue returns progress waiting to be forwarded from the relaying
-	// goroutine (forward), or nil when progress is delivered at once.
-	queue() <-chan json.RawMessage
-	forward(data json.RawMessage)
+	// wake returns a channel that receives when progress is waiting to
+	// be forwarded from the relaying goroutine (flush), or nil when
+	// progress is delivered at once.
+	wake() <-chan struct{}
+	// flush forwards the progress waiting, in order.
+	flush()
 }
 
 // callerSink delivers progress to a caller connected to this node.
@@ -51,8 +53,8 @@ func (s *callerSink) progress(data json.RawMessage) {
 	}
 }
 
-func (s *callerSink) queue() <-chan json.RawMessage { return nil }
-func (s *callerSink) forward(json.RawMessage)       {}
+func (s *callerSink) wake() <-chan struct{} { return nil }
+func (s *callerSink) flush()                {}
 
 // handleCall relays rpc.call: find the target (waiting for it up to the
 // offline grace), check the grant and the method, send it the request with
@@ -286,25 +288,20 @@ func (r *rpcRelay) deliverLocal(ctx context.Context, done <-chan struct{}, calle
 		r.h.log.Error("rpc: send request", "device", target.Principal().DeviceID, "err", err)
 		return nil, false, protocol.AsError(nil)
 	}
-	q := sink.queue()
+	wake := sink.wake()
 	for {
 		select {
 		case f := <-ch:
-			for drained := false; !drained && q != nil; {
-				select {
-				case d := <-q:
-					sink.forward(d)
-				default:
-					drained = true
-				}
+			if wake != nil {
+				sink.flush() // progress that came before the response
 			}
 			if f == nil {
 				return nil, false, protocol.Errorf(protocol.CodeUnavailable, "target disconnected during the call")
 			}
 			res, err := r.result(f, target, method)
 			return res, false, err
-		case d := <-q:
-			sink.forward(d)
+		case <-wake:
+			sink.flush()
 		case <-ctx.Done():
 			target.forget(id)
 			e := r.ctxErr(ctx, false)

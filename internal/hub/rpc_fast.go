@@ -196,8 +196,8 @@ func (ic *inlineCall) progress(data json.RawMessage) {
 	(&callerSink{r: ic.r, conn: ic.caller, id: ic.callID}).progress(data)
 }
 
-func (ic *inlineCall) queue() <-chan json.RawMessage { return nil }
-func (ic *inlineCall) forward(json.RawMessage)       {}
+func (ic *inlineCall) wake() <-chan struct{} { return nil }
+func (ic *inlineCall) flush()                {}
 
 // relayResponse hands a response that no waiting channel claimed to the
 // fast-path call it answers; it reports whether there was one.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/junctionhq/junction/protocol"
@@ -11,7 +12,8 @@ import (
 
 // Node messages of the RPC relay, carried by Directory.SendToNode between the
 // node of a caller (the origin) and the node holding the target. Every
-// message is one JSON object:
+// message is one JSON object (encoded and decoded without reflection by
+// rpc_codec.go, falling back to encoding/json):
 //
 //	origin → target node
 //	  {"kind":"rpc.call","from":"n1","call":"n1/17","device":"d1","method":"files.read",
@@ -173,7 +175,7 @@ func (r *rpcRelay) forwardResult(m *nodeMsg) (json.RawMessage, routeMiss, error)
 }
 
 func (r *rpcRelay) sendNode(ctx context.Context, node string, msg *nodeMsg) error {
-	b, err := json.Marshal(msg)
+	b, err := marshalNodeMsg(msg)
 	if err != nil {
 		return err
 	}
@@ -184,7 +186,7 @@ func (r *rpcRelay) sendNode(ctx context.Context, node string, msg *nodeMsg) erro
 // delivery path, so anything that waits runs on a goroutine of the hub.
 func (r *rpcRelay) handleNodeMessage(raw json.RawMessage) {
 	var m nodeMsg
-	if err := json.Unmarshal(raw, &m); err != nil || m.Call == "" {
+	if err := unmarshalNodeMsg(raw, &m); err != nil || m.Call == "" {
 		r.h.log.Warn("rpc: bad node message", "err", err)
 		return
 	}
@@ -246,8 +248,11 @@ func (r *rpcRelay) serveRemote(ctx context.Context, m *nodeMsg) {
 	if m.TimeoutMs > 0 {
 		timeout = min(time.Duration(m.TimeoutMs)*time.Millisecond, r.cfg.MaxTimeout)
 	}
-	cctx, stop := context.WithTimeoutCause(base, timeout, errRPCTimeout)
-	defer stop()
+	// One context, its timeout a timer (as CallDevice): a second context
+	// per served call showed in a machine node's profile.
+	t := time.AfterFunc(timeout, func() { cancel(errRPCTimeout) })
+	defer t.Stop()
+	cctx := deadlineCtx{Context: base, deadline: time.Now().Add(timeout)}
 	r.mu.Lock()
 	r.served[key] = cancel
 	r.mu.Unlock()
@@ -274,7 +279,7 @@ func (r *rpcRelay) serveRemote(ctx context.Context, m *nodeMsg) {
 			out.Error = protocol.AsError(nil)
 		}
 	default:
-		sink := &remoteSink{r: r, ctx: cctx, origin: m.From, call: m.Call, ch: make(chan json.RawMessage, 256)}
+		sink := &remoteSink{r: r, ctx: cctx, origin: m.From, call: m.Call, wakeCh: make(chan struct{}, 1)}
 		res, offline, err := r.deliverLocal(cctx, nil, caller, s, m.Method, m.Params, sink)
 		r.metrics.calls.WithLabelValues(outcome(err), "served").Inc()
 		switch {
@@ -300,29 +305,51 @@ func (r *rpcRelay) reply(ctx context.Context, m *nodeMsg, out *nodeMsg) {
 	}
 }
 
+// maxRemoteProgress bounds the progress of one forwarded call waiting to
+// be sent to its origin; more is dropped (counted).
+const maxRemoteProgress = 256
+
 // remoteSink queues a forwarded call's progress from the target's read
 // loop and sends it to the origin from the relaying goroutine, before the
-// result, so that the read loop never waits on the broker.
+// result, so that the read loop never waits on the broker. (A slice under
+// a mutex and a wake-up rather than a channel of maxRemoteProgress: a call
+// without progress, the common case, allocates no buffer.)
 type remoteSink struct {
 	r      *rpcRelay
 	ctx    context.Context
 	origin string
 	call   string
-	ch     chan json.RawMessage
+	wakeCh chan struct{} // cap 1: progress is pending
+
+	mu      sync.Mutex
+	pending []json.RawMessage // guarded by mu: at most maxRemoteProgress
 }
 
 func (s *remoteSink) progress(data json.RawMessage) {
-	select {
-	case s.ch <- data:
-	default:
+	s.mu.Lock()
+	if len(s.pending) >= maxRemoteProgress {
+		s.mu.Unlock()
 		s.r.metrics.dropped.Inc()
+		return
+	}
+	s.pending = append(s.pending, data)
+	s.mu.Unlock()
+	select {
+	case s.wakeCh <- struct{}{}:
+	default:
 	}
 }
 
-func (s *remoteSink) queue() <-chan json.RawMessage { return s.ch }
+func (s *remoteSink) wake() <-chan struct{} { return s.wakeCh }
 
-func (s *remoteSink) forward(data json.RawMessage) {
-	if err := s.r.sendNode(s.ctx, s.origin, &nodeMsg{Kind: nodeProgress, Call: s.call, Data: data}); err != nil {
-		s.r.metrics.dropped.Inc()
+func (s *remoteSink) flush() {
+	s.mu.Lock()
+	pending := s.pending
+	s.pending = nil
+	s.mu.Unlock()
+	for _, data := range pending {
+		if err := s.r.sendNode(s.ctx, s.origin, &nodeMsg{Kind: nodeProgress, Call: s.call, Data: data}); err != nil {
+			s.r.metrics.dropped.Inc()
+		}
 	}
 }

@@ -49,9 +49,9 @@ func (h *Hub) CallDevice(ctx context.Context, caller *auth.Principal, device, me
 // discardSink drops the progress of a call nobody watches.
 type discardSink struct{}
 
-func (discardSink) progress(json.RawMessage)      {}
-func (discardSink) queue() <-chan json.RawMessage { return nil }
-func (discardSink) forward(json.RawMessage)       {}
+func (discardSink) progress(json.RawMessage) {}
+func (discardSink) wake() <-chan struct{}    { return nil }
+func (discardSink) flush()                   {}
 
 // CheckTopic reports whether topic is well formed and matches a namespace
 // (bad_request or not_found otherwise), without publishing.
