@@ -62,8 +62,7 @@ func (h *Hub) connSubsFor(c *Conn) *connSubs {
 func (h *Hub) connClosed(cs *connSubs) {
 	cs.mu.Lock()
 	cs.closed = true
-	subs := cs.subs
-	cs.subs, cs.index = nil, nil
+	subs := cs.clear()
 	cs.mu.Unlock()
 	if len(subs) == 0 {
 		return
@@ -104,7 +103,7 @@ func (h *Hub) subscribe(ctx context.Context, call *Call, p *subscribeParams) (*p
 	case cs.get(t.Name) != nil:
 		cs.mu.Unlock()
 		return nil, protocol.Errorf(protocol.CodeConflict, "already subscribed to %q", t.Name)
-	case len(cs.subs) >= h.cfg.MaxSubscriptions:
+	case cs.count() >= h.cfg.MaxSubscriptions:
 		cs.mu.Unlock()
 		return nil, protocol.Errorf(protocol.CodeTooLarge, "too many subscriptions on this connection (max %d)", h.cfg.MaxSubscriptions).
 			WithDetail("limit", h.cfg.MaxSubscriptions)
