@@ -94,7 +94,13 @@ func (h *Hub) subscribe(ctx context.Context, call *Call, p *subscribeParams) (*p
 	}
 	c := call.Conn
 	cs := h.connSubsFor(c)
-	s := &subscriber{conn: c, wsc: c.ws.Load(), compact: c.compact, topic: t.Name, ns: ns}
+	name := t.Name // decoded from this request's parameters
+	if lt := h.ch.lookup(name); lt != nil {
+		// The topic's own copy: its subscribers share one string instead
+		// of each holding the one its request decoded.
+		name = lt.name
+	}
+	s := &subscriber{conn: c, wsc: c.ws.Load(), compact: c.compact, topic: name, ns: ns}
 	cs.mu.Lock()
 	switch {
 	case cs.closed:
