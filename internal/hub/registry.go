@@ -173,6 +173,29 @@ func (r *registry) byDevice(deviceID string) *Conn {
 	return s.devices[deviceID]
 }
 
+// eachDevice calls fn for every device's connection, outside the shard
+// locks (each shard is copied under its read lock).
+func (r *registry) eachDevice(fn func(device string, c *Conn)) {
+	type entry struct {
+		device string
+		c      *Conn
+	}
+	var batch []entry
+	for i := range r.shards {
+		s := &r.shards[i]
+		s.mu.RLock()
+		for d, c := range s.devices {
+			batch = append(batch, entry{d, c})
+		}
+		s.mu.RUnlock()
+		for _, e := range batch {
+			fn(e.device, e.c)
+		}
+		clear(batch)
+		batch = batch[:0]
+	}
+}
+
 // eachOfUser calls fn for the user's connections, outside the shard lock.
 func (r *registry) eachOfUser(userID string, fn func(*Conn)) {
 	s := r.shard("u/" + userID)
