@@ -125,7 +125,7 @@ type localTopic struct {
 //
 // Every subscribed connection holds one, and a fan-out reads one per
 // subscriber: the fields it reads (wsc, compact, live, epoch, after) come
-// first, in the first 64 bytes, and the whole fits the 128-byte size class
+// first, in the first 64 bytes, and the whole fits the 112-byte size class
 // (the 4-byte atomics and the mutex sit side by side instead of each being
 // padded to 8). TestSubscriberSize keeps it there.
 type subscriber struct {
@@ -150,9 +150,12 @@ type subscriber struct {
 	kicked     atomic.Bool // removed by the server; channel.unsubscribed sent
 	inPresence atomic.Bool // added to the topic's presence set
 
-	mu       sync.Mutex
-	buf      []Publication // guarded by mu: publications (and join/leave events, at offset 0) received while joining
-	overflow bool          // guarded by mu: buf exceeded its bound
+	mu sync.Mutex
+	// buf is guarded by mu: publications (and join/leave events, at offset
+	// 0) received while joining, nil when none (a pointer: most joins buffer
+	// nothing, and subscriber keeps its size class).
+	buf      *[]Publication
+	overflow bool // guarded by mu: buf exceeded its bound
 }
 
 // connSubs is a connection's subscriptions (Conn.subs). Every subscribed
