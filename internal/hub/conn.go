@@ -22,9 +22,9 @@ import (
 // queued; every outbound frame goes through the transport's bounded queue.
 type Conn struct {
 	// Every idle connection holds one: TestConnSize keeps it in the
-	// 176-byte size class. Fields are ordered so that little is padded;
-	// state only some connections need (Value, AfterClose, server→client
-	// requests) is in extra.
+	// 160-byte size class. Fields are ordered so that little is padded;
+	// state only some connections need (Value, AfterClose, Done,
+	// server→client requests) is in extra.
 	hub *Hub   // set once at construction
 	id  string // set once at construction
 
@@ -32,12 +32,11 @@ type Conn struct {
 	ws        atomic.Pointer[ws.Conn]        // set once by attach or the first OnMessage
 
 	welcomeOnce sync.Once
-	registered  atomic.Bool     // in the registry: set after the welcome, cleared by unregister
-	admitted    atomic.Bool     // holds a connection slot (Hub.admit), given back once on close
-	async       int32           // guarded by mu: Async requests in flight
-	admittedAs  *auth.Principal // whom the slot was reserved for; set before the upgrade
-	since       int64           // set once at construction: when the connection began (Unix ns, Deps.Now)
-	compact     *compactConn    // set once before the upgrade: the compact codec's state (conn_compact_*.go); nil for protocol v1
+	registered  atomic.Bool  // in the registry: set after the welcome, cleared by unregister
+	admitted    atomic.Bool  // holds a connection slot (Hub.admit), given back once on close
+	async       int32        // guarded by mu: Async requests in flight
+	since       int64        // set once at construction: when the connection began (Unix ns, Deps.Now)
+	compact     *compactConn // set once before the upgrade: the compact codec's state (conn_compact_*.go); nil for protocol v1
 
 	mu      sync.Mutex
 	kind    uint8 // set once by welcome: the connection's slot in Hub.kinds
@@ -47,11 +46,10 @@ type Conn struct {
 	// for the current credential (expiry.go).
 	expiryWarned bool
 	inbox        []*protocol.Frame // guarded by mu: Serial requests waiting
-	done         chan struct{}     // guarded by mu: created lazily by Done, closed on close
 	rate         auth.Bucket       // guarded by mu: the request rate limit
 	subs         *connSubs         // guarded by mu: channel subscriptions, nil before the first (its own field: most connections subscribe)
 	claim        *deviceClaim      // guarded by mu: the device's claim (claims.go), set once after the welcome; nil without a device
-	extra        *connExtra        // guarded by mu: created by the first SetValue, AfterClose or server→client request
+	extra        *connExtra        // guarded by mu: created by the first SetValue, AfterClose, Done or server→client request
 }
 
 // connExtra is the state of a Conn that most connections never use: an
@@ -61,6 +59,7 @@ type connExtra struct {
 	onClose []func(*Conn)                   // run once after close
 	pending map[string]chan *protocol.Frame // server→client requests awaiting a response
 	nextReq uint64                          // the number of the last server→client request
+	done    chan struct{}                   // created by Done, closed on close
 }
 
 // nextRequestIDLocked returns the id of a new server→client request. Called
@@ -161,13 +160,14 @@ func (c *Conn) welcome() {
 func (c *Conn) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.done == nil {
-		c.done = make(chan struct{})
+	x := c.extraLocked()
+	if x.done == nil {
+		x.done = make(chan struct{})
 		if c.closed {
-			close(c.done)
+			close(x.done)
 		}
 	}
-	return c.done
+	return x.done
 }
 
 // Closed reports whether the connection has closed.
@@ -345,12 +345,12 @@ func (c *Conn) OnClose(_ *ws.Conn, code int, reason string) {
 		return
 	}
 	c.closed = true
-	if c.done != nil {
-		close(c.done)
-	}
 	var pending map[string]chan *protocol.Frame
 	var hooks []func(*Conn)
 	if c.extra != nil {
+		if c.extra.done != nil {
+			close(c.extra.done)
+		}
 		pending = c.extra.pending
 		c.extra.pending = nil
 		hooks = c.extra.onClose

@@ -131,7 +131,6 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, p *auth.Principal,
 		c.SetValue(connInfoKey{}, info)
 	}
 	c.compact = cc
-	c.admittedAs = p
 	c.admitted.Store(true)
 	// Corked: the 101 response and the welcome leave in one write, from
 	// this goroutine, rather than as two writes with a writer's wake-up.

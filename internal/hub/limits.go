@@ -155,9 +155,11 @@ func (h *Hub) releaseLocal(o owner) {
 	s.mu.Unlock()
 }
 
-// releaseSlot gives back c's reservation, once.
+// releaseSlot gives back c's reservation, once. The slot was reserved for
+// the principal c began with; a replaced principal (auth.refresh,
+// Reauthorize) keeps its user and app, which are all ownerOf reads.
 func (c *Conn) releaseSlot() {
 	if c.admitted.CompareAndSwap(true, false) {
-		c.hub.release(c.admittedAs)
+		c.hub.release(c.Principal())
 	}
 }
