@@ -33,27 +33,33 @@ import (
 // entry.
 
 // deviceClaim is this node's claim for one connection of a device
-// (Conn.claim). Every connection with a device holds one, so it is small:
-// the channel rpc.register waits on is made only when someone waits
-// (claimOf), which few connections (machines) ever do.
+// (Conn.claim). Every connection with a device holds one, so it is small
+// (24 bytes): the channel rpc.register waits on is made only when someone
+// waits (claimOf), which few connections (machines) ever do.
 type deviceClaim struct {
 	conn *Conn
 	gen  atomic.Uint64 // the claim's generation; 0 until made (or after a failure)
-	// ended is set once the first attempt ended; done, made by the first
-	// claimOf that has to wait, is closed then. Both are guarded by
-	// conn.mu.
-	ended bool
-	done  chan struct{}
+	// done, guarded by conn.mu, is nil until the first claimOf that has to
+	// wait makes it, and claimEnded once the first attempt ended (a
+	// channel made by a waiter is closed then).
+	done chan struct{}
 }
+
+// claimEnded is deviceClaim.done once the claim's first attempt ended.
+var claimEnded = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
 
 // firstAttemptEnded marks e's first attempt as ended and wakes its waiters.
 func (e *deviceClaim) firstAttemptEnded() {
 	c := e.conn
 	c.mu.Lock()
-	e.ended = true
 	done := e.done
+	e.done = claimEnded
 	c.mu.Unlock()
-	if done != nil {
+	if done != nil && done != claimEnded {
 		close(done)
 	}
 }
@@ -143,7 +149,7 @@ func (r *rpcRelay) claimOf(ctx context.Context, c *Conn) uint64 {
 		c.mu.Unlock()
 		return 0
 	}
-	if !e.ended {
+	if e.done != claimEnded {
 		if e.done == nil {
 			e.done = make(chan struct{})
 		}

@@ -22,3 +22,12 @@ func TestConnSize(t *testing.T) {
 		t.Fatalf("hub.Conn is %d bytes, over the 160-byte size class", n)
 	}
 }
+
+// TestDeviceClaimSize keeps a deviceClaim in the 24-byte allocation size
+// class: every connection with a device holds one, and the next class up is
+// 32 bytes.
+func TestDeviceClaimSize(t *testing.T) {
+	if n := unsafe.Sizeof(deviceClaim{}); n > 24 {
+		t.Fatalf("deviceClaim is %d bytes, over the 24-byte size class", n)
+	}
+}
