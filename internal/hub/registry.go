@@ -176,6 +176,25 @@ func (r *registry) eachDevice(fn func(device string, c *Conn)) {
 	}
 }
 
+// eachUserConnLocked calls fn for every connection of every user, with the
+// connection's shard read-locked: fn must take no lock but leaves and
+// never block (the expiry scan, under expiryIndex.mu).
+func (r *registry) eachUserConnLocked(fn func(c *Conn)) {
+	for i := range r.shards {
+		s := &r.shards[i]
+		s.mu.RLock()
+		for _, c := range s.users {
+			fn(c)
+		}
+		for _, more := range s.more {
+			for _, c := range more {
+				fn(c)
+			}
+		}
+		s.mu.RUnlock()
+	}
+}
+
 // eachOfUser calls fn for the user's connections, outside the shard lock.
 func (r *registry) eachOfUser(userID string, fn func(*Conn)) {
 	s := r.shard("u/" + userID)
