@@ -31,3 +31,11 @@ func TestDeviceClaimSize(t *testing.T) {
 		t.Fatalf("deviceClaim is %d bytes, over the 24-byte size class", n)
 	}
 }
+
+// TestConnSubsSize keeps connSubs in the 32-byte allocation size class:
+// every subscribed connection holds one, and the next class up is 48 bytes.
+func TestConnSubsSize(t *testing.T) {
+	if n := unsafe.Sizeof(connSubs{}); n > 32 {
+		t.Fatalf("connSubs is %d bytes, over the 32-byte size class", n)
+	}
+}
