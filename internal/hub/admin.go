@@ -181,7 +181,7 @@ func (h *Hub) AdminConnection(id string) (protocol.AdminConnectionDetail, error)
 	d := protocol.AdminConnectionDetail{AdminConnection: h.adminConn(c), Subscriptions: []string{}, Methods: []string{}}
 	if cs := connSubsOf(c); cs != nil {
 		cs.mu.Lock()
-		for _, s := range cs.subs {
+		for _, s := range cs.list() {
 			d.Subscriptions = append(d.Subscriptions, s.topic)
 		}
 		cs.mu.Unlock()

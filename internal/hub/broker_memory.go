@@ -53,10 +53,12 @@ type MemoryBroker struct {
 	// makes the check and the record one step with the offset.
 	pubIdem *MemoryRecords // set once
 
-	mu       sync.Mutex
-	devices  map[string]lease                    // guarded by mu
-	devGen   uint64                              // guarded by mu: the last claim's generation
-	presence map[string]map[string]presenceEntry // guarded by mu: topic → client → entry
+	mu         sync.Mutex
+	devices    map[string]lease                    // guarded by mu
+	devGen     uint64                              // guarded by mu: the last claim's generation
+	leaseNodes []string                            // guarded by mu: node ids by lease.node (0 is "", a cleared claim)
+	nodeIdx    map[string]uint32                   // guarded by mu: the index in leaseNodes of each node id
+	presence   map[string]map[string]presenceEntry // guarded by mu: topic → client → entry
 }
 
 type pubHandlerBox struct{ h PublicationHandler }
@@ -109,15 +111,29 @@ type memTopic struct {
 	full       sync.Cond     // L is mu; broadcast when the deliverer takes the queue
 }
 
-// lease is a device's claim; node "" is the tombstone of a cleared claim,
-// kept until the claim's expiry so that an older refresh cannot recreate it.
-// Every connected device has one: the expiry is Unix nanoseconds rather than
-// a time.Time (24 bytes with its location), which keeps the map's slots at
-// 48 bytes instead of 64.
+// lease is a device's claim; node 0 ("") is the tombstone of a cleared
+// claim, kept until the claim's expiry so that an older refresh cannot
+// recreate it. Every connected device has one: the node is an index into
+// MemoryBroker.leaseNodes (a memory broker sees its own node's id, and in tests a
+// few others) and the expiry Unix nanoseconds rather than a time.Time (24
+// bytes with its location), which keeps the map's slots at 40 bytes instead
+// of 64.
 type lease struct {
-	node    string
 	gen     uint64
-	expires int64 // Unix nanoseconds
+	expires int64  // Unix nanoseconds
+	node    uint32 // index into MemoryBroker.leaseNodes
+}
+
+// nodeLocked returns the index of node id in b.leaseNodes, adding it. Called with
+// b.mu held.
+func (b *MemoryBroker) nodeLocked(id string) uint32 {
+	if i, ok := b.nodeIdx[id]; ok {
+		return i
+	}
+	i := uint32(len(b.leaseNodes))
+	b.leaseNodes = append(b.leaseNodes, id)
+	b.nodeIdx[id] = i
+	return i
 }
 
 // liveAt reports whether the lease has not expired at now.
@@ -131,13 +147,15 @@ type presenceEntry struct {
 // NewMemoryBroker returns a broker for the node nodeID.
 func NewMemoryBroker(nodeID string) *MemoryBroker {
 	b := &MemoryBroker{
-		nodeID:   nodeID,
-		now:      time.Now,
-		seed:     maphash.MakeSeed(),
-		stop:     make(chan struct{}),
-		devices:  make(map[string]lease),
-		presence: make(map[string]map[string]presenceEntry),
-		pubIdem:  NewMemoryRecords(memPublishIdemMax, nil),
+		nodeID:     nodeID,
+		now:        time.Now,
+		seed:       maphash.MakeSeed(),
+		stop:       make(chan struct{}),
+		devices:    make(map[string]lease),
+		leaseNodes: []string{""},
+		nodeIdx:    map[string]uint32{"": 0},
+		presence:   make(map[string]map[string]presenceEntry),
+		pubIdem:    NewMemoryRecords(memPublishIdemMax, nil),
 	}
 	for i := range b.topics {
 		b.topics[i].topics = make(map[string]*memTopic)
@@ -492,10 +510,10 @@ func (b *MemoryBroker) ClaimDevice(ctx context.Context, deviceID, nodeID string,
 	defer b.mu.Unlock()
 	prev := ""
 	if l, ok := b.devices[deviceID]; ok && l.liveAt(b.now()) {
-		prev = l.node
+		prev = b.leaseNodes[l.node]
 	}
 	b.devGen++
-	b.devices[deviceID] = lease{node: nodeID, gen: b.devGen, expires: b.now().Add(ttl).UnixNano()}
+	b.devices[deviceID] = lease{node: b.nodeLocked(nodeID), gen: b.devGen, expires: b.now().Add(ttl).UnixNano()}
 	return b.devGen, prev, nil
 }
 
@@ -503,10 +521,10 @@ func (b *MemoryBroker) ClaimDevice(ctx context.Context, deviceID, nodeID string,
 func (b *MemoryBroker) RefreshDevice(ctx context.Context, deviceID, nodeID string, gen uint64, ttl time.Duration) (bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if l, ok := b.devices[deviceID]; ok && l.liveAt(b.now()) && (l.gen != gen || l.node != nodeID) {
+	if l, ok := b.devices[deviceID]; ok && l.liveAt(b.now()) && (l.gen != gen || b.leaseNodes[l.node] != nodeID) {
 		return false, nil
 	}
-	b.devices[deviceID] = lease{node: nodeID, gen: gen, expires: b.now().Add(ttl).UnixNano()}
+	b.devices[deviceID] = lease{node: b.nodeLocked(nodeID), gen: gen, expires: b.now().Add(ttl).UnixNano()}
 	return true, nil
 }
 
@@ -514,8 +532,8 @@ func (b *MemoryBroker) RefreshDevice(ctx context.Context, deviceID, nodeID strin
 func (b *MemoryBroker) ClearDevice(ctx context.Context, deviceID, nodeID string, gen uint64) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if l, ok := b.devices[deviceID]; ok && l.node == nodeID && l.gen == gen {
-		l.node = ""
+	if l, ok := b.devices[deviceID]; ok && b.leaseNodes[l.node] == nodeID && l.gen == gen {
+		l.node = 0
 		b.devices[deviceID] = l
 	}
 	return nil
@@ -526,10 +544,10 @@ func (b *MemoryBroker) DeviceNode(ctx context.Context, deviceID string) (string,
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	l, ok := b.devices[deviceID]
-	if !ok || l.node == "" || !l.liveAt(b.now()) {
+	if !ok || l.node == 0 || !l.liveAt(b.now()) {
 		return "", false, nil
 	}
-	return l.node, true, nil
+	return b.leaseNodes[l.node], true, nil
 }
 
 // NodeAlive implements Directory: one node knows only itself.

@@ -125,7 +125,7 @@ type localTopic struct {
 //
 // Every subscribed connection holds one, and a fan-out reads one per
 // subscriber: the fields it reads (wsc, compact, live, epoch, after) come
-// first, in the first 64 bytes, and the whole fits the 128-byte size class
+// first, in the first 64 bytes, and the whole fits the 112-byte size class
 // (the 4-byte atomics and the mutex sit side by side instead of each being
 // padded to 8). TestSubscriberSize keeps it there.
 type subscriber struct {
@@ -150,17 +150,28 @@ type subscriber struct {
 	kicked     atomic.Bool // removed by the server; channel.unsubscribed sent
 	inPresence atomic.Bool // added to the topic's presence set
 
-	mu       sync.Mutex
-	buf      []Publication // guarded by mu: publications (and join/leave events, at offset 0) received while joining
-	overflow bool          // guarded by mu: buf exceeded its bound
+	mu sync.Mutex
+	// buf is guarded by mu: publications (and join/leave events, at offset
+	// 0) received while joining, nil when none (a pointer: most joins buffer
+	// nothing, and subscriber keeps its size class).
+	buf      *[]Publication
+	overflow bool // guarded by mu: buf exceeded its bound
 }
 
-// connSubs is a connection's subscriptions (Conn.subs).
+// connSubs is a connection's subscriptions (Conn.subs). Every subscribed
+// connection holds one and most hold a single subscription, so that one is
+// kept in one, without a slice (32 bytes in all); two or more live in many.
 type connSubs struct {
 	mu     sync.Mutex
-	subs   []*subscriber          // guarded by mu
-	index  map[string]*subscriber // guarded by mu: by topic, kept only beyond indexFrom subscriptions
-	closed bool                   // guarded by mu
+	closed bool        // guarded by mu
+	one    *subscriber // guarded by mu: the subscription while there is exactly one (many is nil)
+	many   *subsList   // guarded by mu: two or more subscriptions (one is nil), nil otherwise
+}
+
+// subsList is the subscriptions of a connection that holds two or more.
+type subsList struct {
+	subs  []*subscriber
+	index map[string]*subscriber // by topic, kept only beyond indexFrom subscriptions
 }
 
 // indexFrom is how many subscriptions a connection has before connSubs
@@ -168,12 +179,44 @@ type connSubs struct {
 // far smaller than a map.
 const indexFrom = 16
 
+// count returns the number of subscriptions. Called with mu held.
+func (cs *connSubs) count() int {
+	switch {
+	case cs.one != nil:
+		return 1
+	case cs.many != nil:
+		return len(cs.many.subs)
+	}
+	return 0
+}
+
+// list returns a copy of the subscriptions. Called with mu held.
+func (cs *connSubs) list() []*subscriber {
+	switch {
+	case cs.one != nil:
+		return []*subscriber{cs.one}
+	case cs.many != nil:
+		return slices.Clone(cs.many.subs)
+	}
+	return nil
+}
+
 // get returns the subscription to topic, or nil. Called with mu held.
 func (cs *connSubs) get(topic string) *subscriber {
-	if cs.index != nil {
-		return cs.index[topic]
+	if cs.one != nil {
+		if cs.one.topic == topic {
+			return cs.one
+		}
+		return nil
 	}
-	for _, s := range cs.subs {
+	m := cs.many
+	if m == nil {
+		return nil
+	}
+	if m.index != nil {
+		return m.index[topic]
+	}
+	for _, s := range m.subs {
 		if s.topic == topic {
 			return s
 		}
@@ -183,29 +226,59 @@ func (cs *connSubs) get(topic string) *subscriber {
 
 // put adds s, whose topic is not there yet. Called with mu held.
 func (cs *connSubs) put(s *subscriber) {
-	cs.subs = append(cs.subs, s)
 	switch {
-	case cs.index != nil:
-		cs.index[s.topic] = s
-	case len(cs.subs) > indexFrom:
-		cs.index = make(map[string]*subscriber, len(cs.subs))
-		for _, s := range cs.subs {
-			cs.index[s.topic] = s
+	case cs.one == nil && cs.many == nil:
+		cs.one = s
+		return
+	case cs.one != nil:
+		cs.many = &subsList{subs: []*subscriber{cs.one, s}}
+		cs.one = nil
+		return
+	}
+	m := cs.many
+	m.subs = append(m.subs, s)
+	switch {
+	case m.index != nil:
+		m.index[s.topic] = s
+	case len(m.subs) > indexFrom:
+		m.index = make(map[string]*subscriber, len(m.subs))
+		for _, s := range m.subs {
+			m.index[s.topic] = s
 		}
 	}
 }
 
 // del removes s. Called with mu held.
 func (cs *connSubs) del(s *subscriber) {
-	if i := slices.Index(cs.subs, s); i >= 0 {
-		cs.subs = slices.Delete(cs.subs, i, i+1)
+	if cs.one != nil {
+		if cs.one == s {
+			cs.one = nil
+		}
+		return
 	}
-	if cs.index != nil {
-		delete(cs.index, s.topic)
-		if len(cs.subs) <= indexFrom/2 {
-			cs.index = nil
+	m := cs.many
+	if m == nil {
+		return
+	}
+	if i := slices.Index(m.subs, s); i >= 0 {
+		m.subs = slices.Delete(m.subs, i, i+1)
+	}
+	if m.index != nil {
+		delete(m.index, s.topic)
+		if len(m.subs) <= indexFrom/2 {
+			m.index = nil
 		}
 	}
+	if len(m.subs) == 1 {
+		cs.one, cs.many = m.subs[0], nil
+	}
+}
+
+// clear removes and returns all the subscriptions. Called with mu held.
+func (cs *connSubs) clear() []*subscriber {
+	subs := cs.list()
+	cs.one, cs.many = nil, nil
+	return subs
 }
 
 type controlMessage struct {

@@ -133,13 +133,30 @@ func (s *subscriber) joiningLocked(pub Publication) (sent, reset bool) {
 		}
 		return s.sendLocked(pub), false
 	}
-	if len(s.buf) >= s.conn.hub.cfg.MaxQueueFrames {
+	if s.bufLen() >= s.conn.hub.cfg.MaxQueueFrames {
 		s.overflow = true
 		s.buf = nil
 		return false, false
 	}
-	s.buf = append(s.buf, pub)
+	s.buffer(pub)
 	return false, false
+}
+
+// bufLen returns the number of publications buffered while joining. Called
+// with s.mu held.
+func (s *subscriber) bufLen() int {
+	if s.buf == nil {
+		return 0
+	}
+	return len(*s.buf)
+}
+
+// buffer appends pub to the join buffer. Called with s.mu held.
+func (s *subscriber) buffer(pub Publication) {
+	if s.buf == nil {
+		s.buf = new([]Publication)
+	}
+	*s.buf = append(*s.buf, pub)
 }
 
 func (s *subscriber) sendLocked(pub Publication) bool {
@@ -164,12 +181,12 @@ func (s *subscriber) deliverEventJoining(frame []byte) {
 		s.conn.SendPrepared(frame)
 		return
 	}
-	if len(s.buf) >= s.conn.hub.cfg.MaxQueueFrames {
+	if s.bufLen() >= s.conn.hub.cfg.MaxQueueFrames {
 		s.overflow = true
 		s.buf = nil
 		return
 	}
-	s.buf = append(s.buf, Publication{Data: frame})
+	s.buffer(Publication{Data: frame})
 }
 
 // ready records the position the subscriber joins at. It fails when the
@@ -213,17 +230,21 @@ func (s *subscriber) flushJoined() (reset bool) {
 	// epoch before the last of the joined epoch is older than the join
 	// (skipped, as history before the position is); the stream's last
 	// publication being of another epoch means it was reset after it.
-	for i := len(s.buf) - 1; i >= 0; i-- {
-		if s.buf[i].Offset == 0 {
+	var buf []Publication
+	if s.buf != nil {
+		buf = *s.buf
+	}
+	for i := len(buf) - 1; i >= 0; i-- {
+		if buf[i].Offset == 0 {
 			continue // a join or leave event
 		}
-		if s.buf[i].Epoch != s.epoch {
+		if buf[i].Epoch != s.epoch {
 			s.buf = nil
 			return true
 		}
 		break
 	}
-	for _, pub := range s.buf {
+	for _, pub := range buf {
 		if pub.Offset == 0 { // a join or leave event (deliverEventJoining)
 			s.conn.SendPrepared(pub.Data)
 			continue

@@ -62,8 +62,7 @@ func (h *Hub) connSubsFor(c *Conn) *connSubs {
 func (h *Hub) connClosed(cs *connSubs) {
 	cs.mu.Lock()
 	cs.closed = true
-	subs := cs.subs
-	cs.subs, cs.index = nil, nil
+	subs := cs.clear()
 	cs.mu.Unlock()
 	if len(subs) == 0 {
 		return
@@ -95,7 +94,13 @@ func (h *Hub) subscribe(ctx context.Context, call *Call, p *subscribeParams) (*p
 	}
 	c := call.Conn
 	cs := h.connSubsFor(c)
-	s := &subscriber{conn: c, wsc: c.ws.Load(), compact: c.compact, topic: t.Name, ns: ns}
+	name := t.Name // decoded from this request's parameters
+	if lt := h.ch.lookup(name); lt != nil {
+		// The topic's own copy: its subscribers share one string instead
+		// of each holding the one its request decoded.
+		name = lt.name
+	}
+	s := &subscriber{conn: c, wsc: c.ws.Load(), compact: c.compact, topic: name, ns: ns}
 	cs.mu.Lock()
 	switch {
 	case cs.closed:
@@ -104,7 +109,7 @@ func (h *Hub) subscribe(ctx context.Context, call *Call, p *subscribeParams) (*p
 	case cs.get(t.Name) != nil:
 		cs.mu.Unlock()
 		return nil, protocol.Errorf(protocol.CodeConflict, "already subscribed to %q", t.Name)
-	case len(cs.subs) >= h.cfg.MaxSubscriptions:
+	case cs.count() >= h.cfg.MaxSubscriptions:
 		cs.mu.Unlock()
 		return nil, protocol.Errorf(protocol.CodeTooLarge, "too many subscriptions on this connection (max %d)", h.cfg.MaxSubscriptions).
 			WithDetail("limit", h.cfg.MaxSubscriptions)

@@ -26,29 +26,40 @@ import (
 // for its connection's claim. Claims of one device are made, refreshed and
 // cleared under the device's lease stripe, so that they never reorder on
 // this node.
+//
+// The node's current claim of a device is the claim of the device's
+// connection in the registry (registry.byDevice, then Conn.claim): no
+// index of its own, which would cost every connected device another map
+// entry.
 
 // deviceClaim is this node's claim for one connection of a device
-// (Conn.claim). Every connection with a device holds one, so it is small:
-// the channel rpc.register waits on is made only when someone waits
-// (claimOf), which few connections (machines) ever do.
+// (Conn.claim). Every connection with a device holds one, so it is small
+// (24 bytes): the channel rpc.register waits on is made only when someone
+// waits (claimOf), which few connections (machines) ever do.
 type deviceClaim struct {
 	conn *Conn
 	gen  atomic.Uint64 // the claim's generation; 0 until made (or after a failure)
-	// ended is set once the first attempt ended; done, made by the first
-	// claimOf that has to wait, is closed then. Both are guarded by
-	// conn.mu.
-	ended bool
-	done  chan struct{}
+	// done, guarded by conn.mu, is nil until the first claimOf that has to
+	// wait makes it, and claimEnded once the first attempt ended (a
+	// channel made by a waiter is closed then).
+	done chan struct{}
 }
+
+// claimEnded is deviceClaim.done once the claim's first attempt ended.
+var claimEnded = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
 
 // firstAttemptEnded marks e's first attempt as ended and wakes its waiters.
 func (e *deviceClaim) firstAttemptEnded() {
 	c := e.conn
 	c.mu.Lock()
-	e.ended = true
 	done := e.done
+	e.done = claimEnded
 	c.mu.Unlock()
-	if done != nil {
+	if done != nil && done != claimEnded {
 		close(done)
 	}
 }
@@ -66,12 +77,8 @@ func (r *rpcRelay) connected(c *Conn) {
 		return
 	}
 	e := &deviceClaim{conn: c}
-	r.mu.Lock()
-	r.claims[device] = e
-	r.mu.Unlock()
-	// After the claim is in r.claims, so that clearing it finds it: OnClose
-	// clears the claim of a connection that holds one, and one that closed
-	// already has it cleared here.
+	// OnClose clears the claim of a connection that holds one; one that
+	// closed already makes none.
 	c.mu.Lock()
 	closed := c.closed
 	if !closed {
@@ -79,7 +86,7 @@ func (r *rpcRelay) connected(c *Conn) {
 	}
 	c.mu.Unlock()
 	if closed {
-		r.claimClosed(c, e)
+		return
 	}
 	r.h.Go(func(ctx context.Context) {
 		defer e.firstAttemptEnded()
@@ -114,10 +121,23 @@ func (r *rpcRelay) claimLocked(ctx context.Context, device string, e *deviceClai
 	}
 }
 
+// isClaim reports whether e is the node's current claim of device: its
+// connection is the device's connection in the registry (Conn.claim is set
+// once, so e is that connection's claim).
 func (r *rpcRelay) isClaim(device string, e *deviceClaim) bool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.claims[device] == e
+	return r.h.reg.byDevice(device) == e.conn
+}
+
+// currentClaim returns the claim of the device's connection on this node,
+// or nil.
+func (r *rpcRelay) currentClaim(device string) *deviceClaim {
+	c := r.h.reg.byDevice(device)
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.claim
 }
 
 // claimOf waits for c's claim to be made and returns its generation (0:
@@ -129,7 +149,7 @@ func (r *rpcRelay) claimOf(ctx context.Context, c *Conn) uint64 {
 		c.mu.Unlock()
 		return 0
 	}
-	if !e.ended {
+	if e.done != claimEnded {
 		if e.done == nil {
 			e.done = make(chan struct{})
 		}
@@ -147,19 +167,17 @@ func (r *rpcRelay) claimOf(ctx context.Context, c *Conn) uint64 {
 }
 
 // claimClosed clears e, the claim of the closed connection c, unless a newer
-// connection of the device on this node claimed it since.
+// connection of the device is registered on this node (it claims the device
+// too, or has: the broker clears a claim only while its generation is the
+// device's, so a stale clear would change nothing either).
 func (r *rpcRelay) claimClosed(c *Conn, e *deviceClaim) {
 	device := c.Principal().DeviceID
 	drop := func(ctx context.Context) {
 		l := r.stripe(device)
 		l.Lock()
 		defer l.Unlock()
-		r.mu.Lock()
-		mine := r.claims[device] == e
-		if mine {
-			delete(r.claims, device)
-		}
-		r.mu.Unlock()
+		cur := r.h.reg.byDevice(device) // c was removed before OnClose called here
+		mine := cur == nil || cur == c
 		if gen := e.gen.Load(); mine && gen != 0 {
 			if err := r.dir.ClearDevice(ctx, device, r.node, gen); err != nil && !errors.Is(err, ErrBrokerClosed) {
 				r.h.log.Warn("rpc: clear device claim", "device", device, "err", err)
@@ -177,17 +195,27 @@ func (r *rpcRelay) claimClosed(c *Conn, e *deviceClaim) {
 	})
 }
 
+// deviceClaimOf is a device and its claim, as refreshClaims collects them.
+type deviceClaimOf struct {
+	device string
+	claim  *deviceClaim
+}
+
 // refreshClaims refreshes the claim of every device connected to this node
 // (every LeaseTTL/3, see Hub.Start): a claim that failed is made again, one
 // that a newer connection took over closes its connection (4009).
 func (r *rpcRelay) refreshClaims(ctx context.Context) {
-	r.mu.RLock()
-	claims := make(map[string]*deviceClaim, len(r.claims))
-	for d, e := range r.claims {
-		claims[d] = e
-	}
-	r.mu.RUnlock()
-	for d, e := range claims {
+	var claims []deviceClaimOf
+	r.h.reg.eachDevice(func(d string, c *Conn) {
+		c.mu.Lock()
+		e := c.claim
+		c.mu.Unlock()
+		if e != nil {
+			claims = append(claims, deviceClaimOf{d, e})
+		}
+	})
+	for _, dc := range claims {
+		d, e := dc.device, dc.claim
 		l := r.stripe(d)
 		l.Lock()
 		if !r.isClaim(d, e) || e.conn.Closed() {
@@ -217,9 +245,7 @@ func (r *rpcRelay) refreshClaims(ctx context.Context) {
 // deviceReplaced closes this node's connection of a device that a newer
 // connection claimed on another node.
 func (r *rpcRelay) deviceReplaced(m *nodeMsg) {
-	r.mu.RLock()
-	e := r.claims[m.Device]
-	r.mu.RUnlock()
+	e := r.currentClaim(m.Device)
 	if e == nil {
 		return
 	}

@@ -22,8 +22,9 @@ import (
 // queued; every outbound frame goes through the transport's bounded queue.
 type Conn struct {
 	// Every idle connection holds one: TestConnSize keeps it in the
-	// 192-byte size class. Fields are ordered so that none is padded; state
-	// only some connections need (Value, AfterClose) is in extra.
+	// 160-byte size class. Fields are ordered so that little is padded;
+	// state only some connections need (Value, AfterClose, Done,
+	// server→client requests) is in extra.
 	hub *Hub   // set once at construction
 	id  string // set once at construction
 
@@ -31,12 +32,11 @@ type Conn struct {
 	ws        atomic.Pointer[ws.Conn]        // set once by attach or the first OnMessage
 
 	welcomeOnce sync.Once
-	registered  atomic.Bool     // in the registry: set after the welcome, cleared by unregister
-	admitted    atomic.Bool     // holds a connection slot (Hub.admit), given back once on close
-	async       int32           // guarded by mu: Async requests in flight
-	admittedAs  *auth.Principal // whom the slot was reserved for; set before the upgrade
-	since       int64           // set once at construction: when the connection began (Unix ns, Deps.Now)
-	compact     *compactConn    // set once before the upgrade: the compact codec's state (conn_compact_*.go); nil for protocol v1
+	registered  atomic.Bool  // in the registry: set after the welcome, cleared by unregister
+	admitted    atomic.Bool  // holds a connection slot (Hub.admit), given back once on close
+	async       int32        // guarded by mu: Async requests in flight
+	since       int64        // set once at construction: when the connection began (Unix ns, Deps.Now)
+	compact     *compactConn // set once before the upgrade: the compact codec's state (conn_compact_*.go); nil for protocol v1
 
 	mu      sync.Mutex
 	kind    uint8 // set once by welcome: the connection's slot in Hub.kinds
@@ -45,21 +45,50 @@ type Conn struct {
 	// expiryWarned is guarded by hub.expiry.mu: token.expiring was sent
 	// for the current credential (expiry.go).
 	expiryWarned bool
-	inbox        []*protocol.Frame               // guarded by mu: Serial requests waiting
-	done         chan struct{}                   // guarded by mu: created lazily by Done, closed on close
-	pending      map[string]chan *protocol.Frame // guarded by mu: server→client requests awaiting a response
-	nextReq      uint64                          // guarded by mu
-	rate         auth.Bucket                     // guarded by mu: the request rate limit
-	subs         *connSubs                       // guarded by mu: channel subscriptions, nil before the first (its own field: most connections subscribe)
-	claim        *deviceClaim                    // guarded by mu: the device's claim (claims.go), set once after the welcome; nil without a device
-	extra        *connExtra                      // guarded by mu: created by the first SetValue or AfterClose
+	inbox        []*protocol.Frame // guarded by mu: Serial requests waiting
+	rate         auth.Bucket       // guarded by mu: the request rate limit
+	subs         *connSubs         // guarded by mu: channel subscriptions, nil before the first (its own field: most connections subscribe)
+	claim        *deviceClaim      // guarded by mu: the device's claim (claims.go), set once after the welcome; nil without a device
+	extra        *connExtra        // guarded by mu: created by the first SetValue, AfterClose, Done or server→client request
 }
 
 // connExtra is the state of a Conn that most connections never use: an
 // idle subscribed connection has none.
 type connExtra struct {
-	values  []connValue   // per-connection state of other parts (rpc servers and callers, iot, apps)
-	onClose []func(*Conn) // run once after close
+	values  []connValue                     // per-connection state of other parts (rpc servers and callers, iot, apps)
+	onClose []func(*Conn)                   // run once after close
+	pending map[string]chan *protocol.Frame // server→client requests awaiting a response
+	nextReq uint64                          // the number of the last server→client request
+	done    chan struct{}                   // created by Done, closed on close
+}
+
+// nextRequestIDLocked returns the id of a new server→client request. Called
+// with c.mu held.
+func (c *Conn) nextRequestIDLocked() string {
+	x := c.extraLocked()
+	x.nextReq++
+	return "s" + strconv.FormatUint(x.nextReq, 10)
+}
+
+// addPendingLocked records ch as the waiter of request id. Called with c.mu
+// held.
+func (c *Conn) addPendingLocked(id string, ch chan *protocol.Frame) {
+	x := c.extraLocked()
+	if x.pending == nil {
+		x.pending = make(map[string]chan *protocol.Frame)
+	}
+	x.pending[id] = ch
+}
+
+// takePendingLocked removes and returns the waiter of request id, or nil.
+// Called with c.mu held.
+func (c *Conn) takePendingLocked(id string) chan *protocol.Frame {
+	if c.extra == nil {
+		return nil
+	}
+	ch := c.extra.pending[id]
+	delete(c.extra.pending, id)
+	return ch
 }
 
 // extraLocked returns c.extra, creating it. Called with c.mu held.
@@ -131,13 +160,14 @@ func (c *Conn) welcome() {
 func (c *Conn) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.done == nil {
-		c.done = make(chan struct{})
+	x := c.extraLocked()
+	if x.done == nil {
+		x.done = make(chan struct{})
 		if c.closed {
-			close(c.done)
+			close(x.done)
 		}
 	}
-	return c.done
+	return x.done
 }
 
 // Closed reports whether the connection has closed.
@@ -315,13 +345,14 @@ func (c *Conn) OnClose(_ *ws.Conn, code int, reason string) {
 		return
 	}
 	c.closed = true
-	if c.done != nil {
-		close(c.done)
-	}
-	pending := c.pending
-	c.pending = nil
+	var pending map[string]chan *protocol.Frame
 	var hooks []func(*Conn)
 	if c.extra != nil {
+		if c.extra.done != nil {
+			close(c.extra.done)
+		}
+		pending = c.extra.pending
+		c.extra.pending = nil
 		hooks = c.extra.onClose
 		c.extra.onClose = nil
 	}
@@ -558,13 +589,9 @@ func (c *Conn) Request(ctx context.Context, method string, params json.RawMessag
 		c.mu.Unlock()
 		return nil, "", protocol.Errorf(protocol.CodeUnavailable, "target disconnected")
 	}
-	c.nextReq++
-	id := "s" + strconv.FormatUint(c.nextReq, 10)
+	id := c.nextRequestIDLocked()
 	ch := make(chan *protocol.Frame, 1)
-	if c.pending == nil {
-		c.pending = make(map[string]chan *protocol.Frame)
-	}
-	c.pending[id] = ch
+	c.addPendingLocked(id, ch)
 	c.mu.Unlock()
 
 	b, err := protocol.AppendRequest(nil, id, method, params, "", meta)
@@ -590,15 +617,14 @@ func (c *Conn) Request(ctx context.Context, method string, params json.RawMessag
 
 func (c *Conn) forget(id string) {
 	c.mu.Lock()
-	delete(c.pending, id)
+	c.takePendingLocked(id)
 	c.mu.Unlock()
 }
 
 // response delivers a client's response to the server request waiting for it.
 func (c *Conn) response(f *protocol.Frame) {
 	c.mu.Lock()
-	ch := c.pending[f.ID]
-	delete(c.pending, f.ID)
+	ch := c.takePendingLocked(f.ID)
 	c.mu.Unlock()
 	if ch == nil {
 		if !c.hub.rpc.relayResponse(c, f) {

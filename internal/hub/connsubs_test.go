@@ -12,8 +12,11 @@ func TestConnSubs(t *testing.T) {
 	want := map[string]*subscriber{}
 	check := func() {
 		t.Helper()
-		if len(cs.subs) != len(want) {
-			t.Fatalf("%d subscriptions, want %d", len(cs.subs), len(want))
+		if cs.count() != len(want) || len(cs.list()) != len(want) {
+			t.Fatalf("%d subscriptions (%d listed), want %d", cs.count(), len(cs.list()), len(want))
+		}
+		if (cs.one != nil) != (len(want) == 1) || (cs.many != nil) != (len(want) > 1) {
+			t.Fatalf("one set: %v, many set: %v with %d subscriptions", cs.one != nil, cs.many != nil, len(want))
 		}
 		for topic, s := range want {
 			if got := cs.get(topic); got != s {
@@ -30,7 +33,7 @@ func TestConnSubs(t *testing.T) {
 		want[s.topic] = s
 		check()
 	}
-	if cs.index == nil {
+	if cs.many == nil || cs.many.index == nil {
 		t.Fatal("no index beyond indexFrom subscriptions")
 	}
 	for i := range 3 * indexFrom {
@@ -50,7 +53,15 @@ func TestConnSubs(t *testing.T) {
 		delete(want, topic)
 		check()
 	}
-	if cs.index != nil {
-		t.Fatalf("index kept with %d subscriptions", len(cs.subs))
+	if cs.many.index != nil {
+		t.Fatalf("index kept with %d subscriptions", cs.count())
+	}
+	for topic, s := range want { // down to none, through one
+		cs.del(s)
+		delete(want, topic)
+		check()
+	}
+	if got := cs.clear(); len(got) != 0 {
+		t.Fatalf("clear of an empty set returned %d", len(got))
 	}
 }

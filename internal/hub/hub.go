@@ -143,6 +143,8 @@ func (c Config) Validate() error {
 		return errors.New("max_binary_bytes must be between 1 and 16 MiB")
 	case c.MaxQueueBytes < 0 || c.MaxQueueFrames < 0:
 		return errors.New("max_queue_bytes and max_queue_frames must not be negative")
+	case c.MaxQueueBytes > 1<<30:
+		return errors.New("max_queue_bytes must be at most 1 GiB")
 	case c.HeartbeatInterval < 0 || c.HeartbeatTimeout < 0:
 		return errors.New("heartbeat_interval and heartbeat_timeout must not be negative")
 	case c.MaxSubscriptions < 0 || c.MaxAsyncPerConn < 0:

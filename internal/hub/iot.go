@@ -60,6 +60,8 @@ func (c IoTConfig) Validate() error {
 		return errors.New("max_frame_bytes must be between 256 bytes and 16 MiB")
 	case c.MaxQueueBytes < 0 || c.MaxQueueFrames < 0:
 		return errors.New("max_queue_bytes and max_queue_frames must not be negative")
+	case c.MaxQueueBytes > 1<<30:
+		return errors.New("max_queue_bytes must be at most 1 GiB")
 	case c.HeartbeatInterval < 0 || c.HeartbeatTimeout < 0:
 		return errors.New("heartbeat_interval and heartbeat_timeout must not be negative")
 	}
@@ -131,7 +133,6 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, p *auth.Principal,
 		c.SetValue(connInfoKey{}, info)
 	}
 	c.compact = cc
-	c.admittedAs = p
 	c.admitted.Store(true)
 	// Corked: the 101 response and the welcome leave in one write, from
 	// this goroutine, rather than as two writes with a writer's wake-up.

@@ -24,10 +24,19 @@ func TestIoTConfig(t *testing.T) {
 		"frame too small":    {MaxFrameBytes: 100},
 		"frame too big":      {MaxFrameBytes: 32 << 20},
 		"negative queue":     {MaxQueueBytes: -1},
+		"queue over 1 GiB":   {MaxQueueBytes: 1<<30 + 1},
 		"negative heartbeat": {HeartbeatInterval: -time.Second},
 	} {
 		if _, err := hub.New(hub.Config{IoT: c}, hub.Deps{}); err == nil || !strings.Contains(err.Error(), "iot:") {
 			t.Errorf("%s: got %v, want an iot config error", name, err)
 		}
+	}
+}
+
+// TestQueueBytesBounded: hub.max_queue_bytes over 1 GiB is refused at start
+// (the transport keeps a queued frame's offset in 32 bits).
+func TestQueueBytesBounded(t *testing.T) {
+	if _, err := hub.New(hub.Config{MaxQueueBytes: 1<<30 + 1}, hub.Deps{}); err == nil || !strings.Contains(err.Error(), "max_queue_bytes") {
+		t.Fatalf("got %v, want a max_queue_bytes error", err)
 	}
 }

@@ -37,22 +37,68 @@ func (e *ConnLimitError) Unwrap() error { return e.Err }
 // connSlots counts the connections admitted (from before their upgrade
 // until they close) in all and per user, so that Config.MaxConnections and
 // Config.MaxConnectionsPerUser hold exactly even when handshakes race.
+//
+// The counts are keyed by the principal's own user (or app) id string, so
+// that a connected user costs a map slot and no key of its own; the owner
+// key the cluster's shared counts use ("u/"+id) is built only for them.
 type connSlots struct {
 	total atomic.Int64
 	mu    sync.Mutex     // a leaf: nothing is locked while it is held
-	users map[string]int // guarded by mu: admitted connections per owner key, absent when 0
+	users map[string]int // guarded by mu: admitted connections per user id, absent when 0
+	apps  map[string]int // guarded by mu: admitted connections per app id of keys bound to no user, absent when 0
 }
 
-// ownerKey is what MaxConnectionsPerUser counts a principal's connections
-// under: its user, or the app of a key bound to no user; "" for neither.
-func ownerKey(p *auth.Principal) string {
+// owner is what MaxConnectionsPerUser counts a principal's connections
+// under: its user, or the app of a key bound to no user; id is "" for
+// neither.
+type owner struct {
+	app bool
+	id  string
+}
+
+func ownerOf(p *auth.Principal) owner {
 	switch {
 	case p.UserID != "":
-		return "u/" + p.UserID
+		return owner{id: p.UserID}
 	case p.AppID != "":
-		return "a/" + p.AppID
+		return owner{app: true, id: p.AppID}
 	}
-	return ""
+	return owner{}
+}
+
+// key returns the owner's key in the cluster's shared counts.
+func (o owner) key() string {
+	if o.app {
+		return "a/" + o.id
+	}
+	return "u/" + o.id
+}
+
+// countsLocked returns the counts o is kept in, creating them. Called with
+// mu held.
+func (s *connSlots) countsLocked(o owner) map[string]int {
+	if o.app {
+		if s.apps == nil {
+			s.apps = make(map[string]int)
+		}
+		return s.apps
+	}
+	if s.users == nil {
+		s.users = make(map[string]int)
+	}
+	return s.users
+}
+
+// ownerCountsLocked returns every count by owner key. Called with mu held.
+func (s *connSlots) ownerCountsLocked() map[string]int {
+	counts := make(map[string]int, len(s.users)+len(s.apps))
+	for id, n := range s.users {
+		counts[owner{id: id}.key()] = n
+	}
+	for id, n := range s.apps {
+		counts[owner{app: true, id: id}.key()] = n
+	}
+	return counts
 }
 
 // admit reserves a connection for p, or refuses it with a *ConnLimitError.
@@ -65,18 +111,19 @@ func (h *Hub) admit(ctx context.Context, p *auth.Principal) error {
 		return &ConnLimitError{Limit: LimitConnections, Err: &protocol.Error{Code: protocol.CodeUnavailable,
 			Message: "too many connections on this server; retry later", RetryAfterMs: connLimitRetryMs}}
 	}
-	if key := ownerKey(p); key != "" {
+	if o := ownerOf(p); o.id != "" {
 		s.mu.Lock()
-		if l.MaxConnectionsPerUser > 0 && s.users[key] >= l.MaxConnectionsPerUser {
+		counts := s.countsLocked(o)
+		if l.MaxConnectionsPerUser > 0 && counts[o.id] >= l.MaxConnectionsPerUser {
 			s.mu.Unlock()
 			s.total.Add(-1)
 			return &ConnLimitError{Limit: LimitUserConnections, Err: &protocol.Error{Code: protocol.CodeRateLimited,
 				Message: "too many connections for this user; close one or retry later", RetryAfterMs: connLimitRetryMs}}
 		}
-		s.users[key]++
+		counts[o.id]++
 		s.mu.Unlock()
-		if !h.acquireShared(ctx, key, l.MaxConnectionsPerUser) {
-			h.releaseLocal(key)
+		if !h.acquireShared(ctx, o, l.MaxConnectionsPerUser) {
+			h.releaseLocal(o)
 			return &ConnLimitError{Limit: LimitUserConnections, Err: &protocol.Error{Code: protocol.CodeRateLimited,
 				Message: "too many connections for this user; close one or retry later", RetryAfterMs: connLimitRetryMs}}
 		}
@@ -86,30 +133,33 @@ func (h *Hub) admit(ctx context.Context, p *auth.Principal) error {
 
 // release gives back the reservation admit made for p.
 func (h *Hub) release(p *auth.Principal) {
-	if key := ownerKey(p); key != "" {
-		h.releaseLocal(key)
-		h.releaseShared(key)
+	if o := ownerOf(p); o.id != "" {
+		h.releaseLocal(o)
+		h.releaseShared(o)
 	} else {
 		h.slots.total.Add(-1)
 	}
 }
 
-// releaseLocal gives back a connection of owner key on this node.
-func (h *Hub) releaseLocal(key string) {
+// releaseLocal gives back a connection of o on this node.
+func (h *Hub) releaseLocal(o owner) {
 	s := &h.slots
 	s.total.Add(-1)
 	s.mu.Lock()
-	if s.users[key] <= 1 {
-		delete(s.users, key)
+	counts := s.countsLocked(o)
+	if counts[o.id] <= 1 {
+		delete(counts, o.id)
 	} else {
-		s.users[key]--
+		counts[o.id]--
 	}
 	s.mu.Unlock()
 }
 
-// releaseSlot gives back c's reservation, once.
+// releaseSlot gives back c's reservation, once. The slot was reserved for
+// the principal c began with; a replaced principal (auth.refresh,
+// Reauthorize) keeps its user and app, which are all ownerOf reads.
 func (c *Conn) releaseSlot() {
 	if c.admitted.CompareAndSwap(true, false) {
-		c.hub.release(c.admittedAs)
+		c.hub.release(c.Principal())
 	}
 }

@@ -48,7 +48,7 @@ func TestAdmitExact(t *testing.T) {
 	}
 	for i := range 4 {
 		p := &auth.Principal{UserID: "u" + strconv.Itoa(i)}
-		for h.slots.users["u/"+p.UserID] > 0 {
+		for h.slots.users[p.UserID] > 0 {
 			h.release(p)
 		}
 	}

@@ -3,7 +3,6 @@ package hub
 import (
 	"context"
 	"errors"
-	"slices"
 
 	"github.com/junctionhq/junction/internal/auth"
 	"github.com/junctionhq/junction/protocol"
@@ -32,7 +31,7 @@ func (h *Hub) Reauthorize(ctx context.Context, c *Conn, p *auth.Principal) error
 		return nil
 	}
 	cs.mu.Lock()
-	subs := slices.Clone(cs.subs)
+	subs := cs.list()
 	cs.mu.Unlock()
 	for _, s := range subs {
 		ns, t, err := h.ch.resolve(s.topic)

@@ -27,66 +27,60 @@ type registry struct {
 
 type regShard struct {
 	mu      sync.RWMutex
-	devices map[string]*Conn     // guarded by mu: by device id
-	users   map[string]userConns // guarded by mu: by user id
+	devices map[string]*Conn   // guarded by mu: by device id
+	users   map[string]*Conn   // guarded by mu: a user's first connection, by user id
+	more    map[string][]*Conn // guarded by mu: a user's further connections, by user id, absent for a user with one
 }
 
-// userConns is a user's connections on this node, in the order they were
-// registered. A user has few (most have one): the first is held in the map
-// slot itself, the others in a slice made for the second, far smaller than
-// a map or a slice per user.
-type userConns struct {
-	first *Conn
-	more  *[]*Conn // nil while the user has one connection
-}
+// A user's connections on this node, in the order they were registered: a
+// user has few (most have one), so the first is the map slot itself and the
+// others wait in more, far smaller than a slice or a map per user.
 
-// all returns a copy of the connections.
-func (u userConns) all() []*Conn {
-	if u.first == nil {
+// userConnsLocked returns a copy of the user's connections. Called with mu
+// held (read).
+func (s *regShard) userConnsLocked(userID string) []*Conn {
+	first := s.users[userID]
+	if first == nil {
 		return nil
 	}
-	n := 1
-	if u.more != nil {
-		n += len(*u.more)
-	}
-	conns := make([]*Conn, 0, n)
-	conns = append(conns, u.first)
-	if u.more != nil {
-		conns = append(conns, *u.more...)
-	}
-	return conns
+	more := s.more[userID]
+	conns := make([]*Conn, 0, 1+len(more))
+	conns = append(conns, first)
+	return append(conns, more...)
 }
 
-// without returns u without c, and whether c was there.
-func (u userConns) without(c *Conn) (userConns, bool) {
-	if u.first == c {
-		if u.more == nil {
-			return userConns{}, true
-		}
-		more := *u.more
-		u.first = more[0]
-		more = slices.Delete(more, 0, 1) // zeroes the vacated element
+// addUserLocked adds c to the user's connections. Called with mu held.
+func (s *regShard) addUserLocked(userID string, c *Conn) {
+	if s.users[userID] == nil {
+		s.users[userID] = c
+		return
+	}
+	s.more[userID] = append(s.more[userID], c)
+}
+
+// removeUserLocked removes c from the user's connections, if it is there.
+// Called with mu held.
+func (s *regShard) removeUserLocked(userID string, c *Conn) {
+	more := s.more[userID]
+	if s.users[userID] == c {
 		if len(more) == 0 {
-			u.more = nil
-		} else {
-			*u.more = more
+			delete(s.users, userID)
+			return
 		}
-		return u, true
-	}
-	if u.more == nil {
-		return u, false
-	}
-	i := slices.Index(*u.more, c)
-	if i < 0 {
-		return u, false
-	}
-	more := slices.Delete(*u.more, i, i+1)
-	if len(more) == 0 {
-		u.more = nil
+		s.users[userID] = more[0]
+		more = slices.Delete(more, 0, 1) // zeroes the vacated element
 	} else {
-		*u.more = more
+		i := slices.Index(more, c)
+		if i < 0 {
+			return
+		}
+		more = slices.Delete(more, i, i+1)
 	}
-	return u, true
+	if len(more) == 0 {
+		delete(s.more, userID)
+	} else {
+		s.more[userID] = more
+	}
 }
 
 func (r *registry) init() {
@@ -94,7 +88,8 @@ func (r *registry) init() {
 	for i := range r.shards {
 		s := &r.shards[i]
 		s.devices = make(map[string]*Conn)
-		s.users = make(map[string]userConns)
+		s.users = make(map[string]*Conn)
+		s.more = make(map[string][]*Conn)
 	}
 }
 
@@ -112,16 +107,7 @@ func (r *registry) add(c *Conn) bool {
 	if p.UserID != "" {
 		us := r.shard("u/" + p.UserID)
 		us.mu.Lock()
-		u := us.users[p.UserID]
-		switch {
-		case u.first == nil:
-			u.first = c
-		case u.more == nil:
-			u.more = &[]*Conn{c}
-		default:
-			*u.more = append(*u.more, c)
-		}
-		us.users[p.UserID] = u
+		us.addUserLocked(p.UserID, c)
 		us.mu.Unlock()
 	}
 	if p.DeviceID != "" {
@@ -145,13 +131,7 @@ func (r *registry) remove(c *Conn) (deviceGone bool) {
 	if p.UserID != "" {
 		us := r.shard("u/" + p.UserID)
 		us.mu.Lock()
-		if u, ok := us.users[p.UserID].without(c); ok {
-			if u.first == nil {
-				delete(us.users, p.UserID)
-			} else {
-				us.users[p.UserID] = u
-			}
-		}
+		us.removeUserLocked(p.UserID, c)
 		us.mu.Unlock()
 	}
 	if p.DeviceID != "" {
@@ -173,11 +153,53 @@ func (r *registry) byDevice(deviceID string) *Conn {
 	return s.devices[deviceID]
 }
 
+// eachDevice calls fn for every device's connection, outside the shard
+// locks (each shard is copied under its read lock).
+func (r *registry) eachDevice(fn func(device string, c *Conn)) {
+	type entry struct {
+		device string
+		c      *Conn
+	}
+	var batch []entry
+	for i := range r.shards {
+		s := &r.shards[i]
+		s.mu.RLock()
+		for d, c := range s.devices {
+			batch = append(batch, entry{d, c})
+		}
+		s.mu.RUnlock()
+		for _, e := range batch {
+			fn(e.device, e.c)
+		}
+		clear(batch)
+		batch = batch[:0]
+	}
+}
+
+// eachUserConnLocked calls fn for every connection of every user, with the
+// connection's shard read-locked: fn must take no lock but leaves and
+// never block (the expiry scan, under expiryIndex.mu).
+func (r *registry) eachUserConnLocked(fn func(c *Conn)) {
+	for i := range r.shards {
+		s := &r.shards[i]
+		s.mu.RLock()
+		for _, c := range s.users {
+			fn(c)
+		}
+		for _, more := range s.more {
+			for _, c := range more {
+				fn(c)
+			}
+		}
+		s.mu.RUnlock()
+	}
+}
+
 // eachOfUser calls fn for the user's connections, outside the shard lock.
 func (r *registry) eachOfUser(userID string, fn func(*Conn)) {
 	s := r.shard("u/" + userID)
 	s.mu.RLock()
-	conns := s.users[userID].all()
+	conns := s.userConnsLocked(userID)
 	s.mu.RUnlock()
 	for _, c := range conns {
 		fn(c)

@@ -43,8 +43,8 @@ func TestRegistryUserConns(t *testing.T) {
 		want = slices.DeleteFunc(want, func(c *Conn) bool { return c == conns[i] })
 		check()
 	}
-	if n := len(r.shard("u/alice").users); n != 0 {
-		t.Fatalf("%d users left after every connection left, want 0", n)
+	if s := r.shard("u/alice"); len(s.users) != 0 || len(s.more) != 0 {
+		t.Fatalf("%d users (%d with more) left after every connection left, want 0", len(s.users), len(s.more))
 	}
 	// A connection that is not registered changes nothing.
 	r.add(conns[0])

@@ -204,7 +204,6 @@ type rpcRelay struct {
 	waiters map[string]*rpcWaiter              // guarded by mu: calls waiting for the device to register here
 	remote  map[string]*remoteCall             // guarded by mu: calls this node forwarded, by call id
 	served  map[string]context.CancelCauseFunc // guarded by mu: calls forwarded to this node, by origin/call id
-	claims  map[string]*deviceClaim            // guarded by mu: this node's claim of each device connected here (claims.go)
 }
 
 // rpcServer is the RPC state of one serving connection, stored with
@@ -258,7 +257,6 @@ func newRPCRelay(h *Hub) *rpcRelay {
 		waiters: make(map[string]*rpcWaiter),
 		remote:  make(map[string]*remoteCall),
 		served:  make(map[string]context.CancelCauseFunc),
-		claims:  make(map[string]*deviceClaim),
 	}
 	r.metrics = rpcMetrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{

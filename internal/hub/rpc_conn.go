@@ -2,7 +2,6 @@ package hub
 
 import (
 	"encoding/json"
-	"strconv"
 	"sync"
 
 	"github.com/junctionhq/junction/internal/ws"
@@ -21,13 +20,9 @@ func (c *Conn) startRequest(method string, params json.RawMessage, meta *protoco
 		c.mu.Unlock()
 		return "", nil, protocol.Errorf(protocol.CodeUnavailable, "target disconnected")
 	}
-	c.nextReq++
-	id := "s" + strconv.FormatUint(c.nextReq, 10)
+	id := c.nextRequestIDLocked()
 	ch := make(chan *protocol.Frame, 1)
-	if c.pending == nil {
-		c.pending = make(map[string]chan *protocol.Frame)
-	}
-	c.pending[id] = ch
+	c.addPendingLocked(id, ch)
 	c.mu.Unlock()
 
 	if before != nil {
@@ -68,8 +63,7 @@ func (c *Conn) nextRequestID() (string, bool) {
 	if c.closed {
 		return "", false
 	}
-	c.nextReq++
-	return "s" + strconv.FormatUint(c.nextReq, 10), true
+	return c.nextRequestIDLocked(), true
 }
 
 // failPendingResponse handles a frame that failed to decode: when it is a
@@ -85,8 +79,7 @@ func (c *Conn) failPendingResponse(raw []byte, derr error) bool {
 		return false
 	}
 	c.mu.Lock()
-	ch := c.pending[probe.ID]
-	delete(c.pending, probe.ID)
+	ch := c.takePendingLocked(probe.ID)
 	c.mu.Unlock()
 	var ic *inlineCall
 	if ch == nil {

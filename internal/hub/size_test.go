@@ -5,20 +5,37 @@ import (
 	"unsafe"
 )
 
-// TestSubscriberSize keeps a subscriber in the 128-byte allocation size
-// class: every subscription holds one, and the next class up is 144 bytes.
+// TestSubscriberSize keeps a subscriber in the 112-byte allocation size
+// class: every subscription holds one, and the next class up is 128 bytes.
 func TestSubscriberSize(t *testing.T) {
-	if n := unsafe.Sizeof(subscriber{}); n > 128 {
-		t.Fatalf("subscriber is %d bytes, over the 128-byte size class", n)
+	if n := unsafe.Sizeof(subscriber{}); n > 112 {
+		t.Fatalf("subscriber is %d bytes, over the 112-byte size class", n)
 	}
 }
 
-// TestConnSize keeps a Conn in the 192-byte allocation size class: every
-// connection holds one, and the next class up is 208 bytes. A new field
+// TestConnSize keeps a Conn in the 160-byte allocation size class: every
+// connection holds one, and the next class up is 176 bytes. A new field
 // must find room in existing padding, go to connExtra, or pay for it
 // knowingly.
 func TestConnSize(t *testing.T) {
-	if n := unsafe.Sizeof(Conn{}); n > 192 {
-		t.Fatalf("hub.Conn is %d bytes, over the 192-byte size class", n)
+	if n := unsafe.Sizeof(Conn{}); n > 160 {
+		t.Fatalf("hub.Conn is %d bytes, over the 160-byte size class", n)
+	}
+}
+
+// TestDeviceClaimSize keeps a deviceClaim in the 24-byte allocation size
+// class: every connection with a device holds one, and the next class up is
+// 32 bytes.
+func TestDeviceClaimSize(t *testing.T) {
+	if n := unsafe.Sizeof(deviceClaim{}); n > 24 {
+		t.Fatalf("deviceClaim is %d bytes, over the 24-byte size class", n)
+	}
+}
+
+// TestConnSubsSize keeps connSubs in the 32-byte allocation size class:
+// every subscribed connection holds one, and the next class up is 48 bytes.
+func TestConnSubsSize(t *testing.T) {
+	if n := unsafe.Sizeof(connSubs{}); n > 32 {
+		t.Fatalf("connSubs is %d bytes, over the 32-byte size class", n)
 	}
 }

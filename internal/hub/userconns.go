@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// UserConns counts each owner's connections (ownerKey: a user, or an app
+// UserConns counts each owner's connections (owner.key: a user, or an app
 // key bound to no user) across the nodes of a cluster, so that
 // Config.MaxConnectionsPerUser holds cluster-wide. A holder is one run of
 // one node; its count of an owner is a lease with a ttl that the holder
@@ -62,14 +62,14 @@ const userConnTimeout = 2 * time.Second
 // acquireShared counts a connection of owner cluster-wide. A shared store that
 // cannot be reached admits the connection (this node's own count still
 // applies) and logs it: a Redis outage does not refuse every handshake.
-func (h *Hub) acquireShared(ctx context.Context, owner string, limit int) bool {
+func (h *Hub) acquireShared(ctx context.Context, o owner, limit int) bool {
 	u := &h.uconns
 	if u.store == nil || limit <= 0 {
 		return true
 	}
 	ctx, cancel := context.WithTimeout(ctx, userConnTimeout)
 	defer cancel()
-	ok, err := u.store.AcquireUserConn(ctx, owner, u.holder, limit, u.ttl)
+	ok, err := u.store.AcquireUserConn(ctx, o.key(), u.holder, limit, u.ttl)
 	if err != nil {
 		u.errors.Inc()
 		h.log.Warn("per-user connection count not shared: admitted on this node's count", "err", err)
@@ -79,14 +79,14 @@ func (h *Hub) acquireShared(ctx context.Context, owner string, limit int) bool {
 	return ok
 }
 
-// releaseShared queues a release of owner's connection for the loop.
-func (h *Hub) releaseShared(owner string) {
+// releaseShared queues a release of o's connection for the loop.
+func (h *Hub) releaseShared(o owner) {
 	u := &h.uconns
 	if u.store == nil {
 		return
 	}
 	u.mu.Lock()
-	u.released[owner]++
+	u.released[o.key()]++
 	u.mu.Unlock()
 	select {
 	case u.wake <- struct{}{}:
@@ -110,10 +110,7 @@ func (h *Hub) runUserConns(ctx context.Context) {
 		case <-t.C:
 			h.sendReleases(ctx)
 			h.slots.mu.Lock()
-			counts := make(map[string]int, len(h.slots.users))
-			for owner, n := range h.slots.users {
-				counts[owner] = n
-			}
+			counts := h.slots.ownerCountsLocked()
 			h.slots.mu.Unlock()
 			rctx, cancel := context.WithTimeout(ctx, u.ttl/3)
 			if err := u.store.RefreshUserConns(rctx, u.holder, counts, u.ttl); err != nil {
@@ -130,12 +127,12 @@ func (h *Hub) runUserConns(ctx context.Context) {
 // counts' ttl to admit their users.
 func (h *Hub) dropUserConns() {
 	u := &h.uconns
-	zero := map[string]int{}
 	h.slots.mu.Lock()
-	for owner := range h.slots.users {
+	zero := h.slots.ownerCountsLocked()
+	h.slots.mu.Unlock()
+	for owner := range zero {
 		zero[owner] = 0
 	}
-	h.slots.mu.Unlock()
 	u.mu.Lock()
 	for owner := range u.released {
 		zero[owner] = 0

@@ -82,12 +82,9 @@ type Conn struct {
 	wstate uint8 // guarded by mu
 	drop   bool  // guarded by mu: discard pending frames not yet started
 	role   Role  // set once at construction
-	// abort is set (under mu, with the close) for a 4108 close: the close
-	// frame is written only if the socket takes it at once, then the
-	// connection finishes without waiting for the peer; if the socket is
-	// full it is reset. A slow consumer's resources and registration are
-	// released at once instead of after WriteTimeout.
-	abort   atomic.Bool
+	// fd is the socket, used under a reference (see sock.go); fdRefs counts
+	// them. Both are set at construction.
+	fd      int32
 	qbytes  int      // guarded by mu: bytes queued or pending, not yet written
 	qframes int      // guarded by mu: frames queued or pending, not yet fully written
 	queue   [][]byte // guarded by mu: frames not yet taken by a writer
@@ -95,26 +92,27 @@ type Conn struct {
 	// Owned by the writer holding the connection (wstate wReady), or by the
 	// loop while wstate is wWaitOut; otherwise guarded by mu.
 	pending [][]byte // frames taken from queue, not yet fully written
-	pendOff int      // bytes of pending[0] already written
+	pendOff int32    // bytes of pending[0] already written (a queued frame is shorter than maxQueueBytes)
+	gen     uint32   // set once at construction; tells reused fds apart
 
-	closeReason string // guarded by mu: set when the close begins
+	// closeReason is guarded by mu: set when the close begins. A pointer,
+	// allocated by the close, keeps the string's 16 bytes out of every open
+	// connection (TestConnSize).
+	closeReason *string
 
-	l *loop    // set once at construction (Epoll)
-	x *connOwn // set once at construction: nil for a bare descriptor (AttachFD) on Epoll with nothing buffered
-	h Handler  // set once at construction
-	// fd is the socket, used under a reference (see sock.go); fdRefs counts
-	// them. Both are set at construction.
-	fd     int32
+	l      *loop    // set once at construction (Epoll)
+	x      *connOwn // set once at construction: nil for a bare descriptor (AttachFD) on Epoll with nothing buffered
+	h      Handler  // set once at construction
 	fdRefs atomic.Int32
-	gen    uint32 // set once at construction; tells reused fds apart
+	// flags holds flagAbort, flagCloseSent and flagPeerClosed, one word
+	// instead of three (TestConnSize).
+	flags atomic.Uint32
 
 	value atomic.Pointer[any]
 
 	lastRead   atomic.Int64 // transport clock of the last read from the socket
 	unwritable atomic.Int64 // transport clock when the socket was first found full; 0 when writable
 	closingAt  atomic.Int64 // transport clock when the close began
-	closeSent  atomic.Bool  // our close frame has been written to the socket
-	peerClosed atomic.Bool  // the peer's close frame was read (or the read side is done)
 
 	pingAt int64 // owned by the heartbeat goroutine: when the last ping was queued
 
@@ -122,9 +120,27 @@ type Conn struct {
 	p parser
 }
 
+// Conn.flags bits. Each is only ever set, never cleared.
+const (
+	// flagAbort is set (under mu, with the close) for a 4108 close: the
+	// close frame is written only if the socket takes it at once, then the
+	// connection finishes without waiting for the peer; if the socket is
+	// full it is reset. A slow consumer's resources and registration are
+	// released at once instead of after WriteTimeout.
+	flagAbort      uint32 = 1 << iota
+	flagCloseSent         // our close frame has been written to the socket
+	flagPeerClosed        // the peer's close frame was read (or the read side is done)
+)
+
+// setFlag sets f and reports whether it was already set.
+func (c *Conn) setFlag(f uint32) bool { return c.flags.Or(f)&f != 0 }
+
+// hasFlag reports whether f is set.
+func (c *Conn) hasFlag(f uint32) bool { return c.flags.Load()&f != 0 }
+
 // connOwn is the part of a Conn that a bare descriptor attached by the front
 // door (AttachFD on Epoll: the common case, tens of thousands of idle
-// connections) does not need; without it a Conn fits the 288-byte size
+// connections) does not need; without it a Conn fits the 240-byte size
 // class (TestConnSize).
 type connOwn struct {
 	pc      *portConn // Portable: the writer's wake-up and the OnClose hand-off
@@ -298,7 +314,7 @@ func (c *Conn) enqueueLocked(frame []byte) bool {
 // close frame. It reports whether the caller must schedule the connection.
 func (c *Conn) beginCloseLocked(code int, reason string, frame []byte) bool {
 	c.state.Store(stateClosing)
-	c.closeCode, c.closeReason = int32(code), reason
+	c.closeCode, c.closeReason = int32(code), &reason
 	c.closingAt.Store(c.t.now())
 	return c.enqueueLocked(frame)
 }
@@ -308,7 +324,7 @@ func (c *Conn) beginCloseLocked(code int, reason string, frame []byte) bool {
 // writers, so that the close frame is tried now rather than when the peer
 // reads; it reports whether the caller must schedule the connection.
 func (c *Conn) abortLocked() bool {
-	c.abort.Store(true)
+	c.setFlag(flagAbort)
 	if c.port() != nil {
 		// A portable writer blocked on the full socket gives up now (and
 		// sees abort); set under mu, so a writer that already saw abort
@@ -360,13 +376,13 @@ func (c *Conn) onPeerClose(payload []byte) {
 		sched = c.beginCloseLocked(code, reason, frame)
 	}
 	c.mu.Unlock()
-	c.peerClosed.Store(true)
+	c.setFlag(flagPeerClosed)
 	if sched {
 		// The echo is all there is to write: write it from here rather
 		// than wake a writer, and finish without waking this loop.
 		c.flushFromLoop()
 	}
-	if c.closeSent.Load() {
+	if c.hasFlag(flagCloseSent) {
 		c.finish(protocol.CloseAbnormal, "", true)
 	}
 }
@@ -377,10 +393,10 @@ func (c *Conn) onPeerClose(payload []byte) {
 // close does not wait (abort), or else when the peer closes (loop) or when
 // WriteTimeout expires (heartbeat).
 func (c *Conn) onCloseWritten(fromLoop bool) {
-	if c.closeSent.Swap(true) {
+	if c.setFlag(flagCloseSent) {
 		return
 	}
-	if c.peerClosed.Load() || c.abort.Load() {
+	if c.hasFlag(flagPeerClosed) || c.hasFlag(flagAbort) {
 		c.finish(protocol.CloseAbnormal, "", fromLoop) // close(2) ends both directions
 		return
 	}
@@ -390,7 +406,7 @@ func (c *Conn) onCloseWritten(fromLoop bool) {
 		_ = shutdownWrite(int(c.fd))
 		c.releaseFD()
 	}
-	if c.peerClosed.Load() {
+	if c.hasFlag(flagPeerClosed) {
 		c.finish(protocol.CloseAbnormal, "", fromLoop)
 	}
 }
@@ -411,7 +427,7 @@ func (c *Conn) finish(code int, reason string, fromLoop bool) {
 	c.state.Store(stateClosed)
 	c.t.finishing.Add(1) // until OnClose is with the loop (see Transport.Close)
 	if prev == stateClosing {
-		code, reason = int(c.closeCode), c.closeReason
+		code, reason = int(c.closeCode), *c.closeReason
 	}
 	c.queue = nil
 	c.qbytes, c.qframes = 0, 0
@@ -555,7 +571,7 @@ func (c *Conn) process(data []byte) {
 		// The parser cannot find the peer's close frame after a violation,
 		// so the close does not wait for it: the connection finishes once
 		// our close frame is written.
-		c.peerClosed.Store(true)
+		c.setFlag(flagPeerClosed)
 		c.Close(ce.code, ce.reason)
 	}
 }
@@ -564,7 +580,7 @@ func (c *Conn) process(data []byte) {
 // many frames were completed. Called by the writer holding c.
 func (c *Conn) advance(n int) (done int) {
 	p := c.pending
-	off := c.pendOff
+	off := int(c.pendOff)
 	i := 0
 	for i < len(p) && n > 0 {
 		rem := len(p[i]) - off
@@ -581,7 +597,7 @@ func (c *Conn) advance(n int) (done int) {
 		clear(p[k:])
 		c.pending = p[:k]
 	}
-	c.pendOff = off
+	c.pendOff = int32(off) // off < len(p[0]), a queued frame (maxQueueBytes)
 	return i
 }
 

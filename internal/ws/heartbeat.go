@@ -76,8 +76,8 @@ func (t *Transport) check(c *Conn, now int64) {
 			// The peer is presumed gone: do not wait for its half of the
 			// close handshake. The connection finishes as soon as our close
 			// frame is written (or after WriteTimeout if it cannot be).
-			c.peerClosed.Store(true)
-			if c.closeSent.Load() {
+			c.setFlag(flagPeerClosed)
+			if c.hasFlag(flagCloseSent) {
 				c.finish(protocol.CloseAbnormal, "", false)
 			}
 		}

@@ -54,12 +54,20 @@ type parser struct {
 	// Conn in its size class (conn_size_test.go).
 	max, maxBinary int32
 
-	partial []byte // bytes of an incomplete frame, nil when none
-	msg     []byte // payload of a fragmented message so far
-	server  bool   // frames must be masked (true) or unmasked (false)
-	frag    bool   // inside a fragmented message
-	fragOp  byte   // the fragmented message's opcode (opText or opBinary)
-	failed  bool   // a violation was reported; everything after it is ignored
+	partial []byte  // bytes of an incomplete frame, nil when none
+	msg     *[]byte // payload of a fragmented message so far, nil outside one (a pointer: fragments are rare, and Conn keeps its size class)
+	server  bool    // frames must be masked (true) or unmasked (false)
+	frag    bool    // inside a fragmented message
+	fragOp  byte    // the fragmented message's opcode (opText or opBinary)
+	failed  bool    // a violation was reported; everything after it is ignored
+}
+
+// msgLen returns the length of the fragmented message so far.
+func (p *parser) msgLen() int {
+	if p.msg == nil {
+		return 0
+	}
+	return len(*p.msg)
 }
 
 // feed parses data, the next bytes read from the connection, calling fn for
@@ -174,7 +182,7 @@ func (p *parser) parse(b []byte, fn frameFunc) (int, error) {
 			limit, tooBig = uint64(p.maxBinary), errBinaryTooBig
 		}
 		if op == opContinuation {
-			limit -= uint64(len(p.msg)) // len(p.msg) <= the message's limit always holds
+			limit -= uint64(p.msgLen()) // p.msgLen() <= the message's limit always holds
 		}
 		if op <= opBinary && n > limit {
 			return off, tooBig
@@ -194,18 +202,19 @@ func (p *parser) parse(b []byte, fn frameFunc) (int, error) {
 		case opText, opBinary:
 			if !fin {
 				p.frag, p.fragOp = true, op
-				p.msg = append(p.msg[:0], payload...)
+				p.msg = new([]byte)
+				*p.msg = append([]byte(nil), payload...)
 				continue
 			}
 			if !fn(op, payload) {
 				return len(b), nil
 			}
 		case opContinuation:
-			p.msg = append(p.msg, payload...)
+			*p.msg = append(*p.msg, payload...)
 			if !fin {
 				continue
 			}
-			msg := p.msg
+			msg := *p.msg
 			p.msg, p.frag = nil, false
 			if !fn(p.fragOp, msg) {
 				return len(b), nil

@@ -283,8 +283,8 @@ func FuzzParse(f *testing.F) {
 		if _, ok := err.(*closeError); err != nil && !ok {
 			t.Fatalf("got error %T, want *closeError", err)
 		}
-		if len(p.partial) > limit+maxHeaderLen || len(p.msg) > limit {
-			t.Fatalf("parser holds %d+%d bytes, limit %d", len(p.partial), len(p.msg), limit)
+		if len(p.partial) > limit+maxHeaderLen || p.msgLen() > limit {
+			t.Fatalf("parser holds %d+%d bytes, limit %d", len(p.partial), p.msgLen(), limit)
 		}
 
 		// Chunk invariance: all at once, one byte at a time.

@@ -219,7 +219,7 @@ func (c *Conn) flushPortable(bufs *net.Buffers) {
 			return
 		}
 		timeout := c.t.cfg.WriteTimeout
-		if c.abort.Load() {
+		if c.hasFlag(flagAbort) {
 			timeout = abortGrace
 		}
 		// Under mu: see abortLocked.
@@ -250,13 +250,13 @@ func (c *Conn) flushPortable(bufs *net.Buffers) {
 			c.mu.Unlock()
 			return
 		}
-		if c.abort.Load() && len(c.queue) > 0 {
+		if c.hasFlag(flagAbort) && len(c.queue) > 0 {
 			// The close frame was queued after this write began: try it
 			// (once, with abortGrace) before giving up on the socket.
 			c.mu.Unlock()
 			continue
 		}
-		abort := c.abort.Load()
+		abort := c.hasFlag(flagAbort)
 		c.mu.Unlock()
 		if abort {
 			c.cut() // the close frame did not fit: do not wait for the peer

@@ -65,7 +65,8 @@ type Config struct {
 	// otherwise they close the connection with 1003. Default 0: refused.
 	MaxBinaryBytes int
 	// MaxQueueBytes bounds a connection's outbound queue in bytes. Default
-	// 1 MiB.
+	// 1 MiB; at most 1 GiB (larger values are lowered to it), so that a
+	// queued frame's offset fits Conn's 32 bits.
 	MaxQueueBytes int
 	// MaxQueueFrames bounds a connection's outbound queue in frames. Default
 	// 4096.
@@ -114,6 +115,11 @@ type Config struct {
 	clock func() int64
 }
 
+// maxQueueBytes is the largest Config.MaxQueueBytes: a frame larger than
+// the bound is refused, so every queued frame is shorter and Conn.pendOff,
+// an offset into one, fits an int32.
+const maxQueueBytes = 1 << 30
+
 func (c Config) withDefaults() Config {
 	procs := runtime.GOMAXPROCS(0)
 	if c.Kind == "" {
@@ -125,6 +131,7 @@ func (c Config) withDefaults() Config {
 	if c.MaxQueueBytes <= 0 {
 		c.MaxQueueBytes = 1 << 20
 	}
+	c.MaxQueueBytes = min(c.MaxQueueBytes, maxQueueBytes)
 	if c.MaxQueueFrames <= 0 {
 		c.MaxQueueFrames = 4096
 	}

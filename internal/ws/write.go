@@ -124,7 +124,7 @@ func (w *writer) flush(c *Conn) {
 				c.mu.Unlock()
 				return
 			}
-			if c.abort.Load() {
+			if c.hasFlag(flagAbort) {
 				if len(c.queue) > 0 {
 					// The close frame was queued after this writev began:
 					// try it (once) before giving up on the socket.
