@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/junctionhq/junction/client"
+	"github.com/junctionhq/junction/internal/redistest"
 	"github.com/junctionhq/junction/protocol"
 )
 
@@ -651,108 +651,6 @@ func TestClusterFailureRedisRestartEmpty(t *testing.T) {
 	fc.alive(0, 1, 2)
 }
 
-// tcpProxy is a loopback TCP proxy between a junction process and Redis
-// that the test can cut (every connection closed, new ones closed at
-// once: the node sees resets, as behind a firewall that rejects) and
-// restore.
-type tcpProxy struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-}
-
-func startTCPProxy(t *testing.T, target string) *tcpProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	p.wg.Go(p.accept)
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *tcpProxy) addr() string { return p.ln.Addr().String() }
-
-func (p *tcpProxy) accept() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.cut {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.conns[c] = struct{}{}
-		p.mu.Unlock()
-		p.wg.Go(func() { p.pipe(c) })
-	}
-}
-
-func (p *tcpProxy) pipe(c net.Conn) {
-	defer p.forget(c)
-	u, err := net.DialTimeout("tcp", p.target, time.Second)
-	if err != nil {
-		return
-	}
-	if !p.track(u) {
-		return
-	}
-	defer p.forget(u)
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(u, c); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(c, u); done <- struct{}{} }()
-	<-done // either side ended: end both
-	c.Close()
-	u.Close()
-	<-done
-}
-
-// track registers c, or closes it when the proxy is cut.
-func (p *tcpProxy) track(c net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cut {
-		c.Close()
-		return false
-	}
-	p.conns[c] = struct{}{}
-	return true
-}
-
-func (p *tcpProxy) forget(c net.Conn) {
-	c.Close()
-	p.mu.Lock()
-	delete(p.conns, c)
-	p.mu.Unlock()
-}
-
-// setCut cuts (closing every connection) or restores the proxy.
-func (p *tcpProxy) setCut(cut bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = cut
-	if cut {
-		for c := range p.conns {
-			c.Close()
-		}
-	}
-}
-
-func (p *tcpProxy) close() {
-	p.ln.Close()
-	p.setCut(true)
-	p.wg.Wait()
-}
-
 // TestClusterFailurePartition: node 3 reaches Redis through a TCP proxy
 // in the test, which cuts it off for a while. During the cut node 3
 // reports not ready on /readyz (checks.broker "unavailable", 503, so
@@ -764,14 +662,14 @@ func (p *tcpProxy) close() {
 // once in order, and its metrics count the broken pub/sub connections.
 // No node crashes.
 func TestClusterFailurePartition(t *testing.T) {
-	var proxy *tcpProxy
+	var proxy *redistest.CutProxy
 	fc := startFailureClusterWith(t, failureOptions{nodes: 3, config: failureConfig2,
 		broker: func(i int, redisURL string) string {
 			if i != 2 {
 				return redisURL
 			}
-			proxy = startTCPProxy(t, strings.TrimPrefix(redisURL, "redis://"))
-			return "redis://" + proxy.addr()
+			proxy = redistest.StartCutProxy(t, strings.TrimPrefix(redisURL, "redis://"))
+			return "redis://" + proxy.Addr()
 		}})
 	const subscribers, total = 6, 200
 	all := fc.subscribeFeed(subscribers) // subscribers 2 and 5 on node 3
@@ -806,7 +704,7 @@ func TestClusterFailurePartition(t *testing.T) {
 		}
 	}
 
-	proxy.setCut(true)
+	proxy.SetCut(true)
 	cut := time.Now()
 	eventuallyLong(t, "node3 not ready", func() bool {
 		code, body := fc.readyz(2)
@@ -846,7 +744,7 @@ func TestClusterFailurePartition(t *testing.T) {
 	}
 	fc.alive(0, 1, 2)
 
-	proxy.setCut(false)
+	proxy.SetCut(false)
 	healed := time.Now()
 	eventuallyLong(t, "node3 ready again", func() bool {
 		code, body := fc.readyz(2)

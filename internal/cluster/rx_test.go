@@ -3,8 +3,6 @@ package cluster_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -15,90 +13,6 @@ import (
 )
 
 var _ hub.NodeReceiver = (*cluster.Broker)(nil)
-
-// cutProxy forwards TCP to a target until cut: then it closes every
-// connection and every new one at once (Redis unreachable), until restored.
-type cutProxy struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	cut   bool                  // guarded by mu
-	conns map[net.Conn]struct{} // guarded by mu
-	wg    sync.WaitGroup
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	p.wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.wg.Go(func() { p.pipe(c) })
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		p.setCut(true)
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *cutProxy) track(c net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cut {
-		c.Close()
-		return false
-	}
-	p.conns[c] = struct{}{}
-	return true
-}
-
-func (p *cutProxy) forget(c net.Conn) {
-	c.Close()
-	p.mu.Lock()
-	delete(p.conns, c)
-	p.mu.Unlock()
-}
-
-func (p *cutProxy) pipe(c net.Conn) {
-	if !p.track(c) {
-		return
-	}
-	defer p.forget(c)
-	u, err := net.Dial("tcp", p.target)
-	if err != nil || !p.track(u) {
-		return
-	}
-	defer p.forget(u)
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(u, c); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(c, u); done <- struct{}{} }()
-	<-done
-	c.Close()
-	u.Close()
-	<-done
-}
-
-func (p *cutProxy) setCut(cut bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = cut
-	if cut {
-		for c := range p.conns {
-			c.Close()
-		}
-	}
-}
 
 // nodeInbox records the node messages delivered to a broker.
 type nodeInbox struct {
@@ -132,9 +46,9 @@ func (n *nodeInbox) has(m string) bool {
 func TestNodeChannelReceiving(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.New(t, redistest.Options{})
-	proxy := newCutProxy(t, srv.Addr())
+	proxy := redistest.StartCutProxy(t, srv.Addr())
 	prefix := "rx:"
-	a := newBroker(t, []string{"redis://" + proxy.ln.Addr().String()}, func(c *cluster.Config) {
+	a := newBroker(t, []string{"redis://" + proxy.Addr()}, func(c *cluster.Config) {
 		c.Prefix, c.NodeID = prefix, "a"
 	})
 	b := newBroker(t, []string{srv.URL()}, func(c *cluster.Config) { c.Prefix, c.NodeID = prefix, "b" })
@@ -169,7 +83,7 @@ func TestNodeChannelReceiving(t *testing.T) {
 	}
 	waitFor(t, "m1 at a", func() bool { return in.has(`"m1"`) })
 
-	proxy.setCut(true)
+	proxy.SetCut(true)
 	waitFor(t, "a's channel down", func() bool {
 		_, ok := a.Receiving()
 		return !ok
@@ -181,7 +95,7 @@ func TestNodeChannelReceiving(t *testing.T) {
 		t.Fatal("SendToNode to a cut node: want not reachable")
 	}
 
-	proxy.setCut(false)
+	proxy.SetCut(false)
 	waitFor(t, "a's channel up again", func() bool {
 		_, ok := a.Receiving()
 		return ok
