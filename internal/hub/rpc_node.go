@@ -203,6 +203,9 @@ func (r *rpcRelay) handleNodeMessage(raw json.RawMessage) {
 			r.h.Go(func(ctx context.Context) { r.reply(ctx, &m, &nodeMsg{Kind: nodeResult, Call: m.Call, Error: e}) })
 			return
 		}
+		if r.serveFast(&m) {
+			return // rpc_served.go
+		}
 		r.h.Go(func(ctx context.Context) {
 			defer r.servedRemote.Add(-1)
 			r.serveRemote(ctx, &m)
