@@ -52,7 +52,10 @@ type nodeSend struct {
 	state     atomic.Uint32
 	receivers int64         // written by run before done is closed
 	err       error         // written by run before done is closed
-	done      chan struct{} // closed by run once the outcome is known
+	done      chan struct{} // closed by run once the outcome is known (nil: queued, see then)
+	// then, for a message queued without waiting (enqueue), gets the
+	// outcome instead of done; set once.
+	then func(receivers int64, err error)
 }
 
 const (
@@ -163,7 +166,11 @@ func (w *nodeSender) publish(batch []*nodeSend) {
 	w.b.stats.nodeSent.Add(uint64(len(batch)))
 	for i, s := range batch {
 		s.receivers, s.err = cmds[i].Result()
-		close(s.done)
+		if s.then != nil {
+			s.then(s.receivers, s.err)
+		} else if s.done != nil {
+			close(s.done)
+		}
 	}
 }
 
@@ -190,4 +197,44 @@ func (b *Broker) SendToNode(ctx context.Context, nodeID string, msg json.RawMess
 		return fmt.Errorf("cluster: node %q is not reachable", nodeID)
 	}
 	return nil
+}
+
+// enqueue queues msg for nodeID's channel without waiting: then, if not nil,
+// gets the number of receivers and the error once the pipeline carrying it
+// was answered (on the writer: it must not block). It reports false,
+// queueing nothing, when the queue is full or the broker closed.
+func (w *nodeSender) enqueue(nodeID string, msg []byte, then func(int64, error)) bool {
+	s := &nodeSend{channel: w.b.nodeChannel(nodeID), msg: msg, then: then}
+	select {
+	case <-w.b.stop:
+		return false
+	default:
+	}
+	select {
+	case w.queue <- s:
+		return true
+	default:
+		return false
+	}
+}
+
+// QueueToNode implements hub.NodeQueue: SendToNode without waiting for
+// the PUBLISH (nodeSender.enqueue). sent gets what SendToNode would have
+// returned.
+func (b *Broker) QueueToNode(nodeID string, msg json.RawMessage, sent func(error)) bool {
+	if b.checkOpen() != nil || !b.started.Load() {
+		return false
+	}
+	return b.shardOf("node:"+nodeID).sender.enqueue(nodeID, msg, func(n int64, err error) {
+		switch {
+		case err != nil:
+			err = fmt.Errorf("cluster: send to node %q: %w", nodeID, err)
+		case n == 0:
+			b.routes.forgetNode(nodeID)
+			err = fmt.Errorf("cluster: node %q is not reachable", nodeID)
+		}
+		if sent != nil {
+			sent(err)
+		}
+	})
 }

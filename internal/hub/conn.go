@@ -451,14 +451,12 @@ func (c *Conn) request(f *protocol.Frame) {
 		if m.Start != nil && m.Start(c, f) {
 			return // the method answers and releases the request itself
 		}
-		h.wg.Add(1)
-		go func() {
-			defer h.wg.Done()
+		h.spawn(func() {
 			c.handle(m, f)
 			c.mu.Lock()
 			c.async--
 			c.mu.Unlock()
-		}()
+		})
 		return
 	default:
 		c.mu.Lock()

@@ -48,3 +48,9 @@ func QueuedDeliveries(s Streams, topic string) (queued, waiting int) {
 	defer t.mu.Unlock()
 	return len(t.queue), t.waiters
 }
+
+// Workers reports h's pooled workers (workers.go): running, and of those
+// waiting for a task.
+func Workers(h *Hub) (live, idle int) {
+	return int(h.pool.live.Load()), int(h.pool.idle.Load())
+}

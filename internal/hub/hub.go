@@ -226,7 +226,8 @@ type Hub struct {
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // background loops and handler goroutines
+	wg     sync.WaitGroup // background loops and handler goroutines (workers)
+	pool   workerPool     // idle workers of spawn and Go (workers.go)
 	// goMu orders Go's wg.Add before Close's wg.Wait: once Close set
 	// waiting (under goMu), Go no longer adds to wg (a request handler may
 	// call Go while Close waits, with the count at zero).
@@ -318,6 +319,7 @@ func New(cfg Config, deps Deps) (*Hub, error) {
 		methods: make(map[string]*Method),
 		ctx:     ctx,
 		cancel:  cancel,
+		pool:    workerPool{work: make(chan func())},
 	}
 	ping := cfg.HeartbeatInterval
 	h.transport = ws.New(ws.Config{
@@ -520,19 +522,9 @@ func (h *Hub) LastSeen(deviceID string) (time.Time, bool) { return h.lastSeen.ge
 // Go runs fn on a goroutine owned by the hub: Close waits for it. fn should
 // return when ctx is cancelled. Called once Close is waiting, fn still runs,
 // with ctx cancelled, and Close does not wait for it.
+// It runs on a pooled worker (workers.go).
 func (h *Hub) Go(fn func(ctx context.Context)) {
-	h.goMu.RLock()
-	if h.waiting {
-		h.goMu.RUnlock()
-		go fn(h.ctx)
-		return
-	}
-	h.wg.Add(1)
-	h.goMu.RUnlock()
-	go func() {
-		defer h.wg.Done()
-		fn(h.ctx)
-	}()
+	h.spawn(func() { fn(h.ctx) })
 }
 
 var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)

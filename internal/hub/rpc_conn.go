@@ -81,7 +81,7 @@ func (c *Conn) failPendingResponse(raw []byte, derr error) bool {
 	c.mu.Lock()
 	ch := c.takePendingLocked(probe.ID)
 	c.mu.Unlock()
-	var ic *inlineCall
+	var ic inlineRelay
 	if ch == nil {
 		if ic = c.hub.rpc.inlineCallOf(c, probe.ID); ic == nil {
 			return false

@@ -199,6 +199,15 @@ func (ic *inlineCall) progress(data json.RawMessage) {
 func (ic *inlineCall) wake() <-chan struct{} { return nil }
 func (ic *inlineCall) flush()                {}
 
+// inlineRelay is a call relayed to a target connected here on a fast path
+// (an inlineCall, or a servedCall for another node: rpc_served.go), ended
+// from the target's read loop rather than by a waiting goroutine.
+type inlineRelay interface {
+	progressSink
+	response(f *protocol.Frame)
+	targetGone()
+}
+
 // relayResponse hands a response that no waiting channel claimed to the
 // fast-path call it answers; it reports whether there was one.
 func (r *rpcRelay) relayResponse(c *Conn, f *protocol.Frame) bool {
@@ -211,13 +220,13 @@ func (r *rpcRelay) relayResponse(c *Conn, f *protocol.Frame) bool {
 }
 
 // inlineCallOf returns the fast-path call relayed to c as request id.
-func (r *rpcRelay) inlineCallOf(c *Conn, id string) *inlineCall {
+func (r *rpcRelay) inlineCallOf(c *Conn, id string) inlineRelay {
 	s := serverOf(c)
 	if s == nil {
 		return nil
 	}
 	s.mu.Lock()
-	ic, _ := s.relays[id].(*inlineCall)
+	ic, _ := s.relays[id].(inlineRelay)
 	s.mu.Unlock()
 	return ic
 }
@@ -245,10 +254,10 @@ func (r *rpcRelay) callerClosed(c *Conn) {
 // targetClosed ends the fast-path calls relayed to a serving connection
 // that closed.
 func (s *rpcServer) targetClosed() {
-	var ended []*inlineCall
+	var ended []inlineRelay
 	s.mu.Lock()
 	for _, sink := range s.relays {
-		if ic, ok := sink.(*inlineCall); ok {
+		if ic, ok := sink.(inlineRelay); ok {
 			ended = append(ended, ic)
 		}
 	}

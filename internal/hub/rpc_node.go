@@ -94,12 +94,18 @@ func (r *rpcRelay) forward(ctx context.Context, done <-chan struct{}, node strin
 		delete(r.remote, msg.Call)
 		r.mu.Unlock()
 	}()
-	if err := r.sendNode(ctx, node, msg); err != nil {
+	sendFailed := func(err error) (json.RawMessage, routeMiss, error) {
 		if ctx.Err() != nil {
 			return nil, reached, r.ctxErr(ctx, false)
 		}
 		r.h.log.Warn("rpc: forward to node", "node", node, "err", err)
 		return nil, missUnreachable, protocol.Errorf(protocol.CodeUnavailable, "the target's node is unreachable")
+	}
+	// Queued without waiting for the PUBLISH when the Directory can
+	// (NodeQueue): its failure, if any, comes while the call waits.
+	notSent, err := r.queueNode(ctx, node, msg)
+	if err != nil {
+		return sendFailed(err)
 	}
 	cancelRemote := func() {
 		// Best effort: the target node also gives up at its own deadline.
@@ -141,6 +147,8 @@ func (r *rpcRelay) forward(ctx context.Context, done <-chan struct{}, node strin
 			return nil, reached, protocol.Errorf(protocol.CodeUnavailable, "the target's node is gone")
 		case m := <-rc.res:
 			return r.forwardResult(m)
+		case err := <-notSent:
+			return sendFailed(err)
 		case <-ctx.Done():
 			cancelRemote()
 			return nil, reached, r.ctxErr(ctx, false)
@@ -174,6 +182,27 @@ func (r *rpcRelay) forwardResult(m *nodeMsg) (json.RawMessage, routeMiss, error)
 	return m.Result, reached, nil
 }
 
+// queueNode sends msg to node: queued without waiting when the Directory
+// is a NodeQueue with room (a failure to send then arrives on notSent),
+// otherwise by SendToNode (bounded by ctx), whose failure is err.
+func (r *rpcRelay) queueNode(ctx context.Context, node string, msg *nodeMsg) (notSent <-chan error, err error) {
+	b, err := marshalNodeMsg(msg)
+	if err != nil {
+		return nil, err
+	}
+	if q, ok := r.dir.(NodeQueue); ok {
+		ch := make(chan error, 1)
+		if q.QueueToNode(node, b, func(err error) {
+			if err != nil {
+				ch <- err
+			}
+		}) {
+			return ch, nil
+		}
+	}
+	return nil, r.dir.SendToNode(ctx, node, b)
+}
+
 func (r *rpcRelay) sendNode(ctx context.Context, node string, msg *nodeMsg) error {
 	b, err := marshalNodeMsg(msg)
 	if err != nil {
@@ -202,6 +231,9 @@ func (r *rpcRelay) handleNodeMessage(raw json.RawMessage) {
 			e := protocol.Errorf(protocol.CodeRateLimited, "too many relayed calls on the target's node")
 			r.h.Go(func(ctx context.Context) { r.reply(ctx, &m, &nodeMsg{Kind: nodeResult, Call: m.Call, Error: e}) })
 			return
+		}
+		if r.serveFast(&m) {
+			return // rpc_served.go
 		}
 		r.h.Go(func(ctx context.Context) {
 			defer r.servedRemote.Add(-1)
