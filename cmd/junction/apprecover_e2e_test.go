@@ -341,6 +341,61 @@ func TestAppRecoverBreakerCoalesces(t *testing.T) {
 	}
 }
 
+// TestAppRecoverDormantDevices: the sessions of several devices went
+// dormant; the devices come back one right after another (the node reads
+// the dormant sessions of the devices that queued up meanwhile in one
+// query): each session is revived, once.
+func TestAppRecoverDormantDevices(t *testing.T) {
+	m, advance := recoveryServer(t, "", nil)
+	b := newAppBackend(t)
+	const appID = "com.example.sleepers"
+	key := registerApp(t, m, b, appID, "foreground", true, "u1").Key.Key
+	const n = 3
+	name := func(i int) string { return fmt.Sprintf("u1-glasses-%d", i) }
+	ids := make([]string, n)
+	devs := make([]*device, n)
+	conns := make([]*appConn, n)
+	for i := range n {
+		devs[i] = dialDevice(t, m, "u1", name(i))
+		ids[i] = devs[i].start(t, appID, "display").Session.ID
+		conns[i] = connectApp(t, m, key, b.next("session.start"))
+		devs[i].wait(t, ids[i], protocol.AppStateRunning)
+	}
+	for i := range n {
+		_ = devs[i].c.Close()
+		eventually(t, "the device is offline", func() bool { return m.Hub.ConnOfDevice(name(i)) == nil })
+	}
+	for i := range n {
+		_ = conns[i].c.Close()
+		waitSessionIn(t, m, key, appID, ids[i], protocol.AppStateTransportDown)
+	}
+	advance(testGrace + time.Second)
+	for i := range n {
+		waitSessionIn(t, m, key, appID, ids[i], protocol.AppStateDormant)
+	}
+
+	for i := range n {
+		devs[i] = dialDevice(t, m, "u1", name(i))
+	}
+	revived := map[string]bool{}
+	for range n {
+		hook := b.next("session.start")
+		id, _ := hook["sessionId"].(string)
+		if hook["resumed"] != true || revived[id] {
+			t.Fatalf("revival %v (revived before: %v)", hook, revived)
+		}
+		revived[id] = true
+	}
+	for _, id := range ids {
+		if !revived[id] {
+			t.Fatalf("session %s not revived (revived: %v)", id, revived)
+		}
+	}
+	if got := recoveryEvents(t, m, "revived"); got != n {
+		t.Fatalf("revived %d, want %d", got, n)
+	}
+}
+
 // TestAppRecoverDormant: the device goes offline, then the app's
 // connection drops: at the end of grace the session goes dormant and no
 // webhook is sent; the device's return revives it (a resurrection). A

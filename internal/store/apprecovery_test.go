@@ -103,6 +103,19 @@ func TestAppSessionRecovery(t *testing.T) {
 			t.Fatalf("AppSessionsInState next page = %v, %v", ids, err)
 		}
 
+		// The dormant sessions of several devices in one query: not another
+		// state's (as-b stopped, as-a transport_down), nor unknown devices'.
+		of, err := db.AppSessionsOfDevicesInState(ctx, "dormant", []string{"d-as-d", "d-nobody", "d-as-a", "d-as-c", "d-as-b"})
+		if ids := idsOf(of); err != nil || !slices.Equal(ids, []string{"as-c", "as-d"}) {
+			t.Fatalf("AppSessionsOfDevicesInState = %v, %v: want as-c, as-d", ids, err)
+		}
+		if of, err := db.AppSessionsOfDevicesInState(ctx, "dormant", nil); err != nil || len(of) != 0 {
+			t.Fatalf("AppSessionsOfDevicesInState of no device = %v, %v", of, err)
+		}
+		if _, err := db.AppSessionsOfDevicesInState(ctx, "dormant", make([]string, MaxDevicesPerQuery+1)); err == nil {
+			t.Fatalf("AppSessionsOfDevicesInState of %d devices: no error", MaxDevicesPerQuery+1)
+		}
+
 		// A node starting claims its own sessions (a running one goes
 		// transport_down with its grace); a solo node claims them all.
 		end := now.Add(time.Hour)

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -235,6 +237,44 @@ func (db *DB) ActiveAppSessionsOfDevice(ctx context.Context, deviceID string) ([
 	out, err := collect(rows, scanAppSession)
 	if err != nil {
 		return nil, fmt.Errorf("store: app sessions of device: %w", err)
+	}
+	return out, nil
+}
+
+// MaxDevicesPerQuery bounds the devices one AppSessionsOfDevicesInState
+// names (one placeholder each).
+const MaxDevicesPerQuery = 256
+
+// AppSessionsOfDevicesInState returns the sessions in state of the devices
+// listed (at most MaxDevicesPerQuery), in id order: the dormant sessions a
+// node revives when those devices connect, read once for a burst of
+// connections rather than once per device.
+func (db *DB) AppSessionsOfDevicesInState(ctx context.Context, state string, deviceIDs []string) ([]AppSession, error) {
+	if len(deviceIDs) == 0 {
+		return nil, nil
+	}
+	if len(deviceIDs) > MaxDevicesPerQuery {
+		return nil, fmt.Errorf("store: app sessions of devices: %d devices, at most %d", len(deviceIDs), MaxDevicesPerQuery)
+	}
+	var q strings.Builder
+	q.WriteString(`SELECT ` + appSessionCols + ` FROM app_sessions WHERE state = $1 AND device_id IN (`)
+	args := make([]any, 0, len(deviceIDs)+1)
+	args = append(args, state)
+	for i, id := range deviceIDs {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("$" + strconv.Itoa(i+2))
+		args = append(args, id)
+	}
+	q.WriteString(`) ORDER BY id`)
+	rows, err := db.r.QueryContext(ctx, q.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: app sessions of devices: %w", err)
+	}
+	out, err := collect(rows, scanAppSession)
+	if err != nil {
+		return nil, fmt.Errorf("store: app sessions of devices: %w", err)
 	}
 	return out, nil
 }
