@@ -161,6 +161,7 @@ type Transport struct {
 	start time.Time // set once in New: origin of the transport clock
 
 	loops []*loop       // set once in Start (Epoll)
+	fds   fdTable       // Epoll: the loops' connections by descriptor
 	next  atomic.Uint32 // round-robin loop assignment
 	gen   atomic.Uint32 // connection generations
 	open  atomic.Int64  // registered connections not yet finished
