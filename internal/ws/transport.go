@@ -161,7 +161,6 @@ type Transport struct {
 	start time.Time // set once in New: origin of the transport clock
 
 	loops []*loop       // set once in Start (Epoll)
-	fds   fdTable       // Epoll: the loops' connections by descriptor
 	next  atomic.Uint32 // round-robin loop assignment
 	gen   atomic.Uint32 // connection generations
 	open  atomic.Int64  // registered connections not yet finished
@@ -192,6 +191,10 @@ type Transport struct {
 	// not wait behind a whole fan-out (issue 11).
 	urgent    []*Conn // guarded by readyMu
 	stopWrite bool    // guarded by readyMu: writers exit once ready and urgent are empty
+
+	// fds holds the Epoll loops' connections by descriptor. Last, so that it
+	// leaves the layout of the fields above (readyMu's line) as it was.
+	fds fdTable
 }
 
 // New returns a Transport configured by cfg. It has no side effects; call
