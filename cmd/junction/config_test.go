@@ -211,7 +211,7 @@ func TestTokenCommand(t *testing.T) {
 	if p.UserID != "alice" || p.DeviceID != "d1" || p.Kind != "phone" || !p.HasScope("rpc.serve") || p.HasScope("write") {
 		t.Errorf("principal: got %+v", p)
 	}
-	if ttl := time.Until(p.ExpiresAt); ttl < 9*time.Minute || ttl > 11*time.Minute {
+	if ttl := time.Until(p.ExpiresAt()); ttl < 9*time.Minute || ttl > 11*time.Minute {
 		t.Errorf("expiry in %v, want about 10m", ttl)
 	}
 	if code := run(t.Context(), []string{"token", "--data", dir}, nil, &out, &errOut); code == 0 {

@@ -327,7 +327,7 @@ func (s *Service) LookupAPIKey(ctx context.Context, id string) ([]byte, *auth.Pr
 	case !k.RevokedAt.IsZero():
 		return nil, nil, auth.ErrRevoked
 	}
-	return k.MAC, &auth.Principal{AppID: a.ID, TokenID: k.ID, Scopes: a.Scopes, ExpiresAt: k.ExpiresAt}, nil
+	return k.MAC, &auth.Principal{AppID: a.ID, TokenID: k.ID, Scopes: a.Scopes, ExpiresAtMicros: auth.ExpiryMicros(k.ExpiresAt)}, nil
 }
 
 // APIKeyUsed implements auth.APIKeyStore: the time is kept in memory and

@@ -206,14 +206,14 @@ func (s *Service) rotateKey(ctx context.Context, pr *auth.Principal, p *protocol
 	var conns []*hub.Conn
 	s.deps.Hub.DisconnectWhere(protocol.DisconnectForbidden, func(c *hub.Conn) bool {
 		cp := c.Principal()
-		if exp, ok := expiry[cp.TokenID]; ok && cp.AppID == p.ID && !exp.IsZero() && !exp.Equal(cp.ExpiresAt) {
+		if exp, ok := expiry[cp.TokenID]; ok && cp.AppID == p.ID && !exp.IsZero() && !exp.Equal(cp.ExpiresAt()) {
 			conns = append(conns, c)
 		}
 		return false
 	})
 	for _, c := range conns {
 		np := *c.Principal()
-		np.ExpiresAt = expiry[np.TokenID]
+		np.ExpiresAtMicros = auth.ExpiryMicros(expiry[np.TokenID])
 		if err := s.deps.Hub.Reauthorize(ctx, c, &np); err != nil {
 			s.log.Warn("apps: reauthorize after rotation; closing", "app", p.ID, "conn", c.ID(), "err", err)
 			c.Disconnect(protocol.DisconnectForbidden)

@@ -233,7 +233,7 @@ func (a *Authenticator) authenticateAPIKey(ctx context.Context, key string) (*Pr
 	}
 	at := now()
 	if p.Expired(at) {
-		return nil, fail(ReasonExpired, fmt.Errorf("authenticate: api key %s expired at %v", id, p.ExpiresAt))
+		return nil, fail(ReasonExpired, fmt.Errorf("authenticate: api key %s expired at %v", id, p.ExpiresAt()))
 	}
 	a.APIKeys.APIKeyUsed(id, at)
 	out := *p

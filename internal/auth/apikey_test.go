@@ -161,7 +161,7 @@ func TestAuthenticator(t *testing.T) {
 		hashes: map[string][]byte{id: hash, expiredID: expiredHash, revokedID: revokedHash},
 		ps: map[string]*Principal{
 			id:        {AppID: "app1", UserID: "u1", Scopes: []string{"read"}},
-			expiredID: {AppID: "app2", ExpiresAt: clock.Now().Add(-time.Second)},
+			expiredID: {AppID: "app2", ExpiresAtMicros: ExpiryMicros(clock.Now().Add(-time.Second))},
 		},
 	}
 	revokedStore := &memKeys{err: fmt.Errorf("lookup: %w", ErrRevoked)}

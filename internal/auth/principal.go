@@ -21,6 +21,7 @@ package auth
 
 import (
 	"errors"
+	"math"
 	"net/url"
 	"slices"
 	"time"
@@ -67,9 +68,41 @@ type Principal struct {
 	AppID     string // the app, set only for API-key principals
 	TokenID   string // the token's "jti", or the API key's public id
 	Scopes    []string
-	// ExpiresAt is when the credential stops being valid; zero means it does
-	// not expire.
-	ExpiresAt time.Time
+	// ExpiresAtMicros is when the credential stops being valid, in Unix
+	// microseconds (ExpiryMicros); 0 means it does not expire. ExpiresAt
+	// returns it as a time. An int64 rather than a time.Time keeps a
+	// Principal, held by every connection, at 128 bytes instead of 144.
+	ExpiresAtMicros int64
+}
+
+// ExpiryMicros returns t as a Principal's ExpiresAtMicros: 0 for the zero
+// time (no expiry). A time that falls on 0 itself (the Unix epoch) is moved
+// one microsecond earlier, so it still expires; one beyond the int64 range
+// of microseconds (±292,000 years) is clamped to it.
+func ExpiryMicros(t time.Time) int64 {
+	switch {
+	case t.IsZero():
+		return 0
+	case t.After(maxExpiry):
+		return math.MaxInt64
+	case t.Before(minExpiry):
+		return math.MinInt64
+	}
+	if m := t.UnixMicro(); m != 0 {
+		return m
+	}
+	return -1
+}
+
+var maxExpiry, minExpiry = time.UnixMicro(math.MaxInt64), time.UnixMicro(math.MinInt64)
+
+// ExpiresAt returns when p's credential stops being valid; the zero time
+// means it does not expire.
+func (p *Principal) ExpiresAt() time.Time {
+	if p.ExpiresAtMicros == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(p.ExpiresAtMicros)
 }
 
 // HasScope reports whether p holds scope s. ScopeAdmin implies every scope and
@@ -90,9 +123,9 @@ func (p *Principal) HasScope(s string) bool {
 }
 
 // Expired reports whether p's credential has expired at now. A principal with
-// a zero ExpiresAt never expires.
+// a zero ExpiresAtMicros never expires.
 func (p *Principal) Expired(now time.Time) bool {
-	return !p.ExpiresAt.IsZero() && !now.Before(p.ExpiresAt)
+	return p.ExpiresAtMicros != 0 && now.UnixMicro() >= p.ExpiresAtMicros
 }
 
 // Info returns the wire form of p, sent in the welcome event. Its Scopes is a
@@ -105,8 +138,8 @@ func (p *Principal) Info() protocol.Principal {
 		AppID:    p.AppID,
 		Scopes:   append([]string{}, p.Scopes...),
 	}
-	if !p.ExpiresAt.IsZero() {
-		info.ExpiresAtMs = p.ExpiresAt.UnixMilli()
+	if p.ExpiresAtMicros != 0 {
+		info.ExpiresAtMs = p.ExpiresAt().UnixMilli()
 	}
 	return info
 }

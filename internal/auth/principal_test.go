@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestHasScope(t *testing.T) {
@@ -60,7 +62,7 @@ func TestPrincipalInfo(t *testing.T) {
 		p    Principal
 		want string
 	}{
-		{"device", Principal{UserID: "u", DeviceID: "d", Kind: "phone", SessionID: "s", TokenID: "j", Scopes: []string{"read"}, ExpiresAt: exp},
+		{"device", Principal{UserID: "u", DeviceID: "d", Kind: "phone", SessionID: "s", TokenID: "j", Scopes: []string{"read"}, ExpiresAtMicros: ExpiryMicros(exp)},
 			`{"userId":"u","deviceId":"d","kind":"phone","scopes":["read"],"expiresAtMs":1800000000123}`},
 		{"app without expiry or scopes", Principal{AppID: "a"}, `{"appId":"a","scopes":[]}`},
 	}
@@ -135,5 +137,49 @@ func TestFailureReason(t *testing.T) {
 	}
 	if got, want := f.Error(), "auth: signature: boom"; got != want {
 		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// TestPrincipalSize: every connection holds a Principal; 128 bytes is its
+// size class (issue 11's idle target). A time.Time field would make it 144.
+func TestPrincipalSize(t *testing.T) {
+	if n := unsafe.Sizeof(Principal{}); n > 128 {
+		t.Errorf("got unsafe.Sizeof(Principal{}) = %d, want <= 128", n)
+	}
+}
+
+func TestExpiryMicros(t *testing.T) {
+	exp := time.Date(2026, 12, 7, 14, 0, 0, 123456789, time.UTC)
+	for _, tc := range []struct {
+		name    string
+		t       time.Time
+		want    int64
+		expired bool // at exp
+	}{
+		{"zero: never expires", time.Time{}, 0, false},
+		{"a time", exp, exp.UnixMicro(), true},
+		{"the epoch still expires", time.Unix(0, 0), -1, true},
+		{"far future clamped", time.Unix(1<<53, 0), math.MaxInt64, false},
+		{"far past clamped", time.Unix(-(1 << 53), 0), math.MinInt64, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := ExpiryMicros(tc.t)
+			if got != tc.want {
+				t.Fatalf("got ExpiryMicros %d, want %d", got, tc.want)
+			}
+			p := &Principal{ExpiresAtMicros: got}
+			if e := p.Expired(exp); e != tc.expired {
+				t.Errorf("got Expired(%v) %v, want %v", exp, e, tc.expired)
+			}
+			if got == 0 && !p.ExpiresAt().IsZero() {
+				t.Errorf("got ExpiresAt %v, want the zero time", p.ExpiresAt())
+			}
+			if got == tc.t.UnixMicro() && got != 0 && !p.ExpiresAt().Equal(tc.t.Truncate(time.Microsecond)) {
+				t.Errorf("got ExpiresAt %v, want %v", p.ExpiresAt(), tc.t)
+			}
+		})
+	}
+	if p := (&Principal{ExpiresAtMicros: exp.UnixMicro()}); p.Expired(exp.Add(-time.Microsecond)) {
+		t.Errorf("expired a microsecond before its expiry")
 	}
 }

@@ -454,13 +454,13 @@ func principalFromClaims(c *verifyClaims, audience string) (*Principal, error) {
 		}
 	}
 	return &Principal{
-		UserID:    c.Subject,
-		Kind:      Kinds[slices.Index(Kinds, c.Kind)], // the shared copy
-		DeviceID:  c.Dev,
-		SessionID: c.Sid,
-		TokenID:   c.ID,
-		Scopes:    internScopes(*c.Scope),
-		ExpiresAt: c.Exp.Time,
+		UserID:          c.Subject,
+		Kind:            Kinds[slices.Index(Kinds, c.Kind)], // the shared copy
+		DeviceID:        c.Dev,
+		SessionID:       c.Sid,
+		TokenID:         c.ID,
+		Scopes:          internScopes(*c.Scope),
+		ExpiresAtMicros: ExpiryMicros(c.Exp.Time),
 	}, nil
 }
 

@@ -178,8 +178,8 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 			if !slices.Equal(p.Scopes, c.Scopes) {
 				t.Errorf("got scopes %v, want %v", p.Scopes, c.Scopes)
 			}
-			if !p.ExpiresAt.Equal(exp) {
-				t.Errorf("got ExpiresAt %v, want %v", p.ExpiresAt, exp)
+			if !p.ExpiresAt().Equal(exp) {
+				t.Errorf("got ExpiresAt %v, want %v", p.ExpiresAt(), exp)
 			}
 			if p.TokenID == "" || p.TokenID != payload["jti"] {
 				t.Errorf("got TokenID %q, want jti %v", p.TokenID, payload["jti"])

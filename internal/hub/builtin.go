@@ -94,14 +94,14 @@ func (h *Hub) registerBuiltins() {
 		if np.UserID != old.UserID || np.DeviceID != old.DeviceID || np.AppID != old.AppID || np.Kind != old.Kind {
 			return nil, protocol.Errorf(protocol.CodeForbidden, "the new token belongs to another principal")
 		}
-		if !np.ExpiresAt.IsZero() && !np.ExpiresAt.After(h.deps.Now().Add(time.Second)) {
+		if !np.ExpiresAt().IsZero() && !np.ExpiresAt().After(h.deps.Now().Add(time.Second)) {
 			return nil, protocol.Errorf(protocol.CodeUnauthorized, "token already expired")
 		}
 		call.Conn.principal.Store(np)
 		h.expiry.renewed(call.Conn)
 		var ms int64 // 0: the new credential does not expire (an API key without expiry)
-		if !np.ExpiresAt.IsZero() {
-			ms = np.ExpiresAt.UnixMilli()
+		if !np.ExpiresAt().IsZero() {
+			ms = np.ExpiresAt().UnixMilli()
 		}
 		return &protocol.RefreshResult{ExpiresAtMs: ms}, nil
 	})

@@ -24,7 +24,7 @@ func (x *expiryIndex) init() { x.others = make(map[*Conn]struct{}) }
 // add starts watching c, just registered.
 func (x *expiryIndex) add(c *Conn) {
 	p := c.Principal()
-	if p.ExpiresAt.IsZero() || p.UserID != "" {
+	if p.ExpiresAtMicros == 0 || p.UserID != "" {
 		return // none to watch, or found through the registry
 	}
 	x.mu.Lock()
@@ -49,7 +49,7 @@ func (x *expiryIndex) renewed(c *Conn) {
 	x.mu.Lock()
 	c.expiryWarned = false
 	if p.UserID == "" {
-		if p.ExpiresAt.IsZero() {
+		if p.ExpiresAtMicros == 0 {
 			delete(x.others, c)
 		} else {
 			x.others[c] = struct{}{}
@@ -65,7 +65,7 @@ func (h *Hub) checkExpiry() {
 	now := h.deps.Now()
 	var warn, expire []*Conn
 	check := func(c *Conn) {
-		exp := c.Principal().ExpiresAt
+		exp := c.Principal().ExpiresAt()
 		switch {
 		case exp.IsZero():
 		case !now.Before(exp):
@@ -84,7 +84,7 @@ func (h *Hub) checkExpiry() {
 	}
 	h.expiry.mu.Unlock()
 	for _, c := range warn {
-		data, _ := jsonMarshal(protocol.TokenExpiring{ExpiresAtMs: c.Principal().ExpiresAt.UnixMilli()})
+		data, _ := jsonMarshal(protocol.TokenExpiring{ExpiresAtMs: c.Principal().ExpiresAt().UnixMilli()})
 		c.SendEvent(protocol.EventTokenExpiring, "", "", 0, data)
 	}
 	for _, c := range expire {

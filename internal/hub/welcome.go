@@ -78,8 +78,8 @@ func appendPrincipal(b []byte, p *auth.Principal) []byte {
 		b = appendJSONString(b, sc)
 	}
 	b = append(b, ']')
-	if !p.ExpiresAt.IsZero() {
-		if ms := p.ExpiresAt.UnixMilli(); ms != 0 {
+	if p.ExpiresAtMicros != 0 {
+		if ms := p.ExpiresAt().UnixMilli(); ms != 0 {
 			b = append(b, `,"expiresAtMs":`...)
 			b = strconv.AppendInt(b, ms, 10)
 		}

@@ -17,7 +17,7 @@ func TestWelcomeTemplate(t *testing.T) {
 	}
 	h.AddFeature("rpc")
 	for _, p := range []*auth.Principal{
-		{UserID: "u1", DeviceID: "d1", Kind: "phone", Scopes: []string{"read", "write"}, ExpiresAt: time.Unix(1795330254, 0)},
+		{UserID: "u1", DeviceID: "d1", Kind: "phone", Scopes: []string{"read", "write"}, ExpiresAtMicros: auth.ExpiryMicros(time.Unix(1795330254, 0))},
 		{UserID: `"<weird>"\u2028`, Kind: "machine", Scopes: nil},
 		{AppID: "app", Scopes: []string{}},
 	} {
@@ -39,7 +39,7 @@ func FuzzWelcomePrincipal(f *testing.F) {
 	f.Fuzz(func(t *testing.T, user, device, kind, app, s1, s2 string, expMs int64, connID string) {
 		p := &auth.Principal{UserID: user, DeviceID: device, Kind: kind, AppID: app, Scopes: []string{s1, s2}}
 		if expMs != 0 {
-			p.ExpiresAt = time.UnixMilli(expMs)
+			p.ExpiresAtMicros = auth.ExpiryMicros(time.UnixMilli(expMs))
 		}
 		if s1 == "" {
 			p.Scopes = nil

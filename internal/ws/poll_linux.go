@@ -45,10 +45,11 @@ type loop struct {
 
 	stopping atomic.Bool // run returns once set and woken
 
+	// The connections registered with the loop are in t.fds, shared by the
+	// loops of t.
 	mu      sync.Mutex
-	conns   map[int32]*Conn // guarded by mu: registered connections by fd
-	kicks   []*Conn         // guarded by mu: connections with bytes buffered before registration
-	onClose []pendingClose  // guarded by mu: finished connections awaiting OnClose
+	kicks   []*Conn        // guarded by mu: connections with bytes buffered before registration
+	onClose []pendingClose // guarded by mu: finished connections awaiting OnClose
 
 	buf    []byte            // owned by run: scratch read buffer shared by all connections
 	events []unix.EpollEvent // owned by run
@@ -74,7 +75,6 @@ func newLoop(t *Transport) (*loop, error) {
 		t:      t,
 		epfd:   epfd,
 		wakefd: wakefd,
-		conns:  make(map[int32]*Conn),
 		buf:    make([]byte, readBufSize),
 		events: make([]unix.EpollEvent, maxEvents),
 	}, nil
@@ -89,13 +89,13 @@ func event(c *Conn, events uint32) unix.EpollEvent {
 
 // add registers c; reads start once it returns.
 func (l *loop) add(c *Conn) error {
-	l.mu.Lock()
-	l.conns[c.fd] = c
+	l.t.fds.store(c)
 	kick := c.x != nil && len(c.x.initial) > 0
 	if kick {
+		l.mu.Lock()
 		l.kicks = append(l.kicks, c)
+		l.mu.Unlock()
 	}
-	l.mu.Unlock()
 	err := ErrClosed // Transport.Close may cut c before it is in the epoll set
 	if c.acquireFD() {
 		ev := event(c, unix.EPOLLIN|unix.EPOLLRDHUP)
@@ -103,11 +103,7 @@ func (l *loop) add(c *Conn) error {
 		c.releaseFD()
 	}
 	if err != nil {
-		l.mu.Lock()
-		if l.conns[c.fd] == c {
-			delete(l.conns, c.fd)
-		}
-		l.mu.Unlock()
+		l.t.fds.remove(c)
 		return fmt.Errorf("epoll_ctl add: %w", err)
 	}
 	if kick {
@@ -121,11 +117,7 @@ func (l *loop) add(c *Conn) error {
 // by itself when it is closed, since nothing else refers to its socket; one
 // owned by a net.Conn is removed explicitly, as its owner may share it.
 func (l *loop) remove(c *Conn) {
-	l.mu.Lock()
-	if l.conns[c.fd] == c {
-		delete(l.conns, c.fd)
-	}
-	l.mu.Unlock()
+	l.t.fds.remove(c)
 	if c.netConn() != nil && c.acquireFD() {
 		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(c.fd), nil)
 		c.releaseFD()
@@ -173,12 +165,7 @@ func (l *loop) closeFDs() {
 
 // appendConns appends every registered connection to dst.
 func (l *loop) appendConns(dst []*Conn) []*Conn {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, c := range l.conns {
-		dst = append(dst, c)
-	}
-	return dst
+	return l.t.fds.appendConns(dst, l)
 }
 
 // run is the loop goroutine.
@@ -194,18 +181,18 @@ func (l *loop) run() {
 		}
 		now := l.t.now()
 		ready, evs = ready[:0], evs[:0]
-		l.mu.Lock()
 		for _, ev := range l.events[:max(n, 0)] {
 			if ev.Pad == 0 && ev.Fd == int32(l.wakefd) {
 				continue
 			}
-			c := l.conns[ev.Fd]
+			c := l.t.fds.load(ev.Fd)
 			if c == nil || int32(c.gen) != ev.Pad {
 				continue // stale: closed, maybe fd reused
 			}
 			ready = append(ready, c)
 			evs = append(evs, ev.Events)
 		}
+		l.mu.Lock()
 		kicks, l.kicks = l.kicks, kicks[:0]
 		l.mu.Unlock()
 		if n > 0 {

@@ -19,6 +19,8 @@ var errUnsupported = errors.New("epoll transport requires linux")
 
 type loop struct{}
 
+type fdTable struct{}
+
 func newLoop(*Transport) (*loop, error)         { return nil, errUnsupported }
 func (l *loop) run()                            {}
 func (l *loop) add(*Conn) error                 { return errUnsupported }

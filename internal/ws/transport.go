@@ -191,6 +191,10 @@ type Transport struct {
 	// not wait behind a whole fan-out (issue 11).
 	urgent    []*Conn // guarded by readyMu
 	stopWrite bool    // guarded by readyMu: writers exit once ready and urgent are empty
+
+	// fds holds the Epoll loops' connections by descriptor. Last, so that it
+	// leaves the layout of the fields above (readyMu's line) as it was.
+	fds fdTable
 }
 
 // New returns a Transport configured by cfg. It has no side effects; call
