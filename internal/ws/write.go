@@ -4,6 +4,7 @@ package ws
 
 import (
 	"errors"
+	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -38,6 +39,13 @@ func (t *Transport) writeLoop() {
 			w.flush(c)
 			w.batch[i] = nil
 		}
+		// Yield after each take: the writev calls above are short system
+		// calls, which the scheduler does not hand this writer's processor
+		// away for, and while the ready list has work a writer never blocks.
+		// Without this, the goroutines made runnable meanwhile (an HTTP
+		// publisher, an RPC relay, a handshake) wait for a processor until
+		// the list runs dry or the ~10 ms preemption comes (issue 11).
+		runtime.Gosched()
 	}
 }
 
