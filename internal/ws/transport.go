@@ -76,9 +76,14 @@ type Config struct {
 	Loops int
 	// Writers is the number of goroutines writing queued frames (Epoll
 	// only; Portable has one per connection). Default
-	// runtime.GOMAXPROCS(0): more writers than cores only take connections
-	// off the ready list sooner, with fewer frames queued each, so more
-	// write(2) calls per delivery (measured in BENCHMARKS.md).
+	// runtime.GOMAXPROCS(0)-1, at least 1: writers busy with a fan-out
+	// then never hold every processor, and the goroutines that wait for
+	// the network (an HTTP publisher's next request, an RPC relay, a
+	// handshake) are woken at once by the processor left, instead of by
+	// the runtime's 10 ms network poll (their writev calls are too short
+	// for the scheduler to hand their processors away). More writers only
+	// take connections off the ready list sooner, with fewer frames queued
+	// each, so more write(2) calls per delivery (measured in BENCHMARKS.md).
 	Writers int
 	// WriteTimeout closes a connection whose socket stays full this long,
 	// and bounds a close handshake. Default 10s.
@@ -139,7 +144,7 @@ func (c Config) withDefaults() Config {
 		c.Loops = procs
 	}
 	if c.Writers <= 0 {
-		c.Writers = procs
+		c.Writers = max(1, procs-1)
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
