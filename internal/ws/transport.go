@@ -76,14 +76,19 @@ type Config struct {
 	Loops int
 	// Writers is the number of goroutines writing queued frames (Epoll
 	// only; Portable has one per connection). Default
-	// runtime.GOMAXPROCS(0)-1, at least 1: writers busy with a fan-out
-	// then never hold every processor, and the goroutines that wait for
-	// the network (an HTTP publisher's next request, an RPC relay, a
-	// handshake) are woken at once by the processor left, instead of by
-	// the runtime's 10 ms network poll (their writev calls are too short
-	// for the scheduler to hand their processors away). More writers only
-	// take connections off the ready list sooner, with fewer frames queued
-	// each, so more write(2) calls per delivery (measured in BENCHMARKS.md).
+	// runtime.GOMAXPROCS(0): more writers than cores only take connections
+	// off the ready list sooner, with fewer frames queued each, so more
+	// write(2) calls per delivery (measured in BENCHMARKS.md).
+	//
+	// When the writers are as many as the processors (and at least two),
+	// the last is a helper: it writes only while more than helperBacklog
+	// connections wait on the ready list. Below that, writers busy with a
+	// fan-out leave a processor, which polls the network at once, so that
+	// the goroutines waiting for it (an HTTP publisher's next request, an
+	// RPC relay, a handshake) are not left to the runtime's 10 ms network
+	// poll (a writev is too short for the scheduler to hand its processor
+	// away); above it, a pass over the ready list is long enough that the
+	// helper's share of the writing is worth more.
 	Writers int
 	// WriteTimeout closes a connection whose socket stays full this long,
 	// and bounds a close handshake. Default 10s.
@@ -144,7 +149,7 @@ func (c Config) withDefaults() Config {
 		c.Loops = procs
 	}
 	if c.Writers <= 0 {
-		c.Writers = max(1, procs-1)
+		c.Writers = procs
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
@@ -196,6 +201,10 @@ type Transport struct {
 	// not wait behind a whole fan-out (issue 11).
 	urgent    []*Conn // guarded by readyMu
 	stopWrite bool    // guarded by readyMu: writers exit once ready and urgent are empty
+	// helperCond (with readyMu) is signalled when ready holds more than
+	// helperBacklog connections or writers stop; the helper writer waits
+	// on it (Config.Writers).
+	helperCond sync.Cond
 }
 
 // New returns a Transport configured by cfg. It has no side effects; call
@@ -203,6 +212,7 @@ type Transport struct {
 func New(cfg Config) *Transport {
 	t := &Transport{cfg: cfg.withDefaults(), start: time.Now(), hbStop: make(chan struct{})}
 	t.readyCond.L = &t.readyMu
+	t.helperCond.L = &t.readyMu
 	if t.cfg.Kind == Portable {
 		t.pt = newPortable()
 	}
@@ -249,8 +259,12 @@ func (t *Transport) Start() error {
 	for _, l := range t.loops {
 		t.wg.Go(l.run)
 	}
-	for range t.cfg.Writers {
+	helpers := t.cfg.helpers()
+	for range t.cfg.Writers - helpers {
 		t.wg.Go(t.writeLoop)
+	}
+	for range helpers {
+		t.wg.Go(t.helpLoop)
 	}
 	t.wg.Go(t.heartbeat)
 	return nil
@@ -289,6 +303,7 @@ func (t *Transport) Close() error {
 		t.readyMu.Lock()
 		t.stopWrite = true
 		t.readyCond.Broadcast()
+		t.helperCond.Broadcast()
 		t.readyMu.Unlock()
 		for _, l := range t.loops {
 			l.stop()
@@ -577,8 +592,12 @@ func (t *Transport) schedule(c *Conn) {
 		t.ready, t.readyHead = t.ready[:n], 0
 	}
 	t.ready = append(t.ready, c)
+	backlog := len(t.ready) - t.readyHead
 	t.readyMu.Unlock()
 	t.readyCond.Signal()
+	if backlog > helperBacklog {
+		t.helperCond.Signal()
+	}
 }
 
 // scheduleUrgent is schedule for a connection made ready by Send: it goes on
@@ -611,7 +630,11 @@ func (t *Transport) scheduleMany(cs []*Conn) {
 		t.ready, t.readyHead = t.ready[:n], 0
 	}
 	t.ready = append(t.ready, cs...)
+	backlog := len(t.ready) - t.readyHead
 	t.readyMu.Unlock()
+	if backlog > helperBacklog {
+		t.helperCond.Signal()
+	}
 	if len(cs) >= t.cfg.Writers {
 		t.readyCond.Broadcast()
 	} else {

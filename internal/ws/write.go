@@ -49,6 +49,23 @@ func (t *Transport) writeLoop() {
 	}
 }
 
+// helpLoop is the helper writer's loop (Config.Writers): writeLoop, but it
+// takes connections only while the ready list is longer than helperBacklog.
+func (t *Transport) helpLoop() {
+	w := &writer{t: t, iov: make([]unix.Iovec, 0, maxIov), batch: make([]*Conn, 0, maxTake)}
+	for {
+		w.batch = t.takeBacklog(w.batch[:0])
+		if w.batch == nil {
+			return
+		}
+		for i, c := range w.batch {
+			w.flush(c)
+			w.batch[i] = nil
+		}
+		runtime.Gosched()
+	}
+}
+
 // flush writes what is queued for c, which this writer holds (wReady), with
 // as few writev calls as possible, until the queue is empty, the socket is
 // full (then the loop waits for EPOLLOUT) or maxRounds writes were made (then

@@ -16,29 +16,68 @@ import (
 	gws "github.com/gobwas/ws"
 )
 
-// TestWritersLeaveAProcessor: by default the writers are one fewer than the
-// processors (at least one), so that writers busy with a fan-out never hold
-// every processor: a goroutine waiting for the network (an HTTP publisher's
-// next request, a handshake) runs again only once some processor polls the
-// network, which busy processors do not do (the runtime's monitor does it
-// every 10 ms).
+// TestWritersLeaveAProcessor: when the writers are as many as the
+// processors (the default), one of them is a helper, so that writers busy
+// with a fan-out leave a processor for the rest, which polls the network: a
+// goroutine waiting for it (an HTTP publisher's next request, a handshake)
+// runs again only once some processor polls the network, which busy ones do
+// not do (the runtime's monitor does it every 10 ms).
 func TestWritersLeaveAProcessor(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
-	for _, tc := range []struct{ procs, set, want int }{
-		{procs: 1, want: 1},
-		{procs: 2, want: 1},
-		{procs: 8, want: 7},
-		{procs: 2, set: 2, want: 2}, // an explicit count is kept
+	for _, tc := range []struct{ procs, set, writers, helpers int }{
+		{procs: 1, writers: 1, helpers: 0},
+		{procs: 2, writers: 2, helpers: 1},
+		{procs: 8, writers: 8, helpers: 1},
+		{procs: 8, set: 4, writers: 4, helpers: 0}, // fewer writers leave processors anyway
+		{procs: 2, set: 1, writers: 1, helpers: 0},
 	} {
 		runtime.GOMAXPROCS(tc.procs)
-		if got := (Config{Writers: tc.set}).withDefaults().Writers; got != tc.want {
-			t.Errorf("GOMAXPROCS %d, Writers %d: got %d writers, want %d", tc.procs, tc.set, got, tc.want)
+		cfg := Config{Writers: tc.set}.withDefaults()
+		if cfg.Writers != tc.writers || cfg.helpers() != tc.helpers {
+			t.Errorf("GOMAXPROCS %d, Writers %d: got %d writers, %d helpers; want %d, %d",
+				tc.procs, tc.set, cfg.Writers, cfg.helpers(), tc.writers, tc.helpers)
 		}
 	}
 }
 
+// TestHelperTakesOnlyBacklog: the helper writer takes nothing while the
+// ready list holds helperBacklog connections or fewer (it returns nil when
+// the writers stop, having taken none), and a share once there are more;
+// the other writers take from the list as before, first in first out.
+func TestHelperTakesOnlyBacklog(t *testing.T) {
+	tr := New(Config{Writers: 2})
+	conns := make([]*Conn, helperBacklog+1)
+	for i := range conns {
+		conns[i] = &Conn{}
+	}
+	tr.scheduleMany(conns[:helperBacklog])
+	got := make(chan []*Conn, 1)
+	go func() { got <- tr.takeBacklog(nil) }()
+	tr.readyMu.Lock()
+	tr.stopWrite = true
+	tr.readyMu.Unlock()
+	tr.helperCond.Broadcast()
+	if batch := <-got; batch != nil {
+		t.Fatalf("helper took %d connections with %d ready; want none", len(batch), helperBacklog)
+	}
+
+	tr.readyMu.Lock()
+	tr.stopWrite = false
+	tr.readyMu.Unlock()
+	tr.schedule(conns[helperBacklog])
+	batch := tr.takeBacklog(nil)
+	if len(batch) != maxTake || batch[0] != conns[0] {
+		t.Fatalf("helper took %d connections starting at %p with %d ready; want %d from the first %p",
+			len(batch), batch[0], helperBacklog+1, maxTake, conns[0])
+	}
+	next := tr.takeReady(nil)
+	if len(next) == 0 || next[0] != conns[maxTake] {
+		t.Fatalf("writer after the helper got %d connections; want them from the %d-th, in order", len(next), maxTake)
+	}
+}
+
 // TestPublishCompletesWhileWritersSaturated: on two processors, with the
-// default writers and a large fan-out queued, so that the ready list does not
+// default writers (one of them the helper) and a large fan-out queued, so that the ready list does not
 // run dry while the clients drain it, sequential HTTP round trips to a
 // net/http server in the same process (what a REST publisher does) complete,
 // and the fan-out arrives whole and in order at every client. The test logs
