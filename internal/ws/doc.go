@@ -43,9 +43,10 @@
 // with a share of those, so that a ping or an RPC reply does not wait behind
 // a whole fan-out and a fan-out is never starved. Their system calls go
 // through the scheduler (unix.Syscall), they yield their processor after
-// each batch, and by default they are one fewer than the processors: a
+// each batch, and when they are as many as the processors the last one
+// writes only while a long backlog waits (Config.Writers): otherwise a
 // processor they never hold polls the network at once, so HTTP publishers,
-// RPC relays and handshakes are not starved by a fan-out (Config.Writers).
+// RPC relays and handshakes are not starved by a fan-out.
 //
 // # Callbacks
 //
