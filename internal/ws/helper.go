@@ -32,7 +32,7 @@ func (t *Transport) takeBacklog(dst []*Conn) []*Conn {
 		t.helperCond.Wait()
 	}
 	avail := len(t.ready) - t.readyHead
-	n := min(maxTake, avail/t.cfg.Writers)
+	n := max(1, min(maxTake, avail/t.cfg.Writers))
 	dst = append(dst, t.ready[t.readyHead:t.readyHead+n]...)
 	clear(t.ready[t.readyHead : t.readyHead+n])
 	t.readyHead += n
