@@ -42,8 +42,11 @@
 // connection) before those a fan-out made ready with SendBatch, together
 // with a share of those, so that a ping or an RPC reply does not wait behind
 // a whole fan-out and a fan-out is never starved. Their system calls go
-// through the scheduler (unix.Syscall), which can then hand their processor
-// to other goroutines.
+// through the scheduler (unix.Syscall), they yield their processor after
+// each batch, and when they are as many as the processors the last one
+// writes only while a long backlog waits (Config.Writers): otherwise a
+// processor they never hold polls the network at once, so HTTP publishers,
+// RPC relays and handshakes are not starved by a fan-out.
 //
 // # Callbacks
 //

@@ -31,6 +31,7 @@ func (l *loop) stop()                           {}
 func (l *loop) closeFDs()                       {}
 func (l *loop) appendConns(dst []*Conn) []*Conn { return dst }
 func (t *Transport) writeLoop()                 {}
+func (t *Transport) helpLoop()                  {}
 func shutdownWrite(int) error                   { return nil }
 func closeFD(int)                               {}
 func peerAddr(int) net.Addr                     { return nil }

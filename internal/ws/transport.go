@@ -79,6 +79,16 @@ type Config struct {
 	// runtime.GOMAXPROCS(0): more writers than cores only take connections
 	// off the ready list sooner, with fewer frames queued each, so more
 	// write(2) calls per delivery (measured in BENCHMARKS.md).
+	//
+	// When the writers are as many as the processors (and at least two),
+	// the last is a helper: it writes only while more than helperBacklog
+	// connections wait on the ready list. Below that, writers busy with a
+	// fan-out leave a processor, which polls the network at once, so that
+	// the goroutines waiting for it (an HTTP publisher's next request, an
+	// RPC relay, a handshake) are not left to the runtime's 10 ms network
+	// poll (a writev is too short for the scheduler to hand its processor
+	// away); above it, a pass over the ready list is long enough that the
+	// helper's share of the writing is worth more.
 	Writers int
 	// WriteTimeout closes a connection whose socket stays full this long,
 	// and bounds a close handshake. Default 10s.
@@ -191,6 +201,10 @@ type Transport struct {
 	// not wait behind a whole fan-out (issue 11).
 	urgent    []*Conn // guarded by readyMu
 	stopWrite bool    // guarded by readyMu: writers exit once ready and urgent are empty
+	// helperCond (with readyMu) is signalled when ready holds more than
+	// helperBacklog connections or writers stop; the helper writer waits
+	// on it (Config.Writers).
+	helperCond sync.Cond
 
 	// fds holds the Epoll loops' connections by descriptor. Last, so that it
 	// leaves the layout of the fields above (readyMu's line) as it was.
@@ -202,6 +216,7 @@ type Transport struct {
 func New(cfg Config) *Transport {
 	t := &Transport{cfg: cfg.withDefaults(), start: time.Now(), hbStop: make(chan struct{})}
 	t.readyCond.L = &t.readyMu
+	t.helperCond.L = &t.readyMu
 	if t.cfg.Kind == Portable {
 		t.pt = newPortable()
 	}
@@ -248,8 +263,12 @@ func (t *Transport) Start() error {
 	for _, l := range t.loops {
 		t.wg.Go(l.run)
 	}
-	for range t.cfg.Writers {
+	helpers := t.cfg.helpers()
+	for range t.cfg.Writers - helpers {
 		t.wg.Go(t.writeLoop)
+	}
+	for range helpers {
+		t.wg.Go(t.helpLoop)
 	}
 	t.wg.Go(t.heartbeat)
 	return nil
@@ -288,6 +307,7 @@ func (t *Transport) Close() error {
 		t.readyMu.Lock()
 		t.stopWrite = true
 		t.readyCond.Broadcast()
+		t.helperCond.Broadcast()
 		t.readyMu.Unlock()
 		for _, l := range t.loops {
 			l.stop()
@@ -576,8 +596,12 @@ func (t *Transport) schedule(c *Conn) {
 		t.ready, t.readyHead = t.ready[:n], 0
 	}
 	t.ready = append(t.ready, c)
+	backlog := len(t.ready) - t.readyHead
 	t.readyMu.Unlock()
 	t.readyCond.Signal()
+	if backlog > helperBacklog {
+		t.helperCond.Signal()
+	}
 }
 
 // scheduleUrgent is schedule for a connection made ready by Send: it goes on
@@ -610,7 +634,11 @@ func (t *Transport) scheduleMany(cs []*Conn) {
 		t.ready, t.readyHead = t.ready[:n], 0
 	}
 	t.ready = append(t.ready, cs...)
+	backlog := len(t.ready) - t.readyHead
 	t.readyMu.Unlock()
+	if backlog > helperBacklog {
+		t.helperCond.Signal()
+	}
 	if len(cs) >= t.cfg.Writers {
 		t.readyCond.Broadcast()
 	} else {

@@ -4,6 +4,7 @@ package ws
 
 import (
 	"errors"
+	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -38,6 +39,30 @@ func (t *Transport) writeLoop() {
 			w.flush(c)
 			w.batch[i] = nil
 		}
+		// Yield after each take: the writev calls above are short system
+		// calls, which the scheduler does not hand this writer's processor
+		// away for, and while the ready list has work a writer never blocks.
+		// Without this, the goroutines made runnable meanwhile (an HTTP
+		// publisher, an RPC relay, a handshake) wait for a processor until
+		// the list runs dry or the ~10 ms preemption comes (issue 11).
+		runtime.Gosched()
+	}
+}
+
+// helpLoop is the helper writer's loop (Config.Writers): writeLoop, but it
+// takes connections only while the ready list is longer than helperBacklog.
+func (t *Transport) helpLoop() {
+	w := &writer{t: t, iov: make([]unix.Iovec, 0, maxIov), batch: make([]*Conn, 0, maxTake)}
+	for {
+		w.batch = t.takeBacklog(w.batch[:0])
+		if w.batch == nil {
+			return
+		}
+		for i, c := range w.batch {
+			w.flush(c)
+			w.batch[i] = nil
+		}
+		runtime.Gosched()
 	}
 }
 
