@@ -25,13 +25,13 @@ type benchRun struct {
 	m   *meter       // set once
 	tr  *ws.Transport
 
-	hist        histogram // fan-out delivery, ping, call or connect latency
-	pingHist    histogram // mixed: sys.ping round trips
-	callHist    histogram // mixed: relayed rpc.call round trips
-	ackHist     histogram // fanout, mixed: publish → acknowledgement (the publisher's own round trip)
+	hist     histogram // fan-out delivery, ping, call or connect latency
+	pingHist histogram // mixed: sys.ping round trips
+	callHist histogram // mixed: relayed rpc.call round trips
+	ackHist  histogram // fanout, mixed: publish → acknowledgement (the publisher's own round trip)
 	// pubSent holds the send time (unix ns) of WebSocket publication seq at
 	// seq % len: at most 65,536 are unacknowledged (publish).
-	pubSent [1 << 16]atomic.Int64
+	pubSent     [1 << 16]atomic.Int64
 	errs        atomic.Int64
 	firstErr    atomic.Pointer[string]
 	dialErrs    atomic.Int64
