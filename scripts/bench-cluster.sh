@@ -13,7 +13,10 @@
 #   fanout   SUBS subscribers (spread round-robin over the nodes) of one
 #            topic, one WebSocket publisher on the first node at RATE msg/s,
 #            SIZE-byte payloads: deliveries/s, publish→deliver p50/p99, lost,
-#            and (cluster) Redis commands per publication from INFO
+#            publish→acknowledgement p50/p99 (the publisher's round trip:
+#            the server answers one connection's requests in order, so a
+#            round trip longer than 1/RATE queues the publications), and
+#            (cluster) Redis commands per publication from INFO
 #            commandstats, Lua scripts' own commands included;
 #   relay    CALLERS callers on the first node, one rpc.call in flight each,
 #            to MACHINES machines on the other nodes: calls/s, p50/p99.
@@ -161,6 +164,8 @@ jq -rs --arg nodes "$NODES" '
     row("fanout"; "fan-out: publications/s"; .fanout.publications_per_sec; 1),
     row("fanout"; "fan-out: p50 ms"; .latency.p50_ms; 1),
     row("fanout"; "fan-out: p99 ms"; .latency.p99_ms; 1),
+    row("fanout"; "fan-out: publish → acknowledgement p50 ms (the publisher waits for it)"; .fanout.publish_ack.p50_ms; 2),
+    row("fanout"; "fan-out: publish → acknowledgement p99 ms"; .fanout.publish_ack.p99_ms; 2),
     row("fanout"; "fan-out: lost + gaps + duplicates"; (.fanout.lost + .fanout.gaps + .fanout.duplicates); 0),
     row("fanout"; "fan-out: server CPU µs per delivery (all nodes)"; .server.cpu_us_per_delivery; 3),
     row("fanout"; "fan-out: Redis commands per publication"; .redis.commands_per_publication; 2),

@@ -169,6 +169,12 @@ func TestBenchFanout(t *testing.T) {
 			if f.ClientCPUUsPerDelivery <= 0 {
 				t.Errorf("client CPU per delivery: got %g, want > 0", f.ClientCPUUsPerDelivery)
 			}
+			// Every acknowledged publication has its round trip measured
+			// (the WebSocket publisher may have a few unanswered at the
+			// deadline, counted in neither).
+			if a := f.PublishAck; a == nil || a.Count < uint64(f.Publications) || a.P50Ms <= 0 || a.MaxMs < a.P50Ms {
+				t.Errorf("publish → acknowledgement: got %+v, want a sample per acknowledged publication (%d)", a, f.Publications)
+			}
 		})
 	}
 }

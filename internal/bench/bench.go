@@ -383,6 +383,12 @@ type FanoutResult struct {
 	Duplicates         int64   `json:"duplicates"`
 	FinalOffset        uint64  `json:"final_offset"`
 	SumStartOffset     uint64  `json:"sum_start_offset"`
+	// PublishAck is the publisher's round trip: a publication sent → its
+	// acknowledgement (the offset) received. The server answers a
+	// connection's requests one at a time, so a round trip longer than the
+	// publication interval queues the publications behind it, and that
+	// wait is part of every delivery's latency.
+	PublishAck *LatencyStats `json:"publish_ack,omitempty"`
 	// ClientCPUUsPerDelivery is the load generator's own CPU time (user and
 	// system, all its processes) over the measured phase, per delivery: the
 	// share of the machine the server did not get.
@@ -672,6 +678,9 @@ func mergeResults(cfg *Config, rs []*Result) *Result {
 			o.Duplicates += f.Duplicates
 			o.FinalOffset = max(o.FinalOffset, f.FinalOffset)
 			o.SumStartOffset += f.SumStartOffset
+			if f.PublishAck != nil { // only the parent process publishes
+				o.PublishAck = f.PublishAck
+			}
 			o.clientCPUSeconds += f.ClientCPUUsPerDelivery * float64(f.Deliveries) / 1e6
 		}
 	}
@@ -735,6 +744,9 @@ func printSummary(w io.Writer, r *Result) {
 		}
 		fmt.Fprintf(w, "  %d publications (%.0f/s) to %d subscribers: %d deliveries, %s deliveries/s, %d lost, %d duplicates\n",
 			f.Publications, f.PublicationsPerSec, f.Subscribers, f.Deliveries, human(f.DeliveriesPerSec), f.Lost, f.Duplicates)
+		if a := f.PublishAck; a != nil {
+			fmt.Fprintf(w, "  publish → acknowledgement: p50 %.3f ms, p99 %.3f ms, max %.3f ms\n", a.P50Ms, a.P99Ms, a.MaxMs)
+		}
 		if f.ClientCPUUsPerDelivery != 0 {
 			fmt.Fprintf(w, "  load client CPU: %.3f µs/delivery\n", f.ClientCPUUsPerDelivery)
 		}

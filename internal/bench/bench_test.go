@@ -145,7 +145,8 @@ func TestBenchMergeResults(t *testing.T) {
 	// after subscribing at 5, and child 1's subscribers at 5 and 10).
 	rs := []*Result{
 		{Opened: 21, DurationS: 2, Hist: []uint64{1, 2}, Fanout: &FanoutResult{Subscribers: 20, Publications: 95,
-			Deliveries: 20 * 95, DeliveriesPerSec: 950, FinalOffset: 100, SumStartOffset: 20 * 5}},
+			Deliveries: 20 * 95, DeliveriesPerSec: 950, FinalOffset: 100, SumStartOffset: 20 * 5,
+			PublishAck: &LatencyStats{Count: 95, P50Ms: 1.5}}},
 		{Opened: 10, DurationS: 3, Errors: 1, FirstError: "boom", Hist: []uint64{0, 1, 4}, Fanout: &FanoutResult{Subscribers: 10,
 			Deliveries: 5*95 + 5*90 - 7, DeliveriesPerSec: 400, SumStartOffset: 5*5 + 5*10}},
 	}
@@ -154,6 +155,9 @@ func TestBenchMergeResults(t *testing.T) {
 	wantExpected := int64(20*95 + 5*95 + 5*90)
 	if f.Subscribers != 30 || f.Publications != 95 || f.Expected != wantExpected || f.Lost != 7 || f.DeliveriesPerSec != 1350 {
 		t.Errorf("fanout: got %+v, want 30 subscribers, 95 publications, expected %d, lost 7, 1350 deliveries/s", f, wantExpected)
+	}
+	if a := f.PublishAck; a == nil || a.Count != 95 || a.P50Ms != 1.5 {
+		t.Errorf("publish → acknowledgement: got %+v, want the publishing child's (95 samples, p50 1.5 ms)", a)
 	}
 	if got.Opened != 31 || got.DurationS != 3 || got.Errors != 1 || got.FirstError != "boom" {
 		t.Errorf("totals: got opened %d, duration %g, errors %d %q; want 31, 3, 1, boom", got.Opened, got.DurationS, got.Errors, got.FirstError)

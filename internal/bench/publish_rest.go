@@ -74,8 +74,10 @@ func (r *benchRun) publishREST(ctx context.Context, pub *benchConn, subs int64, 
 				body = append(body, pad...)
 				body = append(body, `"}}`...)
 				pub.outstanding.Add(1)
+				t0 := time.Now()
 				off, err := postPublish(ctx, client, u, auth, body)
 				pub.outstanding.Add(-1)
+				r.ackHist.record(int64(time.Since(t0)))
 				if err != nil {
 					r.fail("publish over REST: " + err.Error())
 					continue

@@ -25,9 +25,13 @@ type benchRun struct {
 	m   *meter       // set once
 	tr  *ws.Transport
 
-	hist        histogram // fan-out delivery, ping, call or connect latency
-	pingHist    histogram // mixed: sys.ping round trips
-	callHist    histogram // mixed: relayed rpc.call round trips
+	hist     histogram // fan-out delivery, ping, call or connect latency
+	pingHist histogram // mixed: sys.ping round trips
+	callHist histogram // mixed: relayed rpc.call round trips
+	ackHist  histogram // fanout, mixed: publish → acknowledgement (the publisher's own round trip)
+	// pubSent holds the send time (unix ns) of WebSocket publication seq at
+	// seq % len: at most 65,536 are unacknowledged (publish).
+	pubSent     [1 << 16]atomic.Int64
 	errs        atomic.Int64
 	firstErr    atomic.Pointer[string]
 	dialErrs    atomic.Int64
@@ -189,6 +193,11 @@ func (bc *benchConn) onResponse(c *ws.Conn, f, id []byte, ok bool) {
 			bc.ping(c)
 		}
 	case kindPublisher:
+		if seq, valid := leadingUint(id[min(1, len(id)):]); valid && len(id) > 0 && id[0] == 'p' {
+			if sent := r.pubSent[seq%uint64(len(r.pubSent))].Load(); sent > 0 {
+				r.ackHist.record(time.Now().UnixNano() - sent)
+			}
+		}
 		if ok {
 			off, _ := scanUint(f, markOffset)
 			for {
@@ -752,7 +761,7 @@ func (r *benchRun) fanout(ctx context.Context, hooks phaseHooks, res *Result) er
 		}
 	}
 	f := &FanoutResult{Subscribers: int64(len(subs)), Rate: r.cfg.Rate, Window: r.cfg.Window, SizeBytes: r.cfg.Size,
-		FinalOffset: final, SumStartOffset: sumStart}
+		FinalOffset: final, SumStartOffset: sumStart, PublishAck: summarize(r.ackHist.counts())}
 	for _, bc := range subs {
 		f.Deliveries += bc.recv.Load()
 		f.Gaps += bc.gaps.Load()
@@ -790,7 +799,9 @@ func (r *benchRun) publish(ctx context.Context, pub *benchConn, subs int64, dead
 		buf = append(buf[:0], `{"type":"req","id":"p`...)
 		buf = strconv.AppendInt(buf, seq, 10)
 		buf = append(buf, head...)
-		buf = strconv.AppendInt(buf, time.Now().UnixNano(), 10)
+		now := time.Now().UnixNano()
+		r.pubSent[uint64(seq)%uint64(len(r.pubSent))].Store(now)
+		buf = strconv.AppendInt(buf, now, 10)
 		buf = append(buf, tail...)
 		pub.outstanding.Add(1)
 		if err := pub.c.SendText(buf); err != nil {

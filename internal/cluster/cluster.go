@@ -186,6 +186,9 @@ type stats struct {
 	idemReplayed  atomic.Uint64 // idempotent publications answered from their record
 	nodeSent      atomic.Uint64 // node messages PUBLISHed (SendToNode)
 	nodeBatches   atomic.Uint64 // pipelines that carried them
+	// publishBatches counts PublishBatch calls of several publications
+	// (each one pipeline per shard).
+	publishBatches atomic.Uint64
 }
 
 // Stats is a snapshot of the broker's counters.
@@ -201,6 +204,9 @@ type Stats struct {
 	IdemReplayed  uint64 // idempotent publications answered from their record
 	NodeSent      uint64 // node messages PUBLISHed (SendToNode)
 	NodeBatches   uint64 // pipelines (Redis round trips) that carried them
+	// PublishBatches counts batches of several publications published
+	// together (PublishBatch: one pipeline per shard).
+	PublishBatches uint64
 }
 
 // Stats returns the broker's counters.
@@ -212,6 +218,7 @@ func (b *Broker) Stats() Stats {
 		Checks: s.checks.Load(), ReceiveErrors: s.receiveErrors.Load(),
 		IdemReplayed: s.idemReplayed.Load(),
 		NodeSent:     s.nodeSent.Load(), NodeBatches: s.nodeBatches.Load(),
+		PublishBatches: s.publishBatches.Load(),
 	}
 }
 

@@ -443,6 +443,7 @@ func TestMetrics(t *testing.T) {
 		"junction_broker_publications_total/filled": 0, "junction_broker_resets_total": 0, "junction_broker_dropped_total": 0,
 		"junction_broker_resubscribed_total": 0, "junction_broker_position_checks_total": 0, "junction_broker_pubsub_errors_total": 0,
 		"junction_broker_node_messages_total": 0, "junction_broker_node_batches_total": 0,
+		"junction_broker_publish_batches_total": 0,
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("got metrics %v, want %v", got, want)

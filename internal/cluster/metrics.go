@@ -15,6 +15,8 @@ import "github.com/prometheus/client_golang/prometheus"
 //	junction_broker_pubsub_errors_total: pub/sub read errors (each one a reconnect)
 //	junction_broker_node_messages_total: node messages sent (SendToNode)
 //	junction_broker_node_batches_total: pipelines (Redis round trips) that carried them
+//	junction_broker_publish_batches_total: batches of a connection's consecutive
+//	  publications published in one pipeline (hub.BatchPublisher)
 func (b *Broker) Register(reg prometheus.Registerer) error {
 	s := &b.stats
 	counter := func(name, help string, labels prometheus.Labels, f func() uint64) prometheus.Collector {
@@ -33,6 +35,7 @@ func (b *Broker) Register(reg prometheus.Registerer) error {
 		counter("junction_broker_pubsub_errors_total", "Pub/sub read errors (each one a reconnect).", nil, s.receiveErrors.Load),
 		counter("junction_broker_node_messages_total", "Node messages sent to other nodes (RPC relay), each one PUBLISH.", nil, s.nodeSent.Load),
 		counter("junction_broker_node_batches_total", "Pipelines (Redis round trips) that carried the node messages: concurrent messages share one.", nil, s.nodeBatches.Load),
+		counter("junction_broker_publish_batches_total", "Batches of a connection's consecutive publications published in one pipeline per shard.", nil, s.publishBatches.Load),
 	} {
 		if err := reg.Register(c); err != nil {
 			return err

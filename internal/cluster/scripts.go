@@ -33,7 +33,10 @@ import "github.com/redis/go-redis/v9"
 // It returns {epoch, offset}. An XADD refused because the stream is ahead
 // of the offset means the offset went backwards under this epoch (the meta
 // was restored older than the stream): the topic starts a new epoch.
-var scriptPublish = redis.NewScript(`
+var scriptPublish = redis.NewScript(publishSource)
+
+// publishSource is scriptPublish's text (PublishBatch loads it in its pipeline).
+const publishSource = `
 local ev = ARGV[9] or ''
 if KEYS[3] then
   local r = redis.call('HMGET', KEYS[3], 'f', 'e', 'o')
@@ -87,7 +90,7 @@ if KEYS[3] then
   redis.call('PEXPIRE', KEYS[3], ARGV[11])
 end
 return {epoch, off}
-`)
+`
 
 // scriptRead returns a topic's position and, optionally, a range of its
 // stream, consistently; it creates the topic's epoch when the meta is

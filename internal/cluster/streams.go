@@ -25,11 +25,21 @@ func (b *Broker) Publish(ctx context.Context, topic string, data json.RawMessage
 	if err := b.checkOpen(); err != nil {
 		return hub.StreamPosition{}, err
 	}
+	keys, args, err := b.publishArgs(topic, data, opts)
+	if err != nil {
+		return hub.StreamPosition{}, err
+	}
+	res, err := scriptPublish.Run(ctx, b.shardOf(topic).client, keys, args...).Slice()
+	return b.publishResult(topic, opts, res, err)
+}
+
+// publishArgs returns scriptPublish's keys and arguments.
+func (b *Broker) publishArgs(topic string, data json.RawMessage, opts hub.PublishOptions) ([]string, []any, error) {
 	var info []byte
 	if opts.Info != nil {
 		var err error
 		if info, err = json.Marshal(opts.Info); err != nil {
-			return hub.StreamPosition{}, fmt.Errorf("cluster: publish: info: %w", err)
+			return nil, nil, fmt.Errorf("cluster: publish: info: %w", err)
 		}
 	}
 	histTTL := int64(0)
@@ -37,7 +47,6 @@ func (b *Broker) Publish(ctx context.Context, topic string, data json.RawMessage
 		histTTL = ms(opts.HistoryTTL)
 	}
 	metaTTL := ms(max(b.cfg.StreamTTL, opts.HistoryTTL))
-	sh := b.shardOf(topic)
 	keys := []string{b.metaKey(topic), b.streamKey(topic)}
 	args := []any{newEpoch(), []byte(data), info, b.now().UnixMilli(),
 		max(0, opts.HistorySize), histTTL, metaTTL, b.channel(topic), opts.Event}
@@ -45,7 +54,11 @@ func (b *Broker) Publish(ctx context.Context, topic string, data json.RawMessage
 		keys = append(keys, b.pubIdemKey(topic, opts.Idem.Key))
 		args = append(args, opts.Idem.Fingerprint, ms(opts.Idem.TTL))
 	}
-	res, err := scriptPublish.Run(ctx, sh.client, keys, args...).Slice()
+	return keys, args, nil
+}
+
+// publishResult reads scriptPublish's reply (or error) and counts it.
+func (b *Broker) publishResult(topic string, opts hub.PublishOptions, res []any, err error) (hub.StreamPosition, error) {
 	if err != nil {
 		return hub.StreamPosition{}, redisErr("cluster: publish %q: %w", topic, err)
 	}

@@ -92,6 +92,7 @@ const (
 // channels is the hub's channel state. Lock order: docs/LOCKORDER.md.
 type channels struct {
 	streams    Streams                     // set once in New (Deps.Broker.Streams)
+	batch      BatchPublisher              // set once in New: streams, when it batches (else nil)
 	presence   Presence                    // set once in New (Deps.Broker.Presence)
 	namespaces map[string]*namespace       // set once in New; snapshot and owner resolved in Start
 	snapshots  map[string]SnapshotProvider // filled before Start
@@ -329,6 +330,7 @@ func (h *Hub) initChannels() error {
 		cs.shards[i].topics = make(map[string]*localTopic)
 	}
 	cs.streams = h.deps.Broker.Streams
+	cs.batch, _ = cs.streams.(BatchPublisher)
 	cs.presence = h.deps.Broker.Presence
 	cs.metrics = newChannelMetrics(h.deps.Registerer)
 	h.registerChannelMethods()

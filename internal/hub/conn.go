@@ -499,6 +499,10 @@ func (c *Conn) drainInbox() {
 		c.inbox[0] = nil
 		c.inbox = c.inbox[1:]
 		c.mu.Unlock()
+		if fs := c.takePublishBatch(f); fs != nil {
+			c.handlePublishBatch(fs)
+			continue
+		}
 		c.handle(c.hub.methods[f.Method], f)
 	}
 }

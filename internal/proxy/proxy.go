@@ -239,6 +239,13 @@ func (p *Proxy) Subscribe(ctx context.Context, pr *auth.Principal, t hub.Topic, 
 		Topic: t.Name, Namespace: t.Namespace, Bound: t.Params()}, nil)
 }
 
+// PublishHooks implements hub.PublishHooks: whether namespace has a publish
+// hook (without one, Publish changes nothing and the hub may batch).
+func (p *Proxy) PublishHooks(namespace string) bool {
+	st := p.state.Load()
+	return st != nil && st.publish[namespace] != nil
+}
+
 // Publish implements hub.Interceptor: the namespace's publish hook, which
 // may rewrite data.
 func (p *Proxy) Publish(ctx context.Context, pr *auth.Principal, t hub.Topic, event string, data json.RawMessage, info *hub.ClientInfo) (json.RawMessage, error) {

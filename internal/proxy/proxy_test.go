@@ -471,7 +471,11 @@ func TestHooks(t *testing.T) {
 	if _, err := e.p.Publish(ctx, alice, topic("lobby"), "", json.RawMessage(`{"text":"spam"}`), nil); protocol.AsError(err).Code != protocol.CodeBadRequest {
 		t.Errorf("publish spam: got %v, want bad_request", err)
 	}
-	// Namespaces without a hook are not sent.
+	// Namespaces without a hook are not sent (and say so: the hub batches
+	// their publications without calling Publish).
+	if !e.p.PublishHooks("room") || e.p.PublishHooks("news") {
+		t.Errorf("PublishHooks: got room %v, news %v; want true, false", e.p.PublishHooks("room"), e.p.PublishHooks("news"))
+	}
 	n := len(be.requests())
 	other, _ := hub.MatchTopic("news:{id}", "news:1")
 	if err := e.p.Subscribe(ctx, alice, other, "c1"); err != nil {
