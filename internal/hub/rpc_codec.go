@@ -76,6 +76,9 @@ func appendNodeMsg(dst []byte, m *nodeMsg) ([]byte, bool) {
 		str(`,"appId":`, m.Caller.AppID, true)
 		dst = append(dst, '}')
 	}
+	if m.TimeoutMs > fastNumMax || m.TimeoutMs < -fastNumMax || m.Gen > fastNumMax {
+		return dst, false // beyond what jsonscan.Int and Uint read back
+	}
 	if m.TimeoutMs != 0 {
 		dst = strconv.AppendInt(append(dst, `,"timeoutMs":`...), m.TimeoutMs, 10)
 	}
@@ -102,26 +105,32 @@ func appendNodeMsg(dst []byte, m *nodeMsg) ([]byte, bool) {
 	return append(dst, '}'), ok
 }
 
+// fastNumMax bounds the numbers the fast paths write: jsonscan.Uint refuses
+// some of the 19-digit ones, so that decodeNodeMsg would decline what
+// appendNodeMsg wrote (FuzzMarshalNodeMsg).
+const fastNumMax = 9_000_000_000_000_000_000
+
 // appendSimpleString appends s quoted when it needs no escape (no quote,
 // backslash, control character or character encoding/json escapes for
 // HTML, and valid UTF-8); ok is false otherwise.
 func appendSimpleString(dst []byte, s string) ([]byte, bool) {
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c < 0x20, c == '"', c == '\\', c == '<', c == '>', c == '&':
-			return dst, false
-		case c >= utf8.RuneSelf:
-			if !utf8.ValidString(s) {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
 				return dst, false
 			}
-			// U+2028 and U+2029 are escaped by encoding/json too.
-			for _, r := range s[i:] {
-				if r == '\u2028' || r == '\u2029' {
-					return dst, false
-				}
-			}
-			i = len(s)
+			i++
+			continue
 		}
+		// Every byte is checked, also after a multi-byte character (a
+		// quote after one went out unescaped: FuzzMarshalNodeMsg).
+		r, size := utf8.DecodeRuneInString(s[i:])
+		// U+2028 and U+2029 are escaped by encoding/json too.
+		if r == utf8.RuneError && size <= 1 || r == '\u2028' || r == '\u2029' {
+			return dst, false
+		}
+		i += size
 	}
 	dst = append(dst, '"')
 	dst = append(dst, s...)
