@@ -81,20 +81,7 @@ func (r *rpcRelay) startCall(c *Conn, f *protocol.Frame) bool {
 	s.mu.Unlock()
 	ic.timer.Reset(timeout)
 
-	params := p.Params
-	if len(params) == 0 {
-		params = json.RawMessage("{}")
-	}
-	bp := framePool.Get().(*[]byte)
-	b, err := protocol.AppendRequest((*bp)[:0], id, p.Method, params, "", &protocol.Meta{Caller: callerOf(caller)})
-	var frame []byte
-	if err == nil {
-		frame = ws.PrepareText(b)
-	}
-	if cap(b) <= 64<<10 {
-		*bp = b
-		framePool.Put(bp)
-	}
+	frame, err := requestFrame(id, p.Method, p.Params, callerOf(caller))
 	if err == nil && target.sendFrame(frame) {
 		return true
 	}
@@ -265,4 +252,23 @@ func (s *rpcServer) targetClosed() {
 	for _, ic := range ended {
 		ic.targetGone()
 	}
+}
+
+// requestFrame is the prepared text frame of a request relayed to a target
+// (params {} when empty), built in a pooled buffer.
+func requestFrame(id, method string, params json.RawMessage, caller *protocol.Caller) ([]byte, error) {
+	if len(params) == 0 {
+		params = json.RawMessage("{}")
+	}
+	bp := framePool.Get().(*[]byte)
+	b, err := protocol.AppendRequest((*bp)[:0], id, method, params, "", &protocol.Meta{Caller: caller})
+	var frame []byte
+	if err == nil {
+		frame = ws.PrepareText(b)
+	}
+	if cap(b) <= 64<<10 {
+		*bp = b
+		framePool.Put(bp)
+	}
+	return frame, err
 }

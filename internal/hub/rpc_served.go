@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/junctionhq/junction/internal/ws"
 	"github.com/junctionhq/junction/protocol"
 )
 
@@ -101,20 +100,7 @@ func (r *rpcRelay) serveFast(m *nodeMsg) bool {
 	s.mu.Unlock()
 	sc.timer.Reset(timeout)
 
-	params := m.Params
-	if len(params) == 0 {
-		params = json.RawMessage("{}")
-	}
-	bp := framePool.Get().(*[]byte)
-	b, err := protocol.AppendRequest((*bp)[:0], id, m.Method, params, "", &protocol.Meta{Caller: caller})
-	var frame []byte
-	if err == nil {
-		frame = ws.PrepareText(b)
-	}
-	if cap(b) <= 64<<10 {
-		*bp = b
-		framePool.Put(bp)
-	}
+	frame, err := requestFrame(id, m.Method, m.Params, caller)
 	if err == nil && target.sendFrame(frame) {
 		return true
 	}
