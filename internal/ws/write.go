@@ -28,10 +28,17 @@ type writer struct {
 }
 
 // writeLoop serves the ready list until Close stops the writers.
-func (t *Transport) writeLoop() {
+func (t *Transport) writeLoop() { t.serveWrites(t.takeReady) }
+
+// helpLoop is the helper writer's loop (Config.Writers): writeLoop, but it
+// takes connections only while the ready list is longer than helperBacklog.
+func (t *Transport) helpLoop() { t.serveWrites(t.takeBacklog) }
+
+// serveWrites flushes the connections take hands over until it returns nil.
+func (t *Transport) serveWrites(take func(dst []*Conn) []*Conn) {
 	w := &writer{t: t, iov: make([]unix.Iovec, 0, maxIov), batch: make([]*Conn, 0, maxTake)}
 	for {
-		w.batch = t.takeReady(w.batch[:0])
+		w.batch = take(w.batch[:0])
 		if w.batch == nil {
 			return
 		}
@@ -45,23 +52,6 @@ func (t *Transport) writeLoop() {
 		// Without this, the goroutines made runnable meanwhile (an HTTP
 		// publisher, an RPC relay, a handshake) wait for a processor until
 		// the list runs dry or the ~10 ms preemption comes (issue 11).
-		runtime.Gosched()
-	}
-}
-
-// helpLoop is the helper writer's loop (Config.Writers): writeLoop, but it
-// takes connections only while the ready list is longer than helperBacklog.
-func (t *Transport) helpLoop() {
-	w := &writer{t: t, iov: make([]unix.Iovec, 0, maxIov), batch: make([]*Conn, 0, maxTake)}
-	for {
-		w.batch = t.takeBacklog(w.batch[:0])
-		if w.batch == nil {
-			return
-		}
-		for i, c := range w.batch {
-			w.flush(c)
-			w.batch[i] = nil
-		}
 		runtime.Gosched()
 	}
 }
