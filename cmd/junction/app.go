@@ -145,21 +145,10 @@ func runApp(ctx context.Context, args, environ []string, stdout, stderr io.Write
 		// The key last: scripts take the last line.
 		fmt.Fprintf(stdout, "\nAPI key %s (shown only this once; store it now):\n%s\n", res.Key.AppKey.ID, res.Key.Key)
 	case "list":
-		var all []protocol.App
-		after := ""
-		var raws [][]byte
-		for {
-			var page protocol.AppList
-			raw, err := c.do(ctx, "GET", "/api/v1/admin/apps?limit=100&after="+url.QueryEscape(after), nil, &page)
-			if err != nil {
-				return err
-			}
-			raws = append(raws, raw)
-			all = append(all, page.Apps...)
-			if page.Next == "" {
-				break
-			}
-			after = page.Next
+		all, raws, err := allPages(ctx, c, "/api/v1/admin/apps?limit=100&after=",
+			func(p *protocol.AppList) ([]protocol.App, string) { return p.Apps, p.Next })
+		if err != nil {
+			return err
 		}
 		if *asJSON {
 			return printRaw(stdout, bytes.Join(raws, nil), nil)
@@ -220,20 +209,12 @@ func runApp(ctx context.Context, args, environ []string, stdout, stderr io.Write
 			fmt.Fprintf(stdout, "%s\t%s #%d\t%s\t%d\t%dms\t%s\n", d.At.UTC().Format(time.RFC3339), d.Delivery, d.Attempt, d.Stage, d.Status, d.LatencyMs, d.Error)
 		}
 	case "installs":
-		var all []protocol.AppInstallDetail
-		var raws [][]byte
-		for after := ""; ; {
-			var page protocol.AppInstallDetailList
-			raw, err := c.do(ctx, "GET", "/api/v1/admin/apps/"+esc(pos[0])+"/installs?limit=100&after="+url.QueryEscape(after), nil, &page)
-			if err != nil {
-				return err
-			}
-			raws = append(raws, raw)
-			all = append(all, page.Installs...)
-			if page.Next == "" {
-				break
-			}
-			after = page.Next
+		all, raws, err := allPages(ctx, c, "/api/v1/admin/apps/"+esc(pos[0])+"/installs?limit=100&after=",
+			func(p *protocol.AppInstallDetailList) ([]protocol.AppInstallDetail, string) {
+				return p.Installs, p.Next
+			})
+		if err != nil {
+			return err
 		}
 		if *asJSON {
 			return printRaw(stdout, bytes.Join(raws, nil), nil)
@@ -338,6 +319,27 @@ func adminToken(data, alg string) (string, error) {
 // adminClient calls the admin REST API.
 type adminClient struct {
 	base, token string
+}
+
+// allPages reads every page of an admin listing: GET path+cursor until a
+// page names no next cursor. It returns the items and each page's body.
+func allPages[P, T any](ctx context.Context, c *adminClient, path string, items func(*P) ([]T, string)) ([]T, [][]byte, error) {
+	var all []T
+	var raws [][]byte
+	for after := ""; ; {
+		var page P
+		raw, err := c.do(ctx, "GET", path+url.QueryEscape(after), nil, &page)
+		if err != nil {
+			return nil, nil, err
+		}
+		raws = append(raws, raw)
+		got, next := items(&page)
+		all = append(all, got...)
+		if next == "" {
+			return all, raws, nil
+		}
+		after = next
+	}
 }
 
 // do sends body as JSON and decodes a 2xx answer into out; any other
