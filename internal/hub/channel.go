@@ -157,6 +157,10 @@ type subscriber struct {
 	// nothing, and subscriber keeps its size class).
 	buf      *[]Publication
 	overflow bool // guarded by mu: buf exceeded its bound
+
+	// unlisted is set, under its topic's lock, when a detach pass took
+	// the subscriber out of the topic's list (dropRemovedLocked).
+	unlisted atomic.Bool
 }
 
 // connSubs is a connection's subscriptions (Conn.subs). Every subscribed

@@ -261,6 +261,13 @@ func (cs *channels) forgetLocked(lt *localTopic) {
 
 // detach removes s from its topic (idempotent), unsubscribing the node when
 // it was the last local subscriber, and removes its presence.
+//
+// Removals are combined: whoever holds the topic's lock drops every
+// subscriber marked removed by then, in one copy of the list, and marks
+// them unlisted; a detach that finds its subscriber unlisted has nothing
+// left to do. When n connections of one topic close at once (a network
+// blip, a node draining), the list is copied a few times instead of n
+// times, and each detach holds the lock briefly instead of O(n) long.
 func (h *Hub) detach(ctx context.Context, s *subscriber) {
 	if !s.removed.CompareAndSwap(false, true) {
 		return
@@ -276,25 +283,11 @@ func (h *Hub) detach(ctx context.Context, s *subscriber) {
 			lt.mu.Unlock()
 			continue
 		}
-		sp := lt.subs.Load()
-		if sp == nil || !slices.Contains(*sp, s) {
+		if s.unlisted.Load() {
 			lt.mu.Unlock()
-			break
+			break // removed by an earlier detach's pass
 		}
-		next := slices.DeleteFunc(slices.Clone(*sp), func(x *subscriber) bool { return x == s })
-		lt.subs.Store(&next)
-		h.ch.metrics.subscriptions.Dec()
-		if len(next) == 0 {
-			if lt.subscribed {
-				if err := h.ch.streams.Unsubscribe(ctx, s.topic); err != nil {
-					h.log.Warn("broker unsubscribe", "topic", s.topic, "err", err)
-				}
-				if err := h.ch.streams.Unsubscribe(ctx, ctlPrefix+s.topic); err != nil {
-					h.log.Warn("broker unsubscribe", "topic", ctlPrefix+s.topic, "err", err)
-				}
-			}
-			h.ch.forgetLocked(lt)
-		}
+		h.dropRemovedLocked(ctx, lt)
 		lt.mu.Unlock()
 		break
 	}
@@ -305,6 +298,46 @@ func (h *Hub) detach(ctx context.Context, s *subscriber) {
 		info := s.info()
 		h.control(ctx, s.topic, controlMessage{Kind: "leave", Client: &info})
 	}
+}
+
+// dropRemovedLocked removes every subscriber of lt marked removed (one pass,
+// one copy), marks each unlisted, and unsubscribes the node from the
+// broker and forgets lt when none is left. lt.mu is held.
+func (h *Hub) dropRemovedLocked(ctx context.Context, lt *localTopic) {
+	sp := lt.subs.Load()
+	if sp == nil {
+		return
+	}
+	cur := *sp
+	first := slices.IndexFunc(cur, func(x *subscriber) bool { return x.removed.Load() })
+	if first < 0 {
+		return // s was never attached (attach saw removed)
+	}
+	next := make([]*subscriber, first, len(cur)-1)
+	copy(next, cur[:first])
+	dropped := 0
+	for _, x := range cur[first:] {
+		if x.removed.Load() {
+			x.unlisted.Store(true)
+			dropped++
+			continue
+		}
+		next = append(next, x)
+	}
+	lt.subs.Store(&next)
+	h.ch.metrics.subscriptions.Sub(float64(dropped))
+	if len(next) > 0 {
+		return
+	}
+	if lt.subscribed {
+		if err := h.ch.streams.Unsubscribe(ctx, lt.name); err != nil {
+			h.log.Warn("broker unsubscribe", "topic", lt.name, "err", err)
+		}
+		if err := h.ch.streams.Unsubscribe(ctx, ctlPrefix+lt.name); err != nil {
+			h.log.Warn("broker unsubscribe", "topic", ctlPrefix+lt.name, "err", err)
+		}
+	}
+	h.ch.forgetLocked(lt)
 }
 
 // dropSubscriber removes a subscription on the server's initiative: the
