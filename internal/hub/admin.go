@@ -118,7 +118,7 @@ func (h *Hub) AdminConnections(f ConnFilter) protocol.AdminConnectionList {
 	var conns []*Conn
 	keep := func(c *Conn) {
 		p := c.Principal()
-		if c.id <= f.Cursor || !c.registered.Load() ||
+		if string(c.id[:]) <= f.Cursor || !c.registered.Load() ||
 			(f.UserID != "" && p.UserID != f.UserID) ||
 			(f.DeviceID != "" && p.DeviceID != f.DeviceID) ||
 			(f.Kind != "" && kindName(kindSlot(p)) != f.Kind) {
@@ -136,11 +136,11 @@ func (h *Hub) AdminConnections(f ConnFilter) protocol.AdminConnectionList {
 	default:
 		h.eachConn(keep)
 	}
-	slices.SortFunc(conns, func(a, b *Conn) int { return cmp.Compare(a.id, b.id) })
+	slices.SortFunc(conns, func(a, b *Conn) int { return cmp.Compare(string(a.id[:]), string(b.id[:])) })
 	limit := pageLimit(f.Limit)
 	if len(conns) > limit {
 		conns = conns[:limit]
-		out.NextCursor = conns[limit-1].id
+		out.NextCursor = conns[limit-1].ID()
 	}
 	for _, c := range conns {
 		out.Items = append(out.Items, h.adminConn(c))
@@ -149,7 +149,7 @@ func (h *Hub) AdminConnections(f ConnFilter) protocol.AdminConnectionList {
 }
 
 func (h *Hub) adminConn(c *Conn) protocol.AdminConnection {
-	ac := protocol.AdminConnection{ID: c.id, NodeID: h.NodeID(), Principal: c.Principal().Info(),
+	ac := protocol.AdminConnection{ID: c.ID(), NodeID: h.NodeID(), Principal: c.Principal().Info(),
 		ConnectedAt: time.Unix(0, c.since).UTC()}
 	if a := c.RemoteAddr(); a != nil {
 		ac.RemoteAddr = a.String()
@@ -163,7 +163,7 @@ func (h *Hub) adminConn(c *Conn) protocol.AdminConnection {
 func (h *Hub) connByID(id string) *Conn {
 	var found *Conn
 	h.eachConn(func(c *Conn) {
-		if c.id == id {
+		if string(c.id[:]) == id {
 			found = c
 		}
 	})
@@ -265,7 +265,7 @@ func (h *Hub) AdminChannel(ctx context.Context, topic string) (protocol.AdminCha
 	if lt := h.ch.lookup(topic); lt != nil {
 		if sp := lt.subs.Load(); sp != nil {
 			for _, s := range *sp {
-				d.Connections = append(d.Connections, s.conn.id)
+				d.Connections = append(d.Connections, s.conn.ID())
 			}
 		}
 	}
@@ -314,7 +314,7 @@ func (h *Hub) AdminMachines(userID, cursor string, limit int) protocol.AdminMach
 		methods := s.methodList()
 		s.mu.Unlock()
 		items = append(items, protocol.AdminMachine{DeviceID: p.DeviceID, UserID: p.UserID, Kind: p.Kind,
-			ConnID: s.conn.id, NodeID: h.NodeID(), Methods: methods})
+			ConnID: s.conn.ID(), NodeID: h.NodeID(), Methods: methods})
 	}
 	slices.SortFunc(items, func(a, b protocol.AdminMachine) int { return cmp.Compare(a.DeviceID, b.DeviceID) })
 	out := protocol.AdminMachineList{Items: []protocol.AdminMachine{}}

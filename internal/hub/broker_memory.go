@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"strconv"
@@ -115,25 +116,45 @@ type memTopic struct {
 // claim, kept until the claim's expiry so that an older refresh cannot
 // recreate it. Every connected device has one: the node is an index into
 // MemoryBroker.leaseNodes (a memory broker sees its own node's id, and in tests a
-// few others) and the expiry Unix nanoseconds rather than a time.Time (24
-// bytes with its location), which keeps the map's slots at 40 bytes instead
-// of 64.
+// few others) held in the low 16 bits of the word whose high 48 hold the
+// generation (2^48 claims: ~900 years at 10,000 a second), and the expiry
+// Unix nanoseconds rather than a time.Time (24 bytes with its location),
+// which keeps the map's slots at 32 bytes instead of 64.
 type lease struct {
-	gen     uint64
 	expires int64  // Unix nanoseconds
-	node    uint32 // index into MemoryBroker.leaseNodes
+	genNode uint64 // the generation << leaseNodeBits | the node's index into MemoryBroker.leaseNodes
 }
+
+// leaseNodeBits is how many bits of lease.genNode hold the node's index.
+const leaseNodeBits = 16
+
+func newLease(gen uint64, node uint32, expires int64) lease {
+	return lease{expires: expires, genNode: gen<<leaseNodeBits | uint64(node)}
+}
+
+// gen returns the claim's generation.
+func (l lease) gen() uint64 { return l.genNode >> leaseNodeBits }
+
+// node returns the index of the claim's node in MemoryBroker.leaseNodes.
+func (l lease) node() uint32 { return uint32(l.genNode & (1<<leaseNodeBits - 1)) }
+
+// errTooManyNodes refuses a claim for a node beyond the 2^16 node ids a
+// memory broker's leases can name (it sees its own, and a test a few).
+var errTooManyNodes = errors.New("memory broker: too many node ids for device claims")
 
 // nodeLocked returns the index of node id in b.leaseNodes, adding it. Called with
 // b.mu held.
-func (b *MemoryBroker) nodeLocked(id string) uint32 {
+func (b *MemoryBroker) nodeLocked(id string) (uint32, error) {
 	if i, ok := b.nodeIdx[id]; ok {
-		return i
+		return i, nil
+	}
+	if len(b.leaseNodes) >= 1<<leaseNodeBits {
+		return 0, errTooManyNodes
 	}
 	i := uint32(len(b.leaseNodes))
 	b.leaseNodes = append(b.leaseNodes, id)
 	b.nodeIdx[id] = i
-	return i
+	return i, nil
 }
 
 // liveAt reports whether the lease has not expired at now.
@@ -508,12 +529,16 @@ func (b *MemoryBroker) Presence(ctx context.Context, topic string) (map[string]C
 func (b *MemoryBroker) ClaimDevice(ctx context.Context, deviceID, nodeID string, ttl time.Duration) (uint64, string, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	node, err := b.nodeLocked(nodeID)
+	if err != nil {
+		return 0, "", err
+	}
 	prev := ""
 	if l, ok := b.devices[deviceID]; ok && l.liveAt(b.now()) {
-		prev = b.leaseNodes[l.node]
+		prev = b.leaseNodes[l.node()]
 	}
 	b.devGen++
-	b.devices[deviceID] = lease{node: b.nodeLocked(nodeID), gen: b.devGen, expires: b.now().Add(ttl).UnixNano()}
+	b.devices[deviceID] = newLease(b.devGen, node, b.now().Add(ttl).UnixNano())
 	return b.devGen, prev, nil
 }
 
@@ -521,10 +546,14 @@ func (b *MemoryBroker) ClaimDevice(ctx context.Context, deviceID, nodeID string,
 func (b *MemoryBroker) RefreshDevice(ctx context.Context, deviceID, nodeID string, gen uint64, ttl time.Duration) (bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if l, ok := b.devices[deviceID]; ok && l.liveAt(b.now()) && (l.gen != gen || b.leaseNodes[l.node] != nodeID) {
+	if l, ok := b.devices[deviceID]; ok && l.liveAt(b.now()) && (l.gen() != gen || b.leaseNodes[l.node()] != nodeID) {
 		return false, nil
 	}
-	b.devices[deviceID] = lease{node: b.nodeLocked(nodeID), gen: gen, expires: b.now().Add(ttl).UnixNano()}
+	node, err := b.nodeLocked(nodeID)
+	if err != nil {
+		return false, err
+	}
+	b.devices[deviceID] = newLease(gen, node, b.now().Add(ttl).UnixNano())
 	return true, nil
 }
 
@@ -532,9 +561,8 @@ func (b *MemoryBroker) RefreshDevice(ctx context.Context, deviceID, nodeID strin
 func (b *MemoryBroker) ClearDevice(ctx context.Context, deviceID, nodeID string, gen uint64) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if l, ok := b.devices[deviceID]; ok && b.leaseNodes[l.node] == nodeID && l.gen == gen {
-		l.node = 0
-		b.devices[deviceID] = l
+	if l, ok := b.devices[deviceID]; ok && b.leaseNodes[l.node()] == nodeID && l.gen() == gen {
+		b.devices[deviceID] = newLease(gen, 0, l.expires)
 	}
 	return nil
 }
@@ -544,10 +572,10 @@ func (b *MemoryBroker) DeviceNode(ctx context.Context, deviceID string) (string,
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	l, ok := b.devices[deviceID]
-	if !ok || l.node == 0 || !l.liveAt(b.now()) {
+	if !ok || l.node() == 0 || !l.liveAt(b.now()) {
 		return "", false, nil
 	}
-	return b.leaseNodes[l.node], true, nil
+	return b.leaseNodes[l.node()], true, nil
 }
 
 // NodeAlive implements Directory: one node knows only itself.

@@ -72,7 +72,7 @@ func (h *Hub) registerBuiltins() {
 	h.Register(Method{Name: "conn.whoami", Scope: ScopeAuthenticated, Mode: Inline,
 		Params: reflect.TypeFor[protocol.Empty](), Result: reflect.TypeFor[protocol.WhoamiResult](),
 		Handler: func(_ context.Context, call *Call) (any, error) {
-			return protocol.WhoamiResult{ConnID: call.Conn.id, NodeID: h.cfg.NodeID, Principal: call.Principal.Info()}, nil
+			return protocol.WhoamiResult{ConnID: call.Conn.ID(), NodeID: h.cfg.NodeID, Principal: call.Principal.Info()}, nil
 		}})
 	Handle(h, Method{Name: "auth.refresh", Scope: ScopeAuthenticated, Params: reflect.TypeFor[protocol.RefreshParams]()}, func(ctx context.Context, call *Call, p *refreshParams) (*protocol.RefreshResult, error) {
 		if h.deps.Authenticator == nil {

@@ -66,7 +66,7 @@ func (h *Hub) handleControl(topic string, data json.RawMessage) {
 		frame := ws.PrepareText(protocol.AppendEvent(nil, event, topic, "", 0, info))
 		for _, s := range *sp {
 			switch {
-			case s.conn.id == m.Client.ConnID:
+			case string(s.conn.ID()[:]) == m.Client.ConnID:
 			case s.live.Load():
 				s.conn.SendPrepared(frame)
 			default:
@@ -100,7 +100,7 @@ func (h *Hub) recheck(ctx context.Context, topic string, subs []*subscriber) {
 		if pe := protocol.AsError(err); pe.Code == protocol.CodeForbidden || pe.Code == protocol.CodeUnauthorized {
 			h.dropSubscriber(s, "forbidden", false)
 		} else {
-			h.log.Warn("recheck subscription", "topic", topic, "conn", s.conn.id, "err", err)
+			h.log.Warn("recheck subscription", "topic", topic, "conn", s.conn.ID(), "err", err)
 		}
 	}
 }
@@ -127,7 +127,7 @@ func (h *Hub) refreshPresence(ctx context.Context) {
 		sh.mu.RUnlock()
 	}
 	for _, s := range subs {
-		if err := h.ch.presence.AddPresence(ctx, s.topic, s.conn.id, s.info(), h.cfg.PresenceTTL); err != nil {
+		if err := h.ch.presence.AddPresence(ctx, s.topic, s.conn.ID(), s.info(), h.cfg.PresenceTTL); err != nil {
 			h.log.Warn("refresh presence", "topic", s.topic, "err", err)
 			if ctx.Err() != nil {
 				return

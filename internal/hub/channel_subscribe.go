@@ -21,7 +21,7 @@ func (s *subscriber) info() ClientInfo { return *clientInfo(s.conn) }
 
 func clientInfo(c *Conn) *ClientInfo {
 	p := c.Principal()
-	return &ClientInfo{ConnID: c.id, UserID: p.UserID, DeviceID: p.DeviceID, Kind: p.Kind, NodeID: c.hub.cfg.NodeID, Info: connInfo(c)}
+	return &ClientInfo{ConnID: c.ID(), UserID: p.UserID, DeviceID: p.DeviceID, Kind: p.Kind, NodeID: c.hub.cfg.NodeID, Info: connInfo(c)}
 }
 
 // connSubsOf returns the connection's subscriptions, or nil.
@@ -164,7 +164,7 @@ func (h *Hub) join(ctx context.Context, s *subscriber, t Topic, ns *namespace, s
 		return nil, protocol.Errorf(protocol.CodeUnavailable, "too many publications on %q while joining; try again", t.Name)
 	}
 	if ns.cfg.Presence {
-		if err := h.ch.presence.AddPresence(ctx, t.Name, s.conn.id, s.info(), h.cfg.PresenceTTL); err != nil {
+		if err := h.ch.presence.AddPresence(ctx, t.Name, s.conn.ID(), s.info(), h.cfg.PresenceTTL); err != nil {
 			return nil, fmt.Errorf("add presence on %s: %w", t.Name, err)
 		}
 		s.inPresence.Store(true)
@@ -292,7 +292,7 @@ func (h *Hub) detach(ctx context.Context, s *subscriber) {
 		break
 	}
 	if s.inPresence.CompareAndSwap(true, false) {
-		if err := h.ch.presence.RemovePresence(ctx, s.topic, s.conn.id); err != nil {
+		if err := h.ch.presence.RemovePresence(ctx, s.topic, s.conn.ID()); err != nil {
 			h.log.Warn("remove presence", "topic", s.topic, "err", err)
 		}
 		info := s.info()

@@ -23,7 +23,11 @@ import (
 //
 // A claim is made on a goroutine of the hub after the connection is
 // registered (the welcome does not wait for the broker); rpc.register waits
-// for its connection's claim. Claims of one device are made, refreshed and
+// for its connection's claim. With the in-process MemoryBroker, whose
+// claims never wait, the welcome makes it: a worker per connection
+// arriving at once kept its stack, idle, for workerIdle after a connect
+// burst (58-136 bytes of RSS per connection in the idle benchmark's
+// interleaved pairs, BENCHMARKS.md). Claims of one device are made, refreshed and
 // cleared under the device's lease stripe, so that they never reorder on
 // this node.
 //
@@ -88,15 +92,30 @@ func (r *rpcRelay) connected(c *Conn) {
 	if closed {
 		return
 	}
+	if r.inlineClaims {
+		r.claim(r.h.ctx, device, e)
+		return
+	}
 	r.h.Go(func(ctx context.Context) {
-		defer e.firstAttemptEnded()
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		l := r.stripe(device)
-		l.Lock()
-		defer l.Unlock()
-		r.claimLocked(ctx, device, e)
+		r.claim(ctx, device, e)
 	})
+}
+
+// claim makes e's first attempt under the device's stripe.
+func (r *rpcRelay) claim(ctx context.Context, device string, e *deviceClaim) {
+	defer e.firstAttemptEnded()
+	l := r.stripe(device)
+	l.Lock()
+	defer l.Unlock()
+	r.claimLocked(ctx, device, e)
+}
+
+// isMemoryDirectory reports whether dir is the in-process MemoryBroker.
+func isMemoryDirectory(dir Directory) bool {
+	_, ok := dir.(*MemoryBroker)
+	return ok
 }
 
 // claimLocked makes e's claim; the device's stripe is held.

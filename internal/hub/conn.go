@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"log/slog"
 	"net"
@@ -25,8 +26,7 @@ type Conn struct {
 	// 160-byte size class. Fields are ordered so that little is padded;
 	// state only some connections need (Value, AfterClose, Done,
 	// server→client requests) is in extra.
-	hub *Hub   // set once at construction
-	id  string // set once at construction
+	hub *Hub // set once at construction
 
 	principal atomic.Pointer[auth.Principal] // replaced by auth.refresh
 	ws        atomic.Pointer[ws.Conn]        // set once by attach or the first OnMessage
@@ -45,11 +45,16 @@ type Conn struct {
 	// expiryWarned is guarded by hub.expiry.mu: token.expiring was sent
 	// for the current credential (expiry.go).
 	expiryWarned bool
-	inbox        []*protocol.Frame // guarded by mu: Serial requests waiting
-	rate         auth.Bucket       // guarded by mu: the request rate limit
-	subs         *connSubs         // guarded by mu: channel subscriptions, nil before the first (its own field: most connections subscribe)
-	claim        *deviceClaim      // guarded by mu: the device's claim (claims.go), set once after the welcome; nil without a device
-	extra        *connExtra        // guarded by mu: created by the first SetValue, AfterClose, Done or server→client request
+	// id is the connection's id (ID), set once at construction: held in
+	// the Conn, beside the four bytes above, it fills what was padding
+	// and the string header, where a string cost every connection a
+	// 24-byte allocation of its own.
+	id    [connIDLen]byte
+	inbox []*protocol.Frame // guarded by mu: Serial requests waiting
+	rate  auth.Bucket       // guarded by mu: the request rate limit
+	subs  *connSubs         // guarded by mu: channel subscriptions, nil before the first (its own field: most connections subscribe)
+	claim *deviceClaim      // guarded by mu: the device's claim (claims.go), set once after the welcome; nil without a device
+	extra *connExtra        // guarded by mu: created by the first SetValue, AfterClose, Done or server→client request
 }
 
 // connExtra is the state of a Conn that most connections never use: an
@@ -99,14 +104,23 @@ func (c *Conn) extraLocked() *connExtra {
 	return c.extra
 }
 
+// connIDLen is the length of a connection id: "c-" and 10 random bytes in
+// base32 (16 characters).
+const connIDLen = 2 + 16
+
 func newConn(h *Hub, p *auth.Principal) *Conn {
-	c := &Conn{hub: h, id: "c-" + randomID(10), since: h.deps.Now().UnixNano()}
+	c := &Conn{hub: h, since: h.deps.Now().UnixNano()}
+	var b [10]byte
+	_, _ = rand.Read(b[:])
+	copy(c.id[:], "c-")
+	idEncoding.Encode(c.id[2:], b[:])
 	c.principal.Store(p)
 	return c
 }
 
-// ID returns the connection id announced in its welcome.
-func (c *Conn) ID() string { return c.id }
+// ID returns the connection id announced in its welcome (a new string at
+// each call: the bytes are the Conn's).
+func (c *Conn) ID() string { return string(c.id[:]) }
 
 // Principal returns who the connection is authenticated as.
 func (c *Conn) Principal() *auth.Principal { return c.principal.Load() }
@@ -135,7 +149,7 @@ func (c *Conn) welcome() {
 	c.welcomeOnce.Do(func() {
 		h := c.hub
 		p := c.Principal()
-		data := h.welcomeData(c.id, p)
+		data := h.welcomeData(c.ID(), p)
 		frame := ws.PrepareText(protocol.AppendEvent(nil, protocol.EventWelcome, "", "", 0, data))
 		// Register before the welcome goes out: a client holding its welcome
 		// is findable by device (revocation, replacement, RPC). Nothing
@@ -277,7 +291,7 @@ func (c *Conn) sendResult(id string, result any) {
 	default:
 		b, err := jsonMarshal(result)
 		if err != nil {
-			c.hub.log.Error("encode result", "conn", c.id, "err", err)
+			c.hub.log.Error("encode result", "conn", c.ID(), "err", err)
 			c.sendError(id, protocol.AsError(err))
 			return
 		}
@@ -370,7 +384,7 @@ func (c *Conn) OnClose(_ *ws.Conn, code int, reason string) {
 		if p := c.principal.Load(); p != nil {
 			user, device = p.UserID, p.DeviceID
 		}
-		h.log.Debug("disconnected", "conn", c.id, "user", user, "device", device, "code", code, "reason", reason)
+		h.log.Debug("disconnected", "conn", c.ID(), "user", user, "device", device, "code", code, "reason", reason)
 	}
 	c.unregister()
 	c.releaseSlot()
@@ -525,7 +539,7 @@ func (c *Conn) handle(m *Method, f *protocol.Frame) {
 	if err != nil {
 		pe := protocol.AsError(err)
 		if pe.Code == protocol.CodeInternal {
-			h.log.Error("method failed", "method", m.Name, "conn", c.id, "user", call.Principal.UserID, "device", call.Principal.DeviceID, "err", err)
+			h.log.Error("method failed", "method", m.Name, "conn", c.ID(), "user", call.Principal.UserID, "device", call.Principal.DeviceID, "err", err)
 		}
 		c.sendError(f.ID, pe)
 	} else {
@@ -543,7 +557,7 @@ func (c *Conn) handle(m *Method, f *protocol.Frame) {
 func (h *Hub) invoke(m *Method, call *Call) (result any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			h.logPanic(m.Name, call.Conn.id, r)
+			h.logPanic(m.Name, call.Conn.ID(), r)
 			err = protocol.AsError(nil)
 		}
 	}()

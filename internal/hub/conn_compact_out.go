@@ -25,7 +25,7 @@ func (c *Conn) sendCompactFrame(frame []byte) bool {
 	f, err := protocol.Decode(ws.PreparedPayload(frame))
 	if err != nil {
 		// Every frame the hub prepares decodes; this is a bug, not input.
-		c.hub.log.Error("compact: frame to translate does not decode", "conn", c.id, "err", err)
+		c.hub.log.Error("compact: frame to translate does not decode", "conn", c.ID(), "err", err)
 		return false
 	}
 	switch f.Type {

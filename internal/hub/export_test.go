@@ -22,7 +22,7 @@ func LeaseExpiry(b *MemoryBroker, deviceID string) (time.Time, string, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	l, ok := b.devices[deviceID]
-	return time.Unix(0, l.expires), b.leaseNodes[l.node], ok && l.node != 0
+	return time.Unix(0, l.expires), b.leaseNodes[l.node()], ok && l.node() != 0
 }
 
 // SetDeliverHook makes every HandlePublication of h call f first, so that a

@@ -335,7 +335,6 @@ func New(cfg Config, deps Deps) (*Hub, error) {
 	h.iot = newIoTTransport(cfg)
 	h.metrics = newMetrics(deps.Registerer, h)
 	h.reg.init()
-	h.slots.users = make(map[string]int)
 	h.uconns.init(h)
 	h.idem = idempotency{records: deps.Broker.Records, ttl: cfg.IdemTTL, now: deps.Now, log: deps.Logger, metrics: h.metrics.idem}
 	h.lastSeen.init(100_000)

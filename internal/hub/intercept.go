@@ -84,7 +84,7 @@ func (h *Hub) interceptSubscribe(ctx context.Context, p *auth.Principal, t Topic
 	if i == nil {
 		return nil
 	}
-	return i.Subscribe(ctx, p, t, c.id)
+	return i.Subscribe(ctx, p, t, c.ID())
 }
 
 // interceptPublish runs the Publish hook, returning the data to publish.

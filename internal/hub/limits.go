@@ -35,8 +35,10 @@ func (e *ConnLimitError) Error() string { return e.Err.Error() }
 func (e *ConnLimitError) Unwrap() error { return e.Err }
 
 // connSlots counts the connections admitted (from before their upgrade
-// until they close) in all and per user, so that Config.MaxConnections and
-// Config.MaxConnectionsPerUser hold exactly even when handshakes race.
+// until they close) in all and per owner, so that Config.MaxConnections and
+// Config.MaxConnectionsPerUser hold exactly even when handshakes race. A
+// user's count is in its slot of the registry (userSlot, beside its first
+// connection: one map slot per connected user); the apps' are here.
 //
 // The counts are keyed by the principal's own user (or app) id string, so
 // that a connected user costs a map slot and no key of its own; the owner
@@ -44,7 +46,6 @@ func (e *ConnLimitError) Unwrap() error { return e.Err }
 type connSlots struct {
 	total atomic.Int64
 	mu    sync.Mutex     // a leaf: nothing is locked while it is held
-	users map[string]int // guarded by mu: admitted connections per user id, absent when 0
 	apps  map[string]int // guarded by mu: admitted connections per app id of keys bound to no user, absent when 0
 }
 
@@ -74,31 +75,36 @@ func (o owner) key() string {
 	return "u/" + o.id
 }
 
-// countsLocked returns the counts o is kept in, creating them. Called with
-// mu held.
-func (s *connSlots) countsLocked(o owner) map[string]int {
-	if o.app {
-		if s.apps == nil {
-			s.apps = make(map[string]int)
-		}
-		return s.apps
-	}
-	if s.users == nil {
-		s.users = make(map[string]int)
-	}
-	return s.users
-}
-
-// ownerCountsLocked returns every count by owner key. Called with mu held.
-func (s *connSlots) ownerCountsLocked() map[string]int {
-	counts := make(map[string]int, len(s.users)+len(s.apps))
-	for id, n := range s.users {
-		counts[owner{id: id}.key()] = n
-	}
+// ownerCounts returns every count by owner key.
+func (h *Hub) ownerCounts() map[string]int {
+	s := &h.slots
+	s.mu.Lock()
+	counts := make(map[string]int, len(s.apps))
 	for id, n := range s.apps {
 		counts[owner{app: true, id: id}.key()] = n
 	}
+	s.mu.Unlock()
+	h.reg.addAdmitted(counts)
 	return counts
+}
+
+// admitLocal counts a connection of o on this node, unless o has limit
+// connections already (limit ≤ 0: no limit).
+func (h *Hub) admitLocal(o owner, limit int) bool {
+	if !o.app {
+		return h.reg.admitUser(o.id, limit)
+	}
+	s := &h.slots
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if limit > 0 && s.apps[o.id] >= limit {
+		return false
+	}
+	if s.apps == nil {
+		s.apps = make(map[string]int)
+	}
+	s.apps[o.id]++
+	return true
 }
 
 // admit reserves a connection for p, or refuses it with a *ConnLimitError.
@@ -112,16 +118,11 @@ func (h *Hub) admit(ctx context.Context, p *auth.Principal) error {
 			Message: "too many connections on this server; retry later", RetryAfterMs: connLimitRetryMs}}
 	}
 	if o := ownerOf(p); o.id != "" {
-		s.mu.Lock()
-		counts := s.countsLocked(o)
-		if l.MaxConnectionsPerUser > 0 && counts[o.id] >= l.MaxConnectionsPerUser {
-			s.mu.Unlock()
+		if !h.admitLocal(o, l.MaxConnectionsPerUser) {
 			s.total.Add(-1)
 			return &ConnLimitError{Limit: LimitUserConnections, Err: &protocol.Error{Code: protocol.CodeRateLimited,
 				Message: "too many connections for this user; close one or retry later", RetryAfterMs: connLimitRetryMs}}
 		}
-		counts[o.id]++
-		s.mu.Unlock()
 		if !h.acquireShared(ctx, o, l.MaxConnectionsPerUser) {
 			h.releaseLocal(o)
 			return &ConnLimitError{Limit: LimitUserConnections, Err: &protocol.Error{Code: protocol.CodeRateLimited,
@@ -145,12 +146,15 @@ func (h *Hub) release(p *auth.Principal) {
 func (h *Hub) releaseLocal(o owner) {
 	s := &h.slots
 	s.total.Add(-1)
+	if !o.app {
+		h.reg.releaseUser(o.id)
+		return
+	}
 	s.mu.Lock()
-	counts := s.countsLocked(o)
-	if counts[o.id] <= 1 {
-		delete(counts, o.id)
+	if s.apps[o.id] <= 1 {
+		delete(s.apps, o.id)
 	} else {
-		counts[o.id]--
+		s.apps[o.id]--
 	}
 	s.mu.Unlock()
 }

@@ -15,7 +15,7 @@ import (
 // all or MaxConnectionsPerUser for one user, and releases give slots back.
 func TestAdmitExact(t *testing.T) {
 	h := &Hub{cfg: Config{MaxConnections: 10, MaxConnectionsPerUser: 4}}
-	h.slots.users = make(map[string]int)
+	h.reg.init()
 	var admitted, perUser, overall atomic.Int64
 	var wg sync.WaitGroup
 	for i := range 64 {
@@ -41,23 +41,28 @@ func TestAdmitExact(t *testing.T) {
 	if admitted.Load() != 10 || h.slots.total.Load() != 10 {
 		t.Fatalf("admitted %d (counted %d), want 10", admitted.Load(), h.slots.total.Load())
 	}
-	for u, n := range h.slots.users {
+	for u, n := range h.ownerCounts() {
 		if n > 4 {
 			t.Fatalf("user %s holds %d, want at most 4", u, n)
 		}
 	}
 	for i := range 4 {
 		p := &auth.Principal{UserID: "u" + strconv.Itoa(i)}
-		for h.slots.users[p.UserID] > 0 {
+		for h.reg.admittedOf(p.UserID) > 0 {
 			h.release(p)
 		}
 	}
-	if h.slots.total.Load() != 0 || len(h.slots.users) != 0 {
-		t.Fatalf("after releasing everything: total %d, users %v", h.slots.total.Load(), h.slots.users)
+	if h.slots.total.Load() != 0 || len(h.ownerCounts()) != 0 {
+		t.Fatalf("after releasing everything: total %d, users %v", h.slots.total.Load(), h.ownerCounts())
+	}
+	for i := range h.reg.shards {
+		if n := len(h.reg.shards[i].users); n != 0 {
+			t.Fatalf("after releasing everything: %d users left in registry shard %d, want 0", n, i)
+		}
 	}
 	// Disabled (negative): no count refuses.
 	h = &Hub{cfg: Config{MaxConnections: -1, MaxConnectionsPerUser: -1}}
-	h.slots.users = make(map[string]int)
+	h.reg.init()
 	for range 100 {
 		if err := h.admit(t.Context(), &auth.Principal{UserID: "u"}); err != nil {
 			t.Fatalf("disabled limits refused: %v", err)

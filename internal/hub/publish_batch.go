@@ -111,7 +111,7 @@ func (c *Conn) handlePublishBatch(fs []*protocol.Frame) {
 				pe := protocol.AsError(err)
 				if pe.Code == protocol.CodeInternal {
 					p := c.Principal()
-					h.log.Error("method failed", "method", f.Method, "conn", c.id, "user", p.UserID, "device", p.DeviceID, "err", err)
+					h.log.Error("method failed", "method", f.Method, "conn", c.ID(), "user", p.UserID, "device", p.DeviceID, "err", err)
 				}
 				c.sendError(f.ID, pe)
 			} else {
@@ -187,7 +187,7 @@ func (c *Conn) preparePublish(f *protocol.Frame) (req PublishRequest, t Topic, e
 	h := c.hub
 	defer func() {
 		if r := recover(); r != nil {
-			h.logPanic(f.Method, c.id, r)
+			h.logPanic(f.Method, c.ID(), r)
 			err = protocol.AsError(nil)
 		}
 	}()

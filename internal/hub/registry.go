@@ -27,19 +27,39 @@ type registry struct {
 
 type regShard struct {
 	mu      sync.RWMutex
-	devices map[string]*Conn   // guarded by mu: by device id
-	users   map[string]*Conn   // guarded by mu: a user's first connection, by user id
-	more    map[string][]*Conn // guarded by mu: a user's further connections, by user id, absent for a user with one
+	devices map[string]*Conn    // guarded by mu: by device id
+	users   map[string]userSlot // guarded by mu: by user id, absent for a user with neither a count nor a connection
+	more    map[string][]*Conn  // guarded by mu: a user's further connections, by user id, absent for a user with one
+}
+
+// userSlot is a user's entry in the registry: how many of its connections
+// this node admitted (Hub.admit: from before the upgrade until they close,
+// for MaxConnectionsPerUser) and the first of them registered. One map slot
+// holds both: the counts in a map of their own cost every connected user a
+// second slot (~43 bytes).
+type userSlot struct {
+	first    *Conn // the user's first registered connection; nil before the welcome
+	admitted int   // connections admitted and not yet released
 }
 
 // A user's connections on this node, in the order they were registered: a
 // user has few (most have one), so the first is the map slot itself and the
 // others wait in more, far smaller than a slice or a map per user.
 
+// setUserLocked stores the user's slot, or forgets a user with neither a
+// count nor a connection. Called with mu held.
+func (s *regShard) setUserLocked(userID string, u userSlot) {
+	if u.first == nil && u.admitted == 0 {
+		delete(s.users, userID)
+		return
+	}
+	s.users[userID] = u
+}
+
 // userConnsLocked returns a copy of the user's connections. Called with mu
 // held (read).
 func (s *regShard) userConnsLocked(userID string) []*Conn {
-	first := s.users[userID]
+	first := s.users[userID].first
 	if first == nil {
 		return nil
 	}
@@ -51,8 +71,9 @@ func (s *regShard) userConnsLocked(userID string) []*Conn {
 
 // addUserLocked adds c to the user's connections. Called with mu held.
 func (s *regShard) addUserLocked(userID string, c *Conn) {
-	if s.users[userID] == nil {
-		s.users[userID] = c
+	if u := s.users[userID]; u.first == nil {
+		u.first = c
+		s.users[userID] = u
 		return
 	}
 	s.more[userID] = append(s.more[userID], c)
@@ -62,12 +83,14 @@ func (s *regShard) addUserLocked(userID string, c *Conn) {
 // Called with mu held.
 func (s *regShard) removeUserLocked(userID string, c *Conn) {
 	more := s.more[userID]
-	if s.users[userID] == c {
+	if u := s.users[userID]; u.first == c {
 		if len(more) == 0 {
-			delete(s.users, userID)
+			u.first = nil
+			s.setUserLocked(userID, u)
 			return
 		}
-		s.users[userID] = more[0]
+		u.first = more[0]
+		s.users[userID] = u
 		more = slices.Delete(more, 0, 1) // zeroes the vacated element
 	} else {
 		i := slices.Index(more, c)
@@ -88,7 +111,7 @@ func (r *registry) init() {
 	for i := range r.shards {
 		s := &r.shards[i]
 		s.devices = make(map[string]*Conn)
-		s.users = make(map[string]*Conn)
+		s.users = make(map[string]userSlot)
 		s.more = make(map[string][]*Conn)
 	}
 }
@@ -146,6 +169,57 @@ func (r *registry) remove(c *Conn) (deviceGone bool) {
 	return deviceGone
 }
 
+// admitUser counts one more admitted connection of the user, unless it has
+// limit already (limit ≤ 0: no limit).
+func (r *registry) admitUser(userID string, limit int) bool {
+	s := r.shard("u/" + userID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.users[userID]
+	if limit > 0 && u.admitted >= limit {
+		return false
+	}
+	u.admitted++
+	s.users[userID] = u
+	return true
+}
+
+// releaseUser counts one fewer admitted connection of the user.
+func (r *registry) releaseUser(userID string) {
+	s := r.shard("u/" + userID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.users[userID]
+	if !ok || u.admitted == 0 {
+		return
+	}
+	u.admitted--
+	s.setUserLocked(userID, u)
+}
+
+// admittedOf returns the user's admitted connections.
+func (r *registry) admittedOf(userID string) int {
+	s := r.shard("u/" + userID)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.users[userID].admitted
+}
+
+// addAdmitted adds every user's admitted connections to counts, by owner
+// key (owner.key).
+func (r *registry) addAdmitted(counts map[string]int) {
+	for i := range r.shards {
+		s := &r.shards[i]
+		s.mu.RLock()
+		for id, u := range s.users {
+			if u.admitted > 0 {
+				counts[owner{id: id}.key()] = u.admitted
+			}
+		}
+		s.mu.RUnlock()
+	}
+}
+
 func (r *registry) byDevice(deviceID string) *Conn {
 	s := r.shard("d/" + deviceID)
 	s.mu.RLock()
@@ -183,8 +257,10 @@ func (r *registry) eachUserConnLocked(fn func(c *Conn)) {
 	for i := range r.shards {
 		s := &r.shards[i]
 		s.mu.RLock()
-		for _, c := range s.users {
-			fn(c)
+		for _, u := range s.users {
+			if u.first != nil {
+				fn(u.first)
+			}
 		}
 		for _, more := range s.more {
 			for _, c := range more {

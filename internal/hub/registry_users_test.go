@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -15,7 +16,8 @@ func TestRegistryUserConns(t *testing.T) {
 	p := &auth.Principal{UserID: "alice"}
 	conns := make([]*Conn, 4)
 	for i := range conns {
-		conns[i] = &Conn{id: string(rune('a' + i))}
+		conns[i] = &Conn{}
+		copy(conns[i].id[:], fmt.Sprintf("c-%016d", i))
 		conns[i].principal.Store(p)
 		r.add(conns[i])
 	}
@@ -26,7 +28,7 @@ func TestRegistryUserConns(t *testing.T) {
 	}
 	ids := func(cs []*Conn) (s []string) {
 		for _, c := range cs {
-			s = append(s, c.id)
+			s = append(s, c.ID())
 		}
 		return s
 	}

@@ -187,13 +187,17 @@ func grantCovers(patterns []string, method string) bool {
 
 // rpcRelay is the hub's RPC relay.
 type rpcRelay struct {
-	h      *Hub // set once
-	cfg    RPCConfig
-	dir    Directory // set once (Deps.Broker.Directory)
-	node   string    // set once
-	seed   maphash.Seed
-	leases [leaseStripes]sync.Mutex
-	nextID atomic.Uint64
+	h   *Hub // set once
+	cfg RPCConfig
+	dir Directory // set once (Deps.Broker.Directory)
+	// inlineClaims, set once, is true when dir is the in-process
+	// MemoryBroker: its claims never wait, so a connection's claim is made
+	// in its welcome rather than on a worker (claims.go).
+	inlineClaims bool
+	node         string // set once
+	seed         maphash.Seed
+	leases       [leaseStripes]sync.Mutex
+	nextID       atomic.Uint64
 	// servedRemote counts calls other nodes forwarded here, in flight.
 	servedRemote atomic.Int64
 	metrics      rpcMetrics
@@ -248,15 +252,16 @@ type rpcMetrics struct {
 
 func newRPCRelay(h *Hub) *rpcRelay {
 	r := &rpcRelay{
-		h:       h,
-		cfg:     h.cfg.RPC,
-		dir:     h.deps.Broker.Directory,
-		node:    h.cfg.NodeID,
-		seed:    maphash.MakeSeed(),
-		servers: make(map[string]*rpcServer),
-		waiters: make(map[string]*rpcWaiter),
-		remote:  make(map[string]*remoteCall),
-		served:  make(map[string]context.CancelCauseFunc),
+		h:            h,
+		cfg:          h.cfg.RPC,
+		dir:          h.deps.Broker.Directory,
+		node:         h.cfg.NodeID,
+		inlineClaims: isMemoryDirectory(h.deps.Broker.Directory),
+		seed:         maphash.MakeSeed(),
+		servers:      make(map[string]*rpcServer),
+		waiters:      make(map[string]*rpcWaiter),
+		remote:       make(map[string]*remoteCall),
+		served:       make(map[string]context.CancelCauseFunc),
 	}
 	r.metrics = rpcMetrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{

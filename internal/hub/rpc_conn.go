@@ -87,7 +87,7 @@ func (c *Conn) failPendingResponse(raw []byte, derr error) bool {
 			return false
 		}
 	}
-	c.hub.log.Warn("malformed response to a server request", "conn", c.id, "user", c.Principal().UserID,
+	c.hub.log.Warn("malformed response to a server request", "conn", c.ID(), "user", c.Principal().UserID,
 		"device", c.Principal().DeviceID, "id", probe.ID, "err", derr)
 	f := &protocol.Frame{Type: protocol.TypeResponse, ID: probe.ID, Error: errMalformedResponse()}
 	if ic != nil {

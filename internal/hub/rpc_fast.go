@@ -126,7 +126,7 @@ func (ic *inlineCall) finish(res json.RawMessage, err error, cancelReason string
 		pe := protocol.AsError(err)
 		if pe.Code == protocol.CodeInternal {
 			p := c.Principal()
-			h.log.Error("method failed", "method", ic.m.Name, "conn", c.id, "user", p.UserID, "device", p.DeviceID, "err", err)
+			h.log.Error("method failed", "method", ic.m.Name, "conn", c.ID(), "user", p.UserID, "device", p.DeviceID, "err", err)
 		}
 		c.sendError(ic.callID, pe)
 		r.metrics.calls.WithLabelValues(outcome(err), "local").Inc()

@@ -109,9 +109,7 @@ func (h *Hub) runUserConns(ctx context.Context) {
 			h.sendReleases(ctx)
 		case <-t.C:
 			h.sendReleases(ctx)
-			h.slots.mu.Lock()
-			counts := h.slots.ownerCountsLocked()
-			h.slots.mu.Unlock()
+			counts := h.ownerCounts()
 			rctx, cancel := context.WithTimeout(ctx, u.ttl/3)
 			if err := u.store.RefreshUserConns(rctx, u.holder, counts, u.ttl); err != nil {
 				u.errors.Inc()
@@ -127,9 +125,7 @@ func (h *Hub) runUserConns(ctx context.Context) {
 // counts' ttl to admit their users.
 func (h *Hub) dropUserConns() {
 	u := &h.uconns
-	h.slots.mu.Lock()
-	zero := h.slots.ownerCountsLocked()
-	h.slots.mu.Unlock()
+	zero := h.ownerCounts()
 	for owner := range zero {
 		zero[owner] = 0
 	}

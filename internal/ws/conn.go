@@ -82,6 +82,10 @@ type Conn struct {
 	wstate uint8 // guarded by mu
 	drop   bool  // guarded by mu: discard pending frames not yet started
 	role   Role  // set once at construction
+	// li is the index of the connection's epoll loop in Transport.loops
+	// (Epoll; see loop), set once at construction: a byte of what was
+	// padding instead of an 8-byte pointer (TestConnSize).
+	li uint8
 	// fd is the socket, used under a reference (see sock.go); fdRefs counts
 	// them. Both are set at construction.
 	fd      int32
@@ -100,15 +104,12 @@ type Conn struct {
 	// connection (TestConnSize).
 	closeReason *string
 
-	l      *loop    // set once at construction (Epoll)
 	x      *connOwn // set once at construction: nil for a bare descriptor (AttachFD) on Epoll with nothing buffered
 	h      Handler  // set once at construction
 	fdRefs atomic.Int32
 	// flags holds flagAbort, flagCloseSent and flagPeerClosed, one word
 	// instead of three (TestConnSize).
 	flags atomic.Uint32
-
-	value atomic.Pointer[any]
 
 	lastRead   atomic.Int64 // transport clock of the last read from the socket
 	unwritable atomic.Int64 // transport clock when the socket was first found full; 0 when writable
@@ -140,21 +141,25 @@ func (c *Conn) hasFlag(f uint32) bool { return c.flags.Load()&f != 0 }
 
 // connOwn is the part of a Conn that a bare descriptor attached by the front
 // door (AttachFD on Epoll: the common case, tens of thousands of idle
-// connections) does not need; without it a Conn fits the 240-byte size
+// connections) does not need; without it a Conn fits the 224-byte size
 // class (TestConnSize).
 type connOwn struct {
 	pc      *portConn // Portable: the writer's wake-up and the OnClose hand-off
 	nc      net.Conn  // the descriptor's owner, or nil when it is bare (AttachFD)
 	initial []byte    // owned by the loop goroutine: bytes buffered before registration, parsed first
+	value   any       // set once at construction: AttachOptions.Value (Value)
 }
 
 // newConnOwn returns the connOwn of a Conn, or nil when it would be empty.
-func newConnOwn(pc *portConn, nc net.Conn, initial []byte) *connOwn {
-	if pc == nil && nc == nil && len(initial) == 0 {
+func newConnOwn(pc *portConn, nc net.Conn, opts AttachOptions) *connOwn {
+	if pc == nil && nc == nil && len(opts.Buffered) == 0 && opts.Value == nil {
 		return nil
 	}
-	return &connOwn{pc: pc, nc: nc, initial: initial}
+	return &connOwn{pc: pc, nc: nc, initial: opts.Buffered, value: opts.Value}
 }
+
+// loop returns the epoll loop the connection is registered with (Epoll).
+func (c *Conn) loop() *loop { return c.t.loops[c.li] }
 
 // netConn returns the descriptor's owner, or nil when it is bare.
 func (c *Conn) netConn() net.Conn {
@@ -186,21 +191,18 @@ func (c *Conn) takeInitial() []byte {
 // Handler returns the connection's handler.
 func (c *Conn) Handler() Handler { return c.h }
 
-// SetValue stores the owner's per-connection value.
+// Value returns the owner's per-connection value (AttachOptions.Value),
+// or nil.
 //
-// Only the load generator uses it (AttachOptions.Value): one Handler serves
-// its tens of thousands of connections and finds each one's state here.
-// The hub does not need it (its connection is the Handler). It could go if
-// the load generator gave each connection a Handler of its own; the field
-// costs 8 bytes within the Conn's size class.
-func (c *Conn) SetValue(v any) { c.value.Store(&v) }
-
-// Value returns the value stored with SetValue, or nil.
+// Only the load generator uses it: one Handler serves its tens of
+// thousands of connections and finds each one's state here. The hub does
+// not need it (its connection is the Handler), so the value is kept in
+// connOwn, which a bare descriptor's connection does not have.
 func (c *Conn) Value() any {
-	if p := c.value.Load(); p != nil {
-		return *p
+	if c.x == nil {
+		return nil
 	}
-	return nil
+	return c.x.value
 }
 
 // QueueLen returns the frames and bytes queued for the connection that are
@@ -442,10 +444,11 @@ func (c *Conn) finish(code int, reason string, fromLoop bool) {
 		c.finishPortable(code, reason)
 		return
 	}
-	c.l.remove(c)
+	l := c.loop()
+	l.remove(c)
 	c.shutFD()
 	c.t.open.Add(-1)
-	c.l.closed(c, code, reason, fromLoop)
+	l.closed(c, code, reason, fromLoop)
 	c.t.finishing.Add(-1)
 }
 

@@ -107,7 +107,7 @@ func (t *fdTable) appendConns(dst []*Conn, l *loop) []*Conn {
 			continue
 		}
 		for i := range ch {
-			if c := ch[i].Load(); c != nil && c.l == l {
+			if c := ch[i].Load(); c != nil && c.t.loops[c.li] == l {
 				dst = append(dst, c)
 			}
 		}

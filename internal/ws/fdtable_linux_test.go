@@ -15,26 +15,27 @@ import (
 func TestFDTable(t *testing.T) {
 	var tab fdTable
 	l1, l2 := &loop{}, &loop{}
+	tr := &Transport{loops: []*loop{l1, l2}} // a connection finds its loop by index
 	if c := tab.load(7); c != nil {
 		t.Fatalf("empty table: got %p for fd 7, want nil", c)
 	}
 	tab.remove(&Conn{fd: 7}) // nothing registered: no effect, no panic
 
-	old := &Conn{fd: 7, gen: 1, l: l1}
+	old := &Conn{fd: 7, gen: 1, t: tr, li: 0}
 	tab.store(old)
 	if got := tab.load(7); got != old {
 		t.Fatalf("got %p for fd 7, want %p", got, old)
 	}
 	// fd 7 closed and reused by a connection of another loop before the
 	// old one's remove ran: the remove must not unregister the new one.
-	reused := &Conn{fd: 7, gen: 2, l: l2}
+	reused := &Conn{fd: 7, gen: 2, t: tr, li: 1}
 	tab.store(reused)
 	tab.remove(old)
 	if got := tab.load(7); got != reused {
 		t.Fatalf("after removing the old connection: got %p for fd 7, want the new %p", got, reused)
 	}
 
-	far := &Conn{fd: 5*fdChunkSize + 3, gen: 3, l: l1} // several chunks away
+	far := &Conn{fd: 5*fdChunkSize + 3, gen: 3, t: tr, li: 0} // several chunks away
 	tab.store(far)
 	if got := tab.load(far.fd); got != far {
 		t.Fatalf("got %p for fd %d, want %p", got, far.fd, far)
@@ -71,10 +72,11 @@ func TestFDTable(t *testing.T) {
 func TestFDTableConcurrentGrowth(t *testing.T) {
 	var tab fdTable
 	l := &loop{}
+	tr := &Transport{loops: []*loop{l}}
 	const n = 4*fdChunkSize + 17
 	conns := make([]*Conn, n)
 	for i := range conns {
-		conns[i] = &Conn{fd: int32(i), gen: uint32(i + 1), l: l}
+		conns[i] = &Conn{fd: int32(i), gen: uint32(i + 1), t: tr}
 	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup

@@ -104,7 +104,7 @@ func (pc *portConn) kick() {
 func (t *Transport) attachPortable(nc net.Conn, role Role, h Handler, opts AttachOptions) (*Conn, error) {
 	c := &Conn{
 		t:    t,
-		x:    newConnOwn(&portConn{wake: make(chan struct{}, 1), done: make(chan struct{})}, nc, opts.Buffered),
+		x:    newConnOwn(&portConn{wake: make(chan struct{}, 1), done: make(chan struct{})}, nc, opts),
 		h:    h,
 		fd:   -1,
 		role: role,

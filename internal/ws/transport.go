@@ -72,7 +72,8 @@ type Config struct {
 	// 4096.
 	MaxQueueFrames int
 	// Loops is the number of epoll loops (goroutines) reading connections.
-	// Default runtime.GOMAXPROCS(0). Epoll only.
+	// Default runtime.GOMAXPROCS(0), at most 256 (a connection holds its
+	// loop's index in a byte). Epoll only.
 	Loops int
 	// Writers is the number of goroutines writing queued frames (Epoll
 	// only; Portable has one per connection). Default
@@ -148,6 +149,7 @@ func (c Config) withDefaults() Config {
 	if c.Loops <= 0 {
 		c.Loops = procs
 	}
+	c.Loops = min(c.Loops, maxLoops)
 	if c.Writers <= 0 {
 		c.Writers = procs
 	}
@@ -525,15 +527,16 @@ func (t *Transport) AttachFD(fd int, role Role, h Handler, opts AttachOptions) (
 // finished, which closes its descriptor (nc too: the caller's Close of nc
 // is then a no-op) and delivers OnClose.
 func (t *Transport) attach(nc net.Conn, fd int, role Role, h Handler, opts AttachOptions) (*Conn, error) {
-	l := t.loops[t.next.Add(1)%uint32(len(t.loops))]
+	li := t.next.Add(1) % uint32(len(t.loops))
+	l := t.loops[li]
 	gen := t.gen.Add(1)
 	if gen == 0 { // 0 marks the loop's wake eventfd
 		gen = t.gen.Add(1)
 	}
 	c := &Conn{
 		t:    t,
-		l:    l,
-		x:    newConnOwn(nil, nc, opts.Buffered),
+		li:   uint8(li),
+		x:    newConnOwn(nil, nc, opts),
 		h:    h,
 		fd:   int32(fd),
 		gen:  gen,
@@ -560,12 +563,9 @@ func (t *Transport) attach(nc net.Conn, fd int, role Role, h Handler, opts Attac
 	return c, nil
 }
 
-// applyOptions sets up a connection not yet registered with opts (Value,
-// Preamble, Corked) and starts its clocks.
+// applyOptions sets up a connection not yet registered with opts
+// (Preamble, Corked; Value is in its connOwn) and starts its clocks.
 func (c *Conn) applyOptions(opts AttachOptions) {
-	if opts.Value != nil {
-		c.SetValue(opts.Value)
-	}
 	if opts.Preamble != nil {
 		c.queue = append(c.queue, opts.Preamble)
 		c.qbytes, c.qframes = len(opts.Preamble), 1
@@ -578,6 +578,10 @@ func (c *Conn) applyOptions(opts AttachOptions) {
 	c.lastRead.Store(now)
 	c.pingAt = now
 }
+
+// maxLoops is the most epoll loops a Transport runs (Config.Loops): a
+// connection holds its loop's index in a byte (Conn.li).
+const maxLoops = 256
 
 // maxTake is the most connections a writer takes from the ready list at once.
 const maxTake = 64

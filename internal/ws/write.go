@@ -160,7 +160,7 @@ func (w *writer) flush(c *Conn) {
 			if c.unwritable.Load() == 0 {
 				c.unwritable.Store(w.t.now())
 			}
-			c.l.armOut(c)
+			c.loop().armOut(c)
 			return
 		default:
 			c.finish(protocol.CloseAbnormal, "write: "+err.Error(), w.onLoop)
