@@ -37,11 +37,7 @@ type Config struct {
 	Data      string
 	Alg       string
 	Duration  time.Duration
-	// Drain (--drain) bounds the fan-out's wait, after the last
-	// acknowledgement, for deliveries still on their way: those that
-	// arrive within lateAfter of it end the measured phase as usual, the
-	// ones after it are late, and what has not arrived by Drain is lost.
-	Drain     time.Duration
+	Drain     time.Duration // fanout: the wait for the last deliveries (FanoutResult.Late, Lost)
 	Rate      float64
 	Window    int
 	Machines  int
@@ -92,15 +88,17 @@ type node struct {
 	target string   // loopback IP:port
 }
 
+// lateAfter: a fan-out delivery received more than this after the last
+// acknowledgement is late (FanoutResult.Late); the measured phase ends when
+// every delivery arrived, at the latest at this point. Deliveries are
+// awaited on until --drain has passed (Config.Drain).
+const lateAfter = 10 * time.Second
+
 // Limits that keep every run bounded.
 const (
 	maxConns       = 1_000_000
 	maxDuration    = time.Hour
 	maxDrain       = 10 * time.Minute
-	// lateAfter: a fan-out delivery received more than this after the
-	// last acknowledgement is late (FanoutResult.Late); the measured
-	// phase ends when every delivery arrived or at this point.
-	lateAfter = 10 * time.Second
 	maxRate        = 1_000_000
 	maxProcs       = 64
 	connsPerProc   = 19_000 // 20,000 open files per process, minus some

@@ -216,11 +216,11 @@ func TestBenchMessageFields(t *testing.T) {
 func TestBenchAwaitDeliveries(t *testing.T) {
 	const expected = 100
 	for _, tc := range []struct {
-		name      string
-		before    int64 // delivered before the wait starts
-		afterEnd  int64 // delivered by endPhase (after the phase ended)
-		wantLate  int64
-		wantLost  int64
+		name     string
+		before   int64 // delivered before the wait starts
+		afterEnd int64 // delivered by endPhase (after the phase ended)
+		wantLate int64
+		wantLost int64
 	}{
 		{"all on time", expected, 0, 0, 0},
 		{"some late", 60, 40, 40, 0},
