@@ -394,12 +394,12 @@ type FanoutResult struct {
 	// drain (--drain); Late those received, but more than lateAfter after
 	// the last acknowledgement (counted in Deliveries and the latency, not
 	// in DeliveriesPerSec).
-	Lost               int64   `json:"lost"`
-	Late               int64   `json:"late"`
-	Gaps               int64   `json:"gaps"`
-	Duplicates         int64   `json:"duplicates"`
-	FinalOffset        uint64  `json:"final_offset"`
-	SumStartOffset     uint64  `json:"sum_start_offset"`
+	Lost           int64  `json:"lost"`
+	Late           int64  `json:"late"`
+	Gaps           int64  `json:"gaps"`
+	Duplicates     int64  `json:"duplicates"`
+	FinalOffset    uint64 `json:"final_offset"`
+	SumStartOffset uint64 `json:"sum_start_offset"`
 	// PublishAck is the publisher's round trip: a publication sent → its
 	// acknowledgement (the offset) received. The server answers a
 	// connection's requests one at a time, so a round trip longer than the
