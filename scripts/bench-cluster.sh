@@ -183,6 +183,7 @@ jq -rs --arg nodes "$NODES" '
     row("fanout"; "fan-out: publish → acknowledgement p99 ms"; .fanout.publish_ack.p99_ms; 2),
     row("fanout"; "fan-out: lost + gaps + duplicates"; (.fanout.lost + .fanout.gaps + .fanout.duplicates); 0),
     row("fanout"; "fan-out: late (received > 10 s after the last acknowledgement)"; .fanout.late; 0),
+    row("fanout"; "fan-out: subscriptions the server dropped (channel.unsubscribed)"; .fanout.unsubscribed; 0),
     row("fanout"; "fan-out: server CPU µs per delivery (all nodes)"; .server.cpu_us_per_delivery; 3),
     row("fanout"; "fan-out: Redis commands per publication"; .redis.commands_per_publication; 2),
     row("fanout"; "fan-out: Redis scripts per publication"; .redis.scripts_per_publication; 2),

@@ -394,8 +394,12 @@ type FanoutResult struct {
 	// drain (--drain); Late those received, but more than lateAfter after
 	// the last acknowledgement (counted in Deliveries and the latency, not
 	// in DeliveriesPerSec).
-	Lost           int64  `json:"lost"`
-	Late           int64  `json:"late"`
+	Lost int64 `json:"lost"`
+	Late int64 `json:"late"`
+	// Unsubscribed counts the subscriptions the server dropped
+	// (channel.unsubscribed: a gap it could not fill); their deliveries
+	// after it are lost, as the load generator does not resubscribe.
+	Unsubscribed   int64  `json:"unsubscribed"`
 	Gaps           int64  `json:"gaps"`
 	Duplicates     int64  `json:"duplicates"`
 	FinalOffset    uint64 `json:"final_offset"`
@@ -694,6 +698,7 @@ func mergeResults(cfg *Config, rs []*Result) *Result {
 			o.PublicationsPerSec += f.PublicationsPerSec
 			o.Deliveries += f.Deliveries
 			o.Late += f.Late
+			o.Unsubscribed += f.Unsubscribed
 			o.DeliveriesPerSec += f.DeliveriesPerSec
 			o.Gaps += f.Gaps
 			o.Duplicates += f.Duplicates

@@ -45,6 +45,10 @@ type benchRun struct {
 	calls       atomic.Int64 // relayed calls answered ok within the measured phase
 }
 
+// eventUnsubscribed: the server dropped a subscription (a gap it could not
+// fill, a reset); the load generator does not resubscribe.
+var eventUnsubscribed = []byte(`{"type":"event","event":"channel.unsubscribed"`)
+
 // Kinds of connection.
 const (
 	kindIdle = iota
@@ -70,6 +74,9 @@ type benchConn struct {
 	recv  atomic.Int64  // channel messages received
 	gaps  atomic.Int64  // offsets skipped
 	dups  atomic.Int64  // offsets received again or out of order
+	// unsubscribed counts channel.unsubscribed events: the server dropped
+	// the subscription (no resubscription follows).
+	unsubscribed atomic.Int64
 
 	// Publisher only.
 	outstanding atomic.Int64  // publications not yet acknowledged
@@ -154,6 +161,10 @@ func (bc *benchConn) onFrame(c *ws.Conn, f []byte) {
 		default:
 			r.ready.Add(1)
 		}
+		return
+	}
+	if bytes.HasPrefix(f, eventUnsubscribed) {
+		bc.unsubscribed.Add(1)
 		return
 	}
 	if bytes.HasPrefix(f, []byte(`{"type":"event","event":"error"`)) {
@@ -802,6 +813,7 @@ func (r *benchRun) fanout(ctx context.Context, hooks phaseHooks, res *Result) er
 		f.Deliveries += bc.recv.Load()
 		f.Gaps += bc.gaps.Load()
 		f.Duplicates += bc.dups.Load()
+		f.Unsubscribed += bc.unsubscribed.Load()
 	}
 	if pub != nil {
 		f.Publications = pub.acked.Load()
