@@ -280,14 +280,18 @@ func (fc *fwdCall) cancel(cause error) {
 	switch fc.state {
 	case fwdHanded:
 		// The slow path sees the caller's close itself (Conn.Done).
+		var stop context.CancelCauseFunc
 		switch {
 		case cause == errCallerGone:
 		case fc.stop != nil:
-			fc.stop(cause)
+			stop = fc.stop
 		case fc.cause == nil:
 			fc.cause = cause // the slow path takes it when it starts
 		}
 		fc.mu.Unlock()
+		if stop != nil {
+			stop(cause)
+		}
 		return
 	case fwdDone:
 		fc.mu.Unlock()
@@ -323,10 +327,11 @@ func (fc *fwdCall) handOver() {
 		defer t.Stop()
 		fc.mu.Lock()
 		fc.stop = cancel
-		if fc.cause != nil {
-			cancel(fc.cause)
-		}
+		cause := fc.cause
 		fc.mu.Unlock()
+		if cause != nil {
+			cancel(cause)
+		}
 		sink := &callerSink{r: r, conn: fc.caller, id: fc.callID}
 		res, path, err := r.call(deadlineCtx{Context: ctx, deadline: fc.deadline}, fc.caller.Done(), fc.callerP, fc.device, fc.method, fc.params, sink)
 		fc.mu.Lock()
