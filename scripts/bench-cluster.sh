@@ -20,6 +20,17 @@
 #            commandstats, Lua scripts' own commands included;
 #   relay    CALLERS callers on the first node, one rpc.call in flight each,
 #            to MACHINES machines on the other nodes: calls/s, p50/p99.
+# GOMAXPROCS of each node: NODE_GOMAXPROCS, by default the node's share of
+# the host's cores (cores / nodes, at least 1; the single node gets them
+# all), as a CPU limit of that share would give a container (Go sets
+# GOMAXPROCS from the cgroup's CPU limit). With Go's default, each of the
+# 3 nodes on 2 cores would run 2 processors and 2 WebSocket writers for 2/3
+# of a core: more, shorter writev calls per delivery and idle processors
+# spinning (BENCHMARKS.md, "Cluster fan-out and RPC pass"). NODE_GOMAXPROCS=0
+# keeps Go's default. The load client keeps Go's default.
+# A fan-out delivery that arrives more than 10 s after the last
+# acknowledgement is late (not in deliveries/s), one never received within
+# DRAIN (bench --drain, 60s) is lost.
 # Then a table of medians (RUNS runs each). Loopback only; every process is
 # stopped on exit; each bench run is bounded by 'timeout'. Exits 1 when a run
 # gave no result, an error or a lost publication.
@@ -27,7 +38,7 @@
 #   scripts/bench-cluster.sh                        # full scale: 10,000 x 100/s, 100 callers, 10 s
 #   SUBS=2000 RUNS=1 scripts/bench-cluster.sh       # smaller
 # Environment: SUBS (10000) RATE (100) SIZE (100) CALLERS (100) MACHINES (2)
-# DURATION (10s) RUNS (1) NODES (3) MODES ("single cluster") SCENARIOS
+# DURATION (10s) DRAIN (60s) RUNS (1) NODES (3) NODE_GOMAXPROCS (see above) MODES ("single cluster") SCENARIOS
 # ("fanout relay") PORT_BASE (7781: nodes on PORT_BASE.., Redis on
 # PORT_BASE+20) BIN (/tmp/junction-bench-cluster, built from this tree;
 # NOBUILD=1 uses BIN as it is) PPROF_BASE (unset: node i serves pprof on
@@ -40,6 +51,7 @@ SIZE=${SIZE:-100}
 CALLERS=${CALLERS:-100}
 MACHINES=${MACHINES:-2}
 DURATION=${DURATION:-10s}
+DRAIN=${DRAIN:-60s}
 RUNS=${RUNS:-1}
 NODES=${NODES:-3}
 MODES=${MODES:-single cluster}
@@ -47,6 +59,7 @@ SCENARIOS=${SCENARIOS:-fanout relay}
 PORT_BASE=${PORT_BASE:-7781}
 BIN=${BIN:-/tmp/junction-bench-cluster}
 REDIS_PORT=$((PORT_BASE + 20))
+CORES=$(nproc)
 [ "$NODES" -ge 2 ] && [ "$NODES" -le 16 ] || { echo "NODES=$NODES: want 2 to 16" >&2; exit 2; }
 for tool in redis-server redis-cli jq curl timeout; do
   command -v "$tool" >/dev/null || { echo "$tool not found (apt-get install redis-server jq curl)" >&2; exit 2; }
@@ -75,11 +88,13 @@ wait_ready() { # URL
   for _ in $(seq 300); do curl -fs "$1/readyz" >/dev/null 2>&1 && return; sleep 0.1; done
   echo "$1 not ready in 30 s (logs in $TMP)" >&2; exit 1
 }
-start_node() { # INDEX DATA [ARGS...]: starts junction serve on PORT_BASE+INDEX
-  local i=$1 data=$2 port=$((PORT_BASE + $1)); shift 2
+start_node() { # INDEX DATA PROCS [ARGS...]: starts junction serve on PORT_BASE+INDEX
+  local i=$1 data=$2 procs=$3 port=$((PORT_BASE + $1)); shift 3
   port_free "$port" || { echo "port $port is in use (set PORT_BASE)" >&2; exit 1; }
   [ -z "${PPROF_BASE:-}" ] || set -- "$@" --pprof-addr "127.0.0.1:$((PPROF_BASE + i))"
-  "$BIN" serve --addr "127.0.0.1:$port" --data "$data" --log-level error --hub-requests-per-second -1 "$@" \
+  local env=()
+  [ "$procs" = 0 ] || env=(GOMAXPROCS="$procs")
+  env "${env[@]}" "$BIN" serve --addr "127.0.0.1:$port" --data "$data" --log-level error --hub-requests-per-second -1 "$@" \
     >>"$TMP/node$i.log" 2>&1 &
   PIDS+=($!)
   NODE_PIDS+=($!)
@@ -89,7 +104,7 @@ start_node() { # INDEX DATA [ARGS...]: starts junction serve on PORT_BASE+INDEX
 start_single() {
   NODE_PIDS=() URLS=()
   rm -rf "$TMP/single"
-  start_node 0 "$TMP/single"
+  start_node 0 "$TMP/single" "${NODE_GOMAXPROCS:-$CORES}"
   DATA=$TMP/single
   EXTRA=()
 }
@@ -106,7 +121,7 @@ start_cluster() {
   for i in $(seq 1 "$NODES"); do
     rm -rf "$TMP/node$i" && mkdir -p "$TMP/node$i"
     [ "$i" -eq 1 ] || cp "$TMP/node1/secret.key" "$TMP/node$i/secret.key"
-    start_node "$i" "$TMP/node$i" --broker "redis://127.0.0.1:$REDIS_PORT" --hub-node-id "node$i"
+    start_node "$i" "$TMP/node$i" "${NODE_GOMAXPROCS:-$(( CORES / NODES > 0 ? CORES / NODES : 1 ))}" --broker "redis://127.0.0.1:$REDIS_PORT" --hub-node-id "node$i"
   done
   DATA=$TMP/node1
   EXTRA=(--redis "127.0.0.1:$REDIS_PORT")
@@ -119,12 +134,12 @@ args_of() { # scenario → bench arguments
   esac
 }
 case $DURATION in
-  *[0-9]s) secs=${DURATION%s}; limit=$(( ${secs%.*} + 180 )) ;;
+  *[0-9]s) secs=${DURATION%s}; limit=$(( ${secs%.*} + 180 + 600 )) ;; # bench's own bound: duration + drain (at most 10 min) + 90 s + setup
   *) limit=3900 ;; # bench bounds itself too (at most an hour plus setup)
 esac
 REDIS_PID=
 failed=0
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; SUBS=$SUBS RATE=$RATE SIZE=$SIZE CALLERS=$CALLERS MACHINES=$MACHINES DURATION=$DURATION NODES=$NODES RUNS=$RUNS" >&2
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; SUBS=$SUBS RATE=$RATE SIZE=$SIZE CALLERS=$CALLERS MACHINES=$MACHINES DURATION=$DURATION NODES=$NODES NODE_GOMAXPROCS=${NODE_GOMAXPROCS:-share} RUNS=$RUNS" >&2
 for run in $(seq "$RUNS"); do
   for s in $SCENARIOS; do
     for mode in $MODES; do
@@ -132,7 +147,7 @@ for run in $(seq "$RUNS"); do
       pids=$(IFS=,; echo "${NODE_PIDS[*]}")
       urls=$(IFS=,; echo "${URLS[*]}")
       # shellcheck disable=SC2046
-      line=$(timeout "$limit" "$BIN" bench --url "$urls" --data "$DATA" --duration "$DURATION" --server-pid "$pids" \
+      line=$(timeout "$limit" "$BIN" bench --url "$urls" --data "$DATA" --duration "$DURATION" --drain "$DRAIN" --server-pid "$pids" \
         "${EXTRA[@]}" --json $(args_of "$s") 2>>"$TMP/bench.log" | tail -1) || true
       if [ -n "$REDIS_PID" ] && [ "$mode" = cluster ]; then
         redis_rss=$(awk '/VmRSS/ {print $2}' "/proc/$REDIS_PID/status" 2>/dev/null || echo 0)
@@ -167,6 +182,8 @@ jq -rs --arg nodes "$NODES" '
     row("fanout"; "fan-out: publish → acknowledgement p50 ms (the publisher waits for it)"; .fanout.publish_ack.p50_ms; 2),
     row("fanout"; "fan-out: publish → acknowledgement p99 ms"; .fanout.publish_ack.p99_ms; 2),
     row("fanout"; "fan-out: lost + gaps + duplicates"; (.fanout.lost + .fanout.gaps + .fanout.duplicates); 0),
+    row("fanout"; "fan-out: late (received > 10 s after the last acknowledgement)"; .fanout.late; 0),
+    row("fanout"; "fan-out: subscriptions the server dropped (channel.unsubscribed)"; .fanout.unsubscribed; 0),
     row("fanout"; "fan-out: server CPU µs per delivery (all nodes)"; .server.cpu_us_per_delivery; 3),
     row("fanout"; "fan-out: Redis commands per publication"; .redis.commands_per_publication; 2),
     row("fanout"; "fan-out: Redis scripts per publication"; .redis.scripts_per_publication; 2),

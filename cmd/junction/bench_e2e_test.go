@@ -157,6 +157,9 @@ func TestBenchFanout(t *testing.T) {
 				t.Errorf("got %d deliveries, %d lost, %d duplicates, %d gaps; want %d×%d, 0, 0, 0",
 					f.Deliveries, f.Lost, f.Duplicates, f.Gaps, f.Publications, subs)
 			}
+			if f.Late < 0 || f.Late > f.Deliveries {
+				t.Errorf("late: got %d of %d deliveries, want a part of them", f.Late, f.Deliveries)
+			}
 			if res.Errors != 0 {
 				t.Errorf("errors: got %d (%q), want 0", res.Errors, res.FirstError)
 			}

@@ -85,6 +85,12 @@ func TestRedisRPCStaleRoute(t *testing.T) {
 	if got := route(); got != b.Hub.NodeID() {
 		t.Fatalf("A's route to m1 after the call: %q, want node B's", got)
 	}
+	// The two calls on a cached route left from the caller's read loop
+	// (internal/hub/rpc_forward.go) and were handed to the slow path when
+	// the route proved stale.
+	if body := scrape(t, a); !strings.Contains(body, "junction_rpc_forwarded_inline_total 2\n") {
+		t.Errorf("/metrics of node A: want junction_rpc_forwarded_inline_total 2")
+	}
 }
 
 // wantStale checks m's junction_rpc_stale_routes_total by reason.

@@ -37,6 +37,7 @@ type Config struct {
 	Data      string
 	Alg       string
 	Duration  time.Duration
+	Drain     time.Duration // fanout: the wait for the last deliveries (FanoutResult.Late, Lost)
 	Rate      float64
 	Window    int
 	Machines  int
@@ -87,10 +88,17 @@ type node struct {
 	target string   // loopback IP:port
 }
 
+// lateAfter: a fan-out delivery received more than this after the last
+// acknowledgement is late (FanoutResult.Late); the measured phase ends when
+// every delivery arrived, at the latest at this point. Deliveries are
+// awaited on until --drain has passed (Config.Drain).
+const lateAfter = 10 * time.Second
+
 // Limits that keep every run bounded.
 const (
 	maxConns       = 1_000_000
 	maxDuration    = time.Hour
+	maxDrain       = 10 * time.Minute
 	maxRate        = 1_000_000
 	maxProcs       = 64
 	connsPerProc   = 19_000 // 20,000 open files per process, minus some
@@ -151,6 +159,8 @@ Flags:
 	fs.StringVar(&c.Data, "data", "", "data directory whose key mints a token per connection (distinct user and device)")
 	fs.StringVar(&c.Alg, "alg", "HS256", "token algorithm with --data: HS256 or EdDSA")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured phase")
+	fs.DurationVar(&c.Drain, "drain", 60*time.Second, "fanout, mixed: how long to wait, after the last acknowledgement, for deliveries still on their way;\n"+
+		"those later than 10 s count as late (not in deliveries/s), those never received by then as lost")
 	fs.Float64Var(&c.Rate, "rate", 0, "fanout: publications per second, 0 = as fast as the window allows")
 	fs.IntVar(&c.Window, "window", 0, "outstanding requests per connection (default: rpc 1, fanout 64 publications)")
 	fs.StringVar(&c.Topic, "topic", "public:bench", "fanout topic (and idle's with --subscribe)")
@@ -289,6 +299,8 @@ Flags:
 		return nil, fmt.Errorf("bench: --conns %d: want 1 to %d", c.Conns, maxConns)
 	case c.Duration < 100*time.Millisecond || c.Duration > maxDuration:
 		return nil, fmt.Errorf("bench: --duration %s: want 100ms to %s", c.Duration, maxDuration)
+	case c.Drain < lateAfter || c.Drain > maxDrain:
+		return nil, fmt.Errorf("bench: --drain %s: want %s to %s", c.Drain, lateAfter, maxDrain)
 	case c.Rate < 0 || c.Rate > maxRate:
 		return nil, fmt.Errorf("bench: --rate %g: want 0 to %d", c.Rate, maxRate)
 	case c.Window < 0 || c.Window > 1<<16:
@@ -378,11 +390,20 @@ type FanoutResult struct {
 	Deliveries         int64   `json:"deliveries"`
 	DeliveriesPerSec   float64 `json:"deliveries_per_sec"`
 	Expected           int64   `json:"expected"`
-	Lost               int64   `json:"lost"`
-	Gaps               int64   `json:"gaps"`
-	Duplicates         int64   `json:"duplicates"`
-	FinalOffset        uint64  `json:"final_offset"`
-	SumStartOffset     uint64  `json:"sum_start_offset"`
+	// Lost are the expected deliveries never received, by the end of the
+	// drain (--drain); Late those received, but more than lateAfter after
+	// the last acknowledgement (counted in Deliveries and the latency, not
+	// in DeliveriesPerSec).
+	Lost int64 `json:"lost"`
+	Late int64 `json:"late"`
+	// Unsubscribed counts the subscriptions the server dropped
+	// (channel.unsubscribed: a gap it could not fill); their deliveries
+	// after it are lost, as the load generator does not resubscribe.
+	Unsubscribed   int64  `json:"unsubscribed"`
+	Gaps           int64  `json:"gaps"`
+	Duplicates     int64  `json:"duplicates"`
+	FinalOffset    uint64 `json:"final_offset"`
+	SumStartOffset uint64 `json:"sum_start_offset"`
 	// PublishAck is the publisher's round trip: a publication sent → its
 	// acknowledgement (the offset) received. The server answers a
 	// connection's requests one at a time, so a round trip longer than the
@@ -395,6 +416,9 @@ type FanoutResult struct {
 	ClientCPUUsPerDelivery float64 `json:"client_cpu_us_per_delivery,omitempty"`
 	clientCPUSeconds       float64 // summed over the children before the division
 }
+
+// inPhase is the deliveries received within the measured phase.
+func (f *FanoutResult) inPhase() int64 { return f.Deliveries - f.Late }
 
 // MixedResult is the mixed section of the result line: the requests that ran
 // beside the fan-out (whose figures are in the fanout section, its delivery
@@ -416,7 +440,7 @@ type MixedResult struct {
 // stderr when it is a terminal.
 func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	// Hard bound: setup, the measured phase, draining and teardown.
-	limit := cfg.Duration + 90*time.Second + time.Duration(cfg.Conns/cfg.Procs)*2*time.Millisecond
+	limit := cfg.Duration + cfg.Drain + 90*time.Second + time.Duration(cfg.Conns/cfg.Procs)*2*time.Millisecond
 	if cfg.Scenario == "appstreams" { // setup of every session, two measured phases and their drains
 		limit = 2*cfg.Duration + 5*time.Minute + time.Duration(cfg.Devices*cfg.Apps)*10*time.Millisecond
 	}
@@ -673,6 +697,8 @@ func mergeResults(cfg *Config, rs []*Result) *Result {
 			o.Publications += f.Publications
 			o.PublicationsPerSec += f.PublicationsPerSec
 			o.Deliveries += f.Deliveries
+			o.Late += f.Late
+			o.Unsubscribed += f.Unsubscribed
 			o.DeliveriesPerSec += f.DeliveriesPerSec
 			o.Gaps += f.Gaps
 			o.Duplicates += f.Duplicates
@@ -681,7 +707,7 @@ func mergeResults(cfg *Config, rs []*Result) *Result {
 			if f.PublishAck != nil { // only the parent process publishes
 				o.PublishAck = f.PublishAck
 			}
-			o.clientCPUSeconds += f.ClientCPUUsPerDelivery * float64(f.Deliveries) / 1e6
+			o.clientCPUSeconds += f.ClientCPUUsPerDelivery * float64(f.Deliveries-f.Late) / 1e6
 		}
 	}
 	if o := out.Relay; o != nil && o.Calls > 0 {
@@ -691,8 +717,8 @@ func mergeResults(cfg *Config, rs []*Result) *Result {
 	if o := out.Fanout; o != nil {
 		o.Expected = o.Subscribers*int64(o.FinalOffset) - int64(o.SumStartOffset)
 		o.Lost = max(0, o.Expected-o.Deliveries)
-		if o.Deliveries > 0 {
-			o.ClientCPUUsPerDelivery = o.clientCPUSeconds * 1e6 / float64(o.Deliveries)
+		if o.Deliveries > o.Late {
+			o.ClientCPUUsPerDelivery = o.clientCPUSeconds * 1e6 / float64(o.Deliveries-o.Late)
 		}
 	}
 	return out
@@ -742,8 +768,8 @@ func printSummary(w io.Writer, r *Result) {
 				fmt.Fprintln(w)
 			}
 		}
-		fmt.Fprintf(w, "  %d publications (%.0f/s) to %d subscribers: %d deliveries, %s deliveries/s, %d lost, %d duplicates\n",
-			f.Publications, f.PublicationsPerSec, f.Subscribers, f.Deliveries, human(f.DeliveriesPerSec), f.Lost, f.Duplicates)
+		fmt.Fprintf(w, "  %d publications (%.0f/s) to %d subscribers: %d deliveries, %s deliveries/s, %d late, %d lost, %d duplicates\n",
+			f.Publications, f.PublicationsPerSec, f.Subscribers, f.Deliveries, human(f.DeliveriesPerSec), f.Late, f.Lost, f.Duplicates)
 		if a := f.PublishAck; a != nil {
 			fmt.Fprintf(w, "  publish → acknowledgement: p50 %.3f ms, p99 %.3f ms, max %.3f ms\n", a.P50Ms, a.P99Ms, a.MaxMs)
 		}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,6 +74,9 @@ func TestBenchFlags(t *testing.T) {
 		{"mixed in processes", []string{"--scenario", "mixed", "--data", "d", "--procs", "2"}, "--procs"},
 		{"ws publishers", []string{"--scenario", "fanout", "--token", "x", "--publishers", "2"}, "--publishers"},
 		{"unknown publish path", []string{"--scenario", "fanout", "--token", "x", "--publish-via", "mqtt"}, "--publish-via"},
+		{"drain", []string{"--scenario", "fanout", "--token", "x", "--drain", "2m"}, ""},
+		{"drain shorter than the late mark", []string{"--scenario", "fanout", "--token", "x", "--drain", "5s"}, "--drain"},
+		{"unbounded drain", []string{"--scenario", "fanout", "--token", "x", "--drain", "1h"}, "--drain"},
 		{"negative read pause", []string{"--scenario", "fanout", "--token", "x", "--read-pause", "-1ms"}, "--read-pause"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -148,13 +152,22 @@ func TestBenchMergeResults(t *testing.T) {
 			Deliveries: 20 * 95, DeliveriesPerSec: 950, FinalOffset: 100, SumStartOffset: 20 * 5,
 			PublishAck: &LatencyStats{Count: 95, P50Ms: 1.5}}},
 		{Opened: 10, DurationS: 3, Errors: 1, FirstError: "boom", Hist: []uint64{0, 1, 4}, Fanout: &FanoutResult{Subscribers: 10,
-			Deliveries: 5*95 + 5*90 - 7, DeliveriesPerSec: 400, SumStartOffset: 5*5 + 5*10}},
+			Deliveries: 5*95 + 5*90 - 7, Late: 25, DeliveriesPerSec: 400, SumStartOffset: 5*5 + 5*10,
+			ClientCPUUsPerDelivery: 2}},
 	}
 	got := mergeResults(cfg, rs)
 	f := got.Fanout
 	wantExpected := int64(20*95 + 5*95 + 5*90)
 	if f.Subscribers != 30 || f.Publications != 95 || f.Expected != wantExpected || f.Lost != 7 || f.DeliveriesPerSec != 1350 {
 		t.Errorf("fanout: got %+v, want 30 subscribers, 95 publications, expected %d, lost 7, 1350 deliveries/s", f, wantExpected)
+	}
+	// Late deliveries are received, so not lost, but not in the phase:
+	// client CPU per delivery is over the others (child 1: 2 µs × 893).
+	if f.Late != 25 {
+		t.Errorf("late: got %d, want 25 (child 1's)", f.Late)
+	}
+	if want := 2 * float64(5*95+5*90-7-25) / float64(20*95+5*95+5*90-7-25); math.Abs(f.ClientCPUUsPerDelivery-want) > 1e-9 {
+		t.Errorf("client CPU per delivery: got %g, want %g (over the deliveries in the phase)", f.ClientCPUUsPerDelivery, want)
 	}
 	if a := f.PublishAck; a == nil || a.Count != 95 || a.P50Ms != 1.5 {
 		t.Errorf("publish → acknowledgement: got %+v, want the publishing child's (95 samples, p50 1.5 ms)", a)
@@ -193,5 +206,49 @@ func TestBenchMessageFields(t *testing.T) {
 	}
 	if _, _, ok, _ := messageFields([]byte(`,"topic":"t","data":{"ts":1}}`)); ok {
 		t.Fatalf("a frame without an offset was accepted")
+	}
+}
+
+// TestBenchAwaitDeliveries: the measured phase ends when every delivery
+// arrived, at the latest lateAfter after the last acknowledgement; what
+// arrives after that, within the drain, is late, and what never arrives is
+// lost (the wait gives up at the drain).
+func TestBenchAwaitDeliveries(t *testing.T) {
+	const expected = 100
+	for _, tc := range []struct {
+		name     string
+		before   int64 // delivered before the wait starts
+		afterEnd int64 // delivered by endPhase (after the phase ended)
+		wantLate int64
+		wantLost int64
+	}{
+		{"all on time", expected, 0, 0, 0},
+		{"some late", 60, 40, 40, 0},
+		{"some lost", 60, 30, 30, 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var n atomic.Int64
+			n.Store(tc.before)
+			var onTime int64
+			ends := 0
+			start := time.Now()
+			awaitDeliveries(context.Background(), 20*time.Millisecond, 200*time.Millisecond,
+				func() bool { return n.Load() >= expected },
+				func() {
+					ends++
+					onTime = n.Load()
+					n.Add(tc.afterEnd) // arriving during the drain
+				})
+			if ends != 1 {
+				t.Fatalf("endPhase called %d times, want once", ends)
+			}
+			if late, lost := n.Load()-onTime, expected-n.Load(); late != tc.wantLate || lost != tc.wantLost {
+				t.Errorf("late %d, lost %d; want %d, %d", late, lost, tc.wantLate, tc.wantLost)
+			}
+			// A wait that never completes gives up at the drain, not before.
+			if waited := time.Since(start); tc.wantLost > 0 && waited < 200*time.Millisecond {
+				t.Errorf("waited %s with %d lost; want the whole 200ms drain", waited, tc.wantLost)
+			}
+		})
 	}
 }

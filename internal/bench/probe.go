@@ -123,9 +123,9 @@ func (p *serverProbe) stats(r *Result) *ServerStats {
 	if p.cpuOK {
 		s.CPUSeconds = p.cpu1 - p.cpu0
 		switch {
-		case r.Fanout != nil && r.Fanout.Deliveries > 0:
-			s.CPUUsPerDelivery = s.CPUSeconds * 1e6 / float64(r.Fanout.Deliveries)
-			s.CPUSPer1kDeliveries = s.CPUSeconds * 1e3 / float64(r.Fanout.Deliveries)
+		case r.Fanout != nil && r.Fanout.inPhase() > 0:
+			s.CPUUsPerDelivery = s.CPUSeconds * 1e6 / float64(r.Fanout.inPhase())
+			s.CPUSPer1kDeliveries = s.CPUSeconds * 1e3 / float64(r.Fanout.inPhase())
 		case r.AppStreams != nil && r.AppStreams.delivered() > 0:
 			s.CPUUsPerDelivery = s.CPUSeconds * 1e6 / float64(r.AppStreams.delivered())
 			s.CPUSPer1kDeliveries = s.CPUSeconds * 1e3 / float64(r.AppStreams.delivered())
@@ -140,7 +140,7 @@ func (p *serverProbe) stats(r *Result) *ServerStats {
 	if p.syscw0 > 0 && p.syscw1 > p.syscw0 {
 		s.WriteSyscalls = p.syscw1 - p.syscw0
 		if r.Fanout != nil {
-			s.DeliveriesPerWriteSyscall = float64(r.Fanout.Deliveries) / float64(s.WriteSyscalls)
+			s.DeliveriesPerWriteSyscall = float64(r.Fanout.inPhase()) / float64(s.WriteSyscalls)
 		}
 	}
 	if s.RSSBeforeBytes == 0 && s.RSSAfterBytes == 0 && s.HeapBeforeBytes == 0 && s.CPUSeconds == 0 && s.WriteSyscalls == 0 {

@@ -89,6 +89,9 @@ func (r *benchRun) publishREST(ctx context.Context, pub *benchConn, subs int64, 
 					}
 				}
 				pub.acked.Add(1)
+				if time.Now().UnixNano() < r.deadline.Load() {
+					pub.ackedInTime.Add(1)
+				}
 				r.m.ops.Add(1)
 			}
 		})

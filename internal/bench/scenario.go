@@ -45,6 +45,10 @@ type benchRun struct {
 	calls       atomic.Int64 // relayed calls answered ok within the measured phase
 }
 
+// eventUnsubscribed: the server dropped a subscription (a gap it could not
+// fill, a reset); the load generator does not resubscribe.
+var eventUnsubscribed = []byte(`{"type":"event","event":"channel.unsubscribed"`)
+
 // Kinds of connection.
 const (
 	kindIdle = iota
@@ -70,10 +74,14 @@ type benchConn struct {
 	recv  atomic.Int64  // channel messages received
 	gaps  atomic.Int64  // offsets skipped
 	dups  atomic.Int64  // offsets received again or out of order
+	// unsubscribed counts channel.unsubscribed events: the server dropped
+	// the subscription (no resubscription follows).
+	unsubscribed atomic.Int64
 
 	// Publisher only.
 	outstanding atomic.Int64  // publications not yet acknowledged
 	acked       atomic.Int64  // publications acknowledged
+	ackedInTime atomic.Int64  // of which acknowledged before the deadline (publications/s)
 	maxOffset   atomic.Uint64 // highest offset acknowledged
 }
 
@@ -155,6 +163,10 @@ func (bc *benchConn) onFrame(c *ws.Conn, f []byte) {
 		}
 		return
 	}
+	if bytes.HasPrefix(f, eventUnsubscribed) {
+		bc.unsubscribed.Add(1)
+		return
+	}
 	if bytes.HasPrefix(f, []byte(`{"type":"event","event":"error"`)) {
 		r.fail(string(f[:min(len(f), 300)]))
 	}
@@ -193,12 +205,16 @@ func (bc *benchConn) onResponse(c *ws.Conn, f, id []byte, ok bool) {
 			bc.ping(c)
 		}
 	case kindPublisher:
+		now := time.Now().UnixNano()
 		if seq, valid := leadingUint(id[min(1, len(id)):]); valid && len(id) > 0 && id[0] == 'p' {
 			if sent := r.pubSent[seq%uint64(len(r.pubSent))].Load(); sent > 0 {
-				r.ackHist.record(time.Now().UnixNano() - sent)
+				r.ackHist.record(now - sent)
 			}
 		}
 		if ok {
+			if now < r.deadline.Load() {
+				bc.ackedInTime.Add(1)
+			}
 			off, _ := scanUint(f, markOffset)
 			for {
 				cur := bc.maxOffset.Load()
@@ -582,6 +598,20 @@ func waitUntil(ctx context.Context, d time.Duration, cond func() bool) bool {
 	return true
 }
 
+// awaitDeliveries waits for the fan-out's last deliveries: up to lateAfter
+// for arrived, then calls endPhase (the measured phase ends when they all
+// arrived, at the latest then), then, if they have not all arrived, waits
+// on until drain has passed in all. What arrives after endPhase is late;
+// what has not arrived when it returns is lost.
+func awaitDeliveries(ctx context.Context, lateAfter, drain time.Duration, arrived func() bool, endPhase func()) {
+	if waitUntil(ctx, lateAfter, arrived) {
+		endPhase()
+		return
+	}
+	endPhase()
+	waitUntil(ctx, drain-lateAfter, arrived)
+}
+
 // histFor returns the histogram of a connection kind: in the mixed
 // scenario pings and calls have their own, beside the fan-out's.
 func (r *benchRun) histFor(kind int) *histogram {
@@ -713,7 +743,32 @@ func (r *benchRun) fanout(ctx context.Context, hooks phaseHooks, res *Result) er
 		bc.call(bc.c)
 	}
 	delivered := func() int64 { return r.m.deliveries.Load() }
-	var final uint64
+	// The measured phase ends when every expected delivery arrived (or,
+	// without the publisher here, once deliveries stopped for a second),
+	// and at the latest lateAfter after the last acknowledgement:
+	// endPhase takes the phase's figures then. Deliveries after it, up to
+	// the drain, are late; the expected ones never received, lost.
+	var (
+		elapsed time.Duration
+		cpu1    float64
+		cpuErr1 error
+		onTime  int64
+		final   uint64
+		arrived func() bool
+	)
+	endPhase := func() {
+		elapsed, onTime = time.Since(start), delivered()
+		r.sendStop.Store(true)
+		waitUntil(ctx, 10*time.Second, func() bool {
+			var n int64
+			for _, bc := range append(pingers, callers...) {
+				n += bc.outstanding.Load()
+			}
+			return n == 0
+		})
+		cpu1, cpuErr1 = procCPU(os.Getpid())
+		hooks.done()
+	}
 	if pub != nil {
 		if r.cfg.PublishVia == "rest" {
 			r.publishREST(ctx, pub, int64(len(subs)), deadline)
@@ -727,29 +782,21 @@ func (r *benchRun) fanout(ctx context.Context, hooks phaseHooks, res *Result) er
 		for _, bc := range subs {
 			expected += int64(final - bc.start.Load())
 		}
-		waitUntil(ctx, 10*time.Second, func() bool { return delivered() >= expected })
+		arrived = func() bool { return delivered() >= expected }
 	} else {
 		sleepCtx(ctx, time.Until(deadline))
-		// Without the publisher's final offset, wait until deliveries stop.
+		// Without the publisher's final offset (another process has it),
+		// wait until deliveries stop.
 		last, quietSince := delivered(), time.Now()
-		waitUntil(ctx, 10*time.Second, func() bool {
+		arrived = func() bool {
 			if d := delivered(); d != last {
 				last, quietSince = d, time.Now()
 			}
 			return time.Since(quietSince) > time.Second
-		})
-	}
-	elapsed := time.Since(start)
-	r.sendStop.Store(true)
-	waitUntil(ctx, 10*time.Second, func() bool {
-		var n int64
-		for _, bc := range append(pingers, callers...) {
-			n += bc.outstanding.Load()
 		}
-		return n == 0
-	})
-	cpu1, cpuErr1 := procCPU(os.Getpid())
-	hooks.done()
+	}
+	awaitDeliveries(ctx, lateAfter, r.cfg.Drain, arrived, endPhase)
+	late := delivered() - onTime
 
 	if r.cfg.Scenario == "mixed" {
 		phase := min(elapsed, r.cfg.Duration).Seconds()
@@ -766,16 +813,19 @@ func (r *benchRun) fanout(ctx context.Context, hooks phaseHooks, res *Result) er
 		f.Deliveries += bc.recv.Load()
 		f.Gaps += bc.gaps.Load()
 		f.Duplicates += bc.dups.Load()
+		f.Unsubscribed += bc.unsubscribed.Load()
 	}
 	if pub != nil {
 		f.Publications = pub.acked.Load()
-		f.PublicationsPerSec = float64(f.Publications) / min(elapsed, r.cfg.Duration).Seconds()
+		// Acknowledgements after the deadline are not part of the rate.
+		f.PublicationsPerSec = float64(pub.ackedInTime.Load()) / r.cfg.Duration.Seconds()
 		f.Expected = f.Subscribers*int64(final) - int64(sumStart)
 		f.Lost = max(0, f.Expected-f.Deliveries)
 	}
-	f.DeliveriesPerSec = float64(f.Deliveries) / elapsed.Seconds()
-	if cpuErr == nil && cpuErr1 == nil && f.Deliveries > 0 {
-		f.ClientCPUUsPerDelivery = (cpu1 - cpu0) * 1e6 / float64(f.Deliveries)
+	f.Late = late
+	f.DeliveriesPerSec = float64(f.inPhase()) / elapsed.Seconds()
+	if cpuErr == nil && cpuErr1 == nil && f.inPhase() > 0 {
+		f.ClientCPUUsPerDelivery = (cpu1 - cpu0) * 1e6 / float64(f.inPhase())
 	}
 	res.Fanout = f
 	res.DurationS = elapsed.Seconds()

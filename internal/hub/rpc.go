@@ -232,10 +232,17 @@ type rpcCalls struct {
 }
 
 // rpcCallEntry is a call in flight: an Async one that cancel ends, or a
-// fast-path one (rpc_fast.go).
+// fast-path one (rpc_fast.go, rpc_forward.go).
 type rpcCallEntry struct {
 	cancel context.CancelCauseFunc
-	inline *inlineCall
+	inline inlineCaller
+}
+
+// inlineCaller is a call started on the caller's read loop (rpc_fast.go,
+// rpc_forward.go): cancel ends it for rpc.cancel (errRPCCancelled) or the
+// caller's close (errCallerGone).
+type inlineCaller interface {
+	cancel(cause error)
 }
 
 type rpcMetrics struct {
@@ -248,6 +255,9 @@ type rpcMetrics struct {
 	// lostAnswers counts forwarded calls failed because this node's
 	// channel was down or broke while they waited (rpc_route.go NodeReceiver).
 	lostAnswers prometheus.Counter
+	// forwardedInline counts calls forwarded from the caller's read loop
+	// (rpc_forward.go).
+	forwardedInline prometheus.Counter
 }
 
 func newRPCRelay(h *Hub) *rpcRelay {
@@ -283,12 +293,15 @@ func newRPCRelay(h *Hub) *rpcRelay {
 	r.metrics.lostAnswers = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "junction_rpc_answer_channel_down_total", Help: "Forwarded RPC calls failed with unavailable because this node's channel was down (reconnecting to the broker) when they would leave or broke while they waited.",
 	})
+	r.metrics.forwardedInline = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "junction_rpc_forwarded_inline_total", Help: "Cross-node rpc.call forwarded from the caller's read loop, the route cache knowing the target's node (the rest of the forwarded calls ran on a goroutine each).",
+	})
 	r.metrics.stale.WithLabelValues("offline") // exported at zero from the start
 	r.metrics.stale.WithLabelValues("unreachable")
 	r.metrics.okLocal = r.metrics.calls.WithLabelValues("ok", "local")
 	r.metrics.calls.WithLabelValues("ok", "remote") // exported at zero from the start, as ok/local
 	if reg := h.deps.Registerer; reg != nil {
-		reg.MustRegister(r.metrics.calls, r.metrics.progress, r.metrics.dropped, r.metrics.serving, r.metrics.stale, r.metrics.lostAnswers)
+		reg.MustRegister(r.metrics.calls, r.metrics.progress, r.metrics.dropped, r.metrics.serving, r.metrics.stale, r.metrics.lostAnswers, r.metrics.forwardedInline)
 	}
 	return r
 }

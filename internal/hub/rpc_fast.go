@@ -53,7 +53,7 @@ func (r *rpcRelay) startCall(c *Conn, f *protocol.Frame) bool {
 	}
 	s := r.localServer(p.Target.DeviceID)
 	if s == nil {
-		return false
+		return r.startForward(c, f, &p) // rpc_forward.go
 	}
 	caller := c.Principal()
 	target := s.conn
@@ -104,7 +104,7 @@ func (ic *inlineCall) release() {
 	}
 	ic.srv.mu.Unlock()
 	ic.calls.mu.Lock()
-	if ic.calls.calls[ic.callID].inline == ic {
+	if ic.calls.calls[ic.callID].inline == inlineCaller(ic) {
 		delete(ic.calls.calls, ic.callID)
 	}
 	ic.calls.mu.Unlock()
@@ -225,7 +225,7 @@ func (r *rpcRelay) callerClosed(c *Conn) {
 	if calls == nil {
 		return
 	}
-	var ended []*inlineCall
+	var ended []inlineCaller
 	calls.mu.Lock()
 	for _, e := range calls.calls {
 		if e.inline != nil {

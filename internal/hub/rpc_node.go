@@ -62,8 +62,9 @@ const maxServedRemote = 10_000
 
 // remoteCall is a call this node forwarded, waiting for its result.
 type remoteCall struct {
-	res  chan *nodeMsg // buffered 1: the result
+	res  chan *nodeMsg // buffered 1: the result (nil for fast)
 	sink progressSink  // the caller's progress
+	fast *fwdCall      // a call forwarded from the caller's read loop (rpc_forward.go), or nil
 }
 
 // forward sends a call (or a listing) to the node holding the target and
@@ -259,6 +260,10 @@ func (r *rpcRelay) handleNodeMessage(raw json.RawMessage) {
 		r.mu.RLock()
 		rc := r.remote[m.Call]
 		r.mu.RUnlock()
+		if rc != nil && rc.fast != nil {
+			rc.fast.result(&m)
+			return
+		}
 		if rc != nil {
 			select {
 			case rc.res <- &m:
