@@ -22,10 +22,14 @@ type writer struct {
 	t     *Transport
 	iov   []unix.Iovec // scratch, reused for every writev
 	batch []*Conn      // scratch for takeReady
-	// onLoop says the flush runs on the loop goroutine of the connection
-	// (see flushFromLoop): a finish need not wake that loop.
-	onLoop bool
+	// loop is set when the flush runs on that loop's goroutine (see
+	// flushFromLoop, loop.flushUrgent): finishing one of its connections
+	// need not wake it.
+	loop *loop
 }
+
+// fromLoop reports whether the writer runs on c's loop goroutine.
+func (w *writer) fromLoop(c *Conn) bool { return w.loop != nil && w.loop == c.l }
 
 // writeLoop serves the ready list until Close stops the writers.
 func (t *Transport) writeLoop() { t.serveWrites(t.takeReady) }
@@ -105,7 +109,7 @@ func (w *writer) flush(c *Conn) {
 				c.unwritable.Store(0)
 			}
 			if closing {
-				c.onCloseWritten(w.onLoop)
+				c.onCloseWritten(w.fromLoop(c))
 			}
 			return
 		}
@@ -163,7 +167,7 @@ func (w *writer) flush(c *Conn) {
 			c.l.armOut(c)
 			return
 		default:
-			c.finish(protocol.CloseAbnormal, "write: "+err.Error(), w.onLoop)
+			c.finish(protocol.CloseAbnormal, "write: "+err.Error(), w.fromLoop(c))
 			c.mu.Lock()
 			c.pending, c.pendOff = nil, 0
 			c.wstate = wIdle
