@@ -32,7 +32,8 @@ func (l *loop) beginPass() { l.t.loopsBusy.Add(1) }
 
 // flushUrgent takes up to maxTake urgent connections and writes them from
 // the loop goroutine. It runs before the pass's OnClose calls, so that a
-// connection this loop finishes while writing is delivered in this pass.
+// connection this loop finishes while writing (its OnClose queued without
+// a wake-up: writer.fromLoop) is delivered in this pass.
 func (l *loop) flushUrgent() {
 	t := l.t
 	t.readyMu.Lock()
@@ -51,9 +52,11 @@ func (l *loop) flushUrgent() {
 	}
 }
 
-// endPass ends the pass. The last busy loop wakes writers for what is left
-// on the urgent list: more than one flushUrgent takes, or connections made
-// urgent during the flush or by the pass's OnClose calls.
+// endPass ends the pass, after flushUrgent and before the pass's OnClose
+// calls (handlers whose hooks may take longer than a read: urgent
+// connections queued meanwhile wake writers as usual). The last busy loop
+// wakes writers for what is left on the urgent list: more than one
+// flushUrgent takes, or connections made urgent during the flush.
 func (l *loop) endPass() {
 	t := l.t
 	t.readyMu.Lock()

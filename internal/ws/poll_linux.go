@@ -226,7 +226,10 @@ func (l *loop) run() {
 			}
 		}
 		clear(ready)
+		// The pass ends before the OnClose calls, whose hooks may take
+		// longer than a read: replies queued meanwhile wake writers again.
 		l.flushUrgent()
+		l.endPass()
 
 		l.mu.Lock()
 		closes, l.onClose = l.onClose, closes[:0]
@@ -235,7 +238,6 @@ func (l *loop) run() {
 			pc.c.h.OnClose(pc.c, pc.code, pc.reason)
 		}
 		clear(closes)
-		l.endPass()
 		if l.stopping.Load() {
 			l.mu.Lock()
 			done := len(l.onClose) == 0
