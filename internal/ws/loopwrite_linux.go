@@ -31,9 +31,10 @@ import "golang.org/x/sys/unix"
 func (l *loop) beginPass() { l.t.loopsBusy.Add(1) }
 
 // flushUrgent takes up to maxTake urgent connections and writes them from
-// the loop goroutine. It runs before the pass's OnClose calls, so that a
-// connection this loop finishes while writing (its OnClose queued without
-// a wake-up: writer.fromLoop) is delivered in this pass.
+// the loop goroutine. The connections may belong to any loop, so its writer
+// is not onLoop: a connection finished while written wakes its loop, which
+// for this loop's own connections is one spare wake-up on a rare path (the
+// pass's OnClose calls, which follow, deliver it already).
 func (l *loop) flushUrgent() {
 	t := l.t
 	t.readyMu.Lock()
@@ -76,5 +77,5 @@ func (l *loop) endPass() {
 // newLoopWriter returns the writer state a loop writes urgent connections
 // with.
 func newLoopWriter(l *loop) *writer {
-	return &writer{t: l.t, iov: make([]unix.Iovec, 0, maxIov), loop: l}
+	return &writer{t: l.t, iov: make([]unix.Iovec, 0, maxIov)}
 }

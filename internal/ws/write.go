@@ -22,14 +22,10 @@ type writer struct {
 	t     *Transport
 	iov   []unix.Iovec // scratch, reused for every writev
 	batch []*Conn      // scratch for takeReady
-	// loop is set when the flush runs on that loop's goroutine (see
-	// flushFromLoop, loop.flushUrgent): finishing one of its connections
-	// need not wake it.
-	loop *loop
+	// onLoop says the flush runs on the loop goroutine of the connection
+	// (see flushFromLoop): a finish need not wake that loop.
+	onLoop bool
 }
-
-// fromLoop reports whether the writer runs on c's loop goroutine.
-func (w *writer) fromLoop(c *Conn) bool { return w.loop != nil && w.loop == c.l }
 
 // writeLoop serves the ready list until Close stops the writers.
 func (t *Transport) writeLoop() { t.serveWrites(t.takeReady) }
@@ -109,7 +105,7 @@ func (w *writer) flush(c *Conn) {
 				c.unwritable.Store(0)
 			}
 			if closing {
-				c.onCloseWritten(w.fromLoop(c))
+				c.onCloseWritten(w.onLoop)
 			}
 			return
 		}
@@ -167,7 +163,7 @@ func (w *writer) flush(c *Conn) {
 			c.l.armOut(c)
 			return
 		default:
-			c.finish(protocol.CloseAbnormal, "write: "+err.Error(), w.fromLoop(c))
+			c.finish(protocol.CloseAbnormal, "write: "+err.Error(), w.onLoop)
 			c.mu.Lock()
 			c.pending, c.pendOff = nil, 0
 			c.wstate = wIdle
