@@ -246,12 +246,15 @@ type inlineCaller interface {
 }
 
 type rpcMetrics struct {
-	calls    *prometheus.CounterVec
-	okLocal  prometheus.Counter // calls{outcome="ok",path="local"}, looked up once
-	progress prometheus.Counter
-	dropped  prometheus.Counter
-	serving  prometheus.Gauge
-	stale    *prometheus.CounterVec // routes a forwarded call found stale, by reason (rpc_route.go)
+	calls   *prometheus.CounterVec
+	okLocal prometheus.Counter // calls{outcome="ok",path="local"}, looked up once
+	// okSeconds is the hub's method_seconds{method="rpc.call",outcome="ok"},
+	// looked up once: a fast-path call observes it on the read loop.
+	okSeconds prometheus.Observer
+	progress  prometheus.Counter
+	dropped   prometheus.Counter
+	serving   prometheus.Gauge
+	stale     *prometheus.CounterVec // routes a forwarded call found stale, by reason (rpc_route.go)
 	// lostAnswers counts forwarded calls failed because this node's
 	// channel was down or broke while they waited (rpc_route.go NodeReceiver).
 	lostAnswers prometheus.Counter
@@ -299,6 +302,7 @@ func newRPCRelay(h *Hub) *rpcRelay {
 	r.metrics.stale.WithLabelValues("offline") // exported at zero from the start
 	r.metrics.stale.WithLabelValues("unreachable")
 	r.metrics.okLocal = r.metrics.calls.WithLabelValues("ok", "local")
+	r.metrics.okSeconds = h.metrics.methodSeconds.WithLabelValues("rpc.call", "ok")
 	r.metrics.calls.WithLabelValues("ok", "remote") // exported at zero from the start, as ok/local
 	if reg := h.deps.Registerer; reg != nil {
 		reg.MustRegister(r.metrics.calls, r.metrics.progress, r.metrics.dropped, r.metrics.serving, r.metrics.stale, r.metrics.lostAnswers, r.metrics.forwardedInline)

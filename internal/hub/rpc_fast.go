@@ -134,7 +134,11 @@ func (ic *inlineCall) finish(res json.RawMessage, err error, cancelReason string
 		c.sendResult(ic.callID, res)
 		r.metrics.okLocal.Inc()
 	}
-	h.metrics.methodSeconds.WithLabelValues(ic.m.Name, outcome(err)).Observe(time.Since(ic.start).Seconds())
+	if err == nil { // ic.m is rpc.call
+		r.metrics.okSeconds.Observe(time.Since(ic.start).Seconds())
+	} else {
+		h.metrics.methodSeconds.WithLabelValues(ic.m.Name, outcome(err)).Observe(time.Since(ic.start).Seconds())
+	}
 	c.mu.Lock()
 	c.async--
 	c.mu.Unlock()

@@ -41,7 +41,10 @@
 // serve a connection made ready by Send (a reply, an event for one
 // connection) before those a fan-out made ready with SendBatch, together
 // with a share of those, so that a ping or an RPC reply does not wait behind
-// a whole fan-out and a fan-out is never starved. Their system calls go
+// a whole fan-out and a fan-out is never starved. A connection made ready
+// by Send while an epoll loop is in a pass (mostly a reply made by a handler
+// on that loop) wakes no writer: the loop writes it when its pass ends
+// (loopwrite_linux.go). Their system calls go
 // through the scheduler (unix.Syscall), they yield their processor after
 // each batch, and when they are as many as the processors the last one
 // writes only while a long backlog waits (Config.Writers): otherwise a

@@ -53,6 +53,8 @@ type loop struct {
 
 	buf    []byte            // owned by run: scratch read buffer shared by all connections
 	events []unix.EpollEvent // owned by run
+	w      *writer           // owned by run: writes the urgent connections (loopwrite_linux.go)
+	batch  []*Conn           // owned by run: scratch for flushUrgent
 }
 
 func newLoop(t *Transport) (*loop, error) {
@@ -71,13 +73,16 @@ func newLoop(t *Transport) (*loop, error) {
 		_ = unix.Close(wakefd)
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
-	return &loop{
+	l := &loop{
 		t:      t,
 		epfd:   epfd,
 		wakefd: wakefd,
 		buf:    make([]byte, readBufSize),
 		events: make([]unix.EpollEvent, maxEvents),
-	}, nil
+		batch:  make([]*Conn, 0, maxTake),
+	}
+	l.w = newLoopWriter(l)
+	return l, nil
 }
 
 // event returns the epoll registration of c: the fd and the generation, so
@@ -179,6 +184,7 @@ func (l *loop) run() {
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			panic(fmt.Sprintf("ws: epoll_wait: %v", err))
 		}
+		l.beginPass()
 		now := l.t.now()
 		ready, evs = ready[:0], evs[:0]
 		for _, ev := range l.events[:max(n, 0)] {
@@ -220,6 +226,10 @@ func (l *loop) run() {
 			}
 		}
 		clear(ready)
+		// The pass ends before the OnClose calls, whose hooks may take
+		// longer than a read: replies queued meanwhile wake writers again.
+		l.flushUrgent()
+		l.endPass()
 
 		l.mu.Lock()
 		closes, l.onClose = l.onClose, closes[:0]

@@ -201,8 +201,14 @@ type Transport struct {
 	// for one connection): takeReady serves them before ready, where a
 	// fan-out may have put thousands, so that a ping or an RPC reply does
 	// not wait behind a whole fan-out (issue 11).
-	urgent    []*Conn // guarded by readyMu
-	stopWrite bool    // guarded by readyMu: writers exit once ready and urgent are empty
+	urgent []*Conn // guarded by readyMu
+	// loopsBusy counts the epoll loops between a wake-up and the end of
+	// their pass (loopwrite_linux.go). Incremented without readyMu,
+	// decremented under it. While it is above zero, scheduleUrgent wakes
+	// no writer: the loop writes the urgent connections itself when its
+	// pass ends, and the last busy loop hands what it left to the writers.
+	loopsBusy atomic.Int32
+	stopWrite bool // guarded by readyMu: writers exit once ready and urgent are empty
 	// helperCond (with readyMu) is signalled when ready holds more than
 	// helperBacklog connections or writers stop; the helper writer waits
 	// on it (Config.Writers).
@@ -609,7 +615,9 @@ func (t *Transport) schedule(c *Conn) {
 }
 
 // scheduleUrgent is schedule for a connection made ready by Send: it goes on
-// the urgent list, which the writers serve first.
+// the urgent list, which the writers serve first. While a loop is in a pass
+// (a reply made by a handler on the loop, mostly) no writer is woken: the
+// loop writes it at the end of its pass (loop.endPass).
 func (t *Transport) scheduleUrgent(c *Conn) {
 	if t.pt != nil {
 		c.port().kick()
@@ -617,8 +625,11 @@ func (t *Transport) scheduleUrgent(c *Conn) {
 	}
 	t.readyMu.Lock()
 	t.urgent = append(t.urgent, c)
+	busy := t.loopsBusy.Load() > 0
 	t.readyMu.Unlock()
-	t.readyCond.Signal()
+	if !busy {
+		t.readyCond.Signal()
+	}
 }
 
 // scheduleMany puts cs on the ready list with one lock and wakes as many
