@@ -31,7 +31,7 @@ func TestTouchDevices(t *testing.T) {
 		for i := 0; len(seen) < touchBatch+43; i++ {
 			seen = append(seen, SeenDevice{Account: acct, ID: fmt.Sprintf("d-unknown-%d", i), At: at})
 		}
-		seen = append(seen, SeenDevice{Account: other, ID: b.ID, At: at})                  // not other's device
+		seen = append(seen, SeenDevice{Account: other, ID: b.ID, At: at})                 // not other's device
 		seen = append(seen, SeenDevice{Account: acct, ID: b.ID, At: at.Add(time.Second)}) // in the second transaction
 		n, err := db.TouchDevices(ctx, seen)
 		if err != nil || n != 2 {
