@@ -392,5 +392,8 @@ func (db *DB) RevokeDevice(ctx context.Context, account, id string) (Device, []U
 	if err != nil {
 		return Device{}, nil, err
 	}
+	if d.Revoked() {
+		db.revoked.addDevice(account, id) // refused from now on (revoked.go)
+	}
 	return d, ups, nil
 }
