@@ -467,8 +467,7 @@ func (c *Conn) request(f *protocol.Frame) {
 		}
 		c.running = true
 		c.mu.Unlock()
-		h.wg.Add(1)
-		go c.drainInbox()
+		h.spawn(c.drainInbox)
 		return
 	}
 	// An Inline request queued behind Serial ones: make sure a drainer runs.
@@ -479,14 +478,15 @@ func (c *Conn) request(f *protocol.Frame) {
 	}
 	c.running = true
 	c.mu.Unlock()
-	h.wg.Add(1)
-	go c.drainInbox()
+	h.spawn(c.drainInbox)
 }
 
-// drainInbox handles queued requests in order and exits when the inbox is
-// empty, so an idle connection has no goroutine.
+// drainInbox handles queued requests in order and returns when the inbox
+// is empty, so an idle connection has no goroutine. It runs on a hub
+// worker (spawn), whose stack is already grown: on a fresh goroutine every
+// connection's first request grew its stack (runtime.newstack, ~4 % of the
+// server's CPU in connect-sub, BENCHMARKS.md "Connect pass").
 func (c *Conn) drainInbox() {
-	defer c.hub.wg.Done()
 	for {
 		c.mu.Lock()
 		if len(c.inbox) == 0 {
