@@ -467,7 +467,8 @@ func (c *Conn) request(f *protocol.Frame) {
 		}
 		c.running = true
 		c.mu.Unlock()
-		h.spawn(c.drainInbox)
+		h.wg.Add(1)
+		go c.drainInbox()
 		return
 	}
 	// An Inline request queued behind Serial ones: make sure a drainer runs.
@@ -478,15 +479,14 @@ func (c *Conn) request(f *protocol.Frame) {
 	}
 	c.running = true
 	c.mu.Unlock()
-	h.spawn(c.drainInbox)
+	h.wg.Add(1)
+	go c.drainInbox()
 }
 
-// drainInbox handles queued requests in order and returns when the inbox
-// is empty, so an idle connection has no goroutine. It runs on a hub
-// worker (spawn), whose stack is already grown: on a fresh goroutine every
-// connection's first request grew its stack (runtime.newstack, ~4 % of the
-// server's CPU in connect-sub, BENCHMARKS.md "Connect pass").
+// drainInbox handles queued requests in order and exits when the inbox is
+// empty, so an idle connection has no goroutine.
 func (c *Conn) drainInbox() {
+	defer c.hub.wg.Done()
 	for {
 		c.mu.Lock()
 		if len(c.inbox) == 0 {
