@@ -28,7 +28,7 @@ import (
 // Revocation is final (revoked_at is never cleared), so the set only grows
 // by the revocations made, with two bounds: a device's entry is kept for
 // good (a device's tokens may be minted by an operator for any lifetime),
-// about 60 bytes each; a login's entry is dropped once every refresh token
+// about 100 bytes each; a login's entry is dropped once every refresh token
 // of it has expired, when its access tokens, shorter-lived, have expired
 // too (as LoginStatus, which then answers unknown).
 type revocations struct {

@@ -2,6 +2,8 @@ package store
 
 import (
 	"crypto/sha256"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -98,4 +100,29 @@ func TestRevocationsInMemory(t *testing.T) {
 			check(late, "a new process after the login's expiry", d1, l1, true, false)
 		})
 	}
+}
+
+// BenchmarkRevocationCheck: the check of a connect whose device has not
+// connected within the TTL (a different device each time, as in a fleet
+// reconnecting), from the status cache (a query on every miss) and from
+// the revocations held in memory.
+func BenchmarkRevocationCheck(b *testing.B) {
+	db := openDSN(b, testDSN(b, "sqlite"), Options{})
+	ctx := b.Context()
+	acct := newAccount(b, db)
+	var i atomic.Int64 // a device never looked up before, across runs
+	b.Run("status-cache-miss", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := db.DeviceStatus(ctx, acct, "d-"+strconv.FormatInt(i.Add(1), 10)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("in-memory", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := db.DeviceRevoked(ctx, acct, "d-"+strconv.FormatInt(i.Add(1), 10)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
