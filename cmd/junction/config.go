@@ -94,7 +94,7 @@ type StoreConfig struct {
 	StatementTimeout time.Duration `yaml:"statement_timeout" doc:"PostgreSQL: statement_timeout of every connection, a longer statement is cancelled by the server (default none)"`
 	ConnMaxLifetime  time.Duration `yaml:"conn_max_lifetime" doc:"PostgreSQL: a pool connection is closed this long after it opened (default 30m, negative never)"`
 	ConnMaxIdleTime  time.Duration `yaml:"conn_max_idle_time" doc:"PostgreSQL: a pool connection idle this long is closed (default 5m, negative never)"`
-	DeviceCacheTTL   time.Duration `yaml:"device_cache_ttl" doc:"how long a device's or a login's live/unknown status is trusted without asking the database; another node's revocation or logout is seen after at most this (default 1s, negative disables)"`
+	DeviceCacheTTL   time.Duration `yaml:"device_cache_ttl" doc:"how often the revoked devices and logins held in memory are read again from the database: this node's revocations are refused at once, another node's revocation or logout after at most this (default 1s; negative: every check asks the database)"`
 }
 
 // options returns the store options for c, on top of base (what an

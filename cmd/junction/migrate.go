@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,8 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
+	"github.com/junctionhq/junction/internal/hub"
 	"github.com/junctionhq/junction/internal/store"
 )
 
@@ -71,18 +70,18 @@ func openStore(ctx context.Context, cfg *Config, opts store.Options, log *slog.L
 	return db, nil
 }
 
-// deviceSeen persists a device's last-seen time when its last connection
-// closes. Devices the store does not know (tokens minted with "junction
-// token") are ignored.
-func deviceSeen(db *store.DB) func(ctx context.Context, userID, deviceID string, at time.Time) error {
-	return func(ctx context.Context, userID, deviceID string, _ time.Time) error {
-		if deviceID == "" {
-			return nil
+// deviceSeen persists the last-seen times of devices whose last connection
+// closed, a batch at a time. Devices the store does not know (tokens minted
+// with "junction token") are ignored.
+func deviceSeen(db *store.DB) func(ctx context.Context, seen []hub.SeenDevice) error {
+	return func(ctx context.Context, seen []hub.SeenDevice) error {
+		batch := make([]store.SeenDevice, 0, len(seen))
+		for _, d := range seen {
+			if d.DeviceID != "" {
+				batch = append(batch, store.SeenDevice{Account: d.UserID, ID: d.DeviceID, At: d.At})
+			}
 		}
-		err := db.TouchDevice(ctx, userID, deviceID)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
+		_, err := db.TouchDevices(ctx, batch)
 		return err
 	}
 }

@@ -33,8 +33,15 @@ type testServer struct {
 
 func startHub(t testing.TB, cfg hub.Config, configure func(*hub.Hub)) *testServer {
 	t.Helper()
+	return startHubDeps(t, cfg, hub.Deps{}, configure)
+}
+
+// startHubDeps is startHub with deps (their Registerer is the server's).
+func startHubDeps(t testing.TB, cfg hub.Config, deps hub.Deps, configure func(*hub.Hub)) *testServer {
+	t.Helper()
 	reg := prometheus.NewRegistry()
-	h, err := hub.New(cfg, hub.Deps{Registerer: reg})
+	deps.Registerer = reg
+	h, err := hub.New(cfg, deps)
 	if err != nil {
 		t.Fatalf("hub.New: %v", err)
 	}

@@ -54,3 +54,10 @@ func QueuedDeliveries(s Streams, topic string) (queued, waiting int) {
 func Workers(h *Hub) (live, idle int) {
 	return int(h.pool.live.Load()), int(h.pool.idle.Load())
 }
+
+// SeenPending returns how many last-seen times wait for Deps.DeviceSeen.
+func SeenPending(h *Hub) int {
+	h.reg.seen.mu.Lock()
+	defer h.reg.seen.mu.Unlock()
+	return len(h.reg.seen.pending)
+}

@@ -171,10 +171,11 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// Authenticator verifies credentials presented in-band (auth.refresh).
 	Authenticator *auth.Authenticator
-	// DeviceSeen, when set, records a device's last-seen time as its last
-	// connection closes (the store implements it). It runs on its own
-	// goroutine per call, bounded by the hub's lifetime.
-	DeviceSeen func(ctx context.Context, userID, deviceID string, at time.Time) error
+	// DeviceSeen, when set, records the last-seen times of devices whose
+	// connections closed (the store implements it), in batches: the times
+	// gathered for up to 250 ms, at most one per device, in one call; the
+	// rest when the hub closes. One call at a time, on a hub worker.
+	DeviceSeen func(ctx context.Context, seen []SeenDevice) error
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Broker carries what must be cluster-wide (streams, presence, the node

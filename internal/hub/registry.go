@@ -333,9 +333,15 @@ type seenQueue struct {
 
 type seenKey struct{ user, device string }
 
-// flushSeen writes the queued last-seen times every seenFlushEvery and exits
-// once the queue is empty; when the hub closes it writes what is left (each
-// write bounded by 5s) and exits.
+// SeenDevice is a device's last-seen time, as Deps.DeviceSeen records it.
+type SeenDevice struct {
+	UserID, DeviceID string
+	At               time.Time // when its last connection on this node closed
+}
+
+// flushSeen writes the queued last-seen times every seenFlushEvery, all of
+// them in one Deps.DeviceSeen call, and exits once the queue is empty; when
+// the hub closes it writes what is left (bounded by 5s) and exits.
 func (h *Hub) flushSeen(ctx context.Context) {
 	q := &h.reg.seen
 	t := time.NewTimer(seenFlushEvery)
@@ -357,13 +363,15 @@ func (h *Hub) flushSeen(ctx context.Context) {
 			return
 		}
 		q.mu.Unlock()
+		seen := make([]SeenDevice, 0, len(batch))
 		for k, at := range batch {
-			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			if err := h.deps.DeviceSeen(wctx, k.user, k.device, at); err != nil {
-				h.log.Warn("record last seen", "user", k.user, "device", k.device, "err", err)
-			}
-			cancel()
+			seen = append(seen, SeenDevice{UserID: k.user, DeviceID: k.device, At: at})
 		}
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := h.deps.DeviceSeen(wctx, seen); err != nil {
+			h.log.Warn("record last seen", "devices", len(seen), "err", err)
+		}
+		cancel()
 		if stopping {
 			q.mu.Lock()
 			q.running = false

@@ -305,6 +305,57 @@ func (db *DB) TouchDevice(ctx context.Context, account, id string) error {
 	})
 }
 
+// SeenDevice is a device's last-seen time for TouchDevices.
+type SeenDevice struct {
+	Account, ID string
+	At          time.Time
+}
+
+// touchBatch bounds the devices one TouchDevices transaction writes, so
+// that a large batch does not hold the database's write lock for long.
+const touchBatch = 256
+
+// TouchDevices records the last-seen times of several devices, up to
+// touchBatch per transaction (one transaction per device was most of what
+// last-seen cost in a connect storm: BENCHMARKS.md, "Connect pass"). Like
+// TouchDevice it writes no update; devices the store does not know (of
+// tokens minted with "junction token") are skipped. It returns how many
+// devices it recorded; on an error, the ones before the failed transaction
+// stay recorded.
+func (db *DB) TouchDevices(ctx context.Context, seen []SeenDevice) (int, error) {
+	st, err := db.prepared(ctx, db.w, `UPDATE devices SET last_seen_at = $1 WHERE id = $2 AND account_id = $3`)
+	if err != nil {
+		return 0, fmt.Errorf("store: touch devices: %w", err)
+	}
+	total := 0
+	for len(seen) > 0 {
+		chunk := seen[:min(len(seen), touchBatch)]
+		seen = seen[len(chunk):]
+		n := 0
+		err := db.write(ctx, "touch devices", func(tx *sql.Tx) error {
+			n = 0
+			ts := tx.StmtContext(ctx, st)
+			for _, d := range chunk {
+				res, err := ts.ExecContext(ctx, micros(d.At), d.ID, d.Account)
+				if err != nil {
+					return err
+				}
+				k, err := res.RowsAffected()
+				if err != nil {
+					return err
+				}
+				n += int(k)
+			}
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
 // RevokeDevice revokes a device and, in the same transaction, every refresh
 // token family of it. Revoking a revoked device changes nothing and returns
 // no updates.
@@ -340,6 +391,9 @@ func (db *DB) RevokeDevice(ctx context.Context, account, id string) (Device, []U
 	})
 	if err != nil {
 		return Device{}, nil, err
+	}
+	if d.Revoked() {
+		db.revoked.addDevice(account, id) // refused from now on (revoked.go)
 	}
 	return d, ups, nil
 }

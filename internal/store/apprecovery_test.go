@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -111,6 +112,27 @@ func TestAppSessionRecovery(t *testing.T) {
 		}
 		if of, err := db.AppSessionsOfDevicesInState(ctx, "dormant", nil); err != nil || len(of) != 0 {
 			t.Fatalf("AppSessionsOfDevicesInState of no device = %v, %v", of, err)
+		}
+		// The list is one parameter: the same answer at every length up
+		// to the bound, wherever the devices stand in it, whatever bytes
+		// the other ids hold.
+		for _, n := range []int{1, 2, 9, 100, MaxDevicesPerQuery} {
+			for _, at := range []int{0, n / 2, n - 1} {
+				ids := make([]string, n)
+				for i := range ids {
+					ids[i] = fmt.Sprintf("d-\"nobody\\%d\u00e9'", i)
+				}
+				ids[at] = "d-as-c"
+				want := []string{"as-c"}
+				if n > 1 {
+					ids[(at+1)%n] = "d-as-d"
+					want = append(want, "as-d")
+				}
+				of, err := db.AppSessionsOfDevicesInState(ctx, "dormant", ids)
+				if got := idsOf(of); err != nil || !slices.Equal(got, want) {
+					t.Fatalf("AppSessionsOfDevicesInState of %d devices (as-c's at %d) = %v, %v: want %v", n, at, got, err, want)
+				}
+			}
 		}
 		if _, err := db.AppSessionsOfDevicesInState(ctx, "dormant", make([]string, MaxDevicesPerQuery+1)); err == nil {
 			t.Fatalf("AppSessionsOfDevicesInState of %d devices: no error", MaxDevicesPerQuery+1)

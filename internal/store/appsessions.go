@@ -6,9 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // The apps platform's webhook secrets and app sessions. Secrets arrive
@@ -249,6 +249,14 @@ const MaxDevicesPerQuery = 256
 // listed (at most MaxDevicesPerQuery), in id order: the dormant sessions a
 // node revives when those devices connect, read once for a burst of
 // connections rather than once per device.
+//
+// The list is one parameter (a PostgreSQL array; a JSON array that SQLite's
+// json_each unrolls), so the statement's text is the same for every burst:
+// with a placeholder per device, SQLite parsed a statement of ~60
+// placeholders for every burst (the pure Go driver parses on every
+// execution, prepared or not), most of the query's cost at thousands of
+// connects a second (BENCHMARKS.md, "Connect pass"). Both plans probe the
+// (device_id, state) index once per device.
 func (db *DB) AppSessionsOfDevicesInState(ctx context.Context, state string, deviceIDs []string) ([]AppSession, error) {
 	if len(deviceIDs) == 0 {
 		return nil, nil
@@ -256,19 +264,18 @@ func (db *DB) AppSessionsOfDevicesInState(ctx context.Context, state string, dev
 	if len(deviceIDs) > MaxDevicesPerQuery {
 		return nil, fmt.Errorf("store: app sessions of devices: %d devices, at most %d", len(deviceIDs), MaxDevicesPerQuery)
 	}
-	var q strings.Builder
-	q.WriteString(`SELECT ` + appSessionCols + ` FROM app_sessions WHERE state = $1 AND device_id IN (`)
-	args := make([]any, 0, len(deviceIDs)+1)
-	args = append(args, state)
-	for i, id := range deviceIDs {
-		if i > 0 {
-			q.WriteString(", ")
+	q := `SELECT ` + appSessionCols + ` FROM app_sessions WHERE state = $1 AND device_id `
+	var rows *sql.Rows
+	var err error
+	if db.dialect == dialectPostgres {
+		rows, err = db.r.QueryContext(ctx, q+`= ANY($2) ORDER BY id`, pgx.QueryExecModeCacheDescribe, state, deviceIDs)
+	} else {
+		var list []byte
+		if list, err = json.Marshal(deviceIDs); err != nil {
+			return nil, fmt.Errorf("store: app sessions of devices: %w", err)
 		}
-		q.WriteString("$" + strconv.Itoa(i+2))
-		args = append(args, id)
+		rows, err = db.r.QueryContext(ctx, q+`IN (SELECT value FROM json_each($2)) ORDER BY id`, state, string(list))
 	}
-	q.WriteString(`) ORDER BY id`)
-	rows, err := db.r.QueryContext(ctx, q.String(), args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: app sessions of devices: %w", err)
 	}

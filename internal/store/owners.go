@@ -52,9 +52,17 @@ func (db *DB) owner(ctx context.Context, table, kind, id string) (string, error)
 
 // DeviceRevoked reports whether account's device id has been revoked; a
 // device the store does not know is not revoked (tokens minted with
-// "junction token" name no stored device). It answers from DeviceStatus's
-// cache and implements auth.Revocations.
+// "junction token" name no stored device). It answers from the revocations
+// held in memory (revoked.go), read again from the database when they are
+// older than Options.DeviceCacheTTL (with the cache disabled, from
+// DeviceStatus), and implements auth.Revocations.
 func (db *DB) DeviceRevoked(ctx context.Context, account, id string) (bool, error) {
+	if ttl := db.opts.DeviceCacheTTL; ttl > 0 {
+		if err := db.revoked.fresh(ctx, db, ttl); err != nil {
+			return false, err
+		}
+		return db.revoked.deviceRevoked(account, id), nil
+	}
 	st, err := db.DeviceStatus(ctx, account, id)
 	if err != nil {
 		return false, err
@@ -62,13 +70,20 @@ func (db *DB) DeviceRevoked(ctx context.Context, account, id string) (bool, erro
 	return st == DeviceRevoked, nil
 }
 
-// LoginRevoked reports whether the login session sid has been revoked (see
-// LoginStatus, whose cache it answers from); an unknown login is not
-// revoked. With DeviceRevoked it implements auth.Revocations. The family is
-// looked up by its id alone: ids are random, and a family revoked under
-// another account (possible only with an operator-minted token naming it)
-// refuses rather than admits.
+// LoginRevoked reports whether the login session sid has been revoked; an
+// unknown login is not revoked, nor one whose refresh tokens have all
+// expired. It answers as DeviceRevoked does (with the cache disabled, from
+// LoginStatus); with DeviceRevoked it implements auth.Revocations. The
+// family is looked up by its id alone: ids are random, and a family revoked
+// under another account (possible only with an operator-minted token naming
+// it) refuses rather than admits.
 func (db *DB) LoginRevoked(ctx context.Context, account, sid string) (bool, error) {
+	if ttl := db.opts.DeviceCacheTTL; ttl > 0 {
+		if err := db.revoked.fresh(ctx, db, ttl); err != nil {
+			return false, err
+		}
+		return db.revoked.loginRevoked(sid), nil
+	}
 	st, err := db.LoginStatus(ctx, sid)
 	if err != nil {
 		return false, err

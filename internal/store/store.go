@@ -134,10 +134,12 @@ type Options struct {
 	// Now is the clock; default time.Now. Tests inject a fake one.
 	Now func() time.Time
 	// DeviceCacheTTL is how long DeviceStatus and LoginStatus trust a
-	// "live" or "unknown" answer they read (revocations made through this
-	// DB drop it at once; a revocation made by another process sharing the
-	// database is seen after at most this). Default 1s; negative disables
-	// the cache.
+	// "live" or "unknown" answer they read, and how often DeviceRevoked and
+	// LoginRevoked read again the revocations they hold in memory
+	// (revoked.go): revocations made through this DB count at once; a
+	// revocation made by another process sharing the database is seen
+	// after at most this. Default 1s; negative disables both: every check
+	// asks the database.
 	DeviceCacheTTL time.Duration
 }
 
@@ -195,6 +197,7 @@ type DB struct {
 	stmts   stmts       // prepared hot statements (cache.go)
 	devices deviceCache // DeviceStatus answers (cache.go)
 	logins  deviceCache // LoginStatus answers (cache.go)
+	revoked revocations // DeviceRevoked and LoginRevoked answers (revoked.go)
 
 	closeOnce sync.Once
 	closeErr  error

@@ -161,6 +161,7 @@ func (db *DB) RotateRefresh(ctx context.Context, oldHash, newHash []byte, newExp
 	if errors.Is(err, ErrRefreshReuse) {
 		// Drop a cached "live" answer now that the revocation committed.
 		db.logins.invalidateKey(reused.FamilyID)
+		db.revoked.addFamily(reused.FamilyID)
 		return reused, err
 	}
 	return t, err
@@ -181,7 +182,7 @@ func (db *DB) RevokeFamily(ctx context.Context, familyID string) error {
 	// Drop a cached "live" answer once the transaction is over, whatever
 	// its outcome (see deviceCache).
 	defer db.logins.invalidateKey(familyID)
-	return db.write(ctx, "revoke family", func(tx *sql.Tx) error {
+	err := db.write(ctx, "revoke family", func(tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM refresh_tokens WHERE family_id = $1`, familyID).Scan(&n); err != nil {
 			return err
@@ -193,6 +194,10 @@ func (db *DB) RevokeFamily(ctx context.Context, familyID string) error {
 			micros(db.now()), familyID)
 		return err
 	})
+	if err == nil {
+		db.revoked.addFamily(familyID) // refused from now on (revoked.go)
+	}
+	return err
 }
 
 // PairingCode is a short single-use code with which a device lets another
