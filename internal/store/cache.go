@@ -10,9 +10,14 @@ import (
 
 // Prepared statements and the device status cache: the two things the
 // WebSocket connect path asks of the store on every connect and disconnect.
-// Parsing SQL is most of the cost of a one-row query in the pure Go SQLite
-// driver, so hot queries are prepared once per pool (database/sql then keeps
-// one prepared statement per pooled connection and re-prepares on a new one).
+// Hot queries are prepared once per pool (database/sql then keeps one
+// prepared statement per pooled connection and re-prepares on a new one).
+// That spares PostgreSQL a parse per execution; the pure Go SQLite driver
+// (modernc.org/sqlite v1.40.1) compiles the SQL again on every execution,
+// prepared or not (its stmt.exec and stmt.query call sqlite3_prepare_v2),
+// so on SQLite it spares only database/sql's bookkeeping: what counts there
+// is fewer executions and short statement texts (BENCHMARKS.md, "Connect
+// pass").
 
 // stmts caches prepared statements by pool and query text.
 type stmts struct {
