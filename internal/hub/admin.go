@@ -118,7 +118,7 @@ func (h *Hub) AdminConnections(f ConnFilter) protocol.AdminConnectionList {
 	var conns []*Conn
 	keep := func(c *Conn) {
 		p := c.Principal()
-		if string(c.id[:]) <= f.Cursor || !c.registered.Load() ||
+		if string(c.id[:]) <= f.Cursor || !c.registered() ||
 			(f.UserID != "" && p.UserID != f.UserID) ||
 			(f.DeviceID != "" && p.DeviceID != f.DeviceID) ||
 			(f.Kind != "" && kindName(kindSlot(p)) != f.Kind) {

@@ -125,43 +125,77 @@ type localTopic struct {
 // subscriber is one connection's subscription to one topic.
 //
 // Every subscribed connection holds one, and a fan-out reads one per
-// subscriber: the fields it reads (wsc, compact, live, epoch, after) come
-// first, in the first 64 bytes, and the whole fits the 112-byte size class
-// (the 4-byte atomics and the mutex sit side by side instead of each being
-// padded to 8). TestSubscriberSize keeps it there.
+// subscriber: the fields it reads (wsc, compact, flags, epoch, after) come
+// first, in the first 48 bytes, and the whole fits the 96-byte size class
+// (the states in one atomic word, overflow in its padding). TestSubscriberSize
+// keeps it there.
 type subscriber struct {
 	wsc *ws.Conn // set once: conn's transport side, loaded once so that fan-out skips conn
 	// compact is conn's compact codec (nil for protocol v1), loaded once
 	// for the same reason.
 	compact *compactConn
 
-	// live is false while joining: publications go to buf until the
-	// subscribe reply is queued, then goLive flushes buf and sets live.
-	// epoch and after are written before live is set and read only after
-	// live is seen true (or under mu).
-	live    atomic.Bool
-	removed atomic.Bool // detached from its topic (or being detached)
-	epoch   string
-	after   uint64 // the reply's offset: publications at or below it are not sent
+	// flags holds the subscriber's states (subLive, subRemoved, ...) in one
+	// atomic word: see the helpers below.
+	flags    atomic.Uint32
+	overflow bool // guarded by mu: buf exceeded its bound
+
+	// epoch and after are written before subLive is set and read only
+	// after it is seen set (or under mu).
+	epoch string
+	after uint64 // the reply's offset: publications at or below it are not sent
 
 	conn  *Conn      // set once
 	ns    *namespace // set once
 	topic string     // set once
 
-	kicked     atomic.Bool // removed by the server; channel.unsubscribed sent
-	inPresence atomic.Bool // added to the topic's presence set
-
 	mu sync.Mutex
 	// buf is guarded by mu: publications (and join/leave events, at offset
 	// 0) received while joining, nil when none (a pointer: most joins buffer
 	// nothing, and subscriber keeps its size class).
-	buf      *[]Publication
-	overflow bool // guarded by mu: buf exceeded its bound
-
-	// unlisted is set, under its topic's lock, when a detach pass took
-	// the subscriber out of the topic's list (dropRemovedLocked).
-	unlisted atomic.Bool
+	buf *[]Publication
 }
+
+// A subscriber's flags (subscriber.flags). One word instead of an
+// atomic.Bool each keeps subscriber in the 96-byte size class.
+const (
+	// subLive is clear while joining: publications go to buf until the
+	// subscribe reply is queued, then goLive flushes buf and sets it.
+	subLive uint32 = 1 << iota
+	// subRemoved: detached from its topic (or being detached); set once.
+	subRemoved
+	// subKicked: removed by the server, channel.unsubscribed sent; set once.
+	subKicked
+	// subInPresence: added to the topic's presence set.
+	subInPresence
+	// subUnlisted is set, under its topic's lock, when a detach pass took
+	// the subscriber out of the topic's list (dropRemovedLocked).
+	subUnlisted
+)
+
+// live reports whether publications are sent directly (subLive): the
+// fan-out's one atomic load per subscriber.
+func (s *subscriber) live() bool { return s.flags.Load()&subLive != 0 }
+
+// has reports whether flag f is set.
+func (s *subscriber) has(f uint32) bool { return s.flags.Load()&f != 0 }
+
+// gone reports whether the subscriber was removed or kicked.
+func (s *subscriber) gone() bool { return s.flags.Load()&(subRemoved|subKicked) != 0 }
+
+// set sets flag f.
+func (s *subscriber) set(f uint32) { s.flags.Or(f) }
+
+// clear clears flag f.
+func (s *subscriber) clear(f uint32) { s.flags.And(^f) }
+
+// mark sets flag f and reports whether this call set it (false when it was
+// already set): a CompareAndSwap(false, true) of the flag.
+func (s *subscriber) mark(f uint32) bool { return s.flags.Or(f)&f == 0 }
+
+// unmark clears flag f and reports whether this call cleared it: a
+// CompareAndSwap(true, false) of the flag.
+func (s *subscriber) unmark(f uint32) bool { return s.flags.And(^f)&f != 0 }
 
 // connSubs is a connection's subscriptions (Conn.subs). Every subscribed
 // connection holds one and most hold a single subscription, so that one is

@@ -67,7 +67,7 @@ func (h *Hub) handleControl(topic string, data json.RawMessage) {
 		for _, s := range *sp {
 			switch {
 			case string(s.conn.ID()[:]) == m.Client.ConnID:
-			case s.live.Load():
+			case s.live():
 				s.conn.SendPrepared(frame)
 			default:
 				s.deliverEventJoining(frame)
@@ -118,7 +118,7 @@ func (h *Hub) refreshPresence(ctx context.Context) {
 			}
 			if sp := lt.subs.Load(); sp != nil {
 				for _, s := range *sp {
-					if s.inPresence.Load() {
+					if s.has(subInPresence) {
 						subs = append(subs, s)
 					}
 				}

@@ -69,7 +69,7 @@ func (h *Hub) HandlePublication(topic string, pub Publication) {
 	var batch ws.Batch
 	n, direct := 0, 0
 	for _, s := range *sp {
-		if !s.live.Load() {
+		if !s.live() {
 			if s.deliverJoining(pub) {
 				n++
 			}
@@ -124,10 +124,10 @@ func (s *subscriber) deliverJoining(pub Publication) bool {
 func (s *subscriber) joiningLocked(pub Publication) (sent, reset bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.removed.Load() || s.kicked.Load() {
+	if s.gone() {
 		return false, false
 	}
-	if s.live.Load() {
+	if s.live() {
 		if pub.Epoch != s.epoch {
 			return false, true
 		}
@@ -174,10 +174,10 @@ func (s *subscriber) sendLocked(pub Publication) bool {
 func (s *subscriber) deliverEventJoining(frame []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.removed.Load() || s.kicked.Load() {
+	if s.gone() {
 		return
 	}
-	if s.live.Load() {
+	if s.live() {
 		s.conn.SendPrepared(frame)
 		return
 	}
@@ -218,7 +218,7 @@ func (s *subscriber) goLive() {
 func (s *subscriber) flushJoined() (reset bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.removed.Load() || s.kicked.Load() {
+	if s.gone() {
 		s.buf = nil
 		return false
 	}
@@ -252,6 +252,6 @@ func (s *subscriber) flushJoined() (reset bool) {
 		s.sendLocked(pub)
 	}
 	s.buf = nil
-	s.live.Store(true)
+	s.set(subLive)
 	return false
 }

@@ -68,7 +68,7 @@ func (h *Hub) connClosed(cs *connSubs) {
 		return
 	}
 	for _, s := range subs {
-		s.live.Store(false) // stop direct sends at once
+		s.clear(subLive) // stop direct sends at once
 	}
 	if h.closed.Load() {
 		return
@@ -167,7 +167,7 @@ func (h *Hub) join(ctx context.Context, s *subscriber, t Topic, ns *namespace, s
 		if err := h.ch.presence.AddPresence(ctx, t.Name, s.conn.ID(), s.info(), h.cfg.PresenceTTL); err != nil {
 			return nil, fmt.Errorf("add presence on %s: %w", t.Name, err)
 		}
-		s.inPresence.Store(true)
+		s.set(subInPresence)
 		info := s.info()
 		h.control(ctx, t.Name, controlMessage{Kind: "join", Client: &info})
 	}
@@ -212,7 +212,7 @@ func (h *Hub) attach(ctx context.Context, s *subscriber) error {
 			lt.mu.Unlock()
 			continue
 		}
-		if s.removed.Load() {
+		if s.has(subRemoved) {
 			lt.mu.Unlock()
 			return protocol.Errorf(protocol.CodeUnavailable, "connection closing")
 		}
@@ -269,10 +269,10 @@ func (cs *channels) forgetLocked(lt *localTopic) {
 // blip, a node draining), the list is copied a few times instead of n
 // times, and each detach holds the lock briefly instead of O(n) long.
 func (h *Hub) detach(ctx context.Context, s *subscriber) {
-	if !s.removed.CompareAndSwap(false, true) {
+	if !s.mark(subRemoved) {
 		return
 	}
-	s.live.Store(false)
+	s.clear(subLive)
 	for {
 		lt := h.ch.lookup(s.topic)
 		if lt == nil {
@@ -283,7 +283,7 @@ func (h *Hub) detach(ctx context.Context, s *subscriber) {
 			lt.mu.Unlock()
 			continue
 		}
-		if s.unlisted.Load() {
+		if s.has(subUnlisted) {
 			lt.mu.Unlock()
 			break // removed by an earlier detach's pass
 		}
@@ -291,7 +291,7 @@ func (h *Hub) detach(ctx context.Context, s *subscriber) {
 		lt.mu.Unlock()
 		break
 	}
-	if s.inPresence.CompareAndSwap(true, false) {
+	if s.unmark(subInPresence) {
 		if err := h.ch.presence.RemovePresence(ctx, s.topic, s.conn.ID()); err != nil {
 			h.log.Warn("remove presence", "topic", s.topic, "err", err)
 		}
@@ -309,7 +309,7 @@ func (h *Hub) dropRemovedLocked(ctx context.Context, lt *localTopic) {
 		return
 	}
 	cur := *sp
-	first := slices.IndexFunc(cur, func(x *subscriber) bool { return x.removed.Load() })
+	first := slices.IndexFunc(cur, func(x *subscriber) bool { return x.has(subRemoved) })
 	if first < 0 {
 		return // s was never attached (attach saw removed)
 	}
@@ -317,8 +317,8 @@ func (h *Hub) dropRemovedLocked(ctx context.Context, lt *localTopic) {
 	copy(next, cur[:first])
 	dropped := 0
 	for _, x := range cur[first:] {
-		if x.removed.Load() {
-			x.unlisted.Store(true)
+		if x.has(subRemoved) {
+			x.set(subUnlisted)
 			dropped++
 			continue
 		}
@@ -344,10 +344,10 @@ func (h *Hub) dropRemovedLocked(ctx context.Context, lt *localTopic) {
 // client gets channel.unsubscribed. It never blocks (it may run on the
 // broker's delivery path).
 func (h *Hub) dropSubscriber(s *subscriber, reason string, resubscribe bool) {
-	if !s.kicked.CompareAndSwap(false, true) {
+	if !s.mark(subKicked) {
 		return
 	}
-	s.live.Store(false)
+	s.clear(subLive)
 	data, _ := jsonMarshal(protocol.Unsubscribed{Reason: reason, Resubscribe: resubscribe})
 	s.conn.SendEvent(EventChannelUnsubscribed, s.topic, "", 0, data)
 	if cs := connSubsOf(s.conn); cs != nil {

@@ -23,7 +23,7 @@ import (
 // queued; every outbound frame goes through the transport's bounded queue.
 type Conn struct {
 	// Every idle connection holds one: TestConnSize keeps it in the
-	// 160-byte size class. Fields are ordered so that little is padded;
+	// 144-byte size class. Fields are ordered so that little is padded;
 	// state only some connections need (Value, AfterClose, Done,
 	// server→client requests) is in extra.
 	hub *Hub // set once at construction
@@ -31,12 +31,10 @@ type Conn struct {
 	principal atomic.Pointer[auth.Principal] // replaced by auth.refresh
 	ws        atomic.Pointer[ws.Conn]        // set once by attach or the first OnMessage
 
-	welcomeOnce sync.Once
-	registered  atomic.Bool  // in the registry: set after the welcome, cleared by unregister
-	admitted    atomic.Bool  // holds a connection slot (Hub.admit), given back once on close
-	async       int32        // guarded by mu: Async requests in flight
-	since       int64        // set once at construction: when the connection began (Unix ns, Deps.Now)
-	compact     *compactConn // set once before the upgrade: the compact codec's state (conn_compact_*.go); nil for protocol v1
+	state   atomic.Uint32 // connWelcomed, connRegistered, connAdmitted (conn_state.go)
+	async   int32         // guarded by mu: Async requests in flight
+	since   int64         // set once at construction: when the connection began (Unix ns, Deps.Now)
+	compact *compactConn  // set once before the upgrade: the compact codec's state (conn_compact_*.go); nil for protocol v1
 
 	mu      sync.Mutex
 	kind    uint8 // set once by welcome: the connection's slot in Hub.kinds
@@ -146,7 +144,7 @@ func (c *Conn) attach(w *ws.Conn) {
 // welcome sends the welcome event exactly once, before any other frame, and
 // then registers the connection.
 func (c *Conn) welcome() {
-	c.welcomeOnce.Do(func() {
+	c.welcomeOnce(func() {
 		h := c.hub
 		p := c.Principal()
 		data := h.welcomeData(c.ID(), p)
@@ -155,7 +153,7 @@ func (c *Conn) welcome() {
 		// is findable by device (revocation, replacement, RPC). Nothing
 		// sends to a connection between the two but a close.
 		if h.reg.add(c) {
-			c.registered.Store(true)
+			c.setState(connRegistered)
 			h.metrics.connections.Inc()
 			h.kinds.add(c)
 			h.expiry.add(c)
@@ -402,7 +400,7 @@ func (c *Conn) OnClose(_ *ws.Conn, code int, reason string) {
 // unregister removes a closed connection from the registry, exactly once
 // whichever of welcome and OnClose gets there last.
 func (c *Conn) unregister() {
-	if !c.registered.CompareAndSwap(true, false) {
+	if !c.unmarkState(connRegistered) {
 		return
 	}
 	h := c.hub

@@ -94,7 +94,7 @@ func TestDetachConcurrent(t *testing.T) {
 	for i, s := range subs {
 		if i%3 != 0 {
 			want = append(want, s)
-		} else if !s.unlisted.Load() {
+		} else if !s.has(subUnlisted) {
 			t.Fatalf("detached subscriber %d not marked unlisted", i)
 		}
 	}

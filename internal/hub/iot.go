@@ -133,7 +133,7 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, p *auth.Principal,
 		c.SetValue(connInfoKey{}, info)
 	}
 	c.compact = cc
-	c.admitted.Store(true)
+	c.setState(connAdmitted)
 	// Corked: the 101 response and the welcome leave in one write, from
 	// this goroutine, rather than as two writes with a writer's wake-up.
 	wsc, err := t.UpgradeWith(w, r, subprotocol, c, ws.AttachOptions{Corked: true})

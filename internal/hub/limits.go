@@ -163,7 +163,7 @@ func (h *Hub) releaseLocal(o owner) {
 // the principal c began with; a replaced principal (auth.refresh,
 // Reauthorize) keeps its user and app, which are all ownerOf reads.
 func (c *Conn) releaseSlot() {
-	if c.admitted.CompareAndSwap(true, false) {
+	if c.unmarkState(connAdmitted) {
 		c.hub.release(c.Principal())
 	}
 }

@@ -288,7 +288,7 @@ func (r *registry) eachOfUser(userID string, fn func(*Conn)) {
 func (h *Hub) eachConn(fn func(*Conn)) {
 	for _, t := range [...]*ws.Transport{h.transport, h.iot} {
 		for _, w := range t.Conns(nil) {
-			if c, ok := w.Handler().(*Conn); ok && c.registered.Load() {
+			if c, ok := w.Handler().(*Conn); ok && c.registered() {
 				fn(c)
 			}
 		}
