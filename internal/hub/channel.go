@@ -183,6 +183,23 @@ func (s *subscriber) has(f uint32) bool { return s.flags.Load()&f != 0 }
 // gone reports whether the subscriber was removed or kicked.
 func (s *subscriber) gone() bool { return s.flags.Load()&(subRemoved|subKicked) != 0 }
 
+// setLiveUnlessGone sets subLive unless the subscriber was removed or
+// kicked, in one compare-and-swap: detach and dropSubscriber set their flag
+// without s.mu, so a check under s.mu followed by a plain set could leave a
+// removed subscriber live (and a fan-out holding an older copy of the
+// topic's list would send it a publication). It reports whether it set it.
+func (s *subscriber) setLiveUnlessGone() bool {
+	for {
+		old := s.flags.Load()
+		if old&(subRemoved|subKicked) != 0 {
+			return false
+		}
+		if s.flags.CompareAndSwap(old, old|subLive) {
+			return true
+		}
+	}
+}
+
 // set sets flag f.
 func (s *subscriber) set(f uint32) { s.flags.Or(f) }
 

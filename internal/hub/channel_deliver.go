@@ -252,6 +252,6 @@ func (s *subscriber) flushJoined() (reset bool) {
 		s.sendLocked(pub)
 	}
 	s.buf = nil
-	s.set(subLive)
+	s.setLiveUnlessGone()
 	return false
 }

@@ -185,3 +185,20 @@ func BenchmarkDetachAll(b *testing.B) {
 		})
 	}
 }
+
+// TestLiveNotSetOnceGone: a subscriber removed or kicked is never made live
+// again, whatever the order of the flags' writers.
+func TestLiveNotSetOnceGone(t *testing.T) {
+	for _, f := range []uint32{subRemoved, subKicked} {
+		s := &subscriber{}
+		s.set(f)
+		if s.setLiveUnlessGone() || s.live() {
+			t.Fatalf("flag %b: made live", f)
+		}
+	}
+	s := &subscriber{}
+	s.set(subInPresence)
+	if !s.setLiveUnlessGone() || !s.live() || !s.has(subInPresence) {
+		t.Fatal("a joining subscriber was not made live, or lost a flag")
+	}
+}
