@@ -201,6 +201,15 @@ func (c *Config) validate() error {
 	default:
 		return fmt.Errorf("auth.alg %q: want HS256 or EdDSA", c.Auth.Alg)
 	}
+	if c.Auth.AccessTTL < 0 || c.Auth.RefreshTTL < 0 {
+		return fmt.Errorf("auth.access_ttl and auth.refresh_ttl must not be negative")
+	}
+	if c.Auth.AccessTTL > c.Auth.RefreshTTL {
+		// A revoked login is remembered until its last refresh token
+		// expires (store.LoginRevoked): an access token living longer
+		// could outlive that memory.
+		return fmt.Errorf("auth.access_ttl %v is longer than auth.refresh_ttl %v: an access token must not outlive its login's refresh tokens", c.Auth.AccessTTL, c.Auth.RefreshTTL)
+	}
 	if err := c.Auth.Challenges.Validate(); err != nil {
 		return err
 	}

@@ -263,6 +263,7 @@ func TestConfigErrors(t *testing.T) {
 		{"yaml nested unknown key", []string{"serve", "--config", nested}, "junction: config file " + nested + ": line 2: unknown key hub.heartbeat_intervall (run 'junction serve --help' for the keys)\n"},
 		{"yaml bool", []string{"serve", "--config", boolean}, "junction: config file " + boolean + ": line 2: web.lockdown: \"maybe\" is not true or false\n"},
 		{"yaml int", []string{"serve", "--config", number}, "junction: config file " + number + ": line 2: store.max_conns: \"lots\" is not a whole number\n"},
+		{"access outlives refresh", []string{"serve", "--auth-access-ttl", "48h", "--auth-refresh-ttl", "24h"}, "junction: auth.access_ttl 48h0m0s is longer than auth.refresh_ttl 24h0m0s: an access token must not outlive its login's refresh tokens\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
