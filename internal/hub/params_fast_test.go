@@ -35,9 +35,14 @@ func TestRPCCallParamsFastMatchesSlow(t *testing.T) {
 	}
 }
 
-func checkRPCCallParams(t *testing.T, raw []byte) {
+func checkRPCCallParams(t *testing.T, raw []byte) { checkFastMatchesSlow[rpcCallParams](t, raw) }
+
+// checkFastMatchesSlow checks that raw decodes into P through its fast path
+// (decodeParamsInto) exactly as through the strict decoder, errors included.
+// The fast-path tests and fuzz targets of every params type share it.
+func checkFastMatchesSlow[P any](t *testing.T, raw []byte) {
 	t.Helper()
-	var got, want rpcCallParams
+	var got, want P
 	gerr := decodeParamsInto(json.RawMessage(raw), &got)
 	werr := DecodeParams(json.RawMessage(raw), &want)
 	if !reflect.DeepEqual(gerr, werr) {

@@ -2,7 +2,6 @@ package hub
 
 import (
 	"encoding/json"
-	"reflect"
 	"testing"
 )
 
@@ -39,18 +38,7 @@ func TestSubscribeParamsFastMatchesSlow(t *testing.T) {
 	}
 }
 
-func checkSubscribeParams(t *testing.T, raw []byte) {
-	t.Helper()
-	var got, want subscribeParams
-	gerr := decodeParamsInto(json.RawMessage(raw), &got)
-	werr := DecodeParams(json.RawMessage(raw), &want)
-	if !reflect.DeepEqual(gerr, werr) {
-		t.Fatalf("%q: got error %v, want %v", raw, gerr, werr)
-	}
-	if gerr == nil && !reflect.DeepEqual(got, want) {
-		t.Fatalf("%q: got %+v, want %+v", raw, got, want)
-	}
-}
+func checkSubscribeParams(t *testing.T, raw []byte) { checkFastMatchesSlow[subscribeParams](t, raw) }
 
 func FuzzSubscribeParamsFast(f *testing.F) {
 	for _, s := range subscribeParamSeeds {
