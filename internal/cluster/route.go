@@ -39,15 +39,23 @@ const (
 	defaultRouteCacheSize = 100_000
 )
 
+// routeSeqStripes is the number of invalidation counters; keys that share
+// one only cost each other a cached answer, never correctness.
+const routeSeqStripes = 64
+
 // routeCache is the cache of device claims and node leases.
 type routeCache struct {
 	ttl time.Duration // set once; <= 0: nothing is cached
 	max int           // set once: bound of each map
 
-	// seq counts invalidations. A lookup stores its answer only if no
-	// invalidation happened since it read Redis, so that an answer read
-	// before a claim changed never outlives the change.
-	seq atomic.Uint64
+	// seqs count invalidations, in stripes by key (claimSeq, leaseSeq). A
+	// lookup stores its answer only if no invalidation of its stripe
+	// happened since it read Redis, so that an answer read before a claim
+	// changed never outlives the change. One counter for all keys would
+	// make every connect on this node (a claim invalidates the device)
+	// void the lookups of every other device in flight: under steady
+	// connects the cache would rarely fill.
+	seqs [routeSeqStripes]atomic.Uint64
 
 	mu      sync.RWMutex
 	devices map[string]cachedClaim // guarded by mu
@@ -66,6 +74,24 @@ type cachedLease struct {
 
 func (e cachedClaim) stamp() time.Time { return e.at }
 func (e cachedLease) stamp() time.Time { return e.at }
+
+// stripe is key's invalidation counter; claims and leases hash apart
+// (salt) so that a node's id never shares a device's stripe by design.
+func (c *routeCache) stripe(key string, salt uint32) *atomic.Uint64 {
+	h := uint32(2166136261) ^ salt // FNV-1a
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	return &c.seqs[h%routeSeqStripes]
+}
+
+// claimSeq is read before a device's claim is read from Redis, and given
+// to storeClaim with the answer.
+func (c *routeCache) claimSeq(device string) uint64 { return c.stripe(device, 0).Load() }
+
+// leaseSeq is claimSeq for a node's lease.
+func (c *routeCache) leaseSeq(node string) uint64 { return c.stripe(node, 0x9e3779b9).Load() }
 
 func newRouteCache(ttl time.Duration, size int) *routeCache {
 	return &routeCache{ttl: ttl, max: size, devices: make(map[string]cachedClaim), leases: make(map[string]cachedLease)}
@@ -99,8 +125,8 @@ func (c *routeCache) lease(node string, now time.Time) (string, bool) {
 	return e.boot, true
 }
 
-// storeClaim keeps a claim read at, when no invalidation happened since
-// seq was read before the read. A full map loses one arbitrary entry
+// storeClaim keeps a claim read at, when no invalidation of its stripe
+// happened since seq (claimSeq) was read before the read. A full map loses one arbitrary entry
 // (expired ones are the usual victims: nothing else makes room).
 func (c *routeCache) storeClaim(seq uint64, device string, claim DeviceClaim, at time.Time) {
 	if c.ttl <= 0 {
@@ -108,7 +134,7 @@ func (c *routeCache) storeClaim(seq uint64, device string, claim DeviceClaim, at
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.seq.Load() != seq {
+	if c.claimSeq(device) != seq {
 		return
 	}
 	if old, ok := c.devices[device]; ok && old.claim.Generation > claim.Generation {
@@ -126,7 +152,7 @@ func (c *routeCache) storeLease(seq uint64, node, boot string, at time.Time) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.seq.Load() != seq {
+	if c.leaseSeq(node) != seq {
 		return
 	}
 	if _, ok := c.leases[node]; !ok && len(c.leases) >= c.max {
@@ -152,7 +178,7 @@ func evictOne[V interface{ stamp() time.Time }](m map[string]V, now time.Time, t
 // forgetDevice drops device's claim.
 func (c *routeCache) forgetDevice(device string) {
 	c.mu.Lock()
-	c.seq.Add(1)
+	c.stripe(device, 0).Add(1)
 	delete(c.devices, device)
 	c.mu.Unlock()
 }
@@ -160,14 +186,14 @@ func (c *routeCache) forgetDevice(device string) {
 // forgetNode drops node's lease.
 func (c *routeCache) forgetNode(node string) {
 	c.mu.Lock()
-	c.seq.Add(1)
+	c.stripe(node, 0x9e3779b9).Add(1)
 	delete(c.leases, node)
 	c.mu.Unlock()
 }
 
 // lookupClaim reads deviceID's claim from Redis and caches a live one.
 func (b *Broker) lookupClaim(ctx context.Context, deviceID string) (DeviceClaim, bool, error) {
-	seq, at := b.routes.seq.Load(), b.now()
+	seq, at := b.routes.claimSeq(deviceID), b.now()
 	c, ok, err := b.DeviceClaim(ctx, deviceID)
 	if err == nil && ok {
 		b.routes.storeClaim(seq, deviceID, c, at)
@@ -178,7 +204,7 @@ func (b *Broker) lookupClaim(ctx context.Context, deviceID string) (DeviceClaim,
 // lookupLease reads node's lease from Redis and caches a live one; a dead
 // one is forgotten.
 func (b *Broker) lookupLease(ctx context.Context, node string) (string, bool, error) {
-	seq, at := b.routes.seq.Load(), b.now()
+	seq, at := b.routes.leaseSeq(node), b.now()
 	boot, alive, err := b.readLease(ctx, node)
 	switch {
 	case err != nil:
