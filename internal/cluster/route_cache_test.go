@@ -46,7 +46,7 @@ func TestRouteCacheFences(t *testing.T) {
 	c := newRouteCache(time.Minute, 100)
 	now := time.Unix(1000, 0)
 	seq := c.claimSeq("d1") // a lookup starts
-	c.forgetDevice("d1") // the route proves stale meanwhile
+	c.forgetDevice("d1")    // the route proves stale meanwhile
 	c.storeClaim(seq, "d1", DeviceClaim{Node: "n2", Generation: 4}, now)
 	if got, ok := c.claim("d1", now); ok {
 		t.Fatalf("claim read before an invalidation was stored after it: %+v", got)
