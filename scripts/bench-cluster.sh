@@ -149,6 +149,17 @@ for run in $(seq "$RUNS"); do
       # shellcheck disable=SC2046
       line=$(timeout "$limit" "$BIN" bench --url "$urls" --data "$DATA" --duration "$DURATION" --drain "$DRAIN" --server-pid "$pids" \
         "${EXTRA[@]}" --json $(args_of "$s") 2>>"$TMP/bench.log" | tail -1) || true
+      # Each node's broker and disconnect counters, so that a run that lost
+      # something shows where (a queue overflow, a reset, a pub/sub
+      # reconnect, subscribers cut).
+      nodes_json=$(for u in "${URLS[@]}"; do
+        h=${u#ws://}; h=${h%/ws}
+        curl -fs "http://$h/metrics" 2>/dev/null | awk -v node="$h" '
+          /^junction_broker_(resets|dropped|resubscribed|pubsub_errors|position_checks)_total / ||
+          /^junction_broker_publications_total\{outcome="(filled|delivered)"\} / ||
+          /^junction_disconnects_total\{/ && $2 != 0 { n[$1] = $2 }
+          END { printf "{\"node\":\"%s\"", node; for (k in n) { q = k; gsub(/"/, "", q); printf ",\"%s\":%s", q, n[k] } print "}" }'
+      done | jq -sc '.' 2>/dev/null || echo '[]')
       if [ -n "$REDIS_PID" ] && [ "$mode" = cluster ]; then
         redis_rss=$(awk '/VmRSS/ {print $2}' "/proc/$REDIS_PID/status" 2>/dev/null || echo 0)
       else
@@ -159,8 +170,8 @@ for run in $(seq "$RUNS"); do
       if [ -z "$line" ]; then
         echo "run $run $s $mode: no result:" >&2; tail -5 "$TMP/bench.log" >&2; failed=1; continue
       fi
-      echo "$line" | jq -c --arg s "$s" --arg m "$mode" --argjson run "$run" --argjson rss "$redis_rss" \
-        '{run: $run, scenario: $s, mode: $m, redis_rss_kb: $rss} + .' | tee -a "$OUT"
+      echo "$line" | jq -c --arg s "$s" --arg m "$mode" --argjson run "$run" --argjson rss "$redis_rss" --argjson nodes "$nodes_json" \
+        '{run: $run, scenario: $s, mode: $m, redis_rss_kb: $rss} + . + {node_counters: $nodes}' | tee -a "$OUT"
       sleep 1
     done
   done

@@ -397,9 +397,12 @@ type FanoutResult struct {
 	Lost int64 `json:"lost"`
 	Late int64 `json:"late"`
 	// Unsubscribed counts the subscriptions the server dropped
-	// (channel.unsubscribed: a gap it could not fill); their deliveries
-	// after it are lost, as the load generator does not resubscribe.
+	// (channel.unsubscribed: a gap it could not fill). When it advised
+	// resubscribing the load generator resubscribed from its last offset;
+	// what the server recovered then counts as received, and Unrecovered
+	// counts the resubscriptions it could not resume (their gap is lost).
 	Unsubscribed   int64  `json:"unsubscribed"`
+	Unrecovered    int64  `json:"unrecovered"`
 	Gaps           int64  `json:"gaps"`
 	Duplicates     int64  `json:"duplicates"`
 	FinalOffset    uint64 `json:"final_offset"`
@@ -699,6 +702,7 @@ func mergeResults(cfg *Config, rs []*Result) *Result {
 			o.Deliveries += f.Deliveries
 			o.Late += f.Late
 			o.Unsubscribed += f.Unsubscribed
+			o.Unrecovered += f.Unrecovered
 			o.DeliveriesPerSec += f.DeliveriesPerSec
 			o.Gaps += f.Gaps
 			o.Duplicates += f.Duplicates
@@ -770,6 +774,9 @@ func printSummary(w io.Writer, r *Result) {
 		}
 		fmt.Fprintf(w, "  %d publications (%.0f/s) to %d subscribers: %d deliveries, %s deliveries/s, %d late, %d lost, %d duplicates\n",
 			f.Publications, f.PublicationsPerSec, f.Subscribers, f.Deliveries, human(f.DeliveriesPerSec), f.Late, f.Lost, f.Duplicates)
+		if f.Unsubscribed > 0 {
+			fmt.Fprintf(w, "  %d subscriptions dropped by the server, %d of them not recovered on resubscribing\n", f.Unsubscribed, f.Unrecovered)
+		}
 		if a := f.PublishAck; a != nil {
 			fmt.Fprintf(w, "  publish → acknowledgement: p50 %.3f ms, p99 %.3f ms, max %.3f ms\n", a.P50Ms, a.P99Ms, a.MaxMs)
 		}

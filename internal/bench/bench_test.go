@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"math"
 	"slices"
@@ -250,5 +251,52 @@ func TestBenchAwaitDeliveries(t *testing.T) {
 				t.Errorf("waited %s with %d lost; want the whole 200ms drain", waited, tc.wantLost)
 			}
 		})
+	}
+}
+
+// TestBenchResubscribed: a subscriber the server dropped with resubscribe
+// advised resubscribes from its last position; the publications the server
+// recovered count as received, in order, and a resubscription it could not
+// resume starts over at the server's position (what it skipped stays lost).
+func TestBenchResubscribed(t *testing.T) {
+	req := resubscribeRequest("bench:fanout", "e1", 4)
+	var sent struct {
+		ID     string                   `json:"id"`
+		Method string                   `json:"method"`
+		Params protocol.SubscribeParams `json:"params"`
+	}
+	if err := json.Unmarshal(req, &sent); err != nil {
+		t.Fatalf("resubscribe request %s: %v", req, err)
+	}
+	if sent.ID != resubscribeID || sent.Method != "channel.subscribe" || sent.Params.Topic != "bench:fanout" ||
+		sent.Params.Since == nil || *sent.Params.Since != (protocol.StreamPosition{Epoch: "e1", Offset: 4}) {
+		t.Fatalf("resubscribe request %s", req)
+	}
+	if got := scanString([]byte(`{"type":"res","id":"sub","ok":true,"result":{"epoch":"abc","offset":3}}`), markEpoch); got != "abc" {
+		t.Fatalf("epoch of a subscribe answer: %q, want abc", got)
+	}
+
+	r := &benchRun{m: &meter{}}
+	bc := &benchConn{run: r, kind: kindSubscriber, last: 4, epoch: "e1"}
+	recovered := []byte(`{"type":"res","id":"resub","ok":true,"result":{"epoch":"e1","offset":8,"recovered":true,"publications":[` +
+		`{"offset":5,"epoch":"e1","data":{"ts":1},"timeMs":1},{"offset":6,"epoch":"e1","data":{"ts":2},"timeMs":1},` +
+		`{"offset":8,"epoch":"e1","data":{"ts":3},"timeMs":1}]}}`)
+	id, ok, isRes := responseID(recovered)
+	if !isRes || !ok || string(id) != resubscribeID {
+		t.Fatalf("responseID: %q %v %v", id, ok, isRes)
+	}
+	bc.resubscribed(recovered, ok)
+	if bc.recv.Load() != 3 || bc.gaps.Load() != 1 || bc.last != 8 || r.m.deliveries.Load() != 3 || bc.unrecovered.Load() != 0 {
+		t.Fatalf("after a recovered resubscription: recv %d gaps %d last %d deliveries %d unrecovered %d; want 3 1 8 3 0",
+			bc.recv.Load(), bc.gaps.Load(), bc.last, r.m.deliveries.Load(), bc.unrecovered.Load())
+	}
+	bc.resubscribed([]byte(`{"type":"res","id":"resub","ok":true,"result":{"epoch":"e2","offset":20,"recovered":false}}`), true)
+	if bc.unrecovered.Load() != 1 || bc.epoch != "e2" || bc.last != 20 || bc.recv.Load() != 3 {
+		t.Fatalf("after an unrecovered resubscription: unrecovered %d epoch %q last %d recv %d; want 1 e2 20 3",
+			bc.unrecovered.Load(), bc.epoch, bc.last, bc.recv.Load())
+	}
+	bc.resubscribed([]byte(`{"type":"res","id":"resub","ok":false,"error":{"code":"unavailable","message":"x"}}`), false)
+	if r.errs.Load() != 1 {
+		t.Fatalf("a refused resubscription was not counted as an error")
 	}
 }

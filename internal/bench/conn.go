@@ -192,6 +192,7 @@ var (
 	eventWelcome  = []byte(`{"type":"event","event":"welcome"`)
 	markOK        = []byte(`,"ok":true`)
 	markOffset    = []byte(`"offset":`)
+	markEpoch     = []byte(`"epoch":"`)
 	markTimestamp = []byte(`"ts":`)
 )
 
@@ -202,6 +203,20 @@ func scanUint(b, mark []byte) (uint64, bool) {
 		return 0, false
 	}
 	return leadingUint(b[i+len(mark):])
+}
+
+// scanString returns the JSON string (without escapes, as epochs are) that
+// follows mark, which ends with its opening quote.
+func scanString(b, mark []byte) string {
+	i := bytes.Index(b, mark)
+	if i < 0 {
+		return ""
+	}
+	rest := b[i+len(mark):]
+	if end := bytes.IndexByte(rest, '"'); end >= 0 {
+		return string(rest[:end])
+	}
+	return ""
 }
 
 // leadingUint parses the decimal digits at the start of b.

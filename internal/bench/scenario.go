@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -46,7 +47,8 @@ type benchRun struct {
 }
 
 // eventUnsubscribed: the server dropped a subscription (a gap it could not
-// fill, a reset); the load generator does not resubscribe.
+// fill, a reset). When it advises resubscribing, the load generator does,
+// from its last offset, as a client of the SDKs does (resubscribe).
 var eventUnsubscribed = []byte(`{"type":"event","event":"channel.unsubscribed"`)
 
 // Kinds of connection.
@@ -70,13 +72,17 @@ type benchConn struct {
 	seq   atomic.Uint64
 
 	last  uint64        // owned by the loop: last channel offset received
+	epoch string        // owned by the loop: the subscription's epoch
 	start atomic.Uint64 // channel offset at subscription
 	recv  atomic.Int64  // channel messages received
 	gaps  atomic.Int64  // offsets skipped
 	dups  atomic.Int64  // offsets received again or out of order
 	// unsubscribed counts channel.unsubscribed events: the server dropped
-	// the subscription (no resubscription follows).
+	// the subscription; with resubscribe advised, a resubscription from
+	// the last offset follows, and unrecovered counts those the server
+	// could not resume (what they skipped is lost).
 	unsubscribed atomic.Int64
+	unrecovered  atomic.Int64
 
 	// Publisher only.
 	outstanding atomic.Int64  // publications not yet acknowledged
@@ -135,17 +141,7 @@ func (bc *benchConn) onFrame(c *ws.Conn, f []byte) {
 		if hasTS {
 			r.hist.record(now - int64(ts))
 		}
-		switch {
-		case off <= bc.last:
-			bc.dups.Add(1)
-		case off > bc.last+1:
-			bc.gaps.Add(int64(off - bc.last - 1))
-			fallthrough
-		default:
-			bc.last = off
-			bc.recv.Add(1)
-			r.m.deliveries.Add(1)
-		}
+		bc.count(off)
 		return
 	}
 	if id, ok, isRes := responseID(f); isRes {
@@ -165,10 +161,30 @@ func (bc *benchConn) onFrame(c *ws.Conn, f []byte) {
 	}
 	if bytes.HasPrefix(f, eventUnsubscribed) {
 		bc.unsubscribed.Add(1)
+		if bc.kind == kindSubscriber && bytes.Contains(f, markResubscribe) && !r.stopping.Load() {
+			if err := c.SendText(resubscribeRequest(r.cfg.Topic, bc.epoch, bc.last)); err != nil {
+				r.fail("send resubscribe: " + err.Error())
+			}
+		}
 		return
 	}
 	if bytes.HasPrefix(f, []byte(`{"type":"event","event":"error"`)) {
 		r.fail(string(f[:min(len(f), 300)]))
+	}
+}
+
+// count takes the channel publication at offset off.
+func (bc *benchConn) count(off uint64) {
+	switch {
+	case off <= bc.last:
+		bc.dups.Add(1)
+	case off > bc.last+1:
+		bc.gaps.Add(int64(off - bc.last - 1))
+		fallthrough
+	default:
+		bc.last = off
+		bc.recv.Add(1)
+		bc.run.m.deliveries.Add(1)
 	}
 }
 
@@ -187,7 +203,10 @@ func (bc *benchConn) onResponse(c *ws.Conn, f, id []byte, ok bool) {
 			off, _ := scanUint(f, markOffset)
 			bc.start.Store(off)
 			bc.last = off
+			bc.epoch = scanString(f, markEpoch)
 			r.ready.Add(1)
+		} else if string(id) == resubscribeID {
+			bc.resubscribed(f, ok)
 		}
 	case kindPinger:
 		now := time.Now().UnixNano()
@@ -455,6 +474,50 @@ func subscribeRequest(topic string) []byte {
 	req, _ := protocol.AppendRequest(nil, subscribeID, "channel.subscribe",
 		append(append([]byte(`{"topic":`), protocol.AppendString(nil, topic)...), '}'), "", nil)
 	return req
+}
+
+// resubscribeID is the id of a subscriber's resubscription.
+const resubscribeID = "resub"
+
+// markResubscribe is in a channel.unsubscribed that advises resubscribing.
+var markResubscribe = []byte(`"resubscribe":true`)
+
+// resubscribeRequest is the channel.subscribe of topic from position
+// (epoch, offset), with id resubscribeID.
+func resubscribeRequest(topic, epoch string, offset uint64) []byte {
+	params, _ := json.Marshal(protocol.SubscribeParams{Topic: topic, Since: &protocol.StreamPosition{Epoch: epoch, Offset: offset}})
+	req, _ := protocol.AppendRequest(nil, resubscribeID, "channel.subscribe", params, "", nil)
+	return req
+}
+
+// resubscribed takes the answer to a resubscription: the publications it
+// recovered count as received (they are the ones the dropped subscription
+// missed); one the server could not resume starts over at its position.
+func (bc *benchConn) resubscribed(f []byte, ok bool) {
+	r := bc.run
+	if !ok {
+		r.fail("resubscribe: " + string(f[:min(len(f), 300)]))
+		return
+	}
+	var res struct {
+		Result protocol.SubscribeResult `json:"result"`
+	}
+	if err := json.Unmarshal(f, &res); err != nil {
+		r.fail("resubscribe: " + err.Error())
+		return
+	}
+	if !res.Result.Recovered {
+		bc.unrecovered.Add(1)
+		bc.epoch, bc.last = res.Result.Epoch, res.Result.Offset
+		return
+	}
+	now := time.Now().UnixNano()
+	for _, p := range res.Result.Publications {
+		if ts, ok := scanUint(p.Data, markTimestamp); ok {
+			r.hist.record(now - int64(ts))
+		}
+		bc.count(p.Offset)
+	}
 }
 
 // subscribeFrame is subscribeRequest as a masked client text frame.
@@ -814,6 +877,7 @@ func (r *benchRun) fanout(ctx context.Context, hooks phaseHooks, res *Result) er
 		f.Gaps += bc.gaps.Load()
 		f.Duplicates += bc.dups.Load()
 		f.Unsubscribed += bc.unsubscribed.Load()
+		f.Unrecovered += bc.unrecovered.Load()
 	}
 	if pub != nil {
 		f.Publications = pub.acked.Load()
