@@ -187,6 +187,7 @@ jq -rs --arg nodes "$NODES" '
   "| figure | single node (memory broker) | cluster (\($nodes) nodes, Redis) |", "|---|---|---|",
   (if any(.[]; .scenario == "fanout") then
     row("fanout"; "fan-out: deliveries/s"; .fanout.deliveries_per_sec; 0),
+    row("fanout"; "fan-out: steady deliveries/s (10-90 % of the phase)"; .fanout.steady_deliveries_per_sec; 0),
     row("fanout"; "fan-out: publications/s"; .fanout.publications_per_sec; 1),
     row("fanout"; "fan-out: p50 ms"; .latency.p50_ms; 1),
     row("fanout"; "fan-out: p99 ms"; .latency.p99_ms; 1),

@@ -157,6 +157,11 @@ func TestBenchFanout(t *testing.T) {
 				t.Errorf("got %d deliveries, %d lost, %d duplicates, %d gaps; want %d×%d, 0, 0, 0",
 					f.Deliveries, f.Lost, f.Duplicates, f.Gaps, f.Publications, subs)
 			}
+			// The steady rate counts the deliveries of the phase's middle
+			// 80 %: some, and no more than there were.
+			if f.SteadyDeliveriesPerSec <= 0 || f.SteadyDeliveriesPerSec*0.8 > float64(f.Deliveries)*1.01 {
+				t.Errorf("steady deliveries/s: got %g for %d deliveries in 1s, want > 0 and at most what 0.8 s of them make", f.SteadyDeliveriesPerSec, f.Deliveries)
+			}
 			if f.Late < 0 || f.Late > f.Deliveries {
 				t.Errorf("late: got %d of %d deliveries, want a part of them", f.Late, f.Deliveries)
 			}

@@ -389,7 +389,13 @@ type FanoutResult struct {
 	PublicationsPerSec float64 `json:"publications_per_sec"`
 	Deliveries         int64   `json:"deliveries"`
 	DeliveriesPerSec   float64 `json:"deliveries_per_sec"`
-	Expected           int64   `json:"expected"`
+	// SteadyDeliveriesPerSec is the rate between 10 % and 90 % of the
+	// measured phase: DeliveriesPerSec counts the phase's start, before
+	// the first delivery, and its end, the wait for the last one; at a
+	// fixed publication rate that the server keeps up with, this one is
+	// the offered rate.
+	SteadyDeliveriesPerSec float64 `json:"steady_deliveries_per_sec"`
+	Expected               int64   `json:"expected"`
 	// Lost are the expected deliveries never received, by the end of the
 	// drain (--drain); Late those received, but more than lateAfter after
 	// the last acknowledgement (counted in Deliveries and the latency, not
@@ -704,6 +710,7 @@ func mergeResults(cfg *Config, rs []*Result) *Result {
 			o.Unsubscribed += f.Unsubscribed
 			o.Unrecovered += f.Unrecovered
 			o.DeliveriesPerSec += f.DeliveriesPerSec
+			o.SteadyDeliveriesPerSec += f.SteadyDeliveriesPerSec
 			o.Gaps += f.Gaps
 			o.Duplicates += f.Duplicates
 			o.FinalOffset = max(o.FinalOffset, f.FinalOffset)
@@ -772,8 +779,8 @@ func printSummary(w io.Writer, r *Result) {
 				fmt.Fprintln(w)
 			}
 		}
-		fmt.Fprintf(w, "  %d publications (%.0f/s) to %d subscribers: %d deliveries, %s deliveries/s, %d late, %d lost, %d duplicates\n",
-			f.Publications, f.PublicationsPerSec, f.Subscribers, f.Deliveries, human(f.DeliveriesPerSec), f.Late, f.Lost, f.Duplicates)
+		fmt.Fprintf(w, "  %d publications (%.0f/s) to %d subscribers: %d deliveries, %s deliveries/s (steady %s/s), %d late, %d lost, %d duplicates\n",
+			f.Publications, f.PublicationsPerSec, f.Subscribers, f.Deliveries, human(f.DeliveriesPerSec), human(f.SteadyDeliveriesPerSec), f.Late, f.Lost, f.Duplicates)
 		if f.Unsubscribed > 0 {
 			fmt.Fprintf(w, "  %d subscriptions dropped by the server, %d of them not recovered on resubscribing\n", f.Unsubscribed, f.Unrecovered)
 		}

@@ -806,6 +806,21 @@ func (r *benchRun) fanout(ctx context.Context, hooks phaseHooks, res *Result) er
 		bc.call(bc.c)
 	}
 	delivered := func() int64 { return r.m.deliveries.Load() }
+	// The steady rate: deliveries received between 10 % and 90 % of the
+	// publishing phase, so that neither its start (the pipeline filling)
+	// nor its end (the last publications in flight) dilutes it.
+	steady := make(chan float64, 1)
+	go func() {
+		sleepCtx(ctx, r.cfg.Duration/10)
+		t0, n0 := time.Now(), delivered()
+		sleepCtx(ctx, time.Until(start.Add(r.cfg.Duration*9/10)))
+		t1, n1 := time.Now(), delivered()
+		if ctx.Err() != nil || !t1.After(t0) {
+			steady <- 0
+			return
+		}
+		steady <- float64(n1-n0) / t1.Sub(t0).Seconds()
+	}()
 	// The measured phase ends when every expected delivery arrived (or,
 	// without the publisher here, once deliveries stopped for a second),
 	// and at the latest lateAfter after the last acknowledgement:
@@ -888,6 +903,10 @@ func (r *benchRun) fanout(ctx context.Context, hooks phaseHooks, res *Result) er
 	}
 	f.Late = late
 	f.DeliveriesPerSec = float64(f.inPhase()) / elapsed.Seconds()
+	select {
+	case f.SteadyDeliveriesPerSec = <-steady:
+	case <-ctx.Done():
+	}
 	if cpuErr == nil && cpuErr1 == nil && f.inPhase() > 0 {
 		f.ClientCPUUsPerDelivery = (cpu1 - cpu0) * 1e6 / float64(f.inPhase())
 	}
