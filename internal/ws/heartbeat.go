@@ -19,7 +19,8 @@ func (t *Transport) heartbeatTick() time.Duration {
 
 // heartbeat is the one goroutine that keeps time for every connection: it
 // pings RoleServer connections every PingInterval, closes with 4102 those
-// that read nothing within PongTimeout of a ping, and cuts connections whose
+// that read nothing within PongTimeout of a ping (counted from when nothing
+// was left to write before it), and cuts connections whose
 // socket stayed full, or whose close did not complete, for WriteTimeout.
 // No connection has a timer of its own.
 func (t *Transport) heartbeat() {
@@ -72,6 +73,15 @@ func (t *Transport) check(c *Conn, now int64) {
 	last := c.lastRead.Load()
 	if last < c.pingAt { // a ping is outstanding
 		if now-c.pingAt >= int64(t.cfg.PongTimeout) {
+			if frames, _ := c.QueueLen(); frames > 0 {
+				// The ping may still wait behind frames this server has
+				// not written yet (its writers fell behind): the peer
+				// cannot have answered it, so the wait counts from now.
+				// A peer that stopped reading fills its socket and is
+				// cut by the write timeout above instead.
+				c.pingAt = now
+				return
+			}
 			c.Disconnect(protocol.DisconnectHeartbeatTimeout)
 			// The peer is presumed gone: do not wait for its half of the
 			// close handshake. The connection finishes as soon as our close

@@ -885,3 +885,77 @@ func TestReadPause(t *testing.T) {
 		}
 	}
 }
+
+// TestHeartbeatWaitsForQueuedPing: a ping queued behind frames the server
+// has not written yet cannot have been answered, so its PongTimeout counts
+// from when nothing is left to write, not from when it was queued (a
+// server whose writers fell behind would otherwise close every client
+// behind its backlog with 4102). Once the peer read everything, the
+// unanswered ping closes it.
+func TestHeartbeatWaitsForQueuedPing(t *testing.T) {
+	eachKind(t, func(t *testing.T, kind Kind) {
+		h := newTestHandler(false)
+		tick := make(chan time.Time)
+		_, url := startServer(t, Config{Kind: kind, PingInterval: time.Nanosecond, PongTimeout: time.Nanosecond,
+			WriteTimeout: time.Hour, MaxQueueBytes: 256 << 20, MaxQueueFrames: 1 << 12, tick: tick}, h)
+		beat := func() {
+			t.Helper()
+			select {
+			case tick <- time.Now():
+			case <-time.After(5 * time.Second):
+				t.Fatalf("the heartbeat took no tick within 5s")
+			}
+		}
+		cl := dial(t, url)
+		sc := h.waitConn(t)
+		// The client reads nothing yet: fill its socket, then leave frames
+		// queued behind it.
+		frame := PrepareText([]byte(strings.Repeat("q", 64<<10)))
+		for sent := 0; ; sent += 16 {
+			if sent >= 1024 {
+				t.Fatal("64 MiB written to a client that reads nothing: the socket never filled")
+			}
+			for range 16 {
+				if err := sc.Send(frame); err != nil {
+					t.Fatalf("Send: %v", err)
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+			if f, _ := sc.QueueLen(); f > 8 {
+				break // the socket is full and frames wait behind it
+			}
+		}
+
+		beat() // pings, behind the queue
+		beat() // the ping is outstanding past PongTimeout, but not written yet
+		beat() // (this tick waits for the previous one's check to finish)
+		if s := sc.state.Load(); s != stateOpen {
+			t.Fatalf("closed (state %d) while its ping was still queued", s)
+		}
+
+		// The client reads everything, the ping included, and answers nothing.
+		pinged := make(chan struct{})
+		go func() {
+			for {
+				f, err := gws.ReadFrame(cl.rw)
+				if err != nil {
+					return
+				}
+				if f.Header.OpCode == gws.OpPing {
+					close(pinged)
+				}
+			}
+		}()
+		select {
+		case <-pinged:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the client never got the ping")
+		}
+		waitFor(t, func() bool { f, _ := sc.QueueLen(); return f == 0 }, "the queue to drain")
+		beat() // nothing left to write: the wait counted since the last tick is over
+		ev := h.waitClose(t)
+		if ev.code != protocol.CloseHeartbeatTimeout {
+			t.Fatalf("OnClose got %d %q, want %d", ev.code, ev.reason, protocol.CloseHeartbeatTimeout)
+		}
+	})
+}
