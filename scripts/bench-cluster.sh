@@ -211,6 +211,6 @@ jq -rs --arg nodes "$NODES" '
   else empty end)
 ' "$OUT"
 bad=$(jq -rs 'map(select(.errors > 0 or .closed_early > 0 or .dial_errors > 0 or (.fanout.lost // 0) > 0)
-  | "run \(.run) \(.scenario) \(.mode): \(.errors) errors, \(.closed_early) closed early, \(.dial_errors) dial errors, \(.fanout.lost // 0) lost: \(.first_error)") | .[]' "$OUT")
+  | "run \(.run) \(.scenario) \(.mode): \(.errors) errors, \(.closed_early) closed early, \(.dial_errors) dial errors, \(.fanout.lost // 0) lost (\(.fanout.arriving_after_drain // 0) arrived in the second after the drain): \(.first_error)") | .[]' "$OUT")
 [ -z "$bad" ] || { echo "$bad" >&2; failed=1; }
 exit "$failed"

@@ -402,6 +402,11 @@ type FanoutResult struct {
 	// in DeliveriesPerSec).
 	Lost int64 `json:"lost"`
 	Late int64 `json:"late"`
+	// ArrivingAfterDrain, measured only when some are lost, counts the
+	// deliveries received in the second after the drain ended (not in
+	// Deliveries): more than zero says the "lost" were still on their way,
+	// later than --drain, rather than gone.
+	ArrivingAfterDrain int64 `json:"arriving_after_drain,omitempty"`
 	// Unsubscribed counts the subscriptions the server dropped
 	// (channel.unsubscribed: a gap it could not fill). When it advised
 	// resubscribing the load generator resubscribed from its last offset;
@@ -707,6 +712,7 @@ func mergeResults(cfg *Config, rs []*Result) *Result {
 			o.PublicationsPerSec += f.PublicationsPerSec
 			o.Deliveries += f.Deliveries
 			o.Late += f.Late
+			o.ArrivingAfterDrain += f.ArrivingAfterDrain
 			o.Unsubscribed += f.Unsubscribed
 			o.Unrecovered += f.Unrecovered
 			o.DeliveriesPerSec += f.DeliveriesPerSec

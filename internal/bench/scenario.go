@@ -900,6 +900,13 @@ func (r *benchRun) fanout(ctx context.Context, hooks phaseHooks, res *Result) er
 		f.PublicationsPerSec = float64(pub.ackedInTime.Load()) / r.cfg.Duration.Seconds()
 		f.Expected = f.Subscribers*int64(final) - int64(sumStart)
 		f.Lost = max(0, f.Expected-f.Deliveries)
+		if f.Lost > 0 {
+			// Lost, or still on their way after the drain? A second more
+			// tells them apart without counting what it brings.
+			at := delivered()
+			sleepCtx(ctx, time.Second)
+			f.ArrivingAfterDrain = delivered() - at
+		}
 	}
 	f.Late = late
 	f.DeliveriesPerSec = float64(f.inPhase()) / elapsed.Seconds()
