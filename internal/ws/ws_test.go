@@ -413,14 +413,7 @@ func TestHeartbeat(t *testing.T) {
 		h := newTestHandler(false)
 		tick := make(chan time.Time)
 		tr, url := startServer(t, Config{Kind: kind, PingInterval: time.Nanosecond, PongTimeout: time.Nanosecond, WriteTimeout: 10 * time.Second, tick: tick}, h)
-		beat := func() {
-			t.Helper()
-			select {
-			case tick <- time.Now():
-			case <-time.After(5 * time.Second):
-				t.Fatalf("the heartbeat took no tick within 5s")
-			}
-		}
+		beat := func() { t.Helper(); heartbeatTick(t, tick) }
 
 		// A live client answers every ping, and reports (in transport
 		// clock) when it got it: the server read the pong after that.
@@ -886,6 +879,17 @@ func TestReadPause(t *testing.T) {
 	}
 }
 
+// heartbeatTick gives the heartbeat (Config.tick) one tick; a send on the
+// unbuffered channel also waits for the previous tick's checks to finish.
+func heartbeatTick(t *testing.T, tick chan<- time.Time) {
+	t.Helper()
+	select {
+	case tick <- time.Now():
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the heartbeat took no tick within 5s")
+	}
+}
+
 // TestHeartbeatWaitsForQueuedPing: a ping queued behind frames the server
 // has not written yet cannot have been answered, so its PongTimeout counts
 // from when nothing is left to write, not from when it was queued (a
@@ -898,14 +902,7 @@ func TestHeartbeatWaitsForQueuedPing(t *testing.T) {
 		tick := make(chan time.Time)
 		_, url := startServer(t, Config{Kind: kind, PingInterval: time.Nanosecond, PongTimeout: time.Nanosecond,
 			WriteTimeout: time.Hour, MaxQueueBytes: 256 << 20, MaxQueueFrames: 1 << 12, tick: tick}, h)
-		beat := func() {
-			t.Helper()
-			select {
-			case tick <- time.Now():
-			case <-time.After(5 * time.Second):
-				t.Fatalf("the heartbeat took no tick within 5s")
-			}
-		}
+		beat := func() { t.Helper(); heartbeatTick(t, tick) }
 		cl := dial(t, url)
 		sc := h.waitConn(t)
 		// The client reads nothing yet: fill its socket, then leave frames
