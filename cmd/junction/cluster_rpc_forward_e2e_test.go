@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"regexp"
-	"slices"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -79,44 +77,8 @@ func TestRedisRPCForwardInline(t *testing.T) {
 	}
 
 	t.Run("results and progress", func(t *testing.T) {
-		const calls, each = 30, 4
-		var wg sync.WaitGroup
-		for i := range calls {
-			wg.Go(func() {
-				var mu sync.Mutex
-				var progress []int
-				var res int
-				err := caller.CallDevice(ctx, "m1", "job.count", map[string]int{"n": each}, &res, client.WithProgress(func(data json.RawMessage) {
-					var n int
-					_ = json.Unmarshal(data, &n)
-					mu.Lock()
-					progress = append(progress, n)
-					mu.Unlock()
-				}))
-				if err != nil || res != each {
-					t.Errorf("call %d: got %d, %v; want %d", i, res, err, each)
-					return
-				}
-				// Progress that came after the result would have been
-				// dropped by node A (the call ended): all of it, in order.
-				want := []int{1, 2, 3, 4}
-				deadline := time.Now().Add(10 * time.Second)
-				for {
-					mu.Lock()
-					got := slices.Clone(progress)
-					mu.Unlock()
-					if slices.Equal(got, want) {
-						return
-					}
-					if len(got) >= each || time.Now().After(deadline) {
-						t.Errorf("call %d: progress %v, want %v", i, got, want)
-						return
-					}
-					time.Sleep(5 * time.Millisecond)
-				}
-			})
-		}
-		wg.Wait()
+		const calls = 30
+		checkCountCalls(t, caller, "m1", calls, 4)
 		if got := inline() - before; got < calls {
 			t.Errorf("calls forwarded from the read loop: %d, want all %d", got, calls)
 		}

@@ -49,44 +49,7 @@ func TestRedisRPCServedFastPath(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("progress in order before each result", func(t *testing.T) {
-		const calls, each = 40, 5
-		var wg sync.WaitGroup
-		for i := range calls {
-			wg.Go(func() {
-				var mu sync.Mutex
-				var progress []int
-				var res int
-				err := caller.CallDevice(ctx, "m1", "job.count", map[string]int{"n": each}, &res, client.WithProgress(func(data json.RawMessage) {
-					var n int
-					_ = json.Unmarshal(data, &n)
-					mu.Lock()
-					progress = append(progress, n)
-					mu.Unlock()
-				}))
-				if err != nil || res != each {
-					t.Errorf("call %d: got %d, %v; want %d", i, res, err, each)
-					return
-				}
-				// Progress that came after the result would have been
-				// dropped by node A (the call ended): all of it, in order.
-				want := []int{1, 2, 3, 4, 5}
-				deadline := time.Now().Add(10 * time.Second)
-				for {
-					mu.Lock()
-					got := slices.Clone(progress)
-					mu.Unlock()
-					if slices.Equal(got, want) {
-						return
-					}
-					if len(got) >= each || time.Now().After(deadline) {
-						t.Errorf("call %d: progress %v, want %v", i, got, want)
-						return
-					}
-					time.Sleep(5 * time.Millisecond)
-				}
-			})
-		}
-		wg.Wait()
+		checkCountCalls(t, caller, "m1", 40, 5)
 	})
 	t.Run("machine disconnects mid-call", func(t *testing.T) {
 		errc := make(chan error, 1)
@@ -117,4 +80,51 @@ func TestRedisRPCServedFastPath(t *testing.T) {
 			t.Fatalf("call after the machine reconnected: %d, %v", res, err)
 		}
 	})
+}
+
+// checkCountCalls makes calls concurrent calls of job.count {"n": each} to
+// device (a handler that sends progress 1…each, then answers each) and
+// checks that each answers each after all of its progress, in order:
+// progress after the result would have been dropped by the caller's node
+// (the call ended).
+func checkCountCalls(t *testing.T, caller *client.Client, device string, calls, each int) {
+	t.Helper()
+	want := make([]int, each)
+	for i := range want {
+		want[i] = i + 1
+	}
+	var wg sync.WaitGroup
+	for i := range calls {
+		wg.Go(func() {
+			var mu sync.Mutex
+			var progress []int
+			var res int
+			err := caller.CallDevice(context.Background(), device, "job.count", map[string]int{"n": each}, &res, client.WithProgress(func(data json.RawMessage) {
+				var n int
+				_ = json.Unmarshal(data, &n)
+				mu.Lock()
+				progress = append(progress, n)
+				mu.Unlock()
+			}))
+			if err != nil || res != each {
+				t.Errorf("call %d: got %d, %v; want %d", i, res, err, each)
+				return
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				mu.Lock()
+				got := slices.Clone(progress)
+				mu.Unlock()
+				if slices.Equal(got, want) {
+					return
+				}
+				if len(got) >= each || time.Now().After(deadline) {
+					t.Errorf("call %d: progress %v, want %v", i, got, want)
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
 }
