@@ -28,6 +28,6 @@ func (c *Conn) flushFromLoop() {
 		return
 	}
 	var iov [8]unix.Iovec
-	w := writer{t: c.t, iov: iov[:0], onLoop: true}
+	w := writer{t: c.t, iov: iov[:0], onLoop: true, raw: true}
 	w.flush(c)
 }

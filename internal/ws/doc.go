@@ -44,10 +44,13 @@
 // a whole fan-out and a fan-out is never starved. A connection made ready
 // by Send while an epoll loop is in a pass (mostly a reply made by a handler
 // on that loop) wakes no writer: the loop writes it when its pass ends
-// (loopwrite_linux.go). Their system calls go
-// through the scheduler (unix.Syscall), they yield their processor after
-// each batch, and when they are as many as the processors the last one
-// writes only while a long backlog waits (Config.Writers): otherwise a
+// (loopwrite_linux.go), with raw system calls like its reads: a loop is
+// one of the goroutines a fan-out must not starve, and one whose processor
+// the scheduler handed away in mid-pass would wait for one again behind the
+// writers. The writers' system calls go through the scheduler
+// (unix.Syscall), they yield their processor after each batch, and when
+// they are as many as the processors the last one writes only while a long
+// backlog waits (Config.Writers): otherwise a
 // processor they never hold polls the network at once, so HTTP publishers,
 // RPC relays and handshakes are not starved by a fan-out.
 //

@@ -77,5 +77,5 @@ func (l *loop) endPass() {
 // newLoopWriter returns the writer state a loop writes urgent connections
 // with.
 func newLoopWriter(l *loop) *writer {
-	return &writer{t: l.t, iov: make([]unix.Iovec, 0, maxIov)}
+	return &writer{t: l.t, iov: make([]unix.Iovec, 0, maxIov), raw: true}
 }

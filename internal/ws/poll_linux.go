@@ -280,9 +280,14 @@ func (l *loop) read(c *Conn, now int64) {
 	if !c.acquireFD() {
 		return // finished meanwhile
 	}
-	// Syscall, as in writer.writev: the socket is non-blocking, but the
-	// scheduler must see the time spent in the kernel.
-	r, _, errno := unix.Syscall(unix.SYS_READ, uintptr(c.fd), uintptr(unsafe.Pointer(&l.buf[0])), uintptr(len(l.buf)))
+	// RawSyscall: epoll reported the socket ready and it does not block. A
+	// call the scheduler sees lets the runtime's monitor hand the loop's
+	// processor away when the thread is descheduled in it (a busy host),
+	// and the loop, with the rest of its pass (the replies to all it read)
+	// still to do, then waits behind the writers for a processor again.
+	// The writes of the pass (loopwrite_linux.go) are raw for the same
+	// reason.
+	r, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(c.fd), uintptr(unsafe.Pointer(&l.buf[0])), uintptr(len(l.buf)))
 	c.releaseFD()
 	var n int
 	var rerr error

@@ -25,6 +25,9 @@ type writer struct {
 	// onLoop says the flush runs on the loop goroutine of the connection
 	// (see flushFromLoop): a finish need not wake that loop.
 	onLoop bool
+	// raw says the flush runs on a loop goroutine, which writes with
+	// RawSyscall (see loop.read).
+	raw bool
 }
 
 // writeLoop serves the ready list until Close stops the writers.
@@ -197,12 +200,19 @@ func (w *writer) writev(c *Conn) (n, total int, err error) {
 		clear(iov)
 		return 0, total, ErrClosed
 	}
-	// Syscall, not RawSyscall: the socket is non-blocking, but a writev of
-	// many frames still takes microseconds in the kernel, and a raw call
-	// hides that from the scheduler, which then never hands this writer's
-	// processor to the goroutines waiting for one (HTTP publishers, RPC
-	// relays, handshakes): under a heavy fan-out they starved (issue 11).
-	r, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(c.fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	// A writer uses Syscall, not RawSyscall: the socket is non-blocking,
+	// but a writev of many frames still takes microseconds in the kernel,
+	// and a raw call hides that from the scheduler, which then never hands
+	// this writer's processor to the goroutines waiting for one (HTTP
+	// publishers, RPC relays, handshakes): under a heavy fan-out they
+	// starved (issue 11). A loop is one of those: it writes raw.
+	var r uintptr
+	var errno unix.Errno
+	if w.raw {
+		r, _, errno = unix.RawSyscall(unix.SYS_WRITEV, uintptr(c.fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	} else {
+		r, _, errno = unix.Syscall(unix.SYS_WRITEV, uintptr(c.fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	}
 	c.releaseFD()
 	clear(iov) // drop references to frames
 	if errno != 0 {
