@@ -24,10 +24,12 @@ import (
 // A claim is made on a goroutine of the hub after the connection is
 // registered (the welcome does not wait for the broker); rpc.register waits
 // for its connection's claim. With the in-process MemoryBroker, whose
-// claims never wait, the welcome makes it: a worker per connection
+// claims never wait, the welcome makes it (a worker per connection
 // arriving at once kept its stack, idle, for workerIdle after a connect
-// burst (58-136 bytes of RSS per connection in the idle benchmark's
-// interleaved pairs, BENCHMARKS.md). Claims of one device are made, refreshed and
+// burst: 58-136 bytes of RSS per connection in the idle benchmark's
+// interleaved pairs, BENCHMARKS.md) and OnClose clears it (a worker
+// hand-off and a timeout context per close cost more than the clear,
+// a map update). Claims of one device are made, refreshed and
 // cleared under the device's lease stripe, so that they never reorder on
 // this node.
 //
@@ -203,7 +205,7 @@ func (r *rpcRelay) claimClosed(c *Conn, e *deviceClaim) {
 			}
 		}
 	}
-	if r.h.closed.Load() {
+	if r.inlineClaims || r.h.closed.Load() {
 		drop(context.Background())
 		return
 	}
