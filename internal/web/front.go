@@ -394,6 +394,16 @@ type frontWriter struct {
 	hijacked bool
 }
 
+// servedByFront reports whether w, as ServeHTTP passes it on (wrapped in
+// its statusWriter), answers a handshake served by the front door.
+func servedByFront(w http.ResponseWriter) bool {
+	if sw, ok := w.(*statusWriter); ok {
+		w = sw.ResponseWriter
+	}
+	_, ok := w.(*frontWriter)
+	return ok
+}
+
 func (w *frontWriter) Header() http.Header {
 	if w.header == nil {
 		w.header = make(http.Header, 4)

@@ -322,7 +322,7 @@ func (s *Server) upgradeWS(w http.ResponseWriter, r *http.Request, iot bool) {
 	// again rather than reuse it. (The front door closes every connection
 	// it does not upgrade, so it is not told: an upgrade then makes no
 	// header map.)
-	if _, front := w.(*frontWriter); !front {
+	if !servedByFront(w) {
 		w.Header().Set("Connection", "close")
 	}
 	if err := s.deps.Origins.Check(r); err != nil {
