@@ -380,7 +380,7 @@ func (c *Conn) OnClose(_ *ws.Conn, code int, reason string) {
 		close(ch) // a nil frame tells the waiter the connection is gone
 	}
 	h := c.hub
-	h.metrics.disconnects.WithLabelValues(closeLabel(code)).Inc()
+	h.metrics.disconnected(code)
 	if h.log.Enabled(context.Background(), slog.LevelDebug) {
 		var user, device string
 		if p := c.principal.Load(); p != nil {
