@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"iter"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -77,18 +78,21 @@ func bearer(h string) (string, bool) {
 	return v, true
 }
 
-// subprotocols returns the subprotocols the client offered, in order, across
-// every Sec-WebSocket-Protocol header.
-func subprotocols(r *http.Request) []string {
-	var out []string
-	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
-		for p := range strings.SplitSeq(h, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				out = append(out, p)
+// subprotocols yields the subprotocols the client offered, in order, across
+// every Sec-WebSocket-Protocol header. It allocates nothing: every
+// handshake asks it up to three times. (The header is looked up by its
+// canonical name: Header.Values would canonicalize "Sec-WebSocket-Protocol"
+// into a new string at each call.)
+func subprotocols(r *http.Request) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for _, h := range r.Header["Sec-Websocket-Protocol"] {
+			for p := range strings.SplitSeq(h, ",") {
+				if p = strings.TrimSpace(p); p != "" && !yield(p) {
+					return
+				}
 			}
 		}
 	}
-	return out
 }
 
 // subprotocolCredential returns the first well-formed (no white space)
@@ -98,7 +102,7 @@ func subprotocols(r *http.Request) []string {
 func subprotocolCredential(r *http.Request) (string, bool) {
 	var cred string
 	var offered bool
-	for _, p := range subprotocols(r) {
+	for p := range subprotocols(r) {
 		if p == protocol.Subprotocol || p == protocol.CompactSubprotocol {
 			offered = true
 			continue
@@ -120,7 +124,7 @@ func subprotocolCredential(r *http.Request) (string, bool) {
 // OffersSubprotocol reports whether the client offered protocol.Subprotocol,
 // in which case the server must answer with it.
 func OffersSubprotocol(r *http.Request) bool {
-	for _, p := range subprotocols(r) {
+	for p := range subprotocols(r) {
 		if p == protocol.Subprotocol {
 			return true
 		}
@@ -132,7 +136,7 @@ func OffersSubprotocol(r *http.Request) bool {
 // protocol.CompactSubprotocol (the compact protocol on /ws), in which case
 // the server answers with it.
 func OffersCompactSubprotocol(r *http.Request) bool {
-	for _, p := range subprotocols(r) {
+	for p := range subprotocols(r) {
 		if p == protocol.CompactSubprotocol {
 			return true
 		}

@@ -102,6 +102,26 @@ func TestOffersCompactSubprotocol(t *testing.T) {
 	}
 }
 
+// TestSubprotocolChecksAllocateNothing: a handshake reads its
+// Sec-WebSocket-Protocol offers up to three times (credential, plain and
+// compact subprotocol); none of the reads allocates.
+func TestSubprotocolChecksAllocateNothing(t *testing.T) {
+	r := httptest.NewRequest(http.MethodGet, "/ws", nil)
+	r.Header.Add("Sec-WebSocket-Protocol", "junction.v1, junction.bearer.tok")
+	r.Header.Add("Sec-WebSocket-Protocol", "chat")
+	allocs := testing.AllocsPerRun(100, func() {
+		if !OffersSubprotocol(r) || OffersCompactSubprotocol(r) {
+			t.Fatal("offers misread")
+		}
+		if cred, ok := subprotocolCredential(r); !ok || cred != "tok" {
+			t.Fatalf("credential %q, %v; want tok", cred, ok)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("got %v allocations per handshake's subprotocol checks, want 0", allocs)
+	}
+}
+
 func TestCredentialRedacted(t *testing.T) {
 	c := Credential{Value: "supersecret", Source: SourceHeader}
 	var buf bytes.Buffer

@@ -80,7 +80,7 @@ func FuzzCredentialFromRequest(f *testing.F) {
 				t.Fatalf("Bearer %q gives %q, %v", c.Value, v, ok)
 			}
 		case SourceSubprotocol:
-			offers := subprotocols(r)
+			offers := slices.Collect(subprotocols(r))
 			if !slices.Contains(offers, protocol.Subprotocol) || !slices.Contains(offers, protocol.BearerSubprotocolPrefix+c.Value) {
 				t.Fatalf("subprotocol credential %q not offered with %s in %q", c.Value, protocol.Subprotocol, offers)
 			}

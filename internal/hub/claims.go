@@ -24,12 +24,14 @@ import (
 // A claim is made on a goroutine of the hub after the connection is
 // registered (the welcome does not wait for the broker); rpc.register waits
 // for its connection's claim. With the in-process MemoryBroker, whose
-// claims never wait, the welcome makes it: a worker per connection
+// claims never wait, the welcome makes it (a worker per connection
 // arriving at once kept its stack, idle, for workerIdle after a connect
-// burst (58-136 bytes of RSS per connection in the idle benchmark's
-// interleaved pairs, BENCHMARKS.md). Claims of one device are made, refreshed and
-// cleared under the device's lease stripe, so that they never reorder on
-// this node.
+// burst: 58-136 bytes of RSS per connection in the idle benchmark's
+// interleaved pairs, BENCHMARKS.md) and OnClose clears it when the
+// device's stripe is free (a worker hand-off and a timeout context per
+// close cost more than the clear, a map update). Claims of one device are
+// made, refreshed and cleared under the device's lease stripe, so that
+// they never reorder on this node.
 //
 // The node's current claim of a device is the claim of the device's
 // connection in the registry (registry.byDevice, then Conn.claim): no
@@ -191,10 +193,8 @@ func (r *rpcRelay) claimOf(ctx context.Context, c *Conn) uint64 {
 // device's, so a stale clear would change nothing either).
 func (r *rpcRelay) claimClosed(c *Conn, e *deviceClaim) {
 	device := c.Principal().DeviceID
-	drop := func(ctx context.Context) {
-		l := r.stripe(device)
-		l.Lock()
-		defer l.Unlock()
+	l := r.stripe(device)
+	dropLocked := func(ctx context.Context) {
 		cur := r.h.reg.byDevice(device) // c was removed before OnClose called here
 		mine := cur == nil || cur == c
 		if gen := e.gen.Load(); mine && gen != 0 {
@@ -202,6 +202,20 @@ func (r *rpcRelay) claimClosed(c *Conn, e *deviceClaim) {
 				r.h.log.Warn("rpc: clear device claim", "device", device, "err", err)
 			}
 		}
+	}
+	// With the in-process MemoryBroker the clear is a map update, made here
+	// when the stripe is free. OnClose runs on the transport's loop, which
+	// must not wait: a stripe held meanwhile (a registration announcing its
+	// machine, a refresh) sends the clear to a worker.
+	if r.inlineClaims && l.TryLock() {
+		dropLocked(context.Background())
+		l.Unlock()
+		return
+	}
+	drop := func(ctx context.Context) {
+		l.Lock()
+		defer l.Unlock()
+		dropLocked(ctx)
 	}
 	if r.h.closed.Load() {
 		drop(context.Background())

@@ -148,7 +148,11 @@ func (c *Conn) welcome() {
 		h := c.hub
 		p := c.Principal()
 		data := h.welcomeData(c.ID(), p)
-		frame := ws.PrepareText(protocol.AppendEvent(nil, protocol.EventWelcome, "", "", 0, data))
+		// The event is written after room for the frame header, which goes
+		// in front of it: one buffer, where growing one for the event and
+		// copying it into the frame took three or four.
+		b := make([]byte, ws.FrameHeaderRoom, ws.FrameHeaderRoom+welcomeEnvelope+len(data))
+		frame := ws.PrepareTextAt(protocol.AppendEvent(b, protocol.EventWelcome, "", "", 0, data))
 		// Register before the welcome goes out: a client holding its welcome
 		// is findable by device (revocation, replacement, RPC). Nothing
 		// sends to a connection between the two but a close.
@@ -376,7 +380,7 @@ func (c *Conn) OnClose(_ *ws.Conn, code int, reason string) {
 		close(ch) // a nil frame tells the waiter the connection is gone
 	}
 	h := c.hub
-	h.metrics.disconnects.WithLabelValues(closeLabel(code)).Inc()
+	h.metrics.disconnected(code)
 	if h.log.Enabled(context.Background(), slog.LevelDebug) {
 		var user, device string
 		if p := c.principal.Load(); p != nil {

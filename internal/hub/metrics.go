@@ -17,8 +17,13 @@ type metrics struct {
 	unknownMethods prometheus.Counter
 	strayResponses prometheus.Counter
 	disconnects    *prometheus.CounterVec
-	methodSeconds  *prometheus.HistogramVec
-	idem           idemMetrics
+	// disconnectsBy and disconnectsOther, set once, are disconnects'
+	// counters of the close codes with a label of their own and of "other":
+	// a close is counted without formatting its code and hashing the label.
+	disconnectsBy    map[int]prometheus.Counter
+	disconnectsOther prometheus.Counter
+	methodSeconds    *prometheus.HistogramVec
+	idem             idemMetrics
 }
 
 // idemMetrics count requests that carried an idempotency key, by outcome.
@@ -77,14 +82,24 @@ func newMetrics(reg prometheus.Registerer, h *Hub) *metrics {
 	}
 	// Every close code is exported from the start, at zero, so that
 	// dashboards and alerts see the series before the first disconnect.
+	m.disconnectsBy = map[int]prometheus.Counter{}
+	m.disconnectsOther = m.disconnects.WithLabelValues("other")
 	for _, d := range protocol.Disconnects() {
-		m.disconnects.WithLabelValues(closeLabel(d.Code))
+		m.disconnectsBy[d.Code] = m.disconnects.WithLabelValues(closeLabel(d.Code))
 	}
-	m.disconnects.WithLabelValues(closeLabel(protocol.CloseAbnormal))
-	m.disconnects.WithLabelValues("other")
+	m.disconnectsBy[protocol.CloseAbnormal] = m.disconnects.WithLabelValues(closeLabel(protocol.CloseAbnormal))
 	if reg != nil {
 		reg.MustRegister(m.connections, m.framesIn, m.framesOut, m.invalidFrames, m.unknownMethods,
 			m.strayResponses, m.disconnects, m.methodSeconds, m.compactSkipped)
 	}
 	return m
+}
+
+// disconnected counts a connection closed with code (see closeLabel).
+func (m *metrics) disconnected(code int) {
+	if c, ok := m.disconnectsBy[code]; ok {
+		c.Inc()
+		return
+	}
+	m.disconnectsOther.Inc()
 }

@@ -192,7 +192,8 @@ type rpcRelay struct {
 	dir Directory // set once (Deps.Broker.Directory)
 	// inlineClaims, set once, is true when dir is the in-process
 	// MemoryBroker: its claims never wait, so a connection's claim is made
-	// in its welcome rather than on a worker (claims.go).
+	// in its welcome and cleared in its OnClose (when the device's stripe
+	// is free) rather than on a worker (claims.go).
 	inlineClaims bool
 	node         string // set once
 	seed         maphash.Seed

@@ -18,6 +18,9 @@ type welcomeTemplate struct {
 	parts atomic.Pointer[welcomeParts]
 }
 
+// welcomeEnvelope is how many bytes the welcome event adds around its data.
+var welcomeEnvelope = len(protocol.AppendEvent(nil, protocol.EventWelcome, "", "", 0, json.RawMessage("0"))) - 1
+
 type welcomeParts struct {
 	lim    *Limits // the hub's reloaded limits these parts show (nil: Config's)
 	prefix []byte  // `{"protocol":1,"connId":`

@@ -257,7 +257,7 @@ func (f *Front) serveConn(in incoming) {
 	} else {
 		req.RemoteAddr = in.peer.String()
 	}
-	w := &frontWriter{c: c, br: hr.br, header: make(http.Header, 4), status: http.StatusOK}
+	w := &frontWriter{c: c, br: hr.br, status: http.StatusOK}
 	f.serveHandshake(w, req)
 	if !w.hijacked {
 		w.finish(req.Method == http.MethodHead)
@@ -387,14 +387,29 @@ func isWebSocketRequestLine(line []byte) bool {
 type frontWriter struct {
 	c        *frontConn
 	br       *bufio.Reader
-	header   http.Header
+	header   http.Header // made by the first Header call: an upgrade needs none
 	status   int
 	wrote    bool
 	body     []byte
 	hijacked bool
 }
 
-func (w *frontWriter) Header() http.Header { return w.header }
+// servedByFront reports whether w, as ServeHTTP passes it on (wrapped in
+// its statusWriter), answers a handshake served by the front door.
+func servedByFront(w http.ResponseWriter) bool {
+	if sw, ok := w.(*statusWriter); ok {
+		w = sw.ResponseWriter
+	}
+	_, ok := w.(*frontWriter)
+	return ok
+}
+
+func (w *frontWriter) Header() http.Header {
+	if w.header == nil {
+		w.header = make(http.Header, 4)
+	}
+	return w.header
+}
 
 func (w *frontWriter) WriteHeader(code int) {
 	if w.wrote || w.hijacked {
@@ -453,7 +468,7 @@ func (w *frontWriter) HijackFD() (int, []byte, bool) {
 // finish writes the buffered response and closes the connection.
 func (w *frontWriter) finish(head bool) {
 	w.hijacked = true
-	h := w.header
+	h := w.Header()
 	h.Set("Connection", "close")
 	h.Set("Content-Length", strconv.Itoa(len(w.body)))
 	if h.Get("Date") == "" {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"strings"
@@ -474,5 +475,30 @@ func TestIsWebSocketRequestLine(t *testing.T) {
 		if got := isWebSocketRequestLine([]byte(line)); got != want {
 			t.Errorf("isWebSocketRequestLine(%q) = %v, want %v", line, got, want)
 		}
+	}
+}
+
+// TestServedByFront: upgradeWS recognises the front door's writer as
+// ServeHTTP passes it on, so that a handshake it upgrades makes no header
+// map; any other writer is told to close a refused connection.
+func TestServedByFront(t *testing.T) {
+	fw := &frontWriter{}
+	rec := httptest.NewRecorder()
+	for _, tc := range []struct {
+		name string
+		w    http.ResponseWriter
+		want bool
+	}{
+		{"front door", fw, true},
+		{"front door through ServeHTTP", &statusWriter{ResponseWriter: fw}, true},
+		{"net/http", rec, false},
+		{"net/http through ServeHTTP", &statusWriter{ResponseWriter: rec}, false},
+	} {
+		if got := servedByFront(tc.w); got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if fw.header != nil {
+		t.Errorf("the front door's writer made a header map unasked")
 	}
 }

@@ -6,6 +6,7 @@ package web
 // driven with plain HTTP requests and real WebSocket clients.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
@@ -17,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -505,6 +507,39 @@ func TestHandlersLockdown(t *testing.T) {
 	expect(t, "a remote client after lockdown", e.do(t, "GET", "/healthz", "", "", "X-Forwarded-For", remote), 200, "")
 	if got := e.counter(t, "junction_auth_failures_total", "reason", "lockdown"); got < 2 {
 		t.Fatalf("lockdown refusals counted %v, want at least 2", got)
+	}
+}
+
+// TestRefusedHandshakeCloses: a refused GET /ws answers Connection: close
+// whichever way it was served: through the front door (which closes every
+// connection it does not upgrade) and through net/http's ResponseWriter
+// (told by upgradeWS).
+func TestRefusedHandshakeCloses(t *testing.T) {
+	e := startEdge(t, Config{}, hub.Config{}, nil)
+	req := "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n\r\n"
+	raw := rawExchange(t, e.addr, req)
+	front, err := http.ReadResponse(bufio.NewReader(strings.NewReader(raw)), nil)
+	if err != nil {
+		t.Fatalf("front door: %v in %q", err, raw)
+	}
+	r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(req)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	e.srv.ServeHTTP(rec, r)
+	for _, tc := range []struct {
+		name   string
+		status int
+		close  bool
+	}{
+		{"front door", front.StatusCode, front.Close}, // ReadResponse moves Connection: close to Close
+		{"net/http", rec.Code, rec.Header().Get("Connection") == "close"},
+	} {
+		if tc.status != http.StatusUnauthorized || !tc.close {
+			t.Errorf("%s: got %d, Connection: close %v; want 401, true", tc.name, tc.status, tc.close)
+		}
 	}
 }
 

@@ -319,8 +319,12 @@ func (s *Server) serveIoT(w http.ResponseWriter, r *http.Request) { s.upgradeWS(
 
 func (s *Server) upgradeWS(w http.ResponseWriter, r *http.Request, iot bool) {
 	// A refused handshake ends the HTTP connection: the client will dial
-	// again rather than reuse it.
-	w.Header().Set("Connection", "close")
+	// again rather than reuse it. (The front door closes every connection
+	// it does not upgrade, so it is not told: an upgrade then makes no
+	// header map.)
+	if !servedByFront(w) {
+		w.Header().Set("Connection", "close")
+	}
 	if err := s.deps.Origins.Check(r); err != nil {
 		s.metrics.authFailures.WithLabelValues("origin").Inc()
 		writeError(w, protocol.Errorf(protocol.CodeForbidden, "origin not allowed"))
@@ -413,7 +417,9 @@ func (s *Server) upgradeWS(w http.ResponseWriter, r *http.Request, iot bool) {
 	if s.deps.Upgrade != nil {
 		s.deps.Upgrade.Upgraded(r, c)
 	}
-	s.log.Debug("connected", "conn", c.ID(), "user", p.UserID, "device", p.DeviceID, "kind", p.Kind)
+	if s.log.Enabled(r.Context(), slog.LevelDebug) { // the arguments cost allocations even when not logged
+		s.log.Debug("connected", "conn", c.ID(), "user", p.UserID, "device", p.DeviceID, "kind", p.Kind)
+	}
 }
 
 func (s *Server) serveInfo(w http.ResponseWriter, r *http.Request) {

@@ -36,6 +36,21 @@ func PrepareText(payload []byte) []byte {
 	return PrepareFrame(opText, payload)
 }
 
+// FrameHeaderRoom is how many bytes a buffer given to PrepareTextAt
+// reserves in front of its payload: the longest unmasked frame header.
+const FrameHeaderRoom = 10
+
+// PrepareTextAt is PrepareText for a payload written into b after
+// FrameHeaderRoom reserved bytes: the header goes in place just before the
+// payload, so a frame built there is not copied once more. It returns the
+// frame, a subslice of b (the same bytes as PrepareText's).
+func PrepareTextAt(b []byte) []byte {
+	n := len(b) - FrameHeaderRoom
+	at := FrameHeaderRoom - headerLen(n, false)
+	putHeader(b[at:], opText, n, nil)
+	return b[at:len(b):len(b)]
+}
+
 // PreparedPayload returns the payload of a frame made by PrepareFrame or
 // PrepareText (unmasked, FIN set), aliasing it; nil when frame is not one.
 // A codec that translates prepared frames for one connection reads them

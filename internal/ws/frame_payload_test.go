@@ -20,3 +20,20 @@ func TestPreparedPayload(t *testing.T) {
 		}
 	}
 }
+
+// TestPrepareTextAt: a frame whose header is written in front of its
+// payload, in the payload's buffer, is byte for byte PrepareText's, for
+// payloads of each header length.
+func TestPrepareTextAt(t *testing.T) {
+	for _, n := range []int{0, 1, 125, 126, 0xffff, 0x10000} {
+		p := bytes.Repeat([]byte("w"), n)
+		b := append(make([]byte, FrameHeaderRoom, FrameHeaderRoom+n), p...)
+		got, want := PrepareTextAt(b), PrepareText(p)
+		if !bytes.Equal(got, want) {
+			t.Errorf("payload of %d bytes: frame %.20q (%d bytes), want %.20q (%d bytes)", n, got, len(got), want, len(want))
+		}
+		if cap(got) != len(got) {
+			t.Errorf("payload of %d bytes: frame capacity %d, want its length %d (an append must not write into b)", n, cap(got), len(got))
+		}
+	}
+}
