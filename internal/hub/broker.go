@@ -130,6 +130,16 @@ type PublicationHandler interface {
 	HandlePublication(topic string, pub Publication)
 }
 
+// PublicationBatchHandler is a PublicationHandler that also takes several
+// publications of one topic at once: a broker that has more than one
+// waiting for delivery may hand them over together, in offset order, with
+// the same effect as HandlePublication of each in turn (the hub's fan-out
+// then queues them to each subscriber at once).
+type PublicationBatchHandler interface {
+	PublicationHandler
+	HandlePublications(topic string, pubs []Publication)
+}
+
 // NodeHandler receives the node messages the Directory delivers to this
 // node. It must not block for long: it runs on the broker's delivery path.
 type NodeHandler interface {
