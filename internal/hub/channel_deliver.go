@@ -61,19 +61,11 @@ func (h *Hub) HandlePublication(topic string, pub Publication) {
 		return
 	}
 	var pf pubFrames
-	var batch ws.Batch
-	n, direct := 0, 0
+	var f fanout
 	for _, s := range *sp {
-		sent, batched := h.deliverTo(s, topic, pub, &pf, &batch)
-		if sent {
-			n++
-		}
-		if batched {
-			direct++
-		}
+		f.deliver(h, s, topic, pub, &pf)
 	}
-	batch.Flush()
-	h.countDeliveries(n, direct)
+	f.finish(h)
 }
 
 // HandlePublications is the hub's PublicationBatchHandler.HandlePublications:
@@ -111,8 +103,7 @@ func (h *Hub) HandlePublications(topic string, pubs []Publication) {
 	first := pubs[0].Offset // offsets rise through the batch
 	pfs := make([]pubFrames, len(pubs))
 	var frames [][]byte // every publication's frame, in order, once needed
-	var batch ws.Batch
-	n, direct := 0, 0
+	var f fanout
 	for _, s := range *sp {
 		if s.compact == nil && s.wsc != nil && s.live() && epoch != "" && s.epoch == epoch && first > s.after {
 			if frames == nil {
@@ -121,23 +112,16 @@ func (h *Hub) HandlePublications(topic string, pubs []Publication) {
 					frames[i] = pfs[i].v1(topic, pubs[i])
 				}
 			}
-			k, _ := s.wsc.SendFramesBatch(&batch, frames)
-			n += k
-			direct += k
+			k, _ := s.wsc.SendFramesBatch(&f.batch, frames)
+			f.sent += k
+			f.direct += k
 			continue
 		}
 		for i := range pubs {
-			sent, batched := h.deliverTo(s, topic, pubs[i], &pfs[i], &batch)
-			if sent {
-				n++
-			}
-			if batched {
-				direct++
-			}
+			f.deliver(h, s, topic, pubs[i], &pfs[i])
 		}
 	}
-	batch.Flush()
-	h.countDeliveries(n, direct)
+	f.finish(h)
 }
 
 // subscribers returns this node's subscribers of topic, nil when none.
@@ -164,37 +148,47 @@ func (pf *pubFrames) v1(topic string, pub Publication) []byte {
 	return pf.frame
 }
 
-// deliverTo sends pub to subscriber s, or buffers it while s joins. It
-// reports whether pub was sent, and whether it was queued to s's
-// connection in batch (counted in framesOut by the caller).
-func (h *Hub) deliverTo(s *subscriber, topic string, pub Publication, pf *pubFrames, batch *ws.Batch) (sent, batched bool) {
-	if !s.live() {
-		return s.deliverJoining(pub), false
-	}
-	if pub.Epoch != s.epoch {
-		h.dropSubscriber(s, "reset", true)
-		return false, false
-	}
-	if pub.Offset <= s.after {
-		return false, false // already in the subscriber's snapshot or history
-	}
-	if s.compact != nil {
-		return s.deliverCompact(topic, pub, &pf.cp, batch)
-	}
-	if s.wsc != nil && s.wsc.SendBatch(batch, pf.v1(topic, pub)) == nil {
-		return true, true
-	}
-	return false, false
+// fanout is one fan-out in progress: the connections it made ready, and
+// its counts, added to the metrics once at the end (one contended atomic
+// each rather than one per delivery).
+type fanout struct {
+	batch  ws.Batch
+	sent   int // deliveries
+	direct int // of them, frames queued to a connection in batch (framesOut)
 }
 
-// countDeliveries counts a fan-out's deliveries, and its frames queued
-// directly once per fan-out, as one contended atomic rather than one per
-// delivery.
-func (h *Hub) countDeliveries(n, direct int) {
-	if direct > 0 {
-		h.metrics.framesOut.Add(float64(direct))
+// deliver sends pub to subscriber s, or buffers it while s joins.
+func (f *fanout) deliver(h *Hub, s *subscriber, topic string, pub Publication, pf *pubFrames) {
+	var sent, batched bool
+	switch {
+	case !s.live():
+		sent = s.deliverJoining(pub)
+	case pub.Epoch != s.epoch:
+		h.dropSubscriber(s, "reset", true)
+	case pub.Offset <= s.after:
+		// already in the subscriber's snapshot or history
+	case s.compact != nil:
+		sent, batched = s.deliverCompact(topic, pub, &pf.cp, &f.batch)
+	case s.wsc != nil:
+		sent = s.wsc.SendBatch(&f.batch, pf.v1(topic, pub)) == nil
+		batched = sent
 	}
-	h.ch.metrics.deliveries.Add(float64(n))
+	if sent {
+		f.sent++
+	}
+	if batched {
+		f.direct++
+	}
+}
+
+// finish hands the connections made ready to the writers and counts the
+// fan-out.
+func (f *fanout) finish(h *Hub) {
+	f.batch.Flush()
+	if f.direct > 0 {
+		h.metrics.framesOut.Add(float64(f.direct))
+	}
+	h.ch.metrics.deliveries.Add(float64(f.sent))
 }
 
 // deliverJoining buffers a publication for a joining subscriber, or sends it
