@@ -38,9 +38,11 @@ import (
 // HistorySize 0 keeps no history but still has positions.
 //
 // Publish delivers the publication to every node subscribed to the topic
-// (Subscribe), calling PublicationHandler.HandlePublication on each,
-// exactly once per node, in offset order per topic. A node that is
-// subscribed sees every publication made after its Subscribe returned.
+// (Subscribe), calling PublicationHandler.HandlePublication on each
+// (or, for a handler that is a PublicationBatchHandler, HandlePublications
+// with several at once), exactly once per node, in offset order per topic.
+// A node that is subscribed sees every publication made after its
+// Subscribe returned.
 // Delivery to local connections is the hub's business, not the broker's.
 type Streams interface {
 	// Deliver makes the publications of the topics this node subscribes
