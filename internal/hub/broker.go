@@ -38,9 +38,11 @@ import (
 // HistorySize 0 keeps no history but still has positions.
 //
 // Publish delivers the publication to every node subscribed to the topic
-// (Subscribe), calling PublicationHandler.HandlePublication on each,
-// exactly once per node, in offset order per topic. A node that is
-// subscribed sees every publication made after its Subscribe returned.
+// (Subscribe), calling PublicationHandler.HandlePublication on each
+// (or, for a handler that is a PublicationBatchHandler, HandlePublications
+// with several at once), exactly once per node, in offset order per topic.
+// A node that is subscribed sees every publication made after its
+// Subscribe returned.
 // Delivery to local connections is the hub's business, not the broker's.
 type Streams interface {
 	// Deliver makes the publications of the topics this node subscribes
@@ -128,6 +130,16 @@ type Directory interface {
 // not block for long: it runs on the broker's delivery path.
 type PublicationHandler interface {
 	HandlePublication(topic string, pub Publication)
+}
+
+// PublicationBatchHandler is a PublicationHandler that also takes several
+// publications of one topic at once: a broker that has more than one
+// waiting for delivery may hand them over together, in offset order, with
+// the same effect as HandlePublication of each in turn (the hub's fan-out
+// then queues them to each subscriber at once).
+type PublicationBatchHandler interface {
+	PublicationHandler
+	HandlePublications(topic string, pubs []Publication)
 }
 
 // NodeHandler receives the node messages the Directory delivers to this

@@ -400,13 +400,30 @@ func (b *MemoryBroker) drain(t *memTopic, topic string, h PublicationHandler) {
 			t.full.Broadcast()
 		}
 		t.mu.Unlock()
-		for i := range batch {
-			h.HandlePublication(topic, batch[i])
+		if bh, ok := h.(PublicationBatchHandler); ok {
+			for rest := batch; len(rest) > 0; {
+				k := min(len(rest), maxHandedOver)
+				bh.HandlePublications(topic, rest[:k])
+				rest = rest[k:]
+			}
+		} else {
+			for i := range batch {
+				h.HandlePublication(topic, batch[i])
+			}
 		}
 		clear(batch)
 		done = batch
 	}
 }
+
+// maxHandedOver is the most publications drain hands a
+// PublicationBatchHandler at once. The hub queues them to each subscriber
+// together, so this bounds the burst a subscriber's queue takes in one go
+// (sequential deliveries let the writers drain it in between: a queue near
+// its bound should not overflow for being handed thousands at once), and
+// 64 already makes the per-subscriber cost of a fan-out small beside the
+// per-frame cost.
+const maxHandedOver = 64
 
 // expireLocked drops history older than its ttl.
 func (t *memTopic) expireLocked(now time.Time) {

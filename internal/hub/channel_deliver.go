@@ -56,57 +56,139 @@ func (h *Hub) HandlePublication(topic string, pub Publication) {
 		h.handleEvent(kind, pub)
 		return
 	}
-	lt := h.ch.lookup(topic)
-	if lt == nil {
-		return
-	}
-	sp := lt.subs.Load()
+	sp := h.subscribers(topic)
 	if sp == nil {
 		return
 	}
-	var frame []byte
-	var cp compactPub // the compact form, for compact subscribers
-	var batch ws.Batch
-	n, direct := 0, 0
+	var pf pubFrames
+	var f fanout
 	for _, s := range *sp {
-		if !s.live() {
-			if s.deliverJoining(pub) {
-				n++
-			}
-			continue
+		f.deliver(h, s, topic, pub, &pf)
+	}
+	f.finish(h)
+}
+
+// HandlePublications is the hub's PublicationBatchHandler.HandlePublications:
+// HandlePublication of each of pubs, in one pass over the topic's
+// subscribers. A live subscriber past its join position on the batch's epoch
+// (nearly every one) has all the batch's frames queued under one lock of its
+// connection: per delivery, a fan-out's cost is mostly the cache misses of
+// that lock and queue, which a batch of k publications pays once instead of
+// k times. Any other subscriber gets each publication as HandlePublication
+// would send it.
+//
+// One list of subscribers serves the batch, where HandlePublication loads
+// it per publication; nobody who joins meanwhile is missed: every offset of
+// the batch was assigned before the list was loaded, so a subscriber added
+// after it joins at a later position.
+func (h *Hub) HandlePublications(topic string, pubs []Publication) {
+	_, event := isEventTopic(topic)
+	if len(pubs) == 1 || event || h.deliverHook != nil || strings.HasPrefix(topic, ctlPrefix) {
+		for i := range pubs {
+			h.HandlePublication(topic, pubs[i])
 		}
-		if pub.Epoch != s.epoch {
-			h.dropSubscriber(s, "reset", true)
-			continue
-		}
-		if pub.Offset <= s.after {
-			continue // already in the subscriber's snapshot or history
-		}
-		if s.compact != nil {
-			sent, batched := s.deliverCompact(topic, pub, &cp, &batch)
-			if sent {
-				n++
-			}
-			if batched {
-				direct++
-			}
-			continue
-		}
-		if frame == nil {
-			frame = ws.PrepareText(protocol.AppendPublication(nil, topic, pub.Epoch, pub.Offset, pub.Event, pub.Data))
-		}
-		// The frame is counted once per publication below (framesOut), as
-		// one contended atomic rather than one per delivery.
-		if s.wsc != nil && s.wsc.SendBatch(&batch, frame) == nil {
-			n++
-			direct++
+		return
+	}
+	sp := h.subscribers(topic)
+	if sp == nil {
+		return
+	}
+	epoch := pubs[0].Epoch // the epoch of the whole batch, or "" when it changes within it
+	for i := range pubs {
+		if pubs[i].Epoch != epoch {
+			epoch = ""
+			break
 		}
 	}
-	batch.Flush()
-	if direct > 0 {
-		h.metrics.framesOut.Add(float64(direct))
+	first := pubs[0].Offset // offsets rise through the batch
+	pfs := make([]pubFrames, len(pubs))
+	var frames [][]byte // every publication's frame, in order, once needed
+	var f fanout
+	for _, s := range *sp {
+		if s.compact == nil && s.wsc != nil && s.live() && epoch != "" && s.epoch == epoch && first > s.after {
+			if frames == nil {
+				frames = make([][]byte, len(pubs))
+				for i := range pubs {
+					frames[i] = pfs[i].v1(topic, pubs[i])
+				}
+			}
+			k, _ := s.wsc.SendFramesBatch(&f.batch, frames)
+			f.sent += k
+			f.direct += k
+			continue
+		}
+		for i := range pubs {
+			f.deliver(h, s, topic, pubs[i], &pfs[i])
+		}
 	}
-	h.ch.metrics.deliveries.Add(float64(n))
+	f.finish(h)
+}
+
+// subscribers returns this node's subscribers of topic, nil when none.
+func (h *Hub) subscribers(topic string) *[]*subscriber {
+	lt := h.ch.lookup(topic)
+	if lt == nil {
+		return nil
+	}
+	return lt.subs.Load()
+}
+
+// pubFrames is a publication's frames in one fan-out, each encoded the
+// first time a subscriber needs it.
+type pubFrames struct {
+	frame []byte     // protocol v1
+	cp    compactPub // the compact form, for compact subscribers
+}
+
+// v1 returns pub's protocol v1 frame.
+func (pf *pubFrames) v1(topic string, pub Publication) []byte {
+	if pf.frame == nil {
+		pf.frame = ws.PrepareText(protocol.AppendPublication(nil, topic, pub.Epoch, pub.Offset, pub.Event, pub.Data))
+	}
+	return pf.frame
+}
+
+// fanout is one fan-out in progress: the connections it made ready, and
+// its counts, added to the metrics once at the end (one contended atomic
+// each rather than one per delivery).
+type fanout struct {
+	batch  ws.Batch
+	sent   int // deliveries
+	direct int // of them, frames queued to a connection in batch (framesOut)
+}
+
+// deliver sends pub to subscriber s, or buffers it while s joins.
+func (f *fanout) deliver(h *Hub, s *subscriber, topic string, pub Publication, pf *pubFrames) {
+	var sent, batched bool
+	switch {
+	case !s.live():
+		sent = s.deliverJoining(pub)
+	case pub.Epoch != s.epoch:
+		h.dropSubscriber(s, "reset", true)
+	case pub.Offset <= s.after:
+		// already in the subscriber's snapshot or history
+	case s.compact != nil:
+		sent, batched = s.deliverCompact(topic, pub, &pf.cp, &f.batch)
+	case s.wsc != nil:
+		sent = s.wsc.SendBatch(&f.batch, pf.v1(topic, pub)) == nil
+		batched = sent
+	}
+	if sent {
+		f.sent++
+	}
+	if batched {
+		f.direct++
+	}
+}
+
+// finish hands the connections made ready to the writers and counts the
+// fan-out.
+func (f *fanout) finish(h *Hub) {
+	f.batch.Flush()
+	if f.direct > 0 {
+		h.metrics.framesOut.Add(float64(f.direct))
+	}
+	h.ch.metrics.deliveries.Add(float64(f.sent))
 }
 
 // deliverJoining buffers a publication for a joining subscriber, or sends it

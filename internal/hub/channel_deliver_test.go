@@ -2,11 +2,13 @@ package hub_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/junctionhq/junction/internal/hub"
+	"github.com/junctionhq/junction/protocol"
 )
 
 // TestPublishDoesNotWaitForFanout holds the fan-out of a topic's first
@@ -191,5 +193,75 @@ func TestPublishQueueIsBounded(t *testing.T) {
 		if f.Offset != uint64(i+1) {
 			t.Fatalf("message %d: got offset %d, want %d", i, f.Offset, i+1)
 		}
+	}
+}
+
+// TestHandlePublicationsAsOneByOne hands the hub a batch of publications at
+// once, as the memory broker does with those queued behind a fan-out: each
+// subscriber gets what HandlePublication of each in turn sends it. A
+// subscriber behind the whole batch gets it all (the batched path); one
+// whose join position falls inside the batch gets only what follows it; a
+// batch whose stream is reset partway drops every subscriber with "reset"
+// after the publications of its epoch.
+func TestHandlePublicationsAsOneByOne(t *testing.T) {
+	const topic = "public:batch"
+	ctx := context.Background()
+	ts := startHub(t, hub.Config{}, nil)
+	early := ts.dial(t, "alice/a1/read")
+	earlyRec := newRecorder(early)
+	mustCall(t, early, "channel.subscribe", map[string]any{"topic": topic}, nil)
+	for i := 1; i <= 2; i++ {
+		if _, err := ts.hub.Publish(ctx, topic, raw(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	earlyRec.waitFor(t, "the first two publications", func() bool { return len(earlyRec.msgs[topic]) == 2 })
+	late := ts.dial(t, "bob/b1/read") // joins at offset 2
+	lateRec := newRecorder(late)
+	mustCall(t, late, "channel.subscribe", map[string]any{"topic": topic}, nil)
+	pos, err := ts.hub.Position(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := func(epoch string, offset uint64) hub.Publication {
+		return hub.Publication{Epoch: epoch, Offset: offset, Data: raw(offset)}
+	}
+
+	ts.hub.HandlePublications(topic, []hub.Publication{pub(pos.Epoch, 2), pub(pos.Epoch, 3), pub(pos.Epoch, 4)})
+	offsetsOf := func(r *recorder) []uint64 {
+		var got []uint64
+		for _, f := range r.msgs[topic] {
+			if f.Epoch != pos.Epoch || string(f.Data) != fmt.Sprint(f.Offset) {
+				t.Fatalf("got a message of epoch %q with data %s at offset %d, want epoch %q and the offset as data", f.Epoch, f.Data, f.Offset, pos.Epoch)
+			}
+			got = append(got, f.Offset)
+		}
+		return got
+	}
+	earlyRec.waitFor(t, "the batch", func() bool { return len(earlyRec.msgs[topic]) == 5 })
+	lateRec.waitFor(t, "the batch past the join position", func() bool { return len(lateRec.msgs[topic]) == 2 })
+	earlyRec.mu.Lock()
+	if got, want := fmt.Sprint(offsetsOf(earlyRec)), fmt.Sprint([]uint64{1, 2, 2, 3, 4}); got != want {
+		t.Errorf("early subscriber: got offsets %s, want %s (the batch whole after its join at 0)", got, want)
+	}
+	earlyRec.mu.Unlock()
+	lateRec.mu.Lock()
+	if got, want := fmt.Sprint(offsetsOf(lateRec)), fmt.Sprint([]uint64{3, 4}); got != want {
+		t.Errorf("late subscriber: got offsets %s, want %s (past its join at 2)", got, want)
+	}
+	lateRec.mu.Unlock()
+
+	ts.hub.HandlePublications(topic, []hub.Publication{pub(pos.Epoch, 5), pub("reset", 1)})
+	for _, r := range []*recorder{earlyRec, lateRec} {
+		r.waitFor(t, "channel.unsubscribed", func() bool { return len(r.other) > 0 })
+		r.mu.Lock()
+		var u protocol.Unsubscribed
+		if f := r.other[0]; json.Unmarshal(f.Data, &u) != nil || f.Event != hub.EventChannelUnsubscribed || u.Reason != "reset" {
+			t.Errorf("got %s %s, want channel.unsubscribed with reason reset", f.Event, f.Data)
+		}
+		if msgs := r.msgs[topic]; msgs[len(msgs)-1].Offset != 5 {
+			t.Errorf("got offset %d last, want 5 (the reset batch's publication of the old epoch)", msgs[len(msgs)-1].Offset)
+		}
+		r.mu.Unlock()
 	}
 }

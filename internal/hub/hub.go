@@ -461,10 +461,17 @@ func (h *Hub) Broker() Broker { return h.deps.Broker }
 // brokerHandler routes what the broker delivers to the parts of the hub.
 type brokerHandler struct{ h *Hub }
 
+var _ PublicationBatchHandler = brokerHandler{}
+
 // HandlePublication implements BrokerHandler. Channels deliver publications
 // to local subscribers here.
 func (b brokerHandler) HandlePublication(topic string, pub Publication) {
 	b.h.HandlePublication(topic, pub)
+}
+
+// HandlePublications implements PublicationBatchHandler.
+func (b brokerHandler) HandlePublications(topic string, pubs []Publication) {
+	b.h.HandlePublications(topic, pubs)
 }
 
 // HandleNodeMessage implements BrokerHandler: node messages carry the RPC relay.

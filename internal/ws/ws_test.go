@@ -858,6 +858,70 @@ func TestSendBatch(t *testing.T) {
 	})
 }
 
+// TestSendFramesBatch: frames queued together reach the client in order,
+// across calls and connections; a call whose frames overflow the queue
+// queues those that fit, reports how many, and closes with 4108.
+func TestSendFramesBatch(t *testing.T) {
+	eachKind(t, func(t *testing.T, kind Kind) {
+		const maxFrames = 10
+		h := newTestHandler(false)
+		_, url := startServer(t, Config{Kind: kind, MaxQueueFrames: maxFrames, WriteTimeout: time.Second}, h)
+		cl := dial(t, url)
+		sc := h.waitConn(t)
+		cl2 := dial(t, url)
+		sc2 := h.waitConn(t)
+		frames := func(from, n int) [][]byte {
+			fs := make([][]byte, n)
+			for i := range fs {
+				fs[i] = PrepareText(fmt.Appendf(nil, "%d", from+i))
+			}
+			return fs
+		}
+		var b Batch
+		for _, call := range [][2]int{{0, 3}, {3, 1}, {4, 4}} {
+			for _, c := range []*Conn{sc, sc2} {
+				if n, err := c.SendFramesBatch(&b, frames(call[0], call[1])); n != call[1] || err != nil {
+					t.Fatalf("SendFramesBatch of %d frames: got %d queued, %v; want all, nil", call[1], n, err)
+				}
+			}
+		}
+		b.Flush()
+		for i := range 8 {
+			for j, c := range []*client{cl, cl2} {
+				if got, want := c.recv(t), fmt.Sprint(i); got != want {
+					t.Fatalf("client %d, frame %d: got %q, want %q", j, i, got, want)
+				}
+			}
+		}
+
+		// The writers may be done with the frames above or not: hold the
+		// connection as a writer does, so that the queue is known.
+		waitFor(t, func() bool {
+			sc.mu.Lock()
+			defer sc.mu.Unlock()
+			if sc.wstate != wIdle || sc.qframes != 0 {
+				return false
+			}
+			sc.wstate = wReady
+			return true
+		}, "the connection's queue to empty")
+		if n, err := sc.SendFramesBatch(&b, frames(100, maxFrames-2)); n != maxFrames-2 || err != nil {
+			t.Fatalf("SendFramesBatch up to the bound: got %d queued, %v; want %d, nil", n, err, maxFrames-2)
+		}
+		if n, err := sc.SendFramesBatch(&b, frames(200, 5)); n != 2 || !errors.Is(err, ErrQueueFull) {
+			t.Fatalf("SendFramesBatch over the bound: got %d queued, %v; want 2, ErrQueueFull", n, err)
+		}
+		if n, err := sc.SendFramesBatch(&b, frames(300, 1)); n != 0 || !errors.Is(err, ErrClosed) {
+			t.Fatalf("SendFramesBatch after overflow: got %d queued, %v; want 0, ErrClosed", n, err)
+		}
+		b.Flush()
+		sc.t.schedule(sc) // hand the held connection to the writers
+		if ev := h.waitClose(t); ev.code != protocol.CloseSlowConsumer {
+			t.Fatalf("close code %d, want %d", ev.code, protocol.CloseSlowConsumer)
+		}
+	})
+}
+
 // TestReadPause: loops that pause between waits (Config.ReadPause) still
 // read every message, in order, from several connections.
 func TestReadPause(t *testing.T) {
