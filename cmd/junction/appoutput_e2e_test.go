@@ -20,15 +20,10 @@ import (
 
 // outputServer starts a server whose background lease is lease.
 func outputServer(t *testing.T, lease time.Duration) *Main {
-	m, _, logs := appsServerWith(t, func(c *Config) {
+	m, _, _ := appsServerWith(t, func(c *Config) {
 		c.Apps.WebhookRetryBase = 5 * time.Millisecond
 		c.Apps.ConnectTimeout = 10 * time.Second
 		c.Apps.OutputLease = lease
-	})
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
 	})
 	return m
 }

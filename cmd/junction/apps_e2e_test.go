@@ -5,11 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,14 +26,7 @@ import (
 // at debug level into the returned buffer.
 func appsServer(t *testing.T) (m *Main, advance func(time.Duration), logs *syncBuffer) {
 	t.Helper()
-	var skew atomic.Int64
-	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
-	logs = &syncBuffer{}
-	m = startServer(t, func(c *Config) { c.Hub.TokenExpiryWarning = 5 * time.Second }, func(m *Main) {
-		m.Now = now
-		m.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	})
-	return m, func(d time.Duration) { skew.Add(int64(d)) }, logs
+	return appsServerWith(t, func(c *Config) { c.Hub.TokenExpiryWarning = 5 * time.Second })
 }
 
 // adminTok is an admin access token of m.

@@ -160,6 +160,13 @@ func appsServerWith(t *testing.T, configure func(*Config)) (m *Main, advance fun
 		m.Now = now
 		m.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
+	// The log says why a connection closed or a grant failed to apply,
+	// which a failure under load otherwise hides.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	})
 	return m, func(d time.Duration) { skew.Add(int64(d)) }, logs
 }
 
