@@ -8,11 +8,13 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/junctionhq/junction/client"
 	"github.com/junctionhq/junction/internal/auth"
+	"github.com/junctionhq/junction/internal/hub"
 	"github.com/junctionhq/junction/protocol"
 )
 
@@ -375,6 +377,86 @@ func TestAppInstallLive(t *testing.T) {
 	status, raw = apiCall(t, m, mintToken(t, m, "alice", "alice-laptop", "browser"), "DELETE", "/api/v1/apps/com.example.live/install", nil)
 	if e := decodeAPIError(t, raw); status != 404 || e.Error.Code != "not_found" {
 		t.Fatalf("uninstalling twice: %d %s, want 404", status, raw)
+	}
+}
+
+// gatedInstalls holds one installation lookup of an app's handshake until
+// the test lets it go: the one after the connection was registered, which
+// looks for revocations that committed meanwhile.
+type gatedInstalls struct {
+	auth.Installations
+	armed   atomic.Bool
+	calls   atomic.Int32
+	reached chan struct{} // closed when the held lookup starts
+	release chan struct{} // closed by the test
+}
+
+func (g *gatedInstalls) InstalledScopes(ctx context.Context, appID, userID string) ([]string, error) {
+	// The first lookup of the armed dial authenticates the key for the
+	// user; the second is the check after the connection registered.
+	if g.armed.Load() && g.calls.Add(1) == 2 {
+		close(g.reached)
+		<-g.release
+	}
+	return g.Installations.InstalledScopes(ctx, appID, userID)
+}
+
+// TestAppGrantNarrowedDuringUpgrade: a grant narrowed while an app's
+// connection is being set up, after it was registered (so the narrowing
+// found it and narrowed its principal) but before the server's second
+// revocation check, leaves the connection open with the narrowed scopes.
+// The check used to look at the principal of the handshake, found a scope
+// no longer granted and closed the connection with 4003 — a rare failure of
+// TestAppInstallLive under load.
+func TestAppGrantNarrowedDuringUpgrade(t *testing.T) {
+	gate := &gatedInstalls{reached: make(chan struct{}), release: make(chan struct{})}
+	m, _, _ := appsServerWith(t, func(c *Config) { c.Hub.TokenExpiryWarning = 5 * time.Second }, func(m *Main) {
+		m.ConfigureHub = func(*hub.Hub) { // runs in Open, after the authenticator got its installations
+			gate.Installations = m.Auth.Installs
+			m.Auth.Installs = gate
+		}
+	})
+	key := createApp(t, m, map[string]any{"id": "com.example.narrow", "name": "Narrow", "scopes": []string{"read", "write"}}).Key.Key
+	alice := dialClient(t, m, "alice", "alice-phone", "phone")
+	if err := call(t, alice, "apps.install", map[string]any{"appId": "com.example.narrow", "scopes": []string{"read", "write"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	gate.armed.Store(true)
+	type dialed struct {
+		c   *client.Client
+		err error
+	}
+	done := make(chan dialed, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := client.Dial(ctx, checkedOptions(m, client.Options{URL: m.WSURL() + "/ws", Token: key, Header: http.Header{auth.UserHeader: {"alice"}}}))
+		done <- dialed{c, err}
+	}()
+	select {
+	case <-gate.reached:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the app's handshake never made its second installation lookup")
+	}
+	// The connection is registered: narrowing the grant now narrows it.
+	if err := call(t, alice, "apps.install", map[string]any{"appId": "com.example.narrow", "scopes": []string{"read"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	close(gate.release)
+	d := <-done
+	if d.err != nil {
+		t.Fatalf("dial as app: %v", d.err)
+	}
+	app := d.c
+	t.Cleanup(func() { _ = app.Close() })
+
+	var who protocol.WhoamiResult
+	if err := call(t, app, "conn.whoami", nil, &who); err != nil || strings.Join(who.Principal.Scopes, ",") != "read" {
+		t.Fatalf("conn.whoami after the grant narrowed during the upgrade: %+v %v, want an open connection with scopes [read]", who.Principal, err)
+	}
+	if _, _, err := app.Publish(t.Context(), "user:alice", map[string]string{"from": "app"}); asProtocolError(err) == nil || asProtocolError(err).Code != protocol.CodeForbidden {
+		t.Fatalf("publishing with the narrowed grant: %v, want forbidden", err)
 	}
 }
 

@@ -150,16 +150,17 @@ func (b *appBackend) nextEach(types ...string) map[string]map[string]any {
 	return got
 }
 
-// appsServerWith is appsServer with configure applied to the config.
-func appsServerWith(t *testing.T, configure func(*Config)) (m *Main, advance func(time.Duration), logs *syncBuffer) {
+// appsServerWith is appsServer with configure applied to the config and
+// hooks run on the Main before it opens.
+func appsServerWith(t *testing.T, configure func(*Config), hooks ...func(*Main)) (m *Main, advance func(time.Duration), logs *syncBuffer) {
 	t.Helper()
 	var skew atomic.Int64
 	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 	logs = &syncBuffer{}
-	m = startServer(t, configure, func(m *Main) {
+	m = startServer(t, configure, append([]func(*Main){func(m *Main) {
 		m.Now = now
 		m.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	})
+	}}, hooks...)...)
 	// The log says why a connection closed or a grant failed to apply,
 	// which a failure under load otherwise hides.
 	t.Cleanup(func() {

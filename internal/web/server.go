@@ -396,7 +396,7 @@ func (s *Server) upgradeWS(w http.ResponseWriter, r *http.Request, iot bool) {
 	// invalidated the cached answer by then, so asking again now (the
 	// connection is registered, later revocations will find it) sees it.
 	// For an app: a key revoked, an uninstall or a narrowed grant meanwhile.
-	if err := s.deps.Authenticator.CheckRevoked(r.Context(), p); auth.FailureReason(err) == auth.ReasonRevoked {
+	if s.revokedSinceHandshake(r.Context(), c) {
 		s.metrics.authFailures.WithLabelValues(auth.ReasonRevoked).Inc()
 		c.Close(protocol.CloseForbidden, protocol.CloseReason(protocol.CloseForbidden))
 		return
@@ -420,6 +420,28 @@ func (s *Server) upgradeWS(w http.ResponseWriter, r *http.Request, iot bool) {
 	if s.log.Enabled(r.Context(), slog.LevelDebug) { // the arguments cost allocations even when not logged
 		s.log.Debug("connected", "conn", c.ID(), "user", p.UserID, "device", p.DeviceID, "kind", p.Kind)
 	}
+}
+
+// revokedSinceHandshake reports whether c's principal was revoked since
+// the handshake authenticated it. It checks the connection's principal, not
+// the handshake's: an app's grant narrowed after the registration has
+// narrowed the connection too (the apps service applies it to every live
+// connection it finds), which is not a revocation, while one narrowed
+// before it left the handshake's scopes, which the check refuses. When the
+// principal changes during a check (a narrowing applied meanwhile), the new
+// one is checked; after a few changes in a row the connection fails closed.
+func (s *Server) revokedSinceHandshake(ctx context.Context, c *hub.Conn) bool {
+	for range 3 {
+		p := c.Principal()
+		err := s.deps.Authenticator.CheckRevoked(ctx, p)
+		if auth.FailureReason(err) != auth.ReasonRevoked {
+			return false
+		}
+		if c.Principal() == p {
+			return true
+		}
+	}
+	return true
 }
 
 func (s *Server) serveInfo(w http.ResponseWriter, r *http.Request) {
