@@ -380,83 +380,114 @@ func TestAppInstallLive(t *testing.T) {
 	}
 }
 
-// gatedInstalls holds one installation lookup of an app's handshake until
-// the test lets it go: the one after the connection was registered, which
-// looks for revocations that committed meanwhile.
+// gatedInstalls holds one installation lookup of an app's handshake (the
+// n-th after it is armed) until the test lets it go, before or after the
+// lookup reads the store.
 type gatedInstalls struct {
 	auth.Installations
+	hold    int32 // the lookup held: 1, authenticating the key for the user; 2, the check after the connection registered
+	after   bool  // hold it after it read the store
 	armed   atomic.Bool
 	calls   atomic.Int32
-	reached chan struct{} // closed when the held lookup starts
+	reached chan struct{} // closed when the held lookup waits
 	release chan struct{} // closed by the test
 }
 
 func (g *gatedInstalls) InstalledScopes(ctx context.Context, appID, userID string) ([]string, error) {
-	// The first lookup of the armed dial authenticates the key for the
-	// user; the second is the check after the connection registered.
-	if g.armed.Load() && g.calls.Add(1) == 2 {
+	held := g.armed.Load() && g.calls.Add(1) == g.hold
+	if held && !g.after {
 		close(g.reached)
 		<-g.release
 	}
-	return g.Installations.InstalledScopes(ctx, appID, userID)
+	scopes, err := g.Installations.InstalledScopes(ctx, appID, userID)
+	if held && g.after {
+		close(g.reached)
+		<-g.release
+	}
+	return scopes, err
 }
 
 // TestAppGrantNarrowedDuringUpgrade: a grant narrowed while an app's
-// connection is being set up, after it was registered (so the narrowing
-// found it and narrowed its principal) but before the server's second
-// revocation check, leaves the connection open with the narrowed scopes.
-// The check used to look at the principal of the handshake, found a scope
-// no longer granted and closed the connection with 4003 — a rare failure of
-// TestAppInstallLive under load.
+// connection is being set up leaves the connection open with the scopes
+// still granted, as it does for the app's live connections. The server
+// checks a new connection again once it is registered (a revocation
+// meanwhile missed it); that check took the narrowed grant for a
+// revocation and closed the connection with 4003 — TestAppInstallLive's
+// rare failure under load.
 func TestAppGrantNarrowedDuringUpgrade(t *testing.T) {
-	gate := &gatedInstalls{reached: make(chan struct{}), release: make(chan struct{})}
-	m, _, _ := appsServerWith(t, func(c *Config) { c.Hub.TokenExpiryWarning = 5 * time.Second }, func(m *Main) {
-		m.ConfigureHub = func(*hub.Hub) { // runs in Open, after the authenticator got its installations
-			gate.Installations = m.Auth.Installs
-			m.Auth.Installs = gate
-		}
-	})
-	key := createApp(t, m, map[string]any{"id": "com.example.narrow", "name": "Narrow", "scopes": []string{"read", "write"}}).Key.Key
-	alice := dialClient(t, m, "alice", "alice-phone", "phone")
-	if err := call(t, alice, "apps.install", map[string]any{"appId": "com.example.narrow", "scopes": []string{"read", "write"}}, nil); err != nil {
-		t.Fatal(err)
-	}
+	for _, tc := range []struct {
+		name  string
+		hold  int32
+		after bool
+	}{
+		// The narrowing finds the registered connection and narrows it while
+		// the check waits to read the grant.
+		{"after the registration", 2, false},
+		// The narrowing commits after the handshake read the grant and before
+		// the connection is registered: it does not find the connection, the
+		// check after the registration narrows it.
+		{"before the registration", 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gate := &gatedInstalls{hold: tc.hold, after: tc.after, reached: make(chan struct{}), release: make(chan struct{})}
+			m, _, _ := appsServerWith(t, func(c *Config) { c.Hub.TokenExpiryWarning = 5 * time.Second }, func(m *Main) {
+				m.ConfigureHub = func(*hub.Hub) { // runs in Open, after the authenticator got its installations
+					gate.Installations = m.Auth.Installs
+					m.Auth.Installs = gate
+				}
+			})
+			key := createApp(t, m, map[string]any{"id": "com.example.narrow", "name": "Narrow", "scopes": []string{"read", "write"}}).Key.Key
+			alice := dialClient(t, m, "alice", "alice-phone", "phone")
+			if err := call(t, alice, "apps.install", map[string]any{"appId": "com.example.narrow", "scopes": []string{"read", "write"}}, nil); err != nil {
+				t.Fatal(err)
+			}
 
-	gate.armed.Store(true)
-	type dialed struct {
-		c   *client.Client
-		err error
-	}
-	done := make(chan dialed, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		c, err := client.Dial(ctx, checkedOptions(m, client.Options{URL: m.WSURL() + "/ws", Token: key, Header: http.Header{auth.UserHeader: {"alice"}}}))
-		done <- dialed{c, err}
-	}()
-	select {
-	case <-gate.reached:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the app's handshake never made its second installation lookup")
-	}
-	// The connection is registered: narrowing the grant now narrows it.
-	if err := call(t, alice, "apps.install", map[string]any{"appId": "com.example.narrow", "scopes": []string{"read"}}, nil); err != nil {
-		t.Fatal(err)
-	}
-	close(gate.release)
-	d := <-done
-	if d.err != nil {
-		t.Fatalf("dial as app: %v", d.err)
-	}
-	app := d.c
-	t.Cleanup(func() { _ = app.Close() })
+			gate.armed.Store(true)
+			type dialed struct {
+				c   *client.Client
+				err error
+			}
+			done := make(chan dialed, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				c, err := client.Dial(ctx, checkedOptions(m, client.Options{URL: m.WSURL() + "/ws", Token: key, Header: http.Header{auth.UserHeader: {"alice"}}}))
+				done <- dialed{c, err}
+			}()
+			select {
+			case <-gate.reached:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("the app's handshake never made installation lookup %d", tc.hold)
+			}
+			if err := call(t, alice, "apps.install", map[string]any{"appId": "com.example.narrow", "scopes": []string{"read"}}, nil); err != nil {
+				t.Fatal(err)
+			}
+			close(gate.release)
+			d := <-done
+			if d.err != nil {
+				t.Fatalf("dial as app: %v", d.err)
+			}
+			app := d.c
+			t.Cleanup(func() { _ = app.Close() })
 
-	var who protocol.WhoamiResult
-	if err := call(t, app, "conn.whoami", nil, &who); err != nil || strings.Join(who.Principal.Scopes, ",") != "read" {
-		t.Fatalf("conn.whoami after the grant narrowed during the upgrade: %+v %v, want an open connection with scopes [read]", who.Principal, err)
-	}
-	if _, _, err := app.Publish(t.Context(), "user:alice", map[string]string{"from": "app"}); asProtocolError(err) == nil || asProtocolError(err).Code != protocol.CodeForbidden {
-		t.Fatalf("publishing with the narrowed grant: %v, want forbidden", err)
+			// The check after the registration runs beside the welcome: the
+			// first requests may still see the handshake's scopes.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				var who protocol.WhoamiResult
+				err := call(t, app, "conn.whoami", nil, &who)
+				if err == nil && strings.Join(who.Principal.Scopes, ",") == "read" {
+					break
+				}
+				if err != nil || time.Now().After(deadline) {
+					t.Fatalf("conn.whoami after the grant narrowed during the upgrade: %+v %v, want an open connection with scopes [read]", who.Principal, err)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if _, _, err := app.Publish(t.Context(), "user:alice", map[string]string{"from": "app"}); asProtocolError(err) == nil || asProtocolError(err).Code != protocol.CodeForbidden {
+				t.Fatalf("publishing with the narrowed grant: %v, want forbidden", err)
+			}
+		})
 	}
 }
 

@@ -333,3 +333,48 @@ func TestCheckRevokedApp(t *testing.T) {
 		})
 	}
 }
+
+// TestCurrentApp: what a connection authenticated as an app's principal may
+// act as now: itself when nothing changed, a narrowed copy when the user
+// narrowed the grant (the caller's principal untouched), and the refusals
+// and faults of CheckRevoked otherwise.
+func TestCurrentApp(t *testing.T) {
+	keys := &memKeys{hashes: map[string][]byte{"k1": nil}, ps: map[string]*Principal{
+		"k1": {AppID: "app1", Scopes: []string{"read", "write"}},
+	}}
+	a := &Authenticator{APIKeys: keys, Installs: memInstalls{"app1/u1": {"read", "write"}, "app1/u2": {"read"}, "app1/u4": {}}}
+	tests := []struct {
+		name       string
+		p          *Principal
+		wantScopes string // "same": p itself
+		wantReason string
+	}{
+		{"grant unchanged", &Principal{AppID: "app1", TokenID: "k1", UserID: "u1", Scopes: []string{"read", "write"}}, "same", ""},
+		{"app itself", &Principal{AppID: "app1", TokenID: "k1", Scopes: []string{"read", "write"}}, "same", ""},
+		{"grant narrowed", &Principal{AppID: "app1", TokenID: "k1", UserID: "u2", Scopes: []string{"read", "write"}}, "[read]", ""},
+		{"grant emptied", &Principal{AppID: "app1", TokenID: "k1", UserID: "u4", Scopes: []string{"read", "write"}}, "[]", ""},
+		{"uninstalled", &Principal{AppID: "app1", TokenID: "k1", UserID: "u3", Scopes: []string{"read"}}, "", ReasonRevoked},
+		{"key deleted", &Principal{AppID: "app1", TokenID: "k9", UserID: "u1"}, "", ReasonRevoked},
+		{"installations down is a fault", &Principal{AppID: "app1", TokenID: "k1", UserID: "down"}, "", ReasonOther},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := fmt.Sprint(tt.p.Scopes)
+			np, err := a.Current(context.Background(), tt.p)
+			if tt.wantReason != "" {
+				assertReason(t, err, tt.wantReason)
+				return
+			}
+			switch {
+			case err != nil:
+				t.Fatalf("got %v, want it to pass", err)
+			case tt.wantScopes == "same" && np != tt.p:
+				t.Fatalf("got %+v, want the principal itself", np)
+			case tt.wantScopes != "same" && (np == tt.p || fmt.Sprint(np.Scopes) != tt.wantScopes || np.UserID != tt.p.UserID || np.AppID != tt.p.AppID):
+				t.Fatalf("got %+v, want a copy with scopes %s", np, tt.wantScopes)
+			case fmt.Sprint(tt.p.Scopes) != before:
+				t.Fatalf("Current changed the caller's principal: %v", tt.p.Scopes)
+			}
+		})
+	}
+}

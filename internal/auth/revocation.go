@@ -74,33 +74,71 @@ func (a *Authenticator) CheckRevoked(ctx context.Context, p *Principal) error {
 
 // checkAppRevoked is CheckRevoked for an app's principal.
 func (a *Authenticator) checkAppRevoked(ctx context.Context, p *Principal) error {
-	if a.APIKeys == nil {
-		return nil
+	now, err := a.appScopesNow(ctx, p)
+	if err != nil || now == nil {
+		return err
 	}
-	_, kp, err := a.APIKeys.LookupAPIKey(ctx, p.TokenID)
-	switch {
-	case errors.Is(err, ErrRevoked), errors.Is(err, ErrUnknownAPIKey):
-		return fail(ReasonRevoked, fmt.Errorf("authenticate: api key %s: %w", p.TokenID, err))
-	case err != nil:
-		return fmt.Errorf("authenticate: revocation check of api key %s: %w", p.TokenID, err)
-	case kp == nil || kp.AppID != p.AppID:
-		return fail(ReasonRevoked, fmt.Errorf("authenticate: api key %s no longer belongs to app %s", p.TokenID, p.AppID))
-	}
-	if p.UserID == "" || a.Installs == nil {
-		return nil
-	}
-	granted, err := a.Installs.InstalledScopes(ctx, p.AppID, p.UserID)
-	switch {
-	case errors.Is(err, ErrNotInstalled):
-		return fail(ReasonRevoked, fmt.Errorf("authenticate: app %s: %w", p.AppID, err))
-	case err != nil:
-		return fmt.Errorf("authenticate: installation check of app %s: %w", p.AppID, err)
-	}
-	now := IntersectScopes(kp.Scopes, granted)
 	for _, s := range p.Scopes {
 		if !slices.Contains(now, s) {
 			return fail(ReasonRevoked, fmt.Errorf("authenticate: app %s: scope %q is no longer granted", p.AppID, s))
 		}
 	}
 	return nil
+}
+
+// appScopesNow returns the scopes app principal p, acting for a user, may
+// hold now: those of its key the user still grants. It returns nil when
+// there are no scopes to check (no API keys or installations configured,
+// or p acts for no user: its key was checked), a ReasonRevoked
+// *Failure when the key was revoked or deleted or the user uninstalled the
+// app, and any other error as a fault.
+func (a *Authenticator) appScopesNow(ctx context.Context, p *Principal) ([]string, error) {
+	if a.APIKeys == nil {
+		return nil, nil
+	}
+	_, kp, err := a.APIKeys.LookupAPIKey(ctx, p.TokenID)
+	switch {
+	case errors.Is(err, ErrRevoked), errors.Is(err, ErrUnknownAPIKey):
+		return nil, fail(ReasonRevoked, fmt.Errorf("authenticate: api key %s: %w", p.TokenID, err))
+	case err != nil:
+		return nil, fmt.Errorf("authenticate: revocation check of api key %s: %w", p.TokenID, err)
+	case kp == nil || kp.AppID != p.AppID:
+		return nil, fail(ReasonRevoked, fmt.Errorf("authenticate: api key %s no longer belongs to app %s", p.TokenID, p.AppID))
+	}
+	if p.UserID == "" || a.Installs == nil {
+		return nil, nil
+	}
+	granted, err := a.Installs.InstalledScopes(ctx, p.AppID, p.UserID)
+	switch {
+	case errors.Is(err, ErrNotInstalled):
+		return nil, fail(ReasonRevoked, fmt.Errorf("authenticate: app %s: %w", p.AppID, err))
+	case err != nil:
+		return nil, fmt.Errorf("authenticate: installation check of app %s: %w", p.AppID, err)
+	}
+	return IntersectScopes(kp.Scopes, granted), nil
+}
+
+// Current returns what a connection authenticated as p may act as now: p
+// itself when nothing was revoked since, or, for an app acting for a user
+// who narrowed the grant since, a copy of p holding only the
+// scopes still allowed — what the apps service gives the app's live
+// connections when a grant narrows. It fails like CheckRevoked: a
+// ReasonRevoked *Failure for a revoked device, login or key or an
+// uninstalled app, any other error for a fault.
+func (a *Authenticator) Current(ctx context.Context, p *Principal) (*Principal, error) {
+	if p == nil || p.AppID == "" {
+		return p, a.CheckRevoked(ctx, p)
+	}
+	now, err := a.appScopesNow(ctx, p)
+	if err != nil || now == nil {
+		return p, err
+	}
+	for _, s := range p.Scopes {
+		if !slices.Contains(now, s) {
+			np := *p
+			np.Scopes = IntersectScopes(p.Scopes, now)
+			return &np, nil
+		}
+	}
+	return p, nil
 }

@@ -423,21 +423,26 @@ func (s *Server) upgradeWS(w http.ResponseWriter, r *http.Request, iot bool) {
 }
 
 // revokedSinceHandshake reports whether c's principal was revoked since
-// the handshake authenticated it. It checks the connection's principal, not
-// the handshake's: an app's grant narrowed after the registration has
-// narrowed the connection too (the apps service applies it to every live
-// connection it finds), which is not a revocation, while one narrowed
-// before it left the handshake's scopes, which the check refuses. When the
-// principal changes during a check (a narrowing applied meanwhile), the new
-// one is checked; after a few changes in a row the connection fails closed.
+// the handshake authenticated it. An app's grant narrowed meanwhile is not
+// a revocation: the connection keeps the scopes still granted, as the apps
+// service does for the live connections it finds when the grant narrows —
+// whether it found this one (the connection's principal is checked, not
+// the handshake's) or not (it was registered after). A narrowing applied
+// here may race one the apps service applies, the later from an older
+// grant, so it checks again until the principal holds (a few rounds, then
+// it fails closed).
 func (s *Server) revokedSinceHandshake(ctx context.Context, c *hub.Conn) bool {
-	for range 3 {
+	for range 4 {
 		p := c.Principal()
-		err := s.deps.Authenticator.CheckRevoked(ctx, p)
-		if auth.FailureReason(err) != auth.ReasonRevoked {
-			return false
+		np, err := s.deps.Authenticator.Current(ctx, p)
+		switch {
+		case auth.FailureReason(err) == auth.ReasonRevoked:
+			return true
+		case err != nil, np == p:
+			return false // a fault is left to later requests, as at the handshake's own check
 		}
-		if c.Principal() == p {
+		if err := s.deps.Hub.Reauthorize(ctx, c, np); err != nil {
+			s.log.Warn("narrow a new connection to its app's grant; closing", "conn", c.ID(), "err", err)
 			return true
 		}
 	}
