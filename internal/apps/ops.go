@@ -212,9 +212,11 @@ func (s *Service) rotateKey(ctx context.Context, pr *auth.Principal, p *protocol
 		return false
 	})
 	for _, c := range conns {
-		np := *c.Principal()
-		np.ExpiresAtMicros = auth.ExpiryMicros(expiry[np.TokenID])
-		if err := s.deps.Hub.Reauthorize(ctx, c, &np); err != nil {
+		err := s.deps.Hub.Amend(ctx, c, func(np auth.Principal) auth.Principal {
+			np.ExpiresAtMicros = auth.ExpiryMicros(expiry[np.TokenID])
+			return np
+		})
+		if err != nil {
 			s.log.Warn("apps: reauthorize after rotation; closing", "app", p.ID, "conn", c.ID(), "err", err)
 			c.Disconnect(protocol.DisconnectForbidden)
 		}
@@ -278,15 +280,17 @@ func (s *Service) narrow(ctx context.Context, appID, userID string, granted []st
 		}
 	})
 	for _, c := range conns {
-		np := *c.Principal()
-		np.Scopes = auth.IntersectScopes(np.Scopes, granted)
-		if err := s.deps.Hub.Reauthorize(ctx, c, &np); err != nil {
+		err := s.deps.Hub.Amend(ctx, c, func(np auth.Principal) auth.Principal {
+			np.Scopes = auth.IntersectScopes(np.Scopes, granted)
+			return np
+		})
+		if err != nil {
 			s.log.Warn("apps: reauthorize after a grant changed; closing", "app", appID, "conn", c.ID(), "err", err)
 			c.Disconnect(protocol.DisconnectForbidden)
 			continue
 		}
 		s.streams.recheck(c)
-		s.outs.narrowed(ctx, c, &np)
+		s.outs.narrowed(ctx, c, c.Principal())
 	}
 }
 

@@ -428,9 +428,9 @@ func (s *Server) upgradeWS(w http.ResponseWriter, r *http.Request, iot bool) {
 // service does for the live connections it finds when the grant narrows —
 // whether it found this one (the connection's principal is checked, not
 // the handshake's) or not (it was registered after). A narrowing applied
-// here may race one the apps service applies, the later from an older
-// grant, so it checks again until the principal holds (a few rounds, then
-// it fails closed).
+// here is stored only if no other replaced the principal since it was read
+// (hub.ReauthorizeFrom), else the check runs again; after a few rounds the
+// connection fails closed.
 func (s *Server) revokedSinceHandshake(ctx context.Context, c *hub.Conn) bool {
 	for range 4 {
 		p := c.Principal()
@@ -441,9 +441,13 @@ func (s *Server) revokedSinceHandshake(ctx context.Context, c *hub.Conn) bool {
 		case err != nil, np == p:
 			return false // a fault is left to later requests, as at the handshake's own check
 		}
-		if err := s.deps.Hub.Reauthorize(ctx, c, np); err != nil {
+		ok, err := s.deps.Hub.ReauthorizeFrom(ctx, c, p, np)
+		if err != nil {
 			s.log.Warn("narrow a new connection to its app's grant; closing", "conn", c.ID(), "err", err)
 			return true
+		}
+		if ok {
+			return false
 		}
 	}
 	return true
