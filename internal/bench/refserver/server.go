@@ -154,6 +154,11 @@ func listen(ap netip.AddrPort) (int, error) {
 		unix.Close(fd)
 		return -1, fmt.Errorf("setsockopt: %w", err)
 	}
+	// Accepted sockets inherit TCP_NODELAY: frames leave as soon as written.
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("setsockopt: %w", err)
+	}
 	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}); err != nil {
 		unix.Close(fd)
 		return -1, fmt.Errorf("bind %s: %w", ap, err)
@@ -188,11 +193,10 @@ func (s *server) acceptLoop() {
 // handshake reads the request head on the blocking socket fd: a WebSocket
 // upgrade of /ws is answered here, anything else goes to the HTTP server.
 func (s *server) handshake(fd int, buf []byte) {
-	// Every blocking call on the socket gives up after 10 s.
+	// Reading the head gives up after 10 s. The writes below are a few
+	// hundred bytes on a fresh socket: they do not block.
 	tv := unix.Timeval{Sec: 10}
 	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	n, end := 0, -1
 	for end < 0 {
 		if n == len(buf) {
@@ -250,7 +254,9 @@ func (s *server) handshake(fd int, buf []byte) {
 		unix.Close(fd)
 		return
 	}
-	if err := unix.SetNonblock(fd, true); err != nil {
+	// One fcntl rather than SetNonblock's two: an accepted socket's
+	// flags are O_RDWR.
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, unix.O_RDWR|unix.O_NONBLOCK); err != nil {
 		unix.Close(fd)
 		return
 	}
