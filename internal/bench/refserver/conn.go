@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,7 @@ type conn struct {
 	srv      *server // set once
 	canRead  bool    // set once: the token grants scope read
 	canWrite bool    // set once: the token grants scope write
+	rest     bool    // set once: a keep-alive HTTP connection of REST publishes (rest.go), not a WebSocket
 
 	in       []byte   // owned by the reader: an incomplete frame carried over to the next read
 	topics   []*topic // owned by the reader: the subscriptions
@@ -160,6 +162,11 @@ func (s *server) writeLoop() {
 			c.flush(iov)
 		}
 		clear(batch)
+		// Yield after each take: while the ready list has work the writers
+		// never block, and their writev calls are too short for the
+		// scheduler to hand their processor to the goroutines made runnable
+		// meanwhile (the fan-out, the epoll reader back from epoll_wait).
+		runtime.Gosched()
 	}
 }
 
@@ -373,6 +380,10 @@ func (c *conn) read(buf []byte) {
 		return
 	}
 	if c.stopRead {
+		return
+	}
+	if c.rest {
+		c.readREST(buf[:n])
 		return
 	}
 	data := buf[:n]

@@ -74,6 +74,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:7700", "listen address (IPv4 host:port)")
 	data := fs.String("data", "./data", "data directory holding the token signing key (secret.key, created when missing)")
+	writers := fs.Int("writers", 2, "writer goroutines (the issue's design: 2)")
 	logLevel := fs.String("log-level", "info", "accepted for Junction's command line: debug, info, warn or error (the server logs only fatal errors)")
 	// Accepted for Junction's command line; the reference has no rate limit.
 	fs.Int("hub-requests-per-second", 0, "ignored: the reference server has no request rate limit")
@@ -88,7 +89,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	default:
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", *logLevel)
 	}
-	s := &server{addr: *addr, data: *data}
+	if *writers < 1 || *writers > 64 {
+		return fmt.Errorf("--writers %d: want 1 to 64", *writers)
+	}
+	s := &server{addr: *addr, data: *data, writers: *writers}
 	if err := s.Start(); err != nil {
 		return err
 	}

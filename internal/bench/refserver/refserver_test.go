@@ -21,7 +21,7 @@ import (
 // subscribed, no error.
 func TestBenchAgainstReference(t *testing.T) {
 	data := t.TempDir()
-	s := &server{addr: "127.0.0.1:0", data: data}
+	s := &server{addr: "127.0.0.1:0", data: data, writers: 2}
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}

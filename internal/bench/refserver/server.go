@@ -31,8 +31,9 @@ import (
 // Lock order: server.topicsMu, then topic.mu, then conn.mu, then
 // readyList.mu; server.tableMu is never held with another lock.
 type server struct {
-	addr string // set once: the listen address asked for
-	data string // set once: the data directory
+	addr    string // set once: the listen address asked for
+	data    string // set once: the data directory
+	writers int    // set once: writer goroutines (the issue's design: 2)
 
 	tokens  *auth.Tokens // set once by Start
 	lfd     int          // set once by Start: the listening socket
@@ -104,7 +105,7 @@ func (s *server) Start() error {
 	s.httpSrv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	s.wg.Go(func() { _ = s.httpSrv.Serve(s.httpLn) })
 	s.wg.Go(s.readLoop)
-	for range 2 {
+	for range max(s.writers, 1) {
 		s.wg.Go(s.writeLoop)
 	}
 	for range 2 {
@@ -218,7 +219,11 @@ func (s *server) handshake(fd int, buf []byte) {
 		}
 	}
 	req, ok := parseHead(buf[:end])
-	if !ok || !req.upgrade || req.path != "/ws" {
+	switch {
+	case ok && isPublish(&req) && !req.chunked && req.contentLength >= 0 && req.contentLength <= maxFrameBytes:
+		s.acceptREST(fd, req, buf, n, end)
+		return
+	case !ok || !req.upgrade || req.path != "/ws":
 		s.handOff(fd, buf[:n])
 		return
 	}
@@ -324,13 +329,17 @@ func (s *server) forget(fd int) {
 	s.tableMu.Unlock()
 }
 
-// request is what handshake needs of a request head.
+// request is what handshake and the REST publish need of a request head.
 type request struct {
-	path        string // without the query
-	upgrade     bool   // GET with Upgrade: websocket
-	key         []byte // Sec-WebSocket-Key
-	token       []byte // the Authorization bearer token
-	subprotocol bool   // junction.v1 offered
+	method        string
+	path          string // without the query
+	contentLength int    // -1 when malformed
+	chunked       bool   // Transfer-Encoding other than identity
+	close         bool   // Connection: close
+	upgrade       bool   // GET with Upgrade: websocket
+	key           []byte // Sec-WebSocket-Key
+	token         []byte // the Authorization bearer token
+	subprotocol   bool   // junction.v1 offered
 }
 
 // parseHead reads an HTTP/1.1 request head (ending with the blank line).
@@ -343,7 +352,7 @@ func parseHead(head []byte) (request, bool) {
 		return r, false
 	}
 	path, _, _ := bytes.Cut(target, []byte("?"))
-	r.path = string(path)
+	r.method, r.path = string(method), string(path)
 	isGet := string(method) == "GET"
 	for len(rest) > 0 {
 		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
@@ -355,6 +364,14 @@ func parseHead(head []byte) (request, bool) {
 		switch {
 		case bytes.EqualFold(name, []byte("Upgrade")):
 			r.upgrade = isGet && bytes.EqualFold(value, []byte("websocket"))
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			if r.contentLength, ok = atoi(value); !ok {
+				r.contentLength = -1
+			}
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			r.chunked = !bytes.EqualFold(value, []byte("identity"))
+		case bytes.EqualFold(name, []byte("Connection")):
+			r.close = bytes.EqualFold(value, []byte("close"))
 		case bytes.EqualFold(name, []byte("Sec-WebSocket-Key")):
 			r.key = value
 		case bytes.EqualFold(name, []byte("Authorization")):
@@ -370,6 +387,21 @@ func parseHead(head []byte) (request, bool) {
 		}
 	}
 	return r, true
+}
+
+// atoi parses a non-negative decimal of at most 9 digits.
+func atoi(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 9 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }
 
 // writeAll writes b to the blocking socket fd.
@@ -439,52 +471,11 @@ func (l *handoffListener) Accept() (net.Conn, error) {
 func (l *handoffListener) Close() error   { return nil }
 func (l *handoffListener) Addr() net.Addr { return l.addr }
 
-// routes is the HTTP side: health and the REST publish.
+// routes is the HTTP side beside the raw REST publish: health.
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
-	mux.HandleFunc("POST /api/v1/channels/{topic}/publish", s.servePublish)
 	return mux
-}
-
-// servePublish is Junction's REST publish: a bearer token with scope write,
-// the body {"data": V}, the answer {"epoch","offset"}.
-func (s *server) servePublish(w http.ResponseWriter, r *http.Request) {
-	tok, ok := bytes.CutPrefix([]byte(r.Header.Get("Authorization")), []byte("Bearer "))
-	if !ok {
-		httpError(w, http.StatusUnauthorized, "unauthorized", "missing credential")
-		return
-	}
-	p, err := s.tokens.Verify(string(tok))
-	if err != nil {
-		httpError(w, http.StatusUnauthorized, "unauthorized", "invalid credential")
-		return
-	}
-	if !p.HasScope(auth.ScopeWrite) {
-		httpError(w, http.StatusForbidden, "forbidden", "publishing needs scope write")
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxFrameBytes+1))
-	if err != nil || len(body) > maxFrameBytes {
-		httpError(w, http.StatusBadRequest, "bad_request", "body unreadable or over 64 KiB")
-		return
-	}
-	data, ok := publishData(body)
-	topic := r.PathValue("topic")
-	if !ok || topic == "" {
-		httpError(w, http.StatusBadRequest, "bad_request", `want {"data": JSON value}`)
-		return
-	}
-	out := s.position(make([]byte, 0, 64), s.topic(topic).publish(data), false)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
-	_, _ = w.Write(out)
-}
-
-func httpError(w http.ResponseWriter, status int, code, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	fmt.Fprintf(w, `{"error":{"code":%q,"message":%q,"retryable":false}}`, code, msg)
 }
