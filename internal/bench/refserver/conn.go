@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -80,26 +81,84 @@ func (c *conn) enqueue(frames [][]byte, size int) (wake bool) {
 	return c.scheduleLocked()
 }
 
-// enqueueOne is enqueue of one frame, closing c after it when closing.
-func (c *conn) enqueueOne(frame []byte, closing bool) (wake bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// How sendLocked hands a frame over.
+const (
+	sendDropped = iota // c is closing
+	sendQueued         // behind what is queued; a writer has c
+	sendWake           // queued; c must join the ready list
+	sendDirect         // nothing queued and no writer: the caller writes it (writeDirect)
+)
+
+// sendLocked takes one frame from the reader, closing c after it when
+// closing. With nothing queued and no writer on c it claims c (scheduled,
+// so that frames queued meanwhile wait) for the caller to write the frame
+// at once: the reader answers requests without a writer's round trip.
+func (c *conn) sendLocked(frame []byte, closing bool) int {
 	if c.closing || c.dead {
-		return false
+		return sendDropped
+	}
+	c.closing = closing
+	if !c.scheduled && len(c.queue) == 0 {
+		c.scheduled = true
+		return sendDirect
 	}
 	if len(c.queue) >= maxQueueFrames || c.queued+len(frame) > maxQueueBytes {
-		return c.cutLocked()
+		if c.cutLocked() {
+			return sendWake
+		}
+		return sendQueued
 	}
 	c.queue = append(c.queue, frame)
 	c.queued += len(frame)
-	c.closing = closing
-	return c.scheduleLocked()
+	return sendQueued // scheduled already
 }
 
-// send queues one frame from the reader and wakes a writer.
+// send sends one frame from the reader.
 func (c *conn) send(frame []byte, closing bool) {
-	if c.enqueueOne(frame, closing) {
+	c.mu.Lock()
+	how := c.sendLocked(frame, closing)
+	c.mu.Unlock()
+	c.finishSend(frame, how)
+}
+
+// finishSend completes a sendLocked outside the locks.
+func (c *conn) finishSend(frame []byte, how int) {
+	switch how {
+	case sendWake:
 		c.srv.ready.push(c)
+	case sendDirect:
+		c.writeDirect(frame)
+	}
+}
+
+// writeDirect writes frame on c, claimed by sendLocked, from the reader
+// (the only goroutine that closes fd), then hands c back: to the ready list
+// when frames were queued meanwhile or some of frame is left.
+func (c *conn) writeDirect(frame []byte) {
+	n, err := unix.Write(c.fd, frame)
+	for errors.Is(err, unix.EINTR) {
+		n, err = unix.Write(c.fd, frame)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case err != nil && !errors.Is(err, unix.EAGAIN):
+		c.closing = true
+		c.queue = nil
+		c.scheduled = false
+		_ = unix.Shutdown(c.fd, unix.SHUT_RDWR) // the reader closes fd at the end it reports
+	case n < len(frame):
+		n = max(n, 0)
+		c.queue = append([][]byte{frame[n:]}, c.queue...)
+		c.queued += len(frame) - n
+		c.srv.ready.push(c)
+	case len(c.queue) > 0:
+		c.srv.ready.push(c)
+	case c.closing:
+		c.scheduled = false
+		_ = unix.Shutdown(c.fd, unix.SHUT_RDWR)
+	default:
+		c.scheduled = false
 	}
 }
 
@@ -351,6 +410,24 @@ func (s *server) readLoop() {
 				c.read(buf)
 			}
 		}
+		// The publications of the pass go out together.
+		for i, t := range s.dirty {
+			t.fanOut()
+			s.dirty[i] = nil
+		}
+		s.dirty = s.dirty[:0]
+	}
+}
+
+// published runs the fan-out of t after a publication: at the end of the
+// epoll reader's pass when called from it, else at once.
+func (s *server) published(t *topic, fromReader bool) {
+	if !fromReader {
+		t.fanOut()
+		return
+	}
+	if !slices.Contains(s.dirty, t) {
+		s.dirty = append(s.dirty, t)
 	}
 }
 
@@ -546,7 +623,9 @@ func (c *conn) request(f []byte) {
 		case !c.canWrite:
 			c.sendError(id, protocol.CodeForbidden, "publishing needs scope write")
 		default:
-			off := c.srv.topic(string(topic)).publish(data)
+			t := c.srv.topic(string(topic))
+			off := t.publish(data)
+			c.srv.published(t, true)
 			c.sendResult(id, c.srv.position(nil, off, false))
 		}
 	case "sys.ping":

@@ -48,7 +48,7 @@ func (s *server) acceptREST(fd int, req request, buf []byte, n, end int) {
 			n += m
 		}
 	}
-	used, out, keep := s.restRequests(buf[:n], nil)
+	used, out, keep := s.restRequests(buf[:n], nil, false)
 	if !writeAll(fd, out) || !keep {
 		unix.Close(fd)
 		return
@@ -71,7 +71,7 @@ func (c *conn) readREST(data []byte) {
 		c.in = append(c.in, data...)
 		data = c.in
 	}
-	used, out, keep := c.srv.restRequests(data, nil)
+	used, out, keep := c.srv.restRequests(data, nil, true)
 	if len(out) > 0 {
 		// Non-blocking, but the socket's buffer is empty: the client waits
 		// for this answer before it sends the next request.
@@ -93,8 +93,8 @@ func (c *conn) readREST(data []byte) {
 
 // restRequests answers the complete requests at the start of b, appending
 // the responses to out; used is what they took of b, keep false when the
-// connection must close once out is written.
-func (s *server) restRequests(b, out []byte) (used int, _ []byte, keep bool) {
+// connection must close once out is written. fromReader: see published.
+func (s *server) restRequests(b, out []byte, fromReader bool) (used int, _ []byte, keep bool) {
 	for {
 		end := bytes.Index(b[used:], []byte("\r\n\r\n"))
 		if end < 0 {
@@ -113,7 +113,7 @@ func (s *server) restRequests(b, out []byte) (used int, _ []byte, keep bool) {
 		}
 		body := b[used+end+4 : used+size]
 		used += size
-		out = s.restPublish(out, &req, body)
+		out = s.restPublish(out, &req, body, fromReader)
 		if req.close {
 			return used, out, false
 		}
@@ -123,7 +123,7 @@ func (s *server) restRequests(b, out []byte) (used int, _ []byte, keep bool) {
 // restPublish answers one request: Junction's REST publish (a bearer token
 // with scope write, the body {"data": V}, the answer {"epoch","offset"}),
 // or 404 for anything else.
-func (s *server) restPublish(out []byte, req *request, body []byte) []byte {
+func (s *server) restPublish(out []byte, req *request, body []byte, fromReader bool) []byte {
 	if !isPublish(req) {
 		return restError(out, 404, "not_found", "the reference server serves only the REST publish here")
 	}
@@ -148,7 +148,9 @@ func (s *server) restPublish(out []byte, req *request, body []byte) []byte {
 	if !ok {
 		return restError(out, 400, "bad_request", `want {"data": JSON value}`)
 	}
-	result := s.position(make([]byte, 0, 64), s.topic(topic).publish(data), false)
+	t := s.topic(topic)
+	result := s.position(make([]byte, 0, 64), t.publish(data), false)
+	s.published(t, fromReader)
 	out = append(out, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "...)
 	out = strconv.AppendInt(out, int64(len(result)), 10)
 	out = append(out, "\r\n\r\n"...)

@@ -25,8 +25,8 @@ import (
 )
 
 // server is the reference server. Start launches its goroutines (two
-// acceptors, the epoll reader, two writers, the HTTP server and one fan-out
-// per topic); Close stops and waits for them.
+// acceptors, the epoll reader, the writers and the HTTP server); Close
+// stops and waits for them.
 //
 // Lock order: server.topicsMu, then topic.mu, then conn.mu, then
 // readyList.mu; server.tableMu is never held with another lock.
@@ -48,6 +48,10 @@ type server struct {
 	done    chan struct{} // closed by Close
 	wg      sync.WaitGroup
 	closed  atomic.Bool
+
+	// Owned by the epoll reader: the topics published to in its pass over
+	// epoll_wait's events, whose fan-out runs after the pass.
+	dirty []*topic
 
 	tableMu sync.RWMutex
 	table   []*conn // guarded by tableMu: the open WebSocket connections by fd
@@ -124,8 +128,6 @@ func (s *server) Close() error {
 		return nil
 	}
 	close(s.done)
-	s.topicsMu.Lock() // a fan-out being started now is started before Wait
-	s.topicsMu.Unlock()
 	_ = unix.Shutdown(s.lfd, unix.SHUT_RDWR) // wakes the acceptors' accept4
 	_ = s.httpSrv.Close()
 	_, _ = unix.Write(s.wakeFD, []byte{1, 0, 0, 0, 0, 0, 0, 0})

@@ -10,12 +10,12 @@ import (
 )
 
 // topic is one channel: its offsets, the publications waiting for the
-// fan-out and the subscribers. Its fan-out goroutine delivers publications
-// in offset order, so each subscriber's queue holds them in order.
+// fan-out and the subscribers. One goroutine at a time delivers (the
+// delivering flag), in offset order, so each subscriber's queue holds the
+// publications in order.
 type topic struct {
-	name string        // set once
-	srv  *server       // set once
-	wake chan struct{} // set once: capacity 1, signals the fan-out
+	name string  // set once
+	srv  *server // set once
 
 	mu      sync.Mutex
 	offset  uint64 // guarded by mu: the last publication's offset
@@ -23,9 +23,16 @@ type topic struct {
 	// subs is appended to in place and rebuilt into a new array when
 	// compacted, never changed otherwise: the fan-out reads a snapshot
 	// (the slice as it was) without the lock.
-	subs    []sub  // guarded by mu
-	gone    int    // guarded by mu: subscribers in subs whose connection closed
-	scratch []byte // guarded by mu: the event's JSON before framing
+	subs       []sub  // guarded by mu
+	gone       int    // guarded by mu: subscribers in subs whose connection closed
+	scratch    []byte // guarded by mu: the event's JSON before framing
+	delivering bool   // guarded by mu: a goroutine is in fanOut's delivery loop
+
+	// Owned by the goroutine that set delivering.
+	spare  []pub    // the emptied batch array, the next pending
+	frames [][]byte // a batch's frames
+	sizes  []int    // sizes[i]: bytes of frames[i:]
+	woken  []*conn  // connections that joined the ready list
 }
 
 // pub is one publication, encoded once as a complete WebSocket frame.
@@ -40,18 +47,15 @@ type sub struct {
 	from uint64
 }
 
-// topic returns the topic name, created (with its fan-out goroutine) on
-// first use; topics are never forgotten.
+// topic returns the topic name, created on first use; topics are never
+// forgotten.
 func (s *server) topic(name string) *topic {
 	s.topicsMu.Lock()
 	defer s.topicsMu.Unlock()
 	t := s.topics[name]
 	if t == nil {
-		t = &topic{name: name, srv: s, wake: make(chan struct{}, 1)}
+		t = &topic{name: name, srv: s}
 		s.topics[name] = t
-		if !s.closed.Load() { // Close waits for the fan-outs started before it
-			s.wg.Go(t.fanOut)
-		}
 	}
 	return t
 }
@@ -69,8 +73,9 @@ func (s *server) position(dst []byte, off uint64, subscription bool) []byte {
 	return append(dst, '}')
 }
 
-// publish assigns data the next offset, encodes it once and hands it to
-// the fan-out; it never waits for a delivery.
+// publish assigns data the next offset, encodes it once and adds it to the
+// pending publications; the caller runs fanOut after its publications (the
+// epoll reader after each pass, so that those of one pass go out together).
 func (t *topic) publish(data []byte) uint64 {
 	t.mu.Lock()
 	t.offset++
@@ -78,28 +83,23 @@ func (t *topic) publish(data []byte) uint64 {
 	t.scratch = protocol.AppendEvent(t.scratch[:0], protocol.EventChannelMessage, t.name, t.srv.epoch, off, data)
 	frame := appendFrame(make([]byte, 0, len(t.scratch)+4), opText, t.scratch)
 	t.pending = append(t.pending, pub{off: off, frame: frame})
-	signal := len(t.pending) == 1 // otherwise the fan-out was signalled already
 	t.mu.Unlock()
-	if signal {
-		select {
-		case t.wake <- struct{}{}:
-		default:
-		}
-	}
 	return off
 }
 
-// subscribe adds c and queues its answer under the topic lock, so that the
-// answer precedes the first publication it will receive (offset + 1).
+// subscribe adds c and hands over its answer under the topic lock, so that
+// the answer precedes the first publication it will receive (offset + 1):
+// queued, or c claimed for the reader to write it, which holds back the
+// publications queued meanwhile.
 func (t *topic) subscribe(c *conn, id []byte) {
 	t.mu.Lock()
 	t.subs = append(t.subs, sub{c: c, from: t.offset})
-	result := t.srv.position(nil, t.offset, true)
-	wake := c.enqueueOne(appendFrame(nil, opText, protocol.AppendResult(nil, string(id), result)), false)
+	frame := appendFrame(nil, opText, protocol.AppendResult(nil, string(id), t.srv.position(nil, t.offset, true)))
+	c.mu.Lock()
+	how := c.sendLocked(frame, false)
+	c.mu.Unlock()
 	t.mu.Unlock()
-	if wake {
-		t.srv.ready.push(c)
-	}
+	c.finishSend(frame, how)
 }
 
 // unsubscribed counts a subscriber whose connection closed; once they are
@@ -120,55 +120,56 @@ func (t *topic) unsubscribed() {
 	t.subs, t.gone = live, 0
 }
 
-// fanOut delivers the topic's publications until Close: it takes all that
-// is pending and appends the same frames to every subscriber's queue, one
-// lock per subscriber per batch, then wakes the writers once.
+// fanOut delivers the pending publications, unless another goroutine is
+// delivering them already (it takes these too before it stops): it takes
+// all that is pending and appends the same frames to every subscriber's
+// queue, one lock per subscriber per batch, then wakes the writers once.
 func (t *topic) fanOut() {
-	var (
-		batch  []pub    // the publications being delivered
-		frames [][]byte // their frames
-		sizes  []int    // sizes[i]: bytes of frames[i:]
-		woken  []*conn  // connections that joined the ready list
-	)
-	for {
-		select {
-		case <-t.wake:
-		case <-t.srv.done:
-			return
+	t.mu.Lock()
+	if t.delivering {
+		t.mu.Unlock()
+		return
+	}
+	t.delivering = true
+	for len(t.pending) > 0 {
+		batch := t.pending
+		t.pending = t.spare
+		subs := t.subs
+		t.mu.Unlock()
+		t.deliver(batch, subs)
+		clear(batch)
+		t.mu.Lock()
+		t.spare = batch[:0]
+	}
+	t.delivering = false
+	t.mu.Unlock()
+}
+
+// deliver appends batch to the queues of subs.
+func (t *topic) deliver(batch []pub, subs []sub) {
+	frames := t.frames[:0]
+	for _, p := range batch {
+		frames = append(frames, p.frame)
+	}
+	sizes := append(t.sizes[:0], make([]int, len(frames)+1)...)
+	for i := len(frames) - 1; i >= 0; i-- {
+		sizes[i] = sizes[i+1] + len(frames[i])
+	}
+	woken := t.woken[:0]
+	first := batch[0].off
+	for _, s := range subs {
+		i := 0
+		if s.from >= first { // subscribed after some of these
+			if i = int(s.from - first + 1); i >= len(frames) {
+				continue
+			}
 		}
-		for {
-			t.mu.Lock()
-			batch, t.pending = t.pending, batch[:0]
-			subs := t.subs
-			t.mu.Unlock()
-			if len(batch) == 0 {
-				break
-			}
-			frames = frames[:0]
-			for _, p := range batch {
-				frames = append(frames, p.frame)
-			}
-			sizes = append(sizes[:0], make([]int, len(frames)+1)...)
-			for i := len(frames) - 1; i >= 0; i-- {
-				sizes[i] = sizes[i+1] + len(frames[i])
-			}
-			first := batch[0].off
-			for _, s := range subs {
-				i := 0
-				if s.from >= first { // subscribed after some of these
-					if i = int(s.from - first + 1); i >= len(frames) {
-						continue
-					}
-				}
-				if s.c.enqueue(frames[i:], sizes[i]) {
-					woken = append(woken, s.c)
-				}
-			}
-			t.srv.ready.pushAll(woken)
-			clear(woken)
-			woken = woken[:0]
-			clear(batch)
-			clear(frames)
+		if s.c.enqueue(frames[i:], sizes[i]) {
+			woken = append(woken, s.c)
 		}
 	}
+	t.srv.ready.pushAll(woken)
+	clear(woken)
+	clear(frames)
+	t.frames, t.sizes, t.woken = frames, sizes, woken
 }
