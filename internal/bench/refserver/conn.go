@@ -152,6 +152,17 @@ func (c *conn) writeDirect(frame []byte) {
 		c.queue = append([][]byte{frame[n:]}, c.queue...)
 		c.queued += len(frame) - n
 		c.srv.ready.push(c)
+	default:
+		c.releaseLocked()
+	}
+}
+
+// releaseLocked hands c back after a write that emptied what it took: to
+// the end of the ready list when frames were queued meanwhile (the others
+// get their turn and more piles up), else idle, its socket shut down when
+// it is closing (the reader closes fd at the end it reports).
+func (c *conn) releaseLocked() {
+	switch {
 	case len(c.queue) > 0:
 		c.srv.ready.push(c)
 	case c.closing:
@@ -262,19 +273,12 @@ func (c *conn) flush(iov []unix.Iovec) {
 		c.parked = true
 		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLOUT, Fd: int32(c.fd), Pad: int32(c.id)}
 		_ = unix.EpollCtl(c.srv.epfd, unix.EPOLL_CTL_MOD, c.fd, &ev)
-	case len(c.queue) > 0:
-		// Queued while we wrote: back to the end of the ready list, so
-		// that the others get their turn and more piles up meanwhile.
-		c.srv.ready.push(c)
-	case c.closing:
-		c.scheduled = false
-		_ = unix.Shutdown(c.fd, unix.SHUT_RDWR)
 	default:
-		c.scheduled = false
-		if cap(q) <= 64 { // keep a small array for the next frames
+		if len(c.queue) == 0 && cap(q) <= 64 { // keep a small array for the next frames
 			clear(q[:cap(q)])
 			c.queue = q[:0]
 		}
+		c.releaseLocked()
 	}
 }
 
@@ -581,23 +585,18 @@ func (c *conn) closeFD() {
 // and sys.ping; anything else is refused as Junction refuses it.
 func (c *conn) request(f []byte) {
 	var typ, id, method, params []byte
-	_, ok := jsonscan.Object(f, jsonscan.Space(f, 0), func(key []byte, v int) (int, bool) {
-		var end int
-		var ok bool
+	ok := readObject(f, func(key []byte) (*[]byte, bool) {
 		switch string(key) {
 		case "type":
-			typ, end, ok = jsonscan.SimpleString(f, v)
+			return &typ, true
 		case "id":
-			id, end, ok = jsonscan.SimpleString(f, v)
+			return &id, true
 		case "method":
-			method, end, ok = jsonscan.SimpleString(f, v)
+			return &method, true
 		case "params":
-			end, ok = jsonscan.Value(f, v)
-			params = f[v:end:end]
-		default:
-			end, ok = jsonscan.Value(f, v)
+			return &params, false
 		}
-		return end, ok
+		return nil, false
 	})
 	if !ok || string(typ) != "req" || len(id) == 0 {
 		ev := protocol.AppendEvent(nil, "error", "", "", 0, []byte(`{"code":"invalid_frame","message":"not a request frame the reference server reads","retryable":false}`))
@@ -664,19 +663,14 @@ func (c *conn) sendError(id []byte, code protocol.Code, msg string) {
 // params2 reads {"topic": string, "data": value} (other members are
 // skipped); data is compacted.
 func params2(b []byte) (topic, data []byte, ok bool) {
-	_, ok = jsonscan.Object(b, jsonscan.Space(b, 0), func(key []byte, v int) (int, bool) {
-		var end int
-		var ok bool
+	ok = readObject(b, func(key []byte) (*[]byte, bool) {
 		switch string(key) {
 		case "topic":
-			topic, end, ok = jsonscan.SimpleString(b, v)
+			return &topic, true
 		case "data":
-			end, ok = jsonscan.Value(b, v)
-			data = b[v:end:end]
-		default:
-			end, ok = jsonscan.Value(b, v)
+			return &data, false
 		}
-		return end, ok
+		return nil, false
 	})
 	if ok && bytes.ContainsAny(data, " \t\r\n") {
 		var err error
@@ -684,6 +678,27 @@ func params2(b []byte) (topic, data []byte, ok bool) {
 		ok = err == nil
 	}
 	return topic, data, ok
+}
+
+// readObject reads the JSON object b: each member whose key pick gives a
+// destination gets its value there, aliasing b (str: the contents of a
+// string without escapes, else the raw value); the others are checked and
+// skipped.
+func readObject(b []byte, pick func(key []byte) (dst *[]byte, str bool)) bool {
+	end, ok := jsonscan.Object(b, jsonscan.Space(b, 0), func(key []byte, v int) (int, bool) {
+		dst, str := pick(key)
+		if dst != nil && str {
+			s, end, ok := jsonscan.SimpleString(b, v)
+			*dst = s
+			return end, ok
+		}
+		end, ok := jsonscan.Value(b, v)
+		if ok && dst != nil {
+			*dst = b[v:end:end]
+		}
+		return end, ok
+	})
+	return ok && jsonscan.Space(b, end) == len(b)
 }
 
 // publishData reads the REST publish body {"data": value}.

@@ -4,7 +4,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"net/url"
 	"strconv"
 	"strings"
@@ -37,11 +36,8 @@ func (s *server) acceptREST(fd int, req request, buf []byte, n, end int) {
 			buf = append(make([]byte, 0, need), buf[:n]...)[:need]
 		}
 		for n < need {
-			m, err := unix.Read(fd, buf[n:need])
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if err != nil || m == 0 {
+			m, ok := readSome(fd, buf[n:need])
+			if !ok {
 				unix.Close(fd)
 				return
 			}

@@ -207,11 +207,8 @@ func (s *server) handshake(fd int, buf []byte) {
 			unix.Close(fd)
 			return
 		}
-		m, err := unix.Read(fd, buf[n:])
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil || m == 0 {
+		m, ok := readSome(fd, buf[n:])
+		if !ok {
 			unix.Close(fd)
 			return
 		}
@@ -404,6 +401,17 @@ func atoi(b []byte) (int, bool) {
 		n = n*10 + int(c-'0')
 	}
 	return n, true
+}
+
+// readSome reads from the blocking socket fd; ok is false at its end, an
+// error or the receive timeout.
+func readSome(fd int, b []byte) (int, bool) {
+	for {
+		n, err := unix.Read(fd, b)
+		if !errors.Is(err, unix.EINTR) {
+			return n, err == nil && n > 0
+		}
+	}
 }
 
 // writeAll writes b to the blocking socket fd.
