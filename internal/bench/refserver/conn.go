@@ -37,9 +37,10 @@ const (
 	opPong  = 0xa
 )
 
-// conn is one WebSocket connection. The reader goroutine owns its input
-// and is the only one that closes fd; writers use fd only while writing is
-// set, which keeps the reader from closing it under them.
+// conn is one WebSocket connection, or a keep-alive connection of REST
+// publishes (rest). The reader goroutine owns its input and is the only
+// one that closes fd; writers use fd only while writing is set, which
+// keeps the reader from closing it under them.
 type conn struct {
 	fd       int     // set once
 	id       uint32  // set once: tells its epoll events from those of an earlier connection on the same fd
@@ -57,7 +58,7 @@ type conn struct {
 	mu        sync.Mutex
 	queue     [][]byte // guarded by mu: frames not yet taken by a writer (shared, never modified)
 	queued    int      // guarded by mu: bytes queued or taken by a writer and not yet written
-	scheduled bool     // guarded by mu: in the ready list, being written, or parked
+	scheduled bool     // guarded by mu: in the ready list, being written (by a writer, or by the reader: writeDirect), or parked
 	writing   bool     // guarded by mu: a writer is in a system call on fd
 	parked    bool     // guarded by mu: the socket is full; epoll waits for EPOLLOUT
 	closing   bool     // guarded by mu: nothing more is queued; once written, the socket is shut down
