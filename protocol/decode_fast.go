@@ -1,7 +1,9 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/json"
+	"unicode/utf8"
 
 	"github.com/junctionhq/junction/internal/jsonscan"
 )
@@ -205,4 +207,63 @@ func decodeMeta(b []byte, i int) (*Meta, int, bool) {
 		return end, ok
 	})
 	return m, end, ok
+}
+
+// ScanResult reads a successful response, {"type":"res","id":...,
+// "ok":true,"result":...} with its members in any order, without
+// allocating: id and result alias b (result is nil when absent). It
+// reports false for anything else (another frame, an error, another
+// member, an escaped id, anything Decode refuses), which Decode then
+// reads; what it accepts, Decode reads as the same response
+// (FuzzScanResult). It is the relay's path for the answers of the devices
+// it calls.
+func ScanResult(b []byte) (id []byte, result json.RawMessage, ok bool) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '{' {
+		return nil, nil, false
+	}
+	seen := 0
+	end, ok := jsonscan.Object(b, 0, func(key []byte, v int) (int, bool) {
+		var bit int
+		switch string(key) {
+		case "type":
+			bit = memType
+		case "id":
+			bit = memID
+		case "ok":
+			bit = memOK
+		case "result":
+			bit = memResult
+		default:
+			return 0, false
+		}
+		if seen&bit != 0 {
+			return 0, false
+		}
+		seen |= bit
+		switch bit {
+		case memType:
+			s, end, ok := jsonscan.SimpleString(b, v)
+			return end, ok && string(s) == TypeResponse
+		case memID:
+			s, end, ok := jsonscan.SimpleString(b, v)
+			id = s
+			return end, ok
+		case memOK:
+			return v + 4, len(b)-v >= 4 && string(b[v:v+4]) == "true"
+		default:
+			end, ok := jsonscan.Value(b, v)
+			if !ok {
+				return 0, false
+			}
+			result = b[v:end:end]
+			return end, true
+		}
+	})
+	if !ok || end != len(b) || seen&(memType|memID|memOK) != memType|memID|memOK ||
+		len(id) == 0 || len(id) > MaxIDLength || // checkID's
+		!utf8.Valid(b) { // last: other frames are refused at their first member
+		return nil, nil, false
+	}
+	return id, result, true
 }

@@ -70,7 +70,8 @@ type connExtra struct {
 func (c *Conn) nextRequestIDLocked() string {
 	x := c.extraLocked()
 	x.nextReq++
-	return "s" + strconv.FormatUint(x.nextReq, 10)
+	var b [24]byte // one allocation, the string's, where "s"+FormatUint made two
+	return string(strconv.AppendUint(append(b[:0], 's'), x.nextReq, 10))
 }
 
 // addPendingLocked records ch as the waiter of request id. Called with c.mu
@@ -299,8 +300,13 @@ func (c *Conn) sendResult(id string, result any) {
 		}
 		raw = b
 	}
+	c.sendRawResult(id, raw)
+}
+
+// sendRawResult answers request id with a result that is JSON already.
+func (c *Conn) sendRawResult(id string, result json.RawMessage) {
 	var scratch [512]byte // the frame is copied out of it
-	c.sendFrame(ws.PrepareText(protocol.AppendResult(scratch[:0], id, raw)))
+	c.sendFrame(ws.PrepareText(protocol.AppendResult(scratch[:0], id, result)))
 }
 
 func (c *Conn) sendError(id string, e *protocol.Error) {
@@ -333,6 +339,11 @@ func (c *Conn) OnMessage(w *ws.Conn, payload []byte) {
 	}
 	protocol.Split(payload, func(raw []byte) {
 		c.hub.metrics.framesIn.Inc()
+		// A machine's answer to a relayed call is read in place and
+		// copied once, into the caller's frame.
+		if id, res, ok := protocol.ScanResult(raw); ok && c.hub.rpc.relayResult(c, id, res) {
+			return
+		}
 		f, err := protocol.Decode(raw)
 		if err != nil {
 			c.hub.metrics.invalidFrames.Inc()

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"sync/atomic"
@@ -180,6 +181,16 @@ func (sc *servedCall) response(f *protocol.Frame) {
 		out = &nodeMsg{Error: protocol.AsError(err)}
 	}
 	sc.finish(out, err, "")
+}
+
+// result ends the call with the target's successful answer; res is
+// copied (it aliases the read buffer, and a result that cannot be queued
+// at once is sent from a goroutine).
+func (sc *servedCall) result(res json.RawMessage) {
+	if sc.done.Load() {
+		return
+	}
+	sc.finish(&nodeMsg{Result: okResult(bytes.Clone(res))}, nil, "")
 }
 
 func (sc *servedCall) timedOut() {
