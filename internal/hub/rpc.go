@@ -203,6 +203,8 @@ type rpcRelay struct {
 	servedRemote atomic.Int64
 	metrics      rpcMetrics
 	callMethod   *Method // set once by register: rpc.call's entry, for its metrics
+	// timeouts end the calls of the fast paths (rpc_timeout.go).
+	timeouts rpcTimeouts
 
 	mu      sync.RWMutex
 	servers map[string]*rpcServer              // guarded by mu: serving connection by device id

@@ -17,7 +17,7 @@ import (
 //
 //   - the target's response, on the target's read loop (relayResponse);
 //   - a malformed response (failPendingResponse);
-//   - the timeout (a timer);
+//   - the timeout (its queue's timer: rpc_timeout.go);
 //   - rpc.cancel from the caller (handleCancel, after its own answer);
 //   - the caller's connection closing (callerClosed);
 //   - the target's connection closing (serverClosed).
@@ -38,8 +38,9 @@ type inlineCall struct {
 	id     string     // set once: the relayed request id
 	method string     // set once
 	start  time.Time  // set once
-	timer  *time.Timer
-	done   atomic.Bool // finish ran
+	// timeout is the call's place in its timeout queue (rpc_timeout.go).
+	timeout timeoutEntry
+	done    atomic.Bool // finish ran
 }
 
 // startCall implements Method.Start for rpc.call.
@@ -85,16 +86,18 @@ func (r *rpcRelay) startCall(c *Conn, f *protocol.Frame) bool {
 	}
 	ic := &inlineCall{r: r, m: r.callMethod, caller: c, callID: f.ID, calls: r.callsOf(c),
 		srv: s, id: id, method: method, start: time.Now()}
-	// The timer exists before the call can be found (finish stops it) and
-	// runs only once the call is registered (finish unregisters it).
-	ic.timer = time.AfterFunc(time.Hour, ic.timedOut)
 	ic.calls.mu.Lock()
 	ic.calls.calls[f.ID] = rpcCallEntry{inline: ic}
 	ic.calls.mu.Unlock()
 	s.mu.Lock()
 	s.relays[id] = ic
 	s.mu.Unlock()
-	ic.timer.Reset(timeout)
+	// The timeout runs only once the call is registered (its end
+	// unregisters it); an end that came first found it not queued yet.
+	r.timeouts.add(&ic.timeout, ic, timeout)
+	if ic.done.Load() {
+		r.timeouts.remove(&ic.timeout)
+	}
 
 	frame, err := requestFrame(id, method, rp.args, callerOf(caller))
 	if err == nil && target.sendFrame(frame) {
@@ -110,9 +113,9 @@ func (r *rpcRelay) startCall(c *Conn, f *protocol.Frame) bool {
 	return false
 }
 
-// release stops the timer and forgets the call.
+// release forgets the call and its timeout.
 func (ic *inlineCall) release() {
-	ic.timer.Stop()
+	ic.r.timeouts.remove(&ic.timeout)
 	ic.srv.mu.Lock()
 	if ic.srv.relays[ic.id] == progressSink(ic) {
 		delete(ic.srv.relays, ic.id)
