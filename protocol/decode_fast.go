@@ -267,3 +267,64 @@ func ScanResult(b []byte) (id []byte, result json.RawMessage, ok bool) {
 	}
 	return id, result, true
 }
+
+// ScanRequest reads a request, {"type":"req","id":...,"method":...,
+// "params":{...}} with its members in any order and params optional,
+// without allocating: id, method and params alias b. It reports false for
+// anything else (another frame, "idem", "meta", escaped strings, null
+// params, anything Decode refuses), which Decode then reads; what it
+// accepts, Decode reads as the same request (FuzzScanRequest). It is the
+// read loop's path for the requests a method starts in place (rpc.call).
+func ScanRequest(b []byte) (id, method []byte, params json.RawMessage, ok bool) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '{' {
+		return nil, nil, nil, false
+	}
+	seen := 0
+	end, ok := jsonscan.Object(b, 0, func(key []byte, v int) (int, bool) {
+		var bit int
+		switch string(key) {
+		case "type":
+			bit = memType
+		case "id":
+			bit = memID
+		case "method":
+			bit = memMethod
+		case "params":
+			bit = memParams
+		default:
+			return 0, false
+		}
+		if seen&bit != 0 {
+			return 0, false
+		}
+		seen |= bit
+		if bit == memParams {
+			if v >= len(b) || b[v] != '{' {
+				return 0, false
+			}
+			end, ok := jsonscan.Value(b, v)
+			if !ok {
+				return 0, false
+			}
+			params = b[v:end:end]
+			return end, true
+		}
+		s, end, ok := jsonscan.SimpleString(b, v)
+		switch bit {
+		case memType:
+			ok = ok && string(s) == TypeRequest
+		case memID:
+			id = s
+		default:
+			method = s
+		}
+		return end, ok
+	})
+	if !ok || end != len(b) || seen&(memType|memID|memMethod) != memType|memID|memMethod ||
+		len(id) == 0 || len(id) > MaxIDLength || len(method) == 0 || len(method) > MaxMethodLength || // validate's
+		!utf8.Valid(b) { // last: other frames are refused at their first member
+		return nil, nil, nil, false
+	}
+	return id, method, params, true
+}

@@ -449,3 +449,76 @@ func TestAppendRequestCallerStays(t *testing.T) {
 		t.Errorf("got %v allocations per AppendRequest, want 0", n)
 	}
 }
+
+// TestScanRequestMatchesDecode checks that ScanRequest reads exactly the
+// plain requests Decode reads, as Decode reads them, and leaves the rest
+// to it.
+func TestScanRequestMatchesDecode(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   string
+		want bool
+	}{
+		{"as written", `{"type":"req","id":"17","method":"rpc.call","params":{"target":{"deviceId":"m"},"method":"a.b"}}`, true},
+		{"spaced, reordered", ` { "params" : { "a" : [1, "x\u00e9"] } , "method" : "a.b" , "id" : "7" , "type" : "req" } `, true},
+		{"no params", `{"type":"req","id":"1","method":"sys.ping"}`, true},
+		{"null params", `{"type":"req","id":"1","method":"a.b","params":null}`, false},
+		{"array params", `{"type":"req","id":"1","method":"a.b","params":[1]}`, false},
+		{"idem", `{"type":"req","id":"1","method":"a.b","params":{},"idem":"k"}`, false},
+		{"meta", `{"type":"req","id":"1","method":"a.b","meta":{"caller":{"userId":"u"}}}`, false},
+		{"response", `{"type":"res","id":"s1","ok":true,"result":1}`, false},
+		{"no type", `{"id":"1","method":"a.b"}`, false},
+		{"no id", `{"type":"req","method":"a.b"}`, false},
+		{"no method", `{"type":"req","id":"1"}`, false},
+		{"empty method", `{"type":"req","id":"1","method":""}`, false},
+		{"long method", `{"type":"req","id":"1","method":"` + strings.Repeat("m", MaxMethodLength+1) + `"}`, false},
+		{"long id", `{"type":"req","id":"` + strings.Repeat("x", MaxIDLength+1) + `","method":"a.b"}`, false},
+		{"escaped id", `{"type":"req","id":"\u0031","method":"a.b"}`, false},
+		{"duplicate", `{"type":"req","id":"1","method":"a.b","method":"c.d"}`, false},
+		{"invalid params", `{"type":"req","id":"1","method":"a.b","params":{"a":1,}}`, false},
+		{"invalid UTF-8", "{\"type\":\"req\",\"id\":\"1\",\"method\":\"a.b\",\"params\":{\"a\":\"\xff\"}}", false},
+		{"trailing", `{"type":"req","id":"1","method":"a.b"}x`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, _, ok := ScanRequest([]byte(tc.in))
+			if ok != tc.want {
+				t.Fatalf("ScanRequest(%q): got ok %v, want %v", tc.in, ok, tc.want)
+			}
+			checkScanRequest(t, []byte(tc.in))
+		})
+	}
+}
+
+// checkScanRequest checks that what ScanRequest accepts in b, Decode
+// reads as the same request.
+func checkScanRequest(t *testing.T, b []byte) {
+	t.Helper()
+	id, method, params, ok := ScanRequest(b)
+	if !ok {
+		return
+	}
+	f, err := Decode(b)
+	if err != nil {
+		t.Fatalf("%q: ScanRequest accepted what Decode refuses: %v", b, err)
+	}
+	want := Frame{Type: TypeRequest, ID: string(id), Method: string(method), Params: params}
+	if !reflect.DeepEqual(*f, want) {
+		t.Fatalf("%q:\n got %+v\nwant %+v (Decode)", b, want, *f)
+	}
+}
+
+func FuzzScanRequest(f *testing.F) {
+	for _, s := range fastSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(checkScanRequest)
+}
+
+// TestScanRequestAllocates checks that reading a request in place
+// allocates nothing.
+func TestScanRequestAllocates(t *testing.T) {
+	b := []byte(`{"type":"req","id":"17","method":"rpc.call","params":{"target":{"deviceId":"m"},"method":"bench.echo","params":{"n":42}}}`)
+	if n := testing.AllocsPerRun(100, func() { ScanRequest(b) }); n != 0 {
+		t.Errorf("got %v allocations per ScanRequest, want 0", n)
+	}
+}

@@ -339,9 +339,15 @@ func (c *Conn) OnMessage(w *ws.Conn, payload []byte) {
 	}
 	protocol.Split(payload, func(raw []byte) {
 		c.hub.metrics.framesIn.Inc()
-		// A machine's answer to a relayed call is read in place and
-		// copied once, into the caller's frame.
-		if id, res, ok := protocol.ScanResult(raw); ok && c.hub.rpc.relayResult(c, id, res) {
+		// A relayed call and the machine's answer are read in place:
+		// their params and result are copied once, into the frame that
+		// relays them.
+		if id, method, params, ok := protocol.ScanRequest(raw); ok {
+			if m := c.hub.methods[string(method)]; m != nil && m.Mode == Async && m.Start != nil {
+				c.requestInPlace(m, raw, string(id), params)
+				return
+			}
+		} else if id, res, ok := protocol.ScanResult(raw); ok && c.hub.rpc.relayResult(c, id, res) {
 			return
 		}
 		f, err := protocol.Decode(raw)
@@ -439,22 +445,9 @@ func (c *Conn) request(f *protocol.Frame) {
 		h.metrics.unknownMethods.Inc()
 		return
 	}
-	p := c.Principal()
-	if m.Scope != ScopeAuthenticated && !p.HasScope(m.Scope) {
-		c.sendError(f.ID, protocol.Errorf(protocol.CodeForbidden, "method %s needs scope %q", m.Name, m.Scope))
+	if !c.admit(m, f.ID) {
 		return
 	}
-	if m.AppScope != "" && p.AppID != "" && !p.HasScope(m.AppScope) {
-		c.sendError(f.ID, protocol.Errorf(protocol.CodeForbidden, "method %s needs scope %q for an app", m.Name, m.AppScope))
-		return
-	}
-	if wait, ok := c.allow(); !ok {
-		e := protocol.Errorf(protocol.CodeRateLimited, "too many requests")
-		e.RetryAfterMs = wait.Milliseconds() + 1
-		c.sendError(f.ID, e)
-		return
-	}
-	h.inflight.Add()
 	switch m.Mode {
 	case Inline:
 		c.mu.Lock()
@@ -466,24 +459,13 @@ func (c *Conn) request(f *protocol.Frame) {
 		c.inbox = append(c.inbox, f)
 		c.mu.Unlock()
 	case Async:
-		c.mu.Lock()
-		if int(c.async) >= h.cfg.MaxAsyncPerConn {
-			c.mu.Unlock()
-			h.inflight.Done()
-			c.sendError(f.ID, protocol.Errorf(protocol.CodeRateLimited, "too many concurrent calls on this connection (max %d)", h.cfg.MaxAsyncPerConn))
+		if !c.takeAsync(f.ID) {
 			return
 		}
-		c.async++
-		c.mu.Unlock()
-		if m.Start != nil && m.Start(c, f) {
+		if m.Start != nil && m.Start(c, f.ID, f.Params, f.Idem) {
 			return // the method answers and releases the request itself
 		}
-		h.spawn(func() {
-			c.handle(m, f)
-			c.mu.Lock()
-			c.async--
-			c.mu.Unlock()
-		})
+		c.spawnAsync(m, f)
 		return
 	default:
 		c.mu.Lock()
@@ -508,6 +490,83 @@ func (c *Conn) request(f *protocol.Frame) {
 	c.mu.Unlock()
 	h.wg.Add(1)
 	go c.drainInbox()
+}
+
+// requestInPlace routes a request that protocol.ScanRequest read from raw
+// on the read loop (no "idem"; id and params alias raw) to m, an Async
+// method with Start: Start reads it there, and only a request Start
+// declines is decoded, for its goroutine.
+func (c *Conn) requestInPlace(m *Method, raw []byte, id string, params json.RawMessage) {
+	if !c.admit(m, id) || !c.takeAsync(id) {
+		return
+	}
+	if m.Start(c, id, params, "") {
+		return // the method answers and releases the request itself
+	}
+	f, err := protocol.Decode(raw)
+	if err != nil { // ScanRequest reads only what Decode reads (FuzzScanRequest)
+		c.hub.log.Error("decode a request read in place", "conn", c.ID(), "method", m.Name, "err", err)
+		c.sendError(id, protocol.AsError(nil))
+		c.releaseAsync()
+		c.hub.inflight.Done()
+		return
+	}
+	c.spawnAsync(m, f)
+}
+
+// admit checks that the connection may call m now (its scopes, its rate
+// limit) and counts the request in flight; otherwise it answers request id
+// with the refusal.
+func (c *Conn) admit(m *Method, id string) bool {
+	p := c.Principal()
+	if m.Scope != ScopeAuthenticated && !p.HasScope(m.Scope) {
+		c.sendError(id, protocol.Errorf(protocol.CodeForbidden, "method %s needs scope %q", m.Name, m.Scope))
+		return false
+	}
+	if m.AppScope != "" && p.AppID != "" && !p.HasScope(m.AppScope) {
+		c.sendError(id, protocol.Errorf(protocol.CodeForbidden, "method %s needs scope %q for an app", m.Name, m.AppScope))
+		return false
+	}
+	if wait, ok := c.allow(); !ok {
+		e := protocol.Errorf(protocol.CodeRateLimited, "too many requests")
+		e.RetryAfterMs = wait.Milliseconds() + 1
+		c.sendError(id, e)
+		return false
+	}
+	c.hub.inflight.Add()
+	return true
+}
+
+// takeAsync takes one of the connection's Async slots for request id;
+// when none is free it answers the request and releases its inflight
+// count.
+func (c *Conn) takeAsync(id string) bool {
+	h := c.hub
+	c.mu.Lock()
+	if int(c.async) >= h.cfg.MaxAsyncPerConn {
+		c.mu.Unlock()
+		h.inflight.Done()
+		c.sendError(id, protocol.Errorf(protocol.CodeRateLimited, "too many concurrent calls on this connection (max %d)", h.cfg.MaxAsyncPerConn))
+		return false
+	}
+	c.async++
+	c.mu.Unlock()
+	return true
+}
+
+// releaseAsync gives back an Async slot.
+func (c *Conn) releaseAsync() {
+	c.mu.Lock()
+	c.async--
+	c.mu.Unlock()
+}
+
+// spawnAsync runs an Async request on a goroutine of its own.
+func (c *Conn) spawnAsync(m *Method, f *protocol.Frame) {
+	c.hub.spawn(func() {
+		c.handle(m, f)
+		c.releaseAsync()
+	})
 }
 
 // drainInbox handles queued requests in order and exits when the inbox is

@@ -44,13 +44,13 @@ type inlineCall struct {
 }
 
 // startCall implements Method.Start for rpc.call.
-func (r *rpcRelay) startCall(c *Conn, f *protocol.Frame) bool {
-	if f.Idem != "" {
+func (r *rpcRelay) startCall(c *Conn, callID string, params json.RawMessage, idem string) bool {
+	if idem != "" {
 		return false // through the idempotency records (callIdempotent)
 	}
 	// The params are read without allocating: the target is looked up
 	// with the device id's bytes and the method's name is the target's.
-	rp, ok := scanCallParams(f.Params)
+	rp, ok := scanCallParams(params)
 	if !ok {
 		return false
 	}
@@ -62,7 +62,7 @@ func (r *rpcRelay) startCall(c *Conn, f *protocol.Frame) bool {
 		if p.Validate() != nil {
 			return false
 		}
-		return r.startForward(c, f, &p) // rpc_forward.go
+		return r.startForward(c, callID, &p) // rpc_forward.go
 	}
 	// What Validate checks, but the method: the target serves only valid
 	// ones. A closed target is declined by nextRequestID.
@@ -84,10 +84,10 @@ func (r *rpcRelay) startCall(c *Conn, f *protocol.Frame) bool {
 	if !ok {
 		return false
 	}
-	ic := &inlineCall{r: r, m: r.callMethod, caller: c, callID: f.ID, calls: r.callsOf(c),
+	ic := &inlineCall{r: r, m: r.callMethod, caller: c, callID: callID, calls: r.callsOf(c),
 		srv: s, id: id, method: method, start: time.Now()}
 	ic.calls.mu.Lock()
-	ic.calls.calls[f.ID] = rpcCallEntry{inline: ic}
+	ic.calls.calls[callID] = rpcCallEntry{inline: ic}
 	ic.calls.mu.Unlock()
 	s.mu.Lock()
 	s.relays[id] = ic
