@@ -303,10 +303,14 @@ func (c *Conn) sendResult(id string, result any) {
 	c.sendRawResult(id, raw)
 }
 
-// sendRawResult answers request id with a result that is JSON already.
+// sendRawResult answers request id with a result that is JSON already,
+// built in place in a buffer of its size: one allocation, no copy.
 func (c *Conn) sendRawResult(id string, result json.RawMessage) {
-	var scratch [512]byte // the frame is copied out of it
-	c.sendFrame(ws.PrepareText(protocol.AppendResult(scratch[:0], id, result)))
+	// What the frame holds besides id and result (more when id needs
+	// escaping: append grows the buffer then).
+	const frameRest = len(`{"type":"res","id":"","ok":true,"result":null}`)
+	b := make([]byte, ws.FrameHeaderRoom, ws.FrameHeaderRoom+frameRest+len(id)+len(result))
+	c.sendFrame(ws.PrepareTextAt(protocol.AppendResult(b, id, result)))
 }
 
 func (c *Conn) sendError(id string, e *protocol.Error) {

@@ -301,20 +301,20 @@ func (s *rpcServer) targetClosed() {
 }
 
 // requestFrame is the prepared text frame of a request relayed to a target
-// (params {} when empty), built in a pooled buffer.
+// (params {} when empty), built in place in a buffer of its size: one
+// allocation, no copy.
 func requestFrame(id, method string, params json.RawMessage, caller *protocol.Caller) ([]byte, error) {
 	if len(params) == 0 {
 		params = json.RawMessage("{}")
 	}
-	bp := framePool.Get().(*[]byte)
-	b, err := protocol.AppendRequest((*bp)[:0], id, method, params, "", &protocol.Meta{Caller: caller})
-	var frame []byte
-	if err == nil {
-		frame = ws.PrepareText(b)
+	// What the frame holds besides its strings and params (more when a
+	// string needs escaping: append grows the buffer then).
+	const frameRest = len(`{"type":"req","id":"","method":"","params":,"meta":{"caller":{"userId":"","deviceId":"","appId":""}}}`)
+	b := make([]byte, ws.FrameHeaderRoom, ws.FrameHeaderRoom+frameRest+len(id)+len(method)+len(params)+
+		len(caller.UserID)+len(caller.DeviceID)+len(caller.AppID))
+	b, err := protocol.AppendRequest(b, id, method, params, "", &protocol.Meta{Caller: caller})
+	if err != nil {
+		return nil, err
 	}
-	if cap(b) <= 64<<10 {
-		*bp = b
-		framePool.Put(bp)
-	}
-	return frame, err
+	return ws.PrepareTextAt(b), nil
 }
