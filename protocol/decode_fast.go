@@ -256,9 +256,12 @@ func ScanResult(b []byte) (id []byte, result json.RawMessage, ok bool) {
 // without allocating: id, method and params alias b. It reports false for
 // anything else (another frame, "idem", "meta", escaped strings, null
 // params, anything Decode refuses), which Decode then reads; what it
-// accepts, Decode reads as the same request (FuzzScanRequest). It is the
-// read loop's path for the requests a method starts in place (rpc.call).
-func ScanRequest(b []byte) (id, method []byte, params json.RawMessage, ok bool) {
+// accepts, Decode reads as the same request (FuzzScanRequest). accept is
+// asked about the method as soon as it is read: false ends the scan (ok
+// false), so that a request for another method is read once, by Decode.
+// It is the read loop's path for the requests a method starts in place
+// (rpc.call).
+func ScanRequest(b []byte, accept func(method []byte) bool) (id, method []byte, params json.RawMessage, ok bool) {
 	seen, ok := scanMembers(b, memType|memID|memMethod|memParams, func(bit int, b []byte, v int) (int, bool) {
 		if bit == memParams {
 			if b[v] != '{' {
@@ -279,6 +282,7 @@ func ScanRequest(b []byte) (id, method []byte, params json.RawMessage, ok bool) 
 			id = s
 		default:
 			method = s
+			ok = ok && accept(s)
 		}
 		return end, ok
 	})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -480,7 +481,7 @@ func TestScanRequestMatchesDecode(t *testing.T) {
 		{"trailing", `{"type":"req","id":"1","method":"a.b"}x`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, _, ok := ScanRequest([]byte(tc.in))
+			_, _, _, ok := ScanRequest([]byte(tc.in), anyMethod)
 			if ok != tc.want {
 				t.Fatalf("ScanRequest(%q): got ok %v, want %v", tc.in, ok, tc.want)
 			}
@@ -493,7 +494,7 @@ func TestScanRequestMatchesDecode(t *testing.T) {
 // reads as the same request.
 func checkScanRequest(t *testing.T, b []byte) {
 	t.Helper()
-	id, method, params, ok := ScanRequest(b)
+	id, method, params, ok := ScanRequest(b, anyMethod)
 	if !ok {
 		return
 	}
@@ -504,6 +505,27 @@ func checkScanRequest(t *testing.T, b []byte) {
 	want := Frame{Type: TypeRequest, ID: string(id), Method: string(method), Params: params}
 	if !reflect.DeepEqual(*f, want) {
 		t.Fatalf("%q:\n got %+v\nwant %+v (Decode)", b, want, *f)
+	}
+}
+
+func anyMethod([]byte) bool { return true }
+
+// TestScanRequestAccept checks that ScanRequest reads only the requests
+// whose method accept takes, asking it once.
+func TestScanRequestAccept(t *testing.T) {
+	b := []byte(`{"type":"req","id":"1","method":"sys.ping","params":{}}`)
+	var asked []string
+	for _, want := range []bool{true, false} {
+		_, _, _, ok := ScanRequest(b, func(method []byte) bool {
+			asked = append(asked, string(method))
+			return want
+		})
+		if ok != want {
+			t.Errorf("accept %v: got ok %v, want %v", want, ok, want)
+		}
+	}
+	if !slices.Equal(asked, []string{"sys.ping", "sys.ping"}) {
+		t.Errorf("got accept asked about %q, want sys.ping once per scan", asked)
 	}
 }
 
@@ -518,7 +540,7 @@ func FuzzScanRequest(f *testing.F) {
 // allocates nothing.
 func TestScanRequestAllocates(t *testing.T) {
 	b := []byte(`{"type":"req","id":"17","method":"rpc.call","params":{"target":{"deviceId":"m"},"method":"bench.echo","params":{"n":42}}}`)
-	if n := testing.AllocsPerRun(100, func() { ScanRequest(b) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { ScanRequest(b, anyMethod) }); n != 0 {
 		t.Errorf("got %v allocations per ScanRequest, want 0", n)
 	}
 }

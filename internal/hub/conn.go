@@ -343,15 +343,20 @@ func (c *Conn) OnMessage(w *ws.Conn, payload []byte) {
 	}
 	protocol.Split(payload, func(raw []byte) {
 		c.hub.metrics.framesIn.Inc()
-		// A relayed call and the machine's answer are read in place:
+		// A request for a method that starts on the read loop (rpc.call)
+		// and a machine's answer to a relayed call are read in place:
 		// their params and result are copied once, into the frame that
-		// relays them.
-		if id, method, params, ok := protocol.ScanRequest(raw); ok {
-			if m := c.hub.methods[string(method)]; m != nil && m.Mode == Async && m.Start != nil {
-				c.requestInPlace(m, raw, string(id), params)
-				return
-			}
-		} else if id, res, ok := protocol.ScanResult(raw); ok && c.hub.rpc.relayResult(c, id, res) {
+		// relays them. Other frames are decoded.
+		var m *Method
+		startable := func(method []byte) bool {
+			m = c.hub.methods[string(method)]
+			return m != nil && m.Mode == Async && m.Start != nil
+		}
+		if id, _, params, ok := protocol.ScanRequest(raw, startable); ok {
+			c.requestInPlace(m, raw, string(id), params)
+			return
+		}
+		if id, res, ok := protocol.ScanResult(raw); ok && c.hub.rpc.relayResult(c, id, res) {
 			return
 		}
 		f, err := protocol.Decode(raw)

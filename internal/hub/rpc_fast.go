@@ -64,10 +64,10 @@ func (r *rpcRelay) startCall(c *Conn, callID string, params json.RawMessage, ide
 		}
 		return r.startForward(c, callID, &p) // rpc_forward.go
 	}
-	// What Validate checks, but the method: the target serves only valid
-	// ones. A closed target is declined by nextRequestID.
-	if len(rp.device) > protocol.MaxIDLength || rp.timeoutMs < 0 ||
-		len(rp.args) > 0 && rp.args[0] != '{' && string(rp.args) != "null" {
+	// What Validate checks, but the method (the target serves only valid
+	// ones) and null params (scanCallParams declines them). A closed
+	// target is declined by nextRequestID.
+	if len(rp.device) > protocol.MaxIDLength || rp.timeoutMs < 0 || len(rp.args) > 0 && rp.args[0] != '{' {
 		return false
 	}
 	method, ok := s.served(rp.method)
