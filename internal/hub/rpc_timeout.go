@@ -12,8 +12,9 @@ import (
 // where a runtime timer of its own (allocated with its callback, set
 // twice, stopped) took about a sixth of a relayed call's user-space time.
 // A queue's timer fires at its head's deadline, ends the calls whose
-// deadline passed, and is set again for the new head; a queue found empty
-// then is dropped.
+// deadline passed, and is set again for the new head. A queue left empty
+// is dropped at once, its timer stopped: no queue outlives its calls
+// (callers choosing many distinct timeouts leave nothing behind).
 
 // timedCall is a call that a timeout queue ends.
 type timedCall interface {
@@ -40,7 +41,8 @@ type timeoutQueue struct {
 	d          time.Duration // set once
 	head, tail *timeoutEntry // guarded by t.mu
 	// timer is set once; it is pending while the queue is in t.queues
-	// (for the head's deadline, or an earlier one).
+	// (for the head's deadline, or an earlier one) and stopped when the
+	// queue is dropped.
 	timer *time.Timer
 }
 
@@ -89,10 +91,22 @@ func (t *rpcTimeouts) remove(e *timeoutEntry) {
 		q.tail = e.prev
 	}
 	e.q, e.prev, e.next = nil, nil, nil
+	if q.head == nil {
+		q.timer.Stop()
+		t.dropLocked(q)
+	}
+}
+
+// dropLocked forgets q, unless a newer queue of its timeout replaced it
+// already (q's timer may fire after q was dropped). Called with t.mu held.
+func (t *rpcTimeouts) dropLocked(q *timeoutQueue) {
+	if t.queues[q.d] == q {
+		delete(t.queues, q.d)
+	}
 }
 
 // fire ends the calls of q whose deadline passed and sets the timer for
-// the next one, or drops q when it is empty.
+// the next one, or drops q when it is left empty.
 func (q *timeoutQueue) fire() {
 	t := q.t
 	var ended []timedCall // ended after the lock is released (ending a call removes it: a no-op now)
@@ -109,7 +123,7 @@ func (q *timeoutQueue) fire() {
 		q.timer.Reset(q.head.at.Sub(now))
 	} else {
 		q.tail = nil
-		delete(t.queues, q.d)
+		t.dropLocked(q)
 	}
 	t.mu.Unlock()
 	for _, c := range ended {

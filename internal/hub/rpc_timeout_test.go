@@ -54,6 +54,9 @@ func TestRPCTimeouts(t *testing.T) {
 		ts.remove(ae) // the head of its queue: b is next, at 15 ms
 		ts.remove(de)
 		ts.remove(de) // twice: a no-op
+		if n := queuesOf(&ts); n != 2 {
+			t.Fatalf("got %d queues, want 2 (10 ms and 20 ms)", n)
+		}
 
 		time.Sleep(time.Second)
 		synctest.Wait()
@@ -62,22 +65,32 @@ func TestRPCTimeouts(t *testing.T) {
 			t.Errorf("got calls ended %v, want %v", got, want)
 		}
 		ts.remove(be) // ended already: a no-op
-		ts.mu.Lock()
-		left := len(ts.queues)
-		ts.mu.Unlock()
-		if left != 0 {
-			t.Errorf("got %d queues left, want 0 (dropped once empty)", left)
+		if n := queuesOf(&ts); n != 0 {
+			t.Errorf("got %d queues left, want 0 (dropped once empty)", n)
 		}
 
-		// A queue dropped is made again.
+		// A queue dropped is made again; one whose calls all ended
+		// before their deadline is dropped at once, and ends nothing.
 		e, ee := call("e")
+		f, fe := call("f")
 		ts.add(ee, e, 10*time.Millisecond)
+		ts.add(fe, f, 30*time.Millisecond)
+		ts.remove(fe)
+		if n := queuesOf(&ts); n != 1 {
+			t.Errorf("got %d queues, want 1 (the 30 ms one dropped at once)", n)
+		}
 		time.Sleep(time.Second)
 		synctest.Wait()
 		if got := log.get(); len(got) != 3 || got[2] != "e@1.015s" {
 			t.Errorf("got calls ended %v, want e ended at 1.015s last", got)
 		}
 	})
+}
+
+func queuesOf(ts *rpcTimeouts) int {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return len(ts.queues)
 }
 
 // TestRPCTimeoutsAllocate checks that queueing a call's timeout and
