@@ -35,6 +35,8 @@ import (
 //   - rpcRelay.mu guards servers, waiters, remote and served.
 //   - rpcServer.mu guards one serving connection's methods and relays.
 //   - rpcCalls.mu guards one calling connection's calls in flight.
+//   - rpcTimeouts.mu guards the fast-path calls' timeout queues (a leaf:
+//     rpc_timeout.go).
 
 // RPC limits.
 const (
