@@ -255,7 +255,14 @@ func AppendRequest(dst []byte, id, method string, params json.RawMessage, idem s
 			}
 			dst = append(dst, "}}"...)
 		} else {
-			mb, err := json.Marshal(meta)
+			// A copy is marshalled, so that meta and its caller do not
+			// escape: a relayed request's are on its sender's stack.
+			m := Meta{}
+			if meta.Caller != nil {
+				c := *meta.Caller
+				m.Caller = &c
+			}
+			mb, err := json.Marshal(&m)
 			if err != nil {
 				return nil, err
 			}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -352,5 +353,194 @@ func TestAppendRequestMetaMatchesMarshal(t *testing.T) {
 				t.Errorf("got  %s\nwant %s", got, want)
 			}
 		})
+	}
+}
+
+// TestScanResultMatchesDecode checks that ScanResult reads exactly the
+// successful responses Decode reads, as Decode reads them, and leaves the
+// rest to it.
+func TestScanResultMatchesDecode(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   string
+		want bool
+	}{
+		{"as written", `{"type":"res","id":"s12","ok":true,"result":{"cmd":"echo","n":42}}`, true},
+		{"spaced, reordered", ` { "result" : [1, "x\u00e9"] , "ok" : true , "id" : "7" , "type" : "res" } `, true},
+		{"no result", `{"type":"res","id":"s1","ok":true}`, true},
+		{"null result", `{"type":"res","id":"s1","ok":true,"result":null}`, true},
+		{"error", `{"type":"res","id":"s1","ok":false,"error":{"code":"forbidden","message":"no"}}`, false},
+		{"ok false", `{"type":"res","id":"s1","ok":false}`, false},
+		{"request", `{"type":"req","id":"1","method":"a.b"}`, false},
+		{"no type", `{"id":"s1","ok":true,"result":1}`, false},
+		{"no ok", `{"type":"res","id":"s1","result":1}`, false},
+		{"no id", `{"type":"res","ok":true,"result":1}`, false},
+		{"empty id", `{"type":"res","id":"","ok":true}`, false},
+		{"escaped id", `{"type":"res","id":"s\u0031","ok":true}`, false},
+		{"long id", `{"type":"res","id":"` + strings.Repeat("x", MaxIDLength+1) + `","ok":true}`, false},
+		{"duplicate", `{"type":"res","id":"s1","id":"s2","ok":true}`, false},
+		{"other member", `{"type":"res","id":"s1","ok":true,"result":1,"meta":{}}`, false},
+		{"key case", `{"type":"res","ID":"s1","ok":true}`, false},
+		{"invalid result", `{"type":"res","id":"s1","ok":true,"result":{"a":1,}}`, false},
+		{"invalid UTF-8", "{\"type\":\"res\",\"id\":\"s1\",\"ok\":true,\"result\":\"\xff\"}", false},
+		{"trailing", `{"type":"res","id":"s1","ok":true}x`, false},
+		{"ok truex", `{"type":"res","id":"s1","ok":truex}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, ok := ScanResult([]byte(tc.in))
+			if ok != tc.want {
+				t.Fatalf("ScanResult(%q): got ok %v, want %v", tc.in, ok, tc.want)
+			}
+			checkScanResult(t, []byte(tc.in))
+		})
+	}
+}
+
+// checkScanResult checks that what ScanResult accepts in b, Decode reads
+// as the same successful response.
+func checkScanResult(t *testing.T, b []byte) {
+	t.Helper()
+	id, result, ok := ScanResult(b)
+	if !ok {
+		return
+	}
+	f, err := Decode(b)
+	if err != nil {
+		t.Fatalf("%q: ScanResult accepted what Decode refuses: %v", b, err)
+	}
+	want := Frame{Type: TypeResponse, ID: f.ID, OK: true, Result: f.Result}
+	if !reflect.DeepEqual(*f, want) {
+		t.Fatalf("%q: Decode read more than a result: %+v", b, f)
+	}
+	if string(id) != f.ID || !bytes.Equal(result, f.Result) {
+		t.Fatalf("%q: got id %q result %s, Decode read id %q result %s", b, id, result, f.ID, f.Result)
+	}
+}
+
+func FuzzScanResult(f *testing.F) {
+	for _, s := range fastSeeds {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(`{"type":"res","id":"s1","ok":true,"result":null}`))
+	f.Fuzz(checkScanResult)
+}
+
+// TestScanResultAllocates checks that reading a relayed answer allocates
+// nothing: the relay copies the result once, into the caller's frame.
+func TestScanResultAllocates(t *testing.T) {
+	b := []byte(`{"type":"res","id":"s123","ok":true,"result":{"cmd":"echo","n":42}}`)
+	if n := testing.AllocsPerRun(100, func() { ScanResult(b) }); n != 0 {
+		t.Errorf("got %v allocations per ScanResult, want 0", n)
+	}
+}
+
+// TestAppendRequestCallerStays checks that a relayed request's meta and
+// caller do not escape (the relay builds them on its stack): appending
+// into a buffer large enough allocates nothing.
+func TestAppendRequestCallerStays(t *testing.T) {
+	dst := make([]byte, 0, 512)
+	params := json.RawMessage(`{"cmd":"echo"}`)
+	n := testing.AllocsPerRun(100, func() {
+		c := Caller{UserID: "alice", DeviceID: "phone-1"}
+		if _, err := AppendRequest(dst, "s1", "files.read", params, "", &Meta{Caller: &c}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n != 0 {
+		t.Errorf("got %v allocations per AppendRequest, want 0", n)
+	}
+}
+
+// TestScanRequestMatchesDecode checks that ScanRequest reads exactly the
+// plain requests Decode reads, as Decode reads them, and leaves the rest
+// to it.
+func TestScanRequestMatchesDecode(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   string
+		want bool
+	}{
+		{"as written", `{"type":"req","id":"17","method":"rpc.call","params":{"target":{"deviceId":"m"},"method":"a.b"}}`, true},
+		{"spaced, reordered", ` { "params" : { "a" : [1, "x\u00e9"] } , "method" : "a.b" , "id" : "7" , "type" : "req" } `, true},
+		{"no params", `{"type":"req","id":"1","method":"sys.ping"}`, true},
+		{"null params", `{"type":"req","id":"1","method":"a.b","params":null}`, false},
+		{"array params", `{"type":"req","id":"1","method":"a.b","params":[1]}`, false},
+		{"idem", `{"type":"req","id":"1","method":"a.b","params":{},"idem":"k"}`, false},
+		{"meta", `{"type":"req","id":"1","method":"a.b","meta":{"caller":{"userId":"u"}}}`, false},
+		{"response", `{"type":"res","id":"s1","ok":true,"result":1}`, false},
+		{"no type", `{"id":"1","method":"a.b"}`, false},
+		{"no id", `{"type":"req","method":"a.b"}`, false},
+		{"no method", `{"type":"req","id":"1"}`, false},
+		{"empty method", `{"type":"req","id":"1","method":""}`, false},
+		{"long method", `{"type":"req","id":"1","method":"` + strings.Repeat("m", MaxMethodLength+1) + `"}`, false},
+		{"long id", `{"type":"req","id":"` + strings.Repeat("x", MaxIDLength+1) + `","method":"a.b"}`, false},
+		{"escaped id", `{"type":"req","id":"\u0031","method":"a.b"}`, false},
+		{"duplicate", `{"type":"req","id":"1","method":"a.b","method":"c.d"}`, false},
+		{"invalid params", `{"type":"req","id":"1","method":"a.b","params":{"a":1,}}`, false},
+		{"invalid UTF-8", "{\"type\":\"req\",\"id\":\"1\",\"method\":\"a.b\",\"params\":{\"a\":\"\xff\"}}", false},
+		{"trailing", `{"type":"req","id":"1","method":"a.b"}x`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, _, ok := ScanRequest([]byte(tc.in), anyMethod)
+			if ok != tc.want {
+				t.Fatalf("ScanRequest(%q): got ok %v, want %v", tc.in, ok, tc.want)
+			}
+			checkScanRequest(t, []byte(tc.in))
+		})
+	}
+}
+
+// checkScanRequest checks that what ScanRequest accepts in b, Decode
+// reads as the same request.
+func checkScanRequest(t *testing.T, b []byte) {
+	t.Helper()
+	id, method, params, ok := ScanRequest(b, anyMethod)
+	if !ok {
+		return
+	}
+	f, err := Decode(b)
+	if err != nil {
+		t.Fatalf("%q: ScanRequest accepted what Decode refuses: %v", b, err)
+	}
+	want := Frame{Type: TypeRequest, ID: string(id), Method: string(method), Params: params}
+	if !reflect.DeepEqual(*f, want) {
+		t.Fatalf("%q:\n got %+v\nwant %+v (Decode)", b, want, *f)
+	}
+}
+
+func anyMethod([]byte) bool { return true }
+
+// TestScanRequestAccept checks that ScanRequest reads only the requests
+// whose method accept takes, asking it once.
+func TestScanRequestAccept(t *testing.T) {
+	b := []byte(`{"type":"req","id":"1","method":"sys.ping","params":{}}`)
+	var asked []string
+	for _, want := range []bool{true, false} {
+		_, _, _, ok := ScanRequest(b, func(method []byte) bool {
+			asked = append(asked, string(method))
+			return want
+		})
+		if ok != want {
+			t.Errorf("accept %v: got ok %v, want %v", want, ok, want)
+		}
+	}
+	if !slices.Equal(asked, []string{"sys.ping", "sys.ping"}) {
+		t.Errorf("got accept asked about %q, want sys.ping once per scan", asked)
+	}
+}
+
+func FuzzScanRequest(f *testing.F) {
+	for _, s := range fastSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(checkScanRequest)
+}
+
+// TestScanRequestAllocates checks that reading a request in place
+// allocates nothing.
+func TestScanRequestAllocates(t *testing.T) {
+	b := []byte(`{"type":"req","id":"17","method":"rpc.call","params":{"target":{"deviceId":"m"},"method":"bench.echo","params":{"n":42}}}`)
+	if n := testing.AllocsPerRun(100, func() { ScanRequest(b, anyMethod) }); n != 0 {
+		t.Errorf("got %v allocations per ScanRequest, want 0", n)
 	}
 }

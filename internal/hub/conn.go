@@ -70,7 +70,8 @@ type connExtra struct {
 func (c *Conn) nextRequestIDLocked() string {
 	x := c.extraLocked()
 	x.nextReq++
-	return "s" + strconv.FormatUint(x.nextReq, 10)
+	var b [24]byte // one allocation, the string's, where "s"+FormatUint made two
+	return string(strconv.AppendUint(append(b[:0], 's'), x.nextReq, 10))
 }
 
 // addPendingLocked records ch as the waiter of request id. Called with c.mu
@@ -299,8 +300,17 @@ func (c *Conn) sendResult(id string, result any) {
 		}
 		raw = b
 	}
-	var scratch [512]byte // the frame is copied out of it
-	c.sendFrame(ws.PrepareText(protocol.AppendResult(scratch[:0], id, raw)))
+	c.sendRawResult(id, raw)
+}
+
+// sendRawResult answers request id with a result that is JSON already,
+// built in place in a buffer of its size: one allocation, no copy.
+func (c *Conn) sendRawResult(id string, result json.RawMessage) {
+	// What the frame holds besides id and result (more when id needs
+	// escaping: append grows the buffer then).
+	const frameRest = len(`{"type":"res","id":"","ok":true,"result":null}`)
+	b := make([]byte, ws.FrameHeaderRoom, ws.FrameHeaderRoom+frameRest+len(id)+len(result))
+	c.sendFrame(ws.PrepareTextAt(protocol.AppendResult(b, id, result)))
 }
 
 func (c *Conn) sendError(id string, e *protocol.Error) {
@@ -333,6 +343,22 @@ func (c *Conn) OnMessage(w *ws.Conn, payload []byte) {
 	}
 	protocol.Split(payload, func(raw []byte) {
 		c.hub.metrics.framesIn.Inc()
+		// A request for a method that starts on the read loop (rpc.call)
+		// and a machine's answer to a relayed call are read in place:
+		// their params and result are copied once, into the frame that
+		// relays them. Other frames are decoded.
+		var m *Method
+		startable := func(method []byte) bool {
+			m = c.hub.methods[string(method)]
+			return m != nil && m.Mode == Async && m.Start != nil
+		}
+		if id, _, params, ok := protocol.ScanRequest(raw, startable); ok {
+			c.requestInPlace(m, raw, string(id), params)
+			return
+		}
+		if id, res, ok := protocol.ScanResult(raw); ok && c.hub.rpc.relayResult(c, id, res) {
+			return
+		}
 		f, err := protocol.Decode(raw)
 		if err != nil {
 			c.hub.metrics.invalidFrames.Inc()
@@ -428,22 +454,9 @@ func (c *Conn) request(f *protocol.Frame) {
 		h.metrics.unknownMethods.Inc()
 		return
 	}
-	p := c.Principal()
-	if m.Scope != ScopeAuthenticated && !p.HasScope(m.Scope) {
-		c.sendError(f.ID, protocol.Errorf(protocol.CodeForbidden, "method %s needs scope %q", m.Name, m.Scope))
+	if !c.admit(m, f.ID) {
 		return
 	}
-	if m.AppScope != "" && p.AppID != "" && !p.HasScope(m.AppScope) {
-		c.sendError(f.ID, protocol.Errorf(protocol.CodeForbidden, "method %s needs scope %q for an app", m.Name, m.AppScope))
-		return
-	}
-	if wait, ok := c.allow(); !ok {
-		e := protocol.Errorf(protocol.CodeRateLimited, "too many requests")
-		e.RetryAfterMs = wait.Milliseconds() + 1
-		c.sendError(f.ID, e)
-		return
-	}
-	h.inflight.Add()
 	switch m.Mode {
 	case Inline:
 		c.mu.Lock()
@@ -455,24 +468,13 @@ func (c *Conn) request(f *protocol.Frame) {
 		c.inbox = append(c.inbox, f)
 		c.mu.Unlock()
 	case Async:
-		c.mu.Lock()
-		if int(c.async) >= h.cfg.MaxAsyncPerConn {
-			c.mu.Unlock()
-			h.inflight.Done()
-			c.sendError(f.ID, protocol.Errorf(protocol.CodeRateLimited, "too many concurrent calls on this connection (max %d)", h.cfg.MaxAsyncPerConn))
+		if !c.takeAsync(f.ID) {
 			return
 		}
-		c.async++
-		c.mu.Unlock()
-		if m.Start != nil && m.Start(c, f) {
+		if m.Start != nil && m.Start(c, f.ID, f.Params, f.Idem) {
 			return // the method answers and releases the request itself
 		}
-		h.spawn(func() {
-			c.handle(m, f)
-			c.mu.Lock()
-			c.async--
-			c.mu.Unlock()
-		})
+		c.spawnAsync(m, f)
 		return
 	default:
 		c.mu.Lock()
@@ -497,6 +499,83 @@ func (c *Conn) request(f *protocol.Frame) {
 	c.mu.Unlock()
 	h.wg.Add(1)
 	go c.drainInbox()
+}
+
+// requestInPlace routes a request that protocol.ScanRequest read from raw
+// on the read loop (no "idem"; id and params alias raw) to m, an Async
+// method with Start: Start reads it there, and only a request Start
+// declines is decoded, for its goroutine.
+func (c *Conn) requestInPlace(m *Method, raw []byte, id string, params json.RawMessage) {
+	if !c.admit(m, id) || !c.takeAsync(id) {
+		return
+	}
+	if m.Start(c, id, params, "") {
+		return // the method answers and releases the request itself
+	}
+	f, err := protocol.Decode(raw)
+	if err != nil { // ScanRequest reads only what Decode reads (FuzzScanRequest)
+		c.hub.log.Error("decode a request read in place", "conn", c.ID(), "method", m.Name, "err", err)
+		c.sendError(id, protocol.AsError(nil))
+		c.releaseAsync()
+		c.hub.inflight.Done()
+		return
+	}
+	c.spawnAsync(m, f)
+}
+
+// admit checks that the connection may call m now (its scopes, its rate
+// limit) and counts the request in flight; otherwise it answers request id
+// with the refusal.
+func (c *Conn) admit(m *Method, id string) bool {
+	p := c.Principal()
+	if m.Scope != ScopeAuthenticated && !p.HasScope(m.Scope) {
+		c.sendError(id, protocol.Errorf(protocol.CodeForbidden, "method %s needs scope %q", m.Name, m.Scope))
+		return false
+	}
+	if m.AppScope != "" && p.AppID != "" && !p.HasScope(m.AppScope) {
+		c.sendError(id, protocol.Errorf(protocol.CodeForbidden, "method %s needs scope %q for an app", m.Name, m.AppScope))
+		return false
+	}
+	if wait, ok := c.allow(); !ok {
+		e := protocol.Errorf(protocol.CodeRateLimited, "too many requests")
+		e.RetryAfterMs = wait.Milliseconds() + 1
+		c.sendError(id, e)
+		return false
+	}
+	c.hub.inflight.Add()
+	return true
+}
+
+// takeAsync takes one of the connection's Async slots for request id;
+// when none is free it answers the request and releases its inflight
+// count.
+func (c *Conn) takeAsync(id string) bool {
+	h := c.hub
+	c.mu.Lock()
+	if int(c.async) >= h.cfg.MaxAsyncPerConn {
+		c.mu.Unlock()
+		h.inflight.Done()
+		c.sendError(id, protocol.Errorf(protocol.CodeRateLimited, "too many concurrent calls on this connection (max %d)", h.cfg.MaxAsyncPerConn))
+		return false
+	}
+	c.async++
+	c.mu.Unlock()
+	return true
+}
+
+// releaseAsync gives back an Async slot.
+func (c *Conn) releaseAsync() {
+	c.mu.Lock()
+	c.async--
+	c.mu.Unlock()
+}
+
+// spawnAsync runs an Async request on a goroutine of its own.
+func (c *Conn) spawnAsync(m *Method, f *protocol.Frame) {
+	c.hub.spawn(func() {
+		c.handle(m, f)
+		c.releaseAsync()
+	})
 }
 
 // drainInbox handles queued requests in order and exits when the inbox is

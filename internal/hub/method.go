@@ -74,12 +74,14 @@ type Method struct {
 	// one so that a generic grant (write) does not reach them.
 	AppScope string
 	// Start, for an Async method, is tried on the read loop before a
-	// goroutine is started for the request. Returning true, it takes the
+	// goroutine is started for the request: id, params and idem are the
+	// request's, params valid only until Start returns (it may alias the
+	// read buffer: Conn.requestInPlace). Returning true, it takes the
 	// request over: it must answer it exactly once, observe
 	// methodSeconds, and then release the request's Async slot (Conn.async)
 	// and its Hub.inflight count. Returning false it must have sent
 	// nothing; the request goes to Handler as usual.
-	Start func(c *Conn, f *protocol.Frame) bool
+	Start func(c *Conn, id string, params json.RawMessage, idem string) bool
 	// Params and Result are the Go types of the method's params and
 	// result, for the wire contract (the AsyncAPI document and the tests
 	// that check frames against it). Handle fills them from its type

@@ -35,6 +35,8 @@ import (
 //   - rpcRelay.mu guards servers, waiters, remote and served.
 //   - rpcServer.mu guards one serving connection's methods and relays.
 //   - rpcCalls.mu guards one calling connection's calls in flight.
+//   - rpcTimeouts.mu guards the fast-path calls' timeout queues (a leaf:
+//     rpc_timeout.go).
 
 // RPC limits.
 const (
@@ -203,6 +205,8 @@ type rpcRelay struct {
 	servedRemote atomic.Int64
 	metrics      rpcMetrics
 	callMethod   *Method // set once by register: rpc.call's entry, for its metrics
+	// timeouts end the calls of the fast paths (rpc_timeout.go).
+	timeouts rpcTimeouts
 
 	mu      sync.RWMutex
 	servers map[string]*rpcServer              // guarded by mu: serving connection by device id
@@ -217,7 +221,7 @@ type rpcServer struct {
 	conn *Conn
 
 	mu      sync.Mutex
-	methods map[string]struct{}     // guarded by mu
+	methods map[string]string       // guarded by mu: each registered method, by itself (served returns the stored name)
 	relays  map[string]progressSink // guarded by mu: relayed request id → where its progress goes
 	hooked  bool                    // guarded by mu: the close hook is registered
 }
@@ -356,9 +360,41 @@ func (p *rpcCallParams) Validate() error {
 // decodeFast implements fastParams for the shape every client sends:
 // members spelled exactly, once each, strings without escapes.
 func (p *rpcCallParams) decodeFast(raw json.RawMessage) bool {
+	rp, ok := scanCallParams(raw)
+	if !ok {
+		return false
+	}
+	*p = rp.params()
+	return true
+}
+
+// rawCallParams are rpc.call's params as scanCallParams reads them, their
+// strings aliasing the raw params.
+type rawCallParams struct {
+	hasTarget bool   // "target" is present
+	device    []byte // target.deviceId
+	method    []byte
+	args      json.RawMessage // "params"
+	timeoutMs int64
+}
+
+// params returns the decoded params.
+func (rp *rawCallParams) params() rpcCallParams {
+	p := rpcCallParams{Method: string(rp.method), Params: rp.args, TimeoutMs: rp.timeoutMs}
+	if rp.hasTarget {
+		p.Target = &protocol.RPCTarget{DeviceID: string(rp.device)}
+	}
+	return p
+}
+
+// scanCallParams reads rpc.call's params in the shape decodeFast takes
+// without allocating: the fast path of a call looks its target and method
+// up with the bytes.
+func scanCallParams(raw json.RawMessage) (rawCallParams, bool) {
+	var rp rawCallParams
 	i := jsonscan.Space(raw, 0)
 	if i >= len(raw) || raw[i] != '{' || !utf8.Valid(raw) { // encoding/json replaces invalid UTF-8
-		return false
+		return rp, false
 	}
 	seen := 0
 	end, ok := jsonscan.Object(raw, i, func(key []byte, v int) (int, bool) {
@@ -381,37 +417,35 @@ func (p *rpcCallParams) decodeFast(raw json.RawMessage) bool {
 		seen |= bit
 		switch bit {
 		case 1:
-			t := &protocol.RPCTarget{}
+			rp.hasTarget = true
 			hasID := false
-			end, ok := jsonscan.Object(raw, v, func(key []byte, v int) (int, bool) {
+			return jsonscan.Object(raw, v, func(key []byte, v int) (int, bool) {
 				if string(key) != "deviceId" || hasID {
 					return 0, false
 				}
 				hasID = true
 				s, end, ok := jsonscan.SimpleString(raw, v)
-				t.DeviceID = string(s)
+				rp.device = s
 				return end, ok
 			})
-			p.Target = t
-			return end, ok
 		case 2:
 			s, end, ok := jsonscan.SimpleString(raw, v)
-			p.Method = string(s)
+			rp.method = s
 			return end, ok
 		case 4:
 			end, ok := jsonscan.Value(raw, v)
 			if !ok {
 				return 0, false
 			}
-			p.Params = raw[v:end:end]
+			rp.args = raw[v:end:end]
 			return end, true
 		default:
 			n, end, ok := jsonscan.Int(raw, v)
-			p.TimeoutMs = n
+			rp.timeoutMs = n
 			return end, ok
 		}
 	})
-	return ok && jsonscan.Space(raw, end) == len(raw)
+	return rp, ok && jsonscan.Space(raw, end) == len(raw)
 }
 
 func validTarget(t *protocol.RPCTarget) error {
@@ -475,7 +509,7 @@ func (r *rpcRelay) handleRegister(ctx context.Context, call *Call, p *rpcRegiste
 	c := call.Conn
 	srv := serverOf(c)
 	if srv == nil {
-		srv = &rpcServer{conn: c, methods: make(map[string]struct{}), relays: make(map[string]progressSink)}
+		srv = &rpcServer{conn: c, methods: make(map[string]string), relays: make(map[string]progressSink)}
 		c.SetValue(rpcServerKey{}, srv) // rpc.register is Serial: no concurrent creation
 	}
 	srv.mu.Lock()
@@ -490,7 +524,7 @@ func (r *rpcRelay) handleRegister(ctx context.Context, call *Call, p *rpcRegiste
 		return nil, protocol.Errorf(protocol.CodeTooLarge, "at most %d methods per connection", MaxRPCMethods).WithDetail("field", "methods")
 	}
 	for _, m := range p.Methods {
-		srv.methods[m] = struct{}{}
+		srv.methods[m] = m
 	}
 	hook := !srv.hooked
 	srv.hooked = true
@@ -545,6 +579,16 @@ func (s *rpcServer) has(method string) bool {
 	defer s.mu.Unlock()
 	_, ok := s.methods[method]
 	return ok
+}
+
+// served returns the name of method, read from raw params, when s serves
+// it: the stored string, where converting method would allocate one per
+// call.
+func (s *rpcServer) served(method []byte) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name, ok := s.methods[string(method)]
+	return name, ok
 }
 
 func (r *rpcRelay) handleUnregister(ctx context.Context, call *Call, p *rpcRegisterParams) (any, error) {

@@ -319,10 +319,7 @@ func (r *rpcRelay) deliverLocal(ctx context.Context, done <-chan struct{}, calle
 // as is, an error object with its code kept, anything malformed internal.
 func (r *rpcRelay) result(f *protocol.Frame, target *Conn, method string) (json.RawMessage, error) {
 	if f.OK {
-		if len(f.Result) == 0 {
-			return json.RawMessage("null"), nil
-		}
-		return f.Result, nil
+		return okResult(f.Result), nil
 	}
 	if f.Error == nil || !knownCode(f.Error.Code) {
 		p := target.Principal()
@@ -335,6 +332,15 @@ func (r *rpcRelay) result(f *protocol.Frame, target *Conn, method string) (json.
 	}
 	e := *f.Error
 	return nil, &e
+}
+
+// okResult is the caller's result of a successful response: null when it
+// carries none.
+func okResult(res json.RawMessage) json.RawMessage {
+	if len(res) == 0 {
+		return json.RawMessage("null")
+	}
+	return res
 }
 
 func knownCode(c protocol.Code) bool {

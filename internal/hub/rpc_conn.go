@@ -83,7 +83,7 @@ func (c *Conn) failPendingResponse(raw []byte, derr error) bool {
 	c.mu.Unlock()
 	var ic inlineRelay
 	if ch == nil {
-		if ic = c.hub.rpc.inlineCallOf(c, probe.ID); ic == nil {
+		if ic = c.hub.rpc.inlineCallOf(c, []byte(probe.ID)); ic == nil {
 			return false
 		}
 	}

@@ -17,7 +17,7 @@ import (
 //
 //   - the target's response, on the target's read loop (relayResponse);
 //   - a malformed response (failPendingResponse);
-//   - the timeout (a timer);
+//   - the timeout (its queue's timer: rpc_timeout.go);
 //   - rpc.cancel from the caller (handleCancel, after its own answer);
 //   - the caller's connection closing (callerClosed);
 //   - the target's connection closing (serverClosed).
@@ -38,50 +38,68 @@ type inlineCall struct {
 	id     string     // set once: the relayed request id
 	method string     // set once
 	start  time.Time  // set once
-	timer  *time.Timer
-	done   atomic.Bool // finish ran
+	// timeout is the call's place in its timeout queue (rpc_timeout.go).
+	timeout timeoutEntry
+	done    atomic.Bool // finish ran
 }
 
 // startCall implements Method.Start for rpc.call.
-func (r *rpcRelay) startCall(c *Conn, f *protocol.Frame) bool {
-	if f.Idem != "" {
+func (r *rpcRelay) startCall(c *Conn, callID string, params json.RawMessage, idem string) bool {
+	if idem != "" {
 		return false // through the idempotency records (callIdempotent)
 	}
-	var p rpcCallParams
-	if !p.decodeFast(f.Params) || p.Validate() != nil {
+	// The params are read without allocating: the target is looked up
+	// with the device id's bytes and the method's name is the target's.
+	rp, ok := scanCallParams(params)
+	if !ok {
 		return false
 	}
-	s := r.localServer(p.Target.DeviceID)
+	r.mu.RLock()
+	s := r.servers[string(rp.device)]
+	r.mu.RUnlock()
 	if s == nil {
-		return r.startForward(c, f, &p) // rpc_forward.go
+		p := rp.params()
+		if p.Validate() != nil {
+			return false
+		}
+		return r.startForward(c, callID, &p) // rpc_forward.go
 	}
+	// What Validate checks, but the method (the target serves only valid
+	// ones) and null params (scanCallParams declines them). A closed
+	// target is declined by nextRequestID.
+	if len(rp.device) > protocol.MaxIDLength || rp.timeoutMs < 0 || len(rp.args) > 0 && rp.args[0] != '{' {
+		return false
+	}
+	method, ok := s.served(rp.method)
 	caller := c.Principal()
 	target := s.conn
-	if !r.cfg.allowed(caller.UserID, target.Principal().UserID, p.Method) || !s.has(p.Method) {
+	if !ok || !r.cfg.allowed(caller.UserID, target.Principal().UserID, method) {
 		return false
 	}
 	timeout := r.cfg.DefaultTimeout
-	if p.TimeoutMs > 0 {
-		timeout = min(time.Duration(p.TimeoutMs)*time.Millisecond, r.cfg.MaxTimeout)
+	if rp.timeoutMs > 0 {
+		timeout = min(time.Duration(rp.timeoutMs)*time.Millisecond, r.cfg.MaxTimeout)
 	}
 	id, ok := target.nextRequestID()
 	if !ok {
 		return false
 	}
-	ic := &inlineCall{r: r, m: r.callMethod, caller: c, callID: f.ID, calls: r.callsOf(c),
-		srv: s, id: id, method: p.Method, start: time.Now()}
-	// The timer exists before the call can be found (finish stops it) and
-	// runs only once the call is registered (finish unregisters it).
-	ic.timer = time.AfterFunc(time.Hour, ic.timedOut)
+	ic := &inlineCall{r: r, m: r.callMethod, caller: c, callID: callID, calls: r.callsOf(c),
+		srv: s, id: id, method: method, start: time.Now()}
 	ic.calls.mu.Lock()
-	ic.calls.calls[f.ID] = rpcCallEntry{inline: ic}
+	ic.calls.calls[callID] = rpcCallEntry{inline: ic}
 	ic.calls.mu.Unlock()
 	s.mu.Lock()
 	s.relays[id] = ic
 	s.mu.Unlock()
-	ic.timer.Reset(timeout)
+	// The timeout runs only once the call is registered (its end
+	// unregisters it); an end that came first found it not queued yet.
+	r.timeouts.add(&ic.timeout, ic, timeout)
+	if ic.done.Load() {
+		r.timeouts.remove(&ic.timeout)
+	}
 
-	frame, err := requestFrame(id, p.Method, p.Params, callerOf(caller))
+	frame, err := requestFrame(id, method, rp.args, callerOf(caller))
 	if err == nil && target.sendFrame(frame) {
 		return true
 	}
@@ -95,9 +113,9 @@ func (r *rpcRelay) startCall(c *Conn, f *protocol.Frame) bool {
 	return false
 }
 
-// release stops the timer and forgets the call.
+// release forgets the call and its timeout.
 func (ic *inlineCall) release() {
-	ic.timer.Stop()
+	ic.r.timeouts.remove(&ic.timeout)
 	ic.srv.mu.Lock()
 	if ic.srv.relays[ic.id] == progressSink(ic) {
 		delete(ic.srv.relays, ic.id)
@@ -131,7 +149,7 @@ func (ic *inlineCall) finish(res json.RawMessage, err error, cancelReason string
 		c.sendError(ic.callID, pe)
 		r.metrics.calls.WithLabelValues(outcome(err), "local").Inc()
 	} else {
-		c.sendResult(ic.callID, res)
+		c.sendRawResult(ic.callID, res)
 		r.metrics.okLocal.Inc()
 	}
 	if err == nil { // ic.m is rpc.call
@@ -153,6 +171,12 @@ func (ic *inlineCall) response(f *protocol.Frame) {
 	}
 	res, err := ic.r.result(f, ic.srv.conn, ic.method)
 	ic.finish(res, err, "")
+}
+
+// result ends the call with the target's successful answer, res aliasing
+// the read buffer: the caller's frame is a copy.
+func (ic *inlineCall) result(res json.RawMessage) {
+	ic.finish(okResult(res), nil, "")
 }
 
 func (ic *inlineCall) timedOut() {
@@ -195,14 +219,19 @@ func (ic *inlineCall) flush()                {}
 // from the target's read loop rather than by a waiting goroutine.
 type inlineRelay interface {
 	progressSink
+	// response ends the call with the target's response frame.
 	response(f *protocol.Frame)
+	// result ends the call with the target's successful answer, read by
+	// protocol.ScanResult: res aliases the read buffer, valid until
+	// result returns.
+	result(res json.RawMessage)
 	targetGone()
 }
 
 // relayResponse hands a response that no waiting channel claimed to the
 // fast-path call it answers; it reports whether there was one.
 func (r *rpcRelay) relayResponse(c *Conn, f *protocol.Frame) bool {
-	ic := r.inlineCallOf(c, f.ID)
+	ic := r.inlineCallOf(c, []byte(f.ID))
 	if ic == nil {
 		return false
 	}
@@ -210,14 +239,27 @@ func (r *rpcRelay) relayResponse(c *Conn, f *protocol.Frame) bool {
 	return true
 }
 
+// relayResult hands a successful response, read by protocol.ScanResult
+// from c's read buffer, to the fast-path call it answers; false, for any
+// other response, leaves the frame to protocol.Decode and Conn.response.
+// Fast-path calls and waiting channels have distinct request ids.
+func (r *rpcRelay) relayResult(c *Conn, id []byte, res json.RawMessage) bool {
+	ic := r.inlineCallOf(c, id)
+	if ic == nil {
+		return false
+	}
+	ic.result(res)
+	return true
+}
+
 // inlineCallOf returns the fast-path call relayed to c as request id.
-func (r *rpcRelay) inlineCallOf(c *Conn, id string) inlineRelay {
+func (r *rpcRelay) inlineCallOf(c *Conn, id []byte) inlineRelay {
 	s := serverOf(c)
 	if s == nil {
 		return nil
 	}
 	s.mu.Lock()
-	ic, _ := s.relays[id].(inlineRelay)
+	ic, _ := s.relays[string(id)].(inlineRelay)
 	s.mu.Unlock()
 	return ic
 }
@@ -259,20 +301,20 @@ func (s *rpcServer) targetClosed() {
 }
 
 // requestFrame is the prepared text frame of a request relayed to a target
-// (params {} when empty), built in a pooled buffer.
+// (params {} when empty), built in place in a buffer of its size: one
+// allocation, no copy.
 func requestFrame(id, method string, params json.RawMessage, caller *protocol.Caller) ([]byte, error) {
 	if len(params) == 0 {
 		params = json.RawMessage("{}")
 	}
-	bp := framePool.Get().(*[]byte)
-	b, err := protocol.AppendRequest((*bp)[:0], id, method, params, "", &protocol.Meta{Caller: caller})
-	var frame []byte
-	if err == nil {
-		frame = ws.PrepareText(b)
+	// What the frame holds besides its strings and params (more when a
+	// string needs escaping: append grows the buffer then).
+	const frameRest = len(`{"type":"req","id":"","method":"","params":,"meta":{"caller":{"userId":"","deviceId":"","appId":""}}}`)
+	b := make([]byte, ws.FrameHeaderRoom, ws.FrameHeaderRoom+frameRest+len(id)+len(method)+len(params)+
+		len(caller.UserID)+len(caller.DeviceID)+len(caller.AppID))
+	b, err := protocol.AppendRequest(b, id, method, params, "", &protocol.Meta{Caller: caller})
+	if err != nil {
+		return nil, err
 	}
-	if cap(b) <= 64<<10 {
-		*bp = b
-		framePool.Put(bp)
-	}
-	return frame, err
+	return ws.PrepareTextAt(b), nil
 }

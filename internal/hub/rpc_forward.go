@@ -78,7 +78,7 @@ type fwdCall struct {
 // startForward starts rpc.call p, whose target is not on this node, on the
 // fast path when the route cache knows its node. It reports whether it did
 // (the call then answers and releases the request itself).
-func (r *rpcRelay) startForward(c *Conn, f *protocol.Frame, p *rpcCallParams) bool {
+func (r *rpcRelay) startForward(c *Conn, callID string, p *rpcCallParams) bool {
 	q, ok := r.dir.(NodeQueue)
 	if !ok {
 		return false
@@ -103,7 +103,7 @@ func (r *rpcRelay) startForward(c *Conn, f *protocol.Frame, p *rpcCallParams) bo
 		timeout = min(time.Duration(p.TimeoutMs)*time.Millisecond, r.cfg.MaxTimeout)
 	}
 	now := time.Now()
-	fc := &fwdCall{r: r, q: q, caller: c, callerP: callerOf(c.Principal()), callID: f.ID, calls: r.callsOf(c),
+	fc := &fwdCall{r: r, q: q, caller: c, callerP: callerOf(c.Principal()), callID: callID, calls: r.callsOf(c),
 		node: node, device: p.Target.DeviceID, method: p.Method, params: bytes.Clone(p.Params),
 		call: r.nextCallID(), start: now, deadline: now.Add(timeout), rx: rx, gen: gen}
 	msg, err := marshalNodeMsg(&nodeMsg{Kind: nodeCall, From: r.node, Call: fc.call, Device: fc.device,
@@ -115,10 +115,10 @@ func (r *rpcRelay) startForward(c *Conn, f *protocol.Frame, p *rpcCallParams) bo
 	// runs only once the call is registered.
 	fc.timer = time.AfterFunc(time.Hour, fc.tick)
 	fc.calls.mu.Lock()
-	fc.calls.calls[f.ID] = rpcCallEntry{inline: fc}
+	fc.calls.calls[callID] = rpcCallEntry{inline: fc}
 	fc.calls.mu.Unlock()
 	r.mu.Lock()
-	r.remote[fc.call] = &remoteCall{fast: fc, sink: &callerSink{r: r, conn: c, id: f.ID}}
+	r.remote[fc.call] = &remoteCall{fast: fc, sink: &callerSink{r: r, conn: c, id: callID}}
 	r.mu.Unlock()
 	fc.timer.Reset(min(timeout, rpcNodeCheck))
 	if q.QueueToNode(node, msg, fc.sent) {

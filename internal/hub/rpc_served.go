@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"sync/atomic"
@@ -21,8 +22,8 @@ import (
 //
 //   - the target's response (relayResponse) or a malformed one
 //     (failPendingResponse): the result goes back;
-//   - the timeout (a timer): the target gets rpc.cancel, the origin a
-//     timeout error;
+//   - the timeout (its queue's timer: rpc_timeout.go): the target gets
+//     rpc.cancel, the origin a timeout error;
 //   - rpc.cancel from the origin (handleNodeMessage, through served): the
 //     target gets rpc.cancel, the origin nothing (it stopped waiting);
 //   - the target's connection closing (serverClosed): the origin gets
@@ -56,8 +57,9 @@ type servedCall struct {
 	srv    *rpcServer // set once: the target's RPC state
 	id     string     // set once: the relayed request id
 	method string     // set once
-	timer  *time.Timer
-	done   atomic.Bool // finish ran
+	// timeout is the call's place in its timeout queue (rpc_timeout.go).
+	timeout timeoutEntry
+	done    atomic.Bool // finish ran
 }
 
 // serveFast serves m (a forwarded rpc.call) on the fast path when it can;
@@ -89,16 +91,18 @@ func (r *rpcRelay) serveFast(m *nodeMsg) bool {
 	}
 	sc := &servedCall{r: r, q: q, origin: m.From, call: m.Call, key: m.From + "|" + m.Call,
 		srv: s, id: id, method: m.Method}
-	// The timer exists before the call can be found (finish stops it) and
-	// runs only once the call is registered (finish unregisters it).
-	sc.timer = time.AfterFunc(time.Hour, sc.timedOut)
 	r.mu.Lock()
 	r.served[sc.key] = sc.cancel
 	r.mu.Unlock()
 	s.mu.Lock()
 	s.relays[id] = sc
 	s.mu.Unlock()
-	sc.timer.Reset(timeout)
+	// The timeout runs only once the call is registered (its end
+	// unregisters it); an end that came first found it not queued yet.
+	r.timeouts.add(&sc.timeout, sc, timeout)
+	if sc.done.Load() {
+		r.timeouts.remove(&sc.timeout)
+	}
 
 	frame, err := requestFrame(id, m.Method, m.Params, caller)
 	if err == nil && target.sendFrame(frame) {
@@ -113,9 +117,9 @@ func (r *rpcRelay) serveFast(m *nodeMsg) bool {
 	return false
 }
 
-// release stops the timer and forgets the call.
+// release forgets the call and its timeout.
 func (sc *servedCall) release() {
-	sc.timer.Stop()
+	sc.r.timeouts.remove(&sc.timeout)
 	sc.srv.mu.Lock()
 	if sc.srv.relays[sc.id] == progressSink(sc) {
 		delete(sc.srv.relays, sc.id)
@@ -180,6 +184,16 @@ func (sc *servedCall) response(f *protocol.Frame) {
 		out = &nodeMsg{Error: protocol.AsError(err)}
 	}
 	sc.finish(out, err, "")
+}
+
+// result ends the call with the target's successful answer; res is
+// copied (it aliases the read buffer, and a result that cannot be queued
+// at once is sent from a goroutine).
+func (sc *servedCall) result(res json.RawMessage) {
+	if sc.done.Load() {
+		return
+	}
+	sc.finish(&nodeMsg{Result: okResult(bytes.Clone(res))}, nil, "")
 }
 
 func (sc *servedCall) timedOut() {
