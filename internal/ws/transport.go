@@ -83,7 +83,9 @@ type Config struct {
 	//
 	// When the writers are as many as the processors (and at least two),
 	// the last is a helper: it writes only while more than helperBacklog
-	// connections wait on the ready list. Below that, writers busy with a
+	// connections wait on the ready list, for the first helperBurst of such
+	// a backlog (a longer one is written by the other writers, which then
+	// batch more per writev). Below that, writers busy with a
 	// fan-out leave a processor, which polls the network at once, so that
 	// the goroutines waiting for it (an HTTP publisher's next request, an
 	// RPC relay, a handshake) are not left to the runtime's 10 ms network
@@ -213,6 +215,9 @@ type Transport struct {
 	// helperBacklog connections or writers stop; the helper writer waits
 	// on it (Config.Writers).
 	helperCond sync.Cond
+	// readySince is t.now() when the ready list last went from empty to not
+	// empty: the start of the backlog (helperBurst). Guarded by readyMu.
+	readySince int64
 
 	// fds holds the Epoll loops' connections by descriptor. Last, so that it
 	// leaves the layout of the fields above (readyMu's line) as it was.
@@ -605,11 +610,14 @@ func (t *Transport) schedule(c *Conn) {
 		clear(t.ready[n:])
 		t.ready, t.readyHead = t.ready[:n], 0
 	}
+	if len(t.ready) == t.readyHead {
+		t.readySince = t.now()
+	}
 	t.ready = append(t.ready, c)
-	backlog := len(t.ready) - t.readyHead
+	help := t.helperWantedLocked()
 	t.readyMu.Unlock()
 	t.readyCond.Signal()
-	if backlog > helperBacklog {
+	if help {
 		t.helperCond.Signal()
 	}
 }
@@ -648,10 +656,13 @@ func (t *Transport) scheduleMany(cs []*Conn) {
 		clear(t.ready[n:])
 		t.ready, t.readyHead = t.ready[:n], 0
 	}
+	if len(t.ready) == t.readyHead {
+		t.readySince = t.now()
+	}
 	t.ready = append(t.ready, cs...)
-	backlog := len(t.ready) - t.readyHead
+	help := t.helperWantedLocked()
 	t.readyMu.Unlock()
-	if backlog > helperBacklog {
+	if help {
 		t.helperCond.Signal()
 	}
 	if len(cs) >= t.cfg.Writers {

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	gws "github.com/gobwas/ws"
 )
@@ -45,7 +46,7 @@ func TestWritersLeaveAProcessor(t *testing.T) {
 // the writers stop, having taken none), and a share once there are more;
 // the other writers take from the list as before, first in first out.
 func TestHelperTakesOnlyBacklog(t *testing.T) {
-	tr := New(Config{Writers: 2})
+	tr := New(Config{Writers: 2, clock: func() int64 { return 1 }}) // every backlog fresh (helperBurst)
 	conns := make([]*Conn, helperBacklog+1)
 	for i := range conns {
 		conns[i] = &Conn{}
@@ -73,6 +74,59 @@ func TestHelperTakesOnlyBacklog(t *testing.T) {
 	next := tr.takeReady(nil)
 	if len(next) == 0 || next[0] != conns[maxTake] {
 		t.Fatalf("writer after the helper got %d connections; want them from the %d-th, in order", len(next), maxTake)
+	}
+}
+
+// TestHelperLeavesSustainedBacklog: the helper writer shares a backlog
+// for its first helperBurst only; one that lasts longer is left to the
+// other writers, and once the ready list ran dry the next backlog is a new
+// burst the helper shares again.
+func TestHelperLeavesSustainedBacklog(t *testing.T) {
+	var now atomic.Int64
+	now.Store(1)
+	tr := New(Config{Writers: 2, clock: now.Load})
+	conns := make([]*Conn, 2*helperBacklog+maxTake+2)
+	for i := range conns {
+		conns[i] = &Conn{}
+	}
+	next := 0
+	schedule := func(n int) {
+		tr.scheduleMany(conns[next : next+n])
+		next += n
+	}
+	schedule(helperBacklog + 1)
+	if batch := tr.takeBacklog(nil); len(batch) == 0 {
+		t.Fatal("the helper took nothing from a fresh backlog")
+	}
+
+	now.Add(helperBurst)
+	schedule(maxTake) // still more than helperBacklog waiting, in a backlog helperBurst old
+	got := make(chan []*Conn, 1)
+	go func() { got <- tr.takeBacklog(nil) }()
+	tr.readyMu.Lock()
+	tr.stopWrite = true
+	tr.readyMu.Unlock()
+	tr.helperCond.Broadcast()
+	if batch := <-got; batch != nil {
+		t.Fatalf("the helper took %d connections from a backlog %v old; want none", len(batch), time.Duration(helperBurst))
+	}
+
+	tr.readyMu.Lock()
+	tr.stopWrite = false
+	tr.readyMu.Unlock()
+	for {
+		tr.readyMu.Lock()
+		empty := len(tr.ready) == tr.readyHead
+		tr.readyMu.Unlock()
+		if empty {
+			break
+		}
+		tr.takeReady(nil)
+	}
+	now.Add(1)
+	schedule(helperBacklog + 1)
+	if batch := tr.takeBacklog(nil); len(batch) == 0 {
+		t.Fatal("the helper took nothing from a new backlog after the list ran dry")
 	}
 }
 
