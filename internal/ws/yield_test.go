@@ -41,6 +41,22 @@ func TestWritersLeaveAProcessor(t *testing.T) {
 	}
 }
 
+// helperTakesBeforeStop returns what the helper writer takes when the
+// writers are told to stop (nil: it was waiting, it took nothing).
+func helperTakesBeforeStop(tr *Transport) []*Conn {
+	got := make(chan []*Conn, 1)
+	go func() { got <- tr.takeBacklog(nil) }()
+	setStopWrite(tr, true)
+	tr.helperCond.Broadcast()
+	return <-got
+}
+
+func setStopWrite(tr *Transport, stop bool) {
+	tr.readyMu.Lock()
+	tr.stopWrite = stop
+	tr.readyMu.Unlock()
+}
+
 // TestHelperTakesOnlyBacklog: the helper writer takes nothing while the
 // ready list holds helperBacklog connections or fewer (it returns nil when
 // the writers stop, having taken none), and a share once there are more;
@@ -52,19 +68,11 @@ func TestHelperTakesOnlyBacklog(t *testing.T) {
 		conns[i] = &Conn{}
 	}
 	tr.scheduleMany(conns[:helperBacklog])
-	got := make(chan []*Conn, 1)
-	go func() { got <- tr.takeBacklog(nil) }()
-	tr.readyMu.Lock()
-	tr.stopWrite = true
-	tr.readyMu.Unlock()
-	tr.helperCond.Broadcast()
-	if batch := <-got; batch != nil {
+	if batch := helperTakesBeforeStop(tr); batch != nil {
 		t.Fatalf("helper took %d connections with %d ready; want none", len(batch), helperBacklog)
 	}
 
-	tr.readyMu.Lock()
-	tr.stopWrite = false
-	tr.readyMu.Unlock()
+	setStopWrite(tr, false)
 	tr.schedule(conns[helperBacklog])
 	batch := tr.takeBacklog(nil)
 	if len(batch) != maxTake || batch[0] != conns[0] {
@@ -101,19 +109,11 @@ func TestHelperLeavesSustainedBacklog(t *testing.T) {
 
 	now.Add(helperBurst)
 	schedule(maxTake) // still more than helperBacklog waiting, in a backlog helperBurst old
-	got := make(chan []*Conn, 1)
-	go func() { got <- tr.takeBacklog(nil) }()
-	tr.readyMu.Lock()
-	tr.stopWrite = true
-	tr.readyMu.Unlock()
-	tr.helperCond.Broadcast()
-	if batch := <-got; batch != nil {
+	if batch := helperTakesBeforeStop(tr); batch != nil {
 		t.Fatalf("the helper took %d connections from a backlog %v old; want none", len(batch), time.Duration(helperBurst))
 	}
 
-	tr.readyMu.Lock()
-	tr.stopWrite = false
-	tr.readyMu.Unlock()
+	setStopWrite(tr, false)
 	for {
 		tr.readyMu.Lock()
 		empty := len(tr.ready) == tr.readyHead
